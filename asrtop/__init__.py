@@ -1,0 +1,3 @@
+"""asrtop: the operator's console for GPU speech-recognition fleets."""
+
+__version__ = "0.1.0"

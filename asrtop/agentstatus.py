@@ -1,0 +1,244 @@
+"""Typed, validated view of an agent's `GET /v1/status` body (schema 1, see agents/README.md).
+
+PURE: no I/O. `parse_status` accepts anything json.loads can return and either gives an `AgentStatus`
+or raises `StatusError` with one line saying what is wrong; a reading of the wrong type becomes None
+(unavailable), never a made-up 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+SUPPORTED_SCHEMA = 1
+
+
+class StatusError(ValueError):
+    """The body is not a schema-1 agent status."""
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    pid: int
+    name: str | None
+    gpu_memory_bytes: int | None
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    index: int
+    uuid: str | None
+    name: str | None
+    utilization_ratio: float | None
+    memory_used_bytes: int | None
+    memory_total_bytes: int | None
+    temperature_celsius: float | None
+    power_watts: float | None
+    power_limit_watts: float | None
+    processes: tuple[GpuProcess, ...] = ()
+
+    @property
+    def memory_ratio(self) -> float | None:
+        if self.memory_used_bytes is None or not self.memory_total_bytes:
+            return None
+        return self.memory_used_bytes / self.memory_total_bytes
+
+
+@dataclass(frozen=True)
+class HostReading:
+    cpu_ratio: float | None = None
+    load1: float | None = None
+    load5: float | None = None
+    load15: float | None = None
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestStats:
+    """Exact counts from the agent's in-path proxy (`--proxy`); absent without it."""
+
+    total: int | None = None
+    by_class: Mapping[str, int] = field(default_factory=dict)  # "2xx", "4xx", "5xx", ...
+    in_flight: int | None = None
+    latency_p50_seconds: float | None = None
+    latency_p95_seconds: float | None = None
+    latency_sum_seconds: float | None = None
+    audio_seconds_total: float | None = None
+    bytes_received_total: int | None = None
+    bytes_sent_total: int | None = None
+
+
+@dataclass(frozen=True)
+class AsrReading:
+    url: str | None = None
+    up: bool | None = None
+    probe_latency_seconds: float | None = None
+    error: str | None = None
+    pid: int | None = None
+    process_cpu_ratio: float | None = None
+    process_rss_bytes: int | None = None
+    in_flight: int | None = None
+    in_flight_source: str | None = None  # "proxy" (exact) | "connections" (established TCP to the ASR port)
+    requests: RequestStats | None = None
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    path: str
+    state: str  # ok | hashing | missing | error
+    sha256: str | None
+    files: int | None
+    bytes: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ModelReading:
+    state: str = "missing"  # ok | hashing | missing | error (worst of the dirs)
+    sha256: str | None = None  # manifest digest over all dirs
+    files: int | None = None
+    bytes: int | None = None
+    error: str | None = None
+    dirs: tuple[ModelDir, ...] = ()
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    node: str
+    agent_version: str | None
+    collected_at: float | None
+    interval_seconds: float | None
+    host: HostReading
+    gpu_source: str  # nvml | none | simulated
+    gpu_error: str | None
+    gpus: tuple[GpuReading, ...]
+    asr: AsrReading
+    model: ModelReading
+    versions: Mapping[str, Any]
+
+
+MODEL_STATES = {"ok", "hashing", "missing", "error"}
+GPU_SOURCES = {"nvml", "none", "simulated"}
+
+
+def _obj(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _num(d: Mapping, key: str) -> float | None:
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _int(d: Mapping, key: str) -> int | None:
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return int(v)
+
+
+def _str(d: Mapping, key: str) -> str | None:
+    v = d.get(key)
+    return v if isinstance(v, str) else None
+
+
+def _bool(d: Mapping, key: str) -> bool | None:
+    v = d.get(key)
+    return v if isinstance(v, bool) else None
+
+
+def _gpu(d: dict, position: int) -> GpuReading:
+    procs = []
+    for p in d.get("processes") or ():
+        p = _obj(p)
+        pid = _int(p, "pid")
+        if pid is not None:
+            procs.append(GpuProcess(pid, _str(p, "name"), _int(p, "gpu_memory_bytes")))
+    index = _int(d, "index")
+    return GpuReading(
+        index=position if index is None else index,
+        uuid=_str(d, "uuid"),
+        name=_str(d, "name"),
+        utilization_ratio=_num(d, "utilization_ratio"),
+        memory_used_bytes=_int(d, "memory_used_bytes"),
+        memory_total_bytes=_int(d, "memory_total_bytes"),
+        temperature_celsius=_num(d, "temperature_celsius"),
+        power_watts=_num(d, "power_watts"),
+        power_limit_watts=_num(d, "power_limit_watts"),
+        processes=tuple(procs),
+    )
+
+
+def _requests(d: Any) -> RequestStats | None:
+    if not isinstance(d, dict):
+        return None
+    by_class = {k: int(v) for k, v in _obj(d.get("by_class")).items()
+                if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)}
+    return RequestStats(
+        total=_int(d, "total"),
+        by_class=by_class,
+        in_flight=_int(d, "in_flight"),
+        latency_p50_seconds=_num(d, "latency_p50_seconds"),
+        latency_p95_seconds=_num(d, "latency_p95_seconds"),
+        latency_sum_seconds=_num(d, "latency_sum_seconds"),
+        audio_seconds_total=_num(d, "audio_seconds_total"),
+        bytes_received_total=_int(d, "bytes_received_total"),
+        bytes_sent_total=_int(d, "bytes_sent_total"),
+    )
+
+
+def _model_state(d: Mapping) -> str:
+    state = _str(d, "state")
+    return state if state in MODEL_STATES else "error"
+
+
+def parse_status(body: Any) -> AgentStatus:
+    """Validate a decoded /v1/status body. Raises StatusError (one line) when it is not one."""
+    if not isinstance(body, dict):
+        raise StatusError(f"status body is a {type(body).__name__}, expected a JSON object")
+    schema = body.get("schema")
+    if schema != SUPPORTED_SCHEMA:
+        raise StatusError(f"unsupported status schema {schema!r} (this asrtop reads schema {SUPPORTED_SCHEMA})")
+    node = body.get("node")
+    if not isinstance(node, str) or not node:
+        raise StatusError("status has no node name")
+    gpu_source = _str(body, "gpu_source")
+    gpus_raw = body.get("gpus")
+    gpus = tuple(_gpu(g, i) for i, g in enumerate(gpus_raw if isinstance(gpus_raw, list) else ())
+                 if isinstance(g, dict))
+    h = _obj(body.get("host"))
+    a = _obj(body.get("asr"))
+    m = _obj(body.get("model"))
+    dirs = tuple(
+        ModelDir(_str(x, "path") or "?", _model_state(x), _str(x, "sha256"), _int(x, "files"),
+                 _int(x, "bytes"), _str(x, "error"))
+        for x in (m.get("dirs") if isinstance(m.get("dirs"), list) else ()) if isinstance(x, dict)
+    )
+    return AgentStatus(
+        node=node,
+        agent_version=_str(body, "agent_version"),
+        collected_at=_num(body, "collected_at"),
+        interval_seconds=_num(body, "interval_seconds"),
+        host=HostReading(_num(h, "cpu_ratio"), _num(h, "load1"), _num(h, "load5"), _num(h, "load15"),
+                         _int(h, "memory_used_bytes"), _int(h, "memory_total_bytes"), _str(h, "error")),
+        gpu_source=gpu_source if gpu_source in GPU_SOURCES else "none",
+        gpu_error=_str(body, "gpu_error"),
+        gpus=gpus,
+        asr=AsrReading(
+            url=_str(a, "url"), up=_bool(a, "up"), probe_latency_seconds=_num(a, "probe_latency_seconds"),
+            error=_str(a, "error"), pid=_int(a, "pid"), process_cpu_ratio=_num(a, "process_cpu_ratio"),
+            process_rss_bytes=_int(a, "process_rss_bytes"), in_flight=_int(a, "in_flight"),
+            in_flight_source=_str(a, "in_flight_source"), requests=_requests(a.get("requests")),
+        ),
+        model=ModelReading(_model_state(m) if m else "missing", _str(m, "sha256"), _int(m, "files"),
+                           _int(m, "bytes"), _str(m, "error"), dirs),
+        versions={k: v for k, v in _obj(body.get("versions")).items() if isinstance(k, str)},
+    )

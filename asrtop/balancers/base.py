@@ -1,0 +1,80 @@
+"""The one seam between asrtop and a load balancer: the `Balancer` protocol and what it reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+
+class AdminState(str, Enum):
+    READY = "ready"
+    DRAIN = "drain"
+    MAINT = "maint"
+
+
+class Health(str, Enum):
+    UP = "up"
+    DOWN = "down"
+    NO_CHECK = "no-check"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """One server of one backend/upstream as one balancer sees it. None = the balancer does not know."""
+
+    name: str  # HAProxy server name; nginx: "host:port" as written in the upstream
+    address: str  # host or IP as configured
+    port: int | None
+    weight: int
+    backup: bool
+    admin: AdminState
+    health: Health
+    active_sessions: int | None = None  # in flight right now
+    queued: int | None = None
+    request_rate: float | None = None  # requests/s (HAProxy rate: sessions over the last second)
+    requests_total: int | None = None
+    errors_5xx_total: int | None = None
+    avg_response_seconds: float | None = None  # HAProxy rtime (last 1024 requests)
+    checked: bool = False  # a health check is configured
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}" if self.port is not None else self.address
+
+
+class BalancerError(Exception):
+    """A balancer could not be read or refused a change. str() is one line an operator can act on."""
+
+
+class BalancerUnreachable(BalancerError):
+    """Socket missing, connection refused, timed out, or the process died mid-conversation."""
+
+
+class BalancerRefused(BalancerError):
+    """The balancer answered but refused (no admin level, unknown backend/server, invalid value, nginx -t failed)."""
+
+
+class UnsupportedAction(BalancerError):
+    """The balancer cannot do this at all (e.g. HAProxy backup toggle with a static algorithm)."""
+
+
+@runtime_checkable
+class Balancer(Protocol):
+    """Adapters: balancers/haproxy.py (Runtime API), balancers/nginx.py (upstream file + reload).
+
+    All methods are blocking and fast (a socket round trip or a file rewrite + reload); async callers
+    run them in a thread. `server` is a ServerState.name as returned by servers().
+    """
+
+    name: str  # the balancer's name in asrtop.toml
+    kind: str  # "haproxy" | "nginx"
+    max_weight: int  # HAProxy 256, nginx: no upper bound documented -> we cap at 1000
+
+    def servers(self) -> list[ServerState]: ...
+
+    def set_state(self, server: str, state: AdminState) -> None: ...
+
+    def set_weight(self, server: str, weight: int) -> None: ...
+
+    def set_backup(self, server: str, backup: bool) -> None: ...

@@ -1,0 +1,261 @@
+"""Cluster config: a TOML file naming balancers and nodes (format in README.md, "Configuration").
+
+Lookup: --config PATH, else ./asrtop.toml, else $XDG_CONFIG_HOME/asrtop/asrtop.toml (~/.config/...).
+Validation errors are one line: "<file>: <key>: <what is wrong>".
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from asrtop.balancers.base import ServerState
+
+BALANCER_KINDS = ("haproxy", "nginx")
+
+
+class ConfigError(ValueError):
+    """One line: file, key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class BalancerConfig:
+    name: str
+    kind: str  # haproxy | nginx
+    # haproxy: Runtime API on a unix socket path or a tcp "host:port"; the backend holding the ASR servers
+    socket: str | None = None
+    backend: str | None = None
+    # nginx: the file holding the upstream block, its name, and the commands (argv) to test and reload
+    config: str | None = None
+    upstream: str | None = None
+    test_command: tuple[str, ...] = ("nginx", "-t")
+    reload_command: tuple[str, ...] = ("nginx", "-s", "reload")
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    server: str | None = None  # server name in the HAProxy backend (default: the node name)
+    address: str | None = None  # "host:port" as the balancers route to it (how nginx servers are matched)
+    agent: str | None = None  # agent base URL, e.g. http://10.0.0.5:10860
+
+    @property
+    def server_name(self) -> str:
+        return self.server or self.name
+
+    def matches(self, server: ServerState) -> bool:
+        """Is this balancer server this node? By HAProxy server name, else by host:port."""
+        if server.name == self.server_name:
+            return True
+        return self.address is not None and server.endpoint == self.address
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Nodes taken from a balancer's servers; agent URL built from a template with {host}, {port}, {name}."""
+
+    balancer: str
+    agent_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    path: Path | None
+    name: str = "asrtop"
+    balancers: tuple[BalancerConfig, ...] = ()
+    nodes: tuple[NodeConfig, ...] = ()
+    discovery: DiscoveryConfig | None = None
+    min_ready: int = 1
+    refresh: float = 1.0
+    read_only: bool = False
+    audit_log: Path = field(default_factory=lambda: default_state_dir() / "audit.jsonl")
+    prometheus: str | None = None
+
+    def balancer(self, name: str) -> BalancerConfig:
+        for b in self.balancers:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+
+def default_config_paths() -> list[Path]:
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return [Path("asrtop.toml"), base / "asrtop" / "asrtop.toml"]
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "asrtop"
+
+
+def find_config(explicit: str | os.PathLike | None) -> Path:
+    if explicit is not None:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        return p
+    for p in default_config_paths():
+        if p.is_file():
+            return p
+    tried = ", ".join(str(p) for p in default_config_paths())
+    raise ConfigError(f"no cluster config found (tried {tried}); pass --config FILE or run `asrtop demo`")
+
+
+def load_config(explicit: str | os.PathLike | None = None) -> ClusterConfig:
+    path = find_config(explicit)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    return parse_config(data, path)
+
+
+class _Reader:
+    """Typed access to one TOML table with errors naming file and dotted key."""
+
+    def __init__(self, path: Path | None, prefix: str, table: Any):
+        self.path, self.prefix = path, prefix
+        if not isinstance(table, dict):
+            self.fail("", f"must be a table, got {type(table).__name__}")
+        self.table = table
+
+    def fail(self, key: str, what: str):
+        where = f"{self.prefix}.{key}" if self.prefix and key else (self.prefix or key)
+        raise ConfigError(f"{self.path or '<config>'}: {where}: {what}")
+
+    def get(self, key: str, kind: type | tuple, default: Any = None, required: bool = False) -> Any:
+        if key not in self.table:
+            if required:
+                self.fail(key, "is required")
+            return default
+        v = self.table[key]
+        if isinstance(v, bool) and kind in (int, float, (int, float)):
+            self.fail(key, f"must be a number, got {v!r}")
+        if not isinstance(v, kind):
+            name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            self.fail(key, f"must be {name}, got {type(v).__name__} {v!r}")
+        if isinstance(v, str) and required and not v.strip():
+            self.fail(key, "must not be empty")
+        return v
+
+    def argv(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        v = self.get(key, list, None)
+        if v is None:
+            return default
+        if not v or not all(isinstance(x, str) and x for x in v):
+            self.fail(key, "must be a non-empty list of strings (argv, no shell)")
+        return tuple(v)
+
+    def unknown(self, known: Iterable[str]) -> None:
+        extra = sorted(set(self.table) - set(known))
+        if extra:
+            self.fail(extra[0], f"unknown key (known: {', '.join(sorted(known))})")
+
+
+def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
+    r = _Reader(path, f"balancers[{i}]", t)
+    r.unknown(("name", "kind", "socket", "backend", "config", "upstream", "test_command", "reload_command",
+               "timeout"))
+    name = r.get("name", str, required=True)
+    kind = r.get("kind", str, required=True)
+    if kind not in BALANCER_KINDS:
+        r.fail("kind", f"must be one of {', '.join(BALANCER_KINDS)}, got {kind!r}")
+    timeout = float(r.get("timeout", (int, float), 2.0))
+    if not 0 < timeout <= 60:
+        r.fail("timeout", f"must be between 0 and 60 seconds, got {timeout}")
+    if kind == "haproxy":
+        return BalancerConfig(name, kind, socket=r.get("socket", str, required=True),
+                              backend=r.get("backend", str, required=True), timeout=timeout)
+    return BalancerConfig(name, kind, config=r.get("config", str, required=True),
+                          upstream=r.get("upstream", str, required=True),
+                          test_command=r.argv("test_command", BalancerConfig.test_command),
+                          reload_command=r.argv("reload_command", BalancerConfig.reload_command),
+                          timeout=timeout)
+
+
+def _check_url(r: _Reader, key: str, url: str) -> None:
+    if not url.startswith(("http://", "https://")):
+        r.fail(key, f"must be an http:// or https:// URL, got {url!r}")
+
+
+def _node(path: Path | None, i: int, t: Any) -> NodeConfig:
+    r = _Reader(path, f"nodes[{i}]", t)
+    r.unknown(("name", "server", "address", "agent"))
+    node = NodeConfig(r.get("name", str, required=True), r.get("server", str), r.get("address", str),
+                      r.get("agent", str))
+    if node.agent is not None:
+        _check_url(r, "agent", node.agent)
+    if node.address is not None:
+        host, _, port = node.address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            r.fail("address", f"must be host:port, got {node.address!r}")
+    return node
+
+
+def parse_config(data: dict, path: Path | None = None) -> ClusterConfig:
+    top = _Reader(path, "", data)
+    top.unknown(("cluster", "balancers", "nodes", "discovery"))
+    c = _Reader(path, "cluster", data.get("cluster", {}))
+    c.unknown(("name", "min_ready", "refresh", "read_only", "audit_log", "prometheus"))
+    min_ready = c.get("min_ready", int, 1)
+    if min_ready < 0:
+        c.fail("min_ready", f"must be >= 0, got {min_ready}")
+    refresh = float(c.get("refresh", (int, float), 1.0))
+    if not 0.1 <= refresh <= 3600:
+        c.fail("refresh", f"must be between 0.1 and 3600 seconds, got {refresh}")
+    prometheus = c.get("prometheus", str)
+    if prometheus is not None:
+        _check_url(c, "prometheus", prometheus)
+    audit = c.get("audit_log", str)
+    balancers_raw = top.get("balancers", list, [])
+    nodes_raw = top.get("nodes", list, [])
+    balancers = tuple(_balancer(path, i, t) for i, t in enumerate(balancers_raw))
+    nodes = tuple(_node(path, i, t) for i, t in enumerate(nodes_raw))
+    for what, items in (("balancers", balancers), ("nodes", nodes)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.name in seen:
+                raise ConfigError(f"{path or '<config>'}: {what}[{i}].name: duplicate name {item.name!r}")
+            seen.add(item.name)
+    discovery = None
+    if "discovery" in data:
+        d = _Reader(path, "discovery", data["discovery"])
+        d.unknown(("balancer", "agent_url"))
+        discovery = DiscoveryConfig(d.get("balancer", str, required=True), d.get("agent_url", str))
+        if discovery.balancer not in {b.name for b in balancers}:
+            d.fail("balancer", f"names no configured balancer: {discovery.balancer!r}")
+        if discovery.agent_url is not None:
+            _check_url(d, "agent_url", discovery.agent_url)
+            try:
+                discovery.agent_url.format(host="h", port=1, name="n")
+            except (KeyError, IndexError, ValueError) as e:
+                d.fail("agent_url", f"bad template (use {{host}}, {{port}}, {{name}}): {e}")
+    if not nodes and discovery is None and not balancers:
+        top.fail("", "names no balancers and no nodes")
+    return ClusterConfig(
+        path=path, name=c.get("name", str, "asrtop"), balancers=balancers, nodes=nodes, discovery=discovery,
+        min_ready=min_ready, refresh=refresh, read_only=c.get("read_only", bool, False),
+        audit_log=Path(audit).expanduser() if audit else default_state_dir() / "audit.jsonl",
+        prometheus=prometheus,
+    )
+
+
+def discover_nodes(config: ClusterConfig, servers: list[ServerState]) -> tuple[NodeConfig, ...]:
+    """Configured nodes plus one per server of the discovery balancer not already matched (pure)."""
+    nodes = list(config.nodes)
+    if config.discovery is None:
+        return tuple(nodes)
+    for s in servers:
+        if any(n.matches(s) for n in nodes):
+            continue
+        agent = None
+        if config.discovery.agent_url:
+            agent = config.discovery.agent_url.format(host=s.address, port=s.port, name=s.name)
+        nodes.append(NodeConfig(name=s.name, server=s.name, address=s.endpoint, agent=agent))
+    return tuple(nodes)

