@@ -1,0 +1,89 @@
+"""asrtop command line: no sub-command opens the TUI; the rest are scriptable.
+
+Each sub-command's work lives in its own module (imported lazily so `asrtop status` stays fast and
+never imports textual). Exit codes: see asrtop.exitcodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from asrtop import __version__
+from asrtop.exitcodes import BAD_INPUT
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line + exit code for bad input, as everywhere else
+        self.print_usage(sys.stderr)
+        print(f"asrtop: error: {message}", file=sys.stderr)
+        sys.exit(BAD_INPUT)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="cluster file (default ./asrtop.toml, then ~/.config/asrtop/asrtop.toml)")
+
+
+def _action(sub, name: str, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    _common(p)
+    p.add_argument("node", metavar="NODE", help="node name as in the cluster file or the balancer")
+    p.add_argument("--force", action="store_true", help="override the min_ready guardrail")
+    p.add_argument("--dry-run", action="store_true", help="say what would change on which balancer, change nothing")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="asrtop", description="Operator console for GPU speech-recognition fleets behind HAProxy or nginx.",
+                epilog="Exit codes: 0 done, 2 bad input, 3 refused by guardrail, 4 partial (some balancers changed), "
+                       "5 unreachable, 6 timed out waiting, 7 refused by a balancer.")
+    p.add_argument("--version", action="version", version=f"asrtop {__version__}")
+    _common(p)
+    p.add_argument("--read-only", action="store_true", help="show the fleet; hide and refuse every action")
+    p.add_argument("--prometheus", metavar="URL", help="read node facts from this Prometheus instead of polling agents")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("status", help="print the fleet once (table, or --json)")
+    _common(s)
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--prometheus", metavar="URL", help="read node facts from this Prometheus")
+
+    d = _action(sub, "drain", "stop sending new requests to NODE; in-flight ones finish")
+    d.add_argument("--wait", action="store_true", help="follow in-flight requests down to zero, then say it is safe to upgrade")
+    d.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up waiting after S seconds (default 600)")
+    _action(sub, "ready", "put NODE back into rotation")
+    _action(sub, "maint", "take NODE out at once (in-flight requests on HAProxy are cut only by its own timeouts)")
+    w = _action(sub, "weight", "set NODE's weight on every balancer")
+    w.add_argument("weight", metavar="N", help="0-256 for HAProxy, 1-1000 for nginx")
+    b = _action(sub, "backup", "mark NODE as backup (on) or primary (off)")
+    b.add_argument("flag", metavar="on|off", choices=["on", "off"])
+
+    demo = sub.add_parser("demo", help="start an embedded ASR cluster (HAProxy, simulated nodes, agents, load)")
+    demo.add_argument("--nodes", type=int, default=4, metavar="N", help="simulated ASR nodes (default 4)")
+    demo.add_argument("--load", type=int, default=16, metavar="C", help="concurrent audio streams (default 16, 0 for none)")
+    demo.add_argument("--headless", action="store_true", help="no TUI: run for --duration, print a summary")
+    demo.add_argument("--duration", type=float, default=30.0, metavar="S", help="headless run time (default 30)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in (None,):
+            from asrtop.tui.run import run_tui
+
+            return run_tui(args)
+        if args.command == "demo":
+            from asrtop.demo.run import run_demo
+
+            return run_demo(args)
+        from asrtop.commands import run_command
+
+        return run_command(args)
+    except KeyboardInterrupt:
+        print("asrtop: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

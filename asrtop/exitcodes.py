@@ -1,0 +1,10 @@
+"""Documented exit codes of every asrtop sub-command (also in `asrtop --help` and README)."""
+
+OK = 0
+ERROR = 1  # unexpected failure (a bug): reported in one line
+BAD_INPUT = 2  # unknown node, bad weight, bad config, unknown flag
+REFUSED_GUARDRAIL = 3  # min_ready or read-only refused the action
+PARTIAL = 4  # some balancers changed, some did not: the output says which
+UNREACHABLE = 5  # no balancer (or agent) could be reached; nothing changed
+TIMED_OUT = 6  # drain --wait: the node still had in-flight requests at the timeout
+REFUSED_BY_BALANCER = 7  # the balancer answered and refused (no admin level, nginx -t failed, ...); nothing changed
