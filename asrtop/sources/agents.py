@@ -1,0 +1,204 @@
+"""Poll every agent's `GET /v1/status` concurrently: one aiohttp session, kept-alive connections.
+
+Measured (DESIGN.md, tests/benchmarks/bench_sources_agents.py): aiohttp with one session is the cheapest
+full HTTP client here for a thousand origins. A slow or black-holed agent costs one semaphore slot for at
+most `timeout` seconds (shorter than the refresh interval), so it delays nobody else; its last good
+status is kept with the error next to it, and `fleet.merge` marks it stale after 3 missed intervals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any, Mapping, Sequence
+
+import aiohttp
+
+from asrtop.agentstatus import StatusError, parse_status
+from asrtop.config import NodeConfig
+from asrtop.fleet import AgentReading
+
+STATUS_PATH = "/v1/status"
+MODEL_PATH = "/v1/model"
+
+
+def _base(url: str) -> str:
+    return url.rstrip("/")
+
+
+def describe_error(exc: BaseException, timeout: float) -> str:
+    """One line an operator can act on, without a traceback."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no answer within {timeout:.2g}s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        err = exc.os_error
+        no = getattr(err, "errno", None)
+        what = os.strerror(no) if no else (str(err) or type(err).__name__)
+        return f"cannot connect to {exc.host}:{exc.port}: {what.lower()}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "agent closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"truncated answer: {exc}"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"bad agent URL: {exc}"
+    if isinstance(exc, aiohttp.ClientError):
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class AgentPoller:
+    """NodeFactsSource over the agents' JSON status (asrtop.sources.live.NodeFactsSource).
+
+    `timeout` is the total per-request budget (connect + answer), default 0.8 x refresh; `concurrency`
+    bounds requests in flight (and so sockets and memory) whatever the fleet size.
+    """
+
+    def __init__(self, timeout: float | None = None, concurrency: int = 256, refresh: float = 1.0,
+                 limit_per_host: int = 2):
+        if refresh <= 0:
+            raise ValueError("refresh must be > 0")
+        self.refresh = float(refresh)
+        self.timeout = float(timeout) if timeout is not None else 0.8 * self.refresh
+        if self.timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        self.concurrency = max(1, int(concurrency))
+        self.limit_per_host = max(1, int(limit_per_host))
+        self._session: aiohttp.ClientSession | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
+        self._readings: dict[str, AgentReading] = {}
+        self._urls: dict[str, str] = {}  # agent base URL -> status URL (built once)
+
+    # -- session ----------------------------------------------------------------------------------
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.concurrency,  # never more sockets than requests in flight
+                limit_per_host=self.limit_per_host,  # one agent needs one kept-alive connection
+                ttl_dns_cache=300,
+                use_dns_cache=True,
+                # keep idle connections across several refresh intervals so rounds reuse them
+                keepalive_timeout=max(15.0, 3 * self.refresh),
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._client_timeout,
+                headers={"Accept": "application/json", "User-Agent": "asrtop"},
+                auto_decompress=False,  # agents answer plain JSON; skip the decoder machinery
+                skip_auto_headers=("Accept-Encoding",),
+            )
+            self._sem = asyncio.Semaphore(self.concurrency)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def __aenter__(self) -> "AgentPoller":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # -- polling ----------------------------------------------------------------------------------
+    @property
+    def readings(self) -> Mapping[str, AgentReading]:
+        """The readings of the last round (node name -> reading)."""
+        return dict(self._readings)
+
+    async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
+        """One round: every node with an agent URL, concurrently. Never raises for a node's failure."""
+        session = self._ensure_session()
+        targets = [n for n in nodes if n.agent]
+        results = await asyncio.gather(*(self._poll_one(session, n) for n in targets))
+        fresh = {n.name: r for n, r in zip(targets, results)}
+        self._readings = fresh  # nodes no longer configured drop out with the round
+        return dict(fresh)
+
+    def _status_url(self, agent: str) -> str:
+        url = self._urls.get(agent)
+        if url is None:
+            url = self._urls[agent] = _base(agent) + STATUS_PATH
+        return url
+
+    async def _poll_one(self, session: aiohttp.ClientSession, node: NodeConfig) -> AgentReading:
+        assert self._sem is not None
+        agent = node.agent or ""
+        prev = self._readings.get(node.name)
+        if prev is not None and prev.url != agent:
+            prev = None  # the node moved to another agent: its old status is not this one's
+        async with self._sem:
+            t0 = time.perf_counter()
+            try:
+                async with session.get(self._status_url(agent)) as resp:
+                    body = await resp.read()
+                    if resp.status != 200:
+                        raise _BadAnswer(f"HTTP {resp.status} from {STATUS_PATH}")
+                latency = time.perf_counter() - t0
+                try:
+                    data = json.loads(body)  # bytes straight in: no separate decode pass
+                except ValueError as e:
+                    raise _BadAnswer(f"bad JSON from {STATUS_PATH}: {e}") from None
+                status = parse_status(data)
+            except (_BadAnswer, StatusError) as e:
+                return self._failed(agent, prev, str(e), time.perf_counter() - t0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # every transport failure is this node's error, never the round's
+                return self._failed(agent, prev, describe_error(e, self.timeout), time.perf_counter() - t0)
+        return AgentReading(agent, status, time.time(), None, latency)
+
+    @staticmethod
+    def _failed(agent: str, prev: AgentReading | None, error: str, latency: float) -> AgentReading:
+        if prev is None:
+            return AgentReading(agent, None, None, error, None)
+        # keep the last good status and when it was fetched; merge() decides when that is stale
+        return AgentReading(agent, prev.status, prev.fetched_at, error, prev.latency_seconds)
+
+    # -- model files (TUI model view) -----------------------------------------------------------
+    async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
+        """GET /v1/model: the agent's per-file list (dicts as the agent serves them), or a one-line error."""
+        session = self._ensure_session()
+        url = _base(agent_url) + MODEL_PATH
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=max(self.timeout, 5.0))) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    return f"{agent_url}: HTTP {resp.status} from {MODEL_PATH}"
+            data = json.loads(body)
+        except ValueError as e:
+            return f"{agent_url}: bad JSON from {MODEL_PATH}: {e}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return f"{agent_url}: {describe_error(e, max(self.timeout, 5.0))}"
+        files = _model_files(data)
+        if files is None:
+            return f"{agent_url}: {MODEL_PATH} has no file list"
+        return files
+
+
+class _BadAnswer(Exception):
+    """The agent answered, but not with a usable status."""
+
+
+def _model_files(data: Any) -> list[dict] | None:
+    """Accept `[...]`, `{"files": [...]}` or `{"dirs": [{"path", "files": [...]}, ...]}` (dir added)."""
+    if isinstance(data, list):
+        return [f for f in data if isinstance(f, dict)]
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("files"), list):
+        return [f for f in data["files"] if isinstance(f, dict)]
+    if isinstance(data.get("dirs"), list):
+        out: list[dict] = []
+        for d in data["dirs"]:
+            if isinstance(d, dict) and isinstance(d.get("files"), list):
+                out.extend({"dir": d.get("path"), **f} for f in d["files"] if isinstance(f, dict))
+        return out
+    return None

@@ -1,0 +1,27 @@
+"""Build the FleetSource the CLI and TUI use: node facts from agents (default) or Prometheus, plus balancers."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from asrtop.balancers.base import Balancer
+from asrtop.config import ClusterConfig
+from asrtop.sources.live import LiveFleetSource, NodeFactsSource
+
+
+def build_facts_source(config: ClusterConfig, prometheus: str | None = None) -> NodeFactsSource:
+    """PrometheusSource when a URL is given (argument wins over config.prometheus), else AgentPoller."""
+    url = prometheus or config.prometheus
+    if url:
+        from asrtop.sources.prometheus import PrometheusSource  # only the big-fleet path pays for it
+
+        return PrometheusSource(url, refresh=config.refresh)
+    from asrtop.sources.agents import AgentPoller
+
+    return AgentPoller(refresh=config.refresh)
+
+
+def build_fleet_source(config: ClusterConfig, balancers: Sequence[Balancer],
+                       prometheus: str | None = None) -> LiveFleetSource:
+    """The usual source: `await src.snapshot()` per refresh (never overlapping), `await src.close()` at exit."""
+    return LiveFleetSource(config, build_facts_source(config, prometheus), balancers)
