@@ -1,0 +1,378 @@
+"""A simulated FunASR node for the demo and the tests: real HTTP, real audio parsing, fake recognition.
+
+    python -m asrtop.demo.simnode --port P [--host 127.0.0.1] [--name node-1] [--rtf 0.1] [--slots 4]
+        [--queue 32] [--model-dir DIR] [--model-name NAME] [--error-rate 0] [--slowdown 1.0]
+
+Endpoints (shaped like FunASR's `funasr-server` and the Fun-ASR WebUI):
+- POST /asr                      multipart `file` (WAV), `language`, `hotwords`
+                                 -> {text, segments:[{start,end,text}], duration, processing_time, rtf}
+- POST /v1/audio/transcriptions  OpenAI-style multipart `file`, `model`, `language`, `response_format`
+                                 (json -> {text}; text -> plain text; verbose_json -> {task, language,
+                                 duration, text, segments})
+- POST /api/predict/             Gradio-style JSON {"data": [audio, hotwords, language, itn]} where
+                                 audio is a path to a WAV file on this machine, a base64 WAV (optionally a
+                                 `data:audio/wav;base64,` URL), or a Gradio file object {"path"|"name": ...}
+                                 or {"data": <base64>}; -> {"data": [text], "is_generating": false, "duration"}
+- GET  /v1/models, GET /health -> {"status":"ok","device":..,"models_loaded":[..]}
+- GET  /_sim/stats               requests received/answered, by status, in flight, queued (for tests)
+- POST /_sim/fault               DEMO ONLY, loopback clients only: {"error_rate", "slowdown", "crash"}
+
+Each request holds one of `--slots` concurrent slots (the node's "GPU") for duration x rtf x slowdown
+seconds; up to `--queue` more wait for a slot; past that the node answers 503. Non-audio -> 400 JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import errno
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from asrtop.demo.audio import Audio, AudioError, read_wav, vad_segments
+
+MAX_UPLOAD = 256 * 1024 * 1024  # a 60 min 16 kHz WAV is ~115 MB
+DEFAULT_MODEL = "Fun-ASR-Nano-2512"
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+@dataclass
+class NodeSettings:
+    name: str = "node-1"
+    rtf: float = 0.1
+    slots: int = 4
+    queue: int = 32
+    model_dir: Path | None = None
+    model_name: str = DEFAULT_MODEL
+    error_rate: float = 0.0
+    slowdown: float = 1.0
+    seed: int | None = None
+
+
+def ensure_model_dir(path: Path, model_name: str) -> list[Path]:
+    """Create a small, real model directory if it is empty (bytes derived from the model name, so two
+    nodes with the same name hash the same and a different name is visibly a different model)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if not any(path.iterdir()):
+        seed = hashlib.sha256(model_name.encode()).digest()
+        blob = bytearray()
+        while len(blob) < 256 * 1024:
+            seed = hashlib.sha256(seed).digest()
+            blob += seed
+        (path / "model.pt").write_bytes(bytes(blob))
+        (path / "config.yaml").write_text(f"model: {model_name}\nencoder: sense_voice\nsample_rate: 16000\n")
+        (path / "tokens.json").write_text(json.dumps(["<blank>", "<s>", "</s>"] + [f"tok{i}" for i in range(200)]))
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.received = 0
+        self.answered = 0
+        self.by_status: dict[str, int] = {}
+        self.by_endpoint: dict[str, int] = {}
+        self.in_flight = 0  # holding a slot
+        self.queued = 0  # waiting for one
+        self.audio_seconds = 0.0
+        self.started = time.time()
+
+    def as_dict(self, node: "SimNode") -> dict:
+        return {"name": node.settings.name, "received": self.received, "answered": self.answered,
+                "by_status": dict(self.by_status), "by_endpoint": dict(self.by_endpoint),
+                "in_flight": self.in_flight, "queued": self.queued, "slots": node.settings.slots,
+                "queue_limit": node.settings.queue, "audio_seconds": round(self.audio_seconds, 3),
+                "rtf": node.settings.rtf, "error_rate": node.settings.error_rate,
+                "slowdown": node.settings.slowdown, "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3)}
+
+
+class Overloaded(Exception):
+    pass
+
+
+class SimNode:
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.stats = Stats()
+        self._slots = asyncio.Semaphore(settings.slots)
+        self._rng = random.Random(settings.seed)
+        if settings.model_dir is not None:
+            ensure_model_dir(settings.model_dir, settings.model_name)
+
+    # --- the "GPU" -------------------------------------------------------------------------------
+    async def recognise(self, audio: Audio) -> dict:
+        """Hold a slot for duration x rtf x slowdown; raise Overloaded past the queue limit."""
+        s = self.settings
+        if self.stats.in_flight >= s.slots and self.stats.queued >= s.queue:
+            raise Overloaded(f"{s.name}: all {s.slots} slots busy and {s.queue} requests queued")
+        t0 = time.monotonic()
+        self.stats.queued += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.stats.queued -= 1
+        self.stats.in_flight += 1
+        try:
+            segments = vad_segments(audio)
+            await asyncio.sleep(audio.duration * s.rtf * s.slowdown)
+            if s.error_rate > 0 and self._rng.random() < s.error_rate:
+                raise RuntimeError(f"{s.name}: simulated inference failure")
+        finally:
+            self.stats.in_flight -= 1
+            self._slots.release()
+        self.stats.audio_seconds += audio.duration
+        took = time.monotonic() - t0
+        segs = [{"start": g.start, "end": g.end, "text": f"[segment {i + 1}: {g.length:.2f} s]"}
+                for i, g in enumerate(segments)]
+        return {"text": " ".join(x["text"] for x in segs), "segments": segs, "duration": round(audio.duration, 3),
+                "processing_time": round(took, 4), "rtf": round(took / audio.duration, 4) if audio.duration else 0.0}
+
+    # --- HTTP ------------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_UPLOAD, middlewares=[self._count])
+        app.add_routes([
+            web.post("/asr", self.h_asr),
+            web.post("/v1/audio/transcriptions", self.h_openai),
+            web.post("/api/predict/", self.h_predict),
+            web.post("/api/predict", self.h_predict),
+            web.get("/v1/models", self.h_models),
+            web.get("/health", self.h_health),
+            web.get("/_sim/stats", self.h_stats),
+            web.post("/_sim/fault", self.h_fault),
+        ])
+        return app
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler):
+        """Every recognition request received gets exactly one answer, counted here by status."""
+        counted = request.method == "POST" and not request.path.startswith("/_sim/")
+        if not counted:
+            return await handler(request)
+        self.stats.received += 1
+        self.stats.by_endpoint[request.path] = self.stats.by_endpoint.get(request.path, 0) + 1
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away before the answer (nginx's code for it)
+            raise
+        finally:
+            self.stats.answered += 1
+            self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
+
+    async def _run(self, audio_bytes: bytes) -> dict | web.Response:
+        try:
+            audio = read_wav(audio_bytes)
+        except AudioError as e:
+            return _error(400, str(e))
+        try:
+            return await self.recognise(audio)
+        except Overloaded as e:
+            return _error(503, str(e), headers={"Retry-After": "1"})
+        except RuntimeError as e:
+            return _error(500, str(e))
+
+    async def _form(self, request: web.Request) -> tuple[bytes | None, dict]:
+        if not request.content_type.startswith("multipart/"):
+            return None, {}
+        form = await request.post()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        f = form.get("file")
+        if f is None or isinstance(f, str):
+            return None, fields
+        return f.file.read(), fields
+
+    async def h_asr(self, request: web.Request) -> web.Response:
+        data, fields = await self._form(request)
+        if data is None:
+            return _error(400, "expected multipart/form-data with a `file` field holding WAV audio")
+        out = await self._run(data)
+        if isinstance(out, web.Response):
+            return out
+        out["language"] = fields.get("language", "auto")
+        out["hotwords"] = [w for w in fields.get("hotwords", "").replace(",", " ").split() if w]
+        out["node"] = self.settings.name
+        return web.json_response(out)
+
+    async def h_openai(self, request: web.Request) -> web.Response:
+        data, fields = await self._form(request)
+        if data is None:
+            return _error(400, "expected multipart/form-data with a `file` field holding WAV audio")
+        fmt = fields.get("response_format", "json")
+        if fmt not in ("json", "text", "verbose_json"):
+            return _error(400, f"response_format must be json, text or verbose_json, got {fmt!r}")
+        out = await self._run(data)
+        if isinstance(out, web.Response):
+            return out
+        if fmt == "text":
+            return web.Response(text=out["text"] + "\n")
+        if fmt == "json":
+            return web.json_response({"text": out["text"]})
+        return web.json_response({
+            "task": "transcribe", "language": fields.get("language", "auto"), "duration": out["duration"],
+            "text": out["text"],
+            "segments": [dict(id=i, **s) for i, s in enumerate(out["segments"])],
+        })
+
+    async def h_predict(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, 'expected JSON {"data": [audio, hotwords, language, itn]}')
+        items = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            return _error(400, 'expected JSON {"data": [audio, hotwords, language, itn]}')
+        try:
+            data = _predict_audio(items[0])
+        except AudioError as e:
+            return _error(400, str(e))
+        out = await self._run(data)
+        if isinstance(out, web.Response):
+            return out
+        return web.json_response({"data": [out["text"]], "is_generating": False,
+                                  "duration": out["processing_time"], "average_duration": out["processing_time"]})
+
+    async def h_models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": self.settings.model_name, "object": "model", "owned_by": "asrtop-demo"}]})
+
+    async def h_health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "device": "simulated", "models_loaded": [self.settings.model_name],
+                                  "node": self.settings.name})
+
+    async def h_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.as_dict(self))
+
+    async def h_fault(self, request: web.Request) -> web.Response:
+        # Demo-only fault injection; refuse anything not from this machine.
+        if request.remote not in LOOPBACK:
+            return _error(403, "/_sim/fault is demo-only and answers loopback clients only")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, 'expected JSON {"error_rate": 0..1, "slowdown": >0, "crash": bool}')
+        if not isinstance(body, dict):
+            return _error(400, "expected a JSON object")
+        s = self.settings
+        if "error_rate" in body:
+            v = body["error_rate"]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                return _error(400, f"error_rate must be a number in 0..1, got {v!r}")
+            s.error_rate = float(v)
+        if "slowdown" in body:
+            v = body["slowdown"]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1000:
+                return _error(400, f"slowdown must be a number in (0, 1000], got {v!r}")
+            s.slowdown = float(v)
+        if body.get("crash") is True:
+            # Die like a crashed inference server: no cleanup, in-flight connections reset.
+            asyncio.get_running_loop().call_later(0.05, os._exit, 70)
+            return web.json_response({"crashing": True, "pid": os.getpid()})
+        return web.json_response({"error_rate": s.error_rate, "slowdown": s.slowdown})
+
+
+def _predict_audio(item) -> bytes:
+    """Audio argument of the Gradio call: a local WAV path, base64 (data URL or bare), or a file object."""
+    if isinstance(item, dict):
+        if isinstance(item.get("data"), str):
+            item = item["data"]
+        elif isinstance(item.get("path") or item.get("name"), str):
+            item = item.get("path") or item.get("name")
+        else:
+            raise AudioError('audio object needs "path", "name" or "data"')
+    if not isinstance(item, str) or not item:
+        raise AudioError("audio must be a WAV path on the node, base64 WAV data, or a file object")
+    if item.startswith("data:"):
+        _, _, item = item.partition(",")
+        return _b64(item)
+    if len(item) > 4096 or item.startswith("UklGR"):  # "RIFF" in base64
+        return _b64(item)
+    path = Path(item)
+    if not path.is_file():
+        raise AudioError(f"audio file not found on node: {item}")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise AudioError(f"cannot read audio file {item}: {e.strerror}") from None
+
+
+def _b64(s: str) -> bytes:
+    try:
+        return base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        raise AudioError("audio data is not valid base64") from None
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m asrtop.demo.simnode", description=__doc__.split("\n")[0])
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--name", default="node-1")
+    p.add_argument("--rtf", type=float, default=0.1, help="seconds of work per second of audio (default 0.1)")
+    p.add_argument("--slots", type=int, default=4, help="concurrent recognitions (default 4)")
+    p.add_argument("--queue", type=int, default=32, help="requests waiting for a slot before 503 (default 32)")
+    p.add_argument("--model-dir", type=Path, help="model directory (small files created if empty)")
+    p.add_argument("--model-name", default=DEFAULT_MODEL, help=f"model served (default {DEFAULT_MODEL})")
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 500 (0..1)")
+    p.add_argument("--slowdown", type=float, default=1.0, help="multiplier on processing time")
+    p.add_argument("--seed", type=int, help="seed for the error draw (reproducible tests)")
+    a = p.parse_args(argv)
+    for what, ok in (("--rtf", 0 <= a.rtf <= 100), ("--slots", a.slots >= 1), ("--queue", a.queue >= 0),
+                     ("--error-rate", 0 <= a.error_rate <= 1), ("--slowdown", a.slowdown > 0),
+                     ("--port", 0 < a.port < 65536)):
+        if not ok:
+            p.error(f"{what} out of range")
+    return a
+
+
+async def _serve(node: SimNode, host: str, port: int) -> None:
+    runner = web.AppRunner(node.app(), access_log=None, handle_signals=True)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    print(f"simnode {node.settings.name} listening on http://{host}:{port} (pid {os.getpid()})", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    settings = NodeSettings(a.name, a.rtf, a.slots, a.queue, a.model_dir, a.model_name, a.error_rate, a.slowdown, a.seed)
+    try:
+        node = SimNode(settings)
+    except OSError as e:
+        print(f"simnode: cannot prepare model dir {a.model_dir}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(node, a.host, a.port))
+    except OSError as e:
+        why = "port in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+        print(f"simnode: cannot listen on {a.host}:{a.port}: {why}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, web.GracefulExit):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
