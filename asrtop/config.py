@@ -111,6 +111,8 @@ def load_config(explicit: str | os.PathLike | None = None) -> ClusterConfig:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:  # tomllib decodes UTF-8 itself and lets this through
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     return parse_config(data, path)
@@ -126,7 +128,10 @@ class _Reader:
         self.table = table
 
     def fail(self, key: str, what: str):
+        if not key.isprintable():  # a quoted TOML key may hold a newline; the error stays one line
+            key = repr(key)
         where = f"{self.prefix}.{key}" if self.prefix and key else (self.prefix or key)
+        what = what.replace("\r", "\\r").replace("\n", "\\n")
         raise ConfigError(f"{self.path or '<config>'}: {where}: {what}")
 
     def get(self, key: str, kind: type | tuple, default: Any = None, required: bool = False) -> Any:
@@ -137,6 +142,8 @@ class _Reader:
         v = self.table[key]
         if isinstance(v, bool) and kind in (int, float, (int, float)):
             self.fail(key, f"must be a number, got {v!r}")
+        if kind == (int, float) and isinstance(v, int) and not -2**63 <= v < 2**63:
+            self.fail(key, f"must be a number in range, got {v!r}")  # float() of it would overflow
         if not isinstance(v, kind):
             name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
             self.fail(key, f"must be {name}, got {type(v).__name__} {v!r}")
@@ -193,7 +200,7 @@ def _node(path: Path | None, i: int, t: Any) -> NodeConfig:
         _check_url(r, "agent", node.agent)
     if node.address is not None:
         host, _, port = node.address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             r.fail("address", f"must be host:port, got {node.address!r}")
     return node
 
@@ -213,6 +220,12 @@ def parse_config(data: dict, path: Path | None = None) -> ClusterConfig:
     if prometheus is not None:
         _check_url(c, "prometheus", prometheus)
     audit = c.get("audit_log", str)
+    audit_log = default_state_dir() / "audit.jsonl"
+    if audit:
+        try:
+            audit_log = Path(audit).expanduser()
+        except RuntimeError:  # "~someone/..." naming no known user
+            c.fail("audit_log", f"cannot expand the home directory in {audit!r}")
     balancers_raw = top.get("balancers", list, [])
     nodes_raw = top.get("nodes", list, [])
     balancers = tuple(_balancer(path, i, t) for i, t in enumerate(balancers_raw))
@@ -234,14 +247,14 @@ def parse_config(data: dict, path: Path | None = None) -> ClusterConfig:
             _check_url(d, "agent_url", discovery.agent_url)
             try:
                 discovery.agent_url.format(host="h", port=1, name="n")
-            except (KeyError, IndexError, ValueError) as e:
+            except (KeyError, IndexError, ValueError, AttributeError, TypeError) as e:
                 d.fail("agent_url", f"bad template (use {{host}}, {{port}}, {{name}}): {e}")
     if not nodes and discovery is None and not balancers:
         top.fail("", "names no balancers and no nodes")
     return ClusterConfig(
         path=path, name=c.get("name", str, "asrtop"), balancers=balancers, nodes=nodes, discovery=discovery,
         min_ready=min_ready, refresh=refresh, read_only=c.get("read_only", bool, False),
-        audit_log=Path(audit).expanduser() if audit else default_state_dir() / "audit.jsonl",
+        audit_log=audit_log,
         prometheus=prometheus,
     )
 
