@@ -1,0 +1,174 @@
+"""PURE parsers for HAProxy Runtime API output: `show stat` (CSV) and `show servers state` (space separated).
+
+Both are parsed by header name, never by column position: the column sets differ between 2.6 and 2.8
+and grow with every release. Unknown or empty fields read as None ("the balancer does not know").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from asrtop.balancers.base import AdminState, Health, ServerState
+
+# srv_admin_state bits (HAProxy include/haproxy/server-t.h, enum srv_admin)
+ADMF_FMAINT = 0x01  # forced into maintenance (set server ... state maint)
+ADMF_IMAINT = 0x02  # inherited maintenance from a tracked server
+ADMF_CMAINT = 0x04  # `disabled` in the configuration
+ADMF_FDRAIN = 0x08  # forced drain
+ADMF_IDRAIN = 0x10  # inherited drain
+ADMF_RMAINT = 0x20  # maintenance because the address did not resolve
+ADMF_HMAINT = 0x40  # FQDN set from the socket (not a maintenance in itself)
+ADMF_MAINT = ADMF_FMAINT | ADMF_IMAINT | ADMF_CMAINT | ADMF_RMAINT
+ADMF_DRAIN = ADMF_FDRAIN | ADMF_IDRAIN
+
+# srv_check_state / srv_agent_state bits (enum chk_st): a check line exists / checks are running
+CHK_ST_CONFIGURED = 0x02
+CHK_ST_ENABLED = 0x04
+
+# srv_op_state (enum srv_state)
+OP_STOPPED, OP_STARTING, OP_RUNNING, OP_STOPPING = 0, 1, 2, 3
+
+STATIC_ALGORITHMS = ("static-rr", "first")  # algorithms HAProxy never accepts dynamic servers on
+
+
+class ParseError(ValueError):
+    """The text is not what the command prints (wrong command, truncated, or an error message)."""
+
+
+def parse_show_stat(text: str) -> list[dict[str, str]]:
+    """`show stat` -> one dict per row, keyed by the names of the "# pxname,svname,..." header."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
+    if start is None:
+        raise ParseError(f"no CSV header in `show stat` output: {first_line(text)!r}")
+    header = [h.strip() for h in lines[start][2:].split(",")]
+    rows = []
+    for rec in csv.reader(io.StringIO("\n".join(line for line in lines[start + 1:] if line.strip()))):
+        rows.append({h: v for h, v in zip(header, rec) if h and h != "-"})
+    return rows
+
+
+def parse_servers_state(text: str) -> list[dict[str, str]]:
+    """`show servers state [backend]` -> one dict per server, keyed by the "# be_id be_name ..." header.
+
+    The output starts with a format version line ("1"); fields never contain spaces ("-" = empty).
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
+    if start is None:
+        raise ParseError(f"no header in `show servers state` output: {first_line(text)!r}")
+    header = lines[start][2:].split()
+    rows = []
+    for line in lines[start + 1:]:
+        if line.startswith("#"):
+            continue
+        fields = line.split()
+        rows.append({h: v for h, v in zip(header, fields)})
+    return rows
+
+
+def first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def to_int(v: str | None) -> int | None:
+    if v is None or v in ("", "-"):
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        return None
+
+
+def backend_rows(stat: list[dict[str, str]], backend: str) -> list[dict[str, str]]:
+    """This backend's server rows (FRONTEND/BACKEND aggregate rows skipped)."""
+    return [r for r in stat if r.get("pxname") == backend and r.get("svname") not in ("FRONTEND", "BACKEND")]
+
+
+def backend_row(stat: list[dict[str, str]], backend: str) -> dict[str, str] | None:
+    return next((r for r in stat if r.get("pxname") == backend and r.get("svname") == "BACKEND"), None)
+
+
+def admin_state(admin_bits: int | None, status: str | None) -> AdminState:
+    """From srv_admin_state bits when known, else from the `show stat` status word."""
+    if admin_bits is not None:
+        if admin_bits & ADMF_MAINT:
+            return AdminState.MAINT
+        if admin_bits & ADMF_DRAIN:
+            return AdminState.DRAIN
+        return AdminState.READY
+    word = (status or "").upper()
+    if word.startswith("MAINT"):
+        return AdminState.MAINT
+    if word.startswith("DRAIN"):
+        return AdminState.DRAIN
+    return AdminState.READY
+
+
+def health(checked: bool, op_state: int | None, status: str | None) -> Health:
+    """up|down for a checked server; no-check when no health check is configured."""
+    if not checked:
+        return Health.NO_CHECK
+    if op_state is not None:
+        return Health.UP if op_state in (OP_RUNNING, OP_STOPPING) else Health.DOWN
+    word = (status or "").upper()
+    # "UP", "UP 1/3" (going down), "NOLB", "DRAIN" are serving; "DOWN", "DOWN 1/2" (going up) are not
+    return Health.UP if word.startswith(("UP", "NOLB", "DRAIN")) else Health.DOWN
+
+
+def split_addr(addr: str | None) -> tuple[str | None, int | None]:
+    if not addr:
+        return None, None
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        return addr, None
+    return host.strip("[]"), int(port)
+
+
+def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerState:
+    """One ServerState from a `show stat` row and (when present) its `show servers state` row."""
+    state = state or {}
+    admin_bits = to_int(state.get("srv_admin_state"))
+    check_bits = to_int(state.get("srv_check_state"))
+    status = stat.get("status")
+    if check_bits is not None:
+        checked = bool(check_bits & CHK_ST_CONFIGURED)
+    else:  # no state row: a checked server has a check_status / rise column
+        checked = bool(stat.get("check_status"))
+    address, port = split_addr(stat.get("addr"))
+    if state.get("srv_addr"):
+        address = state["srv_addr"]
+    if to_int(state.get("srv_port")) is not None:
+        port = to_int(state.get("srv_port"))
+    weight = to_int(state.get("srv_uweight"))
+    if weight is None:
+        weight = to_int(stat.get("weight")) or 0
+    rtime = to_int(stat.get("rtime"))
+    rate = to_int(stat.get("rate"))
+    return ServerState(
+        name=stat["svname"],
+        address=address or "",
+        port=port,
+        weight=weight,
+        backup=to_int(stat.get("bck")) == 1,
+        admin=admin_state(admin_bits, status),
+        health=health(checked, to_int(state.get("srv_op_state")), status),
+        active_sessions=to_int(stat.get("scur")),
+        queued=to_int(stat.get("qcur")),
+        request_rate=float(rate) if rate is not None else None,
+        requests_total=to_int(stat.get("stot")),
+        errors_5xx_total=to_int(stat.get("hrsp_5xx")),
+        avg_response_seconds=rtime / 1000.0 if rtime is not None else None,
+        checked=checked,
+    )
+
+
+def build_server_states(stat_text: str, state_text: str, backend: str) -> list[ServerState]:
+    """The backend's servers in `show stat` order; raises ParseError on text that is not the expected output."""
+    stat = parse_show_stat(stat_text)
+    by_name = {r.get("srv_name"): r for r in parse_servers_state(state_text) if r.get("be_name") == backend}
+    return [server_state(row, by_name.get(row["svname"])) for row in backend_rows(stat, backend)]
