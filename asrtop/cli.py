@@ -20,8 +20,10 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(BAD_INPUT)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="cluster file (default ./asrtop.toml, then ~/.config/asrtop/asrtop.toml)")
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    # Sub-commands take --config too; SUPPRESS keeps their default from erasing `asrtop --config F status`.
+    p.add_argument("--config", metavar="FILE", default=None if top else argparse.SUPPRESS,
+                   help="cluster file (default ./asrtop.toml, then ~/.config/asrtop/asrtop.toml)")
 
 
 def _action(sub, name: str, help: str) -> argparse.ArgumentParser:
@@ -38,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                 epilog="Exit codes: 0 done, 2 bad input, 3 refused by guardrail, 4 partial (some balancers changed), "
                        "5 unreachable, 6 timed out waiting, 7 refused by a balancer.")
     p.add_argument("--version", action="version", version=f"asrtop {__version__}")
-    _common(p)
+    _common(p, top=True)
     p.add_argument("--read-only", action="store_true", help="show the fleet; hide and refuse every action")
     p.add_argument("--prometheus", metavar="URL", help="read node facts from this Prometheus instead of polling agents")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="print the fleet once (table, or --json)")
     _common(s)
     s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.add_argument("--prometheus", metavar="URL", help="read node facts from this Prometheus")
+    s.add_argument("--prometheus", metavar="URL", default=argparse.SUPPRESS,
+                   help="read node facts from this Prometheus")
 
     d = _action(sub, "drain", "stop sending new requests to NODE; in-flight ones finish")
     d.add_argument("--wait", action="store_true", help="follow in-flight requests down to zero, then say it is safe to upgrade")

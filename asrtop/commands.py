@@ -1,0 +1,177 @@
+"""The scriptable sub-commands: status, drain, ready, maint, weight, backup.
+
+For scripts: no confirmation prompt (use --dry-run to see what would change); every error is one line on
+stderr and a documented exit code (asrtop.exitcodes, README "Command line"). Imports stay lazy and light
+so `asrtop status` starts fast: no textual, no prometheus_client, aiohttp only when agents are polled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any, TextIO
+
+from asrtop.exitcodes import BAD_INPUT, ERROR, OK, TIMED_OUT, UNREACHABLE
+
+ACTIONS = ("drain", "ready", "maint", "weight", "backup")
+
+
+class _Fail(Exception):
+    """Ends a command with one line on stderr and an exit code."""
+
+    def __init__(self, code: int, line: str):
+        super().__init__(line)
+        self.code, self.line = code, line
+
+
+def _err(line: str) -> None:
+    print(f"asrtop: {line}", file=sys.stderr, flush=True)
+
+
+def run_command(args: Any) -> int:
+    try:
+        return _run(args)
+    except _Fail as f:
+        _err(f.line)
+        return f.code
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # a bug: still one line (ASRTOP_DEBUG=1 for the traceback)
+        if os.environ.get("ASRTOP_DEBUG"):
+            raise
+        _err(f"unexpected error ({type(e).__name__}: {e}); rerun with ASRTOP_DEBUG=1 and report it")
+        return ERROR
+
+
+def _run(args: Any) -> int:
+    from asrtop.config import ConfigError, load_config
+
+    try:
+        config = load_config(getattr(args, "config", None))
+    except ConfigError as e:
+        raise _Fail(BAD_INPUT, str(e)) from None
+    from asrtop.balancers import build_balancers
+
+    try:
+        balancers = build_balancers(config)
+    except (ValueError, ImportError) as e:
+        raise _Fail(BAD_INPUT, f"{config.path}: {e}") from None
+    if args.command == "status":
+        return asyncio.run(_status(args, config, balancers))
+    if args.command in ACTIONS:
+        return asyncio.run(_action(args, config, balancers))
+    raise _Fail(BAD_INPUT, f"unknown command {args.command!r}")
+
+
+def _source(config, balancers, prometheus: str | None = None):
+    """Balancers alone when no node has an agent (fast path: no aiohttp); else agents or Prometheus too."""
+    uses_agents = any(n.agent for n in config.nodes) or (config.discovery is not None and
+                                                         config.discovery.agent_url is not None)
+    if prometheus or config.prometheus or uses_agents:
+        from asrtop.sources.factory import build_fleet_source
+
+        return build_fleet_source(config, balancers, prometheus)
+    from asrtop.sources.live import LiveFleetSource
+
+    return LiveFleetSource(config, None, balancers)
+
+
+async def _status(args: Any, config, balancers) -> int:
+    from asrtop.control_rules import one_line
+    from asrtop.status_report import render_table, status_json
+
+    source = _source(config, balancers, getattr(args, "prometheus", None))
+    try:
+        snap = await source.snapshot()
+    finally:
+        await source.close()
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps(status_json(snap, config.name), indent=1))
+    else:
+        print(render_table(snap))
+    agents_answered = any(v.agent is not None and v.agent.fetched_at is not None for v in snap.nodes)
+    if snap.balancers and not any(b.reachable for b in snap.balancers) and not agents_answered:
+        _err("no balancer could be read: " + "; ".join(f"{b.name}: {one_line(b.error or '', b.name)}"
+                                                    for b in snap.balancers))
+        return UNREACHABLE
+    return OK
+
+
+def _parse_value(args: Any) -> int | bool | None:
+    if args.command == "weight":
+        try:
+            return int(str(args.weight).strip(), 10)
+        except ValueError:
+            raise _Fail(BAD_INPUT, f"weight must be a whole number, got {args.weight!r}") from None
+    if args.command == "backup":
+        return args.flag == "on"
+    return None
+
+
+async def _action(args: Any, config, balancers) -> int:
+    from asrtop.control import Action, Controller
+
+    action = Action(args.command, args.node, _parse_value(args))
+    source = _source(config, balancers, getattr(args, "prometheus", None))
+    try:
+        ctl = Controller(config, balancers, source=source, read_only=bool(getattr(args, "read_only", False)))
+        res = await ctl.apply(action, force=args.force, dry_run=args.dry_run)
+        if res.outcome == "dry-run":
+            print(res.message)
+            for line in res.plan.changes if res.plan else ():
+                print(f"  {line}")
+            return res.exit_code
+        if res.exit_code != OK:
+            _err(res.message)
+            return res.exit_code
+        print(res.message, flush=True)
+        if args.command == "drain" and getattr(args, "wait", False):
+            return await _wait(ctl, args.node, args.timeout)
+        return OK
+    finally:
+        await source.close()
+
+
+class Progress:
+    """The drain progress line: rewritten in place on a TTY, one line per change otherwise (logs, pipes)."""
+
+    def __init__(self, node: str, out: TextIO):
+        self.node, self.out = node, out
+        self.tty = out.isatty()
+        self.last: tuple[int | None] | None = None
+
+    def __call__(self, n: int | None, waited: float) -> None:
+        text = f"{self.node}: {'?' if n is None else n} in flight, waited {waited:.0f}s"
+        if self.tty:
+            self.out.write(f"\r\x1b[K{text}")
+            self.out.flush()
+        elif self.last != (n,):
+            self.out.write(text + "\n")
+            self.out.flush()
+        self.last = (n,)
+
+    def end(self) -> None:
+        if self.tty and self.last is not None:
+            self.out.write("\n")
+            self.out.flush()
+
+
+async def _wait(ctl, node: str, timeout: float) -> int:
+    if not timeout > 0:
+        raise _Fail(BAD_INPUT, f"--timeout must be > 0 seconds, got {timeout}")
+    progress = Progress(node, sys.stdout)
+    try:
+        empty = await ctl.wait_drained(node, timeout, progress)
+    finally:
+        progress.end()
+    if empty:
+        print(f"{node} is empty: safe to upgrade", flush=True)
+        return OK
+    last = progress.last[0] if progress.last else None
+    if last is None:
+        raise _Fail(TIMED_OUT, f"timed out after {timeout:g}s: cannot tell what {node} still serves (no balancer "
+                               "session count and no agent answer); check the node itself")
+    raise _Fail(TIMED_OUT, f"timed out after {timeout:g}s: {node} still has {last} request(s) in flight")

@@ -1,0 +1,156 @@
+"""`asrtop status`: one FleetSnapshot as a compact table + summary line, or as JSON (schema in README).
+
+PURE (snapshot in, text out) and light: imported on the fast `asrtop status` path, so nothing heavy here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from asrtop.control_rules import node_in_flight
+from asrtop.fleet import MIXED, FleetSnapshot, NodeView
+
+JSON_SCHEMA = 1
+COLUMNS = ("NODE", "STATE", "WEIGHT", "BACKUP", "HEALTH", "INFL", "REQ/S", "5XX", "GPU%", "GPU MEM", "MODEL",
+           "AGENT")
+
+
+def _gpu(view: NodeView) -> tuple[float | None, int | None, int | None]:
+    """(mean utilization ratio, memory used bytes, memory total bytes) over the node's GPUs; None = unknown."""
+    st = view.status
+    if st is None or not st.gpus:
+        return None, None, None
+    utils = [g.utilization_ratio for g in st.gpus if g.utilization_ratio is not None]
+    used = [g.memory_used_bytes for g in st.gpus if g.memory_used_bytes is not None]
+    total = [g.memory_total_bytes for g in st.gpus if g.memory_total_bytes is not None]
+    return (sum(utils) / len(utils) if utils else None, sum(used) if used else None,
+            sum(total) if total else None)
+
+
+def _gib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**30:.1f}"
+
+
+def _num(v: float | int | None, fmt: str = "{}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _agent_cell(view: NodeView, now: float) -> str:
+    if view.config.agent is None:
+        return "-"
+    age = view.agent_age(now)
+    if age is None:
+        err = view.agent.error if view.agent else None
+        return "down" if err else "?"
+    return f"{'stale ' if view.stale else ''}{age:.1f}s"
+
+
+def _model_cell(view: NodeView, majority: str | None) -> str:
+    st = view.status
+    if st is None:
+        return "-"
+    if st.model.state != "ok" or not st.model.sha256:
+        return st.model.state
+    mark = "" if majority is None or st.model.sha256 == majority else "!"
+    return st.model.sha256[:12] + mark
+
+
+def rows(snap: FleetSnapshot) -> list[tuple[str, ...]]:
+    majority = snap.majority_digest
+    out = []
+    for v in snap.nodes:
+        util, used, total = _gpu(v)
+        mem = "-" if used is None else f"{_gib(used)}/{_gib(total)}G"
+        backup = "-" if v.backup is None else ("yes" if v.backup else "no")
+        out.append((v.name, v.admin_state, _num(v.weight), backup, v.health, _num(node_in_flight(snap, v.name)),
+                    _num(v.request_rate, "{:.1f}"), _num(v.errors_5xx), _num(None if util is None else util * 100,
+                                                                            "{:.0f}"),
+                    mem, _model_cell(v, majority), _agent_cell(v, snap.taken_at)))
+    return out
+
+
+def summary(snap: FleetSnapshot) -> str:
+    counts: dict[str, int] = {}
+    for v in snap.nodes:
+        counts[v.admin_state] = counts.get(v.admin_state, 0) + 1
+    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    inflight = [node_in_flight(snap, v.name) for v in snap.nodes]
+    known = [n for n in inflight if n is not None]
+    reach = [b for b in snap.balancers if b.reachable]
+    parts = [f"{len(snap.nodes)} nodes" + (f" ({states})" if states else ""),
+             f"in flight {sum(known)}" + ("" if len(known) == len(inflight) else " (some unknown)"),
+             f"balancers {len(reach)}/{len(snap.balancers)} reachable"]
+    differing = snap.nodes_differing_from_majority()
+    if differing:
+        parts.append(f"model differs on {', '.join(differing)}")
+    return "; ".join(parts)
+
+
+def render_table(snap: FleetSnapshot) -> str:
+    table = [COLUMNS, *rows(snap)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    for v in snap.nodes:  # say who disagrees rather than just "MIXED"
+        if v.admin_state == MIXED:
+            lines.append(f"  {v.name}: " + ", ".join(f"{b} {s.admin.value}" for b, s in sorted(v.servers.items())))
+    for b in snap.balancers:
+        if not b.reachable:
+            lines.append(f"  {b.name}: UNREACHABLE: {b.error}")
+    for n in snap.notes:
+        lines.append(f"  note: {n}")
+    lines.append(summary(snap))
+    return "\n".join(lines)
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def node_json(snap: FleetSnapshot, v: NodeView) -> dict[str, Any]:
+    util, used, total = _gpu(v)
+    st = v.status
+    agent = None
+    if v.config.agent is not None:
+        agent = {"url": v.config.agent, "age_seconds": v.agent_age(snap.taken_at), "stale": v.stale,
+                 "error": v.agent.error if v.agent else None}
+    return {
+        "name": v.name,
+        "state": v.admin_state,
+        "states": {b: s.admin.value for b, s in sorted(v.servers.items())},
+        "weight": v.weight,
+        "backup": v.backup,
+        "health": v.health,
+        "in_flight": node_in_flight(snap, v.name),
+        "request_rate": v.request_rate,
+        "errors_5xx_total": v.errors_5xx,
+        "gpu_utilization_ratio": util,
+        "gpu_memory_used_bytes": used,
+        "gpu_memory_total_bytes": total,
+        "model_sha256": st.model.sha256 if st else None,
+        "model_state": st.model.state if st else None,
+        "agent": agent,
+    }
+
+
+def status_json(snap: FleetSnapshot, cluster: str) -> dict[str, Any]:
+    counts = {"ready": 0, "drain": 0, "maint": 0, "MIXED": 0, "unknown": 0}
+    for v in snap.nodes:
+        counts[v.admin_state] = counts.get(v.admin_state, 0) + 1
+    inflight = [node_in_flight(snap, v.name) for v in snap.nodes]
+    return {
+        "schema": JSON_SCHEMA,
+        "cluster": cluster,
+        "taken_at": _iso(snap.taken_at),
+        "summary": {"nodes": len(snap.nodes), "states": counts,
+                    "in_flight": sum(n for n in inflight if n is not None),
+                    "in_flight_unknown": sum(1 for n in inflight if n is None),
+                    "model_majority_sha256": snap.majority_digest,
+                    "model_differs": list(snap.nodes_differing_from_majority())},
+        "balancers": [{"name": b.name, "kind": b.kind, "reachable": b.reachable, "error": b.error,
+                       "servers": len(b.servers)} for b in snap.balancers],
+        "nodes": [node_json(snap, v) for v in snap.nodes],
+        "notes": list(snap.notes),
+    }
