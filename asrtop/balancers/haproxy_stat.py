@@ -114,7 +114,7 @@ def health(checked: bool, op_state: int | None, status: str | None) -> Health:
     if not checked:
         return Health.NO_CHECK
     if op_state is not None:
-        return Health.UP if op_state in (OP_RUNNING, OP_STOPPING) else Health.DOWN
+        return Health.DOWN if op_state == OP_STOPPED else Health.UP  # starting = slowstart ramp, stopping = NOLB
     word = (status or "").upper()
     # "UP", "UP 1/3" (going down), "NOLB", "DRAIN" are serving; "DOWN", "DOWN 1/2" (going up) are not
     return Health.UP if word.startswith(("UP", "NOLB", "DRAIN")) else Health.DOWN

@@ -185,6 +185,7 @@ def start_haproxy(binary: str, tmp_path: Path, servers: Sequence[ServerSpec], *,
                   balance: str = "leastconn", tcp_admin: bool = False, backend_extra: Sequence[str] = (),
                   extra_sections: str = "", timeout: float = 10.0) -> RunningHAProxy:
     """HAProxy in the foreground (-db) as our child, with admin + user unix sockets (+ tcp admin)."""
+    binary = os.path.abspath(binary) if os.sep in binary else binary  # it runs with cwd = its tmp dir
     d = Path(tmp_path) / f"haproxy-{free_port()}"
     d.mkdir(parents=True)
     # unix socket paths are limited to ~107 bytes; pytest tmp paths can be long

@@ -1,0 +1,249 @@
+"""Toggle a HAProxy server's backup flag: HAProxy has no runtime setter, so we re-create the server.
+
+    probe (add + del a throw-away server with the same arguments: HAProxy itself says whether it can)
+    -> set maint -> wait for zero sessions -> del server -> add server ... [backup] -> enable health/agent
+    -> restore the previous admin state.
+
+Carried to `add server`: address and port (as running), weight (as running), id, maxconn/maxqueue (as
+running), check with rise/fall/port/addr, agent-check, track, and, when the config file is readable, every
+other word of the server's config line and of the `default-server` lines in force (`add server` ignores
+default-server). Not carried without the config file: inter/fastinter/downinter, on-marked-down/up,
+slowstart, observe/on-error, send-proxy, source, cookie (an ssl server is refused then). Always lost: the
+server's counters (stot, hrsp_*) and its initial weight (srv_iweight becomes the running weight); an FQDN
+server comes back with its current IP (dynamic servers do not resolve names).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from asrtop.balancers.base import AdminState, BalancerError, BalancerRefused, UnsupportedAction
+from asrtop.balancers.haproxy_config import (
+    ServerLine,
+    find_server_line,
+    read_texts,
+    running_config_paths,
+    strip_managed,
+)
+from asrtop.balancers.haproxy_stat import (
+    CHK_ST_CONFIGURED,
+    STATIC_ALGORITHMS,
+    admin_state,
+    backend_row,
+    backend_rows,
+    first_line,
+    parse_servers_state,
+    parse_show_stat,
+    to_int,
+)
+
+if TYPE_CHECKING:
+    from asrtop.balancers.haproxy import HAProxyBalancer
+
+POLL = 0.1
+
+
+def cli_word(w: str) -> str:
+    """Escape what the Runtime API would split on (spaces, ';')."""
+    return "".join("\\" + c if c in " \t;\\" else c for c in w)
+
+
+class Plan:
+    """Everything read before touching anything: the server as it runs, and the add-server arguments."""
+
+    def __init__(self, b: "HAProxyBalancer", server: str):
+        self.b, self.server = b, server
+        stat_text, state_text = b.read()
+        self.stat = parse_show_stat(stat_text)
+        rows = {r["svname"]: r for r in backend_rows(self.stat, b.backend)}
+        if server not in rows:
+            raise BalancerRefused(f"{b.name}: HAProxy backend {b.backend!r} has no server {server!r}")
+        self.row = rows[server]
+        self.state = next((r for r in parse_servers_state(state_text) if r.get("srv_name") == server), {})
+        self.be = backend_row(self.stat, b.backend) or {}
+        self.backup = to_int(self.row.get("bck")) == 1
+        self.admin = admin_state(to_int(self.state.get("srv_admin_state")), self.row.get("status"))
+        self.checked = bool((to_int(self.state.get("srv_check_state")) or 0) & CHK_ST_CONFIGURED)
+        self.agent = bool((to_int(self.state.get("srv_agent_state")) or 0) & CHK_ST_CONFIGURED)
+        self.line = self._config_line()
+
+    def _config_line(self) -> ServerLine | None:
+        paths = [self.b.config] if self.b.config else []
+        local = self.b.api.kind == "unix" or self.b.api.target[0] in ("127.0.0.1", "localhost", "::1")
+        if not paths and local:  # same host: find the file the process was started with
+            info = self.b.api.command("show info")
+            pid = next((to_int(x.split(":", 1)[1].strip()) for x in info.splitlines() if x.startswith("Pid:")),
+                       None)
+            if pid:
+                paths = running_config_paths(pid)
+        return find_server_line(read_texts(paths), self.b.backend, self.server) if paths else None
+
+    def address(self) -> str:
+        host = self.state.get("srv_addr") or self.row.get("addr", "").rpartition(":")[0]
+        port = self.state.get("srv_port") or self.row.get("addr", "").rpartition(":")[2]
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{port}" if port and port != "0" else host
+
+    def refuse_if_impossible(self) -> None:
+        b = self.b
+        algo = (self.be.get("algo") or "").strip()
+        if algo in STATIC_ALGORITHMS:
+            raise UnsupportedAction(
+                f"{b.name}: cannot toggle backup on {b.backend}/{self.server}: the backend uses `balance "
+                f"{algo}`, which allows no runtime del/add server; change it in haproxy.cfg and reload")
+        trackers = [f"{r['pxname']}/{r['svname']}" for r in self.stat
+                    if r.get("tracked") == f"{b.backend}/{self.server}"]
+        if trackers:
+            raise UnsupportedAction(
+                f"{b.name}: cannot toggle backup on {b.backend}/{self.server}: tracked by {', '.join(trackers)} "
+                f"(HAProxy cannot delete a referenced server); change it in haproxy.cfg and reload")
+        if self.line is None and self.state.get("srv_use_ssl") == "1":
+            raise UnsupportedAction(
+                f"{b.name}: cannot toggle backup on {b.backend}/{self.server}: it uses ssl and its ssl options "
+                f"are not readable at runtime; give the balancer its haproxy.cfg path")
+
+    def words(self, backup: bool, with_id: bool = True) -> list[str]:
+        """add-server arguments after the address."""
+        out: list[str] = []
+        if self.line is not None:
+            out += strip_managed(self.line.defaults) + strip_managed(self.line.words)
+        else:
+            if self.checked:
+                out.append("check")
+                for key, col in (("rise", "check_rise"), ("fall", "check_fall")):
+                    if to_int(self.row.get(col)):
+                        out += [key, self.row[col]]
+                if (to_int(self.state.get("srv_check_port")) or 0) > 0:
+                    out += ["port", self.state["srv_check_port"]]
+                if self.state.get("srv_check_addr", "-") not in ("-", ""):
+                    out += ["addr", self.state["srv_check_addr"]]
+            if self.agent and (to_int(self.state.get("srv_agent_port")) or 0) > 0:
+                out += ["agent-check", "agent-port", self.state["srv_agent_port"]]
+                if self.state.get("srv_agent_addr", "-") not in ("-", ""):
+                    out += ["agent-addr", self.state["srv_agent_addr"]]
+            if self.row.get("tracked"):
+                out += ["track", self.row["tracked"]]
+        # running values win over the config line (they may have been changed at runtime)
+        if to_int(self.row.get("slim")):
+            out += ["maxconn", self.row["slim"]]
+        if to_int(self.row.get("qlimit")):
+            out += ["maxqueue", self.row["qlimit"]]
+        weight = self.state.get("srv_uweight") or self.row.get("weight") or "1"
+        out += ["weight", weight]
+        if with_id and to_int(self.state.get("srv_id")):
+            out += ["id", self.state["srv_id"]]
+        if backup:
+            out.append("backup")
+        return out
+
+    def add_command(self, name: str, backup: bool, with_id: bool = True) -> str:
+        words = [self.address(), *self.words(backup, with_id)]
+        return f"add server {self.b.backend}/{name} " + " ".join(cli_word(w) for w in words)
+
+
+def toggle_backup(b: "HAProxyBalancer", server: str, backup: bool, wait: float) -> None:
+    plan = Plan(b, server)
+    if plan.backup == backup:
+        return
+    plan.refuse_if_impossible()
+    where = f"{b.backend}/{server}"
+    probe(b, plan, backup)
+
+    prev = plan.admin
+    if prev != AdminState.MAINT:
+        b.command(f"set server {where} state maint", server)
+    try:
+        wait_empty(b, server, wait)
+        delete(b, server, wait)
+    except BalancerError as e:
+        restore_state(b, server, prev)
+        raise type(e)(f"{e} (server left {prev.value}, unchanged)") from None
+
+    # From here the server does not exist: every failure must end in a re-created server or say so.
+    answer = b.api.command(plan.add_command(server, backup))
+    if not first_line(answer).startswith("New server registered"):
+        why = first_line(answer)
+        back = b.api.command(plan.add_command(server, plan.backup))
+        if not first_line(back).startswith("New server registered"):
+            raise BalancerError(
+                f"{b.name}: {where} is DELETED: `add server` failed ({why}) and re-adding the original failed "
+                f"({first_line(back)}); re-add it by hand: {plan.add_command(server, plan.backup)}")
+        finish(b, plan, server, prev)
+        raise BalancerRefused(f"{b.name}: HAProxy refused to re-create {where} with backup={'on' if backup else 'off'}"
+                              f" ({why}); the original server was re-created, {prev.value}")
+    finish(b, plan, server, prev)
+
+
+def probe(b: "HAProxyBalancer", plan: Plan, backup: bool) -> None:
+    """HAProxy's own verdict on the exact add-server arguments, before anything is deleted."""
+    name = f"asrtop-probe-{os.getpid()}"
+    answer = b.api.command(plan.add_command(name, backup, with_id=False))
+    line = first_line(answer)
+    if not line.startswith("New server registered"):
+        if "dynamic load balancing" in line:
+            raise UnsupportedAction(f"{b.name}: cannot toggle backup on {b.backend}/{plan.server}: HAProxy says "
+                                    f"{line!r} (static algorithm or `hash-type map-based`)")
+        raise b.refusal(plan.add_command(plan.server, backup), answer, plan.server)
+    gone = b.api.command(f"del server {b.backend}/{name}")
+    if not first_line(gone).startswith("Server deleted"):
+        raise BalancerRefused(f"{b.name}: could not remove probe server {b.backend}/{name} ({first_line(gone)}); "
+                              f"it is in maint and takes no traffic: `del server {b.backend}/{name}`")
+
+
+def sessions(b: "HAProxyBalancer", server: str) -> int:
+    stat = parse_show_stat(b.api.command("show stat"))
+    row = next((r for r in backend_rows(stat, b.backend) if r["svname"] == server), None)
+    if row is None:
+        raise BalancerRefused(f"{b.name}: server {b.backend}/{server} disappeared while draining")
+    return (to_int(row.get("scur")) or 0) + (to_int(row.get("qcur")) or 0)
+
+
+def wait_empty(b: "HAProxyBalancer", server: str, wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while (n := sessions(b, server)) > 0:
+        if time.monotonic() >= deadline:
+            raise BalancerRefused(
+                f"{b.name}: {b.backend}/{server} still has {n} session(s) after {wait:g}s in maint; drain it "
+                f"first (asrtop drain NODE --wait), then toggle backup")
+        time.sleep(POLL)
+
+
+def delete(b: "HAProxyBalancer", server: str, wait: float) -> None:
+    deadline = time.monotonic() + max(wait, 1.0)
+    while True:
+        answer = b.api.command(f"del server {b.backend}/{server}")
+        line = first_line(answer)
+        if line.startswith("Server deleted"):
+            return
+        if "connection" in line.lower() and time.monotonic() < deadline:  # idle/pending conns still closing
+            time.sleep(POLL)
+            continue
+        if "other configuration elements" in line or "referenced" in line.lower():
+            raise UnsupportedAction(f"{b.name}: cannot toggle backup on {b.backend}/{server}: HAProxy says {line!r}")
+        raise b.refusal(f"del server {b.backend}/{server}", answer, server)
+
+
+def restore_state(b: "HAProxyBalancer", server: str, state: AdminState) -> None:
+    if state != AdminState.MAINT:
+        b.command(f"set server {b.backend}/{server} state {state.value}", server)
+
+
+def finish(b: "HAProxyBalancer", plan: Plan, server: str, prev: AdminState) -> None:
+    """After a successful add server: start checks again, put the previous admin state back."""
+    where = f"{b.backend}/{server}"
+    steps = []
+    if plan.checked:
+        steps.append(f"enable health {where}")
+    if plan.agent:
+        steps.append(f"enable agent {where}")
+    if prev != AdminState.MAINT:
+        steps.append(f"set server {where} state {prev.value}")
+    done = ["add server"]
+    for cmd in steps:
+        answer = b.api.command(cmd)
+        if first_line(answer):
+            raise BalancerRefused(f"{b.name}: {where} was re-created in maint, but `{cmd}` failed "
+                                  f"({first_line(answer)}); done: {', '.join(done)}; finish by hand")
+        done.append(cmd)
