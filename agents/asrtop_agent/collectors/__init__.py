@@ -1,0 +1,1 @@
+"""Collectors: one class per concern, dependencies injected so tests feed stand-ins."""

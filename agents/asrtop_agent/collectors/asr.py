@@ -1,0 +1,245 @@
+"""The ASR service: health probe, the process listening on its port (CPU, RSS, Python env), in-flight.
+
+In-flight is either exact (the agent's proxy counts it) or the number of established TCP connections
+to the ASR port, read from /proc/net/tcp{,6} (cheap: no scan of every process' file descriptors).
+The listening PID is found once per listening socket (inode) and cached.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from ..snapshot import AsrSnap
+from .requests import RequestCounters
+
+LISTEN, ESTABLISHED = "0A", "01"
+# Python packages of the ASR environment worth showing (version skew across nodes is a classic outage).
+KEY_PACKAGES = ("funasr", "torch", "torchaudio", "modelscope", "onnxruntime", "onnxruntime_gpu",
+                "transformers", "vllm", "numpy")
+
+
+def url_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.hostname or "127.0.0.1", port
+
+
+class ProcNetTcp:
+    """Reads /proc/net/tcp and tcp6 (root injectable for tests)."""
+
+    def __init__(self, proc_root: str = "/proc"):
+        self.root = proc_root
+
+    def available(self) -> bool:
+        return os.path.exists(os.path.join(self.root, "net", "tcp"))
+
+    def scan(self, port: int) -> tuple[int | None, int, int]:
+        """(listening socket inode or None, established server-side conns, established client-side conns)."""
+        listen_inode, server, client = None, 0, 0
+        for name in ("tcp", "tcp6"):
+            try:
+                with open(os.path.join(self.root, "net", name), "rb") as f:
+                    lines = f.read().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if len(fields) < 10:
+                    continue
+                local_port = int(fields[1].rsplit(b":", 1)[1], 16)
+                state = fields[3].decode()
+                if state == LISTEN and local_port == port and listen_inode is None:
+                    listen_inode = int(fields[9])
+                elif state == ESTABLISHED:
+                    if local_port == port:
+                        server += 1
+                    elif int(fields[2].rsplit(b":", 1)[1], 16) == port:
+                        client += 1
+        return listen_inode, server, client
+
+    def owner_of(self, inode: int) -> int | None:
+        """PID holding socket `inode` (walks /proc/*/fd once; None when not visible to us)."""
+        target = f"socket:[{inode}]"
+        for entry in os.scandir(self.root):
+            if not entry.name.isdigit():
+                continue
+            fd_dir = os.path.join(self.root, entry.name, "fd")
+            try:
+                for fd in os.listdir(fd_dir):
+                    try:
+                        if os.readlink(os.path.join(fd_dir, fd)) == target:
+                            return int(entry.name)
+                    except OSError:
+                        continue
+            except OSError:
+                continue
+        return None
+
+
+def python_env(exe: str | None) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """Python version and key package versions of the interpreter at `exe` (venv or system prefix)."""
+    if not exe:
+        return None, ()
+    prefix = Path(exe).parent.parent
+    version = None
+    cfg = prefix / "pyvenv.cfg"
+    try:
+        for line in cfg.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in ("version", "version_info") and value.strip():
+                version = value.strip()
+    except OSError:
+        pass
+    site_dirs = [p for pattern in ("lib/python3*/site-packages", "lib/python3*/dist-packages",
+                                   "local/lib/python3*/dist-packages") for p in prefix.glob(pattern)]
+    if version is None and site_dirs:
+        version = site_dirs[0].parent.name.removeprefix("python")
+    packages: dict[str, str] = {}
+    for site in site_dirs:
+        for name in KEY_PACKAGES:
+            for dist in site.glob(f"{name}-*.dist-info"):
+                packages.setdefault(name, dist.name[len(name) + 1:-len(".dist-info")])
+    return version, tuple(sorted(packages.items()))
+
+
+class AsrCollector:
+    def __init__(self, url: str, health_path: str = "/health", *, session: Any = None,
+                 psutil_mod: Any = None, clock: Callable[[], float] = time.perf_counter,
+                 connections: ProcNetTcp | None = None, counters: RequestCounters | None = None,
+                 probe_timeout: float = 2.0):
+        self.url = url.rstrip("/")
+        self.probe_url = self.url + (health_path if health_path.startswith("/") else "/" + health_path)
+        self.host, self.port = url_port(url)
+        self._session = session
+        if psutil_mod is None:
+            import psutil as psutil_mod
+        self.psutil = psutil_mod
+        self.clock = clock
+        self.conns = connections or ProcNetTcp()
+        self.counters = counters
+        self.probe_timeout = probe_timeout
+        self._inode: int | None = None
+        self._pid: int | None = None
+        self._proc: Any = None
+        self._cpu_primed = False
+        self._env: tuple[str | None, tuple] = (None, ())
+        self.last_pid: int | None = None
+
+    async def _probe(self) -> tuple[bool, float | None, str | None]:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.probe_timeout),
+                connector=aiohttp.TCPConnector(limit=1, force_close=True))
+        t0 = self.clock()
+        try:
+            async with self._session.get(self.probe_url, allow_redirects=False) as resp:
+                await resp.read()
+                latency = self.clock() - t0
+                if 200 <= resp.status < 400:
+                    return True, latency, None
+                return False, latency, f"health probe {self.probe_url} answered HTTP {resp.status}"
+        except TimeoutError:
+            return False, None, f"health probe {self.probe_url} timed out after {self.probe_timeout:g}s"
+        except aiohttp.ClientError as exc:
+            return False, None, f"health probe {self.probe_url} failed: {exc or type(exc).__name__}"
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def collect(self) -> AsrSnap:
+        import asyncio
+
+        up, latency, error = await self._probe()
+        pid, cpu, rss, conns, perr = await asyncio.to_thread(self._process_facts)
+        if self.counters is not None:
+            reqs = self.counters.snapshot()
+            in_flight, source = reqs.in_flight, "proxy"
+        else:
+            reqs, in_flight, source = None, conns, "connections" if conns is not None else None
+        python, packages = self._env
+        return AsrSnap(url=self.url, up=up, probe_latency_seconds=latency, error=error, pid=pid,
+                       process_cpu_ratio=cpu, process_rss_bytes=rss, in_flight=in_flight,
+                       in_flight_source=source, requests=reqs, process_error=perr,
+                       python=python, packages=packages)
+
+    def _process_facts(self) -> tuple[int | None, float | None, int | None, int | None, str | None]:
+        """pid, cpu ratio (of one core), rss, established connections, reason when something is absent."""
+        if not self.conns.available():
+            return self._process_facts_psutil()
+        inode, server, client = self.conns.scan(self.port)
+        conns = server if inode is not None else client
+        if inode is None:
+            self._forget()
+            return None, None, None, conns, f"nothing listens on port {self.port} on this host"
+        if inode != self._inode:
+            self._forget()
+            self._inode = inode
+            self._pid = self.conns.owner_of(inode)
+        if self._pid is None:
+            return None, None, None, conns, (f"the process listening on port {self.port} is not visible "
+                                             "(run the agent in the ASR's PID namespace or as its user)")
+        return (*self._read_process(), conns, None) if self._proc or self._attach() else (
+            self._pid, None, None, conns, "process vanished")
+
+    def _process_facts_psutil(self):
+        # Non-Linux (or no /proc): psutil walks every process; may need privileges.
+        try:
+            conns = self.psutil.net_connections("tcp")
+        except Exception as exc:
+            return None, None, None, None, f"connections not readable: {exc}"
+        pid = next((c.pid for c in conns if c.status == "LISTEN" and c.laddr and c.laddr.port == self.port), None)
+        n = sum(1 for c in conns if c.status == "ESTABLISHED" and c.laddr and c.laddr.port == self.port)
+        if pid != self._pid:
+            self._forget()
+            self._pid = pid
+        if pid is None:
+            return None, None, None, n, f"no visible process listens on port {self.port}"
+        if not (self._proc or self._attach()):
+            return pid, None, None, n, "process vanished"
+        return (*self._read_process(), n, None)
+
+    def _forget(self) -> None:
+        self._inode = self._pid = self._proc = None
+        self._cpu_primed = False
+        self._env = (None, ())
+
+    def _attach(self) -> bool:
+        try:
+            self._proc = self.psutil.Process(self._pid)
+            self._proc.cpu_percent(None)  # prime: the first call has nothing to compare with
+            exe = None
+            try:
+                exe = self._proc.exe()
+            except Exception:
+                pass
+            self._env = python_env(exe)
+            return True
+        except Exception:
+            self._proc = None
+            return False
+
+    def _read_process(self) -> tuple[int | None, float | None, int | None]:
+        self.last_pid = self._pid
+        try:
+            with self._proc.oneshot():
+                cpu = self._proc.cpu_percent(None) / 100.0
+                rss = int(self._proc.memory_info().rss)
+        except Exception:
+            self._forget()
+            return None, None, None
+        if not self._cpu_primed:
+            self._cpu_primed = True
+            cpu = None  # no interval to measure over yet
+        return self.last_pid, cpu, rss
+
+
+def agent_python() -> str:
+    return "%d.%d.%d" % sys.version_info[:3]

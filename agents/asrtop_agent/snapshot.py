@@ -1,0 +1,254 @@
+"""Frozen readings of one collection round, and the background loop that produces them.
+
+The loop owns the collectors; everything it hands out is immutable, so the HTTP handlers (and other
+threads) read the last `Snapshot` without locks. Absent readings are None, never 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+log = logging.getLogger("asrtop_agent")
+
+# Latency buckets suited to ASR requests: sub-second health-ish calls up to 5-minute long files.
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
+
+@dataclass(frozen=True)
+class HostSnap:
+    cpu_ratio: float | None = None
+    load1: float | None = None
+    load5: float | None = None
+    load15: float | None = None
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuProcessSnap:
+    pid: int
+    name: str | None
+    gpu_memory_bytes: int | None
+
+
+@dataclass(frozen=True)
+class GpuSnap:
+    index: int
+    uuid: str | None = None
+    name: str | None = None
+    utilization_ratio: float | None = None
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    temperature_celsius: float | None = None
+    power_watts: float | None = None
+    power_limit_watts: float | None = None
+    processes: tuple[GpuProcessSnap, ...] = ()
+
+
+@dataclass(frozen=True)
+class GpuReport:
+    source: str = "none"  # nvml | none | simulated
+    error: str | None = None
+    gpus: tuple[GpuSnap, ...] = ()
+    driver: str | None = None
+    cuda: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestSnap:
+    """Exact request counters of the in-path proxy at one moment."""
+
+    by_class: tuple[tuple[str, int], ...] = ()
+    in_flight: int = 0
+    bucket_bounds: tuple[float, ...] = LATENCY_BUCKETS
+    bucket_counts: tuple[int, ...] = (0,) * (len(LATENCY_BUCKETS) + 1)  # per bucket, last is +Inf
+    latency_sum_seconds: float = 0.0
+    audio_seconds_total: float = 0.0
+    bytes_received_total: int = 0
+    bytes_sent_total: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.by_class)
+
+    @property
+    def latency_count(self) -> int:
+        return sum(self.bucket_counts)
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(le, cumulative count) pairs as Prometheus histograms expose them."""
+        out, acc = [], 0
+        for bound, n in zip(self.bucket_bounds + (float("inf"),), self.bucket_counts):
+            acc += n
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), acc))
+        return out
+
+    def quantile(self, q: float) -> float | None:
+        """Estimate like PromQL's histogram_quantile: linear within the bucket; None without data."""
+        count = self.latency_count
+        if count == 0:
+            return None
+        rank = q * count
+        acc, lower = 0, 0.0
+        for bound, n in zip(self.bucket_bounds, self.bucket_counts):
+            if n and acc + n >= rank:
+                return lower + (bound - lower) * ((rank - acc) / n)
+            acc += n
+            lower = bound
+        return self.bucket_bounds[-1]  # in the +Inf bucket: the largest finite bound, as Prometheus does
+
+
+@dataclass(frozen=True)
+class AsrSnap:
+    url: str
+    up: bool | None = None
+    probe_latency_seconds: float | None = None
+    error: str | None = None
+    pid: int | None = None
+    process_cpu_ratio: float | None = None
+    process_rss_bytes: int | None = None
+    in_flight: int | None = None
+    in_flight_source: str | None = None  # connections | proxy
+    requests: RequestSnap | None = None
+    process_error: str | None = None
+    python: str | None = None  # the ASR process' interpreter version, when found
+    packages: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    dir: str
+    path: str  # relative to dir, '/'-separated
+    size: int
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class ModelDirSnap:
+    path: str
+    state: str  # ok | hashing | missing | error
+    sha256: str | None = None
+    files: int | None = None
+    bytes: int | None = None
+    error: str | None = None
+    file_list: tuple[ModelFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSnap:
+    state: str = "hashing"
+    sha256: str | None = None
+    files: int | None = None
+    bytes: int | None = None
+    error: str | None = None
+    dirs: tuple[ModelDirSnap, ...] = ()
+
+
+@dataclass(frozen=True)
+class CollectorHealth:
+    name: str
+    duration_seconds: float | None
+    errors_total: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    node: str
+    agent_version: str
+    collected_at: float
+    interval_seconds: float
+    host: HostSnap
+    gpu: GpuReport
+    asr: AsrSnap
+    model: ModelSnap
+    collectors: tuple[CollectorHealth, ...] = ()
+    agent_python: str | None = None
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)  # rendered bodies, filled once
+
+    def rendered(self, key: str, render: Callable[["Snapshot"], bytes]) -> bytes:
+        """Render once per snapshot (lazily: no scrapes, no rendering cost). Races only duplicate work."""
+        body = self._cache.get(key)
+        if body is None:
+            body = render(self)
+            self._cache[key] = body
+        return body
+
+
+class CollectionLoop:
+    """One collection per interval in the background; `latest` is always a complete Snapshot.
+
+    Collectors are injected: host/gpu are sync (run in a worker thread: NVML can stall), asr is async,
+    model is the background hasher (poked each round, read without waiting).
+    """
+
+    def __init__(self, *, node: str, version: str, interval: float, host: Any, gpu: Any, asr: Any,
+                 model: Any, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.perf_counter, agent_python: str | None = None):
+        self.node, self.version, self.interval = node, version, interval
+        self.host, self.gpu, self.asr, self.model = host, gpu, asr, model
+        self.clock, self.monotonic = clock, monotonic
+        self.agent_python = agent_python
+        self.errors = {"host": 0, "gpu": 0, "asr": 0, "model": 0}
+        self.durations: dict[str, float | None] = {k: None for k in self.errors}
+        self._last_in_flight: int | None = None
+        self.latest: Snapshot = self._compose(HostSnap(), GpuReport(error="not collected yet"),
+                                              AsrSnap(url=getattr(asr, "url", "")), ModelSnap())
+
+    def _timed_sync(self, name: str, fn: Callable[[], Any], fallback: Any) -> Any:
+        t0 = self.monotonic()
+        try:
+            return fn()
+        except Exception as exc:  # a collector bug must not stop the others
+            self.errors[name] += 1
+            log.warning("%s collector failed: %s", name, exc)
+            return fallback(exc)
+        finally:
+            self.durations[name] = self.monotonic() - t0
+
+    def _sync_round(self) -> tuple[HostSnap, GpuReport, ModelSnap]:
+        host = self._timed_sync("host", self.host.collect, lambda e: HostSnap(error=f"host: {e}"))
+        gpu = self._timed_sync("gpu", lambda: self.gpu.collect(self._last_in_flight),
+                               lambda e: GpuReport(source=getattr(self.gpu, "source", "none"), error=str(e)))
+        model = self._timed_sync("model", self.model.poll, lambda e: ModelSnap(state="error", error=str(e)))
+        return host, gpu, model
+
+    async def collect_once(self) -> Snapshot:
+        t0 = self.monotonic()
+        try:
+            asr = await self.asr.collect()
+        except Exception as exc:
+            self.errors["asr"] += 1
+            log.warning("asr collector failed: %s", exc)
+            asr = AsrSnap(url=getattr(self.asr, "url", ""), error=f"collector failed: {exc}")
+        self.durations["asr"] = self.monotonic() - t0
+        self._last_in_flight = asr.in_flight
+        host, gpu, model = await asyncio.to_thread(self._sync_round)
+        self.latest = self._compose(host, gpu, asr, model)
+        return self.latest
+
+    def _compose(self, host, gpu, asr, model) -> Snapshot:
+        health = tuple(CollectorHealth(k, self.durations[k], self.errors[k]) for k in self.errors)
+        return Snapshot(node=self.node, agent_version=self.version, collected_at=self.clock(),
+                        interval_seconds=self.interval, host=host, gpu=gpu, asr=asr, model=model,
+                        collectors=health, agent_python=self.agent_python)
+
+    async def run(self) -> None:
+        """Collect forever on a fixed cadence; a slow round delays the next one, never overlaps it."""
+        next_at = self.monotonic()
+        while True:
+            try:
+                await self.collect_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # pragma: no cover - last line of defence, keep serving
+                log.error("collection round failed: %s", exc)
+            next_at += self.interval
+            now = self.monotonic()
+            if next_at < now:
+                next_at = now
+            await asyncio.sleep(next_at - now)

@@ -1,0 +1,102 @@
+"""JSON bodies of /v1/status (schema 1) and /v1/model, built from one Snapshot.
+
+asrtop/agentstatus.py parses exactly these keys; new facts are added as new keys, never renamed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import SCHEMA_VERSION
+from .snapshot import AsrSnap, GpuSnap, RequestSnap, Snapshot
+
+
+def _requests(r: RequestSnap | None) -> dict | None:
+    if r is None:
+        return None
+    return {
+        "total": r.total,
+        "by_class": dict(r.by_class),
+        "in_flight": r.in_flight,
+        "latency_p50_seconds": r.quantile(0.5),
+        "latency_p95_seconds": r.quantile(0.95),
+        "latency_sum_seconds": r.latency_sum_seconds,
+        "latency_count": r.latency_count,
+        "audio_seconds_total": r.audio_seconds_total,
+        "bytes_received_total": r.bytes_received_total,
+        "bytes_sent_total": r.bytes_sent_total,
+    }
+
+
+def _gpu(g: GpuSnap) -> dict:
+    return {
+        "index": g.index, "uuid": g.uuid, "name": g.name, "utilization_ratio": g.utilization_ratio,
+        "memory_used_bytes": g.memory_used_bytes, "memory_total_bytes": g.memory_total_bytes,
+        "temperature_celsius": g.temperature_celsius, "power_watts": g.power_watts,
+        "power_limit_watts": g.power_limit_watts,
+        "processes": [{"pid": p.pid, "name": p.name, "gpu_memory_bytes": p.gpu_memory_bytes} for p in g.processes],
+    }
+
+
+def _asr(a: AsrSnap) -> dict:
+    return {
+        "url": a.url, "up": a.up, "probe_latency_seconds": a.probe_latency_seconds, "error": a.error,
+        "pid": a.pid, "process_cpu_ratio": a.process_cpu_ratio, "process_rss_bytes": a.process_rss_bytes,
+        "in_flight": a.in_flight, "in_flight_source": a.in_flight_source, "requests": _requests(a.requests),
+        "process_error": a.process_error,
+    }
+
+
+def status_dict(s: Snapshot) -> dict[str, Any]:
+    h, m = s.host, s.model
+    return {
+        "schema": SCHEMA_VERSION,
+        "node": s.node,
+        "agent_version": s.agent_version,
+        "collected_at": s.collected_at,
+        "interval_seconds": s.interval_seconds,
+        "host": {"cpu_ratio": h.cpu_ratio, "load1": h.load1, "load5": h.load5, "load15": h.load15,
+                 "memory_used_bytes": h.memory_used_bytes, "memory_total_bytes": h.memory_total_bytes,
+                 "error": h.error},
+        "gpu_source": s.gpu.source,
+        "gpu_error": s.gpu.error,
+        "gpus": [_gpu(g) for g in s.gpu.gpus],
+        "asr": _asr(s.asr),
+        "model": {
+            "state": m.state, "sha256": m.sha256, "files": m.files, "bytes": m.bytes, "error": m.error,
+            "dirs": [{"path": d.path, "state": d.state, "sha256": d.sha256, "files": d.files, "bytes": d.bytes,
+                      "error": d.error} for d in m.dirs],
+        },
+        "versions": {
+            "agent": s.agent_version,
+            "driver": s.gpu.driver,
+            "cuda": s.gpu.cuda,
+            "python": s.asr.python,  # the ASR process' interpreter, when found
+            "packages": dict(s.asr.packages),
+            "agent_python": s.agent_python,
+        },
+        "collectors": {c.name: {"duration_seconds": c.duration_seconds, "errors_total": c.errors_total}
+                       for c in s.collectors},
+    }
+
+
+def model_dict(s: Snapshot) -> dict[str, Any]:
+    m = s.model
+    return {
+        "schema": SCHEMA_VERSION,
+        "node": s.node,
+        "sha256": m.sha256,
+        "state": m.state,
+        "error": m.error,
+        "files": [{"dir": f.dir, "path": f.path, "size": f.size, "sha256": f.sha256}
+                  for d in m.dirs for f in d.file_list],
+    }
+
+
+def render_status(s: Snapshot) -> bytes:
+    return json.dumps(status_dict(s), separators=(",", ":")).encode()
+
+
+def render_model(s: Snapshot) -> bytes:
+    return json.dumps(model_dict(s), separators=(",", ":")).encode()
