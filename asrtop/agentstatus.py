@@ -128,21 +128,28 @@ def _obj(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _num(d: Mapping, key: str) -> float | None:
+def _num(d: Mapping, key: str, signed: bool = False) -> float | None:
+    """A finite number, else None. Negative only where the quantity can be (signed): a negative
+    ratio, byte count or duration is garbage from the agent, shown as unavailable rather than as a value."""
     v = d.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    v = float(v)
-    return v if math.isfinite(v) else None
+    try:
+        v = float(v)
+    except OverflowError:  # an int too big for a float (JSON allows any length)
+        return None
+    return v if math.isfinite(v) and (signed or v >= 0) else None
 
 
 def _int(d: Mapping, key: str) -> int | None:
+    """A non-negative integer (counts, bytes, pids, indexes) that fits 64 bits, else None."""
     v = d.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     if isinstance(v, float) and not math.isfinite(v):
         return None
-    return int(v)
+    v = int(v)
+    return v if 0 <= v < 2**63 else None
 
 
 def _str(d: Mapping, key: str) -> str | None:
@@ -157,7 +164,8 @@ def _bool(d: Mapping, key: str) -> bool | None:
 
 def _gpu(d: dict, position: int) -> GpuReading:
     procs = []
-    for p in d.get("processes") or ():
+    procs_raw = d.get("processes")
+    for p in procs_raw if isinstance(procs_raw, list) else ():
         p = _obj(p)
         pid = _int(p, "pid")
         if pid is not None:
@@ -170,7 +178,7 @@ def _gpu(d: dict, position: int) -> GpuReading:
         utilization_ratio=_num(d, "utilization_ratio"),
         memory_used_bytes=_int(d, "memory_used_bytes"),
         memory_total_bytes=_int(d, "memory_total_bytes"),
-        temperature_celsius=_num(d, "temperature_celsius"),
+        temperature_celsius=_num(d, "temperature_celsius", signed=True),
         power_watts=_num(d, "power_watts"),
         power_limit_watts=_num(d, "power_limit_watts"),
         processes=tuple(procs),
@@ -181,7 +189,7 @@ def _requests(d: Any) -> RequestStats | None:
     if not isinstance(d, dict):
         return None
     by_class = {k: int(v) for k, v in _obj(d.get("by_class")).items()
-                if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)}
+                if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63}
     return RequestStats(
         total=_int(d, "total"),
         by_class=by_class,
@@ -225,7 +233,7 @@ def parse_status(body: Any) -> AgentStatus:
     return AgentStatus(
         node=node,
         agent_version=_str(body, "agent_version"),
-        collected_at=_num(body, "collected_at"),
+        collected_at=_num(body, "collected_at", signed=True),
         interval_seconds=_num(body, "interval_seconds"),
         host=HostReading(_num(h, "cpu_ratio"), _num(h, "load1"), _num(h, "load5"), _num(h, "load15"),
                          _int(h, "memory_used_bytes"), _int(h, "memory_total_bytes"), _str(h, "error")),
