@@ -38,7 +38,10 @@ def describe_error(exc: BaseException, timeout: float) -> str:
         what = os.strerror(no) if no else (str(err) or type(err).__name__)
         return f"cannot connect to {exc.host}:{exc.port}: {what.lower()}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "agent closed the connection without answering"
+        return "closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientOSError):
+        no = exc.errno
+        return f"connection failed: {os.strerror(no).lower() if no else (exc.strerror or str(exc))}"
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"truncated answer: {exc}"
     if isinstance(exc, aiohttp.InvalidURL):
@@ -135,10 +138,15 @@ class AgentPoller:
         async with self._sem:
             t0 = time.perf_counter()
             try:
-                async with session.get(self._status_url(agent)) as resp:
-                    body = await resp.read()
-                    if resp.status != 200:
-                        raise _BadAnswer(f"HTTP {resp.status} from {STATUS_PATH}")
+                try:
+                    body, code = await self._get(session, agent)
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                    if isinstance(e, aiohttp.ClientConnectorError):
+                        raise
+                    # a kept-alive connection the agent closed (it restarted): one fresh try
+                    body, code = await self._get(session, agent)
+                if code != 200:
+                    raise _BadAnswer(f"HTTP {code} from {STATUS_PATH}")
                 latency = time.perf_counter() - t0
                 try:
                     data = json.loads(body)  # bytes straight in: no separate decode pass
@@ -152,6 +160,10 @@ class AgentPoller:
             except Exception as e:  # every transport failure is this node's error, never the round's
                 return self._failed(agent, prev, describe_error(e, self.timeout), time.perf_counter() - t0)
         return AgentReading(agent, status, time.time(), None, latency)
+
+    async def _get(self, session: aiohttp.ClientSession, agent: str) -> tuple[bytes, int]:
+        async with session.get(self._status_url(agent)) as resp:
+            return await resp.read(), resp.status
 
     @staticmethod
     def _failed(agent: str, prev: AgentReading | None, error: str, latency: float) -> AgentReading:

@@ -51,13 +51,13 @@ class Agent:
         return web.json_response({"dirs": [{"path": "/models/x", "files": [
             {"path": "model.pt", "size": 10, "sha256": "aa"}, {"path": "config.yaml", "size": 2, "sha256": "bb"}]}]})
 
-    async def start(self) -> "Agent":
+    async def start(self, port: int | None = None) -> "Agent":
         app = web.Application()
         app.router.add_get("/v1/status", self.status)
         app.router.add_get("/v1/model", self.model)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
-        port = free_port()
+        port = port or free_port()
         await web.TCPSite(self.runner, "127.0.0.1", port).start()
         self.url = f"http://127.0.0.1:{port}"
         return self
@@ -65,6 +65,7 @@ class Agent:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+            self.runner = None
 
 
 class BlackHole:
@@ -190,6 +191,18 @@ async def test_last_good_status_kept_on_failure_and_stale_after_three_intervals(
     late = merge(nodes, {"a": third}, (), first.fetched_at + (STALE_AFTER_MISSED + 0.5) * refresh, refresh)
     assert late.node("a").stale
     assert late.node("a").status == first.status  # still shown, marked stale
+
+
+async def test_agent_restart_on_same_port_is_not_an_error(agents, poller):
+    # the kept-alive connection dies with the old process; the next round must reconnect, not report it
+    (a,) = await agents(1)
+    nodes = [NodeConfig("a", agent=a.url)]
+    assert (await poller.poll(nodes))["a"].error is None
+    port = int(a.url.rsplit(":", 1)[1])
+    await a.stop()
+    await a.start(port)
+    r = (await poller.poll(nodes))["a"]
+    assert r.error is None and r.status is not None
 
 
 async def test_recovers_after_failure(agents, poller):

@@ -1,0 +1,328 @@
+"""Node facts from Prometheus (for fleets too big to poll, or where Prometheus scrapes the agents anyway).
+
+A handful of PromQL instant queries per refresh, whatever the fleet size (never one per node), run
+concurrently over one aiohttp session. Series are grouped by their `instance` label and joined to nodes:
+a node's agent URL host:port is the `instance` (Prometheus' default), else `asr_node_info{node}` names it.
+Each node's metrics become an `AgentStatus` (the same dataclasses the agent's /v1/status parses into),
+so the TUI and CLI cannot tell the sources apart except by what metrics cannot carry (URLs, pids, p50).
+
+Staleness, as in the agent source: `up == 0`, a node missing from Prometheus, or a last sample older than
+3 refresh intervals give an `AgentReading` with an error and the fetched_at of the last good sample; the
+last good status is kept, and `fleet.merge` marks the node stale. Set `cluster.refresh` no shorter than
+the Prometheus scrape interval, or every node looks stale between scrapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections import defaultdict
+from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from asrtop.agentstatus import (
+    GPU_SOURCES,
+    MODEL_STATES,
+    AgentStatus,
+    AsrReading,
+    GpuProcess,
+    GpuReading,
+    HostReading,
+    ModelDir,
+    ModelReading,
+    RequestStats,
+)
+from asrtop.config import NodeConfig
+from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
+from asrtop.sources.agents import describe_error
+
+# One selector per group keeps the answer small: no histogram buckets, no per-collector health series.
+NODE_SERIES = ("node_info|host_.+|service_.+|requests_total|request_duration_seconds_sum"
+               "|request_received_bytes_total|response_sent_bytes_total|audio_seconds_total"
+               "|model_info|model_dir_info|model_files|model_bytes|agent_last_collect_timestamp_seconds")
+QUERIES = {
+    "node": f'{{__name__=~"asr_({NODE_SERIES})"}}',
+    "gpu": '{__name__=~"asr_gpu_.+"}',
+    "state": "asr_model_state == 1",  # only the current state's series
+    "ts": "timestamp(asr_node_info)",  # when Prometheus last scraped each agent
+    "up": "up",
+}
+
+Series = list[tuple[dict, float | None]]  # (labels, value) per series of one metric
+
+
+class PrometheusError(Exception):
+    """Prometheus could not answer a query (one line)."""
+
+
+def _value(raw: Any) -> float | None:
+    try:
+        v = float(raw[1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return v if math.isfinite(v) else None  # NaN/Inf are "unavailable", never a number
+
+
+def instance_of_url(url: str | None) -> str | None:
+    """host:port of an agent URL, as Prometheus' default `instance` label writes it."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
+
+
+class PrometheusSource:
+    """NodeFactsSource (asrtop.sources.live) reading the agents' metrics from a Prometheus server."""
+
+    def __init__(self, url: str, refresh: float = 1.0, timeout: float | None = None):
+        self.url = url.rstrip("/")
+        self.refresh = float(refresh)
+        self.timeout = float(timeout) if timeout is not None else max(0.8 * self.refresh, 0.5)
+        self._session: aiohttp.ClientSession | None = None
+        self._readings: dict[str, AgentReading] = {}
+        self._instance: dict[str, str] = {}  # node name -> instance, remembered while its series vanish
+        self.last_query_seconds: float | None = None
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=len(QUERIES) * 2, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={"Accept": "application/json", "User-Agent": "asrtop"},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def query(self, promql: str) -> list[dict]:
+        """One instant query; the vector's result list. Raises PrometheusError with one line."""
+        session = self._ensure_session()
+        for attempt in (1, 2):
+            try:
+                async with session.post(f"{self.url}/api/v1/query", data={"query": promql}) as resp:
+                    body = await resp.read()
+                    status = resp.status
+                break
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as e:
+                if attempt == 1:
+                    continue  # a kept-alive connection Prometheus closed: one fresh try says what is wrong
+                raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
+            except Exception as e:
+                raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise PrometheusError(f"Prometheus at {self.url}: HTTP {status}, not a JSON answer "
+                                  "(is this the Prometheus base URL?)") from None
+        if not isinstance(doc, dict) or doc.get("status") != "success":
+            err = doc.get("error") if isinstance(doc, dict) else None
+            raise PrometheusError(f"Prometheus at {self.url}: query {promql!r} failed: {err or f'HTTP {status}'}")
+        data = doc.get("data") or {}
+        if data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+            raise PrometheusError(f"Prometheus at {self.url}: query {promql!r} did not return a vector")
+        return data["result"]
+
+    async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
+        t0 = time.perf_counter()
+        try:
+            answers = await asyncio.gather(*(self.query(q) for q in QUERIES.values()))
+        except PrometheusError as e:
+            return self._all_failed(nodes, str(e))
+        self.last_query_seconds = time.perf_counter() - t0
+        results = dict(zip(QUERIES, answers))
+        by_instance = group_by_instance(results["node"], results["gpu"], results["state"])
+        stamps = {r["metric"].get("instance"): _value(r["value"]) for r in results["ts"]}
+        up = {r["metric"].get("instance"): _value(r["value"]) for r in results["up"]}
+        instance_by_node_label: dict[str, str] = {}
+        for inst, metrics in by_instance.items():
+            for labels, _ in metrics.get("asr_node_info", ()):
+                if labels.get("node"):
+                    instance_by_node_label.setdefault(labels["node"], inst)
+        now = time.time()
+        fresh: dict[str, AgentReading] = {}
+        for cfg in nodes:
+            inst = instance_of_url(cfg.agent)
+            if inst not in by_instance:
+                inst = instance_by_node_label.get(cfg.name) or self._instance.get(cfg.name) or inst
+            if inst is None:
+                continue  # no agent URL and no series naming it: nothing to say about this node
+            self._instance[cfg.name] = inst
+            fresh[cfg.name] = self._reading(cfg, inst, by_instance.get(inst), stamps.get(inst), up.get(inst), now,
+                                            self.last_query_seconds)
+        self._readings = fresh
+        return dict(fresh)
+
+    def _reading(self, cfg: NodeConfig, inst: str, metrics: dict[str, Series] | None, stamp: float | None,
+                 up: float | None, now: float, latency: float) -> AgentReading:
+        url = cfg.agent or f"prometheus:{inst}"
+        prev = self._readings.get(cfg.name)
+        if up == 0:
+            return self._failed(url, prev, f"Prometheus cannot scrape {inst} (up == 0)")
+        if not metrics or "asr_node_info" not in metrics:
+            what = "no asr_* series" if up is None else "target up but no asr_node_info"
+            return self._failed(url, prev, f"Prometheus has {what} for {inst} (node {cfg.name})")
+        status = build_status(cfg.name, metrics)
+        if stamp is not None and now - stamp > STALE_AFTER_MISSED * self.refresh:
+            return AgentReading(url, status, stamp, f"Prometheus' last sample of {inst} is {now - stamp:.0f}s old",
+                                latency)
+        return AgentReading(url, status, stamp if stamp is not None else now, None, latency)
+
+    @staticmethod
+    def _failed(url: str, prev: AgentReading | None, error: str) -> AgentReading:
+        if prev is None:
+            return AgentReading(url, None, None, error, None)
+        return AgentReading(url, prev.status, prev.fetched_at, error, prev.latency_seconds)
+
+    def _all_failed(self, nodes: Sequence[NodeConfig], error: str) -> dict[str, AgentReading]:
+        out = {}
+        for cfg in nodes:
+            prev = self._readings.get(cfg.name)
+            if cfg.agent is None and prev is None:
+                continue
+            out[cfg.name] = self._failed(prev.url if prev else cfg.agent or "", prev, error)
+        self._readings = out
+        return dict(out)
+
+
+def group_by_instance(*results: list[dict]) -> dict[str, dict[str, Series]]:
+    """instance -> metric name -> [(labels, value)], from raw vector results."""
+    out: dict[str, dict[str, Series]] = defaultdict(lambda: defaultdict(list))
+    for result in results:
+        for r in result:
+            labels = r.get("metric") or {}
+            inst = labels.get("instance")
+            name = labels.get("__name__")
+            if inst is None or name is None:
+                continue
+            out[inst][name].append((labels, _value(r.get("value"))))
+    return out
+
+
+def _one(metrics: Mapping[str, Series], name: str) -> float | None:
+    series = metrics.get(name)
+    return series[0][1] if series else None
+
+
+def _int(v: float | None) -> int | None:
+    return None if v is None else int(v)
+
+
+def _gpus(metrics: Mapping[str, Series]) -> tuple[GpuReading, ...]:
+    by_gpu: dict[str, dict[str, Any]] = defaultdict(dict)
+    procs: dict[str, list[GpuProcess]] = defaultdict(list)
+    for name, series in metrics.items():
+        if not name.startswith("asr_gpu_"):
+            continue
+        for labels, v in series:
+            g = labels.get("gpu")
+            if g is None:
+                continue
+            d = by_gpu[g]
+            d.setdefault("uuid", labels.get("uuid"))
+            if name == "asr_gpu_info":
+                d["name"] = labels.get("name")
+            elif name == "asr_gpu_process_memory_bytes":
+                pid = labels.get("pid", "")
+                if pid.isdigit():
+                    procs[g].append(GpuProcess(int(pid), labels.get("process"), _int(v)))
+            else:
+                d[name] = v
+    gpus = []
+    for g, d in by_gpu.items():
+        gpus.append(GpuReading(
+            index=int(g) if g.isdigit() else len(gpus),
+            uuid=d.get("uuid"),
+            name=d.get("name"),
+            utilization_ratio=d.get("asr_gpu_utilization_ratio"),
+            memory_used_bytes=_int(d.get("asr_gpu_memory_used_bytes")),
+            memory_total_bytes=_int(d.get("asr_gpu_memory_total_bytes")),
+            temperature_celsius=d.get("asr_gpu_temperature_celsius"),
+            power_watts=d.get("asr_gpu_power_watts"),
+            power_limit_watts=d.get("asr_gpu_power_limit_watts"),
+            processes=tuple(sorted(procs.get(g, ()), key=lambda p: p.pid)),
+        ))
+    gpus.sort(key=lambda x: x.index)
+    return tuple(gpus)
+
+
+def _requests(metrics: Mapping[str, Series], in_flight: int | None) -> RequestStats | None:
+    series = metrics.get("asr_requests_total")
+    if not series:
+        return None  # the agent counts requests only with its in-path proxy
+    by_class = {labels.get("class", "?"): int(v) for labels, v in series if v is not None}
+    return RequestStats(
+        total=sum(by_class.values()), by_class=by_class, in_flight=in_flight,
+        latency_sum_seconds=_one(metrics, "asr_request_duration_seconds_sum"),
+        audio_seconds_total=_one(metrics, "asr_audio_seconds_total"),
+        bytes_received_total=_int(_one(metrics, "asr_request_received_bytes_total")),
+        bytes_sent_total=_int(_one(metrics, "asr_response_sent_bytes_total")),
+    )
+
+
+def _model(metrics: Mapping[str, Series]) -> ModelReading:
+    state = "missing"
+    for labels, v in metrics.get("asr_model_state", ()):
+        if v == 1 and labels.get("state") in MODEL_STATES:
+            state = labels["state"]
+    info = metrics.get("asr_model_info")
+    sha = (info[0][0].get("sha256") or None) if info else None
+    dirs = tuple(
+        ModelDir(labels.get("path", "?"), "ok" if labels.get("sha256") else state, labels.get("sha256") or None,
+                 None, None, None)
+        for labels, _ in sorted(metrics.get("asr_model_dir_info", ()), key=lambda s: s[0].get("path", ""))
+    )
+    return ModelReading(state, sha, _int(_one(metrics, "asr_model_files")), _int(_one(metrics, "asr_model_bytes")),
+                        None, dirs)
+
+
+def build_status(node: str, metrics: Mapping[str, Series]) -> AgentStatus:
+    """An AgentStatus from one instance's series; what metrics do not carry stays None."""
+    info = metrics["asr_node_info"][0][0]
+    gpu_source = info.get("gpu_source")
+    in_flight_series = metrics.get("asr_service_in_flight_requests") or []
+    flights = [v for _, v in in_flight_series if v is not None]
+    in_flight = int(sum(flights)) if flights else None
+    sources = {labels.get("source") for labels, _ in in_flight_series}
+    up = _one(metrics, "asr_service_up")
+    version = info.get("agent_version") or None
+    return AgentStatus(
+        node=info.get("node") or node,
+        agent_version=version,
+        collected_at=_one(metrics, "asr_agent_last_collect_timestamp_seconds"),
+        interval_seconds=None,
+        host=HostReading(
+            cpu_ratio=_one(metrics, "asr_host_cpu_ratio"), load1=_one(metrics, "asr_host_load1"),
+            memory_used_bytes=_int(_one(metrics, "asr_host_memory_used_bytes")),
+            memory_total_bytes=_int(_one(metrics, "asr_host_memory_total_bytes")),
+        ),
+        gpu_source=gpu_source if gpu_source in GPU_SOURCES else "none",
+        gpu_error=None,
+        gpus=_gpus(metrics),
+        asr=AsrReading(
+            up=None if up is None else up == 1,
+            probe_latency_seconds=_one(metrics, "asr_service_probe_latency_seconds"),
+            process_cpu_ratio=_one(metrics, "asr_service_process_cpu_ratio"),
+            process_rss_bytes=_int(_one(metrics, "asr_service_process_resident_memory_bytes")),
+            in_flight=in_flight,
+            in_flight_source=sources.pop() if len(sources) == 1 else None,
+            requests=_requests(metrics, in_flight),
+        ),
+        model=_model(metrics),
+        versions={"agent": version} if version else {},
+    )

@@ -1,0 +1,143 @@
+"""PrometheusSource against a REAL Prometheus scraping aiohttp stand-in agents (the agreed asr_* names).
+
+Each stand-in serves /metrics and /v1/status from the same SynthNode, so the Prometheus-backed readings
+can be compared with AgentPoller's direct ones. tests/integration/test_sources_prometheus_agents.py does
+the same against real asrtop-agent processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from asrtop.config import NodeConfig
+from asrtop.fleet import merge
+from asrtop.netutil import free_port
+from asrtop.sources.agents import AgentPoller
+from asrtop.sources.prometheus import PrometheusSource
+from support.sources_prom import prometheus, wait_scraped
+from support.sources_synth import SynthNode
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class StandIn:
+    def __init__(self, node: SynthNode):
+        self.node = node
+        self.runner: web.AppRunner | None = None
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> "StandIn":
+        app = web.Application()
+        async def metrics(request):
+            return web.Response(text=self.node.metrics_text(), content_type="text/plain")
+
+        async def status(request):
+            return web.json_response(self.node.status_body())
+
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/v1/status", status)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+
+async def wait_for(cond, timeout: float = 30.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        last = await cond()
+        if last:
+            return last
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {last!r}")
+        await asyncio.sleep(0.2)
+
+
+async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_path):
+    other = "f" * 64
+    nodes_ = [SynthNode("asr-0", 0, in_flight=2, load1=0.5), SynthNode("asr-1", 1, sha256=other, in_flight=7),
+              SynthNode("asr-2", 2, load1=3.0), SynthNode("asr-3", 3, model_state="hashing")]
+    agents = [await StandIn(n).start() for n in nodes_]
+    # asr-2 is configured without an agent URL: Prometheus finds it by asr_node_info{node}
+    cfgs = [NodeConfig("asr-0", agent=agents[0].url), NodeConfig("asr-1", agent=agents[1].url + "/"),
+            NodeConfig("asr-2"), NodeConfig("asr-3", agent=agents[3].url)]
+    src = PrometheusSource("", refresh=2.0)
+    direct = AgentPoller(refresh=2.0)
+    try:
+        with prometheus(prometheus_bin, [f"127.0.0.1:{a.port}" for a in agents], tmp_path) as base:
+            src.url = base
+            await asyncio.to_thread(wait_scraped, base, 4)
+            via_prom = await src.poll(cfgs)
+            via_agents = await direct.poll([NodeConfig(n.name, agent=a.url) for n, a in zip(nodes_, agents)])
+            assert set(via_prom) == {"asr-0", "asr-1", "asr-2", "asr-3"}
+            for name in via_prom:
+                p, d = via_prom[name], via_agents[name]
+                assert p.error is None, p.error
+                assert p.status.node == d.status.node
+                assert p.status.model.sha256 == d.status.model.sha256
+                assert p.status.model.state == d.status.model.state
+                assert p.status.asr.in_flight == d.status.asr.in_flight
+                assert p.status.host.load1 == pytest.approx(d.status.host.load1)
+                assert p.status.gpus[0].uuid == d.status.gpus[0].uuid
+            assert via_prom["asr-2"].url.startswith("prometheus:127.0.0.1:")
+            snap = merge(cfgs, via_prom, (), max(r.fetched_at for r in via_prom.values()), 2.0)
+            assert snap.majority_digest == nodes_[0].sha256
+            assert snap.nodes_differing_from_majority() == ("asr-1",)
+            assert snap.node("asr-3").model_digest is None  # hashing: digest not trusted yet
+            assert not any(n.stale for n in snap.nodes)
+
+            # an agent dies: Prometheus says up == 0; the last good status stays, with the error
+            good = via_prom["asr-0"]
+            await agents[0].stop()
+
+            async def down():
+                r = (await src.poll(cfgs))["asr-0"]
+                return r if r.error else None
+            r = await wait_for(down)
+            assert "up == 0" in r.error
+            assert r.status == good.status
+            assert r.fetched_at is not None and r.fetched_at <= good.fetched_at + 2.0
+            later = merge(cfgs, {"asr-0": r}, (), r.fetched_at + 3.5 * 2.0, 2.0)
+            assert later.node("asr-0").stale
+            # the others are unaffected
+            rest = await src.poll(cfgs)
+            assert rest["asr-1"].error is None and rest["asr-2"].error is None
+
+            # a node Prometheus has never heard of
+            ghost_cfg = NodeConfig("ghost", agent=f"http://127.0.0.1:{free_port()}")
+            ghost = (await src.poll([*cfgs, ghost_cfg]))["ghost"]
+            assert ghost.status is None and "no asr_* series" in ghost.error
+        # Prometheus gone: every node keeps its last status and says why, in one line
+        gone = await src.poll(cfgs)
+        assert all(r.error and "Prometheus at" in r.error and "\n" not in r.error for r in gone.values())
+        assert gone["asr-1"].status is not None
+    finally:
+        await src.close()
+        await direct.close()
+        for a in agents:
+            await a.stop()
+
+
+async def test_not_a_prometheus_url_is_one_clear_line(tmp_path):
+    standin = await StandIn(SynthNode("x")).start()
+    src = PrometheusSource(standin.url, refresh=1.0)
+    try:
+        r = await src.poll([NodeConfig("x", agent=standin.url)])
+        assert r["x"].status is None
+        assert "not a JSON answer" in r["x"].error or "HTTP" in r["x"].error
+    finally:
+        await src.close()
+        await standin.stop()
