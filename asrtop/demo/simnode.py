@@ -187,14 +187,17 @@ class SimNode:
             return _error(500, str(e))
 
     async def _form(self, request: web.Request) -> tuple[bytes | None, dict]:
+        """Read a multipart form in memory (aiohttp's request.post() spools files to disk)."""
         if not request.content_type.startswith("multipart/"):
             return None, {}
-        form = await request.post()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        f = form.get("file")
-        if f is None or isinstance(f, str):
-            return None, fields
-        return f.file.read(), fields
+        data, fields = None, {}
+        reader = await request.multipart()
+        async for part in reader:
+            if part.name == "file":
+                data = bytes(await part.read())
+            elif part.name:
+                fields[part.name] = (await part.read()).decode("utf-8", "replace")
+        return data, fields
 
     async def h_asr(self, request: web.Request) -> web.Response:
         data, fields = await self._form(request)
@@ -346,7 +349,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def _serve(node: SimNode, host: str, port: int) -> None:
     runner = web.AppRunner(node.app(), access_log=None, handle_signals=True)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    # Short shutdown: a stopped node is a crashed or drained node; nobody waits a minute for it.
+    site = web.TCPSite(runner, host, port, backlog=1024, shutdown_timeout=0.5)
     await site.start()
     print(f"simnode {node.settings.name} listening on http://{host}:{port} (pid {os.getpid()})", flush=True)
     try:

@@ -143,18 +143,19 @@ async def test_non_audio_is_400_json(tmp_path):
 
 
 async def test_slots_then_queue_then_503(tmp_path):
-    node = SimNode(NodeSettings(rtf=1.0, slots=2, queue=3))
+    node = SimNode(NodeSettings(rtf=4.0, slots=2, queue=3))
     server, c = await _client(node)
-    wav = wav_bytes([1000, -1000] * 4000)  # 0.5 s -> each request holds a slot for 0.5 s
+    wav = wav_bytes([1000, -1000] * 2000)  # 0.25 s -> each request holds a slot for 1 s
+    st = node.stats
     try:
         tasks = [asyncio.create_task(c.post("/asr", files={"file": ("a.wav", wav)})) for _ in range(8)]
-        for _ in range(200):  # until every request has arrived at the node
+        for _ in range(500):  # until every request is in a slot, queued, or answered (the 503s)
             await asyncio.sleep(0.01)
-            if node.stats.received == 8:
+            if st.in_flight + st.queued + st.answered == 8:
                 break
-        peak = (node.stats.in_flight, node.stats.queued)
+        peak = (st.in_flight, st.queued, st.by_status.get("503"))
         codes = sorted(r.status_code for r in await asyncio.gather(*tasks))
-        assert peak == (2, 3)
+        assert peak == (2, 3, 3)
         assert codes == [200] * 5 + [503] * 3
         stats = (await c.get("/_sim/stats")).json()
         assert stats["received"] == stats["answered"] == 8

@@ -1,0 +1,344 @@
+"""The embedded demo cluster: N simulated FunASR nodes, an asrtop-agent beside each, HAProxy in front.
+
+    with DemoCluster(nodes=4) as c:
+        c.haproxy_port, c.config_path, c.nodes[i].port / .agent_url / .pid, c.kill_node(i), c.stop()
+
+Everything lives in one temporary directory (configs, model dirs, logs, the admin socket) that is removed
+on stop. Children cannot outlive the parent: see asrtop.demo.procs. Start it from a thread that lives as
+long as the cluster (PDEATHSIG is per thread).
+
+Default shape (4 nodes): node-1 and node-2 weight 3; node-3 slower (rtf x2) and weight 1; node-4 backup.
+node-2 carries the previous model revision, so the fleet is visibly inconsistent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from asrtop.demo import procs
+from asrtop.demo.haproxycfg import (BACKEND, ServerSpec, find_haproxy, has_prometheus_exporter, render_config,
+                                    server_states)
+from asrtop.demo.simnode import DEFAULT_MODEL
+from asrtop.demo.watchdog import MARKER
+
+MAX_NODES = 64
+OLD_MODEL = "Fun-ASR-Nano-2511"
+
+
+class DemoError(RuntimeError):
+    """One line an operator can act on; the cluster is already stopped when this is raised."""
+
+
+@dataclass
+class DemoNode:
+    index: int
+    name: str
+    port: int
+    agent_port: int
+    model_dir: Path
+    model_name: str
+    weight: int
+    backup: bool
+    rtf: float
+    proc: subprocess.Popen | None = None
+    agent_proc: subprocess.Popen | None = None
+
+    @property
+    def server(self) -> str:
+        return self.name
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def agent_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.agent_port}" if self.agent_proc is not None else None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def agent_pid(self) -> int | None:
+        return self.agent_proc.pid if self.agent_proc else None
+
+
+def agent_available() -> bool:
+    """Has the agent package landed (asrtop_agent/__main__.py importable)?"""
+    try:
+        return importlib.util.find_spec("asrtop_agent.__main__") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open at once so none repeats)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    except OSError as e:
+        raise DemoError(f"not enough free loopback ports: needed {n}, got {len(socks) - 1} ({e.strerror or e}); "
+                        f"use fewer --nodes") from None
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _get_json(url: str, timeout: float = 0.5) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+class DemoCluster:
+    def __init__(self, nodes: int = 4, *, agents: bool | None = None, slots: int = 8, queue: int = 64,
+                 rtf: float = 0.1, check_inter_ms: int = 500, agent_interval: str = "1s",
+                 start_timeout: float = 30.0, haproxy_bin: str | None = None,
+                 progress: Callable[[str], None] | None = None):
+        """agents=None starts agents when the agent package is installed; True requires them."""
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
+            raise DemoError(f"--nodes must be between 1 and {MAX_NODES}, got {nodes}")
+        self.nodes_count, self.agents, self.slots, self.queue, self.rtf = nodes, agents, slots, queue, rtf
+        self.check_inter_ms, self.agent_interval, self.start_timeout = check_inter_ms, agent_interval, start_timeout
+        self.haproxy_bin, self.progress = haproxy_bin, progress
+        self.nodes: list[DemoNode] = []
+        self.workdir: Path | None = None
+        self.haproxy_port = self.stats_port = 0
+        self.haproxy_proc: subprocess.Popen | None = None
+        self.prometheus_exporter = False
+        self._watchdog: procs.Watchdog | None = None
+        self._stopped = True
+        self.ready_seconds: float | None = None
+
+    # --- paths ---------------------------------------------------------------------------------
+    @property
+    def admin_socket(self) -> str:
+        return str(self.workdir / "admin.sock")
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "asrtop.toml"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.haproxy_port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.stats_port}/metrics" if self.prometheus_exporter else None
+
+    @property
+    def backend(self) -> str:
+        return BACKEND
+
+    def pids(self) -> list[int]:
+        """Every process this cluster started (nodes, agents, HAProxy, watchdog)."""
+        ps = [p for n in self.nodes for p in (n.proc, n.agent_proc)] + [self.haproxy_proc]
+        if self._watchdog:
+            ps.append(self._watchdog.proc)
+        return [p.pid for p in ps if p is not None]
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> "DemoCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _say(self, msg: str) -> None:
+        if self.progress:
+            self.progress(msg)
+
+    def start(self) -> "DemoCluster":
+        t0 = time.monotonic()
+        binary = self.haproxy_bin or find_haproxy()  # HaproxyMissing before anything starts
+        want_agents = agent_available() if self.agents is None else self.agents
+        if want_agents and not agent_available():
+            raise DemoError("asrtop-agent is not installed (package asrtop_agent); reinstall with `pip install -e .`")
+        self.workdir = Path(tempfile.mkdtemp(prefix="asrtop-demo-"))
+        (self.workdir / MARKER).write_text(f"{os.getpid()}\n")
+        (self.workdir / "logs").mkdir()
+        self._stopped = False
+        atexit.register(self.stop)
+        try:
+            self._watchdog = procs.Watchdog(self.workdir, self.workdir / "logs" / "watchdog.log")
+            self._plan()
+            self._say(f"starting {self.nodes_count} nodes...")
+            for n in self.nodes:
+                self._start_node(n)
+            self._wait(lambda n: _get_json(n.url + "/health") is not None, "node", lambda n: n.proc, "/health")
+            if want_agents:
+                self._say("agents...")
+                for n in self.nodes:
+                    self._start_agent(n)
+                self._wait(lambda n: _get_json(n.agent_url + "/v1/status") is not None, "agent",
+                           lambda n: n.agent_proc, "/v1/status")
+            self._say("haproxy...")
+            self._start_haproxy(binary)
+            self._write_config()
+            self.ready_seconds = time.monotonic() - t0
+            self._say(f"ready in {self.ready_seconds:.1f} s")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _plan(self) -> None:
+        n = self.nodes_count
+        ports = _free_ports(2 * n + 2)
+        self.haproxy_port, self.stats_port = ports[-2], ports[-1]
+        slow = 2 if n >= 4 else None
+        backup = n - 1 if n >= 2 else None
+        odd_model = 1 if n >= 3 else None
+        for i in range(n):
+            name = f"node-{i + 1}"
+            self.nodes.append(DemoNode(
+                index=i, name=name, port=ports[2 * i], agent_port=ports[2 * i + 1],
+                model_dir=self.workdir / "models" / name,
+                model_name=OLD_MODEL if i == odd_model else DEFAULT_MODEL,
+                weight=1 if i == slow else 3, backup=i == backup, rtf=self.rtf * (2 if i == slow else 1)))
+
+    def _start_node(self, n: DemoNode) -> None:
+        argv = [sys.executable, "-m", "asrtop.demo.simnode", "--port", str(n.port), "--name", n.name,
+                "--rtf", str(n.rtf), "--slots", str(self.slots), "--queue", str(self.queue),
+                "--model-dir", str(n.model_dir), "--model-name", n.model_name]
+        n.proc = procs.spawn(argv, self.workdir / "logs" / f"{n.name}.log")
+        self._watchdog.watch(n.proc.pid)
+
+    def _start_agent(self, n: DemoNode) -> None:
+        argv = [sys.executable, "-m", "asrtop_agent", "--asr-url", n.url, "--model-dir", str(n.model_dir),
+                "--listen", f"127.0.0.1:{n.agent_port}", "--node", n.name, "--gpu", "simulated",
+                "--interval", self.agent_interval]
+        n.agent_proc = procs.spawn(argv, self.workdir / "logs" / f"{n.name}-agent.log")
+        self._watchdog.watch(n.agent_proc.pid)
+
+    def _start_haproxy(self, binary: str) -> None:
+        self.prometheus_exporter = has_prometheus_exporter(binary)
+        cfg = render_config([ServerSpec(n.name, n.port, n.weight, n.backup) for n in self.nodes], self.haproxy_port,
+                            self.admin_socket, self.stats_port, self.prometheus_exporter, self.check_inter_ms)
+        path = self.workdir / "haproxy.cfg"
+        path.write_text(cfg)
+        check = subprocess.run([binary, "-c", "-q", "-f", str(path)], capture_output=True, text=True, timeout=10)
+        if check.returncode != 0:
+            raise DemoError(f"haproxy refused the demo config: {_last_line(check.stderr or check.stdout)}")
+        self.haproxy_proc = procs.spawn([binary, "-db", "-f", str(path)], self.workdir / "logs" / "haproxy.log")
+        self._watchdog.watch(self.haproxy_proc.pid)
+
+        def all_up() -> bool:
+            self._check_alive("haproxy", self.haproxy_proc, "haproxy.log")
+            if not os.path.exists(self.admin_socket):
+                return False
+            try:
+                states = server_states(self.admin_socket)
+            except (OSError, RuntimeError):
+                return False
+            return len(states) == len(self.nodes) and all(
+                r.get("status") == "UP" and r.get("check_status") == "L7OK" for r in states.values())
+
+        self._until(all_up, "haproxy to see every server UP")
+
+    def _wait(self, ok: Callable[[DemoNode], bool], what: str, proc: Callable[[DemoNode], subprocess.Popen],
+              path: str) -> None:
+        pending = list(self.nodes)
+
+        def step() -> bool:
+            for n in list(pending):
+                log = f"{n.name}.log" if what == "node" else f"{n.name}-agent.log"
+                self._check_alive(f"{n.name} {what}", proc(n), log)
+                if ok(n):
+                    pending.remove(n)
+            return not pending
+
+        self._until(step, f"{what}s to answer {path}")
+
+    def _until(self, cond: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise DemoError(f"timed out after {self.start_timeout:.0f} s waiting for {what}; logs in {self.workdir}/logs")
+            time.sleep(0.03)
+
+    def _check_alive(self, who: str, p: subprocess.Popen | None, log: str) -> None:
+        if p is not None and p.poll() is not None:
+            tail = _last_line(_read(self.workdir / "logs" / log))
+            raise DemoError(f"{who} exited during start-up (exit {p.returncode}): {tail or 'no output'}")
+
+    def _write_config(self) -> None:
+        lines = ["# asrtop demo cluster (generated; removed when the demo stops)", "[cluster]",
+                 'name = "asrtop-demo"', "refresh = 1.0", "min_ready = 1",
+                 f"audit_log = {json.dumps(str(self.workdir / 'audit.jsonl'))}", "",
+                 "[[balancers]]", 'name = "haproxy"', 'kind = "haproxy"',
+                 f"socket = {json.dumps(self.admin_socket)}", f"backend = {json.dumps(BACKEND)}"]
+        for n in self.nodes:
+            lines += ["", "[[nodes]]", f"name = {json.dumps(n.name)}", f"server = {json.dumps(n.server)}",
+                      f"address = {json.dumps(n.address)}"]
+            if n.agent_url:
+                lines.append(f"agent = {json.dumps(n.agent_url)}")
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def stop(self) -> None:
+        """Stop every process (SIGTERM, 1 s grace, SIGKILL), remove the temp dir. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        ps = [p for p in [self.haproxy_proc] + [x for n in self.nodes for x in (n.agent_proc, n.proc)] if p]
+        procs.stop_all(ps, grace=1.0)
+        if self._watchdog:
+            for p in ps:
+                self._watchdog.forget(p.pid)
+            self._watchdog.close()
+        if self.workdir is not None and (self.workdir / MARKER).exists():
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- faults and reads for tests and the demo ------------------------------------------------
+    def kill_node(self, i: int, sig: int = signal.SIGKILL) -> int:
+        """Kill node i's ASR process (its agent stays, as on a real host); returns the pid."""
+        n = self.nodes[i]
+        n.proc.send_signal(sig)
+        n.proc.wait(5)
+        return n.proc.pid
+
+    def server_states(self) -> dict[str, dict[str, str]]:
+        return server_states(self.admin_socket)
+
+    def node_stats(self, i: int) -> dict | None:
+        return _get_json(self.nodes[i].url + "/_sim/stats", timeout=2.0)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _last_line(text: str) -> str:
+    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
+    return lines[-1][:300] if lines else ""

@@ -1,0 +1,261 @@
+"""Load generator: real WAV audio through the balancer at a fixed concurrency (127.0.0.1 only).
+
+    python -m asrtop.demo.load --url http://127.0.0.1:PORT --concurrency C [--duration S] [--requests N]
+
+    LoadGenerator(url, concurrency, duration=None, requests=None).run() -> LoadReport
+
+Clips are speech-like signals of 5-60 s (16 kHz mono 16-bit), generated once and cached under
+$XDG_CACHE_HOME/asrtop/demo-audio. Each of C workers keeps one kept-alive request in flight; no new
+request starts after the duration or count is reached, and those in flight finish (bounded by --timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from asrtop.demo.audio import speech_like_wav
+
+CLIP_SECONDS = (5, 8, 12, 15, 20, 30, 45, 60)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "asrtop" / "demo-audio"
+
+
+def clips(seconds: tuple[float, ...] = CLIP_SECONDS, directory: Path | None = None) -> list[tuple[float, bytes]]:
+    """(duration, WAV bytes) per length; cached on disk, regenerated if the cache is unwritable or bad."""
+    d = directory or cache_dir()
+    out = []
+    for i, s in enumerate(seconds):
+        path = d / f"speech-{s:g}s-{i}.wav"
+        data = None
+        try:
+            data = path.read_bytes()
+        except OSError:
+            pass
+        if not data or data[:4] != b"RIFF":
+            data = speech_like_wav(s, seed=i)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+            except OSError:
+                pass  # a read-only home still gets its audio, just not cached
+        out.append((float(s), data))
+    return out
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    started: float  # seconds since the run began
+    latency: float
+    status: int | None  # HTTP status, None when no response came
+    ok: bool
+    reason: str | None  # why it failed: "http 503", "timeout", "connection refused", ...
+    audio_seconds: float
+    node: str | None  # the node that answered, when the response names it
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    url: str
+    concurrency: int
+    elapsed: float
+    records: tuple[RequestRecord, ...] = field(repr=False)
+
+    @property
+    def sent(self) -> int:
+        return len(self.records)
+
+    @property
+    def successes(self) -> int:
+        return sum(r.ok for r in self.records)
+
+    @property
+    def failures(self) -> Counter:
+        return Counter(r.reason for r in self.records if not r.ok)
+
+    @property
+    def by_node(self) -> Counter:
+        return Counter(r.node for r in self.records if r.ok and r.node)
+
+    def latency(self, q: float) -> float | None:
+        return _percentile(sorted(r.latency for r in self.records if r.ok), q)
+
+    @property
+    def audio_seconds_per_second(self) -> float:
+        done = sum(r.audio_seconds for r in self.records if r.ok)
+        return done / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {"url": self.url, "concurrency": self.concurrency, "elapsed_s": round(self.elapsed, 3),
+                "sent": self.sent, "successes": self.successes, "failures": dict(self.failures),
+                "latency_s": {k: (round(v, 4) if v is not None else None)
+                              for k, v in (("p50", self.latency(0.5)), ("p90", self.latency(0.9)),
+                                           ("p99", self.latency(0.99)), ("max", self.latency(1.0)))},
+                "audio_seconds_per_second": round(self.audio_seconds_per_second, 2),
+                "requests_per_second": round(self.sent / self.elapsed, 2) if self.elapsed > 0 else 0.0,
+                "by_node": dict(sorted(self.by_node.items()))}
+
+    def summary(self) -> str:
+        d = self.as_dict()
+        lat = d["latency_s"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}s"  # noqa: E731
+        fails = ", ".join(f"{k}: {v}" for k, v in sorted(d["failures"].items())) or "none"
+        nodes = ", ".join(f"{k}: {v}" for k, v in d["by_node"].items()) or "-"
+        return (f"load: {d['sent']} requests in {d['elapsed_s']:.1f} s at concurrency {self.concurrency} "
+                f"({d['requests_per_second']:.1f}/s): {d['successes']} ok, failures {fails}\n"
+                f"latency p50 {fmt(lat['p50'])} p90 {fmt(lat['p90'])} p99 {fmt(lat['p99'])} max {fmt(lat['max'])}; "
+                f"{d['audio_seconds_per_second']:.1f} audio-seconds/s\n"
+                f"answered by: {nodes}")
+
+
+def check_loopback(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(f"load goes to http://127.0.0.1 only, got {url!r}")
+
+
+class LoadGenerator:
+    def __init__(self, url: str, concurrency: int = 16, duration: float | None = None, requests: int | None = None,
+                 endpoint: str = "/asr", timeout: float = 300.0, seed: int = 0,
+                 clip_seconds: tuple[float, ...] = CLIP_SECONDS, audio_dir: Path | None = None):
+        check_loopback(url)
+        if duration is None and requests is None:
+            raise ValueError("give a duration and/or a request count: load always stops by itself")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if endpoint not in ("/asr", "/v1/audio/transcriptions"):
+            raise ValueError(f"endpoint must be /asr or /v1/audio/transcriptions, got {endpoint!r}")
+        self.url, self.concurrency, self.duration, self.requests = url.rstrip("/"), concurrency, duration, requests
+        self.endpoint, self.timeout, self.seed = endpoint, timeout, seed
+        self._clips = clips(clip_seconds, audio_dir)
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._records: list[RequestRecord] = []
+        self._started = 0.0
+
+    def stop(self) -> None:
+        """Start no new request (thread-safe); those in flight finish."""
+        self._stop.set()
+
+    def snapshot(self) -> LoadReport:
+        """The report so far (thread-safe enough: records are appended whole, the list copied)."""
+        elapsed = time.monotonic() - self._started if self._started else 0.0
+        return LoadReport(self.url, self.concurrency, elapsed, tuple(self._records))
+
+    def run(self) -> LoadReport:
+        return asyncio.run(self.run_async())
+
+    async def run_async(self) -> LoadReport:
+        self._records = []
+        self._started = t0 = time.monotonic()
+        deadline = t0 + self.duration if self.duration is not None else None
+        budget = [self.requests if self.requests is not None else -1]
+        rng = random.Random(self.seed)
+        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency,
+                                         keepalive_timeout=30)
+        timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=5)
+
+        def take() -> bool:
+            if self._stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            if budget[0] == 0:
+                return False
+            if budget[0] > 0:
+                budget[0] -= 1
+            return True
+
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            async def worker() -> None:
+                while take():
+                    seconds, data = self._clips[rng.randrange(len(self._clips))]
+                    self._records.append(await self._one(session, t0, seconds, data))
+
+            await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        return LoadReport(self.url, self.concurrency, time.monotonic() - t0, tuple(self._records))
+
+    async def _one(self, session: aiohttp.ClientSession, t0: float, seconds: float, data: bytes) -> RequestRecord:
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename="speech.wav", content_type="audio/wav")
+        form.add_field("language", "zh")
+        if self.endpoint != "/asr":
+            form.add_field("response_format", "json")
+        start = time.monotonic()
+        status, reason, node = None, None, None
+        try:
+            async with session.post(self.url + self.endpoint, data=form) as r:
+                status = r.status
+                body = await r.read()
+                if status == 200:
+                    try:
+                        doc = json.loads(body)
+                        node = doc.get("node") if isinstance(doc, dict) else None
+                        if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
+                            reason = "bad body"
+                    except ValueError:
+                        reason = "bad body"
+                else:
+                    reason = f"http {status}"
+        except asyncio.TimeoutError:
+            reason = "timeout"
+        except aiohttp.ClientConnectorError:
+            reason = "connection refused"
+        except aiohttp.ServerDisconnectedError:
+            reason = "server disconnected"
+        except aiohttp.ClientError as e:
+            reason = f"client error: {type(e).__name__}"
+        end = time.monotonic()
+        return RequestRecord(round(start - t0, 4), end - start, status, reason is None, reason, seconds, node)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m asrtop.demo.load", description=__doc__.split("\n")[0])
+    p.add_argument("--url", required=True, help="balancer URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--duration", type=float, help="seconds to keep starting requests")
+    p.add_argument("--requests", type=int, help="total requests to send")
+    p.add_argument("--endpoint", default="/asr", choices=["/asr", "/v1/audio/transcriptions"])
+    p.add_argument("--timeout", type=float, default=300.0, help="per-request limit in seconds (default 300)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    a = p.parse_args(argv)
+    if a.duration is None and a.requests is None:
+        a.duration = 30.0
+    try:
+        gen = LoadGenerator(a.url, a.concurrency, a.duration, a.requests, a.endpoint, a.timeout)
+    except ValueError as e:
+        print(f"load: {e}", file=sys.stderr)
+        return 2
+    try:
+        report = gen.run()
+    except KeyboardInterrupt:
+        report = gen.snapshot()
+    print(json.dumps(report.as_dict(), indent=2) if a.json else report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
