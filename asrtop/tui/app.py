@@ -1,0 +1,323 @@
+"""The asrtop console: an App around an INJECTED FleetSource (and Controller for actions).
+
+One worker polls `source.snapshot()`; the next poll starts only after the previous one finished
+(never overlapping), and each frozen FleetSnapshot reaches the UI in a Message, applied inside
+batch_update(). Actions run in workers too (plan -> confirmation modal -> apply), so the UI never
+waits on a balancer, an agent or the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from typing import Any, Awaitable, Callable
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+from textual.worker import Worker, WorkerState
+
+from asrtop.control import Action, ActionResult, Plan
+from asrtop.fleet import FleetSnapshot, guardrail_refusal
+from asrtop.tui.commands import FleetCommands
+from asrtop.tui.history import History
+from asrtop.tui.screens.confirm import ConfirmScreen
+from asrtop.tui.screens.detail import NodeDetailScreen
+from asrtop.tui.screens.fleet import ACTIONS, FleetScreen
+from asrtop.tui.screens.help import HelpScreen
+from asrtop.tui.screens.models import ModelScreen, representatives
+from asrtop.tui.screens.weight import WeightScreen
+
+ModelFiles = Callable[[str], Awaitable["list[dict] | str"]]
+FAILED = {"refused", "partial", "unreachable", "rejected", "bad-input"}
+
+
+class FleetUpdated(Message):
+    def __init__(self, snapshot: FleetSnapshot):
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class RefreshFailed(Message):
+    def __init__(self, error: str):
+        super().__init__()
+        self.error = error
+
+
+async def call(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """Await an async controller method, or run a blocking one in a thread (it talks to balancers)."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args, **kw)
+    result = await asyncio.to_thread(fn, *args, **kw)
+    return await result if inspect.isawaitable(result) else result
+
+
+class AsrtopApp(App):
+    CSS_PATH = "asrtop.tcss"
+    TITLE = "asrtop"
+    COMMANDS = App.COMMANDS | {FleetCommands}
+    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Keys", show=False)]
+
+    def __init__(self, source: Any, controller: Any = None, *, cluster: str = "asrtop", refresh: float = 1.0,
+                 read_only: bool = False, min_ready: int = 1, audit: Any = None,
+                 model_files: ModelFiles | None = None, max_weight: int = 256, close_source: bool = True):
+        super().__init__()
+        self.source = source
+        self.controller = controller
+        self.cluster = cluster
+        self.refresh_seconds = refresh
+        self.read_only = read_only or controller is None
+        self.min_ready = min_ready
+        self.audit = audit
+        self.model_files = model_files
+        self.max_weight = max_weight
+        self.close_source = close_source
+        self.snapshot: FleetSnapshot | None = None
+        self.history = History(size=max(60, int(300 / max(refresh, 0.1))))
+        self.draining: dict[str, int | None] = {}  # node -> last in-flight seen since our drain
+        self._drain_started: dict[str, float] = {}
+        self._balancer_errors: dict[str, str | None] = {}
+        self._stale: set[str] = set()
+        self._wake = asyncio.Event()
+        self.action_busy = False
+        self.refreshes = 0
+        self.last_error: str | None = None
+
+    # -- screens ---------------------------------------------------------------------------------
+    def get_default_screen(self) -> FleetScreen:
+        self.fleet_screen = FleetScreen(self.cluster, self.read_only)
+        return self.fleet_screen
+
+    def on_mount(self) -> None:
+        self.poll_fleet()
+
+    async def on_unmount(self) -> None:
+        if self.close_source and hasattr(self.source, "close"):
+            try:
+                await self.source.close()
+            except Exception:  # closing is best effort; the operator is leaving
+                pass
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        keys = [b for b in FleetScreen.BINDINGS if b.show or b.key in ("S", "escape")]
+        if self.read_only:
+            keys = [b for b in keys if b.action not in ACTIONS]
+        self.push_screen(HelpScreen(keys, self.read_only))
+
+    def open_detail(self, node: str) -> None:
+        self.push_screen(NodeDetailScreen(node, self.read_only))
+
+    def open_models(self) -> None:
+        self.push_screen(ModelScreen())
+
+    # -- polling ---------------------------------------------------------------------------------
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def poll_fleet(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                snap = await self.source.snapshot()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a source bug or outage is shown in the header, polling goes on
+                self.post_message(RefreshFailed(f"{type(e).__name__}: {e}"))
+            else:
+                self.post_message(FleetUpdated(snap))
+            try:  # re-arm only after this poll completed; an action can wake it early
+                await asyncio.wait_for(self._wake.wait(), max(0.05, self.refresh_seconds - (time.monotonic() - started)))
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    def refresh_now(self) -> None:
+        self._wake.set()
+
+    def on_fleet_updated(self, message: FleetUpdated) -> None:
+        snap = message.snapshot
+        with self.batch_update():
+            self.snapshot = snap
+            self.last_error = None
+            self.refreshes += 1
+            self.history.add(snap)
+            self._track_drains(snap)
+            self._notify_changes(snap)
+            for screen in self.screen_stack:
+                if hasattr(screen, "show_fleet"):
+                    screen.show_fleet(snap)
+
+    def on_refresh_failed(self, message: RefreshFailed) -> None:
+        self.last_error = message.error
+        if message.error != getattr(self, "_last_notified_error", None):
+            self.notify(f"refresh failed: {message.error}", severity="error")
+        self._last_notified_error = message.error
+        self.fleet_screen.show_fleet(None, message.error)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a worker's unexpected error lands: a notification, never a traceback."""
+        if event.state == WorkerState.ERROR:
+            err = event.worker.error
+            self.notify(f"{event.worker.name}: {type(err).__name__}: {err}", severity="error")
+            if event.worker.group == "poll":  # keep the console live
+                self.set_timer(self.refresh_seconds, self.poll_fleet)
+
+    def _notify_changes(self, snap: FleetSnapshot) -> None:
+        for b in snap.balancers:
+            prev = self._balancer_errors.get(b.name)
+            if b.error and b.error != prev:
+                self.notify(f"balancer {b.name}: {b.error}", severity="error", timeout=8)
+            elif not b.error and prev:
+                self.notify(f"balancer {b.name} is reachable again")
+            self._balancer_errors[b.name] = b.error
+        stale = {n.name for n in snap.nodes if n.stale and n.config.agent}
+        new = sorted(stale - self._stale)
+        if new and self.refreshes > 1:  # the first refresh of a starting fleet is not news
+            more = f" (+{len(new) - 3})" if len(new) > 3 else ""
+            self.notify(f"agent not answering: {', '.join(new[:3])}{more}", severity="warning")
+        self._stale = stale
+
+    def _track_drains(self, snap: FleetSnapshot) -> None:
+        for name in list(self.draining):
+            try:
+                node = snap.node(name)
+            except KeyError:
+                self._end_drain(name)
+                continue
+            if snap.taken_at < self._drain_started[name]:
+                continue  # this snapshot was read before the drain was applied
+            if node.admin_state not in ("drain", "maint"):
+                self._end_drain(name)
+                self.notify(f"{name}: no longer draining (now {node.admin_state})")
+                continue
+            self.draining[name] = node.in_flight
+            if node.in_flight == 0:
+                self._end_drain(name)
+                self.notify(f"{name} is drained: no requests in flight, safe to upgrade", title="drained",
+                            timeout=15)
+
+    def _end_drain(self, name: str) -> None:
+        self.draining.pop(name, None)
+        self._drain_started.pop(name, None)
+
+    # -- actions ---------------------------------------------------------------------------------
+    def start_action(self, kind: str, nodes: list[str]) -> None:
+        if self.read_only:
+            self.notify("read-only console: actions are disabled", severity="warning")
+            return
+        if self.action_busy:
+            self.notify("another action is still running", severity="warning")
+            return
+        self.action_busy = True
+        self.perform_action(kind, tuple(nodes))
+
+    @work(group="action", exit_on_error=False)
+    async def perform_action(self, kind: str, nodes: tuple[str, ...]) -> None:
+        try:
+            await self._run_action(kind, nodes)
+        finally:
+            self.action_busy = False
+
+    async def _run_action(self, kind: str, nodes: tuple[str, ...]) -> None:
+        snap = self.snapshot
+        value: int | bool | None = None
+        if kind == "weight":
+            current = snap.node(nodes[0]).weight if snap and len(nodes) == 1 and _known(snap, nodes[0]) else None
+            value = await self.push_screen_wait(WeightScreen(list(nodes), current, 0, self.max_weight))
+            if value is None:
+                return
+        actions = []
+        for n in nodes:
+            v = value
+            if kind == "backup":  # a toggle: each node flips its own flag
+                v = not bool(snap.node(n).backup) if snap and _known(snap, n) else True
+            actions.append(Action(kind, n, v))
+        plans: list[Plan] = [await call(self.controller.plan, a) for a in actions]
+        lines = [p.consequence for p in plans] + [f"  {c}" for p in plans for c in p.changes]
+        refusals = [p.refusal for p in plans if p.refusal]
+        if kind in ("drain", "maint") and len(nodes) > 1 and snap is not None and not refusals:
+            together = guardrail_refusal(snap, nodes, self.min_ready)  # each alone may pass, all at once not
+            if together:
+                refusals.append(together)
+        title = _title(kind, nodes, actions)
+        confirm = ConfirmScreen(title, lines, refusal="\n".join(refusals) or None, warning=kind in ("drain", "maint"))
+        if not await self.push_screen_wait(confirm):
+            self.notify(f"{kind}: cancelled, nothing changed", timeout=3)
+            return
+        if kind == "ready" and snap is not None:
+            odd = [n for n in nodes if n in set(snap.nodes_differing_from_majority())]
+            if odd:
+                majority = snap.majority_digest or "?"
+                second = ConfirmScreen(
+                    "Model differs from the fleet majority",
+                    [f"{n} runs model {(snap.node(n).model_digest or '?')[:12]}, the fleet majority runs "
+                     f"{majority[:12]}." for n in odd]
+                    + ["Putting it in rotation serves users a different model.",
+                       "Type y again only if this is intended (e.g. a canary)."],
+                    confirm_label="Ready with different model (y)", warning=True)
+                if not await self.push_screen_wait(second):
+                    self.notify("ready: cancelled (model differs), nothing changed", timeout=4)
+                    return
+        for a in actions:
+            result: ActionResult = await call(self.controller.apply, a, force=bool(refusals))
+            self._report(result)
+            if kind == "drain" and result.outcome in ("done", "partial"):
+                self.draining[a.node] = None
+                self._drain_started[a.node] = time.time()
+        self.refresh_now()
+        for screen in self.screen_stack:
+            if isinstance(screen, NodeDetailScreen):
+                self.load_audit(screen)
+
+    def _report(self, result: ActionResult) -> None:
+        failed = result.outcome in FAILED
+        self.notify(result.message, title=f"{result.action.kind} {result.action.node}: {result.outcome}",
+                    severity="error" if failed else "information", timeout=8 if failed else 4)
+
+    # -- side loads for the detail and model screens ------------------------------------------------
+    @work(group="audit", exit_on_error=False)
+    async def load_audit(self, screen: NodeDetailScreen) -> None:
+        if self.audit is None:
+            screen.set_audit([], "no audit log configured")
+            return
+        try:
+            entries = await asyncio.to_thread(self.audit.recent, screen.node, 10)
+        except Exception as e:  # unreadable log: say so in the panel
+            screen.set_audit(None, f"audit log unreadable: {e}")
+            return
+        screen.set_audit(list(entries), None)
+
+    @work(group="models", exit_on_error=False)
+    async def load_model_files(self, screen: ModelScreen) -> None:
+        snap = self.snapshot
+        if snap is None or self.model_files is None:
+            return
+        reps = representatives(snap)
+        if not reps:
+            return
+        screen.files_loading = True
+        screen.show_fleet(snap)
+        results = await asyncio.gather(*(self.model_files(url) for url in reps.values()), return_exceptions=True)
+        files = {name: (r if not isinstance(r, BaseException) else f"{type(r).__name__}: {r}")
+                 for name, r in zip(reps, results)}
+        screen.set_files(files)
+
+
+def _known(snap: FleetSnapshot, node: str) -> bool:
+    try:
+        snap.node(node)
+        return True
+    except KeyError:
+        return False
+
+
+def _title(kind: str, nodes: tuple[str, ...], actions: list[Action]) -> str:
+    who = ", ".join(nodes) if len(nodes) <= 4 else f"{len(nodes)} nodes"
+    if kind == "weight":
+        return f"Set weight {actions[0].value} on {who}?"
+    if kind == "backup":
+        flags = {a.value for a in actions}
+        return f"Mark {who} as {'backup' if flags == {True} else 'primary' if flags == {False} else 'backup/primary (toggle)'}?"
+    return {"drain": "Drain", "ready": "Ready", "maint": "Maintenance for"}[kind] + f" {who}?"

@@ -1,0 +1,1 @@
+"""Screens: fleet (main), node detail, model view, confirmation and weight modals, help."""

@@ -1,0 +1,210 @@
+"""Node detail (Enter): GPUs with processes, sparklines, ASR process, model, versions, balancers, audit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from asrtop.fleet import FleetSnapshot, NodeView
+from asrtop.tui.format import DIM, bar, bar_style, human_bytes, rate, seconds, sparkline, state_cell
+from asrtop.tui.history import History
+from asrtop.tui.screens.fleet import ACTIONS
+
+SPARK_WIDTH = 48
+
+
+def _audit_line(entry: Any) -> str:
+    """An audit entry as one line, whatever shape asrtop.audit gives (dict or dataclass)."""
+    d = entry if isinstance(entry, dict) else getattr(entry, "__dict__", None)
+    if not isinstance(d, dict):
+        return str(entry)
+    at = d.get("at") or d.get("time") or d.get("ts")
+    when = time.strftime("%m-%d %H:%M:%S", time.localtime(at)) if isinstance(at, (int, float)) else str(at or "")
+    action = d.get("action") or d.get("kind") or ""
+    if isinstance(action, dict):
+        action = " ".join(str(v) for k, v in action.items() if k != "node" and v is not None)
+    value = d.get("value")
+    parts = [when, str(action), "" if value is None else str(value), str(d.get("outcome") or ""),
+             str(d.get("message") or "")]
+    return "  ".join(p for p in parts if p)
+
+
+def render_detail(node: NodeView, snap: FleetSnapshot, history: History, audit: Sequence[Any] | None,
+                  audit_error: str | None = None, width: int = SPARK_WIDTH) -> Text:
+    t = Text()
+
+    def head(s: str) -> None:
+        t.append(f"\n{s}\n", "bold underline")
+
+    def kv(k: str, v: str, style: str = "") -> None:
+        t.append(f"  {k:<14}", DIM)
+        t.append(f"{v}\n", style or None)
+
+    st = node.status
+    state, style = state_cell(node)
+    t.append(f"{node.name}", "bold")
+    t.append("  ")
+    t.append(state, style or None)
+    t.append(f"  health {node.health}  weight {node.weight if node.weight is not None else 'MIXED/—'}"
+             f"  {'backup' if node.backup else 'primary'}\n")
+    if node.config.agent is None:
+        t.append("no agent configured for this node: balancer facts only\n", DIM)
+    elif node.agent is not None and node.agent.error:
+        t.append(f"agent {node.config.agent}: {node.agent.error}", "bold red")
+        t.append("  (STALE: showing last good status)\n" if node.stale else "\n", "bold red")
+    elif node.stale:
+        t.append(f"agent {node.config.agent}: no answer yet\n", "bold red")
+
+    head(f"History (last {history.span_seconds(node.name):.0f} s)")
+    for label, name, top, fmt in (("in-flight", "inflight", None, lambda v: f"{v:.0f}"),
+                                  ("req/s", "rps", None, rate), ("GPU util", "gpu", 1.0, lambda v: f"{v * 100:.0f}%"),
+                                  ("GPU memory", "mem", 1.0, lambda v: f"{v * 100:.0f}%")):
+        series = history.series(node.name, name)
+        last = next((v for v in reversed(series) if v is not None), None)
+        t.append(f"  {label:<11}", DIM)
+        t.append(sparkline(series, width, top), "cyan")
+        t.append(f" {fmt(last) if last is not None else '—'}\n")
+
+    head("GPUs")
+    if st is None:
+        t.append("  no agent status\n", DIM)
+    elif not st.gpus:
+        t.append(f"  none ({st.gpu_source}{': ' + st.gpu_error if st.gpu_error else ''})\n", DIM)
+    else:
+        for g in st.gpus:
+            mem = g.memory_ratio
+            t.append(f"  GPU{g.index} {g.name or '?'}  ")
+            t.append(bar(g.utilization_ratio), bar_style(g.utilization_ratio))
+            t.append("  mem ")
+            t.append(bar(mem), bar_style(mem))
+            t.append(f" {human_bytes(g.memory_used_bytes)}/{human_bytes(g.memory_total_bytes)}")
+            temp = f"{g.temperature_celsius:.0f}°C" if g.temperature_celsius is not None else "—"
+            power = f"{g.power_watts:.0f}W" if g.power_watts is not None else "—"
+            limit = f"/{g.power_limit_watts:.0f}W" if g.power_limit_watts is not None else ""
+            t.append(f"  {temp}  {power}{limit}\n")
+            for p in g.processes:
+                t.append(f"      pid {p.pid:<8} {p.name or '?':<20} {human_bytes(p.gpu_memory_bytes)}\n", DIM)
+        if st.gpu_source == "simulated":
+            t.append("  (simulated GPU readings)\n", DIM)
+
+    if st is not None:
+        a = st.asr
+        head("ASR process")
+        kv("url", f"{a.url or '—'}  {'up' if a.up else 'DOWN' if a.up is False else '?'}"
+           f"  probe {seconds(a.probe_latency_seconds)}", "" if a.up is not False else "bold red")
+        if a.error:
+            kv("error", a.error, "red")
+        cpu = f"{a.process_cpu_ratio * 100:.0f}%" if a.process_cpu_ratio is not None else "—"
+        kv("pid / cpu / rss", f"{a.pid or '—'} / {cpu} / {human_bytes(a.process_rss_bytes)}")
+        kv("in-flight", f"{a.in_flight if a.in_flight is not None else '—'} ({a.in_flight_source or 'unknown'})")
+        r = a.requests
+        if r is not None:
+            classes = " ".join(f"{k}:{v}" for k, v in sorted(r.by_class.items()))
+            kv("requests", f"{r.total if r.total is not None else '—'}  {classes}  "
+               f"p50 {seconds(r.latency_p50_seconds)} p95 {seconds(r.latency_p95_seconds)}")
+        h = st.host
+        hcpu = f"{h.cpu_ratio * 100:.0f}%" if h.cpu_ratio is not None else "—"
+        kv("host", f"cpu {hcpu}  load {h.load1 if h.load1 is not None else '—'}  "
+           f"mem {human_bytes(h.memory_used_bytes)}/{human_bytes(h.memory_total_bytes)}")
+
+        m = st.model
+        head("Model")
+        majority = snap.majority_digest
+        same = m.sha256 is not None and m.sha256 == majority
+        kv("state", m.state, "" if m.state == "ok" else "yellow")
+        kv("digest", f"{m.sha256 or '—'}" + ("  (fleet majority)" if same else
+                                            f"  DIFFERS from majority {majority[:12]}" if m.sha256 and majority else ""),
+           "green" if same else "bold red" if m.sha256 and majority else "")
+        kv("files", f"{m.files if m.files is not None else '—'} files, {human_bytes(m.bytes)}")
+        for d in m.dirs:
+            kv("dir", f"{d.path}  {d.state}  {(d.sha256 or '')[:12]}  {d.files or 0} files")
+        if m.error:
+            kv("error", m.error, "red")
+
+        head("Versions")
+        if st.agent_version:
+            kv("agent", st.agent_version)
+        for k, v in sorted(st.versions.items()):
+            kv(k[:14], str(v))
+
+    head("Balancers")
+    if not node.servers:
+        t.append("  no balancer knows this node\n", DIM)
+    for bname, s in sorted(node.servers.items()):
+        kv(bname[:14], f"{s.name} {s.endpoint}  {s.admin.value}/{s.health.value}  weight {s.weight}"
+           f"{'  backup' if s.backup else ''}  sessions {s.active_sessions if s.active_sessions is not None else '—'}")
+
+    head("Recent actions (audit log)")
+    if audit_error:
+        t.append(f"  {audit_error}\n", "red")
+    elif audit is None:
+        t.append("  loading…\n", DIM)
+    elif not audit:
+        t.append("  none recorded\n", DIM)
+    else:
+        for e in audit:
+            t.append(f"  {_audit_line(e)}\n")
+    return t
+
+
+class NodeDetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape,q", "close", "Back"),
+        Binding("d", "act('drain')", "Drain"),
+        Binding("r", "act('ready')", "Ready"),
+        Binding("m", "act('maint')", "Maint"),
+        Binding("w", "act('weight')", "Weight"),
+        Binding("b", "act('backup')", "Backup"),
+        Binding("question_mark", "app.help", "Keys", key_display="?"),
+    ]
+
+    def __init__(self, node: str, read_only: bool):
+        super().__init__()
+        self.node = node
+        self.read_only = read_only
+        self.audit: list | None = None
+        self.audit_error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-scroll"):
+            yield Static(f"{self.node}: waiting for data…", id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.load_audit(self)
+        self.show_fleet(self.app.snapshot)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "act" and self.read_only:
+            return False
+        return True
+
+    def show_fleet(self, snap: FleetSnapshot | None, error: str | None = None) -> None:
+        if snap is None:
+            return
+        try:
+            node = snap.node(self.node)
+        except KeyError:
+            self.query_one("#detail", Static).update(Text(f"{self.node} is no longer in the fleet", "bold red"))
+            return
+        width = max(10, min(SPARK_WIDTH, self.size.width - 22)) if self.size.width else SPARK_WIDTH
+        self.query_one("#detail", Static).update(
+            render_detail(node, snap, self.app.history, self.audit, self.audit_error, width))
+
+    def set_audit(self, entries: list | None, error: str | None) -> None:
+        self.audit, self.audit_error = entries, error
+        self.show_fleet(self.app.snapshot)
+
+    def action_act(self, kind: str) -> None:
+        if kind in ACTIONS:
+            self.app.start_action(kind, [self.node])
+
+    def action_close(self) -> None:
+        self.dismiss()

@@ -1,0 +1,169 @@
+"""The main screen: header summary, fleet table, filter line, footer. Every key is a BINDING."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input
+
+from asrtop.fleet import FleetSnapshot
+from asrtop.tui.format import COLUMN_KEYS, table_context
+from asrtop.tui.widgets.fleet_table import FleetTable
+from asrtop.tui.widgets.header import FleetHeader
+
+ACTIONS = ("drain", "ready", "maint", "weight", "backup")
+SORTABLE = tuple(k for k in COLUMN_KEYS if k != "sel")
+
+
+class FleetScreen(Screen):
+    BINDINGS = [
+        Binding("d", "drain", "Drain"),
+        Binding("r", "ready", "Ready"),
+        Binding("m", "maint", "Maint"),
+        Binding("w", "weight", "Weight"),
+        Binding("b", "backup", "Backup"),
+        Binding("space", "toggle_select", "Select", key_display="space"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("s", "sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse sort", show=False),
+        Binding("M", "models", "Models"),
+        Binding("escape", "clear", "Clear filter/selection", show=False),
+        Binding("question_mark", "app.help", "Keys", key_display="?"),
+    ]
+
+    def __init__(self, cluster: str, read_only: bool):
+        super().__init__()
+        self.cluster = cluster
+        self.read_only = read_only
+        self.selected: set[str] = set()
+        self.snapshot: FleetSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield FleetHeader(self.cluster, self.read_only, id="summary")
+        yield FleetTable(id="fleet")
+        yield Input(placeholder="filter: name, state or model digest prefix (Enter keeps, Esc clears)",
+                    id="filter", classes="hidden")
+        yield Footer()
+
+    @property
+    def table(self) -> FleetTable:
+        return self.query_one(FleetTable)
+
+    def on_mount(self) -> None:
+        self.table.focus()
+
+    # -- data ------------------------------------------------------------------------------------
+    def show_fleet(self, snap: FleetSnapshot | None, error: str | None = None) -> None:
+        if snap is not None:
+            self.snapshot = snap
+            self.selected &= {n.name for n in snap.nodes}
+        self.query_one(FleetHeader).show(snap, error)
+        if self.snapshot is not None:
+            self.redraw()
+
+    def redraw(self) -> None:
+        if self.snapshot is None:
+            return
+        ctx = table_context(self.snapshot, self.app.draining, self.selected)
+        self.table.update_fleet(self.snapshot, ctx)
+
+    def targets(self) -> list[str]:
+        """The selected nodes in table order, else the node under the cursor."""
+        if self.selected:
+            order = self.table.shown_nodes
+            hidden = sorted(self.selected - set(order))
+            return [n for n in order if n in self.selected] + hidden
+        node = self.table.cursor_node
+        return [node] if node else []
+
+    # -- read-only: actions are hidden from the footer and refused --------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ACTIONS and self.read_only:
+            return False
+        return True
+
+    def _act(self, kind: str) -> None:
+        nodes = self.targets()
+        if not nodes:
+            self.notify("no node under the cursor", severity="warning")
+            return
+        self.app.start_action(kind, nodes)
+
+    def action_drain(self) -> None:
+        self._act("drain")
+
+    def action_ready(self) -> None:
+        self._act("ready")
+
+    def action_maint(self) -> None:
+        self._act("maint")
+
+    def action_weight(self) -> None:
+        self._act("weight")
+
+    def action_backup(self) -> None:
+        self._act("backup")
+
+    # -- navigation --------------------------------------------------------------------------------
+    def action_toggle_select(self) -> None:
+        node = self.table.cursor_node
+        if node is None:
+            return
+        self.selected ^= {node}
+        self.redraw()
+        if self.table.cursor_row < self.table.row_count - 1:
+            self.table.move_cursor(row=self.table.cursor_row + 1)
+
+    def action_clear(self) -> None:
+        box = self.query_one("#filter", Input)
+        if self.table.filter_text or not box.has_class("hidden"):
+            box.value = ""
+            box.add_class("hidden")
+            self.table.filter_text = ""
+            self.table.resort()
+            self.table.focus()
+        elif self.selected:
+            self.selected.clear()
+            self.redraw()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.table.filter_text = event.value.strip()
+            self.table.resort()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            if not event.value.strip():
+                event.input.add_class("hidden")
+            self.table.focus()
+
+    def set_filter(self, text: str) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = text
+        box.set_class(not text, "hidden")
+        self.table.filter_text = text
+        self.table.resort()
+
+    def action_sort(self) -> None:
+        t = self.table
+        i = SORTABLE.index(t.sort_column) + 1 if t.sort_column in SORTABLE else 0
+        column = SORTABLE[i] if i < len(SORTABLE) else None
+        t.set_sort(column)
+        self.notify(f"sorted by {column}" if column else "config order", timeout=2)
+
+    def action_reverse_sort(self) -> None:
+        t = self.table
+        t.set_sort(t.sort_column, not t.sort_reverse)
+
+    def action_models(self) -> None:
+        self.app.open_models()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.app.open_detail(event.row_key.value)

@@ -1,0 +1,117 @@
+"""PURE: the header's fleet summary as styled segments (no textual; Rich Text is built by the widget)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from asrtop.fleet import MIXED, FleetSnapshot
+from asrtop.tui.format import DIM, rate, short_digest
+
+Segment = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Summary:
+    total: int
+    ready: int
+    draining: int
+    maint: int
+    down: int
+    backup: int
+    mixed: int
+    serving: int  # ready, not down, primary: what carries traffic now
+    in_flight: int | None
+    request_rate: float | None
+    errors_5xx: int | None
+    gpu_util: float | None
+    gpu_mem: float | None
+    groups_known: int
+    differing: int
+    unknown_model: int
+    majority: str | None
+    balancers: tuple[tuple[str, str | None], ...]  # (name, error or None)
+    taken_at: float
+
+
+def _sum(vals):
+    vals = [v for v in vals if v is not None]
+    return sum(vals) if vals else None
+
+
+def summarize(snap: FleetSnapshot) -> Summary:
+    ready = draining = maint = down = backup = mixed = serving = 0
+    utils: list[float] = []
+    mems: list[float] = []
+    for n in snap.nodes:
+        admin, health = n.admin_state, n.health
+        ready += admin == "ready"
+        draining += admin == "drain"
+        maint += admin == "maint"
+        mixed += admin == MIXED
+        down += health == "down"
+        backup += bool(n.backup)
+        serving += admin == "ready" and health != "down" and not n.backup
+        st = n.status
+        if st is not None and not n.stale:
+            for g in st.gpus:
+                if g.utilization_ratio is not None:
+                    utils.append(g.utilization_ratio)
+                if g.memory_ratio is not None:
+                    mems.append(g.memory_ratio)
+    groups = snap.model_groups()
+    known = [g for g in groups if g.digest is not None]
+    unknown = sum(len(g.nodes) for g in groups if g.digest is None)
+    return Summary(
+        total=len(snap.nodes), ready=ready, draining=draining, maint=maint, down=down, backup=backup,
+        mixed=mixed, serving=serving,
+        in_flight=_sum(n.in_flight for n in snap.nodes),
+        request_rate=_sum(n.request_rate for n in snap.nodes),
+        errors_5xx=_sum(n.errors_5xx for n in snap.nodes),
+        gpu_util=sum(utils) / len(utils) if utils else None,
+        gpu_mem=sum(mems) / len(mems) if mems else None,
+        groups_known=len(known), differing=len(snap.nodes_differing_from_majority()), unknown_model=unknown,
+        majority=snap.majority_digest,
+        balancers=tuple((b.name, b.error) for b in snap.balancers),
+        taken_at=snap.taken_at,
+    )
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v * 100:.0f}%"
+
+
+def model_badge(s: Summary) -> Segment:
+    if s.groups_known == 0:
+        return "model unknown", DIM
+    if s.groups_known == 1:
+        return f"model {short_digest(s.majority)}: all nodes same model", "bold green"
+    if s.majority is None:
+        return f"models differ: {s.groups_known} digests, no majority", "bold red reverse"
+    verb = "node differs" if s.differing == 1 else "nodes differ"
+    return f"{s.differing} {verb} from model {short_digest(s.majority)}!", "bold red reverse"
+
+
+def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = None) -> list[list[Segment]]:
+    """Two or three lines of (text, style) segments; short enough to read at 80 columns."""
+    line1: list[Segment] = [(f"{cluster} ", "bold"), (f"{s.total} nodes: ", "")]
+    line1 += [(f"{s.ready} ready", "green"), (" · ", DIM), (f"{s.draining} drain", "yellow" if s.draining else ""),
+              (" · ", DIM), (f"{s.maint} maint", "red" if s.maint else ""), (" · ", DIM),
+              (f"{s.down} down", "bold red" if s.down else ""), (" · ", DIM), (f"{s.backup} backup", "cyan")]
+    if s.mixed:
+        line1 += [(" · ", DIM), (f"{s.mixed} MIXED", "bold magenta")]
+    line2: list[Segment] = [
+        ("in-flight ", DIM), ("—" if s.in_flight is None else str(s.in_flight), "bold"),
+        (f" on {s.serving} serving", ""), ("  req/s ", DIM), (rate(s.request_rate), "bold"),
+        ("  5xx ", DIM), ("—" if s.errors_5xx is None else str(s.errors_5xx), "bold red" if s.errors_5xx else "bold"),
+        ("  gpu ", DIM), (_pct(s.gpu_util), "bold"), ("  gmem ", DIM), (_pct(s.gpu_mem), "bold"),
+    ]
+    line3: list[Segment] = [model_badge(s), ("  ", "")]
+    for name, err in s.balancers:
+        line3.append((f"{name} ✓ ", "green") if err is None else (f"{name} ✗ UNREACHABLE ", "bold red reverse"))
+    line3.append((time.strftime("%H:%M:%S", time.localtime(s.taken_at)), DIM))
+    if read_only:
+        line3.append(("  READ-ONLY", "bold yellow"))
+    if error:
+        line3.append((f"  refresh failed: {error}", "bold red"))
+    return [line1, line2, line3]

@@ -1,0 +1,1 @@
+"""Widgets of the fleet screen: header summary, fleet table."""

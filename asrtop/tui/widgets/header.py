@@ -1,0 +1,38 @@
+"""Fleet summary header: counts, load, GPU, model-consistency badge, balancer reachability, last refresh."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from asrtop.fleet import FleetSnapshot
+from asrtop.tui.summary import Summary, header_lines, summarize
+
+
+class FleetHeader(Static):
+    def __init__(self, cluster: str, read_only: bool, **kw):
+        super().__init__("starting: first refresh pending…", **kw)
+        self.cluster = cluster
+        self.read_only = read_only
+        self.summary: Summary | None = None
+        self.error: str | None = None
+        self._last: list | None = None
+
+    def show(self, snap: FleetSnapshot | None, error: str | None = None) -> None:
+        if snap is not None:
+            self.summary = summarize(snap)
+        self.error = error
+        if self.summary is None:
+            self.update(Text(f"{self.cluster}: no data yet" + (f" — {error}" if error else ""), style="bold red"))
+            return
+        lines = header_lines(self.summary, self.cluster, self.read_only, error)
+        if lines == self._last:  # nothing changed: no repaint
+            return
+        self._last = lines
+        text = Text(no_wrap=False, overflow="fold")
+        for i, line in enumerate(lines):
+            if i:
+                text.append("\n")
+            for seg, style in line:
+                text.append(seg, style or None)
+        self.update(text)
