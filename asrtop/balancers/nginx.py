@@ -1,0 +1,172 @@
+"""nginx adapter: open-source nginx has no admin API, so changes are a rewrite of the upstream block.
+
+servers() reads the block (crossplane, includes followed). A change edits only the server's `weight=`,
+`backup`, `down` words (nginx_conf.rewrite), writes the file atomically (temp file in the same directory,
+same mode/owner, os.replace), runs test_command (`nginx -t`), then reload_command (`nginx -s reload`),
+both argv lists with a timeout, never a shell. If either fails, the old file goes back (and nginx is
+reloaded again if the reload may have happened) and BalancerRefused carries nginx's own error line.
+
+Drain = maint = `down`: a reload starts new workers without the server while old workers finish their
+in-flight requests, which is what a drain is in open-source nginx. The file records no difference between
+drain and maint, so servers() reads a `down` server back as maint.
+nginx documents no maximum weight; we cap at 1000.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from asrtop.balancers.base import (
+    AdminState,
+    BalancerRefused,
+    BalancerUnreachable,
+    ServerState,
+    UnsupportedAction,
+)
+from asrtop.balancers.haproxy import validate_weight
+from asrtop.balancers.nginx_conf import (
+    NO_BACKUP_METHODS,
+    NginxConfError,
+    Upstream,
+    find_server,
+    locate,
+    parse_upstream,
+    rewrite,
+    server_state,
+)
+
+MAX_WEIGHT = 1000
+
+
+def nginx_error_line(output: str) -> str:
+    """The line an operator needs from nginx's output: the [emerg]/[alert]/[error] one, else the last one."""
+    lines = [x.strip() for x in output.splitlines() if x.strip()]
+    for marker in ("[emerg]", "[alert]", "[crit]", "[error]"):
+        for x in lines:
+            if marker in x:
+                return x
+    return lines[-1] if lines else "(no output)"
+
+
+class NginxBalancer:
+    kind = "nginx"
+    max_weight = MAX_WEIGHT
+
+    def __init__(self, name: str, config: str | os.PathLike, upstream: str,
+                 test_command: Sequence[str] = ("nginx", "-t"),
+                 reload_command: Sequence[str] = ("nginx", "-s", "reload"), timeout: float = 10.0):
+        self.name, self.config, self.upstream = name, Path(config), upstream
+        self.test_command, self.reload_command = tuple(test_command), tuple(reload_command)
+        # nginx -t loads every certificate and module: allow it more than a socket round trip
+        self.timeout = max(float(timeout), 10.0)
+
+    def __repr__(self) -> str:
+        return f"NginxBalancer({self.name!r}, {str(self.config)!r}, {self.upstream!r})"
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def read(self) -> tuple[Path, str, Upstream]:
+        """(file holding the upstream, its text, the parsed block)."""
+        if not self.config.is_file():
+            raise BalancerUnreachable(f"{self.name}: nginx config {self.config} does not exist or is not a file")
+        try:
+            file, line = locate(str(self.config), self.upstream)
+            path = Path(file)
+            text = path.read_bytes().decode("utf-8", "surrogateescape")
+            return path, text, parse_upstream(text, self.upstream, file, line)
+        except NginxConfError as e:
+            raise BalancerRefused(f"{self.name}: {e}") from None
+        except OSError as e:
+            raise BalancerUnreachable(f"{self.name}: cannot read nginx config: {e.strerror or e}: "
+                                      f"{e.filename or self.config}") from None
+
+    def servers(self) -> list[ServerState]:
+        return [server_state(d) for d in self.read()[2].servers]
+
+    # -- changing ----------------------------------------------------------------------------------------
+
+    def set_state(self, server: str, state: AdminState) -> None:
+        state = AdminState(state)
+        self.change(server, down=state != AdminState.READY)
+
+    def set_weight(self, server: str, weight: int) -> None:
+        validate_weight(self.name, weight, MAX_WEIGHT, "nginx (no documented maximum; asrtop caps it)")
+        if weight == 0:
+            raise BalancerRefused(f"{self.name}: nginx has no weight 0 (minimum 1); use drain or maint instead")
+        self.change(server, weight=weight)
+
+    def set_backup(self, server: str, backup: bool) -> None:
+        self.change(server, backup=bool(backup))
+
+    def change(self, server: str, **what) -> None:
+        path, old, up = self.read()
+        targets = find_server(up, server)
+        if not targets:
+            known = ", ".join(d.address for d in up.servers) or "none"
+            raise BalancerRefused(f"{self.name}: nginx upstream {self.upstream!r} has no server {server!r} "
+                                  f"(servers: {known})")
+        if what.get("backup"):
+            bad = [m for m in up.methods if m in NO_BACKUP_METHODS]
+            if bad:
+                raise UnsupportedAction(f"{self.name}: nginx does not allow `backup` in upstream "
+                                        f"{self.upstream!r}, which uses `{bad[0]}`; change the method first")
+        new = rewrite(old, targets, **what)
+        if new == old:
+            return  # already so: no write, no reload
+        self.apply(path, old, new)
+
+    def apply(self, path: Path, old: str, new: str) -> None:
+        """Write, test, reload; on any failure put the old bytes back and say what nginx said."""
+        write_atomic(path, new)
+        ok, out = self.run(self.test_command)
+        if not ok:
+            write_atomic(path, old)
+            raise BalancerRefused(f"{self.name}: `{' '.join(self.test_command)}` failed, {path} restored: "
+                                  f"{nginx_error_line(out)}")
+        ok, out = self.run(self.reload_command)
+        if not ok:
+            write_atomic(path, old)
+            # the reload may have been signalled before failing: reload once more on the restored file
+            again, _ = self.run(self.reload_command)
+            raise BalancerRefused(f"{self.name}: `{' '.join(self.reload_command)}` failed, {path} restored"
+                                  f"{'' if again else ' (reload after restore failed too)'}: "
+                                  f"{nginx_error_line(out)}")
+
+    def run(self, argv: tuple[str, ...]) -> tuple[bool, str]:
+        try:
+            p = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=self.timeout)
+        except FileNotFoundError:
+            return False, f"{argv[0]}: command not found (set test_command/reload_command in asrtop.toml)"
+        except PermissionError:
+            return False, f"{argv[0]}: permission denied"
+        except subprocess.TimeoutExpired:
+            return False, f"{' '.join(argv)}: no answer within {self.timeout:g}s"
+        return p.returncode == 0, p.stdout.decode("utf-8", "replace") or f"exit status {p.returncode}"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace path's content in one step (readers see old or new, never half), keeping mode and owner."""
+    st = path.stat()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".asrtop", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8", "surrogateescape"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, st.st_mode & 0o7777)
+        try:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        except PermissionError:
+            pass  # not root: the file keeps our ownership, which the mode still governs
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
