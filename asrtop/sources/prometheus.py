@@ -308,6 +308,7 @@ def build_status(node: str, metrics: Mapping[str, Series]) -> AgentStatus:
         interval_seconds=None,
         host=HostReading(
             cpu_ratio=_one(metrics, "asr_host_cpu_ratio"), load1=_one(metrics, "asr_host_load1"),
+            load5=_one(metrics, "asr_host_load5"), load15=_one(metrics, "asr_host_load15"),
             memory_used_bytes=_int(_one(metrics, "asr_host_memory_used_bytes")),
             memory_total_bytes=_int(_one(metrics, "asr_host_memory_total_bytes")),
         ),

@@ -1,0 +1,143 @@
+"""Per-node numeric history for sparklines: fixed-size rings of float32, one per node and metric.
+
+Fed one FleetSnapshot per refresh (`record`); 600 samples = 10 minutes at 1 s. A node costs
+len(METRICS) x capacity x 4 bytes (9.6 KB at 600 samples), so 1,000 nodes stay near 10 MB whatever the
+snapshots held. Unavailable readings are NaN in the ring and None when read back (never a made-up 0).
+
+Owned by one task (the TUI's refresh loop): `record` mutates, readers get fresh lists/tuples.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Iterable
+
+from asrtop.fleet import FleetSnapshot, NodeView
+
+METRICS = ("in_flight", "req_rate", "gpu_util", "gpu_mem")
+NAN = float("nan")
+
+
+def _gpu_util(n: NodeView) -> float:
+    st = n.status
+    if st is None or n.stale:
+        return NAN
+    vals = [g.utilization_ratio for g in st.gpus if g.utilization_ratio is not None]
+    return sum(vals) / len(vals) if vals else NAN
+
+
+def _gpu_mem(n: NodeView) -> float:
+    st = n.status
+    if st is None or n.stale:
+        return NAN
+    used = [g.memory_used_bytes for g in st.gpus if g.memory_used_bytes is not None and g.memory_total_bytes]
+    total = [g.memory_total_bytes for g in st.gpus if g.memory_used_bytes is not None and g.memory_total_bytes]
+    return sum(used) / sum(total) if total else NAN
+
+
+class _NodeRing:
+    __slots__ = ("rings", "last_seen", "prev_total", "prev_at")
+
+    def __init__(self, capacity: int):
+        self.rings = tuple(array("f", [NAN]) * capacity for _ in METRICS)
+        self.last_seen = -1  # sample number of the last snapshot that had this node
+        self.prev_total: int | None = None  # agent request counter, for a rate when no balancer has one
+        self.prev_at: float | None = None
+
+
+class FleetHistory:
+    """Ring buffers of METRICS per node, plus fleet totals (sum over nodes) for a header sparkline."""
+
+    def __init__(self, capacity: int = 600):
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self.count = 0  # snapshots recorded so far (the ring position is count % capacity)
+        self.times = array("d", [NAN]) * capacity
+        self._nodes: dict[str, _NodeRing] = {}
+        self._totals = tuple(array("f", [NAN]) * capacity for _ in METRICS)
+
+    def __len__(self) -> int:
+        return min(self.count, self.capacity)
+
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(self._nodes)
+
+    def _req_rate(self, ring: _NodeRing, n: NodeView) -> float:
+        rate = n.request_rate  # the balancers' own per-second rate when they report one
+        st = n.status
+        req = st.asr.requests if st is not None else None
+        total = req.total if req is not None else None
+        at = st.collected_at if st is not None else None
+        derived = NAN
+        if (total is not None and at is not None and ring.prev_total is not None and ring.prev_at is not None
+                and at > ring.prev_at and total >= ring.prev_total and not n.stale):
+            derived = (total - ring.prev_total) / (at - ring.prev_at)
+        if total is not None and at is not None and (ring.prev_at is None or at > ring.prev_at):
+            ring.prev_total, ring.prev_at = total, at
+        return float(rate) if rate is not None else derived
+
+    def record(self, snapshot: FleetSnapshot) -> None:
+        pos = self.count % self.capacity
+        self.times[pos] = snapshot.taken_at
+        sums = [0.0] * len(METRICS)
+        seen = [0] * len(METRICS)
+        for n in snapshot.nodes:
+            ring = self._nodes.get(n.name)
+            if ring is None:
+                ring = self._nodes[n.name] = _NodeRing(self.capacity)
+            inflight = n.in_flight
+            values = (NAN if inflight is None else float(inflight), self._req_rate(ring, n), _gpu_util(n), _gpu_mem(n))
+            for i, v in enumerate(values):
+                ring.rings[i][pos] = v
+                if not math.isnan(v):
+                    sums[i] += v
+                    seen[i] += 1
+            ring.last_seen = self.count
+        for name, ring in list(self._nodes.items()):
+            if ring.last_seen != self.count:
+                if self.count - ring.last_seen >= self.capacity:
+                    del self._nodes[name]  # gone for a whole window: nothing left to draw
+                    continue
+                for r in ring.rings:
+                    r[pos] = NAN
+        for i in range(len(METRICS)):
+            # gpu_util/gpu_mem totals are means over the nodes that report them; counts and rates are sums
+            if seen[i] == 0:
+                self._totals[i][pos] = NAN
+            elif METRICS[i] in ("gpu_util", "gpu_mem"):
+                self._totals[i][pos] = sums[i] / seen[i]
+            else:
+                self._totals[i][pos] = sums[i]
+        self.count += 1
+
+    def _ordered(self, ring: array) -> list[float | None]:
+        n = len(self)
+        start = (self.count - n) % self.capacity
+        idx = [(start + k) % self.capacity for k in range(n)]
+        return [None if math.isnan(ring[i]) else ring[i] for i in idx]
+
+    def series(self, node: str, metric: str) -> list[float | None]:
+        """Oldest first, len(self) values at most; None where the reading was unavailable."""
+        ring = self._nodes.get(node)
+        if ring is None:
+            return []
+        return self._ordered(ring.rings[METRICS.index(metric)])
+
+    def fleet_series(self, metric: str) -> list[float | None]:
+        """in_flight/req_rate summed over nodes, gpu_util/gpu_mem averaged; oldest first."""
+        return self._ordered(self._totals[METRICS.index(metric)])
+
+    def last(self, node: str, metric: str) -> float | None:
+        s = self.series(node, metric)
+        return s[-1] if s else None
+
+    def timestamps(self) -> list[float]:
+        n = len(self)
+        start = (self.count - n) % self.capacity
+        return [self.times[(start + k) % self.capacity] for k in range(n)]
+
+    def record_all(self, snapshots: Iterable[FleetSnapshot]) -> None:
+        for s in snapshots:
+            self.record(s)

@@ -1,0 +1,81 @@
+"""FleetHistory: ring order, wrap-around, unavailable as None, derived request rate, pruning."""
+
+from __future__ import annotations
+
+import pytest
+
+from asrtop.agentstatus import parse_status
+from asrtop.config import NodeConfig
+from asrtop.fleet import AgentReading, merge
+from asrtop.history import FleetHistory
+from support.sources_synth import SynthNode
+
+
+def snap(t: float, nodes: dict[str, SynthNode | None], stale: set[str] = frozenset()):
+    cfgs, readings = [], {}
+    for name, sn in nodes.items():
+        cfgs.append(NodeConfig(name, agent=f"http://127.0.0.1:1/{name}"))
+        if sn is not None:
+            sn.collected_at = t
+            fetched = t - 100 if name in stale else t
+            readings[name] = AgentReading(cfgs[-1].agent, parse_status(sn.status_body()), fetched)
+    return merge(cfgs, readings, (), t, 1.0)
+
+
+def test_series_oldest_first_and_wraps():
+    h = FleetHistory(capacity=4)
+    a = SynthNode("a")
+    for i in range(6):
+        a.in_flight = i
+        h.record(snap(1000.0 + i, {"a": a}))
+    assert len(h) == 4
+    assert h.series("a", "in_flight") == [2.0, 3.0, 4.0, 5.0]
+    assert h.timestamps() == [1002.0, 1003.0, 1004.0, 1005.0]
+    assert h.last("a", "in_flight") == 5.0
+
+
+def test_unavailable_is_none_not_zero():
+    h = FleetHistory(capacity=10)
+    a = SynthNode("a")
+    h.record(snap(1.0, {"a": a, "b": None}))  # b has an agent configured but no reading yet
+    h.record(snap(2.0, {"a": a, "b": None}, stale={"a"}))
+    assert h.series("b", "gpu_util") == [None, None]
+    assert h.series("b", "in_flight") == [None, None]
+    util = h.series("a", "gpu_util")
+    assert util[0] == pytest.approx(0.62) and util[1] is None  # stale: not a current reading
+    assert h.series("a", "gpu_mem")[0] == pytest.approx(9 / 24)
+
+
+def test_request_rate_derived_from_agent_counter():
+    h = FleetHistory(capacity=10)
+    a = SynthNode("a", requests={"2xx": 100})
+    h.record(snap(10.0, {"a": a}))
+    a.requests = {"2xx": 130}
+    h.record(snap(12.0, {"a": a}))
+    a.requests = {"2xx": 5}  # agent restarted: counter went back, no negative rate
+    h.record(snap(13.0, {"a": a}))
+    assert h.series("a", "req_rate") == [None, pytest.approx(15.0), None]
+
+
+def test_fleet_totals_sum_counts_and_average_ratios():
+    h = FleetHistory(capacity=3)
+    a, b = SynthNode("a", in_flight=2, gpu_util=0.2), SynthNode("b", in_flight=5, gpu_util=0.6)
+    h.record(snap(1.0, {"a": a, "b": b}))
+    assert h.fleet_series("in_flight") == [7.0]
+    assert h.fleet_series("gpu_util")[0] == pytest.approx(0.4)
+
+
+def test_nodes_gone_for_a_whole_window_are_dropped():
+    h = FleetHistory(capacity=3)
+    a, b = SynthNode("a"), SynthNode("b")
+    h.record(snap(1.0, {"a": a, "b": b}))
+    h.record(snap(2.0, {"a": a}))
+    assert h.series("b", "in_flight") == [3.0, None]
+    for t in (3.0, 4.0, 5.0):
+        h.record(snap(t, {"a": a}))
+    assert h.nodes() == ("a",) and h.series("b", "in_flight") == []
+
+
+def test_capacity_must_be_positive():
+    with pytest.raises(ValueError):
+        FleetHistory(0)
