@@ -15,8 +15,7 @@ from asrtop.exitcodes import BAD_INPUT
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line + exit code for bad input, as everywhere else
-        self.print_usage(sys.stderr)
-        print(f"asrtop: error: {message}", file=sys.stderr)
+        print(f"asrtop: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(BAD_INPUT)
 
 
