@@ -81,15 +81,19 @@ class ProcNetTcp:
         return None
 
 
-def python_env(exe: str | None) -> tuple[str | None, tuple[tuple[str, str], ...]]:
-    """Python version and key package versions of the interpreter at `exe` (venv or system prefix)."""
-    if not exe:
+def python_env(candidates: list[str]) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """Python version and key package versions of an interpreter.
+
+    `candidates` are interpreter paths, best first (VIRTUAL_ENV, argv[0], the resolved exe); the first
+    one inside a venv (pyvenv.cfg next to bin/) wins, else the last one's prefix is used.
+    """
+    prefixes = [Path(c).parent.parent for c in candidates if c]
+    if not prefixes:
         return None, ()
-    prefix = Path(exe).parent.parent
+    prefix = next((p for p in prefixes if (p / "pyvenv.cfg").is_file()), prefixes[-1])
     version = None
-    cfg = prefix / "pyvenv.cfg"
     try:
-        for line in cfg.read_text().splitlines():
+        for line in (prefix / "pyvenv.cfg").read_text().splitlines():
             key, _, value = line.partition("=")
             if key.strip() in ("version", "version_info") and value.strip():
                 version = value.strip()
@@ -105,6 +109,27 @@ def python_env(exe: str | None) -> tuple[str | None, tuple[tuple[str, str], ...]
             for dist in site.glob(f"{name}-*.dist-info"):
                 packages.setdefault(name, dist.name[len(name) + 1:-len(".dist-info")])
     return version, tuple(sorted(packages.items()))
+
+
+def _interpreter_candidates(proc: Any) -> list[str]:
+    out = []
+    try:
+        venv = proc.environ().get("VIRTUAL_ENV")
+        if venv:
+            out.append(os.path.join(venv, "bin", "python"))
+    except Exception:
+        pass
+    try:
+        argv0 = proc.cmdline()[0]
+        if os.path.isabs(argv0):
+            out.append(argv0)
+    except Exception:
+        pass
+    try:
+        out.append(proc.exe())
+    except Exception:
+        pass
+    return out
 
 
 class AsrCollector:
@@ -214,13 +239,7 @@ class AsrCollector:
     def _attach(self) -> bool:
         try:
             self._proc = self.psutil.Process(self._pid)
-            self._proc.cpu_percent(None)  # prime: the first call has nothing to compare with
-            exe = None
-            try:
-                exe = self._proc.exe()
-            except Exception:
-                pass
-            self._env = python_env(exe)
+            self._env = python_env(_interpreter_candidates(self._proc))
             return True
         except Exception:
             self._proc = None

@@ -1,0 +1,79 @@
+"""Dump real NVML readings in the fixture format the agent's NVML tests replay.
+
+    python -m asrtop_agent.tools.record_nvml > tests/fixtures/nvml_h100_recorded.json
+
+Run it on a GPU node (ideally while the ASR service is under load). Each reading is stored in the shape
+the NVML call returns (milliwatts, bytes, percent); a reading NVML cannot take is stored as null, which
+the replaying stand-in turns back into NVMLError_NotSupported.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import sys
+from typing import Any, Callable
+
+
+def _text(v: Any) -> Any:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def record(nv: Any) -> dict:
+    def opt(fn: Callable, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except nv.NVMLError:
+            return None
+
+    nv.nvmlInit()
+    try:
+        devices = []
+        for i in range(nv.nvmlDeviceGetCount()):
+            h = nv.nvmlDeviceGetHandleByIndex(i)
+            util = opt(nv.nvmlDeviceGetUtilizationRates, h)
+            mem = opt(nv.nvmlDeviceGetMemoryInfo, h)
+            procs = opt(nv.nvmlDeviceGetComputeRunningProcesses, h)
+            devices.append({
+                "index": i,
+                "uuid": _text(opt(nv.nvmlDeviceGetUUID, h)),
+                "name": _text(opt(nv.nvmlDeviceGetName, h)),
+                "utilization": None if util is None else {"gpu": util.gpu, "memory": util.memory},
+                "memory": None if mem is None else {"total": mem.total, "free": mem.free, "used": mem.used},
+                "temperature_gpu": opt(nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU),
+                "power_usage_mw": opt(nv.nvmlDeviceGetPowerUsage, h),
+                "enforced_power_limit_mw": opt(nv.nvmlDeviceGetEnforcedPowerLimit, h),
+                "compute_processes": None if procs is None else [
+                    {"pid": p.pid, "usedGpuMemory": getattr(p, "usedGpuMemory", None)} for p in procs],
+            })
+        return {
+            "_comment": f"Recorded with asrtop_agent.tools.record_nvml on {socket.gethostname()} at "
+                        f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}.",
+            "format": 1,
+            "driver_version": _text(opt(nv.nvmlSystemGetDriverVersion)),
+            "cuda_driver_version": opt(nv.nvmlSystemGetCudaDriverVersion_v2),
+            "devices": devices,
+        }
+    finally:
+        nv.nvmlShutdown()
+
+
+def main() -> int:
+    try:
+        import pynvml
+    except ImportError:
+        print("record_nvml: pynvml (nvidia-ml-py) is not installed", file=sys.stderr)
+        return 1
+    try:
+        doc = record(pynvml)
+    except pynvml.NVMLError as exc:
+        print(f"record_nvml: NVML unavailable: {exc}", file=sys.stderr)
+        return 1
+    json.dump(doc, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""An NVML stand-in that replays a recorded fixture (tests/fixtures/nvml_*.json) through pynvml's call shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pynvml
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def _not_supported():
+    return pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)  # pynvml maps this to NVMLError_NotSupported
+
+
+class ReplayNvml:
+    """Same names as pynvml; readings from the fixture; null -> NVMLError_NotSupported."""
+
+    NVMLError = pynvml.NVMLError
+    NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
+
+    def __init__(self, doc: dict, init_error: int | None = None):
+        self.doc = doc
+        self.init_error = init_error
+        self.calls: list[str] = []
+
+    @classmethod
+    def load(cls, name: str = "nvml_h100_recorded.json", **kw) -> "ReplayNvml":
+        return cls(json.loads((FIXTURES / name).read_text()), **kw)
+
+    def _value(self, handle: int, key: str):
+        self.calls.append(key)
+        value = self.doc["devices"][handle][key]
+        if value is None:
+            raise _not_supported()
+        return value
+
+    def nvmlInit(self):
+        self.calls.append("init")
+        if self.init_error is not None:
+            raise pynvml.NVMLError(self.init_error)
+
+    def nvmlShutdown(self):
+        pass
+
+    def nvmlSystemGetDriverVersion(self):
+        return self.doc["driver_version"]
+
+    def nvmlSystemGetCudaDriverVersion_v2(self):
+        return self.doc["cuda_driver_version"]
+
+    def nvmlDeviceGetCount(self):
+        return len(self.doc["devices"])
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        if not 0 <= index < len(self.doc["devices"]):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return index
+
+    def nvmlDeviceGetUUID(self, h):
+        return self._value(h, "uuid")
+
+    def nvmlDeviceGetName(self, h):
+        return self._value(h, "name")
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return SimpleNamespace(**self._value(h, "utilization"))
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return SimpleNamespace(**self._value(h, "memory"))
+
+    def nvmlDeviceGetTemperature(self, h, sensor):
+        assert sensor == pynvml.NVML_TEMPERATURE_GPU
+        return self._value(h, "temperature_gpu")
+
+    def nvmlDeviceGetPowerUsage(self, h):
+        return self._value(h, "power_usage_mw")
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h):
+        return self._value(h, "enforced_power_limit_mw")
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        return [SimpleNamespace(**p) for p in self._value(h, "compute_processes")]
+
+
+NVML_FUNCTIONS = [n for n in dir(ReplayNvml) if n.startswith("nvml")]
