@@ -30,7 +30,8 @@ from asrtop.netutil import free_port, wait_for_port
 
 
 class Backends:
-    """N aiohttp servers in one background thread. GET / -> the backend's name; GET /slow?s=2 sleeps first.
+    """N aiohttp servers in one background thread. GET / -> the backend's name; /slow?s=2 sleeps first;
+    /fail answers 500.
 
     `hits[name]` counts requests each one answered; `in_flight[name]` is the number being served now.
     """
@@ -51,6 +52,8 @@ class Backends:
             try:
                 if request.path == "/slow":
                     await asyncio.sleep(float(request.query.get("s", "1")))
+                if request.path == "/fail":
+                    return web.Response(status=500, text=name)
                 return web.Response(text=name)
             finally:
                 self.in_flight[name] -= 1
