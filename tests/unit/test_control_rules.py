@@ -1,0 +1,143 @@
+"""Pure rules of the control layer, and the read-back check against a balancer that says yes and does nothing.
+
+(A real HAProxy or nginx does not lie about a change, so that one case needs an in-memory balancer.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from asrtop.agentstatus import AsrReading, AgentStatus, HostReading, ModelReading
+from asrtop.balancers.base import AdminState, BalancerRefused, Health, ServerState
+from asrtop.config import NodeConfig, parse_config
+from asrtop.control import Action, BalancerOutcome, Controller
+from asrtop.control_rules import consequence, node_in_flight, summarize, took, validate
+from asrtop.fleet import AgentReading, BalancerReading, merge
+
+
+def srv(name: str, sessions: int | None = 0, queued: int | None = 0, admin=AdminState.READY, backup=False,
+        weight=1) -> ServerState:
+    return ServerState(name, "127.0.0.1", 8000, weight, backup, admin, Health.UP, sessions, queued)
+
+
+def status(in_flight: int | None) -> AgentStatus:
+    return AgentStatus("n1", "0.1", 0.0, 1.0, HostReading(), "none", None, (), AsrReading(in_flight=in_flight),
+                       ModelReading(), {})
+
+
+def snap(servers_a, servers_b=None, agent_in_flight=None, b_error=None, now=100.0):
+    nodes = [NodeConfig("n1", agent="http://127.0.0.1:1" if agent_in_flight is not None else None),
+             NodeConfig("n2"), NodeConfig("n3")]
+    readings = [BalancerReading("a", "haproxy", tuple(servers_a))]
+    if servers_b is not None or b_error:
+        readings.append(BalancerReading("b", "haproxy", tuple(servers_b or ()), b_error))
+    agents = {}
+    if agent_in_flight is not None:
+        agents["n1"] = AgentReading("http://127.0.0.1:1", status(agent_in_flight), now)
+    return merge(nodes, agents, readings, now)
+
+
+def test_in_flight_sums_balancers_and_takes_max_with_agent():
+    two = [srv("n1", 3, 1), srv("n2"), srv("n3")]
+    assert node_in_flight(snap(two, [srv("n1", 2), srv("n2"), srv("n3")]), "n1") == 6  # 3+1 queued + 2
+    assert node_in_flight(snap(two, [srv("n1", 2)], agent_in_flight=4), "n1") == 6  # max, not sum
+    assert node_in_flight(snap(two, [srv("n1", 2)], agent_in_flight=9), "n1") == 9
+    no_sessions = [srv("n1", None, None), srv("n2", None, None)]  # nginx: no session counts
+    assert node_in_flight(snap(no_sessions), "n1") is None
+    assert node_in_flight(snap(no_sessions, agent_in_flight=2), "n1") == 2
+    # a balancer unreadable: its sessions are missing, so without an agent the count is unknown
+    assert node_in_flight(snap(two, b_error="gone"), "n1") is None
+    assert node_in_flight(snap(two, b_error="gone", agent_in_flight=1), "n1") == 4
+    assert node_in_flight(snap(two), "nope") is None
+
+
+def test_stale_agent_is_ignored():
+    s = snap([srv("n1", 1)], agent_in_flight=5)
+    later = merge([v.config for v in s.nodes], {"n1": s.node("n1").agent}, s.balancers, now=200.0)
+    assert node_in_flight(later, "n1") == 1
+
+
+def test_consequence_lines():
+    s = snap([srv("n1", 7), srv("n2"), srv("n3")])
+    assert consequence(s, Action("drain", "n1")) == "n1 carries 7 in-flight requests; 2 of 3 primaries stay ready"
+    assert consequence(s, Action("weight", "n2", 0)).endswith("2 of 3 primaries stay ready")
+    assert consequence(s, Action("ready", "n2")) == "n2 carries 0 in-flight requests; 3 of 3 primaries ready now"
+    s = snap([srv("n1", 1), srv("n2", backup=True), srv("n3", admin=AdminState.DRAIN)])
+    assert consequence(s, Action("maint", "n1")) == "n1 carries 1 in-flight request; 0 of 2 primaries stay ready"
+
+
+class _Fake:
+    kind = "haproxy"
+    max_weight = 256
+
+    def __init__(self, name, kind="haproxy"):
+        self.name, self.kind = name, kind
+
+
+def test_validate_per_balancer_kind():
+    hx, ngx = _Fake("hx"), _Fake("ngx", "nginx")
+    ngx.max_weight = 1000
+    assert validate(Action("weight", "n1", 0), [hx]) is None
+    assert "nginx has no weight 0" in validate(Action("weight", "n1", 0), [hx, ngx])
+    assert validate(Action("weight", "n1", 500), [ngx]) is None
+    assert validate(Action("weight", "n1", 500), [ngx, hx]) == "weight 500 is out of range for hx (haproxy accepts 0-256)"
+    assert validate(Action("drain", "n1"), []).startswith("no balancers configured")
+    assert validate(Action("drain", ""), [hx]) == "no node named"
+
+
+def test_took_nginx_down_is_drain_and_maint():
+    down = srv("x", admin=AdminState.MAINT)
+    assert took(Action("drain", "x"), down, "nginx") and not took(Action("drain", "x"), down, "haproxy")
+    assert took(Action("maint", "x"), down, "haproxy") and not took(Action("ready", "x"), down, "nginx")
+
+
+def test_summaries_say_which_balancers_did_and_did_not():
+    a = Action("drain", "n1")
+    ok, bad = BalancerOutcome("a", True), BalancerOutcome("b", False, "connection refused")
+    assert summarize(a, [ok], {"a": "changed"}) == ("done", "drain n1: done on a")
+    assert summarize(a, [ok, bad], {"a": "changed", "b": "unreachable"}) == (
+        "partial", "partial: drain n1 took on a; NOT on b (b: connection refused)")
+    assert summarize(a, [bad], {"b": "unreachable"})[0] == "unreachable"
+    assert summarize(a, [bad], {"b": "rejected"})[0] == "rejected"
+
+
+class LyingBalancer:
+    """Accepts every change and keeps reporting the old state."""
+
+    kind = "haproxy"
+    max_weight = 256
+
+    def __init__(self, name: str, refuse: bool = False):
+        self.name, self.refuse = name, refuse
+        self.state = [srv("n1", weight=3), srv("n2"), srv("n3")]
+
+    def servers(self):
+        return list(self.state)
+
+    def set_state(self, server, state):
+        if self.refuse:
+            raise BalancerRefused(f"{self.name}: HAProxy refused `set server`: Permission denied")
+
+    def set_weight(self, server, weight):
+        self.set_state(server, None)
+
+    def set_backup(self, server, backup):
+        self.set_state(server, None)
+
+
+class HonestBalancer(LyingBalancer):
+    def set_weight(self, server, weight):
+        self.state = [replace(s, weight=weight) if s.name == server else s for s in self.state]
+
+
+async def test_read_back_disagreement_is_reported_by_name(tmp_path):
+    cfg = parse_config({"cluster": {"audit_log": str(tmp_path / "a.jsonl")},
+                        "nodes": [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}]})
+    ctl = Controller(cfg, [HonestBalancer("good"), LyingBalancer("liar")])
+    res = await ctl.apply(Action("weight", "n1", 5))
+    assert res.outcome == "partial" and res.exit_code == 4
+    assert "took on good" in res.message and "liar: sent, but the read-back shows weight 3, not weight 5" in res.message
+    ctl = Controller(cfg, [LyingBalancer("x", refuse=True)])
+    res = await ctl.apply(Action("weight", "n1", 5))
+    assert (res.outcome, res.exit_code) == ("rejected", 7)
+    assert res.message == "rejected: weight n1 5 changed nothing (x: HAProxy refused `set server`: Permission denied)"
