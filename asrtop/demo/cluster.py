@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from asrtop.demo import procs
-from asrtop.demo.haproxycfg import (BACKEND, ServerSpec, find_haproxy, has_prometheus_exporter, render_config,
+from asrtop.demo.haproxycfg import (BACKEND, INSTALL_HINT, HaproxyMissing, ServerSpec, find_haproxy, has_prometheus_exporter, render_config,
                                     server_states)
 from asrtop.demo.simnode import DEFAULT_MODEL
 from asrtop.demo.watchdog import MARKER
@@ -176,8 +176,14 @@ class DemoCluster:
             self.progress(msg)
 
     def start(self) -> "DemoCluster":
+        if not self._stopped:  # already running (`with` on a started cluster)
+            return self
+        if self.nodes:
+            raise DemoError("a stopped DemoCluster cannot be restarted; make a new one")
         t0 = time.monotonic()
         binary = self.haproxy_bin or find_haproxy()  # HaproxyMissing before anything starts
+        if not os.access(binary, os.X_OK):
+            raise HaproxyMissing(f"{binary} is not executable; {INSTALL_HINT.replace('HAProxy not found: ', 'get HAProxy with ')}")
         want_agents = agent_available() if self.agents is None else self.agents
         if want_agents and not agent_available():
             raise DemoError("asrtop-agent is not installed (package asrtop_agent); reinstall with `pip install -e .`")

@@ -1,0 +1,151 @@
+"""`asrtop demo [--nodes N] [--load C] [--headless] [--duration S]`.
+
+Starts the embedded cluster (asrtop.demo.cluster), runs load in a background thread, and either opens the
+console on it or (--headless) runs for --duration seconds and prints a summary. Exit codes: 0 done;
+1 the headless load had failures or a part of the cluster died at start-up; 2 bad input or HAProxy
+missing (the line says how to install it); 130 interrupted (Ctrl+C or SIGTERM: the cluster is stopped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from asrtop.exitcodes import BAD_INPUT, ERROR, OK
+
+INTERRUPTED = 130
+
+
+def _err(line: str) -> None:
+    print(f"asrtop demo: {line}", file=sys.stderr, flush=True)
+
+
+class _LoadThread:
+    """LoadGenerator in its own thread and event loop, so the console's loop is never slowed by it."""
+
+    def __init__(self, url: str, concurrency: int, duration: float):
+        from asrtop.demo.load import LoadGenerator
+
+        self.gen = LoadGenerator(url, concurrency, duration=duration)
+        self.report = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="asrtop-demo-load", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.report = self.gen.run()
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            self.error = e
+
+    def start(self) -> "_LoadThread":
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0):
+        self.gen.stop()
+        self.thread.join(timeout)
+        return self.report or self.gen.snapshot()
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt  # unwinds through `with cluster`, which stops every child
+
+
+def run_demo(args: Any) -> int:
+    from asrtop.demo.cluster import DemoCluster, DemoError
+    from asrtop.demo.haproxycfg import HaproxyMissing
+
+    nodes, load = getattr(args, "nodes", 4), getattr(args, "load", 16)
+    headless, duration = getattr(args, "headless", False), getattr(args, "duration", 30.0)
+    if load < 0:
+        _err(f"--load must be >= 0, got {load}")
+        return BAD_INPUT
+    if not duration > 0:
+        _err(f"--duration must be > 0, got {duration}")
+        return BAD_INPUT
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        cluster = DemoCluster(nodes=nodes, slots=16, queue=128, progress=say)
+        cluster.start()
+    except HaproxyMissing as e:
+        _err(str(e))
+        return BAD_INPUT
+    except DemoError as e:
+        _err(str(e))
+        return BAD_INPUT if str(e).startswith(("--nodes", "not enough free")) else ERROR
+    except KeyboardInterrupt:
+        _err("interrupted during start-up; stopped")
+        return INTERRUPTED
+    loader = None
+    try:
+        with cluster:
+            say(f"HAProxy http://127.0.0.1:{cluster.haproxy_port}  config {cluster.config_path}"
+                + (f"  metrics {cluster.metrics_url}" if cluster.metrics_url else ""))
+            if load:
+                loader = _LoadThread(cluster.url, load, duration if headless else 10 ** 9).start()
+            if headless:
+                return _headless(cluster, loader, duration)
+            return _console(cluster)
+    except KeyboardInterrupt:
+        _err("interrupted; cluster stopped")
+        return INTERRUPTED
+    finally:
+        if loader is not None:
+            loader.stop(timeout=2.0)
+
+
+def _headless(cluster, loader: _LoadThread | None, duration: float) -> int:
+    if loader is None:
+        time.sleep(duration)
+        report = None
+    else:
+        loader.thread.join()
+        if loader.error is not None:
+            _err(f"load generator failed: {loader.error}")
+            return ERROR
+        report = loader.report
+        print(report.summary())
+    print("node      server state  requests  answered  by status")
+    states = {}
+    try:
+        states = cluster.server_states()
+    except (OSError, RuntimeError):
+        pass
+    for i, n in enumerate(cluster.nodes):
+        st = cluster.node_stats(i) or {}
+        role = " (backup)" if n.backup else ""
+        print(f"{n.name:<9} {states.get(n.server, {}).get('status', '?'):<12} {st.get('received', '-'):>8}  "
+              f"{st.get('answered', '-'):>8}  {json.dumps(st.get('by_status', {}))}{role}")
+    return ERROR if report is not None and report.failures else OK
+
+
+def _console(cluster) -> int:
+    ns = argparse.Namespace(config=str(cluster.config_path), read_only=False, prometheus=None)
+    try:
+        from asrtop.tui.run import run_tui
+    except ImportError:
+        run_tui = None
+    if run_tui is not None:
+        return run_tui(ns)
+    # Until the console exists: `asrtop status` every second.
+    try:
+        from asrtop.commands import run_command
+    except ImportError:
+        run_command = None
+    while True:
+        print(f"\n--- {time.strftime('%H:%M:%S')}  (Ctrl+C stops the demo)")
+        if run_command is not None:
+            run_command(argparse.Namespace(command="status", json=False, **vars(ns)))
+        else:
+            for i, n in enumerate(cluster.nodes):
+                st = cluster.node_stats(i) or {}
+                print(f"{n.name}: in flight {st.get('in_flight', '-')}, answered {st.get('answered', '-')}")
+        sys.stdout.flush()
+        time.sleep(1.0)
