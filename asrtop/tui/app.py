@@ -35,9 +35,10 @@ FAILED = {"refused", "partial", "unreachable", "rejected", "bad-input"}
 
 
 class FleetUpdated(Message):
-    def __init__(self, snapshot: FleetSnapshot):
+    def __init__(self, snapshot: FleetSnapshot, seq: int = 0):
         super().__init__()
         self.snapshot = snapshot
+        self.seq = seq  # number of the poll that produced it (polls are numbered when they start)
 
 
 class RefreshFailed(Message):
@@ -77,7 +78,8 @@ class AsrtopApp(App):
         self.snapshot: FleetSnapshot | None = None
         self.history = History(size=max(60, int(300 / max(refresh, 0.1))))
         self.draining: dict[str, int | None] = {}  # node -> last in-flight seen since our drain
-        self._drain_started: dict[str, float] = {}
+        self._drain_started: dict[str, int] = {}  # node -> last poll started before the drain was sent
+        self.poll_seq = 0
         self._balancer_errors: dict[str, str | None] = {}
         self._stale: set[str] = set()
         self._wake = asyncio.Event()
@@ -119,6 +121,8 @@ class AsrtopApp(App):
     async def poll_fleet(self) -> None:
         while True:
             started = time.monotonic()
+            self.poll_seq += 1
+            seq = self.poll_seq
             try:
                 snap = await self.source.snapshot()
             except asyncio.CancelledError:
@@ -126,7 +130,7 @@ class AsrtopApp(App):
             except Exception as e:  # a source bug or outage is shown in the header, polling goes on
                 self.post_message(RefreshFailed(f"{type(e).__name__}: {e}"))
             else:
-                self.post_message(FleetUpdated(snap))
+                self.post_message(FleetUpdated(snap, seq))
             try:  # re-arm only after this poll completed; an action can wake it early
                 await asyncio.wait_for(self._wake.wait(), max(0.05, self.refresh_seconds - (time.monotonic() - started)))
             except asyncio.TimeoutError:
@@ -143,7 +147,7 @@ class AsrtopApp(App):
             self.last_error = None
             self.refreshes += 1
             self.history.add(snap)
-            self._track_drains(snap)
+            self._track_drains(snap, message.seq)
             self._notify_changes(snap)
             for screen in self.screen_stack:
                 if hasattr(screen, "show_fleet"):
@@ -179,15 +183,15 @@ class AsrtopApp(App):
             self.notify(f"agent not answering: {', '.join(new[:3])}{more}", severity="warning")
         self._stale = stale
 
-    def _track_drains(self, snap: FleetSnapshot) -> None:
+    def _track_drains(self, snap: FleetSnapshot, seq: int) -> None:
         for name in list(self.draining):
             try:
                 node = snap.node(name)
             except KeyError:
                 self._end_drain(name)
                 continue
-            if snap.taken_at < self._drain_started[name]:
-                continue  # this snapshot was read before the drain was applied
+            if seq <= self._drain_started[name]:
+                continue  # this poll started before the drain was applied
             if node.admin_state not in ("drain", "maint"):
                 self._end_drain(name)
                 self.notify(f"{name}: no longer draining (now {node.admin_state})")
@@ -265,7 +269,7 @@ class AsrtopApp(App):
             self._report(result)
             if kind == "drain" and result.outcome in ("done", "partial"):
                 self.draining[a.node] = None
-                self._drain_started[a.node] = time.time()
+                self._drain_started[a.node] = self.poll_seq
         self.refresh_now()
         for screen in self.screen_stack:
             if isinstance(screen, NodeDetailScreen):

@@ -80,15 +80,15 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: History, audit: 
     else:
         for g in st.gpus:
             mem = g.memory_ratio
-            t.append(f"  GPU{g.index} {g.name or '?'}  ")
+            t.append(f"  GPU{g.index} {(g.name or '?')[:28]} ")
             t.append(bar(g.utilization_ratio), bar_style(g.utilization_ratio))
-            t.append("  mem ")
+            t.append(" mem ")
             t.append(bar(mem), bar_style(mem))
             t.append(f" {human_bytes(g.memory_used_bytes)}/{human_bytes(g.memory_total_bytes)}")
             temp = f"{g.temperature_celsius:.0f}°C" if g.temperature_celsius is not None else "—"
             power = f"{g.power_watts:.0f}W" if g.power_watts is not None else "—"
             limit = f"/{g.power_limit_watts:.0f}W" if g.power_limit_watts is not None else ""
-            t.append(f"  {temp}  {power}{limit}\n")
+            t.append(f" {temp} {power}{limit}\n")
             for p in g.processes:
                 t.append(f"      pid {p.pid:<8} {p.name or '?':<20} {human_bytes(p.gpu_memory_bytes)}\n", DIM)
         if st.gpu_source == "simulated":
@@ -102,7 +102,7 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: History, audit: 
         if a.error:
             kv("error", a.error, "red")
         cpu = f"{a.process_cpu_ratio * 100:.0f}%" if a.process_cpu_ratio is not None else "—"
-        kv("pid / cpu / rss", f"{a.pid or '—'} / {cpu} / {human_bytes(a.process_rss_bytes)}")
+        kv("pid/cpu/rss", f"{a.pid or '—'} / {cpu} / {human_bytes(a.process_rss_bytes)}")
         kv("in-flight", f"{a.in_flight if a.in_flight is not None else '—'} ({a.in_flight_source or 'unknown'})")
         r = a.requests
         if r is not None:
@@ -111,7 +111,8 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: History, audit: 
                f"p50 {seconds(r.latency_p50_seconds)} p95 {seconds(r.latency_p95_seconds)}")
         h = st.host
         hcpu = f"{h.cpu_ratio * 100:.0f}%" if h.cpu_ratio is not None else "—"
-        kv("host", f"cpu {hcpu}  load {h.load1 if h.load1 is not None else '—'}  "
+        load = f"{h.load1:.2f}" if h.load1 is not None else "—"
+        kv("host", f"cpu {hcpu}  load {load}  "
            f"mem {human_bytes(h.memory_used_bytes)}/{human_bytes(h.memory_total_bytes)}")
 
         m = st.model

@@ -14,15 +14,14 @@ from textual.widgets import Footer, Static
 from asrtop.fleet import FleetSnapshot, ModelGroup
 from asrtop.tui.format import DIM, GROUP_STYLES, human_bytes
 
-FileKey = tuple[str | None, str]  # (model dir, relative path)
-
-
-def _index(files: list[dict]) -> dict[FileKey, tuple[Any, Any]]:
+def _index(files: list[dict]) -> dict[str, tuple[Any, Any]]:
+    """Relative path -> (size, sha256). Model dirs sit at different absolute paths on different nodes,
+    so files are compared by their path inside the model dir only."""
     out = {}
     for f in files:
         path = f.get("path") or f.get("name")
         if isinstance(path, str):
-            out[(f.get("dir"), path)] = (f.get("size", f.get("bytes")), f.get("sha256"))
+            out[path] = (f.get("size", f.get("bytes")), f.get("sha256"))
     return out
 
 
@@ -30,8 +29,8 @@ def diff_files(majority: list[dict], other: list[dict]) -> list[tuple[str, str]]
     """(path, what differs) for every file that is not identical between the two lists."""
     a, b = _index(majority), _index(other)
     out = []
-    for key in sorted(set(a) | set(b), key=lambda k: (k[0] or "", k[1])):
-        name = f"{key[0]}/{key[1]}" if key[0] else key[1]
+    for key in sorted(set(a) | set(b)):
+        name = key
         if key not in b:
             out.append((name, "missing here"))
         elif key not in a:

@@ -1,0 +1,59 @@
+"""Read what the console shows: the exported SVG screenshot turned back into lines of text."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import time
+
+_TEXT = re.compile(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)" textLength="[\d.]+"[^>]*>([^<]*)</text>')
+
+
+def screen_lines(app) -> list[str]:
+    """Rows of the current screen as plain text (trailing spaces stripped)."""
+    svg = app.export_screenshot()
+    cells: dict[float, list[tuple[float, str]]] = {}
+    for x, y, text in _TEXT.findall(svg):
+        cells.setdefault(float(y), []).append((float(x), html.unescape(text).replace("\xa0", " ")))
+    width = None
+    m = re.search(r'textLength="([\d.]+)"[^>]*>([^<]+)</text>', svg)
+    if m:  # the character width, from any run of text
+        width = float(m.group(1)) / max(1, len(html.unescape(m.group(2))))
+    lines = []
+    for y in sorted(cells):
+        row = ""
+        for x, text in sorted(cells[y]):
+            col = round(x / width) if width else len(row)
+            row = row.ljust(col) + text
+        lines.append(row.rstrip())
+    return lines
+
+
+def screen_text(app) -> str:
+    return "\n".join(screen_lines(app))
+
+
+async def wait_for(pilot, cond, timeout: float = 15.0, what: str = "condition") -> None:
+    """Let the app run until cond() holds; fail (not hang) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+    await asyncio.sleep(0)
+
+
+async def settled(pilot, app, timeout: float = 15.0) -> list[str]:
+    """Wait for the first refresh and for the screen to stop changing; return its lines."""
+    await wait_for(pilot, lambda: app.refreshes >= 1, timeout, "first refresh")
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        await pilot.pause(0.15)
+        lines = screen_lines(app)
+        if lines == last and lines[-1].strip():
+            return lines
+        if time.monotonic() > deadline:
+            raise AssertionError("screen never settled")
+        last = lines

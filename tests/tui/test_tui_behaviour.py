@@ -1,0 +1,284 @@
+"""Pilot tests of every binding and of failure display, on an injected fake fleet and controller."""
+
+import asyncio
+
+from fakes import FakeAudit, FakeController, FakeFleet
+from screen import screen_text, wait_for
+
+from asrtop.balancers.base import AdminState
+from asrtop.control import Action
+from asrtop.tui.app import AsrtopApp
+from asrtop.tui.commands import FleetCommands
+from asrtop.tui.screens.confirm import ConfirmScreen
+from asrtop.tui.screens.detail import NodeDetailScreen, render_detail
+from asrtop.tui.screens.help import HelpScreen
+from asrtop.tui.screens.models import ModelScreen
+from asrtop.tui.screens.weight import WeightScreen
+
+
+def make(n=6, read_only=False, **fleet_kw):
+    fleet = FakeFleet(n, **fleet_kw)
+    ctl = FakeController(fleet)
+    app = AsrtopApp(fleet, ctl, cluster="lab", read_only=read_only, audit=FakeAudit(), refresh=0.2)
+    return app, fleet, ctl
+
+
+async def started(pilot, app):
+    await wait_for(pilot, lambda: app.refreshes >= 1 and app.fleet_screen.table.row_count > 0, what="first refresh")
+
+
+async def test_table_updates_in_place_keeping_cursor():
+    app, fleet, _ = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        table = app.fleet_screen.table
+        await pilot.press("down", "down")
+        assert table.cursor_node == "node-3"
+        before = table.updates
+        n = app.refreshes
+        await wait_for(pilot, lambda: app.refreshes >= n + 2, what="two refreshes")
+        assert table.updates == before  # identical data: no cell touched
+        fleet.tick = 4  # numbers move: cells change, rows and cursor stay
+        await wait_for(pilot, lambda: table.updates > before, what="changed cells")
+        assert table.row_count == 6 and table.cursor_node == "node-3"
+        assert [str(k.value) for k in table.rows] == fleet.names
+
+
+async def test_sort_and_filter_keep_the_cursor_node():
+    app, _, _ = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        table = app.fleet_screen.table
+        await pilot.press("down")  # node-2
+        table.set_sort("gpu")  # descending by GPU util
+        await pilot.pause(0.05)
+        order = table.shown_nodes
+        snap = app.snapshot
+        utils = [snap.node(n).status.gpus[0].utilization_ratio if snap.node(n).status else -1 for n in order]
+        assert utils[:-1] == sorted(utils[:-1], reverse=True)  # the dead agent (unknown) sorts last
+        assert table.cursor_node == "node-2"
+        await pilot.press("s")  # next column
+        assert table.sort_column == "mem"
+        await pilot.press("slash", *"node-5", "enter")
+        await pilot.pause(0.05)
+        assert table.shown_nodes == ["node-5"]
+        await pilot.press("escape")
+        await pilot.pause(0.05)
+        assert len(table.shown_nodes) == 6
+
+
+async def test_drain_confirm_applies_and_reports_drained():
+    app, fleet, ctl = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        text = screen_text(app)
+        assert "Drain node-1?" in text and "in-flight requests" in text
+        await pilot.press("y")
+        await wait_for(pilot, lambda: ctl.applied, what="apply")
+        assert ctl.applied == [(Action("drain", "node-1", None), False)]
+        assert "node-1" in app.draining
+        # the node empties: the console says it is safe to upgrade and stops tracking it
+        fleet.tick = 4  # node-1's in-flight: (1*5+4) % 9 == 0
+        await wait_for(pilot, lambda: "node-1" not in app.draining, what="drain finished")
+        assert any("safe to upgrade" in n.message for n in app._notifications)
+
+
+async def test_cancel_changes_nothing_and_enter_defaults_to_cancel():
+    app, _, ctl = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("enter")  # the focused button is Cancel
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="dialog closed")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert ctl.applied == []
+
+
+async def test_multi_select_acts_on_every_selected_node():
+    app, _, ctl = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.press("space", "space")  # selects node-1, then node-2 (the cursor moves down)
+        assert app.fleet_screen.selected == {"node-1", "node-2"}
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        assert "node-1, node-2" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(ctl.applied) == 2, what="two applies")
+        assert {a.node for a, _ in ctl.applied} == {"node-1", "node-2"}
+
+
+async def test_guardrail_refusal_needs_explicit_force():
+    app, fleet, ctl = make(n=2, backups=())
+    fleet.admin["node-2"] = AdminState.MAINT
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        assert "refused" in screen_text(app)
+        await pilot.press("y")  # plain yes does not override a refusal
+        await pilot.pause(0.1)
+        assert ctl.applied == [] and isinstance(app.screen, ConfirmScreen)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: ctl.applied, what="forced apply")
+        assert ctl.applied[0][1] is True
+
+
+async def test_weight_input_validates():
+    app, fleet, ctl = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WeightScreen), what="weight input")
+        await pilot.press(*"999", "enter")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, WeightScreen)
+        assert "0–256" in screen_text(app)
+        await pilot.press("backspace", "backspace", "backspace", "7", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        assert "Set weight 7 on node-1?" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: ctl.applied, what="apply")
+        assert ctl.applied[0][0] == Action("weight", "node-1", 7)
+        await wait_for(pilot, lambda: app.snapshot.node("node-1").weight == 7, what="refresh")
+
+
+async def test_backup_toggles_the_current_flag():
+    app, _, ctl = make(backups=(2,))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.press("down", "b")  # node-2 is a backup: b makes it primary
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        assert "Mark node-2 as primary?" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: ctl.applied, what="apply")
+        assert ctl.applied[0][0] == Action("backup", "node-2", False)
+
+
+async def test_ready_on_a_different_model_needs_a_second_confirmation():
+    app, fleet, ctl = make(odd_model=(4,))
+    fleet.admin["node-4"] = AdminState.MAINT
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        for _ in range(3):
+            await pilot.press("down")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="first confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert ctl.applied == []
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="first confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: ctl.applied, what="apply")
+        assert ctl.applied[0][0] == Action("ready", "node-4", None)
+
+
+async def test_read_only_refuses_every_action():
+    app, _, ctl = make(read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        for key in "drmwb":
+            await pilot.press(key)
+            await pilot.pause(0.05)
+            assert not isinstance(app.screen, (ConfirmScreen, WeightScreen))
+        assert all(not app.fleet_screen.check_action(a, ()) for a in ("drain", "ready", "maint", "weight", "backup"))
+        app.start_action("drain", ["node-1"])  # even a direct call is refused
+        await pilot.pause(0.05)
+        hits = [h async for h in FleetCommands(app.screen).search("drain")]
+        assert not hits
+        assert ctl.applied == []
+
+
+async def test_dead_agent_greys_and_balancer_error_is_notified():
+    app, fleet, _ = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        fleet.dead.add(2)
+        fleet.balancer_error = "haproxy-a: connection refused (/run/haproxy.sock)"
+        await wait_for(pilot, lambda: app.snapshot.node("node-2").stale, what="stale agent")
+        await wait_for(pilot, lambda: "UNREACHABLE" in screen_text(app), what="header mark")
+        messages = [n.message for n in app._notifications]
+        assert any("connection refused" in m for m in messages)
+        assert any("agent not answering: node-2" in m for m in messages)
+        assert app.fleet_screen.table._cells["node-2"][0][0] == "!"
+
+
+async def test_source_failure_stays_on_screen_and_polling_goes_on():
+    app, fleet, _ = make()
+    real = fleet.snapshot
+    fail = {"on": False}
+
+    async def flaky():
+        if fail["on"]:
+            raise OSError("agents unreachable: network down")
+        return await real()
+
+    fleet.snapshot = flaky
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        fail["on"] = True
+        await wait_for(pilot, lambda: app.last_error is not None, what="failure shown")
+        assert "network down" in screen_text(app)
+        fail["on"] = False
+        n = app.refreshes
+        await wait_for(pilot, lambda: app.refreshes > n, what="recovery")
+        assert app.last_error is None
+
+
+async def test_polls_never_overlap():
+    app, fleet, _ = make()
+    active = {"now": 0, "max": 0}
+    real = fleet.snapshot
+
+    async def slow():
+        active["now"] += 1
+        active["max"] = max(active["max"], active["now"])
+        await asyncio.sleep(0.3)  # slower than the 0.2 s refresh
+        active["now"] -= 1
+        return await real()
+
+    fleet.snapshot = slow
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.refreshes >= 3, what="three refreshes")
+        pressed = asyncio.get_running_loop().time()
+        await pilot.press("down")  # the UI answers while a poll is in progress
+        assert asyncio.get_running_loop().time() - pressed < 5
+    assert active["max"] == 1
+
+
+async def test_detail_model_help_and_palette():
+    app, _, _ = make(odd_model=(2,))
+
+    async def files(url):
+        return [{"path": "model.pt", "size": 1, "sha256": "b" if url.endswith("20002") else "a"}]
+
+    app.model_files = files
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(pilot, app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NodeDetailScreen), what="detail")
+        await wait_for(pilot, lambda: app.screen.audit, what="audit entries")
+        shown = render_detail(app.snapshot.node("node-1"), app.snapshot, app.history, app.screen.audit).plain
+        assert "drain  done  drained" in shown  # FakeAudit's node-1 entry
+        assert "GPU0 NVIDIA A10" in screen_text(app)
+        await pilot.press("escape", "M")
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelScreen), what="model view")
+        await wait_for(pilot, lambda: "model.pt: sha256 a -> b" in screen_text(app), what="file diff")
+        await pilot.press("escape", "question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        text = screen_text(app)
+        assert "drain" in text.lower() and "space" in text
+        await pilot.press("escape")
+        hits = [h.text async for h in FleetCommands(app.screen).search("drain")]
+        assert "Drain selected node(s)" in hits

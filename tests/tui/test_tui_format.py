@@ -1,0 +1,117 @@
+"""Pure formatting of the console: bars, sparklines, row cells, header summary, model file diff."""
+
+from dataclasses import replace
+
+from fakes import DIGEST_A, DIGEST_B, FakeFleet, with_admin
+
+from asrtop.balancers.base import AdminState
+from asrtop.tui.format import (COLUMN_KEYS, DIM, bar, matches_filter, row_cells, sort_value, sparkline,
+                               table_context)
+from asrtop.tui.history import History
+from asrtop.tui.screens.models import diff_files, render_models, representatives
+from asrtop.tui.summary import header_lines, model_badge, summarize
+
+
+def cells_of(snap, name, **kw):
+    return dict(zip(COLUMN_KEYS, row_cells(snap.node(name), table_context(snap, **kw))))
+
+
+def test_bar_scales_and_marks_unknown():
+    assert bar(0.0) == "     " + "  0%"
+    assert bar(1.0) == "█████100%"
+    assert bar(0.5).startswith("██▌")
+    assert bar(None).startswith("—")
+    assert bar(7.0) == bar(1.0)  # clamped, never wider than its column
+
+
+def test_sparkline_width_scale_and_gaps():
+    s = sparkline([0, 1, 2, 3, None, 4], width=6, top=4)
+    assert len(s) == 6 and s[0] == "▁" and s[-1] == "█" and s[4] == " "
+    assert sparkline([1, 2], width=5) == "   ▅█"
+    assert sparkline([], width=3) == "   "
+
+
+def test_row_marks_minority_model_and_greys_dead_agent():
+    snap = FakeFleet(6, odd_model=(4,), dead_agents=(3,)).build()
+    minority = cells_of(snap, "node-4")["model"]
+    assert minority[0] == DIGEST_B[:7] + "!" and "bold" in minority[1]
+    assert cells_of(snap, "node-1")["model"][0] == DIGEST_A[:7]
+    dead = cells_of(snap, "node-3")
+    assert dead["age"][0] == "stale" and dead["sel"][0] == "!"
+    assert all(style == DIM for key, (_, style) in dead.items() if key not in ("sel", "age"))
+    assert cells_of(snap, "node-1")["name"][1] != DIM
+
+
+def test_row_shows_drain_progress_selection_and_mixed_state():
+    snap = FakeFleet(3).build()
+    drained = cells_of(snap, "node-2", draining={"node-2": 4}, selected={"node-2"})
+    assert drained["inflight"][0] == f"↓{snap.node('node-2').in_flight}"
+    assert drained["sel"][0] == "●"
+    drained = cells_of(with_admin(snap, "node-2", AdminState.DRAIN), "node-2")
+    assert drained["state"][0] == "drain"
+    # Two balancers disagreeing about one node: MIXED
+    n = snap.node("node-1")
+    s = n.servers["haproxy-a"]
+    mixed = replace(n, servers={"a": s, "b": replace(s, admin=AdminState.MAINT)})
+    assert row_cells(mixed, table_context(snap))[COLUMN_KEYS.index("state")][0] == "MIXED"
+
+
+def test_sort_value_puts_unknown_first_and_filter_matches_name_state_digest():
+    snap = FakeFleet(4, dead_agents=(2,)).build()
+    assert sort_value(snap.node("node-2"), "gpu", snap.taken_at) < sort_value(snap.node("node-1"), "gpu", snap.taken_at)
+    assert matches_filter(snap.node("node-3"), "DE-3")
+    assert matches_filter(snap.node("node-3"), "ready")
+    assert matches_filter(snap.node("node-1"), DIGEST_A[:4])
+    assert not matches_filter(snap.node("node-1"), "node-2")
+
+
+def test_summary_counts_and_model_badge():
+    f = FakeFleet(6, odd_model=(4,), backups=(5,))
+    f.admin["node-2"] = AdminState.DRAIN
+    f.admin["node-6"] = AdminState.MAINT
+    s = summarize(f.build())
+    assert (s.total, s.ready, s.draining, s.maint, s.backup) == (6, 4, 1, 1, 1)
+    assert s.serving == 3  # node-1, 3, 4 (node-5 is backup)
+    assert model_badge(s)[0].startswith("1 node differs from model a1b2c3d")
+    same = summarize(FakeFleet(3, odd_model=()).build())
+    assert "all nodes same model" in model_badge(same)[0]
+    text = " ".join(seg for line in header_lines(s, "c", read_only=True) for seg, _ in line)
+    assert "READ-ONLY" in text and "haproxy-a ✓" in text
+
+
+def test_summary_marks_unreachable_balancer():
+    s = summarize(FakeFleet(3, balancer_error="haproxy-a: connection refused").build())
+    text = " ".join(seg for line in header_lines(s, "c", False) for seg, _ in line)
+    assert "haproxy-a ✗ UNREACHABLE" in text
+
+
+def test_history_keeps_a_bounded_window():
+    f = FakeFleet(2)
+    h = History(size=5)
+    for tick in range(8):
+        h.add(f.build(tick))
+    assert len(h.series("node-1", "inflight")) == 5
+    assert h.series("node-1", "inflight")[-1] == f.build(7).node("node-1").in_flight
+
+
+def test_model_file_diff_by_relative_path():
+    major = [{"dir": "/m/node-1", "path": "model.pt", "size": 10, "sha256": "aa"},
+             {"dir": "/m/node-1", "path": "config.yaml", "size": 3, "sha256": "cc"},
+             {"dir": "/m/node-1", "path": "tokens.json", "size": 4, "sha256": "dd"}]
+    other = [{"dir": "/x/node-2", "path": "model.pt", "size": 10, "sha256": "bb"},
+             {"dir": "/x/node-2", "path": "config.yaml", "size": 3, "sha256": "cc"},
+             {"dir": "/x/node-2", "path": "extra.bin", "size": 1, "sha256": "ee"}]
+    diffs = dict(diff_files(major, other))
+    assert set(diffs) == {"model.pt", "tokens.json", "extra.bin"}
+    assert "sha256 aa -> bb" in diffs["model.pt"]
+    assert diffs["tokens.json"] == "missing here" and diffs["extra.bin"] == "only here"
+
+
+def test_model_view_groups_and_representatives():
+    snap = FakeFleet(5, odd_model=(2, 4), dead_agents=(4,)).build()
+    reps = representatives(snap)
+    assert "node-1" in reps and "node-2" in reps and "node-4" not in reps  # a dead agent cannot be asked
+    text = render_models(snap, {"node-1": [{"path": "a", "size": 1, "sha256": "x"}],
+                                "node-2": [{"path": "a", "size": 1, "sha256": "y"}]}, False).plain
+    assert "MINORITY" in text and "majority" in text
+    assert "1 file(s) differ" in text and "a: sha256 x -> y" in text
