@@ -21,6 +21,7 @@ from asrtop.config import NodeConfig
 from asrtop.fleet import AgentReading
 
 STATUS_PATH = "/v1/status"
+_TIMED_OUT = "no answer within"
 MODEL_PATH = "/v1/model"
 
 
@@ -31,7 +32,7 @@ def _base(url: str) -> str:
 def describe_error(exc: BaseException, timeout: float) -> str:
     """One line an operator can act on, without a traceback."""
     if isinstance(exc, asyncio.TimeoutError):
-        return f"no answer within {timeout:.2g}s"
+        return f"{_TIMED_OUT} {timeout:.2g}s"
     if isinstance(exc, aiohttp.ClientConnectorError):
         err = exc.os_error
         no = getattr(err, "errno", None)
@@ -75,6 +76,7 @@ class AgentPoller:
         self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
         self._readings: dict[str, AgentReading] = {}
         self._urls: dict[str, str] = {}  # agent base URL -> status URL (built once)
+        self._slow: set[str] = set()  # nodes that timed out last round: polled last
 
     # -- session ----------------------------------------------------------------------------------
     def _ensure_session(self) -> aiohttp.ClientSession:
@@ -115,12 +117,21 @@ class AgentPoller:
         return dict(self._readings)
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
-        """One round: every node with an agent URL, concurrently. Never raises for a node's failure."""
+        """One round: every node with an agent URL, concurrently. Never raises for a node's failure.
+
+        The round ends `timeout` seconds after it starts at the latest: each request gets what is left of
+        that budget when it gets a slot. Agents that timed out last round go last, so hung agents never
+        hold slots the answering ones need (they still get whatever budget is left)."""
         session = self._ensure_session()
         targets = [n for n in nodes if n.agent]
-        results = await asyncio.gather(*(self._poll_one(session, n) for n in targets))
+        slow = self._slow
+        if slow:
+            targets.sort(key=lambda n: n.name in slow)  # stable: config order otherwise
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        results = await asyncio.gather(*(self._poll_one(session, n, deadline) for n in targets))
         fresh = {n.name: r for n, r in zip(targets, results)}
         self._readings = fresh  # nodes no longer configured drop out with the round
+        self._slow = {name for name, r in fresh.items() if r.error is not None and r.error.startswith(_TIMED_OUT)}
         return dict(fresh)
 
     def _status_url(self, agent: str) -> str:
@@ -129,22 +140,26 @@ class AgentPoller:
             url = self._urls[agent] = _base(agent) + STATUS_PATH
         return url
 
-    async def _poll_one(self, session: aiohttp.ClientSession, node: NodeConfig) -> AgentReading:
+    async def _poll_one(self, session: aiohttp.ClientSession, node: NodeConfig, deadline: float) -> AgentReading:
         assert self._sem is not None
         agent = node.agent or ""
         prev = self._readings.get(node.name)
         if prev is not None and prev.url != agent:
             prev = None  # the node moved to another agent: its old status is not this one's
+        loop = asyncio.get_running_loop()
         async with self._sem:
+            if deadline - loop.time() < 0.001:
+                return self._failed(agent, prev, f"not polled: the round's {self.timeout:.2g}s went to slower "
+                                    f"agents ({self.concurrency} requests in flight at most)", 0.0)
             t0 = time.perf_counter()
             try:
                 try:
-                    body, code = await self._get(session, agent)
+                    body, code = await self._get(session, agent, deadline - loop.time())
                 except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-                    if isinstance(e, aiohttp.ClientConnectorError):
+                    if isinstance(e, aiohttp.ClientConnectorError) or deadline - loop.time() < 0.001:
                         raise
                     # a kept-alive connection the agent closed (it restarted): one fresh try
-                    body, code = await self._get(session, agent)
+                    body, code = await self._get(session, agent, deadline - loop.time())
                 if code != 200:
                     raise _BadAnswer(f"HTTP {code} from {STATUS_PATH}")
                 latency = time.perf_counter() - t0
@@ -161,8 +176,8 @@ class AgentPoller:
                 return self._failed(agent, prev, describe_error(e, self.timeout), time.perf_counter() - t0)
         return AgentReading(agent, status, time.time(), None, latency)
 
-    async def _get(self, session: aiohttp.ClientSession, agent: str) -> tuple[bytes, int]:
-        async with session.get(self._status_url(agent)) as resp:
+    async def _get(self, session: aiohttp.ClientSession, agent: str, budget: float) -> tuple[bytes, int]:
+        async with session.get(self._status_url(agent), timeout=aiohttp.ClientTimeout(total=budget)) as resp:
             return await resp.read(), resp.status
 
     @staticmethod

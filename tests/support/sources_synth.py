@@ -163,3 +163,39 @@ async def serve_agents(nodes: list[SynthNode], black_holed: set[str] = frozenset
         servers.append(srv)
         ports[n.name] = srv.sockets[0].getsockname()[1]
     return servers, ports
+
+
+def raise_nofile() -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit: a thousand agents need thousands of sockets."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python tests/support/sources_synth.py N [BLACK]`: serve N agents (the last BLACK black-holed),
+    print one JSON line {name: port}, run until stdin closes (the parent exits or closes it)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    n, black = int(args[0]), int(args[1]) if len(args) > 1 else 0
+    raise_nofile()
+
+    async def run():
+        nodes = [SynthNode(f"gpu-{i:04d}", i, in_flight=i % 9, load1=(i % 40) / 10) for i in range(n)]
+        holes = {x.name for x in nodes[n - black:]} if black else set()
+        servers, ports = await serve_agents(nodes, holes)
+        print(json.dumps(ports), flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)  # EOF when the parent goes away
+        for s in servers:
+            s.close()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -152,22 +152,37 @@ async def test_errors_are_per_node_and_never_raise(agents, poller):
         assert "\n" not in r[name].error
 
 
-async def test_black_holed_agent_does_not_hold_up_the_others(agents):
-    # concurrency 2 with 2 black holes: the good agents only get a slot after the holes time out, so
-    # they are still answered within the round (a timeout frees the slot; nothing waits for ever)
+async def test_black_holed_agents_never_hold_the_round_past_the_timeout(agents):
+    # concurrency 2 with 2 black holes listed first: in the first round they take both slots for the
+    # round's whole budget and the good agents are reported "not polled" instead of waiting past it;
+    # from the next round on the holes go last and every good agent is answered.
     good = await agents(3)
     holes = [await BlackHole().start() for _ in range(2)]
     p = AgentPoller(timeout=0.3, concurrency=2)
     try:
         nodes = [NodeConfig(f"hole{i}", agent=h.url) for i, h in enumerate(holes)]
         nodes += [NodeConfig(f"good{i}", agent=a.url) for i, a in enumerate(good)]
-        r = await asyncio.wait_for(p.poll(nodes), timeout=30)
+        first = await asyncio.wait_for(p.poll(nodes), timeout=30)
+        assert all(first[f"hole{i}"].error.startswith("no answer within") for i in range(2))
+        assert all(first[f"good{i}"].error.startswith("not polled") for i in range(3))
+        second = await asyncio.wait_for(p.poll(nodes), timeout=30)
     finally:
         await p.close()
         for h in holes:
             await h.stop()
-    assert all(r[f"good{i}"].error is None for i in range(3))
-    assert all(r[f"hole{i}"].error.startswith("no answer") for i in range(2))
+    assert all(second[f"good{i}"].error is None for i in range(3))
+    assert all(second[f"hole{i}"].error is not None for i in range(2))
+    assert list(second) == ["good0", "good1", "good2", "hole0", "hole1"]  # the order they were polled in
+
+
+async def test_black_hole_with_room_to_spare_leaves_others_untouched(agents, poller):
+    (a,) = await agents(1)
+    hole = await BlackHole().start()
+    try:
+        r = await poller.poll([NodeConfig("hole", agent=hole.url), NodeConfig("a", agent=a.url)])
+    finally:
+        await hole.stop()
+    assert r["a"].error is None and r["hole"].error == "no answer within 0.5s"
 
 
 async def test_last_good_status_kept_on_failure_and_stale_after_three_intervals(agents, poller):
