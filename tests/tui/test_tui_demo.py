@@ -1,0 +1,155 @@
+"""Pilot tests of every binding against the REAL demo cluster (HAProxy 2.8, simulated nodes, agents).
+
+HAProxy is read back through the adapter, independently of the console. The shared `demo_cluster`
+is left as found (every change is undone); the agent-kill test starts its own small cluster.
+"""
+
+import argparse
+
+import pytest
+from screen import screen_text, wait_for
+
+from asrtop.balancers.base import AdminState
+from asrtop.balancers.haproxy import HAProxyBalancer
+from asrtop.config import load_config
+from asrtop.tui.run import build_app
+from asrtop.tui.screens.confirm import ConfirmScreen
+from asrtop.tui.screens.weight import WeightScreen
+
+
+def console(cluster, read_only=False):
+    args = argparse.Namespace(config=str(cluster.config_path), read_only=read_only, prometheus=None)
+    return build_app(args, load_config(cluster.config_path))
+
+
+def haproxy(cluster) -> dict:
+    lb = HAProxyBalancer("check", cluster.admin_socket, cluster.backend)
+    return {s.name: s for s in lb.servers()}
+
+
+async def ready_console(pilot, app):
+    await wait_for(pilot, lambda: app.snapshot is not None and app.fleet_screen.table.row_count == 4
+                   and all(n.status is not None for n in app.snapshot.nodes), what="fleet with agents")
+
+
+async def go_to(pilot, app, node):
+    table = app.fleet_screen.table
+    table.move_cursor(row=table.get_row_index(node))
+    await pilot.pause(0.05)
+    assert table.cursor_node == node
+
+
+async def confirm(pilot, app, *keys):
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+    await pilot.press(*keys)
+
+
+async def test_drain_then_ready_on_haproxy(demo_cluster):
+    app = console(demo_cluster)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready_console(pilot, app)
+        await go_to(pilot, app, "node-1")
+        await pilot.press("d")
+        await confirm(pilot, app)
+        assert "node-1" in screen_text(app) and "haproxy" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.DRAIN, what="DRAIN")
+        await wait_for(pilot, lambda: any("safe to upgrade" in n.message for n in app._notifications),
+                       what="drained notification")
+        await wait_for(pilot, lambda: app.fleet_screen.table._cells["node-1"][2][0] == "drain", what="row state")
+        await pilot.press("r")
+        await confirm(pilot, app, "y")
+        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.READY, what="READY")
+
+
+async def test_weight_on_haproxy(demo_cluster):
+    app = console(demo_cluster)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready_console(pilot, app)
+        await go_to(pilot, app, "node-3")
+        before = haproxy(demo_cluster)["node-3"].weight
+        for value in (7, before):  # set, then put it back
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, WeightScreen), what="weight input")
+            await pilot.press(*str(value), "enter")
+            await confirm(pilot, app, "y")
+            await wait_for(pilot, lambda: haproxy(demo_cluster)["node-3"].weight == value, what=f"weight {value}")
+
+
+async def test_maint_and_backup_toggle_on_haproxy(demo_cluster):
+    app = console(demo_cluster)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready_console(pilot, app)
+        await go_to(pilot, app, "node-3")
+        await pilot.press("m")
+        await confirm(pilot, app, "y")
+        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-3"].admin is AdminState.MAINT, what="MAINT")
+        await pilot.press("r")
+        await confirm(pilot, app, "y")
+        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-3"].admin is AdminState.READY, what="READY")
+        for flag in (True, False):  # b toggles: backup, then primary again
+            await wait_for(pilot, lambda: app.snapshot.node("node-3").backup is (not flag), what="fresh state")
+            await pilot.press("b")
+            await confirm(pilot, app, "y")
+            await wait_for(pilot, lambda: haproxy(demo_cluster)["node-3"].backup is flag, timeout=30,
+                           what=f"backup {flag}")
+        assert haproxy(demo_cluster)["node-3"].admin is AdminState.READY
+
+
+async def test_ready_on_odd_model_needs_second_confirmation(demo_cluster):
+    app = console(demo_cluster)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready_console(pilot, app)
+        await wait_for(pilot, lambda: "node-2" in app.snapshot.nodes_differing_from_majority(), what="odd model")
+        await go_to(pilot, app, "node-2")
+        await pilot.press("m")
+        await confirm(pilot, app, "y")
+        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-2"].admin is AdminState.MAINT, what="MAINT")
+        await pilot.press("r")
+        await confirm(pilot, app, "y")
+        await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert haproxy(demo_cluster)["node-2"].admin is AdminState.MAINT  # refused without the second yes
+        await pilot.press("r")
+        await confirm(pilot, app, "y")
+        await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-2"].admin is AdminState.READY, what="READY")
+
+
+async def test_read_only_refuses_on_haproxy(demo_cluster):
+    app = console(demo_cluster, read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready_console(pilot, app)
+        for key in "drmwb":
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert not isinstance(app.screen, (ConfirmScreen, WeightScreen))
+        assert "READ-ONLY" in screen_text(app)
+        # and the controller under it refuses too, whatever the UI does
+        from asrtop.control import Action
+
+        result = await app.controller.apply(Action("drain", "node-1"))
+        assert result.outcome == "refused"
+    assert {s.admin for s in haproxy(demo_cluster).values()} == {AdminState.READY}
+
+
+async def test_killed_agent_greys_row_and_console_survives(wheel_haproxy_bin):
+    from asrtop.demo.cluster import DemoCluster
+
+    with DemoCluster(nodes=2, haproxy_bin=wheel_haproxy_bin) as cluster:
+        app = console(cluster)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.snapshot is not None
+                           and all(n.status is not None for n in app.snapshot.nodes), what="fleet")
+            cluster.nodes[0].agent_proc.kill()
+            cluster.nodes[0].agent_proc.wait(5)
+            await wait_for(pilot, lambda: app.snapshot.node("node-1").stale, timeout=30, what="stale agent")
+            await wait_for(pilot, lambda: app.fleet_screen.table._cells["node-1"][0][0] == "!", what="grey row")
+            assert any("agent not answering: node-1" in n.message for n in app._notifications)
+            n = app.refreshes
+            await pilot.press("enter")  # the dead node's detail says why, with the last good status
+            await wait_for(pilot, lambda: app.refreshes > n + 1, what="polling goes on")
+            assert "STALE" in screen_text(app) and app.is_running
+            assert not app.snapshot.node("node-2").stale
