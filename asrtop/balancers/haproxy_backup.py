@@ -156,7 +156,7 @@ def toggle_backup(b: "HAProxyBalancer", server: str, backup: bool, wait: float) 
         b.command(f"set server {where} state maint", server)
     try:
         wait_empty(b, server, wait)
-        delete(b, server, wait)
+        delete(b, plan, wait)
     except BalancerError as e:
         restore_state(b, server, prev)
         raise type(e)(f"{e} (server left {prev.value}, unchanged)") from None
@@ -210,19 +210,46 @@ def wait_empty(b: "HAProxyBalancer", server: str, wait: float) -> None:
         time.sleep(POLL)
 
 
-def delete(b: "HAProxyBalancer", server: str, wait: float) -> None:
+def delete(b: "HAProxyBalancer", plan: Plan, wait: float) -> None:
+    server = plan.server
     deadline = time.monotonic() + max(wait, 1.0)
+    purged = False
     while True:
         answer = b.api.command(f"del server {b.backend}/{server}")
         line = first_line(answer)
         if line.startswith("Server deleted"):
             return
-        if "connection" in line.lower() and time.monotonic() < deadline:  # idle/pending conns still closing
-            time.sleep(POLL)
+        if "connection" in line.lower() and time.monotonic() < deadline:
+            if not purged:
+                purge_idle(b, plan)
+                purged = True
+            else:
+                time.sleep(POLL)
             continue
         if "other configuration elements" in line or "referenced" in line.lower():
             raise UnsupportedAction(f"{b.name}: cannot toggle backup on {b.backend}/{server}: HAProxy says {line!r}")
         raise b.refusal(f"del server {b.backend}/{server}", answer, server)
+
+
+def purge_idle(b: "HAProxyBalancer", plan: Plan) -> None:
+    """Close the idle pooled connections that keep `del server` from working.
+
+    No sessions are left (wait_empty), but a connection that was in flight when the server went to maint
+    stays in the idle pool until pool-purge-delay thins it out (15 s measured on 2.6 and 2.8). An address
+    change makes HAProxy close a server's idle connections at once, so the port is moved by one and back
+    while the server is in maint (no traffic, checks paused): its final address is the original one.
+    """
+    port = to_int(plan.state.get("srv_port"))
+    host = plan.state.get("srv_addr")
+    if not port or not host:
+        return
+    where = f"{b.backend}/{plan.server}"
+    other = port + 1 if port < 65535 else port - 1
+    b.api.command(f"set server {where} addr {host} port {other}")
+    back = b.api.command(f"set server {where} addr {host} port {port}")
+    if "port changed" not in back and "no need to change" not in back:
+        raise BalancerRefused(f"{b.name}: {where} is in maint with port {other} instead of {port}: "
+                              f"`set server {where} addr {host} port {port}` said {first_line(back)!r}")
 
 
 def restore_state(b: "HAProxyBalancer", server: str, state: AdminState) -> None:
