@@ -115,6 +115,9 @@ async def _action(args: Any, config, balancers) -> int:
     from asrtop.control import Action, Controller
 
     action = Action(args.command, args.node, _parse_value(args))
+    waiting = args.command == "drain" and getattr(args, "wait", False)
+    if waiting and not args.timeout > 0:  # checked before anything is sent
+        raise _Fail(BAD_INPUT, f"--timeout must be > 0 seconds, got {args.timeout:g}")
     source = _source(config, balancers, getattr(args, "prometheus", None))
     try:
         ctl = Controller(config, balancers, source=source, read_only=bool(getattr(args, "read_only", False)))
@@ -128,7 +131,7 @@ async def _action(args: Any, config, balancers) -> int:
             _err(res.message)
             return res.exit_code
         print(res.message, flush=True)
-        if args.command == "drain" and getattr(args, "wait", False):
+        if waiting:
             return await _wait(ctl, args.node, args.timeout)
         return OK
     finally:
@@ -160,8 +163,6 @@ class Progress:
 
 
 async def _wait(ctl, node: str, timeout: float) -> int:
-    if not timeout > 0:
-        raise _Fail(BAD_INPUT, f"--timeout must be > 0 seconds, got {timeout}")
     progress = Progress(node, sys.stdout)
     try:
         empty = await ctl.wait_drained(node, timeout, progress)

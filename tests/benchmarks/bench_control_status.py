@@ -72,6 +72,8 @@ def main() -> None:
                       f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
                 show("python -c pass (baseline)", base)
                 b50 = statistics.median(base)
+                # the agent path needs aiohttp (house rule): its import alone, for comparison
+                show("python -c 'import aiohttp' (baseline)", wall([sys.executable, "-c", "import aiohttp"], runs), b50)
                 show("asrtop status (balancers only)", wall([*cli, str(plain), "status"], runs), b50)
                 show("asrtop status --json (balancers only)", wall([*cli, str(plain), "status", "--json"], runs), b50)
                 xs = wall([*cli, str(with_agents), "status"], runs)

@@ -91,6 +91,7 @@ async def test_drain_wait_times_out_with_one_line(tmp_path, wheel_haproxy_bin):
     (("weight", "n1", "abc"), 2, "weight must be a whole number, got 'abc'"),
     (("backup", "n1", "maybe"), 2, "invalid choice: 'maybe'"),
     (("drain",), 2, "the following arguments are required: NODE"),
+    (("drain", "n1", "--wait", "--timeout", "0"), 2, "--timeout must be > 0 seconds"),
 ])
 def test_bad_input_one_line_and_exit_code(pair, args, code, needle):
     _, a, b, path = pair
