@@ -244,6 +244,17 @@ class RunningNginx:
     def master_pid(self) -> int:
         return self.proc.pid
 
+    def retired_workers(self) -> int:
+        """Workers that finished after a reload (their "exiting" notice in the error log)."""
+        try:
+            return sum(1 for x in self.error_log.read_text(errors="replace").splitlines() if x.endswith(": exiting"))
+        except FileNotFoundError:
+            return 0
+
+    def wait_reloaded(self, retired_before: int, timeout: float = 10.0) -> bool:
+        """After a reload: wait until an old worker has exited, so new connections meet the new config."""
+        return wait_until(lambda: self.retired_workers() > retired_before, timeout)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGQUIT)  # graceful: workers finish, then the master exits
@@ -282,7 +293,8 @@ def start_nginx(binary: str, tmp_path: Path, upstream_block: str, *, upstream: s
 
     `upstream_block` is nginx text holding the upstream (e.g. nginx_upstream_block(...) or the seed's block
     with addresses rewritten); with included=True it lives in conf.d/upstream.conf, included from
-    nginx.conf, else inline in nginx.conf. The server proxies / to http://<upstream>.
+    nginx.conf (`include conf.d/*.conf`), else inline in nginx.conf. The server proxies / to the upstream.
+    Changes take effect after a reload: use wait_reloaded(retired_workers() taken before the change).
     """
     prefix = Path(tmp_path) / f"nginx-{free_port()}"
     (prefix / "logs").mkdir(parents=True)
@@ -290,7 +302,7 @@ def start_nginx(binary: str, tmp_path: Path, upstream_block: str, *, upstream: s
     port = free_port()
     pid_file, error_log = prefix / "logs" / "nginx.pid", prefix / "logs" / "error.log"
     upstream_conf = prefix / "conf.d" / "upstream.conf"
-    body = ("include conf.d/upstream.conf;" if included else upstream_block)
+    body = ("include conf.d/*.conf;" if included else upstream_block)
     if included:
         upstream_conf.write_text(upstream_block)
     conf = prefix / "nginx.conf"
