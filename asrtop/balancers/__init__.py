@@ -25,7 +25,9 @@ def build_balancer(cfg: "BalancerConfig") -> Balancer:
 
         if not cfg.socket or not cfg.backend:
             raise ValueError(f"balancer {cfg.name!r}: haproxy needs `socket` and `backend`")
-        return HAProxyBalancer(cfg.name, cfg.socket, cfg.backend, timeout=cfg.timeout)
+        # cfg.config, when set, is the haproxy.cfg a backup toggle reads server lines from (else found from the
+        # running process for a local socket)
+        return HAProxyBalancer(cfg.name, cfg.socket, cfg.backend, timeout=cfg.timeout, config=cfg.config)
     if cfg.kind == "nginx":
         from asrtop.balancers.nginx import NginxBalancer
 
