@@ -127,6 +127,7 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     from .collectors.host import HostCollector
     from .collectors.model import ModelHasher
     from .collectors.requests import RequestCounters
+    from . import metrics, status
     from .server import make_app
     from .snapshot import CollectionLoop
 
@@ -136,7 +137,8 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     model = ModelHasher(opts.model_dirs)
     loop_ = CollectionLoop(node=opts.node, version=__version__, interval=opts.interval, host=HostCollector(),
                            gpu=make_gpu_collector(opts.gpu, opts.node, asr_pid=lambda: asr.last_pid),
-                           asr=asr, model=model, agent_python=agent_python())
+                           asr=asr, model=model, agent_python=agent_python(),
+                           prerender={"metrics": metrics.render, "status": status.render_status})
     runners = []
     app = make_app(lambda: loop_.latest)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

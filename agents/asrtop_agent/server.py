@@ -1,7 +1,7 @@
 """The agent's HTTP face: /metrics, /v1/status, /v1/model, /healthz — all served from the last snapshot.
 
-Bodies are rendered once per snapshot (lazily, on the first scrape after a collection), so a scrape costs
-a dictionary lookup and a socket write.
+Bodies are rendered once per snapshot (by the collection loop right after collecting, else on the first
+scrape), so a scrape costs a dictionary lookup and a socket write.
 """
 
 from __future__ import annotations

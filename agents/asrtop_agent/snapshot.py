@@ -188,11 +188,14 @@ class CollectionLoop:
 
     def __init__(self, *, node: str, version: str, interval: float, host: Any, gpu: Any, asr: Any,
                  model: Any, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.perf_counter, agent_python: str | None = None):
+                 monotonic: Callable[[], float] = time.perf_counter, agent_python: str | None = None,
+                 prerender: dict[str, Callable[["Snapshot"], bytes]] | None = None):
         self.node, self.version, self.interval = node, version, interval
         self.host, self.gpu, self.asr, self.model = host, gpu, asr, model
         self.clock, self.monotonic = clock, monotonic
         self.agent_python = agent_python
+        # Bodies rendered right after each collection, so no scrape ever pays for rendering.
+        self.prerender = prerender or {}
         self.errors = {"host": 0, "gpu": 0, "asr": 0, "model": 0}
         self.durations: dict[str, float | None] = {k: None for k in self.errors}
         self._last_in_flight: int | None = None
@@ -228,8 +231,11 @@ class CollectionLoop:
         self.durations["asr"] = self.monotonic() - t0
         self._last_in_flight = asr.in_flight
         host, gpu, model = await asyncio.to_thread(self._sync_round)
-        self.latest = self._compose(host, gpu, asr, model)
-        return self.latest
+        snap = self._compose(host, gpu, asr, model)
+        for key, render in self.prerender.items():
+            snap.rendered(key, render)
+        self.latest = snap
+        return snap
 
     def _compose(self, host, gpu, asr, model) -> Snapshot:
         health = tuple(CollectorHealth(k, self.durations[k], self.errors[k]) for k in self.errors)

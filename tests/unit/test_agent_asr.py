@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 
 from asrtop.netutil import free_port
-from asrtop_agent.collectors.asr import AsrCollector, ProcNetTcp, python_env
+from asrtop_agent.collectors.asr import AsrCollector, python_env
+from asrtop_agent.collectors.sockets import ProcNetTcp, SockDiag
 from asrtop_agent.collectors.host import HostCollector
 from asrtop_agent.collectors.requests import RequestCounters, audio_seconds
 
@@ -139,20 +140,33 @@ async def test_proxy_counters_replace_connection_count(health_server):
     assert snap.requests.total == 1 and snap.requests.audio_seconds_total == 12.5
 
 
-def test_proc_net_tcp_on_the_real_kernel():
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
+@pytest.mark.parametrize("table_cls", [SockDiag, ProcNetTcp])
+def test_socket_tables_on_the_real_kernel(table_cls):
+    table = table_cls()
+    assert table.available()  # Linux: both work (sock_diag needs kernel >= 4.16)
+    srv = socket.socket(socket.AF_INET6)
+    srv.bind(("::", 0))  # dual-stack listener: IPv4 clients show up as v4-mapped tcp6 sockets
     srv.listen()
     port = srv.getsockname()[1]
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen()
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
-    accepted = [srv.accept()[0] for _ in clients]
+    clients.append(socket.create_connection(("127.0.0.1", other.getsockname()[1])))  # not ours
+    accepted = [srv.accept()[0] for _ in range(3)] + [other.accept()[0]]
     try:
-        table = ProcNetTcp()
-        inode, server, client = table.scan(port)
-        assert inode is not None and server == 3 and client == 3
+        inode, server, _ = table.scan(port)
+        assert inode is not None and server == 3
         assert table.owner_of(inode) == os.getpid()
+        accepted[0].close()
+        clients[0].close()
+        assert table.scan(port)[1] == 2
+        # nothing listens here any more (as with a remote ASR): the client side of connections to the port counts
+        srv.close()
+        inode, _, client = table.scan(port)
+        assert inode is None and client == 2
     finally:
-        for s in clients + accepted + [srv]:
+        for s in clients + accepted + [srv, other]:
             s.close()
 
 

@@ -1,7 +1,7 @@
 """The ASR service: health probe, the process listening on its port (CPU, RSS, Python env), in-flight.
 
 In-flight is either exact (the agent's proxy counts it) or the number of established TCP connections
-to the ASR port, read from /proc/net/tcp{,6} (cheap: no scan of every process' file descriptors).
+to the ASR port (sockets.py: netlink sock_diag with an in-kernel port filter, /proc/net/tcp fallback).
 The listening PID is found once per listening socket (inode) and cached.
 """
 
@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 from ..snapshot import AsrSnap
 from .requests import RequestCounters
+from .sockets import ProcNetTcp, SockDiag, default_table  # noqa: F401 (re-exported for tests)
 
-LISTEN, ESTABLISHED = "0A", "01"
 # Python packages of the ASR environment worth showing (version skew across nodes is a classic outage).
 KEY_PACKAGES = ("funasr", "torch", "torchaudio", "modelscope", "onnxruntime", "onnxruntime_gpu",
                 "transformers", "vllm", "numpy")
@@ -27,58 +27,6 @@ def url_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return parts.hostname or "127.0.0.1", port
-
-
-class ProcNetTcp:
-    """Reads /proc/net/tcp and tcp6 (root injectable for tests)."""
-
-    def __init__(self, proc_root: str = "/proc"):
-        self.root = proc_root
-
-    def available(self) -> bool:
-        return os.path.exists(os.path.join(self.root, "net", "tcp"))
-
-    def scan(self, port: int) -> tuple[int | None, int, int]:
-        """(listening socket inode or None, established server-side conns, established client-side conns)."""
-        listen_inode, server, client = None, 0, 0
-        for name in ("tcp", "tcp6"):
-            try:
-                with open(os.path.join(self.root, "net", name), "rb") as f:
-                    lines = f.read().splitlines()[1:]
-            except OSError:
-                continue
-            for line in lines:
-                fields = line.split()
-                if len(fields) < 10:
-                    continue
-                local_port = int(fields[1].rsplit(b":", 1)[1], 16)
-                state = fields[3].decode()
-                if state == LISTEN and local_port == port and listen_inode is None:
-                    listen_inode = int(fields[9])
-                elif state == ESTABLISHED:
-                    if local_port == port:
-                        server += 1
-                    elif int(fields[2].rsplit(b":", 1)[1], 16) == port:
-                        client += 1
-        return listen_inode, server, client
-
-    def owner_of(self, inode: int) -> int | None:
-        """PID holding socket `inode` (walks /proc/*/fd once; None when not visible to us)."""
-        target = f"socket:[{inode}]"
-        for entry in os.scandir(self.root):
-            if not entry.name.isdigit():
-                continue
-            fd_dir = os.path.join(self.root, entry.name, "fd")
-            try:
-                for fd in os.listdir(fd_dir):
-                    try:
-                        if os.readlink(os.path.join(fd_dir, fd)) == target:
-                            return int(entry.name)
-                    except OSError:
-                        continue
-            except OSError:
-                continue
-        return None
 
 
 def python_env(candidates: list[str]) -> tuple[str | None, tuple[tuple[str, str], ...]]:
@@ -135,7 +83,7 @@ def _interpreter_candidates(proc: Any) -> list[str]:
 class AsrCollector:
     def __init__(self, url: str, health_path: str = "/health", *, session: Any = None,
                  psutil_mod: Any = None, clock: Callable[[], float] = time.perf_counter,
-                 connections: ProcNetTcp | None = None, counters: RequestCounters | None = None,
+                 connections: SockDiag | ProcNetTcp | None = None, counters: RequestCounters | None = None,
                  probe_timeout: float = 2.0):
         self.url = url.rstrip("/")
         self.probe_url = self.url + (health_path if health_path.startswith("/") else "/" + health_path)
@@ -145,7 +93,7 @@ class AsrCollector:
             import psutil as psutil_mod
         self.psutil = psutil_mod
         self.clock = clock
-        self.conns = connections or ProcNetTcp()
+        self.conns = connections or default_table()
         self.counters = counters
         self.probe_timeout = probe_timeout
         self._inode: int | None = None
