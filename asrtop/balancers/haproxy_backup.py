@@ -30,6 +30,7 @@ from asrtop.balancers.haproxy_config import (
 from asrtop.balancers.haproxy_stat import (
     CHK_ST_CONFIGURED,
     STATIC_ALGORITHMS,
+    ParseError,
     admin_state,
     backend_row,
     backend_rows,
@@ -178,7 +179,7 @@ def toggle_backup(b: "HAProxyBalancer", server: str, backup: bool, wait: float) 
 
 def probe(b: "HAProxyBalancer", plan: Plan, backup: bool) -> None:
     """HAProxy's own verdict on the exact add-server arguments, before anything is deleted."""
-    name = f"asrtop-probe-{os.getpid()}"
+    name = f"asrtop-probe-{os.getpid()}-{time.monotonic_ns() % 100000}"
     answer = b.api.command(plan.add_command(name, backup, with_id=False))
     line = first_line(answer)
     if not line.startswith("New server registered"):
@@ -193,7 +194,11 @@ def probe(b: "HAProxyBalancer", plan: Plan, backup: bool) -> None:
 
 
 def sessions(b: "HAProxyBalancer", server: str) -> int:
-    stat = parse_show_stat(b.api.command("show stat"))
+    answer = b.api.command("show stat")
+    try:
+        stat = parse_show_stat(answer)
+    except ParseError:
+        raise b.refusal("show stat", answer, server) from None
     row = next((r for r in backend_rows(stat, b.backend) if r["svname"] == server), None)
     if row is None:
         raise BalancerRefused(f"{b.name}: server {b.backend}/{server} disappeared while draining")
