@@ -124,7 +124,7 @@ def split_addr(addr: str | None) -> tuple[str | None, int | None]:
     if not addr:
         return None, None
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):  # "²".isdigit() but int() refuses it
         return addr, None
     return host.strip("[]"), int(port)
 
@@ -156,7 +156,8 @@ def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerSt
         weight=weight,
         backup=to_int(stat.get("bck")) == 1,
         admin=admin_state(admin_bits, status),
-        health=health(checked, to_int(state.get("srv_op_state")), status),
+        # a `track`ing server has no check of its own but the tracked one's up/down: report that
+        health=health(checked or bool(stat.get("tracked")), to_int(state.get("srv_op_state")), status),
         active_sessions=to_int(stat.get("scur")),
         queued=to_int(stat.get("qcur")),
         request_rate=float(rate) if rate is not None else None,

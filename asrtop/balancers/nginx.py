@@ -14,8 +14,10 @@ nginx documents no maximum weight; we cap at 1000.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+from contextlib import contextmanager
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -103,6 +105,10 @@ class NginxBalancer:
         self.change(server, backup=bool(backup))
 
     def change(self, server: str, **what) -> None:
+        with dir_lock(self.config.parent):
+            self._change(server, **what)
+
+    def _change(self, server: str, **what) -> None:
         path, old, up = self.read()
         targets = find_server(up, server)
         if not targets:
@@ -147,6 +153,24 @@ class NginxBalancer:
         except subprocess.TimeoutExpired:
             return False, f"{' '.join(argv)}: no answer within {self.timeout:g}s"
         return p.returncode == 0, p.stdout.decode("utf-8", "replace") or f"exit status {p.returncode}"
+
+
+@contextmanager
+def dir_lock(directory: Path):
+    """Serialise read-rewrite-test-reload between asrtop processes (an HA pair of operators) on one host.
+
+    flock on the directory itself: no lock file appears next to the nginx config.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield  # missing directory: read() reports it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -238,6 +238,7 @@ def test_backup_toggle_refused_for_tracked_server(haproxy_bin, backends, tmp_pat
         with pytest.raises(UnsupportedAction, match="tracked by asr/n2"):
             b.set_backup("n1", True)
         assert {s.name: (s.admin, s.backup) for s in b.servers()}["n1"] == (AdminState.READY, False)
+        assert wait_until(lambda: {s.name: s for s in b.servers()}["n2"].health == Health.UP)  # n1's health
         b.set_backup("n2", True)  # the tracker itself can be re-created, and keeps tracking n1
         assert (stat_row(hx, "n2")["tracked"], stat_row(hx, "n2")["bck"]) == ("asr/n1", "1")
 

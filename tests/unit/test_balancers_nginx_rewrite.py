@@ -145,3 +145,20 @@ def test_nginx_error_line():
            "nginx: configuration file /x/nginx.conf test failed\n")
     assert nginx_error_line(out).startswith("nginx: [emerg] unknown directive")
     assert nginx_error_line("just this\n") == "just this"
+
+
+def test_changes_wait_for_the_directory_lock(tmp_path, seed_text):
+    import threading
+
+    from asrtop.balancers.nginx import dir_lock
+
+    f = tmp_path / "asr.conf"
+    f.write_text(seed_text)
+    b = NginxBalancer("ng", f, "fun_asr_backend", test_command=("true",), reload_command=("true",))
+    with dir_lock(tmp_path):  # another asrtop process is mid-change
+        t = threading.Thread(target=b.set_weight, args=("192.168.1.10:7860", 9))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive() and f.read_text() == seed_text
+    t.join(10)
+    assert "192.168.1.10:7860 weight=9 " in f.read_text()
