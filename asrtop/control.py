@@ -27,7 +27,6 @@ from asrtop.exitcodes import (
     PARTIAL,
     REFUSED_BY_BALANCER,
     REFUSED_GUARDRAIL,
-    TIMED_OUT,
     UNREACHABLE,
 )
 from asrtop.fleet import FleetSnapshot, guardrail_refusal, primaries_staying_ready
@@ -80,16 +79,12 @@ class ActionResult:
 ProgressCallback = Callable[[int | None, float], None]  # (in-flight now or None if unknown, seconds waited)
 
 
-
-
 # ---- implementation -------------------------------------------------------------------------------
 
 _EXIT = {"done": OK, "dry-run": OK, "refused": REFUSED_GUARDRAIL, "partial": PARTIAL,
          "unreachable": UNREACHABLE, "rejected": REFUSED_BY_BALANCER, "bad-input": BAD_INPUT}
 DRAIN_POLL_SECONDS = 0.5
-__all__ = ["Action", "ActionResult", "BalancerOutcome", "Controller", "Plan", "TIMED_OUT", "exit_code_for",
-           "node_in_flight"]
-node_in_flight = rules.node_in_flight
+node_in_flight = rules.node_in_flight  # re-exported: the TUI shows the same count drain --wait follows
 
 
 def exit_code_for(outcome: str) -> int:
