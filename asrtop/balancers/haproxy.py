@@ -30,7 +30,7 @@ def parse_socket(spec: str) -> tuple[str, str | tuple[str, int]]:
                 return "unix", spec
             break
     host, sep, port = spec.rpartition(":")
-    if sep and port.isdigit() and "/" not in spec and host:
+    if sep and port.isascii() and port.isdigit() and "/" not in spec and host:
         return "tcp", (host.strip("[]"), int(port))
     return "unix", spec
 

@@ -166,7 +166,7 @@ def split_address(addr: str) -> tuple[str, int | None]:
     if addr.startswith("unix:"):
         return addr, None
     host, sep, port = addr.rpartition(":")
-    if sep and port.isdigit() and (not host.count(":") or host.endswith("]")):
+    if sep and port.isascii() and port.isdigit() and (not host.count(":") or host.endswith("]")):
         return host, int(port)
     return addr, None
 
