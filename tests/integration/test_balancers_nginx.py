@@ -97,11 +97,11 @@ def test_seed_upstream_weight_drain_backup_live(seeded):
     assert {s.name: s.admin for s in b.servers()}[bb] == AdminState.MAINT  # drain = maint = `down` in nginx
     assert counts(listen, 10) == {"a": 10}
 
-    retired = ng.retired_workers()
-    b.set_backup(c, False)
-    b.set_state(bb, AdminState.READY)
-    b.set_weight(a, 3)
-    assert ng.wait_reloaded(retired)
+    for change in (lambda: b.set_backup(c, False), lambda: b.set_state(bb, AdminState.READY),
+                   lambda: b.set_weight(a, 3)):
+        retired = ng.retired_workers()
+        change()
+        assert ng.wait_reloaded(retired)  # one reload at a time: signals sent together may merge
     assert counts(listen, 30).keys() == {"a", "b", "c"}
     # max_fails/fail_timeout, the server block and every other byte are as they were
     assert ng.upstream_conf.read_text() == original.replace(f"server {c} backup;", f"server {c};")
@@ -125,9 +125,10 @@ def test_drain_lets_in_flight_requests_finish(nginx_bin, tmp_path):
             assert wait_until(lambda: sum(be.in_flight.values()) == 1)
             busy = next(n for n, v in be.in_flight.items() if v)
             other = "b" if busy == "a" else "a"
-            retired = ng.retired_workers()
+            retired, switched = ng.retired_workers(), ng.shutdowns()
             b.set_state(f"127.0.0.1:{be.ports[busy]}", AdminState.DRAIN)
-            assert counts(ng.port, 6) == {other: 6}  # the new workers already skip it
+            assert ng.wait_switched(switched)
+            assert counts(ng.port, 6) == {other: 6}  # the new workers skip it
             t.join(10)
             assert results == [(200, busy)]  # the old worker finished the in-flight request
             assert ng.wait_reloaded(retired)

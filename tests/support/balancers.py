@@ -251,6 +251,18 @@ class RunningNginx:
         except FileNotFoundError:
             return 0
 
+    def shutdowns(self) -> int:
+        """Old workers told to shut down by a reload (logged once the new workers run; the old ones then
+        stop accepting at once but finish their in-flight requests)."""
+        try:
+            return self.error_log.read_text(errors="replace").count("gracefully shutting down")
+        except FileNotFoundError:
+            return 0
+
+    def wait_switched(self, shutdowns_before: int, timeout: float = 10.0) -> bool:
+        """After a reload: new connections meet the new config (old workers may still be finishing)."""
+        return wait_until(lambda: self.shutdowns() > shutdowns_before, timeout)
+
     def wait_reloaded(self, retired_before: int, timeout: float = 10.0) -> bool:
         """After a reload: wait until an old worker has exited, so new connections meet the new config."""
         return wait_until(lambda: self.retired_workers() > retired_before, timeout)
