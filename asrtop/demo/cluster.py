@@ -276,7 +276,7 @@ class DemoCluster:
         def step() -> bool:
             for n in list(pending):
                 log = f"{n.name}.log" if what == "node" else f"{n.name}-agent.log"
-                self._check_alive(f"{n.name} {what}", proc(n), log)
+                self._check_alive(f"{n.name} {'simnode' if what == 'node' else what}", proc(n), log)
                 if ok(n):
                     pending.remove(n)
             return not pending
