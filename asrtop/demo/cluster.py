@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -133,6 +134,7 @@ class DemoCluster:
         self.haproxy_proc: subprocess.Popen | None = None
         self.prometheus_exporter = False
         self._watchdog: procs.Watchdog | None = None
+        self._spawner: ThreadPoolExecutor | None = None
         self._stopped = True
         self.ready_seconds: float | None = None
 
@@ -194,6 +196,9 @@ class DemoCluster:
         atexit.register(self.stop)
         try:
             self._watchdog = procs.Watchdog(self.workdir, self.workdir / "logs" / "watchdog.log")
+            # PDEATHSIG fires when the *forking thread* ends: fork from a thread of our own that lives until
+            # stop(), so a cluster started from a short-lived thread (a worker, to_thread) keeps its children.
+            self._spawner = ThreadPoolExecutor(1, thread_name_prefix="asrtop-demo-spawn")
             self._plan()
             self._say(f"starting {self.nodes_count} nodes...")
             for n in self.nodes:
@@ -230,19 +235,22 @@ class DemoCluster:
                 model_name=OLD_MODEL if i == odd_model else DEFAULT_MODEL,
                 weight=1 if i == slow else 3, backup=i == backup, rtf=self.rtf * (2 if i == slow else 1)))
 
+    def _spawn(self, argv: list[str], log: Path) -> subprocess.Popen:
+        p = self._spawner.submit(procs.spawn, argv, log).result()
+        self._watchdog.watch(p.pid)
+        return p
+
     def _start_node(self, n: DemoNode) -> None:
         argv = [sys.executable, "-m", "asrtop.demo.simnode", "--port", str(n.port), "--name", n.name,
                 "--rtf", str(n.rtf), "--slots", str(self.slots), "--queue", str(self.queue),
                 "--model-dir", str(n.model_dir), "--model-name", n.model_name]
-        n.proc = procs.spawn(argv, self.workdir / "logs" / f"{n.name}.log")
-        self._watchdog.watch(n.proc.pid)
+        n.proc = self._spawn(argv, self.workdir / "logs" / f"{n.name}.log")
 
     def _start_agent(self, n: DemoNode) -> None:
         argv = [sys.executable, "-m", "asrtop_agent", "--asr-url", n.url, "--model-dir", str(n.model_dir),
                 "--listen", f"127.0.0.1:{n.agent_port}", "--node", n.name, "--gpu", "simulated",
                 "--interval", self.agent_interval]
-        n.agent_proc = procs.spawn(argv, self.workdir / "logs" / f"{n.name}-agent.log")
-        self._watchdog.watch(n.agent_proc.pid)
+        n.agent_proc = self._spawn(argv, self.workdir / "logs" / f"{n.name}-agent.log")
 
     def _start_haproxy(self, binary: str) -> None:
         self.prometheus_exporter = has_prometheus_exporter(binary)
@@ -253,8 +261,7 @@ class DemoCluster:
         check = subprocess.run([binary, "-c", "-q", "-f", str(path)], capture_output=True, text=True, timeout=10)
         if check.returncode != 0:
             raise DemoError(f"haproxy refused the demo config: {_last_line(check.stderr or check.stdout)}")
-        self.haproxy_proc = procs.spawn([binary, "-db", "-f", str(path)], self.workdir / "logs" / "haproxy.log")
-        self._watchdog.watch(self.haproxy_proc.pid)
+        self.haproxy_proc = self._spawn([binary, "-db", "-f", str(path)], self.workdir / "logs" / "haproxy.log")
 
         def all_up() -> bool:
             self._check_alive("haproxy", self.haproxy_proc, "haproxy.log")
@@ -316,6 +323,8 @@ class DemoCluster:
         atexit.unregister(self.stop)
         ps = [p for p in [self.haproxy_proc] + [x for n in self.nodes for x in (n.agent_proc, n.proc)] if p]
         procs.stop_all(ps, grace=1.0)
+        if self._spawner:
+            self._spawner.shutdown(wait=True)
         if self._watchdog:
             for p in ps:
                 self._watchdog.forget(p.pid)

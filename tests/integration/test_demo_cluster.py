@@ -215,3 +215,19 @@ def test_cli_bad_input_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "asrtop.cli", "demo", "--nodes", "0", "--headless"],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and r.stderr.strip() == f"asrtop demo: --nodes must be between 1 and {MAX_NODES}, got 0"
+
+
+def test_cluster_started_from_a_short_lived_thread_keeps_its_children(wheel_haproxy_bin):
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("c", DemoCluster(nodes=1, haproxy_bin=wheel_haproxy_bin,
+                                                                        agents=False).start()))
+    t.start()
+    t.join(60)
+    c = box["c"]
+    try:
+        time.sleep(0.3)  # PDEATHSIG would have fired at the thread's end
+        assert all(not gone(p) for p in c.pids())
+        assert httpx.get(c.nodes[0].url + "/health", timeout=5).status_code == 200
+    finally:
+        c.stop()
+    assert all(gone(p) for p in c.pids())
