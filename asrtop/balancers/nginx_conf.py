@@ -151,7 +151,13 @@ def parse_upstream(src: str, upstream: str, file: str = "", line: int = 1) -> Up
             if depth == 1 and current:
                 head = current[0].value
                 if head == "server" and len(current) >= 2:
-                    servers.append(ServerDirective(tuple(current[1:]), t.start))
+                    d = ServerDirective(tuple(current[1:]), t.start)
+                    for w in (a for a in d.args[1:] if a.value.startswith("weight=")):
+                        v = w.value.split("=", 1)[1]
+                        if not (v.isascii() and v.isdigit() and int(v) >= 1):  # nginx -t refuses it too
+                            raise NginxConfError(f"{file or '<text>'}:{w.line}: server {d.address}: weight "
+                                                 f"must be a whole number >= 1, got {v!r}")
+                    servers.append(d)
                 elif head in ("least_conn", "ip_hash", "hash", "random", "least_time", "ntlm", "sticky"):
                     methods.append(head)
             current = []
@@ -172,7 +178,8 @@ def split_address(addr: str) -> tuple[str, int | None]:
 
 
 def server_state(d: ServerDirective) -> ServerState:
-    weight = d.param("weight")
+    # nginx honours the last of repeated parameters
+    weight = next((t for t in reversed(d.args[1:]) if t.value.startswith("weight=")), None)
     host, port = split_address(d.address)
     return ServerState(
         name=d.address,
@@ -197,10 +204,11 @@ def rewrite(src: str, targets: list[ServerDirective], *, weight: int | None = No
     for d in targets:
         last = d.args[-1]
         if weight is not None:
-            tok = d.param("weight")
-            if tok is not None:
+            # every occurrence: nginx honours the last of repeated parameters
+            toks = [t for t in d.args[1:] if t.value.startswith("weight=")]
+            for tok in toks:
                 edits.append((tok.start, tok.end, f"weight={weight}"))
-            elif weight != 1:
+            if not toks and weight != 1:
                 edits.append((d.args[0].end, d.args[0].end, f" weight={weight}"))
         for name, want in (("backup", backup), ("down", down)):
             if want is None:
@@ -209,10 +217,11 @@ def rewrite(src: str, targets: list[ServerDirective], *, weight: int | None = No
             if want and tok is None:
                 edits.append((last.end, last.end, f" {name}"))
             elif not want and tok is not None:
-                start = tok.start  # take the whitespace before it too, so "a backup;" -> "a;"
-                while start > 0 and src[start - 1] in " \t":
-                    start -= 1
-                edits.append((start, tok.end, ""))
+                for tok in (t for t in d.args[1:] if t.value == name):  # "backup backup" is valid nginx
+                    start = tok.start  # take the whitespace before it too, so "a backup;" -> "a;"
+                    while start > 0 and src[start - 1] in " \t":
+                        start -= 1
+                    edits.append((start, tok.end, ""))
     # back to front so offsets stay valid; at one offset the later edit goes first: "a weight=3 backup"
     order = sorted(range(len(edits)), key=lambda k: (edits[k][0], k), reverse=True)
     for k in order:
