@@ -92,13 +92,18 @@ def run_demo(args: Any) -> int:
                 loader = _LoadThread(cluster.url, load, duration if headless else 10 ** 9).start()
             if headless:
                 return _headless(cluster, loader, duration)
-            return _console(cluster)
+            try:
+                return _console(cluster)
+            finally:
+                if loader is not None:  # stop the load before the cluster, so shutdown is not counted as failures
+                    print(loader.stop(timeout=5.0).summary())
+                    loader = None
     except KeyboardInterrupt:
         _err("interrupted; cluster stopped")
         return INTERRUPTED
     finally:
         if loader is not None:
-            loader.stop(timeout=2.0)
+            loader.gen.stop()
 
 
 def _headless(cluster, loader: _LoadThread | None, duration: float) -> int:
