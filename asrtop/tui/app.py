@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from asrtop.control import Action, ActionResult, Plan
-from asrtop.fleet import FleetSnapshot, guardrail_refusal
+from asrtop.fleet import FleetSnapshot, guardrail_refusal, primaries_staying_ready
 from asrtop.tui.commands import FleetCommands
 from asrtop.tui.history import History
 from asrtop.tui.screens.confirm import ConfirmScreen
@@ -238,16 +238,25 @@ class AsrtopApp(App):
             if kind == "backup":  # a toggle: each node flips its own flag
                 v = not bool(snap.node(n).backup) if snap and _known(snap, n) else True
             actions.append(Action(kind, n, v))
-        plans: list[Plan] = [await call(self.controller.plan, a) for a in actions]
-        lines = [p.consequence for p in plans] + [f"  {c}" for p in plans for c in p.changes]
+        # The modal opens now with what the console knows; the plan (fresh balancer reads) fills it in.
+        title = _title(kind, nodes, actions)
+        confirm = ConfirmScreen(title, _local_consequence(snap, kind, nodes), warning=kind in ("drain", "maint"),
+                                pending=True)
+        answer = self.push_screen(confirm, wait_for_dismiss=True)
+        try:
+            plans: list[Plan] = list(await asyncio.gather(*(call(self.controller.plan, a) for a in actions)))
+        except Exception as e:  # the plan could not be made: say why, change nothing
+            confirm.set_plan([f"cannot plan {kind}: {type(e).__name__}: {e}"], "nothing will be sent")
+            await answer
+            return
+        lines = [p.consequence for p in plans if p.consequence] + [f"  {c}" for p in plans for c in p.changes]
         refusals = [p.refusal for p in plans if p.refusal]
         if kind in ("drain", "maint") and len(nodes) > 1 and snap is not None and not refusals:
             together = guardrail_refusal(snap, nodes, self.min_ready)  # each alone may pass, all at once not
             if together:
                 refusals.append(together)
-        title = _title(kind, nodes, actions)
-        confirm = ConfirmScreen(title, lines, refusal="\n".join(refusals) or None, warning=kind in ("drain", "maint"))
-        if not await self.push_screen_wait(confirm):
+        confirm.set_plan(lines, "\n".join(refusals) or None)
+        if not await answer:
             self.notify(f"{kind}: cancelled, nothing changed", timeout=3)
             return
         if kind == "ready" and snap is not None:
@@ -315,6 +324,24 @@ def _known(snap: FleetSnapshot, node: str) -> bool:
         return True
     except KeyError:
         return False
+
+
+def _local_consequence(snap: FleetSnapshot | None, kind: str, nodes: tuple[str, ...]) -> list[str]:
+    """What the last snapshot says, shown until the controller's plan arrives."""
+    if snap is None:
+        return []
+    lines = []
+    if kind in ("drain", "maint"):
+        for n in nodes:
+            try:
+                inflight = snap.node(n).in_flight
+            except KeyError:
+                continue
+            lines.append(f"{n} carries {inflight if inflight is not None else 'an unknown number of'} "
+                         f"in-flight requests")
+        staying = primaries_staying_ready(snap, nodes)
+        lines.append(f"{staying} of {primaries_staying_ready(snap, ())} ready primaries stay ready")
+    return lines
 
 
 def _title(kind: str, nodes: tuple[str, ...], actions: list[Action]) -> str:

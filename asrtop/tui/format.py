@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from asrtop.fleet import MIXED, FleetSnapshot, NodeView
+from asrtop.fleet import MIXED, FleetSnapshot, ModelGroup, NodeView
 
 Cell = tuple[str, str]  # (text, rich style)
 
@@ -68,7 +68,8 @@ def bar_style(ratio: float | None) -> str:
 
 
 def sparkline(values: Sequence[float | None], width: int, top: float | None = None) -> str:
-    """Last `width` values as block characters scaled to `top` (default: their max); gaps for None."""
+    """Last `width` values as block characters scaled to `top` (default: their max); gaps for None.
+    A history shorter than `width` starts at the left edge and grows to the right."""
     vals = list(values)[-width:]
     known = [v for v in vals if v is not None]
     hi = top if top is not None else (max(known) if known else 0.0)
@@ -80,7 +81,7 @@ def sparkline(values: Sequence[float | None], width: int, top: float | None = No
             out.append(_SPARKS[0])
         else:
             out.append(_SPARKS[min(len(_SPARKS) - 1, max(0, int(v / hi * (len(_SPARKS) - 1) + 0.5)))])
-    return "".join(out).rjust(width)
+    return "".join(out).ljust(width)
 
 
 def human_bytes(n: float | None) -> str:
@@ -135,12 +136,36 @@ class TableContext:
     selected: frozenset[str]
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    groups: tuple[ModelGroup, ...]
+    majority: str | None
+    differing: frozenset[str]  # nodes whose known digest is not the majority's
+
+
+_models_memo: list = [None, None]  # (snapshot, ModelFacts): header and table share one computation
+
+
+def model_facts(snap: FleetSnapshot) -> ModelFacts:
+    """snap.model_groups() and what follows from it, computed once per snapshot."""
+    if _models_memo[0] is snap:
+        return _models_memo[1]
+    groups = snap.model_groups()
+    known = [g for g in groups if g.digest is not None]
+    majority = next((g.digest for g in known if g.majority), None)
+    differing = frozenset(n for g in known if not g.majority for n in g.nodes) if len(known) > 1 else frozenset()
+    facts = ModelFacts(groups, majority, differing)
+    _models_memo[:] = [snap, facts]
+    return facts
+
+
 def table_context(snap: FleetSnapshot, draining: Mapping[str, int | None] = {},
                   selected: Iterable[str] = ()) -> TableContext:
-    groups = [g for g in snap.model_groups() if g.digest is not None]
+    facts = model_facts(snap)
+    groups = [g for g in facts.groups if g.digest is not None]
     styles = {g.digest: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(groups)}
-    majority = next((g.digest for g in groups if g.majority), None)
-    minority = frozenset(snap.nodes_differing_from_majority())
+    majority = facts.majority
+    minority = facts.differing
     return TableContext(snap.taken_at, styles, majority, minority, dict(draining), frozenset(selected))
 
 

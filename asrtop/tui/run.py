@@ -26,8 +26,10 @@ def build_audit(config: Any) -> Any:
     return audit_mod if hasattr(audit_mod, "recent") else None
 
 
-def build_app(args: Any, config: Any) -> Any:
-    """Everything the console needs, from a loaded ClusterConfig. Raises ValueError on bad setup."""
+def build_app(args: Any, config: Any, app_class: Any = None) -> Any:
+    """Everything the console needs, from a loaded ClusterConfig. Raises ValueError on bad setup.
+
+    `app_class`: an AsrtopApp subclass (benchmarks hook the first frame that way)."""
     from asrtop.balancers import build_balancers
     from asrtop.control import Controller
     from asrtop.sources.factory import build_fleet_source
@@ -41,7 +43,7 @@ def build_app(args: Any, config: Any) -> Any:
     facts = getattr(source, "facts", None)
     model_files = getattr(facts, "fetch_model_files", None)
     max_weight = min((b.max_weight for b in balancers), default=256)
-    return AsrtopApp(source, controller, cluster=config.name, refresh=config.refresh, read_only=read_only,
+    return (app_class or AsrtopApp)(source, controller, cluster=config.name, refresh=config.refresh, read_only=read_only,
                      min_ready=config.min_ready, audit=audit, model_files=model_files, max_weight=max_weight)
 
 

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from asrtop.fleet import MIXED, FleetSnapshot
-from asrtop.tui.format import DIM, rate, short_digest
+from asrtop.tui.format import DIM, model_facts, rate, short_digest
 
 Segment = tuple[str, str]
 
@@ -59,7 +59,8 @@ def summarize(snap: FleetSnapshot) -> Summary:
                     utils.append(g.utilization_ratio)
                 if g.memory_ratio is not None:
                     mems.append(g.memory_ratio)
-    groups = snap.model_groups()
+    facts = model_facts(snap)
+    groups = facts.groups
     known = [g for g in groups if g.digest is not None]
     unknown = sum(len(g.nodes) for g in groups if g.digest is None)
     return Summary(
@@ -70,8 +71,8 @@ def summarize(snap: FleetSnapshot) -> Summary:
         errors_5xx=_sum(n.errors_5xx for n in snap.nodes),
         gpu_util=sum(utils) / len(utils) if utils else None,
         gpu_mem=sum(mems) / len(mems) if mems else None,
-        groups_known=len(known), differing=len(snap.nodes_differing_from_majority()), unknown_model=unknown,
-        majority=snap.majority_digest,
+        groups_known=len(known), differing=len(facts.differing), unknown_model=unknown,
+        majority=facts.majority,
         balancers=tuple((b.name, b.error) for b in snap.balancers),
         taken_at=snap.taken_at,
     )
@@ -92,8 +93,11 @@ def model_badge(s: Summary) -> Segment:
     return f"{s.differing} {verb} from model {short_digest(s.majority)}!", "bold red reverse"
 
 
-def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = None) -> list[list[Segment]]:
-    """Two or three lines of (text, style) segments; short enough to read at 80 columns."""
+def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = None,
+                 draining: dict[str, int | None] | None = None) -> list[list[Segment]]:
+    """Three lines of (text, style) segments; the first two fit 80 columns.
+
+    `draining`: drains this console started and still follows (node -> in-flight last seen)."""
     line1: list[Segment] = [(f"{cluster} ", "bold"), (f"{s.total} nodes: ", "")]
     line1 += [(f"{s.ready} ready", "green"), (" · ", DIM), (f"{s.draining} drain", "yellow" if s.draining else ""),
               (" · ", DIM), (f"{s.maint} maint", "red" if s.maint else ""), (" · ", DIM),
@@ -112,6 +116,8 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
     line3.append((time.strftime("%H:%M:%S", time.localtime(s.taken_at)), DIM))
     if read_only:
         line3.append(("  READ-ONLY", "bold yellow"))
+    for node, left in sorted((draining or {}).items()):
+        line2.append((f"  ↓ {node} draining: {'?' if left is None else left} left", "bold yellow"))
     if error:
         line3.append((f"  refresh failed: {error}", "bold red"))
     return [line1, line2, line3]

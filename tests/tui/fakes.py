@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
 from asrtop.agentstatus import (AgentStatus, AsrReading, GpuProcess, GpuReading, HostReading, ModelReading,
@@ -99,8 +100,10 @@ class FakeController:
         self.fleet = fleet
         self.min_ready = min_ready
         self.applied: list[tuple[Action, bool]] = []
+        self.plan_delay = 0.0  # seconds plan() takes (a slow balancer)
 
     def plan(self, action: Action) -> Plan:
+        time.sleep(self.plan_delay)  # runs in a worker thread, as the console calls blocking controllers
         snap = self.fleet.build()
         node = snap.node(action.node)
         refusal = None

@@ -57,3 +57,10 @@ async def settled(pilot, app, timeout: float = 15.0) -> list[str]:
         if time.monotonic() > deadline:
             raise AssertionError("screen never settled")
         last = lines
+
+
+def plan_shown(app) -> bool:
+    """A confirmation modal is up and the controller's plan has filled it in (it can be confirmed)."""
+    from asrtop.tui.screens.confirm import ConfirmScreen
+
+    return isinstance(app.screen, ConfirmScreen) and not app.screen.pending

@@ -3,7 +3,7 @@
 import asyncio
 
 from fakes import FakeAudit, FakeController, FakeFleet
-from screen import screen_text, wait_for
+from screen import plan_shown, screen_text, wait_for
 
 from asrtop.balancers.base import AdminState
 from asrtop.control import Action
@@ -72,7 +72,7 @@ async def test_drain_confirm_applies_and_reports_drained():
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
         text = screen_text(app)
         assert "Drain node-1?" in text and "in-flight requests" in text
         await pilot.press("y")
@@ -85,16 +85,33 @@ async def test_drain_confirm_applies_and_reports_drained():
         assert any("safe to upgrade" in n.message for n in app._notifications)
 
 
+async def test_modal_opens_before_the_plan_and_cannot_be_confirmed_until_it_arrives():
+    app, _, ctl = make()
+    ctl.plan_delay = 1.0
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="modal")
+        assert app.screen.pending and "checking with the balancers" in screen_text(app)
+        assert "node-1 carries 5 in-flight requests" in screen_text(app)  # from the last snapshot
+        await pilot.press("y")
+        await pilot.pause(0.1)
+        assert ctl.applied == [] and isinstance(app.screen, ConfirmScreen)
+        await wait_for(pilot, lambda: plan_shown(app), what="plan")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: ctl.applied, what="apply")
+
+
 async def test_cancel_changes_nothing_and_enter_defaults_to_cancel():
     app, _, ctl = make()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await pilot.press("m")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
         await pilot.press("enter")  # the focused button is Cancel
         await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="dialog closed")
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
         await pilot.press("n")
         await pilot.pause(0.1)
         assert ctl.applied == []
@@ -107,7 +124,7 @@ async def test_multi_select_acts_on_every_selected_node():
         await pilot.press("space", "space")  # selects node-1, then node-2 (the cursor moves down)
         assert app.fleet_screen.selected == {"node-1", "node-2"}
         await pilot.press("m")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
         assert "node-1, node-2" in screen_text(app)
         await pilot.press("y")
         await wait_for(pilot, lambda: len(ctl.applied) == 2, what="two applies")
@@ -120,7 +137,7 @@ async def test_guardrail_refusal_needs_explicit_force():
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
         assert "refused" in screen_text(app)
         await pilot.press("y")  # plain yes does not override a refusal
         await pilot.pause(0.1)
@@ -141,7 +158,7 @@ async def test_weight_input_validates():
         assert isinstance(app.screen, WeightScreen)
         assert "0–256" in screen_text(app)
         await pilot.press("backspace", "backspace", "backspace", "7", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
         assert "Set weight 7 on node-1?" in screen_text(app)
         await pilot.press("y")
         await wait_for(pilot, lambda: ctl.applied, what="apply")
@@ -154,7 +171,7 @@ async def test_backup_toggles_the_current_flag():
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await pilot.press("down", "b")  # node-2 is a backup: b makes it primary
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
         assert "Mark node-2 as primary?" in screen_text(app)
         await pilot.press("y")
         await wait_for(pilot, lambda: ctl.applied, what="apply")
@@ -169,14 +186,14 @@ async def test_ready_on_a_different_model_needs_a_second_confirmation():
         for _ in range(3):
             await pilot.press("down")
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="first confirmation")
+        await wait_for(pilot, lambda: plan_shown(app), what="first confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
         await pilot.press("n")
         await pilot.pause(0.1)
         assert ctl.applied == []
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="first confirmation")
+        await wait_for(pilot, lambda: plan_shown(app), what="first confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
         await pilot.press("y")

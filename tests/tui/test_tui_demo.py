@@ -7,7 +7,7 @@ is left as found (every change is undone); the agent-kill test starts its own sm
 import argparse
 
 import pytest
-from screen import screen_text, wait_for
+from screen import plan_shown, screen_text, wait_for
 
 from asrtop.balancers.base import AdminState
 from asrtop.balancers.haproxy import HAProxyBalancer
@@ -40,7 +40,7 @@ async def go_to(pilot, app, node):
 
 
 async def confirm(pilot, app, *keys):
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+    await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
     await pilot.press(*keys)
 
 

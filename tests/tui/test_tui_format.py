@@ -27,7 +27,7 @@ def test_bar_scales_and_marks_unknown():
 def test_sparkline_width_scale_and_gaps():
     s = sparkline([0, 1, 2, 3, None, 4], width=6, top=4)
     assert len(s) == 6 and s[0] == "▁" and s[-1] == "█" and s[4] == " "
-    assert sparkline([1, 2], width=5) == "   ▅█"
+    assert sparkline([1, 2], width=5) == "▅█   "
     assert sparkline([], width=3) == "   "
 
 

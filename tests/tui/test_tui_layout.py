@@ -91,3 +91,17 @@ async def test_detail_and_model_views_at_80x24():
         await pilot.press("escape", "M")
         await wait_for(pilot, lambda: "MINORITY" in screen_text(app), what="model view")
         assert "node-4" in screen_text(app)
+
+
+async def test_no_color_keeps_every_marker(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app, _ = make_app()
+    assert app.no_color
+    async with app.run_test(size=(160, 45)) as pilot:
+        lines = await settled(pilot, app)
+        svg = app.export_screenshot()
+    text = "\n".join(lines)
+    # meaning survives without colour: minority mark, dead agent, backup, model badge
+    assert DIGEST_B[:7] + "!" in text and "stale" in text and " bk " in text
+    assert "1 node differs" in text
+    assert "#98e024" not in svg.lower()  # the theme's green, used for "ready" when colour is on

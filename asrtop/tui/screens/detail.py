@@ -133,7 +133,8 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: History, audit: 
         if st.agent_version:
             kv("agent", st.agent_version)
         for k, v in sorted(st.versions.items()):
-            kv(k[:14], str(v))
+            if not (k == "agent" and str(v) == st.agent_version):
+                kv(k[:14], str(v))
 
     head("Balancers")
     if not node.servers:

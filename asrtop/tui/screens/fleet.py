@@ -58,7 +58,7 @@ class FleetScreen(Screen):
         if snap is not None:
             self.snapshot = snap
             self.selected &= {n.name for n in snap.nodes}
-        self.query_one(FleetHeader).show(snap, error)
+        self.query_one(FleetHeader).show(snap, error, self.app.draining)
         if self.snapshot is not None:
             self.redraw()
 
