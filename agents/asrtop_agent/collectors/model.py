@@ -29,10 +29,11 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def manifest_digest(lines: Iterable[tuple[str, int, str]]) -> str:
+def manifest_digest(entries: Iterable[tuple[str, int, str]]) -> str:
+    """sha256 over the sorted lines "relpath\tsize\tsha256\n" (code-point order = `LC_ALL=C sort`)."""
     h = hashlib.sha256()
-    for rel, size, digest in sorted(lines):
-        h.update(f"{rel}\t{size}\t{digest}\n".encode())
+    for line in sorted(f"{rel}\t{size}\t{digest}\n" for rel, size, digest in entries):
+        h.update(line.encode())
     return h.hexdigest()
 
 
