@@ -102,10 +102,11 @@ async def _status(args: Any, config, balancers) -> int:
 
 def _parse_value(args: Any) -> int | bool | None:
     if args.command == "weight":
-        try:
-            return int(str(args.weight).strip(), 10)
-        except ValueError:
-            raise _Fail(BAD_INPUT, f"weight must be a whole number, got {args.weight!r}") from None
+        s = str(args.weight).strip()
+        digits = s[1:] if s[:1] in ("+", "-") else s
+        if not (digits.isascii() and digits.isdigit()):  # int() would also take "1_0" and "١٢"
+            raise _Fail(BAD_INPUT, f"weight must be a whole number, got {args.weight!r}")
+        return int(s, 10)
     if args.command == "backup":
         return args.flag == "on"
     return None
