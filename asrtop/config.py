@@ -177,8 +177,11 @@ def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
     if not 0 < timeout <= 60:
         r.fail("timeout", f"must be between 0 and 60 seconds, got {timeout}")
     if kind == "haproxy":
+        # optional `config`: the haproxy.cfg a backup toggle reads server lines from (default: found from
+        # the running process when the socket is local)
         return BalancerConfig(name, kind, socket=r.get("socket", str, required=True),
-                              backend=r.get("backend", str, required=True), timeout=timeout)
+                              backend=r.get("backend", str, required=True), config=r.get("config", str),
+                              timeout=timeout)
     return BalancerConfig(name, kind, config=r.get("config", str, required=True),
                           upstream=r.get("upstream", str, required=True),
                           test_command=r.argv("test_command", BalancerConfig.test_command),

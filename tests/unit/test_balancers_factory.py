@@ -44,3 +44,13 @@ def test_importing_balancers_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_haproxy_config_path_reaches_the_adapter():
+    cfg = parse_config({"balancers": [{"name": "hx", "kind": "haproxy", "socket": "10.0.0.1:9999", "backend": "asr",
+                                       "config": "/etc/haproxy/haproxy.cfg"}]})
+    (hx,) = build_balancers(cfg)
+    assert str(hx.config) == "/etc/haproxy/haproxy.cfg"
+    (plain,) = build_balancers(parse_config({"balancers": [{"name": "hx", "kind": "haproxy", "socket": "/s",
+                                                            "backend": "asr"}]}))
+    assert plain.config is None
