@@ -75,6 +75,13 @@ class ClusterConfig:
     audit_log: Path = field(default_factory=lambda: default_state_dir() / "audit.jsonl")
     prometheus: str | None = None
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Unsafe but valid setups, one line each (e.g. an HAProxy admin socket on TCP off loopback)."""
+        from asrtop.safety import config_warnings
+
+        return config_warnings(self)
+
     def balancer(self, name: str) -> BalancerConfig:
         for b in self.balancers:
             if b.name == name:

@@ -13,7 +13,6 @@ from typing import Mapping, Protocol, Sequence
 from asrtop.balancers.base import Balancer, BalancerError
 from asrtop.config import ClusterConfig, NodeConfig, discover_nodes
 from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
-from asrtop.safety import config_warnings
 
 
 class NodeFactsSource(Protocol):
@@ -57,7 +56,7 @@ class LiveFleetSource:
         agents: Mapping[str, AgentReading] = {}
         if self.facts is not None:
             agents = await self.facts.poll(nodes)
-        return merge(nodes, agents, readings, time.time(), self.config.refresh, config_warnings(self.config))
+        return merge(nodes, agents, readings, time.time(), self.config.refresh, self.config.warnings)
 
     async def close(self) -> None:
         if self.facts is not None:

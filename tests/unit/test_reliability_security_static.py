@@ -78,6 +78,7 @@ def test_warns_about_tcp_admin_socket_off_loopback_and_shows_it_in_status():
     assert config_warnings(cluster("127.0.0.1:9999")) == ()
     cfg = cluster("ipv4@0.0.0.0:9999")
     (warning,) = config_warnings(cfg)
+    assert cfg.warnings == (warning,)
     assert warning.startswith("hx: HAProxy admin socket ipv4@0.0.0.0:9999 is TCP on a non-loopback address")
     # the source carries it into every snapshot (no adapters here: nothing is contacted)
     snap = asyncio.run(LiveFleetSource(cfg, None, []).snapshot())
