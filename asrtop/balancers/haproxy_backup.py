@@ -19,7 +19,13 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from asrtop.balancers.base import AdminState, BalancerError, BalancerRefused, UnsupportedAction
+from asrtop.balancers.base import (
+    AdminState,
+    BalancerError,
+    BalancerRefused,
+    BalancerUnreachable,
+    UnsupportedAction,
+)
 from asrtop.balancers.haproxy_config import (
     ServerLine,
     find_server_line,
@@ -163,10 +169,17 @@ def toggle_backup(b: "HAProxyBalancer", server: str, backup: bool, wait: float) 
         raise type(e)(f"{e} (server left {prev.value}, unchanged)") from None
 
     # From here the server does not exist: every failure must end in a re-created server or say so.
-    answer = b.api.command(plan.add_command(server, backup))
+    try:
+        answer = b.api.command(plan.add_command(server, backup))
+    except BalancerUnreachable as e:
+        raise BalancerError(f"{b.name}: {where} was DELETED, then HAProxy stopped answering ({e}); if it is "
+                            f"still missing, re-add it: {plan.add_command(server, plan.backup)}") from None
     if not first_line(answer).startswith("New server registered"):
         why = first_line(answer)
-        back = b.api.command(plan.add_command(server, plan.backup))
+        try:
+            back = b.api.command(plan.add_command(server, plan.backup))
+        except BalancerUnreachable as e:
+            back = str(e)
         if not first_line(back).startswith("New server registered"):
             raise BalancerError(
                 f"{b.name}: {where} is DELETED: `add server` failed ({why}) and re-adding the original failed "
