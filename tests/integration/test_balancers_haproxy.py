@@ -110,6 +110,8 @@ def test_bad_input_one_clear_line(haproxy_bin, backends, tmp_path):
              "lacks `level admin`"),
             (lambda: HAProxyBalancer("hx", hx.user_socket, "asr").set_state("n1", AdminState.MAINT),
              BalancerRefused, "lacks `level admin`"),
+            (lambda: HAProxyBalancer("hx", hx.user_socket, "asr").set_backup("n1", True), BalancerRefused,
+             "lacks `level admin`"),
             (lambda: HAProxyBalancer("hx", hx.socket, "nosuch").servers(), BalancerRefused, "no backend 'nosuch'"),
             (lambda: HAProxyBalancer("hx", hx.socket, "nosuch").set_weight("n1", 2), BalancerRefused,
              "no backend 'nosuch'"),
