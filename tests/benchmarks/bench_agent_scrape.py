@@ -30,11 +30,15 @@ def scrape(port: int, seconds: float, rate: float = 50.0) -> dict[str, tuple[lis
     period = 1.0 / rate
     next_at = time.perf_counter()
     end = next_at + seconds
+    tick = 0
     while next_at < end:
         now = time.perf_counter()
         if now < next_at:
             time.sleep(next_at - now)
-        for path, conn in conns.items():
+        order = list(conns.items())
+        tick += 1
+        order = order[tick % len(order):] + order[:tick % len(order)]  # each path goes first equally often
+        for path, conn in order:
             t0 = time.perf_counter()
             conn.request("GET", path)
             resp = conn.getresponse()

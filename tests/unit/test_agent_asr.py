@@ -240,3 +240,37 @@ def test_host_collector_reads_psutil_and_reports_failures():
                              virtual_memory=lambda: SimpleNamespace(total=100, available=30))
     h = HostCollector(broken).collect()
     assert h.load1 is None and h.cpu_ratio == 0.1 and "loadavg" in h.error
+
+
+async def test_unreadable_process_keeps_pid_without_relookup(health_server):
+    class Denied(FakeProcess):
+        def memory_info(self):
+            raise PermissionError("denied")
+
+    url, _ = health_server
+    conns = FakeConns()
+    col = AsrCollector(url, psutil_mod=SimpleNamespace(Process=Denied), connections=conns)
+    try:
+        for _ in range(3):
+            snap = await col.collect()
+    finally:
+        await col.close()
+    assert snap.pid == 4242 and snap.process_rss_bytes is None and "not readable" in snap.process_error
+    assert conns.owner_calls == 1
+
+
+async def test_vanished_process_is_looked_up_again(health_server):
+    class Gone(FakeProcess):
+        def cpu_percent(self, interval=None):
+            raise ProcessLookupError(self.pid)
+
+    url, _ = health_server
+    conns = FakeConns()
+    col = AsrCollector(url, psutil_mod=SimpleNamespace(Process=Gone), connections=conns)
+    try:
+        snap = await col.collect()
+        assert snap.pid is None and "vanished" in snap.process_error
+        await col.collect()
+    finally:
+        await col.close()
+    assert conns.owner_calls == 2

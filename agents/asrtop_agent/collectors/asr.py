@@ -131,7 +131,7 @@ class AsrCollector:
         import asyncio
 
         up, latency, error = await self._probe()
-        pid, cpu, rss, conns, perr = await asyncio.to_thread(self._process_facts)
+        pid, cpu, rss, perr, conns = await asyncio.to_thread(self._process_facts)
         if self.counters is not None:
             reqs = self.counters.snapshot()
             in_flight, source = reqs.in_flight, "proxy"
@@ -143,41 +143,38 @@ class AsrCollector:
                        in_flight_source=source, requests=reqs, process_error=perr,
                        python=python, packages=packages)
 
-    def _process_facts(self) -> tuple[int | None, float | None, int | None, int | None, str | None]:
-        """pid, cpu ratio (of one core), rss, established connections, reason when something is absent."""
+    def _process_facts(self) -> tuple[int | None, float | None, int | None, str | None, int | None]:
+        """pid, cpu ratio (of one core), rss, reason when something is absent, established connections."""
         if not self.conns.available():
             return self._process_facts_psutil()
         inode, server, client = self.conns.scan(self.port)
         conns = server if inode is not None else client
         if inode is None:
             self._forget()
-            return None, None, None, conns, f"nothing listens on port {self.port} on this host"
+            return None, None, None, f"nothing listens on port {self.port} on this host", conns
         if inode != self._inode:
             self._forget()
             self._inode = inode
             self._pid = self.conns.owner_of(inode)
         if self._pid is None:
-            return None, None, None, conns, (f"the process listening on port {self.port} is not visible "
-                                             "(run the agent in the ASR's PID namespace or as its user)")
-        return (*self._read_process(), conns, None) if self._proc or self._attach() else (
-            self._pid, None, None, conns, "process vanished")
+            return None, None, None, (f"the process listening on port {self.port} is not visible "
+                                      "(run the agent in the ASR's PID namespace or as its user)"), conns
+        return (*self._read_process(), conns)
 
     def _process_facts_psutil(self):
         # Non-Linux (or no /proc): psutil walks every process; may need privileges.
         try:
             conns = self.psutil.net_connections("tcp")
         except Exception as exc:
-            return None, None, None, None, f"connections not readable: {exc}"
+            return None, None, None, f"connections not readable: {exc}", None
         pid = next((c.pid for c in conns if c.status == "LISTEN" and c.laddr and c.laddr.port == self.port), None)
         n = sum(1 for c in conns if c.status == "ESTABLISHED" and c.laddr and c.laddr.port == self.port)
         if pid != self._pid:
             self._forget()
             self._pid = pid
         if pid is None:
-            return None, None, None, n, f"no visible process listens on port {self.port}"
-        if not (self._proc or self._attach()):
-            return pid, None, None, n, "process vanished"
-        return (*self._read_process(), n, None)
+            return None, None, None, f"no visible process listens on port {self.port}", n
+        return (*self._read_process(), n)
 
     def _forget(self) -> None:
         self._inode = self._pid = self._proc = None
@@ -193,19 +190,26 @@ class AsrCollector:
             self._proc = None
             return False
 
-    def _read_process(self) -> tuple[int | None, float | None, int | None]:
-        self.last_pid = self._pid
+    def _read_process(self) -> tuple[int | None, float | None, int | None, str | None]:
+        """(pid, cpu, rss, error) of the attached process; a vanished one is forgotten (looked up again)."""
+        pid = self.last_pid = self._pid
+        if self._proc is None and not self._attach():
+            self._forget()
+            return None, None, None, "the process listening on the ASR port vanished"
+        gone = getattr(self.psutil, "NoSuchProcess", ProcessLookupError)
         try:
             with self._proc.oneshot():
                 cpu = self._proc.cpu_percent(None) / 100.0
                 rss = int(self._proc.memory_info().rss)
-        except Exception:
+        except gone:
             self._forget()
-            return None, None, None
+            return None, None, None, "the process listening on the ASR port vanished"
+        except Exception as exc:  # AccessDenied: keep the PID (no costly re-lookup), say why the rest is absent
+            return pid, None, None, f"process {pid} not readable: {type(exc).__name__}"
         if not self._cpu_primed:
             self._cpu_primed = True
             cpu = None  # no interval to measure over yet
-        return self.last_pid, cpu, rss
+        return pid, cpu, rss, None
 
 
 def agent_python() -> str:
