@@ -38,7 +38,7 @@ class Backends:
 
     def __init__(self, names: Sequence[str]):
         self.names = list(names)
-        self.ports = {n: free_port() for n in self.names}
+        self.ports: dict[str, int] = {}  # bound to port 0 by the kernel: no race with other tests
         self.hits = {n: 0 for n in self.names}
         self.in_flight = {n: 0 for n in self.names}
         self._loop = asyncio.new_event_loop()
@@ -66,8 +66,9 @@ class Backends:
         for n in self.names:
             runner = web.AppRunner(self._app(n), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.ports[n]).start()
             self._runners.append(runner)
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            self.ports[n] = runner.addresses[0][1]
 
     async def _stop(self) -> None:
         for r in self._runners:
@@ -75,7 +76,11 @@ class Backends:
 
     def start(self) -> "Backends":
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        try:
+            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -184,7 +189,34 @@ def haproxy_config(servers: Sequence[ServerSpec], frontend_port: int, admin_sock
     return "\n".join(lines) + "\n" + extra_sections
 
 
-def start_haproxy(binary: str, tmp_path: Path, servers: Sequence[ServerSpec], *, backend: str = "asr",
+class PortTaken(RuntimeError):
+    """The free port we picked was taken before the process bound it: try again with new ports."""
+
+
+def _retry_ports(start, *args, **kwargs):
+    for attempt in range(3):
+        try:
+            return start(*args, **kwargs)
+        except PortTaken:
+            if attempt == 2:
+                raise
+
+
+def start_haproxy(*args, **kwargs) -> RunningHAProxy:
+    """HAProxy in the foreground (-db) as our child, with admin + user unix sockets (+ tcp admin).
+
+    Arguments: binary, tmp_path, servers (ServerSpec list); keywords: backend="asr", balance="leastconn",
+    tcp_admin=False, backend_extra=() (lines for the backend), extra_sections="" (more config text).
+    """
+    return _retry_ports(_start_haproxy, *args, **kwargs)
+
+
+def start_nginx(*args, **kwargs) -> RunningNginx:
+    """nginx in the foreground as our child (see _start_nginx for the arguments)."""
+    return _retry_ports(_start_nginx, *args, **kwargs)
+
+
+def _start_haproxy(binary: str, tmp_path: Path, servers: Sequence[ServerSpec], *, backend: str = "asr",
                   balance: str = "leastconn", tcp_admin: bool = False, backend_extra: Sequence[str] = (),
                   extra_sections: str = "", timeout: float = 10.0) -> RunningHAProxy:
     """HAProxy in the foreground (-db) as our child, with admin + user unix sockets (+ tcp admin)."""
@@ -218,7 +250,10 @@ def start_haproxy(binary: str, tmp_path: Path, servers: Sequence[ServerSpec], *,
                 pass
         time.sleep(0.02)
     hx.stop()
-    raise RuntimeError(f"haproxy did not start: {log.read_text(errors='replace')[-2000:]}")
+    text = log.read_text(errors="replace")
+    if "Address already in use" in text:
+        raise PortTaken(text[-500:])
+    raise RuntimeError(f"haproxy did not start: {text[-2000:]}")
 
 
 # -- nginx --------------------------------------------------------------------------------------------------
@@ -299,7 +334,7 @@ def nginx_upstream_block(upstream: str, servers: Sequence[ServerSpec], method: s
     return "\n".join(lines) + "\n}\n"
 
 
-def start_nginx(binary: str, tmp_path: Path, upstream_block: str, *, upstream: str = "fun_asr_backend",
+def _start_nginx(binary: str, tmp_path: Path, upstream_block: str, *, upstream: str = "fun_asr_backend",
                 included: bool = True, timeout: float = 10.0) -> RunningNginx:
     """nginx (master + 1 worker) in the foreground (`daemon off`) as our child, everything under tmp.
 
@@ -357,6 +392,8 @@ http {{
         time.sleep(0.02)
     ngx.stop()
     logs = "".join(p.read_text(errors="replace") for p in (prefix / "logs").glob("*.log"))
+    if "Address already in use" in logs:
+        raise PortTaken(logs[-500:])
     raise RuntimeError(f"nginx did not start: {logs[-2000:]}")
 
 
