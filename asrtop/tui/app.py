@@ -196,8 +196,9 @@ class AsrtopApp(App):
                 self._end_drain(name)
                 self.notify(f"{name}: no longer draining (now {node.admin_state})")
                 continue
-            self.draining[name] = node.in_flight
-            if node.in_flight == 0:
+            left = drain_left(snap, name)
+            self.draining[name] = left
+            if left == 0:
                 self._end_drain(name)
                 self.notify(f"{name} is drained: no requests in flight, safe to upgrade", title="drained",
                             timeout=15)
@@ -316,6 +317,16 @@ class AsrtopApp(App):
         files = {name: (r if not isinstance(r, BaseException) else f"{type(r).__name__}: {r}")
                  for name, r in zip(reps, results)}
         screen.set_files(files)
+
+
+def drain_left(snap: FleetSnapshot, node: str) -> int | None:
+    """Requests still on a draining node, counted as `asrtop drain --wait` counts them (the controller's
+    rule: balancer sessions + queue and the agent's in-flight, the larger; unknown is never empty)."""
+    try:
+        from asrtop.control_rules import node_in_flight
+    except ImportError:  # older control layer: the node's own best count
+        return snap.node(node).in_flight
+    return node_in_flight(snap, node)
 
 
 def _known(snap: FleetSnapshot, node: str) -> bool:

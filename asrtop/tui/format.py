@@ -35,8 +35,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("state", "state", 6),
     Column("inflight", "infl", 5),
     Column("rps", "req/s", 5),
-    Column("gpu", "gpu", 9),
-    Column("mem", "gmem", 9),
+    Column("gpu", "gpu", 10),
+    Column("mem", "gmem", 10),
     Column("model", "model", 8),
     Column("weight", "wt", 3),
     Column("backup", "bk", 2),
@@ -51,14 +51,14 @@ COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 
 
 def bar(ratio: float | None, width: int = BAR_WIDTH) -> str:
-    """'███▌  72%': a bar of `width` cells with eighth-blocks, then the percentage; '—' when unknown."""
+    """'███▌   72%': a bar of `width` cells with eighth-blocks, then the percentage; '—' when unknown."""
     if ratio is None:
-        return "—".ljust(width + 4)
+        return "—".ljust(width + 5)
     r = min(max(ratio, 0.0), 1.0)
     eighths = round(r * width * 8)
     full, part = divmod(eighths, 8)
     s = "█" * full + (_BLOCKS[part] if part and full < width else "")
-    return f"{s.ljust(width)}{round(r * 100):>3}%"
+    return f"{s.ljust(width)}{round(r * 100):>4}%"
 
 
 def bar_style(ratio: float | None) -> str:
@@ -210,8 +210,10 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     else:
         model = (short_digest(digest), ctx.group_style.get(digest, ""))
     inflight = node.in_flight
-    if node.name in ctx.draining:
-        infl: Cell = (f"↓{inflight if inflight is not None else '?'}", "bold yellow")
+    if node.name in ctx.draining:  # what the drain watcher counts (the controller's rule), else ours
+        left = ctx.draining[node.name]
+        left = inflight if left is None else left
+        infl: Cell = (f"↓{left if left is not None else '?'}", "bold yellow")
     else:
         infl = (str(inflight) if inflight is not None else "—", "")
     rts = [s.avg_response_seconds for s in node.servers.values() if s.avg_response_seconds is not None]

@@ -87,7 +87,7 @@ async def test_drain_confirm_applies_and_reports_drained():
 
 async def test_modal_opens_before_the_plan_and_cannot_be_confirmed_until_it_arrives():
     app, _, ctl = make()
-    ctl.plan_delay = 1.0
+    ctl.plan_delay = 3.0  # long enough to look at the pending modal even on a loaded machine
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await pilot.press("d")

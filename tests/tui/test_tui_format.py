@@ -17,8 +17,8 @@ def cells_of(snap, name, **kw):
 
 
 def test_bar_scales_and_marks_unknown():
-    assert bar(0.0) == "     " + "  0%"
-    assert bar(1.0) == "█████100%"
+    assert bar(0.0) == "     " + "   0%"
+    assert bar(1.0) == "█████ 100%"
     assert bar(0.5).startswith("██▌")
     assert bar(None).startswith("—")
     assert bar(7.0) == bar(1.0)  # clamped, never wider than its column
@@ -45,7 +45,9 @@ def test_row_marks_minority_model_and_greys_dead_agent():
 def test_row_shows_drain_progress_selection_and_mixed_state():
     snap = FakeFleet(3).build()
     drained = cells_of(snap, "node-2", draining={"node-2": 4}, selected={"node-2"})
-    assert drained["inflight"][0] == f"↓{snap.node('node-2').in_flight}"
+    assert drained["inflight"][0] == "↓4"  # what the drain watcher counted
+    unknown = cells_of(snap, "node-2", draining={"node-2": None})
+    assert unknown["inflight"][0] == f"↓{snap.node('node-2').in_flight}"  # not counted yet: the node's own
     assert drained["sel"][0] == "●"
     drained = cells_of(with_admin(snap, "node-2", AdminState.DRAIN), "node-2")
     assert drained["state"][0] == "drain"
