@@ -192,7 +192,7 @@ def test_backup_toggle_keeps_every_other_parameter(haproxy_bin, backends, tmp_pa
         assert [r["srv_name"] for r in state_rows(hx).values()] == ["n2", "n1", "n3"]
 
 
-def test_backup_toggle_over_tcp_uses_running_values(haproxy_bin, backends, tmp_path):
+def test_backup_toggle_over_tcp(haproxy_bin, backends, tmp_path):
     with start_haproxy(haproxy_bin, tmp_path, backends.specs(n2={"check": True, "extra": "rise 2 fall 4"}),
                        tcp_admin=True) as hx:
         b = HAProxyBalancer("hx", hx.tcp_socket, hx.backend, config=None)
@@ -280,3 +280,21 @@ def test_failure_after_delete_re_adds_original(haproxy_bin, backends, tmp_path, 
         # the printed command is the one that restores it
         hand = str(info.value).split("re-add it by hand: ", 1)[1].replace(" bogus 1", "")
         assert hx.command(hand).strip() == "New server registered."
+
+
+def test_backup_toggle_config_path_and_ssl(haproxy_bin, backends, tmp_path, monkeypatch):
+    import asrtop.balancers.haproxy_backup as hb
+
+    # as for a HAProxy on another host: its process (and so its -f file) cannot be seen from here
+    monkeypatch.setattr(hb, "running_config_paths", lambda pid: [])
+    specs = backends.specs(n1={"check": True, "extra": "inter 300 slowstart 1s"},
+                           n2={"extra": "ssl verify none"})
+    with start_haproxy(haproxy_bin, tmp_path, specs, tcp_admin=True) as hx:
+        remote = HAProxyBalancer("hx", hx.tcp_socket, hx.backend)
+        assert " inter 300" not in Plan(remote, "n1").add_command("n1", True)  # no file: runtime values only
+        with pytest.raises(UnsupportedAction, match="uses ssl.*haproxy.cfg path"):
+            remote.set_backup("n2", True)
+        given = HAProxyBalancer("hx", hx.tcp_socket, hx.backend, config=hx.config_path)
+        assert " inter 300 slowstart 1s" in Plan(given, "n1").add_command("n1", True)
+        given.set_backup("n2", True)  # with the file, the ssl words are carried
+        assert (stat_row(hx, "n2")["bck"], state_rows(hx)["n2"]["srv_use_ssl"]) == ("1", "1")
