@@ -1,6 +1,10 @@
 """Budget: /metrics and /v1/status p99 <= 2 ms at 50 scrapes/s from loopback (served from the snapshot).
 
-    .venv/bin/python tests/benchmarks/bench_agent_scrape.py [seconds, default 30]
+    .venv/bin/python tests/benchmarks/bench_agent_scrape.py [seconds, default 30] [--nice]
+
+--nice (root) runs the agent and this client at nice -10, to take the CPU contention of other tenants
+of a shared machine out of the tail; /healthz (a constant 3-byte body) is scraped alongside as the
+machine's own baseline either way.
 
 Starts a simulated FunASR node and the agent (1 s interval, ASR probe on, --gpu simulated, a model dir),
 then scrapes each endpoint at a steady 50/s over one keep-alive connection and prints latency percentiles.
@@ -53,7 +57,9 @@ def scrape(port: int, seconds: float, rate: float = 50.0) -> dict[str, tuple[lis
 
 
 def main() -> int:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
+    nice = "--nice" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--nice"]
+    seconds = float(args[0]) if args else 30.0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = tmp / "model"
@@ -64,8 +70,11 @@ def main() -> int:
                                          "--interval", os.environ.get("BENCH_INTERVAL", "1s")) as ag:
             wait_status(ag.url, lambda b: b["model"]["state"] == "ok")
             port = int(ag.url.rsplit(":", 1)[1])
+            if nice:
+                os.setpriority(os.PRIO_PROCESS, ag.pid, -10)
+                os.setpriority(os.PRIO_PROCESS, 0, -10)
             print(f"agent pid {ag.pid}; {seconds:g} s, 50 scrapes/s per endpoint, one keep-alive connection each; "
-                  f"load average before: {os.getloadavg()[0]:.2f}")
+                  f"load average before: {os.getloadavg()[0]:.2f}{'; agent and client at nice -10' if nice else ''}")
             ok = True
             for path, (lat, size) in scrape(port, seconds).items():
                 p99 = pct(lat, 0.99)

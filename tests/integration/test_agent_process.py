@@ -70,6 +70,18 @@ def test_agent_reports_simnode_model_and_simulated_gpu(tmp_path):
         assert httpx.get(ag.url + "/healthz", timeout=5).status_code == 200
 
 
+def test_asr_restart_is_followed(tmp_path):
+    port = free_port()
+    with simnode(tmp_path, port=port) as first, agent(tmp_path, first.url, "--gpu", "none", "--interval", "200ms") as ag:
+        wait_status(ag.url, lambda b: b["asr"]["pid"] == first.pid)
+        first.stop()
+        down = wait_status(ag.url, lambda b: b["asr"]["up"] is False and b["asr"]["pid"] is None)
+        assert "nothing listens" in down["asr"]["process_error"]
+        with simnode(tmp_path, port=port) as second:
+            back = wait_status(ag.url, lambda b: b["asr"]["up"] is True and b["asr"]["pid"] == second.pid)
+            assert back["asr"]["process_rss_bytes"] > 0
+
+
 def test_hostile_node_never_crashes_the_agent(tmp_path):
     model = tmp_path / "model"
     model.mkdir()

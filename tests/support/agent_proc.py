@@ -54,8 +54,8 @@ class Proc:
 
 
 @contextmanager
-def simnode(tmp: Path, **opts):
-    port = free_port()
+def simnode(tmp: Path, port: int | None = None, **opts):
+    port = port or free_port()
     argv = [sys.executable, "-m", "asrtop.demo.simnode", "--port", str(port)]
     for k, v in opts.items():
         argv += [f"--{k.replace('_', '-')}", str(v)]
