@@ -299,3 +299,24 @@ async def test_detail_model_help_and_palette():
         await pilot.press("escape")
         hits = [h.text async for h in FleetCommands(app.screen).search("drain")]
         assert "Drain selected node(s)" in hits
+
+
+async def test_failing_controller_is_a_notification_and_source_is_closed_on_exit():
+    app, fleet, ctl = make()
+
+    def broken(action, force=False):
+        raise RuntimeError("socket vanished")
+
+    ctl.apply = broken
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any("socket vanished" in n.message for n in app._notifications),
+                       what="error notification")
+        assert not app.action_busy and app.is_running
+        await pilot.press("d")  # the console still takes actions
+        await wait_for(pilot, lambda: plan_shown(app), what="next confirmation")
+        await pilot.press("n")
+    assert fleet.closed
