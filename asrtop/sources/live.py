@@ -13,6 +13,7 @@ from typing import Mapping, Protocol, Sequence
 from asrtop.balancers.base import Balancer, BalancerError
 from asrtop.config import ClusterConfig, NodeConfig, discover_nodes
 from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
+from asrtop.reload_watch import ReloadWatch
 
 
 class NodeFactsSource(Protocol):
@@ -38,6 +39,7 @@ class LiveFleetSource:
         self.config = config
         self.facts = facts
         self.balancers = list(balancers)
+        self.reload_watch = ReloadWatch(config.audit_log)
 
     async def read_balancers(self) -> list[BalancerReading]:
         return list(await asyncio.gather(*(read_balancer(b) for b in self.balancers)))
@@ -56,7 +58,18 @@ class LiveFleetSource:
         agents: Mapping[str, AgentReading] = {}
         if self.facts is not None:
             agents = await self.facts.poll(nodes)
-        return merge(nodes, agents, readings, time.time(), self.config.refresh, self.config.warnings)
+        notes = (*self.config.warnings, *await self.lost_runtime_changes(readings))
+        return merge(nodes, agents, readings, time.time(), self.config.refresh, notes)
+
+    async def lost_runtime_changes(self, readings: Sequence[BalancerReading]) -> list[str]:
+        """HAProxy restarted/reloaded since asrtop changed it, and the change is gone (asrtop.reload_watch)."""
+        servers = {r.name: r.servers for r in readings if r.reachable}
+        try:
+            if not self.reload_watch.desired():  # nothing asrtop changed: no `show info` round trips
+                return []
+            return await asyncio.to_thread(self.reload_watch.notes, self.balancers, servers)
+        except Exception as e:  # a note must never take the console down
+            return [f"cannot check for lost runtime changes: {type(e).__name__}: {e}"]
 
     async def close(self) -> None:
         if self.facts is not None:
