@@ -1,6 +1,8 @@
 """Budget: agent RSS <= 45 MB and CPU <= 1 % of one core at a 1 s interval (no GPU, ASR probe on).
 
-    .venv/bin/python tests/benchmarks/bench_agent_resources.py [seconds, default 30]
+    .venv/bin/python tests/benchmarks/bench_agent_resources.py [seconds, default 30] [--gpu nvml|none]
+
+--gpu nvml (the default mode) on a machine without a driver imports pynvml and reports gpu_source "none".
 
 Starts a simulated FunASR node and the agent (--gpu none, --interval 1s, a 12-file model dir), lets it
 warm up, then samples the agent process with psutil: CPU = (user+system time delta) / wall time, RSS max.
@@ -23,14 +25,19 @@ from support.agent_proc import agent, simnode, wait_status
 
 
 def main() -> int:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
+    args = sys.argv[1:]
+    gpu = "none"
+    if "--gpu" in args:
+        gpu = args.pop(args.index("--gpu") + 1)
+        args.remove("--gpu")
+    seconds = float(args[0]) if args else 30.0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = tmp / "model"
         model.mkdir()
         for i in range(12):
             (model / f"part-{i}.bin").write_bytes(os.urandom(200_000))
-        with simnode(tmp) as node, agent(tmp, node.url, "--model-dir", str(model), "--gpu", "none",
+        with simnode(tmp) as node, agent(tmp, node.url, "--model-dir", str(model), "--gpu", gpu,
                                          "--interval", "1s") as ag:
             wait_status(ag.url, lambda b: b["model"]["state"] == "ok" and b["asr"]["up"])
             proc = psutil.Process(ag.pid)
@@ -49,7 +56,8 @@ def main() -> int:
             body = httpx.get(ag.url + "/v1/status", timeout=5).json()
             uss = proc.memory_full_info().uss
     mb = 1024 * 1024
-    print(f"agent over {wall:.1f} s at 1 s interval (ASR probe on, --gpu none, {body['model']['files']} model files)")
+    print(f"agent over {wall:.1f} s at 1 s interval (ASR probe on, --gpu {gpu} -> gpu_source {body['gpu_source']}, "
+          f"{body['model']['files']} model files)")
     print(f"CPU: {cpu * 100:.3f} % of one core   budget <= 1 %: {'OK' if cpu <= 0.01 else 'OVER'}")
     print(f"RSS: max {max(rss) / mb:.1f} MiB, median {pct(rss, 0.5) / mb:.1f} MiB, USS {uss / mb:.1f} MiB   "
           f"budget <= 45 MB: {'OK' if max(rss) <= 45e6 else 'OVER'}")
