@@ -53,7 +53,10 @@ class _LoadThread:
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise KeyboardInterrupt  # unwinds through `with cluster`, which stops every child
+    # Once: unwind through `with cluster` (which stops every child); a repeated SIGTERM while stopping
+    # must not interrupt the clean-up itself.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def run_demo(args: Any) -> int:
