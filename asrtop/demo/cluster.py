@@ -340,6 +340,40 @@ class DemoCluster:
         n.proc.wait(5)
         return n.proc.pid
 
+    def restart_node(self, i: int, timeout: float = 15.0) -> int:
+        """Start node i's ASR process again (same port, same model dir) after kill_node; returns the new pid."""
+        n = self.nodes[i]
+        if n.proc is not None and n.proc.poll() is None:
+            raise DemoError(f"{n.name} is still running (pid {n.proc.pid}); kill_node() it first")
+        if n.proc is not None and self._watchdog:
+            self._watchdog.forget(n.proc.pid)
+        self._start_node(n)
+        deadline = time.monotonic() + timeout
+        while _get_json(n.url + "/health") is None:
+            self._check_alive(f"{n.name} simnode", n.proc, f"{n.name}.log")
+            if time.monotonic() > deadline:
+                raise DemoError(f"{n.name} did not answer /health within {timeout:.0f} s after restart")
+            time.sleep(0.03)
+        return n.proc.pid
+
+    def fault(self, i: int, *, error_rate: float | None = None, slowdown: float | None = None,
+              crash: bool = False) -> dict:
+        """Set node i's fault knobs through its demo-only POST /_sim/fault; returns the node's answer."""
+        body: dict = {}
+        if error_rate is not None:
+            body["error_rate"] = error_rate
+        if slowdown is not None:
+            body["slowdown"] = slowdown
+        if crash:
+            body["crash"] = True
+        req = urllib.request.Request(self.nodes[i].url + "/_sim/fault", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise DemoError(f"{self.nodes[i].name} refused the fault {body}: {e.read().decode(errors='replace')}") from None
+
     def server_states(self) -> dict[str, dict[str, str]]:
         return server_states(self.admin_socket)
 

@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from asrtop.agentstatus import parse_status
+from asrtop.demo.audio import speech_like_wav
 from asrtop.demo.cluster import MAX_NODES, DemoCluster, DemoError
 from asrtop.demo.load import LoadGenerator
 
@@ -123,8 +124,6 @@ def test_requests_through_haproxy_land_on_several_nodes_with_one_answer_each(dem
 
 
 def test_gradio_and_openai_endpoints_through_haproxy(demo_cluster, tmp_path):
-    from asrtop.demo.audio import speech_like_wav
-
     wav = speech_like_wav(5, seed=9)
     path = tmp_path / "clip.wav"
     path.write_bytes(wav)
@@ -231,3 +230,22 @@ def test_cluster_started_from_a_short_lived_thread_keeps_its_children(wheel_hapr
     finally:
         c.stop()
     assert all(gone(p) for p in c.pids())
+
+
+def test_fault_knobs_and_restart_through_the_cluster_api(wheel_haproxy_bin):
+    with DemoCluster(nodes=2, haproxy_bin=wheel_haproxy_bin, agents=False, rtf=0.01) as c:
+        assert c.fault(0, error_rate=1.0) == {"error_rate": 1.0, "slowdown": 1.0}
+        with pytest.raises(DemoError, match="refused the fault"):
+            c.fault(0, error_rate=5)
+        r = httpx.post(c.nodes[0].url + "/asr", files={"file": ("a.wav", speech_like_wav(5, seed=4))}, timeout=30)
+        assert r.status_code == 500
+        c.fault(0, error_rate=0.0)
+        old = c.nodes[0].pid
+        c.fault(0, crash=True)
+        assert wait_for(lambda: c.nodes[0].proc.poll() is not None)
+        assert wait_for(lambda: c.server_states()["node-1"]["status"].startswith("DOWN"))
+        new = c.restart_node(0)
+        assert new != old and c.nodes[0].pid == new
+        assert wait_for(lambda: c.server_states()["node-1"]["status"] == "UP")
+        pids = c.pids()
+    assert all(gone(p) for p in pids)
