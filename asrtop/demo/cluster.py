@@ -120,13 +120,15 @@ def _get_json(url: str, timeout: float = 0.5) -> dict | None:
 class DemoCluster:
     def __init__(self, nodes: int = 4, *, agents: bool | None = None, slots: int = 8, queue: int = 64,
                  rtf: float = 0.1, check_inter_ms: int = 500, agent_interval: str = "1s",
-                 start_timeout: float = 30.0, haproxy_bin: str | None = None,
+                 start_timeout: float | None = None, haproxy_bin: str | None = None,
                  progress: Callable[[str], None] | None = None):
         """agents=None starts agents when the agent package is installed; True requires them."""
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
             raise DemoError(f"--nodes must be between 1 and {MAX_NODES}, got {nodes}")
         self.nodes_count, self.agents, self.slots, self.queue, self.rtf = nodes, agents, slots, queue, rtf
-        self.check_inter_ms, self.agent_interval, self.start_timeout = check_inter_ms, agent_interval, start_timeout
+        # every node and agent is a Python process starting at once: allow more time for big demos
+        self.start_timeout = start_timeout if start_timeout is not None else 20.0 + 1.0 * nodes
+        self.check_inter_ms, self.agent_interval = check_inter_ms, agent_interval
         self.haproxy_bin, self.progress = haproxy_bin, progress
         self.nodes: list[DemoNode] = []
         self.workdir: Path | None = None

@@ -1,0 +1,47 @@
+"""`asrtop demo` glue: the status fallback when the console is missing, and headless output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asrtop.demo import run as demo_run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_console_fallback_prints_status_every_second(demo_cluster, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "asrtop.tui.run", None)  # the console is not installed
+    ticks = []
+
+    def fake_sleep(s):
+        ticks.append(s)
+        if len(ticks) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_run.time, "sleep", fake_sleep)
+    with pytest.raises(KeyboardInterrupt):
+        demo_run._console(demo_cluster)
+    out = capsys.readouterr().out
+    assert ticks == [1.0, 1.0] and out.count("(Ctrl+C stops the demo)") == 2
+    for n in demo_cluster.nodes:
+        assert n.name in out
+
+
+def test_headless_prints_load_report_and_node_counts(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "asrtop.cli", "demo", "--headless", "--nodes", "2", "--load", "3",
+                        "--duration", "2"], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert "starting 2 nodes..." in r.stderr and "ready in" in r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("load: ") and ", failures none" in lines[0]
+    sent = int(lines[0].split()[1])
+    rows = {ln.split()[0]: ln.split() for ln in lines if ln.startswith("node-")}
+    assert set(rows) == {"node-1", "node-2"}
+    assert rows["node-1"][1] == "UP" and "(backup)" in " ".join(rows["node-2"])
+    assert sum(int(v[2]) for v in rows.values()) == sent  # every request reached exactly one node
