@@ -15,11 +15,13 @@ the Prometheus scrape interval, or every node looks stale between scrapes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
+import re
 import time
 from collections import defaultdict
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -40,17 +42,31 @@ from asrtop.config import NodeConfig
 from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
 from asrtop.sources.agents import describe_error
 
-# One selector per group keeps the answer small: no histogram buckets, no per-collector health series.
-NODE_SERIES = ("node_info|host_.+|service_.+|requests_total|request_duration_seconds_sum"
-               "|request_received_bytes_total|response_sent_bytes_total|audio_seconds_total"
-               "|model_info|model_dir_info|model_files|model_bytes|agent_last_collect_timestamp_seconds")
+# Prometheus' cost is per series returned, so a round asks for what changes every second ("fast": ~10
+# series per node) and the details (totals, limits, labels, latency and byte counters) for one tenth of
+# the instances only, chosen by the last digit of their `instance` label: every node's details are at most
+# DETAIL_SLICES rounds old, and a node whose model state changed, or that is new, gets them at once.
+FAST_SERIES = ("service_up|service_in_flight_requests|host_cpu_ratio|host_load1|gpu_utilization_ratio"
+               "|gpu_memory_used_bytes|requests_total")
+DETAIL_SERIES = ("host_load5|host_load15|host_memory_used_bytes|host_memory_total_bytes|service_probe_latency_seconds"
+                 "|service_process_cpu_ratio|service_process_resident_memory_bytes|request_duration_seconds_sum"
+                 "|request_received_bytes_total|response_sent_bytes_total|audio_seconds_total|model_info"
+                 "|model_dir_info|model_files|model_bytes|gpu_info|gpu_memory_total_bytes|gpu_temperature_celsius"
+                 "|gpu_power_watts|gpu_power_limit_watts|gpu_process_memory_bytes")
+DETAIL_SLICES = 10
 QUERIES = {
-    "node": f'{{__name__=~"asr_({NODE_SERIES})"}}',
-    "gpu": '{__name__=~"asr_gpu_.+"}',
+    "fast": f'{{__name__=~"asr_({FAST_SERIES})"}}',
     "state": "asr_model_state == 1",  # only the current state's series
-    "ts": "timestamp(asr_node_info)",  # when Prometheus last scraped each agent
-    "up": "up",
+    "ts": "timestamp(asr_node_info)",  # when Prometheus last scraped each agent, with the node's identity labels
+    "down": "up == 0",  # targets Prometheus cannot scrape (their asr_* series are gone)
+    "detail": f'{{__name__=~"asr_({DETAIL_SERIES})",instance=~"{{instances}}"}}',
 }
+
+
+def _regex_literal(text: str) -> str:
+    """`text` as a PromQL regex matching itself, escaped for a double-quoted PromQL string."""
+    return re.escape(text).replace("\\", "\\\\").replace('"', '\\"')
+
 
 Series = list[tuple[dict, float | None]]  # (labels, value) per series of one metric
 
@@ -67,6 +83,7 @@ def _value(raw: Any) -> float | None:
     return v if math.isfinite(v) else None  # NaN/Inf are "unavailable", never a number
 
 
+@functools.lru_cache(maxsize=65536)
 def instance_of_url(url: str | None) -> str | None:
     """host:port of an agent URL, as Prometheus' default `instance` label writes it."""
     if not url:
@@ -93,6 +110,9 @@ class PrometheusSource:
         self._readings: dict[str, AgentReading] = {}
         self._instance: dict[str, str] = {}  # node name -> instance, remembered while its series vanish
         self.last_query_seconds: float | None = None
+        self._round = 0
+        self._details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series
+        self._states: dict[str, str | None] = {}  # instance -> model state last round
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -100,6 +120,8 @@ class PrometheusSource:
                 connector=aiohttp.TCPConnector(limit=len(QUERIES) * 2, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers={"Accept": "application/json", "User-Agent": "asrtop"},
+                auto_decompress=False,  # loopback/LAN: gzip of megabytes costs Prometheus more than it saves
+                skip_auto_headers=("Accept-Encoding",),
             )
         return self._session
 
@@ -138,22 +160,48 @@ class PrometheusSource:
             raise PrometheusError(f"Prometheus at {self.url}: query {promql!r} did not return a vector")
         return data["result"]
 
+    def _detail_query(self, instances: Iterable[str] | None) -> str:
+        """Details of these instances; None: this round's slice (everybody's on the first round)."""
+        if instances is not None:
+            selector = "|".join(_regex_literal(i) for i in sorted(instances))
+        else:
+            selector = f".*{self._round % DETAIL_SLICES}" if self._details else ".+"
+        return QUERIES["detail"].replace("{instances}", selector)
+
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         t0 = time.perf_counter()
+        queries = {**QUERIES, "detail": self._detail_query(None)}
         try:
-            answers = await asyncio.gather(*(self.query(q) for q in QUERIES.values()))
+            answers = await asyncio.gather(*(self.query(q) for q in queries.values()))
+            results = dict(zip(queries, answers))
+            fetched = group_by_instance(results["detail"])
+            # a node that is new or whose model changed state gets its details (digest!) in this round
+            changed = self._changed(group_by_instance(results["state"]), results["ts"]) - set(fetched)
+            if changed:
+                query = self._detail_query(changed) if len(changed) <= 100 else QUERIES["detail"].replace(
+                    "{instances}", ".+")
+                fetched.update(group_by_instance(await self.query(query)))
+                for inst in changed:
+                    fetched.setdefault(inst, {})  # an agent without detail series is not asked again
         except PrometheusError as e:
             return self._all_failed(nodes, str(e))
+        self._round += 1
         self.last_query_seconds = time.perf_counter() - t0
-        results = dict(zip(QUERIES, answers))
-        by_instance = group_by_instance(results["node"], results["gpu"], results["state"])
-        stamps = {r["metric"].get("instance"): _value(r["value"]) for r in results["ts"]}
-        up = {r["metric"].get("instance"): _value(r["value"]) for r in results["up"]}
+        for inst, metrics in fetched.items():
+            self._details[inst] = metrics  # the answer holds every detail series of the instance
+        by_instance = group_by_instance(results["fast"], results["state"])
+        stamps: dict[str, float | None] = {}
         instance_by_node_label: dict[str, str] = {}
-        for inst, metrics in by_instance.items():
-            for labels, _ in metrics.get("asr_node_info", ()):
-                if labels.get("node"):
-                    instance_by_node_label.setdefault(labels["node"], inst)
+        for r in results["ts"]:  # timestamp() keeps asr_node_info's labels, so it doubles as node info
+            labels = r["metric"]
+            inst = labels.get("instance")
+            if inst is None:
+                continue
+            stamps[inst] = _value(r["value"])
+            by_instance[inst]["asr_node_info"] = [(labels, 1.0)]
+            if labels.get("node"):
+                instance_by_node_label.setdefault(labels["node"], inst)
+        down = {r["metric"].get("instance") for r in results["down"]}
         now = time.time()
         fresh: dict[str, AgentReading] = {}
         for cfg in nodes:
@@ -163,21 +211,37 @@ class PrometheusSource:
             if inst is None:
                 continue  # no agent URL and no series naming it: nothing to say about this node
             self._instance[cfg.name] = inst
-            fresh[cfg.name] = self._reading(cfg, inst, by_instance.get(inst), stamps.get(inst), up.get(inst), now,
+            metrics = by_instance.get(inst)
+            if metrics is not None:
+                metrics = {**self._details.get(inst, {}), **metrics}
+            fresh[cfg.name] = self._reading(cfg, inst, metrics, stamps.get(inst), inst in down, now,
                                             self.last_query_seconds)
         self._readings = fresh
         return dict(fresh)
 
+    def _changed(self, states: Mapping[str, Mapping[str, Series]], ts: list[dict]) -> set[str]:
+        """Instances scraped now whose details are missing or whose model state differs from last round."""
+        changed = set()
+        for r in ts:
+            inst = r["metric"].get("instance")
+            if inst is None:
+                continue
+            series = states.get(inst, {}).get("asr_model_state", ())
+            state = next((labels.get("state") for labels, _ in series), None)
+            if inst not in self._details or self._states.get(inst, state) != state:
+                changed.add(inst)
+            self._states[inst] = state
+        return changed
+
     def _reading(self, cfg: NodeConfig, inst: str, metrics: dict[str, Series] | None, stamp: float | None,
-                 up: float | None, now: float, latency: float) -> AgentReading:
+                 down: bool, now: float, latency: float) -> AgentReading:
         url = cfg.agent or f"prometheus:{inst}"
         prev = self._readings.get(cfg.name)
-        if up == 0:
+        if down:
             return self._failed(url, prev, f"Prometheus cannot scrape {inst} (up == 0)")
         if not metrics or "asr_node_info" not in metrics:
-            what = "no asr_* series" if up is None else "target up but no asr_node_info"
-            return self._failed(url, prev, f"Prometheus has {what} for {inst} (node {cfg.name})")
-        status = build_status(cfg.name, metrics)
+            return self._failed(url, prev, f"Prometheus has no asr_* series for {inst} (node {cfg.name})")
+        status = build_status(cfg.name, metrics, stamp)
         if stamp is not None and now - stamp > STALE_AFTER_MISSED * self.refresh:
             return AgentReading(url, status, stamp, f"Prometheus' last sample of {inst} is {now - stamp:.0f}s old",
                                 latency)
@@ -223,13 +287,16 @@ def _int(v: float | None) -> int | None:
     return None if v is None else int(v)
 
 
+GPU_METRICS = ("asr_gpu_info", "asr_gpu_utilization_ratio", "asr_gpu_memory_used_bytes", "asr_gpu_memory_total_bytes",
+               "asr_gpu_temperature_celsius", "asr_gpu_power_watts", "asr_gpu_power_limit_watts",
+               "asr_gpu_process_memory_bytes")
+
+
 def _gpus(metrics: Mapping[str, Series]) -> tuple[GpuReading, ...]:
     by_gpu: dict[str, dict[str, Any]] = defaultdict(dict)
     procs: dict[str, list[GpuProcess]] = defaultdict(list)
-    for name, series in metrics.items():
-        if not name.startswith("asr_gpu_"):
-            continue
-        for labels, v in series:
+    for name in GPU_METRICS:
+        for labels, v in metrics.get(name, ()):
             g = labels.get("gpu")
             if g is None:
                 continue
@@ -239,14 +306,14 @@ def _gpus(metrics: Mapping[str, Series]) -> tuple[GpuReading, ...]:
                 d["name"] = labels.get("name")
             elif name == "asr_gpu_process_memory_bytes":
                 pid = labels.get("pid", "")
-                if pid.isdigit():
+                if pid.isascii() and pid.isdigit():
                     procs[g].append(GpuProcess(int(pid), labels.get("process"), _int(v)))
             else:
                 d[name] = v
     gpus = []
     for g, d in by_gpu.items():
         gpus.append(GpuReading(
-            index=int(g) if g.isdigit() else len(gpus),
+            index=int(g) if g.isascii() and g.isdigit() else len(gpus),
             uuid=d.get("uuid"),
             name=d.get("name"),
             utilization_ratio=d.get("asr_gpu_utilization_ratio"),
@@ -291,8 +358,11 @@ def _model(metrics: Mapping[str, Series]) -> ModelReading:
                         None, dirs)
 
 
-def build_status(node: str, metrics: Mapping[str, Series]) -> AgentStatus:
-    """An AgentStatus from one instance's series; what metrics do not carry stays None."""
+def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | None = None) -> AgentStatus:
+    """An AgentStatus from one instance's series; what metrics do not carry stays None.
+
+    collected_at is the agent's own collection time when the series carry it, else when Prometheus
+    scraped it (the per-round queries leave that series out: the scrape time is within an interval)."""
     info = metrics["asr_node_info"][0][0]
     gpu_source = info.get("gpu_source")
     in_flight_series = metrics.get("asr_service_in_flight_requests") or []
@@ -304,7 +374,7 @@ def build_status(node: str, metrics: Mapping[str, Series]) -> AgentStatus:
     return AgentStatus(
         node=info.get("node") or node,
         agent_version=version,
-        collected_at=_one(metrics, "asr_agent_last_collect_timestamp_seconds"),
+        collected_at=_one(metrics, "asr_agent_last_collect_timestamp_seconds") or scraped_at,
         interval_seconds=None,
         host=HostReading(
             cpu_ratio=_one(metrics, "asr_host_cpu_ratio"), load1=_one(metrics, "asr_host_load1"),

@@ -28,6 +28,7 @@ class SynthNode:
     gpu_util: float = 0.62
     gpu_mem_used: int = 9 * 2**30
     gpu_mem_total: int = 24 * 2**30
+    temperature: float = 61.0
     requests: dict = field(default_factory=lambda: {"2xx": 1200, "4xx": 3, "5xx": 1})
     collected_at: float | None = None
 
@@ -48,7 +49,7 @@ class SynthNode:
                 "index": 0, "uuid": f"GPU-{self.index:08x}-5d28-e820-9ec2-be7c00000000",
                 "name": "NVIDIA A10", "utilization_ratio": self.gpu_util,
                 "memory_used_bytes": self.gpu_mem_used, "memory_total_bytes": self.gpu_mem_total,
-                "temperature_celsius": 61.0, "power_watts": 118.5, "power_limit_watts": 150.0,
+                "temperature_celsius": self.temperature, "power_watts": 118.5, "power_limit_watts": 150.0,
                 "processes": [{"pid": 4242, "name": "python", "gpu_memory_bytes": self.gpu_mem_used - 2**28}],
             }],
             "asr": {
@@ -82,7 +83,7 @@ class SynthNode:
             f"asr_gpu_utilization_ratio{{{g}}} {self.gpu_util}",
             f"asr_gpu_memory_used_bytes{{{g}}} {self.gpu_mem_used}",
             f"asr_gpu_memory_total_bytes{{{g}}} {self.gpu_mem_total}",
-            f"asr_gpu_temperature_celsius{{{g}}} 61.0",
+            f"asr_gpu_temperature_celsius{{{g}}} {self.temperature}",
             f"asr_gpu_power_watts{{{g}}} 118.5",
             f"asr_gpu_power_limit_watts{{{g}}} 150.0",
             f'asr_gpu_process_memory_bytes{{{g},pid="4242",process="python"}} {self.gpu_mem_used - 2**28}',
