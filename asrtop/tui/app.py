@@ -63,7 +63,8 @@ class AsrtopApp(App):
 
     def __init__(self, source: Any, controller: Any = None, *, cluster: str = "asrtop", refresh: float = 1.0,
                  read_only: bool = False, min_ready: int = 1, audit: Any = None,
-                 model_files: ModelFiles | None = None, max_weight: int = 256, close_source: bool = True):
+                 model_files: ModelFiles | None = None, max_weight: int = 256, min_weight: int = 0,
+                 close_source: bool = True):
         super().__init__()
         self.source = source
         self.controller = controller
@@ -74,6 +75,7 @@ class AsrtopApp(App):
         self.audit = audit
         self.model_files = model_files
         self.max_weight = max_weight
+        self.min_weight = min_weight
         self.close_source = close_source
         self.snapshot: FleetSnapshot | None = None
         self.history = History(size=max(60, int(300 / max(refresh, 0.1))))
@@ -230,7 +232,8 @@ class AsrtopApp(App):
         value: int | bool | None = None
         if kind == "weight":
             current = snap.node(nodes[0]).weight if snap and len(nodes) == 1 and _known(snap, nodes[0]) else None
-            value = await self.push_screen_wait(WeightScreen(list(nodes), current, 0, self.max_weight))
+            value = await self.push_screen_wait(
+                WeightScreen(list(nodes), current, self.min_weight, self.max_weight))
             if value is None:
                 return
         actions = []
@@ -247,7 +250,7 @@ class AsrtopApp(App):
         try:
             plans: list[Plan] = list(await asyncio.gather(*(call(self.controller.plan, a) for a in actions)))
         except Exception as e:  # the plan could not be made: say why, change nothing
-            confirm.set_plan([f"cannot plan {kind}: {type(e).__name__}: {e}"], "nothing will be sent")
+            confirm.set_plan([f"cannot plan {kind}: {type(e).__name__}: {e}"], "nothing will be sent", False)
             await answer
             return
         lines = [p.consequence for p in plans if p.consequence] + [f"  {c}" for p in plans for c in p.changes]
@@ -256,7 +259,9 @@ class AsrtopApp(App):
             together = guardrail_refusal(snap, nodes, self.min_ready)  # each alone may pass, all at once not
             if together:
                 refusals.append(together)
-        confirm.set_plan(lines, "\n".join(refusals) or None)
+        # Only a guardrail refusal ("refused") may be forced; bad input or unreachable balancers may not.
+        forceable = all(getattr(p, "refusal_outcome", None) in (None, "refused") for p in plans if p.refusal)
+        confirm.set_plan(lines, "\n".join(refusals) or None, forceable)
         if not await answer:
             self.notify(f"{kind}: cancelled, nothing changed", timeout=3)
             return

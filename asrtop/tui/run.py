@@ -43,8 +43,10 @@ def build_app(args: Any, config: Any, app_class: Any = None) -> Any:
     facts = getattr(source, "facts", None)
     model_files = getattr(facts, "fetch_model_files", None)
     max_weight = min((b.max_weight for b in balancers), default=256)
+    min_weight = 1 if any(b.kind == "nginx" for b in balancers) else 0  # nginx has no weight 0
     return (app_class or AsrtopApp)(source, controller, cluster=config.name, refresh=config.refresh, read_only=read_only,
-                     min_ready=config.min_ready, audit=audit, model_files=model_files, max_weight=max_weight)
+                     min_ready=config.min_ready, audit=audit, model_files=model_files, max_weight=max_weight,
+                                    min_weight=min_weight)
 
 
 def run_tui(args: Any) -> int:

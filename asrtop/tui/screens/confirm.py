@@ -33,6 +33,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.confirm_label = confirm_label
         self.warning = warning
         self.pending = pending
+        self.forceable = True  # a guardrail refusal can be forced; bad input or an unreachable balancer not
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="warning" if self.warning else ""):
@@ -52,7 +53,7 @@ class ConfirmScreen(ModalScreen[bool]):
         refusal = self.query_one("#dialog-refusal", Static)
         refusal.update(self.refusal or "")
         refusal.display = bool(self.refusal)
-        self.query_one("#force", Button).display = bool(self.refusal) and not self.pending
+        self.query_one("#force", Button).display = bool(self.refusal) and self.forceable and not self.pending
         confirm = self.query_one("#confirm", Button)
         confirm.display = not self.refusal
         confirm.disabled = self.pending
@@ -61,9 +62,9 @@ class ConfirmScreen(ModalScreen[bool]):
         self._sync()
         self.query_one("#cancel", Button).focus()  # Enter on a fresh dialog must not change anything
 
-    def set_plan(self, lines: list[str], refusal: str | None) -> None:
+    def set_plan(self, lines: list[str], refusal: str | None, forceable: bool = True) -> None:
         """The controller's plan arrived: show it and allow confirming (or forcing a refusal)."""
-        self.lines, self.refusal, self.pending = lines, refusal, False
+        self.lines, self.refusal, self.pending, self.forceable = lines, refusal, False, forceable
         if self.is_mounted:
             self._sync()
 
@@ -80,7 +81,7 @@ class ConfirmScreen(ModalScreen[bool]):
             self.dismiss(True)
 
     def action_force(self) -> None:
-        if self.refusal and not self.pending:
+        if self.refusal and self.forceable and not self.pending:
             self.dismiss(True)
 
     def action_cancel(self) -> None:

@@ -21,7 +21,7 @@ class WeightScreen(ModalScreen[int | None]):
         with Vertical(id="dialog"):
             yield Static(f"Weight for {', '.join(self.nodes)}", id="dialog-title")
             yield Static(f"now {self.current if self.current is not None else 'unknown/mixed'}; "
-                         f"allowed {self.low}–{self.high} (0 stops new requests like a drain)", id="dialog-body")
+                         f"allowed {self.low}–{self.high}" + (" (0 stops new requests like a drain)" if self.low == 0 else ""), id="dialog-body")
             yield Input(placeholder=f"{self.low}-{self.high}", type="integer", id="weight-input",
                         validators=[Integer(self.low, self.high,
                                             failure_description=f"must be a whole number {self.low}–{self.high}")])
