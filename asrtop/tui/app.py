@@ -107,7 +107,7 @@ class AsrtopApp(App):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        keys = [b for b in FleetScreen.BINDINGS if b.show or b.key in ("S", "escape")]
+        keys = [b for b in FleetScreen.BINDINGS if (b.show or b.key in ("S", "escape")) and b.action != "app.help"]
         if self.read_only:
             keys = [b for b in keys if b.action not in ACTIONS]
         self.push_screen(HelpScreen(keys, self.read_only))

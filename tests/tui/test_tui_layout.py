@@ -54,7 +54,7 @@ async def test_fleet_80x24():
         assert DIGEST_B[:7] + "!" in text
         assert any(line.startswith(" !  node-3") for line in lines)  # dead agent marked even without colour
         assert all(len(line) <= 80 for line in lines)
-        assert "d Drain" in lines[-1], lines
+        assert "? Keys  d Drain" in lines[-1], lines
         check_golden("fleet_80x24", lines)
 
 

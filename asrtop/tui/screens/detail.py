@@ -10,12 +10,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from asrtop.fleet import FleetSnapshot, NodeView
 from asrtop.tui.format import DIM, bar, bar_style, human_bytes, rate, seconds, sparkline, state_cell
 from asrtop.tui.history import History
 from asrtop.tui.screens.fleet import ACTIONS
+from asrtop.tui.widgets.keybar import KeyBar
 
 SPARK_WIDTH = 48
 
@@ -177,7 +178,7 @@ class NodeDetailScreen(Screen):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-scroll"):
             yield Static(f"{self.node}: waiting for data…", id="detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.app.load_audit(self)

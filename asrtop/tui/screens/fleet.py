@@ -5,12 +5,13 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from asrtop.fleet import FleetSnapshot
 from asrtop.tui.format import COLUMN_KEYS, table_context
 from asrtop.tui.widgets.fleet_table import FleetTable
 from asrtop.tui.widgets.header import FleetHeader
+from asrtop.tui.widgets.keybar import KeyBar
 
 ACTIONS = ("drain", "ready", "maint", "weight", "backup")
 SORTABLE = tuple(k for k in COLUMN_KEYS if k != "sel")
@@ -18,6 +19,7 @@ SORTABLE = tuple(k for k in COLUMN_KEYS if k != "sel")
 
 class FleetScreen(Screen):
     BINDINGS = [
+        Binding("question_mark", "app.help", "Keys", key_display="?"),
         Binding("d", "drain", "Drain"),
         Binding("r", "ready", "Ready"),
         Binding("m", "maint", "Maint"),
@@ -29,7 +31,6 @@ class FleetScreen(Screen):
         Binding("S", "reverse_sort", "Reverse sort", show=False),
         Binding("M", "models", "Models"),
         Binding("escape", "clear", "Clear filter/selection", show=False),
-        Binding("question_mark", "app.help", "Keys", key_display="?"),
     ]
 
     def __init__(self, cluster: str, read_only: bool):
@@ -44,7 +45,7 @@ class FleetScreen(Screen):
         yield FleetTable(id="fleet")
         yield Input(placeholder="filter: name, state or model digest prefix (Enter keeps, Esc clears)",
                     id="filter", classes="hidden")
-        yield Footer()
+        yield KeyBar()
 
     @property
     def table(self) -> FleetTable:

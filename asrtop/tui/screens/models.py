@@ -9,10 +9,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from asrtop.fleet import FleetSnapshot, ModelGroup
 from asrtop.tui.format import DIM, GROUP_STYLES, human_bytes
+from asrtop.tui.widgets.keybar import KeyBar
 
 def _index(files: list[dict]) -> dict[str, tuple[Any, Any]]:
     """Relative path -> (size, sha256). Model dirs sit at different absolute paths on different nodes,
@@ -125,7 +126,7 @@ class ModelScreen(Screen):
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Static("waiting for data…", id="models")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.show_fleet(self.app.snapshot)
