@@ -84,6 +84,9 @@ def render_config(servers: list[ServerSpec], port: int, admin_socket: str, stats
         "",
         f"backend {BACKEND}",
         "    balance leastconn",
+        # One server connection per request: idle pooled connections would read as requests in flight to
+        # the agent (it counts established connections to the ASR port) and a drain would never finish.
+        "    option http-server-close",
         "    option httpchk GET /health",
         "    http-check expect status 200",
         f"    default-server inter {check_inter_ms}ms fastinter {max(100, check_inter_ms // 2)}ms "

@@ -250,3 +250,18 @@ def test_fault_knobs_and_restart_through_the_cluster_api(wheel_haproxy_bin):
         assert wait_for(lambda: c.server_states()["node-1"]["status"] == "UP")
         pids = c.pids()
     assert all(gone(p) for p in pids)
+
+
+def test_agents_see_in_flight_fall_to_zero_after_load(demo_cluster):
+    """HAProxy must not pool idle server connections: agents count connections as requests in flight."""
+    report = LoadGenerator(demo_cluster.url, concurrency=6, requests=12, clip_seconds=(5,)).run()
+    assert report.successes == 12
+    pooled = {k: int(v.get("idle_conn_cur") or 0) + int(v.get("safe_conn_cur") or 0)
+              for k, v in demo_cluster.server_states().items()}
+    assert set(pooled.values()) == {0}, pooled  # nothing kept open once the answers are in
+
+    def in_flight() -> dict:
+        return {n.name: parse_status(httpx.get(n.agent_url + "/v1/status", timeout=5).json()).asr.in_flight
+                for n in demo_cluster.nodes}
+
+    assert wait_for(lambda: set(in_flight().values()) == {0}, timeout=15, interval=0.3), in_flight()

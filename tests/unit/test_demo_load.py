@@ -93,7 +93,7 @@ async def test_duration_bound_stops_by_itself(tmp_path):
 def test_haproxy_config_shape():
     cfg = render_config([ServerSpec("node-1", 1001, 3), ServerSpec("node-2", 1002, 1, backup=True)], 8080,
                         "/tmp/x/admin.sock", 9090, prometheus=True, check_inter_ms=500)
-    for line in ("balance leastconn", "option httpchk GET /health", "retries 3", "option redispatch",
+    for line in ("balance leastconn", "option http-server-close", "option httpchk GET /health", "retries 3", "option redispatch",
                  "stats socket /tmp/x/admin.sock mode 600 level admin", "bind 127.0.0.1:8080",
                  "server node-1 127.0.0.1:1001 weight 3 check\n", "server node-2 127.0.0.1:1002 weight 1 check backup",
                  "http-request use-service prometheus-exporter if { path /metrics }", "timeout server 300s",
