@@ -20,9 +20,9 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from asrtop.control import Action, ActionResult, Plan
+from asrtop.history import FleetHistory
 from asrtop.fleet import FleetSnapshot, guardrail_refusal, primaries_staying_ready
 from asrtop.tui.commands import FleetCommands
-from asrtop.tui.history import History
 from asrtop.tui.screens.confirm import ConfirmScreen
 from asrtop.tui.screens.detail import NodeDetailScreen
 from asrtop.tui.screens.fleet import ACTIONS, FleetScreen
@@ -78,7 +78,7 @@ class AsrtopApp(App):
         self.min_weight = min_weight
         self.close_source = close_source
         self.snapshot: FleetSnapshot | None = None
-        self.history = History(size=max(60, int(300 / max(refresh, 0.1))))
+        self.history = FleetHistory(capacity=max(60, int(300 / max(refresh, 0.1))))  # ~5 minutes
         self.draining: dict[str, int | None] = {}  # node -> last in-flight seen since our drain
         self._drain_started: dict[str, int] = {}  # node -> last poll started before the drain was sent
         self.poll_seq = 0
@@ -148,7 +148,7 @@ class AsrtopApp(App):
             self.snapshot = snap
             self.last_error = None
             self.refreshes += 1
-            self.history.add(snap)
+            self.history.record(snap)
             self._track_drains(snap, message.seq)
             self._notify_changes(snap)
             for screen in self.screen_stack:

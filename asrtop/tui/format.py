@@ -224,6 +224,8 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     else:
         agent_cell = (age(node.agent_age(ctx.now)), "")
     backup = node.backup
+    weight = node.weight
+    errors = node.errors_5xx
     cpu = st.host.cpu_ratio if st is not None else None
     cells = (
         ("●", "bold cyan") if node.name in ctx.selected else ("!", "bold red") if grey else (" ", ""),
@@ -234,9 +236,9 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
         (bar(util), bar_style(util)),
         (bar(mem), bar_style(mem)),
         model,
-        (str(node.weight) if node.weight is not None else ("MIX" if node.servers else "—"), ""),
+        (str(weight) if weight is not None else ("MIX" if node.servers else "—"), ""),
         ("bk" if backup else ("?" if backup is None and node.servers else ""), "cyan"),
-        (str(node.errors_5xx) if node.errors_5xx is not None else "—", "red" if node.errors_5xx else ""),
+        (str(errors) if errors is not None else "—", "red" if errors else ""),
         (seconds(max(rts)) if rts else "—", ""),
         (f"{temp:.0f}°" if temp is not None else "—", "red" if temp is not None and temp >= 85 else ""),
         (f"{power:.0f}W" if power is not None else "—", ""),

@@ -7,7 +7,6 @@ from fakes import DIGEST_A, DIGEST_B, FakeFleet, with_admin
 from asrtop.balancers.base import AdminState
 from asrtop.tui.format import (COLUMN_KEYS, DIM, bar, matches_filter, row_cells, sort_value, sparkline,
                                table_context)
-from asrtop.tui.history import History
 from asrtop.tui.screens.models import diff_files, render_models, representatives
 from asrtop.tui.summary import header_lines, model_badge, summarize
 
@@ -85,15 +84,6 @@ def test_summary_marks_unreachable_balancer():
     s = summarize(FakeFleet(3, balancer_error="haproxy-a: connection refused").build())
     text = " ".join(seg for line in header_lines(s, "c", False) for seg, _ in line)
     assert "haproxy-a ✗ UNREACHABLE" in text
-
-
-def test_history_keeps_a_bounded_window():
-    f = FakeFleet(2)
-    h = History(size=5)
-    for tick in range(8):
-        h.add(f.build(tick))
-    assert len(h.series("node-1", "inflight")) == 5
-    assert h.series("node-1", "inflight")[-1] == f.build(7).node("node-1").in_flight
 
 
 def test_model_file_diff_by_relative_path():

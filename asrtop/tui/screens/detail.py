@@ -13,8 +13,8 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from asrtop.fleet import FleetSnapshot, NodeView
+from asrtop.history import FleetHistory
 from asrtop.tui.format import DIM, bar, bar_style, human_bytes, rate, seconds, sparkline, state_cell
-from asrtop.tui.history import History
 from asrtop.tui.screens.fleet import ACTIONS
 from asrtop.tui.widgets.keybar import KeyBar
 
@@ -37,7 +37,7 @@ def _audit_line(entry: Any) -> str:
     return "  ".join(p for p in parts if p)
 
 
-def render_detail(node: NodeView, snap: FleetSnapshot, history: History, audit: Sequence[Any] | None,
+def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, audit: Sequence[Any] | None,
                   audit_error: str | None = None, width: int = SPARK_WIDTH) -> Text:
     t = Text()
 
@@ -63,10 +63,13 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: History, audit: 
     elif node.stale:
         t.append(f"agent {node.config.agent}: no answer yet\n", "bold red")
 
-    head(f"History (last {history.span_seconds(node.name):.0f} s)")
-    for label, name, top, fmt in (("in-flight", "inflight", None, lambda v: f"{v:.0f}"),
-                                  ("req/s", "rps", None, rate), ("GPU util", "gpu", 1.0, lambda v: f"{v * 100:.0f}%"),
-                                  ("GPU memory", "mem", 1.0, lambda v: f"{v * 100:.0f}%")):
+    times = history.timestamps()
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    head(f"History (last {span:.0f} s)")
+    for label, name, top, fmt in (("in-flight", "in_flight", None, lambda v: f"{v:.0f}"),
+                                  ("req/s", "req_rate", None, rate),
+                                  ("GPU util", "gpu_util", 1.0, lambda v: f"{v * 100:.0f}%"),
+                                  ("GPU memory", "gpu_mem", 1.0, lambda v: f"{v * 100:.0f}%")):
         series = history.series(node.name, name)
         last = next((v for v in reversed(series) if v is not None), None)
         t.append(f"  {label:<11}", DIM)

@@ -14,6 +14,7 @@ from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 from asrtop.fleet import FleetSnapshot, NodeView
 from asrtop.tui.format import COLUMN_KEYS, COLUMNS, Cell, TableContext, matches_filter, row_cells, sort_value
 
+_COLUMN_KEYS = tuple(ColumnKey(k) for k in COLUMN_KEYS)
 _RIGHT = frozenset({"inflight", "rps", "weight", "5xx", "rt", "temp", "power", "cpu", "age"})
 
 
@@ -61,35 +62,42 @@ class FleetTable(DataTable):
             self.remove_row(name)
             del self._cells[name]
         cells_by_key = self._cells
+        data = self._table_data()
         changed = 0
         for node in wanted:
             cells = row_cells(node, ctx)
-            old = cells_by_key.get(node.name)
+            name = node.name
+            old = cells_by_key.get(name)
             if old is None:
-                self.add_row(*(_text(c, k) for c, k in zip(cells, COLUMN_KEYS)), key=node.name)
+                self.add_row(*(_text(c, k) for c, k in zip(cells, COLUMN_KEYS)), key=name)
             elif old != cells:
+                row = data.get(RowKey(name)) if data is not None else None
                 for i, cell in enumerate(cells):
                     if cell != old[i]:
-                        self._put(node.name, COLUMN_KEYS[i], _text(cell, COLUMN_KEYS[i]))
+                        if row is not None:  # update_cell minus its per-cell refresh (see _table_data)
+                            row[_COLUMN_KEYS[i]] = _text(cell, COLUMN_KEYS[i])
+                        else:
+                            self.update_cell(name, COLUMN_KEYS[i], _text(cell, COLUMN_KEYS[i]))
                         changed += 1
-            cells_by_key[node.name] = cells
+            cells_by_key[name] = cells
         if changed:
             self.updates += changed
-            self._update_count += 1  # invalidates the row render caches, as update_cell does per cell
-            self.refresh()
+            if data is not None:
+                self._update_count += 1  # invalidates the row render caches, as update_cell does per cell
+                self.refresh()
         self._apply_order(wanted, snap.taken_at)
         if keep_cursor is not None:
             self._move_to(keep_cursor)
 
-    def _put(self, row: str, column: str, value: Text) -> None:
-        """update_cell without its per-cell refresh(): with 1,000 rows those refreshes were most of the
-        refresh budget. One refresh follows the whole batch (see update_fleet)."""
+    def _table_data(self) -> dict | None:
+        """DataTable's row -> column -> cell dict, written directly for changed cells.
+
+        update_cell() refreshes the widget once per cell; with 1,000 rows those refreshes were most of
+        the refresh budget, so cells are set here and one refresh follows the batch. None (public
+        update_cell for every cell) if a Textual release stores cells differently."""
         data = getattr(self, "_data", None)
-        row_data = data.get(RowKey(row)) if isinstance(data, dict) else None
-        if row_data is None or ColumnKey(column) not in row_data:
-            self.update_cell(row, column, value)  # textual internals changed: take the public path
-            return
-        row_data[ColumnKey(column)] = value
+        ok = isinstance(data, dict) and isinstance(getattr(self, "_update_count", None), int)
+        return data if ok else None
 
     def _apply_order(self, wanted: list[NodeView], now: float) -> None:
         position = {n.name: i for i, n in enumerate(wanted)}
