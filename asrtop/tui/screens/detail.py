@@ -84,15 +84,15 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
     else:
         for g in st.gpus:
             mem = g.memory_ratio
-            t.append(f"  GPU{g.index} {(g.name or '?')[:28]} ")
+            t.append(f"  GPU{g.index} {(g.name or '?')[:24]:<24} util ")
             t.append(bar(g.utilization_ratio), bar_style(g.utilization_ratio))
-            t.append(" mem ")
+            t.append("  mem ")
             t.append(bar(mem), bar_style(mem))
-            t.append(f" {human_bytes(g.memory_used_bytes)}/{human_bytes(g.memory_total_bytes)}")
             temp = f"{g.temperature_celsius:.0f}°C" if g.temperature_celsius is not None else "—"
             power = f"{g.power_watts:.0f}W" if g.power_watts is not None else "—"
             limit = f"/{g.power_limit_watts:.0f}W" if g.power_limit_watts is not None else ""
-            t.append(f" {temp} {power}{limit}\n")
+            t.append(f"\n        {human_bytes(g.memory_used_bytes)}/{human_bytes(g.memory_total_bytes)}"
+                     f"  {temp}  {power}{limit}\n")
             for p in g.processes:
                 t.append(f"      pid {p.pid:<8} {p.name or '?':<20} {human_bytes(p.gpu_memory_bytes)}\n", DIM)
         if st.gpu_source == "simulated":

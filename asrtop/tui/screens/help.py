@@ -8,8 +8,22 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+# Longer words than the key bar has room for, by action name.
+DESCRIBE = {
+    "drain": "drain: no new requests; in-flight ones finish (progress in the row)",
+    "ready": "ready: back into rotation (asks twice if its model differs)",
+    "maint": "maint: out of rotation at once",
+    "weight": "weight: set the balancing weight (validated)",
+    "backup": "backup: toggle backup / primary",
+    "toggle_select": "select / unselect the node (actions apply to all selected)",
+    "filter": "filter by name, state or model digest prefix",
+    "sort": "sort by the next column (or click a header)",
+    "reverse_sort": "reverse the sort",
+    "models": "model view: nodes grouped by model digest, files that differ",
+    "clear": "clear the filter, then the selection",
+}
 EXTRA = [("enter", "node detail (GPUs, sparklines, model, audit)"), ("↑ ↓ pgup pgdn", "move"),
-         ("click header", "sort by that column"), ("ctrl+p", "command palette (every action, sort, filter)"),
+         ("ctrl+p", "command palette (every action, sort, filter)"),
          ("q", "quit")]
 
 
@@ -22,7 +36,8 @@ class HelpScreen(ModalScreen[None]):
         self.read_only = read_only
 
     def compose(self) -> ComposeResult:
-        rows = [(b.key_display or b.key, b.description) for b in self.bindings] + EXTRA
+        rows = [({"escape": "esc"}.get(b.key, b.key_display or b.key), DESCRIBE.get(b.action, b.description))
+                for b in self.bindings] + EXTRA
         width = max(len(k) for k, _ in rows)
         text = "\n".join(f"{k.ljust(width)}  {d}" for k, d in rows)
         if self.read_only:

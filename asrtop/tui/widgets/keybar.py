@@ -35,7 +35,7 @@ class KeyBar(Static):
                 allowed = screen.check_action(action, ())
             if not allowed:
                 continue
-            key = b.key_display or b.key.split(",")[0]
+            key = b.key_display or {"escape": "esc"}.get(b.key.split(",")[0], b.key.split(",")[0])
             text.append(f" {key}", "bold")
             text.append(f" {b.description} ")
         text.append(" ^p", "bold")
