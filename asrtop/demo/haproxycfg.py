@@ -80,6 +80,7 @@ def render_config(servers: list[ServerSpec], port: int, admin_socket: str, stats
         "",
         "frontend asr",
         f"    bind 127.0.0.1:{port}",
+        "    http-request deny deny_status 403 if { path_beg /_sim/ }  # node test hooks stay off the public side",
         f"    default_backend {BACKEND}",
         "",
         f"backend {BACKEND}",

@@ -134,6 +134,8 @@ def test_gradio_and_openai_endpoints_through_haproxy(demo_cluster, tmp_path):
         assert r.status_code == 200 and r.json()["duration"] == 5.0
         r = h.post("/asr", files={"file": ("clip.wav", b"<html>not audio</html>")})
         assert r.status_code == 400 and "WAV" in r.json()["error"]
+        assert h.post("/_sim/fault", json={"crash": True}).status_code == 403  # not through the balancer
+        assert h.get("/_sim/stats").status_code == 403
 
 
 def test_config_and_haproxy_agree(demo_cluster):
