@@ -340,3 +340,31 @@ async def test_bad_input_refusal_cannot_be_forced():
         await pilot.press("f", "y")
         await pilot.pause(0.1)
         assert ctl.applied == []
+
+
+async def test_command_palette_runs_an_action():
+    app, _, ctl = make()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(pilot, app)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"maint selected")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation from the palette")
+        assert "Maintenance for node-1?" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: ctl.applied, what="apply")
+        assert ctl.applied[0][0] == Action("maint", "node-1", None)
+
+
+async def test_empty_fleet_says_so_and_refuses_nothing_silently():
+    app, _, ctl = make(n=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.refreshes >= 1, what="refresh")
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("no node under the cursor" in n.message for n in app._notifications)
+        assert "0 nodes" in screen_text(app)
+    assert ctl.applied == []
