@@ -83,3 +83,45 @@ def test_proxy_answers_502_when_the_service_is_gone(tmp_path):
         assert r.status_code == 502 and "unreachable" in r.text
         body = wait_status(ag.url, lambda b: (b["asr"]["requests"] or {}).get("total") == 1)
         assert body["asr"]["requests"]["by_class"] == {"5xx": 1} and body["asr"]["up"] is False
+
+
+CONTRACT_METRICS = {  # the names (and label sets) the Prometheus source reads; agents/README.md documents them
+    "asr_node_info": {"node", "agent_version", "gpu_source"}, "asr_host_cpu_ratio": set(), "asr_host_load1": set(),
+    "asr_host_memory_used_bytes": set(), "asr_host_memory_total_bytes": set(),
+    "asr_gpu_info": {"gpu", "uuid", "name"}, "asr_gpu_utilization_ratio": {"gpu", "uuid"},
+    "asr_gpu_memory_used_bytes": {"gpu", "uuid"}, "asr_gpu_memory_total_bytes": {"gpu", "uuid"},
+    "asr_gpu_temperature_celsius": {"gpu", "uuid"}, "asr_gpu_power_watts": {"gpu", "uuid"},
+    "asr_gpu_power_limit_watts": {"gpu", "uuid"}, "asr_gpu_process_memory_bytes": {"gpu", "uuid", "pid", "process"},
+    "asr_service_up": set(), "asr_service_probe_latency_seconds": set(), "asr_service_process_cpu_ratio": set(),
+    "asr_service_process_resident_memory_bytes": set(), "asr_service_in_flight_requests": {"source"},
+    "asr_requests_total": {"class"}, "asr_request_duration_seconds_bucket": {"le"},
+    "asr_request_duration_seconds_sum": set(), "asr_request_duration_seconds_count": set(),
+    "asr_request_received_bytes_total": set(), "asr_response_sent_bytes_total": set(),
+    "asr_audio_seconds_total": set(), "asr_model_info": {"sha256"}, "asr_model_dir_info": {"path", "sha256"},
+    "asr_model_files": set(), "asr_model_bytes": set(), "asr_model_state": {"state"},
+    "asr_agent_collect_duration_seconds": {"collector"}, "asr_agent_collect_errors_total": {"collector"},
+    "asr_agent_last_collect_timestamp_seconds": set(),
+}
+
+
+def test_every_contract_metric_is_exposed_with_its_labels(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.pt").write_bytes(b"weights")
+    with simnode(tmp_path) as node, agent(tmp_path, node.url, "--gpu", "simulated", "--model-dir", str(model),
+                                          "--interval", "200ms", proxy=True) as ag:
+        r = httpx.post(ag.proxy_url + "/asr", files={"file": ("a.wav", wav_bytes(32_000))}, timeout=30)
+        assert r.status_code == 200
+        wait_status(ag.url, lambda b: (b["asr"]["requests"] or {}).get("total") == 1 and b["model"]["state"] == "ok"
+                    and b["asr"]["process_cpu_ratio"] is not None and b["gpus"][0]["processes"])
+        text = httpx.get(ag.url + "/metrics", timeout=5).text
+    samples: dict[str, set] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            samples.setdefault(s.name, set(s.labels))
+    missing = sorted(set(CONTRACT_METRICS) - set(samples))
+    assert not missing
+    wrong = {n: samples[n] for n, labels in CONTRACT_METRICS.items() if samples[n] != labels}
+    assert not wrong
