@@ -274,3 +274,32 @@ async def test_vanished_process_is_looked_up_again(health_server):
     finally:
         await col.close()
     assert conns.owner_calls == 2
+
+
+async def test_psutil_fallback_without_proc(health_server):
+    url, _ = health_server
+    port = int(url.rsplit(":", 1)[1])
+    addr = lambda p: SimpleNamespace(port=p)  # noqa: E731
+    conns = [SimpleNamespace(status="LISTEN", laddr=addr(port), pid=4242),
+             SimpleNamespace(status="ESTABLISHED", laddr=addr(port), pid=4242),
+             SimpleNamespace(status="ESTABLISHED", laddr=addr(port + 1), pid=1)]
+
+    class NoTable(FakeConns):
+        def available(self):
+            return False
+
+    fake = SimpleNamespace(Process=FakeProcess, net_connections=lambda kind: conns)
+    col = AsrCollector(url, psutil_mod=fake, connections=NoTable())
+    try:
+        snap = await col.collect()
+        assert snap.pid == 4242 and snap.in_flight == 1 and snap.process_rss_bytes == 512 * 1024 * 1024
+
+        def denied(kind):
+            raise PermissionError("needs root on this OS")
+
+        fake.net_connections = denied
+        snap = await col.collect()
+    finally:
+        await col.close()
+    assert snap.pid is None and snap.in_flight is None and "not readable" in snap.process_error
+    assert snap.in_flight_source is None
