@@ -30,6 +30,7 @@ from asrtop.exitcodes import (
     UNREACHABLE,
 )
 from asrtop.fleet import FleetSnapshot, guardrail_refusal, primaries_staying_ready
+from asrtop.oplock import LockTimeout, action_lock, lock_path
 
 if TYPE_CHECKING:
     from asrtop.audit import AuditLog
@@ -194,7 +195,21 @@ class Controller:
     # -- apply ----------------------------------------------------------------------------------------
 
     async def apply(self, action: Action, force: bool = False, dry_run: bool = False) -> ActionResult:
-        """Send to every balancer at once, read each back, audit; never raises for operator errors."""
+        """Send to every balancer at once, read each back, audit; never raises for operator errors.
+
+        Serialised with every other asrtop process sharing the audit log (asrtop.oplock), so two operators'
+        conflicting actions cannot interleave per balancer and leave an HA pair disagreeing."""
+        audit_path = getattr(self.audit, "path", None)
+        if dry_run or self.read_only or audit_path is None:
+            return await self._apply(action, force, dry_run)
+        try:
+            async with action_lock(lock_path(audit_path)):
+                return await self._apply(action, force, dry_run)
+        except LockTimeout as e:
+            res = ActionResult(action, "refused", f"refused: {e}", (), exit_code_for("refused"))
+            return self._audited(res, force, dry_run)
+
+    async def _apply(self, action: Action, force: bool, dry_run: bool) -> ActionResult:
         prep = await self._prepare(action, force)
         plan = prep.plan
         if plan.refusal is not None:

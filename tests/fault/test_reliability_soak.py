@@ -75,6 +75,7 @@ class Operator:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_SECONDS + 300)
 def test_soak_drain_weight_backup_under_load_loses_nothing(wheel_haproxy_bin):
     with DemoCluster(nodes=4, slots=64, queue=512, rtf=0.5, haproxy_bin=wheel_haproxy_bin) as c:
         before = {i: c.node_stats(i) for i in range(len(c.nodes))}
