@@ -88,6 +88,13 @@ def test_missing_driver_gives_source_none_with_reason_and_retries_later():
     assert col.collect().source == "nvml"
 
 
+def test_raw_not_available_sentinel_is_absent():
+    nv = ReplayNvml.load()
+    nv.doc["devices"][0]["compute_processes"][0]["usedGpuMemory"] = 2**64 - 1
+    report = NvmlGpuCollector(nvml=nv, psutil_mod=FakePsutil).collect()
+    assert report.gpus[0].processes[0].gpu_memory_bytes is None
+
+
 def test_recorder_writes_the_format_the_stand_in_replays():
     nv = ReplayNvml.load()
     doc = record(nv)

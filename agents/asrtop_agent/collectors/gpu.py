@@ -13,6 +13,7 @@ from ..snapshot import GpuProcessSnap, GpuReport, GpuSnap
 
 # How often a failed nvmlInit (no driver yet, driver reloading) is retried.
 NVML_RETRY_SECONDS = 30.0
+NVML_VALUE_NOT_AVAILABLE = 2**64 - 1  # NVML's unsigned long long "N/A"
 
 
 def _text(value: Any) -> str:
@@ -106,7 +107,9 @@ class NvmlGpuCollector:
         uuid, name = self._opt(nv.nvmlDeviceGetUUID, h), self._opt(nv.nvmlDeviceGetName, h)
         processes = []
         for p in procs:
-            used = getattr(p, "usedGpuMemory", None)  # None when NVML reports N/A (e.g. under MIG)
+            used = getattr(p, "usedGpuMemory", None)  # None when NVML reports N/A (e.g. under MIG) ...
+            if used is not None and used >= NVML_VALUE_NOT_AVAILABLE:
+                used = None  # ... or the raw N/A sentinel, as older nvidia-ml-py versions pass it through
             processes.append(GpuProcessSnap(int(p.pid), _process_name(self.psutil, int(p.pid)),
                                             int(used) if used is not None else None))
         return GpuSnap(
