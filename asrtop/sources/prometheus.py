@@ -20,7 +20,7 @@ import json
 import math
 import re
 import time
-from collections import defaultdict
+import zlib
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -42,20 +42,23 @@ from asrtop.config import NodeConfig
 from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
 from asrtop.sources.agents import describe_error
 
-# Prometheus' cost is per series returned, so a round asks for what changes every second ("fast": ~10
-# series per node) and the details (totals, limits, labels, latency and byte counters) for one tenth of
-# the instances only, chosen by the last digit of their `instance` label: every node's details are at most
-# DETAIL_SLICES rounds old, and a node whose model state changed, or that is new, gets them at once.
-FAST_SERIES = ("service_up|service_in_flight_requests|host_cpu_ratio|host_load1|gpu_utilization_ratio"
-               "|gpu_memory_used_bytes|requests_total")
-DETAIL_SERIES = ("host_load5|host_load15|host_memory_used_bytes|host_memory_total_bytes|service_probe_latency_seconds"
-                 "|service_process_cpu_ratio|service_process_resident_memory_bytes|request_duration_seconds_sum"
-                 "|request_received_bytes_total|response_sent_bytes_total|audio_seconds_total|model_info"
-                 "|model_dir_info|model_files|model_bytes|gpu_info|gpu_memory_total_bytes|gpu_temperature_celsius"
-                 "|gpu_power_watts|gpu_power_limit_watts|gpu_process_memory_bytes")
+# Prometheus' cost is per series returned, so a round asks for what changes every scrape ("fast": ~8
+# series per node with one GPU) and the details (totals, limits, labels, slow averages, latency and byte
+# counters) for one tenth of the instances only (by a stable hash of the `instance` label, named in the
+# query): every node's details are at most DETAIL_SLICES rounds old, and a node whose model state changed,
+# or that is new, gets them at once.
+FAST_SERIES = "service_up|service_in_flight_requests|host_cpu_ratio|requests_total"
+FAST_GPU_SERIES = "gpu_utilization_ratio|gpu_memory_used_bytes"
+DETAIL_SERIES = ("host_load1|host_load5|host_load15|host_memory_used_bytes|host_memory_total_bytes"
+                 "|service_probe_latency_seconds|service_process_cpu_ratio|service_process_resident_memory_bytes"
+                 "|request_duration_seconds_sum|request_received_bytes_total|response_sent_bytes_total"
+                 "|audio_seconds_total|model_info|model_dir_info|model_files|model_bytes|gpu_info"
+                 "|gpu_memory_total_bytes|gpu_temperature_celsius|gpu_power_watts|gpu_power_limit_watts"
+                 "|gpu_process_memory_bytes")
 DETAIL_SLICES = 10
-QUERIES = {
+QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
     "fast": f'{{__name__=~"asr_({FAST_SERIES})"}}',
+    "fast_gpu": f'{{__name__=~"asr_({FAST_GPU_SERIES})"}}',
     "state": "asr_model_state == 1",  # only the current state's series
     "ts": "timestamp(asr_node_info)",  # when Prometheus last scraped each agent, with the node's identity labels
     "down": "up == 0",  # targets Prometheus cannot scrape (their asr_* series are gone)
@@ -109,10 +112,13 @@ class PrometheusSource:
         self._session: aiohttp.ClientSession | None = None
         self._readings: dict[str, AgentReading] = {}
         self._instance: dict[str, str] = {}  # node name -> instance, remembered while its series vanish
-        self.last_query_seconds: float | None = None
+        self.last_query_seconds: float | None = None  # queries (answers parsed) in the last round
+        self.last_build_seconds: float | None = None  # joining and building the readings after them
         self._round = 0
         self._details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series
         self._states: dict[str, str | None] = {}  # instance -> model state last round
+        self._slices: dict[str, int] = {}  # instance -> which round of DETAIL_SLICES refreshes its details
+        self._built: dict[str, tuple] = {}  # instance -> (scrape time, details, status): reused until either changes
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -162,11 +168,20 @@ class PrometheusSource:
 
     def _detail_query(self, instances: Iterable[str] | None) -> str:
         """Details of these instances; None: this round's slice (everybody's on the first round)."""
-        if instances is not None:
-            selector = "|".join(_regex_literal(i) for i in sorted(instances))
-        else:
-            selector = f".*{self._round % DETAIL_SLICES}" if self._details else ".+"
+        if instances is None:
+            if not self._details:
+                return QUERIES["detail"].replace("{instances}", ".+")
+            part = self._round % DETAIL_SLICES
+            instances = [i for i in self._details if self._slice_of(i) == part]
+        # nobody in this slice: a name no target has (an empty regex would match series without the label)
+        selector = "|".join(_regex_literal(i) for i in sorted(instances)) or "asrtop-none"
         return QUERIES["detail"].replace("{instances}", selector)
+
+    def _slice_of(self, instance: str) -> int:
+        part = self._slices.get(instance)
+        if part is None:
+            part = self._slices[instance] = zlib.crc32(instance.encode()) % DETAIL_SLICES
+        return part
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         t0 = time.perf_counter()
@@ -175,8 +190,9 @@ class PrometheusSource:
             answers = await asyncio.gather(*(self.query(q) for q in queries.values()))
             results = dict(zip(queries, answers))
             fetched = group_by_instance(results["detail"])
+            by_instance = group_by_instance(results["fast"], results["fast_gpu"], results["state"])
             # a node that is new or whose model changed state gets its details (digest!) in this round
-            changed = self._changed(group_by_instance(results["state"]), results["ts"]) - set(fetched)
+            changed = self._changed(by_instance, results["ts"]) - set(fetched)
             if changed:
                 query = self._detail_query(changed) if len(changed) <= 100 else QUERIES["detail"].replace(
                     "{instances}", ".+")
@@ -189,7 +205,6 @@ class PrometheusSource:
         self.last_query_seconds = time.perf_counter() - t0
         for inst, metrics in fetched.items():
             self._details[inst] = metrics  # the answer holds every detail series of the instance
-        by_instance = group_by_instance(results["fast"], results["state"])
         stamps: dict[str, float | None] = {}
         instance_by_node_label: dict[str, str] = {}
         for r in results["ts"]:  # timestamp() keeps asr_node_info's labels, so it doubles as node info
@@ -198,7 +213,7 @@ class PrometheusSource:
             if inst is None:
                 continue
             stamps[inst] = _value(r["value"])
-            by_instance[inst]["asr_node_info"] = [(labels, 1.0)]
+            by_instance.setdefault(inst, {})["asr_node_info"] = [(labels, 1.0)]
             if labels.get("node"):
                 instance_by_node_label.setdefault(labels["node"], inst)
         down = {r["metric"].get("instance") for r in results["down"]}
@@ -213,10 +228,13 @@ class PrometheusSource:
             self._instance[cfg.name] = inst
             metrics = by_instance.get(inst)
             if metrics is not None:
-                metrics = {**self._details.get(inst, {}), **metrics}
+                details = self._details.get(inst)
+                if details:
+                    metrics = {**details, **metrics}
             fresh[cfg.name] = self._reading(cfg, inst, metrics, stamps.get(inst), inst in down, now,
                                             self.last_query_seconds)
         self._readings = fresh
+        self.last_build_seconds = time.perf_counter() - t0 - self.last_query_seconds
         return dict(fresh)
 
     def _changed(self, states: Mapping[str, Mapping[str, Series]], ts: list[dict]) -> set[str]:
@@ -241,7 +259,13 @@ class PrometheusSource:
             return self._failed(url, prev, f"Prometheus cannot scrape {inst} (up == 0)")
         if not metrics or "asr_node_info" not in metrics:
             return self._failed(url, prev, f"Prometheus has no asr_* series for {inst} (node {cfg.name})")
-        status = build_status(cfg.name, metrics, stamp)
+        built = self._built.get(inst)
+        details = self._details.get(inst)
+        if built is not None and stamp is not None and built[0] == stamp and built[1] is details:
+            status = built[2]  # no scrape since the last round (refresh < scrape interval): nothing new
+        else:
+            status = build_status(cfg.name, metrics, stamp)
+            self._built[inst] = (stamp, details, status)
         if stamp is not None and now - stamp > STALE_AFTER_MISSED * self.refresh:
             return AgentReading(url, status, stamp, f"Prometheus' last sample of {inst} is {now - stamp:.0f}s old",
                                 latency)
@@ -264,9 +288,10 @@ class PrometheusSource:
         return dict(out)
 
 
-def group_by_instance(*results: list[dict]) -> dict[str, dict[str, Series]]:
-    """instance -> metric name -> [(labels, value)], from raw vector results."""
-    out: dict[str, dict[str, Series]] = defaultdict(lambda: defaultdict(list))
+def group_by_instance(*results: list[dict], into: dict | None = None) -> dict[str, dict[str, Series]]:
+    """instance -> metric name -> [(labels, value)], from raw vector results (the hot loop of a round)."""
+    out: dict[str, dict[str, Series]] = {} if into is None else into
+    isfinite = math.isfinite
     for result in results:
         for r in result:
             labels = r.get("metric") or {}
@@ -274,7 +299,20 @@ def group_by_instance(*results: list[dict]) -> dict[str, dict[str, Series]]:
             name = labels.get("__name__")
             if inst is None or name is None:
                 continue
-            out[inst][name].append((labels, _value(r.get("value"))))
+            try:
+                v = float(r["value"][1])
+                if not isfinite(v):
+                    v = None  # NaN/Inf are "unavailable", never a number
+            except (KeyError, TypeError, ValueError, IndexError):
+                v = None
+            d = out.get(inst)
+            if d is None:
+                d = out[inst] = {}
+            series = d.get(name)
+            if series is None:
+                d[name] = [(labels, v)]
+            else:
+                series.append((labels, v))
     return out
 
 
@@ -293,28 +331,31 @@ GPU_METRICS = ("asr_gpu_info", "asr_gpu_utilization_ratio", "asr_gpu_memory_used
 
 
 def _gpus(metrics: Mapping[str, Series]) -> tuple[GpuReading, ...]:
-    by_gpu: dict[str, dict[str, Any]] = defaultdict(dict)
-    procs: dict[str, list[GpuProcess]] = defaultdict(list)
+    by_gpu: dict[str, dict[str, Any]] = {}
     for name in GPU_METRICS:
         for labels, v in metrics.get(name, ()):
             g = labels.get("gpu")
             if g is None:
                 continue
-            d = by_gpu[g]
-            d.setdefault("uuid", labels.get("uuid"))
+            d = by_gpu.get(g)
+            if d is None:
+                d = by_gpu[g] = {"uuid": labels.get("uuid"), "procs": []}
             if name == "asr_gpu_info":
                 d["name"] = labels.get("name")
             elif name == "asr_gpu_process_memory_bytes":
                 pid = labels.get("pid", "")
                 if pid.isascii() and pid.isdigit():
-                    procs[g].append(GpuProcess(int(pid), labels.get("process"), _int(v)))
+                    d["procs"].append(GpuProcess(int(pid), labels.get("process"), _int(v)))
             else:
                 d[name] = v
     gpus = []
     for g, d in by_gpu.items():
+        procs = d["procs"]
+        if len(procs) > 1:
+            procs.sort(key=lambda p: p.pid)
         gpus.append(GpuReading(
             index=int(g) if g.isascii() and g.isdigit() else len(gpus),
-            uuid=d.get("uuid"),
+            uuid=d["uuid"],
             name=d.get("name"),
             utilization_ratio=d.get("asr_gpu_utilization_ratio"),
             memory_used_bytes=_int(d.get("asr_gpu_memory_used_bytes")),
@@ -322,9 +363,10 @@ def _gpus(metrics: Mapping[str, Series]) -> tuple[GpuReading, ...]:
             temperature_celsius=d.get("asr_gpu_temperature_celsius"),
             power_watts=d.get("asr_gpu_power_watts"),
             power_limit_watts=d.get("asr_gpu_power_limit_watts"),
-            processes=tuple(sorted(procs.get(g, ()), key=lambda p: p.pid)),
+            processes=tuple(procs),
         ))
-    gpus.sort(key=lambda x: x.index)
+    if len(gpus) > 1:
+        gpus.sort(key=lambda x: x.index)
     return tuple(gpus)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import sys
@@ -38,6 +39,7 @@ async def main() -> None:
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
     args = ap.parse_args()
     raise_nofile()
+    print(f"load average {os.getloadavg()} on {os.cpu_count()} CPUs")
     proc, ports = start_agents(args.agents, 0)
     refresh = float(args.scrape.rstrip("s"))
     try:
@@ -51,24 +53,28 @@ async def main() -> None:
                   f"(all up after {time.monotonic() - t0:.1f}s); {len(QUERIES)} queries per round")
             src = PrometheusSource(base, refresh=refresh, timeout=10)
             try:
+                await src.poll(nodes)  # warm-up: connections, Prometheus' caches; everybody's details
                 sizes = {}
                 for key, q in QUERIES.items():
-                    q = q.replace("{instances}", ".*7")  # the detail query asks for one slice per round
+                    q = src._detail_query(None) if key == "detail" else q  # one slice of the fleet per round
                     sizes[key] = len(await src.query(q))
                 print("  series per query: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
-                await src.poll(nodes)  # warm-up: connections, Prometheus' caches
-                wall, cpu = [], []
+                wall, cpu, qs, bs = [], [], [], []
                 for _ in range(args.rounds):
                     c0, w0 = time.process_time(), time.perf_counter()
                     r = await src.poll(nodes)
                     wall.append(time.perf_counter() - w0)
                     cpu.append(time.process_time() - c0)
+                    qs.append(src.last_query_seconds)
+                    bs.append(src.last_build_seconds)
                     bad = [x.error for x in r.values() if x.error]
                     assert len(r) == args.agents and not bad, (len(r), bad[:3])
                     await asyncio.sleep(max(0.0, refresh - wall[-1]))
                 print(f"  PrometheusSource.poll, {args.agents} nodes: wall/round mean {statistics.mean(wall)*1000:.0f} ms "
                       f"median {statistics.median(wall)*1000:.0f} ms max {max(wall)*1000:.0f} ms | "
                       f"asrtop CPU/round mean {statistics.mean(cpu)*1000:.0f} ms")
+                print(f"  of which: queries answered and parsed (median) {statistics.median(qs)*1000:.0f} ms, "
+                      f"joining/building readings (median) {statistics.median(bs)*1000:.0f} ms")
                 # the naive way, one query per node (for 20 nodes, scaled): what "a handful" saves
                 few = nodes[:20]
                 w0 = time.perf_counter()
