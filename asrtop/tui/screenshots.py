@@ -78,7 +78,7 @@ async def _shoot(config_path: Path, out: Path, size: tuple[int, int]) -> list[Pa
         await _until(pilot, lambda: app.snapshot is not None and all(n.status for n in app.snapshot.nodes),
                      "agents")
         await _until(pilot, lambda: sum(n.in_flight or 0 for n in app.snapshot.nodes) >= 4, "load")
-        await pilot.pause(8.0)  # some history for the sparklines
+        await pilot.pause(20.0)  # some history for the sparklines
         save("fleet")
         table = app.fleet_screen.table
         busy = max((n for n in app.snapshot.nodes if not n.backup and n.name in app.snapshot.model_groups()[0].nodes),

@@ -73,8 +73,8 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
         series = history.series(node.name, name)
         last = next((v for v in reversed(series) if v is not None), None)
         t.append(f"  {label:<11}", DIM)
-        t.append(sparkline(series, width, top), "cyan")
-        t.append(f" {fmt(last) if last is not None else '—'}\n")
+        t.append(f"{fmt(last) if last is not None else '—':>6}  ")
+        t.append(sparkline(series, width, top).rstrip() + "\n", "cyan")
 
     head("GPUs")
     if st is None:
