@@ -32,7 +32,7 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("sel", " ", 1),
     Column("name", "node", 12),
-    Column("state", "state", 6),
+    Column("state", "state", 5),
     Column("inflight", "infl", 5),
     Column("rps", "req/s", 5),
     Column("gpu", "gpu", 10),
@@ -41,11 +41,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("weight", "wt", 3),
     Column("backup", "bk", 2),
     Column("5xx", "5xx", 4),
-    Column("rt", "resp", 6),
+    Column("rt", "resp", 5),
     Column("temp", "temp", 4),
     Column("power", "power", 5),
     Column("cpu", "cpu", 4),
-    Column("age", "agent", 6),
+    Column("age", "agent", 5),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 
@@ -193,7 +193,9 @@ def state_cell(node: NodeView) -> Cell:
         return "DOWN", "bold red"
     if admin == MIXED:
         return MIXED, "bold magenta"
-    style = {"ready": "green", "drain": "yellow", "maint": "red", "unknown": DIM}.get(admin, "")
+    if admin == "unknown":  # no balancer has this node
+        return "?", DIM
+    style = {"ready": "green", "drain": "yellow", "maint": "red"}.get(admin, "")
     return admin, style
 
 
