@@ -264,8 +264,11 @@ class PrometheusSource:
         if built is not None and stamp is not None and built[0] == stamp and built[1] is details:
             status = built[2]  # no scrape since the last round (refresh < scrape interval): nothing new
         else:
-            status = build_status(cfg.name, metrics, stamp)
-            self._built[inst] = (stamp, details, status)
+            # the model reading only changes with the details (digest, files) or the state: reuse it
+            state = self._states.get(inst)
+            model = built[3] if built is not None and built[1] is details and built[4] == state else None
+            status = build_status(cfg.name, metrics, stamp, model)
+            self._built[inst] = (stamp, details, status, status.model, state)
         if stamp is not None and now - stamp > STALE_AFTER_MISSED * self.refresh:
             return AgentReading(url, status, stamp, f"Prometheus' last sample of {inst} is {now - stamp:.0f}s old",
                                 latency)
@@ -400,7 +403,8 @@ def _model(metrics: Mapping[str, Series]) -> ModelReading:
                         None, dirs)
 
 
-def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | None = None) -> AgentStatus:
+def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | None = None,
+                 model: ModelReading | None = None) -> AgentStatus:
     """An AgentStatus from one instance's series; what metrics do not carry stays None.
 
     collected_at is the agent's own collection time when the series carry it, else when Prometheus
@@ -436,6 +440,6 @@ def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | N
             in_flight_source=sources.pop() if len(sources) == 1 else None,
             requests=_requests(metrics, in_flight),
         ),
-        model=_model(metrics),
+        model=model if model is not None else _model(metrics),
         versions={"agent": version} if version else {},
     )
