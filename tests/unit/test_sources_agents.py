@@ -108,7 +108,7 @@ async def agents():
 
 @pytest.fixture
 async def poller():
-    p = AgentPoller(timeout=0.5, refresh=1.0)
+    p = AgentPoller(timeout=1.5, refresh=2.0)
     yield p
     await p.close()
 
@@ -145,7 +145,7 @@ async def test_errors_are_per_node_and_never_raise(agents, poller):
     assert "schema 99" in r["wrong"].error
     assert "expected a JSON object" in r["notobj"].error
     assert r["h500"].error == "HTTP 500 from /v1/status"
-    assert r["hole"].error == "no answer within 0.5s"
+    assert r["hole"].error == "no answer within 1.5s"
     assert "connection refused" in r["dead"].error
     for name in ("badj", "wrong", "notobj", "h500", "hole", "dead"):
         assert r[name].status is None and r[name].fetched_at is None, name
@@ -182,7 +182,7 @@ async def test_black_hole_with_room_to_spare_leaves_others_untouched(agents, pol
         r = await poller.poll([NodeConfig("hole", agent=hole.url), NodeConfig("a", agent=a.url)])
     finally:
         await hole.stop()
-    assert r["a"].error is None and r["hole"].error == "no answer within 0.5s"
+    assert r["a"].error is None and r["hole"].error == "no answer within 1.5s"
 
 
 async def test_last_good_status_kept_on_failure_and_stale_after_three_intervals(agents, poller):
