@@ -190,24 +190,28 @@ class AgentPoller:
     # -- model files (TUI model view) -----------------------------------------------------------
     async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
         """GET /v1/model: the agent's per-file list (dicts as the agent serves them), or a one-line error."""
-        session = self._ensure_session()
-        url = _base(agent_url) + MODEL_PATH
-        try:
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=max(self.timeout, 5.0))) as resp:
-                body = await resp.read()
-                if resp.status != 200:
-                    return f"{agent_url}: HTTP {resp.status} from {MODEL_PATH}"
-            data = json.loads(body)
-        except ValueError as e:
-            return f"{agent_url}: bad JSON from {MODEL_PATH}: {e}"
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            return f"{agent_url}: {describe_error(e, max(self.timeout, 5.0))}"
-        files = _model_files(data)
-        if files is None:
-            return f"{agent_url}: {MODEL_PATH} has no file list"
-        return files
+        return await fetch_model_files(self._ensure_session(), agent_url, max(self.timeout, 5.0))
+
+
+async def fetch_model_files(session: aiohttp.ClientSession, agent_url: str, timeout: float) -> list[dict] | str:
+    """GET /v1/model on one agent (the TUI's model view; also used by the Prometheus source)."""
+    url = _base(agent_url) + MODEL_PATH
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                return f"{agent_url}: HTTP {resp.status} from {MODEL_PATH}"
+        data = json.loads(body)
+    except ValueError as e:
+        return f"{agent_url}: bad JSON from {MODEL_PATH}: {e}"
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        return f"{agent_url}: {describe_error(e, timeout)}"
+    files = _model_files(data)
+    if files is None:
+        return f"{agent_url}: {MODEL_PATH} has no file list"
+    return files
 
 
 class _BadAnswer(Exception):

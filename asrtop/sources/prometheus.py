@@ -40,7 +40,7 @@ from asrtop.agentstatus import (
 )
 from asrtop.config import NodeConfig
 from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
-from asrtop.sources.agents import describe_error
+from asrtop.sources.agents import describe_error, fetch_model_files
 
 # Prometheus' cost is per series returned, so a round asks for what changes every scrape ("fast": ~8
 # series per node with one GPU) and the details (totals, limits, labels, slow averages, latency and byte
@@ -135,6 +135,12 @@ class PrometheusSource:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+    async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
+        """The file list comes from the agent itself (metrics carry only the digest), when reachable."""
+        if not agent_url.startswith(("http://", "https://")):
+            return f"{agent_url}: no agent URL configured for this node (Prometheus carries only the digest)"
+        return await fetch_model_files(self._ensure_session(), agent_url, 5.0)
 
     async def query(self, promql: str) -> list[dict]:
         """One instant query; the vector's result list. Raises PrometheusError with one line."""

@@ -46,3 +46,16 @@ async def test_fleet_source_joins_real_agents_with_real_haproxy(demo_cluster):
         assert n.agent is not None and n.agent.error is None and not n.stale
         assert n.servers  # HAProxy knows it
         assert n.admin_state in ("ready", "drain", "maint")
+
+
+async def test_prometheus_source_fetches_model_files_from_the_agent(demo_cluster):
+    from asrtop.sources.prometheus import PrometheusSource
+
+    src = PrometheusSource("http://127.0.0.1:1", refresh=1.0)  # the file list does not go through Prometheus
+    try:
+        files = await src.fetch_model_files(demo_cluster.nodes[0].agent_url)
+        assert isinstance(files, list) and files
+        msg = await src.fetch_model_files("prometheus:127.0.0.1:9")
+        assert isinstance(msg, str) and "no agent URL" in msg
+    finally:
+        await src.close()
