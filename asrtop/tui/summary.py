@@ -94,10 +94,11 @@ def model_badge(s: Summary) -> Segment:
 
 
 def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = None,
-                 draining: dict[str, int | None] | None = None) -> list[list[Segment]]:
+                 draining: dict[str, int | None] | None = None, trend: str = "") -> list[list[Segment]]:
     """Three lines of (text, style) segments; the first two fit 80 columns.
 
-    `draining`: drains this console started and still follows (node -> in-flight last seen)."""
+    `draining`: drains this console started and still follows (node -> in-flight last seen).
+    `trend`: a short sparkline of the fleet's in-flight total."""
     line1: list[Segment] = [(f"{cluster} ", "bold"), (f"{s.total} nodes: ", "")]
     line1 += [(f"{s.ready} ready", "green"), (" · ", DIM), (f"{s.draining} drain", "yellow" if s.draining else ""),
               (" · ", DIM), (f"{s.maint} maint", "red" if s.maint else ""), (" · ", DIM),
@@ -106,7 +107,7 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
         line1 += [(" · ", DIM), (f"{s.mixed} MIXED", "bold magenta")]
     line2: list[Segment] = [
         ("in-flight ", DIM), ("—" if s.in_flight is None else str(s.in_flight), "bold"),
-        (f" on {s.serving} serving", ""), ("  req/s ", DIM), (rate(s.request_rate), "bold"),
+        (f" {trend}" if trend else "", "cyan"), (f" on {s.serving} serving", ""), ("  req/s ", DIM), (rate(s.request_rate), "bold"),
         ("  5xx ", DIM), ("—" if s.errors_5xx is None else str(s.errors_5xx), "bold red" if s.errors_5xx else "bold"),
         ("  gpu ", DIM), (_pct(s.gpu_util), "bold"), ("  gmem ", DIM), (_pct(s.gpu_mem), "bold"),
     ]

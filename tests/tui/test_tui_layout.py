@@ -28,7 +28,8 @@ def utc(monkeypatch):
 
 def make_app(**kw):
     fleet = FakeFleet(6, odd_model=(4,), dead_agents=(3,))
-    return AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), **kw), fleet
+    # one poll only: the header's in-flight sparkline grows with every refresh
+    return AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=3600, **kw), fleet
 
 
 def check_golden(name: str, lines: list[str]) -> None:

@@ -8,13 +8,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input
 
 from asrtop.fleet import FleetSnapshot
-from asrtop.tui.format import COLUMN_KEYS, table_context
+from asrtop.tui.format import COLUMN_KEYS, sparkline, table_context
 from asrtop.tui.widgets.fleet_table import FleetTable
 from asrtop.tui.widgets.header import FleetHeader
 from asrtop.tui.widgets.keybar import KeyBar
 
 ACTIONS = ("drain", "ready", "maint", "weight", "backup")
 SORTABLE = tuple(k for k in COLUMN_KEYS if k != "sel")
+TREND = 10  # samples of the fleet in-flight sparkline in the header
 
 
 class FleetScreen(Screen):
@@ -59,7 +60,8 @@ class FleetScreen(Screen):
         if snap is not None:
             self.snapshot = snap
             self.selected &= {n.name for n in snap.nodes}
-        self.query_one(FleetHeader).show(snap, error, self.app.draining)
+        trend = sparkline(self.app.history.fleet_series("in_flight")[-TREND:], TREND).rstrip()
+        self.query_one(FleetHeader).show(snap, error, self.app.draining, trend)
         if self.snapshot is not None:
             self.redraw()
 

@@ -19,14 +19,14 @@ class FleetHeader(Static):
         self._last: list | None = None
 
     def show(self, snap: FleetSnapshot | None, error: str | None = None,
-             draining: dict[str, int | None] | None = None) -> None:
+             draining: dict[str, int | None] | None = None, trend: str = "") -> None:
         if snap is not None:
             self.summary = summarize(snap)
         self.error = error
         if self.summary is None:
             self.update(Text(f"{self.cluster}: no data yet" + (f" — {error}" if error else ""), style="bold red"))
             return
-        lines = header_lines(self.summary, self.cluster, self.read_only, error, draining)
+        lines = header_lines(self.summary, self.cluster, self.read_only, error, draining, trend)
         if lines == self._last:  # nothing changed: no repaint
             return
         self._last = lines
