@@ -80,7 +80,10 @@ class AgentPoller:
 
     # -- session ----------------------------------------------------------------------------------
     def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        # a session belongs to one event loop: a caller running rounds under a new loop (asyncio.run per
+        # command) gets a fresh one instead of "attached to a different loop" errors
+        if (self._session is None or self._session.closed
+                or self._session._loop is not asyncio.get_running_loop()):
             connector = aiohttp.TCPConnector(
                 limit=self.concurrency,  # never more sockets than requests in flight
                 limit_per_host=self.limit_per_host,  # one agent needs one kept-alive connection

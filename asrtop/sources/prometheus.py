@@ -121,7 +121,10 @@ class PrometheusSource:
         self._built: dict[str, tuple] = {}  # instance -> (scrape time, details, status): reused until either changes
 
     def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        # a session belongs to one event loop: a caller running rounds under a new loop (asyncio.run per
+        # command) gets a fresh one instead of "attached to a different loop" errors
+        if (self._session is None or self._session.closed
+                or self._session._loop is not asyncio.get_running_loop()):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=len(QUERIES) * 2, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),

@@ -297,3 +297,46 @@ async def test_close_is_idempotent_and_poll_reopens(agents):
 def test_status_body_is_realistic_size():
     size = len(json.dumps(SynthNode("gpu-node-0001").status_body()))
     assert 1000 <= size <= 2048
+
+
+def test_poller_survives_a_new_event_loop_per_round():
+    # `asrtop status` style callers: asyncio.run() per round, same poller
+    import threading
+
+    from aiohttp import web as _web
+
+    started = threading.Event()
+    box: dict = {}
+
+    def serve():
+        async def main():
+            app = _web.Application()
+
+            async def status(request):
+                return _web.json_response(SynthNode("x").status_body())
+            app.router.add_get("/v1/status", status)
+            runner = _web.AppRunner(app)
+            await runner.setup()
+            site = _web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            box["port"] = runner.addresses[0][1]
+            box["stop"] = asyncio.Event()
+            box["loop"] = asyncio.get_running_loop()
+            started.set()
+            await box["stop"].wait()
+            await runner.cleanup()
+        asyncio.run(main())
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        assert started.wait(10)
+        p = AgentPoller(refresh=2.0)
+        nodes = [NodeConfig("x", agent=f"http://127.0.0.1:{box['port']}")]
+        for _ in range(2):
+            r = asyncio.run(p.poll(nodes))
+            assert r["x"].error is None, r["x"].error
+        asyncio.run(p.close())
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        t.join(10)
