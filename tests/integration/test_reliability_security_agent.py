@@ -167,4 +167,7 @@ def test_half_sent_requests_do_not_starve_scrapes(node):
         for s in held:
             s.close()
     assert metrics_ok(ag.url)
+    deadline = time.monotonic() + 10  # bounded wait for the agent to see the 200 closes
+    while psutil.Process(ag.pid).num_fds() >= 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert psutil.Process(ag.pid).num_fds() < 200  # the held connections were released
