@@ -29,7 +29,7 @@ def lock_path(audit_path: str | os.PathLike) -> Path:
 
 
 @asynccontextmanager
-async def action_lock(path: str | os.PathLike, timeout: float = LOCK_TIMEOUT,
+async def action_lock(path: str | os.PathLike, timeout: float | None = None,
                       poll: float = 0.02) -> AsyncIterator[bool]:
     """Hold the lock (yields True), or yield False when the lock file cannot be created at all (read-only
     state dir: the action still runs, unserialised, as before). Raises LockTimeout after `timeout` s."""
@@ -39,6 +39,7 @@ async def action_lock(path: str | os.PathLike, timeout: float = LOCK_TIMEOUT,
     except OSError:
         yield False
         return
+    timeout = LOCK_TIMEOUT if timeout is None else timeout
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -1,0 +1,86 @@
+"""asrtop.oplock: one action at a time across processes sharing the audit log's directory."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from asrtop.oplock import LockTimeout, action_lock, lock_path
+
+
+async def test_second_holder_waits_then_gets_it(tmp_path):
+    path = lock_path(tmp_path / "audit.jsonl")
+    assert path.name == "audit.jsonl.lock"
+    order = []
+
+    async def hold(tag, delay):
+        await asyncio.sleep(delay)
+        async with action_lock(path) as held:
+            assert held
+            order.append(f"{tag}+")
+            await asyncio.sleep(0.2)
+            order.append(f"{tag}-")
+
+    await asyncio.gather(hold("a", 0), hold("b", 0.05))
+    assert order == ["a+", "a-", "b+", "b-"]  # never interleaved
+
+
+async def test_held_by_another_process_times_out_in_one_line(tmp_path):
+    path = lock_path(tmp_path / "audit.jsonl")
+    code = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockTimeout) as e:
+            async with action_lock(path, timeout=0.3):
+                pass
+        assert "\n" not in str(e.value) and "another asrtop action" in str(e.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    async with action_lock(path, timeout=5) as held:  # released with the process
+        assert held
+
+
+async def test_unwritable_state_dir_does_not_block_actions(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    async with action_lock(blocker / "sub" / "audit.jsonl.lock") as held:
+        assert held is False
+
+
+class OneServer:
+    name, kind, max_weight = "fake", "haproxy", 256
+
+    def __init__(self):
+        from asrtop.balancers.base import AdminState, Health, ServerState
+
+        self.state = ServerState("n1", "127.0.0.1", 1, 1, False, AdminState.READY, Health.UP)
+        self.sent = []
+
+    def servers(self):
+        return [self.state]
+
+    def set_weight(self, server, weight):
+        self.sent.append((server, weight))
+
+
+async def test_controller_refuses_in_one_line_when_another_action_holds_the_lock(tmp_path, monkeypatch):
+    import asrtop.oplock
+    from asrtop.config import parse_config
+    from asrtop.control import Action, Controller
+    from asrtop.exitcodes import REFUSED_GUARDRAIL
+
+    cfg = parse_config({"cluster": {"audit_log": str(tmp_path / "audit.jsonl")}, "nodes": [{"name": "n1"}]})
+    b = OneServer()
+    monkeypatch.setattr(asrtop.oplock, "LOCK_TIMEOUT", 0.3)
+    async with action_lock(lock_path(cfg.audit_log)):
+        res = await Controller(cfg, [b]).apply(Action("weight", "n1", 5))
+    assert (res.outcome, res.exit_code) == ("refused", REFUSED_GUARDRAIL) and "\n" not in res.message
+    assert b.sent == [] and "another asrtop action" in cfg.audit_log.read_text()
+    res = await Controller(cfg, [b]).apply(Action("weight", "n1", 5))  # free again: it goes through
+    assert b.sent == [("n1", 5)]
