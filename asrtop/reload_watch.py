@@ -15,6 +15,7 @@ snapshot; the result lands in FleetSnapshot.notes (shown by `asrtop status` and 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,26 +53,34 @@ def _ts(text: object) -> float | None:
 _FIELD = {"drain": "admin", "ready": "admin", "maint": "admin", "weight": "weight", "backup": "backup"}
 
 
+def _apply(out: dict[str, dict[tuple[str, str], Desired]], r: dict) -> None:
+    """Fold one audit record (oldest to newest) into balancer -> (server, field) -> Desired."""
+    action = r.get("action")
+    field = _FIELD.get(action) if isinstance(action, str) else None
+    at = _ts(r.get("time"))
+    if field is None or at is None or r.get("dry_run"):
+        return
+    for b in r.get("balancers") or ():
+        if not isinstance(b, dict) or not b.get("ok") or not isinstance(b.get("after"), dict):
+            continue
+        after = b["after"]
+        server, value = after.get("server"), after.get(field)
+        if not isinstance(server, str) or value is None:
+            continue
+        if field == "admin":
+            what = str(action)
+        elif field == "weight":
+            what = f"weight {value}"
+        else:
+            what = f"backup {'on' if value else 'off'}"
+        out.setdefault(str(b.get("name")), {})[(server, field)] = Desired(server, field, value, at, what)
+
+
 def desired_states(records: Iterable[dict]) -> dict[str, dict[tuple[str, str], Desired]]:
     """balancer -> (server, field) -> the newest change asrtop made and read back there (records newest first)."""
     out: dict[str, dict[tuple[str, str], Desired]] = {}
-    for r in records:
-        action, field = r.get("action"), _FIELD.get(r.get("action"))  # type: ignore[arg-type]
-        at = _ts(r.get("time"))
-        if field is None or at is None or r.get("dry_run"):
-            continue
-        for b in r.get("balancers") or ():
-            if not isinstance(b, dict) or not b.get("ok") or not isinstance(b.get("after"), dict):
-                continue
-            after = b["after"]
-            server, value = after.get("server"), after.get(field)
-            if not isinstance(server, str) or value is None:
-                continue
-            key = (server, field)
-            per = out.setdefault(str(b.get("name")), {})
-            if key not in per:  # newest first: the first seen is the one in force
-                what = action if field == "admin" else f"{action} {r.get('value') if field == 'weight' else ('on' if value else 'off')}"
-                per[key] = Desired(server, field, value, at, str(what))
+    for r in reversed(list(records)):
+        _apply(out, r)
     return out
 
 
@@ -133,22 +142,42 @@ class ReloadWatch:
 
     def __init__(self, audit_path: str | os.PathLike):
         self.audit = AuditLog(audit_path)
-        self._key: tuple[int, int] | None = None
+        self._ino: int | None = None
+        self._offset = 0  # bytes of the log folded into _desired so far
         self._desired: dict[str, dict[tuple[str, str], Desired]] = {}
 
     def desired(self) -> dict[str, dict[tuple[str, str], Desired]]:
+        """Cheap when nothing changed (one stat); an appended log is read from where we stopped."""
+        path = Path(self.audit.path)
         try:
-            st = Path(self.audit.path).stat()
-            key = (st.st_size, st.st_mtime_ns)
+            st = path.stat()
         except OSError:
+            self._ino, self._offset, self._desired = None, 0, {}
             return {}
-        if key != self._key:
+        if st.st_ino != self._ino or st.st_size < self._offset:  # first look, rotated or truncated
             records = []
             for i, r in enumerate(self.audit._lines_backwards()):
                 if i >= MAX_RECORDS:
                     break
                 records.append(r)
-            self._desired, self._key = desired_states(records), key
+            self._desired, self._ino, self._offset = desired_states(records), st.st_ino, st.st_size
+            return self._desired
+        if st.st_size > self._offset:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self._offset)
+                    chunk = f.read(st.st_size - self._offset)
+            except OSError:
+                return self._desired
+            end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next look
+            for raw in chunk[:end].splitlines():
+                try:
+                    r = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(r, dict):
+                    _apply(self._desired, r)
+            self._offset += end
         return self._desired
 
     def notes(self, balancers: Sequence, servers: dict[str, Sequence[ServerState]]) -> list[str]:

@@ -100,3 +100,31 @@ def test_lost_changes_rules():
     assert [(x.server, now) for x, now in lost_changes(d["hx"], t0 + 20, servers)] == [("c", False)]
     assert lost_changes(d["hx"], t0 + 1, servers) == []  # HAProxy started before the changes: nothing lost
     assert lost_changes(d["hx"], t0 + 20, [s("a"), s("c", backup=True)]) == []
+
+
+def test_watch_follows_the_audit_log_incrementally(tmp_path):
+    import json as _json
+
+    from asrtop.reload_watch import ReloadWatch
+
+    log = tmp_path / "audit.jsonl"
+    w = ReloadWatch(log)
+    assert w.desired() == {}
+
+    def rec(t, action, admin, weight=1):
+        return {"time": f"2026-01-01T00:00:{t:02d}.000Z", "action": action, "node": "a", "value": weight,
+                "balancers": [{"name": "hx", "ok": True,
+                               "after": {"server": "a", "admin": admin, "weight": weight, "backup": False}}]}
+
+    with open(log, "a") as f:
+        f.write(_json.dumps(rec(1, "drain", "drain")) + "\n")
+    assert w.desired()["hx"][("a", "admin")].value == "drain"
+    with open(log, "a") as f:
+        f.write(_json.dumps(rec(2, "ready", "ready")) + "\n" + '{"half a line')
+    assert w.desired()["hx"][("a", "admin")].value == "ready"  # the partial line is not read yet
+    with open(log, "a") as f:
+        f.write('": 1}\n' + _json.dumps(rec(3, "weight", "ready", 7)) + "\n")
+    d = w.desired()["hx"]
+    assert d[("a", "admin")].value == "ready" and d[("a", "weight")].value == 7
+    log.write_text(_json.dumps(rec(4, "maint", "maint")) + "\n")  # truncated / rotated: read again
+    assert w.desired()["hx"][("a", "admin")].value == "maint" and ("a", "weight") not in w.desired()["hx"]
