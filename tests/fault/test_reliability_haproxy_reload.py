@@ -23,14 +23,21 @@ from support.control_cluster import admin_weight, config, haproxy_entry, run_cli
 NODES = ("n1", "n2", "n3")
 
 
-def restart(hx) -> subprocess.Popen:
-    """Stop the HAProxy process and start a new one on the same config (same admin socket path)."""
-    hx.proc.terminate()
-    hx.proc.wait(10)
+def restart(hx, how: str) -> subprocess.Popen:
+    """A new HAProxy process on the same config and admin socket: `restart` stops the old one first,
+    `reload` is the soft reload (`-sf OLDPID`: the new process takes over, the old one finishes and exits)."""
+    old = hx.proc
+    argv = [hx.binary, "-db", "-f", str(hx.config_path)]
+    if how == "restart":
+        old.terminate()
+        old.wait(10)
+    else:
+        argv += ["-sf", str(old.pid)]
     with open(hx.log_path, "ab") as log:
-        proc = subprocess.Popen([hx.binary, "-db", "-f", str(hx.config_path)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=hx.config_path.parent)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=hx.config_path.parent)
     hx.proc = proc  # hx.stop() ends the new one
+    old.wait(10)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -47,9 +54,10 @@ async def notes(cfg):
     return [n for n in (await source.snapshot()).notes if "runtime changes lost" in n]
 
 
+@pytest.mark.parametrize("how", ["reload", "restart"])
 @pytest.mark.parametrize("which", ["debian", "wheel"])
 async def test_restart_loses_runtime_changes_and_asrtop_says_so(tmp_path, debian_haproxy_bin, wheel_haproxy_bin,
-                                                               which):
+                                                               which, how):
     binary = debian_haproxy_bin if which == "debian" else wheel_haproxy_bin
     with start_backends(NODES) as be, start_haproxy(binary, tmp_path, be.specs()) as hx:
         path = write_config(tmp_path, [haproxy_entry("hx", hx.socket)], NODES)
@@ -61,7 +69,7 @@ async def test_restart_loses_runtime_changes_and_asrtop_says_so(tmp_path, debian
         assert (await ctl.apply(Action("weight", "n3", 1))).outcome == "done"  # back to the config's value
         assert await notes(cfg) == []  # same process: nothing lost
         old_pid = hx.proc.pid
-        restart(hx)
+        restart(hx, how)
         assert hx.proc.pid != old_pid and admin_weight(hx)["n2"] == ("0", "1")  # HAProxy forgot
         (line,) = await notes(cfg)
         assert line.startswith("hx: restarted at ") and "n1 weight 5 (now weight 1)" in line
