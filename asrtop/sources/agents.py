@@ -57,8 +57,8 @@ def describe_error(exc: BaseException, timeout: float) -> str:
 class AgentPoller:
     """NodeFactsSource over the agents' JSON status (asrtop.sources.live.NodeFactsSource).
 
-    `timeout` is the total per-request budget (connect + answer), default 0.8 x refresh; `concurrency`
-    bounds requests in flight (and so sockets and memory) whatever the fleet size.
+    `timeout` is a round's budget, default 0.8 x refresh: every request (connect + answer) ends within it;
+    `concurrency` bounds requests in flight (and so sockets and memory) whatever the fleet size.
     """
 
     def __init__(self, timeout: float | None = None, concurrency: int = 256, refresh: float = 1.0,
@@ -103,9 +103,9 @@ class AgentPoller:
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        session, self._session = self._session, None
+        if session is not None and not session.closed and session._loop is asyncio.get_running_loop():
+            await session.close()  # a session of a finished loop went with its loop
 
     async def __aenter__(self) -> "AgentPoller":
         return self

@@ -135,9 +135,9 @@ class PrometheusSource:
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        session, self._session = self._session, None
+        if session is not None and not session.closed and session._loop is asyncio.get_running_loop():
+            await session.close()  # a session of a finished loop went with its loop
 
     async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
         """The file list comes from the agent itself (metrics carry only the digest), when reachable."""
