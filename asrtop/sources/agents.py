@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 from typing import Any, Mapping, Sequence
 
@@ -35,8 +36,13 @@ def describe_error(exc: BaseException, timeout: float) -> str:
         return f"{_TIMED_OUT} {timeout:.2g}s"
     if isinstance(exc, aiohttp.ClientConnectorError):
         err = exc.os_error
+        if isinstance(err, socket.gaierror):  # DNS: errno is a negative EAI_* code, strerror says it
+            return f"cannot resolve {exc.host}: {(err.strerror or str(err)).lower()}"
         no = getattr(err, "errno", None)
-        what = os.strerror(no) if no else (str(err) or type(err).__name__)
+        if no and no > 0:
+            what = os.strerror(no)
+        else:
+            what = getattr(err, "strerror", None) or str(err) or type(err).__name__
         return f"cannot connect to {exc.host}:{exc.port}: {what.lower()}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "closed the connection without answering"

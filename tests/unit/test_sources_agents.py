@@ -136,7 +136,7 @@ async def test_errors_are_per_node_and_never_raise(agents, poller):
         nodes = [NodeConfig("good", agent=good.url), NodeConfig("badj", agent=badj.url),
                  NodeConfig("wrong", agent=wrong.url), NodeConfig("notobj", agent=notobj.url),
                  NodeConfig("h500", agent=h500.url), NodeConfig("hole", agent=hole.url),
-                 NodeConfig("dead", agent=dead)]
+                 NodeConfig("dead", agent=dead), NodeConfig("badport", agent="http://127.0.0.1:99999")]
         r = await poller.poll(nodes)
     finally:
         await hole.stop()
@@ -147,7 +147,8 @@ async def test_errors_are_per_node_and_never_raise(agents, poller):
     assert r["h500"].error == "HTTP 500 from /v1/status"
     assert r["hole"].error == "no answer within 1.5s"
     assert "connection refused" in r["dead"].error
-    for name in ("badj", "wrong", "notobj", "h500", "hole", "dead"):
+    assert r["badport"].error.startswith("bad agent URL")
+    for name in ("badj", "wrong", "notobj", "h500", "hole", "dead", "badport"):
         assert r[name].status is None and r[name].fetched_at is None, name
         assert "\n" not in r[name].error
 
