@@ -47,9 +47,10 @@ from asrtop.sources.agents import describe_error, fetch_model_files
 # counters) for one tenth of the instances only (by a stable hash of the `instance` label, named in the
 # query): every node's details are at most DETAIL_SLICES rounds old, and a node whose model state changed,
 # or that is new, gets them at once.
-FAST_SERIES = "service_up|service_in_flight_requests|host_cpu_ratio|requests_total"
+FAST_SERIES = "service_up|service_in_flight_requests|host_cpu_ratio"
+REQUESTS_SUM = "asr_requests_sum"  # our name for sum by (instance) (asr_requests_total)
 FAST_GPU_SERIES = "gpu_utilization_ratio|gpu_memory_used_bytes"
-DETAIL_SERIES = ("host_load1|host_load5|host_load15|host_memory_used_bytes|host_memory_total_bytes"
+DETAIL_SERIES = ("requests_total|host_load1|host_load5|host_load15|host_memory_used_bytes|host_memory_total_bytes"
                  "|service_probe_latency_seconds|service_process_cpu_ratio|service_process_resident_memory_bytes"
                  "|request_duration_seconds_sum|request_received_bytes_total|response_sent_bytes_total"
                  "|audio_seconds_total|model_info|model_dir_info|model_files|model_bytes|gpu_info"
@@ -59,6 +60,8 @@ DETAIL_SLICES = 10
 QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
     "fast": f'{{__name__=~"asr_({FAST_SERIES})"}}',
     "fast_gpu": f'{{__name__=~"asr_({FAST_GPU_SERIES})"}}',
+    # the fresh total; the per-class split comes with the details (one series per node instead of ~4)
+    "requests": f'label_replace(sum by (instance) (asr_requests_total), "__name__", "{REQUESTS_SUM}", "", "")',
     "state": "asr_model_state == 1",  # only the current state's series
     "ts": "timestamp(asr_node_info)",  # when Prometheus last scraped each agent, with the node's identity labels
     "down": "up == 0",  # targets Prometheus cannot scrape (their asr_* series are gone)
@@ -199,7 +202,8 @@ class PrometheusSource:
             answers = await asyncio.gather(*(self.query(q) for q in queries.values()))
             results = dict(zip(queries, answers))
             fetched = group_by_instance(results["detail"])
-            by_instance = group_by_instance(results["fast"], results["fast_gpu"], results["state"])
+            by_instance = group_by_instance(results["fast"], results["fast_gpu"], results["requests"],
+                                            results["state"])
             # a node that is new or whose model changed state gets its details (digest!) in this round
             changed = self._changed(by_instance, results["ts"]) - set(fetched)
             if changed:
@@ -384,11 +388,13 @@ def _gpus(metrics: Mapping[str, Series]) -> tuple[GpuReading, ...]:
 
 def _requests(metrics: Mapping[str, Series], in_flight: int | None) -> RequestStats | None:
     series = metrics.get("asr_requests_total")
-    if not series:
+    total = _one(metrics, REQUESTS_SUM)
+    if not series and total is None:
         return None  # the agent counts requests only with its in-path proxy
-    by_class = {labels.get("class", "?"): int(v) for labels, v in series if v is not None}
+    by_class = {labels.get("class", "?"): int(v) for labels, v in series or () if v is not None}
     return RequestStats(
-        total=sum(by_class.values()), by_class=by_class, in_flight=in_flight,
+        # the per-round sum when there is one (by_class is refreshed with the details, so it may lag)
+        total=int(total) if total is not None else sum(by_class.values()), by_class=by_class, in_flight=in_flight,
         latency_sum_seconds=_one(metrics, "asr_request_duration_seconds_sum"),
         audio_seconds_total=_one(metrics, "asr_audio_seconds_total"),
         bytes_received_total=_int(_one(metrics, "asr_request_received_bytes_total")),

@@ -92,6 +92,8 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
                 assert p.status.asr.in_flight == d.status.asr.in_flight
                 assert p.status.host.load1 == pytest.approx(d.status.host.load1)
                 assert p.status.gpus[0].uuid == d.status.gpus[0].uuid
+                assert p.status.asr.requests.total == d.status.asr.requests.total
+                assert dict(p.status.asr.requests.by_class) == dict(d.status.asr.requests.by_class)
             assert via_prom["asr-2"].url.startswith("prometheus:127.0.0.1:")
             snap = merge(cfgs, via_prom, (), max(r.fetched_at for r in via_prom.values()), 2.0)
             assert snap.majority_digest == nodes_[0].sha256

@@ -68,5 +68,5 @@ def test_instance_of_url():
 
 
 def test_a_handful_of_queries_not_one_per_node():
-    assert len(QUERIES) <= 6
+    assert len(QUERIES) <= 8
     assert not any("node=" in q for q in QUERIES.values())
