@@ -99,6 +99,7 @@ def run_demo(args: Any) -> int:
                 return _console(cluster)
             finally:
                 if loader is not None:  # stop the load before the cluster, so shutdown is not counted as failures
+                    say("stopping: letting in-flight demo requests finish (at most 5 s), then the cluster...")
                     print(loader.stop(timeout=5.0).summary())
                     loader = None
     except KeyboardInterrupt:
