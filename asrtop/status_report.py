@@ -12,6 +12,7 @@ from asrtop.control_rules import node_in_flight
 from asrtop.fleet import MIXED, FleetSnapshot, NodeView
 
 JSON_SCHEMA = 1
+SIM_MARK = "~"  # before GPU% and GPU MEM of a node whose GPU readings are simulated
 COLUMNS = ("NODE", "STATE", "WEIGHT", "BACKUP", "HEALTH", "INFL", "REQ/S", "5XX", "GPU%", "GPU MEM", "MODEL",
            "AGENT")
 
@@ -26,6 +27,12 @@ def _gpu(view: NodeView) -> tuple[float | None, int | None, int | None]:
     total = [g.memory_total_bytes for g in st.gpus if g.memory_total_bytes is not None]
     return (sum(utils) / len(utils) if utils else None, sum(used) if used else None,
             sum(total) if total else None)
+
+
+def _simulated(view: NodeView) -> bool:
+    """GPU readings from the agent's simulator (gpu_source "simulated"), not from a real GPU."""
+    st = view.status
+    return st is not None and st.gpu_source == "simulated" and bool(st.gpus)
 
 
 def _gib(n: int | None) -> str:
@@ -61,11 +68,12 @@ def rows(snap: FleetSnapshot) -> list[tuple[str, ...]]:
     out = []
     for v in snap.nodes:
         util, used, total = _gpu(v)
-        mem = "-" if used is None else f"{_gib(used)}/{_gib(total)}G"
+        sim = SIM_MARK if _simulated(v) else ""  # simulated readings never pass for real ones
+        mem = "-" if used is None else f"{sim}{_gib(used)}/{_gib(total)}G"
+        pct = _num(None if util is None else util * 100, sim + "{:.0f}")
         backup = "-" if v.backup is None else ("yes" if v.backup else "no")
         out.append((v.name, v.admin_state, _num(v.weight), backup, v.health, _num(node_in_flight(snap, v.name)),
-                    _num(v.request_rate, "{:.1f}"), _num(v.errors_5xx), _num(None if util is None else util * 100,
-                                                                            "{:.0f}"),
+                    _num(v.request_rate, "{:.1f}"), _num(v.errors_5xx), pct,
                     mem, _model_cell(v, majority), _agent_cell(v, snap.taken_at)))
     return out
 
@@ -97,6 +105,10 @@ def render_table(snap: FleetSnapshot) -> str:
     for b in snap.balancers:
         if not b.reachable:
             lines.append(f"  {b.name}: UNREACHABLE: {b.error}")
+    simulated = [v.name for v in snap.nodes if _simulated(v)]
+    if simulated:
+        lines.append(f"  {SIM_MARK}: simulated GPU readings, not a real GPU: "
+                     + ("all nodes" if len(simulated) == len(snap.nodes) else ", ".join(simulated)))
     for n in snap.notes:
         lines.append(f"  note: {n}")
     lines.append(summary(snap))
@@ -129,6 +141,7 @@ def node_json(snap: FleetSnapshot, v: NodeView) -> dict[str, Any]:
         "gpu_utilization_ratio": util,
         "gpu_memory_used_bytes": used,
         "gpu_memory_total_bytes": total,
+        "gpu_source": st.gpu_source if st else None,
         "model_sha256": st.model.sha256 if st else None,
         "model_state": st.model.state if st else None,
         "agent": agent,

@@ -84,6 +84,7 @@ class AsrtopApp(App):
         self.poll_seq = 0
         self._balancer_errors: dict[str, str | None] = {}
         self._stale: set[str] = set()
+        self._notes_seen: set[str] = set()  # notes already notified: each distinct note is news once
         self._wake = asyncio.Event()
         self.action_busy = False
         self.refreshes = 0
@@ -110,7 +111,7 @@ class AsrtopApp(App):
         keys = [b for b in FleetScreen.BINDINGS if (b.show or b.key in ("S", "escape")) and b.action != "app.help"]
         if self.read_only:
             keys = [b for b in keys if b.action not in ACTIONS]
-        self.push_screen(HelpScreen(keys, self.read_only))
+        self.push_screen(HelpScreen(keys, self.read_only, self.snapshot.notes if self.snapshot else ()))
 
     def open_detail(self, node: str) -> None:
         self.push_screen(NodeDetailScreen(node, self.read_only))
@@ -184,6 +185,19 @@ class AsrtopApp(App):
             more = f" (+{len(new) - 3})" if len(new) > 3 else ""
             self.notify(f"agent not answering: {', '.join(new[:3])}{more}", severity="warning")
         self._stale = stale
+        self._notify_notes(snap.notes)
+
+    def _notify_notes(self, notes: tuple[str, ...]) -> None:
+        new = [n for n in dict.fromkeys(notes) if n not in self._notes_seen]
+        for note in new[:3]:
+            self.notify(note, title="note", severity="warning", timeout=12)
+        if len(new) > 3:
+            self.notify(f"{len(new) - 3} more new notes: ? lists them all", title="note", severity="warning",
+                        timeout=12)
+        if len(self._notes_seen) + len(new) > 1000:  # bounded: forget notes that are gone, keep current ones
+            self._notes_seen = set(notes)
+        else:
+            self._notes_seen.update(new)
 
     def _track_drains(self, snap: FleetSnapshot, seq: int) -> None:
         for name in list(self.draining):

@@ -19,6 +19,8 @@ _SPARKS = "▁▂▃▄▅▆▇█"
 # Hash group colours: the majority first; the rest cycle. Text markers carry the meaning under NO_COLOR.
 GROUP_STYLES = ("green", "yellow", "magenta", "cyan", "red", "bright_blue")
 DIM = "grey50"
+SIM_MARK = "~"  # before a GPU percentage read from a simulated GPU (agent gpu_source "simulated")
+SIM_LABELS = {"gpu": "gpu ~=sim", "mem": "gmem ~=sim"}  # column labels while any node's GPU is simulated
 
 
 @dataclass(frozen=True)
@@ -50,15 +52,18 @@ COLUMNS: tuple[Column, ...] = (
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 
 
-def bar(ratio: float | None, width: int = BAR_WIDTH) -> str:
-    """'███▌   72%': a bar of `width` cells with eighth-blocks, then the percentage; '—' when unknown."""
+def bar(ratio: float | None, width: int = BAR_WIDTH, simulated: bool = False) -> str:
+    """'███▌   72%': a bar of `width` cells with eighth-blocks, then the percentage; '—' when unknown.
+
+    `simulated`: the reading is not from a real GPU; the percentage reads '~72%' (same width)."""
     if ratio is None:
         return "—".ljust(width + 5)
     r = min(max(ratio, 0.0), 1.0)
     eighths = round(r * width * 8)
     full, part = divmod(eighths, 8)
     s = "█" * full + (_BLOCKS[part] if part and full < width else "")
-    return f"{s.ljust(width)}{round(r * 100):>4}%"
+    pct = f"{round(r * 100)}%"
+    return f"{s.ljust(width)}{(SIM_MARK + pct) if simulated else pct:>5}"
 
 
 def bar_style(ratio: float | None) -> str:
@@ -134,6 +139,7 @@ class TableContext:
     minority: frozenset[str]
     draining: Mapping[str, int | None]  # node -> in-flight last reported by its drain watcher
     selected: frozenset[str]
+    gpu_simulated: bool = False  # some node's GPU readings are simulated: the GPU columns say so
 
 
 @dataclass(frozen=True)
@@ -166,7 +172,14 @@ def table_context(snap: FleetSnapshot, draining: Mapping[str, int | None] = {},
     styles = {g.digest: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(groups)}
     majority = facts.majority
     minority = facts.differing
-    return TableContext(snap.taken_at, styles, majority, minority, dict(draining), frozenset(selected))
+    return TableContext(snap.taken_at, styles, majority, minority, dict(draining), frozenset(selected),
+                        any(gpu_simulated(n) for n in snap.nodes))
+
+
+def gpu_simulated(node: NodeView) -> bool:
+    """The node's GPU readings come from the agent's simulator, not from a real GPU."""
+    st = node.status
+    return st is not None and st.gpu_source == "simulated" and bool(st.gpus)
 
 
 def _gpu_facts(node: NodeView) -> tuple[float | None, float | None, float | None, float | None]:
@@ -203,6 +216,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     """One table row, in COLUMNS order."""
     grey = agent_unreachable(node)
     util, mem, temp, power = _gpu_facts(node)
+    sim = gpu_simulated(node)
     st = node.status
     digest = node.model_digest
     if digest is None:
@@ -235,8 +249,8 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
         state_cell(node),
         infl,
         (rate(node.request_rate), ""),
-        (bar(util), bar_style(util)),
-        (bar(mem), bar_style(mem)),
+        (bar(util, simulated=sim), bar_style(util)),
+        (bar(mem, simulated=sim), bar_style(mem)),
         model,
         (str(weight) if weight is not None else ("MIX" if node.servers else "—"), ""),
         ("bk" if backup else ("?" if backup is None and node.servers else ""), "cyan"),

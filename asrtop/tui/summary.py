@@ -32,6 +32,8 @@ class Summary:
     majority: str | None
     balancers: tuple[tuple[str, str | None], ...]  # (name, error or None)
     taken_at: float
+    gpu_nodes: int = 0  # nodes whose GPU readings are in gpu_util / gpu_mem
+    gpu_simulated: int = 0  # of those, nodes whose readings are simulated (agent gpu_source "simulated")
 
 
 def _sum(vals):
@@ -43,6 +45,7 @@ def summarize(snap: FleetSnapshot) -> Summary:
     ready = draining = maint = down = backup = mixed = serving = 0
     utils: list[float] = []
     mems: list[float] = []
+    gpu_nodes = gpu_sim = 0
     for n in snap.nodes:
         admin, health = n.admin_state, n.health
         ready += admin == "ready"
@@ -54,6 +57,9 @@ def summarize(snap: FleetSnapshot) -> Summary:
         serving += admin == "ready" and health != "down" and not n.backup
         st = n.status
         if st is not None and not n.stale:
+            if st.gpus:
+                gpu_nodes += 1
+                gpu_sim += st.gpu_source == "simulated"
             for g in st.gpus:
                 if g.utilization_ratio is not None:
                     utils.append(g.utilization_ratio)
@@ -74,12 +80,21 @@ def summarize(snap: FleetSnapshot) -> Summary:
         groups_known=len(known), differing=len(facts.differing), unknown_model=unknown,
         majority=facts.majority,
         balancers=tuple((b.name, b.error) for b in snap.balancers),
-        taken_at=snap.taken_at,
+        taken_at=snap.taken_at, gpu_nodes=gpu_nodes, gpu_simulated=gpu_sim,
     )
 
 
 def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v * 100:.0f}%"
+
+
+def gpu_sim_label(s: Summary) -> str:
+    """' (sim)' when every GPU reading in the header is simulated, ' (2 of 5 sim)' when some are, else ''."""
+    if not s.gpu_simulated:
+        return ""
+    if s.gpu_simulated == s.gpu_nodes:
+        return " (sim)"
+    return f" ({s.gpu_simulated} of {s.gpu_nodes} sim)"
 
 
 def model_badge(s: Summary) -> Segment:
@@ -111,6 +126,9 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
         ("  5xx ", DIM), ("—" if s.errors_5xx is None else str(s.errors_5xx), "bold red" if s.errors_5xx else "bold"),
         ("  gpu ", DIM), (_pct(s.gpu_util), "bold"), ("  gmem ", DIM), (_pct(s.gpu_mem), "bold"),
     ]
+    sim = gpu_sim_label(s)
+    if sim:  # simulated GPU readings are never shown as if they were real
+        line2.append((sim, "bold magenta"))
     line3: list[Segment] = [model_badge(s), ("  ", "")]
     for name, err in s.balancers:
         line3.append((f"{name} ✓ ", "green") if err is None else (f"{name} ✗ UNREACHABLE ", "bold red reverse"))

@@ -19,7 +19,8 @@ DIGEST_A = "a1b2c3d4e5f6" + "0" * 52
 DIGEST_B = "ffee99887766" + "1" * 52
 
 
-def status(name: str, i: int, digest: str | None = DIGEST_A, gpus: int = 1, tick: int = 0) -> AgentStatus:
+def status(name: str, i: int, digest: str | None = DIGEST_A, gpus: int = 1, tick: int = 0,
+           gpu_source: str = "simulated") -> AgentStatus:
     g = tuple(
         GpuReading(k, f"GPU-{i}-{k}", "NVIDIA A10", ((i * 17 + k * 29 + tick * 7) % 100) / 100,
                    int((6 + (i * 3 + k) % 16) * GIB), 24 * GIB, 40.0 + (i * 7 + k) % 45, 60.0 + (i * 13) % 200, 300.0,
@@ -29,7 +30,7 @@ def status(name: str, i: int, digest: str | None = DIGEST_A, gpus: int = 1, tick
         node=name, agent_version="0.1.0", collected_at=T0 + tick, interval_seconds=1.0,
         host=HostReading(cpu_ratio=((i * 11) % 100) / 100, load1=1.5, memory_used_bytes=20 * GIB,
                          memory_total_bytes=64 * GIB),
-        gpu_source="simulated", gpu_error=None, gpus=g,
+        gpu_source=gpu_source, gpu_error=None, gpus=g,
         asr=AsrReading(url=f"http://127.0.0.1:{10000 + i}", up=True, probe_latency_seconds=0.004, pid=4000 + i,
                        process_cpu_ratio=0.35, process_rss_bytes=3 * GIB, in_flight=(i * 5 + tick) % 9,
                        in_flight_source="proxy",
@@ -52,7 +53,7 @@ class FakeFleet:
 
     def __init__(self, n: int = 6, odd_model: tuple[int, ...] = (4,), dead_agents: tuple[int, ...] = (),
                  no_agent: tuple[int, ...] = (), gpus: int = 1, backups: tuple[int, ...] = (5,),
-                 balancer_error: str | None = None, frozen_clock: bool = True):
+                 balancer_error: str | None = None, frozen_clock: bool = True, real_gpus: tuple[int, ...] = ()):
         self.n = n
         self.names = [f"node-{i}" for i in range(1, n + 1)]
         self.admin = {name: AdminState.READY for name in self.names}
@@ -60,6 +61,8 @@ class FakeFleet:
         self.backup = {name: (i in backups) for i, name in enumerate(self.names, 1)}
         self.odd_model, self.dead, self.no_agent, self.gpus = set(odd_model), set(dead_agents), set(no_agent), gpus
         self.balancer_error = balancer_error
+        self.real_gpus = set(real_gpus)  # nodes whose agent reads a real GPU (nvml); the others simulate
+        self.notes: tuple[str, ...] = ()  # FleetSnapshot.notes, as LiveFleetSource fills them
         self.tick = 0
         self.frozen_clock = frozen_clock
         self.calls = 0
@@ -77,12 +80,13 @@ class FakeFleet:
             if i in self.dead:
                 agents[name] = AgentReading(nodes[i - 1].agent, None, None, "connection refused")
             else:
-                st = status(name, i, DIGEST_B if i in self.odd_model else DIGEST_A, self.gpus, tick)
+                st = status(name, i, DIGEST_B if i in self.odd_model else DIGEST_A, self.gpus, tick,
+                            "nvml" if i in self.real_gpus else "simulated")
                 agents[name] = AgentReading(nodes[i - 1].agent, st, now, None, 0.002)
         servers = tuple(server(name, i, self.admin[name], self.weight[name], self.backup[name], tick)
                         for i, name in enumerate(self.names, 1))
         lb = BalancerReading("haproxy-a", "haproxy", () if self.balancer_error else servers, self.balancer_error, now)
-        return merge(nodes, agents, [lb], now, 1.0)
+        return merge(nodes, agents, [lb], now, 1.0, self.notes)
 
     async def snapshot(self) -> FleetSnapshot:
         self.calls += 1

@@ -368,3 +368,74 @@ async def test_empty_fleet_says_so_and_refuses_nothing_silently():
         assert any("no node under the cursor" in n.message for n in app._notifications)
         assert "0 nodes" in screen_text(app)
     assert ctl.applied == []
+
+
+SOCKET_NOTE = ("haproxy-a: HAProxy admin socket 0.0.0.0:9999 is TCP on a non-loopback address: anyone who can "
+               "reach it can drain, re-weight or delete servers")
+RESTART_NOTE = ("haproxy-a: restarted at 11:02:03 UTC, runtime changes lost: node-2 drain (now ready); "
+                "re-apply them (or persist them with a server-state-file / in haproxy.cfg)")
+
+
+def note_notifications(app, text):
+    return [n for n in app._notifications if text in n.message and n.severity == "warning"]
+
+
+async def test_notes_are_marked_in_the_header_and_notified_once_each():
+    app, fleet, _ = make()
+    fleet.notes = (SOCKET_NOTE,)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await wait_for(pilot, lambda: "⚠ 1 note: haproxy-a: HAProxy admin socket" in screen_text(app),
+                       what="notes line")
+        lines = screen_text(app).splitlines()
+        assert all(len(line) <= 80 for line in lines)
+        mark = next(line for line in lines if "⚠ 1 note" in line)
+        assert mark.endswith("…")  # cut to the width, never wrapped over the table
+        assert len(note_notifications(app, SOCKET_NOTE)) == 1
+        n = app.refreshes
+        await wait_for(pilot, lambda: app.refreshes >= n + 3, what="identical refreshes")
+        assert len(note_notifications(app, SOCKET_NOTE)) == 1  # the same note is not news again
+        fleet.notes = (SOCKET_NOTE, RESTART_NOTE)  # a balancer restarted: a new note
+        await wait_for(pilot, lambda: "⚠ 2 notes, ? lists all" in screen_text(app), what="two notes")
+        assert len(note_notifications(app, RESTART_NOTE)) == 1
+        assert len(note_notifications(app, SOCKET_NOTE)) == 1
+        await pilot.press("question_mark")  # the keys screen lists every note in full
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.pause(0.1)
+        assert "⚠ 2 notes" in screen_text(app) and "⚠ haproxy-a: restarted at 11:02:03 UTC" in screen_text(app)
+        listed = str(app.screen.query_one("#help-notes").content)
+        assert f"⚠ {SOCKET_NOTE}" in listed and f"⚠ {RESTART_NOTE}" in listed  # in full
+        fleet.notes = ()  # notes go away: the line goes, the help screen follows
+        await wait_for(pilot, lambda: "restarted at" not in screen_text(app), what="notes gone from help")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "⚠" not in screen_text(app), what="notes line hidden")
+
+
+async def test_no_notes_no_line():
+    app, _, _ = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.pause(0.1)
+        assert "⚠" not in screen_text(app)
+        assert not any(n.title == "note" for n in app._notifications)
+
+
+async def test_simulated_gpus_are_labelled_in_header_and_table():
+    app, fleet, _ = make(real_gpus=(1, 2, 3, 4, 5, 6))  # every GPU real: no label anywhere
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "sim" not in text and "~" not in text
+        fleet.real_gpus = {1, 2, 3, 4, 5}  # node-6's agent simulates its GPU
+        await wait_for(pilot, lambda: "(1 of 6 sim)" in screen_text(app), what="partial sim label")
+        lines = screen_text(app).splitlines()
+        columns = next(line for line in lines if "node" in line and "state" in line)
+        assert "gpu ~=sim" in columns and "gmem ~=sim" in columns
+        assert "~" in next(line for line in lines if "node-6" in line)
+        assert "~" not in next(line for line in lines if "node-1" in line)
+        fleet.real_gpus = set()  # all simulated
+        await wait_for(pilot, lambda: "(sim)" in screen_text(app), what="all-sim label")
+        assert all(len(line) <= 80 for line in screen_text(app).splitlines())
+        fleet.real_gpus = {1, 2, 3, 4, 5, 6}  # back to real GPUs: the labels go
+        await wait_for(pilot, lambda: "sim" not in screen_text(app), what="labels gone")

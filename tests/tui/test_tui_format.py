@@ -107,3 +107,41 @@ def test_model_view_groups_and_representatives():
                                 "node-2": [{"path": "a", "size": 1, "sha256": "y"}]}, False).plain
     assert "MINORITY" in text and "majority" in text
     assert "1 file(s) differ" in text and "a: sha256 x -> y" in text
+
+
+def test_simulated_gpu_marks():
+    from asrtop.tui.format import gpu_simulated
+    from asrtop.tui.summary import gpu_sim_label
+
+    assert bar(0.38, simulated=True) == "█▉    ~38%" and len(bar(1.0, simulated=True)) == len(bar(1.0))
+    assert bar(1.0, simulated=True) == "█████~100%"
+    assert bar(None, simulated=True) == bar(None)  # unknown stays unknown, unmarked
+    snap = FakeFleet(3, odd_model=(), real_gpus=(1,)).build()
+    ctx = table_context(snap)
+    assert ctx.gpu_simulated and not gpu_simulated(snap.node("node-1")) and gpu_simulated(snap.node("node-2"))
+    gpu_col, mem_col = COLUMN_KEYS.index("gpu"), COLUMN_KEYS.index("mem")
+    real, sim = row_cells(snap.node("node-1"), ctx), row_cells(snap.node("node-2"), ctx)
+    assert "~" not in real[gpu_col][0] + real[mem_col][0]
+    assert "~" in sim[gpu_col][0] and "~" in sim[mem_col][0]
+    s = summarize(snap)
+    assert (s.gpu_nodes, s.gpu_simulated) == (3, 2) and gpu_sim_label(s) == " (2 of 3 sim)"
+    text = "".join(seg for line in header_lines(s, "c", False) for seg, _ in line)
+    assert "gpu " in text and "(2 of 3 sim)" in text
+    assert gpu_sim_label(summarize(FakeFleet(3).build())) == " (sim)"
+    real_only = FakeFleet(3, real_gpus=(1, 2, 3)).build()
+    assert gpu_sim_label(summarize(real_only)) == "" and not table_context(real_only).gpu_simulated
+
+
+def test_detail_labels_simulated_gpu_readings():
+    from asrtop.history import FleetHistory
+    from asrtop.tui.screens.detail import render_detail
+
+    snap = FakeFleet(2, odd_model=(), real_gpus=(1,)).build()
+    history = FleetHistory(capacity=10)
+    history.record(snap)
+    real = render_detail(snap.node("node-1"), snap, history, []).plain
+    sim = render_detail(snap.node("node-2"), snap, history, []).plain
+    assert "~" not in real and "simulated" not in real
+    assert "(~ simulated GPU readings, not a real GPU)" in sim
+    gpu_util = next(line for line in sim.splitlines() if "GPU util" in line)
+    assert "~" in gpu_util and "~" in next(line for line in sim.splitlines() if "GPU0" in line)

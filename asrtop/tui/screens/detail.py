@@ -66,10 +66,11 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
     times = history.timestamps()
     span = times[-1] - times[0] if len(times) > 1 else 0.0
     head(f"History (last {span:.0f} s)")
+    sim = "~" if st is not None and st.gpu_source == "simulated" else ""  # see the GPUs section
     for label, name, top, fmt in (("in-flight", "in_flight", None, lambda v: f"{v:.0f}"),
                                   ("req/s", "req_rate", None, rate),
-                                  ("GPU util", "gpu_util", 1.0, lambda v: f"{v * 100:.0f}%"),
-                                  ("GPU memory", "gpu_mem", 1.0, lambda v: f"{v * 100:.0f}%")):
+                                  ("GPU util", "gpu_util", 1.0, lambda v: f"{sim}{v * 100:.0f}%"),
+                                  ("GPU memory", "gpu_mem", 1.0, lambda v: f"{sim}{v * 100:.0f}%")):
         series = history.series(node.name, name)
         last = next((v for v in reversed(series) if v is not None), None)
         t.append(f"  {label:<11}", DIM)
@@ -85,9 +86,9 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
         for g in st.gpus:
             mem = g.memory_ratio
             t.append(f"  GPU{g.index} {(g.name or '?')[:24]:<24} util ")
-            t.append(bar(g.utilization_ratio), bar_style(g.utilization_ratio))
+            t.append(bar(g.utilization_ratio, simulated=bool(sim)), bar_style(g.utilization_ratio))
             t.append("  mem ")
-            t.append(bar(mem), bar_style(mem))
+            t.append(bar(mem, simulated=bool(sim)), bar_style(mem))
             temp = f"{g.temperature_celsius:.0f}°C" if g.temperature_celsius is not None else "—"
             power = f"{g.power_watts:.0f}W" if g.power_watts is not None else "—"
             limit = f"/{g.power_limit_watts:.0f}W" if g.power_limit_watts is not None else ""
@@ -96,7 +97,7 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
             for p in g.processes:
                 t.append(f"      pid {p.pid:<8} {p.name or '?':<20} {human_bytes(p.gpu_memory_bytes)}\n", DIM)
         if st.gpu_source == "simulated":
-            t.append("  (simulated GPU readings)\n", DIM)
+            t.append("  (~ simulated GPU readings, not a real GPU)\n", "magenta")
 
     if st is not None:
         a = st.asr

@@ -12,6 +12,7 @@ from asrtop.tui.format import COLUMN_KEYS, sparkline, table_context
 from asrtop.tui.widgets.fleet_table import FleetTable
 from asrtop.tui.widgets.header import FleetHeader
 from asrtop.tui.widgets.keybar import KeyBar
+from asrtop.tui.widgets.notes import NotesLine
 
 ACTIONS = ("drain", "ready", "maint", "weight", "backup")
 SORTABLE = tuple(k for k in COLUMN_KEYS if k != "sel")
@@ -43,6 +44,7 @@ class FleetScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield FleetHeader(self.cluster, self.read_only, id="summary")
+        yield NotesLine(id="notes")
         yield FleetTable(id="fleet")
         yield Input(placeholder="filter: name, state or model digest prefix (Enter keeps, Esc clears)",
                     id="filter", classes="hidden")
@@ -62,6 +64,8 @@ class FleetScreen(Screen):
             self.selected &= {n.name for n in snap.nodes}
         trend = sparkline(self.app.history.fleet_series("in_flight")[-TREND:], TREND).rstrip()
         self.query_one(FleetHeader).show(snap, error, self.app.draining, trend)
+        if snap is not None:
+            self.query_one(NotesLine).show(snap.notes)
         if self.snapshot is not None:
             self.redraw()
 

@@ -1,12 +1,17 @@
-"""`?`: every key of the console, generated from the fleet screen's BINDINGS (so it cannot drift)."""
+"""`?`: the source's current notes in full, then every key of the console, generated from the fleet screen's
+BINDINGS (so it cannot drift)."""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from asrtop.tui.widgets.notes import NOTE_MARK, notes_mark
 
 # Longer words than the key bar has room for, by action name.
 DESCRIBE = {
@@ -30,10 +35,11 @@ EXTRA = [("enter", "node detail (GPUs, sparklines, model, audit)"), ("↑ ↓ pg
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close", show=False)]
 
-    def __init__(self, bindings: list[Binding], read_only: bool):
+    def __init__(self, bindings: list[Binding], read_only: bool, notes: Sequence[str] = ()):
         super().__init__()
         self.bindings = bindings
         self.read_only = read_only
+        self.notes = tuple(notes)
 
     def compose(self) -> ComposeResult:
         rows = [({"escape": "esc"}.get(b.key, b.key_display or b.key), DESCRIBE.get(b.action, b.description))
@@ -43,9 +49,23 @@ class HelpScreen(ModalScreen[None]):
         if self.read_only:
             text += "\n\nREAD-ONLY: drain/ready/maint/weight/backup are disabled."
         with VerticalScroll(id="dialog"):
+            yield Static(self._notes_text(), id="help-notes", classes="" if self.notes else "hidden")
             yield Static("asrtop keys", id="dialog-title")
             yield Static(text, id="help-body")
             yield Static("Esc closes", classes="hint")
+
+    def _notes_text(self) -> str:
+        return "\n".join([notes_mark(self.notes)] + [f"{NOTE_MARK} {n}" for n in self.notes])
+
+    def show_fleet(self, snap) -> None:
+        """Notes change while the screen is open (a balancer restarts): keep the list current."""
+        notes = tuple(snap.notes) if snap is not None else ()
+        if notes == self.notes:
+            return
+        self.notes = notes
+        box = self.query_one("#help-notes", Static)
+        box.update(self._notes_text())
+        box.set_class(not notes, "hidden")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -12,7 +12,8 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 
 from asrtop.fleet import FleetSnapshot, NodeView
-from asrtop.tui.format import COLUMN_KEYS, COLUMNS, Cell, TableContext, matches_filter, row_cells, sort_value
+from asrtop.tui.format import (COLUMN_KEYS, COLUMNS, SIM_LABELS, Cell, TableContext, matches_filter, row_cells,
+                               sort_value)
 
 _COLUMN_KEYS = tuple(ColumnKey(k) for k in COLUMN_KEYS)
 _RIGHT = frozenset({"inflight", "rps", "weight", "5xx", "rt", "temp", "power", "cpu", "age"})
@@ -33,6 +34,7 @@ class FleetTable(DataTable):
         self._snap: FleetSnapshot | None = None
         self._ctx: TableContext | None = None
         self.updates = 0  # update_cell calls made (tests check that unchanged refreshes make none)
+        self._sim_labels = False
 
     def on_mount(self) -> None:
         for col in COLUMNS:
@@ -55,6 +57,8 @@ class FleetTable(DataTable):
     # -- refresh ---------------------------------------------------------------------------------
     def update_fleet(self, snap: FleetSnapshot, ctx: TableContext) -> None:
         self._snap, self._ctx = snap, ctx
+        if ctx.gpu_simulated != self._sim_labels:
+            self._label_gpu_columns(ctx.gpu_simulated)
         keep_cursor = self.cursor_node
         wanted = [n for n in snap.nodes if matches_filter(n, self.filter_text)]
         names = {n.name for n in wanted}
@@ -88,6 +92,17 @@ class FleetTable(DataTable):
         self._apply_order(wanted, snap.taken_at)
         if keep_cursor is not None:
             self._move_to(keep_cursor)
+
+    def _label_gpu_columns(self, simulated: bool) -> None:
+        """'gpu ~=sim' / 'gmem ~=sim' while some node's GPU readings are simulated (its cells read '~41%')."""
+        self._sim_labels = simulated
+        labels = {c.key: c.label for c in COLUMNS}
+        for key, sim_label in SIM_LABELS.items():
+            column = self.columns.get(ColumnKey(key))
+            if column is not None:
+                column.label = Text(sim_label if simulated else labels[key])
+        self._update_count += 1  # header row caches are keyed on it
+        self.refresh()
 
     def _table_data(self) -> dict | None:
         """DataTable's row -> column -> cell dict, written directly for changed cells.
