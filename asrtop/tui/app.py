@@ -153,7 +153,8 @@ class AsrtopApp(App):
             self._track_drains(snap, message.seq)
             self._notify_changes(snap)
             for screen in self.screen_stack:
-                if hasattr(screen, "show_fleet"):
+                # A screen still composing has no widgets yet; it pulls self.snapshot when it mounts.
+                if hasattr(screen, "show_fleet") and screen.is_mounted:
                     screen.show_fleet(snap)
 
     def on_refresh_failed(self, message: RefreshFailed) -> None:
@@ -161,7 +162,8 @@ class AsrtopApp(App):
         if message.error != getattr(self, "_last_notified_error", None):
             self.notify(f"refresh failed: {message.error}", severity="error")
         self._last_notified_error = message.error
-        self.fleet_screen.show_fleet(None, message.error)
+        if self.fleet_screen.is_mounted:
+            self.fleet_screen.show_fleet(None, message.error)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place a worker's unexpected error lands: a notification, never a traceback."""

@@ -439,3 +439,20 @@ async def test_simulated_gpus_are_labelled_in_header_and_table():
         assert all(len(line) <= 80 for line in screen_text(app).splitlines())
         fleet.real_gpus = {1, 2, 3, 4, 5, 6}  # back to real GPUs: the labels go
         await wait_for(pilot, lambda: "sim" not in screen_text(app), what="labels gone")
+
+
+async def test_refresh_during_a_screen_compose_waits_for_its_mount():
+    """A snapshot that lands while a pushed screen is still composing must not query its missing widgets
+    (seen once in CI as NoMatches on FleetHeader at start-up); the screen shows it once mounted."""
+    from asrtop.tui.app import FleetUpdated
+
+    app, _, _ = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        screen = NodeDetailScreen("node-2", False)
+        app.push_screen(screen)  # not awaited: on the stack, not yet composed
+        assert not screen.is_mounted
+        app.on_fleet_updated(FleetUpdated(app.snapshot, 99))  # would raise NoMatches before the fix
+        await wait_for(pilot, lambda: screen.is_mounted, what="detail mounted")
+        await pilot.pause(0.05)
+        assert "node-2" in screen_text(app)

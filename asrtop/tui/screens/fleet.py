@@ -56,6 +56,8 @@ class FleetScreen(Screen):
 
     def on_mount(self) -> None:
         self.table.focus()
+        if self.app.snapshot is not None:  # a refresh that landed while this screen was composing
+            self.show_fleet(self.app.snapshot, self.app.last_error)
 
     # -- data ------------------------------------------------------------------------------------
     def show_fleet(self, snap: FleetSnapshot | None, error: str | None = None) -> None:
