@@ -180,31 +180,33 @@ class LoadGenerator:
                                          keepalive_timeout=30)
         timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=5)
 
-        def take() -> bool:
-            if self._stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
-                return False
+        def take() -> float | None:
+            """The moment a new request is allowed to start (its start time), or None: stop."""
+            now = time.monotonic()
+            if self._stop.is_set() or (deadline is not None and now >= deadline):
+                return None
             if budget[0] == 0:
-                return False
+                return None
             if budget[0] > 0:
                 budget[0] -= 1
-            return True
+            return now
 
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             async def worker() -> None:
-                while take():
+                while (start := take()) is not None:
                     seconds, data = self._clips[rng.randrange(len(self._clips))]
-                    self._records.append(await self._one(session, t0, seconds, data))
+                    self._records.append(await self._one(session, t0, start, seconds, data))
 
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
         return LoadReport(self.url, self.concurrency, time.monotonic() - t0, tuple(self._records))
 
-    async def _one(self, session: aiohttp.ClientSession, t0: float, seconds: float, data: bytes) -> RequestRecord:
+    async def _one(self, session: aiohttp.ClientSession, t0: float, start: float, seconds: float,
+                   data: bytes) -> RequestRecord:
         form = aiohttp.FormData()
         form.add_field("file", data, filename="speech.wav", content_type="audio/wav")
         form.add_field("language", "zh")
         if self.endpoint != "/asr":
             form.add_field("response_format", "json")
-        start = time.monotonic()
         status, reason, node = None, None, None
         try:
             async with session.post(self.url + self.endpoint, data=form) as r:
