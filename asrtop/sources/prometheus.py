@@ -15,40 +15,39 @@ the Prometheus scrape interval, or every node looks stale between scrapes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import gc
 import json
 import math
 import re
 import time
 import zlib
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from asrtop.agentstatus import (
-    GPU_SOURCES,
-    MODEL_STATES,
-    AgentStatus,
-    AsrReading,
-    GpuProcess,
-    GpuReading,
-    HostReading,
-    ModelDir,
-    ModelReading,
-    RequestStats,
-)
 from asrtop.config import NodeConfig
 from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
 from asrtop.sources.agents import describe_error, fetch_model_files
+from asrtop.sources.prometheus_build import (  # the pure half (tests import it from here too)
+    REQUESTS_SUM,
+    UNKNOWN,
+    Series,
+    _model,
+    _state_of,
+    build_status,
+    detail_part,
+    group_by_instance,
+)
 
-# Prometheus' cost is per series returned, so a round asks for what changes every scrape ("fast": ~8
-# series per node with one GPU) and the details (totals, limits, labels, slow averages, latency and byte
-# counters) for one tenth of the instances only (by a stable hash of the `instance` label, named in the
-# query): every node's details are at most DETAIL_SLICES rounds old, and a node whose model state changed,
-# or that is new, gets them at once.
+# Prometheus' cost is per series it selects (~5 us each here), ours per series returned, so a round asks
+# for what changes every scrape ("fast": ~8 series per node with one GPU) and the details (totals, limits,
+# labels, slow averages, latency and byte counters) for one tenth of the instances only (by a stable hash of
+# the `instance` label, named in the query): every node's details are at most DETAIL_SLICES rounds old, and
+# a node whose model state changed, or that is new, gets them at once.
 FAST_SERIES = "service_up|service_in_flight_requests|host_cpu_ratio"
-REQUESTS_SUM = "asr_requests_sum"  # our name for sum by (instance) (asr_requests_total)
 FAST_GPU_SERIES = "gpu_utilization_ratio|gpu_memory_used_bytes"
 DETAIL_SERIES = ("requests_total|host_load1|host_load5|host_load15|host_memory_used_bytes|host_memory_total_bytes"
                  "|service_probe_latency_seconds|service_process_cpu_ratio|service_process_resident_memory_bytes"
@@ -62,19 +61,33 @@ QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
     "fast_gpu": f'{{__name__=~"asr_({FAST_GPU_SERIES})"}}',
     # the fresh total; the per-class split comes with the details (one series per node instead of ~4)
     "requests": f'label_replace(sum by (instance) (asr_requests_total), "__name__", "{REQUESTS_SUM}", "", "")',
-    "state": "asr_model_state == 1",  # only the current state's series
+    # one series per node (the "ok" one; 1 when ok) plus every state series of the nodes known not to be ok,
+    # instead of all four per node: a node that leaves "ok" has its state looked up with its details
+    "state": 'asr_model_state{state="ok"} or (asr_model_state{instance=~"{nonok}"} == 1)',
     "ts": "timestamp(asr_node_info)",  # when Prometheus last scraped each agent, with the node's identity labels
     "down": "up == 0",  # targets Prometheus cannot scrape (their asr_* series are gone)
     "detail": f'{{__name__=~"asr_({DETAIL_SERIES})",instance=~"{{instances}}"}}',
 }
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC while a round parses and joins (no awaits inside): the ~10^5 short-lived objects of a
+    round otherwise trigger hundreds of young and several full collections of the whole heap per round
+    (measured: about a third of the round's CPU). One young collection follows, after."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _regex_literal(text: str) -> str:
     """`text` as a PromQL regex matching itself, escaped for a double-quoted PromQL string."""
     return re.escape(text).replace("\\", "\\\\").replace('"', '\\"')
-
-
-Series = list[tuple[dict, float | None]]  # (labels, value) per series of one metric
 
 
 class PrometheusError(Exception):
@@ -166,7 +179,8 @@ class PrometheusSource:
             except Exception as e:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
         try:
-            doc = json.loads(body)
+            with _gc_paused():
+                doc = json.loads(body)
         except ValueError:
             raise PrometheusError(f"Prometheus at {self.url}: HTTP {status}, not a JSON answer "
                                   "(is this the Prometheus base URL?)") from None
@@ -178,7 +192,7 @@ class PrometheusSource:
             raise PrometheusError(f"Prometheus at {self.url}: query {promql!r} did not return a vector")
         return data["result"]
 
-    def _detail_query(self, instances: Iterable[str] | None) -> str:
+    def _detail_query(self, instances: Iterable[str] | None, with_state: bool = False) -> str:
         """Details of these instances; None: this round's slice (everybody's on the first round)."""
         if instances is None:
             if not self._details:
@@ -186,8 +200,10 @@ class PrometheusSource:
             part = self._round % DETAIL_SLICES
             instances = [i for i in self._details if self._slice_of(i) == part]
         # nobody in this slice: a name no target has (an empty regex would match series without the label)
-        selector = "|".join(_regex_literal(i) for i in sorted(instances)) or "asrtop-none"
-        return QUERIES["detail"].replace("{instances}", selector)
+        instances = sorted(instances)
+        selector = (".+" if instances == [".+"] else "|".join(_regex_literal(i) for i in instances)) or "asrtop-none"
+        query = QUERIES["detail"].replace("{instances}", selector)
+        return query.replace(DETAIL_SERIES, DETAIL_SERIES + "|model_state") if with_state else query
 
     def _slice_of(self, instance: str) -> int:
         part = self._slices.get(instance)
@@ -195,27 +211,52 @@ class PrometheusSource:
             part = self._slices[instance] = zlib.crc32(instance.encode()) % DETAIL_SLICES
         return part
 
+    def _state_query(self) -> str:
+        nonok = [i for i, state in self._states.items() if state is not None and state != "ok"]
+        selector = "|".join(_regex_literal(i) for i in sorted(nonok)) or "asrtop-none"
+        return QUERIES["state"].replace("{nonok}", selector)
+
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         t0 = time.perf_counter()
-        queries = {**QUERIES, "detail": self._detail_query(None)}
+        queries = {**QUERIES, "detail": self._detail_query(None), "state": self._state_query()}
         try:
             answers = await asyncio.gather(*(self.query(q) for q in queries.values()))
-            results = dict(zip(queries, answers))
-            fetched = group_by_instance(results["detail"])
-            by_instance = group_by_instance(results["fast"], results["fast_gpu"], results["requests"],
-                                            results["state"])
-            # a node that is new or whose model changed state gets its details (digest!) in this round
-            changed = self._changed(by_instance, results["ts"]) - set(fetched)
-            if changed:
-                query = self._detail_query(changed) if len(changed) <= 100 else QUERIES["detail"].replace(
-                    "{instances}", ".+")
-                fetched.update(group_by_instance(await self.query(query)))
-                for inst in changed:
-                    fetched.setdefault(inst, {})  # an agent without detail series is not asked again
+            with _gc_paused():
+                results = dict(zip(queries, answers))
+                fetched = group_by_instance(results["detail"])
+                by_instance = group_by_instance(results["fast"], results["fast_gpu"], results["requests"],
+                                                results["state"])
+                # a node that is new or whose model changed state gets its details (digest!) in this round;
+                # one that left "ok" (its "ok" series is 0, its state unknown) gets its state series with them
+                unknown: set[str] = set()
+                changed = self._changed(by_instance, results["ts"], unknown)
+                ask = (changed - set(fetched)) | unknown
+            if ask:
+                query = self._detail_query(ask if len(ask) <= 100 else (".+",), with_state=bool(unknown))
+                answer = await self.query(query)
+                with _gc_paused():
+                    fetched.update(group_by_instance(answer))
+                    for inst in ask:
+                        fetched.setdefault(inst, {})  # an agent without detail series is not asked again
+                    for inst, metrics in fetched.items():
+                        series = metrics.pop("asr_model_state", None)
+                        if inst in unknown:
+                            if series:
+                                by_instance.setdefault(inst, {})["asr_model_state"] = series
+                            self._states[inst] = _state_of(series or ())
         except PrometheusError as e:
             return self._all_failed(nodes, str(e))
         self._round += 1
         self.last_query_seconds = time.perf_counter() - t0
+        with _gc_paused():
+            fresh = self._join(nodes, results, fetched, by_instance)
+        self._readings = fresh
+        self.last_build_seconds = time.perf_counter() - t0 - self.last_query_seconds
+        return dict(fresh)
+
+    def _join(self, nodes: Sequence[NodeConfig], results: Mapping[str, list[dict]],
+              fetched: Mapping[str, dict[str, Series]], by_instance: dict[str, dict[str, Series]]
+              ) -> dict[str, AgentReading]:
         for inst, metrics in fetched.items():
             self._details[inst] = metrics  # the answer holds every detail series of the instance
         stamps: dict[str, float | None] = {}
@@ -239,26 +280,24 @@ class PrometheusSource:
             if inst is None:
                 continue  # no agent URL and no series naming it: nothing to say about this node
             self._instance[cfg.name] = inst
-            metrics = by_instance.get(inst)
-            if metrics is not None:
-                details = self._details.get(inst)
-                if details:
-                    metrics = {**details, **metrics}
+            metrics = by_instance.get(inst)  # the per-round series; _reading adds the details
             fresh[cfg.name] = self._reading(cfg, inst, metrics, stamps.get(inst), inst in down, now,
                                             self.last_query_seconds)
-        self._readings = fresh
-        self.last_build_seconds = time.perf_counter() - t0 - self.last_query_seconds
-        return dict(fresh)
+        return fresh
 
-    def _changed(self, states: Mapping[str, Mapping[str, Series]], ts: list[dict]) -> set[str]:
-        """Instances scraped now whose details are missing or whose model state differs from last round."""
+    def _changed(self, states: Mapping[str, Mapping[str, Series]], ts: list[dict], unknown: set[str]) -> set[str]:
+        """Instances scraped now whose details are missing or whose model state differs from last round;
+        those that left "ok" since (state not known yet: looked up with the details) go into `unknown`."""
         changed = set()
         for r in ts:
             inst = r["metric"].get("instance")
             if inst is None:
                 continue
-            series = states.get(inst, {}).get("asr_model_state", ())
-            state = next((labels.get("state") for labels, _ in series), None)
+            state = _state_of(states.get(inst, {}).get("asr_model_state", ()))
+            if state is UNKNOWN:
+                unknown.add(inst)
+                changed.add(inst)
+                continue
             if inst not in self._details or self._states.get(inst, state) != state:
                 changed.add(inst)
             self._states[inst] = state
@@ -279,9 +318,13 @@ class PrometheusSource:
         else:
             # the model reading only changes with the details (digest, files) or the state: reuse it
             state = self._states.get(inst)
-            model = built[3] if built is not None and built[1] is details and built[4] == state else None
-            status = build_status(cfg.name, metrics, stamp, model)
-            self._built[inst] = (stamp, details, status, status.model, state)
+            same = built is not None and built[1] is details
+            model = built[3] if same and built[4] == state else None
+            part = built[5] if same else detail_part(details or {})
+            if model is None and details:
+                model = _model({**details, **metrics})
+            status = build_status(cfg.name, metrics, stamp, model, part)
+            self._built[inst] = (stamp, details, status, status.model, state, part)
         if stamp is not None and now - stamp > STALE_AFTER_MISSED * self.refresh:
             return AgentReading(url, status, stamp, f"Prometheus' last sample of {inst} is {now - stamp:.0f}s old",
                                 latency)
@@ -302,159 +345,3 @@ class PrometheusSource:
             out[cfg.name] = self._failed(prev.url if prev else cfg.agent or "", prev, error)
         self._readings = out
         return dict(out)
-
-
-def group_by_instance(*results: list[dict], into: dict | None = None) -> dict[str, dict[str, Series]]:
-    """instance -> metric name -> [(labels, value)], from raw vector results (the hot loop of a round)."""
-    out: dict[str, dict[str, Series]] = {} if into is None else into
-    isfinite = math.isfinite
-    for result in results:
-        for r in result:
-            labels = r.get("metric") or {}
-            inst = labels.get("instance")
-            name = labels.get("__name__")
-            if inst is None or name is None:
-                continue
-            try:
-                v = float(r["value"][1])
-                if not isfinite(v):
-                    v = None  # NaN/Inf are "unavailable", never a number
-            except (KeyError, TypeError, ValueError, IndexError):
-                v = None
-            d = out.get(inst)
-            if d is None:
-                d = out[inst] = {}
-            series = d.get(name)
-            if series is None:
-                d[name] = [(labels, v)]
-            else:
-                series.append((labels, v))
-    return out
-
-
-def _one(metrics: Mapping[str, Series], name: str) -> float | None:
-    series = metrics.get(name)
-    return series[0][1] if series else None
-
-
-def _int(v: float | None) -> int | None:
-    return None if v is None else int(v)
-
-
-GPU_METRICS = ("asr_gpu_info", "asr_gpu_utilization_ratio", "asr_gpu_memory_used_bytes", "asr_gpu_memory_total_bytes",
-               "asr_gpu_temperature_celsius", "asr_gpu_power_watts", "asr_gpu_power_limit_watts",
-               "asr_gpu_process_memory_bytes")
-
-
-def _gpus(metrics: Mapping[str, Series]) -> tuple[GpuReading, ...]:
-    by_gpu: dict[str, dict[str, Any]] = {}
-    for name in GPU_METRICS:
-        for labels, v in metrics.get(name, ()):
-            g = labels.get("gpu")
-            if g is None:
-                continue
-            d = by_gpu.get(g)
-            if d is None:
-                d = by_gpu[g] = {"uuid": labels.get("uuid"), "procs": []}
-            if name == "asr_gpu_info":
-                d["name"] = labels.get("name")
-            elif name == "asr_gpu_process_memory_bytes":
-                pid = labels.get("pid", "")
-                if pid.isascii() and pid.isdigit():
-                    d["procs"].append(GpuProcess(int(pid), labels.get("process"), _int(v)))
-            else:
-                d[name] = v
-    gpus = []
-    for g, d in by_gpu.items():
-        procs = d["procs"]
-        if len(procs) > 1:
-            procs.sort(key=lambda p: p.pid)
-        gpus.append(GpuReading(
-            index=int(g) if g.isascii() and g.isdigit() else len(gpus),
-            uuid=d["uuid"],
-            name=d.get("name"),
-            utilization_ratio=d.get("asr_gpu_utilization_ratio"),
-            memory_used_bytes=_int(d.get("asr_gpu_memory_used_bytes")),
-            memory_total_bytes=_int(d.get("asr_gpu_memory_total_bytes")),
-            temperature_celsius=d.get("asr_gpu_temperature_celsius"),
-            power_watts=d.get("asr_gpu_power_watts"),
-            power_limit_watts=d.get("asr_gpu_power_limit_watts"),
-            processes=tuple(procs),
-        ))
-    if len(gpus) > 1:
-        gpus.sort(key=lambda x: x.index)
-    return tuple(gpus)
-
-
-def _requests(metrics: Mapping[str, Series], in_flight: int | None) -> RequestStats | None:
-    series = metrics.get("asr_requests_total")
-    total = _one(metrics, REQUESTS_SUM)
-    if not series and total is None:
-        return None  # the agent counts requests only with its in-path proxy
-    by_class = {labels.get("class", "?"): int(v) for labels, v in series or () if v is not None}
-    return RequestStats(
-        # the per-round sum when there is one (by_class is refreshed with the details, so it may lag)
-        total=int(total) if total is not None else sum(by_class.values()), by_class=by_class, in_flight=in_flight,
-        latency_sum_seconds=_one(metrics, "asr_request_duration_seconds_sum"),
-        audio_seconds_total=_one(metrics, "asr_audio_seconds_total"),
-        bytes_received_total=_int(_one(metrics, "asr_request_received_bytes_total")),
-        bytes_sent_total=_int(_one(metrics, "asr_response_sent_bytes_total")),
-    )
-
-
-def _model(metrics: Mapping[str, Series]) -> ModelReading:
-    state = "missing"
-    for labels, v in metrics.get("asr_model_state", ()):
-        if v == 1 and labels.get("state") in MODEL_STATES:
-            state = labels["state"]
-    info = metrics.get("asr_model_info")
-    sha = (info[0][0].get("sha256") or None) if info else None
-    dirs = tuple(
-        ModelDir(labels.get("path", "?"), "ok" if labels.get("sha256") else state, labels.get("sha256") or None,
-                 None, None, None)
-        for labels, _ in sorted(metrics.get("asr_model_dir_info", ()), key=lambda s: s[0].get("path", ""))
-    )
-    return ModelReading(state, sha, _int(_one(metrics, "asr_model_files")), _int(_one(metrics, "asr_model_bytes")),
-                        None, dirs)
-
-
-def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | None = None,
-                 model: ModelReading | None = None) -> AgentStatus:
-    """An AgentStatus from one instance's series; what metrics do not carry stays None.
-
-    collected_at is the agent's own collection time when the series carry it, else when Prometheus
-    scraped it (the per-round queries leave that series out: the scrape time is within an interval)."""
-    info = metrics["asr_node_info"][0][0]
-    gpu_source = info.get("gpu_source")
-    in_flight_series = metrics.get("asr_service_in_flight_requests") or []
-    flights = [v for _, v in in_flight_series if v is not None]
-    in_flight = int(sum(flights)) if flights else None
-    sources = {labels.get("source") for labels, _ in in_flight_series}
-    up = _one(metrics, "asr_service_up")
-    version = info.get("agent_version") or None
-    return AgentStatus(
-        node=info.get("node") or node,
-        agent_version=version,
-        collected_at=_one(metrics, "asr_agent_last_collect_timestamp_seconds") or scraped_at,
-        interval_seconds=None,
-        host=HostReading(
-            cpu_ratio=_one(metrics, "asr_host_cpu_ratio"), load1=_one(metrics, "asr_host_load1"),
-            load5=_one(metrics, "asr_host_load5"), load15=_one(metrics, "asr_host_load15"),
-            memory_used_bytes=_int(_one(metrics, "asr_host_memory_used_bytes")),
-            memory_total_bytes=_int(_one(metrics, "asr_host_memory_total_bytes")),
-        ),
-        gpu_source=gpu_source if gpu_source in GPU_SOURCES else "none",
-        gpu_error=None,
-        gpus=_gpus(metrics),
-        asr=AsrReading(
-            up=None if up is None else up == 1,
-            probe_latency_seconds=_one(metrics, "asr_service_probe_latency_seconds"),
-            process_cpu_ratio=_one(metrics, "asr_service_process_cpu_ratio"),
-            process_rss_bytes=_int(_one(metrics, "asr_service_process_resident_memory_bytes")),
-            in_flight=in_flight,
-            in_flight_source=sources.pop() if len(sources) == 1 else None,
-            requests=_requests(metrics, in_flight),
-        ),
-        model=model if model is not None else _model(metrics),
-        versions={"agent": version} if version else {},
-    )

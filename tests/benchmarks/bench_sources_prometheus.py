@@ -56,7 +56,8 @@ async def main() -> None:
                 await src.poll(nodes)  # warm-up: connections, Prometheus' caches; everybody's details
                 sizes = {}
                 for key, q in QUERIES.items():
-                    q = src._detail_query(None) if key == "detail" else q  # one slice of the fleet per round
+                    # one slice of the fleet per round; the state series of the nodes known not to be "ok"
+                    q = src._detail_query(None) if key == "detail" else src._state_query() if key == "state" else q
                     sizes[key] = len(await src.query(q))
                 print("  series per query: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
                 wall, cpu, qs, bs = [], [], [], []

@@ -110,6 +110,17 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
             r3 = await wait_for(hashed)
             assert r3.status.model.sha256 == "e" * 64
 
+            # and back: a round asks for the "ok" series only (plus every state series of the nodes known not
+            # to be ok), so a node that leaves "ok" has its state looked up in the same round, and then kept
+            nodes_[3].model_state = "error"
+
+            async def failed():
+                r = (await src.poll(cfgs))["asr-3"]
+                return r if r.status.model.state != "ok" else None
+            r3 = await wait_for(failed)
+            assert r3.error is None and r3.status.model.state == "error"
+            assert [(await src.poll(cfgs))["asr-3"].status.model.state for _ in range(3)] == ["error"] * 3
+
             # details (here the GPU temperature) are refreshed a slice per round: within DETAIL_SLICES rounds
             nodes_[1].temperature, nodes_[1].in_flight = 77.0, 9
 

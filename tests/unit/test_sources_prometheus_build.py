@@ -70,3 +70,28 @@ def test_instance_of_url():
 def test_a_handful_of_queries_not_one_per_node():
     assert len(QUERIES) <= 8
     assert not any("node=" in q for q in QUERIES.values())
+
+
+def test_per_round_series_plus_cached_detail_part_build_the_same_status():
+    """The source builds from the per-round series and detail_part() of the instance's (cached) details."""
+    from asrtop.sources.prometheus import DETAIL_SERIES, REQUESTS_SUM, _model, detail_part
+
+    node = SynthNode("gpu-3", index=3, model_state="hashing", in_flight=4, load1=1.5)
+    metrics = group_by_instance(vector(node.metrics_text(), "h:1"))["h:1"]
+    metrics[REQUESTS_SUM] = [({"instance": "h:1"}, float(sum(node.requests.values())))]
+    detail_names = {f"asr_{n}" for n in DETAIL_SERIES.split("|")}
+    details = {k: v for k, v in metrics.items() if k in detail_names}
+    fast = {k: v for k, v in metrics.items() if k not in detail_names}
+    assert details and fast
+    got = build_status("gpu-3", fast, 5.0, _model(metrics), detail_part(details))
+    assert got == build_status("gpu-3", metrics, 5.0)
+    assert got.gpus[0].name == "NVIDIA A10" and got.gpus[0].utilization_ratio is not None
+
+
+def test_model_state_of_the_per_round_series():
+    from asrtop.sources.prometheus import UNKNOWN, _state_of
+
+    assert _state_of([({"state": "ok"}, 1.0)]) == "ok"
+    assert _state_of([({"state": "ok"}, 0.0), ({"state": "error"}, 1.0)]) == "error"
+    assert _state_of([({"state": "ok"}, 0.0)]) is UNKNOWN  # left "ok": looked up with the node's details
+    assert _state_of([]) is None

@@ -1,0 +1,240 @@
+"""PrometheusSource's pure half: instant-query results -> per-instance series -> AgentStatus.
+
+A round's per-scrape series and an instance's detail series (refreshed a slice per round) meet here:
+detail_part() reduces the details once per answer, build_status() adds each round's series to it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+from asrtop.agentstatus import (
+    GPU_SOURCES,
+    MODEL_STATES,
+    AgentStatus,
+    AsrReading,
+    GpuProcess,
+    GpuReading,
+    HostReading,
+    ModelDir,
+    ModelReading,
+    RequestStats,
+)
+
+REQUESTS_SUM = "asr_requests_sum"  # our name for sum by (instance) (asr_requests_total)
+Series = list[tuple[dict, float | None]]  # (labels, value) per series of one metric
+UNKNOWN = "?"  # model state of a node whose "ok" series is 0 and whose other state series were not asked for
+
+
+def _state_of(series: Iterable[tuple[dict, float | None]]) -> str | None:
+    """The model state from an instance's asr_model_state series: the one at 1; UNKNOWN when only "ok" at 0 came."""
+    left_ok = False
+    for labels, v in series:
+        if v == 1:
+            return labels.get("state")
+        left_ok = True
+    return UNKNOWN if left_ok else None
+
+
+def group_by_instance(*results: list[dict], into: dict | None = None) -> dict[str, dict[str, Series]]:
+    """instance -> metric name -> [(labels, value)], from raw vector results (the hot loop of a round)."""
+    out: dict[str, dict[str, Series]] = {} if into is None else into
+    isfinite = math.isfinite
+    for result in results:
+        for r in result:
+            labels = r.get("metric") or {}
+            inst = labels.get("instance")
+            name = labels.get("__name__")
+            if inst is None or name is None:
+                continue
+            try:
+                v = float(r["value"][1])
+                if not isfinite(v):
+                    v = None  # NaN/Inf are "unavailable", never a number
+            except (KeyError, TypeError, ValueError, IndexError):
+                v = None
+            d = out.get(inst)
+            if d is None:
+                d = out[inst] = {}
+            series = d.get(name)
+            if series is None:
+                d[name] = [(labels, v)]
+            else:
+                series.append((labels, v))
+    return out
+
+
+def _one(metrics: Mapping[str, Series], name: str) -> float | None:
+    series = metrics.get(name)
+    return series[0][1] if series else None
+
+
+def _int(v: float | None) -> int | None:
+    return None if v is None else int(v)
+
+
+GPU_METRICS = ("asr_gpu_info", "asr_gpu_utilization_ratio", "asr_gpu_memory_used_bytes", "asr_gpu_memory_total_bytes",
+               "asr_gpu_temperature_celsius", "asr_gpu_power_watts", "asr_gpu_power_limit_watts",
+               "asr_gpu_process_memory_bytes")
+FAST_GPU_METRICS = ("asr_gpu_utilization_ratio", "asr_gpu_memory_used_bytes")  # the rest come with the details
+
+
+def _gpu_details(metrics: Mapping[str, Series]) -> dict[str, dict[str, Any]]:
+    """gpu label -> what the detail series say of it (uuid, name, totals, processes), in GPU_METRICS order."""
+    by_gpu: dict[str, dict[str, Any]] = {}
+    for name in GPU_METRICS:
+        if name in FAST_GPU_METRICS:
+            continue
+        for labels, v in metrics.get(name, ()):
+            g = labels.get("gpu")
+            if g is None:
+                continue
+            d = by_gpu.get(g)
+            if d is None:
+                d = by_gpu[g] = {"uuid": labels.get("uuid"), "procs": []}
+            if name == "asr_gpu_info":
+                d["name"] = labels.get("name")
+            elif name == "asr_gpu_process_memory_bytes":
+                pid = labels.get("pid", "")
+                if pid.isascii() and pid.isdigit():
+                    d["procs"].append(GpuProcess(int(pid), labels.get("process"), _int(v)))
+            else:
+                d[name] = v
+    for d in by_gpu.values():
+        if len(d["procs"]) > 1:
+            d["procs"].sort(key=lambda p: p.pid)
+        d["procs"] = tuple(d["procs"])
+    return by_gpu
+
+
+def _gpus(metrics: Mapping[str, Series], details: Mapping[str, dict[str, Any]] | None = None
+          ) -> tuple[GpuReading, ...]:
+    """GPU readings from the fast series in `metrics` and the detail part (from `metrics` when not given)."""
+    if details is None:
+        details = _gpu_details(metrics)
+    fast: dict[str, dict[str, Any]] = {}
+    for name in FAST_GPU_METRICS:
+        for labels, v in metrics.get(name, ()):
+            g = labels.get("gpu")
+            if g is None:
+                continue
+            d = fast.get(g)
+            if d is None:
+                d = fast[g] = {"uuid": labels.get("uuid")}
+            d[name] = v
+    if not details and not fast:
+        return ()
+    gpus = []
+    empty: dict[str, Any] = {}
+    order = list(details)
+    order += [g for g in fast if g not in details]
+    for g in order:
+        d = details.get(g, empty)
+        f = fast.get(g, empty)
+        used = f.get("asr_gpu_memory_used_bytes")
+        gpus.append(GpuReading(
+            index=int(g) if g.isascii() and g.isdigit() else len(gpus),
+            # as the series come in GPU_METRICS order: asr_gpu_info's uuid, else a fast series', else any
+            uuid=d.get("uuid") if "name" in d or not f else f.get("uuid"),
+            name=d.get("name"),
+            utilization_ratio=f.get("asr_gpu_utilization_ratio"),
+            memory_used_bytes=None if used is None else int(used),
+            memory_total_bytes=_int(d.get("asr_gpu_memory_total_bytes")),
+            temperature_celsius=d.get("asr_gpu_temperature_celsius"),
+            power_watts=d.get("asr_gpu_power_watts"),
+            power_limit_watts=d.get("asr_gpu_power_limit_watts"),
+            processes=d.get("procs", ()),
+        ))
+    if len(gpus) > 1:
+        gpus.sort(key=lambda x: x.index)
+    return tuple(gpus)
+
+
+def _requests(metrics: Mapping[str, Series], in_flight: int | None, part: tuple) -> RequestStats | None:
+    by_class, latency_sum, audio, received, sent = part
+    total = _one(metrics, REQUESTS_SUM)
+    if by_class is None and total is None:
+        return None  # the agent counts requests only with its in-path proxy
+    return RequestStats(
+        # the per-round sum when there is one (by_class is refreshed with the details, so it may lag)
+        total=int(total) if total is not None else sum(by_class.values()), by_class=by_class or {},
+        in_flight=in_flight, latency_sum_seconds=latency_sum, audio_seconds_total=audio,
+        bytes_received_total=received, bytes_sent_total=sent,
+    )
+
+
+def detail_part(metrics: Mapping[str, Series]) -> tuple:
+    """What build_status takes from the detail series (refreshed a slice per round), computed once per answer."""
+    series = metrics.get("asr_requests_total")
+    return (
+        (_one(metrics, "asr_host_load1"), _one(metrics, "asr_host_load5"), _one(metrics, "asr_host_load15"),
+         _int(_one(metrics, "asr_host_memory_used_bytes")), _int(_one(metrics, "asr_host_memory_total_bytes"))),
+        (_one(metrics, "asr_service_probe_latency_seconds"), _one(metrics, "asr_service_process_cpu_ratio"),
+         _int(_one(metrics, "asr_service_process_resident_memory_bytes"))),
+        ({labels.get("class", "?"): int(v) for labels, v in series if v is not None} if series else None,
+         _one(metrics, "asr_request_duration_seconds_sum"), _one(metrics, "asr_audio_seconds_total"),
+         _int(_one(metrics, "asr_request_received_bytes_total")), _int(_one(metrics, "asr_response_sent_bytes_total"))),
+        _gpu_details(metrics),
+    )
+
+
+def _model(metrics: Mapping[str, Series]) -> ModelReading:
+    state = "missing"
+    for labels, v in metrics.get("asr_model_state", ()):
+        if v == 1 and labels.get("state") in MODEL_STATES:
+            state = labels["state"]
+    info = metrics.get("asr_model_info")
+    sha = (info[0][0].get("sha256") or None) if info else None
+    dirs = tuple(
+        ModelDir(labels.get("path", "?"), "ok" if labels.get("sha256") else state, labels.get("sha256") or None,
+                 None, None, None)
+        for labels, _ in sorted(metrics.get("asr_model_dir_info", ()), key=lambda s: s[0].get("path", ""))
+    )
+    return ModelReading(state, sha, _int(_one(metrics, "asr_model_files")), _int(_one(metrics, "asr_model_bytes")),
+                        None, dirs)
+
+
+def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | None = None,
+                 model: ModelReading | None = None, part: tuple | None = None) -> AgentStatus:
+    """An AgentStatus from one instance's series; what metrics do not carry stays None.
+
+    `part`: detail_part() of the instance's detail series when `metrics` holds only the per-round ones
+    (computed from `metrics` when not given; `model` then comes from the caller too). collected_at is the
+    agent's own collection time when the series carry it, else when Prometheus scraped it (the per-round
+    queries leave that series out: the scrape time is within an interval)."""
+    if part is None:
+        part = detail_part(metrics)
+    (load1, load5, load15, mem_used, mem_total), (probe, proc_cpu, rss), req, gpu_details = part
+    info = metrics["asr_node_info"][0][0]
+    gpu_source = info.get("gpu_source")
+    in_flight_series = metrics.get("asr_service_in_flight_requests") or []
+    flights = [v for _, v in in_flight_series if v is not None]
+    in_flight = int(sum(flights)) if flights else None
+    sources = {labels.get("source") for labels, _ in in_flight_series}
+    up = _one(metrics, "asr_service_up")
+    version = info.get("agent_version") or None
+    return AgentStatus(
+        node=info.get("node") or node,
+        agent_version=version,
+        collected_at=_one(metrics, "asr_agent_last_collect_timestamp_seconds") or scraped_at,
+        interval_seconds=None,
+        host=HostReading(
+            cpu_ratio=_one(metrics, "asr_host_cpu_ratio"), load1=load1, load5=load5, load15=load15,
+            memory_used_bytes=mem_used, memory_total_bytes=mem_total,
+        ),
+        gpu_source=gpu_source if gpu_source in GPU_SOURCES else "none",
+        gpu_error=None,
+        gpus=_gpus(metrics, gpu_details),
+        asr=AsrReading(
+            up=None if up is None else up == 1,
+            probe_latency_seconds=probe,
+            process_cpu_ratio=proc_cpu,
+            process_rss_bytes=rss,
+            in_flight=in_flight,
+            in_flight_source=sources.pop() if len(sources) == 1 else None,
+            requests=_requests(metrics, in_flight, req),
+        ),
+        model=model if model is not None else _model(metrics),
+        versions={"agent": version} if version else {},
+    )
