@@ -85,7 +85,7 @@ async def test_probe_up_process_facts_and_connection_in_flight(health_server):
     col = AsrCollector(url, "/health", psutil_mod=FakePsutil, connections=conns)
     try:
         first = await col.collect()
-        assert first.up is True and first.error is None and 0 < first.probe_latency_seconds < 5
+        assert first.up is True and first.error is None and first.probe_latency_seconds > 0  # a reading, not a budget
         assert first.pid == 4242 and first.process_rss_bytes == 512 * 1024 * 1024
         assert first.process_cpu_ratio is None  # nothing to compare with on the first round
         assert first.in_flight == 3 and first.in_flight_source == "connections" and first.requests is None
