@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,21 +16,7 @@ from asrtop.balancers.nginx import NginxBalancer
 from asrtop.config import BalancerConfig
 from asrtop.netutil import free_port
 
-SEED = Path("/work/shared/seeds/000_5d28e8209ec2be7c.txt")
-SEED_LINE = ("upstream fun_asr_backend { least_conn; server 192.168.1.10:7860 weight=3 max_fails=2 "
-             "fail_timeout=30s; server 192.168.1.11:7860 weight=3 max_fails=2 fail_timeout=30s; server "
-             "192.168.1.12:7860 backup; } server { listen 80; server_name asr-api.example.com; location / { "
-             "proxy_pass http://fun_asr_backend; proxy_set_header Host $host; proxy_set_header X-Real-IP "
-             "$remote_addr; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header "
-             "X-Forwarded-Proto $scheme; proxy_read_timeout 300s; proxy_send_timeout 300s; } location /healthz "
-             "{ return 200 'healthy\\n'; add_header Content-Type text/plain; } }")
-SEED_ADDRS = ["192.168.1.10:7860", "192.168.1.11:7860", "192.168.1.12:7860"]
-
-
-def seed_line() -> str:
-    if SEED.exists():
-        return next(x for x in SEED.read_text().splitlines() if x.startswith("upstream fun_asr_backend"))
-    return SEED_LINE
+from support.seed import SEED_ADDRS, seed_line
 
 
 def loopback_seed(ports: list[int], listen: int) -> str:

@@ -11,24 +11,13 @@ from asrtop.balancers.base import AdminState, BalancerRefused, BalancerUnreachab
 from asrtop.balancers.nginx import NginxBalancer, nginx_error_line
 from asrtop.balancers.nginx_conf import NginxConfError, find_server, locate, parse_upstream, rewrite, server_state
 
-SEED = Path("/work/shared/seeds/000_5d28e8209ec2be7c.txt")
-SEED_LINE = ("upstream fun_asr_backend { least_conn; server 192.168.1.10:7860 weight=3 max_fails=2 "
-             "fail_timeout=30s; server 192.168.1.11:7860 weight=3 max_fails=2 fail_timeout=30s; server "
-             "192.168.1.12:7860 backup; } server { listen 80; server_name asr-api.example.com; location / { "
-             "proxy_pass http://fun_asr_backend; proxy_set_header Host $host; proxy_set_header X-Real-IP "
-             "$remote_addr; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header "
-             "X-Forwarded-Proto $scheme; proxy_read_timeout 300s; proxy_send_timeout 300s; } location /healthz "
-             "{ return 200 'healthy\\n'; add_header Content-Type text/plain; } }")
+from support.seed import seed_line
 
 
 @pytest.fixture
 def seed_text() -> str:
     """The seed's nginx config line, verbatim from the article when it is here."""
-    if SEED.exists():
-        line = next(x for x in SEED.read_text().splitlines() if x.startswith("upstream fun_asr_backend"))
-        assert line == SEED_LINE
-        return line + "\n"
-    return SEED_LINE + "\n"
+    return seed_line() + "\n"
 
 
 def up(text: str):
