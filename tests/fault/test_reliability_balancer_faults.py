@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import time
 
 import pytest
@@ -19,19 +18,14 @@ import pytest
 from asrtop.balancers import build_balancers
 from asrtop.control import Action, Controller
 from asrtop.exitcodes import OK, PARTIAL
-from support.balancers import start_backends, start_haproxy
-from support.control_cluster import DRAIN_BIT, admin_weight, asrtop_argv, config, haproxy_entry, raw_servers, run_cli, \
-    write_config
+from support.control_cluster import DRAIN_BIT, admin_weight, asrtop_argv, config, haproxy_pair, raw_servers, run_cli
 
 NODES = ("n1", "n2", "n3")
 
 
 @pytest.fixture
 def pair(tmp_path, wheel_haproxy_bin, debian_haproxy_bin):
-    with start_backends(NODES) as be, \
-            start_haproxy(wheel_haproxy_bin, tmp_path, be.specs()) as a, \
-            start_haproxy(debian_haproxy_bin, tmp_path, be.specs()) as b:
-        path = write_config(tmp_path, [haproxy_entry("hx-a", a.socket), haproxy_entry("hx-b", b.socket)], NODES)
+    with haproxy_pair(tmp_path, wheel_haproxy_bin, debian_haproxy_bin, NODES) as (_, a, b, path):
         yield a, b, path
 
 

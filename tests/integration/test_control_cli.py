@@ -10,18 +10,16 @@ import httpx
 import pytest
 
 from support.balancers import start_backends, start_haproxy
-from support.control_cluster import DRAIN_BIT, admin_weight, asrtop_argv, haproxy_entry, raw_servers, run_cli, write_config
+from support.control_cluster import (DRAIN_BIT, admin_weight, asrtop_argv, haproxy_entry, haproxy_pair, raw_servers,
+                                     run_cli, write_config)
 
 NODES = ("n1", "n2", "n3")
 
 
 @pytest.fixture
 def pair(tmp_path, wheel_haproxy_bin, debian_haproxy_bin):
-    with start_backends(NODES) as be, \
-            start_haproxy(wheel_haproxy_bin, tmp_path, be.specs()) as a, \
-            start_haproxy(debian_haproxy_bin, tmp_path, be.specs()) as b:
-        path = write_config(tmp_path, [haproxy_entry("hx-a", a.socket), haproxy_entry("hx-b", b.socket)], NODES)
-        yield be, a, b, path
+    with haproxy_pair(tmp_path, wheel_haproxy_bin, debian_haproxy_bin, NODES) as pair:
+        yield pair
 
 
 async def test_drain_wait_with_50_requests_in_flight(pair):

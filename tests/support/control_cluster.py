@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -73,3 +74,16 @@ def admin_weight(hx) -> dict[str, tuple[str, str]]:
 
 DRAIN_BIT = 0x08  # SRV_ADMF_DRAIN in srv_admin_state (HAProxy server.h); MAINT is 0x01
 MAINT_BIT = 0x01
+
+
+@contextmanager
+def haproxy_pair(tmp_path: Path, bin_a: str, bin_b: str, nodes: Sequence[str]):
+    """An HA pair of real HAProxies ("hx-a", "hx-b") over the same loopback backends, and its cluster file.
+
+    Yields (backends, haproxy a, haproxy b, config path)."""
+    from support.balancers import start_backends, start_haproxy
+
+    with start_backends(nodes) as be, start_haproxy(bin_a, tmp_path, be.specs()) as a, \
+            start_haproxy(bin_b, tmp_path, be.specs()) as b:
+        yield be, a, b, write_config(tmp_path, [haproxy_entry("hx-a", a.socket), haproxy_entry("hx-b", b.socket)],
+                                     nodes)
