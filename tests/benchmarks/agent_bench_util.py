@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,3 +17,12 @@ def pct(values: list[float], q: float) -> float:
 
 def ms(x: float) -> str:
     return f"{x * 1000:.3f} ms"
+
+
+def make_model_dir(tmp: Path, files: int = 12, size: int = 100_000) -> Path:
+    """A model directory of random files for the agent to hash."""
+    model = tmp / "model"
+    model.mkdir()
+    for i in range(files):
+        (model / f"part-{i}.bin").write_bytes(os.urandom(size))
+    return model

@@ -11,7 +11,6 @@ A Prometheus-like scrape of /metrics and /v1/status every 5 s is included.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from agent_bench_util import pct
+from agent_bench_util import make_model_dir, pct
 
 from support.agent_proc import agent, simnode, wait_status
 
@@ -33,10 +32,7 @@ def main() -> int:
     seconds = float(args[0]) if args else 30.0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = tmp / "model"
-        model.mkdir()
-        for i in range(12):
-            (model / f"part-{i}.bin").write_bytes(os.urandom(200_000))
+        model = make_model_dir(tmp, 12, 200_000)
         with simnode(tmp) as node, agent(tmp, node.url, "--model-dir", str(model), "--gpu", gpu,
                                          "--interval", "1s") as ag:
             wait_status(ag.url, lambda b: b["model"]["state"] == "ok" and b["asr"]["up"])

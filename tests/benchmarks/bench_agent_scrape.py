@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from agent_bench_util import ms, pct
+from agent_bench_util import make_model_dir, ms, pct
 
 from support.agent_proc import agent, simnode, wait_status
 
@@ -66,10 +66,7 @@ def main() -> int:
     seconds = float(args[0]) if args else 30.0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = tmp / "model"
-        model.mkdir()
-        for i in range(12):
-            (model / f"part-{i}.bin").write_bytes(os.urandom(100_000))
+        model = make_model_dir(tmp, 12, 100_000)
         with simnode(tmp) as node, agent(tmp, node.url, "--model-dir", str(model), "--gpu", "simulated",
                                          "--interval", os.environ.get("BENCH_INTERVAL", "1s")) as ag:
             wait_status(ag.url, lambda b: b["model"]["state"] == "ok")
