@@ -52,17 +52,21 @@ class _LoadThread:
         return self.report or self.gen.snapshot()
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    # Once: unwind through `with cluster` (which stops every child); a repeated SIGTERM while stopping
+class Interrupted(KeyboardInterrupt):
+    """What the demo's SIGTERM (and headless SIGINT) handler raises: a KeyboardInterrupt to every
+    `except`, but not the exact class. CPython marks a *bare* KeyboardInterrupt that leaves exec'd string
+    code (dataclass and namedtuple creation during a lazy import do that) as "unhandled" even when it is
+    caught later, and then `python -m` ends by killing itself with SIGINT instead of exiting 130."""
+
+
+def _on_stop_signal(signum, frame):  # noqa: ARG001
+    # Once: unwind through `with cluster` (which stops every child); a repeated signal while stopping
     # must not interrupt the clean-up itself.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    signal.signal(signum, signal.SIG_IGN)
+    raise Interrupted
 
 
 def run_demo(args: Any) -> int:
-    from asrtop.demo.cluster import DemoCluster, DemoError
-    from asrtop.demo.haproxycfg import HaproxyMissing
-
     nodes, load = getattr(args, "nodes", 4), getattr(args, "load", 16)
     headless, duration = getattr(args, "headless", False), getattr(args, "duration", 30.0)
     if load < 0:
@@ -71,8 +75,22 @@ def run_demo(args: Any) -> int:
     if not duration > 0:
         _err(f"--duration must be > 0, got {duration}")
         return BAD_INPUT
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    if threading.current_thread() is not threading.main_thread():
+        return _run(nodes, load, headless, duration)
+    stop_signals = (signal.SIGTERM, signal.SIGINT) if headless else (signal.SIGTERM,)
+    # (the console reads Ctrl+C as a key; asyncio's own SIGINT handling stays for it)
+    before = {s: signal.signal(s, _on_stop_signal) for s in stop_signals}
+    try:
+        return _run(nodes, load, headless, duration)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def _run(nodes: int, load: int, headless: bool, duration: float) -> int:
+    from asrtop.demo.cluster import DemoCluster, DemoError
+    from asrtop.demo.haproxycfg import HaproxyMissing
+
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     try:
         cluster = DemoCluster(nodes=nodes, slots=16, queue=128, progress=say)

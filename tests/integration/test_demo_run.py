@@ -45,3 +45,27 @@ def test_headless_prints_load_report_and_node_counts(tmp_path):
     assert set(rows) == {"node-1", "node-2"}
     assert rows["node-1"][1] == "UP" and "(backup)" in " ".join(rows["node-2"])
     assert sum(int(v[2]) for v in rows.values()) == sent  # every request reached exactly one node
+
+
+# The demo's stop-signal handler, hit while Python runs exec'd string code (what dataclass/namedtuple creation
+# in a lazy import does; asrtop.demo.run imports the load generator right after the cluster is up). Run as
+# `python -m`, like the console script's module, because that is the path where CPython turns a bare
+# KeyboardInterrupt out of exec'd code into a self-kill with SIGINT.
+SIGNAL_IN_EXEC = """
+import signal, sys
+from asrtop.demo.run import _on_stop_signal
+signal.signal(signal.SIGTERM, _on_stop_signal)
+try:
+    exec("import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
+    print("no signal handled", file=sys.stderr)
+except KeyboardInterrupt:
+    print("stopped", file=sys.stderr)
+sys.exit(130)
+"""
+
+
+def test_stop_signal_during_exec_code_still_exits_130(tmp_path):
+    (tmp_path / "signal_in_exec.py").write_text(SIGNAL_IN_EXEC)
+    r = subprocess.run([sys.executable, "-m", "signal_in_exec"], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=60, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    assert r.stderr.strip() == "stopped" and r.returncode == 130, (r.returncode, r.stderr)
