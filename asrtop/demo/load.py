@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import random
@@ -30,6 +31,7 @@ from asrtop.demo.audio import speech_like_wav
 
 CLIP_SECONDS = (5, 8, 12, 15, 20, 30, 45, 60)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE})  # the peer closed while we still wrote
 
 
 def cache_dir() -> Path:
@@ -67,7 +69,7 @@ class RequestRecord:
     latency: float
     status: int | None  # HTTP status, None when no response came
     ok: bool
-    reason: str | None  # why it failed: "http 503", "timeout", "connection refused", ...
+    reason: str | None  # why it failed: "http 503", "timeout", "connection refused", "connection reset", ...
     audio_seconds: float
     node: str | None  # the node that answered, when the response names it
 
@@ -228,6 +230,8 @@ class LoadGenerator:
             reason = "connection refused"
         except aiohttp.ServerDisconnectedError:
             reason = "server disconnected"
+        except aiohttp.ClientOSError as e:  # e.g. the balancer closed on a dead node while the clip was uploading
+            reason = "connection reset" if e.errno in _RESET_ERRNOS else f"client error: {type(e).__name__}"
         except aiohttp.ClientError as e:
             reason = f"client error: {type(e).__name__}"
         end = time.monotonic()

@@ -19,7 +19,7 @@ from asrtop.demo.cluster import DemoCluster
 from asrtop.demo.load import LoadGenerator
 from asrtop.sources.factory import build_fleet_source
 
-FAIL_REASONS = {"http 502", "http 503", "http 504", "server disconnected"}
+FAIL_REASONS = {"http 502", "http 503", "http 504", "server disconnected", "connection reset"}
 
 
 def wait_for(pred, timeout: float, interval: float = 0.05) -> bool:

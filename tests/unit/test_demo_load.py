@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -76,6 +78,26 @@ async def test_failures_are_counted_by_reason(tmp_path):
     assert report.sent == 8 and report.failures["http 503"] >= 1 and report.successes >= 1
     assert report.successes + report.failures["http 503"] == 8
     assert refused.failures == {"connection refused": 2}
+
+
+async def test_connection_reset_mid_upload_is_its_own_reason(tmp_path):
+    """What a client sees when the balancer drops it because the node died under its upload: a reset,
+    reported as "connection reset" (not a generic client error)."""
+    async def reset_after_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset_after_headers, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gen = LoadGenerator(f"http://127.0.0.1:{port}", 2, requests=4, clip_seconds=(60,), audio_dir=tmp_path)
+        report = await asyncio.wait_for(gen.run_async(), 30)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert dict(report.failures) == {"connection reset": 4}
 
 
 async def test_duration_bound_stops_by_itself(tmp_path):
