@@ -76,6 +76,9 @@ async def main() -> None:
                       f"asrtop CPU/round mean {statistics.mean(cpu)*1000:.0f} ms")
                 print(f"  of which: queries answered and parsed (median) {statistics.median(qs)*1000:.0f} ms, "
                       f"joining/building readings (median) {statistics.median(bs)*1000:.0f} ms")
+                slow = [(w, q, b) for w, q, b in zip(wall, qs, bs) if w > 0.2]
+                print(f"  rounds over 200 ms: {len(slow)} of {len(wall)}"
+                      + "".join(f"; {w*1000:.0f} ms (queries {q*1000:.0f}, building {b*1000:.0f})" for w, q, b in slow))
                 # the naive way, one query per node (for 20 nodes, scaled): what "a handful" saves
                 few = nodes[:20]
                 w0 = time.perf_counter()
