@@ -230,10 +230,10 @@ class LoadGenerator:
             reason = "connection refused"
         except aiohttp.ServerDisconnectedError:
             reason = "server disconnected"
-        except aiohttp.ClientOSError as e:  # e.g. the balancer closed on a dead node while the clip was uploading
-            reason = "connection reset" if e.errno in _RESET_ERRNOS else f"client error: {type(e).__name__}"
         except aiohttp.ClientError as e:
-            reason = f"client error: {type(e).__name__}"
+            # a reset: e.g. the balancer closed on a dead node while the clip was still uploading
+            reset = isinstance(e, aiohttp.ClientOSError) and e.errno in _RESET_ERRNOS
+            reason = "connection reset" if reset else f"client error: {type(e).__name__}"
         end = time.monotonic()
         return RequestRecord(round(start - t0, 4), end - start, status, reason is None, reason, seconds, node)
 
