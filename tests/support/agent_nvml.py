@@ -1,4 +1,9 @@
-"""An NVML stand-in that replays a recorded fixture (tests/fixtures/nvml_*.json) through pynvml's call shapes."""
+"""An NVML stand-in that replays a fixture (tests/fixtures/nvml_*.json) through pynvml's call shapes.
+
+nvml_h200_recorded.json (the default) and nvml_h200_idle_recorded.json are REAL readings of an H200
+(record_nvml, under a torch bf16 matmul load and idle); nvml_h100_handwritten.json is written by hand for
+the shapes that machine did not show (two GPUs, MIG: NotSupported utilization, N/A process memory).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,10 @@ from types import SimpleNamespace
 import pynvml
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+REAL = "nvml_h200_recorded.json"  # real H200 under load
+REAL_IDLE = "nvml_h200_idle_recorded.json"  # the same H200, idle, no process
+HANDWRITTEN = "nvml_h100_handwritten.json"  # MIG / NotSupported / N/A shapes, two GPUs
+ALL_FIXTURES = (REAL, REAL_IDLE, HANDWRITTEN)
 
 
 def _not_supported():
@@ -27,7 +36,7 @@ class ReplayNvml:
         self.calls: list[str] = []
 
     @classmethod
-    def load(cls, name: str = "nvml_h100_recorded.json", **kw) -> "ReplayNvml":
+    def load(cls, name: str = REAL, **kw) -> "ReplayNvml":
         return cls(json.loads((FIXTURES / name).read_text()), **kw)
 
     def _value(self, handle: int, key: str):

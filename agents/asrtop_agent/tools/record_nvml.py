@@ -1,14 +1,18 @@
 """Dump real NVML readings in the fixture format the agent's NVML tests replay.
 
-    python -m asrtop_agent.tools.record_nvml > tests/fixtures/nvml_h100_recorded.json
+    python -m asrtop_agent.tools.record_nvml --note "under FunASR load" > tests/fixtures/nvml_NODE_recorded.json
 
-Run it on a GPU node (ideally while the ASR service is under load). Each reading is stored in the shape
+(tests/fixtures/nvml_h200_recorded.json was recorded so, on an H200 under a torch bf16 matmul load.)
+
+Run it on a GPU node (ideally while the ASR service is under load); --note is appended to the `_comment`
+(which already says where, when and with which nvidia-ml-py it was recorded). Each reading is stored in the shape
 the NVML call returns (milliwatts, bytes, percent); a reading NVML cannot take is stored as null, which
 the replaying stand-in turns back into NVMLError_NotSupported.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import socket
@@ -20,7 +24,16 @@ def _text(v: Any) -> Any:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def record(nv: Any) -> dict:
+def _nvml_py_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"nvidia-ml-py {version('nvidia-ml-py')}"
+    except Exception:  # not installed as a distribution (a vendored copy): unknown, not guessed
+        return "nvidia-ml-py (version unknown)"
+
+
+def record(nv: Any, note: str | None = None) -> dict:
     def opt(fn: Callable, *args: Any) -> Any:
         try:
             return fn(*args)
@@ -48,8 +61,10 @@ def record(nv: Any) -> dict:
                     {"pid": p.pid, "usedGpuMemory": getattr(p, "usedGpuMemory", None)} for p in procs],
             })
         return {
-            "_comment": f"Recorded with asrtop_agent.tools.record_nvml on {socket.gethostname()} at "
-                        f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}.",
+            "_comment": f"Recorded with asrtop_agent.tools.record_nvml ({_nvml_py_version()}) on "
+                        f"{socket.gethostname()} at "
+                        f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}."
+                        + (f" {note}" if note else ""),
             "format": 1,
             "driver_version": _text(opt(nv.nvmlSystemGetDriverVersion)),
             "cuda_driver_version": opt(nv.nvmlSystemGetCudaDriverVersion_v2),
@@ -59,14 +74,17 @@ def record(nv: Any) -> dict:
         nv.nvmlShutdown()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="record_nvml", description="Dump NVML readings as a replayable fixture.")
+    ap.add_argument("--note", default=None, help="text appended to the fixture's _comment (e.g. the load)")
+    args = ap.parse_args(argv)
     try:
         import pynvml
     except ImportError:
         print("record_nvml: pynvml (nvidia-ml-py) is not installed", file=sys.stderr)
         return 1
     try:
-        doc = record(pynvml)
+        doc = record(pynvml, note=args.note)
     except pynvml.NVMLError as exc:
         print(f"record_nvml: NVML unavailable: {exc}", file=sys.stderr)
         return 1
