@@ -12,9 +12,8 @@ import os
 import sys
 from typing import Any, TextIO
 
+from asrtop.control.model import ACTION_KINDS
 from asrtop.exitcodes import BAD_INPUT, ERROR, OK, TIMED_OUT, UNREACHABLE
-
-ACTIONS = ("drain", "ready", "maint", "weight", "backup")
 
 
 class _Fail(Exception):
@@ -51,7 +50,7 @@ def _run(args: Any) -> int:
         config = load_config(getattr(args, "config", None))
     except ConfigError as e:
         raise _Fail(BAD_INPUT, str(e)) from None
-    from asrtop.balancers import build_balancers
+    from asrtop.balancers.factory import build_balancers
 
     try:
         balancers = build_balancers(config)
@@ -59,26 +58,31 @@ def _run(args: Any) -> int:
         raise _Fail(BAD_INPUT, f"{config.path}: {e}") from None
     if args.command == "status":
         return asyncio.run(_status(args, config, balancers))
-    if args.command in ACTIONS:
+    if args.command in ACTION_KINDS:
         return asyncio.run(_action(args, config, balancers))
     raise _Fail(BAD_INPUT, f"unknown command {args.command!r}")
 
 
 def _source(config, balancers, prometheus: str | None = None):
-    """Balancers alone when no node has an agent (fast path: no aiohttp); else agents or Prometheus too."""
+    """Balancers alone when no node has an agent (fast path: no aiohttp); else agents or Prometheus too.
+    Either way with the drift watch's notes (runtime changes a balancer reload threw away)."""
+    from asrtop.control.audit import AuditLog
+    from asrtop.control.drift import ReloadWatch
+
+    notes = (ReloadWatch(AuditLog(config.audit_log)),)
     uses_agents = any(n.agent for n in config.nodes) or (config.discovery is not None and
                                                          config.discovery.agent_url is not None)
     if prometheus or config.prometheus or uses_agents:
         from asrtop.sources.factory import build_fleet_source
 
-        return build_fleet_source(config, balancers, prometheus)
+        return build_fleet_source(config, balancers, prometheus, notes)
     from asrtop.sources.live import LiveFleetSource
 
-    return LiveFleetSource(config, None, balancers)
+    return LiveFleetSource(config, None, balancers, notes)
 
 
 async def _status(args: Any, config, balancers) -> int:
-    from asrtop.control_rules import one_line
+    from asrtop.control.rules import one_line
     from asrtop.status_report import render_table, status_json
 
     source = _source(config, balancers, getattr(args, "prometheus", None))
@@ -123,15 +127,20 @@ async def _action(args: Any, config, balancers) -> int:
     try:
         ctl = Controller(config, balancers, source=source, read_only=bool(getattr(args, "read_only", False)))
         res = await ctl.apply(action, force=args.force, dry_run=args.dry_run)
+        warnings = res.plan.warnings if res.plan else ()
         if res.outcome == "dry-run":
             print(res.message)
             for line in res.plan.changes if res.plan else ():
                 print(f"  {line}")
+            for line in warnings:
+                print(f"  note: {line}")
             return res.exit_code
         if res.exit_code != OK:
             _err(res.message)
             return res.exit_code
         print(res.message, flush=True)
+        for line in warnings:
+            print(f"  note: {line}", flush=True)
         if waiting:
             return await _wait(ctl, args.node, args.timeout)
         return OK

@@ -74,6 +74,7 @@ class ClusterConfig:
     read_only: bool = False
     audit_log: Path = field(default_factory=lambda: default_state_dir() / "audit.jsonl")
     prometheus: str | None = None
+    model_sha256: str | None = None  # the model digest the fleet must run (else the majority is the target)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -219,7 +220,7 @@ def parse_config(data: dict, path: Path | None = None) -> ClusterConfig:
     top = _Reader(path, "", data)
     top.unknown(("cluster", "balancers", "nodes", "discovery"))
     c = _Reader(path, "cluster", data.get("cluster", {}))
-    c.unknown(("name", "min_ready", "refresh", "read_only", "audit_log", "prometheus"))
+    c.unknown(("name", "min_ready", "refresh", "read_only", "audit_log", "prometheus", "model_sha256"))
     min_ready = c.get("min_ready", int, 1)
     if min_ready < 0:
         c.fail("min_ready", f"must be >= 0, got {min_ready}")
@@ -229,6 +230,12 @@ def parse_config(data: dict, path: Path | None = None) -> ClusterConfig:
     prometheus = c.get("prometheus", str)
     if prometheus is not None:
         _check_url(c, "prometheus", prometheus)
+    model_sha256 = c.get("model_sha256", str)
+    if model_sha256 is not None:
+        model_sha256 = model_sha256.strip().lower()
+        if len(model_sha256) != 64 or not all(ch in "0123456789abcdef" for ch in model_sha256):
+            c.fail("model_sha256", "must be the 64 hex digits of a model digest (the agent's model sha256, as in "
+                                   "`asrtop status --json` model_sha256)")
     audit = c.get("audit_log", str)
     audit_log = default_state_dir() / "audit.jsonl"
     if audit:
@@ -265,7 +272,7 @@ def parse_config(data: dict, path: Path | None = None) -> ClusterConfig:
         path=path, name=c.get("name", str, "asrtop"), balancers=balancers, nodes=nodes, discovery=discovery,
         min_ready=min_ready, refresh=refresh, read_only=c.get("read_only", bool, False),
         audit_log=audit_log,
-        prometheus=prometheus,
+        prometheus=prometheus, model_sha256=model_sha256,
     )
 
 

@@ -48,6 +48,7 @@ class NodeView:
     agent: AgentReading | None
     servers: Mapping[str, ServerState]  # balancer name -> this node's server there
     stale: bool = False  # agent configured but no good answer for STALE_AFTER_MISSED intervals
+    balancer_unread: bool = False  # a balancer could not be read: its view of this node is missing
 
     @property
     def status(self) -> AgentStatus | None:
@@ -86,12 +87,27 @@ class NodeView:
         return sum(vals) if vals else None
 
     @property
+    def queued(self) -> int | None:
+        """Requests queued for this node, summed over all balancers that report a queue."""
+        vals = [s.queued for s in self.servers.values() if s.queued is not None]
+        return sum(vals) if vals else None
+
+    @property
     def in_flight(self) -> int | None:
-        """Best count of requests being served: the agent's (exact with --proxy) else the balancers' sessions."""
+        """THE in-flight figure (table, header, sort, history, `status`, `--json`, `drain --wait`).
+
+        max(sessions + queue summed over the balancers, the agent's in-flight while its answer is fresh):
+        a request shows in both signals, hence max, not sum. None = cannot tell: no signal at all, or a
+        balancer could not be read (its sessions are missing from the sum) and no agent covers for it.
+        """
+        sessions = [(s.active_sessions or 0) + (s.queued or 0) for s in self.servers.values()
+                    if s.active_sessions is not None]
+        balancer_sum = sum(sessions) if sessions else None
         st = self.status
-        if st is not None and not self.stale and st.asr.in_flight is not None:
-            return st.asr.in_flight
-        return self.active_sessions
+        agent = st.asr.in_flight if st is not None and not self.stale else None
+        if agent is None:
+            return None if self.balancer_unread else balancer_sum
+        return agent if balancer_sum is None else max(agent, balancer_sum)
 
     @property
     def request_rate(self) -> float | None:
@@ -116,11 +132,15 @@ class NodeView:
         return max(0.0, now - self.agent.fetched_at)
 
 
+TARGET_FROM_CONFIG = "cluster.model_sha256"
+TARGET_FROM_MAJORITY = "majority"
+
+
 @dataclass(frozen=True)
 class ModelGroup:
     digest: str | None  # None: nodes whose digest is unknown (no agent, hashing, missing, error)
     nodes: tuple[str, ...]
-    majority: bool = False
+    target: bool = False  # these nodes run the fleet's target model
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,7 @@ class FleetSnapshot:
     balancers: tuple[BalancerReading, ...] = ()
     refresh_seconds: float = 1.0
     notes: tuple[str, ...] = field(default_factory=tuple)  # source-level warnings to show
+    model_sha256: str | None = None  # cluster.model_sha256: the digest the fleet must run (else the majority)
 
     def node(self, name: str) -> NodeView:
         for n in self.nodes:
@@ -137,33 +158,47 @@ class FleetSnapshot:
                 return n
         raise KeyError(name)
 
-    def model_groups(self) -> tuple[ModelGroup, ...]:
-        """Nodes grouped by model digest, biggest group first; the biggest known group is the majority.
+    @property
+    def majority_digest(self) -> str | None:
+        """The digest most nodes run; None when no digest is known or the biggest groups tie."""
+        known = Counter(n.model_digest for n in self.nodes if n.model_digest is not None)
+        top = known.most_common(2)
+        return top[0][0] if top and (len(top) == 1 or top[0][1] > top[1][1]) else None
 
-        A tie for biggest has no majority (every group is then marked as differing)."""
+    @property
+    def target_digest(self) -> str | None:
+        """The model the fleet must run: cluster.model_sha256 when set, else the majority (None on a tie)."""
+        return self.model_sha256 or self.majority_digest
+
+    @property
+    def target_source(self) -> str | None:
+        """Where the target comes from: "cluster.model_sha256", "majority", or None (no target)."""
+        if self.model_sha256:
+            return TARGET_FROM_CONFIG
+        return TARGET_FROM_MAJORITY if self.majority_digest else None
+
+    def model_groups(self) -> tuple[ModelGroup, ...]:
+        """Nodes grouped by model digest: the target's group first, then the biggest; unknown last."""
         by_digest: dict[str | None, list[str]] = {}
         for n in self.nodes:
             by_digest.setdefault(n.model_digest, []).append(n.name)
-        known = Counter({d: len(ns) for d, ns in by_digest.items() if d is not None})
-        top = known.most_common(2)
-        majority = top[0][0] if top and (len(top) == 1 or top[0][1] > top[1][1]) else None
-        groups = [ModelGroup(d, tuple(ns), d is not None and d == majority) for d, ns in by_digest.items()]
-        groups.sort(key=lambda g: (g.digest is None, not g.majority, -len(g.nodes), g.digest or ""))
+        target = self.target_digest
+        groups = [ModelGroup(d, tuple(ns), d is not None and d == target) for d, ns in by_digest.items()]
+        groups.sort(key=lambda g: (g.digest is None, not g.target, -len(g.nodes), g.digest or ""))
         return tuple(groups)
 
-    @property
-    def majority_digest(self) -> str | None:
-        for g in self.model_groups():
-            if g.majority:
-                return g.digest
-        return None
-
-    def nodes_differing_from_majority(self) -> tuple[str, ...]:
-        groups = self.model_groups()
-        known = [g for g in groups if g.digest is not None]
-        if len(known) <= 1:
+    def nodes_differing_from_target(self) -> tuple[str, ...]:
+        """Nodes whose KNOWN digest is not the target's. With no target (a tie), every node of a fleet running
+        several digests differs; a node whose digest is unknown never counts here (see nodes_model_unknown)."""
+        target = self.target_digest
+        digests = {n.model_digest for n in self.nodes if n.model_digest is not None}
+        if target is None and len(digests) <= 1:
             return ()
-        return tuple(n for g in known if not g.majority for n in g.nodes)
+        return tuple(n.name for n in self.nodes if n.model_digest is not None and n.model_digest != target)
+
+    def nodes_model_unknown(self) -> tuple[str, ...]:
+        """Nodes whose digest cannot be compared: no agent answer, hashing, missing, error. Never "same"."""
+        return tuple(n.name for n in self.nodes if n.model_digest is None)
 
 
 def merge(
@@ -173,9 +208,11 @@ def merge(
     now: float,
     refresh_seconds: float = 1.0,
     notes: Iterable[str] = (),
+    model_sha256: str | None = None,
 ) -> FleetSnapshot:
     """Join configured nodes with agent readings (by node name) and balancer servers (by name or host:port)."""
     balancers = tuple(balancers)
+    unread = any(not b.reachable for b in balancers)
     views = []
     for cfg in nodes:
         servers = {}
@@ -189,8 +226,8 @@ def merge(
         if cfg.agent is not None:
             fetched = reading.fetched_at if reading else None
             stale = fetched is None or now - fetched > STALE_AFTER_MISSED * refresh_seconds
-        views.append(NodeView(cfg.name, cfg, reading, servers, stale))
-    return FleetSnapshot(now, tuple(views), balancers, refresh_seconds, tuple(notes))
+        views.append(NodeView(cfg.name, cfg, reading, servers, stale, unread))
+    return FleetSnapshot(now, tuple(views), balancers, refresh_seconds, tuple(notes), model_sha256)
 
 
 def primaries_staying_ready(snapshot: FleetSnapshot, leaving: Iterable[str]) -> int:
@@ -205,14 +242,3 @@ def primaries_staying_ready(snapshot: FleetSnapshot, leaving: Iterable[str]) -> 
         if all(s.admin is AdminState.READY and s.health is not Health.DOWN for s in n.servers.values()):
             count += 1
     return count
-
-
-def guardrail_refusal(snapshot: FleetSnapshot, leaving: Iterable[str], min_ready: int) -> str | None:
-    """One line refusing to take `leaving` out of service, or None when enough primaries stay ready."""
-    leaving = list(leaving)
-    staying = primaries_staying_ready(snapshot, leaving)
-    if staying >= min_ready:
-        return None
-    names = ", ".join(leaving)
-    return (f"refused: taking {names} out would leave {staying} ready primary node(s), "
-            f"min_ready is {min_ready} (use --force to override)")

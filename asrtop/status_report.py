@@ -8,8 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from asrtop.control_rules import node_in_flight
-from asrtop.fleet import MIXED, FleetSnapshot, NodeView
+from asrtop.fleet import MIXED, TARGET_FROM_CONFIG, FleetSnapshot, NodeView
 
 JSON_SCHEMA = 1
 SIM_MARK = "~"  # before GPU% and GPU MEM of a node whose GPU readings are simulated
@@ -53,18 +52,18 @@ def _agent_cell(view: NodeView, now: float) -> str:
     return f"{'stale ' if view.stale else ''}{age:.1f}s"
 
 
-def _model_cell(view: NodeView, majority: str | None) -> str:
+def _model_cell(view: NodeView, target: str | None) -> str:
     st = view.status
     if st is None:
         return "-"
     if st.model.state != "ok" or not st.model.sha256:
         return st.model.state
-    mark = "" if majority is None or st.model.sha256 == majority else "!"
+    mark = "" if target is None or st.model.sha256 == target else "!"
     return st.model.sha256[:12] + mark
 
 
 def rows(snap: FleetSnapshot) -> list[tuple[str, ...]]:
-    majority = snap.majority_digest
+    target = snap.target_digest
     out = []
     for v in snap.nodes:
         util, used, total = _gpu(v)
@@ -72,9 +71,9 @@ def rows(snap: FleetSnapshot) -> list[tuple[str, ...]]:
         mem = "-" if used is None else f"{sim}{_gib(used)}/{_gib(total)}G"
         pct = _num(None if util is None else util * 100, sim + "{:.0f}")
         backup = "-" if v.backup is None else ("yes" if v.backup else "no")
-        out.append((v.name, v.admin_state, _num(v.weight), backup, v.health, _num(node_in_flight(snap, v.name)),
+        out.append((v.name, v.admin_state, _num(v.weight), backup, v.health, _num(v.in_flight),
                     _num(v.request_rate, "{:.1f}"), _num(v.errors_5xx), pct,
-                    mem, _model_cell(v, majority), _agent_cell(v, snap.taken_at)))
+                    mem, _model_cell(v, target), _agent_cell(v, snap.taken_at)))
     return out
 
 
@@ -83,15 +82,19 @@ def summary(snap: FleetSnapshot) -> str:
     for v in snap.nodes:
         counts[v.admin_state] = counts.get(v.admin_state, 0) + 1
     states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    inflight = [node_in_flight(snap, v.name) for v in snap.nodes]
+    inflight = [v.in_flight for v in snap.nodes]
     known = [n for n in inflight if n is not None]
     reach = [b for b in snap.balancers if b.reachable]
     parts = [f"{len(snap.nodes)} nodes" + (f" ({states})" if states else ""),
              f"in flight {sum(known)}" + ("" if len(known) == len(inflight) else " (some unknown)"),
              f"balancers {len(reach)}/{len(snap.balancers)} reachable"]
-    differing = snap.nodes_differing_from_majority()
+    differing = snap.nodes_differing_from_target()
     if differing:
-        parts.append(f"model differs on {', '.join(differing)}")
+        pinned = " from cluster.model_sha256" if snap.target_source == TARGET_FROM_CONFIG else ""
+        parts.append(f"model differs{pinned} on {', '.join(differing)}")
+    unknown = [v.name for v in snap.nodes if v.status is not None and v.model_digest is None]
+    if unknown and snap.target_digest:
+        parts.append(f"model unknown on {', '.join(unknown)}")
     return "; ".join(parts)
 
 
@@ -135,7 +138,7 @@ def node_json(snap: FleetSnapshot, v: NodeView) -> dict[str, Any]:
         "weight": v.weight,
         "backup": v.backup,
         "health": v.health,
-        "in_flight": node_in_flight(snap, v.name),
+        "in_flight": v.in_flight,
         "request_rate": v.request_rate,
         "errors_5xx_total": v.errors_5xx,
         "gpu_utilization_ratio": util,
@@ -152,7 +155,7 @@ def status_json(snap: FleetSnapshot, cluster: str) -> dict[str, Any]:
     counts = {"ready": 0, "drain": 0, "maint": 0, "MIXED": 0, "unknown": 0}
     for v in snap.nodes:
         counts[v.admin_state] = counts.get(v.admin_state, 0) + 1
-    inflight = [node_in_flight(snap, v.name) for v in snap.nodes]
+    inflight = [v.in_flight for v in snap.nodes]
     return {
         "schema": JSON_SCHEMA,
         "cluster": cluster,
@@ -161,7 +164,10 @@ def status_json(snap: FleetSnapshot, cluster: str) -> dict[str, Any]:
                     "in_flight": sum(n for n in inflight if n is not None),
                     "in_flight_unknown": sum(1 for n in inflight if n is None),
                     "model_majority_sha256": snap.majority_digest,
-                    "model_differs": list(snap.nodes_differing_from_majority())},
+                    "model_target_sha256": snap.target_digest,
+                    "model_target_source": snap.target_source,
+                    "model_differs": list(snap.nodes_differing_from_target()),
+                    "model_unknown": list(snap.nodes_model_unknown())},
         "balancers": [{"name": b.name, "kind": b.kind, "reachable": b.reachable, "error": b.error,
                        "servers": len(b.servers)} for b in snap.balancers],
         "nodes": [node_json(snap, v) for v in snap.nodes],

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from asrtop.balancers.base import Balancer
 from asrtop.config import ClusterConfig
-from asrtop.sources.live import LiveFleetSource, NodeFactsSource
+from asrtop.sources.live import LiveFleetSource, NodeFactsSource, NotesProvider
 
 
 def build_facts_source(config: ClusterConfig, prometheus: str | None = None) -> NodeFactsSource:
@@ -21,7 +21,8 @@ def build_facts_source(config: ClusterConfig, prometheus: str | None = None) -> 
     return AgentPoller(refresh=config.refresh)
 
 
-def build_fleet_source(config: ClusterConfig, balancers: Sequence[Balancer],
-                       prometheus: str | None = None) -> LiveFleetSource:
-    """The usual source: `await src.snapshot()` per refresh (never overlapping), `await src.close()` at exit."""
-    return LiveFleetSource(config, build_facts_source(config, prometheus), balancers)
+def build_fleet_source(config: ClusterConfig, balancers: Sequence[Balancer], prometheus: str | None = None,
+                       notes: Sequence[NotesProvider] = ()) -> LiveFleetSource:
+    """The usual source: `await src.snapshot()` per refresh (never overlapping), `await src.close()` at exit.
+    `notes`: providers from the layers above (the control layer's drift watch)."""
+    return LiveFleetSource(config, build_facts_source(config, prometheus), balancers, notes)

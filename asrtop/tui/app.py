@@ -9,9 +9,7 @@ waits on a balancer, an agent or the audit log.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
-from typing import Any, Awaitable, Callable
 
 from textual import work
 from textual.app import App
@@ -19,19 +17,20 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
-from asrtop.control import Action, ActionResult, Plan
+import asrtop.control.rules as rules
+from asrtop.control.model import ACTION_KINDS, GUARD_MODEL, Action, ActionResult
+from asrtop.control.seams import ActionController, AuditReader
+from asrtop.fleet import FleetSnapshot
 from asrtop.history import FleetHistory
-from asrtop.fleet import FleetSnapshot, guardrail_refusal, primaries_staying_ready
+from asrtop.sources import FleetSource
 from asrtop.tui.commands import FleetCommands
+from asrtop.tui.screens import ShowsFleet
 from asrtop.tui.screens.confirm import ConfirmScreen
 from asrtop.tui.screens.detail import NodeDetailScreen
-from asrtop.tui.screens.fleet import ACTIONS, FleetScreen
+from asrtop.tui.screens.fleet import FleetScreen
 from asrtop.tui.screens.help import HelpScreen
 from asrtop.tui.screens.models import ModelScreen, representatives
 from asrtop.tui.screens.weight import WeightScreen
-
-ModelFiles = Callable[[str], Awaitable["list[dict] | str"]]
-FAILED = {"refused", "partial", "unreachable", "rejected", "bad-input"}
 
 
 class FleetUpdated(Message):
@@ -47,33 +46,22 @@ class RefreshFailed(Message):
         self.error = error
 
 
-async def call(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-    """Await an async controller method, or run a blocking one in a thread (it talks to balancers)."""
-    if inspect.iscoroutinefunction(fn):
-        return await fn(*args, **kw)
-    result = await asyncio.to_thread(fn, *args, **kw)
-    return await result if inspect.isawaitable(result) else result
-
-
 class AsrtopApp(App):
     CSS_PATH = "asrtop.tcss"
     TITLE = "asrtop"
     COMMANDS = App.COMMANDS | {FleetCommands}
     BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Keys", show=False)]
 
-    def __init__(self, source: Any, controller: Any = None, *, cluster: str = "asrtop", refresh: float = 1.0,
-                 read_only: bool = False, min_ready: int = 1, audit: Any = None,
-                 model_files: ModelFiles | None = None, max_weight: int = 256, min_weight: int = 0,
-                 close_source: bool = True):
+    def __init__(self, source: FleetSource, controller: ActionController | None = None, *, cluster: str = "asrtop",
+                 refresh: float = 1.0, read_only: bool = False, audit: AuditReader | None = None,
+                 max_weight: int = 256, min_weight: int = 0, close_source: bool = True):
         super().__init__()
         self.source = source
         self.controller = controller
         self.cluster = cluster
         self.refresh_seconds = refresh
         self.read_only = read_only or controller is None
-        self.min_ready = min_ready
         self.audit = audit
-        self.model_files = model_files
         self.max_weight = max_weight
         self.min_weight = min_weight
         self.close_source = close_source
@@ -89,6 +77,7 @@ class AsrtopApp(App):
         self.action_busy = False
         self.refreshes = 0
         self.last_error: str | None = None
+        self._last_notified_error: str | None = None
 
     # -- screens ---------------------------------------------------------------------------------
     def get_default_screen(self) -> FleetScreen:
@@ -99,7 +88,7 @@ class AsrtopApp(App):
         self.poll_fleet()
 
     async def on_unmount(self) -> None:
-        if self.close_source and hasattr(self.source, "close"):
+        if self.close_source:
             try:
                 await self.source.close()
             except Exception:  # closing is best effort; the operator is leaving
@@ -110,7 +99,7 @@ class AsrtopApp(App):
             return
         keys = [b for b in FleetScreen.BINDINGS if (b.show or b.key in ("S", "escape")) and b.action != "app.help"]
         if self.read_only:
-            keys = [b for b in keys if b.action not in ACTIONS]
+            keys = [b for b in keys if b.action not in ACTION_KINDS]
         self.push_screen(HelpScreen(keys, self.read_only, self.snapshot.notes if self.snapshot else ()))
 
     def open_detail(self, node: str) -> None:
@@ -154,12 +143,12 @@ class AsrtopApp(App):
             self._notify_changes(snap)
             for screen in self.screen_stack:
                 # A screen still composing has no widgets yet; it pulls self.snapshot when it mounts.
-                if hasattr(screen, "show_fleet") and screen.is_mounted:
+                if isinstance(screen, ShowsFleet) and screen.is_mounted:
                     screen.show_fleet(snap)
 
     def on_refresh_failed(self, message: RefreshFailed) -> None:
         self.last_error = message.error
-        if message.error != getattr(self, "_last_notified_error", None):
+        if message.error != self._last_notified_error:
             self.notify(f"refresh failed: {message.error}", severity="error")
         self._last_notified_error = message.error
         if self.fleet_screen.is_mounted:
@@ -214,7 +203,7 @@ class AsrtopApp(App):
                 self._end_drain(name)
                 self.notify(f"{name}: no longer draining (now {node.admin_state})")
                 continue
-            left = drain_left(snap, name)
+            left = node.in_flight  # counted as `asrtop drain --wait` counts (NodeView.in_flight)
             self.draining[name] = left
             if left == 0:
                 self._end_drain(name)
@@ -244,6 +233,7 @@ class AsrtopApp(App):
             self.action_busy = False
 
     async def _run_action(self, kind: str, nodes: tuple[str, ...]) -> None:
+        assert self.controller is not None  # start_action refuses actions in a read-only console
         snap = self.snapshot
         value: int | bool | None = None
         if kind == "weight":
@@ -257,59 +247,45 @@ class AsrtopApp(App):
             v = value
             if kind == "backup":  # a toggle: each node flips its own flag
                 v = not bool(snap.node(n).backup) if snap and _known(snap, n) else True
-            actions.append(Action(kind, n, v))
+            actions.append(Action(kind, n, v))  # type: ignore[arg-type]  (kind is one of ACTION_KINDS)
         # The modal opens now with what the console knows; the plan (fresh balancer reads) fills it in.
-        title = _title(kind, nodes, actions)
-        confirm = ConfirmScreen(title, _local_consequence(snap, kind, nodes), warning=kind in ("drain", "maint"),
-                                pending=True)
+        confirm = ConfirmScreen(_title(kind, nodes, actions), _local_consequence(snap, actions),
+                                warning=kind in ("drain", "maint"), pending=True)
         answer = self.push_screen(confirm, wait_for_dismiss=True)
         try:
-            plans: list[Plan] = list(await asyncio.gather(*(call(self.controller.plan, a) for a in actions)))
+            plan = await self.controller.plan(actions)  # every node's rules + the guardrail over all of them
         except Exception as e:  # the plan could not be made: say why, change nothing
             confirm.set_plan([f"cannot plan {kind}: {type(e).__name__}: {e}"], "nothing will be sent", False)
             await answer
             return
-        lines = [p.consequence for p in plans if p.consequence] + [f"  {c}" for p in plans for c in p.changes]
-        refusals = [p.refusal for p in plans if p.refusal]
-        if kind in ("drain", "maint") and len(nodes) > 1 and snap is not None and not refusals:
-            together = guardrail_refusal(snap, nodes, self.min_ready)  # each alone may pass, all at once not
-            if together:
-                refusals.append(together)
-        # Only a guardrail refusal ("refused") may be forced; bad input or unreachable balancers may not.
-        forceable = all(getattr(p, "refusal_outcome", None) in (None, "refused") for p in plans if p.refusal)
-        confirm.set_plan(lines, "\n".join(refusals) or None, forceable)
+        confirm.set_plan(list(plan.lines), plan.refusal, plan.forceable)
         if not await answer:
             self.notify(f"{kind}: cancelled, nothing changed", timeout=3)
             return
-        if kind == "ready" and snap is not None:
-            odd = [n for n in nodes if n in set(snap.nodes_differing_from_majority())]
-            if odd:
-                majority = snap.majority_digest or "?"
-                second = ConfirmScreen(
-                    "Model differs from the fleet majority",
-                    [f"{n} runs model {(snap.node(n).model_digest or '?')[:12]}, the fleet majority runs "
-                     f"{majority[:12]}." for n in odd]
-                    + ["Putting it in rotation serves users a different model.",
-                       "Type y again only if this is intended (e.g. a canary)."],
-                    confirm_label="Ready with different model (y)", warning=True)
-                if not await self.push_screen_wait(second):
-                    self.notify("ready: cancelled (model differs), nothing changed", timeout=4)
-                    return
-        for a in actions:
-            result: ActionResult = await call(self.controller.apply, a, force=bool(refusals))
+        if plan.guarded_by(GUARD_MODEL):  # forced past the model guard: ask once more, with its own words
+            second = ConfirmScreen(
+                "Model differs from the fleet's target",
+                [r.line for r in plan.refusals if r.guard == GUARD_MODEL]
+                + ["Putting it in rotation serves users a different model.",
+                   "Type y again only if this is intended (e.g. a canary)."],
+                confirm_label="Ready with different model (y)", warning=True)
+            if not await self.push_screen_wait(second):
+                self.notify(f"{kind}: cancelled (model differs), nothing changed", timeout=4)
+                return
+        results = await self.controller.apply_batch(actions, force=bool(plan.refusals))
+        for result in results:
             self._report(result)
             if kind == "drain" and result.outcome in ("done", "partial"):
-                self.draining[a.node] = None
-                self._drain_started[a.node] = self.poll_seq
+                self.draining[result.action.node] = None
+                self._drain_started[result.action.node] = self.poll_seq
         self.refresh_now()
         for screen in self.screen_stack:
             if isinstance(screen, NodeDetailScreen):
                 self.load_audit(screen)
 
     def _report(self, result: ActionResult) -> None:
-        failed = result.outcome in FAILED
         self.notify(result.message, title=f"{result.action.kind} {result.action.node}: {result.outcome}",
-                    severity="error" if failed else "information", timeout=8 if failed else 4)
+                    severity="error" if result.failed else "information", timeout=8 if result.failed else 4)
 
     # -- side loads for the detail and model screens ------------------------------------------------
     @work(group="audit", exit_on_error=False)
@@ -318,7 +294,7 @@ class AsrtopApp(App):
             screen.set_audit([], "no audit log configured")
             return
         try:
-            entries = await asyncio.to_thread(self.audit.recent, screen.node, 10)
+            entries = await self.audit.recent(screen.node, 10)
         except Exception as e:  # unreadable log: say so in the panel
             screen.set_audit(None, f"audit log unreadable: {e}")
             return
@@ -327,27 +303,17 @@ class AsrtopApp(App):
     @work(group="models", exit_on_error=False)
     async def load_model_files(self, screen: ModelScreen) -> None:
         snap = self.snapshot
-        if snap is None or self.model_files is None:
+        if snap is None:
             return
         reps = representatives(snap)
         if not reps:
             return
         screen.files_loading = True
         screen.show_fleet(snap)
-        results = await asyncio.gather(*(self.model_files(url) for url in reps.values()), return_exceptions=True)
+        results = await asyncio.gather(*(self.source.model_files(url) for url in reps.values()), return_exceptions=True)
         files = {name: (r if not isinstance(r, BaseException) else f"{type(r).__name__}: {r}")
                  for name, r in zip(reps, results)}
         screen.set_files(files)
-
-
-def drain_left(snap: FleetSnapshot, node: str) -> int | None:
-    """Requests still on a draining node, counted as `asrtop drain --wait` counts them (the controller's
-    rule: balancer sessions + queue and the agent's in-flight, the larger; unknown is never empty)."""
-    try:
-        from asrtop.control_rules import node_in_flight
-    except ImportError:  # older control layer: the node's own best count
-        return snap.node(node).in_flight
-    return node_in_flight(snap, node)
 
 
 def _known(snap: FleetSnapshot, node: str) -> bool:
@@ -358,22 +324,11 @@ def _known(snap: FleetSnapshot, node: str) -> bool:
         return False
 
 
-def _local_consequence(snap: FleetSnapshot | None, kind: str, nodes: tuple[str, ...]) -> list[str]:
-    """What the last snapshot says, shown until the controller's plan arrives."""
+def _local_consequence(snap: FleetSnapshot | None, actions: list[Action]) -> list[str]:
+    """What the last snapshot says, in the plan's own words, shown until the controller's plan arrives."""
     if snap is None:
         return []
-    lines = []
-    if kind in ("drain", "maint"):
-        for n in nodes:
-            try:
-                inflight = snap.node(n).in_flight
-            except KeyError:
-                continue
-            lines.append(f"{n} carries {inflight if inflight is not None else 'an unknown number of'} "
-                         f"in-flight requests")
-        staying = primaries_staying_ready(snap, nodes)
-        lines.append(f"{staying} of {primaries_staying_ready(snap, ())} ready primaries stay ready")
-    return lines
+    return [rules.consequence(snap, a) for a in actions if _known(snap, a.node)]
 
 
 def _title(kind: str, nodes: tuple[str, ...], actions: list[Action]) -> str:

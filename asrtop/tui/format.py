@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from asrtop.fleet import MIXED, FleetSnapshot, ModelGroup, NodeView
+from asrtop.modelfiles import human_bytes  # noqa: F401  (the console's byte wording, shared with the model guard)
 
 Cell = tuple[str, str]  # (text, rich style)
 
 BAR_WIDTH = 5
 _BLOCKS = " ▏▎▍▌▋▊▉█"
 _SPARKS = "▁▂▃▄▅▆▇█"
-# Hash group colours: the majority first; the rest cycle. Text markers carry the meaning under NO_COLOR.
+# Hash group colours: the target first; the rest cycle. Text markers carry the meaning under NO_COLOR.
 GROUP_STYLES = ("green", "yellow", "magenta", "cyan", "red", "bright_blue")
 DIM = "grey50"
 SIM_MARK = "~"  # before a GPU percentage read from a simulated GPU (agent gpu_source "simulated")
@@ -89,16 +90,6 @@ def sparkline(values: Sequence[float | None], width: int, top: float | None = No
     return "".join(out).ljust(width)
 
 
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "—"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "—"
-
-
 def seconds(v: float | None) -> str:
     if v is None:
         return "—"
@@ -131,11 +122,11 @@ def short_digest(d: str | None) -> str:
 
 @dataclass(frozen=True)
 class TableContext:
-    """Fleet-wide facts a row needs: hash group colours, the majority, drains in progress, selection."""
+    """Fleet-wide facts a row needs: hash group colours, the target model, drains in progress, selection."""
 
     now: float
     group_style: Mapping[str, str]
-    majority: str | None
+    target: str | None
     minority: frozenset[str]
     draining: Mapping[str, int | None]  # node -> in-flight last reported by its drain watcher
     selected: frozenset[str]
@@ -145,8 +136,8 @@ class TableContext:
 @dataclass(frozen=True)
 class ModelFacts:
     groups: tuple[ModelGroup, ...]
-    majority: str | None
-    differing: frozenset[str]  # nodes whose known digest is not the majority's
+    target: str | None  # the digest the fleet must run (cluster.model_sha256, else the majority)
+    differing: frozenset[str]  # nodes whose known digest is not the target's (FleetSnapshot's rule)
 
 
 _models_memo: list = [None, None]  # (snapshot, ModelFacts): header and table share one computation
@@ -156,11 +147,7 @@ def model_facts(snap: FleetSnapshot) -> ModelFacts:
     """snap.model_groups() and what follows from it, computed once per snapshot."""
     if _models_memo[0] is snap:
         return _models_memo[1]
-    groups = snap.model_groups()
-    known = [g for g in groups if g.digest is not None]
-    majority = next((g.digest for g in known if g.majority), None)
-    differing = frozenset(n for g in known if not g.majority for n in g.nodes) if len(known) > 1 else frozenset()
-    facts = ModelFacts(groups, majority, differing)
+    facts = ModelFacts(snap.model_groups(), snap.target_digest, frozenset(snap.nodes_differing_from_target()))
     _models_memo[:] = [snap, facts]
     return facts
 
@@ -170,9 +157,7 @@ def table_context(snap: FleetSnapshot, draining: Mapping[str, int | None] = {},
     facts = model_facts(snap)
     groups = [g for g in facts.groups if g.digest is not None]
     styles = {g.digest: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(groups)}
-    majority = facts.majority
-    minority = facts.differing
-    return TableContext(snap.taken_at, styles, majority, minority, dict(draining), frozenset(selected),
+    return TableContext(snap.taken_at, styles, facts.target, facts.differing, dict(draining), frozenset(selected),
                         any(gpu_simulated(n) for n in snap.nodes))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from asrtop.fleet import MIXED, FleetSnapshot
+from asrtop.fleet import MIXED, TARGET_FROM_CONFIG, FleetSnapshot
 from asrtop.tui.format import DIM, model_facts, rate, short_digest
 
 Segment = tuple[str, str]
@@ -29,7 +29,8 @@ class Summary:
     groups_known: int
     differing: int
     unknown_model: int
-    majority: str | None
+    target: str | None  # the digest the fleet must run
+    target_source: str | None  # "cluster.model_sha256" | "majority" | None (digests tie)
     balancers: tuple[tuple[str, str | None], ...]  # (name, error or None)
     taken_at: float
     gpu_nodes: int = 0  # nodes whose GPU readings are in gpu_util / gpu_mem
@@ -78,7 +79,7 @@ def summarize(snap: FleetSnapshot) -> Summary:
         gpu_util=sum(utils) / len(utils) if utils else None,
         gpu_mem=sum(mems) / len(mems) if mems else None,
         groups_known=len(known), differing=len(facts.differing), unknown_model=unknown,
-        majority=facts.majority,
+        target=facts.target, target_source=snap.target_source,
         balancers=tuple((b.name, b.error) for b in snap.balancers),
         taken_at=snap.taken_at, gpu_nodes=gpu_nodes, gpu_simulated=gpu_sim,
     )
@@ -98,14 +99,18 @@ def gpu_sim_label(s: Summary) -> str:
 
 
 def model_badge(s: Summary) -> Segment:
+    pinned = " (pinned)" if s.target_source == TARGET_FROM_CONFIG else ""
+    unknown = f", {s.unknown_model} unknown" if s.unknown_model else ""
     if s.groups_known == 0:
-        return "model unknown", DIM
-    if s.groups_known == 1:
-        return f"model {short_digest(s.majority)}: all nodes same model", "bold green"
-    if s.majority is None:
+        return (f"model{pinned} {short_digest(s.target)}: no node's model known" if s.target
+                else "model unknown"), DIM
+    if s.target is None:
         return f"models differ: {s.groups_known} digests, no majority", "bold red reverse"
+    if s.differing == 0:
+        return f"model{pinned} {short_digest(s.target)}: all nodes same model{unknown}", \
+            "bold yellow" if s.unknown_model else "bold green"
     verb = "node differs" if s.differing == 1 else "nodes differ"
-    return f"{s.differing} {verb} from model {short_digest(s.majority)}!", "bold red reverse"
+    return f"{s.differing} {verb} from model{pinned} {short_digest(s.target)}!{unknown}", "bold red reverse"
 
 
 def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = None,

@@ -1,7 +1,7 @@
 """HAProxy restarted after asrtop changed it: the runtime changes are gone, and asrtop says so.
 
 Real HAProxy; the changes go through Controller (audited), the restart is a real new process on the same
-config and socket; detection is LiveFleetSource's snapshot notes and `asrtop status` (asrtop.reload_watch).
+config and socket; detection is LiveFleetSource's snapshot notes and `asrtop status` (asrtop.control.drift).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 
 from asrtop.balancers import build_balancers
 from asrtop.control import Action, Controller
-from asrtop.reload_watch import Desired, desired_states, lost_changes
+from asrtop.control.audit import AuditEntry, AuditLog
+from asrtop.control.drift import Desired, ReloadWatch, desired_states, lost_changes
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.sources.live import LiveFleetSource
 from support.balancers import start_backends, start_haproxy
@@ -50,7 +51,7 @@ def restart(hx, how: str) -> subprocess.Popen:
 
 
 async def notes(cfg):
-    source = LiveFleetSource(cfg, None, build_balancers(cfg))
+    source = LiveFleetSource(cfg, None, build_balancers(cfg), (ReloadWatch(AuditLog(cfg.audit_log)),))
     return [n for n in (await source.snapshot()).notes if "runtime changes lost" in n]
 
 
@@ -101,7 +102,7 @@ def test_lost_changes_rules():
             {"name": "hy", "ok": False, "error": "unreachable", "after": None}]},
         {"time": "garbage", "action": "weight", "balancers": []}, {"action": 3}, {},
     ]
-    d = desired_states(recs)
+    d = desired_states([AuditEntry.from_record(r) for r in recs])
     assert set(d) == {"hx"} and d["hx"][("a", "admin")].value == "ready"  # the newest wins; dry runs ignored
     t0 = 1767225600.0  # 2026-01-01T00:00:00Z
     servers = [s("a"), s("b"), s("c")]
@@ -113,10 +114,8 @@ def test_lost_changes_rules():
 def test_watch_follows_the_audit_log_incrementally(tmp_path):
     import json as _json
 
-    from asrtop.reload_watch import ReloadWatch
-
     log = tmp_path / "audit.jsonl"
-    w = ReloadWatch(log)
+    w = ReloadWatch(AuditLog(log))
     assert w.desired() == {}
 
     def rec(t, action, admin, weight=1):

@@ -57,7 +57,7 @@ async def test_prometheus_snapshot_agrees_with_direct_snapshot(demo_cluster, pro
                 assert ps.host.memory_total_bytes == ds.host.memory_total_bytes
             # the demo's odd node (older model) is the one both views single out
             assert p.majority_digest == d.majority_digest is not None
-            assert p.nodes_differing_from_majority() == d.nodes_differing_from_majority() != ()
+            assert p.nodes_differing_from_target() == d.nodes_differing_from_target() != ()
         finally:
             await direct.close()
             await via_prom.close()

@@ -97,7 +97,7 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
             assert via_prom["asr-2"].url.startswith("prometheus:127.0.0.1:")
             snap = merge(cfgs, via_prom, (), max(r.fetched_at for r in via_prom.values()), 2.0)
             assert snap.majority_digest == nodes_[0].sha256
-            assert snap.nodes_differing_from_majority() == ("asr-1",)
+            assert snap.nodes_differing_from_target() == ("asr-1",)
             assert snap.node("asr-3").model_digest is None  # hashing: digest not trusted yet
             assert not any(n.stale for n in snap.nodes)
 

@@ -1,17 +1,23 @@
-"""Deterministic fake fleet for TUI tests and benchmarks: a FleetSource and a Controller, no I/O."""
+"""Deterministic fake fleet for TUI tests and benchmarks: a FleetSource and its in-memory balancer, driven by
+the REAL Controller (so the console shows the control layer's own rules and words), and an audit log in memory.
+Each implements the Protocol the console takes (FleetSource, Balancer, ActionController, AuditReader)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import tempfile
 from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
 
 from asrtop.agentstatus import (AgentStatus, AsrReading, GpuProcess, GpuReading, HostReading, ModelReading,
                                 RequestStats)
-from asrtop.balancers.base import AdminState, Health, ServerState
-from asrtop.config import NodeConfig
-from asrtop.control import Action, ActionResult, BalancerOutcome, Plan
-from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge, primaries_staying_ready
+from asrtop.balancers.base import AdminState, BalancerUnreachable, Health, ServerState
+from asrtop.config import ClusterConfig, NodeConfig
+from asrtop.control import Action, ActionResult, BatchPlan, Controller, Plan
+from asrtop.control.audit import AuditEntry
+from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
 
 T0 = 1_700_000_000.0  # fixed clock: screenshots and layouts must not depend on the time of day
 GIB = 1024 ** 3
@@ -63,6 +69,7 @@ class FakeFleet:
         self.balancer_error = balancer_error
         self.real_gpus = set(real_gpus)  # nodes whose agent reads a real GPU (nvml); the others simulate
         self.notes: tuple[str, ...] = ()  # FleetSnapshot.notes, as LiveFleetSource fills them
+        self.model_sha256: str | None = None  # cluster.model_sha256 (None: the majority is the target)
         self.tick = 0
         self.frozen_clock = frozen_clock
         self.calls = 0
@@ -86,60 +93,91 @@ class FakeFleet:
         servers = tuple(server(name, i, self.admin[name], self.weight[name], self.backup[name], tick)
                         for i, name in enumerate(self.names, 1))
         lb = BalancerReading("haproxy-a", "haproxy", () if self.balancer_error else servers, self.balancer_error, now)
-        return merge(nodes, agents, [lb], now, 1.0, self.notes)
+        return merge(nodes, agents, [lb], now, 1.0, self.notes, self.model_sha256)
 
     async def snapshot(self) -> FleetSnapshot:
         self.calls += 1
         await asyncio.sleep(0)
         return self.build()
 
+    async def model_files(self, agent_url: str) -> list[dict] | str:
+        """Two files; the odd model's weights differ (what the agent's /v1/model lists)."""
+        i = next((i for i in range(1, self.n + 1) if agent_url.endswith(f":{20000 + i}")), None)
+        if i is None or i in self.dead:
+            return f"{agent_url}: connection refused"
+        weights = "bb" * 32 if i in self.odd_model else "aa" * 32
+        return [{"path": "config.yaml", "size": 2048, "sha256": "cc" * 32},
+                {"path": "model.pt", "size": 2 * GIB, "sha256": weights}]
+
     async def close(self) -> None:
         self.closed = True
 
 
-class FakeController:
-    """Plans and applies like asrtop.control.Controller, against a FakeFleet; records every apply."""
+class FakeBalancer:
+    """The FakeFleet's HAProxy, in memory: reads and changes the fleet's admin/weight/backup state."""
 
-    def __init__(self, fleet: FakeFleet, min_ready: int = 1):
+    kind = "haproxy"
+    max_weight = 256
+
+    def __init__(self, fleet: FakeFleet, name: str = "haproxy-a"):
+        self.fleet, self.name = fleet, name
+
+    def servers(self) -> list[ServerState]:
+        if self.fleet.balancer_error:
+            raise BalancerUnreachable(f"{self.name}: {self.fleet.balancer_error}")
+        return list(self.fleet.build().balancers[0].servers)
+
+    def set_state(self, server: str, state: AdminState) -> None:
+        self.fleet.admin[server] = state
+
+    def set_weight(self, server: str, weight: int) -> None:
+        self.fleet.weight[server] = weight
+
+    def set_backup(self, server: str, backup: bool) -> None:
+        self.fleet.backup[server] = backup
+
+
+class FakeController(Controller):
+    """The real Controller over a FakeFleet and its FakeBalancer; records every action it is asked to apply
+    (with its force flag) and can be slowed down like a slow balancer."""
+
+    def __init__(self, fleet: FakeFleet, min_ready: int = 1, audit: "FakeAudit | None" = None):
+        state = Path(tempfile.mkdtemp(prefix="asrtop-tui-"))  # the action lock lives here
+        config = ClusterConfig(path=None, min_ready=min_ready, audit_log=state / "audit.jsonl",
+                               model_sha256=fleet.model_sha256)
+        super().__init__(config, [FakeBalancer(fleet)], source=fleet, audit=audit or FakeAudit(state / "audit.jsonl"))
         self.fleet = fleet
-        self.min_ready = min_ready
         self.applied: list[tuple[Action, bool]] = []
         self.plan_delay = 0.0  # seconds plan() takes (a slow balancer)
 
-    def plan(self, action: Action) -> Plan:
-        time.sleep(self.plan_delay)  # runs in a worker thread, as the console calls blocking controllers
-        snap = self.fleet.build()
-        node = snap.node(action.node)
-        refusal = None
-        if action.kind in ("drain", "maint"):
-            staying = primaries_staying_ready(snap, [action.node])
-            if staying < self.min_ready:
-                refusal = f"refused: {staying} ready primaries would stay, min_ready is {self.min_ready}"
-            consequence = (f"{action.node} carries {node.in_flight} in-flight requests; "
-                           f"{staying} of {len(snap.nodes)} primaries stay ready")
-        else:
-            consequence = f"{action.kind} {action.node} -> {action.value}"
-        return Plan(action, consequence, refusal, (f"haproxy-a: {action.kind} {action.node}",))
+    async def plan(self, action, force: bool = False) -> Plan | BatchPlan:  # type: ignore[override]
+        await asyncio.sleep(self.plan_delay)
+        return await super().plan(action, force)
 
-    def apply(self, action: Action, force: bool = False) -> ActionResult:
+    async def apply(self, action: Action, force: bool = False, dry_run: bool = False) -> ActionResult:
         self.applied.append((action, force))
-        name = action.node
-        if action.kind in ("drain", "ready", "maint"):
-            self.fleet.admin[name] = AdminState(action.kind)
-        elif action.kind == "weight":
-            self.fleet.weight[name] = int(action.value)
-        elif action.kind == "backup":
-            self.fleet.backup[name] = bool(action.value)
-        return ActionResult(action, "done", f"{name}: {action.kind} done on haproxy-a",
-                            (BalancerOutcome("haproxy-a", True),))
+        return await super().apply(action, force, dry_run)
+
+    async def apply_batch(self, actions: Sequence[Action], force: bool = False) -> tuple[ActionResult, ...]:
+        self.applied.extend((a, force) for a in actions)
+        return await super().apply_batch(actions, force)
 
 
 class FakeAudit:
-    def __init__(self):
-        self.entries = [{"at": T0, "action": "drain", "node": "node-1", "outcome": "done", "message": "drained"}]
+    """An audit log in memory: the controller appends records, the console reads typed entries back."""
 
-    def recent(self, node: str, n: int = 10) -> list[dict]:
-        return [e for e in self.entries if e["node"] == node][-n:]
+    def __init__(self, path: Path | None = None):
+        self.path = path or Path(tempfile.mkdtemp(prefix="asrtop-tui-")) / "audit.jsonl"
+        when = datetime.fromtimestamp(T0, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self.records: list[dict] = [{"time": when, "user": "ops@lab", "action": "drain", "node": "node-1",
+                                     "outcome": "done", "message": "drained", "balancers": []}]
+
+    def append(self, record: dict) -> None:
+        self.records.append(record)
+
+    async def recent(self, node: str | None = None, limit: int = 10) -> list[AuditEntry]:
+        mine = [AuditEntry.from_record(r) for r in reversed(self.records) if node is None or r["node"] == node]
+        return mine[:limit]
 
 
 def big_fleet(n: int, tick: int) -> FleetSnapshot:

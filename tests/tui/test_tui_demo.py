@@ -100,7 +100,7 @@ async def test_ready_on_odd_model_needs_second_confirmation(demo_cluster):
     app = console(demo_cluster)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready_console(pilot, app)
-        await wait_for(pilot, lambda: "node-2" in app.snapshot.nodes_differing_from_majority(), what="odd model")
+        await wait_for(pilot, lambda: "node-2" in app.snapshot.nodes_differing_from_target(), what="odd model")
         await go_to(pilot, app, "node-2")
         await pilot.press("m")
         await confirm(pilot, app, "y")

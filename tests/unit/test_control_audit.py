@@ -7,7 +7,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
-from asrtop.audit import AuditError, AuditLog, record_for
+from asrtop.control.audit import AuditError, AuditLog, record_for
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.control import Action, ActionResult, BalancerOutcome
 
@@ -73,7 +73,7 @@ def test_unwritable_log_is_one_line(tmp_path):
 
 APPENDER = """
 import sys
-from asrtop.audit import AuditLog
+from asrtop.control.audit import AuditLog
 log = AuditLog(sys.argv[1])
 who = sys.argv[2]
 for i in range(int(sys.argv[3])):

@@ -3,7 +3,8 @@
 from asrtop.agentstatus import parse_status
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import NodeConfig
-from asrtop.fleet import MIXED, AgentReading, BalancerReading, guardrail_refusal, merge
+from asrtop.control.rules import min_ready_refusal
+from asrtop.fleet import MIXED, AgentReading, BalancerReading, merge
 
 
 def server(name, port, admin=AdminState.READY, health=Health.UP, backup=False, weight=3, scur=0):
@@ -52,8 +53,8 @@ def test_model_groups_mark_majority_and_minority():
     agents["node-4"] = AgentReading("u", status("node-4", "bbb"), fetched_at=100.0)
     snap = merge(nodes, agents, [], now=100.0)
     groups = snap.model_groups()
-    assert groups[0].digest == "aaa" and groups[0].majority and groups[0].nodes == ("node-1", "node-3")
-    assert snap.nodes_differing_from_majority() == ("node-4",)
+    assert groups[0].digest == "aaa" and groups[0].target and groups[0].nodes == ("node-1", "node-3")
+    assert snap.nodes_differing_from_target() == ("node-4",)
     assert groups[-1].digest is None and groups[-1].nodes == ("node-2",)
 
 
@@ -62,7 +63,7 @@ def test_model_tie_has_no_majority():
               "node-3": AgentReading("u", status("node-3", "b"), 1.0)}
     snap = merge([NODES[0], NODES[2]], agents, [], now=1.0)
     assert snap.majority_digest is None
-    assert set(snap.nodes_differing_from_majority()) == {"node-1", "node-3"}
+    assert set(snap.nodes_differing_from_target()) == {"node-1", "node-3"}
 
 
 def test_guardrail_counts_ready_primaries_only():
@@ -70,9 +71,9 @@ def test_guardrail_counts_ready_primaries_only():
         server("node-1", 7001), server("node-2", 7002, admin=AdminState.DRAIN),
         server("asr3", 7003, backup=True)))
     snap = merge(NODES, {}, [hap], now=1.0)
-    assert guardrail_refusal(snap, ["node-2"], 1) is None
-    refusal = guardrail_refusal(snap, ["node-1"], 1)
-    assert refusal and "node-1" in refusal and "0 ready primary" in refusal
+    assert min_ready_refusal(snap, ["node-2"], 1) is None
+    refusal = min_ready_refusal(snap, ["node-1"], 1)
+    assert refusal and "node-1" in refusal.line and "0 ready primary" in refusal.line and refusal.forceable
     # a primary that is down does not count as ready
     hap_down = BalancerReading("hap", "haproxy", (server("node-1", 7001), server("node-2", 7002, health=Health.DOWN)))
-    assert guardrail_refusal(merge(NODES[:2], {}, [hap_down], now=1.0), ["node-1"], 1) is not None
+    assert min_ready_refusal(merge(NODES[:2], {}, [hap_down], now=1.0), ["node-1"], 1) is not None

@@ -1,4 +1,4 @@
-"""asrtop.oplock: one action at a time across processes sharing the audit log's directory."""
+"""asrtop.control.oplock: one action at a time across processes sharing the audit log's directory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from asrtop.oplock import LockTimeout, action_lock, lock_path
+from asrtop.control.oplock import LockTimeout, action_lock, lock_path
 
 
 async def test_second_holder_waits_then_gets_it(tmp_path):
@@ -70,14 +70,14 @@ class OneServer:
 
 
 async def test_controller_refuses_in_one_line_when_another_action_holds_the_lock(tmp_path, monkeypatch):
-    import asrtop.oplock
+    import asrtop.control.oplock
     from asrtop.config import parse_config
     from asrtop.control import Action, Controller
     from asrtop.exitcodes import REFUSED_GUARDRAIL
 
     cfg = parse_config({"cluster": {"audit_log": str(tmp_path / "audit.jsonl")}, "nodes": [{"name": "n1"}]})
     b = OneServer()
-    monkeypatch.setattr(asrtop.oplock, "LOCK_TIMEOUT", 0.3)
+    monkeypatch.setattr(asrtop.control.oplock, "LOCK_TIMEOUT", 0.3)
     async with action_lock(lock_path(cfg.audit_log)):
         res = await Controller(cfg, [b]).apply(Action("weight", "n1", 5))
     assert (res.outcome, res.exit_code) == ("refused", REFUSED_GUARDRAIL) and "\n" not in res.message

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,32 +12,23 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from asrtop.fleet import FleetSnapshot, NodeView
+from asrtop.control.model import ACTION_KINDS
+from asrtop.control.audit import AuditEntry
+from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, NodeView
 from asrtop.history import FleetHistory
 from asrtop.tui.format import DIM, bar, bar_style, human_bytes, rate, seconds, sparkline, state_cell
-from asrtop.tui.screens.fleet import ACTIONS
 from asrtop.tui.widgets.keybar import KeyBar
 
 SPARK_WIDTH = 48
 
 
-def _audit_line(entry: Any) -> str:
-    """An audit entry as one line, whatever shape asrtop.audit gives (dict or dataclass)."""
-    d = entry if isinstance(entry, dict) else getattr(entry, "__dict__", None)
-    if not isinstance(d, dict):
-        return str(entry)
-    at = d.get("at") or d.get("time") or d.get("ts")
-    when = time.strftime("%m-%d %H:%M:%S", time.localtime(at)) if isinstance(at, (int, float)) else str(at or "")
-    action = d.get("action") or d.get("kind") or ""
-    if isinstance(action, dict):
-        action = " ".join(str(v) for k, v in action.items() if k != "node" and v is not None)
-    value = d.get("value")
-    parts = [when, str(action), "" if value is None else str(value), str(d.get("outcome") or ""),
-             str(d.get("message") or "")]
+def _audit_line(e: AuditEntry) -> str:
+    when = time.strftime("%m-%d %H:%M:%S", time.localtime(e.at)) if e.at is not None else e.time
+    parts = [when, e.action, "" if e.value is None else str(e.value), e.outcome, e.message]
     return "  ".join(p for p in parts if p)
 
 
-def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, audit: Sequence[Any] | None,
+def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, audit: Sequence[AuditEntry] | None,
                   audit_error: str | None = None, width: int = SPARK_WIDTH) -> Text:
     t = Text()
 
@@ -122,12 +113,13 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
 
         m = st.model
         head("Model")
-        majority = snap.majority_digest
-        same = m.sha256 is not None and m.sha256 == majority
+        target = snap.target_digest
+        which = "cluster.model_sha256" if snap.target_source == TARGET_FROM_CONFIG else "majority"
+        same = m.sha256 is not None and m.sha256 == target
         kv("state", m.state, "" if m.state == "ok" else "yellow")
-        kv("digest", f"{m.sha256 or '—'}" + ("  (fleet majority)" if same else
-                                            f"  DIFFERS from majority {majority[:12]}" if m.sha256 and majority else ""),
-           "green" if same else "bold red" if m.sha256 and majority else "")
+        kv("digest", f"{m.sha256 or '—'}" + (f"  (fleet {which})" if same else
+                                            f"  DIFFERS from {which} {target[:12]}" if m.sha256 and target else ""),
+           "green" if same else "bold red" if m.sha256 and target else "")
         kv("files", f"{m.files if m.files is not None else '—'} files, {human_bytes(m.bytes)}")
         for d in m.dirs:
             kv("dir", f"{d.path}  {d.state}  {(d.sha256 or '')[:12]}  {d.files or 0} files")
@@ -176,7 +168,7 @@ class NodeDetailScreen(Screen):
         super().__init__()
         self.node = node
         self.read_only = read_only
-        self.audit: list | None = None
+        self.audit: list[AuditEntry] | None = None
         self.audit_error: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -205,12 +197,12 @@ class NodeDetailScreen(Screen):
         self.query_one("#detail", Static).update(
             render_detail(node, snap, self.app.history, self.audit, self.audit_error, width))
 
-    def set_audit(self, entries: list | None, error: str | None) -> None:
+    def set_audit(self, entries: list[AuditEntry] | None, error: str | None) -> None:
         self.audit, self.audit_error = entries, error
         self.show_fleet(self.app.snapshot)
 
     def action_act(self, kind: str) -> None:
-        if kind in ACTIONS:
+        if kind in ACTION_KINDS:
             self.app.start_action(kind, [self.node])
 
     def action_close(self) -> None:

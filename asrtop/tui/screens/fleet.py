@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Input
 
+from asrtop.control.model import ACTION_KINDS
 from asrtop.fleet import FleetSnapshot
 from asrtop.tui.format import COLUMN_KEYS, sparkline, table_context
 from asrtop.tui.widgets.fleet_table import FleetTable
@@ -14,7 +15,6 @@ from asrtop.tui.widgets.header import FleetHeader
 from asrtop.tui.widgets.keybar import KeyBar
 from asrtop.tui.widgets.notes import NotesLine
 
-ACTIONS = ("drain", "ready", "maint", "weight", "backup")
 SORTABLE = tuple(k for k in COLUMN_KEYS if k != "sel")
 TREND = 10  # samples of the fleet in-flight sparkline in the header
 
@@ -88,7 +88,7 @@ class FleetScreen(Screen):
 
     # -- read-only: actions are hidden from the footer and refused --------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ACTIONS and self.read_only:
+        if action in ACTION_KINDS and self.read_only:
             return False
         return True
 

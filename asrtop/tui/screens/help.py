@@ -57,7 +57,7 @@ class HelpScreen(ModalScreen[None]):
     def _notes_text(self) -> str:
         return "\n".join([notes_mark(self.notes)] + [f"{NOTE_MARK} {n}" for n in self.notes])
 
-    def show_fleet(self, snap) -> None:
+    def show_fleet(self, snap, error: str | None = None) -> None:
         """Notes change while the screen is open (a balancer restarts): keep the list current."""
         notes = tuple(snap.notes) if snap is not None else ()
         if notes == self.notes:

@@ -11,61 +11,37 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from asrtop.fleet import FleetSnapshot, ModelGroup
-from asrtop.tui.format import DIM, GROUP_STYLES, human_bytes
+from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, ModelGroup
+from asrtop.modelfiles import diff_files
+from asrtop.tui.format import DIM, GROUP_STYLES
 from asrtop.tui.widgets.keybar import KeyBar
-
-def _index(files: list[dict]) -> dict[str, tuple[Any, Any]]:
-    """Relative path -> (size, sha256). Model dirs sit at different absolute paths on different nodes,
-    so files are compared by their path inside the model dir only."""
-    out = {}
-    for f in files:
-        path = f.get("path") or f.get("name")
-        if isinstance(path, str):
-            out[path] = (f.get("size", f.get("bytes")), f.get("sha256"))
-    return out
-
-
-def diff_files(majority: list[dict], other: list[dict]) -> list[tuple[str, str]]:
-    """(path, what differs) for every file that is not identical between the two lists."""
-    a, b = _index(majority), _index(other)
-    out = []
-    for key in sorted(set(a) | set(b)):
-        name = key
-        if key not in b:
-            out.append((name, "missing here"))
-        elif key not in a:
-            out.append((name, "only here"))
-        elif a[key] != b[key]:
-            (sa, ha), (sb, hb) = a[key], b[key]
-            what = []
-            if sa != sb:
-                what.append(f"size {human_bytes(sa) if isinstance(sa, int) else sa} -> "
-                            f"{human_bytes(sb) if isinstance(sb, int) else sb}")
-            if ha != hb:
-                what.append(f"sha256 {str(ha)[:10]} -> {str(hb)[:10]}")
-            out.append((name, ", ".join(what)))
-    return out
-
 
 def render_models(snap: FleetSnapshot, files: Mapping[str, list[dict] | str], loading: bool) -> Text:
     """`files`: representative node name -> its file list (or a one-line error)."""
     t = Text()
     groups = snap.model_groups()
     known = [g for g in groups if g.digest is not None]
-    if len(known) <= 1 and not any(g.digest is None for g in groups):
+    pinned = snap.target_source == TARGET_FROM_CONFIG
+    label_target = "target (cluster.model_sha256)" if pinned else "majority"
+    differing = snap.nodes_differing_from_target()
+    if pinned:
+        t.append(f"Target model (cluster.model_sha256): {snap.target_digest}\n", "bold")
+    if not differing and not any(g.digest is None for g in groups) and known:
         t.append("All nodes run the same model.\n\n", "bold green")
-    elif len(known) > 1:
-        n = len(snap.nodes_differing_from_majority())
-        t.append(f"{len(known)} different models; {n} node(s) differ from the majority.\n\n", "bold red")
-    majority = next((g for g in known if g.majority), None)
+    elif differing:
+        t.append(f"{len(known)} different model(s); {len(differing)} node(s) differ from the {label_target}.\n\n",
+                 "bold red")
+    else:
+        t.append("\n")
+    majority = next((g for g in known if g.target), None)
     rep_major = _representative(snap, majority) if majority else None
     for i, g in enumerate(groups):
         style = GROUP_STYLES[known.index(g) % len(GROUP_STYLES)] if g.digest is not None else DIM
         label = (g.digest[:16] if g.digest else "unknown (no agent / hashing / missing / error)")
-        tag = "majority" if g.majority else ("MINORITY" if g.digest is not None and majority else "")
+        tag = ("target" if pinned else "majority") if g.target else (
+            "DIFFERS" if g.digest is not None and snap.target_digest else "")
         t.append(f"{label}", "bold " + style)
-        t.append(f"  {len(g.nodes)} node(s)  {tag}\n", "bold red" if tag == "MINORITY" else "")
+        t.append(f"  {len(g.nodes)} node(s)  {tag}\n", "bold red" if tag == "DIFFERS" else "")
         names = ", ".join(g.nodes[:40]) + (f" … (+{len(g.nodes) - 40})" if len(g.nodes) > 40 else "")
         t.append(f"  {names}\n", style if g.digest else DIM)
         if g.digest is None:
@@ -74,7 +50,7 @@ def render_models(snap: FleetSnapshot, files: Mapping[str, list[dict] | str], lo
                 why = (f"{st.model.state}{': ' + st.model.error if st.model.error else ''}" if st
                        else "no agent status")
                 t.append(f"    {name}: {why}\n", DIM)
-        elif not g.majority and majority is not None:
+        elif not g.target and majority is not None:
             rep = _representative(snap, g)
             if rep is None or rep_major is None:
                 t.append("    file list needs an agent on both sides\n", DIM)
@@ -84,7 +60,7 @@ def render_models(snap: FleetSnapshot, files: Mapping[str, list[dict] | str], lo
                     t.append(f"    file list unavailable: {mine if isinstance(mine, str) else theirs}\n", "red")
                 else:
                     diffs = diff_files(theirs, mine)
-                    t.append(f"    vs {rep_major} (majority), {rep}: {len(diffs)} file(s) differ\n", "bold")
+                    t.append(f"    vs {rep_major} ({label_target}), {rep}: {len(diffs)} file(s) differ\n", "bold")
                     for name, what in diffs[:30]:
                         t.append(f"      {name}: {what}\n")
             elif loading:
@@ -103,7 +79,7 @@ def _representative(snap: FleetSnapshot, group: ModelGroup) -> str | None:
 
 
 def representatives(snap: FleetSnapshot) -> dict[str, str]:
-    """node name -> agent URL for the majority group and every minority group (one node each)."""
+    """node name -> agent URL for the target's group and every other group (one node each)."""
     groups = [g for g in snap.model_groups() if g.digest is not None]
     if len(groups) <= 1:
         return {}

@@ -1,6 +1,6 @@
 """Audit log of operator actions: one JSON object per line, appended, never rewritten.
 
-Record: {"time": ISO-8601 UTC, "user": "user@host", "action", "node", "value", "force", "dry_run",
+Record: {"time": ISO-8601 UTC, "user": "user@host", "action", "node", "value", "force", "forced", "dry_run",
 "outcome", "message", "balancers": [{"name", "ok", "error", "before", "after"}]}.
 
 Two asrtop processes (two operators, or the TUI and a script) may append at once: each record is
@@ -10,14 +10,19 @@ regular file are atomic with respect to the file offset; records are far below a
 
 from __future__ import annotations
 
+import asyncio
 import getpass
+import itertools
 import json
 import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterator, NamedTuple
+
+from asrtop.balancers.base import ServerState
+from asrtop.control.model import ActionResult
 
 _TAIL_CHUNK = 64 * 1024
 
@@ -31,16 +36,16 @@ def who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _state(s: Any) -> dict | None:
+def _state(s: ServerState | None) -> dict | None:
     if s is None:
         return None
     return {"server": s.name, "admin": s.admin.value, "weight": s.weight, "backup": s.backup,
             "health": s.health.value}
 
 
-def record_for(result: Any, *, force: bool = False, dry_run: bool = False, user: str | None = None,
+def record_for(result: ActionResult, *, force: bool = False, dry_run: bool = False, user: str | None = None,
                now: datetime | None = None) -> dict:
-    """The audit record of a control.ActionResult (duck-typed: audit must not import control)."""
+    """The audit record of an ActionResult. `forced`: --force was given AND a guardrail it overrode refused."""
     a = result.action
     return {
         "time": (now or datetime.now(timezone.utc)).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -49,6 +54,7 @@ def record_for(result: Any, *, force: bool = False, dry_run: bool = False, user:
         "node": a.node,
         "value": a.value,
         "force": force,
+        "forced": result.forced,
         "dry_run": dry_run,
         "outcome": result.outcome,
         "message": result.message,
@@ -57,26 +63,64 @@ def record_for(result: Any, *, force: bool = False, dry_run: bool = False, user:
     }
 
 
+class AuditBalancer(NamedTuple):
+    """One balancer's part of an audited action; before/after as written ({"server", "admin", "weight",
+    "backup", "health"} or None)."""
+
+    name: str
+    ok: bool
+    error: str | None
+    before: dict | None
+    after: dict | None
+
+
 @dataclass(frozen=True)
 class AuditEntry:
-    """One parsed line, for the TUI's node detail."""
+    """One audit line, typed. `time` is the ISO-8601 text as written; `at` the same as unix time (None when
+    the line's time cannot be read)."""
 
     time: str
+    at: float | None
     user: str
     action: str
     node: str
     value: Any
     outcome: str
     message: str
-    balancers: tuple[tuple[str, bool, str | None], ...]  # (name, ok, error)
+    force: bool
+    forced: bool
+    dry_run: bool
+    balancers: tuple[AuditBalancer, ...]
 
     @classmethod
     def from_record(cls, d: dict) -> "AuditEntry":
-        bals = tuple((str(b.get("name")), bool(b.get("ok")), b.get("error"))
-                     for b in d.get("balancers") or () if isinstance(b, dict))
-        return cls(str(d.get("time", "")), str(d.get("user", "")), str(d.get("action", "")),
-                   str(d.get("node", "")), d.get("value"), str(d.get("outcome", "")),
-                   str(d.get("message", "")), bals)
+        bals = tuple(AuditBalancer(str(b.get("name")), bool(b.get("ok")), _opt_str(b.get("error")),
+                                   _opt_dict(b.get("before")), _opt_dict(b.get("after")))
+                     for b in _opt_list(d.get("balancers")) if isinstance(b, dict))
+        time_text = str(d.get("time", ""))
+        return cls(time_text, parse_time(time_text), str(d.get("user", "")), str(d.get("action", "")),
+                   str(d.get("node", "")), d.get("value"), str(d.get("outcome", "")), str(d.get("message", "")),
+                   bool(d.get("force")), bool(d.get("forced")), bool(d.get("dry_run")), bals)
+
+
+def parse_time(text: str) -> float | None:
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _opt_str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _opt_list(v: Any) -> list:
+    return v if isinstance(v, list) else []
+
+
+def _opt_dict(v: Any) -> dict | None:
+    return v if isinstance(v, dict) else None
 
 
 class AuditError(OSError):
@@ -99,20 +143,31 @@ class AuditLog:
         except OSError as e:
             raise AuditError(f"{self.path}: cannot write audit log: {e.strerror or e}") from None
 
-    def recent(self, node: str | None = None, n: int = 10) -> list[AuditEntry]:
-        """The last `n` entries (oldest first), only `node`'s when given. Bad lines are skipped."""
-        out: list[AuditEntry] = []
-        for d in self._lines_backwards():
-            if node is not None and d.get("node") != node:
-                continue
-            out.append(AuditEntry.from_record(d))
-            if len(out) >= n:
-                break
-        out.reverse()
-        return out
+    def newest_first(self, node: str | None = None) -> Iterator[AuditEntry]:
+        """Entries from the end of the file backwards (only `node`'s when given). Bad lines are skipped; the
+        file is read in chunks from its end (logs grow without bound)."""
+        for d in self._records_backwards():
+            if node is None or d.get("node") == node:
+                yield AuditEntry.from_record(d)
 
-    def _lines_backwards(self) -> Iterable[dict]:
-        """Parsed records from the end of the file, reading it in chunks (logs grow without bound)."""
+    def read_from(self, offset: int) -> tuple[list[AuditEntry], int]:
+        """Entries appended since byte `offset`, oldest first, and the offset to read from next time (a line
+        still being written waits for the next call)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return [], offset
+        end = chunk.rfind(b"\n") + 1
+        out = [AuditEntry.from_record(d) for d in map(_parse, chunk[:end].splitlines()) if d is not None]
+        return out, offset + end
+
+    async def recent(self, node: str | None = None, limit: int = 10) -> list[AuditEntry]:
+        """The console's audit reader: the last `limit` entries (newest first), read in a thread."""
+        return await asyncio.to_thread(lambda: list(itertools.islice(self.newest_first(node), limit)))
+
+    def _records_backwards(self) -> Iterator[dict]:
         try:
             f = open(self.path, "rb")
         except FileNotFoundError:
@@ -145,7 +200,3 @@ def _parse(raw: bytes) -> dict | None:
     except ValueError:
         return None
     return d if isinstance(d, dict) else None
-
-
-def recent(path: str | os.PathLike, node: str | None = None, n: int = 10) -> list[AuditEntry]:
-    return AuditLog(path).recent(node, n)

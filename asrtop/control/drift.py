@@ -8,22 +8,22 @@ start which the servers no longer show was lost:
 
     haproxy: restarted at 10:31:02 UTC, runtime changes lost: node-2 drain (now ready); re-apply them ...
 
-No hook in control is needed: the audit log is the memory (so it works across `asrtop` processes, e.g.
-`asrtop drain` then a reload then `asrtop status`). LiveFleetSource calls `ReloadWatch.notes()` on each
-snapshot; the result lands in FleetSnapshot.notes (shown by `asrtop status` and the TUI).
+The audit log is the memory (so it works across `asrtop` processes, e.g. `asrtop drain` then a reload
+then `asrtop status`). The front ends hand a ReloadWatch to the fleet source as a notes provider
+(asrtop.sources.live.NotesProvider); its notes land in FleetSnapshot.notes (`asrtop status`, the console).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
-from asrtop.audit import AuditLog
-from asrtop.balancers.base import ServerState
+from asrtop.balancers.base import Balancer, ReportsStartTime, ServerState
+from asrtop.control.audit import AuditEntry, AuditLog
+from asrtop.control.model import FIELD_OF_KIND
 
 MAX_RECORDS = 2000  # audit records read back (newest first): far more than one maintenance window needs
 START_SLACK = 1.0  # Start_time_sec has 1 s resolution: a change in the start second counts as before it
@@ -40,47 +40,31 @@ class Desired:
     what: str  # e.g. "drain", "weight 5", "backup on"
 
 
-def _ts(text: object) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
-
-
-_FIELD = {"drain": "admin", "ready": "admin", "maint": "admin", "weight": "weight", "backup": "backup"}
-
-
-def _apply(out: dict[str, dict[tuple[str, str], Desired]], r: dict) -> None:
-    """Fold one audit record (oldest to newest) into balancer -> (server, field) -> Desired."""
-    action = r.get("action")
-    field = _FIELD.get(action) if isinstance(action, str) else None
-    at = _ts(r.get("time"))
-    if field is None or at is None or r.get("dry_run"):
+def _apply(out: dict[str, dict[tuple[str, str], Desired]], e: AuditEntry) -> None:
+    """Fold one audit entry (oldest to newest) into balancer -> (server, field) -> Desired."""
+    field = FIELD_OF_KIND.get(e.action)
+    if field is None or e.at is None or e.dry_run:
         return
-    for b in r.get("balancers") or ():
-        if not isinstance(b, dict) or not b.get("ok") or not isinstance(b.get("after"), dict):
+    for b in e.balancers:
+        if not b.ok or b.after is None:
             continue
-        after = b["after"]
-        server, value = after.get("server"), after.get(field)
+        server, value = b.after.get("server"), b.after.get(field)
         if not isinstance(server, str) or value is None:
             continue
         if field == "admin":
-            what = str(action)
+            what = e.action
         elif field == "weight":
             what = f"weight {value}"
         else:
             what = f"backup {'on' if value else 'off'}"
-        out.setdefault(str(b.get("name")), {})[(server, field)] = Desired(server, field, value, at, what)
+        out.setdefault(b.name, {})[(server, field)] = Desired(server, field, value, e.at, what)
 
 
-def desired_states(records: Iterable[dict]) -> dict[str, dict[tuple[str, str], Desired]]:
-    """balancer -> (server, field) -> the newest change asrtop made and read back there (records newest first)."""
+def desired_states(entries: Iterable[AuditEntry]) -> dict[str, dict[tuple[str, str], Desired]]:
+    """balancer -> (server, field) -> the newest change asrtop made and read back there (entries newest first)."""
     out: dict[str, dict[tuple[str, str], Desired]] = {}
-    for r in reversed(list(records)):
-        _apply(out, r)
+    for e in reversed(list(entries)):
+        _apply(out, e)
     return out
 
 
@@ -118,80 +102,57 @@ def _show(field: str, value: object) -> str:
     return str(value)
 
 
-def haproxy_started_at(balancer) -> float | None:
-    """Start time of the HAProxy process answering this balancer's socket (`show info`), None if unknown."""
-    api = getattr(balancer, "api", None)
-    if api is None:
-        return None
-    try:
-        info = api.command("show info")
-    except Exception:  # unreachable: the balancer row already says so
-        return None
-    fields = dict(line.split(": ", 1) for line in info.splitlines() if ": " in line)
-    try:
-        return float(fields["Start_time_sec"])
-    except (KeyError, ValueError):
-        try:  # older HAProxy: no Start_time_sec
-            return datetime.now(timezone.utc).timestamp() - float(fields["Uptime_sec"])
-        except (KeyError, ValueError):
-            return None
-
-
 class ReloadWatch:
-    """Reads the audit log (cached by size/mtime) and each HAProxy's start time; gives one note per balancer."""
+    """Reads the audit log (incrementally) and each HAProxy's start time; gives one note per balancer.
 
-    def __init__(self, audit_path: str | os.PathLike):
-        self.audit = AuditLog(audit_path)
+    A notes provider for asrtop.sources.live.LiveFleetSource: `await watch.notes(balancers, servers)`."""
+
+    def __init__(self, audit: AuditLog):
+        self.audit = audit
         self._ino: int | None = None
         self._offset = 0  # bytes of the log folded into _desired so far
         self._desired: dict[str, dict[tuple[str, str], Desired]] = {}
 
     def desired(self) -> dict[str, dict[tuple[str, str], Desired]]:
         """Cheap when nothing changed (one stat); an appended log is read from where we stopped."""
-        path = Path(self.audit.path)
         try:
-            st = path.stat()
+            st = os.stat(self.audit.path)
         except OSError:
             self._ino, self._offset, self._desired = None, 0, {}
             return {}
         if st.st_ino != self._ino or st.st_size < self._offset:  # first look, rotated or truncated
-            records = []
-            for i, r in enumerate(self.audit._lines_backwards()):
-                if i >= MAX_RECORDS:
-                    break
-                records.append(r)
-            self._desired, self._ino, self._offset = desired_states(records), st.st_ino, st.st_size
-            return self._desired
-        if st.st_size > self._offset:
+            entries = [e for _, e in zip(range(MAX_RECORDS), self.audit.newest_first())]
+            self._desired, self._ino, self._offset = desired_states(entries), st.st_ino, st.st_size
+        elif st.st_size > self._offset:
             try:
-                with open(path, "rb") as f:
-                    f.seek(self._offset)
-                    chunk = f.read(st.st_size - self._offset)
+                new, self._offset = self.audit.read_from(self._offset)
             except OSError:
                 return self._desired
-            end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next look
-            for raw in chunk[:end].splitlines():
-                try:
-                    r = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(r, dict):
-                    _apply(self._desired, r)
-            self._offset += end
+            for e in new:
+                _apply(self._desired, e)
         return self._desired
 
-    def notes(self, balancers: Sequence, servers: dict[str, Sequence[ServerState]]) -> list[str]:
-        """Blocking (one `show info` per HAProxy with remembered changes): run it in a thread."""
+    def lost(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]]) -> list[str]:
+        """Blocking (one start-time query per HAProxy with remembered changes): run it in a thread."""
         desired = self.desired()
         out = []
         for b in balancers:
             mine = desired.get(b.name)
-            if not mine or b.kind != "haproxy" or b.name not in servers:
+            if not mine or b.name not in servers or not isinstance(b, ReportsStartTime):
                 continue
-            started = haproxy_started_at(b)
+            started = b.started_at()
             if started is None:
                 continue
             lost = lost_changes(mine, started, servers[b.name])
             if lost:
                 out.append(note(b.name, started, lost))
         return out
+
+    async def notes(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]]) -> list[str]:
+        """HAProxy restarted/reloaded since asrtop changed it, and the change is gone."""
+        try:
+            if not self.desired():  # nothing asrtop changed: no `show info` round trips
+                return []
+            return await asyncio.to_thread(self.lost, balancers, servers)
+        except Exception as e:  # a note must never take the console down
+            return [f"cannot check for lost runtime changes: {type(e).__name__}: {e}"]

@@ -1,0 +1,23 @@
+"""Actions out: the one home of the action model, its rules, the controller, the audit log and the lock.
+
+    model.py       leaf: kinds, outcomes + exit codes, Action, Plan, BatchPlan, ActionResult
+    rules.py       PURE: validation, guardrails (one node, a batch, the model guard), wording
+    controller.py  the I/O: plan, apply to every balancer, read back, audit, wait drained
+    seams.py       the Protocols the console takes (ActionController, AuditReader)
+    audit.py       the audit log (typed entries, newest first)
+    oplock.py      one action at a time per cluster
+    drift.py       runtime changes a balancer reload threw away (a notes provider for the fleet source)
+"""
+
+from asrtop.control.controller import Controller
+from asrtop.control.model import (
+    ACTION_KINDS,
+    Action,
+    ActionResult,
+    BalancerOutcome,
+    BatchPlan,
+    Plan,
+    Refusal,
+)
+
+__all__ = ["ACTION_KINDS", "Action", "ActionResult", "BalancerOutcome", "BatchPlan", "Controller", "Plan", "Refusal"]

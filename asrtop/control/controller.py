@@ -1,0 +1,354 @@
+"""Every operator action goes through here: to ALL configured balancers, read back, audited.
+
+    ctl = Controller(config, balancers, source=fleet_source)   # audit defaults to config.audit_log
+    plan = await ctl.plan(Action("drain", "node-3"))            # for a confirmation: consequence + changes
+    batch = await ctl.plan([Action("drain", "n1"), Action("drain", "n2")])   # + the guardrail over all
+    result = await ctl.apply(Action("drain", "node-3"))         # outcome, one-line message, exit_code
+    await ctl.wait_drained("node-3", timeout=600, on_progress=cb)
+
+The rules (validation, guardrails, wording) are pure, in asrtop.control.rules; this module does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Protocol, Sequence, overload
+
+from asrtop.balancers.base import Balancer, BalancerError, BalancerUnreachable, ServerState
+from asrtop.config import ClusterConfig
+import asrtop.control.rules as rules
+from asrtop.control.audit import AuditError, AuditLog, record_for
+from asrtop.control.model import (
+    GUARD_READ_ONLY,
+    STATE_ACTIONS,
+    Action,
+    ActionResult,
+    BalancerOutcome,
+    BatchPlan,
+    Outcome,
+    Plan,
+    Refusal,
+    exit_code_for,
+)
+from asrtop.control.oplock import LockTimeout, action_lock, lock_path
+from asrtop.fleet import FleetSnapshot
+from asrtop.modelfiles import diff_files
+from asrtop.sources import FleetSource
+from asrtop.sources.live import LiveFleetSource
+
+ProgressCallback = Callable[[int | None, float], None]  # (in-flight now or None if unknown, seconds waited)
+DRAIN_POLL_SECONDS = 0.5
+MODEL_FILES_TIMEOUT = 3.0  # the model guard names the differing files when the agents answer this fast
+
+
+class AuditWriter(Protocol):
+    """Where the controller writes one record per attempt (asrtop.control.audit.AuditLog); the action lock
+    lives beside `path`."""
+
+    path: Path
+
+    def append(self, record: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One balancer's part in an action: which server to change, or why it cannot be changed."""
+
+    balancer: Balancer
+    server: str | None = None  # ServerState.name on that balancer
+    before: ServerState | None = None
+    problem: str | None = None  # cannot change it: unreachable, refused the read, no such server
+    problem_kind: str | None = None  # "unreachable" | "rejected" | "missing"
+    noop: bool = False  # already in the wanted state
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    plan: Plan
+    targets: tuple[_Target, ...] = ()
+    forced: bool = False  # force overrode a guardrail refusal
+
+
+class Controller:
+    """Actions across ALL configured balancers: plan, apply (concurrently), read back, audit, wait drained.
+
+    `source` gives the snapshots plans are made from (default: the balancers alone, no agents); pass the
+    agent-backed LiveFleetSource so `wait_drained` also follows the agent's in-flight count and the model
+    guard can name the files that differ. `audit` defaults to an AuditLog at config.audit_log. `read_only`
+    (or config.read_only) refuses every action here, whatever the UI shows.
+    """
+
+    def __init__(self, config: ClusterConfig, balancers: Sequence[Balancer], source: FleetSource | None = None,
+                 audit: AuditWriter | None = None, read_only: bool = False):
+        self.config = config
+        self.balancers = list(balancers)
+        self.source: FleetSource = source if source is not None else LiveFleetSource(config, None, self.balancers)
+        self.audit: AuditWriter = audit if audit is not None else AuditLog(config.audit_log)
+        self.read_only = read_only or config.read_only
+
+    # -- plan -----------------------------------------------------------------------------------------
+
+    @overload
+    async def plan(self, action: Action, force: bool = False) -> Plan: ...
+
+    @overload
+    async def plan(self, action: Sequence[Action], force: bool = False) -> BatchPlan: ...
+
+    async def plan(self, action: Action | Sequence[Action], force: bool = False) -> Plan | BatchPlan:
+        """What `apply` would do now; refusals set when it would refuse. Changes nothing, audits nothing.
+        A list of actions gives a BatchPlan: each one's plan plus the guardrail over all of them at once."""
+        if isinstance(action, Action):
+            return (await self._prepare(action, force)).plan
+        return await self._plan_batch(tuple(action), force)
+
+    async def _plan_batch(self, actions: tuple[Action, ...], force: bool) -> BatchPlan:
+        snap = await self.source.snapshot()
+        plans = await asyncio.gather(*(self._prepare(a, force, snap) for a in actions))
+        together = None if force or self.read_only else rules.batch_refusal(snap, actions, self.config.min_ready)
+        return BatchPlan(tuple(p.plan for p in plans), (together,) if together else ())
+
+    async def _prepare(self, action: Action, force: bool, snap: FleetSnapshot | None = None) -> _Prepared:
+        def refuse(outcome: Outcome, why: str, targets: Sequence[_Target] = (), guard: str | None = None
+                   ) -> _Prepared:
+            return _Prepared(Plan(action, "", (Refusal(outcome, why, guard),)), tuple(targets))
+
+        if self.read_only:
+            return refuse("refused", f"refused: read-only mode, {rules.describe(action)} not sent "
+                                     "(started with --read-only or cluster.read_only = true)", guard=GUARD_READ_ONLY)
+        bad = rules.validate(action, self.balancers)
+        if bad:
+            return refuse("bad-input", bad)
+        snap = snap if snap is not None else await self.source.snapshot()
+        failed = {r.name for r in snap.balancers if not r.reachable}
+        # The snapshot keeps a failed read as text only: read those once more, typed, to classify them.
+        retry = [b for b in self.balancers if b.name in failed]
+        retried = dict(zip((b.name for b in retry), await asyncio.gather(*(_read_servers(b) for b in retry))))
+        try:
+            view = snap.node(action.node)
+        except KeyError:
+            view = None
+        if view is None and retry and len(retry) == len(self.balancers) and \
+                all(isinstance(r, Exception) for r in retried.values()):
+            return refuse(*rules.unreadable([(n, _kind_of(e), rules.one_line(e, n))
+                                             for n, e in retried.items() if isinstance(e, Exception)]))
+        if view is None:
+            known = ", ".join(n.name for n in snap.nodes) or "none"
+            return refuse("bad-input", f"unknown node {action.node!r} (known: {known})")
+        targets: list[_Target] = []
+        for b in self.balancers:
+            res = retried.get(b.name)
+            if isinstance(res, Exception):
+                targets.append(_Target(b, problem=rules.one_line(res, b.name), problem_kind=_kind_of(res)))
+                continue
+            server = view.servers.get(b.name)
+            if server is None and isinstance(res, list):  # failed in the snapshot, read on the retry
+                server = next((s for s in res if view.config.matches(s)), None)
+            if server is None:
+                targets.append(_Target(b, problem=f"has no server for {action.node}", problem_kind="missing"))
+                continue
+            targets.append(_Target(b, server.name, server, noop=rules.took(action, server, b.kind)))
+        if all(t.problem_kind == "missing" for t in targets):
+            where = ", ".join(b.name for b in self.balancers)
+            return refuse("bad-input", f"{action.node} is not a server on any balancer ({where})", targets)
+        if all(t.problem is not None for t in targets):
+            return refuse(*rules.unreadable([(t.balancer.name, t.problem_kind or "rejected", t.problem or "")
+                                             for t in targets]), targets)
+        changes = tuple(rules.change_line(action, t.balancer.name, t.balancer.kind, t.before, t.problem, t.noop)
+                        for t in targets)
+        guards = await self._guards(snap, action, force)
+        warning = rules.model_warning(snap, action)
+        plan = Plan(action, rules.consequence(snap, action), () if force else guards, changes,
+                    (warning,) if warning else ())
+        return _Prepared(plan, tuple(targets), forced=force and bool(guards))
+
+    async def _guards(self, snap: FleetSnapshot, action: Action, force: bool) -> tuple[Refusal, ...]:
+        """The guardrails that refuse this action now (min_ready, the model guard); force overrides them."""
+        out = []
+        if rules.takes_out(action):
+            r = rules.min_ready_refusal(snap, (action.node,), self.config.min_ready)
+            if r:
+                out.append(r)
+        if rules.model_refusal(snap, action) is not None:
+            files = None if force else await self._differing_files(snap, action.node)
+            out.append(rules.model_refusal(snap, action, files))
+        return tuple(r for r in out if r is not None)
+
+    async def _differing_files(self, snap: FleetSnapshot, node: str) -> list | str | None:
+        """The node's model files against a fresh target node's, when both agents answer in time."""
+        mine = snap.node(node)
+        ref = next((n for n in snap.nodes if n.model_digest == snap.target_digest and n.config.agent
+                    and not n.stale), None)
+        if mine.config.agent is None or ref is None:
+            return None
+        try:
+            theirs, ours = await asyncio.wait_for(asyncio.gather(
+                self.source.model_files(ref.config.agent), self.source.model_files(mine.config.agent)),
+                MODEL_FILES_TIMEOUT)
+        except asyncio.TimeoutError:
+            return f"the agents did not list their files within {MODEL_FILES_TIMEOUT:g} s"
+        if isinstance(theirs, str) or isinstance(ours, str):
+            return theirs if isinstance(theirs, str) else ours
+        return diff_files(theirs, ours)
+
+    # -- apply ----------------------------------------------------------------------------------------
+
+    async def apply(self, action: Action, force: bool = False, dry_run: bool = False) -> ActionResult:
+        """Send to every balancer at once, read each back, audit; never raises for operator errors.
+
+        Serialised with every other asrtop process sharing the audit log (asrtop.control.oplock), so two
+        operators' conflicting actions cannot interleave per balancer and leave an HA pair disagreeing."""
+        if dry_run or self.read_only:
+            return await self._apply(action, force, dry_run)
+        try:
+            async with action_lock(lock_path(self.audit.path)):
+                return await self._apply(action, force, dry_run)
+        except LockTimeout as e:
+            return self._audited(ActionResult(action, "refused", f"refused: {e}", (), exit_code_for("refused")),
+                                 force, dry_run)
+
+    async def apply_batch(self, actions: Sequence[Action], force: bool = False) -> tuple[ActionResult, ...]:
+        """Several actions, one after the other under one lock; refused together when the guardrail over all
+        of them refuses (each one audited). Without that refusal each action still passes its own rules."""
+        actions = tuple(actions)
+        if self.read_only:
+            return tuple([await self._apply(a, force, False) for a in actions])
+        try:
+            async with action_lock(lock_path(self.audit.path)):
+                if not force:
+                    together = rules.batch_refusal(await self.source.snapshot(), actions, self.config.min_ready)
+                    if together is not None:
+                        return tuple(self._audited(ActionResult(a, together.outcome, together.line, (),
+                                                                exit_code_for(together.outcome)), force, False)
+                                     for a in actions)
+                return tuple([await self._apply(a, force, False) for a in actions])
+        except LockTimeout as e:
+            return tuple(self._audited(ActionResult(a, "refused", f"refused: {e}", (), exit_code_for("refused")),
+                                       force, False) for a in actions)
+
+    async def _apply(self, action: Action, force: bool, dry_run: bool) -> ActionResult:
+        prep = await self._prepare(action, force)
+        plan = prep.plan
+        if plan.refusals:
+            outcome = plan.refusal_outcome or "refused"
+            res = ActionResult(action, outcome, plan.refusal or "", _untouched(prep.targets, "not sent"),
+                               exit_code_for(outcome), plan)
+        elif dry_run:
+            msg = f"dry run, nothing changed: {rules.describe(action)}: {plan.consequence}"
+            res = ActionResult(action, "dry-run", msg, _untouched(prep.targets, None), exit_code_for("dry-run"), plan)
+        else:
+            res = await self._execute(action, prep)
+        if prep.forced:
+            res = replace(res, forced=True, message=f"{res.message} (forced)")
+        return self._audited(res, force, dry_run)
+
+    async def _execute(self, action: Action, prep: _Prepared) -> ActionResult:
+        todo = [t for t in prep.targets if t.problem is None and not t.noop]
+        sent = await asyncio.gather(*(_send(t.balancer, t.server or "", action) for t in todo))
+        accepted = [t for t, err in zip(todo, sent) if err is None]
+        back = dict(zip((t.balancer.name for t in accepted),
+                        await asyncio.gather(*(_read_servers(t.balancer) for t in accepted))))
+        outcomes: dict[str, BalancerOutcome] = {}
+        kinds: dict[str, str] = {}  # changed | already | unreachable | rejected | missing | disagrees
+        for t, err in zip(todo, sent):
+            name = t.balancer.name
+            if err is not None:
+                kinds[name], outcomes[name] = err[0], BalancerOutcome(name, False, err[1], t.before)
+                continue
+            res = back[name]
+            after = None if isinstance(res, Exception) else next((s for s in res if s.name == t.server), None)
+            if isinstance(res, Exception):
+                error = f"sent, but the read-back failed: {rules.one_line(res, name)}"
+            elif after is None:
+                error = f"sent, but the read-back has no server {t.server}"
+            elif not rules.took(action, after, t.balancer.kind):
+                error = f"sent, but the read-back shows {rules.field_of(action, after)}, not {rules.wanted(action)}"
+            else:
+                error = None
+            kinds[name] = "changed" if error is None else "disagrees"
+            outcomes[name] = BalancerOutcome(name, error is None, error, t.before, after)
+        for t in prep.targets:
+            name = t.balancer.name
+            if name in outcomes:
+                continue
+            if t.noop:
+                kinds[name], outcomes[name] = "already", BalancerOutcome(name, True, None, t.before, t.before)
+            else:
+                kinds[name] = t.problem_kind or "rejected"
+                outcomes[name] = BalancerOutcome(name, False, t.problem, t.before)
+        ordered = tuple(outcomes[b.name] for b in self.balancers)
+        outcome, message = rules.summarize(action, ordered, kinds)
+        return ActionResult(action, outcome, message, ordered, exit_code_for(outcome), prep.plan)
+
+    def _audited(self, res: ActionResult, force: bool, dry_run: bool) -> ActionResult:
+        try:
+            self.audit.append(record_for(res, force=force, dry_run=dry_run))
+        except AuditError as e:  # the balancers may have changed already: say so, never hide the result
+            return replace(res, message=f"{res.message} (WARNING: {e})")
+        return res
+
+    # -- wait until drained ---------------------------------------------------------------------------
+
+    async def in_flight(self, node: str) -> int | None:
+        """The node's in-flight figure (asrtop.fleet.NodeView.in_flight), None when unknown."""
+        try:
+            return (await self.source.snapshot()).node(node).in_flight
+        except KeyError:
+            return None
+
+    async def wait_drained(self, node: str, timeout: float, on_progress: ProgressCallback | None = None,
+                           interval: float = DRAIN_POLL_SECONDS) -> bool:
+        """True once `node` has nothing in flight; False at `timeout` seconds. Polls every `interval`.
+        Unknown (None) never counts as empty."""
+        start = time.monotonic()
+        while True:
+            n = await self.in_flight(node)
+            waited = time.monotonic() - start
+            if on_progress is not None:
+                on_progress(n, waited)
+            if n == 0:
+                return True
+            if waited >= timeout:
+                return False
+            await asyncio.sleep(max(0.0, min(interval, timeout - waited)))
+
+
+def _kind_of(e: BaseException) -> str:
+    return "unreachable" if isinstance(e, BalancerUnreachable) else "rejected"
+
+
+def _untouched(targets: Sequence[_Target], why: str | None) -> tuple[BalancerOutcome, ...]:
+    """Per-balancer lines of an action that sent nothing: refused (why given), or a dry run (ok = could go)."""
+    return tuple(BalancerOutcome(t.balancer.name, why is None and t.problem is None, t.problem or why, t.before)
+                 for t in targets)
+
+
+async def _read_servers(b: Balancer) -> list[ServerState] | Exception:
+    try:
+        return await asyncio.to_thread(b.servers)
+    except Exception as e:  # classified by the caller; an adapter bug is reported, not raised
+        return e
+
+
+def _call(b: Balancer, server: str, action: Action) -> None:
+    if action.kind in STATE_ACTIONS:
+        b.set_state(server, STATE_ACTIONS[action.kind])
+    elif action.kind == "weight":
+        b.set_weight(server, int(action.value))  # type: ignore[arg-type]  (validated: an int)
+    else:
+        b.set_backup(server, bool(action.value))
+
+
+async def _send(b: Balancer, server: str, action: Action) -> tuple[str, str] | None:
+    """None when the balancer accepted the change, else (unreachable|rejected, one line)."""
+    try:
+        await asyncio.to_thread(_call, b, server, action)
+    except BalancerUnreachable as e:
+        return "unreachable", rules.one_line(e, b.name)
+    except BalancerError as e:  # refused, unsupported
+        return "rejected", rules.one_line(e, b.name)
+    except Exception as e:  # an adapter bug: report it by balancer, never a traceback
+        return "rejected", f"{type(e).__name__}: {rules.one_line(e, b.name)}"
+    return None

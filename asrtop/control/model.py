@@ -1,0 +1,150 @@
+"""The action model, in one leaf module: kinds, outcomes and their exit codes, Action, Plan, results.
+
+The CLI, the console, the audit log and the drift watch import these names from here; nobody else spells
+out the kinds or the outcomes. Imports nothing of asrtop but the balancer state and the exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from asrtop.balancers.base import AdminState, ServerState
+from asrtop.exitcodes import (
+    BAD_INPUT,
+    ERROR,
+    OK,
+    PARTIAL,
+    REFUSED_BY_BALANCER,
+    REFUSED_GUARDRAIL,
+    UNREACHABLE,
+)
+
+ActionKind = Literal["drain", "ready", "maint", "weight", "backup"]
+ACTION_KINDS: tuple[str, ...] = get_args(ActionKind)
+STATE_ACTIONS: dict[str, AdminState] = {"drain": AdminState.DRAIN, "ready": AdminState.READY,
+                                        "maint": AdminState.MAINT}
+# The server field each kind sets (the drift watch compares it with what a balancer shows now).
+FIELD_OF_KIND: dict[str, str] = {"drain": "admin", "ready": "admin", "maint": "admin", "weight": "weight",
+                                 "backup": "backup"}
+
+Outcome = Literal["done", "dry-run", "refused", "partial", "unreachable", "rejected", "bad-input"]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+FAILED_OUTCOMES = frozenset({"refused", "partial", "unreachable", "rejected", "bad-input"})
+EXIT_CODES: dict[str, int] = {"done": OK, "dry-run": OK, "refused": REFUSED_GUARDRAIL, "partial": PARTIAL,
+                              "unreachable": UNREACHABLE, "rejected": REFUSED_BY_BALANCER, "bad-input": BAD_INPUT}
+
+# Guards that may refuse an action which `force` overrides (read-only refusals are "refused" too, but
+# the controller refuses them before any guard and force never passes them).
+GUARD_MIN_READY = "min_ready"
+GUARD_MODEL = "model"
+GUARD_READ_ONLY = "read_only"
+
+
+def exit_code_for(outcome: str) -> int:
+    return EXIT_CODES.get(outcome, ERROR)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    node: str
+    value: int | bool | None = None  # weight for "weight", on/off for "backup"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an action would not be sent. `guard` names the guardrail (forceable) or is None (not forceable:
+    bad input, unreachable or refusing balancers, read-only mode)."""
+
+    outcome: Outcome
+    line: str  # one line for the operator
+    guard: str | None = None
+
+    @property
+    def forceable(self) -> bool:
+        return self.guard in (GUARD_MIN_READY, GUARD_MODEL)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an action would do, for confirmations and --dry-run: no change made."""
+
+    action: Action
+    consequence: str  # e.g. "node-3 carries 7 in-flight requests; 2 of 3 primaries stay ready"
+    refusals: tuple[Refusal, ...] = ()  # empty = allowed
+    changes: tuple[str, ...] = ()  # per balancer: "haproxy-a: weight 3 -> 5"
+    warnings: tuple[str, ...] = ()  # allowed, but worth reading first (e.g. the node's model is unknown)
+
+    @property
+    def refusal(self) -> str | None:
+        """All refusals as one line (None = allowed)."""
+        return "; ".join(r.line for r in self.refusals) or None
+
+    @property
+    def refusal_outcome(self) -> Outcome | None:
+        return self.refusals[0].outcome if self.refusals else None
+
+    @property
+    def forceable(self) -> bool:
+        """Refused only by guardrails that --force may override."""
+        return bool(self.refusals) and all(r.forceable for r in self.refusals)
+
+    def guarded_by(self, guard: str) -> bool:
+        return any(r.guard == guard for r in self.refusals)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Several actions planned together (the console's multi-select, rollouts): each one's plan, plus the
+    guardrail over all of them at once (each node alone may keep min_ready, all together not)."""
+
+    plans: tuple[Plan, ...]
+    batch_refusals: tuple[Refusal, ...] = ()
+
+    @property
+    def refusals(self) -> tuple[Refusal, ...]:
+        return tuple(r for p in self.plans for r in p.refusals) + self.batch_refusals
+
+    @property
+    def refusal(self) -> str | None:
+        lines = dict.fromkeys(r.line for r in self.refusals)  # one line once, in order
+        return "\n".join(lines) or None
+
+    @property
+    def forceable(self) -> bool:
+        return bool(self.refusals) and all(r.forceable for r in self.refusals)
+
+    def guarded_by(self, guard: str) -> bool:
+        return any(r.guard == guard for r in self.refusals)
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """Consequences, warnings, then per-balancer changes: the body of a confirmation."""
+        return (tuple(p.consequence for p in self.plans if p.consequence)
+                + tuple(w for p in self.plans for w in p.warnings)
+                + tuple(f"  {c}" for p in self.plans for c in p.changes))
+
+
+@dataclass(frozen=True)
+class BalancerOutcome:
+    balancer: str
+    ok: bool
+    error: str | None = None
+    before: ServerState | None = None
+    after: ServerState | None = None  # read back after the change
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: Action
+    outcome: Outcome
+    message: str  # one line for the operator
+    balancers: tuple[BalancerOutcome, ...] = field(default_factory=tuple)
+    exit_code: int = 0
+    plan: Plan | None = None  # the plan it was made from (dry-run prints its change lines)
+    forced: bool = False  # --force overrode a guardrail that refused it
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in FAILED_OUTCOMES

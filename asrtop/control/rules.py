@@ -1,0 +1,236 @@
+"""PURE rules of asrtop.control: validation, guardrails (one node, a batch, the model guard), read-back
+checks and every wording a plan or a result shows. No I/O, no textual: the Controller does the I/O, the
+CLI and the console only render what these return.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from asrtop.balancers.base import AdminState, Balancer, ServerState
+from asrtop.control.model import (
+    ACTION_KINDS,
+    GUARD_MIN_READY,
+    GUARD_MODEL,
+    STATE_ACTIONS,
+    Action,
+    BalancerOutcome,
+    Outcome,
+    Refusal,
+)
+from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, primaries_staying_ready
+from asrtop.modelfiles import FileDiff
+
+DEFAULT_MAX_WEIGHT = {"haproxy": 256, "nginx": 1000}
+MAX_FILES_NAMED = 5  # files that differ, named in a model-guard refusal
+
+
+def one_line(e: BaseException | str, balancer: str | None = None) -> str:
+    """Error text on one line, without a leading "<balancer>: " (adapters name themselves; we do too)."""
+    text = " ".join((str(e) or type(e).__name__).split())
+    if balancer and text.startswith(balancer + ": "):
+        text = text[len(balancer) + 2:]
+    return text
+
+
+def weight_range(b: Balancer) -> tuple[int, int]:
+    """HAProxy accepts 0 (no new requests); nginx has no weight 0 (its `down` is the drain)."""
+    lo = 0 if b.kind == "haproxy" else 1
+    hi = int(b.max_weight or DEFAULT_MAX_WEIGHT.get(b.kind, 256))
+    return lo, hi
+
+
+def weight_bounds(balancers: Sequence[Balancer]) -> tuple[int, int]:
+    """The weights every configured balancer accepts (the console's weight dialog checks against it)."""
+    ranges = [weight_range(b) for b in balancers] or [(0, DEFAULT_MAX_WEIGHT["haproxy"])]
+    return max(lo for lo, _ in ranges), min(hi for _, hi in ranges)
+
+
+def validate(action: Action, balancers: Sequence[Balancer]) -> str | None:
+    """One line saying why the action is malformed, or None. No I/O."""
+    if action.kind not in ACTION_KINDS:
+        return f"unknown action {action.kind!r} (known: {', '.join(ACTION_KINDS)})"
+    if not isinstance(action.node, str) or not action.node:
+        return "no node named"
+    if not balancers:
+        return "no balancers configured: add a [[balancers]] entry to the cluster file"
+    if action.kind == "weight":
+        v = action.value
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"weight must be a whole number, got {v!r}"
+        for b in balancers:
+            lo, hi = weight_range(b)
+            if not lo <= v <= hi:
+                hint = " (nginx has no weight 0: use `drain`)" if b.kind == "nginx" and v == 0 else ""
+                return f"weight {v} is out of range for {b.name} ({b.kind} accepts {lo}-{hi}){hint}"
+    if action.kind == "backup" and not isinstance(action.value, bool):
+        return f"backup must be on or off, got {action.value!r}"
+    return None
+
+
+def describe(action: Action) -> str:
+    if action.kind == "weight":
+        return f"weight {action.node} {action.value}"
+    if action.kind == "backup":
+        return f"backup {action.node} {_onoff(action.value)}"
+    return f"{action.kind} {action.node}"
+
+
+def takes_out(action: Action) -> bool:
+    """Does the action take the node out of primary rotation (so the min_ready guardrail applies)?"""
+    return (action.kind in ("drain", "maint") or (action.kind == "backup" and action.value is True)
+            or (action.kind == "weight" and action.value == 0))
+
+
+def took(action: Action, s: ServerState, balancer_kind: str) -> bool:
+    """Does this server (read back) show the action's effect?"""
+    if action.kind in STATE_ACTIONS:
+        want = STATE_ACTIONS[action.kind]
+        if balancer_kind == "nginx" and want is not AdminState.READY:
+            return s.admin in (AdminState.DRAIN, AdminState.MAINT)  # both are `down` in open-source nginx
+        return s.admin is want
+    if action.kind == "weight":
+        return s.weight == action.value
+    return s.backup == action.value
+
+
+def field_of(action: Action, s: ServerState) -> str:
+    if action.kind in STATE_ACTIONS:
+        return f"state {s.admin.value}"
+    if action.kind == "weight":
+        return f"weight {s.weight}"
+    return f"backup {_onoff(s.backup)}"
+
+
+def wanted(action: Action) -> str:
+    if action.kind in STATE_ACTIONS:
+        return f"state {action.kind}"
+    if action.kind == "weight":
+        return f"weight {action.value}"
+    return f"backup {_onoff(action.value)}"
+
+
+def change_line(action: Action, name: str, kind: str, before: ServerState | None, problem: str | None,
+                noop: bool) -> str:
+    """Plan line for one balancer: "haproxy-a: weight 3 -> 5"."""
+    if problem is not None:
+        return f"{name}: cannot change ({problem})"
+    assert before is not None
+    if noop:
+        return f"{name}: {field_of(action, before)} already, no change"
+    new = wanted(action).split(" ", 1)[1]
+    note = " (nginx: `down` + reload)" if kind == "nginx" and action.kind in ("drain", "maint") else ""
+    return f"{name}: {field_of(action, before)} -> {new}{note}"
+
+
+def consequence(snap: FleetSnapshot, action: Action) -> str:
+    """ "node-3 carries 7 in-flight requests; 2 of 3 primaries stay ready" """
+    n = snap.node(action.node).in_flight
+    carries = (f"{action.node} carries {n} in-flight request{'s' if n != 1 else ''}" if n is not None
+               else f"{action.node}: in-flight requests unknown")
+    primaries = sum(1 for v in snap.nodes if v.servers and not any(s.backup for s in v.servers.values()))
+    if takes_out(action):
+        staying = primaries_staying_ready(snap, (action.node,))
+        return f"{carries}; {staying} of {primaries} primaries stay ready"
+    if action.kind == "weight":
+        return f"{carries}; new requests are shared by weight"
+    return f"{carries}; {primaries_staying_ready(snap, ())} of {primaries} primaries ready now"
+
+
+def summarize(action: Action, results: Sequence[BalancerOutcome], kinds: dict[str, str]) -> tuple[Outcome, str]:
+    """(outcome, one line) from per-balancer results (BalancerOutcome) and their kinds."""
+    desc = describe(action)
+    good = [r.balancer for r in results if r.ok]
+    bad = [r for r in results if not r.ok]
+    already = [n for n in good if kinds.get(n) == "already"]
+    note = f" ({', '.join(already)}: already so)" if already else ""
+    if not bad:
+        return "done", f"{desc}: done on {', '.join(good)}{note}"
+    why = "; ".join(f"{r.balancer}: {r.error}" for r in bad)
+    if good:
+        return "partial", (f"partial: {desc} took on {', '.join(good)}{note}; "
+                           f"NOT on {', '.join(r.balancer for r in bad)} ({why})")
+    if all(kinds.get(r.balancer) == "unreachable" for r in bad):
+        return "unreachable", f"unreachable: {desc} changed nothing ({why})"
+    return "rejected", f"rejected: {desc} changed nothing ({why})"
+
+
+def unreadable(problems: Sequence[tuple[str, str, str]]) -> tuple[Outcome, str]:
+    """(outcome, line) when no balancer can be acted on; problems: (balancer, kind, message)."""
+    why = "; ".join(f"{n}: {m}" for n, _, m in problems)
+    if all(k == "unreachable" for _, k, _ in problems):
+        return "unreachable", f"unreachable: no balancer can be reached, nothing changed ({why})"
+    return "rejected", f"rejected: no balancer can be changed, nothing changed ({why})"
+
+
+def _onoff(v: object) -> str:
+    return "on" if v else "off"
+
+
+# ---- guardrails ------------------------------------------------------------------------------------
+
+def min_ready_refusal(snap: FleetSnapshot, leaving: Sequence[str], min_ready: int) -> Refusal | None:
+    """Refuses taking `leaving` out together when fewer than min_ready ready primaries would stay. Only nodes
+    that count now can bring the count down (re-draining a drained node is fine)."""
+    staying = primaries_staying_ready(snap, leaving)
+    if staying >= min_ready or staying >= primaries_staying_ready(snap, ()):
+        return None
+    names = ", ".join(leaving)
+    return Refusal("refused", f"refused: taking {names} out would leave {staying} ready primary node(s), "
+                              f"min_ready is {min_ready} (use --force to override)", GUARD_MIN_READY)
+
+
+def batch_refusal(snap: FleetSnapshot, actions: Sequence[Action], min_ready: int) -> Refusal | None:
+    """The min_ready guardrail over several actions at once (each node alone may pass, all together not)."""
+    leaving = [a.node for a in actions if takes_out(a)]
+    if len(leaving) < 2:
+        return None
+    return min_ready_refusal(snap, leaving, min_ready)
+
+
+def puts_in_rotation(action: Action) -> bool:
+    """Does the action let the node take requests (so the model guard applies)?"""
+    return (action.kind == "ready" or (action.kind == "backup" and action.value is False)
+            or (action.kind == "weight" and isinstance(action.value, int) and not isinstance(action.value, bool)
+                and action.value > 0))
+
+
+def target_words(snap: FleetSnapshot) -> str:
+    return "cluster.model_sha256" if snap.target_source == TARGET_FROM_CONFIG else "the fleet majority"
+
+
+def model_refusal(snap: FleetSnapshot, action: Action, differing_files: Sequence[FileDiff] | str | None = None
+                  ) -> Refusal | None:
+    """Refuses putting a node whose KNOWN model digest differs from the fleet's target into rotation.
+
+    `differing_files`: the files that differ from a target node's (named in the line), or why that list is
+    unavailable, or None when nobody asked (no agent to ask)."""
+    if not puts_in_rotation(action):
+        return None
+    target, digest = snap.target_digest, snap.node(action.node).model_digest
+    if target is None or digest is None or digest == target:
+        return None
+    files = ""
+    if isinstance(differing_files, str):
+        files = f"; files that differ: unknown ({differing_files})"
+    elif differing_files:
+        named = ", ".join(f"{d.path} ({d.what})" for d in differing_files[:MAX_FILES_NAMED])
+        more = f" and {len(differing_files) - MAX_FILES_NAMED} more" if len(differing_files) > MAX_FILES_NAMED else ""
+        files = f"; files that differ: {named}{more}"
+    return Refusal("refused", f"refused: {action.node} runs model {digest[:12]}, {target_words(snap)} is "
+                              f"{target[:12]}{files} (use --force to put it in rotation anyway)", GUARD_MODEL)
+
+
+def model_warning(snap: FleetSnapshot, action: Action) -> str | None:
+    """A node put into rotation whose model cannot be checked: said, never taken as matching."""
+    if not puts_in_rotation(action):
+        return None
+    node = snap.node(action.node)
+    if node.model_digest is not None:
+        return None
+    st = node.status
+    why = "no agent answer" if st is None else st.model.state + (f": {st.model.error}" if st.model.error else "")
+    target = snap.target_digest
+    if target is None:
+        return f"{action.node}'s model is unknown ({why})"
+    return f"{action.node}'s model is unknown ({why}): not checked against {target_words(snap)} {target[:12]}"

@@ -1,0 +1,172 @@
+"""asrtop.control guardrails: the model guard (target = cluster.model_sha256, else the majority), the batch
+guardrail, force and its audit line, the plan's warnings. Pure rules, and the real Controller over in-memory
+balancers and a source whose agents report model digests."""
+
+from __future__ import annotations
+
+import json
+
+from asrtop.agentstatus import AgentStatus, AsrReading, HostReading, ModelReading
+from asrtop.balancers.base import AdminState, Health, ServerState
+from asrtop.config import ClusterConfig, NodeConfig
+from asrtop.control import Action, Controller
+from asrtop.control.model import GUARD_MIN_READY, GUARD_MODEL
+from asrtop.control.rules import batch_refusal, model_refusal, model_warning, puts_in_rotation
+from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
+from asrtop.modelfiles import diff_files
+
+A = "a" * 64
+B = "b" * 64
+NAMES = ("n1", "n2", "n3")
+
+
+def status(name: str, digest: str | None, state: str = "ok") -> AgentStatus:
+    return AgentStatus(name, "0.1", 0.0, 1.0, HostReading(), "none", None, (), AsrReading(in_flight=0),
+                       ModelReading(state, digest), {})
+
+
+class Fleet:
+    """A FleetSource: three nodes behind one in-memory HAProxy, agents reporting `digests`."""
+
+    def __init__(self, digests: dict[str, str | None], target: str | None = None,
+                 admin: dict[str, AdminState] | None = None):
+        self.digests, self.target = digests, target
+        self.admin = {n: AdminState.READY for n in NAMES} | (admin or {})
+        self.weight = {n: 1 for n in NAMES}
+        self.backup = {n: False for n in NAMES}
+        self.files_asked: list[str] = []
+
+    def servers(self) -> tuple[ServerState, ...]:
+        return tuple(ServerState(n, "127.0.0.1", 9000 + i, self.weight[n], self.backup[n], self.admin[n], Health.UP,
+                                 0, 0) for i, n in enumerate(NAMES))
+
+    async def snapshot(self) -> FleetSnapshot:
+        nodes = [NodeConfig(n, agent=f"http://127.0.0.1:{10000 + i}") for i, n in enumerate(NAMES)]
+        agents = {n: AgentReading(c.agent or "", status(n, self.digests.get(n), "ok" if self.digests.get(n)
+                                                        else "hashing"), 100.0) for n, c in zip(NAMES, nodes)}
+        return merge(nodes, agents, [BalancerReading("hx", "haproxy", self.servers())], 100.0, 1.0, (), self.target)
+
+    async def model_files(self, agent_url: str) -> list[dict] | str:
+        self.files_asked.append(agent_url)
+        node = NAMES[int(agent_url.rsplit(":", 1)[1]) - 10000]
+        weights = self.digests.get(node) or "?"
+        return [{"path": "am.mvn", "size": 11, "sha256": "c" * 64},
+                {"path": "model.pt", "size": 100, "sha256": weights}]
+
+    async def close(self) -> None:
+        pass
+
+
+class Memory:
+    """The fleet's balancer (kind haproxy), in memory."""
+
+    kind, max_weight, name = "haproxy", 256, "hx"
+
+    def __init__(self, fleet: Fleet):
+        self.fleet = fleet
+
+    def servers(self):
+        return list(self.fleet.servers())
+
+    def set_state(self, server, state):
+        self.fleet.admin[server] = state
+
+    def set_weight(self, server, weight):
+        self.fleet.weight[server] = weight
+
+    def set_backup(self, server, backup):
+        self.fleet.backup[server] = backup
+
+
+def controller(tmp_path, fleet: Fleet, min_ready: int = 1) -> Controller:
+    cfg = ClusterConfig(path=None, min_ready=min_ready, audit_log=tmp_path / "audit.jsonl", model_sha256=fleet.target)
+    return Controller(cfg, [Memory(fleet)], source=fleet)
+
+
+def audit_lines(tmp_path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+
+
+async def test_ready_on_a_node_with_another_model_is_refused_naming_both_digests_and_the_files(tmp_path):
+    fleet = Fleet({"n1": A, "n2": B, "n3": A}, admin={"n2": AdminState.MAINT})
+    ctl = controller(tmp_path, fleet)
+    res = await ctl.apply(Action("ready", "n2"))
+    assert (res.outcome, res.exit_code) == ("refused", 3)
+    assert res.message.count("\n") == 0
+    assert f"n2 runs model {B[:12]}, the fleet majority is {A[:12]}" in res.message
+    assert "files that differ: model.pt (sha256" in res.message and "am.mvn" not in res.message
+    assert fleet.admin["n2"] is AdminState.MAINT  # nothing sent
+    forced = await ctl.apply(Action("ready", "n2"), force=True)
+    assert forced.outcome == "done" and forced.forced and fleet.admin["n2"] is AdminState.READY
+    last = audit_lines(tmp_path)[-1]
+    assert last["forced"] is True and last["force"] is True and last["outcome"] == "done"
+    # force without a guard to override is not "forced"
+    again = await ctl.apply(Action("ready", "n1"), force=True)
+    assert not again.forced and audit_lines(tmp_path)[-1]["forced"] is False
+
+
+async def test_pinned_target_makes_the_minority_right_and_the_majority_wrong(tmp_path):
+    fleet = Fleet({"n1": A, "n2": B, "n3": A}, target=B,
+                  admin={"n1": AdminState.MAINT, "n2": AdminState.MAINT})
+    ctl = controller(tmp_path, fleet)
+    assert (await ctl.apply(Action("ready", "n2"))).outcome == "done"
+    res = await ctl.apply(Action("ready", "n1"))
+    assert res.outcome == "refused" and f"cluster.model_sha256 is {B[:12]}" in res.message
+    snap = await fleet.snapshot()
+    assert snap.target_digest == B and snap.nodes_differing_from_target() == ("n1", "n3")
+    assert [g.target for g in snap.model_groups()] == [True, False]
+
+
+def test_which_actions_put_a_node_in_rotation():
+    yes = [Action("ready", "n"), Action("weight", "n", 3), Action("backup", "n", False)]
+    no = [Action("drain", "n"), Action("maint", "n"), Action("weight", "n", 0), Action("backup", "n", True)]
+    assert all(puts_in_rotation(a) for a in yes) and not any(puts_in_rotation(a) for a in no)
+
+
+async def test_unknown_model_is_never_matching_but_only_warned(tmp_path):
+    fleet = Fleet({"n1": A, "n2": None, "n3": A})
+    snap = await fleet.snapshot()
+    assert model_refusal(snap, Action("ready", "n2")) is None
+    warning = model_warning(snap, Action("ready", "n2"))
+    assert warning == f"n2's model is unknown (hashing): not checked against the fleet majority {A[:12]}"
+    assert "n2" in snap.nodes_model_unknown() and "n2" not in snap.nodes_differing_from_target()
+    plan = await controller(tmp_path, fleet).plan(Action("ready", "n2"))
+    assert plan.refusals == () and plan.warnings == (warning,)
+
+
+async def test_batch_plan_refuses_what_each_node_alone_may_do(tmp_path):
+    fleet = Fleet({"n1": A, "n2": A, "n3": A})
+    ctl = controller(tmp_path, fleet, min_ready=2)
+    alone = await ctl.plan(Action("drain", "n1"))
+    assert alone.refusals == ()
+    batch = await ctl.plan([Action("drain", "n1"), Action("drain", "n2")])
+    assert [p.refusals for p in batch.plans] == [(), ()]
+    assert batch.guarded_by(GUARD_MIN_READY) and batch.forceable
+    assert batch.refusal == ("refused: taking n1, n2 out would leave 1 ready primary node(s), min_ready is 2 "
+                             "(use --force to override)")
+    results = await ctl.apply_batch([Action("drain", "n1"), Action("drain", "n2")])
+    assert [r.exit_code for r in results] == [3, 3] and fleet.admin["n1"] is AdminState.READY
+    results = await ctl.apply_batch([Action("drain", "n1"), Action("drain", "n2")], force=True)
+    assert [r.outcome for r in results] == ["done", "done"] and fleet.admin["n2"] is AdminState.DRAIN
+    assert [line["outcome"] for line in audit_lines(tmp_path)] == ["refused", "refused", "done", "done"]
+
+
+async def test_batch_with_model_guard_and_min_ready_lists_both(tmp_path):
+    fleet = Fleet({"n1": A, "n2": B, "n3": A}, admin={"n2": AdminState.MAINT})
+    plan = await controller(tmp_path, fleet).plan([Action("ready", "n2"), Action("drain", "n1")])
+    assert plan.guarded_by(GUARD_MODEL) and not plan.guarded_by(GUARD_MIN_READY) and plan.forceable
+    assert plan.lines[0].startswith("n2 carries 0 in-flight requests")
+
+
+def test_batch_refusal_ignores_a_single_node():
+    snap = merge([NodeConfig("n1")], {}, [BalancerReading("hx", "haproxy", (
+        ServerState("n1", "h", 1, 1, False, AdminState.READY, Health.UP),))], 1.0)
+    assert batch_refusal(snap, [Action("drain", "n1")], 1) is None  # the node's own plan says it
+
+
+def test_file_diff_names_what_differs():
+    ref = [{"path": "a", "size": 1, "sha256": "x"}, {"path": "b", "size": 2048, "sha256": "y"}]
+    other = [{"path": "b", "size": 4096, "sha256": "z"}, {"path": "c", "size": 1, "sha256": "w"}]
+    assert [(d.path, d.what) for d in diff_files(ref, other)] == [
+        ("a", "missing here"), ("b", "size 2.0 KiB -> 4.0 KiB, sha256 y -> z"), ("c", "only here")]
+    assert diff_files(ref, list(ref)) == []
