@@ -1,4 +1,8 @@
-"""The one seam between asrtop and a load balancer: the `Balancer` protocol and what it reports."""
+"""The one seam between asrtop and a load balancer: the `Balancer` protocol and what it reports.
+
+Also the small rules more than one layer needs (a leaf: imports nothing from asrtop): how a Runtime API
+socket spec is read (the HAProxy adapter connects with it, the cluster config warns about it).
+"""
 
 from __future__ import annotations
 
@@ -78,3 +82,17 @@ class Balancer(Protocol):
     def set_weight(self, server: str, weight: int) -> None: ...
 
     def set_backup(self, server: str, backup: bool) -> None: ...
+
+
+def parse_socket(spec: str) -> tuple[str, str | tuple[str, int]]:
+    """"/run/haproxy.sock", "unix@/p", "127.0.0.1:9999", "ipv4@h:p" -> ("unix", path) | ("tcp", (host, port))."""
+    for prefix, kind in (("unix@", "unix"), ("ipv4@", "tcp"), ("ipv6@", "tcp")):
+        if spec.startswith(prefix):
+            spec = spec[len(prefix):]
+            if kind == "unix":
+                return "unix", spec
+            break
+    host, sep, port = spec.rpartition(":")
+    if sep and port.isascii() and port.isdigit() and "/" not in spec and host:
+        return "tcp", (host.strip("[]"), int(port))
+    return "unix", spec

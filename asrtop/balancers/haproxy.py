@@ -12,27 +12,13 @@ import re
 import socket as _socket
 from pathlib import Path
 
-from asrtop.balancers.base import AdminState, BalancerRefused, BalancerUnreachable, ServerState
+from asrtop.balancers.base import AdminState, BalancerRefused, BalancerUnreachable, ServerState, parse_socket
 from asrtop.balancers.haproxy_stat import ParseError, build_server_states, first_line
 
 MAX_WEIGHT = 256
 # HAProxy proxy/server names: letters, digits, '-', '_', '.', ':' (cfgparse invalid_char); this also keeps
 # a newline or ';' (command separators on the CLI) out of every command we build.
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
-
-
-def parse_socket(spec: str) -> tuple[str, str | tuple[str, int]]:
-    """"/run/haproxy.sock", "unix@/p", "127.0.0.1:9999", "ipv4@h:p" -> ("unix", path) | ("tcp", (host, port))."""
-    for prefix, kind in (("unix@", "unix"), ("ipv4@", "tcp"), ("ipv6@", "tcp")):
-        if spec.startswith(prefix):
-            spec = spec[len(prefix):]
-            if kind == "unix":
-                return "unix", spec
-            break
-    host, sep, port = spec.rpartition(":")
-    if sep and port.isascii() and port.isdigit() and "/" not in spec and host:
-        return "tcp", (host.strip("[]"), int(port))
-    return "unix", spec
 
 
 class RuntimeAPI:
