@@ -12,10 +12,17 @@ import re
 import socket as _socket
 from pathlib import Path
 
-from asrtop.balancers.base import AdminState, BalancerRefused, BalancerUnreachable, ServerState, parse_socket
+from asrtop.balancers.base import (
+    HAPROXY_MAX_WEIGHT,
+    AdminState,
+    BalancerRefused,
+    BalancerUnreachable,
+    ServerState,
+    parse_socket,
+    validate_weight,
+)
 from asrtop.balancers.haproxy_stat import ParseError, build_server_states, first_line
 
-MAX_WEIGHT = 256
 # HAProxy proxy/server names: letters, digits, '-', '_', '.', ':' (cfgparse invalid_char); this also keeps
 # a newline or ';' (command separators on the CLI) out of every command we build.
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -83,7 +90,7 @@ class HAProxyBalancer:
     """
 
     kind = "haproxy"
-    max_weight = MAX_WEIGHT
+    max_weight = HAPROXY_MAX_WEIGHT
 
     def __init__(self, name: str, socket: str, backend: str, timeout: float = 2.0,
                  config: str | Path | None = None, drain_timeout: float = 60.0):
@@ -155,7 +162,7 @@ class HAProxyBalancer:
 
     def set_weight(self, server: str, weight: int) -> None:
         self.check_name(server)
-        validate_weight(self.name, weight, MAX_WEIGHT, "HAProxy")
+        validate_weight(self.name, weight, HAPROXY_MAX_WEIGHT, "HAProxy")
         self.command(f"set server {self.backend}/{server} weight {weight}", server)
 
     def set_backup(self, server: str, backup: bool, wait: float | None = None) -> None:
@@ -164,10 +171,3 @@ class HAProxyBalancer:
         self.check_name(server)
         toggle_backup(self, server, bool(backup), self.drain_timeout if wait is None else wait)
 
-
-def validate_weight(balancer: str, weight: object, maximum: int, what: str) -> int:
-    if isinstance(weight, bool) or not isinstance(weight, int):
-        raise BalancerRefused(f"{balancer}: weight must be a whole number 0-{maximum}, got {weight!r}")
-    if not 0 <= weight <= maximum:
-        raise BalancerRefused(f"{balancer}: weight {weight} is out of range for {what} (0-{maximum})")
-    return weight
