@@ -1,20 +1,23 @@
 """Cluster config: a TOML file naming balancers and nodes (format in README.md, "Configuration").
 
 Lookup: --config PATH, else ./asrtop.toml, else $XDG_CONFIG_HOME/asrtop/asrtop.toml (~/.config/...).
-Validation errors are one line: "<file>: <key>: <what is wrong>".
+Validation errors are one line: "<file>: <key>: <what is wrong>". Setups that are valid but unsafe are
+ClusterConfig.warnings (shown as FleetSnapshot notes by `asrtop status` and the TUI).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from asrtop.balancers.base import ServerState
+from asrtop.balancers.base import ServerState, parse_socket
 
 BALANCER_KINDS = ("haproxy", "nginx")
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
 class ConfigError(ValueError):
@@ -79,8 +82,6 @@ class ClusterConfig:
     @property
     def warnings(self) -> tuple[str, ...]:
         """Unsafe but valid setups, one line each (e.g. an HAProxy admin socket on TCP off loopback)."""
-        from asrtop.safety import config_warnings
-
         return config_warnings(self)
 
     def balancer(self, name: str) -> BalancerConfig:
@@ -88,6 +89,29 @@ class ClusterConfig:
             if b.name == name:
                 return b
         raise KeyError(name)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name we cannot resolve purely: assume it is reachable from elsewhere
+
+
+def config_warnings(config: ClusterConfig) -> tuple[str, ...]:
+    """PURE: warnings an operator should see before trusting the setup (ClusterConfig.warnings)."""
+    out = []
+    for b in config.balancers:
+        if b.kind != "haproxy" or not b.socket:
+            continue
+        _, target = parse_socket(b.socket)  # the spec as the HAProxy adapter connects to it
+        if isinstance(target, tuple) and not is_loopback(target[0]):
+            out.append(f"{b.name}: HAProxy admin socket {b.socket} is TCP on a non-loopback address: anyone who "
+                       f"can reach it can drain, re-weight or delete servers (the Runtime API has no "
+                       f"authentication); bind it to 127.0.0.1 or a unix socket and reach it over SSH")
+    return tuple(out)
 
 
 def default_config_paths() -> list[Path]:

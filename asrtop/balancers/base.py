@@ -1,10 +1,21 @@
-"""The one seam between asrtop and a load balancer: the `Balancer` protocol and what it reports."""
+"""The one seam between asrtop and a load balancer: the `Balancer` protocol and what it reports.
+
+Also the small rules more than one layer needs (a leaf: imports nothing from asrtop): how a Runtime API
+socket spec is read (the HAProxy adapter connects with it, the cluster config warns about it), and the
+weight ranges both adapters check.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, runtime_checkable
+
+
+# Weight maxima: HAProxy's `set server ... weight` takes 0-256; nginx documents no maximum, asrtop caps it
+# at 1000 (and the nginx adapter refuses 0: nginx has no weight 0).
+HAPROXY_MAX_WEIGHT = 256
+NGINX_MAX_WEIGHT = 1000
 
 
 class AdminState(str, Enum):
@@ -78,3 +89,26 @@ class Balancer(Protocol):
     def set_weight(self, server: str, weight: int) -> None: ...
 
     def set_backup(self, server: str, backup: bool) -> None: ...
+
+
+def parse_socket(spec: str) -> tuple[str, str | tuple[str, int]]:
+    """"/run/haproxy.sock", "unix@/p", "127.0.0.1:9999", "ipv4@h:p" -> ("unix", path) | ("tcp", (host, port))."""
+    for prefix, kind in (("unix@", "unix"), ("ipv4@", "tcp"), ("ipv6@", "tcp")):
+        if spec.startswith(prefix):
+            spec = spec[len(prefix):]
+            if kind == "unix":
+                return "unix", spec
+            break
+    host, sep, port = spec.rpartition(":")
+    if sep and port.isascii() and port.isdigit() and "/" not in spec and host:
+        return "tcp", (host.strip("[]"), int(port))
+    return "unix", spec
+
+
+def validate_weight(balancer: str, weight: object, maximum: int, what: str) -> int:
+    """`weight` as a whole number 0..maximum, else BalancerRefused naming the balancer and the range."""
+    if isinstance(weight, bool) or not isinstance(weight, int):
+        raise BalancerRefused(f"{balancer}: weight must be a whole number 0-{maximum}, got {weight!r}")
+    if not 0 <= weight <= maximum:
+        raise BalancerRefused(f"{balancer}: weight {weight} is out of range for {what} (0-{maximum})")
+    return weight

@@ -11,13 +11,15 @@ default-server). Not carried without the config file: inter/fastinter/downinter,
 slowstart, observe/on-error, send-proxy, source, cookie (an ssl server is refused then). Always lost: the
 server's counters (stot, hrsp_*) and its initial weight (srv_iweight becomes the running weight); an FQDN
 server comes back with its current IP (dynamic servers do not resolve names).
+
+Every step works through a BackendAPI (haproxy_api.py: the backend, its Runtime API, its haproxy.cfg); the
+adapter (haproxy.py) passes itself.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
 
 from asrtop.balancers.base import (
     AdminState,
@@ -26,6 +28,7 @@ from asrtop.balancers.base import (
     BalancerUnreachable,
     UnsupportedAction,
 )
+from asrtop.balancers.haproxy_api import BackendAPI
 from asrtop.balancers.haproxy_config import (
     ServerLine,
     find_server_line,
@@ -46,9 +49,6 @@ from asrtop.balancers.haproxy_stat import (
     to_int,
 )
 
-if TYPE_CHECKING:
-    from asrtop.balancers.haproxy import HAProxyBalancer
-
 POLL = 0.1
 
 
@@ -60,7 +60,7 @@ def cli_word(w: str) -> str:
 class Plan:
     """Everything read before touching anything: the server as it runs, and the add-server arguments."""
 
-    def __init__(self, b: "HAProxyBalancer", server: str):
+    def __init__(self, b: BackendAPI, server: str):
         self.b, self.server = b, server
         stat_text, state_text = b.read()
         self.stat = parse_show_stat(stat_text)
@@ -150,7 +150,7 @@ class Plan:
         return f"add server {self.b.backend}/{name} " + " ".join(cli_word(w) for w in words)
 
 
-def toggle_backup(b: "HAProxyBalancer", server: str, backup: bool, wait: float) -> None:
+def toggle_backup(b: BackendAPI, server: str, backup: bool, wait: float) -> None:
     plan = Plan(b, server)
     if plan.backup == backup:
         return
@@ -190,7 +190,7 @@ def toggle_backup(b: "HAProxyBalancer", server: str, backup: bool, wait: float) 
     finish(b, plan, server, prev)
 
 
-def probe(b: "HAProxyBalancer", plan: Plan, backup: bool) -> None:
+def probe(b: BackendAPI, plan: Plan, backup: bool) -> None:
     """HAProxy's own verdict on the exact add-server arguments, before anything is deleted."""
     name = f"asrtop-probe-{os.getpid()}-{time.monotonic_ns() % 100000}"
     answer = b.api.command(plan.add_command(name, backup, with_id=False))
@@ -206,7 +206,7 @@ def probe(b: "HAProxyBalancer", plan: Plan, backup: bool) -> None:
                               f"it is in maint and takes no traffic: `del server {b.backend}/{name}`")
 
 
-def sessions(b: "HAProxyBalancer", server: str) -> int:
+def sessions(b: BackendAPI, server: str) -> int:
     answer = b.api.command("show stat")
     try:
         stat = parse_show_stat(answer)
@@ -218,7 +218,7 @@ def sessions(b: "HAProxyBalancer", server: str) -> int:
     return (to_int(row.get("scur")) or 0) + (to_int(row.get("qcur")) or 0)
 
 
-def wait_empty(b: "HAProxyBalancer", server: str, wait: float) -> None:
+def wait_empty(b: BackendAPI, server: str, wait: float) -> None:
     deadline = time.monotonic() + wait
     while (n := sessions(b, server)) > 0:
         if time.monotonic() >= deadline:
@@ -228,7 +228,7 @@ def wait_empty(b: "HAProxyBalancer", server: str, wait: float) -> None:
         time.sleep(POLL)
 
 
-def delete(b: "HAProxyBalancer", plan: Plan, wait: float) -> None:
+def delete(b: BackendAPI, plan: Plan, wait: float) -> None:
     server = plan.server
     deadline = time.monotonic() + max(wait, 1.0)
     purged = False
@@ -249,7 +249,7 @@ def delete(b: "HAProxyBalancer", plan: Plan, wait: float) -> None:
         raise b.refusal(f"del server {b.backend}/{server}", answer, server)
 
 
-def purge_idle(b: "HAProxyBalancer", plan: Plan) -> None:
+def purge_idle(b: BackendAPI, plan: Plan) -> None:
     """Close the idle pooled connections that keep `del server` from working.
 
     No sessions are left (wait_empty), but a connection that was in flight when the server went to maint
@@ -270,12 +270,12 @@ def purge_idle(b: "HAProxyBalancer", plan: Plan) -> None:
                               f"`set server {where} addr {host} port {port}` said {first_line(back)!r}")
 
 
-def restore_state(b: "HAProxyBalancer", server: str, state: AdminState) -> None:
+def restore_state(b: BackendAPI, server: str, state: AdminState) -> None:
     if state != AdminState.MAINT:
         b.command(f"set server {b.backend}/{server} state {state.value}", server)
 
 
-def finish(b: "HAProxyBalancer", plan: Plan, server: str, prev: AdminState) -> None:
+def finish(b: BackendAPI, plan: Plan, server: str, prev: AdminState) -> None:
     """After a successful add server: start checks again, put the previous admin state back."""
     where = f"{b.backend}/{server}"
     steps = []

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Sequence
 
 from asrtop.balancers.base import (
+    NGINX_MAX_WEIGHT,
     AdminState,
     BalancerRefused,
     BalancerUnreachable,
     ServerState,
     UnsupportedAction,
+    validate_weight,
 )
-from asrtop.balancers.haproxy import validate_weight
 from asrtop.balancers.nginx_conf import (
     NO_BACKUP_METHODS,
     NginxConfError,
@@ -40,8 +41,6 @@ from asrtop.balancers.nginx_conf import (
     rewrite,
     server_state,
 )
-
-MAX_WEIGHT = 1000
 
 
 def nginx_error_line(output: str) -> str:
@@ -56,7 +55,7 @@ def nginx_error_line(output: str) -> str:
 
 class NginxBalancer:
     kind = "nginx"
-    max_weight = MAX_WEIGHT
+    max_weight = NGINX_MAX_WEIGHT
 
     def __init__(self, name: str, config: str | os.PathLike, upstream: str,
                  test_command: Sequence[str] = ("nginx", "-t"),
@@ -96,7 +95,7 @@ class NginxBalancer:
         self.change(server, down=state != AdminState.READY)
 
     def set_weight(self, server: str, weight: int) -> None:
-        validate_weight(self.name, weight, MAX_WEIGHT, "nginx (no documented maximum; asrtop caps it)")
+        validate_weight(self.name, weight, NGINX_MAX_WEIGHT, "nginx (no documented maximum; asrtop caps it)")
         if weight == 0:
             raise BalancerRefused(f"{self.name}: nginx has no weight 0 (minimum 1); use drain or maint instead")
         self.change(server, weight=weight)

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from asrtop.balancers.base import AdminState, Health
-from asrtop.balancers.haproxy import parse_socket, validate_weight
-from asrtop.balancers.base import BalancerRefused
+from asrtop.balancers.base import AdminState, BalancerRefused, Health, parse_socket, validate_weight
 from asrtop.balancers.haproxy_stat import (
     ParseError,
     admin_state,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from asrtop.config import parse_config
-from asrtop.safety import config_warnings, is_loopback, tcp_socket_host
+from asrtop.balancers.base import parse_socket
+from asrtop.config import config_warnings, is_loopback, parse_config
 from asrtop.sources.live import LiveFleetSource
 from asrtop.status_report import render_table
 
@@ -57,7 +57,8 @@ def test_no_shell_strings_in_asrtop_or_agents():
                                         ("relative/dir:12", None), ("h:²", None), ("lb.example.com:9999",
                                                                                   "lb.example.com")])
 def test_tcp_socket_host(spec, host):
-    assert tcp_socket_host(spec) == host
+    kind, target = parse_socket(spec)  # the one parser: the adapter connects with it, the warning reads it
+    assert (target[0] if kind == "tcp" else None) == host
 
 
 @pytest.mark.parametrize("host, loop", [("127.0.0.1", True), ("127.8.9.10", True), ("::1", True),
