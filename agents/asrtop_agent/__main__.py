@@ -120,6 +120,7 @@ def bind(addr: tuple[str, int], what: str) -> socket.socket:
 
 
 async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
+    import psutil  # GPU process names (NVML gives only pids), as the host and ASR collectors read them
     from aiohttp import web
 
     from .collectors.asr import AsrCollector, agent_python
@@ -136,7 +137,8 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
                        probe_timeout=max(0.5, min(5.0, opts.interval * 2)))
     model = ModelHasher(opts.model_dirs)
     loop_ = CollectionLoop(node=opts.node, version=__version__, interval=opts.interval, host=HostCollector(),
-                           gpu=make_gpu_collector(opts.gpu, opts.node, asr_pid=lambda: asr.last_pid),
+                           gpu=make_gpu_collector(opts.gpu, opts.node, psutil_mod=psutil,
+                                                  asr_pid=lambda: asr.last_pid),
                            asr=asr, model=model, agent_python=agent_python(),
                            prerender={"metrics": metrics.render, "status": status.render_status})
     runners = []
