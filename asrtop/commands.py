@@ -51,7 +51,7 @@ def _run(args: Any) -> int:
         config = load_config(getattr(args, "config", None))
     except ConfigError as e:
         raise _Fail(BAD_INPUT, str(e)) from None
-    from asrtop.balancers import build_balancers
+    from asrtop.balancers.factory import build_balancers
 
     try:
         balancers = build_balancers(config)

@@ -30,7 +30,7 @@ def build_app(args: Any, config: Any, app_class: Any = None) -> Any:
     """Everything the console needs, from a loaded ClusterConfig. Raises ValueError on bad setup.
 
     `app_class`: an AsrtopApp subclass (benchmarks hook the first frame that way)."""
-    from asrtop.balancers import build_balancers
+    from asrtop.balancers.factory import build_balancers
     from asrtop.control import Controller
     from asrtop.sources.factory import build_fleet_source
     from asrtop.tui.app import AsrtopApp

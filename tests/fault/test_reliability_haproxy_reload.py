@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from asrtop.balancers import build_balancers
+from asrtop.balancers.factory import build_balancers
 from asrtop.control import Action, Controller
 from asrtop.reload_watch import Desired, desired_states, lost_changes
 from asrtop.balancers.base import AdminState, Health, ServerState
