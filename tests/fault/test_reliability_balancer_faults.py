@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from asrtop.balancers import build_balancers
+from asrtop.balancers.factory import build_balancers
 from asrtop.control import Action, Controller
 from asrtop.exitcodes import OK, PARTIAL
 from support.control_cluster import DRAIN_BIT, admin_weight, asrtop_argv, config, haproxy_pair, raw_servers, run_cli

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from asrtop.balancers import build_balancers
+from asrtop.balancers.factory import build_balancers
 from asrtop.control import Action, Controller
 from asrtop.control.audit import AuditEntry, AuditLog
 from asrtop.control.drift import Desired, ReloadWatch, desired_states, lost_changes

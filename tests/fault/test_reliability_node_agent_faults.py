@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 
-from asrtop.balancers import build_balancers
+from asrtop.balancers.factory import build_balancers
 from asrtop.config import load_config
 from asrtop.demo.cluster import DemoCluster
 from asrtop.demo.load import LoadGenerator

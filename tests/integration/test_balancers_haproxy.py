@@ -10,8 +10,8 @@ import pytest
 
 from support.balancers import ServerSpec, start_backends, start_haproxy, wait_until
 
-from asrtop.balancers import build_balancer
 from asrtop.balancers.base import AdminState, BalancerError, BalancerRefused, BalancerUnreachable, Health, UnsupportedAction
+from asrtop.balancers.factory import build_balancer
 from asrtop.balancers.haproxy import HAProxyBalancer
 from asrtop.balancers.haproxy_backup import Plan
 from asrtop.balancers.haproxy_stat import parse_servers_state

@@ -10,8 +10,8 @@ import pytest
 
 from support.balancers import nginx_upstream_block, start_backends, start_nginx, wait_until
 
-from asrtop.balancers import build_balancer
 from asrtop.balancers.base import AdminState, BalancerRefused, BalancerUnreachable, UnsupportedAction
+from asrtop.balancers.factory import build_balancer
 from asrtop.balancers.nginx import NginxBalancer
 from asrtop.config import BalancerConfig
 from asrtop.netutil import free_port

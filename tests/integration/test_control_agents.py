@@ -12,7 +12,7 @@ import time
 import httpx
 from aiohttp import web
 
-from asrtop.balancers import build_balancers
+from asrtop.balancers.factory import build_balancers
 from asrtop.control import Controller
 from asrtop.netutil import free_port
 from asrtop.sources.factory import build_fleet_source

@@ -11,8 +11,8 @@ import json
 import httpx
 import pytest
 
+from asrtop.balancers.factory import build_balancers
 from asrtop.control.audit import AuditLog
-from asrtop.balancers import build_balancers
 from asrtop.control import Action, Controller
 from asrtop.exitcodes import BAD_INPUT, OK, PARTIAL, REFUSED_BY_BALANCER, REFUSED_GUARDRAIL, UNREACHABLE
 from asrtop.sources.live import LiveFleetSource

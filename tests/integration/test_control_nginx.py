@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from asrtop.balancers import build_balancers
+from asrtop.balancers.factory import build_balancers
 from asrtop.control import Action, Controller
 from support.balancers import nginx_upstream_block, start_backends, start_haproxy, start_nginx, wait_until
 from support.control_cluster import (

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from asrtop.balancers import build_balancers
+from asrtop.balancers.factory import build_balancers
 from asrtop.control import Action, Controller
 from asrtop.exitcodes import REFUSED_GUARDRAIL
 from support.balancers import nginx_upstream_block, start_backends, start_haproxy, start_nginx

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from asrtop.balancers import build_balancers
+from asrtop.balancers.factory import build_balancers
 from asrtop.config import NodeConfig, load_config
 from asrtop.sources.agents import AgentPoller
 from asrtop.sources.factory import build_fleet_source

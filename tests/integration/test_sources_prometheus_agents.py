@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from asrtop.balancers import build_balancers
+from asrtop.balancers.factory import build_balancers
 from asrtop.config import load_config
 from asrtop.sources.agents import AgentPoller
 from asrtop.sources.factory import build_fleet_source

@@ -15,6 +15,7 @@ FORBIDDEN = {
     "asrtop.sources.agents": ("textual",),
     "asrtop.sources.prometheus": ("textual",),
     "asrtop.balancers.haproxy": ("textual",),
+    "asrtop.balancers.factory": ("textual",),
     "asrtop.balancers.nginx": ("textual",),
     "asrtop.control": ("textual",),
 }
