@@ -1,16 +1,47 @@
 """The adapters for a cluster file's [[balancers]] entries; constructing one touches nothing (no socket, no file).
 
-A module of its own because it reads asrtop.config, which imports balancers.base: the package
-(asrtop/balancers/__init__.py) never imports asrtop.config.
+It takes the entries by shape (BalancerSpec, which asrtop.config.BalancerConfig is), so the balancers package
+never imports asrtop.config: config sits above balancers.base and reads it, never the other way round.
 """
 
 from __future__ import annotations
 
+from typing import Protocol, Sequence
+
 from asrtop.balancers.base import Balancer
-from asrtop.config import BalancerConfig, ClusterConfig
 
 
-def build_balancer(cfg: BalancerConfig) -> Balancer:
+class BalancerSpec(Protocol):
+    """One [[balancers]] entry (asrtop.config.BalancerConfig)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def socket(self) -> str | None: ...
+    @property
+    def backend(self) -> str | None: ...
+    @property
+    def config(self) -> str | None: ...
+    @property
+    def upstream(self) -> str | None: ...
+    @property
+    def test_command(self) -> tuple[str, ...]: ...
+    @property
+    def reload_command(self) -> tuple[str, ...]: ...
+    @property
+    def timeout(self) -> float: ...
+
+
+class ClusterSpec(Protocol):
+    """A cluster file's balancers (asrtop.config.ClusterConfig)."""
+
+    @property
+    def balancers(self) -> Sequence[BalancerSpec]: ...
+
+
+def build_balancer(cfg: BalancerSpec) -> Balancer:
     """The adapter for one [[balancers]] entry. Constructing one touches nothing (no socket, no file)."""
     # Adapters imported here: crossplane is loaded only when nginx is configured.
     if cfg.kind == "haproxy":
@@ -31,6 +62,6 @@ def build_balancer(cfg: BalancerConfig) -> Balancer:
     raise ValueError(f"balancer {cfg.name!r}: unknown kind {cfg.kind!r} (known: haproxy, nginx)")
 
 
-def build_balancers(config: ClusterConfig) -> list[Balancer]:
+def build_balancers(config: ClusterSpec) -> list[Balancer]:
     """One adapter per configured balancer, in config order."""
     return [build_balancer(b) for b in config.balancers]

@@ -2,11 +2,11 @@
 
 import asyncio
 
-from fakes import FakeAudit, FakeController, FakeFleet
+from fakes import DIGEST_A, DIGEST_B, FakeAudit, FakeController, FakeFleet
 from screen import plan_shown, screen_text, wait_for
 
 from asrtop.balancers.base import AdminState
-from asrtop.control import Action
+from asrtop.control import Action, Controller
 from asrtop.tui.app import AsrtopApp
 from asrtop.tui.commands import FleetCommands
 from asrtop.tui.screens.confirm import ConfirmScreen
@@ -178,7 +178,7 @@ async def test_backup_toggles_the_current_flag():
         assert ctl.applied[0][0] == Action("backup", "node-2", False)
 
 
-async def test_ready_on_a_different_model_needs_a_second_confirmation():
+async def test_ready_on_a_different_model_shows_the_cli_refusal_and_needs_force_and_a_second_yes():
     app, fleet, ctl = make(odd_model=(4,))
     fleet.admin["node-4"] = AdminState.MAINT
     async with app.run_test(size=(80, 24)) as pilot:
@@ -187,18 +187,30 @@ async def test_ready_on_a_different_model_needs_a_second_confirmation():
             await pilot.press("down")
         await pilot.press("r")
         await wait_for(pilot, lambda: plan_shown(app), what="first confirmation")
-        await pilot.press("y")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        # the control layer's own refusal, word for word what `asrtop ready node-4` prints
+        cli = await Controller.apply(ctl, Action("ready", "node-4"))  # the real rules, past the recorder
+        assert cli.exit_code == 3 and confirm.refusal == cli.message
+        assert f"node-4 runs model {DIGEST_B[:12]}, the fleet majority is {DIGEST_A[:12]}" in cli.message
+        assert "files that differ: model.pt" in cli.message
+        await pilot.press("y")  # a refusal is not confirmed by y
+        await pilot.pause(0.1)
+        assert app.screen is confirm and ctl.applied == []
+        await pilot.press("f")
         await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
         await pilot.press("n")
         await pilot.pause(0.1)
-        assert ctl.applied == []
+        assert ctl.applied == [] and fleet.admin["node-4"] is AdminState.MAINT
         await pilot.press("r")
         await wait_for(pilot, lambda: plan_shown(app), what="first confirmation")
-        await pilot.press("y")
+        await pilot.press("f")
         await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: ctl.applied, what="apply")
-        assert ctl.applied[0][0] == Action("ready", "node-4", None)
+        assert ctl.applied == [(Action("ready", "node-4", None), True)]
+        await wait_for(pilot, lambda: fleet.admin["node-4"] is AdminState.READY, what="forced ready")
+        assert ctl.audit.records[-1]["forced"] is True
 
 
 async def test_read_only_refuses_every_action():

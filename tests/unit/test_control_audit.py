@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -23,7 +25,7 @@ def test_record_fields():
     rec = record_for(res, force=True, user="ops@bastion", now=datetime(2026, 1, 2, 3, 4, 5, 678000, timezone.utc))
     assert rec == {
         "time": "2026-01-02T03:04:05.678Z", "user": "ops@bastion", "action": "weight", "node": "n1", "value": 5,
-        "force": True, "dry_run": False, "outcome": "partial", "message": res.message,
+        "force": True, "forced": False, "dry_run": False, "outcome": "partial", "message": res.message,
         "balancers": [
             {"name": "a", "ok": True, "error": None,
              "before": {"server": "n1", "admin": "ready", "weight": 3, "backup": False, "health": "up"},
@@ -40,11 +42,11 @@ def test_append_creates_parent_and_recent_filters(tmp_path):
         log.append({"time": f"t{i}", "user": "u@h", "action": "drain", "node": f"n{i % 3}", "value": None,
                     "outcome": "done", "message": f"m{i}", "balancers": [{"name": "a", "ok": True, "error": None}]})
     assert len(log.path.read_text().splitlines()) == 30
-    got = log.recent("n1", 4)
-    assert [e.message for e in got] == ["m16", "m19", "m22", "m25", "m28"][-4:]  # oldest first
-    assert got[0].balancers == (("a", True, None),)
-    assert [e.message for e in log.recent(None, 2)] == ["m28", "m29"]
-    assert AuditLog(tmp_path / "none.jsonl").recent("n1") == []
+    got = asyncio.run(log.recent("n1", 4))
+    assert [e.message for e in got] == ["m28", "m25", "m22", "m19"]  # newest first
+    assert got[0].balancers == (("a", True, None, None, None),) and got[0].at is None  # "t28" is no time
+    assert [e.message for e in asyncio.run(log.recent(None, 2))] == ["m29", "m28"]
+    assert asyncio.run(AuditLog(tmp_path / "none.jsonl").recent("n1")) == []
 
 
 def test_recent_reads_across_chunks_and_skips_bad_lines(tmp_path):
@@ -55,8 +57,21 @@ def test_recent_reads_across_chunks_and_skips_bad_lines(tmp_path):
         for i in range(40):  # ~200 KB: several 64 KiB chunks, lines cut at chunk edges
             f.write(json.dumps({"node": "n1" if i % 2 else "n2", "message": f"{i}", "pad": big}) + "\n")
         f.write("[1, 2]\n")
-    assert [e.message for e in log.recent("n1", 50)] == [str(i) for i in range(1, 40, 2)]
-    assert [e.message for e in log.recent("n2", 3)] == ["34", "36", "38"]
+    assert [e.message for e in log.newest_first("n1")] == [str(i) for i in range(39, 0, -2)]
+    assert [e.message for e in itertools.islice(log.newest_first("n2"), 3)] == ["38", "36", "34"]
+
+
+def test_read_from_returns_whole_lines_appended_since_an_offset(tmp_path):
+    log = AuditLog(tmp_path / "a.jsonl")
+    assert log.read_from(0) == ([], 0)
+    log.append({"time": "2026-01-01T00:00:01.000Z", "action": "drain", "node": "n1", "forced": True})
+    first, offset = log.read_from(0)
+    assert [(e.action, e.node, e.forced, e.at) for e in first] == [("drain", "n1", True, 1767225601.0)]
+    with open(log.path, "a") as f:
+        f.write('{"action": "ready", "node": "n1"}\n{"half')
+    more, offset2 = log.read_from(offset)
+    assert [e.action for e in more] == ["ready"] and offset2 < log.path.stat().st_size  # the half line waits
+    assert log.read_from(offset2) == ([], offset2)
 
 
 def test_unwritable_log_is_one_line(tmp_path):

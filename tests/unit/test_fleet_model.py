@@ -32,13 +32,15 @@ def test_nginx_servers_match_by_address_haproxy_by_name():
     assert set(n3.servers) == {"hap"}
 
 
-def test_sessions_sum_over_balancers_and_agent_in_flight_wins_when_fresh():
+def test_in_flight_is_the_larger_of_balancer_sessions_and_a_fresh_agent_count():
     hap = BalancerReading("hap", "haproxy", (server("node-1", 7001, scur=4),))
     hap2 = BalancerReading("hap2", "haproxy", (server("node-1", 7001, scur=3),))
     fresh = AgentReading("http://127.0.0.1:9001", status("node-1", "a", in_flight=6), fetched_at=99.5)
     snap = merge(NODES[:1], {"node-1": fresh}, [hap, hap2], now=100.0)
     assert snap.nodes[0].active_sessions == 7
-    assert snap.nodes[0].in_flight == 6
+    assert snap.nodes[0].in_flight == 7  # a request shows in both signals: max, not sum
+    busier = AgentReading("http://127.0.0.1:9001", status("node-1", "a", in_flight=9), fetched_at=99.5)
+    assert merge(NODES[:1], {"node-1": busier}, [hap, hap2], now=100.0).nodes[0].in_flight == 9
     old = AgentReading("http://127.0.0.1:9001", status("node-1", "a", in_flight=6), fetched_at=90.0,
                        error="timeout")
     snap = merge(NODES[:1], {"node-1": old}, [hap, hap2], now=100.0, refresh_seconds=1.0)

@@ -1,6 +1,6 @@
 """Regenerate screenshots/ from the real console on the demo cluster, under load:
 
-    .venv/bin/python -m asrtop.tui.screenshots [--out screenshots] [--size 120x32]
+    .venv/bin/python -m asrtop.demo.screenshots [--out screenshots] [--size 120x32]
 
 Starts the demo cluster (HAProxy, simulated nodes, agents) and a load generator, drives the app
 headless with Textual's Pilot, and writes SVGs (fleet, node detail, model view, drain confirmation,
