@@ -31,6 +31,7 @@ import aiohttp
 from asrtop.config import NodeConfig
 from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
 from asrtop.sources.agents import describe_error, fetch_model_files
+from asrtop.sources.http import LoopSession
 from asrtop.sources.prometheus_build import (  # the pure half (tests import it from here too)
     REQUESTS_SUM,
     UNKNOWN,
@@ -125,7 +126,7 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.refresh = float(refresh)
         self.timeout = float(timeout) if timeout is not None else max(0.8 * self.refresh, 0.5)
-        self._session: aiohttp.ClientSession | None = None
+        self._http = LoopSession(self._new_session)
         self._readings: dict[str, AgentReading] = {}
         self._instance: dict[str, str] = {}  # node name -> instance, remembered while its series vanish
         self.last_query_seconds: float | None = None  # queries (answers parsed) in the last round
@@ -136,34 +137,28 @@ class PrometheusSource:
         self._slices: dict[str, int] = {}  # instance -> which round of DETAIL_SLICES refreshes its details
         self._built: dict[str, tuple] = {}  # instance -> (scrape time, details, status): reused until either changes
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        # a session belongs to one event loop: a caller running rounds under a new loop (asyncio.run per
-        # command) gets a fresh one instead of "attached to a different loop" errors
-        if (self._session is None or self._session.closed
-                or self._session._loop is not asyncio.get_running_loop()):
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=len(QUERIES) * 2, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"Accept": "application/json", "User-Agent": "asrtop"},
-                auto_decompress=False,  # loopback/LAN: gzip of megabytes costs Prometheus more than it saves
-                skip_auto_headers=("Accept-Encoding",),
-            )
-        return self._session
+    def _new_session(self) -> aiohttp.ClientSession:
+        """A session for the running loop; LoopSession calls it when the loop changes."""
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=len(QUERIES) * 2, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            headers={"Accept": "application/json", "User-Agent": "asrtop"},
+            auto_decompress=False,  # loopback/LAN: gzip of megabytes costs Prometheus more than it saves
+            skip_auto_headers=("Accept-Encoding",),
+        )
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed and session._loop is asyncio.get_running_loop():
-            await session.close()  # a session of a finished loop went with its loop
+        await self._http.close()
 
     async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
         """The file list comes from the agent itself (metrics carry only the digest), when reachable."""
         if not agent_url.startswith(("http://", "https://")):
             return f"{agent_url}: no agent URL configured for this node (Prometheus carries only the digest)"
-        return await fetch_model_files(self._ensure_session(), agent_url, 5.0)
+        return await fetch_model_files(self._http.get(), agent_url, 5.0)
 
     async def query(self, promql: str) -> list[dict]:
         """One instant query; the vector's result list. Raises PrometheusError with one line."""
-        session = self._ensure_session()
+        session = self._http.get()
         for attempt in (1, 2):
             try:
                 async with session.post(f"{self.url}/api/v1/query", data={"query": promql}) as resp:
