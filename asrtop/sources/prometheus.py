@@ -32,15 +32,15 @@ from asrtop.config import NodeConfig
 from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
 from asrtop.sources.agents import describe_error, fetch_model_files
 from asrtop.sources.http import LoopSession
-from asrtop.sources.prometheus_build import (  # the pure half (tests import it from here too)
+from asrtop.sources.prometheus_build import (  # the pure half
     REQUESTS_SUM,
     UNKNOWN,
     Series,
-    _model,
-    _state_of,
     build_status,
     detail_part,
     group_by_instance,
+    model_reading,
+    model_state_of,
 )
 
 # Prometheus' cost is per series it selects (~5 us each here), ours per series returned, so a round asks
@@ -238,7 +238,7 @@ class PrometheusSource:
                         if inst in unknown:
                             if series:
                                 by_instance.setdefault(inst, {})["asr_model_state"] = series
-                            self._states[inst] = _state_of(series or ())
+                            self._states[inst] = model_state_of(series or ())
         except PrometheusError as e:
             return self._all_failed(nodes, str(e))
         self._round += 1
@@ -288,7 +288,7 @@ class PrometheusSource:
             inst = r["metric"].get("instance")
             if inst is None:
                 continue
-            state = _state_of(states.get(inst, {}).get("asr_model_state", ()))
+            state = model_state_of(states.get(inst, {}).get("asr_model_state", ()))
             if state is UNKNOWN:
                 unknown.add(inst)
                 changed.add(inst)
@@ -317,7 +317,7 @@ class PrometheusSource:
             model = built[3] if same and built[4] == state else None
             part = built[5] if same else detail_part(details or {})
             if model is None and details:
-                model = _model({**details, **metrics})
+                model = model_reading({**details, **metrics})
             status = build_status(cfg.name, metrics, stamp, model, part)
             self._built[inst] = (stamp, details, status, status.model, state, part)
         if stamp is not None and now - stamp > STALE_AFTER_MISSED * self.refresh:

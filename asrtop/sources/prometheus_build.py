@@ -27,7 +27,7 @@ Series = list[tuple[dict, float | None]]  # (labels, value) per series of one me
 UNKNOWN = "?"  # model state of a node whose "ok" series is 0 and whose other state series were not asked for
 
 
-def _state_of(series: Iterable[tuple[dict, float | None]]) -> str | None:
+def model_state_of(series: Iterable[tuple[dict, float | None]]) -> str | None:
     """The model state from an instance's asr_model_state series: the one at 1; UNKNOWN when only "ok" at 0 came."""
     left_ok = False
     for labels, v in series:
@@ -179,7 +179,7 @@ def detail_part(metrics: Mapping[str, Series]) -> tuple:
     )
 
 
-def _model(metrics: Mapping[str, Series]) -> ModelReading:
+def model_reading(metrics: Mapping[str, Series]) -> ModelReading:
     state = "missing"
     for labels, v in metrics.get("asr_model_state", ()):
         if v == 1 and labels.get("state") in MODEL_STATES:
@@ -235,6 +235,6 @@ def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | N
             in_flight_source=sources.pop() if len(sources) == 1 else None,
             requests=_requests(metrics, in_flight, req),
         ),
-        model=model if model is not None else _model(metrics),
+        model=model if model is not None else model_reading(metrics),
         versions={"agent": version} if version else {},
     )
