@@ -211,9 +211,14 @@ class PrometheusSource:
         selector = "|".join(_regex_literal(i) for i in sorted(nonok)) or "asrtop-none"
         return QUERIES["state"].replace("{nonok}", selector)
 
+    def round_queries(self) -> dict[str, str]:
+        """The queries of the next round by name: QUERIES with this round's detail slice and the instances
+        known not to be "ok" filled in."""
+        return {**QUERIES, "detail": self._detail_query(None), "state": self._state_query()}
+
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         t0 = time.perf_counter()
-        queries = {**QUERIES, "detail": self._detail_query(None), "state": self._state_query()}
+        queries = self.round_queries()
         try:
             answers = await asyncio.gather(*(self.query(q) for q in queries.values()))
             with _gc_paused():
