@@ -23,11 +23,12 @@ import math
 import re
 import time
 import zlib
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from asrtop.agentstatus import AgentStatus, ModelReading
 from asrtop.config import NodeConfig
 from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
 from asrtop.sources.agents import describe_error, fetch_model_files
@@ -35,6 +36,7 @@ from asrtop.sources.http import LoopSession
 from asrtop.sources.prometheus_build import (  # the pure half
     REQUESTS_SUM,
     UNKNOWN,
+    DetailPart,
     Series,
     build_status,
     detail_part,
@@ -119,6 +121,17 @@ def instance_of_url(url: str | None) -> str | None:
     return f"{host}:{port}"
 
 
+class BuiltStatus(NamedTuple):
+    """An instance's status as built last round, reused while neither its scrape nor its details change."""
+
+    stamp: float | None  # Prometheus' scrape time it was built at
+    details: dict[str, Series] | None  # the detail series it was built from (compared by identity)
+    status: AgentStatus
+    model: ModelReading  # status.model; reused while the details and the model state stay
+    state: str | None  # the model state from the per-round series when it was built
+    part: DetailPart  # detail_part(details), reused while the details stay
+
+
 class PrometheusSource:
     """NodeFactsSource (asrtop.sources.live) reading the agents' metrics from a Prometheus server."""
 
@@ -135,7 +148,7 @@ class PrometheusSource:
         self._details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series
         self._states: dict[str, str | None] = {}  # instance -> model state last round
         self._slices: dict[str, int] = {}  # instance -> which round of DETAIL_SLICES refreshes its details
-        self._built: dict[str, tuple] = {}  # instance -> (scrape time, details, status): reused until either changes
+        self._built: dict[str, BuiltStatus] = {}  # instance -> its last status: reused until scrape or details change
 
     def _new_session(self) -> aiohttp.ClientSession:
         """A session for the running loop; LoopSession calls it when the loop changes."""
@@ -313,18 +326,18 @@ class PrometheusSource:
             return self._failed(url, prev, f"Prometheus has no asr_* series for {inst} (node {cfg.name})")
         built = self._built.get(inst)
         details = self._details.get(inst)
-        if built is not None and stamp is not None and built[0] == stamp and built[1] is details:
-            status = built[2]  # no scrape since the last round (refresh < scrape interval): nothing new
+        if built is not None and stamp is not None and built.stamp == stamp and built.details is details:
+            status = built.status  # no scrape since the last round (refresh < scrape interval): nothing new
         else:
             # the model reading only changes with the details (digest, files) or the state: reuse it
             state = self._states.get(inst)
-            same = built is not None and built[1] is details
-            model = built[3] if same and built[4] == state else None
-            part = built[5] if same else detail_part(details or {})
+            same = built is not None and built.details is details
+            model = built.model if same and built.state == state else None
+            part = built.part if same else detail_part(details or {})
             if model is None and details:
                 model = model_reading({**details, **metrics})
             status = build_status(cfg.name, metrics, stamp, model, part)
-            self._built[inst] = (stamp, details, status, status.model, state, part)
+            self._built[inst] = BuiltStatus(stamp, details, status, status.model, state, part)
         if stamp is not None and now - stamp > STALE_AFTER_MISSED * self.refresh:
             return AgentReading(url, status, stamp, f"Prometheus' last sample of {inst} is {now - stamp:.0f}s old",
                                 latency)
