@@ -37,9 +37,9 @@ def model_state_of(series: Iterable[tuple[dict, float | None]]) -> str | None:
     return UNKNOWN if left_ok else None
 
 
-def group_by_instance(*results: list[dict], into: dict | None = None) -> dict[str, dict[str, Series]]:
+def group_by_instance(*results: list[dict]) -> dict[str, dict[str, Series]]:
     """instance -> metric name -> [(labels, value)], from raw vector results (the hot loop of a round)."""
-    out: dict[str, dict[str, Series]] = {} if into is None else into
+    out: dict[str, dict[str, Series]] = {}
     isfinite = math.isfinite
     for result in results:
         for r in result:
