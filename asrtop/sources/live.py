@@ -21,6 +21,10 @@ class NodeFactsSource(Protocol):
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]: ...
 
+    async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
+        """The agent's model file list (the console's model view), or a one-line error."""
+        ...
+
     async def close(self) -> None: ...
 
 
