@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Iterable
 
 from asrtop.fleet import FleetSnapshot, NodeView
 
@@ -137,7 +136,3 @@ class FleetHistory:
         n = len(self)
         start = (self.count - n) % self.capacity
         return [self.times[(start + k) % self.capacity] for k in range(n)]
-
-    def record_all(self, snapshots: Iterable[FleetSnapshot]) -> None:
-        for s in snapshots:
-            self.record(s)

@@ -20,6 +20,7 @@ import aiohttp
 from asrtop.agentstatus import StatusError, parse_status
 from asrtop.config import NodeConfig
 from asrtop.fleet import AgentReading
+from asrtop.sources.http import LoopSession
 
 STATUS_PATH = "/v1/status"
 _TIMED_OUT = "no answer within"
@@ -77,41 +78,35 @@ class AgentPoller:
             raise ValueError("timeout must be > 0")
         self.concurrency = max(1, int(concurrency))
         self.limit_per_host = max(1, int(limit_per_host))
-        self._session: aiohttp.ClientSession | None = None
-        self._sem: asyncio.Semaphore | None = None
+        self._http = LoopSession(self._new_session)
+        self._sem: asyncio.Semaphore | None = None  # made with each session, for the same loop
         self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
         self._readings: dict[str, AgentReading] = {}
         self._urls: dict[str, str] = {}  # agent base URL -> status URL (built once)
         self._slow: set[str] = set()  # nodes that timed out last round: polled last
 
     # -- session ----------------------------------------------------------------------------------
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        # a session belongs to one event loop: a caller running rounds under a new loop (asyncio.run per
-        # command) gets a fresh one instead of "attached to a different loop" errors
-        if (self._session is None or self._session.closed
-                or self._session._loop is not asyncio.get_running_loop()):
-            connector = aiohttp.TCPConnector(
-                limit=self.concurrency,  # never more sockets than requests in flight
-                limit_per_host=self.limit_per_host,  # one agent needs one kept-alive connection
-                ttl_dns_cache=300,
-                use_dns_cache=True,
-                # keep idle connections across several refresh intervals so rounds reuse them
-                keepalive_timeout=max(15.0, 3 * self.refresh),
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._client_timeout,
-                headers={"Accept": "application/json", "User-Agent": "asrtop"},
-                auto_decompress=False,  # agents answer plain JSON; skip the decoder machinery
-                skip_auto_headers=("Accept-Encoding",),
-            )
-            self._sem = asyncio.Semaphore(self.concurrency)
-        return self._session
+    def _new_session(self) -> aiohttp.ClientSession:
+        """A session (and its semaphore) for the running loop; LoopSession calls it when the loop changes."""
+        connector = aiohttp.TCPConnector(
+            limit=self.concurrency,  # never more sockets than requests in flight
+            limit_per_host=self.limit_per_host,  # one agent needs one kept-alive connection
+            ttl_dns_cache=300,
+            use_dns_cache=True,
+            # keep idle connections across several refresh intervals so rounds reuse them
+            keepalive_timeout=max(15.0, 3 * self.refresh),
+        )
+        self._sem = asyncio.Semaphore(self.concurrency)
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._client_timeout,
+            headers={"Accept": "application/json", "User-Agent": "asrtop"},
+            auto_decompress=False,  # agents answer plain JSON; skip the decoder machinery
+            skip_auto_headers=("Accept-Encoding",),
+        )
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed and session._loop is asyncio.get_running_loop():
-            await session.close()  # a session of a finished loop went with its loop
+        await self._http.close()
 
     async def __aenter__(self) -> "AgentPoller":
         return self
@@ -131,7 +126,7 @@ class AgentPoller:
         The round ends `timeout` seconds after it starts at the latest: each request gets what is left of
         that budget when it gets a slot. Agents that timed out last round go last, so hung agents never
         hold slots the answering ones need (they still get whatever budget is left)."""
-        session = self._ensure_session()
+        session = self._http.get()
         targets = [n for n in nodes if n.agent]
         slow = self._slow
         if slow:
@@ -199,7 +194,7 @@ class AgentPoller:
     # -- model files (TUI model view) -----------------------------------------------------------
     async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
         """GET /v1/model: the agent's per-file list (dicts as the agent serves them), or a one-line error."""
-        return await fetch_model_files(self._ensure_session(), agent_url, max(self.timeout, 5.0))
+        return await fetch_model_files(self._http.get(), agent_url, max(self.timeout, 5.0))
 
 
 async def fetch_model_files(session: aiohttp.ClientSession, agent_url: str, timeout: float) -> list[dict] | str:

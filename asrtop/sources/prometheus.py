@@ -23,23 +23,26 @@ import math
 import re
 import time
 import zlib
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from asrtop.agentstatus import AgentStatus, ModelReading
 from asrtop.config import NodeConfig
 from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
 from asrtop.sources.agents import describe_error, fetch_model_files
-from asrtop.sources.prometheus_build import (  # the pure half (tests import it from here too)
+from asrtop.sources.http import LoopSession
+from asrtop.sources.prometheus_build import (  # the pure half
     REQUESTS_SUM,
     UNKNOWN,
+    DetailPart,
     Series,
-    _model,
-    _state_of,
     build_status,
     detail_part,
     group_by_instance,
+    model_reading,
+    model_state_of,
 )
 
 # Prometheus' cost is per series it selects (~5 us each here), ours per series returned, so a round asks
@@ -118,6 +121,17 @@ def instance_of_url(url: str | None) -> str | None:
     return f"{host}:{port}"
 
 
+class BuiltStatus(NamedTuple):
+    """An instance's status as built last round, reused while neither its scrape nor its details change."""
+
+    stamp: float | None  # Prometheus' scrape time it was built at
+    details: dict[str, Series] | None  # the detail series it was built from (compared by identity)
+    status: AgentStatus
+    model: ModelReading  # status.model; reused while the details and the model state stay
+    state: str | None  # the model state from the per-round series when it was built
+    part: DetailPart  # detail_part(details), reused while the details stay
+
+
 class PrometheusSource:
     """NodeFactsSource (asrtop.sources.live) reading the agents' metrics from a Prometheus server."""
 
@@ -125,7 +139,7 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.refresh = float(refresh)
         self.timeout = float(timeout) if timeout is not None else max(0.8 * self.refresh, 0.5)
-        self._session: aiohttp.ClientSession | None = None
+        self._http = LoopSession(self._new_session)
         self._readings: dict[str, AgentReading] = {}
         self._instance: dict[str, str] = {}  # node name -> instance, remembered while its series vanish
         self.last_query_seconds: float | None = None  # queries (answers parsed) in the last round
@@ -134,36 +148,30 @@ class PrometheusSource:
         self._details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series
         self._states: dict[str, str | None] = {}  # instance -> model state last round
         self._slices: dict[str, int] = {}  # instance -> which round of DETAIL_SLICES refreshes its details
-        self._built: dict[str, tuple] = {}  # instance -> (scrape time, details, status): reused until either changes
+        self._built: dict[str, BuiltStatus] = {}  # instance -> its last status: reused until scrape or details change
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        # a session belongs to one event loop: a caller running rounds under a new loop (asyncio.run per
-        # command) gets a fresh one instead of "attached to a different loop" errors
-        if (self._session is None or self._session.closed
-                or self._session._loop is not asyncio.get_running_loop()):
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=len(QUERIES) * 2, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"Accept": "application/json", "User-Agent": "asrtop"},
-                auto_decompress=False,  # loopback/LAN: gzip of megabytes costs Prometheus more than it saves
-                skip_auto_headers=("Accept-Encoding",),
-            )
-        return self._session
+    def _new_session(self) -> aiohttp.ClientSession:
+        """A session for the running loop; LoopSession calls it when the loop changes."""
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=len(QUERIES) * 2, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            headers={"Accept": "application/json", "User-Agent": "asrtop"},
+            auto_decompress=False,  # loopback/LAN: gzip of megabytes costs Prometheus more than it saves
+            skip_auto_headers=("Accept-Encoding",),
+        )
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed and session._loop is asyncio.get_running_loop():
-            await session.close()  # a session of a finished loop went with its loop
+        await self._http.close()
 
     async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
         """The file list comes from the agent itself (metrics carry only the digest), when reachable."""
         if not agent_url.startswith(("http://", "https://")):
             return f"{agent_url}: no agent URL configured for this node (Prometheus carries only the digest)"
-        return await fetch_model_files(self._ensure_session(), agent_url, 5.0)
+        return await fetch_model_files(self._http.get(), agent_url, 5.0)
 
     async def query(self, promql: str) -> list[dict]:
         """One instant query; the vector's result list. Raises PrometheusError with one line."""
-        session = self._ensure_session()
+        session = self._http.get()
         for attempt in (1, 2):
             try:
                 async with session.post(f"{self.url}/api/v1/query", data={"query": promql}) as resp:
@@ -216,9 +224,14 @@ class PrometheusSource:
         selector = "|".join(_regex_literal(i) for i in sorted(nonok)) or "asrtop-none"
         return QUERIES["state"].replace("{nonok}", selector)
 
+    def round_queries(self) -> dict[str, str]:
+        """The queries of the next round by name: QUERIES with this round's detail slice and the instances
+        known not to be "ok" filled in."""
+        return {**QUERIES, "detail": self._detail_query(None), "state": self._state_query()}
+
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         t0 = time.perf_counter()
-        queries = {**QUERIES, "detail": self._detail_query(None), "state": self._state_query()}
+        queries = self.round_queries()
         try:
             answers = await asyncio.gather(*(self.query(q) for q in queries.values()))
             with _gc_paused():
@@ -243,7 +256,7 @@ class PrometheusSource:
                         if inst in unknown:
                             if series:
                                 by_instance.setdefault(inst, {})["asr_model_state"] = series
-                            self._states[inst] = _state_of(series or ())
+                            self._states[inst] = model_state_of(series or ())
         except PrometheusError as e:
             return self._all_failed(nodes, str(e))
         self._round += 1
@@ -293,7 +306,7 @@ class PrometheusSource:
             inst = r["metric"].get("instance")
             if inst is None:
                 continue
-            state = _state_of(states.get(inst, {}).get("asr_model_state", ()))
+            state = model_state_of(states.get(inst, {}).get("asr_model_state", ()))
             if state is UNKNOWN:
                 unknown.add(inst)
                 changed.add(inst)
@@ -313,18 +326,18 @@ class PrometheusSource:
             return self._failed(url, prev, f"Prometheus has no asr_* series for {inst} (node {cfg.name})")
         built = self._built.get(inst)
         details = self._details.get(inst)
-        if built is not None and stamp is not None and built[0] == stamp and built[1] is details:
-            status = built[2]  # no scrape since the last round (refresh < scrape interval): nothing new
+        if built is not None and stamp is not None and built.stamp == stamp and built.details is details:
+            status = built.status  # no scrape since the last round (refresh < scrape interval): nothing new
         else:
             # the model reading only changes with the details (digest, files) or the state: reuse it
             state = self._states.get(inst)
-            same = built is not None and built[1] is details
-            model = built[3] if same and built[4] == state else None
-            part = built[5] if same else detail_part(details or {})
+            same = built is not None and built.details is details
+            model = built.model if same and built.state == state else None
+            part = built.part if same else detail_part(details or {})
             if model is None and details:
-                model = _model({**details, **metrics})
+                model = model_reading({**details, **metrics})
             status = build_status(cfg.name, metrics, stamp, model, part)
-            self._built[inst] = (stamp, details, status, status.model, state, part)
+            self._built[inst] = BuiltStatus(stamp, details, status, status.model, state, part)
         if stamp is not None and now - stamp > STALE_AFTER_MISSED * self.refresh:
             return AgentReading(url, status, stamp, f"Prometheus' last sample of {inst} is {now - stamp:.0f}s old",
                                 latency)

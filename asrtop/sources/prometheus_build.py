@@ -7,7 +7,7 @@ detail_part() reduces the details once per answer, build_status() adds each roun
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from asrtop.agentstatus import (
     GPU_SOURCES,
@@ -27,7 +27,7 @@ Series = list[tuple[dict, float | None]]  # (labels, value) per series of one me
 UNKNOWN = "?"  # model state of a node whose "ok" series is 0 and whose other state series were not asked for
 
 
-def _state_of(series: Iterable[tuple[dict, float | None]]) -> str | None:
+def model_state_of(series: Iterable[tuple[dict, float | None]]) -> str | None:
     """The model state from an instance's asr_model_state series: the one at 1; UNKNOWN when only "ok" at 0 came."""
     left_ok = False
     for labels, v in series:
@@ -37,9 +37,9 @@ def _state_of(series: Iterable[tuple[dict, float | None]]) -> str | None:
     return UNKNOWN if left_ok else None
 
 
-def group_by_instance(*results: list[dict], into: dict | None = None) -> dict[str, dict[str, Series]]:
+def group_by_instance(*results: list[dict]) -> dict[str, dict[str, Series]]:
     """instance -> metric name -> [(labels, value)], from raw vector results (the hot loop of a round)."""
-    out: dict[str, dict[str, Series]] = {} if into is None else into
+    out: dict[str, dict[str, Series]] = {}
     isfinite = math.isfinite
     for result in results:
         for r in result:
@@ -151,35 +151,60 @@ def _gpus(metrics: Mapping[str, Series], details: Mapping[str, dict[str, Any]] |
     return tuple(gpus)
 
 
-def _requests(metrics: Mapping[str, Series], in_flight: int | None, part: tuple) -> RequestStats | None:
-    by_class, latency_sum, audio, received, sent = part
+class DetailPart(NamedTuple):
+    """What build_status takes from an instance's detail series (refreshed a slice per round): detail_part()."""
+
+    load1: float | None
+    load5: float | None
+    load15: float | None
+    memory_used_bytes: int | None
+    memory_total_bytes: int | None
+    probe_latency_seconds: float | None
+    process_cpu_ratio: float | None
+    process_rss_bytes: int | None
+    by_class: dict[str, int] | None  # requests per class; None: the agent counts no requests
+    latency_sum_seconds: float | None
+    audio_seconds_total: float | None
+    bytes_received_total: int | None
+    bytes_sent_total: int | None
+    gpus: dict[str, dict[str, Any]]  # gpu label -> its detail readings (_gpu_details)
+
+
+def _requests(metrics: Mapping[str, Series], in_flight: int | None, part: DetailPart) -> RequestStats | None:
+    by_class = part.by_class
     total = _one(metrics, REQUESTS_SUM)
     if by_class is None and total is None:
         return None  # the agent counts requests only with its in-path proxy
     return RequestStats(
         # the per-round sum when there is one (by_class is refreshed with the details, so it may lag)
         total=int(total) if total is not None else sum(by_class.values()), by_class=by_class or {},
-        in_flight=in_flight, latency_sum_seconds=latency_sum, audio_seconds_total=audio,
-        bytes_received_total=received, bytes_sent_total=sent,
+        in_flight=in_flight, latency_sum_seconds=part.latency_sum_seconds, audio_seconds_total=part.audio_seconds_total,
+        bytes_received_total=part.bytes_received_total, bytes_sent_total=part.bytes_sent_total,
     )
 
 
-def detail_part(metrics: Mapping[str, Series]) -> tuple:
+def detail_part(metrics: Mapping[str, Series]) -> DetailPart:
     """What build_status takes from the detail series (refreshed a slice per round), computed once per answer."""
     series = metrics.get("asr_requests_total")
-    return (
-        (_one(metrics, "asr_host_load1"), _one(metrics, "asr_host_load5"), _one(metrics, "asr_host_load15"),
-         _int(_one(metrics, "asr_host_memory_used_bytes")), _int(_one(metrics, "asr_host_memory_total_bytes"))),
-        (_one(metrics, "asr_service_probe_latency_seconds"), _one(metrics, "asr_service_process_cpu_ratio"),
-         _int(_one(metrics, "asr_service_process_resident_memory_bytes"))),
-        ({labels.get("class", "?"): int(v) for labels, v in series if v is not None} if series else None,
-         _one(metrics, "asr_request_duration_seconds_sum"), _one(metrics, "asr_audio_seconds_total"),
-         _int(_one(metrics, "asr_request_received_bytes_total")), _int(_one(metrics, "asr_response_sent_bytes_total"))),
-        _gpu_details(metrics),
+    return DetailPart(
+        load1=_one(metrics, "asr_host_load1"),
+        load5=_one(metrics, "asr_host_load5"),
+        load15=_one(metrics, "asr_host_load15"),
+        memory_used_bytes=_int(_one(metrics, "asr_host_memory_used_bytes")),
+        memory_total_bytes=_int(_one(metrics, "asr_host_memory_total_bytes")),
+        probe_latency_seconds=_one(metrics, "asr_service_probe_latency_seconds"),
+        process_cpu_ratio=_one(metrics, "asr_service_process_cpu_ratio"),
+        process_rss_bytes=_int(_one(metrics, "asr_service_process_resident_memory_bytes")),
+        by_class={labels.get("class", "?"): int(v) for labels, v in series if v is not None} if series else None,
+        latency_sum_seconds=_one(metrics, "asr_request_duration_seconds_sum"),
+        audio_seconds_total=_one(metrics, "asr_audio_seconds_total"),
+        bytes_received_total=_int(_one(metrics, "asr_request_received_bytes_total")),
+        bytes_sent_total=_int(_one(metrics, "asr_response_sent_bytes_total")),
+        gpus=_gpu_details(metrics),
     )
 
 
-def _model(metrics: Mapping[str, Series]) -> ModelReading:
+def model_reading(metrics: Mapping[str, Series]) -> ModelReading:
     state = "missing"
     for labels, v in metrics.get("asr_model_state", ()):
         if v == 1 and labels.get("state") in MODEL_STATES:
@@ -196,7 +221,7 @@ def _model(metrics: Mapping[str, Series]) -> ModelReading:
 
 
 def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | None = None,
-                 model: ModelReading | None = None, part: tuple | None = None) -> AgentStatus:
+                 model: ModelReading | None = None, part: DetailPart | None = None) -> AgentStatus:
     """An AgentStatus from one instance's series; what metrics do not carry stays None.
 
     `part`: detail_part() of the instance's detail series when `metrics` holds only the per-round ones
@@ -205,7 +230,6 @@ def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | N
     queries leave that series out: the scrape time is within an interval)."""
     if part is None:
         part = detail_part(metrics)
-    (load1, load5, load15, mem_used, mem_total), (probe, proc_cpu, rss), req, gpu_details = part
     info = metrics["asr_node_info"][0][0]
     gpu_source = info.get("gpu_source")
     in_flight_series = metrics.get("asr_service_in_flight_requests") or []
@@ -220,21 +244,21 @@ def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | N
         collected_at=_one(metrics, "asr_agent_last_collect_timestamp_seconds") or scraped_at,
         interval_seconds=None,
         host=HostReading(
-            cpu_ratio=_one(metrics, "asr_host_cpu_ratio"), load1=load1, load5=load5, load15=load15,
-            memory_used_bytes=mem_used, memory_total_bytes=mem_total,
+            cpu_ratio=_one(metrics, "asr_host_cpu_ratio"), load1=part.load1, load5=part.load5, load15=part.load15,
+            memory_used_bytes=part.memory_used_bytes, memory_total_bytes=part.memory_total_bytes,
         ),
         gpu_source=gpu_source if gpu_source in GPU_SOURCES else "none",
         gpu_error=None,
-        gpus=_gpus(metrics, gpu_details),
+        gpus=_gpus(metrics, part.gpus),
         asr=AsrReading(
             up=None if up is None else up == 1,
-            probe_latency_seconds=probe,
-            process_cpu_ratio=proc_cpu,
-            process_rss_bytes=rss,
+            probe_latency_seconds=part.probe_latency_seconds,
+            process_cpu_ratio=part.process_cpu_ratio,
+            process_rss_bytes=part.process_rss_bytes,
             in_flight=in_flight,
             in_flight_source=sources.pop() if len(sources) == 1 else None,
-            requests=_requests(metrics, in_flight, req),
+            requests=_requests(metrics, in_flight, part),
         ),
-        model=model if model is not None else _model(metrics),
+        model=model if model is not None else model_reading(metrics),
         versions={"agent": version} if version else {},
     )

@@ -55,9 +55,8 @@ async def main() -> None:
             try:
                 await src.poll(nodes)  # warm-up: connections, Prometheus' caches; everybody's details
                 sizes = {}
-                for key, q in QUERIES.items():
-                    # one slice of the fleet per round; the state series of the nodes known not to be "ok"
-                    q = src._detail_query(None) if key == "detail" else src._state_query() if key == "state" else q
+                # one slice of the fleet per round; the state series of the nodes known not to be "ok"
+                for key, q in src.round_queries().items():
                     sizes[key] = len(await src.query(q))
                 print("  series per query: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
                 wall, cpu, qs, bs = [], [], [], []

@@ -6,7 +6,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from asrtop.agentstatus import parse_status
-from asrtop.sources.prometheus import QUERIES, build_status, group_by_instance, instance_of_url
+from asrtop.sources.prometheus import DETAIL_SERIES, QUERIES, instance_of_url
+from asrtop.sources.prometheus_build import (
+    REQUESTS_SUM,
+    UNKNOWN,
+    build_status,
+    detail_part,
+    group_by_instance,
+    model_reading,
+    model_state_of,
+)
 from support.sources_synth import SynthNode
 
 
@@ -74,8 +83,6 @@ def test_a_handful_of_queries_not_one_per_node():
 
 def test_per_round_series_plus_cached_detail_part_build_the_same_status():
     """The source builds from the per-round series and detail_part() of the instance's (cached) details."""
-    from asrtop.sources.prometheus import DETAIL_SERIES, REQUESTS_SUM, _model, detail_part
-
     node = SynthNode("gpu-3", index=3, model_state="hashing", in_flight=4, load1=1.5)
     metrics = group_by_instance(vector(node.metrics_text(), "h:1"))["h:1"]
     metrics[REQUESTS_SUM] = [({"instance": "h:1"}, float(sum(node.requests.values())))]
@@ -83,15 +90,13 @@ def test_per_round_series_plus_cached_detail_part_build_the_same_status():
     details = {k: v for k, v in metrics.items() if k in detail_names}
     fast = {k: v for k, v in metrics.items() if k not in detail_names}
     assert details and fast
-    got = build_status("gpu-3", fast, 5.0, _model(metrics), detail_part(details))
+    got = build_status("gpu-3", fast, 5.0, model_reading(metrics), detail_part(details))
     assert got == build_status("gpu-3", metrics, 5.0)
     assert got.gpus[0].name == "NVIDIA A10" and got.gpus[0].utilization_ratio is not None
 
 
 def test_model_state_of_the_per_round_series():
-    from asrtop.sources.prometheus import UNKNOWN, _state_of
-
-    assert _state_of([({"state": "ok"}, 1.0)]) == "ok"
-    assert _state_of([({"state": "ok"}, 0.0), ({"state": "error"}, 1.0)]) == "error"
-    assert _state_of([({"state": "ok"}, 0.0)]) is UNKNOWN  # left "ok": looked up with the node's details
-    assert _state_of([]) is None
+    assert model_state_of([({"state": "ok"}, 1.0)]) == "ok"
+    assert model_state_of([({"state": "ok"}, 0.0), ({"state": "error"}, 1.0)]) == "error"
+    assert model_state_of([({"state": "ok"}, 0.0)]) is UNKNOWN  # left "ok": looked up with the node's details
+    assert model_state_of([]) is None

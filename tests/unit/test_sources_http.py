@@ -1,0 +1,53 @@
+"""LoopSession: one aiohttp session per event loop, by our own record of the loop (not aiohttp's `_loop`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from asrtop.sources.http import LoopSession
+
+
+class Made:
+    """A session factory that keeps what it made."""
+
+    def __init__(self):
+        self.sessions: list[aiohttp.ClientSession] = []
+
+    def __call__(self) -> aiohttp.ClientSession:
+        self.sessions.append(aiohttp.ClientSession())
+        return self.sessions[-1]
+
+
+async def test_one_session_per_loop_until_closed():
+    made = Made()
+    holder = LoopSession(made)
+    first = holder.get()
+    assert holder.get() is first and len(made.sessions) == 1
+    await first.close()  # closed behind the holder's back: the next get() makes a fresh one
+    second = holder.get()
+    assert second is not first and not second.closed
+    await holder.close()
+    assert second.closed
+    await holder.close()  # idempotent
+    third = holder.get()  # a closed holder opens again on demand
+    assert third is not second and not third.closed
+    await holder.close()
+
+
+def test_a_fresh_session_under_a_new_loop_and_close_leaves_a_finished_loops_session_alone():
+    # `asrtop status` style callers: asyncio.run() per round, same holder
+    made = Made()
+    holder = LoopSession(made)
+
+    async def get() -> aiohttp.ClientSession:
+        return holder.get()
+
+    first = asyncio.run(get())
+    second = asyncio.run(get())
+    assert second is not first and len(made.sessions) == 2
+    asyncio.run(holder.close())  # second's loop has finished: nothing to await it on, nothing raised
+    assert not second.closed
+    third = asyncio.run(get())
+    assert third is not second and len(made.sessions) == 3
