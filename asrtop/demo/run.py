@@ -59,7 +59,7 @@ class Interrupted(KeyboardInterrupt):
     caught later, and then `python -m` ends by killing itself with SIGINT instead of exiting 130."""
 
 
-def _on_stop_signal(signum, frame):  # noqa: ARG001
+def on_stop_signal(signum, frame):  # noqa: ARG001
     # Once: unwind through `with cluster` (which stops every child); a repeated signal while stopping
     # must not interrupt the clean-up itself.
     signal.signal(signum, signal.SIG_IGN)
@@ -79,7 +79,7 @@ def run_demo(args: Any) -> int:
         return _run(nodes, load, headless, duration)
     stop_signals = (signal.SIGTERM, signal.SIGINT) if headless else (signal.SIGTERM,)
     # (the console reads Ctrl+C as a key; asyncio's own SIGINT handling stays for it)
-    before = {s: signal.signal(s, _on_stop_signal) for s in stop_signals}
+    before = {s: signal.signal(s, on_stop_signal) for s in stop_signals}
     try:
         return _run(nodes, load, headless, duration)
     finally:

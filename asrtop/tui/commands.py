@@ -27,7 +27,7 @@ class FleetCommands(Provider):
         cmds: list[tuple[str, Callable[[], object], str]] = []
         if not app.read_only:
             for kind, help in ACTION_HELP.items():
-                cmds.append((f"{kind.capitalize()} selected node(s)", partial(fleet._act, kind), help))
+                cmds.append((f"{kind.capitalize()} selected node(s)", partial(fleet.act, kind), help))
         for col in SORTABLE:
             cmds.append((f"Sort by {col}", partial(fleet.table.set_sort, col), "again to reverse"))
         cmds.append(("Config order", partial(fleet.table.set_sort, None, False), "unsorted"))

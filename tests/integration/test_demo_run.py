@@ -53,8 +53,8 @@ def test_headless_prints_load_report_and_node_counts(tmp_path):
 # KeyboardInterrupt out of exec'd code into a self-kill with SIGINT.
 SIGNAL_IN_EXEC = """
 import signal, sys
-from asrtop.demo.run import _on_stop_signal
-signal.signal(signal.SIGTERM, _on_stop_signal)
+from asrtop.demo.run import on_stop_signal
+signal.signal(signal.SIGTERM, on_stop_signal)
 try:
     exec("import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
     print("no signal handled", file=sys.stderr)

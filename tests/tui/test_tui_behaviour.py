@@ -287,12 +287,7 @@ async def test_polls_never_overlap():
 
 
 async def test_detail_model_help_and_palette():
-    app, _, _ = make(odd_model=(2,))
-
-    async def files(url):
-        return [{"path": "model.pt", "size": 1, "sha256": "b" if url.endswith("20002") else "a"}]
-
-    app.model_files = files
+    app, _, _ = make(odd_model=(2,))  # the fake agents list model.pt with other weights on node-2
     async with app.run_test(size=(100, 30)) as pilot:
         await started(pilot, app)
         await pilot.press("enter")
@@ -303,7 +298,8 @@ async def test_detail_model_help_and_palette():
         assert "GPU0 NVIDIA A10" in screen_text(app)
         await pilot.press("escape", "M")
         await wait_for(pilot, lambda: isinstance(app.screen, ModelScreen), what="model view")
-        await wait_for(pilot, lambda: "model.pt: sha256 a -> b" in screen_text(app), what="file diff")
+        await wait_for(pilot, lambda: f"model.pt: sha256 {'a' * 10} -> {'b' * 10}" in screen_text(app),
+                       what="file diff")
         await pilot.press("escape", "question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         text = screen_text(app)
@@ -316,10 +312,10 @@ async def test_detail_model_help_and_palette():
 async def test_failing_controller_is_a_notification_and_source_is_closed_on_exit():
     app, fleet, ctl = make()
 
-    def broken(action, force=False):
+    async def broken(actions, force=False):
         raise RuntimeError("socket vanished")
 
-    ctl.apply = broken
+    ctl.apply_batch = broken
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await pilot.press("m")

@@ -41,6 +41,7 @@ class FleetScreen(Screen):
         self.read_only = read_only
         self.selected: set[str] = set()
         self.snapshot: FleetSnapshot | None = None
+        self.live = False  # set on mount: the header and table exist
 
     def compose(self) -> ComposeResult:
         yield FleetHeader(self.cluster, self.read_only, id="summary")
@@ -56,11 +57,14 @@ class FleetScreen(Screen):
 
     def on_mount(self) -> None:
         self.table.focus()
-        if self.app.snapshot is not None:  # a refresh that landed while this screen was composing
+        self.live = True
+        if self.app.snapshot is not None or self.app.last_error:  # what landed while this screen was composing
             self.show_fleet(self.app.snapshot, self.app.last_error)
 
     # -- data ------------------------------------------------------------------------------------
     def show_fleet(self, snap: FleetSnapshot | None, error: str | None = None) -> None:
+        if not self.live:  # is_mounted can be true before the header exists; on_mount pulls the latest
+            return
         if snap is not None:
             self.snapshot = snap
             self.selected &= {n.name for n in snap.nodes}
@@ -92,7 +96,8 @@ class FleetScreen(Screen):
             return False
         return True
 
-    def _act(self, kind: str) -> None:
+    def act(self, kind: str) -> None:
+        """Start `kind` on the selected nodes, else the one under the cursor (keys and the command palette)."""
         nodes = self.targets()
         if not nodes:
             self.notify("no node under the cursor", severity="warning")
@@ -100,19 +105,19 @@ class FleetScreen(Screen):
         self.app.start_action(kind, nodes)
 
     def action_drain(self) -> None:
-        self._act("drain")
+        self.act("drain")
 
     def action_ready(self) -> None:
-        self._act("ready")
+        self.act("ready")
 
     def action_maint(self) -> None:
-        self._act("maint")
+        self.act("maint")
 
     def action_weight(self) -> None:
-        self._act("weight")
+        self.act("weight")
 
     def action_backup(self) -> None:
-        self._act("backup")
+        self.act("backup")
 
     # -- navigation --------------------------------------------------------------------------------
     def action_toggle_select(self) -> None:
