@@ -10,6 +10,7 @@ from asrtop.balancers.base import (
     BalancerRefused,
     BalancerUnreachable,
     Health,
+    ReportsStartTime,
     ServerState,
     UnsupportedAction,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "BalancerRefused",
     "BalancerUnreachable",
     "Health",
+    "ReportsStartTime",
     "ServerState",
     "UnsupportedAction",
 ]

@@ -91,6 +91,19 @@ class Balancer(Protocol):
     def set_backup(self, server: str, backup: bool) -> None: ...
 
 
+@runtime_checkable
+class ReportsStartTime(Protocol):
+    """A balancer that can say when the process serving its admin interface started (HAProxy: `show info`).
+
+    A change asrtop made before that start may have been lost with the previous process (reload_watch.py).
+    Blocking, one round trip, like the Balancer methods.
+    """
+
+    def started_at(self) -> float | None:
+        """Unix time that process started; None when unknown or unreachable (not a BalancerError)."""
+        ...
+
+
 def parse_socket(spec: str) -> tuple[str, str | tuple[str, int]]:
     """"/run/haproxy.sock", "unix@/p", "127.0.0.1:9999", "ipv4@h:p" -> ("unix", path) | ("tcp", (host, port))."""
     for prefix, kind in (("unix@", "unix"), ("ipv4@", "tcp"), ("ipv6@", "tcp")):

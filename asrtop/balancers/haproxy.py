@@ -8,16 +8,24 @@ Reads: `show stat` + `show servers state <backend>`, parsed by header name (hapr
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from asrtop.balancers.base import HAPROXY_MAX_WEIGHT, AdminState, BalancerRefused, ServerState, validate_weight
+from asrtop.balancers.base import (
+    HAPROXY_MAX_WEIGHT,
+    AdminState,
+    BalancerError,
+    BalancerRefused,
+    ServerState,
+    validate_weight,
+)
 from asrtop.balancers.haproxy_api import BackendAPI, RuntimeAPI
 from asrtop.balancers.haproxy_backup import toggle_backup
-from asrtop.balancers.haproxy_stat import ParseError, build_server_states
+from asrtop.balancers.haproxy_stat import ParseError, build_server_states, start_time
 
 
 class HAProxyBalancer(BackendAPI):
-    """Balancer protocol over HAProxy's Runtime API for one backend.
+    """Balancer protocol (and ReportsStartTime) over HAProxy's Runtime API for one backend.
 
     `config`: haproxy.cfg (file or directory) to read server lines from when toggling backup; by default
     it is found from the running process (`show info` Pid -> /proc/PID/cmdline -f) for a local socket.
@@ -61,3 +69,13 @@ class HAProxyBalancer(BackendAPI):
     def set_backup(self, server: str, backup: bool, wait: float | None = None) -> None:
         self.check_name(server)
         toggle_backup(self, server, bool(backup), self.drain_timeout if wait is None else wait)
+
+    # -- ReportsStartTime --------------------------------------------------------------------------------
+
+    def started_at(self) -> float | None:
+        """Unix time the HAProxy process answering the socket started (`show info`); None if unreachable."""
+        try:
+            info = self.api.command("show info")
+        except BalancerError:  # unreachable: the balancer's servers() says so
+            return None
+        return start_time(info, time.time())

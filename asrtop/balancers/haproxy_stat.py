@@ -1,4 +1,5 @@
-"""PURE parsers for HAProxy Runtime API output: `show stat` (CSV) and `show servers state` (space separated).
+"""PURE parsers for HAProxy Runtime API output: `show stat` (CSV), `show servers state` (space separated)
+and the start time in `show info` ("Name: value" lines).
 
 Both are parsed by header name, never by column position: the column sets differ between 2.6 and 2.8
 and grow with every release. Unknown or empty fields read as None ("the balancer does not know").
@@ -66,6 +67,19 @@ def parse_servers_state(text: str) -> list[dict[str, str]]:
         fields = line.split()
         rows.append({h: v for h, v in zip(header, fields)})
     return rows
+
+
+def start_time(info: str, now: float) -> float | None:
+    """Unix time the process answering `show info` started: Start_time_sec, else (an older HAProxy without
+    it) now - Uptime_sec; None when the answer has neither."""
+    fields = dict(line.split(": ", 1) for line in info.splitlines() if ": " in line)
+    try:
+        return float(fields["Start_time_sec"])
+    except (KeyError, ValueError):
+        try:
+            return now - float(fields["Uptime_sec"])
+        except (KeyError, ValueError):
+            return None
 
 
 def first_line(text: str) -> str:

@@ -10,7 +10,15 @@ import pytest
 
 from support.balancers import ServerSpec, start_backends, start_haproxy, wait_until
 
-from asrtop.balancers.base import AdminState, BalancerError, BalancerRefused, BalancerUnreachable, Health, UnsupportedAction
+from asrtop.balancers.base import (
+    AdminState,
+    BalancerError,
+    BalancerRefused,
+    BalancerUnreachable,
+    Health,
+    ReportsStartTime,
+    UnsupportedAction,
+)
 from asrtop.balancers.factory import build_balancer
 from asrtop.balancers.haproxy import HAProxyBalancer
 from asrtop.balancers.haproxy_backup import Plan
@@ -141,6 +149,26 @@ def test_dead_haproxy_is_unreachable(haproxy_bin, backends, tmp_path):
     try:
         with pytest.raises(BalancerUnreachable):
             b.servers()
+    finally:
+        hx.stop()
+
+
+def test_started_at_is_when_the_process_started(haproxy_bin, backends, tmp_path):
+    before = time.time()
+    hx = start_haproxy(haproxy_bin, tmp_path, backends.specs(), tcp_admin=True)
+    after = time.time()
+    try:
+        b = HAProxyBalancer("hx", hx.socket, hx.backend)
+        assert isinstance(b, ReportsStartTime)
+        started = b.started_at()
+        # Start_time_sec has a resolution of one second (truncated); the process began between the two readings
+        assert started is not None and before - 2 <= started <= after + 1
+        time.sleep(1.1)  # a process start, not "now": asking later gives the same second
+        assert b.started_at() == started
+        assert HAProxyBalancer("hx", hx.tcp_socket, hx.backend).started_at() == started
+        hx.proc.kill()
+        hx.proc.wait()
+        assert b.started_at() is None  # unreachable: unknown, not an error
     finally:
         hx.stop()
 

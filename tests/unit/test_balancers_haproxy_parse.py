@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from asrtop.balancers.base import AdminState, BalancerRefused, Health, parse_socket, validate_weight
+from asrtop.balancers.base import (
+    AdminState,
+    BalancerRefused,
+    BalancerUnreachable,
+    Health,
+    ReportsStartTime,
+    parse_socket,
+    validate_weight,
+)
+from asrtop.balancers.haproxy import HAProxyBalancer
 from asrtop.balancers.haproxy_stat import (
     ParseError,
     admin_state,
@@ -20,6 +29,7 @@ from asrtop.balancers.haproxy_stat import (
     parse_servers_state,
     parse_show_stat,
     server_state,
+    start_time,
 )
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "haproxy"
@@ -128,3 +138,42 @@ def test_weight_validation(bad):
 def test_weight_bounds_accepted():
     assert validate_weight("hx", 0, 256, "HAProxy") == 0
     assert validate_weight("hx", 256, 256, "HAProxy") == 256
+
+
+INFO_28 = "Name: HAProxy\nVersion: 2.8.25\nPid: 12452\nUptime: 0d 0h01m40s\nUptime_sec: 100\nStart_time_sec: 1700000000\n"
+
+
+@pytest.mark.parametrize("info, expected", [
+    (INFO_28, 1700000000.0),  # Start_time_sec wins over Uptime_sec
+    ("Name: HAProxy\nUptime_sec: 100\n", 1700000900.0),  # an older HAProxy: now - Uptime_sec
+    ("Name: HAProxy\nUptime_sec: 100\nStart_time_sec: soon\n", 1700000900.0),
+    ("Name: HAProxy\nUptime_sec: x\n", None),
+    ("Permission denied\n", None),
+    ("", None),
+])
+def test_start_time_from_show_info(info, expected):
+    assert start_time(info, now=1700001000.0) == expected
+
+
+class InfoAPI:
+    def __init__(self, answer: str | Exception):
+        self.answer, self.sent = answer, []
+
+    def command(self, cmd: str) -> str:
+        self.sent.append(cmd)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_started_at_asks_show_info_and_unreachable_is_none(monkeypatch):
+    b = HAProxyBalancer("hx", "/nonexistent/admin.sock", "asr")
+    assert isinstance(b, ReportsStartTime)
+    assert b.started_at() is None  # the real socket is missing: unreachable, not an error
+    b.api = InfoAPI(INFO_28)
+    assert b.started_at() == 1700000000.0 and b.api.sent == ["show info"]
+    monkeypatch.setattr("asrtop.balancers.haproxy.time.time", lambda: 1700001000.0)
+    b.api = InfoAPI("Name: HAProxy\nUptime_sec: 100\n")
+    assert b.started_at() == 1700000900.0
+    b.api = InfoAPI(BalancerUnreachable("hx: connection refused"))
+    assert b.started_at() is None
