@@ -16,7 +16,6 @@ from asrtop.balancers.base import AdminState, Health, ServerState
 
 # nginx refuses `backup` in an upstream using these balancing methods (ngx_http_upstream_module docs)
 NO_BACKUP_METHODS = ("hash", "ip_hash", "random")
-FLAGS = ("backup", "down")
 
 
 class NginxConfError(ValueError):
@@ -84,9 +83,6 @@ class ServerDirective:
     @property
     def address(self) -> str:
         return self.args[0].value
-
-    def param(self, key: str) -> Token | None:
-        return next((t for t in self.args[1:] if t.value.startswith(key + "=")), None)
 
     def flag(self, name: str) -> Token | None:
         return next((t for t in self.args[1:] if t.value == name), None)

@@ -79,10 +79,6 @@ class DemoNode:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    @property
-    def agent_pid(self) -> int | None:
-        return self.agent_proc.pid if self.agent_proc else None
-
 
 def agent_available() -> bool:
     """Has the agent package landed (asrtop_agent/__main__.py importable)?"""
