@@ -100,7 +100,7 @@ class ReportsStartTime(Protocol):
     """
 
     def started_at(self) -> float | None:
-        """Unix time that process started; None when unknown or the balancer is unreachable (never raises)."""
+        """Unix time that process started; None when unknown or unreachable (not a BalancerError)."""
         ...
 
 

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from asrtop.agentstatus import parse_status
-from asrtop.netutil import free_port
+from support.netutil import free_port
 from support.agent_proc import agent, simnode, wait_status
 
 

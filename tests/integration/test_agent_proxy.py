@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from asrtop.netutil import free_port
+from support.netutil import free_port
 from support.agent_proc import agent, simnode, wait_status, wav_bytes
 
 BOUNDARY = "asrtopboundary7MA4YWxk"

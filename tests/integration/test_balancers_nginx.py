@@ -14,7 +14,7 @@ from asrtop.balancers.base import AdminState, BalancerRefused, BalancerUnreachab
 from asrtop.balancers.factory import build_balancer
 from asrtop.balancers.nginx import NginxBalancer
 from asrtop.config import BalancerConfig
-from asrtop.netutil import free_port
+from support.netutil import free_port
 
 from support.seed import SEED_ADDRS, seed_line
 

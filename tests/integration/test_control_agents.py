@@ -14,7 +14,7 @@ from aiohttp import web
 
 from asrtop.balancers.factory import build_balancers
 from asrtop.control import Controller
-from asrtop.netutil import free_port
+from support.netutil import free_port
 from asrtop.sources.factory import build_fleet_source
 from support.balancers import nginx_upstream_block, start_backends, start_haproxy, start_nginx
 from support.control_cluster import asrtop_argv, config, haproxy_entry, nginx_entry, node_entry, write_config

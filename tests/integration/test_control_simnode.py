@@ -13,7 +13,7 @@ import wave
 import httpx
 import pytest
 
-from asrtop.netutil import free_port, wait_for_port
+from support.netutil import free_port, wait_for_port
 from support.balancers import ServerSpec, start_haproxy
 from support.control_cluster import asrtop_argv, haproxy_entry, write_config
 

@@ -7,7 +7,7 @@ import sys
 
 import httpx
 
-from asrtop.netutil import free_port, wait_for_port
+from support.netutil import free_port, wait_for_port
 
 
 def start(port: int, *args: str) -> subprocess.Popen:

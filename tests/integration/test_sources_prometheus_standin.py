@@ -14,7 +14,7 @@ from aiohttp import web
 
 from asrtop.config import NodeConfig
 from asrtop.fleet import merge
-from asrtop.netutil import free_port
+from support.netutil import free_port
 from asrtop.sources.agents import AgentPoller
 from asrtop.sources.prometheus import DETAIL_SLICES, PrometheusSource
 from support.sources_prom import prometheus, wait_scraped

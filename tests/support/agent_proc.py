@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from asrtop.demo.procs import spawn
-from asrtop.netutil import free_port, wait_for_port
+from support.netutil import free_port, wait_for_port
 
 
 def wav_bytes(pcm_bytes: int, rate: int = 16000, seed: bytes | None = None) -> bytes:

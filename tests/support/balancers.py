@@ -23,7 +23,7 @@ from typing import Sequence
 
 from aiohttp import web
 
-from asrtop.netutil import free_port, wait_for_port
+from support.netutil import free_port, wait_for_port
 
 
 # -- HTTP backends ------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from asrtop.netutil import free_port, wait_for_port
+from support.netutil import free_port, wait_for_port
 
 
 def _get(url: str, timeout: float = 5.0) -> dict:

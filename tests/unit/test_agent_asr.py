@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from aiohttp import web
 
-from asrtop.netutil import free_port
+from support.netutil import free_port
 from asrtop_agent.collectors.asr import AsrCollector, python_env
 from asrtop_agent.collectors.sockets import ProcNetTcp, SockDiag
 from asrtop_agent.collectors.host import HostCollector

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from asrtop.config import NodeConfig
 from asrtop.fleet import STALE_AFTER_MISSED, merge
-from asrtop.netutil import free_port
+from support.netutil import free_port
 from asrtop.sources.agents import AgentPoller
 from support.sources_synth import SynthNode
 

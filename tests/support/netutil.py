@@ -1,4 +1,4 @@
-"""Small loopback helpers shared by the demo cluster and the tests."""
+"""Small loopback helpers shared by the tests (free ports, waiting for a listener)."""
 
 from __future__ import annotations
 
