@@ -157,13 +157,6 @@ class FleetScreen(Screen):
                 event.input.add_class("hidden")
             self.table.focus()
 
-    def set_filter(self, text: str) -> None:
-        box = self.query_one("#filter", Input)
-        box.value = text
-        box.set_class(not text, "hidden")
-        self.table.filter_text = text
-        self.table.resort()
-
     def action_sort(self) -> None:
         t = self.table
         i = SORTABLE.index(t.sort_column) + 1 if t.sort_column in SORTABLE else 0

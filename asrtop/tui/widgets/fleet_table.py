@@ -1,19 +1,25 @@
 """The fleet table: one row per node keyed by node name, updated in place.
 
-Each refresh diffs the new (text, style) cells against the last ones and calls update_cell only for
-cells that changed; rows come and go only when nodes (or the filter) do. The cursor stays on its node
-across refreshes, sorts and filters. Column widths are fixed, so no refresh re-measures anything.
+Each refresh diffs the new (text, style) cells against the last ones and sets only the cells that
+changed, all of them in one batch with one refresh (asrtop.tui.textual_internals: the 1,000-node refresh
+budget); rows come and go only when nodes (or the filter) do. The cursor stays on its node across
+refreshes, sorts and filters. Column widths are fixed, so no refresh re-measures anything.
 """
 
 from __future__ import annotations
 
+import logging
+
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
+from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
 from asrtop.fleet import FleetSnapshot, NodeView
 from asrtop.tui.format import (COLUMN_KEYS, COLUMNS, SIM_LABELS, Cell, TableContext, matches_filter, row_cells,
                                sort_value)
+from asrtop.tui.textual_internals import QuietCells, fast_path_problem, invalidate_render_caches
+
+logger = logging.getLogger(__name__)
 
 _COLUMN_KEYS = tuple(ColumnKey(k) for k in COLUMN_KEYS)
 _RIGHT = frozenset({"inflight", "rps", "weight", "5xx", "rt", "temp", "power", "cpu", "age"})
@@ -33,12 +39,18 @@ class FleetTable(DataTable):
         self._order: list[str] = []
         self._snap: FleetSnapshot | None = None
         self._ctx: TableContext | None = None
-        self.updates = 0  # update_cell calls made (tests check that unchanged refreshes make none)
+        self.updates = 0  # cells set (tests check that unchanged refreshes set none)
+        self.slow_updates = 0  # of those, cells set through the public update_cell (the fast path was not taken)
         self._sim_labels = False
 
     def on_mount(self) -> None:
         for col in COLUMNS:
             self.add_column(col.label, width=col.width, key=col.key)
+        problem = fast_path_problem(self)
+        if problem is not None:  # slower with many nodes, not wrong: said once, not silently
+            logger.warning(problem)
+            self.log.warning(problem)
+            self.notify(problem, title="fleet table", severity="warning", timeout=10)
 
     # -- what the screen asks ------------------------------------------------------------------
     @property
@@ -66,7 +78,7 @@ class FleetTable(DataTable):
             self.remove_row(name)
             del self._cells[name]
         cells_by_key = self._cells
-        data = self._table_data()
+        batch = QuietCells(self)
         changed = 0
         for node in wanted:
             cells = row_cells(node, ctx)
@@ -75,20 +87,16 @@ class FleetTable(DataTable):
             if old is None:
                 self.add_row(*(_text(c, k) for c, k in zip(cells, COLUMN_KEYS)), key=name)
             elif old != cells:
-                row = data.get(RowKey(name)) if data is not None else None
+                set_cell = batch.row(name)
                 for i, cell in enumerate(cells):
                     if cell != old[i]:
-                        if row is not None:  # update_cell minus its per-cell refresh (see _table_data)
-                            row[_COLUMN_KEYS[i]] = _text(cell, COLUMN_KEYS[i])
-                        else:
-                            self.update_cell(name, COLUMN_KEYS[i], _text(cell, COLUMN_KEYS[i]))
+                        set_cell(_COLUMN_KEYS[i], _text(cell, COLUMN_KEYS[i]))
                         changed += 1
             cells_by_key[name] = cells
         if changed:
             self.updates += changed
-            if data is not None:
-                self._update_count += 1  # invalidates the row render caches, as update_cell does per cell
-                self.refresh()
+            self.slow_updates += batch.slow_cells
+            batch.done()
         self._apply_order(wanted, snap.taken_at)
         if keep_cursor is not None:
             self._move_to(keep_cursor)
@@ -101,18 +109,7 @@ class FleetTable(DataTable):
             column = self.columns.get(ColumnKey(key))
             if column is not None:
                 column.label = Text(sim_label if simulated else labels[key])
-        self._update_count += 1  # header row caches are keyed on it
-        self.refresh()
-
-    def _table_data(self) -> dict | None:
-        """DataTable's row -> column -> cell dict, written directly for changed cells.
-
-        update_cell() refreshes the widget once per cell; with 1,000 rows those refreshes were most of
-        the refresh budget, so cells are set here and one refresh follows the batch. None (public
-        update_cell for every cell) if a Textual release stores cells differently."""
-        data = getattr(self, "_data", None)
-        ok = isinstance(data, dict) and isinstance(getattr(self, "_update_count", None), int)
-        return data if ok else None
+        invalidate_render_caches(self)  # the header row is cached like the others
 
     def _apply_order(self, wanted: list[NodeView], now: float) -> None:
         position = {n.name: i for i, n in enumerate(wanted)}

@@ -1,0 +1,102 @@
+"""asrtop.tui.textual_internals: the fast path is taken with the installed Textual, the public route shows
+the same cells, and no other console module touches Textual internals.
+
+If test_fast_path_is_taken_with_the_installed_textual fails after a Textual upgrade, the DataTable
+internals named in textual_internals' docstring changed: re-check them against the new release (and
+bench_tui_refresh.py), then update CHECKED_AGAINST.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import textual
+from fakes import FakeFleet
+from screen import screen_lines
+from textual.app import App, ComposeResult
+
+import asrtop.tui
+import asrtop.tui.textual_internals as internals
+from asrtop.tui.format import table_context
+from asrtop.tui.widgets.fleet_table import FleetTable
+
+N = 8
+# real GPUs, then simulated ones (the gpu/gmem column labels change), then numbers moving
+SNAPSHOTS = (FakeFleet(N, real_gpus=tuple(range(1, N + 1))).build(0), FakeFleet(N).build(1),
+             FakeFleet(N).build(2))
+
+
+class TableApp(App):
+    def compose(self) -> ComposeResult:
+        yield FleetTable()
+
+
+async def shown(snaps) -> tuple[list[list[str]], list[list[object]], FleetTable]:
+    """Feed `snaps` to one FleetTable in turn; the screen lines after each, its last rows, the table."""
+    app = TableApp()
+    screens = []
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = app.query_one(FleetTable)
+        for snap in snaps:
+            table.update_fleet(snap, table_context(snap))
+            await pilot.pause()
+            screens.append(screen_lines(app))
+        rows = [table.get_row(name) for name in table.shown_nodes]
+    return screens, rows, table
+
+
+async def fresh(snap) -> tuple[list[str], list[list[object]]]:
+    """What a new table shows for `snap` alone (every cell added, none updated)."""
+    screens, rows, _ = await shown([snap])
+    return screens[-1], rows
+
+
+async def test_fast_path_is_taken_with_the_installed_textual():
+    screens, rows, table = await shown(SNAPSHOTS)
+    assert internals.fast_path_problem(table) is None, internals.fast_path_problem(table)
+    assert internals.cell_store(table) is not None
+    assert table.updates > 0  # the later snapshots changed cells in place...
+    assert table.slow_updates == 0, f"{table.slow_updates} of {table.updates} cells went through update_cell"
+    for before, after in zip(screens, screens[1:]):
+        assert before != after  # ...and each change reached the screen
+    for i, snap in enumerate(SNAPSHOTS):  # what is shown is what a new table shows for that snapshot
+        assert screens[i] == (await fresh(snap))[0]
+    assert "gpu ~=sim" in "\n".join(screens[-1])  # the header relabelled, not served from its cache
+    assert rows == (await fresh(SNAPSHOTS[-1]))[1]  # same cells, styles included
+
+
+async def test_public_route_shows_the_same_cells(monkeypatch, caplog):
+    fast_screens, fast_rows, _ = await shown(SNAPSHOTS)
+    monkeypatch.setattr(internals, "cell_store", lambda table: None)  # as with a Textual that has no _data
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        screens, rows, table = await shown(SNAPSHOTS)
+    assert table.updates > 0 and table.slow_updates == table.updates
+    assert screens == fast_screens
+    assert rows == fast_rows
+    said = [r.getMessage() for r in caplog.records if r.name == "asrtop.tui.widgets.fleet_table"]
+    assert len(said) == 1 and "update_cell" in said[0] and textual.__version__ in said[0]
+
+
+_DEFINES = re.compile(r"def _([a-z]\w*)|self\._([a-z]\w*)\s*(?::[^=\n]+)?=(?!=)")
+
+
+def _defined(src: str) -> set[str]:
+    """Underscored names a source defines: `def _x`, `self._x =`, `self._x: T =`."""
+    return {a or b for a, b in _DEFINES.findall(src)}
+
+
+def test_no_textual_internals_outside_their_module():
+    """An underscored name that Textual defines and asrtop does not, used anywhere in asrtop/tui but
+    textual_internals.py (or fetched by getattr with a string), is a Textual internal in the wrong place."""
+    textual_src = "\n".join(p.read_text() for p in Path(textual.__file__).parent.rglob("*.py"))
+    tui = Path(asrtop.tui.__file__).parent
+    ours = {p: p.read_text() for p in tui.rglob("*.py") if p.name != "textual_internals.py"}
+    textual_private = _defined(textual_src) - _defined("\n".join(ours.values()))
+    found = []
+    for path, src in ours.items():
+        used = {a or b for a, b in re.findall(r"\._([a-z]\w*)|getattr\([^,]+,\s*['\"]_([a-z]\w*)", src)}
+        found += [f"{path.relative_to(tui)}: _{name}" for name in sorted(used & textual_private)]
+    assert not found, f"Textual internals outside asrtop/tui/textual_internals.py: {found}"
