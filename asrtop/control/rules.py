@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from asrtop.balancers.base import AdminState, Balancer, ServerState
+from asrtop.balancers.base import HAPROXY_MAX_WEIGHT, NGINX_MAX_WEIGHT, AdminState, Balancer, ServerState
 from asrtop.control.model import (
     ACTION_KINDS,
     GUARD_MIN_READY,
@@ -21,7 +21,7 @@ from asrtop.control.model import (
 from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, primaries_staying_ready
 from asrtop.modelfiles import FileDiff
 
-DEFAULT_MAX_WEIGHT = {"haproxy": 256, "nginx": 1000}
+DEFAULT_MAX_WEIGHT = {"haproxy": HAPROXY_MAX_WEIGHT, "nginx": NGINX_MAX_WEIGHT}
 MAX_FILES_NAMED = 5  # files that differ, named in a model-guard refusal
 
 

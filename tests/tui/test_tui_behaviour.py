@@ -330,24 +330,17 @@ async def test_failing_controller_is_a_notification_and_source_is_closed_on_exit
     assert fleet.closed
 
 
-async def test_bad_input_refusal_cannot_be_forced():
-    from dataclasses import replace
-
-    app, _, ctl = make()
-    real = ctl.plan
-
-    def refusing(action):
-        return replace(real(action), refusal="haproxy-a: no such server", refusal_outcome="bad-input")
-
-    ctl.plan = refusing
+async def test_unreachable_refusal_cannot_be_forced():
+    app, fleet, ctl = make()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
+        fleet.balancer_error = "connection refused by HAProxy"
         await pilot.press("d")
         await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
-        assert "no such server" in screen_text(app) and "Force" not in screen_text(app)
+        assert "no balancer can be reached" in screen_text(app) and "Force" not in screen_text(app)
         await pilot.press("f", "y")
         await pilot.pause(0.1)
-        assert ctl.applied == []
+        assert ctl.applied == [] and isinstance(app.screen, ConfirmScreen)
 
 
 async def test_command_palette_runs_an_action():

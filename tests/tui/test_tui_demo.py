@@ -7,6 +7,7 @@ is left as found (every change is undone); the agent-kill test starts its own sm
 import argparse
 
 import pytest
+from support.control_cluster import run_cli
 from screen import plan_shown, screen_text, wait_for
 
 from asrtop.balancers.base import AdminState
@@ -96,7 +97,7 @@ async def test_maint_and_backup_toggle_on_haproxy(demo_cluster):
         assert haproxy(demo_cluster)["node-3"].admin is AdminState.READY
 
 
-async def test_ready_on_odd_model_needs_second_confirmation(demo_cluster):
+async def test_ready_on_odd_model_shows_the_cli_refusal_then_force_and_a_second_yes(demo_cluster):
     app = console(demo_cluster)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready_console(pilot, app)
@@ -105,14 +106,21 @@ async def test_ready_on_odd_model_needs_second_confirmation(demo_cluster):
         await pilot.press("m")
         await confirm(pilot, app, "y")
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-2"].admin is AdminState.MAINT, what="MAINT")
+        cli = run_cli(demo_cluster.config_path, "ready", "node-2")  # what a script sees, same moment
+        assert cli.returncode == 3, cli.stderr
         await pilot.press("r")
-        await confirm(pilot, app, "y")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
+        assert f"asrtop: {app.screen.refusal}\n" == cli.stderr  # the console shows the CLI's words
+        await pilot.press("y")  # y does not confirm a refusal
+        await pilot.pause(0.3)
+        assert haproxy(demo_cluster)["node-2"].admin is AdminState.MAINT
+        await pilot.press("f")
         await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
         await pilot.press("n")
         await pilot.pause(0.3)
         assert haproxy(demo_cluster)["node-2"].admin is AdminState.MAINT  # refused without the second yes
         await pilot.press("r")
-        await confirm(pilot, app, "y")
+        await confirm(pilot, app, "f")
         await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-2"].admin is AdminState.READY, what="READY")

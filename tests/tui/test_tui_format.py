@@ -105,7 +105,7 @@ def test_model_view_groups_and_representatives():
     assert "node-1" in reps and "node-2" in reps and "node-4" not in reps  # a dead agent cannot be asked
     text = render_models(snap, {"node-1": [{"path": "a", "size": 1, "sha256": "x"}],
                                 "node-2": [{"path": "a", "size": 1, "sha256": "y"}]}, False).plain
-    assert "MINORITY" in text and "majority" in text
+    assert "DIFFERS" in text and "majority" in text
     assert "1 file(s) differ" in text and "a: sha256 x -> y" in text
 
 

@@ -90,7 +90,7 @@ async def test_detail_and_model_views_at_80x24():
         assert "History" in text and "in-flight" in text
         assert all(len(line) <= 80 for line in text.splitlines())
         await pilot.press("escape", "M")
-        await wait_for(pilot, lambda: "MINORITY" in screen_text(app), what="model view")
+        await wait_for(pilot, lambda: "DIFFERS" in screen_text(app), what="model view")
         assert "node-4" in screen_text(app)
 
 
