@@ -223,14 +223,12 @@ def model_refusal(snap: FleetSnapshot, action: Action, differing_files: Sequence
 
 def model_warning(snap: FleetSnapshot, action: Action) -> str | None:
     """A node put into rotation whose model cannot be checked: said, never taken as matching."""
-    if not puts_in_rotation(action):
+    target = snap.target_digest
+    if not puts_in_rotation(action) or target is None:  # no fleet model to check against: nothing to say
         return None
     node = snap.node(action.node)
     if node.model_digest is not None:
         return None
     st = node.status
     why = "no agent answer" if st is None else st.model.state + (f": {st.model.error}" if st.model.error else "")
-    target = snap.target_digest
-    if target is None:
-        return f"{action.node}'s model is unknown ({why})"
     return f"{action.node}'s model is unknown ({why}): not checked against {target_words(snap)} {target[:12]}"

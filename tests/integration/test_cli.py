@@ -139,12 +139,13 @@ def test_guardrail_force_read_only_and_dry_run(pair, tmp_path):
         "  hx-a: state drain -> ready", "  hx-b: state drain -> ready"]
     assert (admin_weight(a), admin_weight(b)) == before
     p = run_cli(path, "drain", "n3", "--force")
-    assert p.returncode == 0 and p.stdout.strip() == "drain n3: done on hx-a, hx-b"
+    assert p.returncode == 0 and p.stdout.strip() == "drain n3: done on hx-a, hx-b (forced)"
     audit = [json.loads(ln) for ln in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [(r["action"], r["node"], r["outcome"], r["force"]) for r in audit] == [
         ("drain", "n1", "done", False), ("maint", "n2", "done", False), ("drain", "n3", "refused", False),
         ("drain", "n3", "refused", False), ("ready", "n2", "refused", False), ("ready", "n1", "dry-run", False),
         ("drain", "n3", "done", True)]
+    assert [r["forced"] for r in audit][-2:] == [False, True]  # --force overrode min_ready on the last one
 
 
 def subprocess_read_only(path, *args):

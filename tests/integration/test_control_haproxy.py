@@ -245,5 +245,5 @@ async def test_every_attempt_is_audited(pair, tmp_path):
     assert [(x["name"], x["ok"], x["before"]["weight"], x["after"]["weight"]) for x in first["balancers"]] == [
         ("hx-a", True, 3, 4), ("hx-b", True, 3, 4)]
     assert recs[2]["dry_run"] is True
-    recent = AuditLog(tmp_path / "audit.jsonl").recent("n1", 5)
-    assert [(e.action, e.outcome) for e in recent] == [("weight", "done"), ("maint", "refused")]
+    recent = await AuditLog(tmp_path / "audit.jsonl").recent("n1", 5)  # the console's reader
+    assert [(e.action, e.outcome) for e in recent] == [("maint", "refused"), ("weight", "done")]  # newest first
