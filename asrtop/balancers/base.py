@@ -92,6 +92,14 @@ class Balancer(Protocol):
 
 
 @runtime_checkable
+class AddsPlanNotes(Protocol):
+    """A balancer with something to say about a change before it is made (an agent check that can undo a
+    drain, whether the change survives a reload, ...). Fast and blocking; never raises; one line each."""
+
+    def plan_notes(self, server: ServerState, kind: str, value: int | bool | None) -> list[str]: ...
+
+
+@runtime_checkable
 class ReportsStartTime(Protocol):
     """A balancer that can say when the process serving its admin interface started (HAProxy: `show info`).
 

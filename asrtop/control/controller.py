@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, overload
 
-from asrtop.balancers.base import Balancer, BalancerError, BalancerUnreachable, ServerState
+from asrtop.balancers.base import AddsPlanNotes, Balancer, BalancerError, BalancerUnreachable, ServerState
 from asrtop.config import ClusterConfig
 import asrtop.control.rules as rules
 from asrtop.control.audit import AuditError, AuditLog, record_for
@@ -160,8 +160,10 @@ class Controller:
                         for t in targets)
         guards = await self._guards(snap, action, force)
         warning = rules.model_warning(snap, action)
+        notes = await asyncio.gather(*(asyncio.to_thread(_plan_notes, t.balancer, t.before, action)
+                                       for t in targets if t.problem is None and t.before is not None))
         plan = Plan(action, rules.consequence(snap, action), () if force else guards, changes,
-                    (warning,) if warning else ())
+                    ((warning,) if warning else ()) + tuple(n for found in notes for n in found))
         return _Prepared(plan, tuple(targets), forced=force and bool(guards))
 
     async def _guards(self, snap: FleetSnapshot, action: Action, force: bool) -> tuple[Refusal, ...]:
@@ -313,6 +315,16 @@ class Controller:
             if waited >= timeout:
                 return False
             await asyncio.sleep(max(0.0, min(interval, timeout - waited)))
+
+
+def _plan_notes(b: Balancer, server: ServerState, action: Action) -> list[str]:
+    """What the balancer says about this change before it is made (AddsPlanNotes), "name: note" each."""
+    if not isinstance(b, AddsPlanNotes):
+        return []
+    try:
+        return [f"{b.name}: {n}" for n in b.plan_notes(server, action.kind, action.value)]
+    except Exception as e:  # a note must never stop a plan
+        return [f"{b.name}: cannot tell ({type(e).__name__}: {e})"]
 
 
 def _kind_of(e: BaseException) -> str:
