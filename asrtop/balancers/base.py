@@ -7,9 +7,10 @@ weight ranges both adapters check.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import ContextManager, Mapping, Protocol, runtime_checkable
 
 
 # Weight maxima: HAProxy's `set server ... weight` takes 0-256; nginx documents no maximum, asrtop caps it
@@ -133,3 +134,71 @@ def validate_weight(balancer: str, weight: object, maximum: int, what: str) -> i
     if not 0 <= weight <= maximum:
         raise BalancerRefused(f"{balancer}: weight {weight} is out of range for {what} (0-{maximum})")
     return weight
+
+
+# -- multi-step changes: the intent journal's seam (the control layer implements StepRecorder) ---------------
+
+
+class StepInterrupted(BalancerError):
+    """The operator asked asrtop to stop (SIGINT/SIGTERM/SIGHUP) between two steps of a multi-step change;
+    raised by StepRecorder.checkpoint() outside a critical section. The adapter undoes what it started and
+    re-raises it with what it left behind."""
+
+
+class StepRecorder(Protocol):
+    """Where a multi-step change (HAProxy's backup re-create) says where it stands: the control layer's
+    write-ahead intent journal. Called from the adapter's thread; every method is fast and blocking.
+
+    step("planned", ...facts) is written (durably) BEFORE the first change, with everything needed to finish
+    or undo the change; every other step is written right after the balancer acknowledged it. A step that
+    was acknowledged but not yet written is found by `asrtop recover` reading the balancer's state."""
+
+    def step(self, name: str, **facts: object) -> None: ...
+
+    def checkpoint(self) -> None:
+        """Raise StepInterrupted when the operator asked to stop (never inside critical())."""
+        ...
+
+    def critical(self) -> ContextManager[None]:
+        """A section that must not be cut (delete to re-create): stop requests wait until it ends."""
+        ...
+
+
+class NullRecorder:
+    """A StepRecorder that records nothing and never stops a change (adapters used without the controller)."""
+
+    def step(self, name: str, **facts: object) -> None:
+        pass
+
+    def checkpoint(self) -> None:
+        pass
+
+    def critical(self) -> ContextManager[None]:
+        return nullcontext()
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What recovering one journaled operation did (or, dry run, would do) on one balancer.
+
+    result: "completed" (the change was finished as intended), "undone" (put back as before), "nothing to do"
+    (the balancer already shows a finished state), or "failed" (error says why; recovery can be rerun)."""
+
+    result: str
+    lines: tuple[str, ...] = ()  # each thing done or to do, e.g. "add server asr/n2 127.0.0.1:8001 ... backup"
+    error: str | None = None
+    after: ServerState | None = None  # the server read back after the recovery (None: dry run or missing)
+
+
+@runtime_checkable
+class RecoversChanges(Protocol):
+    """A balancer whose multi-step changes are journaled (HAProxy's backup re-create) and that can finish or
+    undo one from its journaled facts after asrtop was stopped in the middle of it. Blocking."""
+
+    def set_backup(self, server: str, backup: bool, wait: float | None = None,
+                   recorder: StepRecorder | None = None) -> None: ...
+
+    def recover(self, facts: Mapping[str, object], dry_run: bool = False) -> RecoveryReport:
+        """Finish or undo the operation whose "planned" facts are given, by what the balancer shows now.
+        Idempotent; BalancerError when the balancer cannot be read."""
+        ...

@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Mapping
 
 from asrtop.balancers.base import (
     HAPROXY_MAX_WEIGHT,
     AdminState,
     BalancerError,
     BalancerRefused,
+    RecoveryReport,
     ServerState,
+    StepRecorder,
     validate_weight,
 )
 from asrtop.balancers.haproxy_api import BackendAPI, RuntimeAPI
 from asrtop.balancers.haproxy_backup import toggle_backup
+from asrtop.balancers.haproxy_recover import recover as recover_toggle
 from asrtop.balancers.haproxy_stat import ParseError, build_server_states, start_time
 
 
 class HAProxyBalancer(BackendAPI):
-    """Balancer protocol (and ReportsStartTime) over HAProxy's Runtime API for one backend.
+    """Balancer protocol (and ReportsStartTime, RecoversChanges) over HAProxy's Runtime API for one backend.
 
     `config`: haproxy.cfg (file or directory) to read server lines from when toggling backup; by default
     it is found from the running process (`show info` Pid -> /proc/PID/cmdline -f) for a local socket.
@@ -66,9 +70,15 @@ class HAProxyBalancer(BackendAPI):
         validate_weight(self.name, weight, HAPROXY_MAX_WEIGHT, "HAProxy")
         self.command(f"set server {self.backend}/{server} weight {weight}", server)
 
-    def set_backup(self, server: str, backup: bool, wait: float | None = None) -> None:
+    def set_backup(self, server: str, backup: bool, wait: float | None = None,
+                   recorder: StepRecorder | None = None) -> None:
+        """Re-create the server with the flag (haproxy_backup.py); `recorder` (RecoversChanges) journals
+        each step so `asrtop recover` can finish or undo it after a crash (haproxy_recover.py)."""
         self.check_name(server)
-        toggle_backup(self, server, bool(backup), self.drain_timeout if wait is None else wait)
+        toggle_backup(self, server, bool(backup), self.drain_timeout if wait is None else wait, recorder)
+
+    def recover(self, facts: Mapping[str, object], dry_run: bool = False) -> RecoveryReport:
+        return recover_toggle(self, facts, dry_run)
 
     # -- ReportsStartTime --------------------------------------------------------------------------------
 

@@ -13,7 +13,12 @@ server's counters (stot, hrsp_*) and its initial weight (srv_iweight becomes the
 server comes back with its current IP (dynamic servers do not resolve names).
 
 Every step works through a BackendAPI (haproxy_api.py: the backend, its Runtime API, its haproxy.cfg); the
-adapter (haproxy.py) passes itself.
+adapter (haproxy.py) passes itself. Every step is reported to a StepRecorder (balancers/base.py; the control
+layer's intent journal): "planned" with everything recovery needs BEFORE the first change, "deleting" before
+`del server`, the others once HAProxy acknowledged them, "done" at the end (also after a failure that left
+nothing half-done). Between steps the recorder may stop the toggle (Ctrl+C): it is undone while nothing is
+deleted; from the delete to the restored state (rec.critical()) it is never stopped. haproxy_recover.py
+finishes or undoes a toggle asrtop did not live to finish.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from asrtop.balancers.base import (
     BalancerError,
     BalancerRefused,
     BalancerUnreachable,
+    NullRecorder,
+    StepInterrupted,
+    StepRecorder,
     UnsupportedAction,
 )
 from asrtop.balancers.haproxy_api import BackendAPI
@@ -150,31 +158,79 @@ class Plan:
         return f"add server {self.b.backend}/{name} " + " ".join(cli_word(w) for w in words)
 
 
-def toggle_backup(b: BackendAPI, server: str, backup: bool, wait: float) -> None:
+class _Clean(Exception):
+    """A toggle that failed and left nothing half-done: `error` (what the operator reads) and what it left."""
+
+    def __init__(self, error: BalancerError, result: str = "unchanged"):
+        super().__init__(str(error))
+        self.error, self.result = error, result
+
+
+def intent(b: BackendAPI, plan: Plan, backup: bool, probe_name: str) -> dict[str, object]:
+    """The journal's "planned" facts: everything `asrtop recover` needs to finish or undo the toggle."""
+    return {"backend": b.backend, "server": plan.server, "backup": backup, "was_backup": plan.backup,
+            "add_line": plan.add_command(plan.server, backup), "restore_line": plan.add_command(plan.server, plan.backup),
+            "admin": plan.admin.value, "weight": to_int(plan.state.get("srv_uweight") or plan.row.get("weight")),
+            "checks": [c for c, on in (("health", plan.checked), ("agent", plan.agent)) if on],
+            "probe": probe_name, "addr": plan.state.get("srv_addr"), "port": to_int(plan.state.get("srv_port"))}
+
+
+def toggle_backup(b: BackendAPI, server: str, backup: bool, wait: float, rec: StepRecorder | None = None) -> None:
+    """Re-create `server` with the backup flag; every step goes to `rec` (the intent journal) first/after."""
+    rec = rec if rec is not None else NullRecorder()
     plan = Plan(b, server)
     if plan.backup == backup:
         return
     plan.refuse_if_impossible()
+    name = probe_name()
+    rec.step("planned", **intent(b, plan, backup, name))  # write-ahead: before the first change
+    try:
+        result = _toggle(b, plan, backup, wait, name, rec)
+    except _Clean as c:  # nothing half-done: the journal closes the operation
+        rec.step("done", result=c.result, error=str(c.error))
+        raise c.error from None
+    rec.step("done", result=result)
+
+
+def _toggle(b: BackendAPI, plan: Plan, backup: bool, wait: float, probe_name: str, rec: StepRecorder) -> str:
+    server, prev = plan.server, plan.admin
     where = f"{b.backend}/{server}"
-    probe(b, plan, backup)
-
-    prev = plan.admin
-    if prev != AdminState.MAINT:
-        b.command(f"set server {where} state maint", server)
     try:
-        wait_empty(b, server, wait)
-        delete(b, plan, wait)
+        rec.checkpoint()
+        probe(b, plan, backup, probe_name, rec)
+    except ProbeLeft:
+        raise  # the probe is still there: the journal says "probe added", recover removes it
+    except (StepInterrupted, UnsupportedAction, BalancerRefused) as e:  # HAProxy said no: nothing changed
+        raise _Clean(e) from None
+    try:
+        rec.checkpoint()
+        if prev != AdminState.MAINT:
+            b.command(f"set server {where} state maint", server)
+            rec.step("maint set")
+    except (BalancerRefused, StepInterrupted) as e:  # nothing changed (an unreachable one may have)
+        raise _Clean(e) from None
+    try:
+        wait_empty(b, server, wait, rec)
+        rec.step("deleting", command=f"del server {where}")  # write-ahead: HAProxy may act before we hear
+        delete(b, plan, wait, rec)
     except BalancerError as e:
-        restore_state(b, server, prev)
-        raise type(e)(f"{e} (server left {prev.value}, unchanged)") from None
+        restore_state(b, server, prev)  # if this fails too, the journal says "maint set": recover restores
+        raise _Clean(type(e)(f"{e} (server left {prev.value}, unchanged)")) from None
 
-    # From here the server does not exist: every failure must end in a re-created server or say so.
-    try:
-        answer = b.api.command(plan.add_command(server, backup))
-    except BalancerUnreachable as e:
-        raise BalancerError(f"{b.name}: {where} was DELETED, then HAProxy stopped answering ({e}); if it is "
-                            f"still missing, re-add it: {plan.add_command(server, plan.backup)}") from None
-    if not first_line(answer).startswith("New server registered"):
+    # From here the server does not exist: every failure must end in a re-created server or say so. Stop
+    # requests (Ctrl+C, SIGTERM) wait until the server is back with its checks and state.
+    with rec.critical():
+        rec.step("deleted")
+        try:
+            answer = b.api.command(plan.add_command(server, backup))
+        except BalancerUnreachable as e:
+            raise BalancerError(f"{b.name}: {where} was DELETED, then HAProxy stopped answering ({e}); if it is "
+                                f"still missing, run `asrtop recover` or re-add it: "
+                                f"{plan.add_command(server, plan.backup)}") from None
+        if first_line(answer).startswith("New server registered"):
+            rec.step("added", backup=backup)
+            finish(b, plan, server, prev, rec)
+            return "toggled"
         why = first_line(answer)
         try:
             back = b.api.command(plan.add_command(server, plan.backup))
@@ -184,15 +240,25 @@ def toggle_backup(b: BackendAPI, server: str, backup: bool, wait: float) -> None
             raise BalancerError(
                 f"{b.name}: {where} is DELETED: `add server` failed ({why}) and re-adding the original failed "
                 f"({first_line(back)}); re-add it by hand: {plan.add_command(server, plan.backup)}")
-        finish(b, plan, server, prev)
-        raise BalancerRefused(f"{b.name}: HAProxy refused to re-create {where} with backup={'on' if backup else 'off'}"
-                              f" ({why}); the original server was re-created, {prev.value}")
-    finish(b, plan, server, prev)
+        rec.step("added", backup=plan.backup, original=True)
+        finish(b, plan, server, prev, rec)
+    raise _Clean(BalancerRefused(f"{b.name}: HAProxy refused to re-create {where} with backup="
+                                 f"{'on' if backup else 'off'} ({why}); the original server was re-created, "
+                                 f"{prev.value}"), "undone")
 
 
-def probe(b: BackendAPI, plan: Plan, backup: bool) -> None:
+class ProbeLeft(BalancerRefused):
+    """The probe server was added but could not be deleted (it is in maint: no traffic)."""
+
+
+def probe_name() -> str:
+    return f"asrtop-probe-{os.getpid()}-{time.monotonic_ns() % 100000}"
+
+
+def probe(b: BackendAPI, plan: Plan, backup: bool, name: str | None = None, rec: StepRecorder | None = None) -> None:
     """HAProxy's own verdict on the exact add-server arguments, before anything is deleted."""
-    name = f"asrtop-probe-{os.getpid()}-{time.monotonic_ns() % 100000}"
+    rec = rec if rec is not None else NullRecorder()
+    name = name or probe_name()
     answer = b.api.command(plan.add_command(name, backup, with_id=False))
     line = first_line(answer)
     if not line.startswith("New server registered"):
@@ -200,10 +266,12 @@ def probe(b: BackendAPI, plan: Plan, backup: bool) -> None:
             raise UnsupportedAction(f"{b.name}: cannot toggle backup on {b.backend}/{plan.server}: HAProxy says "
                                     f"{line!r} (static algorithm or `hash-type map-based`)")
         raise b.refusal(plan.add_command(plan.server, backup), answer, plan.server)
+    rec.step("probe added")
     gone = b.api.command(f"del server {b.backend}/{name}")
     if not first_line(gone).startswith("Server deleted"):
-        raise BalancerRefused(f"{b.name}: could not remove probe server {b.backend}/{name} ({first_line(gone)}); "
-                              f"it is in maint and takes no traffic: `del server {b.backend}/{name}`")
+        raise ProbeLeft(f"{b.name}: could not remove probe server {b.backend}/{name} ({first_line(gone)}); "
+                        f"it is in maint and takes no traffic: `del server {b.backend}/{name}`")
+    rec.step("probe deleted")
 
 
 def sessions(b: BackendAPI, server: str) -> int:
@@ -218,9 +286,11 @@ def sessions(b: BackendAPI, server: str) -> int:
     return (to_int(row.get("scur")) or 0) + (to_int(row.get("qcur")) or 0)
 
 
-def wait_empty(b: BackendAPI, server: str, wait: float) -> None:
+def wait_empty(b: BackendAPI, server: str, wait: float, rec: StepRecorder | None = None) -> None:
     deadline = time.monotonic() + wait
     while (n := sessions(b, server)) > 0:
+        if rec is not None:
+            rec.checkpoint()
         if time.monotonic() >= deadline:
             raise BalancerRefused(
                 f"{b.name}: {b.backend}/{server} still has {n} session(s) after {wait:g}s in maint; drain it "
@@ -228,11 +298,13 @@ def wait_empty(b: BackendAPI, server: str, wait: float) -> None:
         time.sleep(POLL)
 
 
-def delete(b: BackendAPI, plan: Plan, wait: float) -> None:
+def delete(b: BackendAPI, plan: Plan, wait: float, rec: StepRecorder | None = None) -> None:
     server = plan.server
     deadline = time.monotonic() + max(wait, 1.0)
     purged = False
     while True:
+        if rec is not None:
+            rec.checkpoint()
         answer = b.api.command(f"del server {b.backend}/{server}")
         line = first_line(answer)
         if line.startswith("Server deleted"):
@@ -275,20 +347,23 @@ def restore_state(b: BackendAPI, server: str, state: AdminState) -> None:
         b.command(f"set server {b.backend}/{server} state {state.value}", server)
 
 
-def finish(b: BackendAPI, plan: Plan, server: str, prev: AdminState) -> None:
+def finish(b: BackendAPI, plan: Plan, server: str, prev: AdminState, rec: StepRecorder | None = None) -> None:
     """After a successful add server: start checks again, put the previous admin state back."""
+    rec = rec if rec is not None else NullRecorder()
     where = f"{b.backend}/{server}"
     steps = []
     if plan.checked:
-        steps.append(f"enable health {where}")
+        steps.append((f"enable health {where}", "health enabled"))
     if plan.agent:
-        steps.append(f"enable agent {where}")
+        steps.append((f"enable agent {where}", "agent enabled"))
     if prev != AdminState.MAINT:
-        steps.append(f"set server {where} state {prev.value}")
+        steps.append((f"set server {where} state {prev.value}", "state restored"))
     done = ["add server"]
-    for cmd in steps:
+    for cmd, step in steps:
         answer = b.api.command(cmd)
         if first_line(answer):
             raise BalancerRefused(f"{b.name}: {where} was re-created in maint, but `{cmd}` failed "
-                                  f"({first_line(answer)}); done: {', '.join(done)}; finish by hand")
+                                  f"({first_line(answer)}); done: {', '.join(done)}; run `asrtop recover` or "
+                                  f"finish by hand")
+        rec.step(step)
         done.append(cmd)
