@@ -37,7 +37,7 @@ def _action(sub, name: str, help: str) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="asrtop", description="Operator console for GPU speech-recognition fleets behind HAProxy or nginx.",
                 epilog="Exit codes: 0 done, 2 bad input, 3 refused by guardrail, 4 partial (some balancers changed), "
-                       "5 unreachable, 6 timed out waiting, 7 refused by a balancer.")
+                       "5 unreachable, 6 timed out waiting, 7 refused by a balancer, 130 interrupted (Ctrl+C).")
     p.add_argument("--version", action="version", version=f"asrtop {__version__}")
     _common(p, top=True)
     p.add_argument("--read-only", action="store_true", help="show the fleet; hide and refuse every action")
@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("weight", metavar="N", help="0-256 for HAProxy, 1-1000 for nginx")
     b = _action(sub, "backup", "mark NODE as backup (on) or primary (off)")
     b.add_argument("flag", metavar="on|off", choices=["on", "off"])
+    r = sub.add_parser("recover", help="finish or undo balancer changes an interrupted asrtop left half-done",
+                       description="Finish (preferred) or undo every multi-step balancer change the intent journal "
+                                   "says was interrupted (asrtop killed in the middle of `backup`): re-add a deleted "
+                                   "server with its exact journaled line, re-enable its checks, remove probe "
+                                   "servers, restore its state. Audited.")
+    _common(r)
+    r.add_argument("--dry-run", action="store_true", help="say what would be done on which balancer, change nothing")
 
     demo = sub.add_parser("demo", help="start an embedded ASR cluster (HAProxy, simulated nodes, agents, load)")
     demo.add_argument("--nodes", type=int, default=4, metavar="N", help="simulated ASR nodes (default 4)")

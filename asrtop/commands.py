@@ -1,4 +1,4 @@
-"""The scriptable sub-commands: status, drain, ready, maint, weight, backup.
+"""The scriptable sub-commands: status, drain, ready, maint, weight, backup, recover.
 
 For scripts: no confirmation prompt (use --dry-run to see what would change); every error is one line on
 stderr and a documented exit code (asrtop.exitcodes, README "Command line"). Imports stay lazy and light
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 from asrtop.control.model import ACTION_KINDS
 from asrtop.exitcodes import BAD_INPUT, ERROR, OK, TIMED_OUT, UNREACHABLE
@@ -60,16 +61,20 @@ def _run(args: Any) -> int:
         return asyncio.run(_status(args, config, balancers))
     if args.command in ACTION_KINDS:
         return asyncio.run(_action(args, config, balancers))
+    if args.command == "recover":
+        return asyncio.run(_recover(args, config, balancers))
     raise _Fail(BAD_INPUT, f"unknown command {args.command!r}")
 
 
 def _source(config, balancers, prometheus: str | None = None):
     """Balancers alone when no node has an agent (fast path: no aiohttp); else agents or Prometheus too.
-    Either way with the drift watch's notes (runtime changes a balancer reload threw away)."""
+    Either way with the drift watch's notes (runtime changes a balancer reload threw away) and the intent
+    journal's (changes an interrupted asrtop left half-done)."""
     from asrtop.control.audit import AuditLog
     from asrtop.control.drift import ReloadWatch
+    from asrtop.control.journal import InterruptedNotes, Journal
 
-    notes = (ReloadWatch(AuditLog(config.audit_log)),)
+    notes = (InterruptedNotes(Journal.beside(config.audit_log)), ReloadWatch(AuditLog(config.audit_log)))
     uses_agents = any(n.agent for n in config.nodes) or (config.discovery is not None and
                                                          config.discovery.agent_url is not None)
     if prometheus or config.prometheus or uses_agents:
@@ -126,7 +131,11 @@ async def _action(args: Any, config, balancers) -> int:
     source = _source(config, balancers, getattr(args, "prometheus", None))
     try:
         ctl = Controller(config, balancers, source=source, read_only=bool(getattr(args, "read_only", False)))
+        ctl.redeliver_signals = False  # a signal held during the change: printed first, delivered below
         res = await ctl.apply(action, force=args.force, dry_run=args.dry_run)
+        if res.signal is not None:
+            _report(res.message, res.exit_code, res.plan.warnings if res.plan else ())
+            _deliver(res.signal)
         warnings = res.plan.warnings if res.plan else ()
         if res.outcome == "dry-run":
             print(res.message)
@@ -146,6 +155,40 @@ async def _action(args: Any, config, balancers) -> int:
         return OK
     finally:
         await source.close()
+
+
+def _report(message: str, code: int, notes: Sequence[str] = ()) -> None:
+    if code == OK:
+        print(message, flush=True)
+    else:
+        _err(message)
+    for line in notes:
+        print(f"  note: {line}", flush=True)
+
+
+def _deliver(signum: int) -> None:
+    """A signal held while a change was sent: stop now, as it asked (Ctrl+C: exit 130)."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    signal.raise_signal(signum)  # SIGTERM/SIGHUP: the default action (the held handlers are gone)
+    raise SystemExit(128 + signum)  # a handler that returned: still stop
+
+
+async def _recover(args: Any, config, balancers) -> int:
+    from asrtop.control.recover import Recovery
+
+    rec = Recovery(config, balancers, read_only=bool(getattr(args, "read_only", False)))
+    rec.redeliver_signals = False
+    res = await rec.run(dry_run=bool(getattr(args, "dry_run", False)))
+    for line in res.lines:
+        print(f"  {line}" if res.items else line, flush=True)
+    if res.exit_code == OK:
+        print(res.message, flush=True)
+    else:
+        _err(res.message)
+    if res.signal is not None:
+        _deliver(res.signal)
+    return res.exit_code
 
 
 class Progress:

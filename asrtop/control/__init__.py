@@ -3,9 +3,12 @@
     model.py       leaf: kinds, outcomes + exit codes, Action, Plan, BatchPlan, ActionResult
     rules.py       PURE: validation, guardrails (one node, a batch, the model guard), wording
     controller.py  the I/O: plan, apply to every balancer, read back, audit, wait drained
-    seams.py       the Protocols the console takes (ActionController, AuditReader)
+    recover.py     `asrtop recover`: finish or undo the changes the journal says were interrupted
+    seams.py       the Protocols the console takes (ActionController, AuditReader, Recoverer)
+    journal.py     the write-ahead intent journal of multi-step changes (+ its notes provider)
     audit.py       the audit log (typed entries, newest first)
     oplock.py      one action at a time per cluster
+    signals.py     SIGINT/SIGTERM/SIGHUP held while a change is sent and audited
     drift.py       runtime changes a balancer reload threw away (a notes provider for the fleet source)
 """
 

@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple, Protocol
 
 from asrtop.balancers.base import ServerState
 from asrtop.control.model import ActionResult
@@ -36,11 +36,16 @@ def who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _state(s: ServerState | None) -> dict | None:
+def state_record(s: ServerState | None) -> dict | None:
+    """A server's state as an audit line's before/after ({"server", "admin", "weight", "backup", "health"})."""
     if s is None:
         return None
     return {"server": s.name, "admin": s.admin.value, "weight": s.weight, "backup": s.backup,
             "health": s.health.value}
+
+
+def now_text(now: datetime | None = None) -> str:
+    return (now or datetime.now(timezone.utc)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def record_for(result: ActionResult, *, force: bool = False, dry_run: bool = False, user: str | None = None,
@@ -48,7 +53,7 @@ def record_for(result: ActionResult, *, force: bool = False, dry_run: bool = Fal
     """The audit record of an ActionResult. `forced`: --force was given AND a guardrail it overrode refused."""
     a = result.action
     return {
-        "time": (now or datetime.now(timezone.utc)).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": now_text(now),
         "user": user or who(),
         "action": a.kind,
         "node": a.node,
@@ -58,8 +63,8 @@ def record_for(result: ActionResult, *, force: bool = False, dry_run: bool = Fal
         "dry_run": dry_run,
         "outcome": result.outcome,
         "message": result.message,
-        "balancers": [{"name": b.balancer, "ok": b.ok, "error": b.error, "before": _state(b.before),
-                       "after": _state(b.after)} for b in result.balancers],
+        "balancers": [{"name": b.balancer, "ok": b.ok, "error": b.error, "before": state_record(b.before),
+                       "after": state_record(b.after)} for b in result.balancers],
     }
 
 
@@ -121,6 +126,15 @@ def _opt_list(v: Any) -> list:
 
 def _opt_dict(v: Any) -> dict | None:
     return v if isinstance(v, dict) else None
+
+
+class AuditWriter(Protocol):
+    """Where one record per attempt goes (AuditLog; test fakes); the action lock and the intent journal
+    live beside `path`."""
+
+    path: Path
+
+    def append(self, record: dict) -> None: ...
 
 
 class AuditError(OSError):

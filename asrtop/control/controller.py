@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Callable, Protocol, Sequence, overload
+from typing import Callable, Sequence, overload
 
-from asrtop.balancers.base import AddsPlanNotes, Balancer, BalancerError, BalancerUnreachable, ServerState
+from asrtop.balancers.base import (AddsPlanNotes, Balancer, BalancerError, BalancerUnreachable, RecoversChanges,
+                                   ServerState, StepInterrupted, StepRecorder)
 from asrtop.config import ClusterConfig
 import asrtop.control.rules as rules
-from asrtop.control.audit import AuditError, AuditLog, record_for
+from asrtop.control.audit import AuditError, AuditLog, AuditWriter, record_for
+from asrtop.control.journal import Journal, Operation, about, missing_line, pending_warning
 from asrtop.control.model import (
     GUARD_READ_ONLY,
     STATE_ACTIONS,
@@ -34,6 +36,7 @@ from asrtop.control.model import (
     exit_code_for,
 )
 from asrtop.control.oplock import LockTimeout, action_lock, lock_path
+from asrtop.control.signals import SignalHold
 from asrtop.fleet import FleetSnapshot
 from asrtop.modelfiles import diff_files
 from asrtop.sources import FleetSource
@@ -42,15 +45,6 @@ from asrtop.sources.live import LiveFleetSource
 ProgressCallback = Callable[[int | None, float], None]  # (in-flight now or None if unknown, seconds waited)
 DRAIN_POLL_SECONDS = 0.5
 MODEL_FILES_TIMEOUT = 3.0  # the model guard names the differing files when the agents answer this fast
-
-
-class AuditWriter(Protocol):
-    """Where the controller writes one record per attempt (asrtop.control.audit.AuditLog); the action lock
-    lives beside `path`."""
-
-    path: Path
-
-    def append(self, record: dict) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -77,17 +71,20 @@ class Controller:
 
     `source` gives the snapshots plans are made from (default: the balancers alone, no agents); pass the
     agent-backed LiveFleetSource so `wait_drained` also follows the agent's in-flight count and the model
-    guard can name the files that differ. `audit` defaults to an AuditLog at config.audit_log. `read_only`
-    (or config.read_only) refuses every action here, whatever the UI shows.
+    guard can name the files that differ. `audit` defaults to an AuditLog at config.audit_log, `journal` (the
+    intent journal of multi-step changes) to the one beside it. `read_only` (or config.read_only) refuses
+    every action here, whatever the UI shows. SIGINT/SIGTERM/SIGHUP are held from sending to the audit line.
     """
 
     def __init__(self, config: ClusterConfig, balancers: Sequence[Balancer], source: FleetSource | None = None,
-                 audit: AuditWriter | None = None, read_only: bool = False):
+                 audit: AuditWriter | None = None, read_only: bool = False, journal: Journal | None = None):
         self.config = config
         self.balancers = list(balancers)
         self.source: FleetSource = source if source is not None else LiveFleetSource(config, None, self.balancers)
         self.audit: AuditWriter = audit if audit is not None else AuditLog(config.audit_log)
+        self.journal = journal if journal is not None else Journal.beside(self.audit.path)
         self.read_only = read_only or config.read_only
+        self.redeliver_signals = True  # False: the caller delivers ActionResult.signal (the CLI prints first)
 
     # -- plan -----------------------------------------------------------------------------------------
 
@@ -130,10 +127,13 @@ class Controller:
             view = snap.node(action.node)
         except KeyError:
             view = None
+        pending = about(self.journal.unfinished(), action.node)  # interrupted changes (asrtop recover)
         if view is None and retry and len(retry) == len(self.balancers) and \
                 all(isinstance(r, Exception) for r in retried.values()):
             return refuse(*rules.unreadable([(n, _kind_of(e), rules.one_line(e, n))
                                              for n, e in retried.items() if isinstance(e, Exception)]))
+        if view is None and pending:
+            return refuse("bad-input", missing_line(pending, action.node))
         if view is None:
             known = ", ".join(n.name for n in snap.nodes) or "none"
             return refuse("bad-input", f"unknown node {action.node!r} (known: {known})")
@@ -147,9 +147,13 @@ class Controller:
             if server is None and isinstance(res, list):  # failed in the snapshot, read on the retry
                 server = next((s for s in res if view.config.matches(s)), None)
             if server is None:
-                targets.append(_Target(b, problem=f"has no server for {action.node}", problem_kind="missing"))
+                gone = [g for g in pending if any(op.balancer == b.name for op in g)]
+                targets.append(_Target(b, problem=f"has no server for {action.node}" + (
+                    f" ({missing_line(gone, action.node)})" if gone else ""), problem_kind="missing"))
                 continue
             targets.append(_Target(b, server.name, server, noop=rules.took(action, server, b.kind)))
+        if all(t.problem_kind == "missing" for t in targets) and pending:
+            return refuse("bad-input", missing_line(pending, action.node), targets)
         if all(t.problem_kind == "missing" for t in targets):
             where = ", ".join(b.name for b in self.balancers)
             return refuse("bad-input", f"{action.node} is not a server on any balancer ({where})", targets)
@@ -163,7 +167,8 @@ class Controller:
         notes = await asyncio.gather(*(asyncio.to_thread(_plan_notes, t.balancer, t.before, action)
                                        for t in targets if t.problem is None and t.before is not None))
         plan = Plan(action, rules.consequence(snap, action), () if force else guards, changes,
-                    ((warning,) if warning else ()) + tuple(n for found in notes for n in found))
+                    ((warning,) if warning else ()) + tuple(pending_warning(g) for g in pending)
+                    + tuple(n for found in notes for n in found))
         return _Prepared(plan, tuple(targets), forced=force and bool(guards))
 
     async def _guards(self, snap: FleetSnapshot, action: Action, force: bool) -> tuple[Refusal, ...]:
@@ -205,8 +210,8 @@ class Controller:
         if dry_run or self.read_only:
             return await self._apply(action, force, dry_run)
         try:
-            async with action_lock(lock_path(self.audit.path)):
-                return await self._apply(action, force, dry_run)
+            async with action_lock(lock_path(self.audit.path)) as locked:
+                return await self._apply(action, force, dry_run, locked)
         except LockTimeout as e:
             return self._audited(ActionResult(action, "refused", f"refused: {e}", (), exit_code_for("refused")),
                                  force, dry_run)
@@ -218,37 +223,54 @@ class Controller:
         if self.read_only:
             return tuple([await self._apply(a, force, False) for a in actions])
         try:
-            async with action_lock(lock_path(self.audit.path)):
+            async with action_lock(lock_path(self.audit.path)) as locked:
                 if not force:
                     together = rules.batch_refusal(await self.source.snapshot(), actions, self.config.min_ready)
                     if together is not None:
                         return tuple(self._audited(ActionResult(a, together.outcome, together.line, (),
                                                                 exit_code_for(together.outcome)), force, False)
                                      for a in actions)
-                return tuple([await self._apply(a, force, False) for a in actions])
+                return tuple([await self._apply(a, force, False, locked) for a in actions])
         except LockTimeout as e:
             return tuple(self._audited(ActionResult(a, "refused", f"refused: {e}", (), exit_code_for("refused")),
                                        force, False) for a in actions)
 
-    async def _apply(self, action: Action, force: bool, dry_run: bool) -> ActionResult:
+    async def _apply(self, action: Action, force: bool, dry_run: bool, locked: bool = False) -> ActionResult:
         prep = await self._prepare(action, force)
         plan = prep.plan
-        if plan.refusals:
-            outcome = plan.refusal_outcome or "refused"
-            res = ActionResult(action, outcome, plan.refusal or "", _untouched(prep.targets, "not sent"),
-                               exit_code_for(outcome), plan)
-        elif dry_run:
-            msg = f"dry run, nothing changed: {rules.describe(action)}: {plan.consequence}"
-            res = ActionResult(action, "dry-run", msg, _untouched(prep.targets, None), exit_code_for("dry-run"), plan)
-        else:
-            res = await self._execute(action, prep)
-        if prep.forced:
-            res = replace(res, forced=True, message=f"{res.message} (forced)")
-        return self._audited(res, force, dry_run)
+        hold = SignalHold(self.redeliver_signals)  # from the first command sent to the audit line
+        ops: list[Operation] = []  # the journal's operations of a multi-step change
+        with nullcontext() if plan.refusals or dry_run else hold:
+            if plan.refusals:
+                outcome = plan.refusal_outcome or "refused"
+                res = ActionResult(action, outcome, plan.refusal or "", _untouched(prep.targets, "not sent"),
+                                   exit_code_for(outcome), plan)
+            elif dry_run:
+                msg = f"dry run, nothing changed: {rules.describe(action)}: {plan.consequence}"
+                res = ActionResult(action, "dry-run", msg, _untouched(prep.targets, None), exit_code_for("dry-run"),
+                                   plan)
+            else:
+                res = await self._execute(action, prep, hold, ops)
+            if hold.pending is not None:
+                res = rules.signalled(res, hold.pending, hold.name or "")
+            if prep.forced:
+                res = replace(res, forced=True, message=f"{res.message} (forced)")
+            res = self._audited(res, force, dry_run)
+            if ops:  # the journal: audited, then emptied when every operation in it is
+                await asyncio.to_thread(self.journal.audited, ops, locked)
+            return res
 
-    async def _execute(self, action: Action, prep: _Prepared) -> ActionResult:
+    async def _execute(self, action: Action, prep: _Prepared, hold: SignalHold | None = None,
+                       ops: list[Operation] | None = None) -> ActionResult:
         todo = [t for t in prep.targets if t.problem is None and not t.noop]
-        sent = await asyncio.gather(*(_send(t.balancer, t.server or "", action) for t in todo))
+        journaled = action.kind == "backup" and ops is not None
+        aid = self.journal.new_action_id() if journaled else None
+        recorders = [self.journal.begin(action.kind, action.node, action.value, t.balancer.name, t.server or "",
+                                        hold, aid) if journaled and isinstance(t.balancer, RecoversChanges) else None
+                     for t in todo]
+        if ops is not None:
+            ops.extend(r for r in recorders if r is not None)
+        sent = await asyncio.gather(*(_send(t.balancer, t.server or "", action, r) for t, r in zip(todo, recorders)))
         accepted = [t for t, err in zip(todo, sent) if err is None]
         back = dict(zip((t.balancer.name for t in accepted),
                         await asyncio.gather(*(_read_servers(t.balancer) for t in accepted))))
@@ -344,19 +366,24 @@ async def _read_servers(b: Balancer) -> list[ServerState] | Exception:
         return e
 
 
-def _call(b: Balancer, server: str, action: Action) -> None:
+def _call(b: Balancer, server: str, action: Action, recorder: StepRecorder | None = None) -> None:
     if action.kind in STATE_ACTIONS:
         b.set_state(server, STATE_ACTIONS[action.kind])
     elif action.kind == "weight":
         b.set_weight(server, int(action.value))  # type: ignore[arg-type]  (validated: an int)
+    elif recorder is not None and isinstance(b, RecoversChanges):  # journaled, step by step
+        b.set_backup(server, bool(action.value), recorder=recorder)
     else:
         b.set_backup(server, bool(action.value))
 
 
-async def _send(b: Balancer, server: str, action: Action) -> tuple[str, str] | None:
-    """None when the balancer accepted the change, else (unreachable|rejected, one line)."""
+async def _send(b: Balancer, server: str, action: Action, recorder: StepRecorder | None = None
+                ) -> tuple[str, str] | None:
+    """None when the balancer accepted the change, else (unreachable|rejected|interrupted, one line)."""
     try:
-        await asyncio.to_thread(_call, b, server, action)
+        await asyncio.to_thread(_call, b, server, action, recorder)
+    except StepInterrupted as e:
+        return "interrupted", rules.one_line(e, b.name)
     except BalancerUnreachable as e:
         return "unreachable", rules.one_line(e, b.name)
     except BalancerError as e:  # refused, unsupported

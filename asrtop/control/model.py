@@ -13,6 +13,7 @@ from asrtop.balancers.base import AdminState, ServerState
 from asrtop.exitcodes import (
     BAD_INPUT,
     ERROR,
+    INTERRUPTED,
     OK,
     PARTIAL,
     REFUSED_BY_BALANCER,
@@ -28,11 +29,14 @@ STATE_ACTIONS: dict[str, AdminState] = {"drain": AdminState.DRAIN, "ready": Admi
 FIELD_OF_KIND: dict[str, str] = {"drain": "admin", "ready": "admin", "maint": "admin", "weight": "weight",
                                  "backup": "backup"}
 
-Outcome = Literal["done", "dry-run", "refused", "partial", "unreachable", "rejected", "bad-input"]
+# "interrupted": a signal (Ctrl+C, SIGTERM, SIGHUP) stopped the change between two steps, or asrtop was killed
+# in the middle of one (the audit line `asrtop recover` writes for it).
+Outcome = Literal["done", "dry-run", "refused", "partial", "unreachable", "rejected", "bad-input", "interrupted"]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
-FAILED_OUTCOMES = frozenset({"refused", "partial", "unreachable", "rejected", "bad-input"})
+FAILED_OUTCOMES = frozenset({"refused", "partial", "unreachable", "rejected", "bad-input", "interrupted"})
 EXIT_CODES: dict[str, int] = {"done": OK, "dry-run": OK, "refused": REFUSED_GUARDRAIL, "partial": PARTIAL,
-                              "unreachable": UNREACHABLE, "rejected": REFUSED_BY_BALANCER, "bad-input": BAD_INPUT}
+                              "unreachable": UNREACHABLE, "rejected": REFUSED_BY_BALANCER, "bad-input": BAD_INPUT,
+                              "interrupted": INTERRUPTED}
 
 # Guards that may refuse an action which `force` overrides (read-only refusals are "refused" too, but
 # the controller refuses them before any guard and force never passes them).
@@ -144,7 +148,56 @@ class ActionResult:
     exit_code: int = 0
     plan: Plan | None = None  # the plan it was made from (dry-run prints its change lines)
     forced: bool = False  # --force overrode a guardrail that refused it
+    signal: int | None = None  # SIGINT/SIGTERM/SIGHUP held while it was sent (delivered after the audit line)
 
     @property
     def failed(self) -> bool:
         return self.outcome in FAILED_OUTCOMES
+
+
+# -- recovery of interrupted multi-step changes (asrtop.control.recover) ------------------------------------
+
+RECOVERY_RESULTS = ("completed", "undone", "failed")  # as asrtop.balancers.base.RecoveryReport.result
+
+
+@dataclass(frozen=True)
+class RecoveryItem:
+    """One balancer's part of one interrupted action: what recovery did (or, dry run, would do)."""
+
+    balancer: str
+    what: str  # "`asrtop backup node-2 on`"
+    stopped: str  # "after `del server` at 10:31:02 UTC"
+    result: str  # completed | undone | failed
+    commands: tuple[str, ...] = ()  # Runtime API commands sent (dry run: to send), in order
+    error: str | None = None
+    kind: str | None = None  # a failure's kind: unreachable | rejected | missing (balancer not configured)
+    after: ServerState | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result != "failed"
+
+    def line(self, dry_run: bool = False) -> str:
+        sent = "; ".join(self.commands)
+        if not self.ok:
+            return f"{self.balancer}: cannot recover {self.what} (stopped {self.stopped}): {self.error}"
+        if dry_run:
+            verb = "would complete" if self.result == "completed" else "would undo"
+            return f"{self.balancer}: {verb} {self.what} (stopped {self.stopped}): {sent or 'nothing to send'}"
+        how = ("completed" if self.result == "completed"
+               else "undone, left as before it (run it again to make the change)")
+        return f"{self.balancer}: {self.what} {how} (stopped {self.stopped}): {sent or 'nothing left to send'}"
+
+
+@dataclass(frozen=True)
+class RecoveryResult:
+    items: tuple[RecoveryItem, ...]
+    outcome: Outcome
+    message: str  # one line
+    exit_code: int = 0
+    dry_run: bool = False
+    signal: int | None = None  # a signal held while recovering (delivered after the audit lines)
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        return tuple(i.line(self.dry_run) for i in self.items)

@@ -54,3 +54,20 @@ async def action_lock(path: str | os.PathLike, timeout: float | None = None,
         yield True
     finally:
         os.close(fd)  # releases the lock
+
+
+def held(path: str | os.PathLike) -> bool:
+    """Is an action holding the lock now (any process, this one included)? Never blocks, never creates it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also drops the shared lock just taken
+    return False

@@ -5,11 +5,13 @@ CLI and the console only render what these return.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 from asrtop.balancers.base import HAPROXY_MAX_WEIGHT, NGINX_MAX_WEIGHT, AdminState, Balancer, ServerState
 from asrtop.control.model import (
     ACTION_KINDS,
+    ActionResult,
     GUARD_MIN_READY,
     GUARD_MODEL,
     STATE_ACTIONS,
@@ -17,6 +19,7 @@ from asrtop.control.model import (
     BalancerOutcome,
     Outcome,
     Refusal,
+    exit_code_for,
 )
 from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, primaries_staying_ready
 from asrtop.modelfiles import FileDiff
@@ -153,6 +156,15 @@ def summarize(action: Action, results: Sequence[BalancerOutcome], kinds: dict[st
     if all(kinds.get(r.balancer) == "unreachable" for r in bad):
         return "unreachable", f"unreachable: {desc} changed nothing ({why})"
     return "rejected", f"rejected: {desc} changed nothing ({why})"
+
+
+def signalled(res: ActionResult, signum: int, name: str) -> ActionResult:
+    """A signal (Ctrl+C, SIGTERM, SIGHUP) held while the action was sent: a finished change says so; one the
+    adapter stopped between two steps (undoing what it had started) is "interrupted" (exit 130)."""
+    if res.outcome == "done":
+        return replace(res, signal=signum, message=f"{res.message} ({name} arrived during the change: finished first)")
+    return replace(res, signal=signum, outcome="interrupted", exit_code=exit_code_for("interrupted"),
+                   message=f"interrupted by {name}: {res.message}")
 
 
 def unreadable(problems: Sequence[tuple[str, str, str]]) -> tuple[Outcome, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Protocol, Sequence, overload
 
 from asrtop.control.audit import AuditEntry
-from asrtop.control.model import Action, ActionResult, BatchPlan, Plan
+from asrtop.control.model import Action, ActionResult, BatchPlan, Plan, RecoveryResult
 
 
 class ActionController(Protocol):
@@ -27,3 +27,15 @@ class AuditReader(Protocol):
     async def recent(self, node: str | None = None, limit: int = 10) -> list[AuditEntry]:
         """The last `limit` entries, newest first (only `node`'s when given)."""
         ...
+
+
+class Recoverer(Protocol):
+    """Finish or undo the changes the intent journal says were interrupted (asrtop.control.recover.Recovery)."""
+
+    async def pending(self) -> list[str]:
+        """One line per interrupted action; [] when there is nothing to recover."""
+        ...
+
+    async def plan(self) -> RecoveryResult: ...
+
+    async def run(self, dry_run: bool = False) -> RecoveryResult: ...

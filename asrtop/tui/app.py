@@ -19,7 +19,7 @@ from textual.worker import Worker, WorkerState
 
 import asrtop.control.rules as rules
 from asrtop.control.model import ACTION_KINDS, GUARD_MODEL, Action, ActionResult
-from asrtop.control.seams import ActionController, AuditReader
+from asrtop.control.seams import ActionController, AuditReader, Recoverer
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import FleetHistory
 from asrtop.sources import FleetSource
@@ -54,8 +54,10 @@ class AsrtopApp(App):
 
     def __init__(self, source: FleetSource, controller: ActionController | None = None, *, cluster: str = "asrtop",
                  refresh: float = 1.0, read_only: bool = False, audit: AuditReader | None = None,
-                 max_weight: int = 256, min_weight: int = 0, close_source: bool = True):
+                 max_weight: int = 256, min_weight: int = 0, close_source: bool = True,
+                 recovery: Recoverer | None = None):
         super().__init__()
+        self.recovery = recovery  # `asrtop recover` for the palette's "Recover interrupted changes"
         self.source = source
         self.controller = controller
         self.cluster = cluster
@@ -282,6 +284,40 @@ class AsrtopApp(App):
         for screen in self.screen_stack:
             if isinstance(screen, NodeDetailScreen):
                 self.load_audit(screen)
+
+    def start_recover(self) -> None:
+        if self.read_only or self.recovery is None:
+            self.notify("read-only console: actions are disabled", severity="warning")
+            return
+        if self.action_busy:
+            self.notify("another action is still running", severity="warning")
+            return
+        self.action_busy = True
+        self.perform_recover()
+
+    @work(group="action", exit_on_error=False)
+    async def perform_recover(self) -> None:
+        assert self.recovery is not None
+        try:
+            confirm = ConfirmScreen("Recover interrupted changes?", [], warning=True, pending=True)
+            answer = self.push_screen(confirm, wait_for_dismiss=True)
+            try:
+                plan = await self.recovery.plan()
+            except Exception as e:  # the journal or a balancer could not be read: say why, change nothing
+                confirm.set_plan([f"cannot plan the recovery: {type(e).__name__}: {e}"], "nothing will be sent", False)
+                await answer
+                return
+            nothing = not plan.items
+            confirm.set_plan(list(plan.lines) or [plan.message], plan.message if nothing else None, False)
+            if not await answer:
+                self.notify("recover: cancelled, nothing changed", timeout=3)
+                return
+            res = await self.recovery.run()
+            self.notify("\n".join((res.message, *res.lines)), title=f"recover: {res.outcome}",
+                        severity="error" if res.outcome != "done" else "information", timeout=12)
+            self.refresh_now()
+        finally:
+            self.action_busy = False
 
     def _report(self, result: ActionResult) -> None:
         self.notify(result.message, title=f"{result.action.kind} {result.action.node}: {result.outcome}",

@@ -28,6 +28,9 @@ class FleetCommands(Provider):
         if not app.read_only:
             for kind, help in ACTION_HELP.items():
                 cmds.append((f"{kind.capitalize()} selected node(s)", partial(fleet.act, kind), help))
+            if app.recovery is not None:
+                cmds.append(("Recover interrupted changes", app.start_recover,
+                             "finish or undo what an interrupted asrtop left half-done (asrtop recover)"))
         for col in SORTABLE:
             cmds.append((f"Sort by {col}", partial(fleet.table.set_sort, col), "again to reverse"))
         cmds.append(("Config order", partial(fleet.table.set_sort, None, False), "unsorted"))

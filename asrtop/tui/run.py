@@ -26,6 +26,8 @@ def build_app(args: argparse.Namespace, config: ClusterConfig, app_class: type[A
     from asrtop.control import Controller
     from asrtop.control.audit import AuditLog
     from asrtop.control.drift import ReloadWatch
+    from asrtop.control.journal import InterruptedNotes, Journal
+    from asrtop.control.recover import Recovery
     from asrtop.control.rules import weight_bounds
     from asrtop.sources.factory import build_fleet_source
     from asrtop.tui.app import AsrtopApp
@@ -33,11 +35,15 @@ def build_app(args: argparse.Namespace, config: ClusterConfig, app_class: type[A
     read_only = bool(getattr(args, "read_only", False)) or config.read_only
     balancers = build_balancers(config)
     audit = AuditLog(config.audit_log)
-    source = build_fleet_source(config, balancers, getattr(args, "prometheus", None), (ReloadWatch(audit),))
-    controller = Controller(config, balancers, source, audit, read_only)
+    journal = Journal.beside(config.audit_log)
+    source = build_fleet_source(config, balancers, getattr(args, "prometheus", None),
+                                (InterruptedNotes(journal), ReloadWatch(audit)))
+    controller = Controller(config, balancers, source, audit, read_only, journal)
+    recovery = Recovery(config, balancers, audit, journal, read_only)
     min_weight, max_weight = weight_bounds(balancers)
     return (app_class or AsrtopApp)(source, controller, cluster=config.name, refresh=config.refresh,
-                                    read_only=read_only, audit=audit, max_weight=max_weight, min_weight=min_weight)
+                                    read_only=read_only, audit=audit, max_weight=max_weight, min_weight=min_weight,
+                                    recovery=recovery)
 
 
 def run_tui(args: argparse.Namespace) -> int:
