@@ -24,6 +24,7 @@ import asrtop.control.rules as rules
 from asrtop.control.audit import AuditError, AuditLog, AuditWriter, record_for
 from asrtop.control.journal import Journal, Operation, about, missing_line, pending_warning
 from asrtop.control.model import (
+    GUARD_INTERRUPTED,
     GUARD_READ_ONLY,
     STATE_ACTIONS,
     Action,
@@ -162,7 +163,9 @@ class Controller:
                                              for t in targets]), targets)
         changes = tuple(rules.change_line(action, t.balancer.name, t.balancer.kind, t.before, t.problem, t.noop)
                         for t in targets)
-        guards = await self._guards(snap, action, force)
+        guards = await self._guards(snap, action, force) + tuple(  # a half-done change: recover it first
+            Refusal("refused", f"refused: {pending_warning(g)} (use --force to act anyway)", GUARD_INTERRUPTED)
+            for g in pending)
         warning = rules.model_warning(snap, action)
         notes = await asyncio.gather(*(asyncio.to_thread(_plan_notes, t.balancer, t.before, action)
                                        for t in targets if t.problem is None and t.before is not None))

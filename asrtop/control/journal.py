@@ -164,7 +164,8 @@ def missing_line(groups: Sequence[Sequence[OpView]], node: str) -> str:
 
 
 def pending_warning(group: Sequence[OpView]) -> str:
-    return f"{what(group[0])} was interrupted {where_stopped(group)} and is unfinished: `asrtop recover` finishes it"
+    return (f"{what(group[0])} was interrupted {where_stopped(group)} and is unfinished: run `asrtop recover` "
+            f"first")
 
 
 def by_action(ops: Sequence[OpView]) -> list[list[OpView]]:

@@ -43,6 +43,7 @@ EXIT_CODES: dict[str, int] = {"done": OK, "dry-run": OK, "refused": REFUSED_GUAR
 GUARD_MIN_READY = "min_ready"
 GUARD_MODEL = "model"
 GUARD_READ_ONLY = "read_only"
+GUARD_INTERRUPTED = "interrupted"  # the node has a change an interrupted asrtop left half-done: recover first
 
 
 def exit_code_for(outcome: str) -> int:
@@ -67,7 +68,7 @@ class Refusal:
 
     @property
     def forceable(self) -> bool:
-        return self.guard in (GUARD_MIN_READY, GUARD_MODEL)
+        return self.guard in (GUARD_MIN_READY, GUARD_MODEL, GUARD_INTERRUPTED)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from asrtop.balancers.base import AdminState, BalancerUnreachable, Health, Serve
 from asrtop.config import ClusterConfig, NodeConfig
 from asrtop.control import Action, ActionResult, BatchPlan, Controller, Plan
 from asrtop.control.audit import AuditEntry
+from asrtop.control.model import RecoveryItem, RecoveryResult
 from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
 
 T0 = 1_700_000_000.0  # fixed clock: screenshots and layouts must not depend on the time of day
@@ -191,3 +192,31 @@ def with_admin(snap: FleetSnapshot, node: str, admin: AdminState) -> FleetSnapsh
     nodes = tuple(replace(n, servers={b: replace(s, admin=admin) for b, s in n.servers.items()})
                   if n.name == node else n for n in snap.nodes)
     return replace(snap, nodes=nodes)
+
+
+class FakeRecovery:
+    """A Recoverer (asrtop.control.seams) with one interrupted backup toggle until run() recovers it."""
+
+    def __init__(self, pending: bool = True):
+        self.item = RecoveryItem("hx-a", "`asrtop backup node-2 on`", "after `del server` at 10:31:02 UTC",
+                                 "completed", ("add server asr/node-2 127.0.0.1:10002 weight 3 id 2 backup",
+                                               "set server asr/node-2 state ready"))
+        self.left = pending
+        self.runs = 0
+
+    async def pending(self) -> list[str]:
+        return ["interrupted: `asrtop backup node-2 on` stopped on hx-a after `del server`"] if self.left else []
+
+    async def plan(self) -> RecoveryResult:
+        return await self.run(dry_run=True)
+
+    async def run(self, dry_run: bool = False) -> RecoveryResult:
+        if not self.left:
+            return RecoveryResult((), "done", "nothing to recover: the intent journal has no interrupted change", 0,
+                                  dry_run)
+        if dry_run:
+            return RecoveryResult((self.item,), "dry-run", "dry run, nothing changed: 1 interrupted operation(s) "
+                                  "to recover", 0, True)
+        self.runs += 1
+        self.left = False
+        return RecoveryResult((self.item,), "done", "recovered 1 interrupted operation(s)", 0)

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from fakes import DIGEST_A, DIGEST_B, FakeAudit, FakeController, FakeFleet
+from fakes import DIGEST_A, DIGEST_B, FakeAudit, FakeController, FakeFleet, FakeRecovery
 from screen import plan_shown, screen_text, wait_for
 
 from asrtop.balancers.base import AdminState
@@ -457,3 +457,49 @@ async def test_refresh_during_a_screen_compose_waits_for_its_mount():
         await wait_for(pilot, lambda: screen.is_mounted, what="detail mounted")
         await pilot.pause(0.05)
         assert "node-2" in screen_text(app)
+
+
+async def test_palette_recovers_interrupted_changes_after_a_confirmation():
+    fleet = FakeFleet(6)
+    fleet.notes = ("interrupted: `asrtop backup node-2 on` stopped on hx-a after `del server` at 10:31:02 UTC; "
+                   "run `asrtop recover`",)
+    recovery = FakeRecovery()
+    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=0.2, recovery=recovery)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(pilot, app)
+        assert "interrupted: `asrtop backup node-2 on`" in screen_text(app)  # the notes line
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"recover interrupted")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: plan_shown(app), what="the recovery's plan")
+        text = screen_text(app)
+        assert "Recover interrupted changes?" in text and "would complete `asrtop backup node-2 on`" in text
+        await pilot.press("n")  # cancel: nothing recovered
+        await pilot.pause(0.1)
+        assert recovery.runs == 0 and not app.action_busy
+        app.start_recover()
+        await wait_for(pilot, lambda: plan_shown(app), what="the recovery's plan again")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: recovery.runs == 1, what="recover")
+        await wait_for(pilot, lambda: not app.action_busy, what="the action to end")
+        app.start_recover()  # nothing left: said, and it cannot be confirmed
+        await wait_for(pilot, lambda: plan_shown(app), what="the empty plan")
+        assert "nothing to recover" in screen_text(app)
+        await pilot.press("y")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmScreen) and recovery.runs == 1
+        await pilot.press("escape")
+
+
+async def test_read_only_console_has_no_recover_command():
+    fleet = FakeFleet(6)
+    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", read_only=True, audit=FakeAudit(), refresh=0.2,
+                    recovery=FakeRecovery())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(pilot, app)
+        assert not [h async for h in FleetCommands(app.screen).search("recover")]
+        app.start_recover()
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, ConfirmScreen) and app.recovery.runs == 0
