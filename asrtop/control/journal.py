@@ -2,11 +2,11 @@
 
 File: `journal.jsonl` in the audit log's directory (DESIGN: files beside the audit log). One JSON object per
 line, each written with ONE os.write on an O_APPEND descriptor before the next command is sent, so it
-survives any end of asrtop (SIGKILL, the OOM killer, a dropped SSH session). The write-ahead records are
-also fdatasynced, so they survive a crash of the host: "planned" (the intent, before the first change) and
-"deleting" (before `del server`); with sync="all" every record is (tests/benchmarks/bench_control_journal.py
-measures both against the 2 ms budget). A progress record lost with the host costs nothing: recovery
-reads HAProxy's state, and a lost "done" only makes `asrtop recover` find nothing to do. Today the multi-step change is HAProxy's backup re-create (one operation per balancer):
+survives any end of asrtop (SIGKILL, the OOM killer, a dropped SSH session). The write-ahead intent
+("planned", before the first change, with everything recovery needs) is also fdatasynced, so it survives a
+crash of the host; with sync="all" every record is (tests/benchmarks/bench_control_journal.py measures both
+against the 2 ms budget). A progress record lost with the host costs nothing: recovery reads HAProxy's
+state, and a lost "done" only makes `asrtop recover` find nothing to do. Today the multi-step change is HAProxy's backup re-create (one operation per balancer):
 
     {"op": "20261121T103102Z-4242-1/hx-a", "time": "2026-11-21T10:31:02.118Z", "step": "planned",
      "balancer": "hx-a", "server": "node-2", "kind": "backup", "node": "node-2", "value": true,
@@ -23,7 +23,8 @@ reads HAProxy's state, and a lost "done" only makes `asrtop recover` find nothin
 the action's audit line. An operation without "audited" (or "recovered", written by recover after its
 "interrupted" audit line) is unfinished: interrupted, unless its process is still alive on this host and
 holds the action lock (then it is in progress). One stopped after "done" lacks only its audit line (recover
-writes it). When no operation is left unfinished the file is compacted (rewritten atomically, empty).
+writes it). When no operation is left unfinished the file is emptied (one truncate: a reader sees all of it or
+nothing).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,7 +45,7 @@ from asrtop.control.oplock import held, lock_path
 from asrtop.control.signals import SignalHold
 
 FINISHED = ("audited", "recovered")  # the change ended AND its audit line was written
-SYNCED = frozenset({"planned", "deleting", "interrupted", "recovered"})  # fdatasynced with sync="intent"
+SYNCED = frozenset({"planned", "interrupted", "recovered"})  # fdatasynced with sync="intent"
 # "stopped after ..." for the last step reached; the Runtime API command it stands for
 AFTER = {"planned": "before its first change", "probe added": "after `add server` (the probe)",
          "probe deleted": "after `del server` (the probe)", "maint set": "after `set server … state maint`",
@@ -98,7 +98,7 @@ class OpView:
         return "add_line" in self.facts
 
     @property
-    def audited(self) -> bool:
+    def interruption_audited(self) -> bool:
         """`asrtop recover` already wrote the interruption's audit line."""
         return any(s == "interrupted" for s, _ in self.steps)
 
@@ -184,7 +184,10 @@ class Journal:
         self.lock = Path(lock) if lock is not None else None  # the action lock: held while a change runs
         self._seq = 0
         self._mutex = threading.Lock()
-        self._cache: tuple[tuple[int, int, int], list[OpView]] | None = None
+        self._fold = _Fold()
+        self._ops: list[OpView] = []
+        self._seen: tuple[int, int, int] = (-1, -1, -1)  # (inode, size, mtime) _ops were read at
+        self._clean = True  # every operation read so far is finished
 
     @classmethod
     def beside(cls, audit_path: str | os.PathLike) -> "Journal":
@@ -193,17 +196,25 @@ class Journal:
 
     # -- writing -------------------------------------------------------------------------------------
 
-    def append(self, record: Mapping[str, Any], fsync: bool = True) -> None:
-        """One line, one O_APPEND write (fsynced unless told not to). OSError when it cannot be written."""
-        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+    def open(self) -> int:
+        """An O_APPEND descriptor on the file (created with its directory when missing)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def append(self, record: Mapping[str, Any], fsync: bool = True, fd: int | None = None) -> None:
+        """One line, one O_APPEND write (fdatasynced unless told not to), on `fd` when given (an operation
+        keeps one open: every syscall is a GIL hand-off next to the other balancers' threads). OSError when
+        it cannot be written."""
+        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+        own = fd is None
+        fd = self.open() if fd is None else fd
         try:
             os.write(fd, line)
             if fsync:
                 os.fdatasync(fd)
         finally:
-            os.close(fd)
+            if own:
+                os.close(fd)
 
     def begin(self, kind: str, node: str, value: object, balancer: str, server: str,
               hold: SignalHold | None = None, action_id: str | None = None) -> "Operation":
@@ -222,9 +233,17 @@ class Journal:
         """The action's audit line is written: its operations are finished; compact when all are (only under
         the action lock: nobody else writes then)."""
         for op in ops:
-            if op.started:
+            if op.last == "done":  # a change that failed in the middle stays unfinished: recover finishes it
                 op.step("audited")
-        if locked:
+            op.close()
+        if not locked:
+            return
+        if self._clean and all(op.last == "audited" for op in ops):  # nothing else was written since
+            try:  # the last read found every operation finished: no need to read our own records back
+                os.truncate(self.path, 0)
+            except OSError:
+                pass
+        else:
             self.compact()
 
     def mark(self, op: OpView, step: str, **facts: Any) -> None:
@@ -232,38 +251,45 @@ class Journal:
                      "server": op.facts.get("server"), **facts})
 
     def compact(self) -> bool:
-        """Rewrite the file empty (atomically) when every operation in it is finished. Call with the
-        action lock held. True when it was rewritten."""
+        """Empty the file (one truncate: a reader sees all of it or nothing) when every operation in it is
+        finished. Call with the action lock held. True when it was emptied."""
         ops = self.operations()
         if not ops or any(not o.finished for o in ops):
             return False
-        fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=self.path.parent)
-        try:  # not fsynced: if the host loses it, the old file holds only finished operations
-            os.fchmod(fd, 0o640)
-            os.close(fd)
-            os.replace(tmp, self.path)
+        try:  # not synced: if the host loses it, the old file holds only finished operations
+            os.truncate(self.path, 0)
         except OSError:
-            Path(tmp).unlink(missing_ok=True)
             return False
-        self._cache = None
         return True
 
     # -- reading -------------------------------------------------------------------------------------
 
     def operations(self) -> list[OpView]:
-        """Every operation in the file, oldest first (cached until the file changes; bad lines skipped)."""
+        """Every operation in the file, oldest first (bad lines skipped). Read incrementally: a file that
+        only grew is read from where the last call stopped; another file (or a shorter one) from its start."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
+            self._fold, self._ops, self._clean = _Fold(), [], True
             return []
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+        if (st.st_ino, st.st_size, st.st_mtime_ns) == self._seen:
+            return self._ops
         with open(self.path, "rb") as f:
+            # the same file, only grown: its first line is still the one read before (not emptied and refilled)
+            if st.st_ino != self._seen[0] or st.st_size < self._fold.offset or f.read(len(self._fold.head)) != \
+                    self._fold.head:
+                self._fold = _Fold()
+            f.seek(self._fold.offset)
             data = f.read()
-        ops = fold(_records(data[:data.rfind(b"\n") + 1]))
-        self._cache = (key, ops)
-        return ops
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next call
+        if not self._fold.offset:
+            self._fold.head = data[:data.find(b"\n") + 1]
+        self._fold.add(_records(data[:end]))
+        self._fold.offset += end
+        self._ops = self._fold.views()
+        self._seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+        self._clean = all(o.finished for o in self._ops)
+        return self._ops
 
     def unfinished(self, include_running: bool = False) -> list[OpView]:
         """Operations a crash (or a failure in the middle) left unfinished; not those still in progress."""
@@ -283,15 +309,25 @@ def _records(data: bytes) -> Iterator[dict]:
             yield d
 
 
-def fold(records: Iterator[dict]) -> list[OpView]:
-    facts: dict[str, dict] = {}
-    steps: dict[str, list[tuple[str, str]]] = {}
-    for d in records:
-        op = d["op"]
-        if d["step"] == "planned" or op not in facts:
-            facts[op] = {**facts.get(op, {}), **{k: v for k, v in d.items() if k not in ("op", "step", "time")}}
-        steps.setdefault(op, []).append((d["step"], str(d.get("time", ""))))
-    return [OpView(op, facts[op], tuple(steps[op])) for op in facts]
+class _Fold:
+    """Records folded into operations so far, and the byte offset they were read up to."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.head = b""  # the file's first line when it was read from its start
+        self.facts: dict[str, dict] = {}
+        self.steps: dict[str, list[tuple[str, str]]] = {}
+
+    def add(self, records: Iterator[dict]) -> None:
+        for d in records:
+            op = d["op"]
+            if d["step"] == "planned" or op not in self.facts:
+                self.facts[op] = {**self.facts.get(op, {}),
+                                  **{k: v for k, v in d.items() if k not in ("op", "step", "time")}}
+            self.steps.setdefault(op, []).append((d["step"], str(d.get("time", ""))))
+
+    def views(self) -> list[OpView]:
+        return [OpView(op, self.facts[op], tuple(self.steps[op])) for op in self.facts]
 
 
 @dataclass
@@ -304,7 +340,9 @@ class Operation:
     hold: SignalHold | None = None
     lost: int = 0  # step records that could not be written (the change went on: stopping would be worse)
     started: bool = False  # its intent ("planned") is in the journal
+    last: str = ""  # the last step written
     _depth: int = field(default=0, repr=False)
+    _fd: int | None = field(default=None, repr=False)  # open from its first record to close()
 
     def step(self, name: str, **facts: object) -> None:
         record = {"op": self.op, "time": now_text(), "step": name, "balancer": self.head["balancer"],
@@ -313,13 +351,20 @@ class Operation:
             record.update(self.head, user=who(), host=socket.gethostname(), pid=os.getpid())
         record.update(facts)
         try:
-            self.journal.append(record, self.journal.sync == "all" or name in SYNCED)
-            self.started = self.started or name == "planned"
+            if self._fd is None:
+                self._fd = self.journal.open()
+            self.journal.append(record, self.journal.sync == "all" or name in SYNCED, self._fd)
+            self.started, self.last = self.started or name == "planned", name
         except OSError as e:
             if name == "planned":  # write-ahead: without the intent on disk, nothing is changed
                 raise JournalError(f"{self.head['balancer']}: cannot write the intent journal {self.journal.path} "
                                    f"({e.strerror or e}); nothing changed") from None
             self.lost += 1
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def checkpoint(self) -> None:
         if self._depth == 0 and self.hold is not None and self.hold.pending is not None:

@@ -76,7 +76,7 @@ class Recovery:
             return _result((), "refused", f"refused: {e}", False)
 
     async def _recover(self, group: list[OpView]) -> list[RecoveryItem]:
-        if not all(op.audited for op in group):
+        if not all(op.interruption_audited for op in group):
             self._append(_interrupted_record(group))
             for op in group:
                 await asyncio.to_thread(self.journal.mark, op, "interrupted")

@@ -126,6 +126,9 @@ class RuntimeRelay:
         except OSError:
             conn.close()
             return
+        if not raw.endswith(b"\n"):  # the client died while sending it: HAProxy would wait for the rest
+            conn.close()
+            return
         cmd = raw.decode(errors="replace").strip()
         with self._lock:  # one command at a time: the count and the freeze are exact
             self.commands.append(cmd)

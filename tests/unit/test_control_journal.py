@@ -217,3 +217,26 @@ def test_recovery_lines_say_which_way_it_went():
     assert item("completed").line(dry_run=True).startswith("hx-a: would complete `asrtop backup n2 on`")
     assert item("failed", "rejected").line().startswith("hx-a: cannot recover `asrtop backup n2 on`")
     assert INTERRUPTED == 130
+
+
+def test_a_long_lived_reader_follows_appends_and_a_file_emptied_and_refilled(tmp_path):
+    writer, reader = journal(tmp_path), journal(tmp_path)  # two processes: an asrtop action and the console
+    op = toggle(writer, "hx-a", ["maint set"], aid="A1")
+    assert [o.last for o in reader.unfinished()] == ["maint set"]
+    op.step("deleting")
+    op.step("deleted")
+    assert [o.last for o in reader.unfinished()] == ["deleted"]  # read from where it stopped
+    op.step("done")
+    writer.audited([op], locked=True)
+    assert writer.path.stat().st_size == 0 and reader.unfinished() == []
+    toggle(writer, "hx-b", ["probe added"] * 30, aid="B2")  # refilled past the old offset: read from the start
+    assert [(o.op, o.balancer) for o in reader.unfinished()] == [("B2/hx-b", "hx-b")]
+    assert reader.operations()[0].facts["add_line"] == FACTS["add_line"]
+
+
+def test_a_change_that_failed_in_the_middle_stays_unfinished_after_its_audit_line(tmp_path):
+    j = journal(tmp_path)
+    op = toggle(j, "hx-a", ["maint set", "deleting", "deleted"])  # then HAProxy stopped answering: no "done"
+    j.audited([op], locked=True)
+    (o,) = j.unfinished()
+    assert o.last == "deleted" and j.path.stat().st_size > 0  # `asrtop recover` re-adds the server
