@@ -70,6 +70,11 @@ class UnsupportedAction(BalancerError):
     """The balancer cannot do this at all (e.g. HAProxy backup toggle with a static algorithm)."""
 
 
+class NotPersisted(BalancerError):
+    """The change WAS made, but keeping it across a reload failed (HAProxy: the server-state-file could not be
+    written). The controller reports it as a warning on a change that took, never as a refusal."""
+
+
 @runtime_checkable
 class Balancer(Protocol):
     """Adapters: balancers/haproxy.py (Runtime API), balancers/nginx.py (upstream file + reload).

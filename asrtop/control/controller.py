@@ -17,7 +17,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, overload
 
-from asrtop.balancers.base import AddsPlanNotes, Balancer, BalancerError, BalancerUnreachable, ServerState
+from asrtop.balancers.base import (
+    AddsPlanNotes,
+    Balancer,
+    BalancerError,
+    BalancerUnreachable,
+    NotPersisted,
+    ServerState,
+)
 from asrtop.config import ClusterConfig
 import asrtop.control.rules as rules
 from asrtop.control.audit import AuditError, AuditLog, record_for
@@ -42,6 +49,7 @@ from asrtop.sources.live import LiveFleetSource
 ProgressCallback = Callable[[int | None, float], None]  # (in-flight now or None if unknown, seconds waited)
 DRAIN_POLL_SECONDS = 0.5
 MODEL_FILES_TIMEOUT = 3.0  # the model guard names the differing files when the agents answer this fast
+WARNED = "warned"  # _send: the change took, with a warning (NotPersisted)
 
 
 class AuditWriter(Protocol):
@@ -249,14 +257,14 @@ class Controller:
     async def _execute(self, action: Action, prep: _Prepared) -> ActionResult:
         todo = [t for t in prep.targets if t.problem is None and not t.noop]
         sent = await asyncio.gather(*(_send(t.balancer, t.server or "", action) for t in todo))
-        accepted = [t for t, err in zip(todo, sent) if err is None]
+        accepted = [t for t, err in zip(todo, sent) if err is None or err[0] == WARNED]
         back = dict(zip((t.balancer.name for t in accepted),
                         await asyncio.gather(*(_read_servers(t.balancer) for t in accepted))))
         outcomes: dict[str, BalancerOutcome] = {}
         kinds: dict[str, str] = {}  # changed | already | unreachable | rejected | missing | disagrees
         for t, err in zip(todo, sent):
             name = t.balancer.name
-            if err is not None:
+            if err is not None and err[0] != WARNED:
                 kinds[name], outcomes[name] = err[0], BalancerOutcome(name, False, err[1], t.before)
                 continue
             res = back[name]
@@ -270,7 +278,7 @@ class Controller:
             else:
                 error = None
             kinds[name] = "changed" if error is None else "disagrees"
-            outcomes[name] = BalancerOutcome(name, error is None, error, t.before, after)
+            outcomes[name] = BalancerOutcome(name, error is None, error, t.before, after, err[1] if err else None)
         for t in prep.targets:
             name = t.balancer.name
             if name in outcomes:
@@ -354,9 +362,12 @@ def _call(b: Balancer, server: str, action: Action) -> None:
 
 
 async def _send(b: Balancer, server: str, action: Action) -> tuple[str, str] | None:
-    """None when the balancer accepted the change, else (unreachable|rejected, one line)."""
+    """None when the balancer accepted the change, else (unreachable|rejected, one line), or (WARNED, one line)
+    when it took the change but could not keep it across a reload."""
     try:
         await asyncio.to_thread(_call, b, server, action)
+    except NotPersisted as e:
+        return WARNED, rules.one_line(e, b.name)
     except BalancerUnreachable as e:
         return "unreachable", rules.one_line(e, b.name)
     except BalancerError as e:  # refused, unsupported

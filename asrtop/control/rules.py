@@ -144,6 +144,8 @@ def summarize(action: Action, results: Sequence[BalancerOutcome], kinds: dict[st
     bad = [r for r in results if not r.ok]
     already = [n for n in good if kinds.get(n) == "already"]
     note = f" ({', '.join(already)}: already so)" if already else ""
+    warned = "; ".join(f"{r.balancer}: {r.warning}" for r in results if r.warning)
+    note += f" (WARNING: {warned})" if warned else ""
     if not bad:
         return "done", f"{desc}: done on {', '.join(good)}{note}"
     why = "; ".join(f"{r.balancer}: {r.error}" for r in bad)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from asrtop.agentstatus import AsrReading, AgentStatus, HostReading, ModelReading
-from asrtop.balancers.base import AdminState, BalancerRefused, Health, ServerState
+from asrtop.balancers.base import AdminState, BalancerRefused, Health, NotPersisted, ServerState
 from asrtop.config import NodeConfig, parse_config
 from asrtop.control import Action, BalancerOutcome, Controller
 from asrtop.control.rules import consequence, summarize, took, validate
@@ -145,3 +145,25 @@ async def test_read_back_disagreement_is_reported_by_name(tmp_path):
     res = await ctl.apply(Action("weight", "n1", 5))
     assert (res.outcome, res.exit_code) == ("rejected", 7)
     assert res.message == "rejected: weight n1 5 changed nothing (x: HAProxy refused `set server`: Permission denied)"
+
+
+class ForgetfulBalancer(HonestBalancer):
+    """Takes the change, but cannot keep it across a reload (HAProxy: the server-state-file not written)."""
+
+    def set_weight(self, server, weight):
+        super().set_weight(server, weight)
+        raise NotPersisted(f"{self.name}: weight {server} {weight}: done, but server-state-file /x/state was not "
+                           "written (Permission denied)")
+
+
+async def test_a_change_that_took_but_was_not_kept_is_done_with_a_warning(tmp_path):
+    cfg = parse_config({"cluster": {"audit_log": str(tmp_path / "a.jsonl")},
+                        "nodes": [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}]})
+    ctl = Controller(cfg, [HonestBalancer("good"), ForgetfulBalancer("hx")])
+    res = await ctl.apply(Action("weight", "n1", 5))
+    assert (res.outcome, res.exit_code) == ("done", 0)
+    assert res.message == ("weight n1 5: done on good, hx (WARNING: hx: weight n1 5: done, but server-state-file "
+                           "/x/state was not written (Permission denied))")
+    (hx,) = [b for b in res.balancers if b.balancer == "hx"]
+    assert hx.ok and hx.error is None and hx.after is not None and hx.after.weight == 5 and "Permission" in hx.warning
+    assert "WARNING: hx: weight n1 5" in (tmp_path / "a.jsonl").read_text()  # audited with the message
