@@ -143,9 +143,9 @@ class Controller:
             return refuse(*rules.unreadable([(n, _kind_of(e), rules.one_line(e, n))
                                              for n, e in retried.items() if isinstance(e, Exception)]))
         if view is None:
-            known = ", ".join(n.name for n in snap.nodes) or "none"
-            return refuse("bad-input", f"unknown node {action.node!r} (known: {known})")
+            return refuse("bad-input", rules.unknown_node(action.node, [n.name for n in snap.nodes]))
         targets: list[_Target] = []
+        seen = {r.name: r.servers for r in snap.balancers}  # what each balancer has (for a missing server)
         for b in self.balancers:
             res = retried.get(b.name)
             if isinstance(res, Exception):
@@ -153,14 +153,15 @@ class Controller:
                 continue
             server = view.servers.get(b.name)
             if server is None and isinstance(res, list):  # failed in the snapshot, read on the retry
-                server = next((s for s in res if view.config.matches(s)), None)
+                server, seen[b.name] = next((s for s in res if view.config.matches(s)), None), tuple(res)
             if server is None:
-                targets.append(_Target(b, problem=f"has no server for {action.node}", problem_kind="missing"))
+                targets.append(_Target(b, problem=rules.no_server(view.config, seen.get(b.name, ())),
+                                       problem_kind="missing"))
                 continue
             targets.append(_Target(b, server.name, server, noop=rules.took(action, server, b.kind)))
         if all(t.problem_kind == "missing" for t in targets):
-            where = ", ".join(b.name for b in self.balancers)
-            return refuse("bad-input", f"{action.node} is not a server on any balancer ({where})", targets)
+            return refuse("bad-input", rules.on_no_balancer(view.config, [(b.name, seen.get(b.name, ()))
+                                                                          for b in self.balancers]), targets)
         if all(t.problem is not None for t in targets):
             return refuse(*rules.unreadable([(t.balancer.name, t.problem_kind or "rejected", t.problem or "")
                                              for t in targets]), targets)
