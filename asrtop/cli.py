@@ -7,6 +7,7 @@ never imports textual). Exit codes: see asrtop.exitcodes.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from asrtop import __version__
@@ -15,8 +16,20 @@ from asrtop.exitcodes import BAD_INPUT
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line + exit code for bad input, as everywhere else
-        print(f"asrtop: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        print(f"asrtop: error: {_clip_echoes(message)} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(BAD_INPUT)
+
+
+def _clip_echoes(message: str) -> str:
+    """argparse repeats what was typed ('...' quoted, or after "unrecognized arguments: "): each piece cut to a
+    sane length, the message on one line."""
+    from asrtop.balancers.base import clip
+
+    head, sep, rest = message.partition("unrecognized arguments: ")
+    if sep:
+        message = head + sep + " ".join(clip(a) for a in rest.split(" "))
+    message = re.sub(r"'((?:[^'\\]|\\.)*)'", lambda m: "'" + clip(m.group(1)) + "'", message)
+    return message.replace("\n", " ")
 
 
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:

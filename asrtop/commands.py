@@ -105,11 +105,13 @@ async def _status(args: Any, config, balancers) -> int:
 
 
 def _parse_value(args: Any) -> int | bool | None:
+    from asrtop.balancers.base import shown
+
     if args.command == "weight":
         s = str(args.weight).strip()
         digits = s[1:] if s[:1] in ("+", "-") else s
         if not (digits.isascii() and digits.isdigit()):  # int() would also take "1_0" and "١٢"
-            raise _Fail(BAD_INPUT, f"weight must be a whole number, got {args.weight!r}")
+            raise _Fail(BAD_INPUT, f"weight must be a whole number, got {shown(args.weight)}")
         return int(s, 10)
     if args.command == "backup":
         return args.flag == "on"

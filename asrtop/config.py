@@ -7,6 +7,7 @@ ClusterConfig.warnings (shown as FleetSnapshot notes by `asrtop status` and the 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import tomllib
@@ -51,10 +52,20 @@ class NodeConfig:
         return self.server or self.name
 
     def matches(self, server: ServerState) -> bool:
-        """Is this balancer server this node? By HAProxy server name, else by host:port."""
+        """Is this balancer server this node? By HAProxy server name, else by host:port (the same endpoint
+        however it is written: `localhost:P`, `127.0.0.1:P`, `[::1]:P`; see endpoint_key)."""
         if server.name == self.server_name:
             return True
-        return self.address is not None and server.endpoint == self.address
+        return self.address is not None and (server.endpoint == self.address or
+                                             endpoint_key(server.address, server.port) in self.endpoint_keys)
+
+    @functools.cached_property
+    def endpoint_keys(self) -> frozenset[tuple[str, str]]:
+        """endpoint_key of `address`, plus the other spellings of a loopback endpoint (empty without address)."""
+        if self.address is None:
+            return frozenset()
+        host, port = endpoint_key(*self.address.rpartition(":")[::2])
+        return frozenset(((host, port), *((alias, port) for alias in LOOPBACK_ALIASES.get(host, ()))))
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,28 @@ class ClusterConfig:
             if b.name == name:
                 return b
         raise KeyError(name)
+
+
+# What `localhost` may resolve to, and back: matched without asking DNS. 127.0.0.1 and ::1 are not taken as one
+# endpoint (a service may listen on one of them only); `localhost` is either.
+LOOPBACK_ALIASES = {"localhost": ("127.0.0.1", "::1"), "127.0.0.1": ("localhost",), "::1": ("localhost",)}
+
+
+@functools.lru_cache(maxsize=65536)
+def endpoint_key(host: str, port: int | str | None) -> tuple[str, str]:
+    """(host, port) in one comparable spelling, without DNS: brackets off, IP addresses in canonical form
+    (`0:0::1` -> `::1`, `::ffff:10.0.0.1` -> `10.0.0.1`), names lower-case without a trailing dot, every
+    loopback name (`localhost`, `ip6-localhost`, ...) as `localhost`, the port as a plain number ("" = none).
+    Cached: it runs per server per refresh."""
+    h = host.strip().strip("[]").lower().rstrip(".")
+    try:
+        ip = ipaddress.ip_address(h)
+        h = str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+    except ValueError:
+        if h in LOOPBACK_NAMES:
+            h = "localhost"
+    p = str(port).strip() if port is not None else ""
+    return h, str(int(p)) if p.isascii() and p.isdigit() else p
 
 
 def is_loopback(host: str) -> bool:

@@ -70,6 +70,11 @@ class UnsupportedAction(BalancerError):
     """The balancer cannot do this at all (e.g. HAProxy backup toggle with a static algorithm)."""
 
 
+class NotPersisted(BalancerError):
+    """The change WAS made, but keeping it across a reload failed (HAProxy: the server-state-file could not be
+    written). The controller reports it as a warning on a change that took, never as a refusal."""
+
+
 @runtime_checkable
 class Balancer(Protocol):
     """Adapters: balancers/haproxy.py (Runtime API), balancers/nginx.py (upstream file + reload).
@@ -129,7 +134,20 @@ def parse_socket(spec: str) -> tuple[str, str | tuple[str, int]]:
 def validate_weight(balancer: str, weight: object, maximum: int, what: str) -> int:
     """`weight` as a whole number 0..maximum, else BalancerRefused naming the balancer and the range."""
     if isinstance(weight, bool) or not isinstance(weight, int):
-        raise BalancerRefused(f"{balancer}: weight must be a whole number 0-{maximum}, got {weight!r}")
+        raise BalancerRefused(f"{balancer}: weight must be a whole number 0-{maximum}, got {shown(weight)}")
     if not 0 <= weight <= maximum:
         raise BalancerRefused(f"{balancer}: weight {weight} is out of range for {what} (0-{maximum})")
     return weight
+
+
+ECHO_LIMIT = 80  # characters of user input repeated in an error line
+
+
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` cut to `limit` characters + "…" (an error line repeats what the user typed, never all of it)."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """repr() of user input for an error line, cut to `limit` characters + "…"."""
+    return clip(repr(value), limit)

@@ -3,7 +3,8 @@
 Transport, reads and refusals: haproxy_api.py (one command per connection, unix path or tcp host:port).
 Reads: `show stat` + `show servers state <backend>`, parsed by header name (haproxy_stat.py). Writes:
 `set server B/S state|weight`; the backup flag has no runtime setter and is toggled by del/add server
-(haproxy_backup.py, HAProxy >= 2.4).
+(haproxy_backup.py, HAProxy >= 2.4). After each change the server-state-file HAProxy loads on a reload, when
+one is configured, is rewritten (haproxy_state_file.py); plan notes say whether a change survives a reload.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from asrtop.balancers.base import (
 from asrtop.balancers.haproxy_api import BackendAPI, RuntimeAPI
 from asrtop.balancers.haproxy_backup import toggle_backup
 from asrtop.balancers.haproxy_stat import ParseError, build_server_states, start_time
+from asrtop.balancers.haproxy_state_file import keep, reload_note
 
 
 class HAProxyBalancer(BackendAPI):
@@ -60,15 +62,24 @@ class HAProxyBalancer(BackendAPI):
         self.check_name(server)
         state = AdminState(state)
         self.command(f"set server {self.backend}/{server} state {state.value}", server)
+        keep(self, f"{state.value} {server}")
 
     def set_weight(self, server: str, weight: int) -> None:
         self.check_name(server)
         validate_weight(self.name, weight, HAPROXY_MAX_WEIGHT, "HAProxy")
         self.command(f"set server {self.backend}/{server} weight {weight}", server)
+        keep(self, f"weight {server} {weight}")
 
     def set_backup(self, server: str, backup: bool, wait: float | None = None) -> None:
         self.check_name(server)
         toggle_backup(self, server, bool(backup), self.drain_timeout if wait is None else wait)
+        keep(self, f"backup {server} {'on' if backup else 'off'}")
+
+    # -- AddsPlanNotes -----------------------------------------------------------------------------------
+
+    def plan_notes(self, server: ServerState, kind: str, value: int | bool | None) -> list[str]:
+        """Whether the change survives a reload (the server-state-file HAProxy loads, if any)."""
+        return [reload_note(self, kind)]
 
     # -- ReportsStartTime --------------------------------------------------------------------------------
 

@@ -17,7 +17,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, overload
 
-from asrtop.balancers.base import AddsPlanNotes, Balancer, BalancerError, BalancerUnreachable, ServerState
+from asrtop.balancers.base import (
+    AddsPlanNotes,
+    Balancer,
+    BalancerError,
+    BalancerUnreachable,
+    NotPersisted,
+    ServerState,
+)
 from asrtop.config import ClusterConfig
 import asrtop.control.rules as rules
 from asrtop.control.audit import AuditError, AuditLog, record_for
@@ -42,6 +49,7 @@ from asrtop.sources.live import LiveFleetSource
 ProgressCallback = Callable[[int | None, float], None]  # (in-flight now or None if unknown, seconds waited)
 DRAIN_POLL_SECONDS = 0.5
 MODEL_FILES_TIMEOUT = 3.0  # the model guard names the differing files when the agents answer this fast
+WARNED = "warned"  # _send: the change took, with a warning (NotPersisted)
 
 
 class AuditWriter(Protocol):
@@ -135,9 +143,9 @@ class Controller:
             return refuse(*rules.unreadable([(n, _kind_of(e), rules.one_line(e, n))
                                              for n, e in retried.items() if isinstance(e, Exception)]))
         if view is None:
-            known = ", ".join(n.name for n in snap.nodes) or "none"
-            return refuse("bad-input", f"unknown node {action.node!r} (known: {known})")
+            return refuse("bad-input", rules.unknown_node(action.node, [n.name for n in snap.nodes]))
         targets: list[_Target] = []
+        seen = {r.name: r.servers for r in snap.balancers}  # what each balancer has (for a missing server)
         for b in self.balancers:
             res = retried.get(b.name)
             if isinstance(res, Exception):
@@ -145,14 +153,15 @@ class Controller:
                 continue
             server = view.servers.get(b.name)
             if server is None and isinstance(res, list):  # failed in the snapshot, read on the retry
-                server = next((s for s in res if view.config.matches(s)), None)
+                server, seen[b.name] = next((s for s in res if view.config.matches(s)), None), tuple(res)
             if server is None:
-                targets.append(_Target(b, problem=f"has no server for {action.node}", problem_kind="missing"))
+                targets.append(_Target(b, problem=rules.no_server(view.config, seen.get(b.name, ())),
+                                       problem_kind="missing"))
                 continue
             targets.append(_Target(b, server.name, server, noop=rules.took(action, server, b.kind)))
         if all(t.problem_kind == "missing" for t in targets):
-            where = ", ".join(b.name for b in self.balancers)
-            return refuse("bad-input", f"{action.node} is not a server on any balancer ({where})", targets)
+            return refuse("bad-input", rules.on_no_balancer(view.config, [(b.name, seen.get(b.name, ()))
+                                                                          for b in self.balancers]), targets)
         if all(t.problem is not None for t in targets):
             return refuse(*rules.unreadable([(t.balancer.name, t.problem_kind or "rejected", t.problem or "")
                                              for t in targets]), targets)
@@ -249,14 +258,14 @@ class Controller:
     async def _execute(self, action: Action, prep: _Prepared) -> ActionResult:
         todo = [t for t in prep.targets if t.problem is None and not t.noop]
         sent = await asyncio.gather(*(_send(t.balancer, t.server or "", action) for t in todo))
-        accepted = [t for t, err in zip(todo, sent) if err is None]
+        accepted = [t for t, err in zip(todo, sent) if err is None or err[0] == WARNED]
         back = dict(zip((t.balancer.name for t in accepted),
                         await asyncio.gather(*(_read_servers(t.balancer) for t in accepted))))
         outcomes: dict[str, BalancerOutcome] = {}
         kinds: dict[str, str] = {}  # changed | already | unreachable | rejected | missing | disagrees
         for t, err in zip(todo, sent):
             name = t.balancer.name
-            if err is not None:
+            if err is not None and err[0] != WARNED:
                 kinds[name], outcomes[name] = err[0], BalancerOutcome(name, False, err[1], t.before)
                 continue
             res = back[name]
@@ -270,7 +279,7 @@ class Controller:
             else:
                 error = None
             kinds[name] = "changed" if error is None else "disagrees"
-            outcomes[name] = BalancerOutcome(name, error is None, error, t.before, after)
+            outcomes[name] = BalancerOutcome(name, error is None, error, t.before, after, err[1] if err else None)
         for t in prep.targets:
             name = t.balancer.name
             if name in outcomes:
@@ -354,9 +363,12 @@ def _call(b: Balancer, server: str, action: Action) -> None:
 
 
 async def _send(b: Balancer, server: str, action: Action) -> tuple[str, str] | None:
-    """None when the balancer accepted the change, else (unreachable|rejected, one line)."""
+    """None when the balancer accepted the change, else (unreachable|rejected, one line), or (WARNED, one line)
+    when it took the change but could not keep it across a reload."""
     try:
         await asyncio.to_thread(_call, b, server, action)
+    except NotPersisted as e:
+        return WARNED, rules.one_line(e, b.name)
     except BalancerUnreachable as e:
         return "unreachable", rules.one_line(e, b.name)
     except BalancerError as e:  # refused, unsupported
