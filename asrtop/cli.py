@@ -50,7 +50,7 @@ def _action(sub, name: str, help: str) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="asrtop", description="Operator console for GPU speech-recognition fleets behind HAProxy or nginx.",
                 epilog="Exit codes: 0 done, 2 bad input, 3 refused by guardrail, 4 partial (some balancers changed), "
-                       "5 unreachable, 6 timed out waiting, 7 refused by a balancer.")
+                       "5 unreachable, 6 drain --wait timed out or the drain was undone, 7 refused by a balancer.")
     p.add_argument("--version", action="version", version=f"asrtop {__version__}")
     _common(p, top=True)
     p.add_argument("--read-only", action="store_true", help="show the fleet; hide and refuse every action")

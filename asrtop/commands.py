@@ -13,7 +13,7 @@ import sys
 from typing import Any, TextIO
 
 from asrtop.control.model import ACTION_KINDS
-from asrtop.exitcodes import BAD_INPUT, ERROR, OK, TIMED_OUT, UNREACHABLE
+from asrtop.exitcodes import BAD_INPUT, DRAIN_UNDONE, ERROR, OK, TIMED_OUT, UNREACHABLE
 
 
 class _Fail(Exception):
@@ -65,7 +65,7 @@ def _run(args: Any) -> int:
 
 def _source(config, balancers, prometheus: str | None = None):
     """Balancers alone when no node has an agent (fast path: no aiohttp); else agents or Prometheus too.
-    Either way with the drift watch's notes (runtime changes a balancer reload threw away)."""
+    Either way with the drift watch's notes (servers that no longer show what asrtop set, and why)."""
     from asrtop.control.audit import AuditLog
     from asrtop.control.drift import ReloadWatch
 
@@ -175,9 +175,13 @@ class Progress:
 
 
 async def _wait(ctl, node: str, timeout: float) -> int:
+    from asrtop.control.controller import DrainUndone
+
     progress = Progress(node, sys.stdout)
     try:
         empty = await ctl.wait_drained(node, timeout, progress)
+    except DrainUndone as e:  # never "safe to upgrade": the node takes new requests again
+        raise _Fail(DRAIN_UNDONE, str(e)) from None
     finally:
         progress.end()
     if empty:

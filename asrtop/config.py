@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from asrtop.balancers.base import ServerState, parse_socket
+from asrtop.balancers.haproxy_agent import AGENT_MODES
 
 BALANCER_KINDS = ("haproxy", "nginx")
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
@@ -38,6 +39,7 @@ class BalancerConfig:
     test_command: tuple[str, ...] = ("nginx", "-t")
     reload_command: tuple[str, ...] = ("nginx", "-s", "reload")
     timeout: float = 2.0
+    agent_checks: str = "pause"  # haproxy: "pause" a server's agent check during drain/maint, or "leave" it
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,7 @@ class _Reader:
 def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
     r = _Reader(path, f"balancers[{i}]", t)
     r.unknown(("name", "kind", "socket", "backend", "config", "upstream", "test_command", "reload_command",
-               "timeout"))
+               "timeout", "agent_checks"))
     name = r.get("name", str, required=True)
     kind = r.get("kind", str, required=True)
     if kind not in BALANCER_KINDS:
@@ -242,11 +244,16 @@ def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
     if not 0 < timeout <= 60:
         r.fail("timeout", f"must be between 0 and 60 seconds, got {timeout}")
     if kind == "haproxy":
+        agent_checks = r.get("agent_checks", str, "pause")
+        if agent_checks not in AGENT_MODES:
+            r.fail("agent_checks", f"must be one of {', '.join(AGENT_MODES)}, got {agent_checks!r}")
         # optional `config`: the haproxy.cfg a backup toggle reads server lines from (default: found from
         # the running process when the socket is local)
         return BalancerConfig(name, kind, socket=r.get("socket", str, required=True),
                               backend=r.get("backend", str, required=True), config=r.get("config", str),
-                              timeout=timeout)
+                              timeout=timeout, agent_checks=agent_checks)
+    if "agent_checks" in r.table:
+        r.fail("agent_checks", "is for haproxy balancers only (nginx has no agent checks)")
     return BalancerConfig(name, kind, config=r.get("config", str, required=True),
                           upstream=r.get("upstream", str, required=True),
                           test_command=r.argv("test_command", BalancerConfig.test_command),

@@ -48,6 +48,11 @@ class ServerState:
     errors_5xx_total: int | None = None
     avg_response_seconds: float | None = None  # HAProxy rtime (last 1024 requests)
     checked: bool = False  # a health check is configured
+    # HAProxy `agent-check` (nginx: never): configured at all, and whether it runs now (False: paused with
+    # `disable agent`); None when there is no agent check. Its answers ready/drain/maint/weight act like the
+    # Runtime API's, so a running one can undo a drain or a maint.
+    agent_check: bool = False
+    agent_enabled: bool | None = None
 
     @property
     def endpoint(self) -> str:
@@ -102,6 +107,18 @@ class AddsPlanNotes(Protocol):
     drain, whether the change survives a reload, ...). Fast and blocking; never raises; one line each."""
 
     def plan_notes(self, server: ServerState, kind: str, value: int | bool | None) -> list[str]: ...
+
+
+@runtime_checkable
+class PausesAgentChecks(Protocol):
+    """A balancer that pauses a server's agent check around drain/maint (HAProxy's `disable agent`), so the
+    agent's next answer cannot set the server back to ready, and resumes it on ready (unless told to leave
+    agent checks alone). The controller shows the change in the plan and checks it in the read-back."""
+
+    def agent_change(self, server: ServerState, state: AdminState) -> bool | None:
+        """What set_state(server.name, state) does to the server's agent check: False pauses it, True resumes
+        it, None leaves it as it is (no agent check, already so, or agent checks are left alone). PURE."""
+        ...
 
 
 @runtime_checkable

@@ -3,8 +3,9 @@
 Transport, reads and refusals: haproxy_api.py (one command per connection, unix path or tcp host:port).
 Reads: `show stat` + `show servers state <backend>`, parsed by header name (haproxy_stat.py). Writes:
 `set server B/S state|weight`; the backup flag has no runtime setter and is toggled by del/add server
-(haproxy_backup.py, HAProxy >= 2.4). After each change the server-state-file HAProxy loads on a reload, when
-one is configured, is rewritten (haproxy_state_file.py); plan notes say whether a change survives a reload.
+(haproxy_backup.py, HAProxy >= 2.4). Agent checks are paused around drain/maint (haproxy_agent.py). After each
+change the server-state-file HAProxy loads on a reload, when one is configured, is rewritten
+(haproxy_state_file.py); plan notes say whether a change survives a reload and what an agent check may undo.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import asrtop.balancers.haproxy_agent as agent
 from asrtop.balancers.base import (
     HAPROXY_MAX_WEIGHT,
     AdminState,
@@ -32,16 +34,21 @@ class HAProxyBalancer(BackendAPI):
     `config`: haproxy.cfg (file or directory) to read server lines from when toggling backup; by default
     it is found from the running process (`show info` Pid -> /proc/PID/cmdline -f) for a local socket.
     `drain_timeout`: how long a backup toggle waits for the server's sessions to end before giving up.
+    `agent_checks`: "pause" (pause a server's agent check during drain/maint) or "leave" (haproxy_agent.py).
     """
 
     kind = "haproxy"
     max_weight = HAPROXY_MAX_WEIGHT
 
     def __init__(self, name: str, socket: str, backend: str, timeout: float = 2.0,
-                 config: str | Path | None = None, drain_timeout: float = 60.0):
+                 config: str | Path | None = None, drain_timeout: float = 60.0, agent_checks: str = agent.PAUSE):
         super().__init__(name, backend, RuntimeAPI(name, socket, timeout), config)
         self.socket, self.timeout = socket, timeout
         self.drain_timeout = drain_timeout
+        if agent_checks not in agent.AGENT_MODES:
+            raise ValueError(f"balancer {name!r}: agent_checks must be one of {', '.join(agent.AGENT_MODES)}, "
+                             f"got {agent_checks!r}")
+        self.agent_checks = agent_checks
 
     def __repr__(self) -> str:
         return f"HAProxyBalancer({self.name!r}, {self.socket!r}, {self.backend!r})"
@@ -61,7 +68,13 @@ class HAProxyBalancer(BackendAPI):
     def set_state(self, server: str, state: AdminState) -> None:
         self.check_name(server)
         state = AdminState(state)
-        self.command(f"set server {self.backend}/{server} state {state.value}", server)
+        where = f"{self.backend}/{server}"
+        before, after = agent.commands(where, state, self.agent_checks)
+        for cmd in before:  # the agent's next answer must not undo the change
+            self.command(cmd, server)
+        self.command(f"set server {where} state {state.value}", server)
+        for cmd in after:
+            self.command(cmd, server, ok=("", agent.NOT_CONFIGURED))
         keep(self, f"{state.value} {server}")
 
     def set_weight(self, server: str, weight: int) -> None:
@@ -75,11 +88,14 @@ class HAProxyBalancer(BackendAPI):
         toggle_backup(self, server, bool(backup), self.drain_timeout if wait is None else wait)
         keep(self, f"backup {server} {'on' if backup else 'off'}")
 
-    # -- AddsPlanNotes -----------------------------------------------------------------------------------
+    # -- PausesAgentChecks, AddsPlanNotes --------------------------------------------------------------
+
+    def agent_change(self, server: ServerState, state: AdminState) -> bool | None:
+        return agent.agent_change(server, AdminState(state), self.agent_checks)
 
     def plan_notes(self, server: ServerState, kind: str, value: int | bool | None) -> list[str]:
-        """Whether the change survives a reload (the server-state-file HAProxy loads, if any)."""
-        return [reload_note(self, kind)]
+        """What the agent check may undo, and whether the change survives a reload (server-state-file)."""
+        return [*agent.plan_notes(server, kind, self.agent_checks), reload_note(self, kind)]
 
     # -- ReportsStartTime --------------------------------------------------------------------------------
 

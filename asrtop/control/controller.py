@@ -4,7 +4,7 @@
     plan = await ctl.plan(Action("drain", "node-3"))            # for a confirmation: consequence + changes
     batch = await ctl.plan([Action("drain", "n1"), Action("drain", "n2")])   # + the guardrail over all
     result = await ctl.apply(Action("drain", "node-3"))         # outcome, one-line message, exit_code
-    await ctl.wait_drained("node-3", timeout=600, on_progress=cb)
+    await ctl.wait_drained("node-3", timeout=600, on_progress=cb)   # raises DrainUndone if it is undone
 
 The rules (validation, guardrails, wording) are pure, in asrtop.control.rules; this module does the I/O.
 """
@@ -23,11 +23,14 @@ from asrtop.balancers.base import (
     BalancerError,
     BalancerUnreachable,
     NotPersisted,
+    PausesAgentChecks,
+    ReportsStartTime,
     ServerState,
 )
 from asrtop.config import ClusterConfig
 import asrtop.control.rules as rules
 from asrtop.control.audit import AuditError, AuditLog, record_for
+from asrtop.control.drift import ready_again, undone_line
 from asrtop.control.model import (
     GUARD_READ_ONLY,
     STATE_ACTIONS,
@@ -71,6 +74,7 @@ class _Target:
     problem: str | None = None  # cannot change it: unreachable, refused the read, no such server
     problem_kind: str | None = None  # "unreachable" | "rejected" | "missing"
     noop: bool = False  # already in the wanted state
+    agent: bool | None = None  # what set_state does to the agent check: False pauses, True resumes, None leaves it
 
 
 @dataclass(frozen=True)
@@ -158,15 +162,17 @@ class Controller:
                 targets.append(_Target(b, problem=rules.no_server(view.config, seen.get(b.name, ())),
                                        problem_kind="missing"))
                 continue
-            targets.append(_Target(b, server.name, server, noop=rules.took(action, server, b.kind)))
+            agent = _agent_change(b, server, action)
+            targets.append(_Target(b, server.name, server, noop=rules.took(action, server, b.kind) and agent is None,
+                                   agent=agent))
         if all(t.problem_kind == "missing" for t in targets):
             return refuse("bad-input", rules.on_no_balancer(view.config, [(b.name, seen.get(b.name, ()))
                                                                           for b in self.balancers]), targets)
         if all(t.problem is not None for t in targets):
             return refuse(*rules.unreadable([(t.balancer.name, t.problem_kind or "rejected", t.problem or "")
                                              for t in targets]), targets)
-        changes = tuple(rules.change_line(action, t.balancer.name, t.balancer.kind, t.before, t.problem, t.noop)
-                        for t in targets)
+        changes = tuple(rules.change_line(action, t.balancer.name, t.balancer.kind, t.before, t.problem, t.noop,
+                                          t.agent) for t in targets)
         guards = await self._guards(snap, action, force)
         warning = rules.model_warning(snap, action)
         notes = await asyncio.gather(*(asyncio.to_thread(_plan_notes, t.balancer, t.before, action)
@@ -276,6 +282,8 @@ class Controller:
                 error = f"sent, but the read-back has no server {t.server}"
             elif not rules.took(action, after, t.balancer.kind):
                 error = f"sent, but the read-back shows {rules.field_of(action, after)}, not {rules.wanted(action)}"
+            elif t.agent is not None and after.agent_enabled is not t.agent:
+                error = f"sent, but the read-back shows the agent check {rules.agent_word(after.agent_enabled)}"
             else:
                 error = None
             kinds[name] = "changed" if error is None else "disagrees"
@@ -312,10 +320,19 @@ class Controller:
     async def wait_drained(self, node: str, timeout: float, on_progress: ProgressCallback | None = None,
                            interval: float = DRAIN_POLL_SECONDS) -> bool:
         """True once `node` has nothing in flight; False at `timeout` seconds. Polls every `interval`.
-        Unknown (None) never counts as empty."""
-        start = time.monotonic()
+        Unknown (None) never counts as empty. Raises DrainUndone (one line: which balancer, who most likely)
+        as soon as a balancer shows the node ready again: an agent check, a reload, another tool."""
+        start, since = time.monotonic(), time.time()
         while True:
-            n = await self.in_flight(node)
+            snap = await self.source.snapshot()
+            try:
+                view = snap.node(node)
+            except KeyError:
+                view = None
+            again = ready_again(view) if view is not None else None
+            if again is not None:
+                raise DrainUndone(await self._undone(node, *again, since))
+            n = view.in_flight if view is not None else None
             waited = time.monotonic() - start
             if on_progress is not None:
                 on_progress(n, waited)
@@ -324,6 +341,19 @@ class Controller:
             if waited >= timeout:
                 return False
             await asyncio.sleep(max(0.0, min(interval, timeout - waited)))
+
+    async def _undone(self, node: str, balancer: str, server: ServerState, since: float) -> str:
+        b = next((x for x in self.balancers if x.name == balancer), None)
+        started = await asyncio.to_thread(b.started_at) if isinstance(b, ReportsStartTime) else None
+        # Start_time_sec has 1 s resolution: only a start in a later second than the wait's counts (no false
+        # "restarted" for a process that started just before the drain)
+        restarted = started if started is not None and started >= since else None
+        return undone_line(node, balancer, server, restarted)
+
+
+class DrainUndone(Exception):
+    """A drain that `wait_drained` followed was undone: str() is one line naming the balancer and the likely
+    cause (`drain --wait` exits 6 with it: asrtop.exitcodes.DRAIN_UNDONE)."""
 
 
 def _plan_notes(b: Balancer, server: ServerState, action: Action) -> list[str]:
@@ -334,6 +364,13 @@ def _plan_notes(b: Balancer, server: ServerState, action: Action) -> list[str]:
         return [f"{b.name}: {n}" for n in b.plan_notes(server, action.kind, action.value)]
     except Exception as e:  # a note must never stop a plan
         return [f"{b.name}: cannot tell ({type(e).__name__}: {e})"]
+
+
+def _agent_change(b: Balancer, server: ServerState, action: Action) -> bool | None:
+    """What the action does to the server's agent check on this balancer (PausesAgentChecks)."""
+    if action.kind not in STATE_ACTIONS or not isinstance(b, PausesAgentChecks):
+        return None
+    return b.agent_change(server, STATE_ACTIONS[action.kind])
 
 
 def _kind_of(e: BaseException) -> str:

@@ -167,16 +167,26 @@ def wanted(action: Action) -> str:
 
 
 def change_line(action: Action, name: str, kind: str, before: ServerState | None, problem: str | None,
-                noop: bool) -> str:
-    """Plan line for one balancer: "haproxy-a: weight 3 -> 5"."""
+                noop: bool, agent: bool | None = None) -> str:
+    """Plan line for one balancer: "haproxy-a: weight 3 -> 5"; `agent`: what the change does to the server's
+    agent check (False pauses it, True resumes it, None leaves it), said after the state."""
     if problem is not None:
         return f"{name}: cannot change ({problem})"
     assert before is not None
     if noop:
         return f"{name}: {field_of(action, before)} already, no change"
+    also = "" if agent is None else (", agent check resumed (`enable agent`)" if agent
+                                     else ", agent check paused (`disable agent`)")
+    if took(action, before, kind):  # only the agent check changes
+        return f"{name}: {field_of(action, before)} already{also}"
     new = wanted(action).split(" ", 1)[1]
     note = " (nginx: `down` + reload)" if kind == "nginx" and action.kind in ("drain", "maint") else ""
-    return f"{name}: {field_of(action, before)} -> {new}{note}"
+    return f"{name}: {field_of(action, before)} -> {new}{note}{also}"
+
+
+def agent_word(enabled: bool | None) -> str:
+    """A server's agent check in a line: running | paused | absent."""
+    return "absent" if enabled is None else ("running" if enabled else "paused")
 
 
 def consequence(snap: FleetSnapshot, action: Action) -> str:
