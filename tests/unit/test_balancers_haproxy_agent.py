@@ -84,7 +84,10 @@ def test_plan_notes_wording():
 
 
 class Recorder:
-    """The Runtime API as a list of commands; answers like HAProxy 2.6/2.8."""
+    """The Runtime API as a list of commands; answers like HAProxy 2.6/2.8. A remote socket without a config
+    file: no server-state-file to look for (that has its own tests)."""
+
+    kind, target = "tcp", ("192.0.2.1", 9999)
 
     def __init__(self, answers: dict[str, str] | None = None):
         self.sent: list[str] = []
