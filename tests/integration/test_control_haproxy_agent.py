@@ -69,7 +69,8 @@ def test_drain_holds_while_the_agent_answers_ready_and_ready_resumes_it(tmp_path
         assert p.stdout.splitlines() == [
             "drain n1: done on hx",
             "  note: hx: n1 has an agent check that can set it back to ready: asrtop pauses it during the drain "
-            "(`disable agent`) and resumes it on ready"]
+            "(`disable agent`) and resumes it on ready",
+            "  note: hx: drain is lost on a reload: no server-state-file configured (README: Balancers)"]
         assert admin(hx) & DRAIN_BIT and not agent_runs(hx)
         asked = agent.answers
         end = time.monotonic() + 10 * INTER_MS / 1000
