@@ -7,6 +7,7 @@ never imports textual). Exit codes: see asrtop.exitcodes.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from asrtop import __version__
@@ -15,8 +16,20 @@ from asrtop.exitcodes import BAD_INPUT
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line + exit code for bad input, as everywhere else
-        print(f"asrtop: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        print(f"asrtop: error: {_clip_echoes(message)} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(BAD_INPUT)
+
+
+def _clip_echoes(message: str) -> str:
+    """argparse repeats what was typed ('...' quoted, or after "unrecognized arguments: "): each piece cut to a
+    sane length, the message on one line."""
+    from asrtop.balancers.base import clip
+
+    head, sep, rest = message.partition("unrecognized arguments: ")
+    if sep:
+        message = head + sep + " ".join(clip(a) for a in rest.split(" "))
+    message = re.sub(r"'((?:[^'\\]|\\.)*)'", lambda m: "'" + clip(m.group(1)) + "'", message)
+    return message.replace("\n", " ")
 
 
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -37,7 +50,8 @@ def _action(sub, name: str, help: str) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="asrtop", description="Operator console for GPU speech-recognition fleets behind HAProxy or nginx.",
                 epilog="Exit codes: 0 done, 2 bad input, 3 refused by guardrail, 4 partial (some balancers changed), "
-                       "5 unreachable, 6 timed out waiting, 7 refused by a balancer, 130 interrupted (Ctrl+C).")
+                       "5 unreachable, 6 drain --wait timed out or the drain was undone, 7 refused by a balancer, "
+                       "130 interrupted (Ctrl+C).")
     p.add_argument("--version", action="version", version=f"asrtop {__version__}")
     _common(p, top=True)
     p.add_argument("--read-only", action="store_true", help="show the fleet; hide and refuse every action")

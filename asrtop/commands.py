@@ -14,7 +14,7 @@ import sys
 from typing import Any, Sequence, TextIO
 
 from asrtop.control.model import ACTION_KINDS
-from asrtop.exitcodes import BAD_INPUT, ERROR, OK, TIMED_OUT, UNREACHABLE
+from asrtop.exitcodes import BAD_INPUT, DRAIN_UNDONE, ERROR, OK, TIMED_OUT, UNREACHABLE
 
 
 class _Fail(Exception):
@@ -68,8 +68,8 @@ def _run(args: Any) -> int:
 
 def _source(config, balancers, prometheus: str | None = None):
     """Balancers alone when no node has an agent (fast path: no aiohttp); else agents or Prometheus too.
-    Either way with the drift watch's notes (runtime changes a balancer reload threw away) and the intent
-    journal's (changes an interrupted asrtop left half-done)."""
+    Either way with the drift watch's notes (servers that no longer show what asrtop set, and why) and the
+    intent journal's (changes an interrupted asrtop left half-done)."""
     from asrtop.control.audit import AuditLog
     from asrtop.control.drift import ReloadWatch
     from asrtop.control.journal import InterruptedNotes, Journal
@@ -110,11 +110,13 @@ async def _status(args: Any, config, balancers) -> int:
 
 
 def _parse_value(args: Any) -> int | bool | None:
+    from asrtop.balancers.base import shown
+
     if args.command == "weight":
         s = str(args.weight).strip()
         digits = s[1:] if s[:1] in ("+", "-") else s
         if not (digits.isascii() and digits.isdigit()):  # int() would also take "1_0" and "١٢"
-            raise _Fail(BAD_INPUT, f"weight must be a whole number, got {args.weight!r}")
+            raise _Fail(BAD_INPUT, f"weight must be a whole number, got {shown(args.weight)}")
         return int(s, 10)
     if args.command == "backup":
         return args.flag == "on"
@@ -216,9 +218,13 @@ class Progress:
 
 
 async def _wait(ctl, node: str, timeout: float) -> int:
+    from asrtop.control.controller import DrainUndone
+
     progress = Progress(node, sys.stdout)
     try:
         empty = await ctl.wait_drained(node, timeout, progress)
+    except DrainUndone as e:  # never "safe to upgrade": the node takes new requests again
+        raise _Fail(DRAIN_UNDONE, str(e)) from None
     finally:
         progress.end()
     if empty:

@@ -7,6 +7,7 @@ ClusterConfig.warnings (shown as FleetSnapshot notes by `asrtop status` and the 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import tomllib
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from asrtop.balancers.base import ServerState, parse_socket
+from asrtop.balancers.haproxy_agent import AGENT_MODES
 
 BALANCER_KINDS = ("haproxy", "nginx")
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
@@ -37,6 +39,7 @@ class BalancerConfig:
     test_command: tuple[str, ...] = ("nginx", "-t")
     reload_command: tuple[str, ...] = ("nginx", "-s", "reload")
     timeout: float = 2.0
+    agent_checks: str = "pause"  # haproxy: "pause" a server's agent check during drain/maint, or "leave" it
 
 
 @dataclass(frozen=True)
@@ -51,10 +54,20 @@ class NodeConfig:
         return self.server or self.name
 
     def matches(self, server: ServerState) -> bool:
-        """Is this balancer server this node? By HAProxy server name, else by host:port."""
+        """Is this balancer server this node? By HAProxy server name, else by host:port (the same endpoint
+        however it is written: `localhost:P`, `127.0.0.1:P`, `[::1]:P`; see endpoint_key)."""
         if server.name == self.server_name:
             return True
-        return self.address is not None and server.endpoint == self.address
+        return self.address is not None and (server.endpoint == self.address or
+                                             endpoint_key(server.address, server.port) in self.endpoint_keys)
+
+    @functools.cached_property
+    def endpoint_keys(self) -> frozenset[tuple[str, str]]:
+        """endpoint_key of `address`, plus the other spellings of a loopback endpoint (empty without address)."""
+        if self.address is None:
+            return frozenset()
+        host, port = endpoint_key(*self.address.rpartition(":")[::2])
+        return frozenset(((host, port), *((alias, port) for alias in LOOPBACK_ALIASES.get(host, ()))))
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,28 @@ class ClusterConfig:
             if b.name == name:
                 return b
         raise KeyError(name)
+
+
+# What `localhost` may resolve to, and back: matched without asking DNS. 127.0.0.1 and ::1 are not taken as one
+# endpoint (a service may listen on one of them only); `localhost` is either.
+LOOPBACK_ALIASES = {"localhost": ("127.0.0.1", "::1"), "127.0.0.1": ("localhost",), "::1": ("localhost",)}
+
+
+@functools.lru_cache(maxsize=65536)
+def endpoint_key(host: str, port: int | str | None) -> tuple[str, str]:
+    """(host, port) in one comparable spelling, without DNS: brackets off, IP addresses in canonical form
+    (`0:0::1` -> `::1`, `::ffff:10.0.0.1` -> `10.0.0.1`), names lower-case without a trailing dot, every
+    loopback name (`localhost`, `ip6-localhost`, ...) as `localhost`, the port as a plain number ("" = none).
+    Cached: it runs per server per refresh."""
+    h = host.strip().strip("[]").lower().rstrip(".")
+    try:
+        ip = ipaddress.ip_address(h)
+        h = str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+    except ValueError:
+        if h in LOOPBACK_NAMES:
+            h = "localhost"
+    p = str(port).strip() if port is not None else ""
+    return h, str(int(p)) if p.isascii() and p.isdigit() else p
 
 
 def is_loopback(host: str) -> bool:
@@ -200,7 +235,7 @@ class _Reader:
 def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
     r = _Reader(path, f"balancers[{i}]", t)
     r.unknown(("name", "kind", "socket", "backend", "config", "upstream", "test_command", "reload_command",
-               "timeout"))
+               "timeout", "agent_checks"))
     name = r.get("name", str, required=True)
     kind = r.get("kind", str, required=True)
     if kind not in BALANCER_KINDS:
@@ -209,11 +244,16 @@ def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
     if not 0 < timeout <= 60:
         r.fail("timeout", f"must be between 0 and 60 seconds, got {timeout}")
     if kind == "haproxy":
+        agent_checks = r.get("agent_checks", str, "pause")
+        if agent_checks not in AGENT_MODES:
+            r.fail("agent_checks", f"must be one of {', '.join(AGENT_MODES)}, got {agent_checks!r}")
         # optional `config`: the haproxy.cfg a backup toggle reads server lines from (default: found from
         # the running process when the socket is local)
         return BalancerConfig(name, kind, socket=r.get("socket", str, required=True),
                               backend=r.get("backend", str, required=True), config=r.get("config", str),
-                              timeout=timeout)
+                              timeout=timeout, agent_checks=agent_checks)
+    if "agent_checks" in r.table:
+        r.fail("agent_checks", "is for haproxy balancers only (nginx has no agent checks)")
     return BalancerConfig(name, kind, config=r.get("config", str, required=True),
                           upstream=r.get("upstream", str, required=True),
                           test_command=r.argv("test_command", BalancerConfig.test_command),

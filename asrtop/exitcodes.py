@@ -7,5 +7,6 @@ REFUSED_GUARDRAIL = 3  # min_ready or read-only refused the action
 PARTIAL = 4  # some balancers changed, some did not: the output says which
 UNREACHABLE = 5  # no balancer (or agent) could be reached; nothing changed
 TIMED_OUT = 6  # drain --wait: the node still had in-flight requests at the timeout
+DRAIN_UNDONE = 6  # drain --wait: the drain was undone while waiting (agent check, reload, another tool): not safe
 REFUSED_BY_BALANCER = 7  # the balancer answered and refused (no admin level, nginx -t failed, ...); nothing changed
 INTERRUPTED = 130  # stopped by SIGINT (Ctrl+C) after the change in progress was finished or undone and audited

@@ -11,7 +11,7 @@ from typing import Iterable, Mapping
 
 from asrtop.agentstatus import AgentStatus
 from asrtop.balancers.base import AdminState, Health, ServerState
-from asrtop.config import NodeConfig
+from asrtop.config import NodeConfig, endpoint_key
 
 MIXED = "MIXED"  # balancers disagree about a node's admin state
 STALE_AFTER_MISSED = 3  # an agent is stale after this many refresh intervals without a good answer
@@ -213,14 +213,14 @@ def merge(
     """Join configured nodes with agent readings (by node name) and balancer servers (by name or host:port)."""
     balancers = tuple(balancers)
     unread = any(not b.reachable for b in balancers)
+    indexes = [(b.name, _ServerIndex(b.servers)) for b in balancers]
     views = []
     for cfg in nodes:
         servers = {}
-        for b in balancers:
-            for s in b.servers:
-                if cfg.matches(s):
-                    servers[b.name] = s
-                    break
+        for name, index in indexes:
+            s = index.first_match(cfg)
+            if s is not None:
+                servers[name] = s
         reading = agents.get(cfg.name)
         stale = False
         if cfg.agent is not None:
@@ -228,6 +228,24 @@ def merge(
             stale = fetched is None or now - fetched > STALE_AFTER_MISSED * refresh_seconds
         views.append(NodeView(cfg.name, cfg, reading, servers, stale, unread))
     return FleetSnapshot(now, tuple(views), balancers, refresh_seconds, tuple(notes), model_sha256)
+
+
+class _ServerIndex:
+    """One balancer's servers by name and by endpoint_key: the first server NodeConfig.matches, in O(1) per node
+    instead of a scan (1,000 nodes x 1,000 servers per refresh)."""
+
+    def __init__(self, servers: tuple[ServerState, ...]):
+        self.servers = servers
+        self.by_name: dict[str, int] = {}
+        self.by_key: dict[tuple[str, str], int] = {}
+        for i, s in enumerate(servers):
+            self.by_name.setdefault(s.name, i)
+            self.by_key.setdefault(endpoint_key(s.address, s.port), i)
+
+    def first_match(self, cfg: NodeConfig) -> ServerState | None:
+        hits = [i for i in (self.by_name.get(cfg.server_name), *(self.by_key.get(k) for k in cfg.endpoint_keys))
+                if i is not None]
+        return self.servers[min(hits)] if hits else None
 
 
 def primaries_staying_ready(snapshot: FleetSnapshot, leaving: Iterable[str]) -> int:

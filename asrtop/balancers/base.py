@@ -49,6 +49,11 @@ class ServerState:
     errors_5xx_total: int | None = None
     avg_response_seconds: float | None = None  # HAProxy rtime (last 1024 requests)
     checked: bool = False  # a health check is configured
+    # HAProxy `agent-check` (nginx: never): configured at all, and whether it runs now (False: paused with
+    # `disable agent`); None when there is no agent check. Its answers ready/drain/maint/weight act like the
+    # Runtime API's, so a running one can undo a drain or a maint.
+    agent_check: bool = False
+    agent_enabled: bool | None = None
 
     @property
     def endpoint(self) -> str:
@@ -69,6 +74,11 @@ class BalancerRefused(BalancerError):
 
 class UnsupportedAction(BalancerError):
     """The balancer cannot do this at all (e.g. HAProxy backup toggle with a static algorithm)."""
+
+
+class NotPersisted(BalancerError):
+    """The change WAS made, but keeping it across a reload failed (HAProxy: the server-state-file could not be
+    written). The controller reports it as a warning on a change that took, never as a refusal."""
 
 
 @runtime_checkable
@@ -101,6 +111,18 @@ class AddsPlanNotes(Protocol):
 
 
 @runtime_checkable
+class PausesAgentChecks(Protocol):
+    """A balancer that pauses a server's agent check around drain/maint (HAProxy's `disable agent`), so the
+    agent's next answer cannot set the server back to ready, and resumes it on ready (unless told to leave
+    agent checks alone). The controller shows the change in the plan and checks it in the read-back."""
+
+    def agent_change(self, server: ServerState, state: AdminState) -> bool | None:
+        """What set_state(server.name, state) does to the server's agent check: False pauses it, True resumes
+        it, None leaves it as it is (no agent check, already so, or agent checks are left alone). PURE."""
+        ...
+
+
+@runtime_checkable
 class ReportsStartTime(Protocol):
     """A balancer that can say when the process serving its admin interface started (HAProxy: `show info`).
 
@@ -130,10 +152,23 @@ def parse_socket(spec: str) -> tuple[str, str | tuple[str, int]]:
 def validate_weight(balancer: str, weight: object, maximum: int, what: str) -> int:
     """`weight` as a whole number 0..maximum, else BalancerRefused naming the balancer and the range."""
     if isinstance(weight, bool) or not isinstance(weight, int):
-        raise BalancerRefused(f"{balancer}: weight must be a whole number 0-{maximum}, got {weight!r}")
+        raise BalancerRefused(f"{balancer}: weight must be a whole number 0-{maximum}, got {shown(weight)}")
     if not 0 <= weight <= maximum:
         raise BalancerRefused(f"{balancer}: weight {weight} is out of range for {what} (0-{maximum})")
     return weight
+
+
+ECHO_LIMIT = 80  # characters of user input repeated in an error line
+
+
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` cut to `limit` characters + "…" (an error line repeats what the user typed, never all of it)."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """repr() of user input for an error line, cut to `limit` characters + "…"."""
+    return clip(repr(value), limit)
 
 
 # -- multi-step changes: the intent journal's seam (the control layer implements StepRecorder) ---------------

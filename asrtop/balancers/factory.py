@@ -32,6 +32,8 @@ class BalancerSpec(Protocol):
     def reload_command(self) -> tuple[str, ...]: ...
     @property
     def timeout(self) -> float: ...
+    @property
+    def agent_checks(self) -> str: ...
 
 
 class ClusterSpec(Protocol):
@@ -51,7 +53,8 @@ def build_balancer(cfg: BalancerSpec) -> Balancer:
             raise ValueError(f"balancer {cfg.name!r}: haproxy needs `socket` and `backend`")
         # cfg.config, when set, is the haproxy.cfg a backup toggle reads server lines from (else found from the
         # running process for a local socket)
-        return HAProxyBalancer(cfg.name, cfg.socket, cfg.backend, timeout=cfg.timeout, config=cfg.config)
+        return HAProxyBalancer(cfg.name, cfg.socket, cfg.backend, timeout=cfg.timeout, config=cfg.config,
+                               agent_checks=cfg.agent_checks)
     if cfg.kind == "nginx":
         from asrtop.balancers.nginx import NginxBalancer
 

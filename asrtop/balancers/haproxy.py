@@ -3,20 +3,25 @@
 Transport, reads and refusals: haproxy_api.py (one command per connection, unix path or tcp host:port).
 Reads: `show stat` + `show servers state <backend>`, parsed by header name (haproxy_stat.py). Writes:
 `set server B/S state|weight`; the backup flag has no runtime setter and is toggled by del/add server
-(haproxy_backup.py, HAProxy >= 2.4).
+(haproxy_backup.py, HAProxy >= 2.4). Agent checks are paused around drain/maint (haproxy_agent.py). After each
+change the server-state-file HAProxy loads on a reload, when one is configured, is rewritten
+(haproxy_state_file.py); plan notes say whether a change survives a reload and what an agent check may undo.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
+import asrtop.balancers.haproxy_agent as agent
 from asrtop.balancers.base import (
     HAPROXY_MAX_WEIGHT,
     AdminState,
     BalancerError,
     BalancerRefused,
+    NotPersisted,
     RecoveryReport,
     ServerState,
     StepRecorder,
@@ -26,6 +31,7 @@ from asrtop.balancers.haproxy_api import BackendAPI, RuntimeAPI
 from asrtop.balancers.haproxy_backup import toggle_backup
 from asrtop.balancers.haproxy_recover import recover as recover_toggle
 from asrtop.balancers.haproxy_stat import ParseError, build_server_states, start_time
+from asrtop.balancers.haproxy_state_file import keep, reload_note
 
 
 class HAProxyBalancer(BackendAPI):
@@ -34,16 +40,21 @@ class HAProxyBalancer(BackendAPI):
     `config`: haproxy.cfg (file or directory) to read server lines from when toggling backup; by default
     it is found from the running process (`show info` Pid -> /proc/PID/cmdline -f) for a local socket.
     `drain_timeout`: how long a backup toggle waits for the server's sessions to end before giving up.
+    `agent_checks`: "pause" (pause a server's agent check during drain/maint) or "leave" (haproxy_agent.py).
     """
 
     kind = "haproxy"
     max_weight = HAPROXY_MAX_WEIGHT
 
     def __init__(self, name: str, socket: str, backend: str, timeout: float = 2.0,
-                 config: str | Path | None = None, drain_timeout: float = 60.0):
+                 config: str | Path | None = None, drain_timeout: float = 60.0, agent_checks: str = agent.PAUSE):
         super().__init__(name, backend, RuntimeAPI(name, socket, timeout), config)
         self.socket, self.timeout = socket, timeout
         self.drain_timeout = drain_timeout
+        if agent_checks not in agent.AGENT_MODES:
+            raise ValueError(f"balancer {name!r}: agent_checks must be one of {', '.join(agent.AGENT_MODES)}, "
+                             f"got {agent_checks!r}")
+        self.agent_checks = agent_checks
 
     def __repr__(self) -> str:
         return f"HAProxyBalancer({self.name!r}, {self.socket!r}, {self.backend!r})"
@@ -63,12 +74,20 @@ class HAProxyBalancer(BackendAPI):
     def set_state(self, server: str, state: AdminState) -> None:
         self.check_name(server)
         state = AdminState(state)
-        self.command(f"set server {self.backend}/{server} state {state.value}", server)
+        where = f"{self.backend}/{server}"
+        before, after = agent.commands(where, state, self.agent_checks)
+        for cmd in before:  # the agent's next answer must not undo the change
+            self.command(cmd, server)
+        self.command(f"set server {where} state {state.value}", server)
+        for cmd in after:
+            self.command(cmd, server, ok=("", agent.NOT_CONFIGURED))
+        keep(self, f"{state.value} {server}")
 
     def set_weight(self, server: str, weight: int) -> None:
         self.check_name(server)
         validate_weight(self.name, weight, HAPROXY_MAX_WEIGHT, "HAProxy")
         self.command(f"set server {self.backend}/{server} weight {weight}", server)
+        keep(self, f"weight {server} {weight}")
 
     def set_backup(self, server: str, backup: bool, wait: float | None = None,
                    recorder: StepRecorder | None = None) -> None:
@@ -76,9 +95,26 @@ class HAProxyBalancer(BackendAPI):
         each step so `asrtop recover` can finish or undo it after a crash (haproxy_recover.py)."""
         self.check_name(server)
         toggle_backup(self, server, bool(backup), self.drain_timeout if wait is None else wait, recorder)
+        keep(self, f"backup {server} {'on' if backup else 'off'}")
 
     def recover(self, facts: Mapping[str, object], dry_run: bool = False) -> RecoveryReport:
-        return recover_toggle(self, facts, dry_run)
+        report = recover_toggle(self, facts, dry_run)
+        if dry_run or report.result == "failed" or not report.lines:
+            return report
+        try:  # what recovery changed outlives a reload too
+            keep(self, f"recover {facts.get('server')}")
+        except NotPersisted as e:
+            return replace(report, lines=(*report.lines, f"WARNING: {e}"))
+        return report
+
+    # -- PausesAgentChecks, AddsPlanNotes --------------------------------------------------------------
+
+    def agent_change(self, server: ServerState, state: AdminState) -> bool | None:
+        return agent.agent_change(server, AdminState(state), self.agent_checks)
+
+    def plan_notes(self, server: ServerState, kind: str, value: int | bool | None) -> list[str]:
+        """What the agent check may undo, and whether the change survives a reload (server-state-file)."""
+        return [*agent.plan_notes(server, kind, self.agent_checks), reload_note(self, kind)]
 
     # -- ReportsStartTime --------------------------------------------------------------------------------
 

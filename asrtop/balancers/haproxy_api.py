@@ -14,7 +14,7 @@ import re
 import socket as _socket
 from pathlib import Path
 
-from asrtop.balancers.base import BalancerRefused, BalancerUnreachable, parse_socket
+from asrtop.balancers.base import BalancerRefused, BalancerUnreachable, parse_socket, shown
 from asrtop.balancers.haproxy_stat import first_line
 
 # HAProxy proxy/server names: letters, digits, '-', '_', '.', ':' (cfgparse invalid_char); this also keeps
@@ -113,7 +113,7 @@ class BackendAPI:
 
     def check_name(self, server: str) -> None:
         if not isinstance(server, str) or not _NAME.match(server):
-            raise BalancerRefused(f"{self.name}: {server!r} is not a valid HAProxy server name")
+            raise BalancerRefused(f"{self.name}: {shown(server)} is not a valid HAProxy server name")
 
     def read(self) -> tuple[str, str]:
         """Raw (`show stat`, `show servers state <backend>`) text."""

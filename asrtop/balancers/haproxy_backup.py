@@ -5,7 +5,9 @@
     -> restore the previous admin state.
 
 Carried to `add server`: address and port (as running), weight (as running), id, maxconn/maxqueue (as
-running), check with rise/fall/port/addr, agent-check, track, and, when the config file is readable, every
+running), check with rise/fall/port/addr, agent-check, track, pool-max-conn and pool-purge-delay (the
+configured value, else a configured server's default: haproxy_pool.py; 2.6's add-server defaults keep no
+idle connection), and, when the config file is readable, every
 other word of the server's config line and of the `default-server` lines in force (`add server` ignores
 default-server). Not carried without the config file: inter/fastinter/downinter, on-marked-down/up,
 slowstart, observe/on-error, send-proxy, source, cookie (an ssl server is refused then). Always lost: the
@@ -44,6 +46,7 @@ from asrtop.balancers.haproxy_config import (
     running_config_paths,
     strip_managed,
 )
+from asrtop.balancers.haproxy_pool import mismatch as pool_mismatch, pool_words
 from asrtop.balancers.haproxy_stat import (
     CHK_ST_CONFIGURED,
     STATIC_ALGORITHMS,
@@ -140,6 +143,7 @@ class Plan:
                     out += ["agent-addr", self.state["srv_agent_addr"]]
             if self.row.get("tracked"):
                 out += ["track", self.row["tracked"]]
+        out += pool_words(out)  # 2.6's add-server defaults keep no idle connection (haproxy_pool.py)
         # running values win over the config line (they may have been changed at runtime)
         if to_int(self.row.get("slim")):
             out += ["maxconn", self.row["slim"]]
@@ -267,11 +271,15 @@ def probe(b: BackendAPI, plan: Plan, backup: bool, name: str | None = None, rec:
                                     f"{line!r} (static algorithm or `hash-type map-based`)")
         raise b.refusal(plan.add_command(plan.server, backup), answer, plan.server)
     rec.step("probe added")
+    differs = pool_mismatch(b.api.command(f"show servers conn {b.backend}"), b.backend, name, plan.words(backup))
     gone = b.api.command(f"del server {b.backend}/{name}")
     if not first_line(gone).startswith("Server deleted"):
         raise ProbeLeft(f"{b.name}: could not remove probe server {b.backend}/{name} ({first_line(gone)}); "
                         f"it is in maint and takes no traffic: `del server {b.backend}/{name}`")
     rec.step("probe deleted")
+    if differs:
+        raise UnsupportedAction(f"{b.name}: cannot toggle backup on {b.backend}/{plan.server}: {differs}; the "
+                                f"re-created server would not reuse connections as it does now")
 
 
 def sessions(b: BackendAPI, server: str) -> int:

@@ -158,6 +158,7 @@ def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerSt
         address = state["srv_addr"]
     if to_int(state.get("srv_port")) is not None:
         port = to_int(state.get("srv_port"))
+    agent_check, agent_enabled = agent(to_int(state.get("srv_agent_state")), stat.get("agent_status"))
     weight = to_int(state.get("srv_uweight"))
     if weight is None:
         weight = to_int(stat.get("weight")) or 0
@@ -179,7 +180,22 @@ def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerSt
         errors_5xx_total=to_int(stat.get("hrsp_5xx")),
         avg_response_seconds=rtime / 1000.0 if rtime is not None else None,
         checked=checked,
+        agent_check=agent_check,
+        agent_enabled=agent_enabled,
     )
+
+
+def agent(agent_bits: int | None, agent_status: str | None) -> tuple[bool, bool | None]:
+    """(an agent check is configured, it runs now or None without one): from srv_agent_state bits when
+    known, else from `show stat`, which shows an agent_status only while the agent runs (a paused one then
+    reads as none)."""
+    if agent_bits is not None:
+        if not agent_bits & CHK_ST_CONFIGURED:
+            return False, None
+        return True, bool(agent_bits & CHK_ST_ENABLED)
+    if agent_status:
+        return True, True
+    return False, None
 
 
 def build_server_states(stat_text: str, state_text: str, backend: str) -> list[ServerState]:

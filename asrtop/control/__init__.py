@@ -9,7 +9,8 @@
     audit.py       the audit log (typed entries, newest first)
     oplock.py      one action at a time per cluster
     signals.py     SIGINT/SIGTERM/SIGHUP held while a change is sent and audited
-    drift.py       runtime changes a balancer reload threw away (a notes provider for the fleet source)
+    drift.py       intent versus actual: servers that no longer show what asrtop set, and why (a reload, an
+                   agent check, another tool); a notes provider for the fleet source
 """
 
 from asrtop.control.controller import Controller

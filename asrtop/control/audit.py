@@ -1,7 +1,8 @@
 """Audit log of operator actions: one JSON object per line, appended, never rewritten.
 
 Record: {"time": ISO-8601 UTC, "user": "user@host", "action", "node", "value", "force", "forced", "dry_run",
-"outcome", "message", "balancers": [{"name", "ok", "error", "before", "after"}]}.
+"outcome", "message", "balancers": [{"name", "ok", "error", "before", "after"}]}; before/after: {"server",
+"admin", "weight", "backup", "health"} plus "agent": "enabled" | "disabled" for a server with an agent check.
 
 Two asrtop processes (two operators, or the TUI and a script) may append at once: each record is
 written with ONE os.write on an O_APPEND descriptor, so lines never interleave (POSIX appends of a
@@ -40,8 +41,11 @@ def state_record(s: ServerState | None) -> dict | None:
     """A server's state as an audit line's before/after ({"server", "admin", "weight", "backup", "health"})."""
     if s is None:
         return None
-    return {"server": s.name, "admin": s.admin.value, "weight": s.weight, "backup": s.backup,
-            "health": s.health.value}
+    out = {"server": s.name, "admin": s.admin.value, "weight": s.weight, "backup": s.backup,
+           "health": s.health.value}
+    if s.agent_check:  # only then: a server without one writes the same line as before agent checks existed
+        out["agent"] = "enabled" if s.agent_enabled else "disabled"
+    return out
 
 
 def now_text(now: datetime | None = None) -> str:
@@ -70,7 +74,7 @@ def record_for(result: ActionResult, *, force: bool = False, dry_run: bool = Fal
 
 class AuditBalancer(NamedTuple):
     """One balancer's part of an audited action; before/after as written ({"server", "admin", "weight",
-    "backup", "health"} or None)."""
+    "backup", "health"[, "agent"]} or None)."""
 
     name: str
     ok: bool

@@ -4,7 +4,7 @@
     plan = await ctl.plan(Action("drain", "node-3"))            # for a confirmation: consequence + changes
     batch = await ctl.plan([Action("drain", "n1"), Action("drain", "n2")])   # + the guardrail over all
     result = await ctl.apply(Action("drain", "node-3"))         # outcome, one-line message, exit_code
-    await ctl.wait_drained("node-3", timeout=600, on_progress=cb)
+    await ctl.wait_drained("node-3", timeout=600, on_progress=cb)   # raises DrainUndone if it is undone
 
 The rules (validation, guardrails, wording) are pure, in asrtop.control.rules; this module does the I/O.
 """
@@ -17,11 +17,23 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence, overload
 
-from asrtop.balancers.base import (AddsPlanNotes, Balancer, BalancerError, BalancerUnreachable, RecoversChanges,
-                                   ServerState, StepInterrupted, StepRecorder)
+from asrtop.balancers.base import (
+    AddsPlanNotes,
+    Balancer,
+    BalancerError,
+    BalancerUnreachable,
+    NotPersisted,
+    PausesAgentChecks,
+    RecoversChanges,
+    ReportsStartTime,
+    ServerState,
+    StepInterrupted,
+    StepRecorder,
+)
 from asrtop.config import ClusterConfig
 import asrtop.control.rules as rules
 from asrtop.control.audit import AuditError, AuditLog, AuditWriter, record_for
+from asrtop.control.drift import ready_again, undone_line
 from asrtop.control.journal import Journal, Operation, about, missing_line, pending_warning
 from asrtop.control.model import (
     GUARD_INTERRUPTED,
@@ -46,6 +58,7 @@ from asrtop.sources.live import LiveFleetSource
 ProgressCallback = Callable[[int | None, float], None]  # (in-flight now or None if unknown, seconds waited)
 DRAIN_POLL_SECONDS = 0.5
 MODEL_FILES_TIMEOUT = 3.0  # the model guard names the differing files when the agents answer this fast
+WARNED = "warned"  # _send: the change took, with a warning (NotPersisted)
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class _Target:
     problem: str | None = None  # cannot change it: unreachable, refused the read, no such server
     problem_kind: str | None = None  # "unreachable" | "rejected" | "missing"
     noop: bool = False  # already in the wanted state
+    agent: bool | None = None  # what set_state does to the agent check: False pauses, True resumes, None leaves it
 
 
 @dataclass(frozen=True)
@@ -136,9 +150,9 @@ class Controller:
         if view is None and pending:
             return refuse("bad-input", missing_line(pending, action.node))
         if view is None:
-            known = ", ".join(n.name for n in snap.nodes) or "none"
-            return refuse("bad-input", f"unknown node {action.node!r} (known: {known})")
+            return refuse("bad-input", rules.unknown_node(action.node, [n.name for n in snap.nodes]))
         targets: list[_Target] = []
+        seen = {r.name: r.servers for r in snap.balancers}  # what each balancer has (for a missing server)
         for b in self.balancers:
             res = retried.get(b.name)
             if isinstance(res, Exception):
@@ -146,23 +160,25 @@ class Controller:
                 continue
             server = view.servers.get(b.name)
             if server is None and isinstance(res, list):  # failed in the snapshot, read on the retry
-                server = next((s for s in res if view.config.matches(s)), None)
+                server, seen[b.name] = next((s for s in res if view.config.matches(s)), None), tuple(res)
             if server is None:
                 gone = [g for g in pending if any(op.balancer == b.name for op in g)]
-                targets.append(_Target(b, problem=f"has no server for {action.node}" + (
+                targets.append(_Target(b, problem=rules.no_server(view.config, seen.get(b.name, ())) + (
                     f" ({missing_line(gone, action.node)})" if gone else ""), problem_kind="missing"))
                 continue
-            targets.append(_Target(b, server.name, server, noop=rules.took(action, server, b.kind)))
+            agent = _agent_change(b, server, action)
+            targets.append(_Target(b, server.name, server, noop=rules.took(action, server, b.kind) and agent is None,
+                                   agent=agent))
         if all(t.problem_kind == "missing" for t in targets) and pending:
             return refuse("bad-input", missing_line(pending, action.node), targets)
         if all(t.problem_kind == "missing" for t in targets):
-            where = ", ".join(b.name for b in self.balancers)
-            return refuse("bad-input", f"{action.node} is not a server on any balancer ({where})", targets)
+            return refuse("bad-input", rules.on_no_balancer(view.config, [(b.name, seen.get(b.name, ()))
+                                                                          for b in self.balancers]), targets)
         if all(t.problem is not None for t in targets):
             return refuse(*rules.unreadable([(t.balancer.name, t.problem_kind or "rejected", t.problem or "")
                                              for t in targets]), targets)
-        changes = tuple(rules.change_line(action, t.balancer.name, t.balancer.kind, t.before, t.problem, t.noop)
-                        for t in targets)
+        changes = tuple(rules.change_line(action, t.balancer.name, t.balancer.kind, t.before, t.problem, t.noop,
+                                          t.agent) for t in targets)
         guards = await self._guards(snap, action, force) + tuple(  # a half-done change: recover it first
             Refusal("refused", f"refused: {pending_warning(g)} (use --force to act anyway)", GUARD_INTERRUPTED)
             for g in pending)
@@ -274,14 +290,14 @@ class Controller:
         if ops is not None:
             ops.extend(r for r in recorders if r is not None)
         sent = await asyncio.gather(*(_send(t.balancer, t.server or "", action, r) for t, r in zip(todo, recorders)))
-        accepted = [t for t, err in zip(todo, sent) if err is None]
+        accepted = [t for t, err in zip(todo, sent) if err is None or err[0] == WARNED]
         back = dict(zip((t.balancer.name for t in accepted),
                         await asyncio.gather(*(_read_servers(t.balancer) for t in accepted))))
         outcomes: dict[str, BalancerOutcome] = {}
         kinds: dict[str, str] = {}  # changed | already | unreachable | rejected | missing | disagrees
         for t, err in zip(todo, sent):
             name = t.balancer.name
-            if err is not None:
+            if err is not None and err[0] != WARNED:
                 kinds[name], outcomes[name] = err[0], BalancerOutcome(name, False, err[1], t.before)
                 continue
             res = back[name]
@@ -292,10 +308,12 @@ class Controller:
                 error = f"sent, but the read-back has no server {t.server}"
             elif not rules.took(action, after, t.balancer.kind):
                 error = f"sent, but the read-back shows {rules.field_of(action, after)}, not {rules.wanted(action)}"
+            elif t.agent is not None and after.agent_enabled is not t.agent:
+                error = f"sent, but the read-back shows the agent check {rules.agent_word(after.agent_enabled)}"
             else:
                 error = None
             kinds[name] = "changed" if error is None else "disagrees"
-            outcomes[name] = BalancerOutcome(name, error is None, error, t.before, after)
+            outcomes[name] = BalancerOutcome(name, error is None, error, t.before, after, err[1] if err else None)
         for t in prep.targets:
             name = t.balancer.name
             if name in outcomes:
@@ -328,10 +346,19 @@ class Controller:
     async def wait_drained(self, node: str, timeout: float, on_progress: ProgressCallback | None = None,
                            interval: float = DRAIN_POLL_SECONDS) -> bool:
         """True once `node` has nothing in flight; False at `timeout` seconds. Polls every `interval`.
-        Unknown (None) never counts as empty."""
-        start = time.monotonic()
+        Unknown (None) never counts as empty. Raises DrainUndone (one line: which balancer, who most likely)
+        as soon as a balancer shows the node ready again: an agent check, a reload, another tool."""
+        start, since = time.monotonic(), time.time()
         while True:
-            n = await self.in_flight(node)
+            snap = await self.source.snapshot()
+            try:
+                view = snap.node(node)
+            except KeyError:
+                view = None
+            again = ready_again(view) if view is not None else None
+            if again is not None:
+                raise DrainUndone(await self._undone(node, *again, since))
+            n = view.in_flight if view is not None else None
             waited = time.monotonic() - start
             if on_progress is not None:
                 on_progress(n, waited)
@@ -340,6 +367,19 @@ class Controller:
             if waited >= timeout:
                 return False
             await asyncio.sleep(max(0.0, min(interval, timeout - waited)))
+
+    async def _undone(self, node: str, balancer: str, server: ServerState, since: float) -> str:
+        b = next((x for x in self.balancers if x.name == balancer), None)
+        started = await asyncio.to_thread(b.started_at) if isinstance(b, ReportsStartTime) else None
+        # Start_time_sec has 1 s resolution: only a start in a later second than the wait's counts (no false
+        # "restarted" for a process that started just before the drain)
+        restarted = started if started is not None and started >= since else None
+        return undone_line(node, balancer, server, restarted)
+
+
+class DrainUndone(Exception):
+    """A drain that `wait_drained` followed was undone: str() is one line naming the balancer and the likely
+    cause (`drain --wait` exits 6 with it: asrtop.exitcodes.DRAIN_UNDONE)."""
 
 
 def _plan_notes(b: Balancer, server: ServerState, action: Action) -> list[str]:
@@ -350,6 +390,13 @@ def _plan_notes(b: Balancer, server: ServerState, action: Action) -> list[str]:
         return [f"{b.name}: {n}" for n in b.plan_notes(server, action.kind, action.value)]
     except Exception as e:  # a note must never stop a plan
         return [f"{b.name}: cannot tell ({type(e).__name__}: {e})"]
+
+
+def _agent_change(b: Balancer, server: ServerState, action: Action) -> bool | None:
+    """What the action does to the server's agent check on this balancer (PausesAgentChecks)."""
+    if action.kind not in STATE_ACTIONS or not isinstance(b, PausesAgentChecks):
+        return None
+    return b.agent_change(server, STATE_ACTIONS[action.kind])
 
 
 def _kind_of(e: BaseException) -> str:
@@ -382,11 +429,14 @@ def _call(b: Balancer, server: str, action: Action, recorder: StepRecorder | Non
 
 async def _send(b: Balancer, server: str, action: Action, recorder: StepRecorder | None = None
                 ) -> tuple[str, str] | None:
-    """None when the balancer accepted the change, else (unreachable|rejected|interrupted, one line)."""
+    """None when the balancer accepted the change, else (unreachable|rejected|interrupted, one line), or
+    (WARNED, one line) when it took the change but could not keep it across a reload."""
     try:
         await asyncio.to_thread(_call, b, server, action, recorder)
     except StepInterrupted as e:
         return "interrupted", rules.one_line(e, b.name)
+    except NotPersisted as e:
+        return WARNED, rules.one_line(e, b.name)
     except BalancerUnreachable as e:
         return "unreachable", rules.one_line(e, b.name)
     except BalancerError as e:  # refused, unsupported

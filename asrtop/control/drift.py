@@ -1,16 +1,27 @@
-"""Notice runtime changes an HAProxy restart or reload threw away, and say so.
+"""Intent versus actual: what asrtop last set on each server, what the balancer shows now, and why they differ.
 
-HAProxy keeps `set server ... state/weight` and dynamic servers in memory only: a reload (new worker) or a
-restart starts from haproxy.cfg again (unless a server-state-file is loaded), so a drained node silently
-takes traffic again. asrtop already writes every action it made to the audit log; HAProxy's `show info`
-tells when the process serving the socket started (Start_time_sec). A change asrtop made BEFORE that
-start which the servers no longer show was lost:
+asrtop writes every action it made to the audit log; the newest change read back per (balancer, server,
+field) is what asrtop intends there. When a balancer shows something else, one of three things most likely
+changed it, and a note says which:
 
-    haproxy: restarted at 10:31:02 UTC, runtime changes lost: node-2 drain (now ready); re-apply them ...
+- HAProxy restarted or reloaded (`show info` Start_time_sec is after the change): a reload starts from
+  haproxy.cfg again (unless a server-state-file is loaded), so a drained node silently takes traffic again.
+  One note per balancer lists what was lost:
+
+      haproxy: restarted at 10:31:02 UTC, runtime changes lost: node-2 drain (now ready); re-apply them ...
+
+- the server's agent check (HAProxy `agent-check`, running): its ready/drain/maint and weight answers act
+  like the Runtime API's:
+
+      hx-a: n1 is ready, asrtop set drain at 10:31:02 UTC (ops@bastion): most likely its agent check ...
+
+- anything else: "changed outside asrtop (another tool or operator)".
 
 The audit log is the memory (so it works across `asrtop` processes, e.g. `asrtop drain` then a reload
-then `asrtop status`). The front ends hand a ReloadWatch to the fleet source as a notes provider
-(asrtop.sources.live.NotesProvider); its notes land in FleetSnapshot.notes (`asrtop status`, the console).
+then `asrtop status`); it is read incrementally, one stat per snapshot when unchanged, and `show info` is
+asked only of a balancer where something differs. The front ends hand a ReloadWatch to the fleet source as
+a notes provider (asrtop.sources.live.NotesProvider); its notes land in FleetSnapshot.notes (`asrtop
+status`, the console). The same causes name who undid a drain that `drain --wait` or the console follows.
 """
 
 from __future__ import annotations
@@ -21,9 +32,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Mapping, Sequence
 
-from asrtop.balancers.base import Balancer, ReportsStartTime, ServerState
+from asrtop.balancers.base import AdminState, Balancer, ReportsStartTime, ServerState
 from asrtop.control.audit import AuditEntry, AuditLog
 from asrtop.control.model import FIELD_OF_KIND
+from asrtop.fleet import NodeView
 
 MAX_RECORDS = 2000  # audit records read back (newest first): far more than one maintenance window needs
 START_SLACK = 1.0  # Start_time_sec has 1 s resolution: a change in the start second counts as before it
@@ -38,6 +50,7 @@ class Desired:
     value: object
     at: float  # unix time of the audit record
     what: str  # e.g. "drain", "weight 5", "backup on"
+    user: str = ""  # who asked (the audit record's user@host)
 
 
 def _apply(out: dict[str, dict[tuple[str, str], Desired]], e: AuditEntry) -> None:
@@ -57,7 +70,7 @@ def _apply(out: dict[str, dict[tuple[str, str], Desired]], e: AuditEntry) -> Non
             what = f"weight {value}"
         else:
             what = f"backup {'on' if value else 'off'}"
-        out.setdefault(b.name, {})[(server, field)] = Desired(server, field, value, e.at, what)
+        out.setdefault(b.name, {})[(server, field)] = Desired(server, field, value, e.at, what, e.user)
 
 
 def desired_states(entries: Iterable[AuditEntry]) -> dict[str, dict[tuple[str, str], Desired]]:
@@ -72,26 +85,81 @@ def _current(s: ServerState, field: str) -> object:
     return {"admin": s.admin.value, "weight": s.weight, "backup": s.backup}[field]
 
 
+def differences(desired: dict[tuple[str, str], Desired], servers: Sequence[ServerState]
+                ) -> list[tuple[Desired, ServerState, object]]:
+    """(intent, the server now, its value now) wherever a server no longer shows what asrtop set (PURE)."""
+    by_name = {s.name: s for s in servers}
+    out = []
+    for d in sorted(desired.values(), key=lambda d: (d.server, d.field)):
+        s = by_name.get(d.server)
+        if s is not None and _current(s, d.field) != d.value:
+            out.append((d, s, _current(s, d.field)))
+    return out
+
+
+def restarted_since(d: Desired, started_at: float | None) -> bool:
+    """Was the change made before the balancer's process started (so a reload/restart threw it away)?"""
+    return started_at is not None and d.at < started_at + START_SLACK
+
+
 def lost_changes(desired: dict[tuple[str, str], Desired], started_at: float,
                  servers: Sequence[ServerState]) -> list[tuple[Desired, object]]:
     """(change, value now) for changes made before `started_at` that the servers no longer show (PURE)."""
-    by_name = {s.name: s for s in servers}
-    lost = []
-    for d in sorted(desired.values(), key=lambda d: (d.server, d.field)):
-        s = by_name.get(d.server)
-        if s is None or d.at >= started_at + START_SLACK:
-            continue
-        now = _current(s, d.field)
-        if now != d.value:
-            lost.append((d, now))
-    return lost
+    return [(d, now) for d, _, now in differences(desired, servers) if restarted_since(d, started_at)]
+
+
+def agent_may_have(s: ServerState, field: str) -> bool:
+    """Could the server's agent check have set this field? (a running one sets state and weight)"""
+    return s.agent_check and s.agent_enabled is True and field in ("admin", "weight")
+
+
+def intent_note(balancer: str, d: Desired, s: ServerState, now: object) -> str:
+    """One server that differs from asrtop's intent for a reason other than a restart (PURE)."""
+    who = f" ({d.user})" if d.user else ""
+    if agent_may_have(s, d.field):
+        why = ("most likely its agent check (it runs, and its answers set state and weight like the Runtime "
+               "API: `agent_checks = \"pause\"` keeps it from undoing a drain or maint)")
+    else:
+        why = OUTSIDE
+    return f"{balancer}: {s.name} is {_show(d.field, now)}, asrtop set {d.what} at {_clock(d.at)}{who}: {why}"
+
+
+OUTSIDE = "changed outside asrtop (another tool or operator)"
+
+
+def ready_again(view: NodeView) -> tuple[str, ServerState] | None:
+    """(balancer, server) where a node asrtop drained (or put in maint) shows ready again (PURE)."""
+    for balancer, s in sorted(view.servers.items()):
+        if s.admin is AdminState.READY:
+            return balancer, s
+    return None
+
+
+def undone_line(node: str, balancer: str, s: ServerState, restarted_at: float | None,
+                restart_checked: bool = True) -> str:
+    """One line naming who most likely undid a drain: a restart at `restarted_at` (None: no restart since the
+    drain, or not known), the agent check, or someone outside asrtop. `restart_checked` False: the caller
+    could not ask the balancer when it started (the console: the notes then say) (PURE)."""
+    if restarted_at is not None:
+        why = f"{balancer} restarted at {_clock(restarted_at)} and forgot the drain (a reload starts from haproxy.cfg)"
+    elif agent_may_have(s, "admin"):
+        why = "its agent check answered ready"
+    elif not restart_checked:
+        why = "not by asrtop: a reload, another tool or an operator (the notes say which)"
+    else:
+        why = OUTSIDE
+    return f"{node} is ready again on {balancer}: {why}; not safe to upgrade"
 
 
 def note(balancer: str, started_at: float, lost: list[tuple[Desired, object]]) -> str:
-    when = datetime.fromtimestamp(started_at, timezone.utc).strftime("%H:%M:%S UTC")
+    when = _clock(started_at)
     items = ", ".join(f"{d.server} {d.what} (now {_show(d.field, now)})" for d, now in lost)
     return (f"{balancer}: restarted at {when}, runtime changes lost: {items}; re-apply them (or persist them "
             f"with a server-state-file / in haproxy.cfg)")
+
+
+def _clock(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S UTC")
 
 
 def _show(field: str, value: object) -> str:
@@ -103,7 +171,7 @@ def _show(field: str, value: object) -> str:
 
 
 class ReloadWatch:
-    """Reads the audit log (incrementally) and each HAProxy's start time; gives one note per balancer.
+    """Reads the audit log (incrementally) and, where a server differs from it, that HAProxy's start time.
 
     A notes provider for asrtop.sources.live.LiveFleetSource: `await watch.notes(balancers, servers)`."""
 
@@ -133,26 +201,29 @@ class ReloadWatch:
         return self._desired
 
     def lost(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]]) -> list[str]:
-        """Blocking (one start-time query per HAProxy with remembered changes): run it in a thread."""
+        """Blocking (one start-time query per HAProxy where a server differs from asrtop's intent): run it in
+        a thread. A restart note per balancer for changes it threw away, an intent note per other difference."""
         desired = self.desired()
         out = []
         for b in balancers:
             mine = desired.get(b.name)
-            if not mine or b.name not in servers or not isinstance(b, ReportsStartTime):
+            if not mine or b.name not in servers:
                 continue
-            started = b.started_at()
-            if started is None:
+            differ = differences(mine, servers[b.name])
+            if not differ:
                 continue
-            lost = lost_changes(mine, started, servers[b.name])
-            if lost:
+            started = b.started_at() if isinstance(b, ReportsStartTime) else None
+            lost = [(d, now) for d, _, now in differ if restarted_since(d, started)]
+            if lost and started is not None:
                 out.append(note(b.name, started, lost))
+            out += [intent_note(b.name, d, s, now) for d, s, now in differ if not restarted_since(d, started)]
         return out
 
     async def notes(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]]) -> list[str]:
-        """HAProxy restarted/reloaded since asrtop changed it, and the change is gone."""
+        """Servers that no longer show what asrtop set, and the likely cause (restart, agent check, outside)."""
         try:
             if not self.desired():  # nothing asrtop changed: no `show info` round trips
                 return []
             return await asyncio.to_thread(self.lost, balancers, servers)
         except Exception as e:  # a note must never take the console down
-            return [f"cannot check for lost runtime changes: {type(e).__name__}: {e}"]
+            return [f"cannot compare the balancers with asrtop's changes: {type(e).__name__}: {e}"]

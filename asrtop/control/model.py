@@ -138,6 +138,7 @@ class BalancerOutcome:
     error: str | None = None
     before: ServerState | None = None
     after: ServerState | None = None  # read back after the change
+    warning: str | None = None  # the change took, but something about it is worth saying (NotPersisted)
 
 
 @dataclass(frozen=True)

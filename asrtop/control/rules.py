@@ -5,10 +5,19 @@ CLI and the console only render what these return.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import replace
 from typing import Sequence
 
-from asrtop.balancers.base import HAPROXY_MAX_WEIGHT, NGINX_MAX_WEIGHT, AdminState, Balancer, ServerState
+from asrtop.balancers.base import (
+    HAPROXY_MAX_WEIGHT,
+    NGINX_MAX_WEIGHT,
+    AdminState,
+    Balancer,
+    ServerState,
+    shown,
+)
+from asrtop.config import NodeConfig, endpoint_key
 from asrtop.control.model import (
     ACTION_KINDS,
     ActionResult,
@@ -26,6 +35,7 @@ from asrtop.modelfiles import FileDiff
 
 DEFAULT_MAX_WEIGHT = {"haproxy": HAPROXY_MAX_WEIGHT, "nginx": NGINX_MAX_WEIGHT}
 MAX_FILES_NAMED = 5  # files that differ, named in a model-guard refusal
+MAX_NAMED = 10  # node names or servers named in an error line
 
 
 def one_line(e: BaseException | str, balancer: str | None = None) -> str:
@@ -52,23 +62,69 @@ def weight_bounds(balancers: Sequence[Balancer]) -> tuple[int, int]:
 def validate(action: Action, balancers: Sequence[Balancer]) -> str | None:
     """One line saying why the action is malformed, or None. No I/O."""
     if action.kind not in ACTION_KINDS:
-        return f"unknown action {action.kind!r} (known: {', '.join(ACTION_KINDS)})"
-    if not isinstance(action.node, str) or not action.node:
-        return "no node named"
+        return f"unknown action {shown(action.kind)} (known: {', '.join(ACTION_KINDS)})"
+    if not isinstance(action.node, str) or not action.node.strip():
+        given = "" if action.node == "" else f" ({shown(action.node)})"
+        return (f"{action.kind}: the node name is empty{given}; name a node of the cluster file "
+                f"(`asrtop status` lists them)")
     if not balancers:
         return "no balancers configured: add a [[balancers]] entry to the cluster file"
     if action.kind == "weight":
         v = action.value
         if isinstance(v, bool) or not isinstance(v, int):
-            return f"weight must be a whole number, got {v!r}"
+            return f"weight must be a whole number, got {shown(v)}"
         for b in balancers:
             lo, hi = weight_range(b)
             if not lo <= v <= hi:
                 hint = " (nginx has no weight 0: use `drain`)" if b.kind == "nginx" and v == 0 else ""
                 return f"weight {v} is out of range for {b.name} ({b.kind} accepts {lo}-{hi}){hint}"
     if action.kind == "backup" and not isinstance(action.value, bool):
-        return f"backup must be on or off, got {action.value!r}"
+        return f"backup must be on or off, got {shown(action.value)}"
     return None
+
+
+def unknown_node(node: str, known: Sequence[str], limit: int = MAX_NAMED) -> str:
+    """ "unknown node 'n9' (known: n1, n2, n3)"; of a big fleet the closest names first, then how many more."""
+    if len(known) > limit:
+        close = difflib.get_close_matches(node, known, n=limit, cutoff=0.0)
+        named = f"{', '.join(close)} and {len(known) - len(close)} more (`asrtop status` lists them)"
+    else:
+        named = ", ".join(known) or "none"
+    return f"unknown node {shown(node)} (known: {named})"
+
+
+def _looked_for(node: NodeConfig) -> str:
+    return f"server {node.server_name}" + (f" or address {node.address}" if node.address else "")
+
+
+def _closest(node: NodeConfig, servers: Sequence[ServerState], limit: int) -> str:
+    """The balancer's servers, closest to what the node names first: the same host or port, then by spelling."""
+    if not servers:
+        return "no servers"
+    want = endpoint_key(*node.address.rpartition(":")[::2]) if node.address else None
+
+    def distance(s: ServerState) -> tuple:
+        key = endpoint_key(s.address, s.port)
+        near = want is not None and (key[0] == want[0] or key[1] == want[1])
+        spelled = difflib.SequenceMatcher(None, node.address or node.server_name,
+                                          s.endpoint if node.address else s.name).ratio()
+        return (not near, -spelled)
+
+    ranked = sorted(servers, key=distance)
+    named = ", ".join(s.endpoint if s.name == s.endpoint else f"{s.endpoint} ({s.name})" for s in ranked[:limit])
+    return named + (f" and {len(ranked) - limit} more" if len(ranked) > limit else "")
+
+
+def no_server(node: NodeConfig, servers: Sequence[ServerState], limit: int = 3) -> str:
+    """One balancer's line when none of its servers is the node: what was looked for, what it has instead."""
+    return f"has no server for {node.name} ({_looked_for(node)}; it has {_closest(node, servers, limit)})"
+
+
+def on_no_balancer(node: NodeConfig, seen: Sequence[tuple[str, Sequence[ServerState]]],
+                   limit: int = MAX_NAMED) -> str:
+    """The node is a server on no balancer: what was looked for, and each balancer's servers, closest first."""
+    have = "; ".join(f"{name} has {_closest(node, servers, limit)}" for name, servers in seen)
+    return f"{node.name} is not a server on any balancer: looked for {_looked_for(node)}; {have}"
 
 
 def describe(action: Action) -> str:
@@ -114,16 +170,26 @@ def wanted(action: Action) -> str:
 
 
 def change_line(action: Action, name: str, kind: str, before: ServerState | None, problem: str | None,
-                noop: bool) -> str:
-    """Plan line for one balancer: "haproxy-a: weight 3 -> 5"."""
+                noop: bool, agent: bool | None = None) -> str:
+    """Plan line for one balancer: "haproxy-a: weight 3 -> 5"; `agent`: what the change does to the server's
+    agent check (False pauses it, True resumes it, None leaves it), said after the state."""
     if problem is not None:
         return f"{name}: cannot change ({problem})"
     assert before is not None
     if noop:
         return f"{name}: {field_of(action, before)} already, no change"
+    also = "" if agent is None else (", agent check resumed (`enable agent`)" if agent
+                                     else ", agent check paused (`disable agent`)")
+    if took(action, before, kind):  # only the agent check changes
+        return f"{name}: {field_of(action, before)} already{also}"
     new = wanted(action).split(" ", 1)[1]
     note = " (nginx: `down` + reload)" if kind == "nginx" and action.kind in ("drain", "maint") else ""
-    return f"{name}: {field_of(action, before)} -> {new}{note}"
+    return f"{name}: {field_of(action, before)} -> {new}{note}{also}"
+
+
+def agent_word(enabled: bool | None) -> str:
+    """A server's agent check in a line: running | paused | absent."""
+    return "absent" if enabled is None else ("running" if enabled else "paused")
 
 
 def consequence(snap: FleetSnapshot, action: Action) -> str:
@@ -147,6 +213,8 @@ def summarize(action: Action, results: Sequence[BalancerOutcome], kinds: dict[st
     bad = [r for r in results if not r.ok]
     already = [n for n in good if kinds.get(n) == "already"]
     note = f" ({', '.join(already)}: already so)" if already else ""
+    warned = "; ".join(f"{r.balancer}: {r.warning}" for r in results if r.warning)
+    note += f" (WARNING: {warned})" if warned else ""
     if not bad:
         return "done", f"{desc}: done on {', '.join(good)}{note}"
     why = "; ".join(f"{r.balancer}: {r.error}" for r in bad)

@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 import asrtop.control.rules as rules
+from asrtop.control.drift import ready_again, undone_line
 from asrtop.control.model import ACTION_KINDS, GUARD_MODEL, Action, ActionResult
 from asrtop.control.seams import ActionController, AuditReader, Recoverer
 from asrtop.fleet import FleetSnapshot
@@ -201,6 +202,12 @@ class AsrtopApp(App):
                 continue
             if seq <= self._drain_started[name]:
                 continue  # this poll started before the drain was applied
+            again = ready_again(node)
+            if again is not None:  # never "safe to upgrade": the node takes new requests again
+                self._end_drain(name)
+                self.notify(undone_line(name, *again, None, restart_checked=False), title="drain undone",
+                            severity="error", timeout=20)
+                continue
             if node.admin_state not in ("drain", "maint"):
                 self._end_drain(name)
                 self.notify(f"{name}: no longer draining (now {node.admin_state})")

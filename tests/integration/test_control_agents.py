@@ -13,7 +13,7 @@ import httpx
 from aiohttp import web
 
 from asrtop.balancers.factory import build_balancers
-from asrtop.control import Controller
+from asrtop.control import Action, Controller
 from support.netutil import free_port
 from asrtop.sources.factory import build_fleet_source
 from support.balancers import nginx_upstream_block, start_backends, start_haproxy, start_nginx
@@ -88,6 +88,8 @@ async def test_in_flight_is_the_max_of_agent_and_balancer_sessions(tmp_path, whe
                     while be.in_flight["n1"] < 2:
                         await asyncio.sleep(0.02)
                     assert await ctl.in_flight("n1") == 2  # the agent says 0, HAProxy sees 2
+                    # wait_drained follows a drain (a node shown ready again fails the wait): drain it first
+                    assert (await ctl.apply(Action("drain", "n1"))).outcome == "done"
                     seen: list[int | None] = []
                     assert await ctl.wait_drained("n1", 10, lambda n, _: seen.append(n), interval=0.1) is True
                     assert seen[0] == 2 and seen[-1] == 0

@@ -154,6 +154,25 @@ class RunningHAProxy:
                 out += chunk
         return out.decode()
 
+    def reload(self, timeout: float = 10.0) -> None:
+        """Soft reload: a new process on the same config with `-sf OLDPID` takes over (the old one finishes
+        its connections and exits); returns once the new process answers on the admin socket."""
+        old = self.proc
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([self.binary, "-db", "-f", str(self.config_path), "-sf", str(old.pid)],
+                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         cwd=self.config_path.parent)
+        old.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.command("show info").startswith("Name:"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"haproxy did not come back after a reload: {self.log_path.read_text()[-1000:]}")
+
     def stop(self) -> None:
         _stop_process(self.proc)
         if self.sock_dir is not None:
@@ -168,9 +187,10 @@ class RunningHAProxy:
 
 def haproxy_config(servers: Sequence[ServerSpec], frontend_port: int, admin_sock: str, user_sock: str,
                    tcp_port: int | None = None, backend: str = "asr", balance: str = "leastconn",
-                   backend_extra: Sequence[str] = (), extra_sections: str = "") -> str:
+                   backend_extra: Sequence[str] = (), extra_sections: str = "",
+                   global_extra: Sequence[str] = ()) -> str:
     lines = ["global", f"    stats socket {admin_sock} mode 600 level admin",
-             f"    stats socket {user_sock} mode 600 level user"]
+             f"    stats socket {user_sock} mode 600 level user", *(f"    {x}" for x in global_extra)]
     if tcp_port:
         lines.append(f"    stats socket ipv4@127.0.0.1:{tcp_port} level admin")
     lines += ["defaults", "    mode http", "    timeout connect 2s", "    timeout client 30s",
@@ -206,7 +226,8 @@ def start_haproxy(*args, **kwargs) -> RunningHAProxy:
     """HAProxy in the foreground (-db) as our child, with admin + user unix sockets (+ tcp admin).
 
     Arguments: binary, tmp_path, servers (ServerSpec list); keywords: backend="asr", balance="leastconn",
-    tcp_admin=False, backend_extra=() (lines for the backend), extra_sections="" (more config text).
+    tcp_admin=False, backend_extra=() (lines for the backend), extra_sections="" (more config text),
+    global_extra=() (lines for the global section).
     """
     return _retry_ports(_start_haproxy, *args, **kwargs)
 
@@ -218,7 +239,7 @@ def start_nginx(*args, **kwargs) -> RunningNginx:
 
 def _start_haproxy(binary: str, tmp_path: Path, servers: Sequence[ServerSpec], *, backend: str = "asr",
                   balance: str = "leastconn", tcp_admin: bool = False, backend_extra: Sequence[str] = (),
-                  extra_sections: str = "", timeout: float = 10.0) -> RunningHAProxy:
+                  extra_sections: str = "", global_extra: Sequence[str] = (), timeout: float = 10.0) -> RunningHAProxy:
     """HAProxy in the foreground (-db) as our child, with admin + user unix sockets (+ tcp admin)."""
     binary = os.path.abspath(binary) if os.sep in binary else binary  # it runs with cwd = its tmp dir
     d = Path(tmp_path) / f"haproxy-{free_port()}"
@@ -231,7 +252,7 @@ def _start_haproxy(binary: str, tmp_path: Path, servers: Sequence[ServerSpec], *
     tport = free_port() if tcp_admin else None
     cfg = d / "haproxy.cfg"
     cfg.write_text(haproxy_config(servers, fport, admin, user, tport, backend, balance, backend_extra,
-                                  extra_sections))
+                                  extra_sections, global_extra))
     log = d / "haproxy.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen([binary, "-db", "-f", str(cfg)], stdout=logf, stderr=subprocess.STDOUT,

@@ -15,8 +15,9 @@ def _q(s: str) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def haproxy_entry(name: str, socket: str, backend: str = "asr") -> str:
-    return f"[[balancers]]\nname = {_q(name)}\nkind = \"haproxy\"\nsocket = {_q(socket)}\nbackend = {_q(backend)}\n"
+def haproxy_entry(name: str, socket: str, backend: str = "asr", agent_checks: str | None = None) -> str:
+    out = f"[[balancers]]\nname = {_q(name)}\nkind = \"haproxy\"\nsocket = {_q(socket)}\nbackend = {_q(backend)}\n"
+    return out + (f"agent_checks = {_q(agent_checks)}\n" if agent_checks else "")
 
 
 def nginx_entry(name: str, ngx) -> str:

@@ -85,6 +85,23 @@ async def test_drain_confirm_applies_and_reports_drained():
         assert any("safe to upgrade" in n.message for n in app._notifications)
 
 
+async def test_a_drain_undone_while_followed_is_an_error_never_safe_to_upgrade():
+    app, fleet, ctl = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: ctl.applied and "node-1" in app.draining, what="apply")
+        fleet.admin["node-1"] = AdminState.READY  # undone behind asrtop's back (a reload, an agent, socat)
+        await wait_for(pilot, lambda: "node-1" not in app.draining, what="drain undone noticed")
+        (undone,) = [n for n in app._notifications if n.title == "drain undone"]
+        assert undone.severity == "error"
+        assert undone.message == ("node-1 is ready again on haproxy-a: not by asrtop: a reload, another tool or an "
+                                  "operator (the notes say which); not safe to upgrade")
+        assert not any(n.message.endswith(", safe to upgrade") for n in app._notifications)
+
+
 async def test_modal_opens_before_the_plan_and_cannot_be_confirmed_until_it_arrives():
     app, _, ctl = make()
     ctl.plan_delay = 3.0  # long enough to look at the pending modal even on a loaded machine

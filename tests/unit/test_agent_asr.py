@@ -202,6 +202,18 @@ def test_python_env_reads_a_venv(tmp_path):
     assert python_env([]) == (None, ())
 
 
+def test_python_env_of_a_venv_without_pyvenv_cfg_and_debian_dist_packages(tmp_path):
+    """Seen on a real GPU host: a venv without pyvenv.cfg whose python resolves to /usr/bin/python3.12 gave
+    python "3" (from /usr/lib/python3/dist-packages) and no packages."""
+    venv, usr = tmp_path / "opt" / ".venv", tmp_path / "usr"
+    (venv / "lib" / "python3.12" / "site-packages" / "torch-2.11.0+cu130.dist-info").mkdir(parents=True)
+    (usr / "lib" / "python3" / "dist-packages" / "funasr-0.1.dist-info").mkdir(parents=True)
+    version, packages = python_env([str(venv / "bin" / "python3"), str(usr / "bin" / "python3.12")])
+    assert (version, dict(packages)) == ("3.12", {"torch": "2.11.0+cu130"})
+    version, packages = python_env([str(usr / "bin" / "python3.12")])  # the system's own
+    assert (version, dict(packages)) == ("3.12", {"funasr": "0.1"})
+
+
 def test_request_quantiles_follow_the_buckets():
     c = RequestCounters()
     for seconds in [0.05] * 50 + [0.3] * 45 + [4.0] * 5:

@@ -57,3 +57,7 @@ def test_haproxy_config_path_reaches_the_adapter():
     (plain,) = build_balancers(parse_config({"balancers": [{"name": "hx", "kind": "haproxy", "socket": "/s",
                                                             "backend": "asr"}]}))
     assert plain.config is None
+    assert plain.agent_checks == "pause" and hx.agent_checks == "pause"
+    (leave,) = build_balancers(parse_config({"balancers": [{"name": "hx", "kind": "haproxy", "socket": "/s",
+                                                            "backend": "asr", "agent_checks": "leave"}]}))
+    assert leave.agent_checks == "leave"

@@ -60,6 +60,10 @@ def test_good_file_parses_every_field(tmp_path):
     assert (n1.server_name, n1.address, n1.agent) == ("node-1", "10.0.0.5:10095", "http://10.0.0.5:10860")
     assert n2.server_name == "asr2"
     assert cfg.balancer("ngx") is ngx
+    assert hx.agent_checks == "pause"  # the default: agent checks paused during drain/maint
+    leave = load_config(write(tmp_path, GOOD.replace('backend = "fun_asr_backend"',
+                                                     'backend = "fun_asr_backend"\nagent_checks = "leave"', 1)))
+    assert leave.balancers[0].agent_checks == "leave"
 
 
 def test_defaults(tmp_path, monkeypatch):
@@ -91,6 +95,11 @@ def test_defaults(tmp_path, monkeypatch):
     (('name = "node-2"', 'name = "node-1"'), "nodes[1].name", "duplicate name 'node-1'"),
     (('name = "ngx"', 'name = "hx-a"'), "balancers[1].name", "duplicate name 'hx-a'"),
     (('[cluster]', '[clutser]\n[cluster]'), "clutser", "unknown key"),
+    (('backend = "fun_asr_backend"', 'backend = "fun_asr_backend"\nagent_checks = "off"'), "balancers[0].agent_checks",
+     "must be one of pause, leave, got 'off'"),
+    (('backend = "fun_asr_backend"', 'backend = "fun_asr_backend"\nagent_checks = false'), "balancers[0].agent_checks",
+     "must be str, got bool False"),
+    (('timeout = 5', 'timeout = 5\nagent_checks = "leave"'), "balancers[1].agent_checks", "is for haproxy balancers only"),
 ])
 def test_errors_name_file_key_and_problem(tmp_path, edit, key, problem):
     old, new = edit

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from asrtop.agentstatus import AsrReading, AgentStatus, HostReading, ModelReading
-from asrtop.balancers.base import AdminState, BalancerRefused, Health, ServerState
+from asrtop.balancers.base import AdminState, BalancerRefused, Health, NotPersisted, ServerState
 from asrtop.config import NodeConfig, parse_config
 from asrtop.control import Action, BalancerOutcome, Controller
-from asrtop.control.rules import consequence, summarize, took, validate
+from asrtop.control.rules import consequence, no_server, on_no_balancer, summarize, took, unknown_node, validate
 from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
 
 
@@ -86,7 +86,7 @@ def test_validate_per_balancer_kind():
     assert validate(Action("weight", "n1", 500), [ngx]) is None
     assert validate(Action("weight", "n1", 500), [ngx, hx]) == "weight 500 is out of range for hx (haproxy accepts 0-256)"
     assert validate(Action("drain", "n1"), []).startswith("no balancers configured")
-    assert validate(Action("drain", ""), [hx]) == "no node named"
+    assert validate(Action("drain", ""), [hx]).startswith("drain: the node name is empty")
 
 
 def test_took_nginx_down_is_drain_and_maint():
@@ -145,3 +145,59 @@ async def test_read_back_disagreement_is_reported_by_name(tmp_path):
     res = await ctl.apply(Action("weight", "n1", 5))
     assert (res.outcome, res.exit_code) == ("rejected", 7)
     assert res.message == "rejected: weight n1 5 changed nothing (x: HAProxy refused `set server`: Permission denied)"
+
+
+class ForgetfulBalancer(HonestBalancer):
+    """Takes the change, but cannot keep it across a reload (HAProxy: the server-state-file not written)."""
+
+    def set_weight(self, server, weight):
+        super().set_weight(server, weight)
+        raise NotPersisted(f"{self.name}: weight {server} {weight}: done, but server-state-file /x/state was not "
+                           "written (Permission denied)")
+
+
+async def test_a_change_that_took_but_was_not_kept_is_done_with_a_warning(tmp_path):
+    cfg = parse_config({"cluster": {"audit_log": str(tmp_path / "a.jsonl")},
+                        "nodes": [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}]})
+    ctl = Controller(cfg, [HonestBalancer("good"), ForgetfulBalancer("hx")])
+    res = await ctl.apply(Action("weight", "n1", 5))
+    assert (res.outcome, res.exit_code) == ("done", 0)
+    assert res.message == ("weight n1 5: done on good, hx (WARNING: hx: weight n1 5: done, but server-state-file "
+                           "/x/state was not written (Permission denied))")
+    (hx,) = [b for b in res.balancers if b.balancer == "hx"]
+    assert hx.ok and hx.error is None and hx.after is not None and hx.after.weight == 5 and "Permission" in hx.warning
+    assert "WARNING: hx: weight n1 5" in (tmp_path / "a.jsonl").read_text()  # audited with the message
+
+
+def test_empty_node_names_and_long_input_in_one_sane_line():
+    hx = [LyingBalancer("hx")]
+    assert validate(Action("drain", ""), hx) == \
+        "drain: the node name is empty; name a node of the cluster file (`asrtop status` lists them)"
+    assert validate(Action("maint", " \t"), hx).startswith("maint: the node name is empty (' \\t'); ")
+    long = "n" * 500
+    line = validate(Action("weight", "n1", long), hx)  # type: ignore[arg-type]
+    assert line == f"weight must be a whole number, got '{'n' * 79}…"
+    assert len(validate(Action(long, "n1"), hx)) < 150  # type: ignore[arg-type]
+    assert unknown_node(long, ["n1", "n2"]) == f"unknown node '{'n' * 79}… (known: n1, n2)"
+
+
+def test_unknown_node_of_a_big_fleet_names_the_closest():
+    known = [f"node-{i}" for i in range(1000)]
+    line = unknown_node("node-42x", known)
+    assert line.startswith("unknown node 'node-42x' (known: node-42, ") and \
+        line.endswith(" and 990 more (`asrtop status` lists them))")
+    assert unknown_node("x", []) == "unknown node 'x' (known: none)"
+
+
+def test_a_node_that_matches_nothing_lists_the_closest_addresses():
+    servers = [ServerState(n, a, p, 1, False, AdminState.READY, Health.UP)
+               for n, a, p in (("s1", "192.168.1.1", 1), ("s2", "10.0.0.70", 9000), ("s3", "10.9.9.9", 8000),
+                               ("s4", "10.0.0.7", 8001))]
+    node = NodeConfig("gpu-7", address="10.0.0.7:8000")
+    assert no_server(node, servers) == ("has no server for gpu-7 (server gpu-7 or address 10.0.0.7:8000; it has "
+                                        "10.0.0.7:8001 (s4), 10.9.9.9:8000 (s3), 10.0.0.70:9000 (s2) and 1 more)")
+    assert on_no_balancer(node, [("hx", servers), ("hy", [])]) == (
+        "gpu-7 is not a server on any balancer: looked for server gpu-7 or address 10.0.0.7:8000; hx has "
+        "10.0.0.7:8001 (s4), 10.9.9.9:8000 (s3), 10.0.0.70:9000 (s2), 192.168.1.1:1 (s1); hy has no servers")
+    by_name = no_server(NodeConfig("s9"), servers)  # no address: by server name
+    assert by_name.startswith("has no server for s9 (server s9; it has 192.168.1.1:1 (s1), ")

@@ -22,6 +22,10 @@ FUZZ = settings(max_examples=2500, deadline=None, suppress_health_check=[HealthC
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SEEDS = {v: ((FIXTURES / f"reliability_haproxy_{v}_show_stat.txt").read_text(),
              (FIXTURES / f"reliability_haproxy_{v}_servers_state.txt").read_text()) for v in ("2.6", "2.8")}
+# agent checks running, paused and absent (tests/fixtures/haproxy/capture_agent.py)
+ALL_SEEDS = {**SEEDS, **{f"agent-{v}": ((FIXTURES / "haproxy" / f"agent_show_stat_{v}.csv").read_text(),
+                                        (FIXTURES / "haproxy" / f"agent_servers_state_{v}.txt").read_text())
+                         for v in ("2.6", "2.8")}}
 TOKENS = ["", "-", "0", "1", "2", "8", "-1", "256", "²", "٣", "1e3", "99999999999999999999999", "nan", "a,b",
           '"', '"x', "\x00", "UP", "DOWN", "MAINT", "DRAIN", "NOLB", "UP 1/3", "no check", "127.0.0.1:²",
           "[::1]:80", "host:", ":80", "asr", "node-1", "BACKEND", "FRONTEND", "x" * 300,
@@ -64,13 +68,14 @@ def read(stat: str, state: str):
         assert isinstance(s, ServerState) and isinstance(s.name, str) and isinstance(s.weight, int)
         assert isinstance(s.admin, AdminState) and isinstance(s.health, Health)
         assert s.port is None or isinstance(s.port, int)
+        assert isinstance(s.agent_check, bool) and (s.agent_enabled is None) is not s.agent_check
     return servers
 
 
 # Columns the adapter reads: a random column of ~90 would rarely hit them.
 READ_COLUMNS = ["pxname", "svname", "addr", "weight", "status", "bck", "scur", "qcur", "rate", "stot", "hrsp_5xx",
                 "rtime", "check_status", "be_name", "srv_name", "srv_addr", "srv_port", "srv_uweight",
-                "srv_admin_state", "srv_op_state", "srv_check_state"]
+                "srv_admin_state", "srv_op_state", "srv_check_state", "srv_agent_state", "agent_status"]
 
 
 @st.composite
@@ -107,8 +112,8 @@ def mutated(draw, text: str, sep: str):
     return "\n".join(lines)
 
 
-answers = st.sampled_from(sorted(SEEDS)).flatmap(
-    lambda v: st.tuples(mutated(SEEDS[v][0], ","), mutated(SEEDS[v][1], " ")))
+answers = st.sampled_from(sorted(ALL_SEEDS)).flatmap(
+    lambda v: st.tuples(mutated(ALL_SEEDS[v][0], ","), mutated(ALL_SEEDS[v][1], " ")))
 
 
 @FUZZ
@@ -142,9 +147,9 @@ def permute(text: str, sep: str, order: list[int]) -> str:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.sampled_from(sorted(SEEDS)), st.randoms(use_true_random=False))
+@given(st.sampled_from(sorted(ALL_SEEDS)), st.randoms(use_true_random=False))
 def test_column_order_never_matters(version, rnd):
-    stat, state = SEEDS[version]
+    stat, state = ALL_SEEDS[version]
     base = read(stat, state)
     n_stat = len(stat.split("\n", 1)[0][2:].split(","))
     n_state = len(state.split("\n")[1][2:].split(" "))

@@ -8,6 +8,7 @@ The listening PID is found once per listening socket (inode) and cached.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,13 +33,18 @@ def url_port(url: str) -> tuple[str, int]:
 def python_env(candidates: list[str]) -> tuple[str | None, tuple[tuple[str, str], ...]]:
     """Python version and key package versions of an interpreter.
 
-    `candidates` are interpreter paths, best first (VIRTUAL_ENV, argv[0], the resolved exe); the first
-    one inside a venv (pyvenv.cfg next to bin/) wins, else the last one's prefix is used.
+    `candidates` are interpreter paths, best first (VIRTUAL_ENV, argv[0], the resolved exe). The prefix
+    read is the first one that is a venv (pyvenv.cfg), else the first with a lib/python3.N/site-packages
+    (a venv made without pyvenv.cfg, e.g. a copied one: its bin/python resolves to the system's), else the
+    last one's. The version comes from pyvenv.cfg, else a python3.N directory or interpreter name; Debian's
+    unversioned lib/python3/dist-packages never passes for a version.
     """
     prefixes = [Path(c).parent.parent for c in candidates if c]
     if not prefixes:
         return None, ()
-    prefix = next((p for p in prefixes if (p / "pyvenv.cfg").is_file()), prefixes[-1])
+    prefix = (next((p for p in prefixes if (p / "pyvenv.cfg").is_file()), None)
+              or next((p for p in prefixes if any(p.glob("lib/python3.*/site-packages"))), None)
+              or prefixes[-1])
     version = None
     try:
         for line in (prefix / "pyvenv.cfg").read_text().splitlines():
@@ -49,14 +55,18 @@ def python_env(candidates: list[str]) -> tuple[str | None, tuple[tuple[str, str]
         pass
     site_dirs = [p for pattern in ("lib/python3*/site-packages", "lib/python3*/dist-packages",
                                    "local/lib/python3*/dist-packages") for p in prefix.glob(pattern)]
-    if version is None and site_dirs:
-        version = site_dirs[0].parent.name.removeprefix("python")
+    if version is None:
+        names = [d.parent.name for d in site_dirs] + [Path(c).name for c in candidates if c]
+        version = next((m.group(1) for m in map(_VERSIONED.fullmatch, names) if m), None)
     packages: dict[str, str] = {}
     for site in site_dirs:
         for name in KEY_PACKAGES:
             for dist in site.glob(f"{name}-*.dist-info"):
                 packages.setdefault(name, dist.name[len(name) + 1:-len(".dist-info")])
     return version, tuple(sorted(packages.items()))
+
+
+_VERSIONED = re.compile(r"python(3\.\d+)")
 
 
 def _interpreter_candidates(proc: Any) -> list[str]:

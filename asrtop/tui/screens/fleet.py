@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Input
 
@@ -69,7 +70,11 @@ class FleetScreen(Screen):
             self.snapshot = snap
             self.selected &= {n.name for n in snap.nodes}
         trend = sparkline(self.app.history.fleet_series("in_flight")[-TREND:], TREND).rstrip()
-        self.query_one(FleetHeader).show(snap, error, self.app.draining, trend)
+        try:
+            header = self.query_one(FleetHeader)
+        except NoMatches:  # the app is closing: the screen's children go before the screen itself
+            return
+        header.show(snap, error, self.app.draining, trend)
         if snap is not None:
             self.query_one(NotesLine).show(snap.notes)
         if self.snapshot is not None:
