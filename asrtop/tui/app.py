@@ -224,15 +224,20 @@ class AsrtopApp(App):
         self._drain_started.pop(name, None)
 
     # -- actions ---------------------------------------------------------------------------------
-    def start_action(self, kind: str, nodes: list[str]) -> None:
-        if self.read_only:
+    def _may_act(self, allowed: bool = True) -> bool:
+        """One action at a time, none in a read-only console; says why not."""
+        if self.read_only or not allowed:
             self.notify("read-only console: actions are disabled", severity="warning")
-            return
+            return False
         if self.action_busy:
             self.notify("another action is still running", severity="warning")
-            return
+            return False
         self.action_busy = True
-        self.perform_action(kind, tuple(nodes))
+        return True
+
+    def start_action(self, kind: str, nodes: list[str]) -> None:
+        if self._may_act():
+            self.perform_action(kind, tuple(nodes))
 
     @work(group="action", exit_on_error=False)
     async def perform_action(self, kind: str, nodes: tuple[str, ...]) -> None:
@@ -293,14 +298,8 @@ class AsrtopApp(App):
                 self.load_audit(screen)
 
     def start_recover(self) -> None:
-        if self.read_only or self.recovery is None:
-            self.notify("read-only console: actions are disabled", severity="warning")
-            return
-        if self.action_busy:
-            self.notify("another action is still running", severity="warning")
-            return
-        self.action_busy = True
-        self.perform_recover()
+        if self._may_act(self.recovery is not None):
+            self.perform_recover()
 
     @work(group="action", exit_on_error=False)
     async def perform_recover(self) -> None:
