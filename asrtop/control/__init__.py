@@ -13,7 +13,6 @@
                    agent check, another tool); a notes provider for the fleet source
 """
 
-from asrtop.control.controller import Controller
 from asrtop.control.model import (
     ACTION_KINDS,
     Action,
@@ -25,3 +24,13 @@ from asrtop.control.model import (
 )
 
 __all__ = ["ACTION_KINDS", "Action", "ActionResult", "BalancerOutcome", "BatchPlan", "Controller", "Plan", "Refusal"]
+
+
+def __getattr__(name: str) -> object:
+    """`Controller` is imported when first asked for: the leaf model (kinds, outcomes) stays cheap to import for
+    the CLI's fast paths, which would otherwise load the controller's I/O stack just to read a kind."""
+    if name == "Controller":
+        from asrtop.control.controller import Controller
+
+        return Controller
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
