@@ -17,6 +17,22 @@ MIXED = "MIXED"  # balancers disagree about a node's admin state
 STALE_AFTER_MISSED = 3  # an agent is stale after this many refresh intervals without a good answer
 
 
+REQUESTS_FROM_BALANCER = "balancer"  # the balancer counts this node's requests (HAProxy show stat)
+REQUESTS_FROM_AGENT = "agent"  # the balancer counts nothing (nginx OSS): the node's agent does
+
+
+@dataclass(frozen=True)
+class AgentTraffic:
+    """Request figures derived from an agent's cumulative counters over the poller's recent window: what the
+    fleet shows for a node whose balancer counts nothing (nginx OSS has no per-server counters)."""
+
+    request_rate: float | None = None  # requests finished per second over the window
+    errors_5xx_rate: float | None = None  # 5xx answers per second over the window
+    response_seconds: float | None = None  # mean latency of the requests finished in the window; None: none did
+    audio_rate: float | None = None  # audio seconds transcribed per wall second (ASR throughput)
+    window_seconds: float | None = None  # the span the rates cover
+
+
 @dataclass(frozen=True)
 class AgentReading:
     """Result of polling one agent. `status` is the last good status, kept when later polls fail."""
@@ -26,6 +42,7 @@ class AgentReading:
     fetched_at: float | None  # wall time (time.time()) of the last good answer
     error: str | None = None  # last poll's error; None when the last poll succeeded
     latency_seconds: float | None = None
+    traffic: AgentTraffic | None = None  # rates from the agent's counters; None until two answers span time
 
 
 @dataclass(frozen=True)
@@ -109,15 +126,61 @@ class NodeView:
             return None if self.balancer_unread else balancer_sum
         return agent if balancer_sum is None else max(agent, balancer_sum)
 
+    def _balancer_counts_requests(self) -> bool:
+        return any(s.request_rate is not None for s in self.servers.values())
+
+    def _agent_traffic(self) -> AgentTraffic | None:
+        if self.agent is None or self.stale:
+            return None
+        return self.agent.traffic
+
+    @property
+    def requests_source(self) -> str | None:
+        """Who counted the request figures below: "balancer", "agent" (the balancer counts nothing), or None."""
+        if self._balancer_counts_requests():
+            return REQUESTS_FROM_BALANCER
+        st = self.status
+        if self._agent_traffic() is not None or (st is not None and not self.stale and st.asr.requests):
+            return REQUESTS_FROM_AGENT
+        return None
+
     @property
     def request_rate(self) -> float | None:
+        """Requests/s: summed over the balancers that count them, else the agent's rate."""
         vals = [s.request_rate for s in self.servers.values() if s.request_rate is not None]
-        return sum(vals) if vals else None
+        if vals:
+            return sum(vals)
+        t = self._agent_traffic()
+        return t.request_rate if t is not None else None
 
     @property
     def errors_5xx(self) -> int | None:
-        vals = [s.errors_5xx_total for s in self.servers.values() if s.errors_5xx_total is not None]
-        return sum(vals) if vals else None
+        """5xx answers so far: summed over the balancers that count requests, else the agent's count."""
+        if self._balancer_counts_requests():
+            vals = [s.errors_5xx_total for s in self.servers.values() if s.errors_5xx_total is not None]
+            return sum(vals) if vals else None
+        st = self.status
+        if st is None or self.stale or st.asr.requests is None:
+            return None
+        req = st.asr.requests
+        return req.by_class.get("5xx", 0) if req.total is not None or req.by_class else None
+
+    @property
+    def response_seconds(self) -> float | None:
+        """Response time: the slowest balancer's average (HAProxy rtime), else the agent's mean over its
+        window. None (shown blank) when nothing was answered: never 0 for a node that served nothing."""
+        if self._balancer_counts_requests():
+            rts = [s.avg_response_seconds for s in self.servers.values()
+                   if s.avg_response_seconds is not None and (s.requests_total or 0) > 0]
+            return max(rts) if rts else None
+        t = self._agent_traffic()
+        return t.response_seconds if t is not None else None
+
+    @property
+    def audio_rate(self) -> float | None:
+        """Audio seconds transcribed per second (only agents know audio lengths)."""
+        t = self._agent_traffic()
+        return t.audio_rate if t is not None else None
 
     @property
     def model_digest(self) -> str | None:

@@ -217,7 +217,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
         infl: Cell = (f"↓{left if left is not None else '?'}", "bold yellow")
     else:
         infl = (str(inflight) if inflight is not None else "—", "")
-    rts = [s.avg_response_seconds for s in node.servers.values() if s.avg_response_seconds is not None]
+    resp = node.response_seconds
     if node.config.agent is None:
         agent_cell: Cell = ("none", DIM)
     elif grey:
@@ -240,7 +240,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
         (str(weight) if weight is not None else ("MIX" if node.servers else "—"), ""),
         ("bk" if backup else ("?" if backup is None and node.servers else ""), "cyan"),
         (str(errors) if errors is not None else "—", "red" if errors else ""),
-        (seconds(max(rts)) if rts else "—", ""),
+        (seconds(resp) if resp is not None else "—", ""),
         (f"{temp:.0f}°" if temp is not None else "—", "red" if temp is not None and temp >= 85 else ""),
         (f"{power:.0f}W" if power is not None else "—", ""),
         (f"{cpu * 100:.0f}%" if cpu is not None else "—", ""),
@@ -267,10 +267,9 @@ def sort_value(node: NodeView, column: str, now: float):
         return (1, node.model_digest or "")
     if column == "backup":
         return num(None if node.backup is None else int(node.backup))
-    rts = [s.avg_response_seconds for s in node.servers.values() if s.avg_response_seconds is not None]
     value = {
         "inflight": node.in_flight, "rps": node.request_rate, "gpu": util, "mem": mem,
-        "weight": node.weight, "5xx": node.errors_5xx, "rt": max(rts) if rts else None, "temp": temp,
+        "weight": node.weight, "5xx": node.errors_5xx, "rt": node.response_seconds, "temp": temp,
         "power": power, "cpu": st.host.cpu_ratio if st is not None else None, "age": node.agent_age(now),
     }.get(column)
     return num(value)

@@ -51,7 +51,7 @@ def status(name: str, i: int, digest: str | None = DIGEST_A, gpus: int = 1, tick
 def server(name: str, i: int, admin: AdminState = AdminState.READY, weight: int = 3, backup: bool = False,
            tick: int = 0) -> ServerState:
     return ServerState(name, "127.0.0.1", 10000 + i, weight, backup, admin, Health.UP, active_sessions=(i * 5 + tick) % 9,
-                       request_rate=float((i * 3 + tick) % 12), errors_5xx_total=i % 3,
+                       request_rate=float((i * 3 + tick) % 12), requests_total=100 + i, errors_5xx_total=i % 3,
                        avg_response_seconds=0.2 + (i % 5) * 0.05, checked=True)
 
 
