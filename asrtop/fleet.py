@@ -19,6 +19,8 @@ STALE_AFTER_MISSED = 3  # an agent is stale after this many refresh intervals wi
 
 REQUESTS_FROM_BALANCER = "balancer"  # the balancer counts this node's requests (HAProxy show stat)
 REQUESTS_FROM_AGENT = "agent"  # the balancer counts nothing (nginx OSS): the node's agent does
+# Marks a request figure the agent counted (as "~" marks a simulated GPU): console cells and `status` text.
+AGENT_COUNTED_MARK = "*"
 
 
 @dataclass(frozen=True)
