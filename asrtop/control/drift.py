@@ -200,13 +200,19 @@ class ReloadWatch:
                 _apply(self._desired, e)
         return self._desired
 
-    def lost(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]]) -> list[str]:
+    def lost(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]],
+             read_at: float | None = None) -> list[str]:
         """Blocking (one start-time query per HAProxy where a server differs from asrtop's intent): run it in
-        a thread. A restart note per balancer for changes it threw away, an intent note per other difference."""
+        a thread. A restart note per balancer for changes it threw away, an intent note per other difference.
+
+        `read_at`: when the reading of `servers` began. A change asrtop made after it is not in that reading
+        yet (the console's poll overlaps its own actions), so it is not compared: no false "changed outside"."""
         desired = self.desired()
         out = []
         for b in balancers:
             mine = desired.get(b.name)
+            if mine and read_at is not None:
+                mine = {k: d for k, d in mine.items() if d.at <= read_at}
             if not mine or b.name not in servers:
                 continue
             differ = differences(mine, servers[b.name])
@@ -219,11 +225,12 @@ class ReloadWatch:
             out += [intent_note(b.name, d, s, now) for d, s, now in differ if not restarted_since(d, started)]
         return out
 
-    async def notes(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]]) -> list[str]:
+    async def notes(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]],
+                    read_at: float | None = None) -> list[str]:
         """Servers that no longer show what asrtop set, and the likely cause (restart, agent check, outside)."""
         try:
             if not self.desired():  # nothing asrtop changed: no `show info` round trips
                 return []
-            return await asyncio.to_thread(self.lost, balancers, servers)
+            return await asyncio.to_thread(self.lost, balancers, servers, read_at)
         except Exception as e:  # a note must never take the console down
             return [f"cannot compare the balancers with asrtop's changes: {type(e).__name__}: {e}"]

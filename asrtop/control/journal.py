@@ -389,7 +389,8 @@ class InterruptedNotes:
     def __init__(self, journal: Journal):
         self.journal = journal
 
-    async def notes(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]]) -> list[str]:
+    async def notes(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]],
+                    read_at: float | None = None) -> list[str]:
         try:
             return [interrupted_line(ops, servers) for ops in by_action(self.journal.unfinished())]
         except Exception as e:  # a note must never take the console down

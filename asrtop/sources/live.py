@@ -31,8 +31,10 @@ class NotesProvider(Protocol):
     """Notes about the balancers' servers that a layer above the sources knows how to make (e.g. the control
     layer's drift watch: runtime changes an HAProxy reload threw away). Never raises: a failure is a note."""
 
-    async def notes(self, balancers: Sequence[Balancer],
-                    servers: Mapping[str, Sequence[ServerState]]) -> list[str]: ...
+    async def notes(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]],
+                    read_at: float | None = None) -> list[str]:
+        """`read_at`: when the reading of `servers` began (changes made after it are not in it yet)."""
+        ...
 
 
 async def read_balancer(balancer: Balancer) -> BalancerReading:
@@ -65,13 +67,14 @@ class LiveFleetSource:
         return discover_nodes(self.config, servers)
 
     async def snapshot(self) -> FleetSnapshot:
+        read_at = time.time()
         readings = await self.read_balancers()
         nodes = self.nodes_for(readings)
         agents: Mapping[str, AgentReading] = {}
         if self.facts is not None:
             agents = await self.facts.poll(nodes)
         servers = {r.name: r.servers for r in readings if r.reachable}
-        extra = await asyncio.gather(*(p.notes(self.balancers, servers) for p in self.notes))
+        extra = await asyncio.gather(*(p.notes(self.balancers, servers, read_at) for p in self.notes))
         notes = (*self.config.warnings, *(n for found in extra for n in found))
         return merge(nodes, agents, readings, time.time(), self.config.refresh, notes, self.config.model_sha256)
 

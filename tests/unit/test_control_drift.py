@@ -123,3 +123,16 @@ def test_watch_splits_restart_agent_and_outside_and_asks_start_time_only_on_a_di
     notes = watch.lost([ng], {"ng": [srv("n9")]})
     assert notes == [f"ng: n9 is ready, asrtop set drain at 00:00:41 UTC (ops@bastion): {OUTSIDE}"]
     assert watch.lost([ng], {}) == []
+
+
+def test_a_change_made_after_the_reading_began_is_not_called_outside(tmp_path):
+    """The console's poll overlaps its own action: servers read before the drain still show ready, and the
+    audit line of the drain lands before the notes are made. That reading says nothing about the drain."""
+    log = tmp_path / "audit.jsonl"
+    write(log, 10, "drain", "n1", "drain")
+    watch = ReloadWatch(AuditLog(log))
+    hx = Balancer("hx", started=T0)
+    before = {"hx": [srv("n1")]}  # read before the drain: still ready
+    assert watch.lost([hx], before, read_at=T0 + 9.5) == []
+    (late,) = watch.lost([hx], before, read_at=T0 + 10.5)  # read after the drain and still ready: a real note
+    assert late == f"hx: n1 is ready, asrtop set drain at 00:00:10 UTC (ops@bastion): {OUTSIDE}"
