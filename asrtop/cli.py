@@ -36,6 +36,13 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
     # Sub-commands take --config too; SUPPRESS keeps their default from erasing `asrtop --config F status`.
     p.add_argument("--config", metavar="FILE", default=None if top else argparse.SUPPRESS,
                    help="cluster file (default ./asrtop.toml, then ~/.config/asrtop/asrtop.toml)")
+    _read_only(p, top)
+
+
+def _read_only(p: argparse.ArgumentParser, top: bool = False) -> None:
+    # Before or after the sub-command alike (`asrtop --read-only demo`, `asrtop demo --read-only`).
+    p.add_argument("--read-only", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="show the fleet; hide and refuse every action (also `read_only = true` in [cluster])")
 
 
 def _action(sub, name: str, help: str) -> argparse.ArgumentParser:
@@ -54,7 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
                        "130 interrupted (Ctrl+C).")
     p.add_argument("--version", action="version", version=f"asrtop {__version__}")
     _common(p, top=True)
-    p.add_argument("--read-only", action="store_true", help="show the fleet; hide and refuse every action")
     p.add_argument("--prometheus", metavar="URL", help="read node facts from this Prometheus instead of polling agents")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -86,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--load", type=int, default=16, metavar="C", help="concurrent audio streams (default 16, 0 for none)")
     demo.add_argument("--headless", action="store_true", help="no TUI: run for --duration, print a summary")
     demo.add_argument("--duration", type=float, default=30.0, metavar="S", help="headless run time (default 30)")
+    _read_only(demo)
     return p
 
 

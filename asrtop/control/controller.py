@@ -119,8 +119,9 @@ class Controller:
     async def _plan_batch(self, actions: tuple[Action, ...], force: bool) -> BatchPlan:
         snap = await self.source.snapshot()
         plans = await asyncio.gather(*(self._prepare(a, force, snap) for a in actions))
-        together = None if force or self.read_only else rules.batch_refusal(snap, actions, self.config.min_ready)
-        return BatchPlan(tuple(p.plan for p in plans), (together,) if together else ())
+        refused = None if force or self.read_only else rules.batch_refusal(snap, actions, self.config.min_ready)
+        return BatchPlan(tuple(p.plan for p in plans), (refused,) if refused else (),
+                         rules.together(snap, actions) if len(actions) > 1 else "")
 
     async def _prepare(self, action: Action, force: bool, snap: FleetSnapshot | None = None) -> _Prepared:
         def refuse(outcome: Outcome, why: str, targets: Sequence[_Target] = (), guard: str | None = None
@@ -128,8 +129,7 @@ class Controller:
             return _Prepared(Plan(action, "", (Refusal(outcome, why, guard),)), tuple(targets))
 
         if self.read_only:
-            return refuse("refused", f"refused: read-only mode, {rules.describe(action)} not sent "
-                                     "(started with --read-only or cluster.read_only = true)", guard=GUARD_READ_ONLY)
+            return refuse("refused", f"refused: {rules.read_only_line(rules.describe(action))}", guard=GUARD_READ_ONLY)
         bad = rules.validate(action, self.balancers)
         if bad:
             return refuse("bad-input", bad)
@@ -180,14 +180,14 @@ class Controller:
         changes = tuple(rules.change_line(action, t.balancer.name, t.balancer.kind, t.before, t.problem, t.noop,
                                           t.agent) for t in targets)
         guards = await self._guards(snap, action, force) + tuple(  # a half-done change: recover it first
-            Refusal("refused", f"refused: {pending_warning(g)} (use --force to act anyway)", GUARD_INTERRUPTED)
+            Refusal("refused", f"refused: {pending_warning(g)}", GUARD_INTERRUPTED, "to act anyway")
             for g in pending)
         warning = rules.model_warning(snap, action)
         notes = await asyncio.gather(*(asyncio.to_thread(_plan_notes, t.balancer, t.before, action)
                                        for t in targets if t.problem is None and t.before is not None))
         plan = Plan(action, rules.consequence(snap, action), () if force else guards, changes,
                     ((warning,) if warning else ()) + tuple(pending_warning(g) for g in pending)
-                    + tuple(n for found in notes for n in found))
+                    + tuple(n for found in notes for n in found), rules.node_line(snap, action))
         return _Prepared(plan, tuple(targets), forced=force and bool(guards))
 
     async def _guards(self, snap: FleetSnapshot, action: Action, force: bool) -> tuple[Refusal, ...]:
@@ -246,7 +246,7 @@ class Controller:
                 if not force:
                     together = rules.batch_refusal(await self.source.snapshot(), actions, self.config.min_ready)
                     if together is not None:
-                        return tuple(self._audited(ActionResult(a, together.outcome, together.line, (),
+                        return tuple(self._audited(ActionResult(a, together.outcome, together.hinted(), (),
                                                                 exit_code_for(together.outcome)), force, False)
                                      for a in actions)
                 return tuple([await self._apply(a, force, False, locked) for a in actions])

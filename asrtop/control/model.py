@@ -46,6 +46,10 @@ GUARD_READ_ONLY = "read_only"
 GUARD_INTERRUPTED = "interrupted"  # the node has a change an interrupted asrtop left half-done: recover first
 
 
+# How a refusal's override is named after its line: the CLI's flag here; the console names its key instead.
+CLI_FORCE = "use --force"
+
+
 def exit_code_for(outcome: str) -> int:
     return EXIT_CODES.get(outcome, ERROR)
 
@@ -63,12 +67,25 @@ class Refusal:
     bad input, unreachable or refusing balancers, read-only mode)."""
 
     outcome: Outcome
-    line: str  # one line for the operator
+    line: str  # one line for the operator, the same in the CLI and the console
     guard: str | None = None
+    override: str = ""  # what forcing does ("to override"): the hint after the line, in each front end's words
 
     @property
     def forceable(self) -> bool:
         return self.guard in (GUARD_MIN_READY, GUARD_MODEL, GUARD_INTERRUPTED)
+
+    def hinted(self, how: str = CLI_FORCE) -> str:
+        """The line and how to override it: "... (use --force to override)"."""
+        return f"{self.line} ({how} {self.override})" if self.override else self.line
+
+
+def force_hint(refusals: tuple[Refusal, ...], how: str) -> str | None:
+    """One hint for several refusals ("press f to override / to act anyway"); None when none can be forced."""
+    if not refusals or not all(r.forceable for r in refusals):
+        return None
+    overrides = [o for o in dict.fromkeys(r.override for r in refusals) if o]
+    return f"{how} {' / '.join(overrides)}" if overrides else None
 
 
 @dataclass(frozen=True)
@@ -80,11 +97,12 @@ class Plan:
     refusals: tuple[Refusal, ...] = ()  # empty = allowed
     changes: tuple[str, ...] = ()  # per balancer: "haproxy-a: weight 3 -> 5"
     warnings: tuple[str, ...] = ()  # allowed, but worth reading first (e.g. the node's model is unknown)
+    node_line: str = ""  # the consequence's part about this node alone (a batch shows it under the node)
 
     @property
     def refusal(self) -> str | None:
-        """All refusals as one line (None = allowed)."""
-        return "; ".join(r.line for r in self.refusals) or None
+        """All refusals as one line with the CLI's hint (None = allowed)."""
+        return "; ".join(r.hinted() for r in self.refusals) or None
 
     @property
     def refusal_outcome(self) -> Outcome | None:
@@ -106,6 +124,7 @@ class BatchPlan:
 
     plans: tuple[Plan, ...]
     batch_refusals: tuple[Refusal, ...] = ()
+    together: str = ""  # the guardrail's figure over all of them: "1 of 3 primaries stay ready"
 
     @property
     def refusals(self) -> tuple[Refusal, ...]:
@@ -113,8 +132,16 @@ class BatchPlan:
 
     @property
     def refusal(self) -> str | None:
-        lines = dict.fromkeys(r.line for r in self.refusals)  # one line once, in order
-        return "\n".join(lines) or None
+        """Each refusal once, with the CLI's hint."""
+        return "\n".join(dict.fromkeys(r.hinted() for r in self.refusals)) or None
+
+    @property
+    def refusal_lines(self) -> str | None:
+        """Each refusal's own line once, in order, without a hint (a front end adds its own: force_hint)."""
+        return "\n".join(dict.fromkeys(r.line for r in self.refusals)) or None
+
+    def force_hint(self, how: str = CLI_FORCE) -> str | None:
+        return force_hint(self.refusals, how)
 
     @property
     def forceable(self) -> bool:
@@ -125,10 +152,22 @@ class BatchPlan:
 
     @property
     def lines(self) -> tuple[str, ...]:
-        """Consequences, warnings, then per-balancer changes: the body of a confirmation."""
-        return (tuple(p.consequence for p in self.plans if p.consequence)
-                + tuple(w for p in self.plans for w in p.warnings)
-                + tuple(f"  {c}" for p in self.plans for c in p.changes))
+        """The body of a confirmation. One action: its consequence, warnings, per-balancer changes. Several:
+        each node's own line with its changes and warnings under it, then ONE line for the guardrail over
+        all of them, then the warnings every node shares (said once)."""
+        if len(self.plans) == 1:
+            p = self.plans[0]
+            return (((p.consequence,) if p.consequence else ()) + p.warnings
+                    + tuple(f"  {c}" for c in p.changes))
+        shared = [w for w in dict.fromkeys(w for p in self.plans for w in p.warnings)
+                  if all(w in p.warnings for p in self.plans)]
+        out: list[str] = []
+        for p in self.plans:
+            out.append(p.node_line or p.consequence or f"{p.action.node}:")
+            out += [f"  {c}" for c in p.changes] + [f"  {w}" for w in p.warnings if w not in shared]
+        if self.together:
+            out.append(f"together: {self.together}")
+        return tuple(out + shared)
 
 
 @dataclass(frozen=True)

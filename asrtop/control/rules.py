@@ -127,6 +127,11 @@ def on_no_balancer(node: NodeConfig, seen: Sequence[tuple[str, Sequence[ServerSt
     return f"{node.name} is not a server on any balancer: looked for {_looked_for(node)}; {have}"
 
 
+def read_only_line(what: str) -> str:
+    """Why nothing is sent in read-only mode (the CLI's refusal and the console's refused key)."""
+    return f"read-only mode, {what} not sent (started with --read-only or cluster.read_only = true)"
+
+
 def describe(action: Action) -> str:
     if action.kind == "weight":
         return f"weight {action.node} {action.value}"
@@ -192,18 +197,61 @@ def agent_word(enabled: bool | None) -> str:
     return "absent" if enabled is None else ("running" if enabled else "paused")
 
 
+# The backup re-create keeps a HAProxy server in maint while its in-flight requests finish (wait_empty in
+# balancers/haproxy_backup.py), then deletes and re-adds it. Measured with `asrtop backup node-1 on` on the demo
+# (4 nodes, 16 streams): 2.2-6.0 s in maint, 0.3-0.5 s with nothing in flight.
+RECREATE_SECONDS = "about 3 s under load"
+
+
+def carries(snap: FleetSnapshot, node: str) -> str:
+    """ "node-3 carries 7 in-flight requests" """
+    n = snap.node(node).in_flight
+    return (f"{node} carries {n} in-flight request{'s' if n != 1 else ''}" if n is not None
+            else f"{node}: in-flight requests unknown")
+
+
+def recreate_line(snap: FleetSnapshot, action: Action) -> str | None:
+    """A HAProxy backup toggle re-creates the server: say so, and the maint it shows meanwhile."""
+    if action.kind != "backup":
+        return None
+    haproxy = [b.name for b in snap.balancers if b.kind == "haproxy"]
+    if not haproxy:
+        return None
+    role = "a backup" if action.value else "a primary"
+    return (f"{', '.join(haproxy)}: re-created to change backup, it shows maint until its in-flight requests "
+            f"finish ({RECREATE_SECONDS}), then returns as {role}")
+
+
+def together(snap: FleetSnapshot, actions: Sequence[Action]) -> str:
+    """The min_ready figure for these actions at once: "1 of 3 primaries stay ready"."""
+    primaries = sum(1 for v in snap.nodes if v.servers and not any(s.backup for s in v.servers.values()))
+    leaving = [a.node for a in actions if takes_out(a)]
+    if leaving:
+        return f"{primaries_staying_ready(snap, leaving)} of {primaries} primaries stay ready"
+    if actions and all(a.kind == "weight" for a in actions):
+        return "new requests are shared by weight"
+    return f"{primaries_staying_ready(snap, ())} of {primaries} primaries ready now"
+
+
+def node_line(snap: FleetSnapshot, action: Action) -> str:
+    """What the action means for its node alone (a batch confirmation shows it under the node's name)."""
+    again = recreate_line(snap, action)
+    return carries(snap, action.node) + (f"; {again}" if again else "")
+
+
 def consequence(snap: FleetSnapshot, action: Action) -> str:
     """ "node-3 carries 7 in-flight requests; 2 of 3 primaries stay ready" """
-    n = snap.node(action.node).in_flight
-    carries = (f"{action.node} carries {n} in-flight request{'s' if n != 1 else ''}" if n is not None
-               else f"{action.node}: in-flight requests unknown")
-    primaries = sum(1 for v in snap.nodes if v.servers and not any(s.backup for s in v.servers.values()))
-    if takes_out(action):
-        staying = primaries_staying_ready(snap, (action.node,))
-        return f"{carries}; {staying} of {primaries} primaries stay ready"
-    if action.kind == "weight":
-        return f"{carries}; new requests are shared by weight"
-    return f"{carries}; {primaries_staying_ready(snap, ())} of {primaries} primaries ready now"
+    line = f"{carries(snap, action.node)}; {together(snap, (action,))}"
+    again = recreate_line(snap, action)
+    return line + (f"; {again}" if again else "")
+
+
+def preview(snap: FleetSnapshot, actions: Sequence[Action]) -> list[str]:
+    """What the last snapshot says, in the plan's words, before the controller's plan (fresh reads) arrives."""
+    known = [a for a in actions if a.node in {n.name for n in snap.nodes}]
+    if len(actions) == 1:
+        return [consequence(snap, a) for a in known]
+    return [node_line(snap, a) for a in known] + [f"together: {together(snap, actions)}"]
 
 
 def summarize(action: Action, results: Sequence[BalancerOutcome], kinds: dict[str, str]) -> tuple[Outcome, str]:
@@ -257,7 +305,7 @@ def min_ready_refusal(snap: FleetSnapshot, leaving: Sequence[str], min_ready: in
         return None
     names = ", ".join(leaving)
     return Refusal("refused", f"refused: taking {names} out would leave {staying} ready primary node(s), "
-                              f"min_ready is {min_ready} (use --force to override)", GUARD_MIN_READY)
+                              f"min_ready is {min_ready}", GUARD_MIN_READY, "to override")
 
 
 def batch_refusal(snap: FleetSnapshot, actions: Sequence[Action], min_ready: int) -> Refusal | None:
@@ -298,7 +346,7 @@ def model_refusal(snap: FleetSnapshot, action: Action, differing_files: Sequence
         more = f" and {len(differing_files) - MAX_FILES_NAMED} more" if len(differing_files) > MAX_FILES_NAMED else ""
         files = f"; files that differ: {named}{more}"
     return Refusal("refused", f"refused: {action.node} runs model {digest[:12]}, {target_words(snap)} is "
-                              f"{target[:12]}{files} (use --force to put it in rotation anyway)", GUARD_MODEL)
+                              f"{target[:12]}{files}", GUARD_MODEL, "to put it in rotation anyway")
 
 
 def model_warning(snap: FleetSnapshot, action: Action) -> str | None:

@@ -75,19 +75,20 @@ def run_demo(args: Any) -> int:
     if not duration > 0:
         _err(f"--duration must be > 0, got {duration}")
         return BAD_INPUT
+    read_only = bool(getattr(args, "read_only", False))  # `asrtop --read-only demo`: the console too
     if threading.current_thread() is not threading.main_thread():
-        return _run(nodes, load, headless, duration)
+        return _run(nodes, load, headless, duration, read_only)
     stop_signals = (signal.SIGTERM, signal.SIGINT) if headless else (signal.SIGTERM,)
     # (the console reads Ctrl+C as a key; asyncio's own SIGINT handling stays for it)
     before = {s: signal.signal(s, on_stop_signal) for s in stop_signals}
     try:
-        return _run(nodes, load, headless, duration)
+        return _run(nodes, load, headless, duration, read_only)
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
 
 
-def _run(nodes: int, load: int, headless: bool, duration: float) -> int:
+def _run(nodes: int, load: int, headless: bool, duration: float, read_only: bool = False) -> int:
     from asrtop.demo.cluster import DemoCluster, DemoError
     from asrtop.demo.haproxycfg import HaproxyMissing
 
@@ -114,7 +115,7 @@ def _run(nodes: int, load: int, headless: bool, duration: float) -> int:
             if headless:
                 return _headless(cluster, loader, duration)
             try:
-                return _console(cluster)
+                return _console(cluster, read_only)
             finally:
                 if loader is not None:  # stop the load before the cluster, so shutdown is not counted as failures
                     say("stopping: letting in-flight demo requests finish (at most 5 s), then the cluster...")
@@ -153,8 +154,8 @@ def _headless(cluster, loader: _LoadThread | None, duration: float) -> int:
     return ERROR if report is not None and report.failures else OK
 
 
-def _console(cluster) -> int:
-    ns = argparse.Namespace(config=str(cluster.config_path), read_only=False, prometheus=None)
+def _console(cluster, read_only: bool = False) -> int:
+    ns = argparse.Namespace(config=str(cluster.config_path), read_only=read_only, prometheus=None)
     try:
         from asrtop.tui.run import run_tui
     except ImportError:

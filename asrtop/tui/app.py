@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
+
+from platformdirs import user_downloads_path
 
 from textual import work
 from textual.app import App
@@ -26,7 +29,7 @@ from asrtop.history import FleetHistory
 from asrtop.sources import FleetSource
 from asrtop.tui.commands import FleetCommands
 from asrtop.tui.screens import ShowsFleet
-from asrtop.tui.screens.confirm import ConfirmScreen
+from asrtop.tui.screens.confirm import FORCE_KEY, ConfirmScreen
 from asrtop.tui.screens.detail import NodeDetailScreen
 from asrtop.tui.screens.fleet import FleetScreen
 from asrtop.tui.screens.help import HelpScreen
@@ -51,7 +54,11 @@ class AsrtopApp(App):
     CSS_PATH = "asrtop.tcss"
     TITLE = "asrtop"
     COMMANDS = App.COMMANDS | {FleetCommands}
-    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Keys", show=False)]
+    # A read-only console hides the action keys (the screens' check_action); these hidden bindings catch the
+    # keys then, so a refused key says why instead of doing nothing.
+    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Keys", show=False)] + [
+        Binding(b.key, f"refused({b.action!r})", show=False) for b in FleetScreen.BINDINGS
+        if b.action in ACTION_KINDS]
 
     def __init__(self, source: FleetSource, controller: ActionController | None = None, *, cluster: str = "asrtop",
                  refresh: float = 1.0, read_only: bool = False, audit: AuditReader | None = None,
@@ -104,6 +111,23 @@ class AsrtopApp(App):
         if self.read_only:
             keys = [b for b in keys if b.action not in ACTION_KINDS]
         self.push_screen(HelpScreen(keys, self.read_only, self.snapshot.notes if self.snapshot else ()))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "refused":  # only where the action keys are hidden for being read-only
+            return self.read_only and isinstance(self.screen, (FleetScreen, NodeDetailScreen))
+        return True
+
+    def action_refused(self, kind: str) -> None:
+        self.notify(rules.read_only_line(kind), severity="warning", timeout=6)
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """The palette's "Screenshot": Textual saves to the Downloads folder, which a server reached over SSH
+        rarely has (the save then failed); without one it goes to the current directory."""
+        if path is None:
+            downloads = user_downloads_path()
+            path = str(downloads if downloads.is_dir() else Path.cwd())
+        return super().deliver_screenshot(filename, path, time_format)
 
     def open_detail(self, node: str) -> None:
         self.push_screen(NodeDetailScreen(node, self.read_only))
@@ -227,7 +251,7 @@ class AsrtopApp(App):
     def _may_act(self, allowed: bool = True) -> bool:
         """One action at a time, none in a read-only console; says why not."""
         if self.read_only or not allowed:
-            self.notify("read-only console: actions are disabled", severity="warning")
+            self.notify(rules.read_only_line("the action"), severity="warning")
             return False
         if self.action_busy:
             self.notify("another action is still running", severity="warning")
@@ -263,7 +287,7 @@ class AsrtopApp(App):
                 v = not bool(snap.node(n).backup) if snap and _known(snap, n) else True
             actions.append(Action(kind, n, v))  # type: ignore[arg-type]  (kind is one of ACTION_KINDS)
         # The modal opens now with what the console knows; the plan (fresh balancer reads) fills it in.
-        confirm = ConfirmScreen(_title(kind, nodes, actions), _local_consequence(snap, actions),
+        confirm = ConfirmScreen(_title(kind, nodes, actions), rules.preview(snap, actions) if snap else [],
                                 warning=kind in ("drain", "maint"), pending=True)
         answer = self.push_screen(confirm, wait_for_dismiss=True)
         try:
@@ -272,7 +296,7 @@ class AsrtopApp(App):
             confirm.set_plan([f"cannot plan {kind}: {type(e).__name__}: {e}"], "nothing will be sent", False)
             await answer
             return
-        confirm.set_plan(list(plan.lines), plan.refusal, plan.forceable)
+        confirm.set_plan(list(plan.lines), plan.refusal_lines, plan.forceable, plan.force_hint(FORCE_KEY))
         if not await answer:
             self.notify(f"{kind}: cancelled, nothing changed", timeout=3)
             return
@@ -326,8 +350,9 @@ class AsrtopApp(App):
             self.action_busy = False
 
     def _report(self, result: ActionResult) -> None:
-        self.notify(result.message, title=f"{result.action.kind} {result.action.node}: {result.outcome}",
-                    severity="error" if result.failed else "information", timeout=8 if result.failed else 4)
+        """One toast per action: its result line (it names the action, the node and the outcome already)."""
+        self.notify(result.message, severity="error" if result.failed else "information",
+                    timeout=8 if result.failed else 4)
 
     # -- side loads for the detail and model screens ------------------------------------------------
     @work(group="audit", exit_on_error=False)
@@ -364,13 +389,6 @@ def _known(snap: FleetSnapshot, node: str) -> bool:
         return True
     except KeyError:
         return False
-
-
-def _local_consequence(snap: FleetSnapshot | None, actions: list[Action]) -> list[str]:
-    """What the last snapshot says, in the plan's own words, shown until the controller's plan arrives."""
-    if snap is None:
-        return []
-    return [rules.consequence(snap, a) for a in actions if _known(snap, a.node)]
 
 
 def _title(kind: str, nodes: tuple[str, ...], actions: list[Action]) -> str:

@@ -73,20 +73,22 @@ def bar_style(ratio: float | None) -> str:
     return "red" if ratio >= 0.9 else "yellow" if ratio >= 0.7 else "green"
 
 
-def sparkline(values: Sequence[float | None], width: int, top: float | None = None) -> str:
-    """Last `width` values as block characters scaled to `top` (default: their max); gaps for None.
-    A history shorter than `width` starts at the left edge and grows to the right."""
+def sparkline(values: Sequence[float | None], width: int, top: float | None = None, bottom: float = 0.0) -> str:
+    """Last `width` values as block characters scaled from `bottom` to `top` (default: their max); gaps for
+    None; a flat series (top == bottom > 0) is a mid-height line. A history shorter than `width` starts at
+    the left edge and grows to the right."""
     vals = list(values)[-width:]
     known = [v for v in vals if v is not None]
     hi = top if top is not None else (max(known) if known else 0.0)
+    span = hi - bottom
     out = []
     for v in vals:
         if v is None:
             out.append(" ")
-        elif hi <= 0:
-            out.append(_SPARKS[0])
+        elif span <= 0:
+            out.append(_SPARKS[len(_SPARKS) // 2] if hi > 0 else _SPARKS[0])
         else:
-            out.append(_SPARKS[min(len(_SPARKS) - 1, max(0, int(v / hi * (len(_SPARKS) - 1) + 0.5)))])
+            out.append(_SPARKS[min(len(_SPARKS) - 1, max(0, int((v - bottom) / span * (len(_SPARKS) - 1) + 0.5)))])
     return "".join(out).ljust(width)
 
 

@@ -208,7 +208,9 @@ async def test_ready_on_a_different_model_shows_the_cli_refusal_and_needs_force_
         assert isinstance(confirm, ConfirmScreen)
         # the control layer's own refusal, word for word what `asrtop ready node-4` prints
         cli = await Controller.apply(ctl, Action("ready", "node-4"))  # the real rules, past the recorder
-        assert cli.exit_code == 3 and confirm.refusal == cli.message
+        assert cli.exit_code == 3 and cli.message == f"{confirm.refusal} (use --force to put it in rotation anyway)"
+        assert confirm.hint == "press f to put it in rotation anyway"  # the same line; the key, not the flag
+        assert "--force" not in screen_text(app) and "press f to put it in rotation anyway" in screen_text(app)
         assert f"node-4 runs model {DIGEST_B[:12]}, the fleet majority is {DIGEST_A[:12]}" in cli.message
         assert "files that differ: model.pt" in cli.message
         await pilot.press("y")  # a refusal is not confirmed by y

@@ -110,7 +110,8 @@ async def test_ready_on_odd_model_shows_the_cli_refusal_then_force_and_a_second_
         assert cli.returncode == 3, cli.stderr
         await pilot.press("r")
         await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
-        assert f"asrtop: {app.screen.refusal}\n" == cli.stderr  # the console shows the CLI's words
+        # the console shows the CLI's own line; only the hint after it names the key instead of the flag
+        assert f"asrtop: {app.screen.refusal} (use --force to put it in rotation anyway)\n" == cli.stderr
         await pilot.press("y")  # y does not confirm a refusal
         await pilot.pause(0.3)
         assert haproxy(demo_cluster)["node-2"].admin is AdminState.MAINT

@@ -144,4 +144,4 @@ def test_detail_labels_simulated_gpu_readings():
     assert "~" not in real and "simulated" not in real
     assert "(~ simulated GPU readings, not a real GPU)" in sim
     gpu_util = next(line for line in sim.splitlines() if "GPU util" in line)
-    assert "~" in gpu_util and "~" in next(line for line in sim.splitlines() if "GPU0" in line)
+    assert "~" in gpu_util and "~" in next(line for line in sim.splitlines() if "util " in line and "mem " in line)

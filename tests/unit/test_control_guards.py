@@ -5,13 +5,14 @@ balancers and a source whose agents report model digests."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from asrtop.agentstatus import AgentStatus, AsrReading, HostReading, ModelReading
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import ClusterConfig, NodeConfig
 from asrtop.control import Action, Controller
 from asrtop.control.model import GUARD_MIN_READY, GUARD_MODEL
-from asrtop.control.rules import batch_refusal, model_refusal, model_warning, puts_in_rotation
+from asrtop.control.rules import batch_refusal, consequence, model_refusal, model_warning, puts_in_rotation
 from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
 from asrtop.modelfiles import diff_files
 
@@ -170,3 +171,33 @@ def test_file_diff_names_what_differs():
     assert [(d.path, d.what) for d in diff_files(ref, other)] == [
         ("a", "missing here"), ("b", "size 2.0 KiB -> 4.0 KiB, sha256 y -> z"), ("c", "only here")]
     assert diff_files(ref, list(ref)) == []
+
+
+async def test_batch_confirmation_is_per_node_with_one_guardrail_line_and_the_hint_apart(tmp_path):
+    """Issue 12 item 9: each node's change lines under its name, ONE line for the guardrail over the batch
+    (not "2 of 3 primaries stay ready" per node above a refusal), the refusal's line without the CLI's hint."""
+    fleet = Fleet({"n1": A, "n2": A, "n3": A})
+    batch = await controller(tmp_path, fleet, min_ready=2).plan([Action("drain", "n1"), Action("drain", "n2")])
+    assert batch.lines == ("n1 carries 0 in-flight requests", "  hx: state ready -> drain",
+                           "n2 carries 0 in-flight requests", "  hx: state ready -> drain",
+                           "together: 1 of 3 primaries stay ready")
+    line = "refused: taking n1, n2 out would leave 1 ready primary node(s), min_ready is 2"
+    assert batch.refusal_lines == line  # the control layer's own words, the same in both front ends
+    assert batch.refusal == f"{line} (use --force to override)"  # the CLI's words, unchanged
+    assert batch.force_hint("press f") == "press f to override"
+    one = await controller(tmp_path, fleet, min_ready=2).plan([Action("drain", "n1")])
+    assert one.lines == ("n1 carries 0 in-flight requests; 2 of 3 primaries stay ready", "  hx: state ready -> drain")
+
+
+async def test_a_backup_toggle_on_haproxy_says_the_server_is_recreated_and_shows_maint(tmp_path):
+    """Issue 12 item 4: the re-create's maint (measured 2-6 s under the demo's load) is said before it happens,
+    in the plan the CLI's --dry-run and the console's confirmation both show."""
+    fleet = Fleet({"n1": A, "n2": A, "n3": A})
+    plan = await controller(tmp_path, fleet).plan(Action("backup", "n1", True))
+    assert plan.consequence == ("n1 carries 0 in-flight requests; 2 of 3 primaries stay ready; hx: re-created to "
+                                "change backup, it shows maint until its in-flight requests finish (about 3 s under "
+                                "load), then returns as a backup")
+    snap = await fleet.snapshot()
+    nginx = replace(snap, balancers=tuple(replace(b, kind="nginx") for b in snap.balancers))
+    assert "re-created" not in consequence(nginx, Action("backup", "n1", True))  # nginx edits its config
+    assert "re-created" not in consequence(snap, Action("drain", "n1"))

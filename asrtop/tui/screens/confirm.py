@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 CHECKING = "checking with the balancers…"
+FORCE_KEY = "press f"  # the console's way to override a refusal (the CLI's is --force: control.model.CLI_FORCE)
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -29,7 +30,8 @@ class ConfirmScreen(ModalScreen[bool]):
         super().__init__()
         self.title_text = title
         self.lines = lines
-        self.refusal = refusal
+        self.refusal = refusal  # the control layer's own line(s), word for word what the CLI prints
+        self.hint: str | None = None  # how to override it here: "press f to override"
         self.confirm_label = confirm_label
         self.warning = warning
         self.pending = pending
@@ -51,7 +53,7 @@ class ConfirmScreen(ModalScreen[bool]):
     def _sync(self) -> None:
         self.query_one("#dialog-body", Static).update(self._body())
         refusal = self.query_one("#dialog-refusal", Static)
-        refusal.update(self.refusal or "")
+        refusal.update("\n".join(x for x in (self.refusal, self.hint) if x))
         refusal.display = bool(self.refusal)
         self.query_one("#force", Button).display = bool(self.refusal) and self.forceable and not self.pending
         confirm = self.query_one("#confirm", Button)
@@ -62,9 +64,11 @@ class ConfirmScreen(ModalScreen[bool]):
         self._sync()
         self.query_one("#cancel", Button).focus()  # Enter on a fresh dialog must not change anything
 
-    def set_plan(self, lines: list[str], refusal: str | None, forceable: bool = True) -> None:
+    def set_plan(self, lines: list[str], refusal: str | None, forceable: bool = True, hint: str | None = None
+                 ) -> None:
         """The controller's plan arrived: show it and allow confirming (or forcing a refusal)."""
         self.lines, self.refusal, self.pending, self.forceable = lines, refusal, False, forceable
+        self.hint = hint if refusal and forceable else None
         if self.is_mounted:
             self._sync()
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,6 +21,7 @@ from asrtop.tui.format import DIM, bar, bar_style, human_bytes, rate, seconds, s
 from asrtop.tui.widgets.keybar import KeyBar
 
 SPARK_WIDTH = 48
+KEY_WIDTH = 16  # "  " + the 14-column key of a key/value line
 
 
 def _audit_line(e: AuditEntry) -> str:
@@ -28,8 +30,28 @@ def _audit_line(e: AuditEntry) -> str:
     return "  ".join(p for p in parts if p)
 
 
+def version_rows(versions: Mapping[str, Any], agent_version: str | None) -> list[tuple[str, str]]:
+    """What the agent reports, absent left out (no `cuda None`, no `packages {}`); a mapping on one line."""
+    rows = [("agent", agent_version)] if agent_version else []
+    for k, v in sorted(versions.items()):
+        if isinstance(v, Mapping):
+            v = "  ".join(f"{pk} {pv}" for pk, pv in sorted(v.items()) if pv not in (None, ""))
+        if v in (None, "") or (k == "agent" and str(v) == agent_version):
+            continue
+        rows.append((k[:14], str(v)))
+    return rows
+
+
+def hanging(text: str, indent: int, cols: int) -> str:
+    """`text` wrapped to `cols` columns, its continuation lines indented by `indent` (not back at column 0)."""
+    room = max(20, cols - indent)
+    return f"\n{' ' * indent}".join(textwrap.wrap(text, room, break_long_words=True, break_on_hyphens=False)
+                                    or [""])
+
+
 def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, audit: Sequence[AuditEntry] | None,
-                  audit_error: str | None = None, width: int = SPARK_WIDTH) -> Text:
+                  audit_error: str | None = None, width: int = SPARK_WIDTH, cols: int = 200) -> Text:
+    """`width`: the sparklines' length; `cols`: the screen's, long values wrap under themselves within it."""
     t = Text()
 
     def head(s: str) -> None:
@@ -37,7 +59,7 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
 
     def kv(k: str, v: str, style: str = "") -> None:
         t.append(f"  {k:<14}", DIM)
-        t.append(f"{v}\n", style or None)
+        t.append(f"{hanging(v, KEY_WIDTH, cols)}\n", style or None)
 
     st = node.status
     state, style = state_cell(node)
@@ -58,15 +80,20 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
     span = times[-1] - times[0] if len(times) > 1 else 0.0
     head(f"History (last {span:.0f} s)")
     sim = "~" if st is not None and st.gpu_source == "simulated" else ""  # see the GPUs section
-    for label, name, top, fmt in (("in-flight", "in_flight", None, lambda v: f"{v:.0f}"),
-                                  ("req/s", "req_rate", None, rate),
-                                  ("GPU util", "gpu_util", 1.0, lambda v: f"{sim}{v * 100:.0f}%"),
-                                  ("GPU memory", "gpu_mem", 1.0, lambda v: f"{sim}{v * 100:.0f}%")):
-        series = history.series(node.name, name)
-        last = next((v for v in reversed(series) if v is not None), None)
+    # Scaled to the window's own min..max (shown after the line): a busy node's in-flight or GPU figures stay
+    # near their top, and on a 0..max scale that is a row of solid blocks with no shape.
+    for label, name, fmt in (("in-flight", "in_flight", lambda v: f"{v:.0f}"),
+                             ("req/s", "req_rate", rate),
+                             ("GPU util", "gpu_util", lambda v: f"{sim}{v * 100:.0f}%"),
+                             ("GPU memory", "gpu_mem", lambda v: f"{sim}{v * 100:.0f}%")):
+        series = history.series(node.name, name)[-width:]
+        known = [v for v in series if v is not None]
+        last = known[-1] if known else None
         t.append(f"  {label:<11}", DIM)
         t.append(f"{fmt(last) if last is not None else '—':>6}  ")
-        t.append(sparkline(series, width, top).rstrip() + "\n", "cyan")
+        t.append(sparkline(series, width, max(known) if known else None, min(known) if known else 0.0), "cyan")
+        lo, hi = (min(known), max(known)) if known else (None, None)
+        t.append(("" if lo is None else f"  {fmt(lo)}" if lo == hi else f"  {fmt(lo)}–{fmt(hi)}") + "\n", DIM)
 
     head("GPUs")
     if st is None:
@@ -76,7 +103,7 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
     else:
         for g in st.gpus:
             mem = g.memory_ratio
-            t.append(f"  GPU{g.index} {(g.name or '?')[:24]:<24} util ")
+            t.append(f"  GPU{g.index} {g.name or '?'}\n        util ")  # the whole name, on its own line
             t.append(bar(g.utilization_ratio, simulated=bool(sim)), bar_style(g.utilization_ratio))
             t.append("  mem ")
             t.append(bar(mem, simulated=bool(sim)), bar_style(mem))
@@ -127,11 +154,8 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
             kv("error", m.error, "red")
 
         head("Versions")
-        if st.agent_version:
-            kv("agent", st.agent_version)
-        for k, v in sorted(st.versions.items()):
-            if not (k == "agent" and str(v) == st.agent_version):
-                kv(k[:14], str(v))
+        for k, v in version_rows(st.versions, st.agent_version) or [("none", "the agent reported no versions")]:
+            kv(k, v)
 
     head("Balancers")
     if not node.servers:
@@ -193,9 +217,10 @@ class NodeDetailScreen(Screen):
         except KeyError:
             self.query_one("#detail", Static).update(Text(f"{self.node} is no longer in the fleet", "bold red"))
             return
-        width = max(10, min(SPARK_WIDTH, self.size.width - 22)) if self.size.width else SPARK_WIDTH
+        cols = self.size.width - 2 if self.size.width else 200  # the scrollbar's room
+        width = max(10, min(SPARK_WIDTH, cols - 34)) if self.size.width else SPARK_WIDTH
         self.query_one("#detail", Static).update(
-            render_detail(node, snap, self.app.history, self.audit, self.audit_error, width))
+            render_detail(node, snap, self.app.history, self.audit, self.audit_error, width, cols))
 
     def set_audit(self, entries: list[AuditEntry] | None, error: str | None) -> None:
         self.audit, self.audit_error = entries, error

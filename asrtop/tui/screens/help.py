@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -44,10 +45,16 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         rows = [({"escape": "esc"}.get(b.key, b.key_display or b.key), DESCRIBE.get(b.action, b.description))
                 for b in self.bindings] + EXTRA
-        width = max(len(k) for k, _ in rows)
-        text = "\n".join(f"{k.ljust(width)}  {d}" for k, d in rows)
+        # A grid, so a description that wraps continues under itself, not at column 0.
+        text = Table.grid(padding=(0, 2))
+        text.add_column(no_wrap=True)
+        text.add_column()
+        for k, d in rows:
+            text.add_row(k, d)
         if self.read_only:
-            text += "\n\nREAD-ONLY: drain/ready/maint/weight/backup are disabled."
+            text.add_row("", "")
+            text.add_row("READ-ONLY", "drain/ready/maint/weight/backup are hidden and refused "
+                                      "(started with --read-only or cluster.read_only = true)")
         with VerticalScroll(id="dialog"):
             yield Static(self._notes_text(), id="help-notes", classes="" if self.notes else "hidden")
             yield Static("asrtop keys", id="dialog-title")
