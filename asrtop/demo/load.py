@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -74,6 +75,12 @@ class RequestRecord:
     node: str | None  # the node that answered, when the response names it
 
 
+def natural_key(name: str) -> tuple:
+    """node-2 before node-10: digit runs compare as numbers (the operator's order, not the text order)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", name) if part)
+
+
 def _percentile(sorted_values: list[float], q: float) -> float | None:
     if not sorted_values:
         return None
@@ -120,7 +127,7 @@ class LoadReport:
                                            ("p99", self.latency(0.99)), ("max", self.latency(1.0)))},
                 "audio_seconds_per_second": round(self.audio_seconds_per_second, 2),
                 "requests_per_second": round(self.sent / self.elapsed, 2) if self.elapsed > 0 else 0.0,
-                "by_node": dict(sorted(self.by_node.items()))}
+                "by_node": dict(sorted(self.by_node.items(), key=lambda kv: natural_key(kv[0])))}
 
     def summary(self) -> str:
         d = self.as_dict()
