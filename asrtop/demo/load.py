@@ -166,6 +166,7 @@ class LoadGenerator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._records: list[RequestRecord] = []
         self._started = 0.0
+        self.in_flight = 0  # requests started and not finished (read from other threads: an int is atomic)
 
     def stop(self) -> None:
         """Start no new request (thread-safe); those in flight finish."""
@@ -204,7 +205,11 @@ class LoadGenerator:
             async def worker() -> None:
                 while (start := take()) is not None:
                     seconds, data = self._clips[rng.randrange(len(self._clips))]
-                    self._records.append(await self._one(session, t0, start, seconds, data))
+                    self.in_flight += 1
+                    try:
+                        self._records.append(await self._one(session, t0, start, seconds, data))
+                    finally:
+                        self.in_flight -= 1
 
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
         return LoadReport(self.url, self.concurrency, time.monotonic() - t0, tuple(self._records))
