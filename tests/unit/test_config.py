@@ -55,7 +55,7 @@ def test_good_file_parses_every_field(tmp_path):
     hx, ngx = cfg.balancers
     assert (hx.kind, hx.socket, hx.backend, hx.timeout) == ("haproxy", "/run/haproxy/admin.sock", "fun_asr_backend", 2.0)
     assert (ngx.kind, ngx.upstream, ngx.test_command, ngx.reload_command, ngx.timeout) == (
-        "nginx", "fun_asr_backend", ("nginx", "-t"), ("systemctl", "reload", "nginx"), 5.0)
+        "nginx", "fun_asr_backend", (), ("systemctl", "reload", "nginx"), 5.0)  # (): derived by the adapter
     n1, n2 = cfg.nodes
     assert (n1.server_name, n1.address, n1.agent) == ("node-1", "10.0.0.5:10095", "http://10.0.0.5:10860")
     assert n2.server_name == "asr2"
