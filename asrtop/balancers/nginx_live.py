@@ -191,10 +191,7 @@ class NginxSite:
             self._listening(pid, main.listens)
 
     def pid_file(self, main: MainConf) -> Path:
-        written = main.pid or (None if self.prefix is None else "logs/nginx.pid")
-        if written is None:
-            return Path(DEFAULT_PID)
-        p = Path(written)
+        p = Path(main.pid or DEFAULT_PID)
         return p if p.is_absolute() else Path(self.prefix or DEFAULT_PREFIX) / p
 
     def _master(self, main: MainConf) -> int:
@@ -214,11 +211,12 @@ class NginxSite:
             raise BalancerUnreachable(f"nginx is not running: no process {pid} from {pid_file}") from None
         except PermissionError:
             pass  # alive, owned by another user (root's nginx seen by an operator)
-        try:
+        try:  # nginx titles its master "nginx: master process <argv>", whatever the binary is called
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
             comm = Path(f"/proc/{pid}/comm").read_text(errors="replace").strip()
         except OSError:
-            comm = None  # no /proc: the signal check is all there is
-        if comm is not None and not comm.startswith("nginx"):
+            return pid  # no /proc: the signal check is all there is
+        if b"nginx" not in title:
             raise BalancerUnreachable(f"nginx is not running: process {pid} from {pid_file} is {comm!r}, not "
                                       "nginx (a stale pid file)")
         return pid
