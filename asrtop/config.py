@@ -247,6 +247,9 @@ def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
     if not 0 < timeout <= 60:
         r.fail("timeout", f"must be between 0 and 60 seconds, got {timeout}")
     if kind == "haproxy":
+        for key in ("prefix", "stub_status"):
+            if key in r.table:
+                r.fail(key, "is for nginx balancers only")
         agent_checks = r.get("agent_checks", str, "pause")
         if agent_checks not in AGENT_MODES:
             r.fail("agent_checks", f"must be one of {', '.join(AGENT_MODES)}, got {agent_checks!r}")
