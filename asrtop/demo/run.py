@@ -26,7 +26,7 @@ def _err(line: str) -> None:
     print(f"asrtop demo: {line}", file=sys.stderr, flush=True)
 
 
-class _LoadThread:
+class LoadThread:
     """LoadGenerator in its own thread and event loop, so the console's loop is never slowed by it."""
 
     def __init__(self, url: str, concurrency: int, duration: float, **options):
@@ -43,14 +43,9 @@ class _LoadThread:
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self.error = e
 
-    def start(self) -> "_LoadThread":
+    def start(self) -> "LoadThread":
         self.thread.start()
         return self
-
-    def stop(self, timeout: float = 10.0):
-        self.gen.stop()
-        self.thread.join(timeout)
-        return self.report or self.gen.snapshot()
 
     def cut(self) -> str:
         """Stop starting requests and report what finished, without waiting for those in flight: the
@@ -119,9 +114,9 @@ def _run(nodes: int, load: int, headless: bool, duration: float) -> int:
             say(f"HAProxy http://127.0.0.1:{cluster.haproxy_port}  config {cluster.config_path}"
                 + (f"  metrics {cluster.metrics_url}" if cluster.metrics_url else ""))
             if load:
-                loader = _LoadThread(cluster.url, load, duration if headless else 10 ** 9).start()
+                loader = LoadThread(cluster.url, load, duration if headless else 10 ** 9).start()
             if headless:
-                return _headless(cluster, loader, duration)
+                return run_headless(cluster, loader, duration)
             try:
                 return _console(cluster)
             finally:
@@ -137,7 +132,7 @@ def _run(nodes: int, load: int, headless: bool, duration: float) -> int:
             loader.gen.stop()
 
 
-def _headless(cluster, loader: _LoadThread | None, duration: float) -> int:
+def run_headless(cluster, loader: LoadThread | None, duration: float) -> int:
     try:
         if loader is None:
             time.sleep(duration)

@@ -27,9 +27,9 @@ BUDGET = 1.5
 BASELINE = r'''
 import sys, time
 from asrtop.demo.cluster import DemoCluster
-from asrtop.demo.run import _LoadThread
+from asrtop.demo.run import LoadThread
 with DemoCluster(nodes=4, slots=16, queue=128) as cluster:
-    loader = _LoadThread(cluster.url, 16, 10 ** 9).start()
+    loader = LoadThread(cluster.url, 16, 10 ** 9).start()
     time.sleep(float(sys.argv[1]))
     print("READY", flush=True)
     sys.stdin.readline()

@@ -78,12 +78,12 @@ def test_sigterm_during_headless_prints_the_report_then_130(demo_cluster, capsys
     import threading
 
     # 1 s clips: the requests cut by the signal end soon after it
-    loader = demo_run._LoadThread(demo_cluster.url, 2, 60, clip_seconds=(1,), audio_dir=tmp_path).start()
+    loader = demo_run.LoadThread(demo_cluster.url, 2, 60, clip_seconds=(1,), audio_dir=tmp_path).start()
     before = signal.signal(signal.SIGTERM, demo_run.on_stop_signal)
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     try:
-        code = demo_run._headless(demo_cluster, loader, 60)
+        code = demo_run.run_headless(demo_cluster, loader, 60)
     finally:
         timer.cancel()
         signal.signal(signal.SIGTERM, before)
