@@ -14,7 +14,7 @@ import sys
 from typing import Any, Sequence, TextIO
 
 from asrtop.control.model import ACTION_KINDS
-from asrtop.exitcodes import BAD_INPUT, DRAIN_UNDONE, ERROR, OK, TIMED_OUT, UNREACHABLE
+from asrtop.exitcodes import BAD_INPUT, DRAIN_UNDONE, ERROR, INTERRUPTED, OK, TIMED_OUT, UNREACHABLE
 
 
 class _Fail(Exception):
@@ -217,6 +217,12 @@ class Progress:
             self.out.flush()
 
 
+def interrupted_wait_line(node: str, in_flight: int | None) -> str:
+    left = "an unknown number of" if in_flight is None else str(in_flight)
+    return (f"interrupted while waiting: {node} stays drained ({left} request(s) were still in flight); "
+            f"bring it back with `asrtop ready {node}`")
+
+
 async def _wait(ctl, node: str, timeout: float) -> int:
     from asrtop.control.controller import DrainUndone
 
@@ -225,6 +231,9 @@ async def _wait(ctl, node: str, timeout: float) -> int:
         empty = await ctl.wait_drained(node, timeout, progress)
     except DrainUndone as e:  # never "safe to upgrade": the node takes new requests again
         raise _Fail(DRAIN_UNDONE, str(e)) from None
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Ctrl+C under asyncio.run arrives as the task's cancellation; the drain itself is done and stays
+        raise _Fail(INTERRUPTED, interrupted_wait_line(node, progress.last[0] if progress.last else None)) from None
     finally:
         progress.end()
     if empty:

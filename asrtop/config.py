@@ -33,11 +33,14 @@ class BalancerConfig:
     # haproxy: Runtime API on a unix socket path or a tcp "host:port"; the backend holding the ASR servers
     socket: str | None = None
     backend: str | None = None
-    # nginx: the file holding the upstream block, its name, and the commands (argv) to test and reload
+    # nginx: the file holding the upstream block (or the nginx.conf including it), its name, and the commands
+    # (argv) to test and reload; () = derived from config and prefix by the adapter (README: Balancers)
     config: str | None = None
     upstream: str | None = None
-    test_command: tuple[str, ...] = ("nginx", "-t")
-    reload_command: tuple[str, ...] = ("nginx", "-s", "reload")
+    test_command: tuple[str, ...] = ()
+    reload_command: tuple[str, ...] = ()
+    prefix: str | None = None  # nginx -p
+    stub_status: str | None = None  # nginx liveness from this stub_status URL instead of a TCP connect
     timeout: float = 2.0
     agent_checks: str = "pause"  # haproxy: "pause" a server's agent check during drain/maint, or "leave" it
 
@@ -235,7 +238,7 @@ class _Reader:
 def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
     r = _Reader(path, f"balancers[{i}]", t)
     r.unknown(("name", "kind", "socket", "backend", "config", "upstream", "test_command", "reload_command",
-               "timeout", "agent_checks"))
+               "timeout", "agent_checks", "prefix", "stub_status"))
     name = r.get("name", str, required=True)
     kind = r.get("kind", str, required=True)
     if kind not in BALANCER_KINDS:
@@ -244,6 +247,9 @@ def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
     if not 0 < timeout <= 60:
         r.fail("timeout", f"must be between 0 and 60 seconds, got {timeout}")
     if kind == "haproxy":
+        for key in ("prefix", "stub_status"):
+            if key in r.table:
+                r.fail(key, "is for nginx balancers only")
         agent_checks = r.get("agent_checks", str, "pause")
         if agent_checks not in AGENT_MODES:
             r.fail("agent_checks", f"must be one of {', '.join(AGENT_MODES)}, got {agent_checks!r}")
@@ -254,11 +260,14 @@ def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
                               timeout=timeout, agent_checks=agent_checks)
     if "agent_checks" in r.table:
         r.fail("agent_checks", "is for haproxy balancers only (nginx has no agent checks)")
+    stub_status = r.get("stub_status", str)
+    if stub_status is not None:
+        _check_url(r, "stub_status", stub_status)
     return BalancerConfig(name, kind, config=r.get("config", str, required=True),
                           upstream=r.get("upstream", str, required=True),
                           test_command=r.argv("test_command", BalancerConfig.test_command),
                           reload_command=r.argv("reload_command", BalancerConfig.reload_command),
-                          timeout=timeout)
+                          timeout=timeout, prefix=r.get("prefix", str), stub_status=stub_status)
 
 
 def _check_url(r: _Reader, key: str, url: str) -> None:

@@ -119,6 +119,21 @@ def bind(addr: tuple[str, int], what: str) -> socket.socket:
     return sock
 
 
+def _endpoint(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def start_line(opts: Options, sockets: dict[str, socket.socket]) -> str:
+    """What a hand-started agent says once on stderr: where it listens and for which node."""
+    where = _endpoint(sockets["agent"])
+    line = (f"asrtop-agent {__version__}: node {opts.node}: status http://{where}/v1/status, "
+            f"metrics http://{where}/metrics")
+    if "proxy" in sockets:
+        line += f", proxy {_endpoint(sockets['proxy'])} -> {opts.asr_url} (the balancer's address for this node)"
+    return line + f"; ASR {opts.asr_url}, GPU {opts.gpu}"
+
+
 async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     import psutil  # GPU process names (NVML gives only pids), as the host and ASR collectors read them
     from aiohttp import web
@@ -156,6 +171,7 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
         await prunner.setup()
         await web.SockSite(prunner, sockets["proxy"]).start()
         runners.append(prunner)
+    print(start_line(opts, sockets), file=sys.stderr, flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

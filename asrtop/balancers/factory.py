@@ -31,6 +31,10 @@ class BalancerSpec(Protocol):
     @property
     def reload_command(self) -> tuple[str, ...]: ...
     @property
+    def prefix(self) -> str | None: ...
+    @property
+    def stub_status(self) -> str | None: ...
+    @property
     def timeout(self) -> float: ...
     @property
     def agent_checks(self) -> str: ...
@@ -61,7 +65,8 @@ def build_balancer(cfg: BalancerSpec) -> Balancer:
         if not cfg.config or not cfg.upstream:
             raise ValueError(f"balancer {cfg.name!r}: nginx needs `config` and `upstream`")
         return NginxBalancer(cfg.name, cfg.config, cfg.upstream, test_command=cfg.test_command,
-                             reload_command=cfg.reload_command, timeout=cfg.timeout)
+                             reload_command=cfg.reload_command, timeout=cfg.timeout, prefix=cfg.prefix,
+                             stub_status=cfg.stub_status)
     raise ValueError(f"balancer {cfg.name!r}: unknown kind {cfg.kind!r} (known: haproxy, nginx)")
 
 

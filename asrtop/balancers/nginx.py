@@ -31,6 +31,7 @@ from asrtop.balancers.base import (
     UnsupportedAction,
     validate_weight,
 )
+from asrtop.balancers.nginx_live import NginxSite
 from asrtop.balancers.nginx_conf import (
     NO_BACKUP_METHODS,
     NginxConfError,
@@ -57,13 +58,24 @@ class NginxBalancer:
     kind = "nginx"
     max_weight = NGINX_MAX_WEIGHT
 
-    def __init__(self, name: str, config: str | os.PathLike, upstream: str,
-                 test_command: Sequence[str] = ("nginx", "-t"),
-                 reload_command: Sequence[str] = ("nginx", "-s", "reload"), timeout: float = 10.0):
+    def __init__(self, name: str, config: str | os.PathLike, upstream: str, test_command: Sequence[str] = (),
+                 reload_command: Sequence[str] = (), timeout: float = 10.0, *, prefix: str | None = None,
+                 stub_status: str | None = None, check_running: bool = True):
+        """Empty test/reload commands: derived from `config` and `prefix` (nginx_live.NginxSite.commands).
+        check_running=False reads the file alone (an nginx config that no nginx runs, as in file-only tests)."""
         self.name, self.config, self.upstream = name, Path(config), upstream
-        self.test_command, self.reload_command = tuple(test_command), tuple(reload_command)
+        self.site = NginxSite(self.config, upstream, test_command, reload_command, prefix, stub_status)
+        self.check_running = check_running
         # nginx -t loads every certificate and module: allow it more than a socket round trip
         self.timeout = max(float(timeout), 10.0)
+
+    @property
+    def test_command(self) -> tuple[str, ...]:
+        return self.site.commands()[0]
+
+    @property
+    def reload_command(self) -> tuple[str, ...]:
+        return self.site.commands()[1]
 
     def __repr__(self) -> str:
         return f"NginxBalancer({self.name!r}, {str(self.config)!r}, {self.upstream!r})"
@@ -71,19 +83,26 @@ class NginxBalancer:
     # -- reading -----------------------------------------------------------------------------------------
 
     def read(self) -> tuple[Path, str, Upstream]:
-        """(file holding the upstream, its text, the parsed block)."""
+        """(file holding the upstream, its text, the parsed block); BalancerUnreachable when no nginx runs
+        with it (every refresh and every change reads through here)."""
         if not self.config.is_file():
             raise BalancerUnreachable(f"{self.name}: nginx config {self.config} does not exist or is not a file")
         try:
             file, line = locate(str(self.config), self.upstream)
             path = Path(file)
             text = path.read_bytes().decode("utf-8", "surrogateescape")
-            return path, text, parse_upstream(text, self.upstream, file, line)
+            upstream = parse_upstream(text, self.upstream, file, line)
         except NginxConfError as e:
             raise BalancerRefused(f"{self.name}: {e}") from None
         except OSError as e:
             raise BalancerUnreachable(f"{self.name}: cannot read nginx config: {e.strerror or e}: "
                                       f"{e.filename or self.config}") from None
+        if self.check_running:
+            try:
+                self.site.check(file)
+            except BalancerUnreachable as e:
+                raise BalancerUnreachable(f"{self.name}: {e}") from None
+        return path, text, upstream
 
     def servers(self) -> list[ServerState]:
         return [server_state(d) for d in self.read()[2].servers]
@@ -127,17 +146,18 @@ class NginxBalancer:
     def apply(self, path: Path, old: str, new: str) -> None:
         """Write, test, reload; on any failure put the old bytes back and say what nginx said."""
         write_atomic(path, new)
-        ok, out = self.run(self.test_command)
+        test, reload = self.site.commands()
+        ok, out = self.run(test)
         if not ok:
             write_atomic(path, old)
-            raise BalancerRefused(f"{self.name}: `{' '.join(self.test_command)}` failed, {path} restored: "
+            raise BalancerRefused(f"{self.name}: `{' '.join(test)}` failed, {path} restored: "
                                   f"{nginx_error_line(out)}")
-        ok, out = self.run(self.reload_command)
+        ok, out = self.run(reload)
         if not ok:
             write_atomic(path, old)
             # the reload may have been signalled before failing: reload once more on the restored file
-            again, _ = self.run(self.reload_command)
-            raise BalancerRefused(f"{self.name}: `{' '.join(self.reload_command)}` failed, {path} restored"
+            again, _ = self.run(reload)
+            raise BalancerRefused(f"{self.name}: `{' '.join(reload)}` failed, {path} restored"
                                   f"{'' if again else ' (reload after restore failed too)'}: "
                                   f"{nginx_error_line(out)}")
 

@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -74,6 +75,12 @@ class RequestRecord:
     node: str | None  # the node that answered, when the response names it
 
 
+def natural_key(name: str) -> tuple:
+    """node-2 before node-10: digit runs compare as numbers (the operator's order, not the text order)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", name) if part)
+
+
 def _percentile(sorted_values: list[float], q: float) -> float | None:
     if not sorted_values:
         return None
@@ -120,7 +127,7 @@ class LoadReport:
                                            ("p99", self.latency(0.99)), ("max", self.latency(1.0)))},
                 "audio_seconds_per_second": round(self.audio_seconds_per_second, 2),
                 "requests_per_second": round(self.sent / self.elapsed, 2) if self.elapsed > 0 else 0.0,
-                "by_node": dict(sorted(self.by_node.items()))}
+                "by_node": dict(sorted(self.by_node.items(), key=lambda kv: natural_key(kv[0])))}
 
     def summary(self) -> str:
         d = self.as_dict()
@@ -159,6 +166,7 @@ class LoadGenerator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._records: list[RequestRecord] = []
         self._started = 0.0
+        self.in_flight = 0  # requests started and not finished (read from other threads: an int is atomic)
 
     def stop(self) -> None:
         """Start no new request (thread-safe); those in flight finish."""
@@ -197,7 +205,11 @@ class LoadGenerator:
             async def worker() -> None:
                 while (start := take()) is not None:
                     seconds, data = self._clips[rng.randrange(len(self._clips))]
-                    self._records.append(await self._one(session, t0, start, seconds, data))
+                    self.in_flight += 1
+                    try:
+                        self._records.append(await self._one(session, t0, start, seconds, data))
+                    finally:
+                        self.in_flight -= 1
 
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
         return LoadReport(self.url, self.concurrency, time.monotonic() - t0, tuple(self._records))

@@ -3,7 +3,8 @@
 Starts the embedded cluster (asrtop.demo.cluster), runs load in a background thread, and either opens the
 console on it or (--headless) runs for --duration seconds and prints a summary. Exit codes: 0 done;
 1 the headless load had failures or a part of the cluster died at start-up; 2 bad input or HAProxy
-missing (the line says how to install it); 130 interrupted (Ctrl+C or SIGTERM: the cluster is stopped).
+missing (the line says how to install it); 130 interrupted (Ctrl+C or SIGTERM: the cluster is stopped;
+--headless prints the load report and node table first, as at a normal end).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ def _err(line: str) -> None:
     print(f"asrtop demo: {line}", file=sys.stderr, flush=True)
 
 
-class _LoadThread:
+class LoadThread:
     """LoadGenerator in its own thread and event loop, so the console's loop is never slowed by it."""
 
-    def __init__(self, url: str, concurrency: int, duration: float):
+    def __init__(self, url: str, concurrency: int, duration: float, **options):
         from asrtop.demo.load import LoadGenerator
 
-        self.gen = LoadGenerator(url, concurrency, duration=duration)
+        self.gen = LoadGenerator(url, concurrency, duration=duration, **options)
         self.report = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="asrtop-demo-load", daemon=True)
@@ -42,14 +43,17 @@ class _LoadThread:
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self.error = e
 
-    def start(self) -> "_LoadThread":
+    def start(self) -> "LoadThread":
         self.thread.start()
         return self
 
-    def stop(self, timeout: float = 10.0):
+    def cut(self) -> str:
+        """Stop starting requests and report what finished, without waiting for those in flight: the
+        cluster stop that follows cuts them anyway (waiting for them made quitting the console take 5 s)."""
         self.gen.stop()
-        self.thread.join(timeout)
-        return self.report or self.gen.snapshot()
+        report, cut = self.report or self.gen.snapshot(), self.gen.in_flight
+        return report.summary() + (f"\n{cut} request(s) still in flight were cut by the stop (not counted)"
+                                   if cut else "")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -111,15 +115,15 @@ def _run(nodes: int, load: int, headless: bool, duration: float, read_only: bool
             say(f"HAProxy http://127.0.0.1:{cluster.haproxy_port}  config {cluster.config_path}"
                 + (f"  metrics {cluster.metrics_url}" if cluster.metrics_url else ""))
             if load:
-                loader = _LoadThread(cluster.url, load, duration if headless else 10 ** 9).start()
+                loader = LoadThread(cluster.url, load, duration if headless else 10 ** 9).start()
             if headless:
-                return _headless(cluster, loader, duration)
+                return run_headless(cluster, loader, duration)
             try:
                 return _console(cluster, read_only)
             finally:
-                if loader is not None:  # stop the load before the cluster, so shutdown is not counted as failures
-                    say("stopping: letting in-flight demo requests finish (at most 5 s), then the cluster...")
-                    print(loader.stop(timeout=5.0).summary())
+                if loader is not None:  # the report before the cluster stops, so shutdown is not counted as failures
+                    say("stopping the demo cluster...")
+                    print(loader.cut())
                     loader = None
     except KeyboardInterrupt:
         _err("interrupted; cluster stopped")
@@ -129,17 +133,31 @@ def _run(nodes: int, load: int, headless: bool, duration: float, read_only: bool
             loader.gen.stop()
 
 
-def _headless(cluster, loader: _LoadThread | None, duration: float) -> int:
+def run_headless(cluster, loader: LoadThread | None, duration: float) -> int:
+    try:
+        if loader is None:
+            time.sleep(duration)
+        else:
+            loader.thread.join()
+    except KeyboardInterrupt:  # SIGTERM or Ctrl+C: the same report as a normal end, then exit 130
+        _err("stopped by a signal: the report covers the requests finished so far")
+        if loader is not None:
+            print(loader.cut())
+        _print_nodes(cluster)
+        return INTERRUPTED
     if loader is None:
-        time.sleep(duration)
         report = None
     else:
-        loader.thread.join()
         if loader.error is not None:
             _err(f"load generator failed: {loader.error}")
             return ERROR
         report = loader.report
         print(report.summary())
+    _print_nodes(cluster)
+    return ERROR if report is not None and report.failures else OK
+
+
+def _print_nodes(cluster) -> None:
     print("node      server state  requests  answered  by status")
     states = {}
     try:
@@ -151,7 +169,6 @@ def _headless(cluster, loader: _LoadThread | None, duration: float) -> int:
         role = " (backup)" if n.backup else ""
         print(f"{n.name:<9} {states.get(n.server, {}).get('status', '?'):<12} {st.get('received', '-'):>8}  "
               f"{st.get('answered', '-'):>8}  {json.dumps(st.get('by_status', {}))}{role}")
-    return ERROR if report is not None and report.failures else OK
 
 
 def _console(cluster, read_only: bool = False) -> int:

@@ -137,3 +137,16 @@ def test_port_in_use_is_one_line_and_nonzero(which):
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "address already in use" in lines[0] and busy in lines[0], out.stderr
+
+
+def test_started_by_hand_it_says_where_it_listens(tmp_path):
+    """One line on stderr at start: node, status and metrics URLs, the proxy port and where it forwards."""
+    with agent(tmp_path, "http://127.0.0.1:1", "--gpu", "none", "--node", "node-a", proxy=True) as ag:
+        deadline = time.monotonic() + 10
+        while "asrtop-agent" not in ag.output() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        lines = ag.output().splitlines()
+    where, proxy = ag.url.removeprefix("http://"), ag.proxy_url.removeprefix("http://")
+    assert lines[0] == (f"asrtop-agent 0.1.0: node node-a: status http://{where}/v1/status, metrics "
+                        f"http://{where}/metrics, proxy {proxy} -> http://127.0.0.1:1 (the balancer's address "
+                        "for this node); ASR http://127.0.0.1:1, GPU none")

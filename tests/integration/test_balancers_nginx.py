@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 
@@ -55,7 +56,7 @@ def test_unmodified_seed_config_passes_nginx_t(nginx_bin, tmp_path):
     p = subprocess.run([nginx_bin, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True,
                        timeout=30)
     assert p.returncode == 0, p.stderr
-    servers = NginxBalancer("seed", conf, "fun_asr_backend").servers()
+    servers = NginxBalancer("seed", conf, "fun_asr_backend", check_running=False).servers()  # nginx -t only
     assert [(s.name, s.weight, s.backup) for s in servers] == [
         ("192.168.1.10:7860", 3, False), ("192.168.1.11:7860", 3, False), ("192.168.1.12:7860", 1, True)]
 
@@ -182,8 +183,8 @@ def test_bad_input(seeded, tmp_path):
         (lambda: b.set_weight(a, -1), BalancerRefused, "out of range"),
         (lambda: b.set_weight(a, 1001), BalancerRefused, "out of range"),
         (lambda: b.set_state("127.0.0.1:1", AdminState.MAINT), BalancerRefused, "no server '127.0.0.1:1'"),
-        (lambda: NginxBalancer("ng", ng.upstream_conf, "fun_asr_backend", ("/no/such/nginx", "-t")).set_weight(a, 2),
-         BalancerRefused, "command not found"),
+        (lambda: NginxBalancer("ng", ng.upstream_conf, "fun_asr_backend", ("/no/such/nginx", "-t"),
+                               ng.reload_command).set_weight(a, 2), BalancerRefused, "command not found"),
     ]
     for call, exc, text in cases:
         with pytest.raises(exc) as info:
@@ -191,3 +192,65 @@ def test_bad_input(seeded, tmp_path):
         assert text in str(info.value) and "\n" not in str(info.value)
     assert ng.upstream_conf.read_bytes() == before
     assert not [p.name for p in (ng.prefix / "conf.d").iterdir() if p.name.endswith(".asrtop")]  # no temp left
+
+
+def test_stopped_nginx_is_unreachable_and_status_exits_5(nginx_bin, tmp_path):
+    """Real nginx: running -> `asrtop status` reads it (exit 0); stopped -> exit 5 naming it and why; a pid file
+    left by a dead master names the process; its stub_status, when configured, is the check."""
+    from support.control_cluster import nginx_entry, node_entry, run_cli, write_config
+
+    stub = free_port()
+    with start_backends(["a"]) as be:
+        block = nginx_upstream_block("fun_asr_backend", be.specs()) + (
+            f"server {{ listen 127.0.0.1:{stub}; location /nginx_status {{ stub_status; }} }}\n")
+        ng = start_nginx(nginx_bin, tmp_path, block)
+        with ng:
+            path = write_config(tmp_path, [nginx_entry("ngx", ng)], [node_entry("n1", f"127.0.0.1:{be.ports['a']}")])
+            up = run_cli(path, "status")
+            assert up.returncode == 0, up.stderr
+            assert "UNREACHABLE" not in up.stdout and "n1" in up.stdout
+            with_stub = lambda url: NginxBalancer("ng", ng.conf, "fun_asr_backend", ng.test_command,  # noqa: E731
+                                                  ng.reload_command, stub_status=url)
+            assert len(with_stub(f"http://127.0.0.1:{stub}/nginx_status").servers()) == 1
+            with pytest.raises(BalancerUnreachable, match=r"stub_status http://127.0.0.1:\d+/nope answered HTTP 404"):
+                with_stub(f"http://127.0.0.1:{stub}/nope").servers()
+            master = ng.master_pid()
+        down = run_cli(path, "status")
+        assert down.returncode == 5, (down.stdout, down.stderr)
+        assert down.stderr == (f"asrtop: no balancer could be read: ngx: nginx is not running: no pid file "
+                               f"{ng.pid_file} (named by {ng.conf})\n")
+        assert "ngx: UNREACHABLE: ngx: nginx is not running" in down.stdout
+        before = ng.upstream_conf.read_bytes()
+        drain = run_cli(path, "drain", "n1")  # was: file edited, then "invalid PID number" from the reload
+        assert drain.returncode == 5 and "nginx is not running" in drain.stderr, (drain.stdout, drain.stderr)
+        assert ng.upstream_conf.read_bytes() == before
+        ng.pid_file.write_text(f"{master}\n")  # what a killed master leaves behind
+        with pytest.raises(BalancerUnreachable, match=f"^ng: nginx is not running: no process {master} from "):
+            NginxBalancer("ng", ng.upstream_conf, "fun_asr_backend", ng.test_command, ng.reload_command).servers()
+
+
+def test_default_commands_check_the_config_nginx_runs_with_a_custom_prefix(nginx_bin, tmp_path):
+    """nginx run with -p/-c (not the system's config): with no test/reload command configured, asrtop derives
+    `nginx -p P -c CONF -t` / `-s reload` from `config` and `prefix`, so a broken upstream file is caught by
+    nginx -t (nothing reloaded, file restored), and a good change reaches the running nginx."""
+    if shutil.which("nginx") is None:
+        pytest.skip("the derived commands call `nginx` from PATH")
+    with start_backends(["a", "b"]) as be, \
+            start_nginx(nginx_bin, tmp_path, nginx_upstream_block("fun_asr_backend", be.specs())) as ng:
+        b = build_balancer(BalancerConfig("ng", "nginx", config=str(ng.conf), upstream="fun_asr_backend",
+                                          prefix=str(ng.prefix)))
+        a = f"127.0.0.1:{be.ports['a']}"
+        good = ng.upstream_conf.read_text()
+        broken = good.replace(f"server {a};", f"server {a} max_fails=oops;")
+        ng.upstream_conf.write_text(broken)
+        with pytest.raises(BalancerRefused) as info:
+            b.set_weight(a, 2)
+        assert str(info.value).startswith(f"ng: `nginx -p {ng.prefix} -c {ng.conf} -t` failed, {ng.upstream_conf} "
+                                          "restored: ")
+        assert "[emerg]" in str(info.value) and 'invalid parameter "max_fails=oops"' in str(info.value)
+        assert ng.upstream_conf.read_text() == broken
+        ng.upstream_conf.write_text(good)
+        retired = ng.retired_workers()
+        b.set_weight(a, 2)
+        assert ng.wait_reloaded(retired)
+        assert {s.name: s.weight for s in b.servers()}[a] == 2

@@ -69,3 +69,28 @@ def test_stop_signal_during_exec_code_still_exits_130(tmp_path):
     r = subprocess.run([sys.executable, "-m", "signal_in_exec"], capture_output=True, text=True, cwd=tmp_path,
                        timeout=60, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
     assert r.stderr.strip() == "stopped" and r.returncode == 130, (r.returncode, r.stderr)
+
+
+def test_sigterm_during_headless_prints_the_report_then_130(demo_cluster, capsys, tmp_path):
+    """SIGTERM (a real one, through the demo's own handler) ends a headless run with the load report and the
+    node table, as a normal end does, without waiting for the requests still in flight."""
+    import signal
+    import threading
+
+    # 1 s clips: the requests cut by the signal end soon after it
+    loader = demo_run.LoadThread(demo_cluster.url, 2, 60, clip_seconds=(1,), audio_dir=tmp_path).start()
+    before = signal.signal(signal.SIGTERM, demo_run.on_stop_signal)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        code = demo_run.run_headless(demo_cluster, loader, 60)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, before)
+        loader.thread.join(30)  # the cut requests finish on their own; leave the shared cluster idle
+    out, err = capsys.readouterr()
+    assert code == 130
+    assert "stopped by a signal" in err
+    lines = out.splitlines()
+    assert lines[0].startswith("load: ") and "at concurrency 2" in lines[0]
+    assert {ln.split()[0] for ln in lines if ln.startswith("node-")} == {n.name for n in demo_cluster.nodes}

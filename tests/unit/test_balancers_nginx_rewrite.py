@@ -95,11 +95,13 @@ def test_adapter_without_nginx_keeps_file_on_failed_test(tmp_path, seed_text):
     f = tmp_path / "asr.conf"
     f.write_text(seed_text)
     f.chmod(0o640)
-    b = NginxBalancer("ng", f, "fun_asr_backend", test_command=("false",), reload_command=("true",))
+    b = NginxBalancer("ng", f, "fun_asr_backend", test_command=("false",), reload_command=("true",),
+                      check_running=False)
     with pytest.raises(BalancerRefused, match="restored"):
         b.set_weight("192.168.1.10:7860", 5)
     assert f.read_text() == seed_text and (f.stat().st_mode & 0o777) == 0o640
-    ok = NginxBalancer("ng", f, "fun_asr_backend", test_command=("true",), reload_command=("true",))
+    ok = NginxBalancer("ng", f, "fun_asr_backend", test_command=("true",), reload_command=("true",),
+                       check_running=False)
     ok.set_state("192.168.1.10:7860", AdminState.DRAIN)
     assert f.read_text() == seed_text.replace("fail_timeout=30s;", "fail_timeout=30s down;", 1)
     assert (f.stat().st_mode & 0o777) == 0o640
@@ -109,7 +111,7 @@ def test_adapter_without_nginx_keeps_file_on_failed_test(tmp_path, seed_text):
 def test_adapter_refusals(tmp_path, seed_text):
     f = tmp_path / "asr.conf"
     f.write_text(seed_text.replace("least_conn;", "hash $remote_addr consistent;"))
-    b = NginxBalancer("ng", f, "fun_asr_backend", test_command=("true",), reload_command=("true",))
+    b = NginxBalancer("ng", f, "fun_asr_backend", test_command=("true",), reload_command=("true",), check_running=False)
     before = f.read_bytes()
     with pytest.raises(UnsupportedAction, match="`hash`"):
         b.set_backup("192.168.1.10:7860", True)
@@ -122,9 +124,9 @@ def test_adapter_refusals(tmp_path, seed_text):
     with pytest.raises(BalancerRefused, match="no server '10.9.9.9:1'"):
         b.set_state("10.9.9.9:1", AdminState.MAINT)
     with pytest.raises(BalancerRefused, match="no `upstream other`"):
-        NginxBalancer("ng", f, "other").servers()
+        NginxBalancer("ng", f, "other", check_running=False).servers()
     with pytest.raises(BalancerUnreachable, match="does not exist"):
-        NginxBalancer("ng", tmp_path / "missing.conf", "fun_asr_backend").servers()
+        NginxBalancer("ng", tmp_path / "missing.conf", "fun_asr_backend", check_running=False).servers()
     assert f.read_bytes() == before
 
 
@@ -142,7 +144,7 @@ def test_changes_wait_for_the_directory_lock(tmp_path, seed_text):
 
     f = tmp_path / "asr.conf"
     f.write_text(seed_text)
-    b = NginxBalancer("ng", f, "fun_asr_backend", test_command=("true",), reload_command=("true",))
+    b = NginxBalancer("ng", f, "fun_asr_backend", test_command=("true",), reload_command=("true",), check_running=False)
     with dir_lock(tmp_path):  # another asrtop process is mid-change
         t = threading.Thread(target=b.set_weight, args=("192.168.1.10:7860", 9))
         t.start()

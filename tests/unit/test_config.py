@@ -54,8 +54,9 @@ def test_good_file_parses_every_field(tmp_path):
     assert cfg.audit_log == tmp_path / "audit.jsonl"
     hx, ngx = cfg.balancers
     assert (hx.kind, hx.socket, hx.backend, hx.timeout) == ("haproxy", "/run/haproxy/admin.sock", "fun_asr_backend", 2.0)
+    assert (ngx.prefix, ngx.stub_status) == (None, None)
     assert (ngx.kind, ngx.upstream, ngx.test_command, ngx.reload_command, ngx.timeout) == (
-        "nginx", "fun_asr_backend", ("nginx", "-t"), ("systemctl", "reload", "nginx"), 5.0)
+        "nginx", "fun_asr_backend", (), ("systemctl", "reload", "nginx"), 5.0)  # (): derived by the adapter
     n1, n2 = cfg.nodes
     assert (n1.server_name, n1.address, n1.agent) == ("node-1", "10.0.0.5:10095", "http://10.0.0.5:10860")
     assert n2.server_name == "asr2"
@@ -100,6 +101,11 @@ def test_defaults(tmp_path, monkeypatch):
     (('backend = "fun_asr_backend"', 'backend = "fun_asr_backend"\nagent_checks = false'), "balancers[0].agent_checks",
      "must be str, got bool False"),
     (('timeout = 5', 'timeout = 5\nagent_checks = "leave"'), "balancers[1].agent_checks", "is for haproxy balancers only"),
+    (('timeout = 5', 'timeout = 5\nstub_status = "127.0.0.1/nginx_status"'), "balancers[1].stub_status",
+     "must be an http:// or https:// URL"),
+    (('timeout = 5', 'timeout = 5\nprefix = 3'), "balancers[1].prefix", "must be str"),
+    (('backend = "fun_asr_backend"', 'backend = "fun_asr_backend"\nprefix = "/srv"'), "balancers[0].prefix",
+     "is for nginx balancers only"),
 ])
 def test_errors_name_file_key_and_problem(tmp_path, edit, key, problem):
     old, new = edit

