@@ -65,12 +65,14 @@ async def test_sort_shows_in_the_header_and_palette_names_are_the_headers():
     async with app.run_test(size=(120, 30)) as pilot:
         await started(pilot, app)
         assert "▲" not in column_header(app) and "▼" not in column_header(app)
+        rebuilds = app.fleet_screen.table.rebuilds
         await pilot.press("s")  # node name, A to Z
         assert column_header(app).split()[0] == "node▲"
         await pilot.press("s", "s")  # state, then in-flight: biggest first
         assert "infl▼" in column_header(app).split() and "node▲" not in column_header(app)
         await pilot.press("S")
         assert "infl▲" in column_header(app).split()
+        assert app.fleet_screen.table.rebuilds == rebuilds  # a sort mark relabels; the rows stay (1,000 nodes)
         hits = [str(h.text) async for h in FleetCommands(app.screen).search("sort by")]
         for label in ("req/s", "resp", "gmem", "infl", "5xx", "agent"):
             assert f"Sort by {label}" in hits, hits

@@ -18,14 +18,15 @@ import logging
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
 from asrtop.fleet import FleetSnapshot, NodeView
-from asrtop.tui.format import (BAR_WIDTH, COLUMN_KEYS, FIXED, Cell, TableContext, TableLayout, fit_columns,
+from asrtop.tui.format import (BAR_WIDTH, COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns,
                                matches_filter, name_width, row_cells, sort_value, without_colour)
-from asrtop.tui.textual_internals import QuietCells, fast_path_problem
+from asrtop.tui.textual_internals import QuietCells, fast_path_problem, invalidate_render_caches
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ def _text(cell: Cell, key: str, colour: bool = True) -> Text:
     if len(cell) > 2:  # the figure after a bar takes the accent (format.Cell)
         text.stylize(cell[2], BAR_WIDTH)  # type: ignore[misc]
     return text
+
+
+def _label(col: Column) -> Text:
+    return Text(col.label, justify="right" if col.key in _RIGHT else "left")
+
+
+def _keys(layout: TableLayout) -> list[str]:
+    return [c.key for c in layout.columns]
 
 
 class FleetTable(DataTable):
@@ -109,14 +118,29 @@ class FleetTable(DataTable):
         layout = self._fit()
         if layout == self.fitted:
             return
-        keep_cursor = self.cursor_node
+        same_columns = self.fitted is not None and _keys(layout) == _keys(self.fitted)
         self.fitted = layout
+        if same_columns:  # a label or a width changed (a sort mark): no row needs rebuilding
+            self._relabel(layout)
+        else:
+            self._rebuild(layout)
+        self.post_message(self.Fitted(layout, bool(self._ctx and self._ctx.agent_counted)))
+
+    def _relabel(self, layout: TableLayout) -> None:
+        for col in layout.columns:
+            column = self.columns[ColumnKey(col.key)]
+            column.label = _label(col)
+            column.width = col.width
+        self.virtual_size = Size(sum(c.get_render_width(self) for c in self.columns.values()), self.virtual_size.height)
+        invalidate_render_caches(self)  # the header row and the rows are cached like the cells
+
+    def _rebuild(self, layout: TableLayout) -> None:
+        keep_cursor = self.cursor_node
         index = {k: i for i, k in enumerate(COLUMN_KEYS)}
         self._shown = tuple((index[c.key], ColumnKey(c.key)) for c in layout.columns)
         self.clear(columns=True)
         for col in layout.columns:
-            self.add_column(Text(col.label, justify="right" if col.key in _RIGHT else "left"), width=col.width,
-                            key=col.key)
+            self.add_column(_label(col), width=col.width, key=col.key)
         colour = not self.app.no_color
         for name in self._order:
             cells = self._cells[name]
@@ -124,7 +148,6 @@ class FleetTable(DataTable):
         self.rebuilds += 1
         if keep_cursor is not None:
             self._move_to(keep_cursor, scroll=True)
-        self.post_message(self.Fitted(layout, bool(self._ctx and self._ctx.agent_counted)))
 
     def on_resize(self, event: events.Resize) -> None:
         self._refit()
