@@ -44,7 +44,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("state", "state", 5),
     Column("inflight", "infl", 5),
     Column("rps", "req/s", 5),
-    Column("5xx", "5xx", 4),
+    Column("5xx", "5xx", 5),  # a cumulative count: 5 digits before it is cut
     Column("rt", "resp", 5),
     Column("gpu", "gpu", 10),
     Column("mem", "gmem", 10),

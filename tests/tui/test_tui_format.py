@@ -220,3 +220,19 @@ def test_hot_and_drift_cells_carry_attributes_and_no_colour_keeps_only_them():
     assert temp[0] == "91°" and "reverse" in temp[1]
     assert without_colour("bold reverse magenta") == "bold reverse"
     assert without_colour(DIM) == "dim" and without_colour("green") == ""
+
+
+def test_every_cell_fits_its_column_even_with_big_counts_and_marks():
+    from asrtop.tui.format import fit_columns
+
+    for agent_counted in ((), (2, 3)):
+        snap = FakeFleet(12, odd_model=(4,), dead_agents=(9,), agent_counted=agent_counted).build(tick=1)
+        busy = snap.node("node-1")
+        s = busy.servers["haproxy-a"]
+        busy = replace(busy, servers={"haproxy-a": replace(s, errors_5xx_total=12345, request_rate=1234.0)})
+        ctx = table_context(snap, draining={"node-6": 1234})
+        assert ctx.agent_counted == bool(agent_counted)
+        widths = {c.key: c.width for c in fit_columns(500, names_width=7, agent_counted=ctx.agent_counted).columns}
+        for node in (busy, *snap.nodes):
+            for key, cell in zip(COLUMN_KEYS, row_cells(node, ctx)):
+                assert len(cell[0]) <= widths[key], (node.name, key, cell[0])
