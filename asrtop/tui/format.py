@@ -69,7 +69,7 @@ AGENT_MARKED = ("rps", "5xx", "rt")  # request figures that carry AGENT_COUNTED_
 # The column labels while some node's request figures are agent-counted: the legend where there is room,
 # else just the mark (the hint under the table spells it out).
 AGENT_LEGEND = {"rps": f"{AGENT_COUNTED_MARK}=agent req/s"}
-AGENT_SHORT = {"rps": f"req/s{AGENT_COUNTED_MARK}", "5xx": f"5xx{AGENT_COUNTED_MARK}", "rt": f"resp{AGENT_COUNTED_MARK}"}
+AGENT_SHORT = {"rps": "req/s" + AGENT_COUNTED_MARK, "5xx": "5xx" + AGENT_COUNTED_MARK, "rt": "resp" + AGENT_COUNTED_MARK}
 SORT_MARKS = {False: "▲", True: "▼"}  # ascending / descending, after the sorted column's label
 
 _ATTRIBUTES = frozenset({"bold", "dim", "italic", "underline", "reverse", "strike"})
@@ -123,7 +123,8 @@ def fit_columns(width: int, *, names_width: int = 12, sort_column: str | None = 
             labels[sort_column] += SORT_MARKS[sort_reverse]
         widths = {}
         for c in COLUMNS:
-            w = names_width if c.key == "name" else c.width + (agent_counted and c.key in AGENT_MARKED)
+            mark = 1 if agent_counted and c.key in AGENT_MARKED else 0  # the '*' before the figure
+            w = names_width if c.key == "name" else c.width + mark
             widths[c.key] = max(w, len(labels[c.key]))
         room, chosen = width, set()
         for key in (*FIXED, *((sort_column,) if sort_column in labels else ()), *PRIORITY):
@@ -355,7 +356,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
         model,
         (str(weight) if weight is not None else ("MIX" if node.servers else "—"), ""),
         ("bk" if backup else ("?" if backup is None and node.servers else ""), "cyan"),
-        (f"{temp:.0f}°" if temp is not None else "—", f"{ALARM} red" if temp is not None and temp >= HOT_TEMP else ""),
+        (f"{temp:.0f}°" if temp is not None else "—", f"{ALARM} red" if (temp or 0) >= HOT_TEMP else ""),
         (f"{power:.0f}W" if power is not None else "—", ""),
         (f"{cpu * 100:.0f}%" if cpu is not None else "—", ""),
         agent_cell,

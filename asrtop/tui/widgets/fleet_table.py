@@ -76,7 +76,7 @@ class FleetTable(DataTable):
         self._shown: tuple[tuple[int, ColumnKey], ...] = ()  # (index in COLUMNS, key) of the columns shown
         self.updates = 0  # cells set (tests check that unchanged refreshes set none)
         self.slow_updates = 0  # of those, cells set through the public update_cell (the fast path was not taken)
-        self.rebuilds = 0  # times the columns were fitted anew
+        self.rebuilds = 0  # times the table was rebuilt because the shown columns changed
 
     def on_mount(self) -> None:
         problem = fast_path_problem(self)
@@ -112,7 +112,7 @@ class FleetTable(DataTable):
                            agent_counted=bool(ctx and ctx.agent_counted), padding=self.cell_padding)
 
     def _refit(self) -> None:
-        """Fit the columns to the current size; rebuild the table when the fit changed."""
+        """Fit the columns to the current size: relabel in place, or rebuild when other columns show."""
         if self._snap is None:
             return
         layout = self._fit()
