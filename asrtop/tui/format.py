@@ -69,7 +69,7 @@ AGENT_MARKED = ("rps", "5xx", "rt")  # request figures that carry AGENT_COUNTED_
 # The column labels while some node's request figures are agent-counted: the legend where there is room,
 # else just the mark (the hint under the table spells it out).
 AGENT_LEGEND = {"rps": f"{AGENT_COUNTED_MARK}=agent req/s"}
-AGENT_SHORT = {"rps": "req/s" + AGENT_COUNTED_MARK, "5xx": "5xx" + AGENT_COUNTED_MARK, "rt": "resp" + AGENT_COUNTED_MARK}
+AGENT_SHORT = {k: label + AGENT_COUNTED_MARK for k, label in (("rps", "req/s"), ("5xx", "5xx"), ("rt", "resp"))}
 SORT_MARKS = {False: "▲", True: "▼"}  # ascending / descending, after the sorted column's label
 
 _ATTRIBUTES = frozenset({"bold", "dim", "italic", "underline", "reverse", "strike"})
