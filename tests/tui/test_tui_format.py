@@ -219,6 +219,10 @@ def test_hot_and_drift_cells_carry_attributes_and_no_colour_keeps_only_them():
     temp = dict(zip(COLUMN_KEYS, row_cells(node, table_context(snap))))["temp"]
     assert temp[0] == "91°" and "reverse" in temp[1]
     assert without_colour("bold reverse magenta") == "bold reverse"
+    s = n.servers["haproxy-a"]
+    mixed = replace(n, servers={"a": s, "b": replace(s, admin=AdminState.MAINT)})
+    state = dict(zip(COLUMN_KEYS, row_cells(mixed, table_context(snap))))["state"]
+    assert state[0] == "MIXED" and "bold" in without_colour(state[1])  # DOWN / MIXED stay bold without colour
     assert without_colour(DIM) == "dim" and without_colour("green") == ""
 
 
