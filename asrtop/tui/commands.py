@@ -7,6 +7,10 @@ from typing import Callable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from asrtop.tui.format import COLUMNS
+
+LABELS = {c.key: c.label for c in COLUMNS}
+
 ACTION_HELP = {
     "drain": "stop new requests; in-flight ones finish (progress shows in the row)",
     "ready": "put back into rotation",
@@ -31,8 +35,8 @@ class FleetCommands(Provider):
             if app.recovery is not None:
                 cmds.append(("Recover interrupted changes", app.start_recover,
                              "finish or undo what an interrupted asrtop left half-done (asrtop recover)"))
-        for col in SORTABLE:
-            cmds.append((f"Sort by {col}", partial(fleet.table.set_sort, col), "again to reverse"))
+        for col in SORTABLE:  # named as the column's header reads
+            cmds.append((f"Sort by {LABELS[col]}", partial(fleet.table.set_sort, col), "again to reverse"))
         cmds.append(("Config order", partial(fleet.table.set_sort, None, False), "unsorted"))
         cmds.append(("Filter nodes", fleet.action_filter, "by name, state or model digest prefix"))
         cmds.append(("Model view", app.open_models, "nodes grouped by model digest"))

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from asrtop.fleet import MIXED, FleetSnapshot, ModelGroup, NodeView
+from asrtop.fleet import AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, FleetSnapshot, ModelGroup, NodeView
 from asrtop.modelfiles import human_bytes  # noqa: F401  (the console's byte wording, shared with the model guard)
 
-Cell = tuple[str, str]  # (text, rich style)
+# (text, rich style), or (text, style, accent): a bar cell whose figure after the bar (text[BAR_WIDTH:]) also
+# takes `accent` (ALARM on a hot GPU: the blocks stay a bar, the percentage stands out without colour).
+Cell = tuple[str, str] | tuple[str, str, str]
 
 BAR_WIDTH = 5
 _BLOCKS = " ▏▎▍▌▋▊▉█"
@@ -20,6 +22,10 @@ _SPARKS = "▁▂▃▄▅▆▇█"
 # Hash group colours: the target first; the rest cycle. Text markers carry the meaning under NO_COLOR.
 GROUP_STYLES = ("green", "yellow", "magenta", "cyan", "red", "bright_blue")
 DIM = "grey50"
+# Where colour carries weight, a non-colour attribute carries it too (NO_COLOR greys every colour):
+HOT_RATIO = 0.9  # GPU util / memory at or above this is hot: red, and its percentage in reverse video
+HOT_TEMP = 85.0  # °C
+ALARM = "bold reverse"  # the figure an operator must not miss: hot percentage, hot temperature, model drift
 SIM_MARK = "~"  # before a GPU percentage read from a simulated GPU (agent gpu_source "simulated")
 SIM_LABELS = {"gpu": "gpu ~=sim", "mem": "gmem ~=sim"}  # column labels while any node's GPU is simulated
 
@@ -31,26 +37,127 @@ class Column:
     width: int
 
 
-# Most important first so that 80 columns show name, state, load, GPU and model without scrolling.
+# Display order: who, traffic health, GPU, model, balancer settings, hardware, agent.
 COLUMNS: tuple[Column, ...] = (
     Column("sel", " ", 1),
     Column("name", "node", 12),
     Column("state", "state", 5),
     Column("inflight", "infl", 5),
     Column("rps", "req/s", 5),
+    Column("5xx", "5xx", 5),  # a cumulative count: 5 digits before it is cut
+    Column("rt", "resp", 5),
     Column("gpu", "gpu", 10),
     Column("mem", "gmem", 10),
     Column("model", "model", 8),
     Column("weight", "wt", 3),
     Column("backup", "bk", 2),
-    Column("5xx", "5xx", 4),
-    Column("rt", "resp", 5),
     Column("temp", "temp", 4),
     Column("power", "power", 5),
     Column("cpu", "cpu", 4),
     Column("age", "agent", 5),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+FIXED = ("sel", "name")  # frozen at the left, never dropped
+# What stays as the width shrinks, most important first (the sorted column goes before all of them).
+# Traffic health before GPU detail: on nginx the agent's req/s, 5xx and resp are all there is; a stale
+# agent is also marked `!` in the first column, so its age column can go before gmem.
+PRIORITY = ("state", "inflight", "rps", "5xx", "rt", "gpu", "model", "age", "mem", "backup", "weight",
+            "temp", "power", "cpu")
+assert set(FIXED + PRIORITY) == set(COLUMN_KEYS)
+NAME_WIDTH_MAX = 20  # the name column is as wide as the longest node name, up to this
+AGENT_MARKED = ("rps", "5xx", "rt")  # request figures that carry AGENT_COUNTED_MARK when the agent counted them
+# The column labels while some node's request figures are agent-counted: the legend where there is room,
+# else just the mark (the hint under the table spells it out).
+AGENT_LEGEND = {"rps": f"{AGENT_COUNTED_MARK}=agent req/s"}
+AGENT_SHORT = {k: label + AGENT_COUNTED_MARK for k, label in (("rps", "req/s"), ("5xx", "5xx"), ("rt", "resp"))}
+SORT_MARKS = {False: "▲", True: "▼"}  # ascending / descending, after the sorted column's label
+
+_ATTRIBUTES = frozenset({"bold", "dim", "italic", "underline", "reverse", "strike"})
+
+
+def without_colour(style: str) -> str:
+    """`style` for a terminal without colour (NO_COLOR): its attributes only, DIM as the 'dim' attribute.
+
+    Textual's NO_COLOR filter greys every colour by its luminance: red (hot, 5xx, drift) turns dark grey on a
+    dark grey background, and reverse video of two dark greys is no better. With the colours gone the text
+    takes the terminal's own foreground, and bold / reverse / dim carry what colour carried."""
+    words = style.split()
+    kept = [w for w in words if w in _ATTRIBUTES]
+    if DIM in words and "dim" not in kept:
+        kept.append("dim")
+    return " ".join(kept)
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """The fleet table's columns at one width: labels and widths in effect, and what the width left out."""
+
+    columns: tuple[Column, ...]  # shown, in display order
+    hidden: tuple[str, ...]  # base labels of the columns left out, in display order
+    agent_legend: bool = False  # the req/s label spells out AGENT_COUNTED_MARK
+
+
+def name_width(names: Iterable[str]) -> int:
+    return min(NAME_WIDTH_MAX, max([len("node") + 1, *(len(n) for n in names)]))
+
+
+def fit_columns(width: int, *, names_width: int = 12, sort_column: str | None = None, sort_reverse: bool = False,
+                simulated: bool = False, agent_counted: bool = False, padding: int = 1) -> TableLayout:
+    """The columns that fit in `width` cells whole, so that nothing is cut and nothing scrolls sideways.
+
+    The first columns (FIXED) always show; then the sorted column; then PRIORITY in order, each one that
+    still fits (a narrow one further down can take the room a wide one left). Each column takes its
+    width + 2 * `padding` (the table's cell padding). Labels say what the cells' marks mean: '~=sim'
+    while some GPU is simulated, '*' (spelled out where there is room) while an agent counted requests,
+    and the sorted column ends in SORT_MARKS."""
+
+    def attempt(legend: bool) -> TableLayout:
+        labels = {c.key: c.label for c in COLUMNS}
+        if simulated:
+            labels.update(SIM_LABELS)
+        if agent_counted:
+            labels.update(AGENT_SHORT)
+            if legend:
+                labels.update(AGENT_LEGEND)
+        if sort_column in labels:
+            labels[sort_column] += SORT_MARKS[sort_reverse]
+        widths = {}
+        for c in COLUMNS:
+            mark = 1 if agent_counted and c.key in AGENT_MARKED else 0  # the '*' before the figure
+            w = names_width if c.key == "name" else c.width + mark
+            widths[c.key] = max(w, len(labels[c.key]))
+        room, chosen = width, set()
+        for key in (*FIXED, *((sort_column,) if sort_column in labels else ()), *PRIORITY):
+            need = widths[key] + 2 * padding
+            if key not in chosen and (key in FIXED or need <= room):
+                chosen.add(key)
+                room -= need
+        return TableLayout(tuple(Column(c.key, labels[c.key], widths[c.key]) for c in COLUMNS if c.key in chosen),
+                           tuple(c.label for c in COLUMNS if c.key not in chosen), legend)
+
+    short = attempt(False)
+    if agent_counted:
+        spelled = attempt(True)
+        if spelled.hidden == short.hidden:  # the legend only where it costs no column
+            return spelled
+    return short
+
+
+def table_hint(layout: TableLayout, agent_counted: bool) -> str:
+    """The line under the fleet table: what the width hides and where to find it; the '*' legend when the
+    labels had no room for it. '' when there is nothing to say."""
+    parts = []
+    if agent_counted and not layout.agent_legend:
+        parts.append(f"{AGENT_COUNTED_MARK} counted by the node's agent")
+    if layout.hidden:
+        parts.append(f"hidden at this width: {' '.join(layout.hidden)} · enter shows them for a node")
+    return " · ".join(parts)
+
+
+def no_match_line(text: str) -> str:
+    return f"no node matches '{text}' — esc clears"
+
+
 
 
 def bar(ratio: float | None, width: int = BAR_WIDTH, simulated: bool = False) -> str:
@@ -70,7 +177,7 @@ def bar(ratio: float | None, width: int = BAR_WIDTH, simulated: bool = False) ->
 def bar_style(ratio: float | None) -> str:
     if ratio is None:
         return DIM
-    return "red" if ratio >= 0.9 else "yellow" if ratio >= 0.7 else "green"
+    return "bold red" if ratio >= HOT_RATIO else "yellow" if ratio >= 0.7 else "green"
 
 
 def sparkline(values: Sequence[float | None], width: int, top: float | None = None, bottom: float = 0.0) -> str:
@@ -113,9 +220,14 @@ def age(v: float | None) -> str:
 
 
 def rate(v: float | None) -> str:
+    """'12', '3', '2.5'; one decimal only below 10 and only when it is not '.0' ('0.0' stays for a rate
+    that rounds to nothing: some traffic, not none)."""
     if v is None:
         return "—"
-    return f"{v:.0f}" if v >= 10 or v == 0 else f"{v:.1f}"
+    if v >= 10 or v == 0:
+        return f"{v:.0f}"
+    one = f"{v:.1f}"
+    return one[:-2] if one.endswith(".0") and one != "0.0" else one
 
 
 def short_digest(d: str | None) -> str:
@@ -133,6 +245,7 @@ class TableContext:
     draining: Mapping[str, int | None]  # node -> in-flight last reported by its drain watcher
     selected: frozenset[str]
     gpu_simulated: bool = False  # some node's GPU readings are simulated: the GPU columns say so
+    agent_counted: bool = False  # some node's request figures are counted by its agent: req/s, 5xx, resp say so
 
 
 @dataclass(frozen=True)
@@ -160,7 +273,8 @@ def table_context(snap: FleetSnapshot, draining: Mapping[str, int | None] = {},
     groups = [g for g in facts.groups if g.digest is not None]
     styles = {g.digest: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(groups)}
     return TableContext(snap.taken_at, styles, facts.target, facts.differing, dict(draining), frozenset(selected),
-                        any(gpu_simulated(n) for n in snap.nodes))
+                        any(gpu_simulated(n) for n in snap.nodes),
+                        any(n.requests_source == REQUESTS_FROM_AGENT for n in snap.nodes))
 
 
 def gpu_simulated(node: NodeView) -> bool:
@@ -209,7 +323,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     if digest is None:
         model: Cell = ((st.model.state if st is not None else "—")[:8], DIM)
     elif node.name in ctx.minority:
-        model = (short_digest(digest) + "!", "bold " + ctx.group_style.get(digest, "red"))
+        model = (short_digest(digest) + "!", f"{ALARM} {ctx.group_style.get(digest, 'red')}")
     else:
         model = (short_digest(digest), ctx.group_style.get(digest, ""))
     inflight = node.in_flight
@@ -230,27 +344,39 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     weight = node.weight
     errors = node.errors_5xx
     cpu = st.host.cpu_ratio if st is not None else None
+    mark = AGENT_COUNTED_MARK if node.requests_source == REQUESTS_FROM_AGENT else ""
     cells = (
         ("●", "bold cyan") if node.name in ctx.selected else ("!", "bold red") if grey else (" ", ""),
         (node.name, "bold"),
         state_cell(node),
         infl,
-        (rate(node.request_rate), ""),
-        (bar(util, simulated=sim), bar_style(util)),
-        (bar(mem, simulated=sim), bar_style(mem)),
+        _marked(mark, rate(node.request_rate), node.request_rate, ""),
+        _marked(mark, str(errors) if errors is not None else "—", errors, "bold red" if errors else ""),
+        _marked(mark, seconds(resp) if resp is not None else "—", resp, ""),
+        _bar_cell(util, sim),
+        _bar_cell(mem, sim),
         model,
         (str(weight) if weight is not None else ("MIX" if node.servers else "—"), ""),
         ("bk" if backup else ("?" if backup is None and node.servers else ""), "cyan"),
-        (str(errors) if errors is not None else "—", "red" if errors else ""),
-        (seconds(resp) if resp is not None else "—", ""),
-        (f"{temp:.0f}°" if temp is not None else "—", "red" if temp is not None and temp >= 85 else ""),
+        (f"{temp:.0f}°" if temp is not None else "—", f"{ALARM} red" if (temp or 0) >= HOT_TEMP else ""),
         (f"{power:.0f}W" if power is not None else "—", ""),
         (f"{cpu * 100:.0f}%" if cpu is not None else "—", ""),
         agent_cell,
     )
     if grey:  # keep the text (and the markers), lose the colour: the row reads as "not live"
-        cells = tuple((t, s if k in ("sel", "age") else DIM) for (t, s), k in zip(cells, COLUMN_KEYS))
+        cells = tuple((c[0], c[1] if k in ("sel", "age") else DIM) for c, k in zip(cells, COLUMN_KEYS))
     return cells
+
+
+def _marked(mark: str, text: str, value: object, style: str) -> Cell:
+    """A request figure, after AGENT_COUNTED_MARK when the agent counted it (never on an unknown '—')."""
+    return (mark + text if mark and value is not None else text), style
+
+
+def _bar_cell(ratio: float | None, simulated: bool) -> Cell:
+    style = bar_style(ratio)
+    text = bar(ratio, simulated=simulated)
+    return (text, style, ALARM) if ratio is not None and ratio >= HOT_RATIO else (text, style)
 
 
 def sort_value(node: NodeView, column: str, now: float):

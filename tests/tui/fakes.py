@@ -18,7 +18,7 @@ from asrtop.config import ClusterConfig, NodeConfig
 from asrtop.control import Action, ActionResult, BatchPlan, Controller, Plan
 from asrtop.control.audit import AuditEntry
 from asrtop.control.model import RecoveryItem, RecoveryResult
-from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
+from asrtop.fleet import AgentReading, AgentTraffic, BalancerReading, FleetSnapshot, merge
 
 T0 = 1_700_000_000.0  # fixed clock: screenshots and layouts must not depend on the time of day
 GIB = 1024 ** 3
@@ -60,7 +60,8 @@ class FakeFleet:
 
     def __init__(self, n: int = 6, odd_model: tuple[int, ...] = (4,), dead_agents: tuple[int, ...] = (),
                  no_agent: tuple[int, ...] = (), gpus: int = 1, backups: tuple[int, ...] = (5,),
-                 balancer_error: str | None = None, frozen_clock: bool = True, real_gpus: tuple[int, ...] = ()):
+                 balancer_error: str | None = None, frozen_clock: bool = True, real_gpus: tuple[int, ...] = (),
+                 agent_counted: tuple[int, ...] = ()):
         self.n = n
         self.names = [f"node-{i}" for i in range(1, n + 1)]
         self.admin = {name: AdminState.READY for name in self.names}
@@ -69,6 +70,8 @@ class FakeFleet:
         self.odd_model, self.dead, self.no_agent, self.gpus = set(odd_model), set(dead_agents), set(no_agent), gpus
         self.balancer_error = balancer_error
         self.real_gpus = set(real_gpus)  # nodes whose agent reads a real GPU (nvml); the others simulate
+        # nodes whose balancer counts no requests (nginx OSS): their agent's counters are all there is
+        self.agent_counted = set(agent_counted)
         self.notes: tuple[str, ...] = ()  # FleetSnapshot.notes, as LiveFleetSource fills them
         self.model_sha256: str | None = None  # cluster.model_sha256 (None: the majority is the target)
         self.tick = 0
@@ -90,9 +93,16 @@ class FakeFleet:
             else:
                 st = status(name, i, DIGEST_B if i in self.odd_model else DIGEST_A, self.gpus, tick,
                             "nvml" if i in self.real_gpus else "simulated")
-                agents[name] = AgentReading(nodes[i - 1].agent, st, now, None, 0.002)
+                traffic = (AgentTraffic(request_rate=float((i * 2 + tick) % 7), errors_5xx_rate=0.0,
+                                        response_seconds=1.5 + (i % 4) * 0.1 if (i * 2 + tick) % 7 else None,
+                                        audio_rate=3.0, window_seconds=60.0)
+                           if i in self.agent_counted else None)
+                agents[name] = AgentReading(nodes[i - 1].agent, st, now, None, 0.002, traffic)
         servers = tuple(server(name, i, self.admin[name], self.weight[name], self.backup[name], tick)
                         for i, name in enumerate(self.names, 1))
+        servers = tuple(replace(s, request_rate=None, requests_total=None, errors_5xx_total=None,
+                                avg_response_seconds=None) if i in self.agent_counted else s
+                        for i, s in enumerate(servers, 1))
         lb = BalancerReading("haproxy-a", "haproxy", () if self.balancer_error else servers, self.balancer_error, now)
         return merge(nodes, agents, [lb], now, 1.0, self.notes, self.model_sha256)
 
@@ -179,6 +189,15 @@ class FakeAudit:
     async def recent(self, node: str | None = None, limit: int = 10) -> list[AuditEntry]:
         mine = [AuditEntry.from_record(r) for r in reversed(self.records) if node is None or r["node"] == node]
         return mine[:limit]
+
+
+def fleet_of_12() -> FakeFleet:
+    """A realistic fleet for layouts: 12 nodes, one draining, one on another model, one agent stale, one
+    backup, two GPUs hot (>= 90 %); fixed clock and values."""
+    fleet = FakeFleet(12, odd_model=(4,), dead_agents=(9,), backups=(12,))
+    fleet.admin["node-3"] = AdminState.DRAIN
+    fleet.tick = 1  # node-5 and node-11 at 92 % / 94 % GPU
+    return fleet
 
 
 def big_fleet(n: int, tick: int) -> FleetSnapshot:

@@ -451,7 +451,7 @@ async def test_simulated_gpus_are_labelled_in_header_and_table():
         await wait_for(pilot, lambda: "(1 of 6 sim)" in screen_text(app), what="partial sim label")
         lines = screen_text(app).splitlines()
         columns = next(line for line in lines if "node" in line and "state" in line)
-        assert "gpu ~=sim" in columns and "gmem ~=sim" in columns
+        assert "gpu ~=sim" in columns  # (gmem is left out at 80 columns: its label is checked wider)
         assert "~" in next(line for line in lines if "node-6" in line)
         assert "~" not in next(line for line in lines if "node-1" in line)
         fleet.real_gpus = set()  # all simulated

@@ -145,3 +145,98 @@ def test_detail_labels_simulated_gpu_readings():
     assert "(~ simulated GPU readings, not a real GPU)" in sim
     gpu_util = next(line for line in sim.splitlines() if "GPU util" in line)
     assert "~" in gpu_util and "~" in next(line for line in sim.splitlines() if "util " in line and "mem " in line)
+
+
+def shown(layout):
+    return [c.key for c in layout.columns]
+
+
+def test_fit_columns_drops_by_priority_and_never_overflows():
+    from asrtop.tui.format import COLUMNS, FIXED, fit_columns
+
+    full = fit_columns(500)
+    assert shown(full) == list(COLUMN_KEYS) and not full.hidden
+    at80 = fit_columns(80, names_width=7)
+    for key in ("name", "state", "inflight", "rps", "5xx", "rt", "gpu", "model", "age"):
+        assert key in shown(at80), key
+    assert {"temp", "power", "cpu"} <= {c.key for c in COLUMNS if c.label in at80.hidden}
+    scrollbar = fit_columns(78, names_width=7)  # the same table once its rows need the scrollbar
+    assert set(shown(scrollbar)) <= set(shown(at80))
+    for width in range(20, 220):
+        layout = fit_columns(width, names_width=12, sort_column="cpu", simulated=True, agent_counted=True)
+        used = sum(c.width + 2 for c in layout.columns)
+        assert used <= width or shown(layout) == list(FIXED), width
+        assert shown(layout) == [k for k in COLUMN_KEYS if k in shown(layout)]  # display order kept
+        if width >= 30:
+            assert "cpu" in shown(layout)  # the sorted column goes first
+        if width >= 60:
+            assert {"state", "inflight", "rps"} <= set(shown(layout))  # then the top of PRIORITY
+
+
+def test_fit_columns_labels_say_sort_simulation_and_agent_marks():
+    from asrtop.tui.format import fit_columns, table_hint
+
+    labels = {c.key: c.label for c in fit_columns(300, sort_column="rps", sort_reverse=True, simulated=True,
+                                                  agent_counted=True).columns}
+    assert labels["rps"] == "*=agent req/s▼" and labels["5xx"] == "5xx*" and labels["rt"] == "resp*"
+    assert labels["gpu"] == "gpu ~=sim"
+    assert {c.key: c.label for c in fit_columns(300, sort_column="name").columns}["name"] == "node▲"
+    narrow = fit_columns(80, names_width=7, agent_counted=True)
+    assert not narrow.agent_legend and {c.key: c.label for c in narrow.columns}["rps"] == "req/s*"
+    assert table_hint(narrow, True).startswith("* counted by the node's agent · hidden at this width: ")
+    assert table_hint(fit_columns(300), False) == ""
+
+
+def test_rate_drops_a_trailing_point_zero():
+    from asrtop.tui.format import rate
+
+    assert [rate(v) for v in (1.0, 4.0, 0.96, 2.5, 12.4, 0, 0.04, None)] == \
+        ["1", "4", "1", "2.5", "12", "0", "0.0", "—"]
+
+
+def test_agent_counted_request_figures_are_marked_unknown_stays_blank():
+    snap = FakeFleet(3, agent_counted=(1, 3)).build(tick=1)
+    ctx = table_context(snap)
+    assert ctx.agent_counted
+    one, two, three = (cells_of(snap, n) for n in ("node-1", "node-2", "node-3"))
+    assert one["rps"][0] == "*3" and one["5xx"][0] == "*10" and one["rt"][0] == "*1.6s"
+    assert three["rps"][0] == "*0" and three["rt"][0] == "—"  # nothing finished: blank, not "0ms", unmarked
+    assert not any(two[k][0].startswith("*") for k in ("rps", "5xx", "rt"))  # the balancer counted these
+    assert not table_context(FakeFleet(3).build()).agent_counted
+
+
+def test_hot_and_drift_cells_carry_attributes_and_no_colour_keeps_only_them():
+    from asrtop.tui.format import ALARM, without_colour
+
+    snap = FakeFleet(12, odd_model=(4,)).build(tick=1)
+    hot = cells_of(snap, "node-5")["gpu"]
+    assert hot[0].endswith("92%") and "bold" in hot[1] and hot[2] == ALARM
+    assert len(cells_of(snap, "node-1")["gpu"]) == 2  # 24 %: no accent
+    assert "reverse" in cells_of(snap, "node-4")["model"][1]
+    n = snap.node("node-6")
+    warm = replace(n.status, gpus=(replace(n.status.gpus[0], temperature_celsius=91.0),))
+    node = replace(n, agent=replace(n.agent, status=warm))
+    temp = dict(zip(COLUMN_KEYS, row_cells(node, table_context(snap))))["temp"]
+    assert temp[0] == "91°" and "reverse" in temp[1]
+    assert without_colour("bold reverse magenta") == "bold reverse"
+    s = n.servers["haproxy-a"]
+    mixed = replace(n, servers={"a": s, "b": replace(s, admin=AdminState.MAINT)})
+    state = dict(zip(COLUMN_KEYS, row_cells(mixed, table_context(snap))))["state"]
+    assert state[0] == "MIXED" and "bold" in without_colour(state[1])  # DOWN / MIXED stay bold without colour
+    assert without_colour(DIM) == "dim" and without_colour("green") == ""
+
+
+def test_every_cell_fits_its_column_even_with_big_counts_and_marks():
+    from asrtop.tui.format import fit_columns
+
+    for agent_counted in ((), (2, 3)):
+        snap = FakeFleet(12, odd_model=(4,), dead_agents=(9,), agent_counted=agent_counted).build(tick=1)
+        busy = snap.node("node-1")
+        s = busy.servers["haproxy-a"]
+        busy = replace(busy, servers={"haproxy-a": replace(s, errors_5xx_total=12345, request_rate=1234.0)})
+        ctx = table_context(snap, draining={"node-6": 1234})
+        assert ctx.agent_counted == bool(agent_counted)
+        widths = {c.key: c.width for c in fit_columns(500, names_width=7, agent_counted=ctx.agent_counted).columns}
+        for node in (busy, *snap.nodes):
+            for key, cell in zip(COLUMN_KEYS, row_cells(node, ctx)):
+                assert len(cell[0]) <= widths[key], (node.name, key, cell[0])

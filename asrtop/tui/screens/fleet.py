@@ -6,11 +6,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 
 from asrtop.control.model import ACTION_KINDS
 from asrtop.fleet import FleetSnapshot
-from asrtop.tui.format import COLUMN_KEYS, sparkline, table_context
+from asrtop.tui.format import COLUMN_KEYS, no_match_line, sparkline, table_context, table_hint
 from asrtop.tui.widgets.fleet_table import FleetTable
 from asrtop.tui.widgets.header import FleetHeader
 from asrtop.tui.widgets.keybar import KeyBar
@@ -43,11 +43,14 @@ class FleetScreen(Screen):
         self.selected: set[str] = set()
         self.snapshot: FleetSnapshot | None = None
         self.live = False  # set on mount: the header and table exist
+        self._hint = ""  # what the table's width hides (format.table_hint)
+        self._note = ""  # the text under the table now
 
     def compose(self) -> ComposeResult:
         yield FleetHeader(self.cluster, self.read_only, id="summary")
         yield NotesLine(id="notes")
         yield FleetTable(id="fleet")
+        yield Static("", id="table-note", classes="hidden")  # what the width hides; an empty filter result
         yield Input(placeholder="filter: name, state or model digest prefix (Enter keeps, Esc clears)",
                     id="filter", classes="hidden")
         yield KeyBar()
@@ -85,6 +88,24 @@ class FleetScreen(Screen):
             return
         ctx = table_context(self.snapshot, self.app.draining, self.selected)
         self.table.update_fleet(self.snapshot, ctx)
+        self._show_table_note()
+
+    def on_fleet_table_fitted(self, event: FleetTable.Fitted) -> None:
+        self._hint = table_hint(event.fit, event.agent_counted)
+        self._show_table_note()
+
+    def _show_table_note(self) -> None:
+        """Under the table: 'no node matches …' for an empty filter result (the table shrinks to its
+        header so the line sits where the rows would), else what the width hides."""
+        table = self.table
+        empty = bool(table.filter_text) and not table.shown_nodes
+        table.set_class(empty, "no-rows")
+        text = no_match_line(table.filter_text) if empty else self._hint
+        note = self.query_one("#table-note", Static)
+        note.set_class(not text, "hidden")
+        if text != self._note:
+            self._note = text
+            note.update(text)
 
     def targets(self) -> list[str]:
         """The selected nodes in table order, else the node under the cursor."""
@@ -141,6 +162,7 @@ class FleetScreen(Screen):
             box.add_class("hidden")
             self.table.filter_text = ""
             self.table.resort()
+            self._show_table_note()
             self.table.focus()
         elif self.selected:
             self.selected.clear()
@@ -155,6 +177,7 @@ class FleetScreen(Screen):
         if event.input.id == "filter":
             self.table.filter_text = event.value.strip()
             self.table.resort()
+            self._show_table_note()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
@@ -166,8 +189,9 @@ class FleetScreen(Screen):
         t = self.table
         i = SORTABLE.index(t.sort_column) + 1 if t.sort_column in SORTABLE else 0
         column = SORTABLE[i] if i < len(SORTABLE) else None
-        t.set_sort(column)
-        self.notify(f"sorted by {column}" if column else "config order", timeout=2)
+        t.set_sort(column)  # the column's header shows ▲/▼; back to config order has no header to show it
+        if column is None:
+            self.notify("config order (unsorted)", timeout=2)
 
     def action_reverse_sort(self) -> None:
         t = self.table

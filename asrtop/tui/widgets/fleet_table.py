@@ -3,7 +3,12 @@
 Each refresh diffs the new (text, style) cells against the last ones and sets only the cells that
 changed, all of them in one batch with one refresh (asrtop.tui.textual_internals: the 1,000-node refresh
 budget); rows come and go only when nodes (or the filter) do. The cursor stays on its node across
-refreshes, sorts and filters. Column widths are fixed, so no refresh re-measures anything.
+refreshes, sorts and filters.
+
+The columns are fitted to the width (asrtop.tui.format.fit_columns): the node name stays at the left,
+columns are left out by priority so that none is cut and nothing scrolls sideways, with room kept for the
+vertical scrollbar when the rows need one. The table is rebuilt only when that fit changes (a resize, a
+new sort column, a node count that needs the scrollbar): a refresh never re-measures anything.
 """
 
 from __future__ import annotations
@@ -11,27 +16,55 @@ from __future__ import annotations
 import logging
 
 from rich.text import Text
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
 from asrtop.fleet import FleetSnapshot, NodeView
-from asrtop.tui.format import (COLUMN_KEYS, COLUMNS, SIM_LABELS, Cell, TableContext, matches_filter, row_cells,
-                               sort_value)
+from asrtop.tui.format import (BAR_WIDTH, COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns,
+                               matches_filter, name_width, row_cells, sort_value, without_colour)
 from asrtop.tui.textual_internals import QuietCells, fast_path_problem, invalidate_render_caches
 
 logger = logging.getLogger(__name__)
 
-_COLUMN_KEYS = tuple(ColumnKey(k) for k in COLUMN_KEYS)
 _RIGHT = frozenset({"inflight", "rps", "weight", "5xx", "rt", "temp", "power", "cpu", "age"})
+_DESCENDING_FIRST = frozenset(COLUMN_KEYS) - {"name", "state", "model"}  # numbers: biggest first
 
 
-def _text(cell: Cell, key: str) -> Text:
-    return Text(cell[0], style=cell[1], no_wrap=True, justify="right" if key in _RIGHT else "left")
+def _text(cell: Cell, key: str, colour: bool = True) -> Text:
+    style = cell[1] if colour else without_colour(cell[1])
+    text = Text(cell[0], style=style, no_wrap=True, justify="right" if key in _RIGHT else "left")
+    if len(cell) > 2:  # the figure after a bar takes the accent (format.Cell)
+        text.stylize(cell[2], BAR_WIDTH)  # type: ignore[misc]
+    return text
+
+
+def _label(col: Column) -> Text:
+    return Text(col.label, justify="right" if col.key in _RIGHT else "left")
+
+
+def _keys(layout: TableLayout) -> list[str]:
+    return [c.key for c in layout.columns]
 
 
 class FleetTable(DataTable):
+    # Home/End go to the first/last node (DataTable's own go sideways, which this table never needs).
+    BINDINGS = [Binding("home", "scroll_top", "First node", show=False),
+                Binding("end", "scroll_bottom", "Last node", show=False)]
+
+    class Fitted(Message):
+        """The columns were fitted anew (the screen shows what the width hides)."""
+
+        def __init__(self, layout: TableLayout, agent_counted: bool):
+            super().__init__()
+            self.fit = layout
+            self.agent_counted = agent_counted
+
     def __init__(self, **kw):
-        super().__init__(cursor_type="row", zebra_stripes=False, **kw)
+        super().__init__(cursor_type="row", zebra_stripes=False, fixed_columns=len(FIXED), **kw)
         self.filter_text = ""
         self.sort_column: str | None = None
         self.sort_reverse = False
@@ -39,13 +72,13 @@ class FleetTable(DataTable):
         self._order: list[str] = []
         self._snap: FleetSnapshot | None = None
         self._ctx: TableContext | None = None
+        self.fitted: TableLayout | None = None
+        self._shown: tuple[tuple[int, ColumnKey], ...] = ()  # (index in COLUMNS, key) of the columns shown
         self.updates = 0  # cells set (tests check that unchanged refreshes set none)
         self.slow_updates = 0  # of those, cells set through the public update_cell (the fast path was not taken)
-        self._sim_labels = False
+        self.rebuilds = 0  # times the table was rebuilt because the shown columns changed
 
     def on_mount(self) -> None:
-        for col in COLUMNS:
-            self.add_column(col.label, width=col.width, key=col.key)
         problem = fast_path_problem(self)
         if problem is not None:  # slower with many nodes, not wrong: said once, not silently
             logger.warning(problem)
@@ -66,11 +99,62 @@ class FleetTable(DataTable):
     def shown_nodes(self) -> list[str]:
         return list(self._order)
 
+    # -- columns ---------------------------------------------------------------------------------
+    def _fit(self) -> TableLayout:
+        snap, ctx = self._snap, self._ctx
+        names = [n.name for n in snap.nodes] if snap is not None else []
+        width = self.size.width
+        # Rows that overflow the height bring the vertical scrollbar: its cells are not the columns'.
+        if len(self._order) + (1 if self.show_header else 0) > self.size.height:
+            width -= self.styles.scrollbar_size_vertical
+        return fit_columns(width, names_width=name_width(names), sort_column=self.sort_column,
+                           sort_reverse=self.sort_reverse, simulated=bool(ctx and ctx.gpu_simulated),
+                           agent_counted=bool(ctx and ctx.agent_counted), padding=self.cell_padding)
+
+    def _refit(self) -> None:
+        """Fit the columns to the current size: relabel in place, or rebuild when other columns show."""
+        if self._snap is None:
+            return
+        layout = self._fit()
+        if layout == self.fitted:
+            return
+        same_columns = self.fitted is not None and _keys(layout) == _keys(self.fitted)
+        self.fitted = layout
+        if same_columns:  # a label or a width changed (a sort mark): no row needs rebuilding
+            self._relabel(layout)
+        else:
+            self._rebuild(layout)
+        self.post_message(self.Fitted(layout, bool(self._ctx and self._ctx.agent_counted)))
+
+    def _relabel(self, layout: TableLayout) -> None:
+        for col in layout.columns:
+            column = self.columns[ColumnKey(col.key)]
+            column.label = _label(col)
+            column.width = col.width
+        self.virtual_size = Size(sum(c.get_render_width(self) for c in self.columns.values()), self.virtual_size.height)
+        invalidate_render_caches(self)  # the header row and the rows are cached like the cells
+
+    def _rebuild(self, layout: TableLayout) -> None:
+        keep_cursor = self.cursor_node
+        index = {k: i for i, k in enumerate(COLUMN_KEYS)}
+        self._shown = tuple((index[c.key], ColumnKey(c.key)) for c in layout.columns)
+        self.clear(columns=True)
+        for col in layout.columns:
+            self.add_column(_label(col), width=col.width, key=col.key)
+        colour = not self.app.no_color
+        for name in self._order:
+            cells = self._cells[name]
+            self.add_row(*(_text(cells[i], key.value, colour) for i, key in self._shown), key=name)
+        self.rebuilds += 1
+        if keep_cursor is not None:
+            self._move_to(keep_cursor, scroll=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._refit()
+
     # -- refresh ---------------------------------------------------------------------------------
     def update_fleet(self, snap: FleetSnapshot, ctx: TableContext) -> None:
         self._snap, self._ctx = snap, ctx
-        if ctx.gpu_simulated != self._sim_labels:
-            self._label_gpu_columns(ctx.gpu_simulated)
         keep_cursor = self.cursor_node
         wanted = [n for n in snap.nodes if matches_filter(n, self.filter_text)]
         names = {n.name for n in wanted}
@@ -78,19 +162,23 @@ class FleetTable(DataTable):
             self.remove_row(name)
             del self._cells[name]
         cells_by_key = self._cells
+        shown = self._shown
         batch = QuietCells(self)
         changed = 0
+        fitted = self.fitted is not None  # before the first fit there are no columns: _refit adds every row
+        colour = not self.app.no_color
         for node in wanted:
             cells = row_cells(node, ctx)
             name = node.name
             old = cells_by_key.get(name)
             if old is None:
-                self.add_row(*(_text(c, k) for c, k in zip(cells, COLUMN_KEYS)), key=name)
+                if fitted:
+                    self.add_row(*(_text(cells[i], key.value, colour) for i, key in shown), key=name)
             elif old != cells:
                 set_cell = batch.row(name)
-                for i, cell in enumerate(cells):
-                    if cell != old[i]:
-                        set_cell(_COLUMN_KEYS[i], _text(cell, COLUMN_KEYS[i]))
+                for i, key in shown:
+                    if cells[i] != old[i]:
+                        set_cell(key, _text(cells[i], key.value, colour))
                         changed += 1
             cells_by_key[name] = cells
         if changed:
@@ -98,18 +186,9 @@ class FleetTable(DataTable):
             self.slow_updates += batch.slow_cells
             batch.done()
         self._apply_order(wanted, snap.taken_at)
+        self._refit()  # labels follow the fleet (simulated GPUs, agent-counted requests), room the node count
         if keep_cursor is not None:
             self._move_to(keep_cursor)
-
-    def _label_gpu_columns(self, simulated: bool) -> None:
-        """'gpu ~=sim' / 'gmem ~=sim' while some node's GPU readings are simulated (its cells read '~41%')."""
-        self._sim_labels = simulated
-        labels = {c.key: c.label for c in COLUMNS}
-        for key, sim_label in SIM_LABELS.items():
-            column = self.columns.get(ColumnKey(key))
-            if column is not None:
-                column.label = Text(sim_label if simulated else labels[key])
-        invalidate_render_caches(self)  # the header row is cached like the others
 
     def _apply_order(self, wanted: list[NodeView], now: float) -> None:
         position = {n.name: i for i, n in enumerate(wanted)}
@@ -123,16 +202,18 @@ class FleetTable(DataTable):
         if order == self._order:
             return
         self._order = order
+        if not self.columns:  # not fitted yet: _refit adds the rows in this order
+            return
         rank = {name: i for i, name in enumerate(order)}
         self.sort("name", key=lambda cell: rank[cell.plain])
 
-    def _move_to(self, name: str) -> None:
+    def _move_to(self, name: str, scroll: bool = False) -> None:
         try:
             row = self.get_row_index(name)
         except RowDoesNotExist:
             return
-        if row != self.cursor_row:
-            self.move_cursor(row=row, animate=False, scroll=False)
+        if row != self.cursor_row or scroll:
+            self.move_cursor(row=row, animate=False, scroll=scroll)
 
     def resort(self) -> None:
         """Re-apply sort/filter to the last snapshot (after the user changed them)."""
@@ -144,7 +225,7 @@ class FleetTable(DataTable):
         if column is not None and column not in COLUMN_KEYS:
             raise ValueError(column)
         if reverse is None:  # same column again flips the direction
-            reverse = not self.sort_reverse if column == self.sort_column else column not in ("name", "state", "model")
+            reverse = not self.sort_reverse if column == self.sort_column else column in _DESCENDING_FIRST
         self.sort_column, self.sort_reverse = column, reverse
         self.resort()
 
