@@ -14,10 +14,11 @@ from pathlib import Path
 
 from platformdirs import user_downloads_path
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
+from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 import asrtop.control.rules as rules
@@ -93,6 +94,16 @@ class AsrtopApp(App):
     def get_default_screen(self) -> FleetScreen:
         self.fleet_screen = FleetScreen(self.cluster, self.read_only)
         return self.fleet_screen
+
+    async def _on_key(self, event: events.Key) -> None:
+        """A printable key that bubbles up here while a text box has the focus was queued for another widget
+        before the focus moved (typed fast or pasted right after `/`): it is text for the box. The box's own
+        keys never get here (it stops them), and bindings are not checked for printable keys it consumes."""
+        focused = self.focused
+        if isinstance(focused, Input) and event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()  # App._on_key (bindings) is not run for it; Textual calls it after this one
+            focused.insert_text_at_cursor(event.character)
 
     def on_mount(self) -> None:
         self.poll_fleet()

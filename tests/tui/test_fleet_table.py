@@ -141,3 +141,19 @@ async def test_agent_counted_figures_are_marked_and_the_label_says_what_the_mark
         await pilot.pause(0.1)
         assert "req/s*" in column_header(app)
         assert screen_lines(app)[-2].startswith(" * counted by the node's agent")
+
+
+async def test_keys_typed_at_once_after_slash_go_to_the_filter_not_to_the_actions():
+    """`/node-1` pasted or typed fast: the keys after `/` arrive before a deferred focus would move to the
+    filter box, and 'd' in "node" would open a drain on the node under the cursor."""
+    from textual import events
+
+    app = make(FakeFleet(12))
+    async with app.run_test(size=(120, 35)) as pilot:
+        await started(pilot, app)
+        for ch in "/node-1":
+            app.post_message(events.Key("slash" if ch == "/" else "minus" if ch == "-" else ch, ch))
+        await pilot.pause(0.2)
+        assert app.screen is app.fleet_screen  # no confirmation opened
+        assert app.fleet_screen.query_one("#filter").value == "node-1"
+        assert app.fleet_screen.table.filter_text == "node-1"

@@ -171,7 +171,9 @@ class FleetScreen(Screen):
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.remove_class("hidden")
-        box.focus()
+        # Focus NOW, not deferred (Widget.focus): keys typed or pasted right after `/` are already queued and
+        # would reach the table's bindings ('d' in "node" opened a drain).
+        self.set_focus(box)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
