@@ -28,7 +28,7 @@ DESCRIBE = {
     "models": "model view: nodes grouped by model digest, files that differ",
     "clear": "clear the filter, then the selection",
 }
-EXTRA = [("enter", "node detail (GPUs, sparklines, model, audit)"), ("↑ ↓ pgup pgdn", "move"),
+EXTRA = [("enter", "node detail (GPUs, sparklines, model, audit)"), ("↑ ↓ pgup pgdn", "move"), ("home end", "first / last node"),
          ("ctrl+p", "command palette (every action, sort, filter)"),
          ("q", "quit")]
 
