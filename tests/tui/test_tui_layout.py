@@ -48,7 +48,7 @@ async def test_fleet_80x24():
         lines = await settled(pilot, app)
         text = "\n".join(lines)
         assert "lab 6 nodes: 6 ready" in text
-        assert "1 node differs from model a1b2c3d!" in text
+        assert "4 of 6 nodes on model a1b2c3d, 1 differs!, 1 unknown" in text
         header = next(line for line in lines if "node" in line and "state" in line)
         for label in ("infl", "req/s", "gpu", "gmem", "model"):  # the essentials fit in 80 columns
             assert label in header
@@ -104,5 +104,5 @@ async def test_no_color_keeps_every_marker(monkeypatch):
     text = "\n".join(lines)
     # meaning survives without colour: minority mark, dead agent, backup, model badge
     assert DIGEST_B[:7] + "!" in text and "stale" in text and " bk " in text
-    assert "1 node differs" in text
+    assert "1 differs!" in text
     assert "#98e024" not in svg.lower()  # the theme's green, used for "ready" when colour is on
