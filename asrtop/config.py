@@ -180,8 +180,8 @@ def resolve_addresses(config: ClusterConfig, timeout: float = RESOLVE_TIMEOUT,
     done.wait(timeout)
     with mutex:
         got = dict(found)
-    nodes = tuple(replace(n, resolved=got.get(needs_lookup(n.address) or "", ())) if needs_lookup(n.address)
-                  else n for n in config.nodes)
+    nodes = tuple(replace(n, resolved=got.get(host, ())) if (host := needs_lookup(n.address)) else n
+                  for n in config.nodes)
     return replace(config, nodes=nodes)
 
 

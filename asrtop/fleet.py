@@ -70,8 +70,8 @@ class NodeView:
     stale: bool = False  # agent configured but no good answer for STALE_AFTER_MISSED intervals
     balancer_unread: bool = False  # a balancer could not be read: its view of this node is missing
     # A change running now (any asrtop process on this host, from the intent journal) that deletes and re-adds
-    # this node's server, as one clause: "backup on: re-create on hx-a". Its few seconds of maint (or of no
-    # server at all) are that change, not a problem.
+    # this node's server, as one clause: "`asrtop backup node-2 on` re-creates its server on hx-a". Its few
+    # seconds of maint (or of no server at all) are that change, not a problem.
     changing: str | None = None
 
     @property
