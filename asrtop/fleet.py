@@ -229,7 +229,7 @@ class FleetSnapshot:
                 return n
         raise KeyError(name)
 
-    @property
+    @functools.cached_property  # a snapshot never changes; the header, table and `status` all ask
     def majority_digest(self) -> str | None:
         """The digest most nodes run; None when no digest is known or the biggest groups tie."""
         known = Counter(n.model_digest for n in self.nodes if n.model_digest is not None)
