@@ -72,23 +72,24 @@ def _source(config, balancers, prometheus: str | None = None):
     intent journal's (changes an interrupted asrtop left half-done)."""
     from asrtop.control.audit import AuditLog
     from asrtop.control.drift import ReloadWatch
-    from asrtop.control.journal import InterruptedNotes, Journal
+    from asrtop.control.journal import ChangesInProgress, InterruptedNotes, Journal
 
-    notes = (InterruptedNotes(Journal.beside(config.audit_log)), ReloadWatch(AuditLog(config.audit_log)))
+    journal = Journal.beside(config.audit_log)
+    notes = (InterruptedNotes(journal), ReloadWatch(AuditLog(config.audit_log)))
     uses_agents = any(n.agent for n in config.nodes) or (config.discovery is not None and
                                                          config.discovery.agent_url is not None)
     if prometheus or config.prometheus or uses_agents:
         from asrtop.sources.factory import build_fleet_source
 
-        return build_fleet_source(config, balancers, prometheus, notes)
+        return build_fleet_source(config, balancers, prometheus, notes, ChangesInProgress(journal))
     from asrtop.sources.live import LiveFleetSource
 
-    return LiveFleetSource(config, None, balancers, notes)
+    return LiveFleetSource(config, None, balancers, notes, ChangesInProgress(journal))
 
 
 async def _status(args: Any, config, balancers) -> int:
     from asrtop.control.rules import one_line
-    from asrtop.status_report import render_table, status_json
+    from asrtop.status_report import facts_unavailable, render_table, status_json
 
     source = _source(config, balancers, getattr(args, "prometheus", None))
     try:
@@ -105,6 +106,10 @@ async def _status(args: Any, config, balancers) -> int:
     if snap.balancers and not any(b.reachable for b in snap.balancers) and not agents_answered:
         _err("no balancer could be read: " + "; ".join(f"{b.name}: {one_line(b.error or '', b.name)}"
                                                     for b in snap.balancers))
+        return UNREACHABLE
+    facts = facts_unavailable(snap)  # Prometheus unreachable: every AGENT would read "down" for no given reason
+    if facts:
+        _err(facts)
         return UNREACHABLE
     return OK
 

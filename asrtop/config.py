@@ -10,15 +10,19 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import socket
+import threading
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from asrtop.balancers.base import ServerState, parse_socket
 from asrtop.balancers.haproxy_agent import AGENT_MODES
 
 BALANCER_KINDS = ("haproxy", "nginx")
+RESOLVE_TIMEOUT = 1.0  # seconds for every node host name together, once per config load
+RESOLVE_MAX = 256  # host names resolved per config load
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
@@ -51,6 +55,9 @@ class NodeConfig:
     server: str | None = None  # server name in the HAProxy backend (default: the node name)
     address: str | None = None  # "host:port" as the balancers route to it (how nginx servers are matched)
     agent: str | None = None  # agent base URL, e.g. http://10.0.0.5:10860
+    # The IP addresses the host name in `address` resolved to when the config was loaded (resolve_addresses):
+    # a server the balancer lists by IP is this node too. Empty for an IP, a loopback name, or a failed lookup.
+    resolved: tuple[str, ...] = ()
 
     @property
     def server_name(self) -> str:
@@ -70,7 +77,8 @@ class NodeConfig:
         if self.address is None:
             return frozenset()
         host, port = endpoint_key(*self.address.rpartition(":")[::2])
-        return frozenset(((host, port), *((alias, port) for alias in LOOPBACK_ALIASES.get(host, ()))))
+        return frozenset(((host, port), *((alias, port) for alias in LOOPBACK_ALIASES.get(host, ())),
+                          *(endpoint_key(ip, port) for ip in self.resolved)))
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,61 @@ def endpoint_key(host: str, port: int | str | None) -> tuple[str, str]:
     return h, str(int(p)) if p.isascii() and p.isdigit() else p
 
 
+def needs_lookup(address: str | None) -> str | None:
+    """The host name of a node address that only DNS can compare (not an IP, not a loopback name), else None."""
+    if not address:
+        return None
+    host = endpoint_key(address.rpartition(":")[0], None)[0]
+    if not host or host == "localhost":
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        return host
+
+
+def resolve_addresses(config: ClusterConfig, timeout: float = RESOLVE_TIMEOUT,
+                      lookup: Callable[[str], Iterable[str]] | None = None) -> ClusterConfig:
+    """The config with each node's address host name resolved once (NodeConfig.resolved), all names at once,
+    within `timeout` seconds in all: never per refresh. A name that fails or is late resolves to nothing (the
+    node then matches by name or gets the unmatched note). Lookups run in daemon threads: a slow DNS server
+    never holds up asrtop, not even at exit."""
+    # bounded: a huge fleet written by host name is matched by server name beyond RESOLVE_MAX
+    names = sorted({h for h in (needs_lookup(n.address) for n in config.nodes) if h})[:RESOLVE_MAX]
+    if not names:
+        return config
+    lookup = lookup or _getaddrinfo
+    found: dict[str, tuple[str, ...]] = {}
+    done = threading.Event()
+    pending = [len(names)]
+    mutex = threading.Lock()
+
+    def one(name: str) -> None:
+        try:
+            addrs = tuple(dict.fromkeys(lookup(name)))
+        except Exception:  # noqa: BLE001 (any failure to resolve is "no match", reported by the note)
+            addrs = ()
+        with mutex:
+            found[name] = addrs
+            pending[0] -= 1
+            if not pending[0]:
+                done.set()
+
+    for name in names:
+        threading.Thread(target=one, args=(name,), daemon=True, name=f"asrtop-resolve-{name}").start()
+    done.wait(timeout)
+    with mutex:
+        got = dict(found)
+    nodes = tuple(replace(n, resolved=got.get(host, ())) if (host := needs_lookup(n.address)) else n
+                  for n in config.nodes)
+    return replace(config, nodes=nodes)
+
+
+def _getaddrinfo(name: str) -> list[str]:
+    return [str(info[4][0]) for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)]
+
+
 def is_loopback(host: str) -> bool:
     if host.lower() in LOOPBACK_NAMES:
         return True
@@ -185,7 +248,7 @@ def load_config(explicit: str | os.PathLike | None = None) -> ClusterConfig:
         raise ConfigError(f"{path}: not valid TOML: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
-    return parse_config(data, path)
+    return resolve_addresses(parse_config(data, path))
 
 
 class _Reader:

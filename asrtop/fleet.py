@@ -5,6 +5,7 @@ Frozen dataclasses only (they cross task/thread boundaries); no I/O, no textual.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
@@ -68,6 +69,10 @@ class NodeView:
     servers: Mapping[str, ServerState]  # balancer name -> this node's server there
     stale: bool = False  # agent configured but no good answer for STALE_AFTER_MISSED intervals
     balancer_unread: bool = False  # a balancer could not be read: its view of this node is missing
+    # A change running now (any asrtop process on this host, from the intent journal) that deletes and re-adds
+    # this node's server, as one clause: "`asrtop backup node-2 on` re-creates its server on hx-a". Its few
+    # seconds of maint (or of no server at all) are that change, not a problem.
+    changing: str | None = None
 
     @property
     def status(self) -> AgentStatus | None:
@@ -216,6 +221,7 @@ class FleetSnapshot:
     refresh_seconds: float = 1.0
     notes: tuple[str, ...] = field(default_factory=tuple)  # source-level warnings to show
     model_sha256: str | None = None  # cluster.model_sha256: the digest the fleet must run (else the majority)
+    facts_error: str | None = None  # the node-facts source as a whole could not be read (Prometheus unreachable)
 
     def node(self, name: str) -> NodeView:
         for n in self.nodes:
@@ -223,7 +229,7 @@ class FleetSnapshot:
                 return n
         raise KeyError(name)
 
-    @property
+    @functools.cached_property  # a snapshot never changes; the header, table and `status` all ask
     def majority_digest(self) -> str | None:
         """The digest most nodes run; None when no digest is known or the biggest groups tie."""
         known = Counter(n.model_digest for n in self.nodes if n.model_digest is not None)
@@ -274,25 +280,68 @@ def merge(
     refresh_seconds: float = 1.0,
     notes: Iterable[str] = (),
     model_sha256: str | None = None,
+    changing: Mapping[str, str] = {},
+    facts_error: str | None = None,
 ) -> FleetSnapshot:
-    """Join configured nodes with agent readings (by node name) and balancer servers (by name or host:port)."""
+    """Join configured nodes with agent readings (by node name) and balancer servers (by name or host:port).
+
+    `changing`: node -> the change in progress that re-creates its server (NodeView.changing). A node that
+    matches no server of a reachable balancer (and is not being re-created) gets a note saying what it was
+    matched by and the balancer's closest servers."""
     balancers = tuple(balancers)
     unread = any(not b.reachable for b in balancers)
-    indexes = [(b.name, _ServerIndex(b.servers)) for b in balancers]
+    indexes = [(b.name, _ServerIndex(b.servers)) for b in balancers if b.reachable]
     views = []
+    unmatched: list[tuple[NodeConfig, list[tuple[str, _ServerIndex]]]] = []
     for cfg in nodes:
         servers = {}
+        missing = []
         for name, index in indexes:
             s = index.first_match(cfg)
             if s is not None:
                 servers[name] = s
+            else:
+                missing.append((name, index))
+        if missing and cfg.name not in changing:
+            unmatched.append((cfg, missing))
         reading = agents.get(cfg.name)
         stale = False
         if cfg.agent is not None:
             fetched = reading.fetched_at if reading else None
             stale = fetched is None or now - fetched > STALE_AFTER_MISSED * refresh_seconds
-        views.append(NodeView(cfg.name, cfg, reading, servers, stale, unread))
-    return FleetSnapshot(now, tuple(views), balancers, refresh_seconds, tuple(notes), model_sha256)
+        views.append(NodeView(cfg.name, cfg, reading, servers, stale, unread, changing.get(cfg.name)))
+    if facts_error:
+        notes = (f"node facts unavailable: {facts_error}", *notes)
+    notes = (*notes, *unmatched_notes(unmatched))
+    return FleetSnapshot(now, tuple(views), balancers, refresh_seconds, tuple(notes), model_sha256, facts_error)
+
+
+UNMATCHED_NOTES = 5  # nodes with a note of their own; the rest are counted in one more note
+CLOSEST = 3  # servers named per balancer in an unmatched node's note
+
+
+def looked_for(cfg: NodeConfig) -> str:
+    """What a node is matched to a balancer's server by."""
+    return f"server name {cfg.server_name} or address {cfg.address}" if cfg.address else \
+        f"server name {cfg.server_name} (no address configured)"
+
+
+def unmatched_notes(unmatched: list[tuple[NodeConfig, list[tuple[str, "_ServerIndex"]]]]) -> list[str]:
+    """One note per node that matches no server on a reachable balancer (the first UNMATCHED_NOTES of them):
+
+        node-7 matches no server on haproxy-a: looked for server name node-7 or address 10.0.0.7:10095;
+        haproxy-a has 10.0.0.7:10096 (asr7), 10.0.0.17:10095 (asr17)
+    """
+    out = []
+    for cfg, missing in unmatched[:UNMATCHED_NOTES]:
+        have = "; ".join(f"{name} has {index.closest(cfg, CLOSEST)}" for name, index in missing)
+        out.append(f"{cfg.name} matches no server on {', '.join(name for name, _ in missing)}: looked for "
+                   f"{looked_for(cfg)}; {have}")
+    if len(unmatched) > UNMATCHED_NOTES:
+        rest = [cfg.name for cfg, _ in unmatched[UNMATCHED_NOTES:]]
+        out.append(f"{len(rest)} more nodes match no server on a balancer: {', '.join(rest[:CLOSEST])}"
+                   + (" …" if len(rest) > CLOSEST else ""))
+    return out
 
 
 class _ServerIndex:
@@ -311,6 +360,40 @@ class _ServerIndex:
         hits = [i for i in (self.by_name.get(cfg.server_name), *(self.by_key.get(k) for k in cfg.endpoint_keys))
                 if i is not None]
         return self.servers[min(hits)] if hits else None
+
+    @functools.cached_property
+    def _near(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """(host -> servers, port -> servers), built once, only when a node matched nothing."""
+        by_host: dict[str, list[int]] = {}
+        by_port: dict[str, list[int]] = {}
+        for i, s in enumerate(self.servers):
+            host, port = endpoint_key(s.address, s.port)
+            by_host.setdefault(host, []).append(i)
+            by_port.setdefault(port, []).append(i)
+        return by_host, by_port
+
+    def closest(self, cfg: NodeConfig, limit: int) -> str:
+        """This balancer's servers nearest to what the node names: the same host (another port: e.g. the
+        service port where the balancer points at the agent's proxy), then the same port, else the first
+        ones. O(limit) per node: never a scan of every server."""
+        if not self.servers:
+            return "no servers"
+        by_host, by_port = self._near
+        picked: dict[int, None] = {}
+        for host, port in sorted(cfg.endpoint_keys):
+            for i in by_host.get(host, ())[:limit]:
+                picked.setdefault(i)
+        for port in sorted({port for _, port in cfg.endpoint_keys}):
+            for i in by_port.get(port, ())[:limit]:
+                picked.setdefault(i)
+        near = list(picked)[:limit] or list(range(min(limit, len(self.servers))))
+        named = ", ".join(_server_words(self.servers[i]) for i in near)
+        more = len(self.servers) - len(near)
+        return named + (f" and {more} more" if more else "")
+
+
+def _server_words(s: ServerState) -> str:
+    return s.endpoint if s.name == s.endpoint else f"{s.endpoint} ({s.name})"
 
 
 def primaries_staying_ready(snapshot: FleetSnapshot, leaving: Iterable[str]) -> int:

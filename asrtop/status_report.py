@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from asrtop.fleet import MIXED, TARGET_FROM_CONFIG, FleetSnapshot, NodeView
+from asrtop.fleet_wording import OK, QUIET, RECREATE, model_line, state_counts, state_word
 
 JSON_SCHEMA = 1
 SIM_MARK = "~"  # before GPU% and GPU MEM of a node whose GPU readings are simulated
@@ -71,30 +72,23 @@ def rows(snap: FleetSnapshot) -> list[tuple[str, ...]]:
         mem = "-" if used is None else f"{sim}{_gib(used)}/{_gib(total)}G"
         pct = _num(None if util is None else util * 100, sim + "{:.0f}")
         backup = "-" if v.backup is None else ("yes" if v.backup else "no")
-        out.append((v.name, v.admin_state, _num(v.weight), backup, v.health, _num(v.in_flight),
+        out.append((v.name, state_word(v).text, _num(v.weight), backup, v.health, _num(v.in_flight),
                     _num(v.request_rate, "{:.1f}"), _num(v.errors_5xx), pct,
                     mem, _model_cell(v, target), _agent_cell(v, snap.taken_at)))
     return out
 
 
 def summary(snap: FleetSnapshot) -> str:
-    counts: dict[str, int] = {}
-    for v in snap.nodes:
-        counts[v.admin_state] = counts.get(v.admin_state, 0) + 1
-    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    states = state_counts(snap.nodes).text()  # the console header's counts, worded once
     inflight = [v.in_flight for v in snap.nodes]
     known = [n for n in inflight if n is not None]
     reach = [b for b in snap.balancers if b.reachable]
     parts = [f"{len(snap.nodes)} nodes" + (f" ({states})" if states else ""),
              f"in flight {sum(known)}" + ("" if len(known) == len(inflight) else " (some unknown)"),
              f"balancers {len(reach)}/{len(snap.balancers)} reachable"]
-    differing = snap.nodes_differing_from_target()
-    if differing:
-        pinned = " from cluster.model_sha256" if snap.target_source == TARGET_FROM_CONFIG else ""
-        parts.append(f"model differs{pinned} on {', '.join(differing)}")
-    unknown = [v.name for v in snap.nodes if v.status is not None and v.model_digest is None]
-    if unknown and snap.target_digest:
-        parts.append(f"model unknown on {', '.join(unknown)}")
+    model = model_line(snap)  # the console header's model line, worded once
+    if model.tone != QUIET or snap.target_source == TARGET_FROM_CONFIG:
+        parts.append(model.text + (f" ({model.detail})" if model.detail and model.tone != OK else ""))
     return "; ".join(parts)
 
 
@@ -102,9 +96,12 @@ def render_table(snap: FleetSnapshot) -> str:
     table = [COLUMNS, *rows(snap)]
     widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
-    for v in snap.nodes:  # say who disagrees rather than just "MIXED"
-        if v.admin_state == MIXED:
+    for v in snap.nodes:  # say who disagrees rather than just "MIXED", and what a re-create is
+        word = state_word(v).text
+        if word == MIXED:
             lines.append(f"  {v.name}: " + ", ".join(f"{b} {s.admin.value}" for b, s in sorted(v.servers.items())))
+        elif word == RECREATE:
+            lines.append(f"  {v.name}: {RECREATE}: {v.changing}")
     for b in snap.balancers:
         if not b.reachable:
             lines.append(f"  {b.name}: UNREACHABLE: {b.error}")
@@ -148,6 +145,7 @@ def node_json(snap: FleetSnapshot, v: NodeView) -> dict[str, Any]:
         "model_sha256": st.model.sha256 if st else None,
         "model_state": st.model.state if st else None,
         "agent": agent,
+        "changing": v.changing,
     }
 
 
@@ -172,4 +170,12 @@ def status_json(snap: FleetSnapshot, cluster: str) -> dict[str, Any]:
                        "servers": len(b.servers)} for b in snap.balancers],
         "nodes": [node_json(snap, v) for v in snap.nodes],
         "notes": list(snap.notes),
+        "facts_error": snap.facts_error,
     }
+
+
+def facts_unavailable(snap: FleetSnapshot) -> str | None:
+    """`status`'s one line when the node-facts source could not be read at all (exit 5), else None."""
+    if not snap.facts_error:
+        return None
+    return f"node facts unavailable: {snap.facts_error}; the AGENT, GPU and MODEL columns are unknown"

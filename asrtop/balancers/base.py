@@ -29,6 +29,7 @@ class Health(str, Enum):
     UP = "up"
     DOWN = "down"
     NO_CHECK = "no-check"
+    PAUSED = "paused"  # a health check is configured but not running (HAProxy pauses it in maint): neither up nor down
 
 
 @dataclass(frozen=True)

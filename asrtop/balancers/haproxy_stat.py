@@ -26,6 +26,7 @@ ADMF_DRAIN = ADMF_FDRAIN | ADMF_IDRAIN
 # srv_check_state / srv_agent_state bits (enum chk_st): a check line exists / checks are running
 CHK_ST_CONFIGURED = 0x02
 CHK_ST_ENABLED = 0x04
+CHK_ST_PAUSED = 0x08  # checks paused because the server is in maintenance
 
 # srv_op_state (enum srv_state)
 OP_STOPPED, OP_STARTING, OP_RUNNING, OP_STOPPING = 0, 1, 2, 3
@@ -123,10 +124,17 @@ def admin_state(admin_bits: int | None, status: str | None) -> AdminState:
     return AdminState.READY
 
 
-def health(checked: bool, op_state: int | None, status: str | None) -> Health:
-    """up|down for a checked server; no-check when no health check is configured."""
+def health(checked: bool, op_state: int | None, status: str | None, check_bits: int | None = None) -> Health:
+    """up|down from the health check; no-check when none is configured; paused when one is configured but not
+    running. HAProxy pauses checks in maint and reports the server stopped (op state 0, status "MAINT"): that
+    is the admin state, not a failed check, so a server in maint is never "down" on its own."""
     if not checked:
         return Health.NO_CHECK
+    if check_bits is not None and check_bits & CHK_ST_CONFIGURED and (
+            check_bits & CHK_ST_PAUSED or not check_bits & CHK_ST_ENABLED):
+        return Health.PAUSED
+    if check_bits is None and (status or "").upper().startswith("MAINT"):
+        return Health.PAUSED  # no state row: `show stat` says MAINT and runs no check then
     if op_state is not None:
         return Health.DOWN if op_state == OP_STOPPED else Health.UP  # starting = slowstart ramp, stopping = NOLB
     word = (status or "").upper()
@@ -151,8 +159,8 @@ def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerSt
     status = stat.get("status")
     if check_bits is not None:
         checked = bool(check_bits & CHK_ST_CONFIGURED)
-    else:  # no state row: a checked server has a check_status / rise column
-        checked = bool(stat.get("check_status"))
+    else:  # no state row: a checked server has a check_status (none while paused in maint) and a chkfail count
+        checked = bool(stat.get("check_status")) or bool(stat.get("chkfail"))
     address, port = split_addr(stat.get("addr"))
     if state.get("srv_addr"):
         address = state["srv_addr"]
@@ -172,7 +180,8 @@ def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerSt
         backup=to_int(stat.get("bck")) == 1,
         admin=admin_state(admin_bits, status),
         # a `track`ing server has no check of its own but the tracked one's up/down: report that
-        health=health(checked or bool(stat.get("tracked")), to_int(state.get("srv_op_state")), status),
+        health=health(checked or bool(stat.get("tracked")), to_int(state.get("srv_op_state")), status,
+                      check_bits if checked else None),
         active_sessions=to_int(stat.get("scur")),
         queued=to_int(stat.get("qcur")),
         request_rate=float(rate) if rate is not None else None,

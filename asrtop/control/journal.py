@@ -395,3 +395,20 @@ class InterruptedNotes:
             return [interrupted_line(ops, servers) for ops in by_action(self.journal.unfinished())]
         except Exception as e:  # a note must never take the console down
             return [f"cannot read the intent journal {self.journal.path}: {type(e).__name__}: {e}"]
+
+
+class ChangesInProgress:
+    """A changes provider (asrtop.sources.live.ChangesProvider): node -> the running change (any asrtop process
+    on this host, holding the action lock) that deletes and re-adds its server, e.g.
+    "`asrtop backup node-2 on` re-creates its server on hx-a"."""
+
+    def __init__(self, journal: Journal):
+        self.journal = journal
+
+    def changing(self) -> dict[str, str]:
+        try:
+            running = [o for o in self.journal.unfinished(include_running=True) if o.running(self.journal.lock)]
+        except Exception:  # the interrupted-notes provider reports an unreadable journal; nothing runs then
+            return {}
+        return {ops[0].node: f"{what(ops[0])} re-creates its server on {', '.join(o.balancer for o in ops)}"
+                for ops in by_action(running)}

@@ -68,6 +68,8 @@ class AgentPoller:
     `concurrency` bounds requests in flight (and so sockets and memory) whatever the fleet size.
     """
 
+    error: str | None = None  # NodeFactsSource.error: agents fail one by one (each reading says why), never all
+
     def __init__(self, timeout: float | None = None, concurrency: int = 256, refresh: float = 1.0,
                  limit_per_host: int = 2):
         if refresh <= 0:

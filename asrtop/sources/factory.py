@@ -6,7 +6,7 @@ from typing import Sequence
 
 from asrtop.balancers.base import Balancer
 from asrtop.config import ClusterConfig
-from asrtop.sources.live import LiveFleetSource, NodeFactsSource, NotesProvider
+from asrtop.sources.live import ChangesProvider, LiveFleetSource, NodeFactsSource, NotesProvider
 
 
 def build_facts_source(config: ClusterConfig, prometheus: str | None = None) -> NodeFactsSource:
@@ -22,7 +22,7 @@ def build_facts_source(config: ClusterConfig, prometheus: str | None = None) -> 
 
 
 def build_fleet_source(config: ClusterConfig, balancers: Sequence[Balancer], prometheus: str | None = None,
-                       notes: Sequence[NotesProvider] = ()) -> LiveFleetSource:
+                       notes: Sequence[NotesProvider] = (), changes: ChangesProvider | None = None) -> LiveFleetSource:
     """The usual source: `await src.snapshot()` per refresh (never overlapping), `await src.close()` at exit.
-    `notes`: providers from the layers above (the control layer's drift watch)."""
-    return LiveFleetSource(config, build_facts_source(config, prometheus), balancers, notes)
+    `notes`, `changes`: providers from the layers above (the control layer's drift watch, its intent journal)."""
+    return LiveFleetSource(config, build_facts_source(config, prometheus), balancers, notes, changes)

@@ -18,6 +18,10 @@ from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
 class NodeFactsSource(Protocol):
     """Per-node facts: asrtop.sources.agents.AgentPoller or asrtop.sources.prometheus.PrometheusSource."""
 
+    # Why the whole source could not be read in the last poll (Prometheus unreachable), else None. Agents fail
+    # one by one (each reading has its error), so the agent poller's is always None.
+    error: str | None
+
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]: ...
 
     async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
@@ -37,6 +41,13 @@ class NotesProvider(Protocol):
         ...
 
 
+class ChangesProvider(Protocol):
+    """Changes running now that re-create a node's server (the control layer's intent journal), so the fleet
+    says "re-create" instead of an unexplained maint: node -> one clause. Never raises."""
+
+    def changing(self) -> Mapping[str, str]: ...
+
+
 async def read_balancer(balancer: Balancer) -> BalancerReading:
     try:
         servers = await asyncio.to_thread(balancer.servers)
@@ -49,11 +60,12 @@ async def read_balancer(balancer: Balancer) -> BalancerReading:
 
 class LiveFleetSource:
     def __init__(self, config: ClusterConfig, facts: NodeFactsSource | None, balancers: Sequence[Balancer],
-                 notes: Sequence[NotesProvider] = ()):
+                 notes: Sequence[NotesProvider] = (), changes: ChangesProvider | None = None):
         self.config = config
         self.facts = facts
         self.balancers = list(balancers)
         self.notes = tuple(notes)
+        self.changes = changes
 
     async def read_balancers(self) -> list[BalancerReading]:
         return list(await asyncio.gather(*(read_balancer(b) for b in self.balancers)))
@@ -76,7 +88,10 @@ class LiveFleetSource:
         servers = {r.name: r.servers for r in readings if r.reachable}
         extra = await asyncio.gather(*(p.notes(self.balancers, servers, read_at) for p in self.notes))
         notes = (*self.config.warnings, *(n for found in extra for n in found))
-        return merge(nodes, agents, readings, time.time(), self.config.refresh, notes, self.config.model_sha256)
+        changing = self.changes.changing() if self.changes is not None else {}
+        facts_error = self.facts.error if self.facts is not None else None
+        return merge(nodes, agents, readings, time.time(), self.config.refresh, notes, self.config.model_sha256,
+                     changing, facts_error)
 
     async def model_files(self, agent_url: str) -> list[dict] | str:
         """One node's model file list from its agent (`/v1/model`), or a one-line reason it is unavailable."""

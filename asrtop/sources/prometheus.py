@@ -149,6 +149,7 @@ class PrometheusSource:
         self._states: dict[str, str | None] = {}  # instance -> model state last round
         self._slices: dict[str, int] = {}  # instance -> which round of DETAIL_SLICES refreshes its details
         self._built: dict[str, BuiltStatus] = {}  # instance -> its last status: reused until scrape or details change
+        self.error: str | None = None  # NodeFactsSource.error: why the last poll's queries failed
 
     def _new_session(self) -> aiohttp.ClientSession:
         """A session for the running loop; LoopSession calls it when the loop changes."""
@@ -258,7 +259,9 @@ class PrometheusSource:
                                 by_instance.setdefault(inst, {})["asr_model_state"] = series
                             self._states[inst] = model_state_of(series or ())
         except PrometheusError as e:
+            self.error = str(e)
             return self._all_failed(nodes, str(e))
+        self.error = None
         self._round += 1
         self.last_query_seconds = time.perf_counter() - t0
         with _gc_paused():

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from asrtop.fleet import AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, FleetSnapshot, ModelGroup, NodeView
+from asrtop.fleet import AGENT_COUNTED_MARK, REQUESTS_FROM_AGENT, FleetSnapshot, ModelGroup, NodeView
+from asrtop.fleet_wording import state_word
 from asrtop.modelfiles import human_bytes  # noqa: F401  (the console's byte wording, shared with the model guard)
 
 # (text, rich style), or (text, style, accent): a bar cell whose figure after the bar (text[BAR_WIDTH:]) also
@@ -302,15 +303,11 @@ def agent_unreachable(node: NodeView) -> bool:
 
 
 def state_cell(node: NodeView) -> Cell:
-    admin = node.admin_state
-    if node.health == "down" and admin == "ready":
-        return "DOWN", "bold red"
-    if admin == MIXED:
-        return MIXED, "bold magenta"
-    if admin == "unknown":  # no balancer has this node
-        return "?", DIM
-    style = {"ready": "green", "drain": "yellow", "maint": "red"}.get(admin, "")
-    return admin, style
+    """The node's state word (asrtop.fleet_wording.state_word, as `asrtop status` says it), styled by its tone.
+    DOWN and MIXED are bold as well as coloured, so they stand out under NO_COLOR too."""
+    word = state_word(node)
+    return word.short, {"ok": "green", "busy": "yellow", "out": "bright_blue", "alarm": "bold red",
+                        "split": "bold magenta", "changing": "bold yellow"}.get(word.tone, DIM)
 
 
 def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:

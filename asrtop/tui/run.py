@@ -26,7 +26,7 @@ def build_app(args: argparse.Namespace, config: ClusterConfig, app_class: type[A
     from asrtop.control import Controller
     from asrtop.control.audit import AuditLog
     from asrtop.control.drift import ReloadWatch
-    from asrtop.control.journal import InterruptedNotes, Journal
+    from asrtop.control.journal import ChangesInProgress, InterruptedNotes, Journal
     from asrtop.control.recover import Recovery
     from asrtop.control.rules import weight_bounds
     from asrtop.sources.factory import build_fleet_source
@@ -37,7 +37,7 @@ def build_app(args: argparse.Namespace, config: ClusterConfig, app_class: type[A
     audit = AuditLog(config.audit_log)
     journal = Journal.beside(config.audit_log)
     source = build_fleet_source(config, balancers, getattr(args, "prometheus", None),
-                                (InterruptedNotes(journal), ReloadWatch(audit)))
+                                (InterruptedNotes(journal), ReloadWatch(audit)), ChangesInProgress(journal))
     controller = Controller(config, balancers, source, audit, read_only, journal)
     recovery = Recovery(config, balancers, audit, journal, read_only)
     min_weight, max_weight = weight_bounds(balancers)

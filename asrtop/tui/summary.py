@@ -1,40 +1,66 @@
-"""PURE: the header's fleet summary as styled segments (no textual; Rich Text is built by the widget)."""
+"""PURE: the header's fleet summary as styled segments (no textual; Rich Text is built by the widget).
+
+The counts and the model line are asrtop.fleet_wording's (what `asrtop status` prints); here they only get
+styles and are fitted into three lines of the header's width.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from asrtop.fleet import MIXED, TARGET_FROM_CONFIG, FleetSnapshot
-from asrtop.tui.format import DIM, model_facts, rate, short_digest
+from asrtop.fleet import AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, FleetSnapshot
+from asrtop.fleet_wording import ALARM, OK, QUIET, RECREATE, WARN, ModelLine, StateCounts, model_line, state_counts
+from asrtop.tui.format import DIM, rate
 
 Segment = tuple[str, str]
+
+# A signal that must survive NO_COLOR carries a non-colour attribute: under Textual's monochrome filter a
+# colour on a colour (red reverse) turns into dark grey on dark grey, plain reverse stays light on dark.
+ALERT = "bold reverse"
+MODEL_STYLES = {OK: "bold green", WARN: "bold yellow", ALARM: ALERT, QUIET: DIM}
+HEADER_WIDTH = 78  # 80 columns less the header's padding: the width lines are fitted to when none is given
 
 
 @dataclass(frozen=True)
 class Summary:
     total: int
-    ready: int
-    draining: int
-    maint: int
-    down: int
-    backup: int
-    mixed: int
-    serving: int  # ready, not down, primary: what carries traffic now
+    counts: StateCounts
     in_flight: int | None
     request_rate: float | None
     errors_5xx: int | None
     gpu_util: float | None
     gpu_mem: float | None
-    groups_known: int
-    differing: int
-    unknown_model: int
-    target: str | None  # the digest the fleet must run
-    target_source: str | None  # "cluster.model_sha256" | "majority" | None (digests tie)
+    model: ModelLine
     balancers: tuple[tuple[str, str | None], ...]  # (name, error or None)
     taken_at: float
     gpu_nodes: int = 0  # nodes whose GPU readings are in gpu_util / gpu_mem
     gpu_simulated: int = 0  # of those, nodes whose readings are simulated (agent gpu_source "simulated")
+    agent_counted: bool = False  # some request figure (req/s, 5xx) was counted by an agent, not a balancer
+
+    @property
+    def ready(self) -> int:
+        return self.counts["ready"]
+
+    @property
+    def draining(self) -> int:
+        return self.counts["drain"]
+
+    @property
+    def maint(self) -> int:
+        return self.counts["maint"]
+
+    @property
+    def down(self) -> int:
+        return self.counts["DOWN"]
+
+    @property
+    def backup(self) -> int:
+        return self.counts.backup
+
+    @property
+    def serving(self) -> int:
+        return self.counts.serving
 
 
 def _sum(vals):
@@ -43,19 +69,10 @@ def _sum(vals):
 
 
 def summarize(snap: FleetSnapshot) -> Summary:
-    ready = draining = maint = down = backup = mixed = serving = 0
     utils: list[float] = []
     mems: list[float] = []
     gpu_nodes = gpu_sim = 0
     for n in snap.nodes:
-        admin, health = n.admin_state, n.health
-        ready += admin == "ready"
-        draining += admin == "drain"
-        maint += admin == "maint"
-        mixed += admin == MIXED
-        down += health == "down"
-        backup += bool(n.backup)
-        serving += admin == "ready" and health != "down" and not n.backup
         st = n.status
         if st is not None and not n.stale:
             if st.gpus:
@@ -66,22 +83,17 @@ def summarize(snap: FleetSnapshot) -> Summary:
                     utils.append(g.utilization_ratio)
                 if g.memory_ratio is not None:
                     mems.append(g.memory_ratio)
-    facts = model_facts(snap)
-    groups = facts.groups
-    known = [g for g in groups if g.digest is not None]
-    unknown = sum(len(g.nodes) for g in groups if g.digest is None)
     return Summary(
-        total=len(snap.nodes), ready=ready, draining=draining, maint=maint, down=down, backup=backup,
-        mixed=mixed, serving=serving,
+        total=len(snap.nodes), counts=state_counts(snap.nodes),
         in_flight=_sum(n.in_flight for n in snap.nodes),
         request_rate=_sum(n.request_rate for n in snap.nodes),
         errors_5xx=_sum(n.errors_5xx for n in snap.nodes),
         gpu_util=sum(utils) / len(utils) if utils else None,
         gpu_mem=sum(mems) / len(mems) if mems else None,
-        groups_known=len(known), differing=len(facts.differing), unknown_model=unknown,
-        target=facts.target, target_source=snap.target_source,
+        model=model_line(snap),
         balancers=tuple((b.name, b.error) for b in snap.balancers),
         taken_at=snap.taken_at, gpu_nodes=gpu_nodes, gpu_simulated=gpu_sim,
+        agent_counted=any(n.requests_source == REQUESTS_FROM_AGENT for n in snap.nodes),
     )
 
 
@@ -99,49 +111,72 @@ def gpu_sim_label(s: Summary) -> str:
 
 
 def model_badge(s: Summary) -> Segment:
-    pinned = " (pinned)" if s.target_source == TARGET_FROM_CONFIG else ""
-    unknown = f", {s.unknown_model} unknown" if s.unknown_model else ""
-    if s.groups_known == 0:
-        return (f"model{pinned} {short_digest(s.target)}: no node's model known" if s.target
-                else "model unknown"), DIM
-    if s.target is None:
-        return f"models differ: {s.groups_known} digests, no majority", "bold red reverse"
-    if s.differing == 0:
-        return f"model{pinned} {short_digest(s.target)}: all nodes same model{unknown}", \
-            "bold yellow" if s.unknown_model else "bold green"
-    verb = "node differs" if s.differing == 1 else "nodes differ"
-    return f"{s.differing} {verb} from model{pinned} {short_digest(s.target)}!{unknown}", "bold red reverse"
+    """The model line (asrtop.fleet_wording.model_line, as `status` prints it) and its style."""
+    return s.model.text, MODEL_STYLES.get(s.model.tone, "")
+
+
+def _counts(s: Summary) -> list[Segment]:
+    c = s.counts
+    out: list[Segment] = [(f"{c['ready']} ready", "green"), (" · ", DIM),
+                          (f"{c['drain']} drain", "yellow" if c["drain"] else ""), (" · ", DIM),
+                          (f"{c['maint']} maint", "bright_blue" if c["maint"] else ""), (" · ", DIM),
+                          (f"{c['DOWN']} down", "bold red" if c["DOWN"] else ""), (" · ", DIM),
+                          (f"{c.backup} backup", "cyan")]
+    for word, style in ((MIXED, "bold magenta"), (RECREATE, "bold yellow"), ("unknown", DIM)):
+        if c[word]:
+            out += [(" · ", DIM), (f"{c[word]} {word}", style)]
+    return out
 
 
 def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = None,
-                 draining: dict[str, int | None] | None = None, trend: str = "") -> list[list[Segment]]:
-    """Three lines of (text, style) segments; the first two fit 80 columns.
+                 draining: dict[str, int | None] | None = None, trend: str = "",
+                 width: int = HEADER_WIDTH) -> list[list[Segment]]:
+    """Three lines of (text, style) segments, each fitted to `width` columns (the header never wraps).
 
     `draining`: drains this console started and still follows (node -> in-flight last seen).
     `trend`: a short sparkline of the fleet's in-flight total."""
-    line1: list[Segment] = [(f"{cluster} ", "bold"), (f"{s.total} nodes: ", "")]
-    line1 += [(f"{s.ready} ready", "green"), (" · ", DIM), (f"{s.draining} drain", "yellow" if s.draining else ""),
-              (" · ", DIM), (f"{s.maint} maint", "red" if s.maint else ""), (" · ", DIM),
-              (f"{s.down} down", "bold red" if s.down else ""), (" · ", DIM), (f"{s.backup} backup", "cyan")]
-    if s.mixed:
-        line1 += [(" · ", DIM), (f"{s.mixed} MIXED", "bold magenta")]
+    line1: list[Segment] = [(f"{cluster} ", "bold"), (f"{s.total} nodes: ", ""), *_counts(s)]
+    mark = AGENT_COUNTED_MARK if s.agent_counted else ""  # counted by the nodes' agents (nginx counts nothing)
+    errors = "—" if s.errors_5xx is None else f"{s.errors_5xx}{mark}"
     line2: list[Segment] = [
         ("in-flight ", DIM), ("—" if s.in_flight is None else str(s.in_flight), "bold"),
-        (f" {trend}" if trend else "", "cyan"), (f" on {s.serving} serving", ""), ("  req/s ", DIM), (rate(s.request_rate), "bold"),
-        ("  5xx ", DIM), ("—" if s.errors_5xx is None else str(s.errors_5xx), "bold red" if s.errors_5xx else "bold"),
+        (f" on {s.serving} serving", ""),
+        ("  req/s ", DIM), (rate(s.request_rate) + (mark if s.request_rate is not None else ""), "bold"),
+        ("  5xx ", DIM), (errors, "bold red" if s.errors_5xx else "bold"),
         ("  gpu ", DIM), (_pct(s.gpu_util), "bold"), ("  gmem ", DIM), (_pct(s.gpu_mem), "bold"),
     ]
     sim = gpu_sim_label(s)
     if sim:  # simulated GPU readings are never shown as if they were real
         line2.append((sim, "bold magenta"))
-    line3: list[Segment] = [model_badge(s), ("  ", "")]
-    for name, err in s.balancers:
-        line3.append((f"{name} ✓ ", "green") if err is None else (f"{name} ✗ UNREACHABLE ", "bold red reverse"))
-    line3.append((time.strftime("%H:%M:%S", time.localtime(s.taken_at)), DIM))
-    if read_only:
-        line3.append(("  READ-ONLY", "bold yellow"))
     for node, left in sorted((draining or {}).items()):
         line2.append((f"  ↓ {node} draining: {'?' if left is None else left} left", "bold yellow"))
-    if error:
-        line3.append((f"  refresh failed: {error}", "bold red"))
-    return [line1, line2, line3]
+    if trend and _width(line2) + 1 + len(trend) <= width:  # the sparkline only where it fits
+        line2.insert(2, (f" {trend}", "cyan"))
+    # a failed refresh first: everything else on screen is from the last good one
+    line3: list[Segment] = [(f"refresh failed: {error}  ", "bold red")] if error else []
+    line3 += [model_badge(s), ("  ", "")]
+    if read_only:
+        line3.append(("READ-ONLY  ", "bold yellow"))
+    for name, err in s.balancers:
+        line3.append((f"{name} ✓ ", "green") if err is None else (f"{name} ✗ UNREACHABLE ", ALERT))
+    line3.append((time.strftime("%H:%M:%S", time.localtime(s.taken_at)), DIM))  # last: the first thing cut
+    return [fit(line, width) for line in (line1, line2, line3)]
+
+
+def _width(line: list[Segment]) -> int:
+    return sum(len(text) for text, _ in line)
+
+
+def fit(line: list[Segment], width: int) -> list[Segment]:
+    """The line cut to `width` columns, the last visible segment ending in '…' when something was cut."""
+    if width <= 0 or _width(line) <= width:
+        return line
+    out: list[Segment] = []
+    used = 0
+    for text, style in line:
+        if used + len(text) >= width:
+            out.append((text[:max(0, width - used - 1)] + "…", style))
+            break
+        out.append((text, style))
+        used += len(text)
+    return out

@@ -73,9 +73,9 @@ def test_summary_counts_and_model_badge():
     s = summarize(f.build())
     assert (s.total, s.ready, s.draining, s.maint, s.backup) == (6, 4, 1, 1, 1)
     assert s.serving == 3  # node-1, 3, 4 (node-5 is backup)
-    assert model_badge(s)[0].startswith("1 node differs from model a1b2c3d")
+    assert model_badge(s)[0] == "5 of 6 nodes on model a1b2c3d, 1 differs!"
     same = summarize(FakeFleet(3, odd_model=()).build())
-    assert "all nodes same model" in model_badge(same)[0]
+    assert model_badge(same)[0] == "all 3 nodes on model a1b2c3d"
     text = " ".join(seg for line in header_lines(s, "c", read_only=True) for seg, _ in line)
     assert "READ-ONLY" in text and "haproxy-a ✓" in text
 

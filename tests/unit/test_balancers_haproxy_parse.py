@@ -177,3 +177,26 @@ def test_started_at_asks_show_info_and_unreachable_is_none(monkeypatch):
     assert b.started_at() == 1700000900.0
     b.api = InfoAPI(BalancerUnreachable("hx: connection refused"))
     assert b.started_at() is None
+
+
+# Captured from HAProxy 2.6 (`check inter 300`): n1 after `set server asr/n1 state maint` with its backend still
+# answering, n2 ready with its backend stopped. HAProxy pauses n1's check (srv_check_state 14 = configured |
+# enabled | paused) and reports it stopped (op state 0) because of the maint, not because a check failed.
+MAINT_STATE = """1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+3 asr 1 n1 127.0.0.1 0 1 1 1 1 6 3 0 14 0 0 0 - 34653 - 0 0 - - 0
+3 asr 2 n2 127.0.0.1 0 0 1 1 3 8 2 0 6 0 0 0 - 41105 - 0 0 - - 0
+"""
+MAINT_STAT = """# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status
+asr,n1,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT,1,1,0,0,1,1,1,,1,3,1,,0,,2,0,,0,
+asr,n2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,3,1,3,3,,1,3,2,,0,,2,0,,0,L4CON
+"""
+
+
+def test_maint_pauses_the_check_and_is_not_down():
+    servers = {s.name: s for s in build_server_states(MAINT_STAT, MAINT_STATE, "asr")}
+    assert (servers["n1"].admin, servers["n1"].health) == (AdminState.MAINT, Health.PAUSED)
+    assert (servers["n2"].admin, servers["n2"].health) == (AdminState.READY, Health.DOWN)  # a failed check
+    rows = {r["svname"]: r for r in parse_show_stat(MAINT_STAT)}
+    assert server_state(rows["n1"], None).health == Health.PAUSED  # `show stat` alone: MAINT runs no check
+    assert server_state(rows["n2"], None).health == Health.DOWN

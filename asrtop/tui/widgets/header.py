@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from asrtop.fleet import FleetSnapshot
-from asrtop.tui.summary import Summary, header_lines, summarize
+from asrtop.tui.summary import HEADER_WIDTH, Summary, header_lines, summarize
 
 
 class FleetHeader(Static):
@@ -17,6 +17,7 @@ class FleetHeader(Static):
         self.summary: Summary | None = None
         self.error: str | None = None
         self._last: list | None = None
+        self._args: tuple = (None, "")  # the last show()'s draining and trend, to re-fit on a resize
 
     def show(self, snap: FleetSnapshot | None, error: str | None = None,
              draining: dict[str, int | None] | None = None, trend: str = "") -> None:
@@ -26,14 +27,21 @@ class FleetHeader(Static):
         if self.summary is None:
             self.update(Text(f"{self.cluster}: no data yet" + (f" — {error}" if error else ""), style="bold red"))
             return
-        lines = header_lines(self.summary, self.cluster, self.read_only, error, draining, trend)
+        self._args = (draining, trend)
+        width = (self.content_size.width or self.app.size.width - 2) if self.is_mounted else 0
+        lines = header_lines(self.summary, self.cluster, self.read_only, error, draining, trend,
+                             width if width > 0 else HEADER_WIDTH)
         if lines == self._last:  # nothing changed: no repaint
             return
         self._last = lines
-        text = Text(no_wrap=False, overflow="fold")
+        text = Text(no_wrap=True, overflow="ellipsis")  # header_lines fitted every line to the width
         for i, line in enumerate(lines):
             if i:
                 text.append("\n")
             for seg, style in line:
                 text.append(seg, style or None)
         self.update(text)
+
+    def on_resize(self) -> None:
+        if self.summary is not None:  # fit the lines to the new width
+            self.show(None, self.error, *self._args)

@@ -1,0 +1,127 @@
+"""PURE: what the console and `asrtop status` both say about the fleet, worded once (DESIGN rule 2).
+
+A node's state word, the fleet's count of nodes per state word, and the model-consistency line. Each comes
+with a tone (what it means, not a colour): the console maps tones to styles, `status` prints the words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from asrtop.fleet import MIXED, TARGET_FROM_CONFIG, FleetSnapshot, NodeView
+
+# Tones: what a word means to the operator; asrtop.tui.format maps them to styles.
+OK, BUSY, OUT, ALARM, SPLIT, QUIET, CHANGING, WARN = ("ok", "busy", "out", "alarm", "split", "quiet", "changing",
+                                                      "warn")
+RECREATE = "re-create"  # the state word of a node whose server a running change deletes and re-adds
+SHORT_DIGEST = 7  # digest prefix in the model line (the console's model column shows the same)
+NAMED = 5  # nodes named in a status detail before "and N more"
+
+
+@dataclass(frozen=True)
+class StateWord:
+    text: str  # ready | drain | maint | DOWN | MIXED | unknown | re-create
+    tone: str
+    short: str  # the same word for a narrow cell ("?" for unknown); equal to text otherwise
+
+
+# Every word there is, made once: a refresh words 1,000 nodes twice (table and counts) without allocating.
+_WORDS = {w.text: w for w in (StateWord("ready", OK, "ready"), StateWord("drain", BUSY, "drain"),
+                              StateWord("maint", OUT, "maint"), StateWord("DOWN", ALARM, "DOWN"),
+                              StateWord(MIXED, SPLIT, MIXED), StateWord(RECREATE, CHANGING, RECREATE),
+                              StateWord("unknown", QUIET, "?"))}
+
+
+def state_word(node: NodeView) -> StateWord:
+    """The node's state as one word. Admin state from the balancers; DOWN only when a ready node's health checks
+    fail (a maint node's checks are paused: it is maint, never down); a change in progress that deletes and
+    re-adds its server (HAProxy backup toggle) says so instead of the few seconds of maint it causes."""
+    if node.changing:
+        return _WORDS[RECREATE]
+    admin = node.admin_state  # ready | drain | maint | MIXED | unknown (no balancer has this node)
+    if admin == "ready" and node.health == "down":
+        return _WORDS["DOWN"]
+    return _WORDS.get(admin) or _WORDS["unknown"]
+
+
+# Header and `status` order; every node is counted under exactly one state word.
+STATE_ORDER = ("ready", "drain", "maint", "DOWN", MIXED, RECREATE, "unknown")
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    by_word: dict[str, int]  # state word -> nodes, every word of STATE_ORDER present
+    backup: int  # nodes that are backup servers (any state)
+    serving: int  # ready (not DOWN, not being re-created) primaries: what carries traffic now
+
+    def __getitem__(self, word: str) -> int:
+        return self.by_word.get(word, 0)
+
+    def text(self) -> str:
+        """"3 ready, 1 maint": the words with a node, in STATE_ORDER."""
+        return ", ".join(f"{self.by_word[w]} {w}" for w in STATE_ORDER if self.by_word[w])
+
+
+def state_counts(nodes: Iterable[NodeView]) -> StateCounts:
+    by_word = dict.fromkeys(STATE_ORDER, 0)
+    backup = serving = 0
+    for n in nodes:
+        word = state_word(n).text
+        by_word[word] += 1
+        backup += bool(n.backup)
+        serving += word == "ready" and not n.backup
+    return StateCounts(by_word, backup, serving)
+
+
+@dataclass(frozen=True)
+class ModelLine:
+    text: str  # "3 of 4 nodes on model 366146d, 1 unknown"
+    tone: str  # ok | warn (some unknown) | alarm (some differ, or no majority) | quiet (nothing to compare)
+    detail: str  # who: "differs: node-2; unknown: node-4 (hashing)" ("" when nobody)
+
+
+def model_line(snap: FleetSnapshot) -> ModelLine:
+    """The fleet's model consistency. A node whose model is unknown is never counted as on the target."""
+    total = len(snap.nodes)
+    target = snap.target_digest
+    differing = snap.nodes_differing_from_target()
+    unknown = snap.nodes_model_unknown()
+    known = total - len(unknown)
+    pinned = " (pinned)" if snap.target_source == TARGET_FROM_CONFIG else ""
+    detail = _detail(snap, differing, unknown)
+    if known == 0:
+        text = f"model {target[:SHORT_DIGEST]}{pinned}: no node's model known" if target else "model unknown"
+        return ModelLine(text, QUIET, detail)
+    if target is None:
+        digests = len({n.model_digest for n in snap.nodes if n.model_digest is not None})
+        return ModelLine(f"models differ: {digests} digests, no majority", ALARM, detail)
+    on = known - len(differing)
+    text = (f"all {total} nodes on model {target[:SHORT_DIGEST]}{pinned}" if on == total
+            else f"{on} of {total} nodes on model {target[:SHORT_DIGEST]}{pinned}")
+    if differing:
+        text += f", {len(differing)} differ{'s' if len(differing) == 1 else ''}!"
+    if unknown:
+        text += f", {len(unknown)} unknown"
+    return ModelLine(text, ALARM if differing else WARN if unknown else OK, detail)
+
+
+def _detail(snap: FleetSnapshot, differing: tuple[str, ...], unknown: tuple[str, ...]) -> str:
+    parts = []
+    if differing:
+        parts.append("differs: " + _names(differing))
+    if unknown:
+        why = {}
+        for n in snap.nodes:
+            st = n.status
+            if n.model_digest is None:
+                why[n.name] = st.model.state if st is not None else "no agent" if n.config.agent is None else \
+                    "no answer"
+        parts.append("unknown: " + _names(f"{name} ({why[name]})" for name in unknown))
+    return "; ".join(parts)
+
+
+def _names(names: Iterable[str]) -> str:
+    names = list(names)
+    more = f" and {len(names) - NAMED} more" if len(names) > NAMED else ""
+    return ", ".join(names[:NAMED]) + more

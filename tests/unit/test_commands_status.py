@@ -1,0 +1,25 @@
+"""`asrtop status` (in process) when its node-facts source cannot be read at all: one line saying why, exit 5."""
+
+from __future__ import annotations
+
+import json
+
+from support.netutil import free_port
+
+from asrtop.cli import main
+from asrtop.exitcodes import UNREACHABLE
+
+
+def test_status_with_prometheus_unreachable_says_why_and_exits_5(tmp_path, capsys):
+    prom = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+    cfg = tmp_path / "asrtop.toml"
+    cfg.write_text(f'[cluster]\naudit_log = "{tmp_path / "audit.jsonl"}"\n\n'
+                   '[[nodes]]\nname = "node-1"\nagent = "http://127.0.0.1:9"\n')
+    assert main(["--config", str(cfg), "status", "--prometheus", prom]) == UNREACHABLE
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith(f"asrtop: node facts unavailable: Prometheus at {prom}: ")
+    assert "AGENT, GPU and MODEL columns are unknown" in err
+    assert f"note: node facts unavailable: Prometheus at {prom}" in out  # the table says it too
+    assert main(["--config", str(cfg), "status", "--json", "--prometheus", prom]) == UNREACHABLE
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["facts_error"].startswith(f"Prometheus at {prom}: ")
