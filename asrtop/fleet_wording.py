@@ -29,7 +29,7 @@ class StateWord:
 # Every word there is, made once: a refresh words 1,000 nodes twice (table and counts) without allocating.
 _WORDS = {w.text: w for w in (StateWord("ready", OK, "ready"), StateWord("drain", BUSY, "drain"),
                               StateWord("maint", OUT, "maint"), StateWord("DOWN", ALARM, "DOWN"),
-                              StateWord(MIXED, SPLIT, MIXED), StateWord(RECREATE, CHANGING, RECREATE),
+                              StateWord(MIXED, SPLIT, MIXED), StateWord(RECREATE, CHANGING, "renew"),
                               StateWord("unknown", QUIET, "?"))}
 
 
