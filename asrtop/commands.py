@@ -102,10 +102,13 @@ async def _status(args: Any, config, balancers) -> int:
         print(json.dumps(status_json(snap, config.name), indent=1))
     else:
         print(render_table(snap))
-    agents_answered = any(v.agent is not None and v.agent.fetched_at is not None for v in snap.nodes)
-    if snap.balancers and not any(b.reachable for b in snap.balancers) and not agents_answered:
-        _err("no balancer could be read: " + "; ".join(f"{b.name}: {one_line(b.error or '', b.name)}"
-                                                    for b in snap.balancers))
+    # Any balancer unread is exit 5 (the table is still printed): a stopped nginx or HAProxy must not pass a
+    # monitoring check because the agents behind it still answer.
+    unread = [b for b in snap.balancers if not b.reachable]
+    if unread:
+        what = ("no balancer could be read" if len(unread) == len(snap.balancers)
+                else f"{len(unread)} of {len(snap.balancers)} balancers could not be read")
+        _err(f"{what}: " + "; ".join(f"{b.name}: {one_line(b.error or '', b.name)}" for b in unread))
         return UNREACHABLE
     facts = facts_unavailable(snap)  # Prometheus unreachable: every AGENT would read "down" for no given reason
     if facts:

@@ -219,7 +219,7 @@ def test_stopped_nginx_is_unreachable_and_status_exits_5(nginx_bin, tmp_path):
         assert down.returncode == 5, (down.stdout, down.stderr)
         assert down.stderr == (f"asrtop: no balancer could be read: ngx: nginx is not running: no pid file "
                                f"{ng.pid_file} (named by {ng.conf})\n")
-        assert "ngx: UNREACHABLE: ngx: nginx is not running" in down.stdout
+        assert "ngx: UNREACHABLE: nginx is not running" in down.stdout
         before = ng.upstream_conf.read_bytes()
         drain = run_cli(path, "drain", "n1")  # was: file edited, then "invalid PID number" from the reload
         assert drain.returncode == 5 and "nginx is not running" in drain.stderr, (drain.stdout, drain.stderr)

@@ -182,6 +182,9 @@ def test_status_table_and_json(pair):
     assert nodes["n3"]["weight"] == 4 and nodes["n1"]["in_flight"] == 0 and nodes["n1"]["backup"] is False
     assert doc["summary"]["states"]["MIXED"] == 1 and doc["summary"]["nodes"] == 3
     b.stop()
+    p = run_cli(path, "status")  # one of the pair stopped: the table still prints, and the exit says so
+    assert p.returncode == 5 and p.stderr.startswith("asrtop: 1 of 2 balancers could not be read: hx-b: "), p.stderr
+    assert "  hx-b: UNREACHABLE: " in p.stdout and "n1" in p.stdout
     a.stop()
     p = run_cli(path, "status")
     assert p.returncode == 5 and len(p.stderr.splitlines()) == 1 and "no balancer could be read" in p.stderr
