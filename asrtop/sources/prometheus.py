@@ -38,12 +38,15 @@ from asrtop.sources.prometheus_build import (  # the pure half
     UNKNOWN,
     DetailPart,
     Series,
+    agent_traffic,
     build_status,
     detail_part,
     group_by_instance,
     model_reading,
     model_state_of,
+    traffic_query,
 )
+from asrtop.traffic import WINDOW_SECONDS
 
 # Prometheus' cost is per series it selects (~5 us each here), ours per series returned, so a round asks
 # for what changes every scrape ("fast": ~8 series per node with one GPU) and the details (totals, limits,
@@ -70,6 +73,8 @@ QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
     "ts": "timestamp(asr_node_info)",  # when Prometheus last scraped each agent, with the node's identity labels
     "down": "up == 0",  # targets Prometheus cannot scrape (their asr_* series are gone)
     "detail": f'{{__name__=~"asr_({DETAIL_SERIES})",instance=~"{{instances}}"}}',
+    # req/s, 5xx/s, latency and audio/s over the window, for nodes whose balancer counts nothing (nginx)
+    "traffic": traffic_query("{window}"),
 }
 
 
@@ -149,6 +154,9 @@ class PrometheusSource:
         self._states: dict[str, str | None] = {}  # instance -> model state last round
         self._slices: dict[str, int] = {}  # instance -> which round of DETAIL_SLICES refreshes its details
         self._built: dict[str, BuiltStatus] = {}  # instance -> its last status: reused until scrape or details change
+        # rate() needs two samples in its range: the agents' window, longer where Prometheus scrapes more
+        # slowly (cluster.refresh is set no shorter than the scrape interval, see above)
+        self.traffic_window = float(math.ceil(max(WINDOW_SECONDS, 4 * self.refresh)))
 
     def _new_session(self) -> aiohttp.ClientSession:
         """A session for the running loop; LoopSession calls it when the loop changes."""
@@ -227,7 +235,8 @@ class PrometheusSource:
     def round_queries(self) -> dict[str, str]:
         """The queries of the next round by name: QUERIES with this round's detail slice and the instances
         known not to be "ok" filled in."""
-        return {**QUERIES, "detail": self._detail_query(None), "state": self._state_query()}
+        return {**QUERIES, "detail": self._detail_query(None), "state": self._state_query(),
+                "traffic": QUERIES["traffic"].replace("{window}", f"{self.traffic_window:.0f}s")}
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         t0 = time.perf_counter()
@@ -238,7 +247,7 @@ class PrometheusSource:
                 results = dict(zip(queries, answers))
                 fetched = group_by_instance(results["detail"])
                 by_instance = group_by_instance(results["fast"], results["fast_gpu"], results["requests"],
-                                                results["state"])
+                                                results["state"], results["traffic"])
                 # a node that is new or whose model changed state gets its details (digest!) in this round;
                 # one that left "ok" (its "ok" series is 0, its state unknown) gets its state series with them
                 unknown: set[str] = set()
@@ -338,16 +347,17 @@ class PrometheusSource:
                 model = model_reading({**details, **metrics})
             status = build_status(cfg.name, metrics, stamp, model, part)
             self._built[inst] = BuiltStatus(stamp, details, status, status.model, state, part)
+        traffic = agent_traffic(metrics, self.traffic_window)
         if stamp is not None and now - stamp > STALE_AFTER_MISSED * self.refresh:
             return AgentReading(url, status, stamp, f"Prometheus' last sample of {inst} is {now - stamp:.0f}s old",
-                                latency)
-        return AgentReading(url, status, stamp if stamp is not None else now, None, latency)
+                                latency, traffic)
+        return AgentReading(url, status, stamp if stamp is not None else now, None, latency, traffic)
 
     @staticmethod
     def _failed(url: str, prev: AgentReading | None, error: str) -> AgentReading:
         if prev is None:
             return AgentReading(url, None, None, error, None)
-        return AgentReading(url, prev.status, prev.fetched_at, error, prev.latency_seconds)
+        return AgentReading(url, prev.status, prev.fetched_at, error, prev.latency_seconds, prev.traffic)
 
     def _all_failed(self, nodes: Sequence[NodeConfig], error: str) -> dict[str, AgentReading]:
         out = {}

@@ -21,8 +21,14 @@ from asrtop.agentstatus import (
     ModelReading,
     RequestStats,
 )
+from asrtop.fleet import AgentTraffic
 
 REQUESTS_SUM = "asr_requests_sum"  # our name for sum by (instance) (asr_requests_total)
+# our names for the per-instance rates of the "traffic" query (see traffic_query)
+REQUEST_RATE = "asrtop_request_rate"
+ERRORS_5XX_RATE = "asrtop_errors_5xx_rate"
+RESPONSE_SECONDS = "asrtop_response_seconds"
+AUDIO_RATE = "asrtop_audio_rate"
 Series = list[tuple[dict, float | None]]  # (labels, value) per series of one metric
 UNKNOWN = "?"  # model state of a node whose "ok" series is 0 and whose other state series were not asked for
 
@@ -262,3 +268,34 @@ def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | N
         model=model if model is not None else model_reading(metrics),
         versions={"agent": version} if version else {},
     )
+
+
+def traffic_query(window: str) -> str:
+    """One query for every instance's request figures over `window` (e.g. "10s"): requests/s, 5xx/s, mean
+    latency of the requests finished in it (NaN, so None, when none did), audio seconds/s. Four series per
+    instance that counts requests (an agent with --proxy); none for the others."""
+    def named(expr: str, name: str) -> str:
+        # `or` matches label sets without the metric name: a label of their own keeps the four apart
+        return f'label_replace(label_replace({expr}, "__name__", "{name}", "", ""), "asrtop", "{name}", "", "")'
+
+    def rate(selector: str) -> str:
+        return f"sum by (instance) (rate({selector}[{window}]))"
+
+    return " or ".join((
+        named(rate("asr_requests_total"), REQUEST_RATE),
+        named(rate('asr_requests_total{class="5xx"}'), ERRORS_5XX_RATE),
+        named(f'{rate("asr_request_duration_seconds_sum")} / {rate("asr_request_duration_seconds_count")}',
+              RESPONSE_SECONDS),
+        named(rate("asr_audio_seconds_total"), AUDIO_RATE),
+    ))
+
+
+def agent_traffic(metrics: Mapping[str, Series], window_seconds: float) -> AgentTraffic | None:
+    """The instance's request figures from the traffic query's series; None where it counts no requests or
+    Prometheus has fewer than two of its samples in the window."""
+    rate = _one(metrics, REQUEST_RATE)
+    if rate is None:
+        return None
+    # no 5xx series: the agent never answered a 5xx (it has a series per class it has seen), so none
+    errors = _one(metrics, ERRORS_5XX_RATE) if ERRORS_5XX_RATE in metrics else 0.0
+    return AgentTraffic(rate, errors, _one(metrics, RESPONSE_SECONDS), _one(metrics, AUDIO_RATE), window_seconds)

@@ -8,8 +8,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from asrtop.agentstatus import parse_status
 from asrtop.sources.prometheus import DETAIL_SERIES, QUERIES, instance_of_url
 from asrtop.sources.prometheus_build import (
+    AUDIO_RATE,
+    ERRORS_5XX_RATE,
+    REQUEST_RATE,
     REQUESTS_SUM,
+    RESPONSE_SECONDS,
     UNKNOWN,
+    agent_traffic,
     build_status,
     detail_part,
     group_by_instance,
@@ -100,3 +105,20 @@ def test_model_state_of_the_per_round_series():
     assert model_state_of([({"state": "ok"}, 0.0), ({"state": "error"}, 1.0)]) == "error"
     assert model_state_of([({"state": "ok"}, 0.0)]) is UNKNOWN  # left "ok": looked up with the node's details
     assert model_state_of([]) is None
+
+
+def test_request_figures_from_the_traffic_query_answer():
+    """The traffic query's series (what Prometheus answers: NaN latency when nothing finished, no 5xx series
+    for an agent that never answered one) become AgentTraffic; no series: the agent counts nothing."""
+    def answer(**values: str) -> dict:
+        rows = [{"metric": {"__name__": name, "asrtop": name, "instance": "h:1"}, "value": [1.0, v]}
+                for name, v in values.items()]
+        return group_by_instance(rows).get("h:1", {})
+
+    t = agent_traffic(answer(**{REQUEST_RATE: "2.5", ERRORS_5XX_RATE: "0.5", RESPONSE_SECONDS: "1.8",
+                                AUDIO_RATE: "25"}), 10.0)
+    assert (t.request_rate, t.errors_5xx_rate, t.response_seconds, t.audio_rate, t.window_seconds) == \
+        (2.5, 0.5, 1.8, 25.0, 10.0)
+    quiet = agent_traffic(answer(**{REQUEST_RATE: "0", RESPONSE_SECONDS: "NaN", AUDIO_RATE: "0"}), 10.0)
+    assert (quiet.request_rate, quiet.errors_5xx_rate, quiet.response_seconds) == (0.0, 0.0, None)
+    assert agent_traffic(answer(), 10.0) is None
