@@ -16,6 +16,7 @@ from asrtop.control.model import ACTION_KINDS
 from asrtop.control.audit import AuditEntry
 from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, NodeView
 from asrtop.history import FleetHistory
+from asrtop.traffic import REQUESTS_SOURCE_WORDS
 from asrtop.tui.format import DIM, bar, bar_style, human_bytes, rate, seconds, sparkline, state_cell
 from asrtop.tui.widgets.keybar import KeyBar
 
@@ -60,6 +61,7 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
     sim = "~" if st is not None and st.gpu_source == "simulated" else ""  # see the GPUs section
     for label, name, top, fmt in (("in-flight", "in_flight", None, lambda v: f"{v:.0f}"),
                                   ("req/s", "req_rate", None, rate),
+                                  ("5xx/s", "err_rate", None, rate),
                                   ("GPU util", "gpu_util", 1.0, lambda v: f"{sim}{v * 100:.0f}%"),
                                   ("GPU memory", "gpu_mem", 1.0, lambda v: f"{sim}{v * 100:.0f}%")):
         series = history.series(node.name, name)
@@ -67,6 +69,8 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
         t.append(f"  {label:<11}", DIM)
         t.append(f"{fmt(last) if last is not None else '—':>6}  ")
         t.append(sparkline(series, width, top).rstrip() + "\n", "cyan")
+    if node.requests_source is not None:  # who counted the request figures (nginx counts none: the agent)
+        t.append(f"  {'req/s, 5xx/s':<13}{REQUESTS_SOURCE_WORDS[node.requests_source]}\n", DIM)
 
     head("GPUs")
     if st is None:
