@@ -89,7 +89,6 @@ def _source(config, balancers, prometheus: str | None = None):
 async def _status(args: Any, config, balancers) -> int:
     from asrtop.control.rules import one_line
     from asrtop.status_report import render_table, status_json
-
     from asrtop.traffic import second_sample_wait
 
     source = _source(config, balancers, getattr(args, "prometheus", None))
