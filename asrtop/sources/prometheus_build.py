@@ -21,14 +21,10 @@ from asrtop.agentstatus import (
     ModelReading,
     RequestStats,
 )
-from asrtop.fleet import AgentTraffic
+from asrtop.traffic import CounterSample
 
 REQUESTS_SUM = "asr_requests_sum"  # our name for sum by (instance) (asr_requests_total)
-# our names for the per-instance rates of the "traffic" query (see traffic_query)
-REQUEST_RATE = "asrtop_request_rate"
-ERRORS_5XX_RATE = "asrtop_errors_5xx_rate"
-RESPONSE_SECONDS = "asrtop_response_seconds"
-AUDIO_RATE = "asrtop_audio_rate"
+REQUESTS_5XX = "asr_requests_5xx"  # our name for sum by (instance, class) (asr_requests_total{class="5xx"})
 Series = list[tuple[dict, float | None]]  # (labels, value) per series of one metric
 UNKNOWN = "?"  # model state of a node whose "ok" series is 0 and whose other state series were not asked for
 
@@ -169,8 +165,6 @@ class DetailPart(NamedTuple):
     process_cpu_ratio: float | None
     process_rss_bytes: int | None
     by_class: dict[str, int] | None  # requests per class; None: the agent counts no requests
-    latency_sum_seconds: float | None
-    audio_seconds_total: float | None
     bytes_received_total: int | None
     bytes_sent_total: int | None
     gpus: dict[str, dict[str, Any]]  # gpu label -> its detail readings (_gpu_details)
@@ -184,7 +178,9 @@ def _requests(metrics: Mapping[str, Series], in_flight: int | None, part: Detail
     return RequestStats(
         # the per-round sum when there is one (by_class is refreshed with the details, so it may lag)
         total=int(total) if total is not None else sum(by_class.values()), by_class=by_class or {},
-        in_flight=in_flight, latency_sum_seconds=part.latency_sum_seconds, audio_seconds_total=part.audio_seconds_total,
+        # per round, with the total: the window's latency and audio rates need them from the same scrape
+        in_flight=in_flight, latency_sum_seconds=_one(metrics, "asr_request_duration_seconds_sum"),
+        audio_seconds_total=_one(metrics, "asr_audio_seconds_total"),
         bytes_received_total=part.bytes_received_total, bytes_sent_total=part.bytes_sent_total,
     )
 
@@ -202,8 +198,6 @@ def detail_part(metrics: Mapping[str, Series]) -> DetailPart:
         process_cpu_ratio=_one(metrics, "asr_service_process_cpu_ratio"),
         process_rss_bytes=_int(_one(metrics, "asr_service_process_resident_memory_bytes")),
         by_class={labels.get("class", "?"): int(v) for labels, v in series if v is not None} if series else None,
-        latency_sum_seconds=_one(metrics, "asr_request_duration_seconds_sum"),
-        audio_seconds_total=_one(metrics, "asr_audio_seconds_total"),
         bytes_received_total=_int(_one(metrics, "asr_request_received_bytes_total")),
         bytes_sent_total=_int(_one(metrics, "asr_response_sent_bytes_total")),
         gpus=_gpu_details(metrics),
@@ -270,32 +264,13 @@ def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | N
     )
 
 
-def traffic_query(window: str) -> str:
-    """One query for every instance's request figures over `window` (e.g. "10s"): requests/s, 5xx/s, mean
-    latency of the requests finished in it (NaN, so None, when none did), audio seconds/s. Four series per
-    instance that counts requests (an agent with --proxy); none for the others."""
-    def named(expr: str, name: str) -> str:
-        # `or` matches label sets without the metric name: a label of their own keeps the four apart
-        return f'label_replace(label_replace({expr}, "__name__", "{name}", "", ""), "asrtop", "{name}", "", "")'
 
-    def rate(selector: str) -> str:
-        return f"sum by (instance) (rate({selector}[{window}]))"
-
-    return " or ".join((
-        named(rate("asr_requests_total"), REQUEST_RATE),
-        named(rate('asr_requests_total{class="5xx"}'), ERRORS_5XX_RATE),
-        named(f'{rate("asr_request_duration_seconds_sum")} / {rate("asr_request_duration_seconds_count")}',
-              RESPONSE_SECONDS),
-        named(rate("asr_audio_seconds_total"), AUDIO_RATE),
-    ))
-
-
-def agent_traffic(metrics: Mapping[str, Series], window_seconds: float) -> AgentTraffic | None:
-    """The instance's request figures from the traffic query's series; None where it counts no requests or
-    Prometheus has fewer than two of its samples in the window."""
-    rate = _one(metrics, REQUEST_RATE)
-    if rate is None:
+def counters_of(metrics: Mapping[str, Series], scraped_at: float | None) -> CounterSample | None:
+    """The instance's request counters as Prometheus scraped them (for asrtop.traffic's window); None when the
+    agent counts no requests (no --proxy) or the scrape time is unknown."""
+    total = _one(metrics, REQUESTS_SUM)
+    if total is None or scraped_at is None:
         return None
-    # no 5xx series: the agent never answered a 5xx (it has a series per class it has seen), so none
-    errors = _one(metrics, ERRORS_5XX_RATE) if ERRORS_5XX_RATE in metrics else 0.0
-    return AgentTraffic(rate, errors, _one(metrics, RESPONSE_SECONDS), _one(metrics, AUDIO_RATE), window_seconds)
+    errors = _one(metrics, REQUESTS_5XX)  # no series: the agent never answered a 5xx (a series per class seen)
+    return CounterSample(scraped_at, int(total), int(errors or 0), _one(metrics, "asr_request_duration_seconds_sum"),
+                         _one(metrics, "asr_audio_seconds_total"))

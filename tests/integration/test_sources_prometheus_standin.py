@@ -146,9 +146,8 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
                      for _ in range(DETAIL_SLICES)]
             assert temps[-1] == 77.0, temps
 
-            # request figures (what nginx does not count) from rate() over the window, in the round's queries:
-            # the busy node's counters advance with every scrape, the others' stand still
-            assert "rate(asr_requests_total[10s])" in src.round_queries()["traffic"]
+            # request figures (what nginx does not count): each scrape's counters over asrtop.traffic's window,
+            # from the round's queries; the busy node's counters advance with every scrape, the others' stand still
             busy_cfg = NodeConfig("busy", agent=busy.url)
 
             async def rates():
@@ -156,7 +155,7 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
                 return r if r["busy"].traffic is not None and r["busy"].traffic.request_rate else None
             counted = await wait_for(rates)
             t, still = counted["busy"].traffic, counted["asr-1"].traffic
-            assert t.request_rate > 0 and t.window_seconds == 10.0
+            assert t.request_rate > 0 and t.window_seconds > 0
             assert t.errors_5xx_rate / t.request_rate == pytest.approx(0.25)
             assert t.response_seconds == pytest.approx(6.0 / 4)
             assert t.audio_rate / t.request_rate == pytest.approx(10.0)

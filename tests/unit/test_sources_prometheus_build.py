@@ -6,21 +6,19 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from asrtop.agentstatus import parse_status
-from asrtop.sources.prometheus import DETAIL_SERIES, QUERIES, instance_of_url
+from asrtop.sources.prometheus import DETAIL_SERIES, FAST_SERIES, QUERIES, instance_of_url
 from asrtop.sources.prometheus_build import (
-    AUDIO_RATE,
-    ERRORS_5XX_RATE,
-    REQUEST_RATE,
+    REQUESTS_5XX,
     REQUESTS_SUM,
-    RESPONSE_SECONDS,
     UNKNOWN,
-    agent_traffic,
     build_status,
+    counters_of,
     detail_part,
     group_by_instance,
     model_reading,
     model_state_of,
 )
+from asrtop.traffic import CounterSample
 from support.sources_synth import SynthNode
 
 
@@ -107,18 +105,18 @@ def test_model_state_of_the_per_round_series():
     assert model_state_of([]) is None
 
 
-def test_request_figures_from_the_traffic_query_answer():
-    """The traffic query's series (what Prometheus answers: NaN latency when nothing finished, no 5xx series
-    for an agent that never answered one) become AgentTraffic; no series: the agent counts nothing."""
-    def answer(**values: str) -> dict:
-        rows = [{"metric": {"__name__": name, "asrtop": name, "instance": "h:1"}, "value": [1.0, v]}
-                for name, v in values.items()]
-        return group_by_instance(rows).get("h:1", {})
 
-    t = agent_traffic(answer(**{REQUEST_RATE: "2.5", ERRORS_5XX_RATE: "0.5", RESPONSE_SECONDS: "1.8",
-                                AUDIO_RATE: "25"}), 10.0)
-    assert (t.request_rate, t.errors_5xx_rate, t.response_seconds, t.audio_rate, t.window_seconds) == \
-        (2.5, 0.5, 1.8, 25.0, 10.0)
-    quiet = agent_traffic(answer(**{REQUEST_RATE: "0", RESPONSE_SECONDS: "NaN", AUDIO_RATE: "0"}), 10.0)
-    assert (quiet.request_rate, quiet.errors_5xx_rate, quiet.response_seconds) == (0.0, 0.0, None)
-    assert agent_traffic(answer(), 10.0) is None
+def test_request_counters_of_each_scrape():
+    """The per-round series carry each scrape's request counters (the sum over classes, the 5xx sum, latency
+    and audio totals): asrtop.traffic's window turns them into rates, as for the agents polled directly."""
+    node = SynthNode("gpu-1", requests={"2xx": 40, "4xx": 2})
+    metrics = group_by_instance(vector(node.metrics_text(), "h:1"))["h:1"]
+    metrics[REQUESTS_SUM] = [({"instance": "h:1"}, 42.0)]
+    assert counters_of(metrics, 7.0) == CounterSample(7.0, 42, 0, 610.2, 5400.5)  # no 5xx series: none so far
+    metrics[REQUESTS_5XX] = [({"instance": "h:1", "class": "5xx"}, 3.0)]
+    assert counters_of(metrics, 7.0).errors_5xx == 3
+    assert counters_of(metrics, None) is None  # no scrape time: no span to divide by
+    del metrics[REQUESTS_SUM]
+    assert counters_of(metrics, 7.0) is None  # the agent counts no requests (no --proxy)
+    fast = {f"asr_{n}" for n in FAST_SERIES.split("|")}
+    assert {"asr_request_duration_seconds_sum", "asr_audio_seconds_total"} <= fast  # every round, with the total
