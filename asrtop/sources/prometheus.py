@@ -36,6 +36,7 @@ from asrtop.sources.http import LoopSession
 from asrtop.sources.prometheus_build import (  # the pure half
     REQUESTS_5XX,
     REQUESTS_SUM,
+    SCRAPED_AT,
     UNKNOWN,
     DetailPart,
     Series,
@@ -46,7 +47,7 @@ from asrtop.sources.prometheus_build import (  # the pure half
     model_reading,
     model_state_of,
 )
-from asrtop.traffic import CounterSample, slide, traffic
+from asrtop.traffic import WINDOW_SECONDS, CounterSample, slide, traffic
 
 # Prometheus' cost is per series it selects (~5 us each here), ours per series returned, so a round asks
 # for what changes every scrape ("fast": ~8 series per node with one GPU) and the details (totals, limits,
@@ -82,6 +83,19 @@ QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
 }
 
 
+# Once per instance new to the source: its request counters WINDOW_SECONDS ago, as the first sample of its window,
+# so the first round already has rates (a one-shot `asrtop status` included). Every part keeps a label of its own:
+# `or` matches label sets without the metric name.
+SEED_QUERY = (
+    f'label_replace(sum by (instance) (asr_requests_total offset {{w}}), "__name__", "{REQUESTS_SUM}", "", "") or '
+    f'label_replace(sum by (instance, class) (asr_requests_total{{class="5xx"}} offset {{w}}), "__name__", '
+    f'"{REQUESTS_5XX}", "", "") or '
+    'label_replace({__name__=~"asr_(request_duration_seconds_sum|audio_seconds_total)"} offset {w}, "series", "$1", '
+    '"__name__", "(.+)") or '
+    f'label_replace(timestamp(asr_node_info offset {{w}}), "__name__", "{SCRAPED_AT}", "", "")'
+).replace("{w}", f"{WINDOW_SECONDS:.0f}s")
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """No cyclic GC while a round parses and joins (no awaits inside): the ~10^5 short-lived objects of a
@@ -112,6 +126,10 @@ def _value(raw: Any) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return v if math.isfinite(v) else None  # NaN/Inf are "unavailable", never a number
+
+
+def _one_value(series: Series | None) -> float | None:
+    return series[0][1] if series else None
 
 
 @functools.lru_cache(maxsize=65536)
@@ -267,6 +285,7 @@ class PrometheusSource:
                             if series:
                                 by_instance.setdefault(inst, {})["asr_model_state"] = series
                             self._states[inst] = model_state_of(series or ())
+            await self._seed_windows(by_instance)
         except PrometheusError as e:
             return self._all_failed(nodes, str(e))
         self._round += 1
@@ -276,6 +295,16 @@ class PrometheusSource:
         self._readings = fresh
         self.last_build_seconds = time.perf_counter() - t0 - self.last_query_seconds
         return dict(fresh)
+
+    async def _seed_windows(self, by_instance: Mapping[str, Mapping[str, Series]]) -> None:
+        """The first sample of the windows of instances that count requests and have none yet (see SEED_QUERY)."""
+        new = [inst for inst, metrics in by_instance.items() if REQUESTS_SUM in metrics and inst not in self._windows]
+        if not new:
+            return
+        seeded = group_by_instance(await self.query(SEED_QUERY))
+        for inst in new:
+            metrics = seeded.get(inst, {})
+            self._windows[inst] = slide((), counters_of(metrics, _one_value(metrics.get(SCRAPED_AT))))
 
     def _join(self, nodes: Sequence[NodeConfig], results: Mapping[str, list[dict]],
               fetched: Mapping[str, dict[str, Series]], by_instance: dict[str, dict[str, Series]]
@@ -306,6 +335,9 @@ class PrometheusSource:
             metrics = by_instance.get(inst)  # the per-round series; _reading adds the details
             fresh[cfg.name] = self._reading(cfg, inst, metrics, stamps.get(inst), inst in down, now,
                                             self.last_query_seconds)
+        if len(self._windows) > len(fresh):  # instances of nodes no longer configured
+            kept = set(self._instance.values())
+            self._windows = {inst: w for inst, w in self._windows.items() if inst in kept}
         return fresh
 
     def _changed(self, states: Mapping[str, Mapping[str, Series]], ts: list[dict], unknown: set[str]) -> set[str]:

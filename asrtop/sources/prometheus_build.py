@@ -25,6 +25,7 @@ from asrtop.traffic import CounterSample
 
 REQUESTS_SUM = "asr_requests_sum"  # our name for sum by (instance) (asr_requests_total)
 REQUESTS_5XX = "asr_requests_5xx"  # our name for sum by (instance, class) (asr_requests_total{class="5xx"})
+SCRAPED_AT = "asr_scraped_at"  # our name for timestamp(asr_node_info ...): when the counters beside it were scraped
 Series = list[tuple[dict, float | None]]  # (labels, value) per series of one metric
 UNKNOWN = "?"  # model state of a node whose "ok" series is 0 and whose other state series were not asked for
 

@@ -188,6 +188,17 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
             ghost_cfg = NodeConfig("ghost", agent=f"http://127.0.0.1:{free_port()}")
             ghost = (await src.poll([*cfgs, ghost_cfg]))["ghost"]
             assert ghost.status is None and "no asr_* series" in ghost.error
+
+            async def first_round():  # a new source (a one-shot `asrtop status`): rates in its first round,
+                fresh = PrometheusSource(base, refresh=2.0)  # from the counters Prometheus had a window ago
+                try:
+                    r = (await fresh.poll([busy_cfg]))["busy"]
+                finally:
+                    await fresh.close()
+                return r if r.traffic is not None else None
+            seeded = (await wait_for(first_round)).traffic
+            assert seeded.window_seconds >= 10.0 and seeded.errors_5xx_rate / seeded.request_rate == pytest.approx(0.25)
+            assert seeded.response_seconds == pytest.approx(6.0 / 4)
         # Prometheus gone: every node keeps its last status and says why, in one line
         gone = await src.poll(cfgs)
         assert all(r.error and "Prometheus at" in r.error and "\n" not in r.error for r in gone.values())
