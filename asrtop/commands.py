@@ -90,10 +90,15 @@ def _source(config, balancers, prometheus: str | None = None):
 async def _status(args: Any, config, balancers) -> int:
     from asrtop.control.rules import one_line
     from asrtop.status_report import facts_unavailable, render_table, status_json
+    from asrtop.traffic import second_sample_wait
 
     source = _source(config, balancers, getattr(args, "prometheus", None))
     try:
         snap = await source.snapshot()
+        wait = second_sample_wait(snap)
+        if wait is not None:  # only agents count these nodes' requests: rates need a second sample of them
+            await asyncio.sleep(wait)
+            snap = await source.snapshot()
     finally:
         await source.close()
     if getattr(args, "json", False):

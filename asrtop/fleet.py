@@ -173,6 +173,15 @@ class NodeView:
         return req.by_class.get("5xx", 0) if req.total is not None or req.by_class else None
 
     @property
+    def errors_5xx_rate(self) -> float | None:
+        """5xx answers per second over the agent's window; None where a balancer counts the requests (it gives
+        a 5xx total, no rate) or nobody counts them."""
+        if self._balancer_counts_requests():
+            return None
+        t = self._agent_traffic()
+        return t.errors_5xx_rate if t is not None else None
+
+    @property
     def response_seconds(self) -> float | None:
         """Response time: the slowest balancer's average (HAProxy rtime), else the agent's mean over its
         window. None (shown blank) when nothing was answered: never 0 for a node that served nothing."""

@@ -1,7 +1,7 @@
 """Per-node numeric history for sparklines: fixed-size rings of float32, one per node and metric.
 
 Fed one FleetSnapshot per refresh (`record`); 600 samples = 10 minutes at 1 s. A node costs
-len(METRICS) x capacity x 4 bytes (9.6 KB at 600 samples), so 1,000 nodes stay near 10 MB whatever the
+len(METRICS) x capacity x 4 bytes (12 KB at 600 samples), so 1,000 nodes stay near 12 MB whatever the
 snapshots held. Unavailable readings are NaN in the ring and None when read back (never a made-up 0).
 
 Owned by one task (the TUI's refresh loop): `record` mutates, readers get fresh lists/tuples.
@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 from array import array
 
-from asrtop.fleet import FleetSnapshot, NodeView
+from asrtop.fleet import REQUESTS_FROM_AGENT, FleetSnapshot, NodeView
+from asrtop.traffic import counter_rate
 
-METRICS = ("in_flight", "req_rate", "gpu_util", "gpu_mem")
+# req_rate and err_rate (5xx answers/s) are the figures NodeView shows, whoever counted them (balancer or agent)
+METRICS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem")
 NAN = float("nan")
 
 
@@ -36,12 +38,12 @@ def _gpu_mem(n: NodeView) -> float:
 
 
 class _NodeRing:
-    __slots__ = ("rings", "last_seen", "prev_total", "prev_at")
+    __slots__ = ("rings", "last_seen", "prev_5xx", "prev_at")
 
     def __init__(self, capacity: int):
         self.rings = tuple(array("f", [NAN]) * capacity for _ in METRICS)
         self.last_seen = -1  # sample number of the last snapshot that had this node
-        self.prev_total: int | None = None  # agent request counter, for a rate when no balancer has one
+        self.prev_5xx: int | None = None  # the balancers' 5xx total at the last snapshot, for a 5xx rate
         self.prev_at: float | None = None
 
 
@@ -63,19 +65,18 @@ class FleetHistory:
     def nodes(self) -> tuple[str, ...]:
         return tuple(self._nodes)
 
-    def _req_rate(self, ring: _NodeRing, n: NodeView) -> float:
-        rate = n.request_rate  # the balancers' own per-second rate when they report one
-        st = n.status
-        req = st.asr.requests if st is not None else None
-        total = req.total if req is not None else None
-        at = st.collected_at if st is not None else None
-        derived = NAN
-        if (total is not None and at is not None and ring.prev_total is not None and ring.prev_at is not None
-                and at > ring.prev_at and total >= ring.prev_total and not n.stale):
-            derived = (total - ring.prev_total) / (at - ring.prev_at)
-        if total is not None and at is not None and (ring.prev_at is None or at > ring.prev_at):
-            ring.prev_total, ring.prev_at = total, at
-        return float(rate) if rate is not None else derived
+    @staticmethod
+    def _err_rate(ring: _NodeRing, n: NodeView, at: float) -> float:
+        """5xx answers/s: the agent's rate over its window, else the change of the balancers' 5xx total since
+        the last snapshot (HAProxy counts them but gives no rate)."""
+        if n.requests_source == REQUESTS_FROM_AGENT:
+            ring.prev_5xx = ring.prev_at = None
+            rate = n.errors_5xx_rate
+        else:
+            total = n.errors_5xx
+            rate = counter_rate(ring.prev_5xx, total, at - ring.prev_at) if ring.prev_at is not None else None
+            ring.prev_5xx, ring.prev_at = total, at
+        return NAN if rate is None else float(rate)
 
     def record(self, snapshot: FleetSnapshot) -> None:
         pos = self.count % self.capacity
@@ -87,7 +88,9 @@ class FleetHistory:
             if ring is None:
                 ring = self._nodes[n.name] = _NodeRing(self.capacity)
             inflight = n.in_flight
-            values = (NAN if inflight is None else float(inflight), self._req_rate(ring, n), _gpu_util(n), _gpu_mem(n))
+            req = n.request_rate
+            values = (NAN if inflight is None else float(inflight), NAN if req is None else float(req),
+                      self._err_rate(ring, n, snapshot.taken_at), _gpu_util(n), _gpu_mem(n))
             for i, v in enumerate(values):
                 ring.rings[i][pos] = v
                 if not math.isnan(v):
@@ -125,7 +128,7 @@ class FleetHistory:
         return self._ordered(ring.rings[METRICS.index(metric)])
 
     def fleet_series(self, metric: str) -> list[float | None]:
-        """in_flight/req_rate summed over nodes, gpu_util/gpu_mem averaged; oldest first."""
+        """in_flight/req_rate/err_rate summed over nodes, gpu_util/gpu_mem averaged; oldest first."""
         return self._ordered(self._totals[METRICS.index(metric)])
 
     def last(self, node: str, metric: str) -> float | None:

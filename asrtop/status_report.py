@@ -8,13 +8,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from asrtop.fleet import MIXED, TARGET_FROM_CONFIG, FleetSnapshot, NodeView
+from asrtop.fleet import (AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, TARGET_FROM_CONFIG, FleetSnapshot,
+                          NodeView)
 from asrtop.fleet_wording import OK, QUIET, RECREATE, model_line, state_counts, state_word
+from asrtop.traffic import REQUESTS_SOURCE_WORDS
 
 JSON_SCHEMA = 1
 SIM_MARK = "~"  # before GPU% and GPU MEM of a node whose GPU readings are simulated
-COLUMNS = ("NODE", "STATE", "WEIGHT", "BACKUP", "HEALTH", "INFL", "REQ/S", "5XX", "GPU%", "GPU MEM", "MODEL",
-           "AGENT")
+COLUMNS = ("NODE", "STATE", "WEIGHT", "BACKUP", "HEALTH", "INFL", "REQ/S", "5XX", "RESP", "GPU%", "GPU MEM",
+           "MODEL", "AGENT")
 
 
 def _gpu(view: NodeView) -> tuple[float | None, int | None, int | None]:
@@ -41,6 +43,29 @@ def _gib(n: int | None) -> str:
 
 def _num(v: float | int | None, fmt: str = "{}") -> str:
     return "-" if v is None else fmt.format(v)
+
+
+def _response(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
+
+
+def _agent_counted(view: NodeView) -> bool:
+    """Request figures the node's agent counted (the balancer counts none): marked, never passed off as the
+    balancer's."""
+    return view.requests_source == REQUESTS_FROM_AGENT
+
+
+def _request_cells(view: NodeView) -> tuple[str, str, str]:
+    """REQ/S, 5XX, RESP: AGENT_COUNTED_MARK before the known ones the agent counted."""
+    mark = AGENT_COUNTED_MARK if _agent_counted(view) else ""
+
+    def marked(cell: str) -> str:
+        return cell if cell == "-" else mark + cell
+
+    return (marked(_num(view.request_rate, "{:.1f}")), marked(_num(view.errors_5xx)),
+            marked(_response(view.response_seconds)))
 
 
 def _agent_cell(view: NodeView, now: float) -> str:
@@ -73,8 +98,7 @@ def rows(snap: FleetSnapshot) -> list[tuple[str, ...]]:
         pct = _num(None if util is None else util * 100, sim + "{:.0f}")
         backup = "-" if v.backup is None else ("yes" if v.backup else "no")
         out.append((v.name, state_word(v).text, _num(v.weight), backup, v.health, _num(v.in_flight),
-                    _num(v.request_rate, "{:.1f}"), _num(v.errors_5xx), pct,
-                    mem, _model_cell(v, target), _agent_cell(v, snap.taken_at)))
+                    *_request_cells(v), pct, mem, _model_cell(v, target), _agent_cell(v, snap.taken_at)))
     return out
 
 
@@ -110,6 +134,10 @@ def render_table(snap: FleetSnapshot) -> str:
     if simulated:
         lines.append(f"  {SIM_MARK}: simulated GPU readings, not a real GPU: "
                      + ("all nodes" if len(simulated) == len(snap.nodes) else ", ".join(simulated)))
+    counted = [v.name for v in snap.nodes if _agent_counted(v)]
+    if counted:
+        lines.append(f"  {AGENT_COUNTED_MARK}: {REQUESTS_SOURCE_WORDS[REQUESTS_FROM_AGENT]}: "
+                     + ("all nodes" if len(counted) == len(snap.nodes) else ", ".join(counted)))
     for n in snap.notes:
         lines.append(f"  note: {n}")
     lines.append(summary(snap))
@@ -139,6 +167,10 @@ def node_json(snap: FleetSnapshot, v: NodeView) -> dict[str, Any]:
         "in_flight": v.in_flight,
         "request_rate": v.request_rate,
         "errors_5xx_total": v.errors_5xx,
+        "errors_5xx_rate": v.errors_5xx_rate,
+        "response_seconds": v.response_seconds,
+        "audio_rate": v.audio_rate,
+        "requests_source": v.requests_source,  # "balancer" | "agent" (the balancer counts none) | null
         "gpu_utilization_ratio": util,
         "gpu_memory_used_bytes": used,
         "gpu_memory_total_bytes": total,

@@ -4,6 +4,7 @@ Measured (DESIGN.md, tests/benchmarks/bench_sources_agents.py): aiohttp with one
 full HTTP client here for a thousand origins. A slow or black-holed agent costs one semaphore slot for at
 most `timeout` seconds (shorter than the refresh interval), so it delays nobody else; its last good
 status is kept with the error next to it, and `fleet.merge` marks it stale after 3 missed intervals.
+Each agent's request counters are kept over a short window (asrtop.traffic) for its req/s, 5xx and latency.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from asrtop.agentstatus import StatusError, parse_status
 from asrtop.config import NodeConfig
 from asrtop.fleet import AgentReading
 from asrtop.sources.http import LoopSession
+from asrtop.traffic import CounterSample, counter_sample, slide, traffic
 
 STATUS_PATH = "/v1/status"
 _TIMED_OUT = "no answer within"
@@ -86,6 +88,8 @@ class AgentPoller:
         self._readings: dict[str, AgentReading] = {}
         self._urls: dict[str, str] = {}  # agent base URL -> status URL (built once)
         self._slow: set[str] = set()  # nodes that timed out last round: polled last
+        # node -> its agent's recent request counters (asrtop.traffic.slide): the rates span this window
+        self._windows: dict[str, tuple[CounterSample, ...]] = {}
 
     # -- session ----------------------------------------------------------------------------------
     def _new_session(self) -> aiohttp.ClientSession:
@@ -137,6 +141,7 @@ class AgentPoller:
         results = await asyncio.gather(*(self._poll_one(session, n, deadline) for n in targets))
         fresh = {n.name: r for n, r in zip(targets, results)}
         self._readings = fresh  # nodes no longer configured drop out with the round
+        self._windows = {name: w for name, w in self._windows.items() if name in fresh}
         self._slow = {name for name, r in fresh.items() if r.error is not None and r.error.startswith(_TIMED_OUT)}
         return dict(fresh)
 
@@ -152,6 +157,7 @@ class AgentPoller:
         prev = self._readings.get(node.name)
         if prev is not None and prev.url != agent:
             prev = None  # the node moved to another agent: its old status is not this one's
+            self._windows.pop(node.name, None)  # nor its counters
         loop = asyncio.get_running_loop()
         async with self._sem:
             if deadline - loop.time() < 0.001:
@@ -180,7 +186,8 @@ class AgentPoller:
                 raise
             except Exception as e:  # every transport failure is this node's error, never the round's
                 return self._failed(agent, prev, describe_error(e, self.timeout), time.perf_counter() - t0)
-        return AgentReading(agent, status, time.time(), None, latency)
+        window = self._windows[node.name] = slide(self._windows.get(node.name, ()), counter_sample(status))
+        return AgentReading(agent, status, time.time(), None, latency, traffic(window))
 
     async def _get(self, session: aiohttp.ClientSession, agent: str, budget: float) -> tuple[bytes, int]:
         async with session.get(self._status_url(agent), timeout=aiohttp.ClientTimeout(total=budget)) as resp:
@@ -191,7 +198,7 @@ class AgentPoller:
         if prev is None:
             return AgentReading(agent, None, None, error, None)
         # keep the last good status and when it was fetched; merge() decides when that is stale
-        return AgentReading(agent, prev.status, prev.fetched_at, error, prev.latency_seconds)
+        return AgentReading(agent, prev.status, prev.fetched_at, error, prev.latency_seconds, prev.traffic)
 
     # -- model files (TUI model view) -----------------------------------------------------------
     async def fetch_model_files(self, agent_url: str) -> list[dict] | str:

@@ -21,8 +21,11 @@ from asrtop.agentstatus import (
     ModelReading,
     RequestStats,
 )
+from asrtop.traffic import CounterSample
 
 REQUESTS_SUM = "asr_requests_sum"  # our name for sum by (instance) (asr_requests_total)
+REQUESTS_5XX = "asr_requests_5xx"  # our name for sum by (instance, class) (asr_requests_total{class="5xx"})
+SCRAPED_AT = "asr_scraped_at"  # our name for timestamp(asr_node_info ...): when the counters beside it were scraped
 Series = list[tuple[dict, float | None]]  # (labels, value) per series of one metric
 UNKNOWN = "?"  # model state of a node whose "ok" series is 0 and whose other state series were not asked for
 
@@ -163,8 +166,6 @@ class DetailPart(NamedTuple):
     process_cpu_ratio: float | None
     process_rss_bytes: int | None
     by_class: dict[str, int] | None  # requests per class; None: the agent counts no requests
-    latency_sum_seconds: float | None
-    audio_seconds_total: float | None
     bytes_received_total: int | None
     bytes_sent_total: int | None
     gpus: dict[str, dict[str, Any]]  # gpu label -> its detail readings (_gpu_details)
@@ -178,7 +179,9 @@ def _requests(metrics: Mapping[str, Series], in_flight: int | None, part: Detail
     return RequestStats(
         # the per-round sum when there is one (by_class is refreshed with the details, so it may lag)
         total=int(total) if total is not None else sum(by_class.values()), by_class=by_class or {},
-        in_flight=in_flight, latency_sum_seconds=part.latency_sum_seconds, audio_seconds_total=part.audio_seconds_total,
+        # per round, with the total: the window's latency and audio rates need them from the same scrape
+        in_flight=in_flight, latency_sum_seconds=_one(metrics, "asr_request_duration_seconds_sum"),
+        audio_seconds_total=_one(metrics, "asr_audio_seconds_total"),
         bytes_received_total=part.bytes_received_total, bytes_sent_total=part.bytes_sent_total,
     )
 
@@ -196,8 +199,6 @@ def detail_part(metrics: Mapping[str, Series]) -> DetailPart:
         process_cpu_ratio=_one(metrics, "asr_service_process_cpu_ratio"),
         process_rss_bytes=_int(_one(metrics, "asr_service_process_resident_memory_bytes")),
         by_class={labels.get("class", "?"): int(v) for labels, v in series if v is not None} if series else None,
-        latency_sum_seconds=_one(metrics, "asr_request_duration_seconds_sum"),
-        audio_seconds_total=_one(metrics, "asr_audio_seconds_total"),
         bytes_received_total=_int(_one(metrics, "asr_request_received_bytes_total")),
         bytes_sent_total=_int(_one(metrics, "asr_response_sent_bytes_total")),
         gpus=_gpu_details(metrics),
@@ -262,3 +263,15 @@ def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | N
         model=model if model is not None else model_reading(metrics),
         versions={"agent": version} if version else {},
     )
+
+
+
+def counters_of(metrics: Mapping[str, Series], scraped_at: float | None) -> CounterSample | None:
+    """The instance's request counters as Prometheus scraped them (for asrtop.traffic's window); None when the
+    agent counts no requests (no --proxy) or the scrape time is unknown."""
+    total = _one(metrics, REQUESTS_SUM)
+    if total is None or scraped_at is None:
+        return None
+    errors = _one(metrics, REQUESTS_5XX)  # no series: the agent never answered a 5xx (a series per class seen)
+    return CounterSample(scraped_at, int(total), int(errors or 0), _one(metrics, "asr_request_duration_seconds_sum"),
+                         _one(metrics, "asr_audio_seconds_total"))

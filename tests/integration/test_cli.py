@@ -180,6 +180,9 @@ def test_status_table_and_json(pair):
     nodes = {n["name"]: n for n in doc["nodes"]}
     assert nodes["n2"]["state"] == "MIXED" and nodes["n2"]["states"] == {"hx-a": "drain", "hx-b": "ready"}
     assert nodes["n3"]["weight"] == 4 and nodes["n1"]["in_flight"] == 0 and nodes["n1"]["backup"] is False
+    # HAProxy counts every server's requests: its figures, not an agent's, and no `*` legend in the table
+    assert (nodes["n1"]["requests_source"], nodes["n1"]["request_rate"]) == ("balancer", 0.0)
+    assert not any(ln.startswith("  *:") for ln in lines)
     assert doc["summary"]["states"]["MIXED"] == 1 and doc["summary"]["nodes"] == 3
     b.stop()
     p = run_cli(path, "status")  # one of the pair stopped: the table still prints, and the exit says so

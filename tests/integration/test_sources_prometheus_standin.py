@@ -66,20 +66,34 @@ async def wait_for(cond, timeout: float = 30.0):
         await asyncio.sleep(0.2)
 
 
+def advancing(node: SynthNode) -> SynthNode:
+    """Every scrape of the node's /metrics sees 3 more 2xx, 1 more 5xx, 6 s more latency, 40 s more audio."""
+    served = node.metrics_text
+
+    def metrics_text() -> str:
+        node.requests = {"2xx": node.requests["2xx"] + 3, "5xx": node.requests["5xx"] + 1}
+        node.latency_sum += 6.0
+        node.audio_seconds += 40.0
+        return served()
+    node.metrics_text = metrics_text  # type: ignore[method-assign]
+    return node
+
+
 async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_path):
     other = "f" * 64
     nodes_ = [SynthNode("asr-0", 0, in_flight=2, load1=0.5), SynthNode("asr-1", 1, sha256=other, in_flight=7),
               SynthNode("asr-2", 2, load1=3.0), SynthNode("asr-3", 3, model_state="hashing")]
     agents = [await StandIn(n).start() for n in nodes_]
+    busy = await StandIn(advancing(SynthNode("busy", 4))).start()  # request figures: see the end
     # asr-2 is configured without an agent URL: Prometheus finds it by asr_node_info{node}
     cfgs = [NodeConfig("asr-0", agent=agents[0].url), NodeConfig("asr-1", agent=agents[1].url + "/"),
             NodeConfig("asr-2"), NodeConfig("asr-3", agent=agents[3].url)]
     src = PrometheusSource("", refresh=2.0)
     direct = AgentPoller(refresh=2.0)
     try:
-        with prometheus(prometheus_bin, [f"127.0.0.1:{a.port}" for a in agents], tmp_path) as base:
+        with prometheus(prometheus_bin, [f"127.0.0.1:{a.port}" for a in (*agents, busy)], tmp_path) as base:
             src.url = base
-            await asyncio.to_thread(wait_scraped, base, 4)
+            await asyncio.to_thread(wait_scraped, base, 5)
             via_prom = await src.poll(cfgs)
             via_agents = await direct.poll([NodeConfig(n.name, agent=a.url) for n, a in zip(nodes_, agents)])
             assert set(via_prom) == {"asr-0", "asr-1", "asr-2", "asr-3"}
@@ -132,6 +146,24 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
                      for _ in range(DETAIL_SLICES)]
             assert temps[-1] == 77.0, temps
 
+            # request figures (what nginx does not count): each scrape's counters over asrtop.traffic's window,
+            # from the round's queries; the busy node's counters advance with every scrape, the others' stand still
+            busy_cfg = NodeConfig("busy", agent=busy.url)
+
+            async def rates():
+                r = await src.poll([busy_cfg, cfgs[1]])
+                return r if r["busy"].traffic is not None and r["busy"].traffic.request_rate else None
+            counted = await wait_for(rates)
+            t, still = counted["busy"].traffic, counted["asr-1"].traffic
+            assert t.request_rate > 0 and t.window_seconds > 0
+            assert t.errors_5xx_rate / t.request_rate == pytest.approx(0.25)
+            assert t.response_seconds == pytest.approx(6.0 / 4)
+            assert t.audio_rate / t.request_rate == pytest.approx(10.0)
+            assert (still.request_rate, still.errors_5xx_rate, still.audio_rate) == (0.0, 0.0, 0.0)
+            assert still.response_seconds is None  # nothing finished: no latency, not 0 s
+            view = merge([busy_cfg], counted, (), counted["busy"].fetched_at, 2.0).node("busy")
+            assert (view.requests_source, view.request_rate) == ("agent", t.request_rate)
+
             # an agent dies: Prometheus says up == 0; the last good status stays, with the error
             good = (await src.poll(cfgs))["asr-0"]
             await agents[0].stop()
@@ -156,6 +188,17 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
             ghost_cfg = NodeConfig("ghost", agent=f"http://127.0.0.1:{free_port()}")
             ghost = (await src.poll([*cfgs, ghost_cfg]))["ghost"]
             assert ghost.status is None and "no asr_* series" in ghost.error
+
+            async def first_round():  # a new source (a one-shot `asrtop status`): rates in its first round,
+                fresh = PrometheusSource(base, refresh=2.0)  # from the counters Prometheus had a window ago
+                try:
+                    r = (await fresh.poll([busy_cfg]))["busy"]
+                finally:
+                    await fresh.close()
+                return r if r.traffic is not None else None
+            seeded = (await wait_for(first_round)).traffic
+            assert seeded.window_seconds >= 10.0 and seeded.errors_5xx_rate / seeded.request_rate == pytest.approx(0.25)
+            assert seeded.response_seconds == pytest.approx(6.0 / 4)
         # Prometheus gone: every node keeps its last status and says why, in one line
         gone = await src.poll(cfgs)
         assert all(r.error and "Prometheus at" in r.error and "\n" not in r.error for r in gone.values())
@@ -163,7 +206,7 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
     finally:
         await src.close()
         await direct.close()
-        for a in agents:
+        for a in (*agents, busy):
             await a.stop()
 
 
@@ -177,3 +220,4 @@ async def test_not_a_prometheus_url_is_one_clear_line(tmp_path):
     finally:
         await src.close()
         await standin.stop()
+

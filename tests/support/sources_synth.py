@@ -31,6 +31,8 @@ class SynthNode:
     temperature: float = 61.0
     requests: dict = field(default_factory=lambda: {"2xx": 1200, "4xx": 3, "5xx": 1})
     collected_at: float | None = None
+    latency_sum: float = 610.2  # seconds over all requests so far
+    audio_seconds: float = 5400.5
 
     def status_body(self) -> dict:
         now = self.collected_at if self.collected_at is not None else time.time()
@@ -58,7 +60,7 @@ class SynthNode:
                 "in_flight": self.in_flight, "in_flight_source": "proxy",
                 "requests": {"total": total, "by_class": dict(self.requests), "in_flight": self.in_flight,
                              "latency_p50_seconds": 0.42, "latency_p95_seconds": 1.31,
-                             "latency_sum_seconds": 610.2, "audio_seconds_total": 5400.5,
+                             "latency_sum_seconds": self.latency_sum, "audio_seconds_total": self.audio_seconds,
                              "bytes_received_total": 98_000_000, "bytes_sent_total": 1_200_000},
             },
             "model": {"state": self.model_state, "sha256": self.sha256, "files": 12, "bytes": 1_986_000_000,
@@ -96,11 +98,11 @@ class SynthNode:
             "# TYPE asr_request_duration_seconds histogram",
             *(f'asr_request_duration_seconds_bucket{{le="{le}"}} {int(sum(self.requests.values()) * f)}'
               for le, f in (("0.1", 0.1), ("0.5", 0.55), ("1.0", 0.9), ("2.5", 0.99), ("+Inf", 1.0))),
-            f"asr_request_duration_seconds_sum 610.2",
+            f"asr_request_duration_seconds_sum {self.latency_sum}",
             f"asr_request_duration_seconds_count {sum(self.requests.values())}",
             "asr_request_received_bytes_total 98000000",
             "asr_response_sent_bytes_total 1200000",
-            "asr_audio_seconds_total 5400.5",
+            f"asr_audio_seconds_total {self.audio_seconds}",
             f'asr_model_info{{sha256="{self.sha256}"}} 1',
             f'asr_model_dir_info{{path="/models/Fun-ASR-Nano-2512",sha256="{self.sha256}"}} 1',
             "asr_model_files 12",

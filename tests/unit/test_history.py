@@ -6,7 +6,8 @@ import pytest
 
 from asrtop.agentstatus import parse_status
 from asrtop.config import NodeConfig
-from asrtop.fleet import AgentReading, merge
+from asrtop.balancers.base import AdminState, Health, ServerState
+from asrtop.fleet import AgentReading, AgentTraffic, BalancerReading, merge
 from asrtop.history import FleetHistory
 from support.sources_synth import SynthNode
 
@@ -46,15 +47,32 @@ def test_unavailable_is_none_not_zero():
     assert h.series("a", "gpu_mem")[0] == pytest.approx(9 / 24)
 
 
-def test_request_rate_derived_from_agent_counter():
+def test_nginx_node_history_fills_from_the_agents_window():
+    """No balancer counts this node's requests (nginx): req/s and 5xx/s are the agent's rates over the
+    poller's window (AgentTraffic), from the first snapshot that has them; unknown stays None."""
     h = FleetHistory(capacity=10)
-    a = SynthNode("a", requests={"2xx": 100})
-    h.record(snap(10.0, {"a": a}))
-    a.requests = {"2xx": 130}
-    h.record(snap(12.0, {"a": a}))
-    a.requests = {"2xx": 5}  # agent restarted: counter went back, no negative rate
-    h.record(snap(13.0, {"a": a}))
-    assert h.series("a", "req_rate") == [None, pytest.approx(15.0), None]
+    cfg = NodeConfig("a", agent="http://127.0.0.1:1/a")
+    status = parse_status(SynthNode("a", requests={"2xx": 100, "5xx": 4}).status_body())
+    for t, traffic in ((10.0, None), (11.0, AgentTraffic(2.5, 0.5, 1.8, 20.0, 10.0)),
+                       (12.0, AgentTraffic(1.0, 0.0, None, 8.0, 10.0))):
+        h.record(merge([cfg], {"a": AgentReading(cfg.agent, status, t, traffic=traffic)}, (), t, 1.0))
+    assert h.series("a", "req_rate") == [None, 2.5, 1.0]
+    assert h.series("a", "err_rate") == [None, 0.5, 0.0]
+    assert h.fleet_series("req_rate") == [None, 2.5, 1.0]
+
+
+def test_balancer_counted_node_keeps_the_balancers_figures():
+    """HAProxy counts the node's requests: its rate is the history's; 5xx/s is the change of its 5xx total
+    between snapshots (a counter that goes back, e.g. a reload, gives no rate, never a negative one)."""
+    h = FleetHistory(capacity=10)
+    cfg = NodeConfig("a", agent="http://127.0.0.1:1/a", address="127.0.0.1:9")
+    status = parse_status(SynthNode("a", requests={"2xx": 100, "5xx": 50}).status_body())
+    for t, rate, errors in ((10.0, 3.0, 7), (12.0, 4.0, 11), (13.0, 4.0, 2)):
+        server = ServerState("a", "127.0.0.1", 9, 1, False, AdminState.READY, Health.UP, 0, 0, rate, 500, errors)
+        h.record(merge([cfg], {"a": AgentReading(cfg.agent, status, t, traffic=AgentTraffic(9.0, 9.0))},
+                       [BalancerReading("hx", "haproxy", (server,))], t, 1.0))
+    assert h.series("a", "req_rate") == [3.0, 4.0, 4.0]
+    assert h.series("a", "err_rate") == [None, 2.0, None]
 
 
 def test_fleet_totals_sum_counts_and_average_ratios():

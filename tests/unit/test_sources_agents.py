@@ -341,3 +341,27 @@ def test_poller_survives_a_new_event_loop_per_round():
     finally:
         box["loop"].call_soon_threadsafe(box["stop"].set)
         t.join(10)
+
+
+async def test_request_rates_from_the_agents_counters_over_a_window(agents, poller):
+    """nginx counts nothing per server: the poller turns the agent's totals into req/s, 5xx/s and latency
+    over its recent answers, keeps them through a failed poll, and restarts them when the agent restarts."""
+    (a,) = await agents(1)
+    nodes = [NodeConfig("a", agent=a.url)]
+    a.node.collected_at, a.node.requests, a.node.latency_sum = 100.0, {"2xx": 40, "5xx": 2}, 80.0
+    assert (await poller.poll(nodes))["a"].traffic is None  # one answer spans no time
+    a.node.collected_at, a.node.requests, a.node.latency_sum = 102.0, {"2xx": 46, "5xx": 4}, 92.0
+    a.node.audio_seconds += 30.0
+    t = (await poller.poll(nodes))["a"].traffic
+    assert (t.request_rate, t.errors_5xx_rate, t.window_seconds) == (4.0, 1.0, 2.0)
+    assert t.response_seconds == pytest.approx(12.0 / 8) and t.audio_rate == pytest.approx(15.0)
+    a.mode = "http_500"
+    failed = (await poller.poll(nodes))["a"]
+    assert failed.error and failed.traffic == t  # kept with the last good status; merge() ages it out
+    a.mode = "good"
+    a.node.collected_at, a.node.requests = 103.0, {"2xx": 1}  # restarted: totals went down
+    assert (await poller.poll(nodes))["a"].traffic is None  # never a negative rate
+    a.node.collected_at, a.node.requests = 105.0, {"2xx": 5}
+    assert (await poller.poll(nodes))["a"].traffic.request_rate == 2.0
+    view = merge(nodes, poller.readings, (), 105.0, 2.0).node("a")
+    assert (view.requests_source, view.request_rate) == ("agent", 2.0)

@@ -6,16 +6,19 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from asrtop.agentstatus import parse_status
-from asrtop.sources.prometheus import DETAIL_SERIES, QUERIES, instance_of_url
+from asrtop.sources.prometheus import DETAIL_SERIES, FAST_SERIES, QUERIES, instance_of_url
 from asrtop.sources.prometheus_build import (
+    REQUESTS_5XX,
     REQUESTS_SUM,
     UNKNOWN,
     build_status,
+    counters_of,
     detail_part,
     group_by_instance,
     model_reading,
     model_state_of,
 )
+from asrtop.traffic import CounterSample
 from support.sources_synth import SynthNode
 
 
@@ -100,3 +103,20 @@ def test_model_state_of_the_per_round_series():
     assert model_state_of([({"state": "ok"}, 0.0), ({"state": "error"}, 1.0)]) == "error"
     assert model_state_of([({"state": "ok"}, 0.0)]) is UNKNOWN  # left "ok": looked up with the node's details
     assert model_state_of([]) is None
+
+
+
+def test_request_counters_of_each_scrape():
+    """The per-round series carry each scrape's request counters (the sum over classes, the 5xx sum, latency
+    and audio totals): asrtop.traffic's window turns them into rates, as for the agents polled directly."""
+    node = SynthNode("gpu-1", requests={"2xx": 40, "4xx": 2})
+    metrics = group_by_instance(vector(node.metrics_text(), "h:1"))["h:1"]
+    metrics[REQUESTS_SUM] = [({"instance": "h:1"}, 42.0)]
+    assert counters_of(metrics, 7.0) == CounterSample(7.0, 42, 0, 610.2, 5400.5)  # no 5xx series: none so far
+    metrics[REQUESTS_5XX] = [({"instance": "h:1", "class": "5xx"}, 3.0)]
+    assert counters_of(metrics, 7.0).errors_5xx == 3
+    assert counters_of(metrics, None) is None  # no scrape time: no span to divide by
+    del metrics[REQUESTS_SUM]
+    assert counters_of(metrics, 7.0) is None  # the agent counts no requests (no --proxy)
+    fast = {f"asr_{n}" for n in FAST_SERIES.split("|")}
+    assert {"asr_request_duration_seconds_sum", "asr_audio_seconds_total"} <= fast  # every round, with the total

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from asrtop.agentstatus import AgentStatus, AsrReading, GpuReading, HostReading, ModelReading
+from dataclasses import replace
+
+from asrtop.agentstatus import AgentStatus, AsrReading, GpuReading, HostReading, ModelReading, RequestStats
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import NodeConfig
-from asrtop.fleet import AgentReading, BalancerReading, merge
-from asrtop.status_report import render_table, rows, status_json
+from asrtop.fleet import AgentReading, AgentTraffic, BalancerReading, merge
+from asrtop.status_report import COLUMNS, render_table, rows, status_json
 
 GIB = 1024 ** 3
 NOW = 100.0
@@ -32,7 +34,7 @@ def snap(sources: dict[str, str | None]):
 
 def gpu_cells(s, name):
     row = next(r for r in rows(s) if r[0] == name)
-    return row[8], row[9]  # GPU%, GPU MEM
+    return row[COLUMNS.index("GPU%")], row[COLUMNS.index("GPU MEM")]
 
 
 def test_simulated_gpu_values_are_marked_and_explained():
@@ -51,3 +53,42 @@ def test_all_simulated_and_none_simulated():
                                                                                         "b": "simulated"}))
     real = render_table(snap({"a": "nvml", "b": "nvml"}))
     assert "~" not in real and "simulated" not in real
+
+
+def request_cells(s, name):
+    row = next(r for r in rows(s) if r[0] == name)
+    return tuple(row[COLUMNS.index(c)] for c in ("REQ/S", "5XX", "RESP"))
+
+
+def test_agent_counted_request_figures_are_marked_explained_and_in_the_json():
+    """nginx counts nothing per server: the agents' figures fill REQ/S, 5XX and RESP, marked `*`, with one
+    legend line; a node the balancer counts (HAProxy) keeps the balancer's figures, unmarked."""
+    counted = RequestStats(total=90, by_class={"2xx": 87, "5xx": 3})
+    nodes = [NodeConfig(n, agent=f"http://127.0.0.1:{20000 + i}") for i, n in enumerate(("ngx-1", "ngx-2", "hx-1"))]
+    agents = {}
+    for cfg, traffic in zip(nodes, (AgentTraffic(2.5, 0.1, 1.84, 30.0, 10.0), AgentTraffic(0.0, 0.0, None, 0.0, 10.0),
+                                    AgentTraffic(9.0, 9.0, 9.0, 9.0, 10.0))):
+        st = replace(status(cfg.name, "nvml"), asr=AsrReading(requests=counted))
+        agents[cfg.name] = AgentReading(cfg.agent, st, NOW, traffic=traffic)
+
+    def server(name, port, **counts):
+        return ServerState(name, "127.0.0.1", port, 1, False, AdminState.READY, Health.UP, 0, **counts)
+    ngx = BalancerReading("ngx", "nginx", (server("ngx-1", 1), server("ngx-2", 2)))
+    hx = BalancerReading("hx", "haproxy", (server("hx-1", 3, request_rate=4.0, requests_total=10,
+                                                  errors_5xx_total=1, avg_response_seconds=0.25),))
+    s = merge(nodes, agents, [ngx, hx], NOW)
+    assert request_cells(s, "ngx-1") == ("*2.5", "*3", "*1.8s")
+    assert request_cells(s, "ngx-2") == ("*0.0", "*3", "-")  # nothing finished in the window: no latency
+    assert request_cells(s, "hx-1") == ("4.0", "1", "250ms")
+    legend = [ln for ln in render_table(s).splitlines() if ln.startswith("  *:")]
+    assert legend == ["  *: counted by the node's agent (the balancer counts no requests): ngx-1, ngx-2"]
+    doc = {n["name"]: n for n in status_json(s, "lab")["nodes"]}
+    picked = {k: doc["ngx-1"][k] for k in ("request_rate", "errors_5xx_total", "errors_5xx_rate", "response_seconds",
+                                           "audio_rate", "requests_source")}
+    assert picked == {"request_rate": 2.5, "errors_5xx_total": 3, "errors_5xx_rate": 0.1, "response_seconds": 1.84,
+                      "audio_rate": 30.0, "requests_source": "agent"}
+    # the balancer's figures where it counts; audio seconds only an agent knows
+    assert (doc["hx-1"]["requests_source"], doc["hx-1"]["request_rate"], doc["hx-1"]["errors_5xx_rate"],
+            doc["hx-1"]["audio_rate"]) == ("balancer", 4.0, None, 9.0)
+    # no agent-counted figure, no legend
+    assert "*" not in render_table(merge(nodes[2:], agents, [hx], NOW))

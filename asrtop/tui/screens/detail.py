@@ -17,6 +17,7 @@ from asrtop.control.model import ACTION_KINDS
 from asrtop.control.audit import AuditEntry
 from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, NodeView
 from asrtop.history import FleetHistory
+from asrtop.traffic import REQUESTS_SOURCE_WORDS
 from asrtop.tui.format import DIM, bar, bar_style, human_bytes, rate, seconds, sparkline, state_cell
 from asrtop.tui.widgets.keybar import KeyBar
 
@@ -84,6 +85,7 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
     # near their top, and on a 0..max scale that is a row of solid blocks with no shape.
     for label, name, fmt in (("in-flight", "in_flight", lambda v: f"{v:.0f}"),
                              ("req/s", "req_rate", rate),
+                             ("5xx/s", "err_rate", rate),
                              ("GPU util", "gpu_util", lambda v: f"{sim}{v * 100:.0f}%"),
                              ("GPU memory", "gpu_mem", lambda v: f"{sim}{v * 100:.0f}%")):
         series = history.series(node.name, name)[-width:]
@@ -94,6 +96,8 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
         t.append(sparkline(series, width, max(known) if known else None, min(known) if known else 0.0), "cyan")
         lo, hi = (min(known), max(known)) if known else (None, None)
         t.append(("" if lo is None else f"  {fmt(lo)}" if lo == hi else f"  {fmt(lo)}–{fmt(hi)}") + "\n", DIM)
+    if node.requests_source is not None:  # who counted the request figures (nginx counts none: the agent)
+        t.append(f"  {'req/s, 5xx/s':<13}{REQUESTS_SOURCE_WORDS[node.requests_source]}\n", DIM)
 
     head("GPUs")
     if st is None:
