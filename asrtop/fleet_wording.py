@@ -125,3 +125,14 @@ def _names(names: Iterable[str]) -> str:
     names = list(names)
     more = f" and {len(names) - NAMED} more" if len(names) > NAMED else ""
     return ", ".join(names[:NAMED]) + more
+
+
+def rate_text(v: float | None, unknown: str = "—") -> str:
+    """A per-second rate as the console and `status` both write it: '12', '3', '2.5'; one decimal only below
+    10 and only when it is not '.0' ('0.0' stays for a rate that rounds to nothing: some traffic, not none)."""
+    if v is None:
+        return unknown
+    if v >= 10 or v == 0:
+        return f"{v:.0f}"
+    one = f"{v:.1f}"
+    return one[:-2] if one.endswith(".0") and one != "0.0" else one

@@ -10,7 +10,7 @@ from typing import Any
 
 from asrtop.fleet import (AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, TARGET_FROM_CONFIG, FleetSnapshot,
                           NodeView)
-from asrtop.fleet_wording import OK, QUIET, RECREATE, model_line, state_counts, state_word
+from asrtop.fleet_wording import OK, QUIET, RECREATE, model_line, rate_text, state_counts, state_word
 from asrtop.traffic import REQUESTS_SOURCE_WORDS
 
 JSON_SCHEMA = 1
@@ -64,7 +64,7 @@ def _request_cells(view: NodeView) -> tuple[str, str, str]:
     def marked(cell: str) -> str:
         return cell if cell == "-" else mark + cell
 
-    return (marked(_num(view.request_rate, "{:.1f}")), marked(_num(view.errors_5xx)),
+    return (marked(rate_text(view.request_rate, "-")), marked(_num(view.errors_5xx)),
             marked(_response(view.response_seconds)))
 
 

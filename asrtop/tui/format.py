@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from asrtop.fleet import AGENT_COUNTED_MARK, REQUESTS_FROM_AGENT, FleetSnapshot, ModelGroup, NodeView
-from asrtop.fleet_wording import state_word
+from asrtop.fleet_wording import rate_text, state_word
 from asrtop.modelfiles import human_bytes  # noqa: F401  (the console's byte wording, shared with the model guard)
 
 # (text, rich style), or (text, style, accent): a bar cell whose figure after the bar (text[BAR_WIDTH:]) also
@@ -221,14 +221,8 @@ def age(v: float | None) -> str:
 
 
 def rate(v: float | None) -> str:
-    """'12', '3', '2.5'; one decimal only below 10 and only when it is not '.0' ('0.0' stays for a rate
-    that rounds to nothing: some traffic, not none)."""
-    if v is None:
-        return "—"
-    if v >= 10 or v == 0:
-        return f"{v:.0f}"
-    one = f"{v:.1f}"
-    return one[:-2] if one.endswith(".0") and one != "0.0" else one
+    """'12', '3', '2.5' (asrtop.fleet_wording.rate_text: `status` writes rates the same way)."""
+    return rate_text(v)
 
 
 def short_digest(d: str | None) -> str:

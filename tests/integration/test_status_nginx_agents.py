@@ -87,6 +87,11 @@ def test_status_shows_the_agents_request_figures_for_an_nginx_fleet(tmp_path, ng
                 text, js = (r.result() for r in runs)
                 stop.set()
                 codes = load.result()
+        # nginx stopped, its agents still answer: `status` must not pass (issue 12: it printed "1/1 reachable")
+        down = subprocess.run(asrtop_argv(path, "status"), capture_output=True, text=True, timeout=60)
+    assert down.returncode == 5, (down.stdout, down.stderr)
+    assert down.stderr.startswith("asrtop: no balancer could be read: ngx: nginx is not running"), down.stderr
+    assert "  ngx: UNREACHABLE: nginx is not running" in down.stdout
     assert 200 in codes and 500 in codes, codes[:20]
     assert text.returncode == 0 and js.returncode == 0, text.stderr + js.stderr
     doc = {n["name"]: n for n in json.loads(js.stdout)["nodes"]}
@@ -106,5 +111,5 @@ def test_status_shows_the_agents_request_figures_for_an_nginx_fleet(tmp_path, ng
         assert req.startswith("*") and float(req[1:]) > 0, lines
         assert err.startswith("*") and resp.startswith("*") and resp.endswith("s"), lines
     assert cell(lines[0], rows["asr-2"], "5XX") != "*0" and cell(lines[0], rows["asr-1"], "5XX") == "*0"
-    assert cell(lines[0], rows["asr-3"], "REQ/S") == "*0.0" and cell(lines[0], rows["asr-3"], "RESP") == "-"
+    assert cell(lines[0], rows["asr-3"], "REQ/S") == "*0" and cell(lines[0], rows["asr-3"], "RESP") == "-"
     assert "  *: counted by the node's agent (the balancer counts no requests): all nodes" in lines
