@@ -53,7 +53,7 @@ def test_a_running_re_create_says_so_instead_of_maint():
     why = "`asrtop backup node-2 on` re-creates its server on hx-a"
     snap = fleet([server("node-1"), server("node-2", AdminState.MAINT, Health.PAUSED)], changing={"node-2": why})
     n2 = snap.node("node-2")
-    assert n2.changing == why and state_word(n2).text == "re-create" and state_cell(n2)[0] == "re-create"
+    assert n2.changing == why and state_word(n2).text == "re-create" and state_cell(n2)[0] == "renew"  # 5 wide
     assert summary(snap).startswith("2 nodes (1 ready, 1 re-create)")
     assert f"  node-2: re-create: {why}" in render_table(snap)
     assert status_json(snap, "lab")["nodes"][1]["changing"] == why
