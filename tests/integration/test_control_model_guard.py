@@ -83,7 +83,7 @@ def test_pinned_target_treats_node_2_as_right(demo_cluster, tmp_path):
 
     s = asyncio.run(snap())
     badge, _ = model_badge(summarize(s))
-    assert badge == f"3 nodes differ from model (pinned) {odd[:7]}!"
+    assert badge == f"1 of 4 nodes on model {odd[:7]} (pinned), 3 differ!"
     assert model_facts(s).target == odd
     text = render_models(s, {}, False).plain
     assert f"Target model (cluster.model_sha256): {odd}" in text and "3 node(s) differ from the target" in text

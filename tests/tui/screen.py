@@ -64,3 +64,12 @@ def plan_shown(app) -> bool:
     from asrtop.tui.screens.confirm import ConfirmScreen
 
     return isinstance(app.screen, ConfirmScreen) and not app.screen.pending
+
+
+async def run_from_palette(pilot, command: str) -> None:
+    """Open the command palette (ctrl+p), type `command` and run the first match, as an operator would."""
+    await pilot.press("ctrl+p")
+    await pilot.pause(0.2)
+    await pilot.press(*command)
+    await pilot.pause(0.5)
+    await pilot.press("enter")

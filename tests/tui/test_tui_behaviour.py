@@ -3,7 +3,7 @@
 import asyncio
 
 from fakes import DIGEST_A, DIGEST_B, FakeAudit, FakeController, FakeFleet, FakeRecovery
-from screen import plan_shown, screen_text, wait_for
+from screen import plan_shown, run_from_palette, screen_text, wait_for
 
 from asrtop.balancers.base import AdminState
 from asrtop.control import Action, Controller
@@ -366,11 +366,7 @@ async def test_command_palette_runs_an_action():
     app, _, ctl = make()
     async with app.run_test(size=(100, 30)) as pilot:
         await started(pilot, app)
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
-        await pilot.press(*"maint selected")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await run_from_palette(pilot, "maint selected")
         await wait_for(pilot, lambda: plan_shown(app), what="confirmation from the palette")
         assert "Maintenance for node-1?" in screen_text(app)
         await pilot.press("y")
@@ -487,11 +483,7 @@ async def test_palette_recovers_interrupted_changes_after_a_confirmation():
     async with app.run_test(size=(120, 30)) as pilot:
         await started(pilot, app)
         assert "interrupted: `asrtop backup node-2 on`" in screen_text(app)  # the notes line
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
-        await pilot.press(*"recover interrupted")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await run_from_palette(pilot, "recover interrupted")
         await wait_for(pilot, lambda: plan_shown(app), what="the recovery's plan")
         text = screen_text(app)
         assert "Recover interrupted changes?" in text and "would complete `asrtop backup node-2 on`" in text

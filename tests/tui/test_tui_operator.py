@@ -5,7 +5,7 @@ palette's Screenshot (11), node detail and help cosmetics (12). Pilot and pure r
 from dataclasses import replace
 
 from fakes import FakeAudit, FakeController, FakeFleet
-from screen import plan_shown, screen_lines, screen_text, wait_for
+from screen import plan_shown, run_from_palette, screen_lines, screen_text, wait_for
 
 from asrtop.balancers.base import AdminState
 from asrtop.history import FleetHistory
@@ -110,11 +110,7 @@ async def test_palette_screenshot_is_saved_without_a_downloads_folder(tmp_path, 
     app, _, _, told = make()
     async with app.run_test(size=(100, 30)) as pilot:
         await started(pilot, app)
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
-        await pilot.press(*"Screenshot")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
+        await run_from_palette(pilot, "Screenshot")
         await wait_for(pilot, lambda: any(t == "Screenshot" for _, t in told), what="screenshot toast")
     assert [m for m, t in told if t == "Screenshot"][0].startswith("Saved screenshot")
     shots = list(work.glob("*.svg"))
