@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -11,6 +12,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+
+# A shell starts a background job (`cmd &` without job control) with SIGINT ignored, and Python then keeps it
+# ignored: Ctrl+C tests would see no KeyboardInterrupt, and the asrtop processes they start would inherit the
+# ignore. Run as from a terminal, whoever started pytest.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REQUIRE_BINARIES = os.environ.get("ASRTOP_REQUIRE_BINARIES") == "1" or os.environ.get("CI") == "true"
 
