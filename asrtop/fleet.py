@@ -60,6 +60,11 @@ class BalancerReading:
     def reachable(self) -> bool:
         return self.error is None
 
+    @property
+    def problem(self) -> str | None:
+        """The error without the adapter's own leading "<name>: " (the console and `status` name it once)."""
+        return None if self.error is None else self.error.removeprefix(self.name + ": ")
+
 
 @dataclass(frozen=True)
 class NodeView:

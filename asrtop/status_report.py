@@ -128,8 +128,7 @@ def render_table(snap: FleetSnapshot) -> str:
             lines.append(f"  {v.name}: {RECREATE}: {v.changing}")
     for b in snap.balancers:
         if not b.reachable:
-            error = b.error or ""  # adapters name themselves: say the name once
-            lines.append(f"  {b.name}: UNREACHABLE: {error.removeprefix(b.name + ': ')}")
+            lines.append(f"  {b.name}: UNREACHABLE: {b.problem}")
     simulated = [v.name for v in snap.nodes if _simulated(v)]
     if simulated:
         lines.append(f"  {SIM_MARK}: simulated GPU readings, not a real GPU: "

@@ -204,7 +204,7 @@ class AsrtopApp(App):
         for b in snap.balancers:
             prev = self._balancer_errors.get(b.name)
             if b.error and b.error != prev:
-                self.notify(f"balancer {b.name}: {b.error}", severity="error", timeout=8)
+                self.notify(f"balancer {b.name}: {b.problem}", severity="error", timeout=8)
             elif not b.error and prev:
                 self.notify(f"balancer {b.name} is reachable again")
             self._balancer_errors[b.name] = b.error

@@ -92,3 +92,15 @@ def test_agent_counted_request_figures_are_marked_explained_and_in_the_json():
             doc["hx-1"]["audio_rate"]) == ("balancer", 4.0, None, 9.0)
     # no agent-counted figure, no legend
     assert "*" not in render_table(merge(nodes[2:], agents, [hx], NOW))
+
+
+def test_an_unreachable_balancer_is_named_once():
+    """Adapters start their errors with their own name; `status` and the console's toast say it once."""
+    from asrtop.fleet import BalancerReading, merge
+    from asrtop.status_report import render_table
+
+    down = BalancerReading("ngx", "nginx", (), "ngx: nginx is not running: no process 7 from /run/nginx.pid")
+    assert down.problem == "nginx is not running: no process 7 from /run/nginx.pid"
+    assert BalancerReading("ngx", "nginx").problem is None
+    text = render_table(merge([], {}, [down], 0.0))
+    assert "  ngx: UNREACHABLE: nginx is not running: no process 7 from /run/nginx.pid" in text.splitlines()
