@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prometheus", metavar="URL", help="read node facts from this Prometheus instead of polling agents")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    s = sub.add_parser("status", help="print the fleet once (table, or --json)")
+    s = sub.add_parser("status", help="print the fleet once (table, or --json)",
+                       description="Print the fleet once: one row per node, notes, one summary line.",
+                       epilog="Exit codes: 0 printed (what it found, e.g. a DOWN node, a model that differs or a "
+                              "node no balancer knows, is in the table and the notes); 5 a balancer could not be "
+                              "read, or the node-facts Prometheus could not be queried (the table is still "
+                              "printed, one line on stderr says which); 2 bad input or cluster file.")
     _common(s)
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--prometheus", metavar="URL", default=argparse.SUPPRESS,

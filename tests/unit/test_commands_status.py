@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from support.netutil import free_port
 
 from asrtop.cli import main
@@ -23,3 +25,10 @@ def test_status_with_prometheus_unreachable_says_why_and_exits_5(tmp_path, capsy
     assert main(["--config", str(cfg), "status", "--json", "--prometheus", prom]) == UNREACHABLE
     doc = json.loads(capsys.readouterr().out)
     assert doc["facts_error"].startswith(f"Prometheus at {prom}: ")
+
+
+def test_status_help_says_what_its_exit_codes_mean(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["status", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0 and "Exit codes: 0 printed" in out and "5 a balancer could not be read" in out
