@@ -253,7 +253,8 @@ class DemoCluster:
     def _start_haproxy(self, binary: str) -> None:
         self.prometheus_exporter = has_prometheus_exporter(binary)
         cfg = render_config([ServerSpec(n.name, n.port, n.weight, n.backup) for n in self.nodes], self.haproxy_port,
-                            self.admin_socket, self.stats_port, self.prometheus_exporter, self.check_inter_ms)
+                            self.admin_socket, self.stats_port, self.prometheus_exporter, self.check_inter_ms,
+                            state_file=str(self.workdir / "server-state"))
         path = self.workdir / "haproxy.cfg"
         path.write_text(cfg)
         check = subprocess.run([binary, "-c", "-q", "-f", str(path)], capture_output=True, text=True, timeout=10)

@@ -94,3 +94,16 @@ def test_sigterm_during_headless_prints_the_report_then_130(demo_cluster, capsys
     lines = out.splitlines()
     assert lines[0].startswith("load: ") and "at concurrency 2" in lines[0]
     assert {ln.split()[0] for ln in lines if ln.startswith("node-")} == {n.name for n in demo_cluster.nodes}
+
+
+def test_the_demo_keeps_a_drain_across_a_reload(demo_cluster):
+    """The demo's HAProxy loads a server-state-file, so the demo shows what a well-set balancer says (no "drain
+    is lost on a reload" on every action) and asrtop keeps that file current."""
+    from support.control_cluster import run_cli
+
+    cfg = (demo_cluster.workdir / "haproxy.cfg").read_text()
+    assert f"server-state-file {demo_cluster.workdir / 'server-state'}" in cfg
+    p = run_cli(demo_cluster.config_path, "drain", "node-1", "--dry-run")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout + p.stderr
+    assert "drain survives a reload (server-state-file" in out and "is lost on a reload" not in out, out
