@@ -113,7 +113,7 @@ async def _status(args: Any, config, balancers) -> int:
     if unread:
         what = ("no balancer could be read" if len(unread) == len(snap.balancers)
                 else f"{len(unread)} of {len(snap.balancers)} balancers could not be read")
-        _err(f"{what}: " + "; ".join(f"{b.name}: {one_line(b.error or '', b.name)}" for b in unread))
+        _err(f"{what}: " + "; ".join(f"{b.name}: {one_line(b.problem or '')}" for b in unread))
         return UNREACHABLE
     facts = facts_unavailable(snap)  # Prometheus unreachable: every AGENT would read "down" for no given reason
     if facts:

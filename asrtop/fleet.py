@@ -157,6 +157,12 @@ class NodeView:
         return None
 
     @property
+    def agent_counted(self) -> bool:
+        """Its request figures are the agent's (the balancer counts none): marked, never passed off as the
+        balancer's."""
+        return self.requests_source == REQUESTS_FROM_AGENT
+
+    @property
     def request_rate(self) -> float | None:
         """Requests/s: summed over the balancers that count them, else the agent's rate."""
         vals = [s.request_rate for s in self.servers.values() if s.request_rate is not None]
@@ -280,6 +286,11 @@ class FleetSnapshot:
         if target is None and len(digests) <= 1:
             return ()
         return tuple(n.name for n in self.nodes if n.model_digest is not None and n.model_digest != target)
+
+    @functools.cached_property  # the table's labels, the header and `status`'s legend all ask
+    def nodes_agent_counted(self) -> tuple[str, ...]:
+        """Nodes whose request figures their agents counted (NodeView.agent_counted)."""
+        return tuple(n.name for n in self.nodes if n.agent_counted)
 
     def nodes_model_unknown(self) -> tuple[str, ...]:
         """Nodes whose digest cannot be compared: no agent answer, hashing, missing, error. Never "same"."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from array import array
 
-from asrtop.fleet import REQUESTS_FROM_AGENT, FleetSnapshot, NodeView
+from asrtop.fleet import FleetSnapshot, NodeView
 from asrtop.traffic import counter_rate
 
 # req_rate and err_rate (5xx answers/s) are the figures NodeView shows, whoever counted them (balancer or agent)
@@ -69,7 +69,7 @@ class FleetHistory:
     def _err_rate(ring: _NodeRing, n: NodeView, at: float) -> float:
         """5xx answers/s: the agent's rate over its window, else the change of the balancers' 5xx total since
         the last snapshot (HAProxy counts them but gives no rate)."""
-        if n.requests_source == REQUESTS_FROM_AGENT:
+        if n.agent_counted:
             ring.prev_5xx = ring.prev_at = None
             rate = n.errors_5xx_rate
         else:

@@ -51,15 +51,9 @@ def _response(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
 
 
-def _agent_counted(view: NodeView) -> bool:
-    """Request figures the node's agent counted (the balancer counts none): marked, never passed off as the
-    balancer's."""
-    return view.requests_source == REQUESTS_FROM_AGENT
-
-
 def _request_cells(view: NodeView) -> tuple[str, str, str]:
     """REQ/S, 5XX, RESP: AGENT_COUNTED_MARK before the known ones the agent counted."""
-    mark = AGENT_COUNTED_MARK if _agent_counted(view) else ""
+    mark = AGENT_COUNTED_MARK if view.agent_counted else ""
 
     def marked(cell: str) -> str:
         return cell if cell == "-" else mark + cell
@@ -133,7 +127,7 @@ def render_table(snap: FleetSnapshot) -> str:
     if simulated:
         lines.append(f"  {SIM_MARK}: simulated GPU readings, not a real GPU: "
                      + ("all nodes" if len(simulated) == len(snap.nodes) else ", ".join(simulated)))
-    counted = [v.name for v in snap.nodes if _agent_counted(v)]
+    counted = snap.nodes_agent_counted
     if counted:
         lines.append(f"  {AGENT_COUNTED_MARK}: {REQUESTS_SOURCE_WORDS[REQUESTS_FROM_AGENT]}: "
                      + ("all nodes" if len(counted) == len(snap.nodes) else ", ".join(counted)))

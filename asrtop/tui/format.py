@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from asrtop.fleet import AGENT_COUNTED_MARK, REQUESTS_FROM_AGENT, FleetSnapshot, ModelGroup, NodeView
+from asrtop.fleet import AGENT_COUNTED_MARK, FleetSnapshot, ModelGroup, NodeView
 from asrtop.fleet_wording import rate_text, state_word
 from asrtop.modelfiles import human_bytes  # noqa: F401  (the console's byte wording, shared with the model guard)
 
@@ -269,7 +269,7 @@ def table_context(snap: FleetSnapshot, draining: Mapping[str, int | None] = {},
     styles = {g.digest: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(groups)}
     return TableContext(snap.taken_at, styles, facts.target, facts.differing, dict(draining), frozenset(selected),
                         any(gpu_simulated(n) for n in snap.nodes),
-                        any(n.requests_source == REQUESTS_FROM_AGENT for n in snap.nodes))
+                        bool(snap.nodes_agent_counted))
 
 
 def gpu_simulated(node: NodeView) -> bool:
@@ -335,7 +335,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     weight = node.weight
     errors = node.errors_5xx
     cpu = st.host.cpu_ratio if st is not None else None
-    mark = AGENT_COUNTED_MARK if node.requests_source == REQUESTS_FROM_AGENT else ""
+    mark = AGENT_COUNTED_MARK if node.agent_counted else ""
     cells = (
         ("●", "bold cyan") if node.name in ctx.selected else ("!", "bold red") if grey else (" ", ""),
         (node.name, "bold"),

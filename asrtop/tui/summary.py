@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from asrtop.fleet import AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, FleetSnapshot
+from asrtop.fleet import AGENT_COUNTED_MARK, MIXED, FleetSnapshot
 from asrtop.fleet_wording import ALARM, OK, QUIET, RECREATE, WARN, ModelLine, StateCounts, model_line, state_counts
 from asrtop.tui.format import DIM, rate
 
@@ -93,7 +93,7 @@ def summarize(snap: FleetSnapshot) -> Summary:
         model=model_line(snap),
         balancers=tuple((b.name, b.error) for b in snap.balancers),
         taken_at=snap.taken_at, gpu_nodes=gpu_nodes, gpu_simulated=gpu_sim,
-        agent_counted=any(n.requests_source == REQUESTS_FROM_AGENT for n in snap.nodes),
+        agent_counted=bool(snap.nodes_agent_counted),
     )
 
 
