@@ -247,7 +247,9 @@ class LoadGenerator:
             reset = isinstance(e, aiohttp.ClientOSError) and e.errno in _RESET_ERRNOS
             reason = "connection reset" if reset else f"client error: {type(e).__name__}"
         end = time.monotonic()
-        return RequestRecord(round(start - t0, 4), end - start, status, reason is None, reason, seconds, node)
+        # Not rounded: a request started just before the deadline must not read as started at it (the report
+        # rounds what it prints).
+        return RequestRecord(start - t0, end - start, status, reason is None, reason, seconds, node)
 
 
 def main(argv: list[str] | None = None) -> int:
