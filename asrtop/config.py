@@ -90,6 +90,28 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class RolloutConfig:
+    """[rollout]: how this fleet's nodes are upgraded (`asrtop rollout` and the console's rollout key).
+
+    `hook` is an argv template (TOML: a string split with shlex, or a list), never run by a shell:
+    {node}, {server}, {address}, {host}, {agent} are substituted per node."""
+
+    hook: tuple[str, ...] = ()
+    canary: Path | None = None  # WAV sent straight to each upgraded node (None: the clip asrtop ships)
+    canary_text: str | None = None  # the reference transcript (None: the first node verified sets it)
+    canary_api: str = "openai"  # openai (/v1/audio/transcriptions) | funasr (/asr) | gradio (/api/predict/)
+    max_rtf: float = 1.0  # the canary fails when the node took longer than this x the clip's length
+    max_unavailable: int = 1
+    drain_timeout: float = 600.0
+    hook_timeout: float = 600.0
+    health_timeout: float = 120.0
+    ramp: float = 0.0  # seconds: weight from 1 up to the node's weight after ready (0: at once)
+
+
+CANARY_APIS = ("openai", "funasr", "gradio")
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     path: Path | None
     name: str = "asrtop"
@@ -102,6 +124,7 @@ class ClusterConfig:
     audit_log: Path = field(default_factory=lambda: default_state_dir() / "audit.jsonl")
     prometheus: str | None = None
     model_sha256: str | None = None  # the model digest the fleet must run (else the majority is the target)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -354,7 +377,7 @@ def _node(path: Path | None, i: int, t: Any) -> NodeConfig:
 
 def parse_config(data: dict, path: Path | None = None) -> ClusterConfig:
     top = _Reader(path, "", data)
-    top.unknown(("cluster", "balancers", "nodes", "discovery"))
+    top.unknown(("cluster", "balancers", "nodes", "discovery", "rollout"))
     c = _Reader(path, "cluster", data.get("cluster", {}))
     c.unknown(("name", "min_ready", "refresh", "read_only", "audit_log", "prometheus", "model_sha256"))
     min_ready = c.get("min_ready", int, 1)
@@ -409,7 +432,74 @@ def parse_config(data: dict, path: Path | None = None) -> ClusterConfig:
         min_ready=min_ready, refresh=refresh, read_only=c.get("read_only", bool, False),
         audit_log=audit_log,
         prometheus=prometheus, model_sha256=model_sha256,
+        rollout=_rollout(path, data["rollout"]) if "rollout" in data else RolloutConfig(),
     )
+
+
+HOOK_FIELDS = ("node", "server", "address", "host", "agent")
+
+
+def split_hook(text: str) -> tuple[str, ...]:
+    """A hook command line split like a shell would split it (shlex), never run by one. ValueError: one line."""
+    import shlex
+
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as e:
+        raise ValueError(f"cannot split the hook {text!r}: {e}") from None
+    if not argv:
+        raise ValueError("the hook is empty")
+    check_hook(argv)
+    return argv
+
+
+def check_hook(argv: tuple[str, ...]) -> None:
+    """Every {field} in the argv template is one asrtop fills in (HOOK_FIELDS); ValueError names the bad one."""
+    import string
+
+    for arg in argv:
+        try:
+            names = [f for _, f, _, _ in string.Formatter().parse(arg) if f is not None]
+        except ValueError as e:
+            raise ValueError(f"bad hook argument {arg!r}: {e} (write {{{{ and }}}} for literal braces)") from None
+        for name in names:
+            if name not in HOOK_FIELDS:
+                raise ValueError(f"the hook names {{{name}}}: known fields are "
+                                 + ", ".join("{" + f + "}" for f in HOOK_FIELDS))
+
+
+def _rollout(path: Path | None, t: Any) -> RolloutConfig:
+    r = _Reader(path, "rollout", t)
+    r.unknown(("hook", "canary", "canary_text", "canary_api", "max_rtf", "max_unavailable", "drain_timeout",
+               "hook_timeout", "health_timeout", "ramp"))
+    hook: tuple[str, ...] = ()
+    raw = r.get("hook", (str, list))
+    try:
+        if isinstance(raw, str):
+            hook = split_hook(raw)
+        elif raw is not None:
+            hook = r.argv("hook", ())
+            check_hook(hook)
+    except ValueError as e:
+        r.fail("hook", str(e))
+    canary = r.get("canary", str)
+    api = r.get("canary_api", str, "openai")
+    if api not in CANARY_APIS:
+        r.fail("canary_api", f"must be one of {', '.join(CANARY_APIS)}, got {api!r}")
+    numbers = {}
+    for key, default, low, high in (("max_rtf", 1.0, 0.001, 1000), ("drain_timeout", 600.0, 0.1, 86400),
+                                    ("hook_timeout", 600.0, 0.1, 86400), ("health_timeout", 120.0, 0.1, 86400),
+                                    ("ramp", 0.0, 0.0, 3600)):
+        v = float(r.get(key, (int, float), default))
+        if not low <= v <= high:
+            r.fail(key, f"must be between {low:g} and {high:g}, got {v:g}")
+        numbers[key] = v
+    max_unavailable = r.get("max_unavailable", int, 1)
+    if max_unavailable < 1:
+        r.fail("max_unavailable", f"must be >= 1, got {max_unavailable}")
+    text = r.get("canary_text", str)
+    return RolloutConfig(hook=hook, canary=Path(canary).expanduser() if canary else None, canary_text=text,
+                         canary_api=api, max_unavailable=max_unavailable, **numbers)
 
 
 def discover_nodes(config: ClusterConfig, servers: list[ServerState]) -> tuple[NodeConfig, ...]:

@@ -10,3 +10,4 @@ TIMED_OUT = 6  # drain --wait: the node still had in-flight requests at the time
 DRAIN_UNDONE = 6  # drain --wait: the drain was undone while waiting (agent check, reload, another tool): not safe
 REFUSED_BY_BALANCER = 7  # the balancer answered and refused (no admin level, nginx -t failed, ...); nothing changed
 INTERRUPTED = 130  # stopped by SIGINT (Ctrl+C) after the change in progress was finished or undone and audited
+ROLLOUT_STOPPED = 8  # rollout: a stage failed on a node; that node stays out, the rest is untouched (see the message)
