@@ -13,7 +13,6 @@ import json
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 from asrtop.control.rollout_model import (
@@ -41,8 +40,10 @@ def settings_from(args: Any, config) -> RolloutSettings:
     r = config.rollout
     hook = split_hook(args.hook) if args.hook is not None else tuple(r.hook)
     canary = args.canary if args.canary is not None else (str(r.canary) if r.canary else None)
-    if canary is not None and not Path(canary).is_file():
-        raise ValueError(f"--canary {canary}: no such file")
+    if canary is not None:
+        from asrtop.control.canary import load_clip
+
+        load_clip(canary)  # ClipError (a ValueError): one line naming the file
 
     def pick(name: str, default: Any) -> Any:
         v = getattr(args, name, None)
