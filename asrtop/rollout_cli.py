@@ -117,7 +117,7 @@ class Output:
             return None
         elapsed = time.monotonic() - self.live_since
         if ev.stage == "wait" and ev.kind == "progress":
-            return f"{ev.node} wait: {progress_words(ev.in_flight, elapsed, ev.eta_seconds)}"
+            return f"{ev.node} wait: {progress_words(ev.in_flight, elapsed, ev.eta_seconds, ev.oldest_seconds)}"
         return f"{ev.node} {ev.stage}: {STAGE_WORDS.get(ev.stage or '', ev.stage)}, {seconds_words(elapsed)}"
 
     def draw(self) -> None:

@@ -205,18 +205,22 @@ class Stages:
 
     async def wait(self, node: str) -> str:
         timeout = self.state.plan.settings.drain_timeout
-        est, last = DrainEstimate(), [-1]
+        est, last, oldest = DrainEstimate(), [-1], [None]
 
         def progress(n: int | None, waited: float) -> None:
             eta = est.add(waited, n)
-            if n != last[0]:
+            if n != last[0]:  # one event per change of the count
                 last[0] = n  # type: ignore[call-overload]
-                self.e.emit("progress", node, "wait", progress_words(n, waited, eta), in_flight=n,
-                            eta_seconds=eta, elapsed=waited)
+                self.e.emit("progress", node, "wait", progress_words(n, waited, eta, oldest[0]), in_flight=n,
+                            eta_seconds=eta, elapsed=waited, oldest_seconds=oldest[0])
+
+        def seen_oldest(age: float | None) -> None:
+            oldest[0] = age  # type: ignore[call-overload]
 
         t0 = time.monotonic()
         try:
-            empty = await self.interruptible(self.ctl.wait_drained(node, timeout, progress, interval=self.e.poll))
+            empty = await self.interruptible(self.ctl.wait_drained(node, timeout, progress, interval=self.e.poll,
+                                                                   on_oldest=seen_oldest))
         except DrainUndone as e:
             raise StageFailed(node, "wait", str(e)) from None
         if not empty:
