@@ -19,7 +19,7 @@ def test_pipe_gets_one_line_per_change():
     # 3 last seen at 0.5 s, 2 at 1.0 s: 2 per second, about 1 s left (the rollout's estimate and words)
     assert out.getvalue().splitlines() == ["n1: 3 in flight, waited 0.0 s",
                                            "n1: 2 in flight, waited 1.0 s, about 1.0 s left",
-                                           "n1: ? in flight, waited 2.0 s", "n1: 0 in flight, waited 2.6 s"]
+                                           "n1: ? in flight, waited 1.5 s", "n1: 0 in flight, waited 2.6 s"]
 
 
 def test_tty_rewrites_in_place_and_ends_the_line():
