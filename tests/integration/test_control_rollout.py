@@ -1,0 +1,150 @@
+"""`asrtop rollout` on the real demo cluster (HAProxy 2.8, agents, simulated nodes on 127.0.0.1).
+
+The happy path on two nodes (the demo's own hook and the real canary), a hook that fails (exit 8, the node
+stays drained, nothing else changes), and what a running rollout refuses: a plain `asrtop drain` of the
+node it holds, and a second rollout. (Kill/resume and load: tests/integration/test_rollout_e2e.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from asrtop.balancers.base import AdminState
+from asrtop.balancers.factory import build_balancers
+from asrtop.config import load_config
+from asrtop.control.audit import AuditLog
+from asrtop.control.rollout_model import state_path
+from asrtop.demo.cluster import DemoCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cluster(wheel_haproxy_bin):
+    # 3 nodes: node-1 primary, node-2 primary on the old model, node-3 backup; agents report every 0.25 s
+    with DemoCluster(nodes=3, haproxy_bin=wheel_haproxy_bin, agent_interval="0.25s") as c:
+        yield c
+
+
+@pytest.fixture
+def demo(cluster):
+    """The cluster as each test found it: every node ready, no rollout state."""
+    yield cluster
+    state_path(cluster.workdir / "audit.jsonl").unlink(missing_ok=True)
+    balancer = build_balancers(load_config(str(cluster.config_path)))[0]
+    for s in balancer.servers():
+        if s.admin is not AdminState.READY:
+            balancer.set_state(s.name, AdminState.READY)
+
+
+def asrtop(c: DemoCluster, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "asrtop.cli", "--config", str(c.config_path), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def servers(c: DemoCluster):
+    return {s.name: s for s in build_balancers(load_config(str(c.config_path)))[0].servers()}
+
+
+def admin(c: DemoCluster) -> dict[str, str]:
+    return {name: s.admin.value for name, s in servers(c).items()}
+
+
+def rollout_lines(c: DemoCluster) -> list[tuple[str, str, str]]:
+    """(node, stage, outcome) of the audit's rollout lines, oldest first."""
+    return [(e.node, str(e.value), e.outcome) for e in reversed(list(AuditLog(c.workdir / "audit.jsonl").newest_first()))
+            if e.action == "rollout"]
+
+
+def state(c: DemoCluster) -> dict:
+    return json.loads(state_path(c.workdir / "audit.jsonl").read_text())
+
+
+def test_two_nodes_end_on_one_digest_every_stage_audited(demo):
+    before = {n: (s.weight, s.backup) for n, s in servers(demo).items()}
+    p = asrtop(demo, "rollout", "node-2", "node-3", "--json")
+    assert p.returncode == 0, p.stderr
+    events = [json.loads(line) for line in p.stdout.splitlines()]
+    assert events[0]["kind"] == "plan" and [n["name"] for n in events[0]["plan"]["nodes"]] == ["node-3", "node-2"]
+    assert events[-1]["kind"] == "end" and events[-1]["exit_code"] == 0
+    passed = [(e["node"], e["stage"]) for e in events if e["kind"] == "ok"]
+    stages = ["drain", "wait", "hook", "health", "canary", "ready"]
+    assert passed == [("node-3", s) for s in stages] + [("node-2", s) for s in stages]
+    # node-2 ran the old model: the hook moved it onto the digest node-3 (upgraded first) set as the target
+    st = state(demo)
+    assert st["status"] == "done" and st["target"] and st["reference_text"]
+    status = json.loads(asrtop(demo, "status", "--json").stdout)
+    digests = {n["name"]: n["model_sha256"] for n in status["nodes"]}
+    assert digests["node-2"] == digests["node-3"] == st["target"]
+    assert admin(demo) == {"node-1": "ready", "node-2": "ready", "node-3": "ready"}
+    assert {n: (s.weight, s.backup) for n, s in servers(demo).items()} == before  # weights and backup as before
+    audited = rollout_lines(demo)
+    assert [x for x in audited if x[0] == "node-2"] == [("node-2", s, "ok") for s in stages]
+    assert audited[0] == ("", "start", "started") and audited[-1] == ("", "end", "ok")
+
+
+def test_a_failing_hook_stops_at_that_node_which_stays_drained(demo):
+    hook = f"{sys.executable} -c \"import sys; print('upgrading {{node}}'); print('no space left on device'); sys.exit(4)\""
+    p = asrtop(demo, "rollout", "node-1", "node-3", "--hook", hook)
+    assert p.returncode == 8, p.stderr
+    err = p.stderr.splitlines()
+    assert err[0].startswith("asrtop: rollout stopped at node-3, stage hook: the hook failed (exit 4): no space left on "
+                             "device (log: ")
+    cfg = f"--config {demo.config_path}"
+    assert any(line.endswith(f"asrtop {cfg} rollout --resume") for line in err)
+    assert any(line.endswith(f"asrtop {cfg} rollout --resume --from hook") for line in err)
+    assert any(line.endswith(f"asrtop {cfg} ready node-3 && asrtop {cfg} rollout --abort") for line in err)
+    assert admin(demo)["node-3"] == "drain" and admin(demo)["node-1"] == admin(demo)["node-2"] == "ready"  # node-1 not touched
+    reason = err[0].split("stage hook: ", 1)[1]
+    assert state(demo)["stopped"] == {"node": "node-3", "stage": "hook", "reason": reason}
+    log = Path(err[0].rsplit("(log: ", 1)[1].rstrip(")"))
+    assert "upgrading node-3" in log.read_text()
+    # a new rollout is refused while this one is unfinished; --abort ends it and names the node left out
+    again = asrtop(demo, "rollout", "node-1", "--hook", "true")
+    assert again.returncode == 3 and "is unfinished, stopped at node-3 (hook)" in again.stderr
+    ab = asrtop(demo, "rollout", "--abort")
+    assert ab.returncode == 0 and "left as they are, out of rotation: node-3 (at hook)" in ab.stdout
+    assert admin(demo)["node-3"] == "drain" and state(demo)["status"] == "aborted"
+
+
+def test_a_running_rollout_holds_its_node_against_a_plain_drain_and_a_second_rollout(demo, tmp_path):
+    go = tmp_path / "go"
+    hook = (f"{sys.executable} -c \"import os, time\nwhile not os.path.exists('{go}'): time.sleep(0.02)\"")
+    proc = subprocess.Popen([sys.executable, "-m", "asrtop.cli", "--config", str(demo.config_path), "rollout",
+                             "node-1", "--hook", hook], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the rollout runs node-1's hook
+            if state_path(demo.workdir / "audit.jsonl").exists():
+                nodes = state(demo).get("nodes", {})
+                if nodes.get("node-1", {}).get("stage") == "hook":
+                    break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        else:
+            pytest.fail("the rollout never reached node-1's hook")
+        drain = asrtop(demo, "drain", "node-1")
+        assert drain.returncode == 3
+        assert "drain node-1: node-1 is held by the rollout running now (started by " in drain.stderr
+        assert f"(pid {proc.pid}), now at node-1 (hook))" in drain.stderr
+        ready = asrtop(demo, "ready", "node-1")  # nor put back behind its back
+        assert ready.returncode == 3 and "held by the rollout running now" in ready.stderr
+        second = asrtop(demo, "rollout", "node-2", "--hook", "true")
+        assert second.returncode == 3
+        assert f"refused: a rollout is running: started by " in second.stderr and f"(pid {proc.pid})" in second.stderr
+        assert admin(demo)["node-2"] == "ready"  # neither touched node-2
+        go.touch()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert admin(demo)["node-1"] == "ready"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
