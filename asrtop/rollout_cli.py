@@ -29,8 +29,16 @@ from asrtop.exitcodes import BAD_INPUT, INTERRUPTED, OK
 TICK = 0.5  # the terminal's live line is redrawn this often
 
 
+def say(text: str, stream: TextIO | None = None) -> None:
+    """A line to stdout (or `stream`); a terminal that went away (lost SSH session) loses it, nothing else."""
+    try:
+        print(text, file=stream or sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
 def err(line: str) -> None:
-    print(f"asrtop: {line}", file=sys.stderr, flush=True)
+    say(f"asrtop: {line}", sys.stderr)
 
 
 def settings_from(args: Any, config) -> RolloutSettings:
@@ -76,10 +84,13 @@ class Output:
         self.draw()
 
     def write(self, text: str) -> None:
-        self.clear()
-        self.out.write(text + "\n")
-        self.out.flush()
-        self.draw()
+        try:
+            self.clear()
+            self.out.write(text + "\n")
+            self.out.flush()
+            self.draw()
+        except OSError:  # the terminal went away (a lost SSH session: EIO, a closed pipe): the rollout goes on
+            self.tty = False
 
     def plan(self, plan: RolloutPlan, rollout: str = "") -> None:
         if self.json:
@@ -126,8 +137,12 @@ class Output:
         text = self.live_text()
         if text is None:
             return
-        self.out.write(f"\r\x1b[K{text}")
-        self.out.flush()
+        try:
+            self.out.write(f"\r\x1b[K{text}")
+            self.out.flush()
+        except OSError:
+            self.tty = False
+            return
         self.drawn = True
 
     def clear(self) -> None:
@@ -170,7 +185,7 @@ async def _rollout(args: Any, config, balancers, source, out: Output) -> int:
     if abort:
         res = engine.abort()
         if res.exit_code == OK and not out.json:
-            print(res.message, flush=True)
+            say(res.message)
         else:
             (err if res.exit_code == OK else out.error)(res.message)
         return res.exit_code
@@ -191,7 +206,7 @@ async def _rollout(args: Any, config, balancers, source, out: Output) -> int:
             return refusal_exit(plan.refusals)
         if args.dry_run:
             if not out.json:
-                print("dry run: nothing changed", flush=True)
+                say("dry run: nothing changed")
             return OK
         try:
             engine.create(plan)
@@ -250,9 +265,9 @@ async def _run(engine, out: Output, from_stage: str | None) -> int:
             loop.remove_signal_handler(sig)
     out.clear()
     if res.exit_code == OK:
-        print(res.message, flush=True) if not out.json else err(res.message)
+        say(res.message, sys.stderr if out.json else sys.stdout)
     else:
         out.last_error = out.last_error or res.message.splitlines()[0]
         for i, line in enumerate(res.message.splitlines()):
-            print(f"asrtop: {line}" if i == 0 else line, file=sys.stderr, flush=True)
+            say(f"asrtop: {line}" if i == 0 else line, sys.stderr)
     return res.exit_code

@@ -8,6 +8,7 @@ node it holds, and a second rollout. (Kill/resume and load: tests/integration/te
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -148,3 +149,64 @@ def test_a_running_rollout_holds_its_node_against_a_plain_drain_and_a_second_rol
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def wait_for_stage(c: DemoCluster, proc: subprocess.Popen, node: str, stage: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if state_path(c.workdir / "audit.jsonl").exists():
+            if state(c).get("nodes", {}).get(node, {}).get("stage") == stage:
+                return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    pytest.fail(f"the rollout never reached {node}'s {stage}")
+
+
+def test_ctrl_c_lets_the_hook_finish_records_it_and_resume_goes_on(demo):
+    hook = f"{sys.executable} -c \"import time; time.sleep(1.0); print('upgraded {{node}}')\""
+    proc = subprocess.Popen([sys.executable, "-m", "asrtop.cli", "--config", str(demo.config_path), "rollout",
+                             "node-1", "--hook", hook], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    try:
+        wait_for_stage(demo, proc, "node-1", "hook")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "SIGINT (Ctrl+C): stopping after the stage in progress is recorded" in out
+    assert "interrupted by SIGINT (Ctrl+C) after node-1's hook was recorded; continue it with " \
+           f"`asrtop --config {demo.config_path} rollout --resume`" in err
+    st = state(demo)
+    assert st["status"] == "stopped" and st["nodes"]["node-1"]["stage"] == "hook"
+    assert st["nodes"]["node-1"]["status"] == "ok"  # the hook ran to its end, not cut by the Ctrl+C
+    assert admin(demo)["node-1"] == "drain"
+    p = asrtop(demo, "rollout", "--resume", "--json")
+    assert p.returncode == 0, p.stderr
+    started = [e["stage"] for e in map(json.loads, p.stdout.splitlines()) if e["kind"] == "start" and "stage" in e]
+    assert started == ["health", "canary", "ready"]  # the hook is not run twice
+    assert admin(demo)["node-1"] == "ready"
+
+
+def test_resume_after_a_kill_in_ready_never_readies_twice(demo):
+    """SIGKILLed after the ready was sent and before it was recorded: the state says "running"; the resume
+    reads the balancers, finds the node ready, and records it without sending it again."""
+    from asrtop.control.rollout_model import (NodeProgress, PlannedNode, RolloutPlan, RolloutSettings,
+                                              RolloutState)
+    from asrtop.control.rollout_store import write_state
+
+    s = servers(demo)["node-1"]
+    plan = RolloutPlan((PlannedNode("node-1", False, s.weight, 0, None, demo.nodes[0].address, demo.nodes[0].agent_url),),
+                       (("node-1",),), RolloutSettings(hook=("true",)), None, "the first node upgraded")
+    write_state(demo.workdir / "audit.jsonl", RolloutState(
+        "20261201T000000Z-dead", "ops@bastion", 999999, time.time(), time.time(), "running", plan,
+        {"node-1": NodeProgress("ready", "running", started_at=time.time())}))
+    audit = AuditLog(demo.workdir / "audit.jsonl")
+    sent_before = sum(1 for e in audit.newest_first("node-1") if e.action == "ready")
+    p = asrtop(demo, "rollout", "--resume", "--json")
+    assert p.returncode == 0, p.stderr
+    ok = [e for e in map(json.loads, p.stdout.splitlines()) if e["kind"] == "ok"]
+    assert [(e["node"], e["stage"]) for e in ok] == [("node-1", "ready")]
+    assert ok[0]["message"] == "ok: ready on every balancer already (not sent again)"
+    assert sum(1 for e in audit.newest_first("node-1") if e.action == "ready") == sent_before
