@@ -92,6 +92,10 @@ class Output:
         except OSError:  # the terminal went away (a lost SSH session: EIO, a closed pipe): the rollout goes on
             self.tty = False
 
+    def notice(self, text: str) -> None:
+        """A line of the CLI's own (not the engine's): an "info" event with --json, so stdout stays JSON."""
+        self.write(json.dumps(RolloutEvent(time.time(), "", "info", message=text).as_json()) if self.json else text)
+
     def plan(self, plan: RolloutPlan, rollout: str = "") -> None:
         if self.json:
             ev = RolloutEvent(time.time(), rollout, "plan", message=plan.lines()[0])
@@ -240,7 +244,7 @@ async def _run(engine, out: Output, from_stage: str | None) -> int:
         if len(asked) == 1:
             name = signal.Signals(signum).name + (" (Ctrl+C)" if signum == signal.SIGINT else "")
             engine.request_stop(name)
-            out.write(f"{name}: stopping after the stage in progress is recorded (again to stop at once)")
+            out.notice(f"{name}: stopping after the stage in progress is recorded (again to stop at once)")
         elif main is not None:
             main.cancel()
 

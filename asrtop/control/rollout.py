@@ -49,6 +49,9 @@ from asrtop.control.rollout_store import (
 from asrtop.exitcodes import BAD_INPUT, INTERRUPTED, OK, REFUSED_GUARDRAIL, ROLLOUT_STOPPED
 
 EventSink = Callable[[RolloutEvent], None]
+# Between two reads while a node empties or comes back: each read is one fleet snapshot (balancers and agents);
+# a quarter second keeps the rollout's own overhead per node well under its 1 s budget.
+POLL_SECONDS = 0.25
 
 
 class RolloutRefused(Exception):
@@ -80,7 +83,7 @@ class RolloutEngine:
     while waiting for a node to empty or to come back healthy."""
 
     def __init__(self, ctl: Controller, audit_path: str | os.PathLike | None = None,
-                 canary: CanaryCheck | None = None, poll: float = 0.5, clock: Callable[[], float] = time.time):
+                 canary: CanaryCheck | None = None, poll: float = POLL_SECONDS, clock: Callable[[], float] = time.time):
         self.ctl = ctl
         self.audit_path = Path(audit_path) if audit_path is not None else Path(ctl.audit.path)
         self.canary = canary or send_canary

@@ -135,3 +135,13 @@ def test_lines_read_as_a_plan_and_survive_the_state_file():
     assert "hook: upgrade '{host}'  (never run by a shell; output to rollout-logs/ beside the audit log)" in lines
     assert "capacity: while a node is out, 2 of 3 primaries stay ready (min_ready 1)" in lines
     assert RolloutPlan.from_json(p.as_json()).lines() == lines
+
+
+def test_a_node_without_an_address_is_refused_by_name():
+    snap = fleet([srv("n1"), srv("n2")])
+    nodes = tuple(v.config for v in snap.nodes)
+    bare = merge([NodeConfig("n1", agent=nodes[0].agent), nodes[1]], {v.name: v.agent for v in snap.nodes},
+                 snap.balancers, 100.0)
+    p = build_plan(bare, config(), [], RolloutSettings(hook=HOOK), (("hx", "haproxy"),))
+    assert [r.line for r in p.refusals] == ["refused: n1 has no address: the canary cannot be sent straight to it "
+                                            "(add address = \"HOST:PORT\" to its [[nodes]] entry)"]

@@ -144,3 +144,8 @@ def test_stop_message_names_node_stage_reason_and_the_commands(tmp_path):
     assert lines[3].endswith(f"asrtop {cfg} rollout --resume --from hook")
     assert lines[4].endswith(f"asrtop {cfg} ready n1 && asrtop {cfg} rollout --abort")
     assert stop_lines("n1", "wait", "x", None)[3] == "  redo n1 from its drain:  asrtop rollout --resume --from drain"
+
+
+def test_a_silent_failing_hook_says_so_and_never_quotes_the_log_header(tmp_path):
+    res = asyncio.run(run_hook((sys.executable, "-c", "raise SystemExit(1)"), tmp_path / "n1.log", 10))
+    assert res.error == "the hook failed (exit 1), no output"
