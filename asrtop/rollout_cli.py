@@ -248,6 +248,9 @@ async def _run(engine, out: Output, from_stage: str | None) -> int:
         elif main is not None:
             main.cancel()
 
+    # These handlers see every signal, also one the Controller holds while it sends a change (asyncio's wakeup
+    # fd): its re-delivery after the change would count as a second Ctrl+C and stop the rollout at once.
+    engine.ctl.redeliver_signals = False
     handled = []
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         try:

@@ -7,13 +7,14 @@ import argparse
 import asyncio
 import io
 import json
+import signal
 
 import pytest
 
 from asrtop.cli import build_parser
 from asrtop.config import ClusterConfig, RolloutConfig
 from asrtop.control.rollout_model import RolloutEvent
-from asrtop.rollout_cli import Output, rollout, settings_from
+from asrtop.rollout_cli import Output, _run, rollout, settings_from
 
 
 def args(*argv: str) -> argparse.Namespace:
@@ -109,3 +110,31 @@ def test_help_names_the_exit_codes_and_the_hook_fields(capsys):
     text = capsys.readouterr().out
     assert "8 stopped at a" in text and "{node} {server} {address} {host} {agent}" in text
     assert "asrtop rollout --resume --from hook" in text
+
+
+class SignalDuringAChange:
+    """An engine whose run gets one SIGINT while the Controller holds signals around a change."""
+
+    def __init__(self):
+        self.ctl = type("Ctl", (), {"redeliver_signals": True})()
+        self.stops: list[str] = []
+
+    def request_stop(self, reason: str) -> None:
+        self.stops.append(reason)
+
+    async def run(self, on_event, from_stage):
+        from asrtop.control.rollout import RolloutResult
+        from asrtop.control.signals import SignalHold
+
+        with SignalHold(self.ctl.redeliver_signals):  # as Controller.apply does while it sends
+            signal.raise_signal(signal.SIGINT)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)  # a second (re-delivered) signal would cancel the run here
+        return RolloutResult(130, f"rollout r1 interrupted by {self.stops[0]}")
+
+
+def test_one_ctrl_c_during_a_change_is_one_stop_not_two(capsys):
+    engine = SignalDuringAChange()
+    code = asyncio.run(_run(engine, Output(io.StringIO(), as_json=False), None))
+    assert code == 130 and engine.stops == ["SIGINT (Ctrl+C)"]
+    assert capsys.readouterr().err == "asrtop: rollout r1 interrupted by SIGINT (Ctrl+C)\n"  # not "stopped at once"
