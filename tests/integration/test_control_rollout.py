@@ -168,8 +168,8 @@ def wait_for_stage(c: DemoCluster, proc: subprocess.Popen, node: str, stage: str
 def test_ctrl_c_lets_the_hook_finish_records_it_and_resume_goes_on(demo):
     hook = f"{sys.executable} -c \"import time; time.sleep(0.5); print('upgraded {{node}}')\""
     proc = subprocess.Popen([sys.executable, "-m", "asrtop.cli", "--config", str(demo.config_path), "rollout",
-                             "node-1", "--hook", hook], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
+                             "node-1", "--hook", hook, "--ramp", "0.4"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         wait_for_stage(demo, proc, "node-1", "hook")
         proc.send_signal(signal.SIGINT)
@@ -189,7 +189,11 @@ def test_ctrl_c_lets_the_hook_finish_records_it_and_resume_goes_on(demo):
     assert p.returncode == 0, p.stderr
     started = [e["stage"] for e in map(json.loads, p.stdout.splitlines()) if e["kind"] == "start" and "stage" in e]
     assert started == ["health", "canary", "ready"]  # the hook is not run twice
-    assert admin(demo)["node-1"] == "ready"
+    assert admin(demo)["node-1"] == "ready" and servers(demo)["node-1"].weight == 3
+    # --ramp (kept in the state file across the resume): weight 1 while still drained, ready, then up to 3
+    sent = [(e.action, e.value) for e in reversed(list(AuditLog(demo.workdir / "audit.jsonl").newest_first("node-1")))
+            if e.action in ("ready", "weight")][-3:]
+    assert sent == [("weight", 1), ("ready", None), ("weight", 3)]
 
 
 def test_resume_after_a_kill_in_ready_never_readies_twice(demo):
