@@ -34,6 +34,7 @@ from asrtop.control.rollout_model import (
     short,
 )
 from asrtop.control.rollout_plan import can_ramp
+from asrtop.control.rollout_store import StateError
 
 T = TypeVar("T")
 FRESH_ROUNDS = 3  # agent readings with distinct collected_at: the third's round began after the stage did
@@ -165,6 +166,12 @@ class Stages:
         except Interrupted:
             self.failed(node, stage, f"interrupted by {self.e.stop_reason()}", t0)
             raise
+        except (asyncio.CancelledError, StateError):
+            raise
+        except Exception as e:  # a bug or a surprise: recorded as this stage's failure, never a traceback
+            reason = f"unexpected error ({type(e).__name__}: {e})"
+            self.failed(node, stage, reason, t0)
+            raise StageFailed(node, stage, reason) from e
         self.passed(node, stage, detail, t0)
         if self.e.stopping:
             raise Interrupted

@@ -149,3 +149,44 @@ def test_stop_message_names_node_stage_reason_and_the_commands(tmp_path):
 def test_a_silent_failing_hook_says_so_and_never_quotes_the_log_header(tmp_path):
     res = asyncio.run(run_hook((sys.executable, "-c", "raise SystemExit(1)"), tmp_path / "n1.log", 10))
     assert res.error == "the hook failed (exit 1), no output"
+
+
+class _Recording(_Host):
+    """The engine's records in memory: the state saved, audit lines, events."""
+
+    def __init__(self, s: RolloutState):
+        super().__init__(s)
+        self.saved: list[RolloutState] = []
+        self.lines: list[tuple] = []
+        self.events: list[tuple] = []
+        self.stopping = False
+
+    def save(self):
+        self.saved.append(self.state)
+
+    def audit(self, node, stage, outcome, message):
+        self.lines.append((node, stage, outcome, message))
+
+    def emit(self, kind, node=None, stage=None, message="", **figures):
+        self.events.append((kind, node, stage, message))
+
+    def stop_reason(self):
+        return "SIGINT"
+
+
+def test_a_surprise_in_a_stage_is_that_stage_failing_not_a_traceback():
+    from asrtop.control.rollout_stages import StageFailed
+
+    host = _Recording(state())
+    stages = Stages(host)
+
+    async def broken(node):
+        raise KeyError(node)
+
+    stages.health = broken
+    with pytest.raises(StageFailed) as failed:
+        asyncio.run(stages.stage("n1", "health"))
+    assert failed.value.reason == "unexpected error (KeyError: 'n1')"
+    assert host.state.progress("n1").status == "failed" and host.saved[-1] is host.state
+    assert host.lines == [("n1", "health", "failed", "unexpected error (KeyError: 'n1')")]
+    assert [e[0] for e in host.events] == ["start", "failed"]
