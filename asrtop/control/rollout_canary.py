@@ -12,6 +12,9 @@ from typing import Awaitable, Callable
 from asrtop.control.rollout_model import RolloutSettings
 
 
+CANARY_GRACE = 10.0  # seconds beyond the clip's length x max_rtf before the canary gives up waiting
+
+
 @dataclass(frozen=True)
 class CanaryVerdict:
     error: str | None  # one line: why it failed; None: it passed
@@ -26,10 +29,12 @@ CanaryCheck = Callable[[str, RolloutSettings, "str | None", float], Awaitable[Ca
 async def send_canary(address: str, settings: RolloutSettings, reference: str | None,
                       timeout: float) -> CanaryVerdict:
     """The real canary: asrtop.control.canary's run_canary + check_canary."""
-    from asrtop.control.canary import ClipError, check_canary, default_clip, load_clip, run_canary
+    from asrtop.control.canary import ClipError, check_canary, clip_seconds, default_clip, load_clip, run_canary
 
     try:
         clip = load_clip(settings.canary) if settings.canary else default_clip()
+        # slower than max_rtf fails anyway: wait no longer than that (plus a first request's warm-up)
+        timeout = min(timeout, clip_seconds(clip) * settings.max_rtf + CANARY_GRACE)
         result = await run_canary(address, clip, settings.canary_api, timeout)
     except (ClipError, ValueError) as e:
         return CanaryVerdict(str(e))

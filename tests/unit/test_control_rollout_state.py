@@ -190,3 +190,15 @@ def test_a_surprise_in_a_stage_is_that_stage_failing_not_a_traceback():
     assert host.state.progress("n1").status == "failed" and host.saved[-1] is host.state
     assert host.lines == [("n1", "health", "failed", "unexpected error (KeyError: 'n1')")]
     assert [e[0] for e in host.events] == ["start", "failed"]
+
+
+def test_rollout_audit_lines_read_sanely_and_the_drift_watch_ignores_them():
+    """Guard (no change was needed): a rollout's stage lines parse, and never count as an intended state."""
+    from asrtop.control.audit import AuditEntry
+    from asrtop.control.drift import desired_states
+
+    line = AuditEntry.from_record({"time": "2026-12-01T05:00:00.000Z", "user": "ops@b", "action": "rollout",
+                                   "node": "n1", "value": "hook", "outcome": "ok", "message": "exit 0 after 4.2 s",
+                                   "balancers": [], "rollout": "r1"})
+    assert (line.action, line.node, line.value, line.outcome) == ("rollout", "n1", "hook", "ok")
+    assert desired_states([line]) == {}
