@@ -35,6 +35,7 @@ from asrtop.control.rollout_model import (
     RolloutState,
 )
 from asrtop.control.rollout_plan import build_plan
+from asrtop.control.rules import read_only_line
 from asrtop.control.rollout_stages import Interrupted, StageFailed, Stages
 from asrtop.control.rollout_store import (  # Holder, holder: who runs a rollout now (the console asks too)
     UNFINISHED,
@@ -187,6 +188,8 @@ class RolloutEngine:
             self._stop.set()
         if from_stage is not None and from_stage not in STAGES:
             return RolloutResult(BAD_INPUT, f"--from must be one of {', '.join(STAGES)}, got {from_stage!r}")
+        if self.ctl.read_only:  # before anything: its first drain would be refused halfway into a stage
+            return RolloutResult(REFUSED_GUARDRAIL, f"refused: {read_only_line('a rollout')}")
         lock = RolloutLock(self.audit_path)
         if not lock.acquire():
             h = holder(self.audit_path)

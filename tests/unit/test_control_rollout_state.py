@@ -227,3 +227,17 @@ def test_a_resumed_hook_waits_for_the_one_a_killed_asrtop_left_running(tmp_path)
     assert any(f"the hook of the interrupted run (pid {left}) still runs" in e[3] for e in host.events)
     assert host.state.progress("n1").hook_pid is None
     assert any(s.progress("n1").hook_pid not in (None, left) for s in host.saved)  # the new one was recorded
+
+
+def test_resume_in_read_only_mode_is_refused_before_anything(tmp_path):
+    from types import SimpleNamespace
+
+    from asrtop.config import ClusterConfig
+    from asrtop.control.rollout import RolloutEngine
+
+    audit = tmp_path / "audit.jsonl"
+    write_state(audit, state(status="stopped"))
+    ctl = SimpleNamespace(read_only=True, audit=SimpleNamespace(path=audit), config=ClusterConfig(None))
+    res = asyncio.run(RolloutEngine(ctl).run())
+    assert res.exit_code == 3 and res.message.startswith("refused: read-only mode, a rollout not sent")
+    assert read_state(audit).status == "stopped"  # untouched
