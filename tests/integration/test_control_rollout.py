@@ -237,3 +237,18 @@ def test_a_wrong_digest_after_the_hook_stops_before_the_canary(demo):
         assert admin(demo)["node-1"] == "drain"
     finally:
         demo.upgrade_node(0)  # back on the fleet's revision for the next test
+
+
+def test_max_unavailable_drains_a_batch_together_and_is_refused_over_min_ready(demo):
+    # node-1, node-2 primaries (min_ready 1): taking both out at once is refused before anything is sent
+    p = asrtop(demo, "rollout", "node-1", "node-2", "--max-unavailable", "2", "--hook", "true")
+    assert p.returncode == 3, p.stderr
+    assert "refused: taking node-1, node-2 out would leave 0 ready primary node(s), min_ready is 1" in p.stderr
+    assert not state_path(demo.workdir / "audit.jsonl").exists()
+    # the backup and one primary fit: both drained together, then each node's stages in turn
+    p = asrtop(demo, "rollout", "node-3", "node-1", "--max-unavailable", "2", "--hook", "true", "--json")
+    assert p.returncode == 0, p.stderr
+    started = [(e["node"], e["stage"]) for e in map(json.loads, p.stdout.splitlines())
+               if e["kind"] == "start" and "stage" in e]
+    assert started[:3] == [("node-3", "drain"), ("node-1", "drain"), ("node-3", "wait")]
+    assert admin(demo) == {"node-1": "ready", "node-2": "ready", "node-3": "ready"}
