@@ -12,6 +12,7 @@ The state (RolloutState) is written atomically beside the audit log after every 
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping, get_args
@@ -97,6 +98,25 @@ class PlannedNode:
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
 
 
+def short(digest: str | None) -> str:
+    return digest[:12] if digest else "unknown"
+
+
+def target_words(target: str | None, source: str) -> str:
+    """ "1a2b3c4d5e6f (--expect-model)" or what the first upgraded node will decide."""
+    if target is None:
+        return "whatever the first upgraded node reports; every later node must match it"
+    return f"{short(target)} ({source})"
+
+
+def node_facts(n: PlannedNode) -> str:
+    """ "backup, weight 3, 0 in flight, model 1a2b3c4d5e6f" """
+    parts = (["backup"] if n.backup else []) + [f"weight {n.weight if n.weight is not None else '?'}",
+                                                 f"{'?' if n.in_flight is None else n.in_flight} in flight",
+                                                 f"model {short(n.digest)}"]
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class RolloutPlan:
     """What a rollout would do: the nodes in order, the batches, the target, the capacity left, the hook.
@@ -117,7 +137,30 @@ class RolloutPlan:
 
     def lines(self) -> list[str]:
         """The plan as an operator reads it: the CLI's --dry-run and the console's confirmation."""
-        raise NotImplementedError  # rollout engine helper: one wording for both front ends
+        s = self.settings
+        at_once = f"{s.max_unavailable} at a time" if s.max_unavailable > 1 else "one at a time"
+        out = [f"rollout of {len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''}, {at_once} "
+               f"(--max-unavailable {s.max_unavailable}), in this order:"]
+        width = max((len(n.name) for n in self.nodes), default=0)
+        for i, n in enumerate(self.nodes, 1):
+            out.append(f"  {i}. {n.name:<{width}}  {node_facts(n)}")
+        if s.max_unavailable > 1:
+            out.append("batches: " + "  ".join("[" + ", ".join(b) + "]" for b in self.batches))
+        out.append(f"target model: {target_words(self.target, self.target_source)}")
+        if self.capacity:
+            out.append(f"capacity: {self.capacity}")
+        out.append("per node: " + " -> ".join(STAGE_WORDS[st] for st in STAGES))
+        out.append(f"hook: {shlex.join(s.hook) if s.hook else '(none)'}  (never run by a shell; output to "
+                   f"{LOG_DIR}/ beside the audit log)")
+        ref = repr(s.canary_text) if s.canary_text else "the first node verified sets it"
+        out.append(f"canary: {s.canary or 'the clip asrtop ships'} ({s.canary_api} API) straight to the node, "
+                   f"reference transcript: {ref}, real-time factor at most {s.max_rtf:g}")
+        ramp = f", ramp {s.ramp:g} s" if s.ramp > 0 else ""
+        out.append(f"timeouts: drain {s.drain_timeout:g} s, hook {s.hook_timeout:g} s, health "
+                   f"{s.health_timeout:g} s{ramp}")
+        out += [f"note: {n}" for n in self.notes]
+        out += [r.line for r in self.refusals]
+        return out
 
     def as_json(self) -> dict[str, Any]:
         return {"nodes": [n.as_json() for n in self.nodes], "batches": [list(b) for b in self.batches],
@@ -198,6 +241,31 @@ class RolloutEvent:
     oldest_seconds: float | None = None  # wait: the oldest in-flight request's age, when the agent knows it
     eta_seconds: float | None = None  # wait: estimated time to empty
     elapsed: float | None = None  # seconds since the stage (progress) or the rollout (end) started
+    exit_code: int | None = None  # the "end" event: the exit code the CLI returns
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def line(self) -> str:
+        """One line for a log or a pipe: "node-3 hook: ok, 4.2 s" (the same wording in every front end)."""
+        where = " ".join(p for p in (self.node, self.stage) if p)
+        return f"{where}: {self.message}" if where else self.message
+
+
+def seconds_words(s: float | None) -> str:
+    if s is None:
+        return "?"
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+
+
+def progress_words(in_flight: int | None, elapsed: float | None, eta: float | None,
+                   oldest: float | None = None) -> str:
+    """The wait's figures: "4 in flight, 12 s, about 8 s left" (a rollout's wait and `drain --wait` alike)."""
+    parts = [f"{'?' if in_flight is None else in_flight} in flight"]
+    if oldest is not None:
+        parts.append(f"oldest {seconds_words(oldest)}")
+    if elapsed is not None:
+        parts.append(f"waited {seconds_words(elapsed)}")
+    if eta is not None and in_flight:
+        parts.append(f"about {seconds_words(eta)} left")
+    return ", ".join(parts)
