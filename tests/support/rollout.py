@@ -114,6 +114,11 @@ class RolloutRun:
             self._q.put(ev)
         self._q.put(None)
 
+    def kill(self) -> None:
+        """SIGKILL now (as a lost SSH session's kill -9 or an OOM kill would)."""
+        self.killed = True
+        self.proc.send_signal(signal.SIGKILL)
+
     def wait_event(self, node: str | None = None, stage: str | None = None, kind: str | None = None,
                    timeout: float = 30.0) -> Event:
         """The first event (from now on, or already read) matching; AssertionError on timeout or exit."""
@@ -183,6 +188,17 @@ def hook_runs(log: Path) -> list[dict]:
         return []
 
 
+def wait_hook_started(log: Path, node: str, timeout: float = 30.0) -> dict:
+    """Until the recording hook logs its start on `node` (asrtop announces a stage before it runs it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for r in hook_runs(log):
+            if r["event"] == "start" and r["node"] == node:
+                return r
+        time.sleep(0.01)
+    raise AssertionError(f"no hook started on {node} within {timeout:.0f} s")
+
+
 def wait_hooks_ended(log: Path, timeout: float = 20.0) -> None:
     """Every hook run recorded in `log` has exited (a hook outlives a SIGKILLed asrtop: it has its own
     process group); so nothing restarts a node after the test."""
@@ -245,6 +261,22 @@ def _hook_main(argv: list[str]) -> int:
         urllib.request.urlopen(req, timeout=5).close()
     note("end", rc=rc)
     return rc
+
+
+def revision_digest(revision: str) -> str:
+    """The manifest digest an agent reports for a demo node on `revision`, computed here from the revision's
+    files (asrtop.demo.revisions) with the agent's manifest rule: not read from any node."""
+    import hashlib
+    import tempfile
+
+    from asrtop.demo.revisions import write_model_files
+    from asrtop_agent.collectors.model import manifest_digest
+
+    with tempfile.TemporaryDirectory() as d:
+        write_model_files(Path(d), revision)
+        files = sorted(p for p in Path(d).rglob("*") if p.is_file())
+        return manifest_digest((str(p.relative_to(d)), p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+                               for p in files)
 
 
 # --- reading the fleet --------------------------------------------------------------------------------------
@@ -361,14 +393,11 @@ class Load:
         return self.report
 
 
-def hold_busy(url: str, seconds_of_audio: float, count: int = 1, timeout: float = 60.0) -> Callable[[], list[int]]:
-    """`count` requests straight to a node (not through HAProxy) with a long clip, so a drain's wait lasts.
+def hold_busy(url: str, wav: bytes, count: int = 1, timeout: float = 60.0) -> Callable[[], list[int]]:
+    """`count` requests with `wav` straight to a node (not through HAProxy), so a drain's wait lasts.
     Returns a join() that gives their HTTP statuses."""
-    from asrtop.demo.audio import speech_like_wav
-
     import urllib.request
 
-    wav = speech_like_wav(seconds_of_audio, seed=7)
     boundary = "rolloutholdbusy"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
             f"Content-Type: audio/wav\r\n\r\n").encode() + wav + f"\r\n--{boundary}--\r\n".encode()
