@@ -49,10 +49,11 @@ def substitute(template: Sequence[str], node: NodeConfig) -> tuple[str, ...]:
     return tuple(arg.format(**values) for arg in template)
 
 
-def last_line(path: Path) -> str:
+def last_line(path: Path, since: int = 0) -> str:
+    """The last non-blank line written to `path` after byte `since` (this run's output, not the header)."""
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - TAIL_BYTES))
+            f.seek(max(since, os.path.getsize(path) - TAIL_BYTES))
             tail = f.read().decode(errors="replace")
     except OSError:
         return ""
@@ -67,6 +68,7 @@ async def run_hook(argv: Sequence[str], log: Path, timeout: float) -> HookResult
     with open(log, "ab") as out:
         out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(start))} {shlex.join(argv)}\n".encode())
         out.flush()
+        since = out.tell()
         try:
             proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=out,
                                                         stderr=asyncio.subprocess.STDOUT, start_new_session=True)
@@ -84,9 +86,10 @@ async def run_hook(argv: Sequence[str], log: Path, timeout: float) -> HookResult
             raise
     seconds = time.monotonic() - t0
     if code != 0:
-        tail = last_line(log)
+        tail = last_line(log, since)
         why = f"exit {code}" if code > 0 else f"killed by {signal.Signals(-code).name}"
-        return HookResult(tuple(argv), code, seconds, f"the hook failed ({why})" + (f": {tail}" if tail else ""),
+        return HookResult(tuple(argv), code, seconds, f"the hook failed ({why})" + (f": {tail}" if tail else
+                                                                                    ", no output"),
                           time.time())
     return HookResult(tuple(argv), 0, seconds, None, time.time())
 

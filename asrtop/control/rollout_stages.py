@@ -34,6 +34,7 @@ from asrtop.control.rollout_model import (
     short,
 )
 from asrtop.control.rollout_plan import can_ramp
+from asrtop.control.rollout_store import StateError
 
 T = TypeVar("T")
 FRESH_ROUNDS = 3  # agent readings with distinct collected_at: the third's round began after the stage did
@@ -165,6 +166,12 @@ class Stages:
         except Interrupted:
             self.failed(node, stage, f"interrupted by {self.e.stop_reason()}", t0)
             raise
+        except (asyncio.CancelledError, StateError):
+            raise
+        except Exception as e:  # a bug or a surprise: recorded as this stage's failure, never a traceback
+            reason = f"unexpected error ({type(e).__name__}: {e})"
+            self.failed(node, stage, reason, t0)
+            raise StageFailed(node, stage, reason) from e
         self.passed(node, stage, detail, t0)
         if self.e.stopping:
             raise Interrupted
@@ -205,18 +212,22 @@ class Stages:
 
     async def wait(self, node: str) -> str:
         timeout = self.state.plan.settings.drain_timeout
-        est, last = DrainEstimate(), [-1]
+        est, last, oldest = DrainEstimate(), [-1], [None]
 
         def progress(n: int | None, waited: float) -> None:
             eta = est.add(waited, n)
-            if n != last[0]:
+            if n != last[0]:  # one event per change of the count
                 last[0] = n  # type: ignore[call-overload]
-                self.e.emit("progress", node, "wait", progress_words(n, waited, eta), in_flight=n,
-                            eta_seconds=eta, elapsed=waited)
+                self.e.emit("progress", node, "wait", progress_words(n, waited, eta, oldest[0]), in_flight=n,
+                            eta_seconds=eta, elapsed=waited, oldest_seconds=oldest[0])
+
+        def seen_oldest(age: float | None) -> None:
+            oldest[0] = age  # type: ignore[call-overload]
 
         t0 = time.monotonic()
         try:
-            empty = await self.interruptible(self.ctl.wait_drained(node, timeout, progress, interval=self.e.poll))
+            empty = await self.interruptible(self.ctl.wait_drained(node, timeout, progress, interval=self.e.poll,
+                                                                   on_oldest=seen_oldest))
         except DrainUndone as e:
             raise StageFailed(node, "wait", str(e)) from None
         if not empty:
