@@ -76,7 +76,7 @@ def report(label: str, rows: list[dict[str, float]], walls: list[float]) -> floa
     print(f"  overhead (total - wait - hook): p50 {o50:.3f} s  max {omax:.3f} s  "
           f"= {o50 / BUDGET:.2f}x the {BUDGET:.1f} s budget (max {omax / BUDGET:.2f}x)")
     parts = {s: statistics.median(r[s] for r in rows) for s in STAGES if s not in ("wait", "hook")}
-    rest = o50 - sum(parts.values())
+    rest = statistics.median(r["total"] - sum(r[s] for s in STAGES) for r in rows)
     print("  where it goes (median s): " + "  ".join(f"{s} {v:.3f} ({v / o50:.0%})" for s, v in parts.items())
           + f"  between stages {rest:.3f}")
     return o50
