@@ -264,6 +264,28 @@ def test_killed_then_resumed_finishes_like_an_uninterrupted_run(demo, fleet, whe
     assert wait_all_up(fleet) == before
 
 
+def test_resume_after_a_kill_during_the_hook_never_readies_before_that_hook_ends(demo, fleet):
+    """The killed asrtop's hook runs on (a session of its own). A --resume that runs the hook again and puts
+    the node back while the first run is still busy lets that run restart the node in rotation. Whatever
+    --resume does about it (wait for it, refuse until it ends, kill it), node-2 is readied after every hook
+    run on it has ended."""
+    hook = recording_hook(fleet.hook_log, upgrade_argv(UPGRADE_TO), first_sleep=4.0)  # a slow first run
+    run = RolloutRun(demo.config_path, "node-2", "--hook", hook_line(hook))
+    wait_hook_started(fleet.hook_log, "node-2")
+    run.kill()
+    run.wait(30)
+    out = rollout(demo.config_path, "--resume", timeout=60)
+    if out.rc == 3:  # refused while the first hook runs: the operator waits for it, then resumes
+        wait_hooks_ended(fleet.hook_log)
+        out = rollout(demo.config_path, "--resume", timeout=60)
+    assert out.rc == 0, out.describe()
+    wait_hooks_ended(fleet.hook_log)
+    readied = [e["at"] for e in out.events if e.get("kind") == "ok" and e.get("stage") == "ready"]
+    ended = [r["at"] for r in hook_runs(fleet.hook_log) if r["event"] == "end"]
+    assert len(readied) == 1 and readied[0] > max(ended), (
+        f"node-2 readied {max(ended) - readied[0]:.1f} s before a hook run on it ended: {hook_runs(fleet.hook_log)}")
+
+
 def wait_in_flight(fleet: Fleet, node: str, timeout: float = 10.0) -> None:
     """Until the node's agent counts the held request (so the rollout's wait sees it too)."""
     deadline = time.monotonic() + timeout
