@@ -36,8 +36,9 @@ from asrtop.control.rollout_model import (
 )
 from asrtop.control.rollout_plan import build_plan
 from asrtop.control.rollout_stages import Interrupted, StageFailed, Stages
-from asrtop.control.rollout_store import (
+from asrtop.control.rollout_store import (  # Holder, holder: who runs a rollout now (the console asks too)
     UNFINISHED,
+    Holder,
     RolloutLock,
     StateError,
     current_node,
@@ -47,6 +48,8 @@ from asrtop.control.rollout_store import (
     write_state,
 )
 from asrtop.exitcodes import BAD_INPUT, INTERRUPTED, OK, REFUSED_GUARDRAIL, ROLLOUT_STOPPED
+
+__all__ = ["Holder", "RolloutEngine", "RolloutRefused", "RolloutResult", "holder", "stop_lines"]
 
 EventSink = Callable[[RolloutEvent], None]
 # Between two reads while a node empties or comes back: each read is one fleet snapshot (balancers and agents);

@@ -21,7 +21,7 @@ from asrtop.control.controller import Controller, DrainUndone
 from asrtop.control.eta import DrainEstimate
 from asrtop.control.model import GUARD_MODEL, Action, ActionResult
 from asrtop.control.rollout_canary import CanaryCheck
-from asrtop.control.rollout_hook import run_hook, substitute
+from asrtop.control.rollout_hook import group_alive, outlive, run_hook, substitute
 from asrtop.control.rollout_model import (
     STAGE_WORDS,
     STAGES,
@@ -253,7 +253,19 @@ class Stages:
         except ValueError as e:
             raise StageFailed(node, "hook", str(e)) from None
         log = hook_log(self.e.audit_path, self.state.id, node)
-        res = await run_hook(argv, log, settings.hook_timeout)
+        left = self.state.progress(node).hook_pid  # asrtop was killed while this hook ran: never two at once
+        if left is not None and group_alive(left):
+            self.e.emit("info", node, "hook", f"the hook of the interrupted run (pid {left}) still runs: waiting "
+                                              f"for it to end before running it again")
+            if await outlive(left, settings.hook_timeout):
+                self.e.emit("info", node, "hook", f"killed the old hook (pid {left}) after {settings.hook_timeout:g} s")
+
+        def started(pid: int) -> None:
+            self.state = self.state.with_node(node, hook_pid=pid)
+            self.e.save()
+
+        res = await run_hook(argv, log, settings.hook_timeout, started)
+        self.state = self.state.with_node(node, hook_pid=None)
         if res.error is not None:
             raise StageFailed(node, "hook", f"{res.error} (log: {log})")
         return f"exit 0 after {seconds_words(res.seconds)} (log: {log})"

@@ -4,8 +4,10 @@ what a resumed rollout does next (never skips, redoes what was running), the dra
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import psutil
 import pytest
@@ -202,3 +204,26 @@ def test_rollout_audit_lines_read_sanely_and_the_drift_watch_ignores_them():
                                    "balancers": [], "rollout": "r1"})
     assert (line.action, line.node, line.value, line.outcome) == ("rollout", "n1", "hook", "ok")
     assert desired_states([line]) == {}
+
+
+def test_a_resumed_hook_waits_for_the_one_a_killed_asrtop_left_running(tmp_path):
+    """asrtop SIGKILLed during the hook: the hook (its own session) runs on; the resume never starts a second
+    one beside it."""
+    from asrtop.config import ClusterConfig
+
+    trace = tmp_path / "trace"
+    orphan = subprocess.run([sys.executable, "-c", "import subprocess, sys; print(subprocess.Popen([sys.executable, "
+                             f"'-c', \"import time; time.sleep(0.6); open({str(trace)!r}, 'a').write('old\\\\n')\"], "
+                             "start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"], capture_output=True, text=True, check=True)
+    left = int(orphan.stdout)
+    host = _Recording(state({"n1": {"stage": "hook", "status": "running", "hook_pid": left}}))
+    host.ctl = type("Ctl", (), {"config": ClusterConfig(None, nodes=(NodeConfig("n1"),))})()
+    host.audit_path = tmp_path / "audit.jsonl"
+    host.state = replace(host.state, plan=replace(host.state.plan, settings=RolloutSettings(
+        hook=(sys.executable, "-c", f"open({str(trace)!r}, 'a').write('new\\n')"))))
+    detail = asyncio.run(Stages(host).hook("n1"))
+    assert detail.startswith("exit 0 after")
+    assert trace.read_text() == "old\nnew\n"  # the new hook ran after the old one ended
+    assert any(f"the hook of the interrupted run (pid {left}) still runs" in e[3] for e in host.events)
+    assert host.state.progress("n1").hook_pid is None
+    assert any(s.progress("n1").hook_pid not in (None, left) for s in host.saved)  # the new one was recorded
