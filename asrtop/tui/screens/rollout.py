@@ -1,0 +1,37 @@
+"""The rollout's plan and its confirmation: RolloutPlan.lines() (the CLI's --dry-run, word for word) in a
+scrolling body, the refusal as the control layer words it. A rollout refusal cannot be forced: `y` starts
+it, `n`/Esc cancel. It opens at once and is filled in when the engine's plan (fresh reads) arrives."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Static
+
+from asrtop.tui.screens.confirm import ConfirmScreen
+
+
+def rollout_title(nodes: tuple[str, ...]) -> str:
+    if not nodes:
+        return "Rolling upgrade of every node?"
+    return f"Rolling upgrade of {', '.join(nodes) if len(nodes) <= 4 else f'{len(nodes)} selected nodes'}?"
+
+
+class RolloutScreen(ConfirmScreen):
+    def __init__(self, nodes: tuple[str, ...]):
+        super().__init__(rollout_title(nodes), [], confirm_label="Start rollout (y)", warning=True, pending=True)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="warning"):
+            yield Static(self.title_text, id="dialog-title")
+            with VerticalScroll(id="rollout-plan"):  # a long plan scrolls; the buttons stay in view
+                yield Static(self._body(), id="dialog-body")
+            yield Static(self.refusal or "", id="dialog-refusal")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Force anyway (f)", id="force", variant="error")
+                yield Button(self.confirm_label, id="confirm", variant="warning")
+                yield Button("Cancel (n)", id="cancel")
+
+    def set_plan(self, lines: list[str], refusal: str | None, forceable: bool = False, hint: str | None = None
+                 ) -> None:
+        super().set_plan(lines, refusal, False)  # the rollout's refusals are not guardrails to override
