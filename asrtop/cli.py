@@ -54,11 +54,72 @@ def _action(sub, name: str, help: str) -> argparse.ArgumentParser:
     return p
 
 
+ROLLOUT_EPILOG = """\
+Per node: drain on every balancer -> wait until empty -> run the hook -> wait for the agent to report the
+ASR service up and the model hashed with the target digest -> a canary request straight to the node ->
+ready on every balancer (+ --ramp). The first failure stops the rollout: that node stays out of rotation,
+nothing else changes, and the message says how to go on. The state is written beside the audit log after
+every stage, so --resume continues after a crash or a lost SSH session; every stage is an audit line.
+
+The hook is an argv template split like a command line (shlex) and never run by a shell; asrtop fills in
+{node} {server} {address} {host} {agent}. Its output goes to rollout-logs/<id>/<node>.log beside the audit
+log. Without flags the [rollout] table of the cluster file gives the hook and the rest.
+
+Examples:
+  asrtop rollout --dry-run --hook "ssh {host} sudo /opt/asr/upgrade.sh"
+  asrtop rollout node-1 node-2 --hook "ansible-playbook upgrade.yml -l {host}" --expect-model 3f9a...
+  asrtop rollout --resume                 continue a stopped or crashed rollout (retries the failed stage)
+  asrtop rollout --resume --from hook     redo the stopped node from its hook
+  asrtop rollout --abort                  end it; nodes it left out stay out (`asrtop ready NODE`)
+
+Output: one line per stage on a pipe, a live status line on a terminal, --json one event per line (the
+last one the "end" event with the exit code). Ctrl+C (or SIGTERM, SIGHUP) stops after the stage in
+progress is recorded, exit 130; press it again to stop at once.
+
+Exit codes: 0 done (or --dry-run, --abort), 2 bad input (unknown node, no hook, bad flag), 3 refused (min_ready
+over a batch, a node without an agent, another rollout running or unfinished, read-only), 8 stopped at a
+node (the message names the node, the stage, the reason and the commands to resume, retry or put it back),
+130 interrupted."""
+
+
+def _rollout(sub) -> None:
+    r = sub.add_parser("rollout", help="upgrade nodes one after the other: drain, wait, hook, verify, ready",
+                       description="Roll an upgrade through the fleet node after node (NODE...: only these; none: "
+                                   "every node), backups first, then the least loaded.",
+                       epilog=ROLLOUT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(r)
+    r.add_argument("nodes", metavar="NODE", nargs="*", help="nodes to upgrade (default: all)")
+    r.add_argument("--hook", metavar='"CMD ARGS"', help="the upgrade command, an argv template (default: [rollout] hook)")
+    r.add_argument("--expect-model", metavar="SHA256", help="the model digest every node must run after the hook "
+                   "(default: cluster.model_sha256, else whatever the first upgraded node runs)")
+    r.add_argument("--max-unavailable", type=int, metavar="N", help="nodes out at once (default 1), checked "
+                   "against min_ready before anything starts")
+    r.add_argument("--canary", metavar="FILE", help="WAV clip sent straight to each upgraded node (default: the "
+                   "clip asrtop ships)")
+    r.add_argument("--canary-text", metavar="TEXT", help="its expected transcript (default: the first node's)")
+    r.add_argument("--canary-api", choices=["openai", "funasr", "gradio"], help="how the node takes audio "
+                   "(default openai)")
+    r.add_argument("--max-rtf", type=float, metavar="X", help="the canary fails above this real-time factor "
+                   "(default 1.0)")
+    r.add_argument("--ramp", type=float, metavar="S", help="after ready, weight 1 up to the node's weight over "
+                   "S seconds (HAProxy; default 0: at once)")
+    r.add_argument("--drain-timeout", type=float, metavar="S", help="give up waiting for a node to empty (default 600)")
+    r.add_argument("--hook-timeout", type=float, metavar="S", help="kill the hook after S seconds (default 600)")
+    r.add_argument("--health-timeout", type=float, metavar="S", help="give up waiting for the agent to report "
+                   "the service up on the target model (default 120)")
+    r.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    r.add_argument("--resume", action="store_true", help="continue the rollout in the state file")
+    r.add_argument("--from", dest="from_stage", metavar="STAGE", help="with --resume: redo the stopped node from "
+                   "STAGE (drain, wait, hook, health, canary, ready)")
+    r.add_argument("--abort", action="store_true", help="end the unfinished rollout; change no balancer")
+    r.add_argument("--json", action="store_true", help="one JSON event per line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="asrtop", description="Operator console for GPU speech-recognition fleets behind HAProxy or nginx.",
                 epilog="Exit codes: 0 done, 2 bad input, 3 refused by guardrail, 4 partial (some balancers changed), "
                        "5 unreachable, 6 drain --wait timed out or the drain was undone, 7 refused by a balancer, "
-                       "130 interrupted (Ctrl+C).")
+                       "8 a rollout stopped at a node, 130 interrupted (Ctrl+C).")
     p.add_argument("--version", action="version", version=f"asrtop {__version__}")
     _common(p, top=True)
     p.add_argument("--prometheus", metavar="URL", help="read node facts from this Prometheus instead of polling agents")
@@ -91,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "servers, restore its state. Audited.")
     _common(r)
     r.add_argument("--dry-run", action="store_true", help="say what would be done on which balancer, change nothing")
+
+    _rollout(sub)
 
     demo = sub.add_parser("demo", help="start an embedded ASR cluster (HAProxy, simulated nodes, agents, load)")
     demo.add_argument("--nodes", type=int, default=4, metavar="N", help="simulated ASR nodes (default 4)")

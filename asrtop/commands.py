@@ -1,4 +1,4 @@
-"""The scriptable sub-commands: status, drain, ready, maint, weight, backup, recover.
+"""The scriptable sub-commands: status, drain, ready, maint, weight, backup, recover, rollout.
 
 For scripts: no confirmation prompt (use --dry-run to see what would change); every error is one line on
 stderr and a documented exit code (asrtop.exitcodes, README "Command line"). Imports stay lazy and light
@@ -63,6 +63,10 @@ def _run(args: Any) -> int:
         return asyncio.run(_action(args, config, balancers))
     if args.command == "recover":
         return asyncio.run(_recover(args, config, balancers))
+    if args.command == "rollout":
+        from asrtop.rollout_cli import rollout
+
+        return asyncio.run(rollout(args, config, balancers, _source(config, balancers)))
     raise _Fail(BAD_INPUT, f"unknown command {args.command!r}")
 
 

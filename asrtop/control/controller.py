@@ -49,6 +49,7 @@ from asrtop.control.model import (
     exit_code_for,
 )
 from asrtop.control.oplock import LockTimeout, action_lock, lock_path
+from asrtop.control.rollout_store import holder
 from asrtop.control.signals import SignalHold
 from asrtop.fleet import FleetSnapshot
 from asrtop.modelfiles import diff_files
@@ -100,6 +101,7 @@ class Controller:
         self.journal = journal if journal is not None else Journal.beside(self.audit.path)
         self.read_only = read_only or config.read_only
         self.redeliver_signals = True  # False: the caller delivers ActionResult.signal (the CLI prints first)
+        self.rollout_id: str | None = None  # set by the rollout engine: that rollout's own actions pass its hold
 
     # -- plan -----------------------------------------------------------------------------------------
 
@@ -133,6 +135,9 @@ class Controller:
         bad = rules.validate(action, self.balancers)
         if bad:
             return refuse("bad-input", bad)
+        held = holder(self.audit.path)  # a running rollout holds the nodes it took out until it readies them
+        if held is not None and action.node in held.nodes and held.id != self.rollout_id:
+            return refuse("refused", f"refused: {rules.describe(action)}: {held.holds(action.node)}")
         snap = snap if snap is not None else await self.source.snapshot()
         failed = {r.name for r in snap.balancers if not r.reachable}
         # The snapshot keeps a failed read as text only: read those once more, typed, to classify them.

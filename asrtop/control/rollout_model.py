@@ -12,15 +12,12 @@ The state (RolloutState) is written atomically beside the audit log after every 
 
 from __future__ import annotations
 
-import time
+import shlex
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping, NamedTuple, get_args
+from typing import Any, Literal, Mapping, get_args
 
 from asrtop.control.model import Refusal
-
-if TYPE_CHECKING:
-    from asrtop.config import RolloutConfig
 
 Stage = Literal["drain", "wait", "hook", "health", "canary", "ready"]
 STAGES: tuple[str, ...] = get_args(Stage)
@@ -101,6 +98,25 @@ class PlannedNode:
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
 
 
+def short(digest: str | None) -> str:
+    return digest[:12] if digest else "unknown"
+
+
+def target_words(target: str | None, source: str) -> str:
+    """ "1a2b3c4d5e6f (--expect-model)" or what the first upgraded node will decide."""
+    if target is None:
+        return "whatever the first upgraded node reports; every later node must match it"
+    return f"{short(target)} ({source})"
+
+
+def node_facts(n: PlannedNode) -> str:
+    """ "backup, weight 3, 0 in flight, model 1a2b3c4d5e6f" """
+    parts = (["backup"] if n.backup else []) + [f"weight {n.weight if n.weight is not None else '?'}",
+                                                 f"{'?' if n.in_flight is None else n.in_flight} in flight",
+                                                 f"model {short(n.digest)}"]
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class RolloutPlan:
     """What a rollout would do: the nodes in order, the batches, the target, the capacity left, the hook.
@@ -121,7 +137,30 @@ class RolloutPlan:
 
     def lines(self) -> list[str]:
         """The plan as an operator reads it: the CLI's --dry-run and the console's confirmation."""
-        raise NotImplementedError  # rollout engine helper: one wording for both front ends
+        s = self.settings
+        at_once = f"{s.max_unavailable} at a time" if s.max_unavailable > 1 else "one at a time"
+        out = [f"rollout of {len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''}, {at_once} "
+               f"(--max-unavailable {s.max_unavailable}), in this order:"]
+        width = max((len(n.name) for n in self.nodes), default=0)
+        for i, n in enumerate(self.nodes, 1):
+            out.append(f"  {i}. {n.name:<{width}}  {node_facts(n)}")
+        if s.max_unavailable > 1:
+            out.append("batches: " + "  ".join("[" + ", ".join(b) + "]" for b in self.batches))
+        out.append(f"target model: {target_words(self.target, self.target_source)}")
+        if self.capacity:
+            out.append(f"capacity: {self.capacity}")
+        out.append("per node: " + " -> ".join(STAGE_WORDS[st] for st in STAGES))
+        out.append(f"hook: {shlex.join(s.hook) if s.hook else '(none)'}  (never run by a shell; output to "
+                   f"{LOG_DIR}/ beside the audit log)")
+        ref = repr(s.canary_text) if s.canary_text else "the first node verified sets it"
+        out.append(f"canary: {s.canary or 'the clip asrtop ships'} ({s.canary_api} API) straight to the node, "
+                   f"reference transcript: {ref}, real-time factor at most {s.max_rtf:g}")
+        ramp = f", ramp {s.ramp:g} s" if s.ramp > 0 else ""
+        out.append(f"timeouts: drain {s.drain_timeout:g} s, hook {s.hook_timeout:g} s, health "
+                   f"{s.health_timeout:g} s{ramp}")
+        out += [f"note: {n}" for n in self.notes]
+        out += [r.line for r in self.refusals]
+        return out
 
     def as_json(self) -> dict[str, Any]:
         return {"nodes": [n.as_json() for n in self.nodes], "batches": [list(b) for b in self.batches],
@@ -202,104 +241,31 @@ class RolloutEvent:
     oldest_seconds: float | None = None  # wait: the oldest in-flight request's age, when the agent knows it
     eta_seconds: float | None = None  # wait: estimated time to empty
     elapsed: float | None = None  # seconds since the stage (progress) or the rollout (end) started
+    exit_code: int | None = None  # the "end" event: the exit code the CLI returns
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
-
-# -- What the CLI and the console both say about a rollout's state (one wording, here) -------------------------
-
-NO_HOOK = ("no upgrade hook: set hook in the [rollout] table of the cluster file "
-           "(an argv template, e.g. hook = \"ssh {host} sudo /opt/asr/upgrade.sh\")")
-INTERRUPTED = "interrupted"  # the state says running, but no process holds the rollout lock (killed, crashed)
+    def line(self) -> str:
+        """One line for a log or a pipe: "node-3 hook: ok, 4.2 s" (the same wording in every front end)."""
+        where = " ".join(p for p in (self.node, self.stage) if p)
+        return f"{where}: {self.message}" if where else self.message
 
 
-def settings_from_config(rollout: "RolloutConfig", **overrides: Any) -> RolloutSettings:
-    """The cluster file's [rollout] table as settings; overrides (the CLI's flags) win where not None."""
-    base: dict[str, Any] = {
-        "hook": tuple(rollout.hook), "canary": str(rollout.canary) if rollout.canary else None,
-        "canary_text": rollout.canary_text, "canary_api": rollout.canary_api, "max_rtf": rollout.max_rtf,
-        "max_unavailable": rollout.max_unavailable, "drain_timeout": rollout.drain_timeout,
-        "hook_timeout": rollout.hook_timeout, "health_timeout": rollout.health_timeout, "ramp": rollout.ramp}
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return RolloutSettings(**base)
+def seconds_words(s: float | None) -> str:
+    if s is None:
+        return "?"
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
 
 
-def duration_text(seconds: float | None) -> str:
-    """'45s', '3m05s', '1h02m'; '' when unknown."""
-    if seconds is None:
-        return ""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-def node_elapsed(p: NodeProgress, now: float) -> float | None:
-    """Seconds since the node's first stage, up to its end (or now while it is in progress)."""
-    if p.started_at is None:
-        return None
-    return max(0.0, (p.finished_at if p.finished_at is not None else now) - p.started_at)
-
-
-def rollout_status(state: RolloutState, alive: bool | None = None) -> str:
-    """The state's status, or INTERRUPTED when it says running but `alive` (a process holds the lock) is False."""
-    return INTERRUPTED if state.status == "running" and alive is False else state.status
-
-
-class ProgressRow(NamedTuple):
-    node: str
-    stage: str  # the stage it is at ('' before its first)
-    status: str  # pending | running | ok | failed | done (ready passed) | interrupted (its process is gone)
-    detail: str  # the engine's last line for it (in flight + estimate, the reason it failed), else the stage's words
-    elapsed: str
-
-
-def progress_rows(state: RolloutState, now: float, alive: bool | None = None) -> list[ProgressRow]:
-    """One row per node, in the plan's order."""
-    rows = []
-    running = rollout_status(state, alive) == "running"
-    for node in state.plan.nodes:
-        p = state.progress(node.name)
-        status = "done" if p.done else INTERRUPTED if p.status == "running" and not running else p.status
-        detail = p.detail or (STAGE_WORDS.get(p.stage or "", "") if p.status == "running" else "")
-        rows.append(ProgressRow(node.name, p.stage or "", status, detail, duration_text(node_elapsed(p, now))))
-    return rows
-
-
-def nodes_done(state: RolloutState) -> int:
-    return sum(1 for n in state.plan.nodes if state.progress(n.name).done)
-
-
-def summary_line(state: RolloutState, now: float, alive: bool | None = None) -> str:
-    """'rollout ID running: 1 of 4 nodes done, target 366146d0aa12 (cluster.model_sha256); by alice@bastion
-    since 05:12:03 (1m12s)'."""
-    status = rollout_status(state, alive)
-    if status == "stopped" and state.stopped:
-        status = f"stopped at {state.stopped.get('node', '?')} ({state.stopped.get('stage', '?')})"
-    end = now if state.status == "running" else state.updated_at
-    since = time.strftime("%H:%M:%S", time.localtime(state.started_at))
-    target = state.target or state.plan.target
-    where = f"{target[:12]} ({state.plan.target_source})" if target else TARGET_FROM_FIRST
-    return (f"rollout {state.id} {status}: {nodes_done(state)} of {len(state.plan.nodes)} nodes done, "
-            f"target {where}; by {state.user} since {since} ({duration_text(end - state.started_at)})")
-
-
-def stop_lines(state: RolloutState, alive: bool | None = None, cli: str = "asrtop") -> list[str]:
-    """Why it is not running, and the exact commands to go on: the CLI's exit-8 message and the console's panel.
-    `cli`: how the operator calls asrtop (with --config FILE where the cluster file is not a default one)."""
-    status = rollout_status(state, alive)
-    if status == INTERRUPTED:
-        return [f"no asrtop process runs it now (killed or crashed): `{cli} rollout --resume` continues it, "
-                f"`{cli} rollout --abort` ends it"]
-    if status != "stopped":
-        return []
-    if not state.stopped:  # created, not started yet (or stopped between nodes)
-        return [f"not running: `{cli} rollout --resume` starts it, `{cli} rollout --abort` ends it"]
-    node, stage = state.stopped.get("node", "?"), state.stopped.get("stage", "?")
-    return [f"stopped at {node}, stage {stage}: {state.stopped.get('reason', '')}".rstrip(": "),
-            f"retry the {stage}: `{cli} rollout --resume`",
-            f"redo the upgrade of {node}: `{cli} rollout --resume --from hook`",
-            f"put {node} back as it was: `{cli} ready {node}`, then `{cli} rollout --abort`"]
+def progress_words(in_flight: int | None, elapsed: float | None, eta: float | None,
+                   oldest: float | None = None) -> str:
+    """The wait's figures: "4 in flight, 12 s, about 8 s left" (a rollout's wait and `drain --wait` alike)."""
+    parts = [f"{'?' if in_flight is None else in_flight} in flight"]
+    if oldest is not None:
+        parts.append(f"oldest {seconds_words(oldest)}")
+    if elapsed is not None:
+        parts.append(f"waited {seconds_words(elapsed)}")
+    if eta is not None and in_flight:
+        parts.append(f"about {seconds_words(eta)} left")
+    return ", ".join(parts)
