@@ -8,7 +8,9 @@ on stop. Children cannot outlive the parent: see asrtop.demo.procs. Start it fro
 long as the cluster (PDEATHSIG is per thread).
 
 Default shape (4 nodes): node-1 and node-2 weight 3; node-3 slower (rtf x2) and weight 1; node-4 backup.
-node-2 carries the previous model revision, so the fleet is visibly inconsistent.
+node-2 carries the previous model revision, so the fleet is visibly inconsistent. The cluster file's
+[rollout] hook (asrtop.demo.upgrade) moves a node onto UPGRADE_TO, so `asrtop rollout` with no flags puts
+every node on one digest.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import atexit
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -32,13 +35,21 @@ from pathlib import Path
 from typing import Callable
 
 from asrtop.demo import procs
+from asrtop.demo import upgrade as upgrade_hook
 from asrtop.demo.haproxycfg import (BACKEND, INSTALL_HINT, HaproxyMissing, ServerSpec, find_haproxy, has_prometheus_exporter, render_config,
                                     server_states)
+from asrtop.demo.revisions import revision_in_dir
 from asrtop.demo.simnode import DEFAULT_MODEL
 from asrtop.demo.watchdog import MARKER
 
 MAX_NODES = 64
 OLD_MODEL = "Fun-ASR-Nano-2511"
+UPGRADE_TO = DEFAULT_MODEL  # what the demo's rollout hook installs
+
+
+def rollout_hook(revision: str = UPGRADE_TO) -> str:
+    """The demo's [rollout] hook: this interpreter runs asrtop.demo.upgrade on {address} (asrtop fills it in)."""
+    return f"{shlex.quote(sys.executable)} -m asrtop.demo.upgrade {{address}} --to {revision}"
 
 
 class DemoError(RuntimeError):
@@ -312,6 +323,7 @@ class DemoCluster:
                       f"address = {json.dumps(n.address)}"]
             if n.agent_url:
                 lines.append(f"agent = {json.dumps(n.agent_url)}")
+        lines += ["", "[rollout]", f"hook = {json.dumps(rollout_hook())}"]
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def stop(self) -> None:
@@ -346,6 +358,7 @@ class DemoCluster:
             raise DemoError(f"{n.name} is still running (pid {n.proc.pid}); kill_node() it first")
         if n.proc is not None and self._watchdog:
             self._watchdog.forget(n.proc.pid)
+        n.model_name = revision_in_dir(n.model_dir) or n.model_name  # an upgrade may have changed it
         self._start_node(n)
         deadline = time.monotonic() + timeout
         while _get_json(n.url + "/health") is None:
@@ -372,6 +385,19 @@ class DemoCluster:
                 return json.loads(r.read())
         except urllib.error.HTTPError as e:
             raise DemoError(f"{self.nodes[i].name} refused the fault {body}: {e.read().decode(errors='replace')}") from None
+
+    def upgrade_node(self, i: int, revision: str = UPGRADE_TO, timeout: float = 30.0) -> float:
+        """What the demo's rollout hook does, from a test: node i restarts on `revision` (same PID);
+        returns once it answers on it (seconds taken). DemoError when it did not."""
+        try:
+            return upgrade_hook.upgrade(self.nodes[i].address, revision, timeout, say=self._say)
+        except (upgrade_hook.UpgradeError, ValueError) as e:
+            raise DemoError(str(e)) from None
+
+    def node_model(self, i: int) -> str | None:
+        """The model revision node i reports now (/health's models_loaded), None when it does not answer."""
+        models = (_get_json(self.nodes[i].url + "/health", timeout=2.0) or {}).get("models_loaded")
+        return str(models[0]) if isinstance(models, list) and models else None
 
     def server_states(self) -> dict[str, dict[str, str]]:
         return server_states(self.admin_socket)

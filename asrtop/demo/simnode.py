@@ -16,6 +16,11 @@ Endpoints (shaped like FunASR's `funasr-server` and the Fun-ASR WebUI):
 - GET  /v1/models, GET /health -> {"status":"ok","device":..,"models_loaded":[..]}
 - GET  /_sim/stats               requests received/answered, by status, in flight, queued (for tests)
 - POST /_sim/fault               DEMO ONLY, loopback clients only: {"error_rate", "slowdown", "crash"}
+- POST /_sim/upgrade             DEMO ONLY, loopback clients only: {"model": REV} -> {"upgrading", "from", "pid"};
+                                 installs REV's files in the model dir, then restarts this process ON THE SAME
+                                 PID (close the listener, os.execv with --model-name REV): the port is down
+                                 for the restart, like a real service restart. See asrtop.demo.revisions for
+                                 the broken revisions (-badcanary, -slow).
 
 Each request holds one of `--slots` concurrent slots (the node's "GPU") for duration x rtf x slowdown
 seconds; up to `--queue` more wait for a slot; past that the node answers 503. Non-audio -> 400 JSON.
@@ -28,8 +33,6 @@ import asyncio
 import base64
 import binascii
 import errno
-import hashlib
-import json
 import os
 import random
 import sys
@@ -40,6 +43,7 @@ from pathlib import Path
 from aiohttp import web
 
 from asrtop.demo.audio import Audio, AudioError, read_wav, vad_segments
+from asrtop.demo.revisions import check_revision, ensure_model_dir, install_revision, slow_factor, transcript
 
 MAX_UPLOAD = 256 * 1024 * 1024  # a 60 min 16 kHz WAV is ~115 MB
 DEFAULT_MODEL = "Fun-ASR-Nano-2512"
@@ -57,22 +61,6 @@ class NodeSettings:
     error_rate: float = 0.0
     slowdown: float = 1.0
     seed: int | None = None
-
-
-def ensure_model_dir(path: Path, model_name: str) -> list[Path]:
-    """Create a small, real model directory if it is empty (bytes derived from the model name, so two
-    nodes with the same name hash the same and a different name is visibly a different model)."""
-    path.mkdir(parents=True, exist_ok=True)
-    if not any(path.iterdir()):
-        seed = hashlib.sha256(model_name.encode()).digest()
-        blob = bytearray()
-        while len(blob) < 256 * 1024:
-            seed = hashlib.sha256(seed).digest()
-            blob += seed
-        (path / "model.pt").write_bytes(bytes(blob))
-        (path / "config.yaml").write_text(f"model: {model_name}\nencoder: sense_voice\nsample_rate: 16000\n")
-        (path / "tokens.json").write_text(json.dumps(["<blank>", "<s>", "</s>"] + [f"tok{i}" for i in range(200)]))
-    return sorted(p for p in path.rglob("*") if p.is_file())
 
 
 class Stats:
@@ -105,6 +93,9 @@ class SimNode:
         self.stats = Stats()
         self._slots = asyncio.Semaphore(settings.slots)
         self._rng = random.Random(settings.seed)
+        self.started_at = time.time()
+        self.upgrade_to: str | None = None  # set by /_sim/upgrade: main() re-executes on this revision
+        self.restart = asyncio.Event()  # set once the upgrade's answer is out: _serve closes the listener
         if settings.model_dir is not None:
             ensure_model_dir(settings.model_dir, settings.model_name)
 
@@ -123,7 +114,7 @@ class SimNode:
         self.stats.in_flight += 1
         try:
             segments = vad_segments(audio)
-            await asyncio.sleep(audio.duration * s.rtf * s.slowdown)
+            await asyncio.sleep(audio.duration * s.rtf * s.slowdown * slow_factor(s.model_name))
             if s.error_rate > 0 and self._rng.random() < s.error_rate:
                 raise RuntimeError(f"{s.name}: simulated inference failure")
         finally:
@@ -133,7 +124,8 @@ class SimNode:
         took = time.monotonic() - t0
         segs = [{"start": g.start, "end": g.end, "text": f"[segment {i + 1}: {g.length:.2f} s]"}
                 for i, g in enumerate(segments)]
-        return {"text": " ".join(x["text"] for x in segs), "segments": segs, "duration": round(audio.duration, 3),
+        text = transcript(s.model_name, " ".join(x["text"] for x in segs))
+        return {"text": text, "segments": segs, "duration": round(audio.duration, 3),
                 "processing_time": round(took, 4), "rtf": round(took / audio.duration, 4) if audio.duration else 0.0}
 
     # --- HTTP ------------------------------------------------------------------------------------
@@ -148,6 +140,7 @@ class SimNode:
             web.get("/health", self.h_health),
             web.get("/_sim/stats", self.h_stats),
             web.post("/_sim/fault", self.h_fault),
+            web.post("/_sim/upgrade", self.h_upgrade),
         ])
         return app
 
@@ -255,7 +248,7 @@ class SimNode:
 
     async def h_health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "device": "simulated", "models_loaded": [self.settings.model_name],
-                                  "node": self.settings.name})
+                                  "node": self.settings.name, "pid": os.getpid(), "started_at": self.started_at})
 
     async def h_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats.as_dict(self))
@@ -286,6 +279,31 @@ class SimNode:
             asyncio.get_running_loop().call_later(0.05, os._exit, 70)
             return web.json_response({"crashing": True, "pid": os.getpid()})
         return web.json_response({"error_rate": s.error_rate, "slowdown": s.slowdown})
+
+
+    async def h_upgrade(self, request: web.Request) -> web.Response:
+        # Demo-only upgrade (the demo's rollout hook, asrtop.demo.upgrade); refuse anything not from here.
+        if request.remote not in LOOPBACK:
+            return _error(403, "/_sim/upgrade is demo-only and answers loopback clients only")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, 'expected JSON {"model": REVISION}')
+        try:
+            model = check_revision(body.get("model") if isinstance(body, dict) else None)
+        except ValueError as e:
+            return _error(400, str(e))
+        if self.upgrade_to is not None:
+            return _error(409, f"already restarting on {self.upgrade_to}")
+        if self.settings.model_dir is not None:
+            try:
+                await asyncio.to_thread(install_revision, self.settings.model_dir, model)
+            except OSError as e:
+                return _error(500, f"cannot install {model} into {self.settings.model_dir}: {e.strerror or e}")
+        self.upgrade_to = model
+        # Restart once this answer is on the wire (the handler must return first).
+        asyncio.get_running_loop().call_later(0.05, self.restart.set)
+        return web.json_response({"upgrading": model, "from": self.settings.model_name, "pid": os.getpid()})
 
 
 def _predict_audio(item) -> bytes:
@@ -354,9 +372,9 @@ async def _serve(node: SimNode, host: str, port: int) -> None:
     await site.start()
     print(f"simnode {node.settings.name} listening on http://{host}:{port} (pid {os.getpid()})", flush=True)
     try:
-        await asyncio.Event().wait()
+        await node.restart.wait()
     finally:
-        await runner.cleanup()
+        await runner.cleanup()  # closes the listener: the port is down until the new process listens
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,8 +392,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simnode: cannot listen on {a.host}:{a.port}: {why}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, web.GracefulExit):
-        pass
+        return 0
+    if node.upgrade_to is not None:
+        return _reexec(a, node.upgrade_to)
     return 0
+
+
+def _reexec(a: argparse.Namespace, model: str) -> int:
+    """Become the same node on another revision, on the same PID: the demo's watchdog, PDEATHSIG and the
+    cluster's Popen stay valid. The start-up flags are rebuilt from the parsed ones (runtime fault knobs
+    reset, as after any restart)."""
+    argv = [sys.executable, "-m", "asrtop.demo.simnode", "--port", str(a.port), "--host", a.host, "--name", a.name,
+            "--rtf", repr(a.rtf), "--slots", str(a.slots), "--queue", str(a.queue), "--model-name", model,
+            "--error-rate", repr(a.error_rate), "--slowdown", repr(a.slowdown)]
+    if a.model_dir is not None:
+        argv += ["--model-dir", str(a.model_dir)]
+    if a.seed is not None:
+        argv += ["--seed", str(a.seed)]
+    print(f"simnode {a.name} restarting on {model} (pid {os.getpid()})", flush=True)
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, argv)
+    except OSError as e:
+        print(f"simnode: cannot restart on {model}: {e.strerror or e}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
