@@ -37,6 +37,7 @@ from asrtop.control.rollout_plan import can_ramp
 
 T = TypeVar("T")
 FRESH_ROUNDS = 3  # agent readings with distinct collected_at: the third's round began after the stage did
+PROGRESS_SAVE_EVERY = 1.0  # seconds between state writes of the wait's count (a drain of hundreds is not hundreds of fsyncs)
 
 
 class StageFailed(Exception):
@@ -205,14 +206,18 @@ class Stages:
 
     async def wait(self, node: str) -> str:
         timeout = self.state.plan.settings.drain_timeout
-        est, last = DrainEstimate(), [-1]
+        est, last, saved = DrainEstimate(), [-1], [-PROGRESS_SAVE_EVERY]
 
         def progress(n: int | None, waited: float) -> None:
             eta = est.add(waited, n)
             if n != last[0]:
                 last[0] = n  # type: ignore[call-overload]
-                self.e.emit("progress", node, "wait", progress_words(n, waited, eta), in_flight=n,
-                            eta_seconds=eta, elapsed=waited)
+                words = progress_words(n, waited, eta)
+                self.e.emit("progress", node, "wait", words, in_flight=n, eta_seconds=eta, elapsed=waited)
+                if waited - saved[0] >= PROGRESS_SAVE_EVERY:  # the console's panel reads the state file
+                    saved[0] = waited
+                    self.state = self.state.with_node(node, detail=words)
+                    self.e.save()
 
         t0 = time.monotonic()
         try:

@@ -52,6 +52,11 @@ class RolloutStarter(Protocol):
         """The cluster file's [rollout] table (no hook: the console says to set one and plans nothing)."""
         ...
 
+    @property
+    def config_path(self) -> Path | None:
+        """The cluster file: the commands the console shows to go on with a rollout name it (--config)."""
+        ...
+
     async def plan(self, nodes: Sequence[str]) -> RolloutPlan:
         """What a rollout of `nodes` would do (all nodes when empty); changes nothing."""
         ...

@@ -65,10 +65,9 @@ class AsrtopApp(RolloutActions, App):
     def __init__(self, source: FleetSource, controller: ActionController | None = None, *, cluster: str = "asrtop",
                  refresh: float = 1.0, read_only: bool = False, audit: AuditReader | None = None,
                  max_weight: int = 256, min_weight: int = 0, close_source: bool = True,
-                 recovery: Recoverer | None = None, rollout: RolloutStarter | None = None, rollout_cli: str = "asrtop"):
+                 recovery: Recoverer | None = None, rollout: RolloutStarter | None = None):
         super().__init__()
         self.rollout = rollout  # the rollout engine + a detached `asrtop rollout --resume` (None: no rollouts here)
-        self.rollout_cli = rollout_cli  # how the panel's commands name asrtop (with --config FILE when needed)
         self._rollouts_watched: set[str] = set()  # rollouts seen running or stopped: shown (one line) once ended
         self.clock = time.time  # the panel's elapsed times (tests fix it)
         self.recovery = recovery  # `asrtop recover` for the palette's "Recover interrupted changes"

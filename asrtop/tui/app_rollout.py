@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from textual import work
 
-from asrtop.control.rollout_model import NO_HOOK
+from asrtop.control.rollout_words import NO_HOOK
 from asrtop.tui.screens.rollout import RolloutScreen
 
 
 class RolloutActions:
-    """Needs the App's rollout (RolloutStarter | None), rollout_cli, clock, _rollouts_watched, read_only,
+    """Needs the App's rollout (RolloutStarter | None), clock, _rollouts_watched, read_only,
     action_busy, _may_act, fleet_screen, notify and push_screen (all set up by AsrtopApp)."""
 
     def start_rollout(self, nodes: list[str]) -> None:
@@ -78,7 +78,7 @@ class RolloutActions:
         if state is not None and state.status in ("running", "stopped"):
             self._rollouts_watched.add(state.id)
         watched = state is not None and state.id in self._rollouts_watched
-        self.fleet_screen.show_rollout(state, self.clock(), alive, watched, self.rollout_cli, error)  # once composed
+        self.fleet_screen.show_rollout(state, self.clock(), alive, watched, self.rollout.config_path, error)  # once composed
 
 
 

@@ -10,9 +10,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
-from asrtop.control.rollout_model import LOG_DIR, RolloutPlan, RolloutSettings, RolloutState, state_path
+from asrtop.control.oplock import held
+from asrtop.control.rollout_model import LOG_DIR, RolloutPlan, RolloutSettings, RolloutState, lock_file, state_path
 
 LAUNCH_LOG = "console-run.log"  # <audit dir>/rollout-logs/<rollout id>/console-run.log
 TAIL_BYTES = 8192  # the end of the log holds the rollout's last event
@@ -32,9 +33,9 @@ def launch_log(audit_path: str | Path, rollout_id: str) -> Path:
     return Path(audit_path).with_name(LOG_DIR) / rollout_id / LAUNCH_LOG
 
 
-def resume_argv(config_path: str | Path) -> list[str]:
-    return [sys.executable, "-m", "asrtop.cli", "--config", str(Path(config_path).resolve()), "rollout", "--resume",
-            "--json"]
+def resume_argv(config_path: str | Path | None) -> list[str]:
+    config = ["--config", str(Path(config_path).resolve())] if config_path is not None else []
+    return [sys.executable, "-m", "asrtop.cli", *config, "rollout", "--resume", "--json"]
 
 
 def last_line(log: Path) -> str:
@@ -54,14 +55,14 @@ def last_line(log: Path) -> str:
 
 
 class DetachedRollout:
-    def __init__(self, engine: RolloutEngineLike, settings: RolloutSettings, config_path: str | Path,
-                 audit_path: str | Path, holder: Callable[[], object | None]):
+    def __init__(self, engine: RolloutEngineLike, settings: RolloutSettings, config_path: str | Path | None,
+                 audit_path: str | Path, settings_error: str | None = None):
         self.engine = engine
         self._settings = settings
-        self.config_path = Path(config_path)
+        self.settings_error = settings_error  # the [rollout] table cannot be used as it is (one line)
+        self.config_path = Path(config_path) if config_path is not None else None
         self.audit_path = Path(audit_path)
         self.state_file = state_path(audit_path)
-        self.holder = holder  # asrtop.control.rollout.holder(audit_path): who runs a rollout now, or None
         self._stamp: tuple[int, int, int] | None = None
         self._state: RolloutState | None = None
         self._proc: subprocess.Popen | None = None
@@ -73,6 +74,8 @@ class DetachedRollout:
         return self._settings
 
     async def plan(self, nodes: Sequence[str]) -> RolloutPlan:
+        if self.settings_error:
+            raise ValueError(self.settings_error)
         return await self.engine.plan(list(nodes), self._settings)
 
     def create(self, plan: RolloutPlan) -> RolloutState:
@@ -101,7 +104,9 @@ class DetachedRollout:
         return self._state
 
     def alive(self) -> bool:
-        return self.holder() is not None
+        """The rollout lock is held: a flock test on one file, nothing parsed (rollout.holder also reads the
+        state file to say who)."""
+        return held(lock_file(self.audit_path))
 
     def finished(self) -> tuple[int, str] | None:
         if self._proc is None or self._proc.poll() is None or self._log is None:

@@ -19,8 +19,10 @@ from screen import screen_lines, screen_text, settled, wait_for
 from test_tui_layout import check_golden, table_top
 
 from asrtop.control.model import Refusal
-from asrtop.control.rollout_model import (NO_HOOK, TARGET_FROM_CONFIG, NodeProgress, PlannedNode, RolloutPlan,
+from asrtop.control.rollout_model import (TARGET_FROM_CONFIG, progress_words, NodeProgress, PlannedNode, RolloutPlan,
                                           RolloutSettings, RolloutState)
+from asrtop.control.rollout_store import RolloutLock, read_state
+from asrtop.control.rollout_words import NO_HOOK
 from asrtop.tui.app import AsrtopApp
 from asrtop.tui.rollout_launch import DetachedRollout, launch_log
 from asrtop.tui.screens.rollout import RolloutScreen
@@ -37,19 +39,6 @@ def plan_of(nodes=NODES, refusals=()) -> RolloutPlan:
                        refusals=tuple(refusals))
 
 
-class Plan(RolloutPlan):
-    """Until the engine's RolloutPlan.lines() exists: the fields, one per line (the console shows what it gets)."""
-
-    def lines(self) -> list[str]:
-        return [f"order: {', '.join(n.name for n in self.nodes)}", self.capacity,
-                f"target {self.target} ({self.target_source})", "hook: " + " ".join(self.settings.hook)]
-
-
-def fake_plan(nodes=NODES, refusals=()) -> Plan:
-    p = plan_of(nodes, refusals)
-    return Plan(p.nodes, p.batches, p.settings, p.target, p.target_source, p.capacity, p.notes, p.refusals)
-
-
 def state_of(status="running", nodes=None, stopped=None, plan=None) -> RolloutState:
     return RolloutState("20261201T051203Z-4f2a", "alice@bastion", 4242, T0, T0 + 50, status, plan or plan_of(),
                         nodes or {}, DIGEST_A, None, stopped)
@@ -57,7 +46,7 @@ def state_of(status="running", nodes=None, stopped=None, plan=None) -> RolloutSt
 
 # one done, one waiting for its requests, one pending
 RUNNING = {"node-1": NodeProgress("ready", "ok", "", T0 + 1, T0 + 21),
-           "node-2": NodeProgress("wait", "running", "3 in flight, oldest 4.1s, about 6s left", T0 + 22)}
+           "node-2": NodeProgress("wait", "running", progress_words(3, 8.0, 6.0, 4.1), T0 + 22)}
 # one done, one whose hook failed
 STOPPED = {"node-1": NodeProgress("ready", "ok", "", T0 + 1, T0 + 21),
            "node-2": NodeProgress("hook", "failed", "hook exit status 1: upgrade.sh: no space left", T0 + 22, T0 + 40)}
@@ -69,7 +58,7 @@ class FakeStarter:
 
     def __init__(self, hook=HOOK, plan=None, refuse_create: str | None = None):
         self._settings = RolloutSettings(tuple(hook))
-        self.plan_result = plan or fake_plan()
+        self.plan_result = plan or plan_of()
         self.refuse_create = refuse_create
         self.planned: list[tuple[str, ...]] = []
         self.created: list[RolloutPlan] = []
@@ -77,6 +66,7 @@ class FakeStarter:
         self.state: RolloutState | None = None
         self.is_alive = True
         self.ended: tuple[int, str] | None = None
+        self.config_path = None
 
     @property
     def settings(self) -> RolloutSettings:
@@ -140,7 +130,7 @@ async def test_upgrade_key_plans_every_node_confirms_then_creates_and_launches()
         text = screen_text(app)
         assert "Rolling upgrade of every node?" in text
         assert app.screen.lines == starter.plan_result.lines()  # the engine's plan, word for word
-        assert starter.plan_result.lines()[0] in text
+        assert "1. node-1  weight 3, 0 in flight, model a1b2c3d4e5f6" in text
         assert not starter.created  # nothing before `y`
         await pilot.press("y")
         await wait_for(pilot, lambda: starter.launched, what="launch")
@@ -165,7 +155,7 @@ async def test_upgrade_key_plans_the_selection_and_n_cancels():
 
 async def test_a_refused_plan_shows_the_refusal_and_y_starts_nothing():
     line = "refused: a batch of 2 leaves 1 of 4 primaries ready, min_ready is 2"
-    starter = FakeStarter(plan=fake_plan(refusals=(Refusal("min_ready", line),)))
+    starter = FakeStarter(plan=plan_of(refusals=(Refusal("min_ready", line),)))
     app = make_app(starter)
     async with app.run_test(size=(80, 24)) as pilot:
         await settled(pilot, app)
@@ -228,15 +218,15 @@ async def test_the_launched_process_ending_is_notified_once_with_its_last_line()
 # -- the panel, over the real DetachedRollout and a state file ----------------------------------------------------
 
 class FileEngine:
-    """The engine's current(): parse the state file; counts the parses (the console must not re-read an
-    unchanged file on every refresh)."""
+    """The engine's current() (rollout_store.read_state), counting its reads: the console must not parse an
+    unchanged state file on every refresh."""
 
-    def __init__(self, path: Path):
-        self.path, self.reads = path, 0
+    def __init__(self, audit: Path):
+        self.audit, self.path, self.reads = audit, audit.with_name("rollout.json"), 0
 
     def current(self):
         self.reads += 1
-        return RolloutState.from_json(json.loads(self.path.read_text()))
+        return read_state(self.audit)
 
 
 def write_state(path: Path, state: RolloutState) -> None:
@@ -245,10 +235,18 @@ def write_state(path: Path, state: RolloutState) -> None:
     os.replace(tmp, path)
 
 
-def watcher(tmp_path, alive=True) -> tuple[DetachedRollout, FileEngine]:
-    audit = tmp_path / "audit.jsonl"
-    engine = FileEngine(tmp_path / "rollout.json")
-    return DetachedRollout(engine, RolloutSettings(HOOK), tmp_path / "c.toml", audit, lambda: alive or None), engine
+@pytest.fixture
+def running_lock(tmp_path):
+    """The lock a running `asrtop rollout` holds (another open file: flock tells it from the console's test)."""
+    lock = RolloutLock(tmp_path / "audit.jsonl")
+    assert lock.acquire()
+    yield lock
+    lock.release()
+
+
+def watcher(tmp_path) -> tuple[DetachedRollout, FileEngine]:
+    engine = FileEngine(tmp_path / "audit.jsonl")
+    return DetachedRollout(engine, RolloutSettings(HOOK), None, tmp_path / "audit.jsonl"), engine
 
 
 def panel_text(app) -> str:
@@ -256,21 +254,21 @@ def panel_text(app) -> str:
     return "\n".join(lines[table_top(lines):])
 
 
-async def test_panel_follows_the_state_file_and_reads_it_only_when_it_changed(tmp_path):
+async def test_panel_follows_the_state_file_and_reads_it_only_when_it_changed(tmp_path, running_lock):
     starter, engine = watcher(tmp_path)
     app = make_app(starter, refresh=0.05)
     async with app.run_test(size=(120, 35)) as pilot:
         await settled(pilot, app)
         assert "rollout 2026" not in screen_text(app)  # no state file: no panel
         write_state(engine.path, state_of("running", RUNNING))
-        await wait_for(pilot, lambda: "3 in flight, oldest 4.1s" in screen_text(app), what="running panel")
+        await wait_for(pilot, lambda: "3 in flight, oldest 4.1 s" in screen_text(app), what="running panel")
         reads, refreshes = engine.reads, app.refreshes
         await wait_for(pilot, lambda: app.refreshes >= refreshes + 5, what="refreshes")
         assert engine.reads == reads  # unchanged file: stat only
         write_state(engine.path, state_of("stopped", STOPPED, STOP))
         await wait_for(pilot, lambda: "stopped at node-2 (hook)" in screen_text(app), what="stopped panel")
         text = screen_text(app)
-        assert "`asrtop rollout --resume --from hook`" in text and "`asrtop ready node-2`" in text
+        assert "asrtop rollout --resume --from hook" in text and "asrtop ready node-2 && asrtop rollout --abort" in text
         assert "node-6" in text  # the table still shows every row above it
         write_state(engine.path, state_of("done", {n: NodeProgress("ready", "ok", "", T0, T0 + 9) for n in NODES}))
         await wait_for(pilot, lambda: "3 of 3 nodes done" in screen_text(app), what="done line")
@@ -278,13 +276,13 @@ async def test_panel_follows_the_state_file_and_reads_it_only_when_it_changed(tm
 
 
 async def test_a_running_rollout_without_its_process_reads_interrupted_with_the_commands(tmp_path):
-    starter, engine = watcher(tmp_path, alive=False)
+    starter, engine = watcher(tmp_path)  # no process holds the rollout lock
     write_state(engine.path, state_of("running", RUNNING))
     app = make_app(starter)
     async with app.run_test(size=(120, 35)) as pilot:
         await settled(pilot, app)
         text = screen_text(app)
-        assert "interrupted" in text and "`asrtop rollout --resume` continues it" in text
+        assert "interrupted" in text and "continue it with `asrtop rollout --resume`" in text
 
 
 async def test_a_finished_rollout_found_at_start_is_not_shown(tmp_path):
@@ -298,7 +296,7 @@ async def test_a_finished_rollout_found_at_start_is_not_shown(tmp_path):
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 35)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("case", ["running", "stopped"])
-async def test_rollout_panel_golden_layouts(tmp_path, size, case):
+async def test_rollout_panel_golden_layouts(tmp_path, running_lock, size, case):
     width, height = size
     starter, engine = watcher(tmp_path)
     write_state(engine.path, state_of("running", RUNNING) if case == "running" else state_of("stopped", STOPPED, STOP))
@@ -330,7 +328,9 @@ def test_launch_starts_a_detached_process_writing_beside_the_audit_log(tmp_path)
     assert starter.finished() is None  # said once
 
 
-def test_resume_argv_runs_this_python_on_the_same_cluster_file(tmp_path):
-    starter, _ = watcher(tmp_path)
+def test_resume_argv_runs_this_python_on_the_same_cluster_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    starter = DetachedRollout(FileEngine(tmp_path / "audit.jsonl"), RolloutSettings(HOOK), "c.toml",
+                              tmp_path / "audit.jsonl")
     assert starter.argv == [sys.executable, "-m", "asrtop.cli", "--config", str((tmp_path / "c.toml").resolve()),
                             "rollout", "--resume", "--json"]

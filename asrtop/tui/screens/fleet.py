@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -156,15 +158,15 @@ class FleetScreen(Screen):
         """A rolling upgrade of the selected nodes, else of every node (not just the one under the cursor)."""
         self.app.start_rollout(self.targets() if self.selected else [])
 
-    def show_rollout(self, state: RolloutState | None, now: float, alive: bool | None, collapsed: bool, cli: str,
-                     error: str | None = None) -> None:
+    def show_rollout(self, state: RolloutState | None, now: float, alive: bool | None, collapsed: bool,
+                     config_path: Path | None, error: str | None = None) -> None:
         if not self.live:
             return
         try:
             panel = self.query_one(RolloutPanel)
         except NoMatches:  # the app is closing: the screen's children go before the screen itself
             return
-        panel.show(state, now, alive, collapsed, cli, error)
+        panel.show(state, now, alive, collapsed, config_path, error)
 
     # -- navigation --------------------------------------------------------------------------------
     def action_toggle_select(self) -> None:

@@ -5,6 +5,7 @@ it, `n`/Esc cancel. It opens at once and is filled in when the engine's plan (fr
 from __future__ import annotations
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Static
 
@@ -18,6 +19,9 @@ def rollout_title(nodes: tuple[str, ...]) -> str:
 
 
 class RolloutScreen(ConfirmScreen):
+    BINDINGS = [Binding("up", "scroll_plan(-1)", show=False), Binding("down", "scroll_plan(1)", show=False),
+                Binding("pageup", "scroll_plan(-10)", show=False), Binding("pagedown", "scroll_plan(10)", show=False)]
+
     def __init__(self, nodes: tuple[str, ...]):
         super().__init__(rollout_title(nodes), [], confirm_label="Start rollout (y)", warning=True, pending=True)
 
@@ -31,6 +35,11 @@ class RolloutScreen(ConfirmScreen):
                 yield Button("Force anyway (f)", id="force", variant="error")
                 yield Button(self.confirm_label, id="confirm", variant="warning")
                 yield Button("Cancel (n)", id="cancel")
+
+    def action_scroll_plan(self, lines: int) -> None:
+        """The plan scrolls from the keyboard while the focus stays on Cancel (Enter must not start it)."""
+        plan = self.query_one("#rollout-plan", VerticalScroll)
+        plan.scroll_to(y=plan.scroll_y + lines, animate=False)
 
     def set_plan(self, lines: list[str], refusal: str | None, forceable: bool = False, hint: str | None = None
                  ) -> None:

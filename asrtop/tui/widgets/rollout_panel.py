@@ -1,13 +1,14 @@
-"""The rollout's progress under the fleet table, read from the state file (asrtop.control.rollout_model).
+"""The rollout's progress under the fleet table, read from the state file.
 
-Every word and figure comes from the model (summary_line, progress_rows, stop_lines): this widget only picks
-the rows that fit and lays them out. It shows while a rollout runs or is stopped (so a reopened console
-shows it too), collapses to its one summary line once a rollout this console watched has ended, and hides
-otherwise. Meaning never rests on colour alone: the status is a word, a failure is bold as well as red.
+Every word and figure comes from the control layer (asrtop.control.rollout_words: the summary line, a row
+per node, how to go on): this widget only picks the rows that fit and lays them out. It shows while a
+rollout runs or is stopped (so a reopened console shows it too), collapses to its summary once a rollout
+this console watched has ended, and hides otherwise. Meaning never rests on colour: the status is a word.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from rich.console import Group
@@ -15,29 +16,35 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from asrtop.control.rollout_model import ProgressRow, RolloutState, progress_rows, rollout_status, stop_lines, summary_line
+from asrtop.control.rollout_model import RolloutState
+from asrtop.control.rollout_words import ProgressRow, go_on_lines, progress_rows, rollout_status, summary_line
 
 ACTIVE = ("running", "failed", "interrupted")  # the row a reader looks for first
 STATUS_STYLE = {"failed": "bold red", "interrupted": "bold yellow", "running": "bold", "done": "green",
                 "pending": "dim"}
-SHOWN = ("running", "stopped", "interrupted")  # the whole panel; otherwise one line at most
+SHOWN = ("running", "stopped", "interrupted")  # the whole panel; otherwise its summary at most
 
 
 def panel_lines(height: int) -> int:
-    """How many lines the panel may take in a window `height` rows high: the table keeps the most."""
+    """How many lines the panel aims to take in a window `height` rows high (the table keeps the rest)."""
     return max(4, min(12, height // 2 - 1))
 
 
 def window(rows: Sequence[ProgressRow], room: int) -> tuple[list[ProgressRow], int, int]:
-    """The rows that fit in `room` lines around the node in progress (or failed), and how many are left out
-    before and after it (each side that leaves rows out takes one line to say so)."""
+    """The rows that fit in `room` lines, around the node in progress (or failed, or next), and how many are
+    left out before and after them (one line says so). The node in progress is always among them."""
     if len(rows) <= room:
         return list(rows), 0, 0
     focus = next((i for i, r in enumerate(rows) if r.status in ACTIVE),
                  next((i for i, r in enumerate(rows) if r.status == "pending"), len(rows) - 1))
-    room = max(1, room - 2)  # "… N before" and "… N after" lines
-    start = min(max(0, focus - (room > 2)), len(rows) - room)  # the one before it too, where there is room
-    return list(rows[start:start + room]), start, len(rows) - start - room
+    k = max(1, room - 1)
+    start = min(max(0, focus - (k > 2)), len(rows) - k)  # the one before it too, where there is room
+    return list(rows[start:start + k]), start, len(rows) - start - k
+
+
+def left_out(before: int, after: int) -> str:
+    parts = [f"{before} before" if before else "", f"{after} after" if after else ""]
+    return "… more nodes: " + ", ".join(p for p in parts if p) if before or after else ""
 
 
 class RolloutPanel(Static):
@@ -51,42 +58,38 @@ class RolloutPanel(Static):
 
     def __init__(self, **kw):
         super().__init__("", classes="hidden", **kw)
-        self.state: RolloutState | None = None
-        self._text: tuple | None = None  # what is shown now: repaint only on a change
+        self._shown: tuple | None = None  # what is painted now: repaint only on a change
 
-    def show(self, state: RolloutState | None, now: float, alive: bool | None, collapsed: bool, cli: str,
-             error: str | None = None) -> None:
-        """`collapsed`: the rollout ended while this console watched it (one line); a finished rollout found at
-        start is not shown. `cli`: how the stop lines name asrtop (with --config FILE when needed)."""
-        self.state = state
+    def show(self, state: RolloutState | None, now: float, alive: bool | None, collapsed: bool,
+             config_path: Path | None, error: str | None = None) -> None:
+        """`collapsed`: the rollout ended while this console watched it (its summary line stays); one that had
+        ended before the console started is not shown. `config_path` goes into the commands it names."""
         if error is not None:
-            self._paint((error,), [], [], style="bold red")
+            self._paint((error,), [], "", "bold red")
             return
         status = rollout_status(state, alive) if state is not None else None
         if state is None or (status not in SHOWN and not collapsed):
-            self._paint((), [], [])
+            self._paint((), [], "")
             return
         summary = summary_line(state, now, alive)
         if status not in SHOWN:
-            self._paint((summary,), [], [])
+            self._paint((summary,), [], "")
             return
-        stops = stop_lines(state, alive, cli)
+        lines = (summary, *go_on_lines(state, alive, config_path))
         width = max(20, self.app.size.width - 2)
-        room = panel_lines(self.app.size.height) - sum(-(-len(line) // width) for line in (summary, *stops))
-        rows = progress_rows(state, now, alive)
-        shown, before, after = window(rows, max(1, room))
-        notes = [f"… {before} more before" if before else "", f"… {after} more after" if after else ""]
-        self._paint((summary, *stops), shown, notes)
+        room = panel_lines(self.app.size.height) - sum(-(-len(line) // width) for line in lines)
+        shown, before, after = window(progress_rows(state, now, alive), max(1, room))
+        self._paint(lines, shown, left_out(before, after))
 
-    def _paint(self, lines: tuple[str, ...], rows: list[ProgressRow], notes: list[str], style: str = "bold") -> None:
-        key = (lines, tuple(rows), tuple(notes), style)
-        if key == self._text:
+    def _paint(self, lines: tuple[str, ...], rows: list[ProgressRow], note: str, style: str = "bold") -> None:
+        key = (lines, tuple(rows), note, style)
+        if key == self._shown:
             return
-        self._text = key
+        self._shown = key
         self.set_class(not lines, "hidden")
         if not lines:
             return
-        summary, *stops = lines
+        summary, *go_on = lines
         grid = Table.grid(padding=(0, 1), expand=True)
         for column in (dict(no_wrap=True), dict(no_wrap=True), dict(no_wrap=True), dict(no_wrap=True, justify="right"),
                        dict(no_wrap=True, overflow="ellipsis", ratio=1)):
@@ -94,10 +97,8 @@ class RolloutPanel(Static):
         for r in rows:
             grid.add_row(r.node, r.stage or "—", Text(r.status, style=STATUS_STYLE.get(r.status, "")), r.elapsed,
                          Text(r.detail, style="red" if r.status == "failed" else ""))
-        before, after = notes or ("", "")
         parts: list = [Text(summary, style=style)]
-        parts += [Text(before, style="dim")] if before else []
         parts += [grid] if rows else []
-        parts += [Text(after, style="dim")] if after else []
-        parts += [Text(line, style="yellow") for line in stops]  # the reason and the commands: wrapped, never cut
+        parts += [Text(note, style="dim")] if note else []
+        parts += [Text(line, style="yellow") for line in go_on]  # the commands: wrapped, never cut
         self.update(Group(*parts))
