@@ -39,7 +39,8 @@ class RolloutActions:
             confirm.set_plan([], one_line(e), False)
             await answer
             return
-        confirm.set_plan(plan.lines(), plan.refusal, False)
+        refused = {r.line for r in plan.refusals}  # lines() ends with them (--dry-run); here they show below, in red
+        confirm.set_plan([line for line in plan.lines() if line not in refused], plan.refusal, False)
         if not await answer:
             self.notify("rollout: cancelled, nothing changed", timeout=3)
             return
@@ -66,7 +67,8 @@ class RolloutActions:
         ended = self.rollout.finished()
         if ended is not None:
             code, line = ended
-            self.notify(line, title=f"rollout ended (exit {code})", severity="information" if code == 0 else "error",
+            how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+            self.notify(line, title=f"`asrtop rollout` ended ({how})", severity="information" if code == 0 else "error",
                         timeout=20)
         error = alive = None
         try:

@@ -39,19 +39,29 @@ def resume_argv(config_path: str | Path | None) -> list[str]:
 
 
 def last_line(log: Path) -> str:
-    """The log's last line; for a JSON event (the rollout's end) its message."""
+    """How the run ended: the message of its last "end" event (--json), else its last line of output."""
     try:
         with open(log, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - TAIL_BYTES))
             lines = f.read().decode("utf-8", "replace").strip().splitlines()
     except OSError as e:
         return f"cannot read {log}: {e.strerror or e}"
-    line = lines[-1].strip() if lines else ""
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return line
-    return str(event.get("message") or line) if isinstance(event, dict) else line
+    events = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    ends = [e for e in events if e.get("kind") == "end" and e.get("message")]
+    if ends:
+        return str(ends[-1]["message"])
+    if events:  # killed before its end: where it was (as RolloutEvent.line words an event)
+        e = events[-1]
+        where = " ".join(str(e[k]) for k in ("node", "stage") if e.get(k))
+        return "it stopped before its end; last event: " + (f"{where}: " if where else "") + str(e.get("message", ""))
+    return lines[-1].strip() if lines else "no output"
 
 
 class DetachedRollout:
@@ -112,4 +122,4 @@ class DetachedRollout:
         if self._proc is None or self._proc.poll() is None or self._log is None:
             return None
         code, self._proc = self._proc.returncode, None
-        return code, last_line(self._log)
+        return code, last_line(self._log)  # code < 0: killed by that signal

@@ -161,7 +161,12 @@ async def test_a_refused_plan_shows_the_refusal_and_y_starts_nothing():
         await settled(pilot, app)
         await pilot.press("U")
         await wait_for(pilot, lambda: isinstance(app.screen, RolloutScreen) and not app.screen.pending, what="plan")
-        assert line in screen_text(app)
+        text = screen_text(app)
+        assert text.count(line) == 1 and "Cancel (n)" in text  # at 80x24 the plan scrolls; refusal and buttons show
+        assert app.screen.refusal == line and line not in app.screen.lines  # in red below the plan, not twice
+        assert "timeouts: drain 600 s" not in text
+        await pilot.press("pagedown")  # the focus stays on Cancel; the plan scrolls from the keyboard
+        await wait_for(pilot, lambda: "timeouts: drain 600 s" in screen_text(app), what="scrolled plan")
         await pilot.press("y", "f")  # neither confirms nor forces a refused rollout
         await pilot.pause(0.2)
         assert isinstance(app.screen, RolloutScreen) and not starter.created
@@ -213,6 +218,7 @@ async def test_the_launched_process_ending_is_notified_once_with_its_last_line()
         await wait_for(pilot, lambda: any("exit 8" in t for t in toasts(app)), what="end toast")
         await pilot.pause(0.2)
         assert sum("exit 8" in t for t in toasts(app)) == 1
+        assert "rollout stopped at node-2 (hook): hook exit status 1" in toasts(app)[-1]
 
 
 # -- the panel, over the real DetachedRollout and a state file ----------------------------------------------------
@@ -316,7 +322,8 @@ async def test_rollout_panel_golden_layouts(tmp_path, running_lock, size, case):
 def test_launch_starts_a_detached_process_writing_beside_the_audit_log(tmp_path):
     starter, _ = watcher(tmp_path)
     starter.argv = [sys.executable, "-c", "import json, os, sys; print(json.dumps({'kind': 'end', 'message': "
-                    "f'session {os.getsid(0) == os.getpid()} stdin {sys.stdin.read()!r}'}))"]
+                    "f'session {os.getsid(0) == os.getpid()} stdin {sys.stdin.read()!r}'})); "
+                    "print('asrtop: the same on stderr, after the end event', file=sys.stderr)"]
     state = state_of("stopped")
     log = starter.launch(state)
     assert log == launch_log(tmp_path / "audit.jsonl", state.id) == tmp_path / "rollout-logs" / state.id / "console-run.log"
@@ -326,6 +333,19 @@ def test_launch_starts_a_detached_process_writing_beside_the_audit_log(tmp_path)
         time.sleep(0.02)
     assert ended == (0, "session True stdin ''")  # its own session (survives the console), no terminal input
     assert starter.finished() is None  # said once
+
+
+def test_a_run_killed_before_its_end_says_where_it_was(tmp_path):
+    starter, _ = watcher(tmp_path)
+    starter.argv = [sys.executable, "-c", "import json, os, signal; print(json.dumps({'kind': 'start', 'node': "
+                    "'node-3', 'stage': 'hook', 'message': 'run the hook'}), flush=True); "
+                    "os.kill(os.getpid(), signal.SIGKILL)"]
+    starter.launch(state_of("stopped"))
+    deadline = time.monotonic() + 10
+    while (ended := starter.finished()) is None:
+        assert time.monotonic() < deadline, "the launched process did not end"
+        time.sleep(0.02)
+    assert ended == (-9, "it stopped before its end; last event: node-3 hook: run the hook")
 
 
 def test_resume_argv_runs_this_python_on_the_same_cluster_file(tmp_path, monkeypatch):

@@ -85,7 +85,7 @@ def test_summary_line_names_status_progress_target_who_and_since():
 def test_window_keeps_the_node_in_progress_and_says_what_it_left_out():
     st = state(nodes={n: NodeProgress("ready", "ok", "", T0, T0 + 1) for n in NODES[:2]})
     rows = progress_rows(st, T0) * 4  # 12 rows; the 3rd (pending) is the first not done
-    assert window(rows, 20) == (rows, 0, 0)
+    assert window(rows, 20) == (rows, 0, 0) and window(rows, 11) == (rows, 0, 0)
     shown, before, after = window(rows, 4)
     assert rows[2] in shown and len(shown) == 3 and before + len(shown) + after == 12
     failed = [r._replace(status="failed") if i == 9 else r for i, r in enumerate(rows)]

@@ -12,6 +12,9 @@ from textual.widgets import Button, Static
 from asrtop.tui.screens.confirm import ConfirmScreen
 
 
+FRAME_LINES = 8  # border 2, title 1 + its margin 1, buttons 3 + their margin 1
+
+
 def rollout_title(nodes: tuple[str, ...]) -> str:
     if not nodes:
         return "Rolling upgrade of every node?"
@@ -36,6 +39,20 @@ class RolloutScreen(ConfirmScreen):
                 yield Button(self.confirm_label, id="confirm", variant="warning")
                 yield Button("Cancel (n)", id="cancel")
 
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.fit_plan()
+
+    def on_resize(self) -> None:
+        self.fit_plan()
+
+    def fit_plan(self) -> None:
+        """The plan scrolls in what 90% of the window leaves after the border, the title, the refusal and the
+        buttons, so the buttons always show (CSS has no calc())."""
+        refusal = (1 + len((self.refusal or "").splitlines()) + bool(self.hint)) if self.refusal else 0
+        room = int(self.app.size.height * 0.9) - FRAME_LINES - refusal
+        self.query_one("#rollout-plan", VerticalScroll).styles.max_height = max(3, room)
+
     def action_scroll_plan(self, lines: int) -> None:
         """The plan scrolls from the keyboard while the focus stays on Cancel (Enter must not start it)."""
         plan = self.query_one("#rollout-plan", VerticalScroll)
@@ -44,3 +61,5 @@ class RolloutScreen(ConfirmScreen):
     def set_plan(self, lines: list[str], refusal: str | None, forceable: bool = False, hint: str | None = None
                  ) -> None:
         super().set_plan(lines, refusal, False)  # the rollout's refusals are not guardrails to override
+        if self.is_mounted:
+            self.fit_plan()

@@ -33,7 +33,7 @@ def panel_lines(height: int) -> int:
 def window(rows: Sequence[ProgressRow], room: int) -> tuple[list[ProgressRow], int, int]:
     """The rows that fit in `room` lines, around the node in progress (or failed, or next), and how many are
     left out before and after them (one line says so). The node in progress is always among them."""
-    if len(rows) <= room:
+    if len(rows) <= room + 1:  # leaving one out would take a line to say so
         return list(rows), 0, 0
     focus = next((i for i, r in enumerate(rows) if r.status in ACTIVE),
                  next((i for i, r in enumerate(rows) if r.status == "pending"), len(rows) - 1))
