@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fakes import DIGEST_A, T0, FakeAudit, FakeController, FakeFleet
-from screen import screen_lines, screen_text, settled, wait_for
+from screen import run_from_palette, screen_lines, screen_text, settled, wait_for
 from test_tui_layout import check_golden, table_top
 
 from asrtop.control.model import Refusal
@@ -179,7 +179,7 @@ async def test_create_refused_is_one_line_and_nothing_is_launched():
     app = make_app(starter)
     async with app.run_test(size=(120, 35)) as pilot:
         await settled(pilot, app)
-        await pilot.press("U")
+        await run_from_palette(pilot, "Rolling upgrade")  # the palette's command does what U does
         await wait_for(pilot, lambda: isinstance(app.screen, RolloutScreen) and not app.screen.pending, what="plan")
         await pilot.press("y")
         await wait_for(pilot, lambda: any(line in t for t in toasts(app)), what="refusal toast")
@@ -195,6 +195,9 @@ async def test_read_only_hides_and_refuses_the_upgrade_key():
         await pilot.press("U")
         await wait_for(pilot, lambda: any("read-only" in t for t in toasts(app)), what="read-only toast")
         assert not starter.planned and not isinstance(app.screen, RolloutScreen)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: "READ-ONLY" in screen_text(app), what="help")
+        assert "rolling upgrade" not in screen_text(app) and "backup/upgrade are hidden" in screen_text(app)
 
 
 async def test_no_hook_says_where_to_set_it_and_plans_nothing():
@@ -206,6 +209,8 @@ async def test_no_hook_says_where_to_set_it_and_plans_nothing():
         await wait_for(pilot, lambda: any(NO_HOOK in t for t in toasts(app)), what="no-hook toast")
         assert "[rollout]" in NO_HOOK
         assert not starter.planned and not isinstance(app.screen, RolloutScreen) and not app.action_busy
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: "rolling upgrade of the selected nodes" in screen_text(app), what="help")
 
 
 async def test_the_launched_process_ending_is_notified_once_with_its_last_line():
@@ -354,3 +359,26 @@ def test_resume_argv_runs_this_python_on_the_same_cluster_file(tmp_path, monkeyp
                               tmp_path / "audit.jsonl")
     assert starter.argv == [sys.executable, "-m", "asrtop.cli", "--config", str((tmp_path / "c.toml").resolve()),
                             "rollout", "--resume", "--json"]
+
+
+async def test_the_console_takes_the_rollout_table_as_asrtop_rollout_takes_it_without_flags(tmp_path):
+    import argparse
+
+    from asrtop.config import load_config
+    from asrtop.tui.run import build_app
+
+    cfg = tmp_path / "asrtop.toml"
+    base = (f'[cluster]\naudit_log = "{tmp_path}/audit.jsonl"\n[[balancers]]\nname = "h"\nkind = "haproxy"\n'
+            f'socket = "{tmp_path}/admin.sock"\nbackend = "asr"\n[[nodes]]\nname = "node-1"\nserver = "node-1"\n'
+            f'address = "127.0.0.1:9"\n[rollout]\nhook = "upgrade {{node}} --to r2"\nmax_unavailable = 2\n')
+    cfg.write_text(base)
+    ns = argparse.Namespace(config=str(cfg), read_only=False, prometheus=None)
+    rollout = build_app(ns, load_config(cfg)).rollout
+    assert rollout.settings.hook == ("upgrade", "{node}", "--to", "r2") and rollout.settings.max_unavailable == 2
+    assert rollout.config_path == cfg
+    assert rollout.argv[-5:] == ["--config", str(cfg.resolve()), "rollout", "--resume", "--json"]
+    assert rollout.state_file == tmp_path / "rollout.json"
+    cfg.write_text(base + f'canary = "{tmp_path}/missing.wav"\n')  # as `asrtop rollout` would: one line at plan time
+    rollout = build_app(ns, load_config(cfg)).rollout
+    with pytest.raises(ValueError, match="missing.wav: no such file"):
+        await rollout.plan([])
