@@ -69,6 +69,7 @@ class RequestStats:
     audio_seconds_total: float | None = None
     bytes_received_total: int | None = None
     bytes_sent_total: int | None = None
+    oldest_in_flight_seconds: float | None = None  # the oldest request's age at collection; None: none or unknown
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,7 @@ def _requests(d: Any) -> RequestStats | None:
         audio_seconds_total=_num(d, "audio_seconds_total"),
         bytes_received_total=_int(d, "bytes_received_total"),
         bytes_sent_total=_int(d, "bytes_sent_total"),
+        oldest_in_flight_seconds=_num(d, "oldest_in_flight_seconds"),
     )
 
 

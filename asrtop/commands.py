@@ -211,15 +211,21 @@ async def _recover(args: Any, config, balancers) -> int:
 
 
 class Progress:
-    """The drain progress line: rewritten in place on a TTY, one line per change otherwise (logs, pipes)."""
+    """The drain progress line: rewritten in place on a TTY, one line per change otherwise (logs, pipes).
+    The same figures and words as a rollout's wait (progress_words), with the estimate to empty."""
 
     def __init__(self, node: str, out: TextIO):
+        from asrtop.control.eta import DrainEstimate
+
         self.node, self.out = node, out
         self.tty = out.isatty()
         self.last: tuple[int | None] | None = None
+        self.estimate = DrainEstimate()
 
     def __call__(self, n: int | None, waited: float) -> None:
-        text = f"{self.node}: {'?' if n is None else n} in flight, waited {waited:.0f}s"
+        from asrtop.control.rollout_model import progress_words
+
+        text = f"{self.node}: {progress_words(n, waited, self.estimate.add(waited, n))}"
         if self.tty:
             self.out.write(f"\r\x1b[K{text}")
             self.out.flush()

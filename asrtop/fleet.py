@@ -138,6 +138,14 @@ class NodeView:
             return None if self.balancer_unread else balancer_sum
         return agent if balancer_sum is None else max(agent, balancer_sum)
 
+    @property
+    def oldest_in_flight_seconds(self) -> float | None:
+        """Age of this node's oldest request in flight, from the agent's in-path proxy at its last
+        collection (a drain's wait shows it); None when unknown: no proxy, no fresh answer, none in flight."""
+        st = self.status
+        reqs = st.asr.requests if st is not None and not self.stale else None
+        return reqs.oldest_in_flight_seconds if reqs is not None else None
+
     def _balancer_counts_requests(self) -> bool:
         return any(s.request_rate is not None for s in self.servers.values())
 

@@ -13,7 +13,6 @@ import json
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 from asrtop.control.rollout_model import (
@@ -30,8 +29,16 @@ from asrtop.exitcodes import BAD_INPUT, INTERRUPTED, OK
 TICK = 0.5  # the terminal's live line is redrawn this often
 
 
+def say(text: str, stream: TextIO | None = None) -> None:
+    """A line to stdout (or `stream`); a terminal that went away (lost SSH session) loses it, nothing else."""
+    try:
+        print(text, file=stream or sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
 def err(line: str) -> None:
-    print(f"asrtop: {line}", file=sys.stderr, flush=True)
+    say(f"asrtop: {line}", sys.stderr)
 
 
 def settings_from(args: Any, config) -> RolloutSettings:
@@ -41,8 +48,10 @@ def settings_from(args: Any, config) -> RolloutSettings:
     r = config.rollout
     hook = split_hook(args.hook) if args.hook is not None else tuple(r.hook)
     canary = args.canary if args.canary is not None else (str(r.canary) if r.canary else None)
-    if canary is not None and not Path(canary).is_file():
-        raise ValueError(f"--canary {canary}: no such file")
+    if canary is not None:
+        from asrtop.control.canary import load_clip
+
+        load_clip(canary)  # ClipError (a ValueError): one line naming the file
 
     def pick(name: str, default: Any) -> Any:
         v = getattr(args, name, None)
@@ -75,10 +84,17 @@ class Output:
         self.draw()
 
     def write(self, text: str) -> None:
-        self.clear()
-        self.out.write(text + "\n")
-        self.out.flush()
-        self.draw()
+        try:
+            self.clear()
+            self.out.write(text + "\n")
+            self.out.flush()
+            self.draw()
+        except OSError:  # the terminal went away (a lost SSH session: EIO, a closed pipe): the rollout goes on
+            self.tty = False
+
+    def notice(self, text: str) -> None:
+        """A line of the CLI's own (not the engine's): an "info" event with --json, so stdout stays JSON."""
+        self.write(json.dumps(RolloutEvent(time.time(), "", "info", message=text).as_json()) if self.json else text)
 
     def plan(self, plan: RolloutPlan, rollout: str = "") -> None:
         if self.json:
@@ -116,7 +132,7 @@ class Output:
             return None
         elapsed = time.monotonic() - self.live_since
         if ev.stage == "wait" and ev.kind == "progress":
-            return f"{ev.node} wait: {progress_words(ev.in_flight, elapsed, ev.eta_seconds)}"
+            return f"{ev.node} wait: {progress_words(ev.in_flight, elapsed, ev.eta_seconds, ev.oldest_seconds)}"
         return f"{ev.node} {ev.stage}: {STAGE_WORDS.get(ev.stage or '', ev.stage)}, {seconds_words(elapsed)}"
 
     def draw(self) -> None:
@@ -125,8 +141,12 @@ class Output:
         text = self.live_text()
         if text is None:
             return
-        self.out.write(f"\r\x1b[K{text}")
-        self.out.flush()
+        try:
+            self.out.write(f"\r\x1b[K{text}")
+            self.out.flush()
+        except OSError:
+            self.tty = False
+            return
         self.drawn = True
 
     def clear(self) -> None:
@@ -169,7 +189,7 @@ async def _rollout(args: Any, config, balancers, source, out: Output) -> int:
     if abort:
         res = engine.abort()
         if res.exit_code == OK and not out.json:
-            print(res.message, flush=True)
+            say(res.message)
         else:
             (err if res.exit_code == OK else out.error)(res.message)
         return res.exit_code
@@ -190,7 +210,7 @@ async def _rollout(args: Any, config, balancers, source, out: Output) -> int:
             return refusal_exit(plan.refusals)
         if args.dry_run:
             if not out.json:
-                print("dry run: nothing changed", flush=True)
+                say("dry run: nothing changed")
             return OK
         try:
             engine.create(plan)
@@ -224,10 +244,13 @@ async def _run(engine, out: Output, from_stage: str | None) -> int:
         if len(asked) == 1:
             name = signal.Signals(signum).name + (" (Ctrl+C)" if signum == signal.SIGINT else "")
             engine.request_stop(name)
-            out.write(f"{name}: stopping after the stage in progress is recorded (again to stop at once)")
+            out.notice(f"{name}: stopping after the stage in progress is recorded (again to stop at once)")
         elif main is not None:
             main.cancel()
 
+    # These handlers see every signal, also one the Controller holds while it sends a change (asyncio's wakeup
+    # fd): its re-delivery after the change would count as a second Ctrl+C and stop the rollout at once.
+    engine.ctl.redeliver_signals = False
     handled = []
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         try:
@@ -249,9 +272,9 @@ async def _run(engine, out: Output, from_stage: str | None) -> int:
             loop.remove_signal_handler(sig)
     out.clear()
     if res.exit_code == OK:
-        print(res.message, flush=True) if not out.json else err(res.message)
+        say(res.message, sys.stderr if out.json else sys.stdout)
     else:
         out.last_error = out.last_error or res.message.splitlines()[0]
         for i, line in enumerate(res.message.splitlines()):
-            print(f"asrtop: {line}" if i == 0 else line, file=sys.stderr, flush=True)
+            say(f"asrtop: {line}" if i == 0 else line, sys.stderr)
     return res.exit_code

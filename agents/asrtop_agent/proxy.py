@@ -56,7 +56,7 @@ class AsrProxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         c = self.counters
-        c.started()
+        key = c.started()
         t0 = self.clock()
         status: int | None = None
         audio = None
@@ -104,4 +104,4 @@ class AsrProxy:
                 await resp.write_eof()
                 return resp
         finally:
-            c.finished(status, self.clock() - t0, audio)
+            c.finished(status, self.clock() - t0, audio, key)

@@ -71,6 +71,7 @@ class RequestSnap:
     audio_seconds_total: float = 0.0
     bytes_received_total: int = 0
     bytes_sent_total: int = 0
+    oldest_in_flight_seconds: float | None = None  # age of the oldest request in flight (None: none is)
 
     @property
     def total(self) -> int:

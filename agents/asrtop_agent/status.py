@@ -26,6 +26,7 @@ def _requests(r: RequestSnap | None) -> dict | None:
         "audio_seconds_total": r.audio_seconds_total,
         "bytes_received_total": r.bytes_received_total,
         "bytes_sent_total": r.bytes_sent_total,
+        "oldest_in_flight_seconds": r.oldest_in_flight_seconds,
     }
 
 

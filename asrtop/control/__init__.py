@@ -11,6 +11,14 @@
     signals.py     SIGINT/SIGTERM/SIGHUP held while a change is sent and audited
     drift.py       intent versus actual: servers that no longer show what asrtop set, and why (a reload, an
                    agent check, another tool); a notes provider for the fleet source
+    rollout.py     `asrtop rollout` and the console's rollout: RolloutEngine (plan, create, run/resume, abort)
+    rollout_stages.py  the stages (drain, wait, hook, health, canary, ready), each recorded before and after
+    rollout_plan.py    PURE: order, batches, min_ready over a batch, target digest, refusals
+    rollout_model.py   PURE: stages, plan, state file content, events, their wording
+    rollout_store.py   the state file (atomic) and the rollout lock; who holds a rollout now (Holder)
+    rollout_hook.py    the hook: argv template, no shell, own session, log, timeout
+    rollout_canary.py  the canary stage's seam (canary.py sends it)
+    eta.py         PURE: time to empty from the fall of the in-flight count (rollout wait, drain --wait)
 """
 
 from asrtop.control.model import (

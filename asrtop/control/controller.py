@@ -349,9 +349,11 @@ class Controller:
             return None
 
     async def wait_drained(self, node: str, timeout: float, on_progress: ProgressCallback | None = None,
-                           interval: float = DRAIN_POLL_SECONDS) -> bool:
+                           interval: float = DRAIN_POLL_SECONDS,
+                           on_oldest: Callable[[float | None], None] | None = None) -> bool:
         """True once `node` has nothing in flight; False at `timeout` seconds. Polls every `interval`.
-        Unknown (None) never counts as empty. Raises DrainUndone (one line: which balancer, who most likely)
+        Unknown (None) never counts as empty; `on_oldest` gets the oldest in-flight request's age (None when no
+        agent knows it). Raises DrainUndone (one line: which balancer, who most likely)
         as soon as a balancer shows the node ready again: an agent check, a reload, another tool."""
         start, since = time.monotonic(), time.time()
         while True:
@@ -365,6 +367,8 @@ class Controller:
                 raise DrainUndone(await self._undone(node, *again, since))
             n = view.in_flight if view is not None else None
             waited = time.monotonic() - start
+            if on_oldest is not None:  # before on_progress: a progress line can show it
+                on_oldest(view.oldest_in_flight_seconds if view is not None else None)
             if on_progress is not None:
                 on_progress(n, waited)
             if n == 0:

@@ -35,9 +35,11 @@ from asrtop.control.rollout_model import (
     RolloutState,
 )
 from asrtop.control.rollout_plan import build_plan
+from asrtop.control.rules import read_only_line
 from asrtop.control.rollout_stages import Interrupted, StageFailed, Stages
-from asrtop.control.rollout_store import (
+from asrtop.control.rollout_store import (  # Holder, holder: who runs a rollout now (the console asks too)
     UNFINISHED,
+    Holder,
     RolloutLock,
     StateError,
     current_node,
@@ -48,7 +50,12 @@ from asrtop.control.rollout_store import (
 )
 from asrtop.exitcodes import BAD_INPUT, INTERRUPTED, OK, REFUSED_GUARDRAIL, ROLLOUT_STOPPED
 
+__all__ = ["Holder", "RolloutEngine", "RolloutRefused", "RolloutResult", "holder", "stop_lines"]
+
 EventSink = Callable[[RolloutEvent], None]
+# Between two reads while a node empties or comes back: each read is one fleet snapshot (balancers and agents);
+# a quarter second keeps the rollout's own overhead per node well under its 1 s budget.
+POLL_SECONDS = 0.25
 
 
 class RolloutRefused(Exception):
@@ -80,7 +87,7 @@ class RolloutEngine:
     while waiting for a node to empty or to come back healthy."""
 
     def __init__(self, ctl: Controller, audit_path: str | os.PathLike | None = None,
-                 canary: CanaryCheck | None = None, poll: float = 0.5, clock: Callable[[], float] = time.time):
+                 canary: CanaryCheck | None = None, poll: float = POLL_SECONDS, clock: Callable[[], float] = time.time):
         self.ctl = ctl
         self.audit_path = Path(audit_path) if audit_path is not None else Path(ctl.audit.path)
         self.canary = canary or send_canary
@@ -181,6 +188,8 @@ class RolloutEngine:
             self._stop.set()
         if from_stage is not None and from_stage not in STAGES:
             return RolloutResult(BAD_INPUT, f"--from must be one of {', '.join(STAGES)}, got {from_stage!r}")
+        if self.ctl.read_only:  # before anything: its first drain would be refused halfway into a stage
+            return RolloutResult(REFUSED_GUARDRAIL, f"refused: {read_only_line('a rollout')}")
         lock = RolloutLock(self.audit_path)
         if not lock.acquire():
             h = holder(self.audit_path)
@@ -220,19 +229,25 @@ class RolloutEngine:
                 return RolloutResult(BAD_INPUT, bad, state)
         resumed = bool(state.nodes)
         self.state = replace(state, status="running", pid=os.getpid(), stopped=None, updated_at=self.clock())
-        self.save()
         t0 = time.monotonic()
         what = "resumed" if resumed else "started"
-        self.audit(None, "start", "started", f"rollout {state.id} {what} by {who()}")
-        self.emit("start", message=f"rollout {state.id} {what}: {len(state.plan.nodes)} node(s), target model "
-                                   f"{(self.state.target or '')[:12] or 'from the first upgraded node'}")
         try:
+            self.save()
+            self.audit(None, "start", "started", f"rollout {state.id} {what} by {who()}")
+            self.emit("start", message=f"rollout {state.id} {what}: {len(state.plan.nodes)} node(s), target model "
+                                       f"{(self.state.target or '')[:12] or 'from the first upgraded node'}")
             for batch in state.plan.batches:
                 await stages.batch(batch, redo)
         except StageFailed as f:
             return self._stopped(f.node, f.stage, f.reason, time.monotonic() - t0)
         except Interrupted:
             return self._interrupted(time.monotonic() - t0)
+        except StateError as e:  # cannot record a stage: going on would leave no trace to resume from
+            node, stage = current_node(self.state)
+            line = (f"rollout stopped at {node or 'the start'}{f', stage {stage}' if stage else ''}: {e}; every "
+                    f"node is as the rollout left it (`{command(self.ctl.config.path, 'status')}`)")
+            self.emit("end", message=line, elapsed=time.monotonic() - t0, exit_code=ROLLOUT_STOPPED)
+            return RolloutResult(ROLLOUT_STOPPED, line, self.state)
         self.state = replace(self.state, status="done", updated_at=self.clock())
         self.save()
         msg = f"rollout {state.id} done: {len(state.plan.nodes)} node(s) upgraded and back in rotation"

@@ -1,16 +1,18 @@
 """The canary stage's seam: one known clip straight to the node, checked against the reference transcript.
 
 The engine calls a CanaryCheck; the real one sends the clip with asrtop.control.canary (imported when a
-canary is first sent) and judges it with its check_canary; tests pass a fake with the same signature.
+canary is first sent: aiohttp) and judges it with its check_canary; tests may pass another.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Awaitable, Callable
 
 from asrtop.control.rollout_model import RolloutSettings
+
+
+CANARY_GRACE = 10.0  # seconds beyond the clip's length x max_rtf before the canary gives up waiting
 
 
 @dataclass(frozen=True)
@@ -27,19 +29,19 @@ CanaryCheck = Callable[[str, RolloutSettings, "str | None", float], Awaitable[Ca
 async def send_canary(address: str, settings: RolloutSettings, reference: str | None,
                       timeout: float) -> CanaryVerdict:
     """The real canary: asrtop.control.canary's run_canary + check_canary."""
-    import importlib
-
-    canary = importlib.import_module("asrtop.control.canary")  # loaded with the first canary sent
+    from asrtop.control.canary import ClipError, check_canary, clip_seconds, default_clip, load_clip, run_canary
 
     try:
-        clip = Path(settings.canary).read_bytes() if settings.canary else canary.default_clip()
-    except OSError as e:
-        return CanaryVerdict(f"cannot read the canary clip {settings.canary}: {e.strerror or e}")
-    result = await canary.run_canary(address, clip, settings.canary_api, timeout)
-    why = canary.check_canary(result, reference, settings.max_rtf)
+        clip = load_clip(settings.canary) if settings.canary else default_clip()
+        # slower than max_rtf fails anyway: wait no longer than that (plus a first request's warm-up)
+        timeout = min(timeout, clip_seconds(clip) * settings.max_rtf + CANARY_GRACE)
+        result = await run_canary(address, clip, settings.canary_api, timeout)
+    except (ClipError, ValueError) as e:
+        return CanaryVerdict(str(e))
+    why = check_canary(result, reference, settings.max_rtf)
     if why is not None:
         return CanaryVerdict(why, result.text)
-    rtf = result.seconds / result.audio_seconds if result.audio_seconds else None
-    said = "as the reference" if reference is not None else "set as the reference"
-    return CanaryVerdict(None, result.text, f"transcript {said} ({result.text!r:.60}), {result.seconds:.2f} s"
-                                            + (f", rtf {rtf:.2f}" if rtf is not None else ""))
+    said = "as the reference" if reference is not None else "taken as the reference"
+    rtf = f", rtf {result.rtf:.2f}" if result.rtf is not None else ""
+    return CanaryVerdict(None, result.text, f"transcript {said} ({(result.text or '')[:40]!r}), "
+                                            f"{result.seconds:.2f} s{rtf}")

@@ -8,13 +8,14 @@ and a Ctrl+C meant for asrtop does not reach it in the middle of an upgrade.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from asrtop.config import HOOK_FIELDS, NodeConfig
 
@@ -49,10 +50,11 @@ def substitute(template: Sequence[str], node: NodeConfig) -> tuple[str, ...]:
     return tuple(arg.format(**values) for arg in template)
 
 
-def last_line(path: Path) -> str:
+def last_line(path: Path, since: int = 0) -> str:
+    """The last non-blank line written to `path` after byte `since` (this run's output, not the header)."""
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - TAIL_BYTES))
+            f.seek(max(since, os.path.getsize(path) - TAIL_BYTES))
             tail = f.read().decode(errors="replace")
     except OSError:
         return ""
@@ -60,19 +62,55 @@ def last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-async def run_hook(argv: Sequence[str], log: Path, timeout: float) -> HookResult:
-    """Run it to the end (or the timeout: the whole group is killed); output appended to `log`."""
+def group_alive(pgid: int) -> bool:
+    """Does a process of this group still run (a hook an asrtop killed with SIGKILL left behind)?"""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or someone else's group now (the id was reused)
+        return False
+    import psutil
+
+    for p in psutil.process_iter(["status"]):  # a group of zombies (nobody reaped them yet) runs nothing
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (OSError, psutil.Error):
+            continue
+    return False
+
+
+async def outlive(pgid: int, timeout: float, poll: float = 0.1) -> bool:
+    """Wait until the group is gone; at `timeout` kill it. True when it had to be killed."""
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, sig)
+                await asyncio.sleep(KILL_GRACE if sig == signal.SIGTERM else 0)
+            return True
+        await asyncio.sleep(poll)
+    return False
+
+
+async def run_hook(argv: Sequence[str], log: Path, timeout: float,
+                   on_start: Callable[[int], None] | None = None) -> HookResult:
+    """Run it to the end (or the timeout: the whole group is killed); output appended to `log`. `on_start`
+    gets its pid (= its process group) once it runs, to be recorded before anything else happens."""
     start, t0 = time.time(), time.monotonic()
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(start))} {shlex.join(argv)}\n".encode())
         out.flush()
+        since = out.tell()
         try:
             proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=out,
                                                         stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             return HookResult(tuple(argv), None, time.monotonic() - t0,
                               f"cannot run {argv[0]!r}: {e.strerror or e}", time.time())
+        if on_start is not None:
+            on_start(proc.pid)
         try:
             code = await asyncio.wait_for(proc.wait(), timeout)
         except asyncio.TimeoutError:
@@ -84,9 +122,10 @@ async def run_hook(argv: Sequence[str], log: Path, timeout: float) -> HookResult
             raise
     seconds = time.monotonic() - t0
     if code != 0:
-        tail = last_line(log)
+        tail = last_line(log, since)
         why = f"exit {code}" if code > 0 else f"killed by {signal.Signals(-code).name}"
-        return HookResult(tuple(argv), code, seconds, f"the hook failed ({why})" + (f": {tail}" if tail else ""),
+        return HookResult(tuple(argv), code, seconds, f"the hook failed ({why})" + (f": {tail}" if tail else
+                                                                                    ", no output"),
                           time.time())
     return HookResult(tuple(argv), 0, seconds, None, time.time())
 

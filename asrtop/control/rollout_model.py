@@ -184,6 +184,7 @@ class NodeProgress:
     detail: str = ""  # the last one-line message (why it failed, the in-flight count, the digest seen)
     started_at: float | None = None  # the node's first stage
     finished_at: float | None = None  # ready done (or failed)
+    hook_pid: int | None = None  # the hook running now (its process group): a resume waits for it to end
 
     @property
     def done(self) -> bool:

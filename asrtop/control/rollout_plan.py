@@ -117,6 +117,11 @@ def build_plan(snap: FleetSnapshot, config: ClusterConfig, wanted: Sequence[str]
         refusals.append(Refusal("refused", f"refused: {', '.join(blind)} has no agent: its health and model cannot "
                                            f"be verified after the hook (add agent = \"http://HOST:PORT\" to its "
                                            f"[[nodes]] entry, or leave it out of the rollout)"))
+    nowhere = [v.name for v in views if not v.config.address]
+    if nowhere:
+        refusals.append(Refusal("refused", f"refused: {', '.join(nowhere)} has no address: the canary cannot be "
+                                           f"sent straight to it (add address = \"HOST:PORT\" to its [[nodes]] "
+                                           f"entry)"))
     if settings.expect_model and not bad:
         target, source = check_digest(settings.expect_model), TARGET_FROM_FLAG
     elif config.model_sha256:

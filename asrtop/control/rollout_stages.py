@@ -21,7 +21,7 @@ from asrtop.control.controller import Controller, DrainUndone
 from asrtop.control.eta import DrainEstimate
 from asrtop.control.model import GUARD_MODEL, Action, ActionResult
 from asrtop.control.rollout_canary import CanaryCheck
-from asrtop.control.rollout_hook import run_hook, substitute
+from asrtop.control.rollout_hook import group_alive, outlive, run_hook, substitute
 from asrtop.control.rollout_model import (
     STAGE_WORDS,
     STAGES,
@@ -34,6 +34,7 @@ from asrtop.control.rollout_model import (
     short,
 )
 from asrtop.control.rollout_plan import can_ramp
+from asrtop.control.rollout_store import StateError
 
 T = TypeVar("T")
 FRESH_ROUNDS = 3  # agent readings with distinct collected_at: the third's round began after the stage did
@@ -166,6 +167,12 @@ class Stages:
         except Interrupted:
             self.failed(node, stage, f"interrupted by {self.e.stop_reason()}", t0)
             raise
+        except (asyncio.CancelledError, StateError):
+            raise
+        except Exception as e:  # a bug or a surprise: recorded as this stage's failure, never a traceback
+            reason = f"unexpected error ({type(e).__name__}: {e})"
+            self.failed(node, stage, reason, t0)
+            raise StageFailed(node, stage, reason) from e
         self.passed(node, stage, detail, t0)
         if self.e.stopping:
             raise Interrupted
@@ -206,22 +213,27 @@ class Stages:
 
     async def wait(self, node: str) -> str:
         timeout = self.state.plan.settings.drain_timeout
-        est, last, saved = DrainEstimate(), [-1], [-PROGRESS_SAVE_EVERY]
+        est, last, oldest, saved = DrainEstimate(), [-1], [None], [-PROGRESS_SAVE_EVERY]
 
         def progress(n: int | None, waited: float) -> None:
             eta = est.add(waited, n)
-            if n != last[0]:
+            if n != last[0]:  # one event per change of the count
                 last[0] = n  # type: ignore[call-overload]
-                words = progress_words(n, waited, eta)
-                self.e.emit("progress", node, "wait", words, in_flight=n, eta_seconds=eta, elapsed=waited)
+                words = progress_words(n, waited, eta, oldest[0])
+                self.e.emit("progress", node, "wait", words, in_flight=n, eta_seconds=eta, elapsed=waited,
+                            oldest_seconds=oldest[0])
                 if waited - saved[0] >= PROGRESS_SAVE_EVERY:  # the console's panel reads the state file
                     saved[0] = waited
                     self.state = self.state.with_node(node, detail=words)
                     self.e.save()
 
+        def seen_oldest(age: float | None) -> None:
+            oldest[0] = age  # type: ignore[call-overload]
+
         t0 = time.monotonic()
         try:
-            empty = await self.interruptible(self.ctl.wait_drained(node, timeout, progress, interval=self.e.poll))
+            empty = await self.interruptible(self.ctl.wait_drained(node, timeout, progress, interval=self.e.poll,
+                                                                   on_oldest=seen_oldest))
         except DrainUndone as e:
             raise StageFailed(node, "wait", str(e)) from None
         if not empty:
@@ -247,7 +259,19 @@ class Stages:
         except ValueError as e:
             raise StageFailed(node, "hook", str(e)) from None
         log = hook_log(self.e.audit_path, self.state.id, node)
-        res = await run_hook(argv, log, settings.hook_timeout)
+        left = self.state.progress(node).hook_pid  # asrtop was killed while this hook ran: never two at once
+        if left is not None and group_alive(left):
+            self.e.emit("info", node, "hook", f"the hook of the interrupted run (pid {left}) still runs: waiting "
+                                              f"for it to end before running it again")
+            if await outlive(left, settings.hook_timeout):
+                self.e.emit("info", node, "hook", f"killed the old hook (pid {left}) after {settings.hook_timeout:g} s")
+
+        def started(pid: int) -> None:
+            self.state = self.state.with_node(node, hook_pid=pid)
+            self.e.save()
+
+        res = await run_hook(argv, log, settings.hook_timeout, started)
+        self.state = self.state.with_node(node, hook_pid=None)
         if res.error is not None:
             raise StageFailed(node, "hook", f"{res.error} (log: {log})")
         return f"exit 0 after {seconds_words(res.seconds)} (log: {log})"

@@ -11,7 +11,8 @@ import pytest
 
 from asrtop.agentstatus import parse_status
 from asrtop.config import load_config
-from asrtop.demo.cluster import OLD_MODEL, UPGRADE_TO, DemoCluster, DemoError
+from asrtop.demo.cluster import OLD_MODEL, DemoCluster, DemoError
+from asrtop.demo.simnode import DEFAULT_MODEL as FLEET_MODEL  # what node-1 and node-3 run
 
 
 def wait_for(cond, timeout: float = 15.0, interval: float = 0.1) -> bool:
@@ -50,10 +51,10 @@ def test_cluster_file_hook_moves_node_2_onto_the_fleets_digest(cluster):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 3 and lines[-1].startswith(f"node-2: up on {UPGRADE_TO} after ")
+    assert len(lines) == 3 and lines[-1].startswith(f"node-2: up on {FLEET_MODEL} after ")
     # Same process (watchdog, PDEATHSIG and the cluster's Popen stay valid), now serving the new revision.
     assert node.proc.poll() is None and httpx.get(node.url + "/health").json()["pid"] == pid
-    assert cluster.node_model(1) == UPGRADE_TO
+    assert cluster.node_model(1) == FLEET_MODEL
     assert wait_for(lambda: len(set(digests(cluster).values())) == 1 and None not in digests(cluster).values())
 
 
@@ -62,8 +63,8 @@ def test_restart_after_an_upgrade_keeps_the_revision_and_a_dead_node_is_one_line
     assert cluster.node_model(2) == "Fun-ASR-Nano-2512-badcanary"
     cluster.kill_node(2)
     with pytest.raises(DemoError, match="no simulated node answers /health"):
-        cluster.upgrade_node(2, UPGRADE_TO, timeout=2)
+        cluster.upgrade_node(2, FLEET_MODEL, timeout=2)
     cluster.restart_node(2)
     assert cluster.node_model(2) == "Fun-ASR-Nano-2512-badcanary"  # the model dir says which revision
-    cluster.upgrade_node(2, UPGRADE_TO)
-    assert cluster.node_model(2) == UPGRADE_TO
+    cluster.upgrade_node(2, FLEET_MODEL)
+    assert cluster.node_model(2) == FLEET_MODEL

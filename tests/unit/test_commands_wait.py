@@ -26,4 +26,4 @@ def test_ctrl_c_during_drain_wait_says_node_stays_drained(capsys):
     assert failed.value.code == 130
     assert failed.value.line == ("interrupted while waiting: node-3 stays drained (2 request(s) were still in "
                                  "flight); bring it back with `asrtop ready node-3`")
-    assert capsys.readouterr().out == "node-3: 2 in flight, waited 0s\n"
+    assert capsys.readouterr().out == "node-3: 2 in flight, waited 0.0 s\n"

@@ -7,8 +7,10 @@ RequestSnap for the collection loop.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
-from typing import Any
+import time
+from typing import Any, Callable
 
 from ..snapshot import LATENCY_BUCKETS, RequestSnap
 
@@ -36,8 +38,13 @@ def audio_seconds(body: bytes) -> float | None:
 
 
 class RequestCounters:
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS, clock: Callable[[], float] = time.monotonic):
         self.buckets = buckets
+        self.clock = clock
+        # Start time of each request in flight, by key, in start order (dicts keep insertion order):
+        # the first entry is the oldest, which a drain's wait shows.
+        self._starts: dict[int, float] = {}
+        self._keys = itertools.count()
         self.by_class: dict[str, int] = {}
         self.in_flight = 0
         self.bucket_counts = [0] * (len(buckets) + 1)
@@ -46,13 +53,20 @@ class RequestCounters:
         self.bytes_received = 0
         self.bytes_sent = 0
 
-    def started(self) -> None:
+    def started(self) -> int:
+        """Count a request in; the key given back goes to finished()."""
         self.in_flight += 1
+        key = next(self._keys)
+        self._starts[key] = self.clock()
+        return key
 
-    def finished(self, status: int | None, seconds: float, audio: float | None = None) -> None:
+    def finished(self, status: int | None, seconds: float, audio: float | None = None, key: int | None = None) -> None:
         self.in_flight -= 1
-        key = status_class(status)
-        self.by_class[key] = self.by_class.get(key, 0) + 1
+        if key is None and self._starts:  # a caller that kept no key: end the oldest, so none leaks
+            key = next(iter(self._starts))
+        self._starts.pop(key, None)
+        cls = status_class(status)
+        self.by_class[cls] = self.by_class.get(cls, 0) + 1
         # bisect_left: a latency equal to a bound falls in that bucket (Prometheus `le` semantics)
         self.bucket_counts[bisect.bisect_left(self.buckets, seconds)] += 1
         self.latency_sum += seconds
@@ -69,4 +83,11 @@ class RequestCounters:
             audio_seconds_total=self.audio_seconds,
             bytes_received_total=self.bytes_received,
             bytes_sent_total=self.bytes_sent,
+            oldest_in_flight_seconds=self.oldest_in_flight_seconds(),
         )
+
+    def oldest_in_flight_seconds(self) -> float | None:
+        """Age of the oldest request still in flight; None when none is."""
+        for started in self._starts.values():
+            return max(0.0, self.clock() - started)
+        return None
