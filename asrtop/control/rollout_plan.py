@@ -103,6 +103,10 @@ def build_plan(snap: FleetSnapshot, config: ClusterConfig, wanted: Sequence[str]
         refusals.append(Refusal("bad-input", "; ".join(unknown_node(n, known) for n in unknown)))
     if read_only:
         refusals.append(Refusal("refused", f"refused: {read_only_line('a rollout')}"))
+    unread = [b for b in snap.balancers if not b.reachable]
+    if unread:  # neither the capacity nor a node's state can be checked on it: the first drain would fail
+        refusals.append(Refusal("unreachable", "unreachable: " + "; ".join(f"{b.name}: {b.problem}" for b in unread)
+                                + "; nothing changed"))
     chosen = set(wanted) if wanted else set(known)
     views = order([v for v in snap.nodes if v.name in chosen])
     size = max(1, settings.max_unavailable)

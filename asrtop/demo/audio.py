@@ -1,4 +1,4 @@
-"""Real audio for the demo: WAV parsing, a simple energy VAD, and speech-like test signals.
+"""Real audio for the demo: WAV parsing, a simple energy VAD, speech-like test signals, the Gradio audio argument.
 
 Stdlib only (`wave`, `array`), no numpy: the VAD looks at a strided subset of each frame's samples, which
 is plenty to tell a voiced burst from a pause and keeps one minute of 16 kHz audio at a few milliseconds
@@ -7,6 +7,8 @@ of CPU, so a 2-core laptop can serve hundreds of concurrent streams.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import math
 import random
@@ -16,6 +18,7 @@ import wave
 from array import array
 from dataclasses import dataclass
 from operator import mul
+from pathlib import Path
 
 
 class AudioError(ValueError):
@@ -139,3 +142,36 @@ def speech_like_wav(seconds: float, sample_rate: int = 16000, seed: int = 0) -> 
         w.setframerate(sample_rate)
         w.writeframes(out.tobytes())
     return buf.getvalue()
+
+
+def gradio_audio(item) -> bytes:
+    """The audio argument of a Gradio /api/predict/ call (the Fun-ASR WebUI): a WAV path on this machine,
+    base64 (a data URL or bare), or a file object; AudioError otherwise."""
+    if isinstance(item, dict):
+        if isinstance(item.get("data"), str):
+            item = item["data"]
+        elif isinstance(item.get("path") or item.get("name"), str):
+            item = item.get("path") or item.get("name")
+        else:
+            raise AudioError('audio object needs "path", "name" or "data"')
+    if not isinstance(item, str) or not item:
+        raise AudioError("audio must be a WAV path on the node, base64 WAV data, or a file object")
+    if item.startswith("data:"):
+        _, _, item = item.partition(",")
+        return _b64(item)
+    if len(item) > 4096 or item.startswith("UklGR"):  # "RIFF" in base64
+        return _b64(item)
+    path = Path(item)
+    if not path.is_file():
+        raise AudioError(f"audio file not found on node: {item}")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise AudioError(f"cannot read audio file {item}: {e.strerror}") from None
+
+
+def _b64(s: str) -> bytes:
+    try:
+        return base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        raise AudioError("audio data is not valid base64") from None

@@ -19,7 +19,6 @@ import atexit
 import importlib.util
 import json
 import os
-import shlex
 import shutil
 import signal
 import socket
@@ -45,11 +44,6 @@ from asrtop.demo.watchdog import MARKER
 MAX_NODES = 64
 OLD_MODEL = "Fun-ASR-Nano-2511"
 UPGRADE_TO = DEFAULT_MODEL  # what the demo's rollout hook installs
-
-
-def rollout_hook(revision: str = UPGRADE_TO) -> str:
-    """The demo's [rollout] hook: this interpreter runs asrtop.demo.upgrade on {address} (asrtop fills it in)."""
-    return f"{shlex.quote(sys.executable)} -m asrtop.demo.upgrade {{address}} --to {revision}"
 
 
 class DemoError(RuntimeError):
@@ -323,7 +317,7 @@ class DemoCluster:
                       f"address = {json.dumps(n.address)}"]
             if n.agent_url:
                 lines.append(f"agent = {json.dumps(n.agent_url)}")
-        lines += ["", "[rollout]", f"hook = {json.dumps(rollout_hook())}"]
+        lines += ["", "[rollout]", f"hook = {json.dumps(upgrade_hook.hook_template(UPGRADE_TO))}"]
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def stop(self) -> None:

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import errno
 import os
 import random
@@ -42,7 +40,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from asrtop.demo.audio import Audio, AudioError, read_wav, vad_segments
+from asrtop.demo.audio import Audio, AudioError, gradio_audio, read_wav, vad_segments
 from asrtop.demo.revisions import check_revision, ensure_model_dir, install_revision, slow_factor, transcript
 
 MAX_UPLOAD = 256 * 1024 * 1024  # a 60 min 16 kHz WAV is ~115 MB
@@ -233,7 +231,7 @@ class SimNode:
         if not isinstance(items, list) or not items:
             return _error(400, 'expected JSON {"data": [audio, hotwords, language, itn]}')
         try:
-            data = _predict_audio(items[0])
+            data = gradio_audio(items[0])
         except AudioError as e:
             return _error(400, str(e))
         out = await self._run(data)
@@ -304,38 +302,6 @@ class SimNode:
         # Restart once this answer is on the wire (the handler must return first).
         asyncio.get_running_loop().call_later(0.05, self.restart.set)
         return web.json_response({"upgrading": model, "from": self.settings.model_name, "pid": os.getpid()})
-
-
-def _predict_audio(item) -> bytes:
-    """Audio argument of the Gradio call: a local WAV path, base64 (data URL or bare), or a file object."""
-    if isinstance(item, dict):
-        if isinstance(item.get("data"), str):
-            item = item["data"]
-        elif isinstance(item.get("path") or item.get("name"), str):
-            item = item.get("path") or item.get("name")
-        else:
-            raise AudioError('audio object needs "path", "name" or "data"')
-    if not isinstance(item, str) or not item:
-        raise AudioError("audio must be a WAV path on the node, base64 WAV data, or a file object")
-    if item.startswith("data:"):
-        _, _, item = item.partition(",")
-        return _b64(item)
-    if len(item) > 4096 or item.startswith("UklGR"):  # "RIFF" in base64
-        return _b64(item)
-    path = Path(item)
-    if not path.is_file():
-        raise AudioError(f"audio file not found on node: {item}")
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise AudioError(f"cannot read audio file {item}: {e.strerror}") from None
-
-
-def _b64(s: str) -> bytes:
-    try:
-        return base64.b64decode(s, validate=True)
-    except (binascii.Error, ValueError):
-        raise AudioError("audio data is not valid base64") from None
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> web.Response:

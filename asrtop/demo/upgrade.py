@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 import urllib.error
@@ -25,6 +26,11 @@ from asrtop.demo.revisions import check_revision
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 POLL = 0.05
+
+
+def hook_template(revision: str) -> str:
+    """This hook as a [rollout] hook line: this interpreter, {address} filled in by asrtop per node."""
+    return f"{shlex.quote(sys.executable)} -m asrtop.demo.upgrade {{address}} --to {revision}"
 
 
 class UpgradeError(RuntimeError):

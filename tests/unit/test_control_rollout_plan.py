@@ -145,3 +145,12 @@ def test_a_node_without_an_address_is_refused_by_name():
     p = build_plan(bare, config(), [], RolloutSettings(hook=HOOK), (("hx", "haproxy"),))
     assert [r.line for r in p.refusals] == ["refused: n1 has no address: the canary cannot be sent straight to it "
                                             "(add address = \"HOST:PORT\" to its [[nodes]] entry)"]
+
+
+def test_an_unreadable_balancer_is_refused_at_plan_time():
+    snap = fleet(FOUR)
+    down = merge([v.config for v in snap.nodes], {v.name: v.agent for v in snap.nodes},
+                 [*snap.balancers, BalancerReading("hx-b", "haproxy", (), "hx-b: connection refused")], 100.0)
+    p = build_plan(down, config(), [], RolloutSettings(hook=HOOK), (("hx", "haproxy"), ("hx-b", "haproxy")))
+    assert [(r.outcome, r.line) for r in p.refusals] == [
+        ("unreachable", "unreachable: hx-b: connection refused; nothing changed")]

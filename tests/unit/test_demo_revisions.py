@@ -107,3 +107,11 @@ def test_loopback_forms_accepted():
     assert upgrade.node_url("127.0.0.1:80") == "http://127.0.0.1:80"
     assert upgrade.node_url("[::1]:80") == "http://[::1]:80"
     assert upgrade.node_url("localhost:80") == "http://localhost:80"
+
+
+def test_hook_template_survives_an_interpreter_path_with_spaces(monkeypatch):
+    from asrtop.config import split_hook
+
+    monkeypatch.setattr(upgrade.sys, "executable", "/opt/my python/bin/python3")
+    assert split_hook(upgrade.hook_template("Fun-ASR-Nano-2512")) == (
+        "/opt/my python/bin/python3", "-m", "asrtop.demo.upgrade", "{address}", "--to", "Fun-ASR-Nano-2512")
