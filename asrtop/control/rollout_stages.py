@@ -38,6 +38,7 @@ from asrtop.control.rollout_store import StateError
 
 T = TypeVar("T")
 FRESH_ROUNDS = 3  # agent readings with distinct collected_at: the third's round began after the stage did
+PROGRESS_SAVE_EVERY = 1.0  # seconds between state writes of the wait's count (a drain of hundreds is not hundreds of fsyncs)
 
 
 class StageFailed(Exception):
@@ -212,14 +213,19 @@ class Stages:
 
     async def wait(self, node: str) -> str:
         timeout = self.state.plan.settings.drain_timeout
-        est, last, oldest = DrainEstimate(), [-1], [None]
+        est, last, oldest, saved = DrainEstimate(), [-1], [None], [-PROGRESS_SAVE_EVERY]
 
         def progress(n: int | None, waited: float) -> None:
             eta = est.add(waited, n)
             if n != last[0]:  # one event per change of the count
                 last[0] = n  # type: ignore[call-overload]
-                self.e.emit("progress", node, "wait", progress_words(n, waited, eta, oldest[0]), in_flight=n,
-                            eta_seconds=eta, elapsed=waited, oldest_seconds=oldest[0])
+                words = progress_words(n, waited, eta, oldest[0])
+                self.e.emit("progress", node, "wait", words, in_flight=n, eta_seconds=eta, elapsed=waited,
+                            oldest_seconds=oldest[0])
+                if waited - saved[0] >= PROGRESS_SAVE_EVERY:  # the console's panel reads the state file
+                    saved[0] = waited
+                    self.state = self.state.with_node(node, detail=words)
+                    self.e.save()
 
         def seen_oldest(age: float | None) -> None:
             oldest[0] = age  # type: ignore[call-overload]

@@ -24,15 +24,16 @@ from textual.worker import Worker, WorkerState
 import asrtop.control.rules as rules
 from asrtop.control.drift import ready_again, undone_line
 from asrtop.control.model import ACTION_KINDS, GUARD_MODEL, Action, ActionResult
-from asrtop.control.seams import ActionController, AuditReader, Recoverer
+from asrtop.control.seams import ActionController, AuditReader, Recoverer, RolloutStarter
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import FleetHistory
 from asrtop.sources import FleetSource
+from asrtop.tui.app_rollout import RolloutActions
 from asrtop.tui.commands import FleetCommands
 from asrtop.tui.screens import ShowsFleet
 from asrtop.tui.screens.confirm import FORCE_KEY, ConfirmScreen
 from asrtop.tui.screens.detail import NodeDetailScreen
-from asrtop.tui.screens.fleet import FleetScreen
+from asrtop.tui.screens.fleet import CONSOLE_ACTIONS, FleetScreen
 from asrtop.tui.screens.help import HelpScreen
 from asrtop.tui.screens.models import ModelScreen, representatives
 from asrtop.tui.screens.weight import WeightScreen
@@ -51,7 +52,7 @@ class RefreshFailed(Message):
         self.error = error
 
 
-class AsrtopApp(App):
+class AsrtopApp(RolloutActions, App):
     CSS_PATH = "asrtop.tcss"
     TITLE = "asrtop"
     COMMANDS = App.COMMANDS | {FleetCommands}
@@ -59,13 +60,16 @@ class AsrtopApp(App):
     # keys then, so a refused key says why instead of doing nothing.
     BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Keys", show=False)] + [
         Binding(b.key, f"refused({b.action!r})", show=False) for b in FleetScreen.BINDINGS
-        if b.action in ACTION_KINDS]
+        if b.action in CONSOLE_ACTIONS]
 
     def __init__(self, source: FleetSource, controller: ActionController | None = None, *, cluster: str = "asrtop",
                  refresh: float = 1.0, read_only: bool = False, audit: AuditReader | None = None,
                  max_weight: int = 256, min_weight: int = 0, close_source: bool = True,
-                 recovery: Recoverer | None = None):
+                 recovery: Recoverer | None = None, rollout: RolloutStarter | None = None):
         super().__init__()
+        self.rollout = rollout  # the rollout engine + a detached `asrtop rollout --resume` (None: no rollouts here)
+        self._rollouts_watched: set[str] = set()  # rollouts seen running or stopped: shown (one line) once ended
+        self.clock = time.time  # the panel's elapsed times (tests fix it)
         self.recovery = recovery  # `asrtop recover` for the palette's "Recover interrupted changes"
         self.source = source
         self.controller = controller
@@ -120,7 +124,7 @@ class AsrtopApp(App):
             return
         keys = [b for b in FleetScreen.BINDINGS if (b.show or b.key in ("S", "escape")) and b.action != "app.help"]
         if self.read_only:
-            keys = [b for b in keys if b.action not in ACTION_KINDS]
+            keys = [b for b in keys if b.action not in CONSOLE_ACTIONS]
         self.push_screen(HelpScreen(keys, self.read_only, self.snapshot.notes if self.snapshot else ()))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -179,6 +183,7 @@ class AsrtopApp(App):
             self.history.record(snap)
             self._track_drains(snap, message.seq)
             self._notify_changes(snap)
+            self.follow_rollout()
             for screen in self.screen_stack:
                 # A screen still composing has no widgets yet; it pulls self.snapshot when it mounts.
                 if isinstance(screen, ShowsFleet) and screen.is_mounted:
@@ -191,6 +196,7 @@ class AsrtopApp(App):
         self._last_notified_error = message.error
         if self.fleet_screen.is_mounted:
             self.fleet_screen.show_fleet(None, message.error)
+        self.follow_rollout()  # the state file does not depend on the fleet source
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place a worker's unexpected error lands: a notification, never a traceback."""

@@ -32,6 +32,9 @@ class FleetCommands(Provider):
         if not app.read_only:
             for kind, help in ACTION_HELP.items():
                 cmds.append((f"{kind.capitalize()} selected node(s)", partial(fleet.act, kind), help))
+            if app.rollout is not None:
+                cmds.append(("Rolling upgrade (rollout)", fleet.action_rollout,
+                             "the selected nodes, else every node: plan, confirm, progress (asrtop rollout)"))
             if app.recovery is not None:
                 cmds.append(("Recover interrupted changes", app.start_recover,
                              "finish or undo what an interrupted asrtop left half-done (asrtop recover)"))

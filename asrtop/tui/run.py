@@ -10,7 +10,9 @@ from asrtop.config import ClusterConfig
 from asrtop.exitcodes import BAD_INPUT, OK
 
 if TYPE_CHECKING:
+    from asrtop.control import Controller
     from asrtop.tui.app import AsrtopApp
+    from asrtop.tui.rollout_launch import DetachedRollout
 
 
 def _fail(msg: str) -> int:
@@ -43,7 +45,23 @@ def build_app(args: argparse.Namespace, config: ClusterConfig, app_class: type[A
     min_weight, max_weight = weight_bounds(balancers)
     return (app_class or AsrtopApp)(source, controller, cluster=config.name, refresh=config.refresh,
                                     read_only=read_only, audit=audit, max_weight=max_weight, min_weight=min_weight,
-                                    recovery=recovery)
+                                    recovery=recovery, rollout=console_rollout(controller, config))
+
+
+def console_rollout(controller: Controller, config: ClusterConfig) -> DetachedRollout:
+    """The rollout engine on the console's controller, under the [rollout] table's settings (taken as
+    `asrtop rollout` takes them with no flags), launching `asrtop rollout --resume` detached."""
+    from asrtop.control.rollout import RolloutEngine
+    from asrtop.control.rollout_model import RolloutSettings
+    from asrtop.rollout_cli import settings_from
+    from asrtop.tui.rollout_launch import DetachedRollout
+
+    try:
+        settings, problem = settings_from(argparse.Namespace(hook=None, canary=None, expect_model=None), config), None
+    except ValueError as e:  # e.g. [rollout] canary names a missing file: said when U is pressed
+        settings, problem = RolloutSettings(tuple(config.rollout.hook)), str(e)
+    return DetachedRollout(RolloutEngine(controller, config.audit_log), settings, config.path, config.audit_log,
+                           problem)
 
 
 def run_tui(args: argparse.Namespace) -> int:

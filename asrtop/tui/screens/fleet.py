@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -9,14 +11,18 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
 from asrtop.control.model import ACTION_KINDS
+from asrtop.control.rollout_model import RolloutState
 from asrtop.fleet import FleetSnapshot
 from asrtop.tui.format import COLUMN_KEYS, no_match_line, sparkline, table_context, table_hint
 from asrtop.tui.widgets.fleet_table import FleetTable
 from asrtop.tui.widgets.header import FleetHeader
 from asrtop.tui.widgets.keybar import KeyBar
 from asrtop.tui.widgets.notes import NotesLine
+from asrtop.tui.widgets.rollout_panel import RolloutPanel
 
 SORTABLE = tuple(k for k in COLUMN_KEYS if k != "sel")
+# What the operator does to the fleet: hidden from the footer and help, and refused, in a read-only console.
+CONSOLE_ACTIONS = (*ACTION_KINDS, "rollout")
 TREND = 10  # samples of the fleet in-flight sparkline in the header
 
 
@@ -33,6 +39,7 @@ class FleetScreen(Screen):
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse sort", show=False),
         Binding("M", "models", "Models"),
+        Binding("U", "rollout", "Upgrade"),
         Binding("escape", "clear", "Clear filter/selection", show=False),
     ]
 
@@ -51,6 +58,7 @@ class FleetScreen(Screen):
         yield NotesLine(id="notes")
         yield FleetTable(id="fleet")
         yield Static("", id="table-note", classes="hidden")  # what the width hides; an empty filter result
+        yield RolloutPanel(id="rollout")
         yield Input(placeholder="filter: name, state or model digest prefix (Enter keeps, Esc clears)",
                     id="filter", classes="hidden")
         yield KeyBar()
@@ -64,6 +72,7 @@ class FleetScreen(Screen):
         self.live = True
         if self.app.snapshot is not None or self.app.last_error:  # what landed while this screen was composing
             self.show_fleet(self.app.snapshot, self.app.last_error)
+        self.app.follow_rollout()  # a rollout running or stopped before the console started shows at once
 
     # -- data ------------------------------------------------------------------------------------
     def show_fleet(self, snap: FleetSnapshot | None, error: str | None = None) -> None:
@@ -118,7 +127,7 @@ class FleetScreen(Screen):
 
     # -- read-only: actions are hidden from the footer and refused --------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ACTION_KINDS and self.read_only:
+        if action in CONSOLE_ACTIONS and self.read_only:
             return False
         return True
 
@@ -144,6 +153,20 @@ class FleetScreen(Screen):
 
     def action_backup(self) -> None:
         self.act("backup")
+
+    def action_rollout(self) -> None:
+        """A rolling upgrade of the selected nodes, else of every node (not just the one under the cursor)."""
+        self.app.start_rollout(self.targets() if self.selected else [])
+
+    def show_rollout(self, state: RolloutState | None, now: float, alive: bool | None, collapsed: bool,
+                     config_path: Path | None, error: str | None = None) -> None:
+        if not self.live:
+            return
+        try:
+            panel = self.query_one(RolloutPanel)
+        except NoMatches:  # the app is closing: the screen's children go before the screen itself
+            return
+        panel.show(state, now, alive, collapsed, config_path, error)
 
     # -- navigation --------------------------------------------------------------------------------
     def action_toggle_select(self) -> None:

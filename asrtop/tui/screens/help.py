@@ -26,6 +26,7 @@ DESCRIBE = {
     "sort": "sort by the next column (or click a header)",
     "reverse_sort": "reverse the sort",
     "models": "model view: nodes grouped by model digest, files that differ",
+    "rollout": "rolling upgrade of the selected nodes (else all): plan, confirm, progress under the table",
     "clear": "clear the filter, then the selection",
 }
 EXTRA = [("enter", "node detail (GPUs, sparklines, model, audit)"), ("↑ ↓ pgup pgdn", "move"), ("home end", "first / last node"),
@@ -53,7 +54,7 @@ class HelpScreen(ModalScreen[None]):
             text.add_row(k, d)
         if self.read_only:
             text.add_row("", "")
-            text.add_row("READ-ONLY", "drain/ready/maint/weight/backup are hidden and refused "
+            text.add_row("READ-ONLY", "drain/ready/maint/weight/backup/upgrade are hidden and refused "
                                       "(started with --read-only or cluster.read_only = true)")
         with VerticalScroll(id="dialog"):
             yield Static(self._notes_text(), id="help-notes", classes="" if self.notes else "hidden")
