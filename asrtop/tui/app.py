@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 import asrtop.control.rules as rules
 from asrtop.control.drift import ready_again, undone_line
-from asrtop.control.model import ACTION_KINDS, GUARD_MODEL, Action, ActionResult
+from asrtop.control.model import GUARD_MODEL, Action, ActionResult
 from asrtop.control.seams import ActionController, AuditReader, Recoverer, RolloutStarter
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import FleetHistory

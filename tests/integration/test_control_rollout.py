@@ -1,8 +1,9 @@
 """`asrtop rollout` on the real demo cluster (HAProxy 2.8, agents, simulated nodes on 127.0.0.1).
 
-The happy path on two nodes (the demo's own hook and the real canary), a hook that fails (exit 8, the node
-stays drained, nothing else changes), and what a running rollout refuses: a plain `asrtop drain` of the
-node it holds, and a second rollout. (Kill/resume and load: tests/integration/test_rollout_e2e.py.)
+A hook that fails (exit 8, the node stays drained, a new rollout is refused as unfinished, --abort), Ctrl+C
+(the hook finishes and is recorded; --resume goes on), a kill in ready (never readied twice) and a batch of
+--max-unavailable. The full rollout under load, the other stops, kill/resume at each stage and the refusals
+while one runs: tests/integration/test_rollout_demo.py.
 """
 
 from __future__ import annotations
@@ -74,27 +75,6 @@ def state(c: DemoCluster) -> dict:
     return json.loads(state_path(c.workdir / "audit.jsonl").read_text())
 
 
-def test_two_nodes_end_on_one_digest_every_stage_audited(demo):
-    before = {n: (s.weight, s.backup) for n, s in servers(demo).items()}
-    p = asrtop(demo, "rollout", "node-2", "node-3", "--json")
-    assert p.returncode == 0, p.stderr
-    events = [json.loads(line) for line in p.stdout.splitlines()]
-    assert events[0]["kind"] == "plan" and [n["name"] for n in events[0]["plan"]["nodes"]] == ["node-3", "node-2"]
-    assert events[-1]["kind"] == "end" and events[-1]["exit_code"] == 0
-    passed = [(e["node"], e["stage"]) for e in events if e["kind"] == "ok"]
-    stages = ["drain", "wait", "hook", "health", "canary", "ready"]
-    assert passed == [("node-3", s) for s in stages] + [("node-2", s) for s in stages]
-    # node-2 ran the old model: the hook moved it onto the digest node-3 (upgraded first) set as the target
-    st = state(demo)
-    assert st["status"] == "done" and st["target"] and st["reference_text"]
-    assert digest(demo, 1) == digest(demo, 2) == st["target"]
-    assert admin(demo) == {"node-1": "ready", "node-2": "ready", "node-3": "ready"}
-    assert {n: (s.weight, s.backup) for n, s in servers(demo).items()} == before  # weights and backup as before
-    audited = rollout_lines(demo)
-    assert [x for x in audited if x[0] == "node-2"] == [("node-2", s, "ok") for s in stages]
-    assert audited[0] == ("", "start", "started") and audited[-1] == ("", "end", "ok")
-
-
 def test_a_failing_hook_stops_at_that_node_which_stays_drained(demo):
     hook = f"{sys.executable} -c \"import sys; print('upgrading {{node}}'); print('no space left on device'); sys.exit(4)\""
     p = asrtop(demo, "rollout", "node-1", "node-3", "--hook", hook)
@@ -117,41 +97,6 @@ def test_a_failing_hook_stops_at_that_node_which_stays_drained(demo):
     ab = asrtop(demo, "rollout", "--abort")
     assert ab.returncode == 0 and "left as they are, out of rotation: node-3 (at hook)" in ab.stdout
     assert admin(demo)["node-3"] == "drain" and state(demo)["status"] == "aborted"
-
-
-def test_a_running_rollout_holds_its_node_against_a_plain_drain_and_a_second_rollout(demo, tmp_path):
-    go = tmp_path / "go"
-    hook = (f"{sys.executable} -c \"import os, time\nwhile not os.path.exists('{go}'): time.sleep(0.02)\"")
-    proc = subprocess.Popen([sys.executable, "-m", "asrtop.cli", "--config", str(demo.config_path), "rollout",
-                             "node-1", "--hook", hook], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until the rollout runs node-1's hook
-            if state_path(demo.workdir / "audit.jsonl").exists():
-                nodes = state(demo).get("nodes", {})
-                if nodes.get("node-1", {}).get("stage") == "hook":
-                    break
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        else:
-            pytest.fail("the rollout never reached node-1's hook")
-        drain = asrtop(demo, "drain", "node-1")
-        assert drain.returncode == 3
-        assert "drain node-1: node-1 is held by the rollout running now (started by " in drain.stderr
-        assert f"(pid {proc.pid}), now at node-1 (hook))" in drain.stderr
-        second = asrtop(demo, "rollout", "node-2", "--hook", "true")
-        assert second.returncode == 3
-        assert f"refused: a rollout is running: started by " in second.stderr and f"(pid {proc.pid})" in second.stderr
-        assert admin(demo)["node-2"] == "ready"  # neither touched node-2
-        go.touch()
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        assert admin(demo)["node-1"] == "ready"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def wait_for_stage(c: DemoCluster, proc: subprocess.Popen, node: str, stage: str) -> None:
@@ -217,26 +162,6 @@ def test_resume_after_a_kill_in_ready_never_readies_twice(demo):
     assert [(e["node"], e["stage"]) for e in ok] == [("node-1", "ready")]
     assert ok[0]["message"] == "ok: ready on every balancer already (not sent again)"
     assert sum(1 for e in audit.newest_first("node-1") if e.action == "ready") == sent_before
-
-
-def test_a_wrong_digest_after_the_hook_stops_before_the_canary(demo):
-    from asrtop.demo.cluster import OLD_MODEL
-
-    target = digest(demo, 0)  # node-1 runs the fleet's revision now
-    hook = f"{sys.executable} -m asrtop.demo.upgrade {{address}} --to {OLD_MODEL}"  # the previous revision
-    try:
-        p = asrtop(demo, "rollout", "node-1", "--hook", hook, "--expect-model", target, "--json")
-        assert p.returncode == 8, p.stderr
-        events = [json.loads(x) for x in p.stdout.splitlines()]
-        failed = [e for e in events if e["kind"] == "failed"]
-        assert [(e["node"], e["stage"]) for e in failed] == [("node-1", "health")]
-        assert failed[0]["message"].startswith("failed: node-1 runs model ")
-        assert failed[0]["message"].endswith(f"after the hook, the target is {target[:12]} (--expect-model)")
-        assert not [e for e in events if e.get("stage") in ("canary", "ready")]  # never put back
-        assert events[-1]["kind"] == "end" and events[-1]["exit_code"] == 8
-        assert admin(demo)["node-1"] == "drain"
-    finally:
-        demo.upgrade_node(0)  # back on the fleet's revision for the next test
 
 
 def test_max_unavailable_drains_a_batch_together_and_is_refused_over_min_ready(demo):
