@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asrtop.balancers.base import AdminState, Health, ServerState
-from asrtop.config import BALANCER_KINDS, ClusterConfig, ConfigError, discover_nodes, load_config, parse_config
+from asrtop.config import (BALANCER_KINDS, CANARY_APIS, HOOK_FIELDS, ClusterConfig, ConfigError, discover_nodes, load_config,
+                           parse_config)
 
 FUZZ = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.data_too_large])
@@ -57,6 +58,13 @@ cluster = table(CLUSTER_KEYS, {"min_ready": st.integers(-2, 5) | values, "refres
                                "audit_log": st.sampled_from(NASTY) | values})
 discovery = table(["balancer", "agent_url"], {"balancer": st.sampled_from(["a", "b", "zz"]),
                                               "agent_url": st.sampled_from(NASTY)})
+ROLLOUT_KEYS = ["hook", "canary", "canary_text", "canary_api", "max_rtf", "max_unavailable", "drain_timeout",
+                "hook_timeout", "health_timeout", "ramp"]
+HOOKS = ["up {node}", "up {nod}", "up {", "up }", 'up "{node}', "up {node.x}", "up {0}", "   ", "a;b {host}",
+         "~/up {address} --to '{agent}'", "up {{node}}"]
+rollout = table(ROLLOUT_KEYS, {"hook": st.sampled_from(HOOKS) | st.lists(st.sampled_from(HOOKS + [""]), max_size=3),
+                               "canary_api": st.sampled_from(["openai", "funasr", "gradio", "x"]),
+                               "max_unavailable": st.integers(-1, 3), "ramp": st.floats() | st.integers(-1, 5000)})
 document = st.one_of(
     st.fixed_dictionaries({}, optional={"cluster": cluster, "balancers": st.lists(balancer, max_size=3),
                                         "nodes": st.lists(node, max_size=3), "discovery": discovery}),
@@ -97,6 +105,11 @@ def check_outcome(fn):
             assert host and 0 < int(port) < 65536
         if n.agent is not None:
             assert n.agent.startswith(("http://", "https://"))
+    r = cfg.rollout  # a hook, once accepted, is a non-empty argv whose every {field} asrtop fills in
+    assert r.max_unavailable >= 1 and math.isfinite(r.ramp) and r.ramp >= 0 and r.canary_api in CANARY_APIS
+    for arg in r.hook:
+        assert isinstance(arg, str) and arg
+        arg.format(**{f: "x" for f in HOOK_FIELDS})
     if cfg.discovery is not None:
         assert cfg.discovery.balancer in names
         nodes = discover_nodes(cfg, SERVERS)  # the template must format for any server once accepted
@@ -148,3 +161,10 @@ def test_fuzzer_reaches_valid_configs():
                                'agent_url = "http://{host}:{port}"']))
     cfg = check_outcome(lambda: load_config(path))
     assert cfg is not None and cfg.discovery is not None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(rollout | values)
+def test_the_rollout_table_any_value(table):
+    """[rollout] alone (its own test: the whole-document fuzzer above is already the slowest test of the suite)."""
+    check_outcome(lambda: parse_config({"nodes": [{"name": "n1"}], "rollout": table}, Path("fuzz.toml")))
