@@ -75,3 +75,15 @@ def demo_cluster(wheel_haproxy_bin):
 
     with DemoCluster(nodes=4, haproxy_bin=wheel_haproxy_bin) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Local time is UTC for the test (screens and wordings that print clock times): TZ set, then restored."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

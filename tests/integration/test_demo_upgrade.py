@@ -4,7 +4,6 @@ revision (same PID), its agent then hashes that revision's files, and a restart 
 from __future__ import annotations
 
 import subprocess
-import time
 
 import httpx
 import pytest
@@ -13,16 +12,7 @@ from asrtop.agentstatus import parse_status
 from asrtop.config import load_config
 from asrtop.demo.cluster import OLD_MODEL, DemoCluster, DemoError
 from asrtop.demo.simnode import DEFAULT_MODEL as FLEET_MODEL  # what node-1 and node-3 run
-
-
-def wait_for(cond, timeout: float = 15.0, interval: float = 0.1) -> bool:
-    """Bounded polling (a liveness bound, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(interval)
-    return cond()
+from support.balancers import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +34,7 @@ def test_cluster_file_hook_moves_node_2_onto_the_fleets_digest(cluster):
     hook = load_config(cluster.config_path).rollout.hook  # what `asrtop rollout` runs, with no flags
     node = cluster.nodes[1]
     assert cluster.node_model(1) == OLD_MODEL
-    assert wait_for(lambda: len(set(digests(cluster).values()) - {None}) == 2)
+    assert wait_until(lambda: len(set(digests(cluster).values()) - {None}) == 2, timeout=15)
     pid = node.pid
     argv = [arg.format(node=node.name, server=node.server, address=node.address, host="127.0.0.1",
                        agent=node.agent_url) for arg in hook]
@@ -55,7 +45,7 @@ def test_cluster_file_hook_moves_node_2_onto_the_fleets_digest(cluster):
     # Same process (watchdog, PDEATHSIG and the cluster's Popen stay valid), now serving the new revision.
     assert node.proc.poll() is None and httpx.get(node.url + "/health").json()["pid"] == pid
     assert cluster.node_model(1) == FLEET_MODEL
-    assert wait_for(lambda: len(set(digests(cluster).values())) == 1 and None not in digests(cluster).values())
+    assert wait_until(lambda: len(set(digests(cluster).values())) == 1 and None not in digests(cluster).values(), timeout=15)
 
 
 def test_restart_after_an_upgrade_keeps_the_revision_and_a_dead_node_is_one_line(cluster):

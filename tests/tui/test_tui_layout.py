@@ -7,7 +7,6 @@ Semantic checks come first, so a failure says what broke.
 
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,7 @@ from asrtop.tui.format import COLUMNS
 GOLDEN = Path(__file__).parent / "golden"
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # clock times on screen in UTC, wherever the test runs
 
 
 def make_app(**kw):

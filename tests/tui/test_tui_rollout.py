@@ -110,13 +110,7 @@ def toasts(app) -> list[str]:
     return [f"{n.title or ''}: {n.message}" for n in app._notifications]
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # clock times on screen in UTC, wherever the test runs
 
 
 async def test_upgrade_key_plans_every_node_confirms_then_creates_and_launches():

@@ -4,7 +4,6 @@ in-flight count in the state file (what the panel shows while a node drains)."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -28,13 +27,7 @@ def state(status="running", nodes=None, stopped=None, target="ab" * 32) -> Rollo
     return RolloutState("R1", "ops@bastion", 42, T0, T0 + 30, status, plan, nodes or {}, target, None, stopped)
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # clock times on screen in UTC, wherever the test runs
 
 
 def test_duration_text():
