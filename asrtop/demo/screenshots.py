@@ -5,8 +5,9 @@
 Starts a 12-node demo cluster (HAProxy, simulated nodes, agents) under load, makes one agent stale (SIGSTOP,
 resumed before the cluster stops) beside the demo's node on another model, drives the app headless with
 Textual's Pilot and writes SVGs: the fleet with one node draining, the drain confirmation, the drain ending
-in "safe to upgrade", node detail with sparklines, the model view, and the fleet at 80x24; PNGs next to
-them through rsvg-convert when it is installed. Takes about 1.5 minutes; live load, so figures differ from
+in "safe to upgrade", node detail with sparklines, the model view, a rolling upgrade of three nodes (its
+plan, then its progress panel), and the fleet at 80x24; PNGs next to
+them through rsvg-convert when it is installed. Takes about 2 minutes; live load, so figures differ from
 run to run, the layout does not.
 """
 
@@ -82,8 +83,31 @@ async def _ready(pilot, app, stale: str | None) -> None:
     await _until(pilot, lambda: sum(n.in_flight or 0 for n in app.snapshot.nodes) >= 4, "load")
 
 
-async def _shoot(config_path: Path, out: Path, size: tuple[int, int], drain: str, stale: str, stale_pid: int
-                 ) -> list[Path]:
+async def _rollout(pilot, app, nodes: list[str], go_to, save) -> None:
+    """A rolling upgrade of a few selected nodes (one on the old model): the plan, then its progress panel
+    while it runs; it is left to finish (a detached `asrtop rollout`) before the cluster stops."""
+    from asrtop.tui.screens.rollout import RolloutScreen
+
+    for node in nodes:
+        await go_to(node)
+        await pilot.press("space")
+    await pilot.press("U")
+    await _until(pilot, lambda: isinstance(app.screen, RolloutScreen) and not app.screen.pending, "rollout plan")
+    await pilot.pause(0.3)
+    save("rollout_plan")
+    await pilot.press("y")
+    state = app.rollout.current
+    await _until(pilot, lambda: (s := state()) is not None and sum(p.done for p in s.nodes.values()) >= 1,
+                 "a node upgraded", timeout=60)
+    await _until(pilot, lambda: any(p.stage == "wait" and p.status == "running" for p in state().nodes.values()),
+                 "a node draining", timeout=30)
+    await pilot.pause(1.0)
+    save("rollout_progress")
+    await _until(pilot, lambda: state().status != "running", "the rollout's end", timeout=120)
+
+
+async def _shoot(config_path: Path, out: Path, size: tuple[int, int], drain: str, stale: str, stale_pid: int,
+                 rollout: list[str]) -> list[Path]:
     from asrtop.tui.screens.confirm import ConfirmScreen
 
     app = _app(config_path)
@@ -124,6 +148,8 @@ async def _shoot(config_path: Path, out: Path, size: tuple[int, int], drain: str
         await pilot.press("escape", "M")
         await pilot.pause(2.5)  # file lists come from the agents
         save("model_view")
+        await pilot.press("escape")
+        await _rollout(pilot, app, rollout, go_to, save)
 
     app = _app(config_path)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:  # many SSH windows
@@ -158,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         stale = cluster.nodes[-3]  # its agent is paused while the shots are taken
         try:
             svgs = asyncio.run(_shoot(cluster.config_path, out, (int(m[1]), int(m[2])), cluster.nodes[4].name,
-                                      stale.name, stale.agent_proc.pid))
+                                      stale.name, stale.agent_proc.pid, [n.name for n in cluster.nodes[1:4]]))
         finally:
             os.kill(stale.agent_proc.pid, signal.SIGCONT)
             load.gen.stop()
