@@ -1,0 +1,193 @@
+"""`GET /v1/status?after=T`: a snapshot whose collection round began at or after T (`now`: when the agent got
+the request), run on demand, coalesced and rate-limited; the model listed afresh in that round; asrtop reads
+`round_started_at`, and the rollout's health stage asks for such a reading instead of waiting out three
+agent intervals (an older agent, without `round_started_at`, still gets the three-reading rule).
+
+A real aiohttp app on 127.0.0.1 and the real CollectionLoop, with fake collectors (no GPU, no ASR service).
+The loop's interval is 60 s, so every answer that comes quicker came from a round run on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from aiohttp.test_utils import TestServer
+
+from asrtop.agentstatus import parse_status
+from asrtop_agent import snapshot as snapshot_mod
+from asrtop_agent.collectors.model import ModelHasher
+from asrtop_agent.server import make_app
+from asrtop_agent.snapshot import MIN_FORCED_GAP, AsrSnap, CollectionLoop, GpuReport, HostSnap, ModelSnap
+
+OLD, NEW = "a" * 64, "b" * 64
+
+
+class Asr:
+    url = "http://127.0.0.1:1"
+
+    def __init__(self) -> None:
+        self.up = False
+        self.calls = 0
+        self.gate: asyncio.Event | None = None  # set: rounds hang in the ASR probe until it opens
+
+    async def collect(self) -> AsrSnap:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return AsrSnap(url=self.url, up=self.up)
+
+
+class Host:
+    def collect(self) -> HostSnap:
+        return HostSnap()
+
+
+class Gpu:
+    source = "none"
+
+    def collect(self, in_flight) -> GpuReport:
+        return GpuReport()
+
+
+class Model:
+    """ModelHasher's two faces: poll() the last background result (listed long ago), fresh() listed now."""
+
+    def __init__(self) -> None:
+        self.on_disk = OLD
+        self.background = ModelSnap("ok", OLD, listed_at=time.time() - 30)
+
+    def poll(self) -> ModelSnap:
+        return self.background
+
+    def fresh(self) -> ModelSnap:
+        return ModelSnap("ok", self.on_disk, listed_at=time.time())
+
+
+@asynccontextmanager
+async def agent(model=None):
+    """A running agent (collection loop + HTTP app) and an httpx client for it."""
+    asr = Asr()
+    loop = CollectionLoop(node="node-1", version="0.1.0", interval=60.0, host=Host(), gpu=Gpu(), asr=asr,
+                          model=model or Model())
+    server = TestServer(make_app(lambda: loop.latest, loop.fresh, loop.clock), host="127.0.0.1")
+    await server.start_server()
+    task = asyncio.create_task(loop.run())
+    try:
+        while loop.latest.round_started_at is None:  # the first (regular) round
+            await asyncio.sleep(0.005)
+        async with httpx.AsyncClient(base_url=str(server.make_url("")), timeout=15) as client:
+            yield loop, asr, client
+    finally:
+        if asr.gate is not None:
+            asr.gate.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.close()
+
+
+async def test_after_now_runs_a_round_at_once_while_a_plain_scrape_stays_the_rendered_snapshot():
+    async with agent() as (loop, asr, client):
+        first = loop.latest
+        asr.up, loop.model.on_disk = True, NEW  # the service came up on a new model since that round
+        plain = await client.get("/v1/status")
+        assert plain.content == first.rendered("status", lambda s: b"")  # the rendered body, as before
+        assert plain.json()["asr"]["up"] is False
+        sent = time.time()
+        t0 = time.monotonic()
+        fresh = await client.get("/v1/status", params={"after": "now"})
+        assert time.monotonic() - t0 < 2  # not the 60 s interval
+        body = fresh.json()
+        assert fresh.status_code == 200 and body["asr"]["up"] is True and body["model"]["sha256"] == NEW
+        assert body["round_started_at"] >= sent and body["schema"] == 1
+        assert parse_status(body).round_started_at == body["round_started_at"]
+        assert (await client.get("/v1/status")).json()["round_started_at"] == body["round_started_at"]
+
+
+async def test_a_snapshot_already_fresh_enough_is_served_without_a_round():
+    async with agent() as (loop, asr, client):
+        calls, started = asr.calls, loop.latest.round_started_at
+        got = await client.get("/v1/status", params={"after": repr(started)})
+        assert got.json()["round_started_at"] == started and asr.calls == calls
+        # a regular round reports the background model reading: the snapshot is only as fresh as its listing
+        assert started == pytest.approx(loop.model.background.listed_at)
+
+
+async def test_waiting_requests_share_rounds_and_forced_rounds_are_spaced():
+    async with agent() as (loop, asr, client):
+        calls = asr.calls
+        answers = await asyncio.gather(*(client.get("/v1/status", params={"after": "now"}) for _ in range(30)))
+        assert {a.status_code for a in answers} == {200}
+        assert asr.calls - calls <= 2  # one round for all of them (two when some came in during the first)
+        starts = []
+        for _ in range(4):
+            starts.append((await client.get("/v1/status", params={"after": "now"})).json()["round_started_at"])
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        assert min(gaps) >= MIN_FORCED_GAP * 0.9, gaps
+
+
+async def test_no_round_in_time_is_a_503_with_one_line_and_bad_after_a_400(monkeypatch):
+    monkeypatch.setattr(snapshot_mod, "FRESH_TIMEOUT", 0.3)
+    async with agent() as (loop, asr, client):
+        bad = await client.get("/v1/status", params={"after": "yesterday"})
+        assert bad.status_code == 400
+        assert bad.json() == {"error": "bad after='yesterday': give a Unix time in seconds (e.g. 1763712000.25) "
+                                       "or 'now'"}
+        assert (await client.get("/v1/status", params={"after": "nan"})).status_code == 400
+        asr.gate = asyncio.Event()  # the ASR probe hangs
+        late = await client.get("/v1/status", params={"after": "now"})
+        assert late.status_code == 503 and late.json()["error"].startswith("no collection round began at or after")
+        assert "\n" not in late.json()["error"]
+        assert (await client.get("/v1/status")).status_code == 200  # plain scrapes still answer
+
+
+def write(path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def test_the_hasher_lists_afresh_and_never_answers_with_the_digest_before_a_change(tmp_path):
+    write(tmp_path / "model.bin", b"old weights")
+    h = ModelHasher([str(tmp_path)])
+    try:
+        first = h.fresh()
+        deadline = time.monotonic() + 10
+        while first.state != "ok" and time.monotonic() < deadline:
+            first = h.fresh()
+        assert first.sha256 is not None
+        write(tmp_path / "model.bin", b"new weights, longer")
+        assert h.poll().sha256 == first.sha256  # the background result: one round late
+        after = h.fresh()
+        assert after.sha256 != first.sha256 and after.state in ("hashing", "ok")
+        assert after.listed_at is not None and after.listed_at >= first.listed_at
+    finally:
+        h.stop()
+
+
+def test_while_a_scan_hashes_fresh_says_hashing_at_once(tmp_path):
+    write(tmp_path / "model.bin", b"weights")
+    release = threading.Event()
+
+    def slow(path: str) -> str:
+        release.wait(10)
+        return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+    h = ModelHasher([str(tmp_path)], hash_file=slow)
+    try:
+        while h.poll().files is None:  # the listing is published before hashing
+            time.sleep(0.005)
+        t0 = time.monotonic()
+        got = h.fresh()
+        assert got.state == "hashing" and got.sha256 is None and time.monotonic() - t0 < 1
+        release.set()
+        deadline = time.monotonic() + 10
+        while h.fresh().state != "ok" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert h.fresh().state == "ok"
+    finally:
+        release.set()
+        h.stop()
