@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 import time
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from asrtop.agentstatus import parse_status
+from asrtop.control.rollout_model import (
+    TARGET_FROM_FIRST,
+    PlannedNode,
+    RolloutPlan,
+    RolloutSettings,
+    RolloutState,
+)
+from asrtop.control.rollout_stages import FRESH_ROUNDS, StageFailed, Stages
 from asrtop_agent import snapshot as snapshot_mod
 from asrtop_agent.collectors.model import ModelHasher
 from asrtop_agent.server import make_app
 from asrtop_agent.snapshot import MIN_FORCED_GAP, AsrSnap, CollectionLoop, GpuReport, HostSnap, ModelSnap
+from asrtop_agent.status import status_dict
 
 OLD, NEW = "a" * 64, "b" * 64
 
@@ -191,3 +202,78 @@ def test_while_a_scan_hashes_fresh_says_hashing_at_once(tmp_path):
     finally:
         release.set()
         h.stop()
+
+
+# -- the rollout's health stage ------------------------------------------------------------------------------
+
+class Engine:
+    """What the stages need of the engine, in memory."""
+
+    def __init__(self, agent_url: str, health_timeout: float, target: str | None = NEW):
+        node = PlannedNode("node-1", False, 1, 0, OLD, "127.0.0.1:1", agent_url)
+        plan = RolloutPlan((node,), (("node-1",),), RolloutSettings(hook=("true",), health_timeout=health_timeout),
+                           target, TARGET_FROM_FIRST)
+        self.state = RolloutState("r1", "ops@bastion", 1, 0.0, 0.0, "running", plan, target=target)
+        self.ctl, self.audit_path, self.canary, self.poll = None, None, None, 0.05
+        self.stopping = False
+        self.events: list[str] = []
+
+    def stop_reason(self) -> str:
+        return "SIGINT"
+
+    async def until_stopped(self) -> None:
+        await asyncio.Event().wait()
+
+    def save(self) -> None:
+        pass
+
+    def audit(self, *a) -> None:
+        pass
+
+    def emit(self, kind, node=None, stage=None, message="", **figures) -> None:
+        self.events.append(message)
+
+
+async def test_health_passes_on_the_first_round_run_after_the_hook():
+    async with agent() as (loop, asr, client):
+        # before the hook's change: the agent's last snapshot shows the service down on the old model
+        asr.up, loop.model.on_disk = True, NEW
+        rounds = asr.calls
+        t0 = time.monotonic()
+        detail = await Stages(Engine(str(client.base_url), health_timeout=5)).health("node-1")
+        assert detail == f"ASR up, model {NEW[:12]}"
+        assert time.monotonic() - t0 < 2 and asr.calls - rounds == 1  # one round, not three 60 s intervals
+
+
+async def test_health_waits_out_a_wrong_state_and_says_why_at_its_timeout():
+    async with agent() as (loop, asr, client):
+        with pytest.raises(StageFailed) as failed:
+            await Stages(Engine(str(client.base_url), health_timeout=0.5)).health("node-1")
+        assert failed.value.reason == ("not healthy after 0.5 s (--health-timeout): the ASR service is not up")
+        assert asr.calls >= 3  # asked again every poll, a fresh round each time
+
+
+async def test_an_older_agent_without_round_started_at_still_needs_three_distinct_readings():
+    seen: list[str] = []
+    collected = [100.0]
+
+    async def status(request: web.Request) -> web.Response:
+        seen.append(request.query_string)
+        collected[0] += 1  # a new round between any two requests
+        snap = snapshot_mod.Snapshot(node="node-1", agent_version="0.0.9", collected_at=collected[0],
+                                     interval_seconds=1.0, host=HostSnap(), gpu=GpuReport(),
+                                     asr=AsrSnap(url="u", up=True), model=ModelSnap("ok", NEW))
+        body = status_dict(snap)
+        del body["round_started_at"]  # what an agent before ?after= answers (it ignores the query)
+        return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/status", status)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        detail = await Stages(Engine(str(server.make_url("")), health_timeout=5)).health("node-1")
+    finally:
+        await server.close()
+    assert detail == f"ASR up, model {NEW[:12]}"
+    assert len(seen) == FRESH_ROUNDS and set(seen) == {"after=now"}
