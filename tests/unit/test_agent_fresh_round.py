@@ -204,6 +204,36 @@ def test_while_a_scan_hashes_fresh_says_hashing_at_once(tmp_path):
         h.stop()
 
 
+class StuckListing(ModelHasher):
+    """A listing on a hung file system, once `stuck` is set (the one way in: the listing step itself)."""
+
+    def __init__(self, dirs):
+        self.stuck, self.listing = threading.Event(), threading.Event()
+        super().__init__(dirs)
+
+    def _list(self, index, root):
+        if self.stuck.is_set():
+            self.listing.set()
+            time.sleep(3)
+        return super()._list(index, root)
+
+
+def test_a_fresh_listing_waited_for_gives_up_when_the_agent_stops(tmp_path):
+    write(tmp_path / "model.bin", b"weights")
+    h = StuckListing([str(tmp_path)])
+    while h.poll().state != "ok":
+        time.sleep(0.005)
+    h.stuck.set()
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(h.fresh()))
+    waiter.start()
+    assert h.listing.wait(5)
+    t0 = time.monotonic()
+    h.stop()
+    waiter.join(5)
+    assert got and got[0].state == "hashing" and time.monotonic() - t0 < 1  # not the listing's 3 s
+
+
 # -- the rollout's health stage ------------------------------------------------------------------------------
 
 class Engine:

@@ -90,12 +90,14 @@ class ModelHasher:
             if not self._hashing:
                 target = self._begun + 1  # a scan that begins after now
                 self._wake.set()
-                if self._cond.wait_for(lambda: self._published >= target, timeout):
+                if self._cond.wait_for(lambda: self._published >= target or self._stop, timeout) and not self._stop:
                     return self._current
             return replace(self._current, state="hashing", sha256=None, listed_at=self.clock())
 
     def stop(self) -> None:
-        self._stop = True
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()  # a fresh() waiting gives up at once: the agent is shutting down
         self._wake.set()
 
     # -- hashing thread --------------------------------------------------------------------------------
