@@ -119,6 +119,8 @@ class AgentStatus:
     asr: AsrReading
     model: ModelReading
     versions: Mapping[str, Any]
+    # when the agent's collection round began (every reading above taken at or after it); None: an older agent
+    round_started_at: float | None = None
 
 
 MODEL_STATES = {"ok", "hashing", "missing", "error"}
@@ -251,4 +253,5 @@ def parse_status(body: Any) -> AgentStatus:
         model=ModelReading(_model_state(m) if m else "missing", _str(m, "sha256"), _int(m, "files"),
                            _int(m, "bytes"), _str(m, "error"), dirs),
         versions={k: v for k, v in _obj(body.get("versions")).items() if isinstance(k, str)},
+        round_started_at=_num(body, "round_started_at", signed=True),
     )

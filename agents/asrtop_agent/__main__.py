@@ -150,14 +150,14 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     counters = RequestCounters() if opts.proxy else None
     asr = AsrCollector(opts.asr_url, opts.health_path, counters=counters,
                        probe_timeout=max(0.5, min(5.0, opts.interval * 2)))
-    model = ModelHasher(opts.model_dirs)
+    model = ModelHasher(opts.model_dirs)  # its clock is the loop's (time.time): listed_at vs round starts
     loop_ = CollectionLoop(node=opts.node, version=__version__, interval=opts.interval, host=HostCollector(),
                            gpu=make_gpu_collector(opts.gpu, opts.node, psutil_mod=psutil,
                                                   asr_pid=lambda: asr.last_pid),
                            asr=asr, model=model, agent_python=agent_python(),
                            prerender={"metrics": metrics.render, "status": status.render_status})
     runners = []
-    app = make_app(lambda: loop_.latest)
+    app = make_app(lambda: loop_.latest, loop_.fresh, loop_.clock)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.SockSite(runner, sockets["agent"]).start()

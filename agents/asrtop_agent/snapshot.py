@@ -2,6 +2,10 @@
 
 The loop owns the collectors; everything it hands out is immutable, so the HTTP handlers (and other
 threads) read the last `Snapshot` without locks. Absent readings are None, never 0.
+
+`fresh(after)` (GET /v1/status?after=T) hands out a snapshot whose every reading was taken at or after T:
+the latest one when it qualifies, else the loop runs a round now instead of sleeping out its interval.
+Waiting requests share rounds; forced rounds come at most one per MIN_FORCED_GAP.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ log = logging.getLogger("asrtop_agent")
 
 # Latency buckets suited to ASR requests: sub-second health-ish calls up to 5-minute long files.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+MIN_FORCED_GAP = 0.1  # seconds from one round's start to a forced round's: ?after= cannot spin the collectors
+FRESH_TIMEOUT = 10.0  # seconds a ?after= request waits for its round
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,8 @@ class ModelSnap:
     bytes: int | None = None
     error: str | None = None
     dirs: tuple[ModelDirSnap, ...] = ()
+    # when (agent clock) the listing behind this reading began: it holds from then on; None: no listing yet
+    listed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,9 @@ class Snapshot:
     model: ModelSnap
     collectors: tuple[CollectorHealth, ...] = ()
     agent_python: str | None = None
+    # when (agent clock) the round began, or the model listing it reports if that began earlier: every reading
+    # in it was taken at or after this time. None: the placeholder served before the first round.
+    round_started_at: float | None = None
     _cache: dict = field(default_factory=dict, compare=False, repr=False)  # rendered bodies, filled once
 
     def rendered(self, key: str, render: Callable[["Snapshot"], bytes]) -> bytes:
@@ -184,7 +195,8 @@ class CollectionLoop:
     """One collection per interval in the background; `latest` is always a complete Snapshot.
 
     Collectors are injected: host/gpu are sync (run in a worker thread: NVML can stall), asr is async,
-    model is the background hasher (poked each round, read without waiting).
+    model is the background hasher (poked each round, read without waiting; asked for a fresh listing in a
+    round that a fresh() caller waits for).
     """
 
     def __init__(self, *, node: str, version: str, interval: float, host: Any, gpu: Any, asr: Any,
@@ -200,6 +212,10 @@ class CollectionLoop:
         self.errors = {"host": 0, "gpu": 0, "asr": 0, "model": 0}
         self.durations: dict[str, float | None] = {k: None for k in self.errors}
         self._last_in_flight: int | None = None
+        self._wake = asyncio.Event()  # fresh() wants a round now
+        self._round_done = asyncio.Event()  # set (and replaced) at the end of every round
+        self._round_began: float | None = None  # the round in progress: when it began (clock)
+        self._waiting = 0  # fresh() calls waiting
         self.latest: Snapshot = self._compose(HostSnap(), GpuReport(error="not collected yet"),
                                               AsrSnap(url=getattr(asr, "url", "")), ModelSnap())
 
@@ -214,14 +230,19 @@ class CollectionLoop:
         finally:
             self.durations[name] = self.monotonic() - t0
 
-    def _sync_round(self) -> tuple[HostSnap, GpuReport, ModelSnap]:
+    def _sync_round(self, fresh_model: bool) -> tuple[HostSnap, GpuReport, ModelSnap]:
         host = self._timed_sync("host", self.host.collect, lambda e: HostSnap(error=f"host: {e}"))
         gpu = self._timed_sync("gpu", lambda: self.gpu.collect(self._last_in_flight),
                                lambda e: GpuReport(source=getattr(self.gpu, "source", "none"), error=str(e)))
-        model = self._timed_sync("model", self.model.poll, lambda e: ModelSnap(state="error", error=str(e)))
+        model = self._timed_sync("model", self.model.fresh if fresh_model else self.model.poll,
+                                 lambda e: ModelSnap(state="error", error=str(e)))
         return host, gpu, model
 
-    async def collect_once(self) -> Snapshot:
+    async def collect_once(self, fresh_model: bool = False) -> Snapshot:
+        """One round. `fresh_model`: the model as listed now (someone waits for this round), not the last
+        background result."""
+        started = self.clock()
+        self._round_began = started
         t0 = self.monotonic()
         try:
             asr = await self.asr.collect()
@@ -229,27 +250,66 @@ class CollectionLoop:
             self.errors["asr"] += 1
             log.warning("asr collector failed: %s", exc)
             asr = AsrSnap(url=getattr(self.asr, "url", ""), error=f"collector failed: {exc}")
-        self.durations["asr"] = self.monotonic() - t0
+        finally:
+            self.durations["asr"] = self.monotonic() - t0
         self._last_in_flight = asr.in_flight
-        host, gpu, model = await asyncio.to_thread(self._sync_round)
-        snap = self._compose(host, gpu, asr, model)
+        try:
+            host, gpu, model = await asyncio.to_thread(self._sync_round, fresh_model)
+        finally:
+            self._round_began = None
+        if model.listed_at is not None:
+            started = min(started, model.listed_at)
+        snap = self._compose(host, gpu, asr, model, started)
         for key, render in self.prerender.items():
             snap.rendered(key, render)
         self.latest = snap
+        done, self._round_done = self._round_done, asyncio.Event()
+        done.set()
         return snap
 
-    def _compose(self, host, gpu, asr, model) -> Snapshot:
+    def _compose(self, host, gpu, asr, model, started: float | None = None) -> Snapshot:
         health = tuple(CollectorHealth(k, self.durations[k], self.errors[k]) for k in self.errors)
         return Snapshot(node=self.node, agent_version=self.version, collected_at=self.clock(),
                         interval_seconds=self.interval, host=host, gpu=gpu, asr=asr, model=model,
-                        collectors=health, agent_python=self.agent_python)
+                        collectors=health, agent_python=self.agent_python, round_started_at=started)
+
+    async def fresh(self, after: float) -> Snapshot:
+        """The latest snapshot whose round began at or after `after` (this loop's clock), waiting for rounds run
+        now for it (run() must be running). TimeoutError after FRESH_TIMEOUT."""
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(FRESH_TIMEOUT):
+                ahead = after - self.clock()
+                if ahead > 0:  # a time still to come: no round can begin at it before then
+                    await asyncio.sleep(ahead)
+                while (snap := self.latest).round_started_at is None or snap.round_started_at < after:
+                    done = self._round_done
+                    began = self._round_began
+                    if began is None or began < after:  # the round in progress (if any) began too early
+                        self._wake.set()
+                    await done.wait()
+        finally:
+            self._waiting -= 1
+        return snap
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep until the next regular round; True when fresh() woke the loop first."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), max(seconds, 0.0))
+        except asyncio.TimeoutError:
+            return self._wake.is_set()
+        return True
 
     async def run(self) -> None:
-        """Collect forever on a fixed cadence; a slow round delays the next one, never overlaps it."""
+        """Collect forever on a fixed cadence; a slow round delays the next one, never overlaps it. A fresh()
+        waiting wakes it early (no sooner than MIN_FORCED_GAP after the last round began); that round then
+        stands for the regular one and the cadence goes on from it."""
         next_at = self.monotonic()
         while True:
+            self._wake.clear()  # wakes during the round stay set: that round began too early for them
+            began = self.monotonic()
             try:
-                await self.collect_once()
+                await self.collect_once(fresh_model=self._waiting > 0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # pragma: no cover - last line of defence, keep serving
@@ -258,4 +318,8 @@ class CollectionLoop:
             now = self.monotonic()
             if next_at < now:
                 next_at = now
-            await asyncio.sleep(next_at - now)
+            if await self._sleep(next_at - now):
+                gap = began + MIN_FORCED_GAP - self.monotonic()
+                if gap > 0:
+                    await asyncio.sleep(gap)
+                next_at = self.monotonic()

@@ -56,6 +56,7 @@ def status_dict(s: Snapshot) -> dict[str, Any]:
         "node": s.node,
         "agent_version": s.agent_version,
         "collected_at": s.collected_at,
+        "round_started_at": s.round_started_at,  # added key: every reading below was taken at or after it
         "interval_seconds": s.interval_seconds,
         "host": {"cpu_ratio": h.cpu_ratio, "load1": h.load1, "load5": h.load5, "load15": h.load15,
                  "memory_used_bytes": h.memory_used_bytes, "memory_total_bytes": h.memory_total_bytes,

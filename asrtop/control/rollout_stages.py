@@ -1,8 +1,9 @@
 """The rollout's stages, each recorded (state file, audit line, events) before and after it runs.
 
 What each stage checks is the rule of the rollout: a node leaves only when its drain is read back, the hook
-runs only once it is empty, it is healthy only when a reading collected AFTER the hook shows the ASR
-service up and the model hashed with the target digest, and it goes back only after the canary passed;
+runs only once it is empty, it is healthy only when a reading collected AFTER the hook (asked of its agent
+directly) shows the ASR service up and the model hashed with the target digest, and it goes back only after
+the canary passed;
 the model guard is overridden then only because the node runs the rollout's verified target.
 """
 
@@ -35,9 +36,12 @@ from asrtop.control.rollout_model import (
 )
 from asrtop.control.rollout_plan import can_ramp
 from asrtop.control.rollout_store import StateError
+from asrtop.sources.agents import FreshStatus
 
 T = TypeVar("T")
-FRESH_ROUNDS = 3  # agent readings with distinct collected_at: the third's round began after the stage did
+# An older agent (no ?after=): readings with distinct collected_at; the third's round began after the stage did.
+FRESH_ROUNDS = 3
+AGENT_WAIT = 12.0  # seconds for one fresh reading: the agent itself gives up (503) after 10
 PROGRESS_SAVE_EVERY = 1.0  # seconds between state writes of the wait's count (a drain of hundreds is not hundreds of fsyncs)
 
 
@@ -242,7 +246,7 @@ class Stages:
                                             f"(--drain-timeout)")
         return f"empty after {seconds_words(time.monotonic() - t0)}"
 
-    async def node_config(self, node: str) -> NodeConfig:
+    async def node_config(self, node: str, stage: str = "hook") -> NodeConfig:
         for n in self.ctl.config.nodes:
             if n.name == node:
                 return n
@@ -250,7 +254,7 @@ class Stages:
         try:
             return snap.node(node).config
         except KeyError:
-            raise StageFailed(node, "hook", f"{node} is no longer in the fleet") from None
+            raise StageFailed(node, stage, f"{node} is no longer in the fleet") from None
 
     async def hook(self, node: str) -> str:
         settings = self.state.plan.settings
@@ -277,35 +281,44 @@ class Stages:
         return f"exit 0 after {seconds_words(res.seconds)} (log: {log})"
 
     async def health(self, node: str) -> str:
+        """Ask the node's agent, every poll, for a reading collected after the request reached it.
+
+        The request asks `after=now` in the agent's own terms rather than after the hook's end on this clock:
+        asrtop and the agent may run on different hosts, and an agent clock ahead of ours would let a round
+        that began before the hook ended pass. Every request is sent after the hook ended, so a round that
+        began after the agent got it began after the hook ended, whatever the two clocks say. An older agent
+        ignores `after` (no round_started_at): then the third distinct collected_at, as before."""
         timeout = self.state.plan.settings.health_timeout
         deadline = time.monotonic() + timeout
-        marks: list[float] = []  # distinct collected_at seen since the stage began
+        agent = self.planned(node).agent or (await self.node_config(node, "health")).agent
+        if not agent:
+            raise StageFailed(node, "health", f"{node} has no agent to ask (agent = \"http://HOST:PORT\")")
+        marks: list[float] = []  # an older agent: distinct collected_at seen since the stage began
         why = "no answer from its agent yet"
-        while True:
-            snap = await self.ctl.source.snapshot()
-            try:
-                view = snap.node(node)
-            except KeyError:
-                raise StageFailed(node, "health", f"{node} is no longer in the fleet") from None
-            reading, status = view.agent, view.status
-            if reading is not None and reading.error is None and status is not None and \
-                    status.collected_at is not None:
-                if not marks or status.collected_at > marks[-1]:
-                    marks.append(status.collected_at)
-                # Collection rounds never overlap, and the first mark was served after the hook ended: the
-                # round behind the third began after the hook had ended (clock-free: the agent's own times).
-                if len(marks) >= FRESH_ROUNDS:
+        async with FreshStatus(agent) as agent_status:
+            while True:
+                wait = max(0.5, min(AGENT_WAIT, deadline - time.monotonic()))
+                status = await self.interruptible(agent_status.get(wait))
+                if isinstance(status, str):
+                    why = f"its agent: {status}"
+                elif status.round_started_at is not None or self.fresh_enough(status, marks):
                     verdict = self.judge(node, status)
                     if verdict is None:
                         return f"ASR up, model {short(status.model.sha256)}"
                     why = verdict
                 else:
                     why = "waiting for a reading collected after the hook"
-            elif reading is not None and reading.error:
-                why = f"its agent: {reading.error}"
-            if time.monotonic() >= deadline:
-                raise StageFailed(node, "health", f"not healthy after {timeout:g} s (--health-timeout): {why}")
-            await self.interruptible(asyncio.sleep(self.e.poll))
+                if time.monotonic() >= deadline:
+                    raise StageFailed(node, "health", f"not healthy after {timeout:g} s (--health-timeout): {why}")
+                await self.interruptible(asyncio.sleep(self.e.poll))
+
+    @staticmethod
+    def fresh_enough(status: AgentStatus, marks: list[float]) -> bool:
+        """An older agent's reading: collection rounds never overlap, and the first mark was served after the
+        hook ended, so the round behind the third distinct collected_at began after it (the agent's times)."""
+        if status.collected_at is not None and (not marks or status.collected_at > marks[-1]):
+            marks.append(status.collected_at)
+        return len(marks) >= FRESH_ROUNDS
 
     def judge(self, node: str, st: AgentStatus) -> str | None:
         """None: healthy on the target model (the first node's digest becomes the target); else why not yet.

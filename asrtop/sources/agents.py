@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import aiohttp
 
-from asrtop.agentstatus import StatusError, parse_status
+from asrtop.agentstatus import AgentStatus, StatusError, parse_status
 from asrtop.config import NodeConfig
 from asrtop.fleet import AgentReading
 from asrtop.sources.http import LoopSession
@@ -225,6 +225,51 @@ async def fetch_model_files(session: aiohttp.ClientSession, agent_url: str, time
     if files is None:
         return f"{agent_url}: {MODEL_PATH} has no file list"
     return files
+
+
+class FreshStatus:
+    """One agent asked, again and again over one kept-alive connection, for a status collected afresh:
+    `GET /v1/status?after=now`, a snapshot whose collection round began after the agent got the request.
+    An older agent ignores the query: its answer has no `round_started_at` (AgentStatus.round_started_at None).
+
+        async with FreshStatus(agent_url) as agent:
+            got = await agent.get(timeout)      # AgentStatus, or a one-line error
+    """
+
+    QUERY = "?after=now"
+
+    def __init__(self, agent_url: str):
+        self.url = _base(agent_url) + STATUS_PATH + self.QUERY
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "FreshStatus":
+        self._session = aiohttp.ClientSession(headers={"Accept": "application/json", "User-Agent": "asrtop"})
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def get(self, timeout: float) -> AgentStatus | str:
+        assert self._session is not None, "use FreshStatus as `async with`"
+        try:
+            async with self._session.get(self.url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                body, code = await resp.read(), resp.status
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return describe_error(e, timeout)
+        try:
+            data = json.loads(body)
+        except ValueError as e:
+            return f"HTTP {code} from {STATUS_PATH}" if code != 200 else f"bad JSON from {STATUS_PATH}: {e}"
+        if code != 200:  # the agent says why in one line: {"error": "..."}
+            why = data.get("error") if isinstance(data, dict) else None
+            return f"HTTP {code} from {STATUS_PATH}" + (f": {why}" if isinstance(why, str) else "")
+        try:
+            return parse_status(data)
+        except StatusError as e:
+            return str(e)
 
 
 class _BadAnswer(Exception):

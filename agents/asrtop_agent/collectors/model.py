@@ -4,6 +4,10 @@ Manifest of one dir: sha256 over the sorted lines "relpath\\tsize\\tsha256\\n" (
 With several dirs, each relpath is prefixed with the dir's index on the command line ("0/", "1/", ...)
 and the overall digest is taken over all lines together; with one dir the overall digest equals the
 dir's. Hashes are cached by (path, size, mtime_ns, inode), so an unchanged model is re-checked by stat alone.
+
+Every reading carries `listed_at`, when the listing behind it began: a collection round forced by
+`GET /v1/status?after=` asks `fresh()` for a reading listed after the round began, so the round reports
+the model as it is now (a changed file shows as "hashing" at once), not the previous background result.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ import hashlib
 import os
 import stat as statmod
 import threading
+import time
+from dataclasses import replace
 from typing import Callable, Iterable
 
 from ..snapshot import ModelDirSnap, ModelFile, ModelSnap
 
 CHUNK = 1 << 20  # 1 MiB reads into one reused buffer: measured fastest with OpenSSL's SHA-NI code
+FRESH_WAIT = 5.0  # seconds fresh() waits for a listing (stat only) before it says "hashing"
 
 
 def sha256_file(path: str) -> str:
@@ -42,15 +49,21 @@ class _Unreadable(Exception):
 
 
 class ModelHasher:
-    """Scans in its own daemon thread whenever `poll()` asks; `poll()` never waits for hashing."""
+    """Scans in its own daemon thread whenever `poll()` or `fresh()` asks; neither ever waits for hashing."""
 
-    def __init__(self, dirs: list[str], hash_file: Callable[[str], str] = sha256_file, start: bool = True):
+    def __init__(self, dirs: list[str], hash_file: Callable[[str], str] = sha256_file, start: bool = True,
+                 clock: Callable[[], float] = time.time):
         self.dirs = [os.path.abspath(d) for d in dirs]
         self.hash_file = hash_file
+        self.clock = clock  # the collection loop's clock: listed_at is compared with its round starts
         self._cache: dict[tuple[str, int, int, int], str] = {}
         self._wake = threading.Event()
         self._stop = False
-        self._lock = threading.Lock()  # guards only the swap of _current
+        # guards the published reading and which scan it came from (scans are numbered as they begin)
+        self._cond = threading.Condition()
+        self._begun = 0  # scans begun
+        self._published = 0  # the number of the scan behind _current
+        self._hashing = False  # that scan has listed and is hashing now
         self._current = ModelSnap(state="hashing" if dirs else "missing",
                                   error=None if dirs else "no --model-dir given")
         self._thread: threading.Thread | None = None
@@ -65,8 +78,26 @@ class ModelHasher:
         self._wake.set()
         return self._current
 
+    def fresh(self, timeout: float = FRESH_WAIT) -> ModelSnap:
+        """A reading whose listing began after this call: waits for the scanning thread to list (by stat),
+        never for hashing. While a scan is hashing, "hashing" is the state now, so that is returned at once
+        (listed_at: now); so is "hashing" when no listing came within `timeout`."""
+        if not self.dirs:
+            return self._current  # nothing to list: "missing" holds whenever it is read
+        if self._thread is None:  # not started (tests, benchmarks): scan here
+            return self.scan()
+        with self._cond:
+            if not self._hashing:
+                target = self._begun + 1  # a scan that begins after now
+                self._wake.set()
+                if self._cond.wait_for(lambda: self._published >= target or self._stop, timeout) and not self._stop:
+                    return self._current
+            return replace(self._current, state="hashing", sha256=None, listed_at=self.clock())
+
     def stop(self) -> None:
-        self._stop = True
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()  # a fresh() waiting gives up at once: the agent is shutting down
         self._wake.set()
 
     # -- hashing thread --------------------------------------------------------------------------------
@@ -78,20 +109,34 @@ class ModelHasher:
                 return
             try:
                 self.scan()
-            except Exception as exc:  # keep the thread alive: the next poll retries
-                self._publish(ModelSnap(state="error", error=f"model scan failed: {exc}"))
+            except Exception:  # published as this scan's error; keep the thread alive: the next poll retries
+                pass
 
-    def _publish(self, snap: ModelSnap) -> None:
-        with self._lock:
-            self._current = snap
+    def _publish(self, snap: ModelSnap, scan: int, hashing: bool = False) -> None:
+        with self._cond:
+            self._current, self._published, self._hashing = snap, scan, hashing
+            self._cond.notify_all()
 
     def scan(self) -> ModelSnap:
         """One full pass (synchronous; also used directly by tests and benchmarks)."""
+        with self._cond:
+            self._begun += 1
+            number = self._begun
+        listed_at = self.clock()
+        try:
+            snap = self._scan(number, listed_at)
+        except Exception as exc:
+            self._publish(ModelSnap(state="error", error=f"model scan failed: {exc}", listed_at=listed_at), number)
+            raise
+        self._publish(snap, number)
+        return snap
+
+    def _scan(self, number: int, listed_at: float) -> ModelSnap:
         listings = [self._list(i, d) for i, d in enumerate(self.dirs)]
         todo = [f for listing in listings if isinstance(listing, list) for f in listing
                 if (f[0], f[2], f[3], f[4]) not in self._cache]
         if todo:  # show what is known while the (possibly long) hashing runs
-            self._publish(self._compose(listings))
+            self._publish(self._compose(listings, listed_at), number, hashing=True)
         seen = set()
         errors: dict[int, str] = {}
         for i, listing in enumerate(listings):
@@ -115,9 +160,7 @@ class ModelHasher:
                     self._wake.set()
         for key in [k for k in self._cache if k not in seen]:
             del self._cache[key]
-        snap = self._compose(listings, errors=errors)
-        self._publish(snap)
-        return snap
+        return self._compose(listings, listed_at, errors=errors)
 
     def _list(self, index: int, root: str) -> list | str | None:
         """[(full, rel, size, mtime_ns, inode)] or an error string, or None when the dir is missing."""
@@ -153,7 +196,7 @@ class ModelHasher:
             else:
                 yield e.path, rel
 
-    def _compose(self, listings: list, errors: dict[int, str] | None = None) -> ModelSnap:
+    def _compose(self, listings: list, listed_at: float, errors: dict[int, str] | None = None) -> ModelSnap:
         errors = errors or {}
         dirs, all_lines = [], []
         several = len(self.dirs) > 1
@@ -186,4 +229,5 @@ class ModelHasher:
             bytes=sum(d.bytes for d in known) if known else None,
             error="; ".join(d.error for d in dirs if d.error) or None,
             dirs=tuple(dirs),
+            listed_at=listed_at,
         )
