@@ -130,9 +130,7 @@ class RolloutEngine:
             node, stage = current_node(st)
         where = f", stopped at {node} ({stage})" if node else ", not started yet"
         return Refusal("refused", f"refused: rollout {st.id} (started by {st.user} at {_clock(st.started_at)}) is "
-                                  f"unfinished{where}: continue it with "
-                                  f"`{command(self.ctl.config.path, 'rollout --resume')}` or end it with "
-                                  f"`{command(self.ctl.config.path, 'rollout --abort')}`")
+                                  f"unfinished{where}: {resume_or_abort(self.ctl.config.path)}")
 
     def create(self, plan: RolloutPlan) -> RolloutState:
         """Write the state file of a new rollout (status "stopped", nothing done yet); `run` starts it."""
@@ -345,6 +343,12 @@ def command(config_path: Path | None, rest: str) -> str:
     import shlex
 
     return f"asrtop --config {shlex.quote(str(config_path))} {rest}" if config_path else f"asrtop {rest}"
+
+
+def resume_or_abort(config_path: Path | None) -> str:
+    """How to go on with an unfinished rollout (the CLI's refusal and the console's panel say the same)."""
+    return (f"continue it with `{command(config_path, 'rollout --resume')}` or end it with "
+            f"`{command(config_path, 'rollout --abort')}`")
 
 
 def stop_lines(node: str, stage: str, reason: str, config_path: Path | None) -> list[str]:

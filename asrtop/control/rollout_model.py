@@ -247,6 +247,12 @@ class RolloutEvent:
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "RolloutEvent":
+        """An event as `--json` wrote it (unknown keys ignored; a missing one takes its default)."""
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**{"at": 0.0, "rollout": "", "kind": "", **known})
+
     def line(self) -> str:
         """One line for a log or a pipe: "node-3 hook: ok, 4.2 s" (the same wording in every front end)."""
         where = " ".join(p for p in (self.node, self.stage) if p)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from asrtop.control.rollout import command, stop_lines
+from asrtop.control.rollout import resume_or_abort, stop_lines
 from asrtop.control.rollout_model import STAGE_WORDS, STAGES, NodeProgress, RolloutState, target_words
 
 # The console takes no hook on the keyboard: argv templates belong in the cluster file, reviewed.
@@ -95,5 +95,4 @@ def go_on_lines(state: RolloutState, alive: bool | None, config_path: Path | Non
         return []
     why = ("no asrtop process runs it now (killed or crashed)" if status == INTERRUPTED
            else stop.get("reason") or "not running")
-    return [f"{why}: continue it with `{command(config_path, 'rollout --resume')}` or end it with "
-            f"`{command(config_path, 'rollout --abort')}`"]
+    return [f"{why}: {resume_or_abort(config_path)}"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from asrtop.control.oplock import held
-from asrtop.control.rollout_model import LOG_DIR, RolloutPlan, RolloutSettings, RolloutState, lock_file, state_path
+from asrtop.control.rollout_model import LOG_DIR, RolloutEvent, RolloutPlan, RolloutSettings, RolloutState, lock_file, state_path
 
 LAUNCH_LOG = "console-run.log"  # <audit dir>/rollout-logs/<rollout id>/console-run.log
 TAIL_BYTES = 8192  # the end of the log holds the rollout's last event
@@ -57,10 +57,8 @@ def last_line(log: Path) -> str:
     ends = [e for e in events if e.get("kind") == "end" and e.get("message")]
     if ends:
         return str(ends[-1]["message"])
-    if events:  # killed before its end: where it was (as RolloutEvent.line words an event)
-        e = events[-1]
-        where = " ".join(str(e[k]) for k in ("node", "stage") if e.get(k))
-        return "it stopped before its end; last event: " + (f"{where}: " if where else "") + str(e.get("message", ""))
+    if events:  # killed before its end: where it was
+        return "it stopped before its end; last event: " + RolloutEvent.from_json(events[-1]).line()
     return lines[-1].strip() if lines else "no output"
 
 
