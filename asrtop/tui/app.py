@@ -69,6 +69,7 @@ class AsrtopApp(RolloutActions, App):
         super().__init__()
         self.rollout = rollout  # the rollout engine + a detached `asrtop rollout --resume` (None: no rollouts here)
         self._rollouts_watched: set[str] = set()  # rollouts seen running or stopped: shown (one line) once ended
+        self._rollout_reading = False  # a read of the rollout's files is out (RolloutActions.follow_rollout)
         self.clock = time.time  # the panel's elapsed times (tests fix it)
         self.recovery = recovery  # `asrtop recover` for the palette's "Recover interrupted changes"
         self.source = source

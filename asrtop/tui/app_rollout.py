@@ -4,14 +4,17 @@ confirmation shows RolloutPlan.lines(), `y` writes the state file and starts `as
 
 from __future__ import annotations
 
+import asyncio
+
 from textual import work
 
+from asrtop.control.rules import one_line
 from asrtop.control.rollout_words import NO_HOOK
 from asrtop.tui.screens.rollout import RolloutScreen
 
 
 class RolloutActions:
-    """Needs the App's rollout (RolloutStarter | None), clock, _rollouts_watched, read_only,
+    """Needs the App's rollout (RolloutStarter | None), clock, _rollouts_watched, _rollout_reading, read_only,
     action_busy, _may_act, fleet_screen, notify and push_screen (all set up by AsrtopApp)."""
 
     def start_rollout(self, nodes: list[str]) -> None:
@@ -61,15 +64,34 @@ class RolloutActions:
 
     def follow_rollout(self) -> None:
         """Every refresh: the state file (re-read only when it changed) into the panel; the end of the process
-        this console launched, once, as a notification with the rollout's own last line."""
-        if self.rollout is None:
+        this console launched, once, as a notification with the rollout's own last line. The files are read in
+        a thread (a stat, a flock test, a parse when the engine rewrote the state), never on the UI loop; a
+        refresh that comes while a read is still out skips it (the next one reads)."""
+        if self.rollout is None or self._rollout_reading:
             return
-        ended = self.rollout.finished()
+        self._rollout_reading = True
+        self._read_rollout()
+
+    @work(group="rollout-read", exit_on_error=False)
+    async def _read_rollout(self) -> None:
+        try:
+            ended, state, alive, error = await asyncio.to_thread(self._rollout_files)
+        finally:
+            self._rollout_reading = False
         if ended is not None:
             code, line = ended
             how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
             self.notify(line, title=f"`asrtop rollout` ended ({how})", severity="information" if code == 0 else "error",
                         timeout=20)
+        if state is not None and state.status in ("running", "stopped"):
+            self._rollouts_watched.add(state.id)
+        watched = state is not None and state.id in self._rollouts_watched
+        self.fleet_screen.show_rollout(state, self.clock(), alive, watched, self.rollout.config_path, error)  # once composed
+
+    def _rollout_files(self) -> tuple:
+        """(how the launched process ended or None, the state or None, lock held or None, error or None)."""
+        assert self.rollout is not None
+        ended = self.rollout.finished()
         error = alive = None
         try:
             state = self.rollout.current()
@@ -77,13 +99,4 @@ class RolloutActions:
                 alive = self.rollout.alive()
         except Exception as e:  # a corrupt or unreadable state file: one line in the panel
             state, error = None, f"rollout state unreadable: {one_line(e)}"
-        if state is not None and state.status in ("running", "stopped"):
-            self._rollouts_watched.add(state.id)
-        watched = state is not None and state.id in self._rollouts_watched
-        self.fleet_screen.show_rollout(state, self.clock(), alive, watched, self.rollout.config_path, error)  # once composed
-
-
-
-def one_line(e: BaseException) -> str:
-    """The engine's refusal or error as one line (its message; the type when it has none)."""
-    return " ".join(str(e).split()) or type(e).__name__
+        return ended, state, alive, error
