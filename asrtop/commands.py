@@ -105,12 +105,25 @@ async def _status(args: Any, config, balancers) -> int:
             snap = await source.snapshot()
     finally:
         await source.close()
+    rollout, alive, rollout_error = _rollout_now(config)
     if getattr(args, "json", False):
         import json
 
-        print(json.dumps(status_json(snap, config.name), indent=1))
+        from asrtop.control.rollout_words import status_json as rollout_json
+
+        doc = status_json(snap, config.name)
+        doc["rollout"] = rollout_json(rollout, alive)
+        print(json.dumps(doc, indent=1))
     else:
+        import time
+
+        from asrtop.control.rollout_words import status_lines
+
         print(render_table(snap))
+        for line in status_lines(rollout, alive, config.path, time.time()):
+            print(line)
+    if rollout_error:
+        _err(rollout_error)
     # Any balancer unread is exit 5 (the table is still printed): a stopped nginx or HAProxy must not pass a
     # monitoring check because the agents behind it still answer.
     unread = [b for b in snap.balancers if not b.reachable]
@@ -124,6 +137,21 @@ async def _status(args: Any, config, balancers) -> int:
         _err(facts)
         return UNREACHABLE
     return OK
+
+
+def _rollout_now(config) -> tuple[Any, bool | None, str | None]:
+    """The rollout in the state file beside the audit log (None: none), whether a process runs it (the lock is
+    held; None when it is not marked running), and why the state cannot be read (one line) when it cannot."""
+    from asrtop.control.oplock import held
+    from asrtop.control.rollout_model import lock_file
+    from asrtop.control.rollout_store import StateError, read_state
+
+    try:
+        state = read_state(config.audit_log)
+    except StateError as e:
+        return None, None, str(e)
+    alive = held(lock_file(config.audit_log)) if state is not None and state.status == "running" else None
+    return state, alive, None
 
 
 def _parse_value(args: Any) -> int | bool | None:

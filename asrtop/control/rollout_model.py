@@ -276,3 +276,27 @@ def progress_words(in_flight: int | None, elapsed: float | None, eta: float | No
     if eta is not None and in_flight:
         parts.append(f"about {seconds_words(eta)} left")
     return ", ".join(parts)
+
+
+def command(config_path: Path | None, rest: str) -> str:
+    """An asrtop command line to copy: with --config when the cluster file has a path."""
+    import shlex
+
+    return f"asrtop --config {shlex.quote(str(config_path))} {rest}" if config_path else f"asrtop {rest}"
+
+
+def resume_or_abort(config_path: Path | None) -> str:
+    """How to go on with an unfinished rollout (the CLI's refusal and the console's panel say the same)."""
+    return (f"continue it with `{command(config_path, 'rollout --resume')}` or end it with "
+            f"`{command(config_path, 'rollout --abort')}`")
+
+
+def stop_lines(node: str, stage: str, reason: str, config_path: Path | None) -> list[str]:
+    """The stop message: node, stage, reason, then the exact commands to go on with."""
+    redo = "drain" if STAGES.index(stage) < STAGES.index("hook") else "hook"
+    return [f"rollout stopped at {node}, stage {stage}: {reason}",
+            f"  {node} stays out of rotation; every other node is as the rollout left it",
+            f"  retry the {stage} stage and go on:  {command(config_path, 'rollout --resume')}",
+            f"  redo {node} from its {redo}:  {command(config_path, f'rollout --resume --from {redo}')}",
+            f"  put {node} back as it was:  {command(config_path, f'ready {node}')} && "
+            f"{command(config_path, 'rollout --abort')}"]

@@ -1,6 +1,6 @@
 """PURE: a rollout's state file in words, for whoever shows it (the console's progress panel; `asrtop status`
 could too): the summary line, one row per node, and how to go on when it is not running. The stop message is
-the engine's own (rollout.stop_lines, what `asrtop rollout` prints on exit 8), so both front ends say the same.
+the engine's own (rollout_model.stop_lines, what `asrtop rollout` prints on exit 8), so both front ends say the same.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from asrtop.control.rollout import resume_or_abort, stop_lines
-from asrtop.control.rollout_model import STAGE_WORDS, STAGES, NodeProgress, RolloutState, target_words
+from asrtop.control.rollout_model import (STAGE_WORDS, STAGES, NodeProgress, RolloutState, resume_or_abort, stop_lines,
+                                          target_words)
 
 # The console takes no hook on the keyboard: argv templates belong in the cluster file, reviewed.
 NO_HOOK = ("no upgrade hook: set hook in the [rollout] table of the cluster file (an argv template, e.g. "
@@ -96,3 +96,20 @@ def go_on_lines(state: RolloutState, alive: bool | None, config_path: Path | Non
     why = ("no asrtop process runs it now (killed or crashed)" if status == INTERRUPTED
            else stop.get("reason") or "not running")
     return [f"{why}: {resume_or_abort(config_path)}"]
+
+
+def status_lines(state: RolloutState | None, alive: bool | None, config_path: Path | None, now: float) -> list[str]:
+    """`asrtop status`: a rollout running, stopped or interrupted, and how to go on; [] when there is none or it
+    ended (done, aborted)."""
+    if state is None or state.status not in ("running", "stopped"):
+        return []
+    return [summary_line(state, now, alive)] + go_on_lines(state, alive, config_path)
+
+
+def status_json(state: RolloutState | None, alive: bool | None) -> dict | None:
+    """`asrtop status --json`'s "rollout": the same facts as status_lines, None when there is none to show."""
+    if state is None or state.status not in ("running", "stopped"):
+        return None
+    return {"id": state.id, "status": rollout_status(state, alive), "user": state.user,
+            "started_at": state.started_at, "nodes": len(state.plan.nodes), "nodes_done": nodes_done(state),
+            "target": state.target or state.plan.target, "stopped": dict(state.stopped) if state.stopped else None}

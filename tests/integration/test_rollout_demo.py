@@ -159,6 +159,9 @@ def test_hook_fails_stops_at_that_node_and_leaves_the_rest(demo, fleet):
     text = stop_text(out)
     assert f"rollout stopped at {node}, stage hook" in text and "failing on purpose" in text, text
     assert "rollout --resume" in text and "rollout --resume --from hook" in text, text
+    # `asrtop status` says where it stopped and how to go on, in the same words
+    status = cli(demo.config_path, "status")
+    assert f"stopped at {node} (hook)" in status.stdout and "rollout --resume --from hook" in status.stdout, status.stdout
     back = [ln.split(":  ", 1)[1] for ln in out.stderr.splitlines() if "put " + node + " back" in ln]
     assert back, out.stderr
     # ...and they work: the node is back as it was, the rollout ended

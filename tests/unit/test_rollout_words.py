@@ -13,7 +13,7 @@ from asrtop.control.rollout_model import (TARGET_FROM_FIRST, NodeProgress, Plann
 from asrtop.control.rollout_stages import Stages
 from asrtop.control.rollout_store import read_state, write_state
 from asrtop.control.rollout_words import (INTERRUPTED, duration_text, go_on_lines, progress_rows, rollout_status,
-                                          summary_line)
+                                          status_json, status_lines, summary_line)
 from asrtop.tui.widgets.rollout_panel import window
 
 T0 = 1_700_000_000.0
@@ -107,3 +107,17 @@ async def test_the_wait_keeps_its_in_flight_count_in_the_state_file(tmp_path):
     assert seen[0].startswith("5 in flight") and seen[1] == seen[0]  # the 0.4 s reading waits for the next save
     assert seen[2].startswith("2 in flight, waited 1.5 s") and seen[3] == seen[2]
     assert detail.startswith("empty after")
+
+
+def test_status_shows_a_rollout_until_it_ended_and_says_interrupted_when_nobody_runs_it():
+    stopped = state("stopped", {"node-1": NodeProgress("canary", "failed", "HTTP 500")},
+                    {"node": "node-1", "stage": "canary", "reason": "HTTP 500"})
+    lines = status_lines(stopped, None, None, T0 + 60)
+    assert lines[0].startswith("rollout R1 stopped at node-1 (canary): 0 of 3 nodes done")
+    assert any("asrtop rollout --resume --from hook" in ln for ln in lines)
+    assert status_json(stopped, None)["stopped"] == {"node": "node-1", "stage": "canary", "reason": "HTTP 500"}
+    assert status_json(state("running"), False)["status"] == INTERRUPTED
+    assert "no asrtop process runs it now" in status_lines(state("running"), False, None, T0)[1]
+    for ended in ("done", "aborted"):
+        assert status_lines(state(ended), None, None, T0) == [] and status_json(state(ended), None) is None
+    assert status_lines(None, None, None, T0) == [] and status_json(None, None) is None
