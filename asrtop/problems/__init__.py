@@ -1,0 +1,1 @@
+"""PURE rules over FleetSnapshot + FleetHistory -> problems with severity, hysteresis and a suggested action."""
