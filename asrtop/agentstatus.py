@@ -37,6 +37,10 @@ class GpuReading:
     power_watts: float | None
     power_limit_watts: float | None
     processes: tuple[GpuProcess, ...] = ()
+    # NVML clock event (throttle) reasons active now, e.g. ("hw_thermal_slowdown",); () none; None: not reported
+    clock_event_reasons: tuple[str, ...] | None = None
+    ecc_errors_corrected_volatile: int | None = None  # since the driver loaded; None: not reported (no ECC)
+    ecc_errors_uncorrected_volatile: int | None = None
 
     @property
     def memory_ratio(self) -> float | None:
@@ -174,6 +178,8 @@ def _gpu(d: dict, position: int) -> GpuReading:
         if pid is not None:
             procs.append(GpuProcess(pid, _str(p, "name"), _int(p, "gpu_memory_bytes")))
     index = _int(d, "index")
+    reasons_raw = d.get("clock_event_reasons")
+    reasons = tuple(r for r in reasons_raw if isinstance(r, str)) if isinstance(reasons_raw, list) else None
     return GpuReading(
         index=position if index is None else index,
         uuid=_str(d, "uuid"),
@@ -185,6 +191,9 @@ def _gpu(d: dict, position: int) -> GpuReading:
         power_watts=_num(d, "power_watts"),
         power_limit_watts=_num(d, "power_limit_watts"),
         processes=tuple(procs),
+        clock_event_reasons=reasons,
+        ecc_errors_corrected_volatile=_int(d, "ecc_errors_corrected_volatile"),
+        ecc_errors_uncorrected_volatile=_int(d, "ecc_errors_uncorrected_volatile"),
     )
 
 

@@ -111,6 +111,48 @@ class RolloutConfig:
 CANARY_APIS = ("openai", "funasr", "gradio")
 
 
+# [problems]: thresholds and durations of the problem rules (asrtop/problems), with defaults for a Fun-ASR fleet.
+# name -> (default, low, high, meaning). Seconds unless the name says otherwise. The alert rules that
+# `asrtop export alert-rules` prints are rendered from the same values.
+PROBLEM_SETTINGS: dict[str, tuple[float, float, float, str]] = {
+    "leak_window": (120.0, 10.0, 3600.0, "span over which memory growth is measured"),
+    "leak_min_mb_per_s": (5.0, 0.01, 100000.0, "GPU/process/host memory growth that counts as a leak (MB/s)"),
+    "leak_for": (30.0, 0.0, 86400.0, "how long memory must keep growing before it is a problem"),
+    "slow_factor": (3.0, 1.1, 1000.0, "a node this many times the fleet's median latency/RTF is slow"),
+    "slow_min_requests": (20.0, 1.0, 1e9, "requests a node must have answered in the window to be judged slow"),
+    "slow_for": (60.0, 0.0, 86400.0, "how long a node must stay slow"),
+    "error_ratio_warning": (0.05, 0.0, 1.0, "share of 5xx answers that is a warning"),
+    "error_ratio_critical": (0.25, 0.0, 1.0, "share of 5xx answers that is critical"),
+    "errors_for": (30.0, 0.0, 86400.0, "how long the 5xx share must stay above a threshold"),
+    "gpu_temp_warning": (85.0, 0.0, 150.0, "GPU temperature that is a warning (C)"),
+    "gpu_temp_critical": (92.0, 0.0, 150.0, "GPU temperature that is critical (C)"),
+    "gpu_for": (60.0, 0.0, 86400.0, "how long a GPU must stay hot or throttled"),
+    "forgotten_drain_after": (3600.0, 60.0, 30 * 86400.0, "a node drained or in maintenance this long is forgotten"),
+    "queue_for": (60.0, 0.0, 86400.0, "how long the fleet's queue must keep growing"),
+    "crash_loop_restarts": (3.0, 2.0, 1000.0, "ASR restarts within crash_loop_window that make a crash loop"),
+    "crash_loop_window": (600.0, 10.0, 86400.0, "span in which restarts are counted"),
+    "down_for": (10.0, 0.0, 86400.0, "how long instantaneous faults (down, unreachable, stale) must hold"),
+    "clear_after": (30.0, 0.0, 86400.0, "how long a problem's condition must be gone before it clears"),
+}
+
+
+@dataclass(frozen=True)
+class ProblemsConfig:
+    """[problems]: one attribute per PROBLEM_SETTINGS key (floats), defaults from there."""
+
+    values: tuple[tuple[str, float], ...] = tuple((k, v[0]) for k, v in PROBLEM_SETTINGS.items())
+
+    def __getattr__(self, name: str) -> float:
+        for k, v in object.__getattribute__(self, "values"):
+            if k == name:
+                return v
+        raise AttributeError(name)
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.values)
+
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     path: Path | None
@@ -125,6 +167,7 @@ class ClusterConfig:
     prometheus: str | None = None
     model_sha256: str | None = None  # the model digest the fleet must run (else the majority is the target)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    problems: ProblemsConfig = field(default_factory=ProblemsConfig)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -377,7 +420,7 @@ def _node(path: Path | None, i: int, t: Any) -> NodeConfig:
 
 def parse_config(data: dict, path: Path | None = None) -> ClusterConfig:
     top = _Reader(path, "", data)
-    top.unknown(("cluster", "balancers", "nodes", "discovery", "rollout"))
+    top.unknown(("cluster", "balancers", "nodes", "discovery", "rollout", "problems"))
     c = _Reader(path, "cluster", data.get("cluster", {}))
     c.unknown(("name", "min_ready", "refresh", "read_only", "audit_log", "prometheus", "model_sha256"))
     min_ready = c.get("min_ready", int, 1)
@@ -433,7 +476,25 @@ def parse_config(data: dict, path: Path | None = None) -> ClusterConfig:
         audit_log=audit_log,
         prometheus=prometheus, model_sha256=model_sha256,
         rollout=_rollout(path, data["rollout"]) if "rollout" in data else RolloutConfig(),
+        problems=_problems(path, data["problems"]) if "problems" in data else ProblemsConfig(),
     )
+
+
+def _problems(path: Path | None, t: Any) -> ProblemsConfig:
+    r = _Reader(path, "problems", t)
+    r.unknown(tuple(PROBLEM_SETTINGS))
+    values = []
+    for key, (default, low, high, _) in PROBLEM_SETTINGS.items():
+        v = float(r.get(key, (int, float), default))
+        if not low <= v <= high:
+            r.fail(key, f"must be between {low:g} and {high:g}, got {v:g}")
+        values.append((key, v))
+    d = dict(values)
+    if d["error_ratio_critical"] < d["error_ratio_warning"]:
+        r.fail("error_ratio_critical", "must be >= error_ratio_warning")
+    if d["gpu_temp_critical"] < d["gpu_temp_warning"]:
+        r.fail("gpu_temp_critical", "must be >= gpu_temp_warning")
+    return ProblemsConfig(tuple(values))
 
 
 HOOK_FIELDS = ("node", "server", "address", "host", "agent")

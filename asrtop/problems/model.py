@@ -32,7 +32,10 @@ class Finding:
     rule: str  # the rule's id, e.g. "gpu-memory-leak"
     node: str | None  # the node it is about; None: the fleet or a balancer (see subject)
     severity: Severity
-    text: str  # one line with the figures, without the node's name: "GPU memory +48 MB/s for 2 min, load flat"
+    # one line with the figures that reads after the node's (or subject's) name: "leaks GPU memory: +48 MB/s for
+    # 2 min while its load is flat, full in 11 min", "runs model 8f1a191, the fleet 366146d"; a fleet problem's
+    # text is a sentence of its own: "only backups serve: 0 of 3 primaries ready"
+    text: str
     action: str | None = None  # what would help, as a command an operator can type: "drain node-3"
     subject: str | None = None  # a non-node subject (a balancer's name) or a detail that makes the key unique
 
@@ -64,8 +67,8 @@ class Problem:
         return self.node or self.subject or "fleet"
 
     def one_line(self) -> str:
-        """`node-2: runs model 8f1a191, the fleet 366146d` (the `check` summary's and the panel's wording)."""
-        return f"{self.where}: {self.text}"
+        """`node-2 runs model 8f1a191, the fleet 366146d` (the `check` summary's and the panel's wording)."""
+        return self.text if self.node is None and self.subject is None else f"{self.where} {self.text}"
 
 
 def ordered(problems) -> tuple[Problem, ...]:
