@@ -230,6 +230,40 @@ class NodeView:
         return max(0.0, now - self.agent.fetched_at)
 
 
+# Why a server no longer shows what asrtop set on it (asrtop.control.drift decides; Drift.cause)
+DRIFT_RESTART = "restart"  # the balancer restarted or reloaded after the change and started from its config
+DRIFT_AGENT = "agent check"  # the server's running agent check answered another state or weight
+DRIFT_OUTSIDE = "outside"  # another tool or an operator, not asrtop
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A server that no longer shows what asrtop last set on it (its audit log), as a fact the problems rules
+    read: the same finding as the drift note beside it in FleetSnapshot.notes, never parsed from it."""
+
+    balancer: str
+    server: str  # the balancer's server name
+    field: str  # admin | weight | backup
+    what: str  # what asrtop set, as its command words: "drain", "maint", "weight 5", "backup on"
+    now: str  # what the balancer shows instead: "ready", "weight 7", "primary"
+    cause: str  # DRIFT_RESTART | DRIFT_AGENT | DRIFT_OUTSIDE
+    at: float  # when asrtop set it (the audit record)
+    user: str = ""  # who asked (the audit record's user@host)
+    restarted_at: float | None = None  # the balancer's start time, for DRIFT_RESTART
+
+
+@dataclass(frozen=True)
+class DrainRecord:
+    """A drain or maint asrtop set on a server that still shows it: when and by whom (the audit log), so a
+    one-shot `asrtop check` can tell a forgotten drain from one that just began."""
+
+    balancer: str
+    server: str
+    state: str  # drain | maint
+    at: float
+    user: str = ""
+
+
 TARGET_FROM_CONFIG = "cluster.model_sha256"
 TARGET_FROM_MAJORITY = "majority"
 
@@ -250,6 +284,8 @@ class FleetSnapshot:
     notes: tuple[str, ...] = field(default_factory=tuple)  # source-level warnings to show
     model_sha256: str | None = None  # cluster.model_sha256: the digest the fleet must run (else the majority)
     facts_error: str | None = None  # the node-facts source as a whole could not be read (Prometheus unreachable)
+    drift: tuple[Drift, ...] = ()  # servers that no longer show what asrtop set (the notes word the same)
+    drains: tuple[DrainRecord, ...] = ()  # drains and maints asrtop set that the servers still show
 
     def node(self, name: str) -> NodeView:
         for n in self.nodes:
@@ -315,10 +351,13 @@ def merge(
     model_sha256: str | None = None,
     changing: Mapping[str, str] = {},
     facts_error: str | None = None,
+    drift: Iterable[Drift] = (),
+    drains: Iterable[DrainRecord] = (),
 ) -> FleetSnapshot:
     """Join configured nodes with agent readings (by node name) and balancer servers (by name or host:port).
 
-    `changing`: node -> the change in progress that re-creates its server (NodeView.changing). A node that
+    `changing`: node -> the change in progress that re-creates its server (NodeView.changing); `drift`,
+    `drains`: what asrtop set on the servers, lost or still held (asrtop.control.drift). A node that
     matches no server of a reachable balancer (and is not being re-created) gets a note saying what it was
     matched by and the balancer's closest servers."""
     balancers = tuple(balancers)
@@ -346,7 +385,8 @@ def merge(
     if facts_error:
         notes = (f"node facts unavailable: {facts_error}", *notes)
     notes = (*notes, *unmatched_notes(unmatched))
-    return FleetSnapshot(now, tuple(views), balancers, refresh_seconds, tuple(notes), model_sha256, facts_error)
+    return FleetSnapshot(now, tuple(views), balancers, refresh_seconds, tuple(notes), model_sha256, facts_error,
+                         tuple(drift), tuple(drains))
 
 
 UNMATCHED_NOTES = 5  # nodes with a note of their own; the rest are counted in one more note

@@ -20,8 +20,10 @@ changed it, and a note says which:
 The audit log is the memory (so it works across `asrtop` processes, e.g. `asrtop drain` then a reload
 then `asrtop status`); it is read incrementally, one stat per snapshot when unchanged, and `show info` is
 asked only of a balancer where something differs. The front ends hand a ReloadWatch to the fleet source as
-a notes provider (asrtop.sources.live.NotesProvider); its notes land in FleetSnapshot.notes (`asrtop
-status`, the console). The same causes name who undid a drain that `drain --wait` or the console follows.
+a notes provider (asrtop.sources.live.DriftProvider); its notes land in FleetSnapshot.notes (`asrtop
+status`, the console) and the same findings as facts in FleetSnapshot.drift (plus the drains it still sees
+held, with their audit time, in FleetSnapshot.drains) for the problems rules. The same causes name who
+undid a drain that `drain --wait` or the console follows.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from typing import Iterable, Mapping, Sequence
 from asrtop.balancers.base import AdminState, Balancer, ReportsStartTime, ServerState
 from asrtop.control.audit import AuditEntry, AuditLog
 from asrtop.control.model import FIELD_OF_KIND
-from asrtop.fleet import NodeView
+from asrtop.fleet import DRIFT_AGENT, DRIFT_OUTSIDE, DRIFT_RESTART, DrainRecord, Drift, NodeView
+from asrtop.sources.live import DriftReading
 
 MAX_RECORDS = 2000  # audit records read back (newest first): far more than one maintenance window needs
 START_SLACK = 1.0  # Start_time_sec has 1 s resolution: a change in the start second counts as before it
@@ -151,6 +154,27 @@ def undone_line(node: str, balancer: str, s: ServerState, restarted_at: float | 
     return f"{node} is ready again on {balancer}: {why}; not safe to upgrade"
 
 
+def drift_fact(balancer: str, d: Desired, s: ServerState, now: object, started_at: float | None) -> Drift:
+    """The difference an intent note or a restart note words, as a fact (same causes, same order) (PURE)."""
+    if restarted_since(d, started_at):
+        cause, restarted = DRIFT_RESTART, started_at
+    else:
+        cause, restarted = (DRIFT_AGENT if agent_may_have(s, d.field) else DRIFT_OUTSIDE), None
+    return Drift(balancer, d.server, d.field, d.what, _show(d.field, now), cause, d.at, d.user, restarted)
+
+
+def held_drains(balancer: str, desired: dict[tuple[str, str], Desired], servers: Sequence[ServerState]
+                ) -> list[DrainRecord]:
+    """The drains and maints asrtop set that the servers still show, with when and by whom (PURE)."""
+    by_name = {s.name: s for s in servers}
+    out = []
+    for d in desired.values():
+        s = by_name.get(d.server)
+        if d.field == "admin" and d.value in ("drain", "maint") and s is not None and s.admin.value == d.value:
+            out.append(DrainRecord(balancer, d.server, str(d.value), d.at, d.user))
+    return out
+
+
 def note(balancer: str, started_at: float, lost: list[tuple[Desired, object]]) -> str:
     when = _clock(started_at)
     items = ", ".join(f"{d.server} {d.what} (now {_show(d.field, now)})" for d, now in lost)
@@ -202,35 +226,50 @@ class ReloadWatch:
 
     def lost(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]],
              read_at: float | None = None) -> list[str]:
+        """The notes of `read` (blocking: run it in a thread)."""
+        return list(self.read(balancers, servers, read_at).notes)
+
+    def read(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]],
+             read_at: float | None = None) -> DriftReading:
         """Blocking (one start-time query per HAProxy where a server differs from asrtop's intent): run it in
-        a thread. A restart note per balancer for changes it threw away, an intent note per other difference.
+        a thread. A restart note per balancer for changes it threw away, an intent note per other difference;
+        each difference as a Drift fact, and the drains asrtop set that still hold.
 
         `read_at`: when the reading of `servers` began. A change asrtop made after it is not in that reading
         yet (the console's poll overlaps its own actions), so it is not compared: no false "changed outside"."""
         desired = self.desired()
-        out = []
+        notes: list[str] = []
+        facts: list[Drift] = []
+        drains: list[DrainRecord] = []
         for b in balancers:
             mine = desired.get(b.name)
             if mine and read_at is not None:
                 mine = {k: d for k, d in mine.items() if d.at <= read_at}
             if not mine or b.name not in servers:
                 continue
+            drains += held_drains(b.name, mine, servers[b.name])
             differ = differences(mine, servers[b.name])
             if not differ:
                 continue
             started = b.started_at() if isinstance(b, ReportsStartTime) else None
             lost = [(d, now) for d, _, now in differ if restarted_since(d, started)]
             if lost and started is not None:
-                out.append(note(b.name, started, lost))
-            out += [intent_note(b.name, d, s, now) for d, s, now in differ if not restarted_since(d, started)]
-        return out
+                notes.append(note(b.name, started, lost))
+            notes += [intent_note(b.name, d, s, now) for d, s, now in differ if not restarted_since(d, started)]
+            facts += [drift_fact(b.name, d, s, now, started) for d, s, now in differ]
+        return DriftReading(tuple(notes), tuple(facts), tuple(drains))
 
     async def notes(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]],
                     read_at: float | None = None) -> list[str]:
         """Servers that no longer show what asrtop set, and the likely cause (restart, agent check, outside)."""
+        return list((await self.drift(balancers, servers, read_at)).notes)
+
+    async def drift(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]],
+                    read_at: float | None = None) -> DriftReading:
+        """The notes and their facts (asrtop.sources.live.DriftProvider). Never raises: a failure is a note."""
         try:
             if not self.desired():  # nothing asrtop changed: no `show info` round trips
-                return []
-            return await asyncio.to_thread(self.lost, balancers, servers, read_at)
+                return DriftReading()
+            return await asyncio.to_thread(self.read, balancers, servers, read_at)
         except Exception as e:  # a note must never take the console down
-            return [f"cannot compare the balancers with asrtop's changes: {type(e).__name__}: {e}"]
+            return DriftReading((f"cannot compare the balancers with asrtop's changes: {type(e).__name__}: {e}",))

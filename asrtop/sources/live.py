@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Mapping, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 from asrtop.balancers.base import Balancer, BalancerError, ServerState
 from asrtop.config import ClusterConfig, NodeConfig, discover_nodes
-from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
+from asrtop.fleet import AgentReading, BalancerReading, DrainRecord, Drift, FleetSnapshot, merge
 
 
 class NodeFactsSource(Protocol):
@@ -39,6 +40,24 @@ class NotesProvider(Protocol):
                     read_at: float | None = None) -> list[str]:
         """`read_at`: when the reading of `servers` began (changes made after it are not in it yet)."""
         ...
+
+
+@dataclass(frozen=True)
+class DriftReading:
+    """What a drift provider found: its notes and the same findings as facts (FleetSnapshot.drift, .drains)."""
+
+    notes: tuple[str, ...] = ()
+    drift: tuple[Drift, ...] = ()
+    drains: tuple[DrainRecord, ...] = ()
+
+
+@runtime_checkable
+class DriftProvider(NotesProvider, Protocol):
+    """A notes provider that also gives the facts behind its notes (the control layer's ReloadWatch): the
+    fleet source asks it this instead of `notes`, so the problems rules read facts, not note strings."""
+
+    async def drift(self, balancers: Sequence[Balancer], servers: Mapping[str, Sequence[ServerState]],
+                    read_at: float | None = None) -> DriftReading: ...
 
 
 class ChangesProvider(Protocol):
@@ -86,12 +105,19 @@ class LiveFleetSource:
         if self.facts is not None:
             agents = await self.facts.poll(nodes)
         servers = {r.name: r.servers for r in readings if r.reachable}
-        extra = await asyncio.gather(*(p.notes(self.balancers, servers, read_at) for p in self.notes))
-        notes = (*self.config.warnings, *(n for found in extra for n in found))
+        extra = await asyncio.gather(*(self._read(p, servers, read_at) for p in self.notes))
+        notes = (*self.config.warnings, *(n for found in extra for n in found.notes))
         changing = self.changes.changing() if self.changes is not None else {}
         facts_error = self.facts.error if self.facts is not None else None
         return merge(nodes, agents, readings, time.time(), self.config.refresh, notes, self.config.model_sha256,
-                     changing, facts_error)
+                     changing, facts_error, (d for found in extra for d in found.drift),
+                     (d for found in extra for d in found.drains))
+
+    async def _read(self, provider: NotesProvider, servers: Mapping[str, Sequence[ServerState]],
+                    read_at: float) -> DriftReading:
+        if isinstance(provider, DriftProvider):
+            return await provider.drift(self.balancers, servers, read_at)
+        return DriftReading(tuple(await provider.notes(self.balancers, servers, read_at)))
 
     async def model_files(self, agent_url: str) -> list[dict] | str:
         """One node's model file list from its agent (`/v1/model`), or a one-line reason it is unavailable."""
