@@ -1,0 +1,79 @@
+"""PURE: GPU rules over the agents' NVML facts: hot, throttled (clock event reasons), ECC errors.
+
+A reading the agent does not have (None: no NVML, no ECC, an older agent) never fires: absent is not zero.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from asrtop.agentstatus import GpuReading
+from asrtop.problems.engine import Rule, RuleContext
+from asrtop.problems.model import Finding, Severity
+from asrtop.problems.state_facts import clear_after, down_for, gpu_for, live_status
+
+# NVML clock event reasons (the agent's names: nvmlClocksEventReason* in snake case) that mean the GPU runs
+# slower than it should. Not gpu_idle, applications_clocks_setting, sync_boost, display_clock_setting (a
+# setting or no work), nor sw_power_cap (a busy GPU at its power limit: normal under full load).
+SLOWDOWN_REASONS = {
+    "hw_slowdown": "hardware slowdown",
+    "hw_thermal_slowdown": "too hot",
+    "sw_thermal_slowdown": "too hot",
+    "hw_power_brake_slowdown": "power brake",
+}
+
+
+def _gpus(ctx: RuleContext) -> Iterator[tuple[str, tuple[GpuReading, ...]]]:
+    for n in ctx.snapshot.nodes:
+        st = live_status(n)
+        if st is not None and st.gpus:
+            yield n.name, st.gpus
+
+
+def find_hot(ctx: RuleContext) -> Iterator[Finding]:
+    warning, critical = ctx.settings.gpu_temp_warning, ctx.settings.gpu_temp_critical
+    for node, gpus in _gpus(ctx):
+        hot = sorted((g for g in gpus if g.temperature_celsius is not None and g.temperature_celsius >= warning),
+                     key=lambda g: -g.temperature_celsius)
+        if not hot:
+            continue
+        worst = hot[0].temperature_celsius >= critical
+        limit = f"critical from {critical:g} °C" if worst else f"warning from {warning:g} °C"
+        at = ", ".join(f"GPU {g.index} at {g.temperature_celsius:.0f} °C" for g in hot)
+        yield Finding("gpu-hot", node, Severity.CRITICAL if worst else Severity.WARNING, f"has {at} ({limit})",
+                      f"asrtop drain {node}" if worst else None)
+
+
+def find_throttled(ctx: RuleContext) -> Iterator[Finding]:
+    for node, gpus in _gpus(ctx):
+        parts = []
+        for g in gpus:
+            slow = [r for r in g.clock_event_reasons or () if r in SLOWDOWN_REASONS]
+            if slow:
+                why = ", ".join(dict.fromkeys(SLOWDOWN_REASONS[r] for r in slow))
+                parts.append(f"GPU {g.index} by {', '.join(slow)} ({why})")
+        if parts:
+            yield Finding("gpu-throttled", node, Severity.WARNING, f"has its clocks slowed down: {'; '.join(parts)}")
+
+
+def find_ecc(ctx: RuleContext) -> Iterator[Finding]:
+    for node, gpus in _gpus(ctx):
+        bad = [(g.index, g.ecc_errors_uncorrected_volatile) for g in gpus if g.ecc_errors_uncorrected_volatile]
+        fixed = [(g.index, g.ecc_errors_corrected_volatile) for g in gpus if g.ecc_errors_corrected_volatile]
+        if bad:
+            yield Finding("gpu-ecc", node, Severity.CRITICAL, f"has uncorrected ECC errors: {_counts(bad)} since "
+                          "the driver loaded (its results may be wrong)", f"asrtop drain {node}")
+        elif fixed:
+            yield Finding("gpu-ecc", node, Severity.WARNING,
+                          f"has corrected ECC errors: {_counts(fixed)} since the driver loaded")
+
+
+def _counts(per_gpu: list[tuple[int, int | None]]) -> str:
+    return ", ".join(f"{n} on GPU {i}" for i, n in per_gpu)
+
+
+GPU_RULES = (
+    Rule("gpu-hot", "GPU hot", find_hot, gpu_for, clear_after),
+    Rule("gpu-throttled", "GPU throttled", find_throttled, gpu_for, clear_after),
+    Rule("gpu-ecc", "GPU ECC errors", find_ecc, down_for, clear_after),
+)
