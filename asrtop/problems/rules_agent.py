@@ -6,7 +6,7 @@ from typing import Iterator
 
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.state_facts import clear_after, down_for, live_status
+from asrtop.problems.state_facts import clear_after, down_for, live
 from asrtop.problems.timewords import span
 
 
@@ -24,17 +24,16 @@ def find_stale(ctx: RuleContext) -> Iterator[Finding]:
 def find_collector_failing(ctx: RuleContext) -> Iterator[Finding]:
     """One finding per failing collector (subject: its name) of an agent that answers. A model in state
     "error" is model-hash-failed's; a down ASR service (up False) is what its probe is for, not a failure."""
-    for n in ctx.snapshot.nodes:
-        st = live_status(n)
-        if st is None:
+    for n, st in live(ctx.snapshot):
+        if not (st.gpu_error or st.host.error or st.model.error or st.asr.error):
             continue
-        failing = {
-            "gpu": st.gpu_error,
-            "host": st.host.error,
-            "model": st.model.error if st.model.state not in ("ok", "error") else None,
-            "asr": st.asr.error if st.asr.up is not False else None,
-        }
-        for collector, error in failing.items():
+        failing = (
+            ("gpu", st.gpu_error),
+            ("host", st.host.error),
+            ("model", st.model.error if st.model.state not in ("ok", "error") else None),
+            ("asr", st.asr.error if st.asr.up is not False else None),
+        )
+        for collector, error in failing:
             if error:
                 yield Finding("collector-failing", n.name, Severity.WARNING,
                               f"has its agent's {collector} collector failing: {error}", subject=collector)

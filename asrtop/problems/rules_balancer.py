@@ -13,7 +13,7 @@ from asrtop.fleet import DRIFT_AGENT, DRIFT_RESTART, MIXED, Drift, FleetSnapshot
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
 from asrtop.problems.state_facts import at_once, clear_after, down_for, names
-from asrtop.problems.timewords import clock, span
+from asrtop.problems.timewords import clock, since, span
 
 SAFER = ("maint", "drain", "ready")  # a disagreement is settled on the state that sends the node the least
 
@@ -27,7 +27,7 @@ def find_unreachable(ctx: RuleContext) -> Iterator[Finding]:
 
 def find_disagree(ctx: RuleContext) -> Iterator[Finding]:
     for n in ctx.snapshot.nodes:
-        if n.changing or n.admin_state != MIXED:
+        if len(n.servers) < 2 or n.changing or n.admin_state != MIXED:
             continue
         by_state: dict[str, list[str]] = {}
         for b, s in sorted(n.servers.items()):
@@ -42,8 +42,9 @@ def find_health_down(ctx: RuleContext) -> Iterator[Finding]:
     for n in ctx.snapshot.nodes:
         if n.changing:
             continue
-        down = sorted(b for b, s in n.servers.items() if s.admin is AdminState.READY and s.health is Health.DOWN)
+        down = [b for b, s in n.servers.items() if s.health is Health.DOWN and s.admin is AdminState.READY]
         if down:
+            down.sort()
             yield Finding("health-down", n.name, Severity.WARNING,
                           f"fails its health check on {names(down)}: ready there, but it gets no requests")
 
@@ -62,6 +63,8 @@ def _cause(d: Drift) -> str:
 
 
 def find_change_lost(ctx: RuleContext) -> Iterator[Finding]:
+    if not ctx.snapshot.drift:
+        return
     nodes = _server_nodes(ctx.snapshot)
     for d in ctx.snapshot.drift:
         key = (d.balancer, d.server)
@@ -90,20 +93,22 @@ def find_forgotten_drain(ctx: RuleContext) -> Iterator[Finding]:
     records = {(r.balancer, r.server, r.state): r for r in snap.drains}
     out_now = set()
     for n in snap.nodes:
+        if all(s.admin is AdminState.READY for s in n.servers.values()) or n.changing:
+            continue
         state = n.admin_state
-        if n.changing or state not in OUT_WORDS:
+        if state not in OUT_WORDS:
             continue
         out_now.add(n.name)
         if seen.get(n.name, (None,))[0] != state:
             seen[n.name] = (state, ctx.now)
         made = [r for b, s in n.servers.items() if (r := records.get((b, s.name, state))) is not None]
         first = min(made, key=lambda r: r.at) if made else None
-        since = first.at if first is not None else seen[n.name][1]
-        if ctx.now - since < limit:
+        began = first.at if first is not None else seen[n.name][1]
+        if ctx.now - began < limit:
             continue
         by = f" by {first.user}" if first is not None and first.user else ""
         yield Finding("forgotten-drain", n.name, Severity.WARNING,
-                      f"has been {OUT_WORDS[state]} for {span(ctx.now - since)} (since {clock(since)}{by})",
+                      f"has been {OUT_WORDS[state]} for {span(ctx.now - began)} (since {since(began, ctx.now)}{by})",
                       f"asrtop ready {n.name}")
     for gone in seen.keys() - out_now:
         del seen[gone]

@@ -9,13 +9,12 @@ from asrtop.balancers.base import AdminState, Health
 from asrtop.fleet import FleetSnapshot, NodeView, primaries_staying_ready
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.state_facts import clear_after, down_for, live_status, names, sending_traffic, sends
+from asrtop.problems.state_facts import clear_after, down_for, live, names, per_snapshot, sending_traffic, sends
 
 
 def find_down_with_traffic(ctx: RuleContext) -> Iterator[Finding]:
-    for n in ctx.snapshot.nodes:
-        st = live_status(n)
-        if n.changing or st is None or st.asr.up is not False:
+    for n, st in live(ctx.snapshot):
+        if n.changing or st.asr.up is not False:
             continue
         balancers = sending_traffic(n)
         if balancers:
@@ -25,18 +24,25 @@ def find_down_with_traffic(ctx: RuleContext) -> Iterator[Finding]:
                           f"asrtop drain {n.name}")
 
 
-def _serving(n: NodeView) -> bool:
-    return bool(n.servers) and any(s.admin is AdminState.READY and s.health is not Health.DOWN
-                                   for s in n.servers.values())
-
-
+@per_snapshot
 def _capacity(snap: FleetSnapshot) -> tuple[int, list[NodeView], list[str]] | None:
-    """(ready primaries, the primary nodes, the backups serving); None when the balancers cannot tell: none
-    read, or a node's server is being re-created right now (its few seconds out are that change)."""
-    if not any(b.reachable for b in snap.balancers) or any(n.changing for n in snap.nodes):
+    """(ready primaries as the min_ready guard counts them, the primary nodes, the backups serving); None when
+    the balancers cannot tell: none read, or a node's server is being re-created right now (its few seconds
+    out are that change)."""
+    if not any(b.reachable for b in snap.balancers):
         return None
-    primaries = [n for n in snap.nodes if n.servers and not any(s.backup for s in n.servers.values())]
-    backups = [n.name for n in snap.nodes if n.servers and n.backup and _serving(n)]
+    primaries, backups = [], []
+    for n in snap.nodes:
+        if n.changing:
+            return None
+        servers = n.servers.values()
+        if not servers:
+            continue
+        if not any(s.backup for s in servers):
+            primaries.append(n)
+        elif all(s.backup for s in servers) and any(s.admin is AdminState.READY and s.health is not Health.DOWN
+                                                    for s in servers):
+            backups.append(n.name)
     return primaries_staying_ready(snap, ()), primaries, backups
 
 

@@ -10,7 +10,7 @@ from typing import Iterator
 from asrtop.agentstatus import GpuReading
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.state_facts import clear_after, down_for, gpu_for, live_status
+from asrtop.problems.state_facts import clear_after, down_for, gpu_for, live
 
 # NVML clock event reasons (the agent's names: nvmlClocksEventReason* in snake case) that mean the GPU runs
 # slower than it should. Not gpu_idle, applications_clocks_setting, sync_boost, display_clock_setting (a
@@ -24,19 +24,18 @@ SLOWDOWN_REASONS = {
 
 
 def _gpus(ctx: RuleContext) -> Iterator[tuple[str, tuple[GpuReading, ...]]]:
-    for n in ctx.snapshot.nodes:
-        st = live_status(n)
-        if st is not None and st.gpus:
+    for n, st in live(ctx.snapshot):
+        if st.gpus:
             yield n.name, st.gpus
 
 
 def find_hot(ctx: RuleContext) -> Iterator[Finding]:
     warning, critical = ctx.settings.gpu_temp_warning, ctx.settings.gpu_temp_critical
     for node, gpus in _gpus(ctx):
-        hot = sorted((g for g in gpus if g.temperature_celsius is not None and g.temperature_celsius >= warning),
-                     key=lambda g: -g.temperature_celsius)
+        hot = [g for g in gpus if g.temperature_celsius is not None and g.temperature_celsius >= warning]
         if not hot:
             continue
+        hot.sort(key=lambda g: -g.temperature_celsius)
         worst = hot[0].temperature_celsius >= critical
         limit = f"critical from {critical:g} °C" if worst else f"warning from {warning:g} °C"
         at = ", ".join(f"GPU {g.index} at {g.temperature_celsius:.0f} °C" for g in hot)

@@ -9,7 +9,7 @@ from asrtop.fleet import TARGET_FROM_CONFIG
 from asrtop.fleet_wording import SHORT_DIGEST
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.state_facts import clear_after, down_for, live_status, sending_traffic
+from asrtop.problems.state_facts import clear_after, down_for, live, sending_traffic
 
 
 def short(digest: str) -> str:
@@ -40,9 +40,8 @@ def find_differs(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def find_hash_failed(ctx: RuleContext) -> Iterator[Finding]:
-    for n in ctx.snapshot.nodes:
-        st = live_status(n)
-        if st is not None and st.model.state == "error":
+    for n, st in live(ctx.snapshot):
+        if st.model.state == "error":
             yield Finding("model-hash-failed", n.name, Severity.WARNING,
                           f"cannot hash its model: {st.model.error or 'no reason given'} (its model is unknown)")
 
@@ -53,11 +52,8 @@ def find_changed_while_serving(ctx: RuleContext) -> Iterator[Finding]:
     (ctx.memory), so it holds until the process restarts or the files come back; a one-shot run has no
     memory and never fires."""
     memory = ctx.memory
-    for n in ctx.snapshot.nodes:
-        st = live_status(n)
-        if st is None:
-            continue
-        pid, digest = st.asr.pid, n.model_digest
+    for n, st in live(ctx.snapshot):
+        pid, digest = st.asr.pid, st.model.sha256 if st.model.state == "ok" else None
         if pid is None or digest is None:  # no process known, or hashing: judge nothing, forget nothing
             continue
         loaded = memory.get(n.name)

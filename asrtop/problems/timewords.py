@@ -20,3 +20,8 @@ def span(seconds: float) -> str:
 def clock(t: float) -> str:
     """'10:31:02 UTC' (the audit log's and the drift notes' time of day)."""
     return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S UTC")
+
+
+def since(t: float, now: float) -> str:
+    """The time of day within the last day, else the date too: '10:31:02 UTC', '2026-11-30 10:31 UTC'."""
+    return clock(t) if now - t < 86400 else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

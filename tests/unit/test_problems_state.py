@@ -141,3 +141,19 @@ def test_absent_readings_never_fire():
         s = steps()
         for t in range(0, 3 * FORGOTTEN, 600):
             assert s.at(t, snap) == ()
+
+
+def test_durations_are_the_settings_not_constants():
+    bad, good = CASES["gpu-hot"][:2]
+    s = steps(gpu_for=5, clear_after=2)
+    s.at(0, bad)
+    s.at(5, bad)
+    assert s.of("gpu-hot")
+    s.at(6, good)
+    s.at(8, good)
+    assert not s.of("gpu-hot")
+    s = steps(forgotten_drain_after=120)
+    drained = CASES["forgotten-drain"][0]
+    s.at(0, drained)
+    s.at(120, drained)
+    assert [p.one_line() for p in s.of("forgotten-drain")] == ["node-1 has been drained for 2 min (since 00:00:00 UTC)"]

@@ -156,6 +156,9 @@ def test_forgotten_drain_one_shot_trusts_only_the_audit_log():
     assert found(fleet(*drained, drains=[old]), "forgotten-drain") == [
         (Severity.WARNING, "node-1 has been drained for 2 h 01 min (since 21:58:20 UTC by ops@bastion)",
          "asrtop ready node-1")]
+    days = DrainRecord("hx-a", "node-1", "drain", T0 - 2 * 86400 - 3600)
+    assert found(fleet(*drained, drains=[days]), "forgotten-drain")[0][1] == (
+        "node-1 has been drained for 2 d 1 h (since 2025-12-29 23:00 UTC)")
     recent = DrainRecord("hx-a", "node-1", "drain", T0 - 600)
     assert found(fleet(*drained, drains=[recent]), "forgotten-drain") == []
     other = DrainRecord("hx-a", "node-1", "maint", T0 - 7300)  # a record of another state says nothing
