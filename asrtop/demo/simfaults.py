@@ -8,9 +8,9 @@
   simulated GPU collector (demo only) adds it to the memory it shows.
 - rss_leak_mb_s: the node process REALLY allocates (and touches) memory at that rate (MiB/s), at most
   RSS_LEAK_CAP (1 GiB) in all; released on clear (or a rate of 0).
-- crash_loop: the process exits (code 70) CRASH_AFTER seconds (or the number given) after each start, until
-  cleared. Kept in the node's fault-state file (--fault-state), so it survives the restart that the
-  demo cluster (as systemd would) makes.
+- crash_loop: the process exits (code 70) CRASH_AFTER seconds (or the number given) after each start (once
+  it listens), until cleared. Kept in the node's fault-state file (--fault-state), so it survives the
+  restart that the demo cluster (as systemd would) makes.
 - gpu_hot: the simulated GPU reports HOT_CELSIUS and thermal clock event reasons.
 - clear: everything back to normal (error_rate 0, slowdown 1, no leak, no crash loop, not hot); applied
   before the other knobs of the same request.
@@ -158,10 +158,10 @@ class CrashLoopFile:
 
 class NodeFaults:
     """One node's knobs. `settings` is the node's NodeSettings (error_rate and slowdown are read from it per
-    request); `started_at` the process' start (time.time) that a kept crash loop counts from."""
+    request)."""
 
-    def __init__(self, settings: Any, crash_file: CrashLoopFile, started_at: float):
-        self.settings, self.crash_file, self.started_at = settings, crash_file, started_at
+    def __init__(self, settings: Any, crash_file: CrashLoopFile):
+        self.settings, self.crash_file = settings, crash_file
         self.gpu_leak = Leak(SIMULATED_GPU_BYTES)  # simulated: only reported, never allocated
         self.rss_leak = Leak(RSS_LEAK_CAP)  # real: the ballast follows it
         self.ballast = Ballast()
@@ -205,21 +205,21 @@ class NodeFaults:
                 "gpu_leaked_bytes": self.gpu_leak.value(), "rss_leak_mb_s": self.rss_leak.rate / MiB,
                 "rss_leaked_bytes": self.ballast.held, "crash_loop": self.crash_loop, "gpu_hot": self.gpu_hot}
 
-    def _set_crash_loop(self, seconds: float | None, after_start: bool = False) -> None:
-        """Crash `seconds` after this process started (at once if that is past), or from now when set now."""
+    def _set_crash_loop(self, seconds: float | None) -> None:
+        """Crash `seconds` from now (None: no more)."""
         self.crash_loop = seconds
         if self._crash_at is not None:
             self._crash_at.cancel()
             self._crash_at = None
         if seconds is not None:
-            delay = seconds - (time.time() - self.started_at) if after_start else seconds
-            self._crash_at = asyncio.get_running_loop().call_later(max(0.0, delay), os._exit, CRASH_EXIT)
+            self._crash_at = asyncio.get_running_loop().call_later(seconds, os._exit, CRASH_EXIT)
 
     async def run(self, name: str) -> None:
-        """In the background while the node serves: a crash loop kept from before the restart, the RSS leak."""
+        """In the background once the node listens: a crash loop kept from before the restart (counted from
+        now, so a slow start still answers a while, e.g. to a clear), the RSS leak."""
         if self.crash_loop is not None:
             print(f"simnode {name}: crash loop, exiting {self.crash_loop:g} s after start", flush=True)
-            self._set_crash_loop(self.crash_loop, after_start=True)
+            self._set_crash_loop(self.crash_loop)
         while True:
             if self.rss_leak.rate > 0:
                 self.ballast.grow_to(self.rss_leak.value())

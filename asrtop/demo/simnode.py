@@ -101,7 +101,7 @@ class SimNode:
         self.started_at = time.time()
         self.upgrade_to: str | None = None  # set by /_sim/upgrade: main() re-executes on this revision
         self.restart = asyncio.Event()  # set once the upgrade's answer is out: _serve closes the listener
-        self.faults = NodeFaults(settings, CrashLoopFile(settings.fault_state), self.started_at)
+        self.faults = NodeFaults(settings, CrashLoopFile(settings.fault_state))
         if settings.model_dir is not None:
             ensure_model_dir(settings.model_dir, settings.model_name)
 

@@ -97,7 +97,7 @@ def test_crash_loop_restarts_until_cleared(wheel_haproxy_bin):
     with DemoCluster(nodes=1, haproxy_bin=wheel_haproxy_bin, rtf=0.01, agent_interval="0.2s",
                      restart_crashed=True) as c:
         first = c.nodes[0].pid
-        c.fault(0, crash_loop=1.0)
+        c.fault(0, crash_loop=0.6)
         assert (c.workdir / "faults" / "node-1.json").exists()  # kept for the next start
         seen = {first}
         deadline = time.monotonic() + 30
@@ -110,5 +110,5 @@ def test_crash_loop_restarts_until_cleared(wheel_haproxy_bin):
         assert c.fault(0, clear=True)["crash_loop"] is None  # retried until the node is up between crashes
         assert not (c.workdir / "faults" / "node-1.json").exists()
         settled = c.nodes[0].pid
-        time.sleep(2.5)  # longer than a crash-loop life plus the restart back-off
+        time.sleep(2.0)  # longer than a crash-loop life (0.6 s) plus the restart back-off (1 s)
         assert c.nodes[0].pid == settled and c.nodes[0].proc.poll() is None
