@@ -33,7 +33,7 @@ class DemoFaultCommands(Provider):
         palette opens), and on each node by name (found by typing)."""
         app = self.app
         fleet = getattr(app, "fleet_screen", None)
-        if not isinstance(app, DemoConsole) or fleet is None:
+        if not isinstance(app, DemoConsole) or fleet is None or app.read_only:  # read-only changes nothing
             return []
         cmds = []
         for fault, words in app.demo_faults.faults():

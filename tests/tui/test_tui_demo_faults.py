@@ -87,10 +87,10 @@ async def test_a_named_node_a_refusal_and_a_node_without_address_are_one_line_ea
         await wait_for(pilot, lambda: len([s for s in injector.sent if s[1] == "clear"]) == 2, what="clear all")
 
 
-async def test_the_plain_console_has_no_demo_commands():
+async def test_the_plain_console_and_a_read_only_demo_console_have_no_demo_commands():
     assert DemoFaultCommands not in AsrtopApp.COMMANDS and FleetCommands in DemoConsole.COMMANDS
-    app, _ = make(AsrtopApp)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await started(pilot, app)
-        assert [h async for h in DemoFaultCommands(app.screen).search("demo")] == []
-        assert [h async for h in DemoFaultCommands(app.screen).discover()] == []
+    for app, _ in (make(AsrtopApp), make(read_only=True)):
+        async with app.run_test(size=(100, 30)) as pilot:
+            await started(pilot, app)
+            assert [h async for h in DemoFaultCommands(app.screen).search("demo")] == []
+            assert [h async for h in DemoFaultCommands(app.screen).discover()] == []
