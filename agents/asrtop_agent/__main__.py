@@ -153,7 +153,7 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     model = ModelHasher(opts.model_dirs)  # its clock is the loop's (time.time): listed_at vs round starts
     loop_ = CollectionLoop(node=opts.node, version=__version__, interval=opts.interval, host=HostCollector(),
                            gpu=make_gpu_collector(opts.gpu, opts.node, psutil_mod=psutil,
-                                                  asr_pid=lambda: asr.last_pid),
+                                                  asr_pid=lambda: asr.last_pid, asr_url=opts.asr_url),
                            asr=asr, model=model, agent_python=agent_python(),
                            prerender={"metrics": metrics.render, "status": status.render_status})
     runners = []

@@ -103,6 +103,29 @@ class GpuMetrics(_SnapshotCollector):
                 if p.gpu_memory_bytes is not None:
                     procs.add_metric([str(g.index), g.uuid or "", str(p.pid), p.name or ""], p.gpu_memory_bytes)
         yield procs
+        yield self._clock_events(gpus)
+        ecc = CounterMetricFamily("asr_gpu_ecc_errors", "Volatile ECC errors since the driver loaded, by type "
+                                  "(DCGM_FI_DEV_ECC_SBE_VOL_TOTAL / _DBE_VOL_TOTAL); none without ECC.",
+                                  labels=["gpu", "uuid", "type"])
+        for g in gpus:
+            for kind, n in (("corrected", g.ecc_errors_corrected_volatile),
+                            ("uncorrected", g.ecc_errors_uncorrected_volatile)):
+                if n is not None:
+                    ecc.add_metric([str(g.index), g.uuid or "", kind], n)
+        yield ecc
+
+    @staticmethod
+    def _clock_events(gpus):
+        """1 per active reason, 0 per other reason the GPU supports; nothing where NVML reports no reasons."""
+        fam = GaugeMetricFamily("asr_gpu_clock_event_active", "1 while NVML reports this clock event (throttle) "
+                                "reason, 0 for the other reasons the GPU supports (DCGM_FI_DEV_CLOCK_THROTTLE_REASONS "
+                                "decoded).", labels=["gpu", "uuid", "reason"])
+        for g in gpus:
+            if g.clock_event_reasons is None:
+                continue
+            for reason in dict.fromkeys((g.clock_event_reasons_supported or ()) + g.clock_event_reasons):
+                fam.add_metric([str(g.index), g.uuid or "", reason], 1 if reason in g.clock_event_reasons else 0)
+        return fam
 
 
 class AsrMetrics(_SnapshotCollector):

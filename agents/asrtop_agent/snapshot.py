@@ -54,6 +54,11 @@ class GpuSnap:
     power_watts: float | None = None
     power_limit_watts: float | None = None
     processes: tuple[GpuProcessSnap, ...] = ()
+    # NVML clock event (throttle) reasons active now, decoded ("sw_power_cap", ...); () none; None: not reported
+    clock_event_reasons: tuple[str, ...] | None = None
+    clock_event_reasons_supported: tuple[str, ...] | None = None  # the reasons this GPU can report
+    ecc_errors_corrected_volatile: int | None = None  # since the driver loaded; None: no ECC / not reported
+    ecc_errors_uncorrected_volatile: int | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,10 @@ def _gpu(g: GpuSnap) -> dict:
         "memory_used_bytes": g.memory_used_bytes, "memory_total_bytes": g.memory_total_bytes,
         "temperature_celsius": g.temperature_celsius, "power_watts": g.power_watts,
         "power_limit_watts": g.power_limit_watts,
+        # added keys: null when NVML does not report them (no ECC, an older driver, the fixture lacks them)
+        "clock_event_reasons": None if g.clock_event_reasons is None else list(g.clock_event_reasons),
+        "ecc_errors_corrected_volatile": g.ecc_errors_corrected_volatile,
+        "ecc_errors_uncorrected_volatile": g.ecc_errors_uncorrected_volatile,
         "processes": [{"pid": p.pid, "name": p.name, "gpu_memory_bytes": p.gpu_memory_bytes} for p in g.processes],
     }
 

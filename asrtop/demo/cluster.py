@@ -1,7 +1,7 @@
 """The embedded demo cluster: N simulated FunASR nodes, an asrtop-agent beside each, HAProxy in front.
 
     with DemoCluster(nodes=4) as c:
-        c.haproxy_port, c.config_path, c.nodes[i].port / .agent_url / .pid, c.kill_node(i), c.stop()
+        c.haproxy_port, c.config_path, c.nodes[i].port / .agent_url / .pid, c.kill_node(i), c.fault(i, ...), c.stop()
 
 Everything lives in one temporary directory (configs, model dirs, logs, the admin socket) that is removed
 on stop. Children cannot outlive the parent: see asrtop.demo.procs. Start it from a thread that lives as
@@ -11,6 +11,11 @@ Default shape (4 nodes): node-1 and node-2 weight 3; node-3 slower (rtf x2) and 
 node-2 carries the previous model revision, so the fleet is visibly inconsistent. The cluster file's
 [rollout] hook (asrtop.demo.upgrade) moves a node onto UPGRADE_TO, so `asrtop rollout` with no flags puts
 every node on one digest.
+
+Fault knobs (asrtop.demo.simfaults) reach a node through `fault()` or `python -m asrtop.demo.fault`; a
+node's crash loop is kept in WORKDIR/faults/NODE.json so it survives the restart. With
+`restart_crashed=True` (as `asrtop demo` runs it) a node that exits on its own is restarted as systemd
+would (asrtop.demo.restarts).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,9 +40,11 @@ from pathlib import Path
 from typing import Callable
 
 from asrtop.demo import procs
+from asrtop.demo import fault as fault_cli
 from asrtop.demo import upgrade as upgrade_hook
 from asrtop.demo.haproxycfg import (BACKEND, INSTALL_HINT, HaproxyMissing, ServerSpec, find_haproxy, has_prometheus_exporter, render_config,
                                     server_states)
+from asrtop.demo.restarts import NodeRestarter
 from asrtop.demo.revisions import revision_in_dir
 from asrtop.demo.simnode import DEFAULT_MODEL
 from asrtop.demo.watchdog import MARKER
@@ -63,6 +71,8 @@ class DemoNode:
     rtf: float
     proc: subprocess.Popen | None = None
     agent_proc: subprocess.Popen | None = None
+    restarts: int = 0  # starts after a crash (NodeRestarter), like systemd's NRestarts
+    held: bool = False  # stopped on purpose (kill_node): not restarted
 
     @property
     def server(self) -> str:
@@ -122,8 +132,9 @@ class DemoCluster:
     def __init__(self, nodes: int = 4, *, agents: bool | None = None, slots: int = 8, queue: int = 64,
                  rtf: float = 0.1, check_inter_ms: int = 500, agent_interval: str = "1s",
                  start_timeout: float | None = None, haproxy_bin: str | None = None,
-                 progress: Callable[[str], None] | None = None):
-        """agents=None starts agents when the agent package is installed; True requires them."""
+                 progress: Callable[[str], None] | None = None, restart_crashed: bool = False):
+        """agents=None starts agents when the agent package is installed; True requires them.
+        restart_crashed: start a node that exits on its own again, as systemd would."""
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
             raise DemoError(f"--nodes must be between 1 and {MAX_NODES}, got {nodes}")
         self.nodes_count, self.agents, self.slots, self.queue, self.rtf = nodes, agents, slots, queue, rtf
@@ -140,6 +151,9 @@ class DemoCluster:
         self._spawner: ThreadPoolExecutor | None = None
         self._stopped = True
         self.ready_seconds: float | None = None
+        self.restart_crashed = restart_crashed
+        self._restarter: NodeRestarter | None = None
+        self._node_lock = threading.Lock()  # one start of a node at a time (the restarter, restart_node)
 
     # --- paths ---------------------------------------------------------------------------------
     @property
@@ -195,6 +209,7 @@ class DemoCluster:
         self.workdir = Path(tempfile.mkdtemp(prefix="asrtop-demo-"))
         (self.workdir / MARKER).write_text(f"{os.getpid()}\n")
         (self.workdir / "logs").mkdir()
+        (self.workdir / "faults").mkdir()
         self._stopped = False
         atexit.register(self.stop)
         try:
@@ -216,6 +231,8 @@ class DemoCluster:
             self._say("haproxy...")
             self._start_haproxy(binary)
             self._write_config()
+            if self.restart_crashed:
+                self._restarter = NodeRestarter(self._crashed, self._respawn, on_error=self._say).start()
             self.ready_seconds = time.monotonic() - t0
             self._say(f"ready in {self.ready_seconds:.1f} s")
         except BaseException:
@@ -246,8 +263,24 @@ class DemoCluster:
     def _start_node(self, n: DemoNode) -> None:
         argv = [sys.executable, "-m", "asrtop.demo.simnode", "--port", str(n.port), "--name", n.name,
                 "--rtf", str(n.rtf), "--slots", str(self.slots), "--queue", str(self.queue),
-                "--model-dir", str(n.model_dir), "--model-name", n.model_name]
+                "--model-dir", str(n.model_dir), "--model-name", n.model_name,
+                "--fault-state", str(self.workdir / "faults" / f"{n.name}.json")]
         n.proc = self._spawn(argv, self.workdir / "logs" / f"{n.name}.log")
+
+    def _crashed(self) -> list[int]:
+        """Nodes whose process ended on its own (not kill_node)."""
+        return [n.index for n in self.nodes if not n.held and n.proc is not None and n.proc.poll() is not None]
+
+    def _respawn(self, i: int) -> None:
+        """The restarter's start of a crashed node (no wait for /health: a crash loop may never answer)."""
+        with self._node_lock:
+            n = self.nodes[i]
+            if self._stopped or n.held or n.proc is None or n.proc.poll() is None:
+                return
+            self._watchdog.forget(n.proc.pid)
+            n.model_name = revision_in_dir(n.model_dir) or n.model_name
+            self._start_node(n)
+            n.restarts += 1
 
     def _start_agent(self, n: DemoNode) -> None:
         argv = [sys.executable, "-m", "asrtop_agent", "--asr-url", n.url, "--model-dir", str(n.model_dir),
@@ -326,6 +359,8 @@ class DemoCluster:
             return
         self._stopped = True
         atexit.unregister(self.stop)
+        if self._restarter is not None:
+            self._restarter.stop()  # before the processes go: their ends are not crashes
         ps = [p for p in [self.haproxy_proc] + [x for n in self.nodes for x in (n.agent_proc, n.proc)] if p]
         procs.stop_all(ps, grace=1.0)
         if self._spawner:
@@ -341,6 +376,7 @@ class DemoCluster:
     def kill_node(self, i: int, sig: int = signal.SIGKILL) -> int:
         """Kill node i's ASR process (its agent stays, as on a real host); returns the pid."""
         n = self.nodes[i]
+        n.held = True
         n.proc.send_signal(sig)
         n.proc.wait(5)
         return n.proc.pid
@@ -350,10 +386,12 @@ class DemoCluster:
         n = self.nodes[i]
         if n.proc is not None and n.proc.poll() is None:
             raise DemoError(f"{n.name} is still running (pid {n.proc.pid}); kill_node() it first")
-        if n.proc is not None and self._watchdog:
-            self._watchdog.forget(n.proc.pid)
-        n.model_name = revision_in_dir(n.model_dir) or n.model_name  # an upgrade may have changed it
-        self._start_node(n)
+        with self._node_lock:
+            if n.proc is not None and self._watchdog:
+                self._watchdog.forget(n.proc.pid)
+            n.model_name = revision_in_dir(n.model_dir) or n.model_name  # an upgrade may have changed it
+            self._start_node(n)
+            n.held = False
         deadline = time.monotonic() + timeout
         while _get_json(n.url + "/health") is None:
             self._check_alive(f"{n.name} simnode", n.proc, f"{n.name}.log")
@@ -362,23 +400,13 @@ class DemoCluster:
             time.sleep(0.03)
         return n.proc.pid
 
-    def fault(self, i: int, *, error_rate: float | None = None, slowdown: float | None = None,
-              crash: bool = False) -> dict:
-        """Set node i's fault knobs through its demo-only POST /_sim/fault; returns the node's answer."""
-        body: dict = {}
-        if error_rate is not None:
-            body["error_rate"] = error_rate
-        if slowdown is not None:
-            body["slowdown"] = slowdown
-        if crash:
-            body["crash"] = True
-        req = urllib.request.Request(self.nodes[i].url + "/_sim/fault", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    def fault(self, i: int, **knobs) -> dict:
+        """Set node i's fault knobs (asrtop.demo.simfaults: error_rate, slowdown, gpu_leak_mb_s, rss_leak_mb_s,
+        crash_loop, gpu_hot, crash, clear) through its demo-only POST /_sim/fault; returns the node's answer."""
         try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            raise DemoError(f"{self.nodes[i].name} refused the fault {body}: {e.read().decode(errors='replace')}") from None
+            return fault_cli.send(self.nodes[i].address, knobs, timeout=5.0)
+        except (ValueError, fault_cli.FaultRefused) as e:
+            raise DemoError(f"{self.nodes[i].name} refused the fault {knobs}: {e}") from None
 
     def upgrade_node(self, i: int, revision: str = UPGRADE_TO, timeout: float = 30.0) -> float:
         """What the demo's rollout hook does, from a test: node i restarts on `revision` (same PID);

@@ -98,7 +98,7 @@ def _run(nodes: int, load: int, headless: bool, duration: float, read_only: bool
 
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        cluster = DemoCluster(nodes=nodes, slots=16, queue=128, progress=say)
+        cluster = DemoCluster(nodes=nodes, slots=16, queue=128, progress=say, restart_crashed=True)
         cluster.start()
     except HaproxyMissing as e:
         _err(str(e))
@@ -178,7 +178,10 @@ def _console(cluster, read_only: bool = False) -> int:
     except ImportError:
         run_tui = None
     if run_tui is not None:
-        return run_tui(ns)
+        from asrtop.demo.fault import DemoFaults
+        from asrtop.tui.demo_faults import demo_console
+
+        return run_tui(ns, demo_console(DemoFaults()))  # the console with the demo's fault palette
     # Until the console exists: `asrtop status` every second.
     try:
         from asrtop.commands import run_command

@@ -1,7 +1,7 @@
 """A simulated FunASR node for the demo and the tests: real HTTP, real audio parsing, fake recognition.
 
     python -m asrtop.demo.simnode --port P [--host 127.0.0.1] [--name node-1] [--rtf 0.1] [--slots 4]
-        [--queue 32] [--model-dir DIR] [--model-name NAME] [--error-rate 0] [--slowdown 1.0]
+        [--queue 32] [--model-dir DIR] [--model-name NAME] [--error-rate 0] [--slowdown 1.0] [--fault-state FILE]
 
 Endpoints (shaped like FunASR's `funasr-server` and the Fun-ASR WebUI):
 - POST /asr                      multipart `file` (WAV), `language`, `hotwords`
@@ -14,8 +14,11 @@ Endpoints (shaped like FunASR's `funasr-server` and the Fun-ASR WebUI):
                                  `data:audio/wav;base64,` URL), or a Gradio file object {"path"|"name": ...}
                                  or {"data": <base64>}; -> {"data": [text], "is_generating": false, "duration"}
 - GET  /v1/models, GET /health -> {"status":"ok","device":..,"models_loaded":[..]}
-- GET  /_sim/stats               requests received/answered, by status, in flight, queued (for tests)
-- POST /_sim/fault               DEMO ONLY, loopback clients only: {"error_rate", "slowdown", "crash"}
+- GET  /_sim/stats               requests received/answered, by status, in flight, queued (for tests); the
+                                 fault knobs and the simulated GPU's leaked bytes (the agent's simulated
+                                 GPU collector reads them: see asrtop.demo.simfaults)
+- POST /_sim/fault               DEMO ONLY, loopback clients only: {"error_rate", "slowdown", "gpu_leak_mb_s",
+                                 "rss_leak_mb_s", "crash_loop", "gpu_hot", "crash", "clear"} (asrtop.demo.simfaults)
 - POST /_sim/upgrade             DEMO ONLY, loopback clients only: {"model": REV} -> {"upgrading", "from", "pid"};
                                  installs REV's files in the model dir, then restarts this process ON THE SAME
                                  PID (close the listener, os.execv with --model-name REV): the port is down
@@ -42,6 +45,8 @@ from aiohttp import web
 
 from asrtop.demo.audio import Audio, AudioError, gradio_audio, read_wav, vad_segments
 from asrtop.demo.revisions import check_revision, ensure_model_dir, install_revision, slow_factor, transcript
+from asrtop.demo import simfaults
+from asrtop.demo.simfaults import CRASH_EXIT, CrashLoopFile, FaultError, NodeFaults
 
 MAX_UPLOAD = 256 * 1024 * 1024  # a 60 min 16 kHz WAV is ~115 MB
 DEFAULT_MODEL = "Fun-ASR-Nano-2512"
@@ -59,6 +64,7 @@ class NodeSettings:
     error_rate: float = 0.0
     slowdown: float = 1.0
     seed: int | None = None
+    fault_state: Path | None = None  # where a crash loop is kept across restarts
 
 
 class Stats:
@@ -78,7 +84,8 @@ class Stats:
                 "in_flight": self.in_flight, "queued": self.queued, "slots": node.settings.slots,
                 "queue_limit": node.settings.queue, "audio_seconds": round(self.audio_seconds, 3),
                 "rtf": node.settings.rtf, "error_rate": node.settings.error_rate,
-                "slowdown": node.settings.slowdown, "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3)}
+                "slowdown": node.settings.slowdown, "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
+                **node.faults.now()}
 
 
 class Overloaded(Exception):
@@ -94,6 +101,7 @@ class SimNode:
         self.started_at = time.time()
         self.upgrade_to: str | None = None  # set by /_sim/upgrade: main() re-executes on this revision
         self.restart = asyncio.Event()  # set once the upgrade's answer is out: _serve closes the listener
+        self.faults = NodeFaults(settings, CrashLoopFile(settings.fault_state))
         if settings.model_dir is not None:
             ensure_model_dir(settings.model_dir, settings.model_name)
 
@@ -256,28 +264,18 @@ class SimNode:
         if request.remote not in LOOPBACK:
             return _error(403, "/_sim/fault is demo-only and answers loopback clients only")
         try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, 'expected JSON {"error_rate": 0..1, "slowdown": >0, "crash": bool}')
-        if not isinstance(body, dict):
-            return _error(400, "expected a JSON object")
-        s = self.settings
-        if "error_rate" in body:
-            v = body["error_rate"]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-                return _error(400, f"error_rate must be a number in 0..1, got {v!r}")
-            s.error_rate = float(v)
-        if "slowdown" in body:
-            v = body["slowdown"]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1000:
-                return _error(400, f"slowdown must be a number in (0, 1000], got {v!r}")
-            s.slowdown = float(v)
-        if body.get("crash") is True:
+            knobs = simfaults.parse(await request.json())
+            self.faults.keep(knobs)
+        except (ValueError, UnicodeDecodeError) as e:  # FaultError is a ValueError
+            return _error(400, str(e) if isinstance(e, FaultError) else "expected a JSON object of fault knobs")
+        except OSError as e:
+            return _error(500, f"cannot keep the crash loop in {self.settings.fault_state}: {e.strerror or e}")
+        self.faults.apply(knobs)
+        if knobs.get("crash"):
             # Die like a crashed inference server: no cleanup, in-flight connections reset.
-            asyncio.get_running_loop().call_later(0.05, os._exit, 70)
+            asyncio.get_running_loop().call_later(0.05, os._exit, CRASH_EXIT)
             return web.json_response({"crashing": True, "pid": os.getpid()})
-        return web.json_response({"error_rate": s.error_rate, "slowdown": s.slowdown})
-
+        return web.json_response(self.faults.now())
 
     async def h_upgrade(self, request: web.Request) -> web.Response:
         # Demo-only upgrade (the demo's rollout hook, asrtop.demo.upgrade); refuse anything not from here.
@@ -321,6 +319,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 500 (0..1)")
     p.add_argument("--slowdown", type=float, default=1.0, help="multiplier on processing time")
     p.add_argument("--seed", type=int, help="seed for the error draw (reproducible tests)")
+    p.add_argument("--fault-state", type=Path, metavar="FILE",
+                   help="file that keeps a crash loop across restarts (POST /_sim/fault crash_loop needs it)")
     a = p.parse_args(argv)
     for what, ok in (("--rtf", 0 <= a.rtf <= 100), ("--slots", a.slots >= 1), ("--queue", a.queue >= 0),
                      ("--error-rate", 0 <= a.error_rate <= 1), ("--slowdown", a.slowdown > 0),
@@ -337,15 +337,18 @@ async def _serve(node: SimNode, host: str, port: int) -> None:
     site = web.TCPSite(runner, host, port, backlog=1024, shutdown_timeout=0.5)
     await site.start()
     print(f"simnode {node.settings.name} listening on http://{host}:{port} (pid {os.getpid()})", flush=True)
+    faults = asyncio.create_task(node.faults.run(node.settings.name))
     try:
         await node.restart.wait()
     finally:
+        faults.cancel()
         await runner.cleanup()  # closes the listener: the port is down until the new process listens
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    settings = NodeSettings(a.name, a.rtf, a.slots, a.queue, a.model_dir, a.model_name, a.error_rate, a.slowdown, a.seed)
+    settings = NodeSettings(a.name, a.rtf, a.slots, a.queue, a.model_dir, a.model_name, a.error_rate, a.slowdown, a.seed,
+                            a.fault_state)
     try:
         node = SimNode(settings)
     except OSError as e:
@@ -375,6 +378,8 @@ def _reexec(a: argparse.Namespace, model: str) -> int:
         argv += ["--model-dir", str(a.model_dir)]
     if a.seed is not None:
         argv += ["--seed", str(a.seed)]
+    if a.fault_state is not None:
+        argv += ["--fault-state", str(a.fault_state)]
     print(f"simnode {a.name} restarting on {model} (pid {os.getpid()})", flush=True)
     sys.stderr.flush()
     try:

@@ -37,14 +37,14 @@ class UpgradeError(RuntimeError):
     """One line: why the node is not up on the revision."""
 
 
-def node_url(address: str) -> str:
+def node_url(address: str, who: str = "the demo's upgrade hook") -> str:
     """http://ADDRESS for a loopback host:port; ValueError (one line) for anything else."""
     host, sep, port = address.rpartition(":")
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not bare:
         raise ValueError(f"expected HOST:PORT of a simulated node, got {address!r}")
     if bare not in LOOPBACK_HOSTS:
-        raise ValueError(f"refusing {address}: the demo's upgrade hook only talks to simulated nodes on this "
+        raise ValueError(f"refusing {address}: {who} only talks to simulated nodes on this "
                          f"machine ({', '.join(LOOPBACK_HOSTS)})")
     return f"http://{'[::1]' if bare == '::1' else bare}:{port}"
 

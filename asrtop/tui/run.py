@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from asrtop.config import ClusterConfig
 from asrtop.exitcodes import BAD_INPUT, OK
@@ -64,7 +64,7 @@ def console_rollout(controller: Controller, config: ClusterConfig) -> DetachedRo
                            problem)
 
 
-def run_tui(args: argparse.Namespace) -> int:
+def run_tui(args: argparse.Namespace, app_class: Callable[..., AsrtopApp] | None = None) -> int:
     from asrtop.config import ConfigError, load_config
 
     try:
@@ -72,7 +72,7 @@ def run_tui(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(str(e))
     try:
-        app = build_app(args, config)
+        app = build_app(args, config, app_class)  # app_class: `asrtop demo` adds its fault palette
     except (ConfigError, ValueError) as e:
         return _fail(str(e))
     app.run()

@@ -2,7 +2,10 @@
 
 nvml_h200_recorded.json (the default) and nvml_h200_idle_recorded.json are REAL readings of an H200
 (record_nvml, under a torch bf16 matmul load and idle); nvml_h100_handwritten.json is written by hand for
-the shapes that machine did not show (two GPUs, MIG: NotSupported utilization, N/A process memory).
+the shapes that machine did not show (two GPUs, MIG: NotSupported utilization, N/A process memory; ECC
+counts and clock event reasons, which the H200 recordings predate).
+
+A reading the fixture lacks (recorded before record_nvml took it) replays as NotSupported: absent.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ class ReplayNvml:
 
     NVMLError = pynvml.NVMLError
     NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
+    NVML_ERROR_FUNCTION_NOT_FOUND = pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
+    NVML_FEATURE_ENABLED = pynvml.NVML_FEATURE_ENABLED
+    NVML_MEMORY_ERROR_TYPE_CORRECTED = pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED
+    NVML_MEMORY_ERROR_TYPE_UNCORRECTED = pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED
+    NVML_VOLATILE_ECC = pynvml.NVML_VOLATILE_ECC
 
     def __init__(self, doc: dict, init_error: int | None = None):
         self.doc = doc
@@ -41,7 +49,7 @@ class ReplayNvml:
 
     def _value(self, handle: int, key: str):
         self.calls.append(key)
-        value = self.doc["devices"][handle][key]
+        value = self.doc["devices"][handle].get(key)
         if value is None:
             raise _not_supported()
         return value
@@ -92,6 +100,43 @@ class ReplayNvml:
 
     def nvmlDeviceGetComputeRunningProcesses(self, h):
         return [SimpleNamespace(**p) for p in self._value(h, "compute_processes")]
+
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h):
+        return self._value(h, "clocks_event_reasons_current")
+
+    def nvmlDeviceGetSupportedClocksEventReasons(self, h):
+        return self._value(h, "clocks_event_reasons_supported")
+
+    # the names before R535; the collector calls them only where the new ones are not found
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h):
+        return self._value(h, "clocks_event_reasons_current")
+
+    def nvmlDeviceGetSupportedClocksThrottleReasons(self, h):
+        return self._value(h, "clocks_event_reasons_supported")
+
+    def nvmlDeviceGetEccMode(self, h):
+        return list(self._value(h, "ecc_mode"))  # [current, pending]
+
+    def nvmlDeviceGetTotalEccErrors(self, h, error_type, counter_type):
+        assert counter_type == pynvml.NVML_VOLATILE_ECC
+        kind = {pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED: "corrected",
+                pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED: "uncorrected"}[error_type]
+        count = self._value(h, "total_ecc_errors_volatile")[kind]
+        if count is None:
+            raise _not_supported()
+        return count
+
+
+class DriverBeforeR535(ReplayNvml):
+    """A driver that lacks the ...ClocksEventReasons functions: pynvml raises FunctionNotFound for them."""
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h):
+        self.calls.append("clocks_event_reasons_current (new name)")
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+
+    def nvmlDeviceGetSupportedClocksEventReasons(self, h):
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
 
 
 NVML_FUNCTIONS = [n for n in dir(ReplayNvml) if n.startswith("nvml")]

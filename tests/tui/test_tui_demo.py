@@ -8,7 +8,7 @@ import argparse
 
 import pytest
 from support.control_cluster import run_cli
-from screen import plan_shown, screen_text, wait_for
+from screen import plan_shown, run_from_palette, screen_text, wait_for
 
 from asrtop.balancers.base import AdminState
 from asrtop.balancers.haproxy import HAProxyBalancer
@@ -162,3 +162,29 @@ async def test_killed_agent_greys_row_and_console_survives(wheel_haproxy_bin):
             await wait_for(pilot, lambda: app.refreshes > n + 1, what="polling goes on")
             assert "STALE" in screen_text(app) and app.is_running
             assert not app.snapshot.node("node-2").stale
+
+
+async def test_demo_fault_palette_leaks_on_the_real_node_and_clears(demo_cluster):
+    """The demo console's palette, over real HTTP: the cursor node's simulated GPU grows (seen through its
+    agent), the other nodes' do not; clear puts it back. The shared cluster is left as found."""
+    from asrtop.demo.fault import DemoFaults
+    from asrtop.tui.demo_faults import demo_console
+
+    args = argparse.Namespace(config=str(demo_cluster.config_path), read_only=False, prometheus=None)
+    app = build_app(args, load_config(demo_cluster.config_path), demo_console(DemoFaults()))
+
+    def used(node):
+        return app.snapshot.node(node).status.gpus[0].memory_used_bytes
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready_console(pilot, app)
+        await go_to(pilot, app, "node-2")
+        before = {n: used(n) for n in ("node-1", "node-2")}
+        try:
+            await run_from_palette(pilot, "leak on sel")
+            await wait_for(pilot, lambda: used("node-2") > before["node-2"], what="simulated GPU leak")
+            assert used("node-1") == before["node-1"]
+            await run_from_palette(pilot, "clear on sel")
+            await wait_for(pilot, lambda: used("node-2") == before["node-2"], what="leak cleared")
+        finally:
+            demo_cluster.fault(1, clear=True)

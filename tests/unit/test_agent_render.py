@@ -48,7 +48,8 @@ def test_status_has_exactly_the_contract_keys_and_parses():
                                  "memory_total_bytes", "error"}
     assert set(body["gpus"][0]) == {"index", "uuid", "name", "utilization_ratio", "memory_used_bytes",
                                     "memory_total_bytes", "temperature_celsius", "power_watts",
-                                    "power_limit_watts", "processes"}
+                                    "power_limit_watts", "processes", "clock_event_reasons",
+                                    "ecc_errors_corrected_volatile", "ecc_errors_uncorrected_volatile"}
     req = body["asr"]["requests"]
     assert req["total"] == 3 and req["by_class"] == {"2xx": 2, "5xx": 1} and req["in_flight"] == 1
     assert req["audio_seconds_total"] == 40.0 and req["bytes_received_total"] == 3_000_000

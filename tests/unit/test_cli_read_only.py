@@ -8,6 +8,7 @@ import pytest
 import asrtop.demo.cluster as demo_cluster
 import asrtop.tui.run as tui_run
 from asrtop.cli import build_parser, main
+from asrtop.tui.demo_faults import DemoConsole
 
 
 @pytest.mark.parametrize("argv", [["--read-only", "demo"], ["demo", "--read-only"], ["status", "--read-only"],
@@ -46,6 +47,8 @@ class StandInCluster:
 def test_the_demo_console_is_read_only_when_asked(monkeypatch, argv, read_only):
     seen = []
     monkeypatch.setattr(demo_cluster, "DemoCluster", StandInCluster)
-    monkeypatch.setattr(tui_run, "run_tui", lambda ns: seen.append(ns.read_only) or 0)
+    monkeypatch.setattr(tui_run, "run_tui", lambda ns, app_class=None: seen.append((ns.read_only, app_class)) or 0)
     assert main(argv) == 0
-    assert seen == [read_only]
+    ((seen_read_only, app_class),) = seen
+    assert seen_read_only == read_only
+    assert app_class.func is DemoConsole  # the demo's console, with its fault palette

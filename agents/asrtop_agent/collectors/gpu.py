@@ -6,6 +6,7 @@ A reading NVML cannot take (NotSupported, N/A) is absent, never 0.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable
 
@@ -14,6 +15,40 @@ from ..snapshot import GpuProcessSnap, GpuReport, GpuSnap
 # How often a failed nvmlInit (no driver yet, driver reloading) is retried.
 NVML_RETRY_SECONDS = 30.0
 NVML_VALUE_NOT_AVAILABLE = 2**64 - 1  # NVML's unsigned long long "N/A"
+
+# NVML's clock event (throttle) reason bits, named as pynvml names them (nvmlClocksEventReason*; board_limit
+# and reliability exist only under the older nvmlClocksThrottleReason* names). Checked against pynvml in tests.
+CLOCK_EVENT_REASONS = (
+    (0x001, "gpu_idle"), (0x002, "applications_clocks_setting"), (0x004, "sw_power_cap"),
+    (0x008, "hw_slowdown"), (0x010, "sync_boost"), (0x020, "sw_thermal_slowdown"),
+    (0x040, "hw_thermal_slowdown"), (0x080, "hw_power_brake_slowdown"), (0x100, "display_clock_setting"),
+    (0x200, "board_limit"), (0x400, "reliability"),
+)
+_KNOWN_BITS = sum(bit for bit, _ in CLOCK_EVENT_REASONS)
+
+
+def decode_clock_event_reasons(mask: int) -> tuple[str, ...]:
+    """Names of the bits set in an NVML clock event reason mask; a bit this agent does not know is kept
+    as unknown_0x... rather than dropped."""
+    names = [name for bit, name in CLOCK_EVENT_REASONS if mask & bit]
+    rest = mask & ~_KNOWN_BITS
+    return tuple(names + [f"unknown_{1 << i:#x}" for i in range(64) if rest >> i & 1])
+
+
+def clock_event_mask(nv: Any, handle: Any, current: bool = True) -> int | None:
+    """The raw reason mask (active now, or supported); None when NVML does not report it. Drivers before
+    R535 lack the ...ClocksEventReasons functions (NVMLError_FunctionNotFound): their ...ThrottleReasons."""
+    new, old = ((nv.nvmlDeviceGetCurrentClocksEventReasons, nv.nvmlDeviceGetCurrentClocksThrottleReasons) if current
+                else (nv.nvmlDeviceGetSupportedClocksEventReasons, nv.nvmlDeviceGetSupportedClocksThrottleReasons))
+    try:
+        return int(new(handle))
+    except nv.NVMLError as exc:
+        if exc.value != nv.NVML_ERROR_FUNCTION_NOT_FOUND:
+            return None
+    try:
+        return int(old(handle))
+    except nv.NVMLError:
+        return None
 
 
 def _text(value: Any) -> str:
@@ -105,6 +140,8 @@ class NvmlGpuCollector:
         limit = self._opt(nv.nvmlDeviceGetEnforcedPowerLimit, h)
         procs = self._opt(nv.nvmlDeviceGetComputeRunningProcesses, h) or ()
         uuid, name = self._opt(nv.nvmlDeviceGetUUID, h), self._opt(nv.nvmlDeviceGetName, h)
+        active, supported = clock_event_mask(nv, h, current=True), clock_event_mask(nv, h, current=False)
+        corrected, uncorrected = self._ecc(nv, h)
         processes = []
         for p in procs:
             used = getattr(p, "usedGpuMemory", None)  # None when NVML reports N/A (e.g. under MIG) ...
@@ -123,7 +160,21 @@ class NvmlGpuCollector:
             power_watts=power / 1000.0 if power is not None else None,  # NVML reports milliwatts
             power_limit_watts=limit / 1000.0 if limit is not None else None,
             processes=tuple(processes),
+            clock_event_reasons=None if active is None else decode_clock_event_reasons(active),
+            clock_event_reasons_supported=None if supported is None else decode_clock_event_reasons(supported),
+            ecc_errors_corrected_volatile=corrected,
+            ecc_errors_uncorrected_volatile=uncorrected,
         )
+
+    def _ecc(self, nv: Any, h: Any) -> tuple[int | None, int | None]:
+        """Volatile (since the driver loaded) corrected and uncorrected ECC error counts. A GPU without ECC,
+        or with ECC turned off, has none: absent, not 0."""
+        mode = self._opt(nv.nvmlDeviceGetEccMode, h)  # [current, pending]
+        if mode is None or mode[0] != nv.NVML_FEATURE_ENABLED:
+            return None, None
+        counts = [self._opt(nv.nvmlDeviceGetTotalEccErrors, h, kind, nv.NVML_VOLATILE_ECC)
+                  for kind in (nv.NVML_MEMORY_ERROR_TYPE_CORRECTED, nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED)]
+        return tuple(int(c) if c is not None else None for c in counts)  # type: ignore[return-value]
 
 
 class NoGpuCollector:
@@ -133,34 +184,61 @@ class NoGpuCollector:
         return GpuReport(source="none", error="GPU collection disabled (--gpu none)")
 
 
+def simulated_node_faults(asr_url: str, timeout: float = 0.5) -> dict | None:
+    """DEMO ONLY: the simulated node's own report of its simulated GPU (GET /_sim/stats: gpu_leaked_bytes,
+    gpu_hot); None when it does not answer (a crashed process holds no GPU memory)."""
+    import urllib.request  # late: only the demo's agents need it (the agent's memory floor)
+
+    try:
+        with urllib.request.urlopen(asr_url.rstrip("/") + "/_sim/stats", timeout=timeout) as r:
+            body = json.loads(r.read())
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
 class SimulatedGpuCollector:
-    """Demo only: derives one GPU's load from the node's in-flight requests. Labelled simulated everywhere."""
+    """Demo only: derives one GPU's load from the node's in-flight requests, and its leaked memory and heat
+    from the simulated node's fault knobs (`node_faults`, read from its /_sim/stats). Labelled simulated
+    everywhere; a simulated GPU has no ECC (absent) and reports only thermal clock event reasons."""
 
     source = "simulated"
     MEMORY_TOTAL = 80 * 1024**3
     MODEL_MEMORY = 6 * 1024**3  # weights resident while idle
     PER_REQUEST_MEMORY = 1536 * 1024**2
+    HOT_CELSIUS = 94.0
+    THERMAL_REASONS = ("sw_thermal_slowdown", "hw_thermal_slowdown")
 
-    def __init__(self, node: str, slots: int = 4, pid: Callable[[], int | None] = lambda: None):
-        self.node, self.slots, self.pid = node, max(1, slots), pid
+    def __init__(self, node: str, slots: int = 4, pid: Callable[[], int | None] = lambda: None,
+                 node_faults: Callable[[], dict | None] = lambda: None):
+        self.node, self.slots, self.pid, self.node_faults = node, max(1, slots), pid, node_faults
 
     def collect(self, in_flight: int | None = None) -> GpuReport:
         busy = max(0, in_flight or 0)
         util = min(1.0, 0.02 + 0.96 * busy / self.slots)
-        used = min(self.MEMORY_TOTAL, self.MODEL_MEMORY + self.PER_REQUEST_MEMORY * min(busy, self.slots * 2))
+        faults = self.node_faults() or {}
+        leaked = faults.get("gpu_leaked_bytes")
+        leaked = leaked if isinstance(leaked, int) and not isinstance(leaked, bool) and leaked > 0 else 0
+        hot = faults.get("gpu_hot") is True
+        used = min(self.MEMORY_TOTAL,
+                   self.MODEL_MEMORY + self.PER_REQUEST_MEMORY * min(busy, self.slots * 2) + leaked)
         pid = self.pid()
         procs = (GpuProcessSnap(pid, "simulated-asr", used),) if pid else ()
         gpu = GpuSnap(index=0, uuid=f"GPU-simulated-{self.node}-0", name="Simulated NVIDIA H100 80GB HBM3",
                       utilization_ratio=round(util, 3), memory_used_bytes=used,
-                      memory_total_bytes=self.MEMORY_TOTAL, temperature_celsius=round(34 + 30 * util, 1),
-                      power_watts=round(70 + 560 * util, 1), power_limit_watts=700.0, processes=procs)
+                      memory_total_bytes=self.MEMORY_TOTAL,
+                      temperature_celsius=self.HOT_CELSIUS if hot else round(34 + 30 * util, 1),
+                      power_watts=round(70 + 560 * util, 1), power_limit_watts=700.0, processes=procs,
+                      clock_event_reasons=self.THERMAL_REASONS if hot else (),
+                      clock_event_reasons_supported=self.THERMAL_REASONS)
         return GpuReport(source="simulated", error=None, gpus=(gpu,), driver="simulated", cuda="simulated")
 
 
 def make_gpu_collector(kind: str, node: str, psutil_mod: Any = None,
-                       asr_pid: Callable[[], int | None] = lambda: None) -> Any:
+                       asr_pid: Callable[[], int | None] = lambda: None, asr_url: str | None = None) -> Any:
     if kind == "nvml":
         return NvmlGpuCollector(psutil_mod=psutil_mod)
     if kind == "simulated":
-        return SimulatedGpuCollector(node, pid=asr_pid)
+        faults = (lambda: simulated_node_faults(asr_url)) if asr_url else (lambda: None)
+        return SimulatedGpuCollector(node, pid=asr_pid, node_faults=faults)
     return NoGpuCollector()

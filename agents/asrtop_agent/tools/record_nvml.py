@@ -19,6 +19,8 @@ import socket
 import sys
 from typing import Any, Callable
 
+from ..collectors.gpu import clock_event_mask
+
 
 def _text(v: Any) -> Any:
     return v.decode() if isinstance(v, bytes) else v
@@ -48,6 +50,7 @@ def record(nv: Any, note: str | None = None) -> dict:
             util = opt(nv.nvmlDeviceGetUtilizationRates, h)
             mem = opt(nv.nvmlDeviceGetMemoryInfo, h)
             procs = opt(nv.nvmlDeviceGetComputeRunningProcesses, h)
+            ecc_mode = opt(nv.nvmlDeviceGetEccMode, h)
             devices.append({
                 "index": i,
                 "uuid": _text(opt(nv.nvmlDeviceGetUUID, h)),
@@ -59,6 +62,14 @@ def record(nv: Any, note: str | None = None) -> dict:
                 "enforced_power_limit_mw": opt(nv.nvmlDeviceGetEnforcedPowerLimit, h),
                 "compute_processes": None if procs is None else [
                     {"pid": p.pid, "usedGpuMemory": getattr(p, "usedGpuMemory", None)} for p in procs],
+                # raw masks (the new NVML names, or the pre-R535 ones where those are not found)
+                "clocks_event_reasons_current": clock_event_mask(nv, h, current=True),
+                "clocks_event_reasons_supported": clock_event_mask(nv, h, current=False),
+                "ecc_mode": None if ecc_mode is None else list(ecc_mode),  # [current, pending]
+                "total_ecc_errors_volatile": None if ecc_mode is None else {
+                    kind: opt(nv.nvmlDeviceGetTotalEccErrors, h, code, nv.NVML_VOLATILE_ECC)
+                    for kind, code in (("corrected", nv.NVML_MEMORY_ERROR_TYPE_CORRECTED),
+                                       ("uncorrected", nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED))},
             })
         return {
             "_comment": f"Recorded with asrtop_agent.tools.record_nvml ({_nvml_py_version()}) on "
