@@ -25,8 +25,12 @@ import asrtop.control.rules as rules
 from asrtop.control.drift import ready_again, undone_line
 from asrtop.control.model import GUARD_MODEL, Action, ActionResult
 from asrtop.control.seams import ActionController, AuditReader, Recoverer, RolloutStarter
+from asrtop.config import ProblemsConfig
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import FleetHistory
+from asrtop.problems.engine import ProblemTracker
+from asrtop.problems.model import Problem
+from asrtop.problems.rules import tracker
 from asrtop.sources import FleetSource
 from asrtop.tui.app_rollout import RolloutActions
 from asrtop.tui.commands import FleetCommands
@@ -65,8 +69,13 @@ class AsrtopApp(RolloutActions, App):
     def __init__(self, source: FleetSource, controller: ActionController | None = None, *, cluster: str = "asrtop",
                  refresh: float = 1.0, read_only: bool = False, audit: AuditReader | None = None,
                  max_weight: int = 256, min_weight: int = 0, close_source: bool = True,
-                 recovery: Recoverer | None = None, rollout: RolloutStarter | None = None):
+                 recovery: Recoverer | None = None, rollout: RolloutStarter | None = None,
+                 problem_tracker: ProblemTracker | None = None):
         super().__init__()
+        # the problem rules over each snapshot and the history (build_app: the cluster's [problems] and min_ready)
+        self.problem_tracker = problem_tracker or tracker(ProblemsConfig())
+        self.problems: tuple[Problem, ...] = ()
+        self._rules_error: str | None = None
         self.rollout = rollout  # the rollout engine + a detached `asrtop rollout --resume` (None: no rollouts here)
         self._rollouts_watched: set[str] = set()  # rollouts seen running or stopped: shown (one line) once ended
         self._rollout_reading = False  # a read of the rollout's files is out (RolloutActions.follow_rollout)
@@ -82,7 +91,7 @@ class AsrtopApp(RolloutActions, App):
         self.min_weight = min_weight
         self.close_source = close_source
         self.snapshot: FleetSnapshot | None = None
-        self.history = FleetHistory(capacity=max(60, int(300 / max(refresh, 0.1))))  # ~5 minutes
+        self.history = FleetHistory(capacity=max(60, int(600 / max(refresh, 0.1))))  # ~10 minutes: the trend rules
         self.draining: dict[str, int | None] = {}  # node -> last in-flight seen since our drain
         self._drain_started: dict[str, int] = {}  # node -> last poll started before the drain was sent
         self.poll_seq = 0
@@ -123,7 +132,7 @@ class AsrtopApp(RolloutActions, App):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        keys = [b for b in FleetScreen.BINDINGS if (b.show or b.key in ("S", "escape")) and b.action != "app.help"]
+        keys = [b for b in FleetScreen.BINDINGS if (b.show or b.key in ("S", "escape", "p")) and b.action != "app.help"]
         if self.read_only:
             keys = [b for b in keys if b.action not in CONSOLE_ACTIONS]
         self.push_screen(HelpScreen(keys, self.read_only, self.snapshot.notes if self.snapshot else ()))
@@ -182,6 +191,7 @@ class AsrtopApp(RolloutActions, App):
             self.last_error = None
             self.refreshes += 1
             self.history.record(snap)
+            self._update_problems(snap)
             self._track_drains(snap, message.seq)
             self._notify_changes(snap)
             self.follow_rollout()
@@ -189,6 +199,19 @@ class AsrtopApp(RolloutActions, App):
                 # A screen still composing has no widgets yet; it pulls self.snapshot when it mounts.
                 if isinstance(screen, ShowsFleet) and screen.is_mounted:
                     screen.show_fleet(snap)
+
+    def _update_problems(self, snap: FleetSnapshot) -> None:
+        """The rules are pure and cheap (a budget of 10 ms at 1,000 nodes), so they run here, on the UI loop. A
+        rule that raises keeps the last problems and says so once, instead of taking the console down."""
+        try:
+            self.problems = self.problem_tracker.update(snap, self.history)
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            if error != self._rules_error:
+                self.notify(f"problem rules failed: {error}", severity="error", timeout=10)
+            self._rules_error = error
+        else:
+            self._rules_error = None
 
     def on_refresh_failed(self, message: RefreshFailed) -> None:
         self.last_error = message.error
