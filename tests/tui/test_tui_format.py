@@ -264,3 +264,12 @@ def test_header_opens_its_third_line_with_the_problem_count():
     assert line[0] == ("3 problems: 1 CRIT", ALERT)  # reverse video: it survives NO_COLOR
     assert header_lines(s, "lab", False, problems=(warn,))[2][0] == ("1 problem: 1 WARN", "bold yellow")
     assert "problem" not in "".join(t for t, _ in header_lines(s, "lab", False)[2])
+
+
+def test_severity_words_keep_an_attribute_without_colour():
+    from asrtop.problems.model import Severity
+    from asrtop.tui.widgets.problems_panel import severity_style
+
+    assert severity_style(Severity.CRITICAL, colour=False) == "bold reverse"  # not grey on grey
+    assert severity_style(Severity.WARNING, colour=False) == "bold"
+    assert "red" in severity_style(Severity.CRITICAL)

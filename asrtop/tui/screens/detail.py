@@ -22,7 +22,7 @@ from asrtop.problems.words import of_node, problem_words
 from asrtop.traffic import REQUESTS_SOURCE_WORDS
 from asrtop.tui.format import DIM, bar, bar_style, human_bytes, rate, seconds, sparkline, state_cell
 from asrtop.tui.widgets.keybar import KeyBar
-from asrtop.tui.widgets.problems_panel import SEVERITY_STYLE
+from asrtop.tui.widgets.problems_panel import severity_style
 
 SPARK_WIDTH = 48
 KEY_WIDTH = 16  # "  " + the 14-column key of a key/value line
@@ -56,7 +56,7 @@ def hanging(text: str, indent: int, cols: int) -> str:
 
 def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, audit: Sequence[AuditEntry] | None,
                   audit_error: str | None = None, width: int = SPARK_WIDTH, cols: int = 200,
-                  problems: Sequence[Problem] = ()) -> Text:
+                  problems: Sequence[Problem] = (), colour: bool = True) -> Text:
     """`width`: the sparklines' length; `cols`: the screen's, long values wrap under themselves within it.
     `problems`: the node's own (asrtop.problems.words.of_node), listed first: what is wrong before the figures."""
     t = Text()
@@ -87,7 +87,8 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
         head("Problems")
         for p in problems:
             w = problem_words(p, snap.taken_at)
-            t.append(f"  {w.severity}", SEVERITY_STYLE[p.severity])
+            t.append("  ")
+            t.append(w.severity, severity_style(p.severity, colour))
             t.append(f"  since {w.age:<5} ", DIM)
             t.append(hanging(w.text, PROBLEM_INDENT, cols) + "\n")
             if w.action:
@@ -241,7 +242,7 @@ class NodeDetailScreen(Screen):
         width = max(10, min(SPARK_WIDTH, cols - 34)) if self.size.width else SPARK_WIDTH
         self.query_one("#detail", Static).update(
             render_detail(node, snap, self.app.history, self.audit, self.audit_error, width, cols,
-                          of_node(self.app.problems, self.node)))
+                          of_node(self.app.problems, self.node), not self.app.no_color))
 
     def set_audit(self, entries: list[AuditEntry] | None, error: str | None) -> None:
         self.audit, self.audit_error = entries, error

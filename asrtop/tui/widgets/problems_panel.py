@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 
 from asrtop.problems.model import Problem, Severity, ordered
 from asrtop.problems.words import count_line, problem_words
+from asrtop.tui.format import without_colour
 
 SEVERITY_STYLE = {Severity.CRITICAL: "bold reverse red", Severity.WARNING: "bold yellow"}  # the word says it too
 WHERE_MAX = 16  # a longer node or balancer name is cut with '…'
@@ -31,7 +32,13 @@ def list_rows(height: int, rollout: bool) -> int:
     return max(2, min(8, height // 6)) - (1 if rollout else 0)
 
 
-def line_of(p: Problem, now: float, where_width: int, action_width: int) -> Table:
+def severity_style(severity: Severity, colour: bool = True) -> str:
+    """Without colour (NO_COLOR) the attributes only: reverse red would turn grey on grey (format.without_colour)."""
+    style = SEVERITY_STYLE[severity]
+    return style if colour else without_colour(style)
+
+
+def line_of(p: Problem, now: float, where_width: int, action_width: int, colour: bool = True) -> Table:
     """One problem as a one-line grid; the columns' widths are the panel's, so the lines align."""
     w = problem_words(p, now)
     grid = Table.grid(padding=(0, 1), expand=True)
@@ -41,7 +48,7 @@ def line_of(p: Problem, now: float, where_width: int, action_width: int) -> Tabl
     grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
     if w.action:  # as wide as the panel's widest action: the actions align; a line without one has the room
         grid.add_column(width=action_width, no_wrap=True)
-    cells = [Text(w.severity, SEVERITY_STYLE[p.severity]), Text(w.where, "bold"), Text(w.age, "dim"), Text(w.text)]
+    cells = [Text(w.severity, severity_style(p.severity, colour)), Text(w.where, "bold"), Text(w.age, "dim"), Text(w.text)]
     grid.add_row(*cells, *([Text(w.action, "bold")] if w.action else []))
     return grid
 
@@ -104,7 +111,8 @@ class ProblemsPanel(Vertical):
         self.problems = problems
         where_width = min(WHERE_MAX, max((len(p.where) for p in problems), default=4))
         action_width = max((len(problem_words(p, now).action) for p in problems), default=0)
-        prompts = [line_of(p, now, where_width, action_width) for p in problems]
+        colour = not self.app.no_color
+        prompts = [line_of(p, now, where_width, action_width, colour) for p in problems]
         if same and listing.option_count == len(prompts):
             for i, prompt in enumerate(prompts):  # the same problems with new figures: highlight and scroll stay
                 listing.replace_option_prompt_at_index(i, prompt)
