@@ -25,13 +25,11 @@ import asrtop.control.rules as rules
 from asrtop.control.drift import ready_again, undone_line
 from asrtop.control.model import GUARD_MODEL, Action, ActionResult
 from asrtop.control.seams import ActionController, AuditReader, Recoverer, RolloutStarter
-from asrtop.config import ProblemsConfig
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import FleetHistory
 from asrtop.problems.engine import ProblemTracker
-from asrtop.problems.model import Problem
-from asrtop.problems.rules import tracker
 from asrtop.sources import FleetSource
+from asrtop.tui.app_problems import ProblemWatch
 from asrtop.tui.app_rollout import RolloutActions
 from asrtop.tui.commands import FleetCommands
 from asrtop.tui.screens import ShowsFleet
@@ -56,7 +54,7 @@ class RefreshFailed(Message):
         self.error = error
 
 
-class AsrtopApp(RolloutActions, App):
+class AsrtopApp(RolloutActions, ProblemWatch, App):
     CSS_PATH = "asrtop.tcss"
     TITLE = "asrtop"
     COMMANDS = App.COMMANDS | {FleetCommands}
@@ -72,10 +70,7 @@ class AsrtopApp(RolloutActions, App):
                  recovery: Recoverer | None = None, rollout: RolloutStarter | None = None,
                  problem_tracker: ProblemTracker | None = None):
         super().__init__()
-        # the problem rules over each snapshot and the history (build_app: the cluster's [problems] and min_ready)
-        self.problem_tracker = problem_tracker or tracker(ProblemsConfig())
-        self.problems: tuple[Problem, ...] = ()
-        self._rules_error: str | None = None
+        self.init_problems(problem_tracker)  # the problem rules over each snapshot and the history
         self.rollout = rollout  # the rollout engine + a detached `asrtop rollout --resume` (None: no rollouts here)
         self._rollouts_watched: set[str] = set()  # rollouts seen running or stopped: shown (one line) once ended
         self._rollout_reading = False  # a read of the rollout's files is out (RolloutActions.follow_rollout)
@@ -191,7 +186,7 @@ class AsrtopApp(RolloutActions, App):
             self.last_error = None
             self.refreshes += 1
             self.history.record(snap)
-            self._update_problems(snap)
+            self.update_problems(snap)
             self._track_drains(snap, message.seq)
             self._notify_changes(snap)
             self.follow_rollout()
@@ -199,19 +194,6 @@ class AsrtopApp(RolloutActions, App):
                 # A screen still composing has no widgets yet; it pulls self.snapshot when it mounts.
                 if isinstance(screen, ShowsFleet) and screen.is_mounted:
                     screen.show_fleet(snap)
-
-    def _update_problems(self, snap: FleetSnapshot) -> None:
-        """The rules are pure and cheap (a budget of 10 ms at 1,000 nodes), so they run here, on the UI loop. A
-        rule that raises keeps the last problems and says so once, instead of taking the console down."""
-        try:
-            self.problems = self.problem_tracker.update(snap, self.history)
-        except Exception as e:
-            error = f"{type(e).__name__}: {e}"
-            if error != self._rules_error:
-                self.notify(f"problem rules failed: {error}", severity="error", timeout=10)
-            self._rules_error = error
-        else:
-            self._rules_error = None
 
     def on_refresh_failed(self, message: RefreshFailed) -> None:
         self.last_error = message.error
