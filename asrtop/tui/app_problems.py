@@ -11,7 +11,8 @@ from asrtop.problems.rules import tracker
 
 
 class ProblemWatch:
-    """Needs the App's history (FleetHistory) and notify; AsrtopApp calls init_problems() in its __init__ (not watch_*: Textual would take it for a watcher)."""
+    """Needs the App's history (FleetHistory) and notify; AsrtopApp calls init_problems() in its __init__ (not
+    named watch_*: Textual would take that for a reactive's watcher)."""
 
     def init_problems(self, problem_tracker: ProblemTracker | None) -> None:
         """`problem_tracker`: build_app's is the cluster's rules under its [problems] and min_ready; tests inject

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 from fakes import T0, FakeAudit, FakeController, FakeFleet, fleet_of_12
-from screen import screen_lines, screen_text, settled, wait_for
+from screen import run_from_palette, screen_lines, screen_text, settled, wait_for
 from test_tui_layout import check_golden, table_region
 from test_tui_rollout import RUNNING, FakeStarter, state_of
 
@@ -101,6 +101,26 @@ async def test_no_problems_no_panel_no_count():
         assert "problem" not in text and CRITICAL_MARK not in text
 
 
+async def test_p_without_problems_says_so_and_help_and_palette_name_the_list():
+    found: dict = {}
+    app, _ = make_app(found)
+    async with app.run_test(size=(120, 35)) as pilot:
+        await settled(pilot, app)
+        await pilot.press("p")
+        assert app.focused is app.fleet_screen.table
+        assert any(n.message == "no problems" for n in app._notifications)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: "asrtop keys" in screen_text(app), what="help")
+        text = screen_text(app)
+        assert "p              to the problems list" in text
+        assert f"{CRITICAL_MARK}              in the first column: the node has a critical problem" in text
+        await pilot.press("escape")
+        put(found, LEAK)
+        await refreshed(pilot, app)
+        await run_from_palette(pilot, "Problems list")
+        await wait_for(pilot, lambda: app.focused is panel(app).list, what="the list focused from the palette")
+
+
 async def test_panel_lists_problems_most_severe_then_newest_with_words_and_actions():
     found: dict = {}
     # node-2's leak began 10 minutes ago, node-5's heat 3 minutes ago, node-4's model differs since 1 minute
@@ -160,6 +180,10 @@ async def test_enter_on_a_problem_opens_its_node_and_esc_returns_to_its_row():
         assert app.focused is table and table.cursor_node == "node-2"
         await pilot.press("p", "escape")  # esc leaves the list for the table (and clears nothing)
         assert app.focused is table
+        await pilot.press("home")
+        assert table.cursor_node == "node-1"
+        await pilot.press("tab")  # Tab reaches the list too; the cursor follows its highlighted problem (node-2's)
+        assert app.focused is panel(app).list and table.cursor_node == "node-2"
 
 
 async def test_a_cleared_problem_leaves_panel_count_and_mark():

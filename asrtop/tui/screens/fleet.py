@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -256,12 +257,17 @@ class FleetScreen(Screen):
         elif panel.has_class("hidden"):
             self.notify("no problems", timeout=2)
         else:
-            listing = panel.list
-            self.set_focus(listing)
-            if listing.highlighted is None:
-                listing.highlighted = 0  # its event follows: the table's cursor goes to the node
-            else:
-                self._follow(listing.highlighted)
+            self.set_focus(panel.list)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """The list took the focus (`p`, Tab, a click): the table's cursor goes to its problem's node."""
+        listing = self.problems_panel.list
+        if event.widget is not listing:
+            return
+        if listing.highlighted is None:
+            listing.highlighted = 0  # its event follows
+        else:
+            self._follow(listing.highlighted)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()

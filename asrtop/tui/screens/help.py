@@ -29,8 +29,7 @@ DESCRIBE = {
     "models": "model view: nodes grouped by model digest, files that differ",
     "rollout": "rolling upgrade of the selected nodes (else all): plan, confirm, progress under the table",
     "clear": "clear the filter, then the selection",
-    "problems": "to the problems list under the table and back (↑↓ moves the table's cursor too; enter opens "
-                "the node; esc back)",
+    "problems": "to the problems list under the table and back (enter opens a problem's node)",
 }
 EXTRA = [("enter", "node detail (GPUs, sparklines, model, audit, problems)"),
          ("↑ ↓ pgup pgdn", "move"), ("home end", "first / last node"),

@@ -2,7 +2,7 @@
 
 Each line reads severity word, where, since, what, and what would help (asrtop.problems.words: the same words as
 `asrtop check`), the text cut with '…' so that the action always shows whole. The list takes a few lines at most
-(list_rows) and scrolls; the line above it says how many are out of view. It takes the focus only when asked
+(list_rows) and scrolls; the line above it says how many did not fit. It takes the focus only when asked
 (`p`, Tab or the mouse), so the table's keys stay the table's; the screen handles Enter (open the node).
 """
 
@@ -48,7 +48,8 @@ def line_of(p: Problem, now: float, where_width: int, action_width: int, colour:
     grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
     if w.action:  # as wide as the panel's widest action: the actions align; a line without one has the room
         grid.add_column(width=action_width, no_wrap=True)
-    cells = [Text(w.severity, severity_style(p.severity, colour)), Text(w.where, "bold"), Text(w.age, "dim"), Text(w.text)]
+    cells = [Text(w.severity, severity_style(p.severity, colour)), Text(w.where, "bold"), Text(w.age, "dim"),
+             Text(w.text)]
     grid.add_row(*cells, *([Text(w.action, "bold")] if w.action else []))
     return grid
 
