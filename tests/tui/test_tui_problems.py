@@ -265,3 +265,16 @@ async def test_problems_and_rollout_share_the_space_under_the_table():
         assert panel(app).list.size.height == 3  # one line less beside a rollout
     assert "4 problems: 1 CRIT, 3 WARN" in "\n".join(lines)  # the panel's count
     check_golden("problems_rollout_80x24", lines)
+
+
+async def test_a_fleet_wide_outage_lists_the_first_fifty_and_counts_them_all():
+    from asrtop.tui.widgets.problems_panel import LISTED_MAX
+
+    found: dict = {}
+    fleet = FakeFleet(60, odd_model=(), backups=())
+    put(found, *(Finding("agent-stale", f"node-{i}", WARN, "agent silent for 12 s", None) for i in range(1, 61)))
+    app, _ = make_app(found, fleet=fleet)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot, app)
+        assert len(app.problems) == 60 and panel(app).list.option_count == LISTED_MAX == 50
+        assert panel_lines(app)[0].lstrip().startswith("60 problems: 60 WARN · the first 50 listed: scroll the list")

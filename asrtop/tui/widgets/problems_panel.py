@@ -23,6 +23,7 @@ from asrtop.tui.format import without_colour
 
 SEVERITY_STYLE = {Severity.CRITICAL: "bold reverse red", Severity.WARNING: "bold yellow"}  # the word says it too
 WHERE_MAX = 16  # a longer node or balancer name is cut with '…'
+LISTED_MAX = 50  # lines in the list at most: a fleet-wide outage (1,000 stale agents) must not slow each refresh
 KEYS_HINT = "p: to the list · enter: open the node · esc: back to the table"
 
 
@@ -99,12 +100,13 @@ class ProblemsPanel(Vertical):
         self.set_class(not problems, "hidden")
         listing = self.list
         listing.styles.max_height = rows
-        words = tuple((p.key, problem_words(p, now)) for p in problems)
+        listed = problems[:LISTED_MAX]
+        words = tuple((p.key, problem_words(p, now)) for p in listed)
         if words != self._lines:
             self._lines = words
-            self._fill(listing, problems, now)
+            self._fill(listing, listed, now)
         self._count = count_line(problems)
-        self._title(rows)
+        self._title(rows, len(problems))
 
     def _fill(self, listing: OptionList, problems: tuple[Problem, ...], now: float) -> None:
         keep = self.problem_at(listing.highlighted)
@@ -124,11 +126,13 @@ class ProblemsPanel(Vertical):
         if keep is not None and keep.key in keys:  # the highlight follows its problem
             listing.highlighted = keys.index(keep.key)
 
-    def _title(self, rows: int) -> None:
-        hidden = max(0, len(self.problems) - rows)
+    def _title(self, rows: int, total: int) -> None:
+        listed = len(self.problems)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(self._count, "bold")
-        if hidden:
-            text.append(f" · {hidden} more: scroll the list", "bold")
+        if total > listed:
+            text.append(f" · the first {listed} listed: scroll the list", "bold")
+        elif listed > rows:
+            text.append(f" · {listed - rows} more: scroll the list", "bold")
         text.append(f"   {KEYS_HINT}", "dim")
         self.query_one("#problems-title", Static).update(text)
