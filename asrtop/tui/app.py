@@ -27,7 +27,9 @@ from asrtop.control.model import GUARD_MODEL, Action, ActionResult
 from asrtop.control.seams import ActionController, AuditReader, Recoverer, RolloutStarter
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import FleetHistory
+from asrtop.problems.engine import ProblemTracker
 from asrtop.sources import FleetSource
+from asrtop.tui.app_problems import ProblemWatch
 from asrtop.tui.app_rollout import RolloutActions
 from asrtop.tui.commands import FleetCommands
 from asrtop.tui.screens import ShowsFleet
@@ -52,7 +54,7 @@ class RefreshFailed(Message):
         self.error = error
 
 
-class AsrtopApp(RolloutActions, App):
+class AsrtopApp(RolloutActions, ProblemWatch, App):
     CSS_PATH = "asrtop.tcss"
     TITLE = "asrtop"
     COMMANDS = App.COMMANDS | {FleetCommands}
@@ -65,8 +67,10 @@ class AsrtopApp(RolloutActions, App):
     def __init__(self, source: FleetSource, controller: ActionController | None = None, *, cluster: str = "asrtop",
                  refresh: float = 1.0, read_only: bool = False, audit: AuditReader | None = None,
                  max_weight: int = 256, min_weight: int = 0, close_source: bool = True,
-                 recovery: Recoverer | None = None, rollout: RolloutStarter | None = None):
+                 recovery: Recoverer | None = None, rollout: RolloutStarter | None = None,
+                 problem_tracker: ProblemTracker | None = None):
         super().__init__()
+        self.init_problems(problem_tracker)  # the problem rules over each snapshot and the history
         self.rollout = rollout  # the rollout engine + a detached `asrtop rollout --resume` (None: no rollouts here)
         self._rollouts_watched: set[str] = set()  # rollouts seen running or stopped: shown (one line) once ended
         self._rollout_reading = False  # a read of the rollout's files is out (RolloutActions.follow_rollout)
@@ -82,7 +86,7 @@ class AsrtopApp(RolloutActions, App):
         self.min_weight = min_weight
         self.close_source = close_source
         self.snapshot: FleetSnapshot | None = None
-        self.history = FleetHistory(capacity=max(60, int(300 / max(refresh, 0.1))))  # ~5 minutes
+        self.history = FleetHistory(capacity=max(60, int(600 / max(refresh, 0.1))))  # ~10 minutes: the trend rules
         self.draining: dict[str, int | None] = {}  # node -> last in-flight seen since our drain
         self._drain_started: dict[str, int] = {}  # node -> last poll started before the drain was sent
         self.poll_seq = 0
@@ -123,7 +127,7 @@ class AsrtopApp(RolloutActions, App):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        keys = [b for b in FleetScreen.BINDINGS if (b.show or b.key in ("S", "escape")) and b.action != "app.help"]
+        keys = [b for b in FleetScreen.BINDINGS if (b.show or b.key in ("S", "escape", "p")) and b.action != "app.help"]
         if self.read_only:
             keys = [b for b in keys if b.action not in CONSOLE_ACTIONS]
         self.push_screen(HelpScreen(keys, self.read_only, self.snapshot.notes if self.snapshot else ()))
@@ -182,6 +186,7 @@ class AsrtopApp(RolloutActions, App):
             self.last_error = None
             self.refreshes += 1
             self.history.record(snap)
+            self.update_problems(snap)
             self._track_drains(snap, message.seq)
             self._notify_changes(snap)
             self.follow_rollout()

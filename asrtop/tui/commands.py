@@ -43,6 +43,7 @@ class FleetCommands(Provider):
         cmds.append(("Config order", partial(fleet.table.set_sort, None, False), "unsorted"))
         cmds.append(("Filter nodes", fleet.action_filter, "by name, state or model digest prefix"))
         cmds.append(("Model view", app.open_models, "nodes grouped by model digest"))
+        cmds.append(("Problems list", fleet.action_problems, "to the problems under the table and back (p)"))
         cmds.append(("Show keys", app.action_help, "every key binding"))
         if app.snapshot is not None:
             for n in app.snapshot.nodes[:500]:

@@ -27,6 +27,7 @@ DIM = "grey50"
 HOT_RATIO = 0.9  # GPU util / memory at or above this is hot: red, and its percentage in reverse video
 HOT_TEMP = 85.0  # °C
 ALARM = "bold reverse"  # the figure an operator must not miss: hot percentage, hot temperature, model drift
+CRITICAL_MARK = "✗"  # in the first column: the node has a critical problem (asrtop.problems), in reverse video
 SIM_MARK = "~"  # before a GPU percentage read from a simulated GPU (agent gpu_source "simulated")
 SIM_LABELS = {"gpu": "gpu ~=sim", "mem": "gmem ~=sim"}  # column labels while any node's GPU is simulated
 
@@ -241,6 +242,7 @@ class TableContext:
     selected: frozenset[str]
     gpu_simulated: bool = False  # some node's GPU readings are simulated: the GPU columns say so
     agent_counted: bool = False  # some node's request figures are counted by its agent: req/s, 5xx, resp say so
+    critical: frozenset[str] = frozenset()  # nodes with a critical problem (asrtop.problems.words.critical_nodes)
 
 
 @dataclass(frozen=True)
@@ -263,13 +265,13 @@ def model_facts(snap: FleetSnapshot) -> ModelFacts:
 
 
 def table_context(snap: FleetSnapshot, draining: Mapping[str, int | None] = {},
-                  selected: Iterable[str] = ()) -> TableContext:
+                  selected: Iterable[str] = (), critical: Iterable[str] = ()) -> TableContext:
     facts = model_facts(snap)
     groups = [g for g in facts.groups if g.digest is not None]
     styles = {g.digest: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(groups)}
     return TableContext(snap.taken_at, styles, facts.target, facts.differing, dict(draining), frozenset(selected),
                         any(gpu_simulated(n) for n in snap.nodes),
-                        bool(snap.nodes_agent_counted))
+                        bool(snap.nodes_agent_counted), frozenset(critical))
 
 
 def gpu_simulated(node: NodeView) -> bool:
@@ -337,7 +339,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     cpu = st.host.cpu_ratio if st is not None else None
     mark = AGENT_COUNTED_MARK if node.agent_counted else ""
     cells = (
-        ("●", "bold cyan") if node.name in ctx.selected else ("!", "bold red") if grey else (" ", ""),
+        _mark_cell(node.name, ctx, grey),
         (node.name, "bold"),
         state_cell(node),
         infl,
@@ -357,6 +359,15 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     if grey:  # keep the text (and the markers), lose the colour: the row reads as "not live"
         cells = tuple((c[0], c[1] if k in ("sel", "age") else DIM) for c, k in zip(cells, COLUMN_KEYS))
     return cells
+
+
+def _mark_cell(name: str, ctx: TableContext, grey: bool) -> Cell:
+    """The first column: selected (the actions' targets) before a critical problem before a stale agent."""
+    if name in ctx.selected:
+        return "●", "bold cyan"
+    if name in ctx.critical:
+        return CRITICAL_MARK, f"{ALARM} red"
+    return ("!", "bold red") if grey else (" ", "")
 
 
 def _marked(mark: str, text: str, value: object, style: str) -> Cell:

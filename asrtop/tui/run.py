@@ -31,6 +31,7 @@ def build_app(args: argparse.Namespace, config: ClusterConfig, app_class: type[A
     from asrtop.control.journal import ChangesInProgress, InterruptedNotes, Journal
     from asrtop.control.recover import Recovery
     from asrtop.control.rules import weight_bounds
+    from asrtop.problems.rules import tracker
     from asrtop.sources.factory import build_fleet_source
     from asrtop.tui.app import AsrtopApp
 
@@ -45,7 +46,8 @@ def build_app(args: argparse.Namespace, config: ClusterConfig, app_class: type[A
     min_weight, max_weight = weight_bounds(balancers)
     return (app_class or AsrtopApp)(source, controller, cluster=config.name, refresh=config.refresh,
                                     read_only=read_only, audit=audit, max_weight=max_weight, min_weight=min_weight,
-                                    recovery=recovery, rollout=console_rollout(controller, config))
+                                    recovery=recovery, rollout=console_rollout(controller, config),
+                                    problem_tracker=tracker(config.problems, config.min_ready))
 
 
 def console_rollout(controller: Controller, config: ClusterConfig) -> DetachedRollout:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 from asrtop.fleet import AGENT_COUNTED_MARK, MIXED, FleetSnapshot
 from asrtop.fleet_wording import ALARM, OK, QUIET, RECREATE, WARN, ModelLine, StateCounts, model_line, state_counts
+from asrtop.problems.model import Problem, Severity
+from asrtop.problems.words import count_badge, worst
 from asrtop.tui.format import DIM, rate
 
 Segment = tuple[str, str]
@@ -110,6 +113,11 @@ def gpu_sim_label(s: Summary) -> str:
     return f" ({s.gpu_simulated} of {s.gpu_nodes} sim)"
 
 
+def problem_style(problems: Sequence[Problem]) -> str:
+    """A critical problem takes reverse video (it survives NO_COLOR); warnings are bold. The words say which."""
+    return ALERT if worst(problems) is Severity.CRITICAL else "bold yellow"
+
+
 def model_badge(s: Summary) -> Segment:
     """The model line (asrtop.fleet_wording.model_line, as `status` prints it) and its style."""
     return s.model.text, MODEL_STYLES.get(s.model.tone, "")
@@ -130,11 +138,12 @@ def _counts(s: Summary) -> list[Segment]:
 
 def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = None,
                  draining: dict[str, int | None] | None = None, trend: str = "",
-                 width: int = HEADER_WIDTH) -> list[list[Segment]]:
+                 width: int = HEADER_WIDTH, problems: Sequence[Problem] = ()) -> list[list[Segment]]:
     """Three lines of (text, style) segments, each fitted to `width` columns (the header never wraps).
 
     `draining`: drains this console started and still follows (node -> in-flight last seen).
-    `trend`: a short sparkline of the fleet's in-flight total."""
+    `trend`: a short sparkline of the fleet's in-flight total.
+    `problems`: the tracker's; their count opens the third line (cut last), in asrtop.problems.words' words."""
     line1: list[Segment] = [(f"{cluster} ", "bold"), (f"{s.total} nodes: ", ""), *_counts(s)]
     mark = AGENT_COUNTED_MARK if s.agent_counted else ""  # counted by the nodes' agents (nginx counts nothing)
     errors = "—" if s.errors_5xx is None else f"{s.errors_5xx}{mark}"
@@ -154,6 +163,9 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
         line2.insert(2, (f" {trend}", "cyan"))
     # a failed refresh first: everything else on screen is from the last good one
     line3: list[Segment] = [(f"refresh failed: {error}  ", "bold red")] if error else []
+    if problems:
+        line3.append((count_badge(problems), problem_style(problems)))
+        line3.append(("  ", ""))
     line3 += [model_badge(s), ("  ", "")]
     if read_only:
         line3.append(("READ-ONLY  ", "bold yellow"))

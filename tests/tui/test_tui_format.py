@@ -240,3 +240,36 @@ def test_every_cell_fits_its_column_even_with_big_counts_and_marks():
         for node in (busy, *snap.nodes):
             for key, cell in zip(COLUMN_KEYS, row_cells(node, ctx)):
                 assert len(cell[0]) <= widths[key], (node.name, key, cell[0])
+
+
+def test_critical_problem_mark_after_selection_before_stale_agent_and_without_colour():
+    from asrtop.tui.format import CRITICAL_MARK, without_colour
+
+    snap = FakeFleet(4, dead_agents=(3,)).build()
+    marked = cells_of(snap, "node-2", critical={"node-2"})
+    assert marked["sel"][0] == CRITICAL_MARK and "reverse" in without_colour(marked["sel"][1])
+    assert cells_of(snap, "node-3", critical={"node-3"})["sel"][0] == CRITICAL_MARK  # before the stale '!'
+    assert cells_of(snap, "node-4", critical={"node-4"}, selected={"node-4"})["sel"][0] == "●"  # the actions' targets
+    assert cells_of(snap, "node-1", critical={"node-2"})["sel"][0] == " "
+
+
+def test_header_opens_its_third_line_with_the_problem_count():
+    from asrtop.problems.model import Problem, Severity
+    from asrtop.tui.summary import ALERT
+
+    s = summarize(FakeFleet(3).build())
+    crit = Problem("model-differs", "node-2", Severity.CRITICAL, "runs model x", None, None, 0.0)
+    warn = Problem("gpu-hot", "node-1", Severity.WARNING, "is hot", None, None, 0.0)
+    line = header_lines(s, "lab", False, problems=(warn, crit, warn))[2]
+    assert line[0] == ("3 problems: 1 CRIT", ALERT)  # reverse video: it survives NO_COLOR
+    assert header_lines(s, "lab", False, problems=(warn,))[2][0] == ("1 problem: 1 WARN", "bold yellow")
+    assert "problem" not in "".join(t for t, _ in header_lines(s, "lab", False)[2])
+
+
+def test_severity_words_keep_an_attribute_without_colour():
+    from asrtop.problems.model import Severity
+    from asrtop.tui.widgets.problems_panel import severity_style
+
+    assert severity_style(Severity.CRITICAL, colour=False) == "bold reverse"  # not grey on grey
+    assert severity_style(Severity.WARNING, colour=False) == "bold"
+    assert "red" in severity_style(Severity.CRITICAL)

@@ -28,3 +28,27 @@ def test_cli_without_subcommand_reaches_the_console(tmp_path, capsys):
 
     assert main(["--config", str(tmp_path / "missing.toml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_the_console_tracks_problems_under_the_clusters_settings_with_ten_minutes_of_history(tmp_path, monkeypatch):
+    import asrtop.problems.rules as rules
+    from asrtop.config import load_config
+    from asrtop.problems.engine import ProblemTracker
+    from asrtop.tui.run import build_app
+
+    cfg = tmp_path / "asrtop.toml"
+    cfg.write_text(f'[cluster]\nmin_ready = 2\nrefresh = 2.0\naudit_log = "{tmp_path}/audit.jsonl"\n'
+                   f'[[balancers]]\nname = "h"\nkind = "haproxy"\nsocket = "{tmp_path}/admin.sock"\nbackend = "asr"\n'
+                   f'[[nodes]]\nname = "node-1"\naddress = "127.0.0.1:9"\n[problems]\nleak_window = 300\n')
+    asked = []
+
+    def tracker(settings, min_ready=1):
+        asked.append((settings, min_ready))
+        return ProblemTracker((), settings)
+
+    monkeypatch.setattr(rules, "tracker", tracker)
+    config = load_config(cfg)
+    app = build_app(args(cfg), config)
+    assert asked == [(config.problems, 2)] and config.problems.leak_window == 300
+    assert app.problem_tracker.settings is config.problems
+    assert app.history.capacity * config.refresh >= 600  # what the trend rules look back over

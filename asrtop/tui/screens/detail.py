@@ -17,12 +17,16 @@ from asrtop.control.model import ACTION_KINDS
 from asrtop.control.audit import AuditEntry
 from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, NodeView
 from asrtop.history import FleetHistory
+from asrtop.problems.model import Problem
+from asrtop.problems.words import of_node, problem_words
 from asrtop.traffic import REQUESTS_SOURCE_WORDS
 from asrtop.tui.format import DIM, bar, bar_style, human_bytes, rate, seconds, sparkline, state_cell
 from asrtop.tui.widgets.keybar import KeyBar
+from asrtop.tui.widgets.problems_panel import severity_style
 
 SPARK_WIDTH = 48
 KEY_WIDTH = 16  # "  " + the 14-column key of a key/value line
+PROBLEM_INDENT = 20  # "  CRIT  since 12m   ": a problem's text and action wrap under the text
 
 
 def _audit_line(e: AuditEntry) -> str:
@@ -51,8 +55,10 @@ def hanging(text: str, indent: int, cols: int) -> str:
 
 
 def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, audit: Sequence[AuditEntry] | None,
-                  audit_error: str | None = None, width: int = SPARK_WIDTH, cols: int = 200) -> Text:
-    """`width`: the sparklines' length; `cols`: the screen's, long values wrap under themselves within it."""
+                  audit_error: str | None = None, width: int = SPARK_WIDTH, cols: int = 200,
+                  problems: Sequence[Problem] = (), colour: bool = True) -> Text:
+    """`width`: the sparklines' length; `cols`: the screen's, long values wrap under themselves within it.
+    `problems`: the node's own (asrtop.problems.words.of_node), listed first: what is wrong before the figures."""
     t = Text()
 
     def head(s: str) -> None:
@@ -76,6 +82,17 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
         t.append("  (STALE: showing last good status)\n" if node.stale else "\n", "bold red")
     elif node.stale:
         t.append(f"agent {node.config.agent}: no answer yet\n", "bold red")
+
+    if problems:
+        head("Problems")
+        for p in problems:
+            w = problem_words(p, snap.taken_at)
+            t.append("  ")
+            t.append(w.severity, severity_style(p.severity, colour))
+            t.append(f"  since {w.age:<5} ", DIM)
+            t.append(hanging(w.text, PROBLEM_INDENT, cols) + "\n")
+            if w.action:
+                t.append(" " * PROBLEM_INDENT + hanging(w.action, PROBLEM_INDENT, cols) + "\n", "bold")
 
     times = history.timestamps()
     span = times[-1] - times[0] if len(times) > 1 else 0.0
@@ -224,7 +241,8 @@ class NodeDetailScreen(Screen):
         cols = self.size.width - 2 if self.size.width else 200  # the scrollbar's room
         width = max(10, min(SPARK_WIDTH, cols - 34)) if self.size.width else SPARK_WIDTH
         self.query_one("#detail", Static).update(
-            render_detail(node, snap, self.app.history, self.audit, self.audit_error, width, cols))
+            render_detail(node, snap, self.app.history, self.audit, self.audit_error, width, cols,
+                          of_node(self.app.problems, self.node), not self.app.no_color))
 
     def set_audit(self, entries: list[AuditEntry] | None, error: str | None) -> None:
         self.audit, self.audit_error = entries, error

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, OptionList, Static
 
 from asrtop.control.model import ACTION_KINDS
 from asrtop.control.rollout_model import RolloutState
 from asrtop.fleet import FleetSnapshot
+from asrtop.problems.words import critical_nodes, problem_line
 from asrtop.tui.format import COLUMN_KEYS, no_match_line, sparkline, table_context, table_hint
 from asrtop.tui.widgets.fleet_table import FleetTable
 from asrtop.tui.widgets.header import FleetHeader
 from asrtop.tui.widgets.keybar import KeyBar
 from asrtop.tui.widgets.notes import NotesLine
+from asrtop.tui.widgets.problems_panel import ProblemsPanel, list_rows
 from asrtop.tui.widgets.rollout_panel import RolloutPanel
 
 SORTABLE = tuple(k for k in COLUMN_KEYS if k != "sel")
@@ -41,6 +44,7 @@ class FleetScreen(Screen):
         Binding("M", "models", "Models"),
         Binding("U", "rollout", "Upgrade"),
         Binding("escape", "clear", "Clear filter/selection", show=False),
+        Binding("p", "problems", "Problems", show=False),  # the key bar has no room; the panel's line says it
     ]
 
     def __init__(self, cluster: str, read_only: bool):
@@ -58,6 +62,7 @@ class FleetScreen(Screen):
         yield NotesLine(id="notes")
         yield FleetTable(id="fleet")
         yield Static("", id="table-note", classes="hidden")  # what the width hides; an empty filter result
+        yield ProblemsPanel(id="problems")
         yield RolloutPanel(id="rollout")
         yield Input(placeholder="filter: name, state or model digest prefix (Enter keeps, Esc clears)",
                     id="filter", classes="hidden")
@@ -86,16 +91,30 @@ class FleetScreen(Screen):
             header = self.query_one(FleetHeader)
         except NoMatches:  # the app is closing: the screen's children go before the screen itself
             return
-        header.show(snap, error, self.app.draining, trend)
+        header.show(snap, error, self.app.draining, trend, self.app.problems)
         if snap is not None:
             self.query_one(NotesLine).show(snap.notes)
         if self.snapshot is not None:
+            self.show_problems()
             self.redraw()
+
+    @property
+    def problems_panel(self) -> ProblemsPanel:
+        return self.query_one(ProblemsPanel)
+
+    def show_problems(self) -> None:
+        """The app's problems into the panel (aged against the snapshot's clock, the one the tracker used)."""
+        panel = self.problems_panel
+        rollout = not self.query_one(RolloutPanel).has_class("hidden")
+        panel.show(self.app.problems, self.snapshot.taken_at if self.snapshot else 0.0,
+                   list_rows(self.app.size.height, rollout))
+        if panel.has_class("hidden") and panel.list.has_focus:  # the last problem cleared: back to the table
+            self.table.focus()
 
     def redraw(self) -> None:
         if self.snapshot is None:
             return
-        ctx = table_context(self.snapshot, self.app.draining, self.selected)
+        ctx = table_context(self.snapshot, self.app.draining, self.selected, critical_nodes(self.app.problems))
         self.table.update_fleet(self.snapshot, ctx)
         self._show_table_note()
 
@@ -166,6 +185,8 @@ class FleetScreen(Screen):
             panel = self.query_one(RolloutPanel)
         except NoMatches:  # the app is closing: the screen's children go before the screen itself
             return
+        problems = self.problems_panel
+        panel.reserved = 0 if problems.has_class("hidden") else problems.outer_size.height
         panel.show(state, now, alive, collapsed, config_path, error)
 
     # -- navigation --------------------------------------------------------------------------------
@@ -179,6 +200,9 @@ class FleetScreen(Screen):
             self.table.move_cursor(row=self.table.cursor_row + 1)
 
     def action_clear(self) -> None:
+        if self.problems_panel.list.has_focus:  # esc in the problems list: back to the table first
+            self.table.focus()
+            return
         box = self.query_one("#filter", Input)
         if self.table.filter_text or not box.has_class("hidden"):
             box.value = ""
@@ -224,6 +248,52 @@ class FleetScreen(Screen):
 
     def action_models(self) -> None:
         self.app.open_models()
+
+    def action_problems(self) -> None:
+        """`p`: to the problems list and back to the table."""
+        panel = self.problems_panel
+        if panel.list.has_focus:
+            self.table.focus()
+        elif panel.has_class("hidden"):
+            self.notify("no problems", timeout=2)
+        else:
+            self.set_focus(panel.list)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """The list took the focus (`p`, Tab, a click): the table's cursor goes to its problem's node."""
+        listing = self.problems_panel.list
+        if event.widget is not listing:
+            return
+        if listing.highlighted is None:
+            listing.highlighted = 0  # its event follows
+        else:
+            self._follow(listing.highlighted)
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        if event.option_list.has_focus:
+            self._follow(event.option_index)
+
+    def _follow(self, index: int) -> None:
+        """Moving through the list moves the table's cursor to the problem's node: the row it is about shows,
+        and an action key acts on that node."""
+        problem = self.problems_panel.problem_at(index)
+        if problem is not None and problem.node is not None:
+            self.table.show_node(problem.node)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Enter on a problem: its node's row under the table's cursor, then its detail (as Enter on the row)."""
+        event.stop()
+        problem = self.problems_panel.problem_at(event.option_index)
+        if problem is None:
+            return
+        if problem.node is None:
+            self.notify(problem_line(problem, self.snapshot.taken_at if self.snapshot else 0.0),
+                        title="fleet problem: no node to open", timeout=8)
+            return
+        self.table.show_node(problem.node)
+        self.table.focus()
+        self.app.open_detail(problem.node)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from asrtop.tui.format import CRITICAL_MARK
 from asrtop.tui.widgets.notes import NOTE_MARK, notes_mark
 
 # Longer words than the key bar has room for, by action name.
@@ -28,8 +29,11 @@ DESCRIBE = {
     "models": "model view: nodes grouped by model digest, files that differ",
     "rollout": "rolling upgrade of the selected nodes (else all): plan, confirm, progress under the table",
     "clear": "clear the filter, then the selection",
+    "problems": "to the problems list under the table and back (enter opens a problem's node)",
 }
-EXTRA = [("enter", "node detail (GPUs, sparklines, model, audit)"), ("↑ ↓ pgup pgdn", "move"), ("home end", "first / last node"),
+EXTRA = [("enter", "node detail (GPUs, sparklines, model, audit, problems)"),
+         ("↑ ↓ pgup pgdn", "move"), ("home end", "first / last node"),
+         (CRITICAL_MARK, "in the first column: the node has a critical problem (the list under the table)"),
          ("ctrl+p", "command palette (every action, sort, filter)"),
          ("q", "quit")]
 

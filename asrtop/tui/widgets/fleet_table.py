@@ -215,6 +215,10 @@ class FleetTable(DataTable):
         if row != self.cursor_row or scroll:
             self.move_cursor(row=row, animate=False, scroll=scroll)
 
+    def show_node(self, name: str) -> None:
+        """The cursor to `name`'s row, scrolled into view (nothing when the filter hides it)."""
+        self._move_to(name, scroll=True)
+
     def resort(self) -> None:
         """Re-apply sort/filter to the last snapshot (after the user changed them)."""
         if self._snap is not None and self._ctx is not None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from rich.text import Text
 from textual.widgets import Static
 
 from asrtop.fleet import FleetSnapshot
+from asrtop.problems.model import Problem
 from asrtop.tui.summary import HEADER_WIDTH, Summary, header_lines, summarize
 
 
@@ -17,20 +20,21 @@ class FleetHeader(Static):
         self.summary: Summary | None = None
         self.error: str | None = None
         self._last: list | None = None
-        self._args: tuple = (None, "")  # the last show()'s draining and trend, to re-fit on a resize
+        self._args: tuple = (None, "", ())  # the last show()'s draining, trend and problems, to re-fit on a resize
 
     def show(self, snap: FleetSnapshot | None, error: str | None = None,
-             draining: dict[str, int | None] | None = None, trend: str = "") -> None:
+             draining: dict[str, int | None] | None = None, trend: str = "",
+             problems: Sequence[Problem] = ()) -> None:
         if snap is not None:
             self.summary = summarize(snap)
         self.error = error
         if self.summary is None:
             self.update(Text(f"{self.cluster}: no data yet" + (f" — {error}" if error else ""), style="bold red"))
             return
-        self._args = (draining, trend)
+        self._args = (draining, trend, problems)
         width = (self.content_size.width or self.app.size.width - 2) if self.is_mounted else 0
         lines = header_lines(self.summary, self.cluster, self.read_only, error, draining, trend,
-                             width if width > 0 else HEADER_WIDTH)
+                             width if width > 0 else HEADER_WIDTH, problems)
         if lines == self._last:  # nothing changed: no repaint
             return
         self._last = lines

@@ -59,6 +59,7 @@ class RolloutPanel(Static):
     def __init__(self, **kw):
         super().__init__("", classes="hidden", **kw)
         self._shown: tuple | None = None  # what is painted now: repaint only on a change
+        self.reserved = 0  # lines the problems panel takes now: this panel aims lower by as many
 
     def show(self, state: RolloutState | None, now: float, alive: bool | None, collapsed: bool,
              config_path: Path | None, error: str | None = None) -> None:
@@ -77,7 +78,7 @@ class RolloutPanel(Static):
             return
         lines = (summary, *go_on_lines(state, alive, config_path))
         width = max(20, self.app.size.width - 2)
-        room = panel_lines(self.app.size.height) - sum(-(-len(line) // width) for line in lines)
+        room = panel_lines(self.app.size.height) - self.reserved - sum(-(-len(line) // width) for line in lines)
         shown, before, after = window(progress_rows(state, now, alive), max(1, room))
         self._paint(lines, shown, left_out(before, after))
 

@@ -1,0 +1,138 @@
+"""The fleet's problems under the table: one line each, most severe and newest first; hidden when there are none.
+
+Each line reads severity word, where, since, what, and what would help (asrtop.problems.words: the same words as
+`asrtop check`), the text cut with '…' so that the action always shows whole. The list takes a few lines at most
+(list_rows) and scrolls; the line above it says how many did not fit. It takes the focus only when asked
+(`p`, Tab or the mouse), so the table's keys stay the table's; the screen handles Enter (open the node).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from asrtop.problems.model import Problem, Severity, ordered
+from asrtop.problems.words import count_line, problem_words
+from asrtop.tui.format import without_colour
+
+SEVERITY_STYLE = {Severity.CRITICAL: "bold reverse red", Severity.WARNING: "bold yellow"}  # the word says it too
+WHERE_MAX = 16  # a longer node or balancer name is cut with '…'
+LISTED_MAX = 50  # lines in the list at most: a fleet-wide outage (1,000 stale agents) must not slow each refresh
+KEYS_HINT = "p: to the list · enter: open the node · esc: back to the table"
+
+
+def list_rows(height: int, rollout: bool) -> int:
+    """How many problem lines the panel shows at once in a window `height` rows high: the table keeps most of
+    the screen (at 80x24 four lines, three while the rollout panel shows too)."""
+    return max(2, min(8, height // 6)) - (1 if rollout else 0)
+
+
+def severity_style(severity: Severity, colour: bool = True) -> str:
+    """Without colour (NO_COLOR) the attributes only: reverse red would turn grey on grey (format.without_colour)."""
+    style = SEVERITY_STYLE[severity]
+    return style if colour else without_colour(style)
+
+
+def line_of(p: Problem, now: float, where_width: int, action_width: int, colour: bool = True) -> Table:
+    """One problem as a one-line grid; the columns' widths are the panel's, so the lines align."""
+    w = problem_words(p, now)
+    grid = Table.grid(padding=(0, 1), expand=True)
+    grid.add_column(width=4, no_wrap=True)
+    grid.add_column(width=where_width, no_wrap=True, overflow="ellipsis")
+    grid.add_column(width=5, no_wrap=True, justify="right")
+    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    if w.action:  # as wide as the panel's widest action: the actions align; a line without one has the room
+        grid.add_column(width=action_width, no_wrap=True)
+    cells = [Text(w.severity, severity_style(p.severity, colour)), Text(w.where, "bold"), Text(w.age, "dim"),
+             Text(w.text)]
+    grid.add_row(*cells, *([Text(w.action, "bold")] if w.action else []))
+    return grid
+
+
+class ProblemsPanel(Vertical):
+    DEFAULT_CSS = """
+    ProblemsPanel {
+        height: auto;
+        padding: 0 1;
+        background: $boost;
+    }
+    ProblemsPanel > #problems-title {
+        height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    ProblemsPanel > OptionList {
+        height: auto;
+        border: none;
+        padding: 0;
+        background: $boost;
+    }
+    ProblemsPanel > OptionList:focus {
+        border: none;
+    }
+    """
+
+    def __init__(self, **kw):
+        super().__init__(classes="hidden", **kw)
+        self.problems: tuple[Problem, ...] = ()
+        self._count = ""
+        self._lines: tuple = ()  # the words shown now: repaint only on a change
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="problems-title")
+        yield OptionList(id="problems-list")
+
+    @property
+    def list(self) -> OptionList:
+        return self.query_one(OptionList)
+
+    def problem_at(self, index: int | None) -> Problem | None:
+        return self.problems[index] if index is not None and 0 <= index < len(self.problems) else None
+
+    def show(self, problems: Sequence[Problem], now: float, rows: int) -> None:
+        problems = ordered(problems)
+        self.set_class(not problems, "hidden")
+        listing = self.list
+        listing.styles.max_height = rows
+        listed = problems[:LISTED_MAX]
+        words = tuple((p.key, problem_words(p, now)) for p in listed)
+        if words != self._lines:
+            self._lines = words
+            self._fill(listing, listed, now)
+        self._count = count_line(problems)
+        self._title(rows, len(problems))
+
+    def _fill(self, listing: OptionList, problems: tuple[Problem, ...], now: float) -> None:
+        keep = self.problem_at(listing.highlighted)
+        same = [p.key for p in problems] == [p.key for p in self.problems]
+        self.problems = problems
+        where_width = min(WHERE_MAX, max((len(p.where) for p in problems), default=4))
+        action_width = max((len(problem_words(p, now).action) for p in problems), default=0)
+        colour = not self.app.no_color
+        prompts = [line_of(p, now, where_width, action_width, colour) for p in problems]
+        if same and listing.option_count == len(prompts):
+            for i, prompt in enumerate(prompts):  # the same problems with new figures: highlight and scroll stay
+                listing.replace_option_prompt_at_index(i, prompt)
+            return
+        listing.clear_options()
+        listing.add_options(Option(prompt) for prompt in prompts)
+        keys = [p.key for p in problems]
+        if keep is not None and keep.key in keys:  # the highlight follows its problem
+            listing.highlighted = keys.index(keep.key)
+
+    def _title(self, rows: int, total: int) -> None:
+        listed = len(self.problems)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(self._count, "bold")
+        if total > listed:
+            text.append(f" · the first {listed} listed: scroll the list", "bold")
+        elif listed > rows:
+            text.append(f" · {listed - rows} more: scroll the list", "bold")
+        text.append(f"   {KEYS_HINT}", "dim")
+        self.query_one("#problems-title", Static).update(text)
