@@ -178,8 +178,9 @@ def _model(s: ProblemsConfig, model_sha256: str | None) -> list[AlertRule]:
 def _agents(s: ProblemsConfig) -> list[AlertRule]:
     return [
         AlertRule("agent-stale", "warning",
-                  f"(up == 0) * on (instance, job) group_left (node) "
-                  f"max by (instance, job, node) (last_over_time(asr_node_info[{duration(AGENT_MEMORY)}]))",
+                  # topk: one node name per target even if it was renamed within the hour
+                  f"(up == 0) * on (instance, job) group_left (node) topk by (instance, job) "
+                  f"(1, max by (instance, job, node) (last_over_time(asr_node_info[{duration(AGENT_MEMORY)}])))",
                   s.down_for, f"{NODE}: its asrtop agent cannot be scraped",
                   f"Prometheus cannot scrape the asrtop agent of {NODE} at {{{{ $labels.instance }}}}: its GPU, "
                   f"model and request facts are unknown. Action: systemctl status asrtop-agent on {NODE}."),
