@@ -11,13 +11,21 @@ import re
 import sys
 
 from asrtop import __version__
-from asrtop.exitcodes import BAD_INPUT
+from asrtop.exitcodes import BAD_INPUT, NAGIOS_UNKNOWN
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, usage_exit: int = BAD_INPUT, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.usage_exit = usage_exit  # `check` follows Nagios: a usage error is UNKNOWN (3)
+
     def error(self, message: str):  # one line + exit code for bad input, as everywhere else
-        print(f"asrtop: error: {_clip_echoes(message)} (see `{self.prog} --help`)", file=sys.stderr)
-        sys.exit(BAD_INPUT)
+        line = f"error: {_clip_echoes(message)} (see `{self.prog} --help`)"
+        if self.usage_exit == NAGIOS_UNKNOWN:  # a monitor reads stdout
+            print(f"UNKNOWN: {self.prog}: {line}")
+        else:
+            print(f"asrtop: {line}", file=sys.stderr)
+        sys.exit(self.usage_exit)
 
 
 def _clip_echoes(message: str) -> str:
@@ -115,11 +123,42 @@ def _rollout(sub) -> None:
     r.add_argument("--json", action="store_true", help="one JSON event per line")
 
 
+CHECK_EPILOG = """\
+One run, for cron, Icinga/Nagios and CI: read the fleet as `asrtop status` does, evaluate the problem rules
+once (thresholds from [problems] in the cluster file) and print, Nagios plugin style, a first line naming
+the worst problem and its node with perfdata after `|`, then one line per problem with its action.
+Rules that need a trend (leaks, ...) read it from Prometheus when the cluster has one ([cluster]
+prometheus or --prometheus); without one they are listed as not evaluated (the console has the history).
+
+Exit codes (Nagios): 0 OK, 1 WARNING, 2 CRITICAL (the worst problem's severity), 3 UNKNOWN: the check
+cannot judge the fleet: a bad flag or cluster file, node facts from Prometheus that cannot be queried,
+no balancer readable and no agent answering, or no node at all. UNKNOWN is said on stdout too."""
+
+
+def _check(sub) -> None:
+    c = sub.add_parser("check", help="one Nagios-style check of the fleet's problems (exit 0/1/2/3)",
+                       description="Check the fleet once for problems: OK, WARNING or CRITICAL, as a Nagios plugin.",
+                       epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       usage_exit=NAGIOS_UNKNOWN)
+    _common(c)
+    c.add_argument("--json", action="store_true", help='{"status", "exit", "problems", "not_evaluated", "perfdata"}')
+    c.add_argument("--prometheus", metavar="URL", default=argparse.SUPPRESS,
+                   help="read node facts and the rules' history from this Prometheus")
+    e = sub.add_parser("export", help="print the Prometheus alert rules or the Grafana dashboard for the agents",
+                       description="Print a file for the agents' Prometheus: alert-rules (YAML for `rule_files:`, "
+                                   "thresholds from [problems] of the cluster file when there is one, else the "
+                                   "defaults) or grafana-dashboard (JSON to import).")
+    _common(e)
+    e.add_argument("what", metavar="WHAT", choices=["alert-rules", "grafana-dashboard"],
+                   help="alert-rules | grafana-dashboard")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="asrtop", description="Operator console for GPU speech-recognition fleets behind HAProxy or nginx.",
                 epilog="Exit codes: 0 done, 2 bad input, 3 refused by guardrail, 4 partial (some balancers changed), "
                        "5 unreachable, 6 drain --wait timed out or the drain was undone, 7 refused by a balancer, "
-                       "8 a rollout stopped at a node, 130 interrupted (Ctrl+C).")
+                       "8 a rollout stopped at a node, 130 interrupted (Ctrl+C); `check` follows Nagios: "
+                       "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
     p.add_argument("--version", action="version", version=f"asrtop {__version__}")
     _common(p, top=True)
     p.add_argument("--prometheus", metavar="URL", help="read node facts from this Prometheus instead of polling agents")
@@ -154,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="say what would be done on which balancer, change nothing")
 
     _rollout(sub)
+    _check(sub)
 
     demo = sub.add_parser("demo", help="start an embedded ASR cluster (HAProxy, simulated nodes, agents, load)")
     demo.add_argument("--nodes", type=int, default=4, metavar="N", help="simulated ASR nodes (default 4)")
@@ -165,7 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # what parse_args() does, except that `check` says UNKNOWN (Nagios)
+        parser.usage_exit = NAGIOS_UNKNOWN if args.command == "check" else BAD_INPUT
+        if args.command == "check":
+            parser.prog = "asrtop check"
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command in (None,):
             from asrtop.tui.run import run_tui

@@ -1,4 +1,4 @@
-"""The scriptable sub-commands: status, drain, ready, maint, weight, backup, recover, rollout.
+"""The scriptable sub-commands: status, check, export, drain, ready, maint, weight, backup, recover, rollout.
 
 For scripts: no confirmation prompt (use --dry-run to see what would change); every error is one line on
 stderr and a documented exit code (asrtop.exitcodes, README "Command line"). Imports stay lazy and light
@@ -33,20 +33,30 @@ def run_command(args: Any) -> int:
     try:
         return _run(args)
     except _Fail as f:
-        _err(f.line)
-        return f.code
+        return _failed(args, f.line, f.code)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # a bug: still one line (ASRTOP_DEBUG=1 for the traceback)
         if os.environ.get("ASRTOP_DEBUG"):
             raise
-        _err(f"unexpected error ({type(e).__name__}: {e}); rerun with ASRTOP_DEBUG=1 and report it")
-        return ERROR
+        return _failed(args, f"unexpected error ({type(e).__name__}: {e}); rerun with ASRTOP_DEBUG=1 and report it",
+                       ERROR)
+
+
+def _failed(args: Any, line: str, code: int) -> int:
+    if args.command == "check":  # Nagios: whatever stops the check is UNKNOWN (3), on stdout where monitors read
+        from asrtop.check_report import print_unknown
+
+        return print_unknown(line, bool(getattr(args, "json", False)))
+    _err(line)
+    return code
 
 
 def _run(args: Any) -> int:
     from asrtop.config import ConfigError, load_config
 
+    if args.command == "export":
+        return _export(args)
     try:
         config = load_config(getattr(args, "config", None))
     except ConfigError as e:
@@ -59,6 +69,12 @@ def _run(args: Any) -> int:
         raise _Fail(BAD_INPUT, f"{config.path}: {e}") from None
     if args.command == "status":
         return asyncio.run(_status(args, config, balancers))
+    if args.command == "check":
+        from asrtop.check_report import run_check
+
+        prometheus = getattr(args, "prometheus", None)
+        return asyncio.run(run_check(config, _source(config, balancers, prometheus), fleet_snapshot,
+                                     prometheus=prometheus, as_json=bool(getattr(args, "json", False))))
     if args.command in ACTION_KINDS:
         return asyncio.run(_action(args, config, balancers))
     if args.command == "recover":
@@ -91,20 +107,50 @@ def _source(config, balancers, prometheus: str | None = None):
     return LiveFleetSource(config, None, balancers, notes, ChangesInProgress(journal))
 
 
-async def _status(args: Any, config, balancers) -> int:
-    from asrtop.control.rules import one_line
-    from asrtop.status_report import facts_unavailable, render_table, status_json
+def _export(args: Any) -> int:
+    """`export alert-rules` (thresholds from the cluster file's [problems] when there is one, else the defaults)
+    and `export grafana-dashboard`: printed, for Prometheus' rule_files and Grafana's import."""
+    if args.what == "grafana-dashboard":
+        from asrtop.grafana import dashboard_json
+
+        print(dashboard_json(), end="")
+        return OK
+    from asrtop.config import ConfigError, ProblemsConfig, default_config_paths, load_config
+    from asrtop.problems.alert_rules import render
+
+    settings, digest = ProblemsConfig(), None
+    explicit = getattr(args, "config", None)
+    if explicit is not None or any(p.is_file() for p in default_config_paths()):
+        try:
+            config = load_config(explicit)
+        except ConfigError as e:
+            raise _Fail(BAD_INPUT, str(e)) from None
+        settings, digest = config.problems, config.model_sha256
+    print(render(settings, digest), end="")
+    return OK
+
+
+async def fleet_snapshot(source) -> Any:
+    """One FleetSnapshot as `status` and `check` read it: a second sample when only the agents count some
+    nodes' requests (their rates need two). Closes the source."""
     from asrtop.traffic import second_sample_wait
 
-    source = _source(config, balancers, getattr(args, "prometheus", None))
     try:
         snap = await source.snapshot()
         wait = second_sample_wait(snap)
-        if wait is not None:  # only agents count these nodes' requests: rates need a second sample of them
+        if wait is not None:
             await asyncio.sleep(wait)
             snap = await source.snapshot()
     finally:
         await source.close()
+    return snap
+
+
+async def _status(args: Any, config, balancers) -> int:
+    from asrtop.control.rules import one_line
+    from asrtop.status_report import facts_unavailable, render_table, status_json
+
+    snap = await fleet_snapshot(_source(config, balancers, getattr(args, "prometheus", None)))
     rollout, alive, rollout_error = _rollout_now(config)
     if getattr(args, "json", False):
         import json

@@ -11,3 +11,6 @@ DRAIN_UNDONE = 6  # drain --wait: the drain was undone while waiting (agent chec
 REFUSED_BY_BALANCER = 7  # the balancer answered and refused (no admin level, nginx -t failed, ...); nothing changed
 INTERRUPTED = 130  # stopped by SIGINT (Ctrl+C) after the change in progress was finished or undone and audited
 ROLLOUT_STOPPED = 8  # rollout: a stage failed on a node; that node stays out, the rest is untouched (see the message)
+
+# `asrtop check` follows the Nagios plugin convention instead: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+NAGIOS_OK, NAGIOS_WARNING, NAGIOS_CRITICAL, NAGIOS_UNKNOWN = 0, 1, 2, 3

