@@ -1,8 +1,11 @@
-"""Per-node numeric history for sparklines: fixed-size rings of float32, one per node and metric.
+"""Per-node numeric history for sparklines and the trend rules: fixed-size rings of float32, one per node
+and metric.
 
 Fed one FleetSnapshot per refresh (`record`); 600 samples = 10 minutes at 1 s. A node costs
-len(METRICS) x capacity x 4 bytes (12 KB at 600 samples), so 1,000 nodes stay near 12 MB whatever the
-snapshots held. Unavailable readings are NaN in the ring and None when read back (never a made-up 0).
+len(METRICS) x capacity x 4 bytes (12 metrics: 28.8 KB at 600 samples), so 1,000 nodes stay near 29 MB
+whatever the snapshots held. Unavailable readings are NaN in the ring and None when read back (never a
+made-up 0). float32 keeps 24 bits: byte counts are exact to 1 part in 16 million (5 KB of 80 GB), pids up to
+2**24 exactly (Linux's pid_max is at most 2**22).
 
 Owned by one task (the TUI's refresh loop): `record` mutates, readers get fresh lists/tuples.
 """
@@ -15,9 +18,18 @@ from array import array
 from asrtop.fleet import FleetSnapshot, NodeView
 from asrtop.traffic import counter_rate
 
-# req_rate and err_rate (5xx answers/s) are the figures NodeView shows, whoever counted them (balancer or agent)
-METRICS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem")
+# req_rate and err_rate (5xx answers/s) are the figures NodeView shows, whoever counted them (balancer or agent).
+# gpu_mem is used/total over the node's GPUs; load is the agent's own in-flight count (collected in the same
+# round as its GPU and memory readings, so memory that follows load is told from memory that leaks), else
+# NodeView.in_flight; rss = the ASR process's resident bytes; host_mem = the host's used bytes; latency =
+# NodeView.response_seconds; queued = requests queued at the balancers; audio_rate = audio seconds per second;
+# asr_process = the ASR process's identity (see asr_process below) for counting restarts.
+METRICS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem", "load", "rss", "host_mem", "latency",
+           "queued", "audio_rate", "asr_process")
+MEAN_TOTALS = frozenset({"gpu_util", "gpu_mem", "latency"})  # fleet totals averaged over nodes; the rest summed
 NAN = float("nan")
+ASR_DOWN = 0.0  # asr_process: the agent says the ASR service is down
+ASR_UP_NO_PID = -1.0  # asr_process: up, but the agent cannot see its pid
 
 
 def _gpu_util(n: NodeView) -> float:
@@ -37,6 +49,32 @@ def _gpu_mem(n: NodeView) -> float:
     return sum(used) / sum(total) if total else NAN
 
 
+def _num(v: float | None) -> float:
+    return NAN if v is None else float(v)
+
+
+def _fresh(n: NodeView):
+    return None if n.stale else n.status
+
+
+def _load(n: NodeView, st) -> float:
+    v = st.asr.in_flight if st is not None else None
+    return _num(n.in_flight if v is None else v)
+
+
+def asr_process(st) -> float:
+    """The ASR process as one number per sample: its pid while up (ASR_UP_NO_PID when the pid is unknown),
+    ASR_DOWN while down, NaN when unknown. A restart is a change between two known pids or down -> up."""
+    if st is None:
+        return NAN
+    up, pid = st.asr.up, st.asr.pid
+    if up is False:
+        return ASR_DOWN
+    if pid is not None:
+        return float(pid)
+    return ASR_UP_NO_PID if up else NAN
+
+
 class _NodeRing:
     __slots__ = ("rings", "last_seen", "prev_5xx", "prev_at")
 
@@ -49,6 +87,11 @@ class _NodeRing:
 
 class FleetHistory:
     """Ring buffers of METRICS per node, plus fleet totals (sum over nodes) for a header sparkline."""
+
+    @classmethod
+    def for_seconds(cls, seconds: float, refresh: float) -> "FleetHistory":
+        """Enough samples for `seconds` of history at one sample per `refresh` seconds (at least 60)."""
+        return cls(max(60, int(math.ceil(seconds / max(refresh, 0.1)))))
 
     def __init__(self, capacity: int = 600):
         if capacity < 1:
@@ -87,10 +130,12 @@ class FleetHistory:
             ring = self._nodes.get(n.name)
             if ring is None:
                 ring = self._nodes[n.name] = _NodeRing(self.capacity)
-            inflight = n.in_flight
-            req = n.request_rate
-            values = (NAN if inflight is None else float(inflight), NAN if req is None else float(req),
-                      self._err_rate(ring, n, snapshot.taken_at), _gpu_util(n), _gpu_mem(n))
+            st = _fresh(n)
+            values = (_num(n.in_flight), _num(n.request_rate), self._err_rate(ring, n, snapshot.taken_at),
+                      _gpu_util(n), _gpu_mem(n), _load(n, st),
+                      _num(st.asr.process_rss_bytes) if st is not None else NAN,
+                      _num(st.host.memory_used_bytes) if st is not None else NAN,
+                      _num(n.response_seconds), _num(n.queued), _num(n.audio_rate), asr_process(st))
             for i, v in enumerate(values):
                 ring.rings[i][pos] = v
                 if not math.isnan(v):
@@ -105,10 +150,10 @@ class FleetHistory:
                 for r in ring.rings:
                     r[pos] = NAN
         for i in range(len(METRICS)):
-            # gpu_util/gpu_mem totals are means over the nodes that report them; counts and rates are sums
+            # ratios and latency are means over the nodes that report them; counts, rates and bytes are sums
             if seen[i] == 0:
                 self._totals[i][pos] = NAN
-            elif METRICS[i] in ("gpu_util", "gpu_mem"):
+            elif METRICS[i] in MEAN_TOTALS:
                 self._totals[i][pos] = sums[i] / seen[i]
             else:
                 self._totals[i][pos] = sums[i]
@@ -128,7 +173,7 @@ class FleetHistory:
         return self._ordered(ring.rings[METRICS.index(metric)])
 
     def fleet_series(self, metric: str) -> list[float | None]:
-        """in_flight/req_rate/err_rate summed over nodes, gpu_util/gpu_mem averaged; oldest first."""
+        """Summed over nodes (gpu_util, gpu_mem and latency averaged: MEAN_TOTALS); oldest first."""
         return self._ordered(self._totals[METRICS.index(metric)])
 
     def last(self, node: str, metric: str) -> float | None:
@@ -139,3 +184,25 @@ class FleetHistory:
         n = len(self)
         start = (self.count - n) % self.capacity
         return [self.times[(start + k) % self.capacity] for k in range(n)]
+
+    # The trend rules' fast path (asrtop.problems.trend): raw float32 tails, NaN = unavailable, sliced in C
+    # instead of converted to lists of floats/None: 1,000 nodes x 10 minutes must be judged in milliseconds.
+
+    def _tail(self, ring: array, samples: int) -> array:
+        n = min(samples, len(self))
+        end = self.count % self.capacity
+        start = (end - n) % self.capacity
+        if n == 0:
+            return array(ring.typecode)
+        return ring[start:end] if start < end else ring[start:] + ring[:end]
+
+    def tail(self, node: str, metric: str, samples: int) -> array | None:
+        """The last `samples` readings of a node's metric, oldest first, NaN = unavailable; None: no such node."""
+        ring = self._nodes.get(node)
+        return None if ring is None else self._tail(ring.rings[METRICS.index(metric)], samples)
+
+    def fleet_tail(self, metric: str, samples: int) -> array:
+        return self._tail(self._totals[METRICS.index(metric)], samples)
+
+    def times_tail(self, samples: int) -> array:
+        return self._tail(self.times, samples)
