@@ -26,7 +26,9 @@ from asrtop.traffic import counter_rate
 # asr_process = the ASR process's identity (see asr_process below) for counting restarts.
 METRICS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem", "load", "rss", "host_mem", "latency",
            "queued", "audio_rate", "asr_process")
+TOTALS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem", "queued", "latency", "audio_rate")  # fleet_series
 MEAN_TOTALS = frozenset({"gpu_util", "gpu_mem", "latency"})  # fleet totals averaged over nodes; the rest summed
+_TOTALLED = tuple(METRICS.index(m) for m in TOTALS)
 NAN = float("nan")
 ASR_DOWN = 0.0  # asr_process: the agent says the ASR service is down
 ASR_UP_NO_PID = -1.0  # asr_process: up, but the agent cannot see its pid
@@ -124,23 +126,22 @@ class FleetHistory:
     def record(self, snapshot: FleetSnapshot) -> None:
         pos = self.count % self.capacity
         self.times[pos] = snapshot.taken_at
-        sums = [0.0] * len(METRICS)
-        seen = [0] * len(METRICS)
+        rows = []
         for n in snapshot.nodes:
             ring = self._nodes.get(n.name)
             if ring is None:
                 ring = self._nodes[n.name] = _NodeRing(self.capacity)
             st = _fresh(n)
+            if st is None:
+                rss = host = NAN
+            else:
+                rss, host = _num(st.asr.process_rss_bytes), _num(st.host.memory_used_bytes)
             values = (_num(n.in_flight), _num(n.request_rate), self._err_rate(ring, n, snapshot.taken_at),
-                      _gpu_util(n), _gpu_mem(n), _load(n, st),
-                      _num(st.asr.process_rss_bytes) if st is not None else NAN,
-                      _num(st.host.memory_used_bytes) if st is not None else NAN,
+                      _gpu_util(n), _gpu_mem(n), _load(n, st), rss, host,
                       _num(n.response_seconds), _num(n.queued), _num(n.audio_rate), asr_process(st))
-            for i, v in enumerate(values):
-                ring.rings[i][pos] = v
-                if not math.isnan(v):
-                    sums[i] += v
-                    seen[i] += 1
+            for r, v in zip(ring.rings, values):
+                r[pos] = v
+            rows.append(values)
             ring.last_seen = self.count
         for name, ring in list(self._nodes.items()):
             if ring.last_seen != self.count:
@@ -149,14 +150,18 @@ class FleetHistory:
                     continue
                 for r in ring.rings:
                     r[pos] = NAN
-        for i in range(len(METRICS)):
-            # ratios and latency are means over the nodes that report them; counts, rates and bytes are sums
-            if seen[i] == 0:
+        columns = list(zip(*rows))  # one tuple per metric, transposed in C
+        for i in _TOTALLED:
+            # ratios and latency are means over the nodes that report them; counts and rates are sums
+            col = columns[i] if columns else ()
+            total = sum(col)
+            if total != total:  # some node lacks it: sum the others
+                col = [v for v in col if v == v]
+                total = sum(col)
+            if not col:
                 self._totals[i][pos] = NAN
-            elif METRICS[i] in MEAN_TOTALS:
-                self._totals[i][pos] = sums[i] / seen[i]
             else:
-                self._totals[i][pos] = sums[i]
+                self._totals[i][pos] = total / len(col) if METRICS[i] in MEAN_TOTALS else total
         self.count += 1
 
     def _ordered(self, ring: array) -> list[float | None]:
@@ -173,7 +178,7 @@ class FleetHistory:
         return self._ordered(ring.rings[METRICS.index(metric)])
 
     def fleet_series(self, metric: str) -> list[float | None]:
-        """Summed over nodes (gpu_util, gpu_mem and latency averaged: MEAN_TOTALS); oldest first."""
+        """TOTALS only: summed over nodes (gpu_util, gpu_mem and latency averaged: MEAN_TOTALS); oldest first."""
         return self._ordered(self._totals[METRICS.index(metric)])
 
     def last(self, node: str, metric: str) -> float | None:

@@ -19,7 +19,7 @@ from asrtop.fleet import NodeView
 from asrtop.history import ASR_DOWN
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.trend import Recent, duration_words, every_sample, fit, valid_mean
+from asrtop.problems.trend import Recent, duration_words, every_sample, fit, halves, valid_mean
 
 PERIOD = 20.0  # seconds between two judgements of one node's trend (adds at most this to a time-to-raise)
 MB = 1e6  # leak_min_mb_per_s and the texts count MB as 10**6 bytes
@@ -86,11 +86,13 @@ def _host(n: NodeView) -> tuple[float | None, float | None]:
 
 
 def _leak_rule(rule_id: str, title: str, metric: str, what: str, room: Callable[[NodeView, float], tuple],
-               then: str) -> Rule:
+               then: str, steady: bool = False) -> Rule:
     """A leak: memory rising by >= leak_min_mb_per_s over leak_window, net of what the node's load explains
     (the partial least-squares slope over time, the load being the agent's in-flight requests), and not while
     the load rises with it. CRITICAL when the memory is full within LEAK_CRITICAL_S at that rate, else
-    WARNING. `room(node, last)` -> (bytes per unit of the metric, bytes left, what fills up)."""
+    WARNING. `room(node, last)` -> (bytes per unit of the metric, bytes left, what fills up). `steady`: the
+    growth must hold in both halves of the window too (host memory: every process on the host shares it, and
+    one that starts or loads something is a step, not a leak)."""
 
     def judge(recent: Recent, n: NodeView, ctx: RuleContext) -> Finding | None:
         ys = recent.values(n.name, metric)
@@ -108,6 +110,8 @@ def _leak_rule(rule_id: str, title: str, metric: str, what: str, room: Callable[
         least = ctx.settings.leak_min_mb_per_s * MB
         rate = f.slope * scale
         if rate < least:
+            return None
+        if steady and not all(h is not None and h.slope * scale >= least for h in halves(recent, ys, loads)):
             return None
         load = "while its load is flat" if abs(f.load_rise) < LOAD_FLAT else "beyond what its load explains"
         text = f"{what}: +{rate / MB:.0f} MB/s over {duration_words(f.span)} {load}"
@@ -146,7 +150,7 @@ GPU_MEMORY_LEAK = _leak_rule("gpu-memory-leak", "GPU memory leak", "gpu_mem", "l
 PROCESS_MEMORY_LEAK = _leak_rule("process-memory-leak", "ASR process memory leak", "rss",
                                  "leaks memory in its ASR process", _rss_room, "restart its ASR service")
 HOST_MEMORY_LEAK = _leak_rule("host-memory-leak", "host memory leak", "host_mem", "leaks host memory",
-                              _host_room, "find what grows on its host")
+                              _host_room, "find what grows on its host", steady=True)
 
 
 # --- errors -------------------------------------------------------------------------------------------------

@@ -106,7 +106,21 @@ def valid_mean(ys: Sequence[float]) -> tuple[float, int]:
 def fit(recent: Recent, ys: Sequence[float], loads: Sequence[float] | None = None) -> Fit | None:
     """Least squares of ys over time (and over the load, when given: the partial slope over time is growth
     the load does not explain). None with fewer than MIN_POINTS valid samples."""
-    xs, sx, sxx = recent.xs, recent.sx, recent.sxx
+    return fit_points(recent.xs, ys, loads, recent.sx, recent.sxx)
+
+
+def halves(recent: Recent, ys: Sequence[float], loads: Sequence[float] | None = None) -> tuple:
+    """The fits of the older and the newer half of the window (a steady growth grows in both)."""
+    mid = len(recent.xs) // 2
+    older = fit_points(recent.xs[:mid], ys[:mid], loads[:mid] if loads is not None else None)
+    newer = fit_points(recent.xs[mid:], ys[mid:], loads[mid:] if loads is not None else None)
+    return older, newer
+
+
+def fit_points(xs: Sequence[float], ys: Sequence[float], loads: Sequence[float] | None = None,
+               sx: float | None = None, sxx: float | None = None) -> Fit | None:
+    if sx is None or sxx is None:
+        sx, sxx = sum(xs), sum(map(mul, xs, xs))
     sy = sum(ys)
     sl = sum(loads) if loads is not None else 0.0
     if sy != sy or sl != sl:  # gaps: keep the samples where every series is known (rare; a Python loop)
