@@ -51,19 +51,6 @@ def _gpu_mem(n: NodeView) -> float:
     return sum(used) / sum(total) if total else NAN
 
 
-def _num(v: float | None) -> float:
-    return NAN if v is None else float(v)
-
-
-def _fresh(n: NodeView):
-    return None if n.stale else n.status
-
-
-def _load(n: NodeView, st) -> float:
-    v = st.asr.in_flight if st is not None else None
-    return _num(n.in_flight if v is None else v)
-
-
 def asr_process(st) -> float:
     """The ASR process as one number per sample: its pid while up (ASR_UP_NO_PID when the pid is unknown),
     ASR_DOWN while down, NaN when unknown. A restart is a change between two known pids or down -> up."""
@@ -77,11 +64,19 @@ def asr_process(st) -> float:
     return ASR_UP_NO_PID if up else NAN
 
 
+WIDTH = len(METRICS)
+_INDEX = {m: i for i, m in enumerate(METRICS)}
+_NAN_ROW = array("f", [NAN]) * WIDTH
+
+
 class _NodeRing:
-    __slots__ = ("rings", "last_seen", "prev_5xx", "prev_at")
+    """One node's samples interleaved: sample k's METRICS at data[k*WIDTH:(k+1)*WIDTH] (one C-level slice
+    write per node per refresh; a metric's series is a strided slice, also in C)."""
+
+    __slots__ = ("data", "last_seen", "prev_5xx", "prev_at")
 
     def __init__(self, capacity: int):
-        self.rings = tuple(array("f", [NAN]) * capacity for _ in METRICS)
+        self.data = _NAN_ROW * capacity
         self.last_seen = -1  # sample number of the last snapshot that had this node
         self.prev_5xx: int | None = None  # the balancers' 5xx total at the last snapshot, for a 5xx rate
         self.prev_at: float | None = None
@@ -126,88 +121,93 @@ class FleetHistory:
     def record(self, snapshot: FleetSnapshot) -> None:
         pos = self.count % self.capacity
         self.times[pos] = snapshot.taken_at
-        rows = []
+        sums = [0.0] * len(METRICS)
+        seen = [0] * len(METRICS)
         for n in snapshot.nodes:
             ring = self._nodes.get(n.name)
             if ring is None:
                 ring = self._nodes[n.name] = _NodeRing(self.capacity)
-            st = _fresh(n)
+            st = None if n.stale else n.status
+            inflight = n.in_flight
             if st is None:
-                rss = host = NAN
+                load, rss, host, proc = inflight, None, None, NAN
             else:
-                rss, host = _num(st.asr.process_rss_bytes), _num(st.host.memory_used_bytes)
-            values = (_num(n.in_flight), _num(n.request_rate), self._err_rate(ring, n, snapshot.taken_at),
-                      _gpu_util(n), _gpu_mem(n), _load(n, st), rss, host,
-                      _num(n.response_seconds), _num(n.queued), _num(n.audio_rate), asr_process(st))
-            for r, v in zip(ring.rings, values):
-                r[pos] = v
-            rows.append(values)
+                load = st.asr.in_flight if st.asr.in_flight is not None else inflight
+                rss, host, proc = st.asr.process_rss_bytes, st.host.memory_used_bytes, asr_process(st)
+            req, latency, queued, audio = n.request_rate, n.response_seconds, n.queued, n.audio_rate
+            values = (NAN if inflight is None else inflight, NAN if req is None else req,
+                      self._err_rate(ring, n, snapshot.taken_at), _gpu_util(n), _gpu_mem(n),
+                      NAN if load is None else load, NAN if rss is None else rss,
+                      NAN if host is None else host, NAN if latency is None else latency,
+                      NAN if queued is None else queued, NAN if audio is None else audio, proc)
+            ring.data[pos * WIDTH:(pos + 1) * WIDTH] = array("f", values)
+            for i in _TOTALLED:
+                v = values[i]
+                if v == v:
+                    sums[i] += v
+                    seen[i] += 1
             ring.last_seen = self.count
         for name, ring in list(self._nodes.items()):
             if ring.last_seen != self.count:
                 if self.count - ring.last_seen >= self.capacity:
                     del self._nodes[name]  # gone for a whole window: nothing left to draw
                     continue
-                for r in ring.rings:
-                    r[pos] = NAN
-        columns = list(zip(*rows))  # one tuple per metric, transposed in C
+                ring.data[pos * WIDTH:(pos + 1) * WIDTH] = _NAN_ROW
         for i in _TOTALLED:
             # ratios and latency are means over the nodes that report them; counts and rates are sums
-            col = columns[i] if columns else ()
-            total = sum(col)
-            if total != total:  # some node lacks it: sum the others
-                col = [v for v in col if v == v]
-                total = sum(col)
-            if not col:
+            if not seen[i]:
                 self._totals[i][pos] = NAN
             else:
-                self._totals[i][pos] = total / len(col) if METRICS[i] in MEAN_TOTALS else total
+                self._totals[i][pos] = sums[i] / seen[i] if METRICS[i] in MEAN_TOTALS else sums[i]
         self.count += 1
 
-    def _ordered(self, ring: array) -> list[float | None]:
-        n = len(self)
-        start = (self.count - n) % self.capacity
-        idx = [(start + k) % self.capacity for k in range(n)]
-        return [None if math.isnan(ring[i]) else ring[i] for i in idx]
+    @staticmethod
+    def _listed(values: array) -> list[float | None]:
+        return [None if v != v else v for v in values]
 
     def series(self, node: str, metric: str) -> list[float | None]:
         """Oldest first, len(self) values at most; None where the reading was unavailable."""
         ring = self._nodes.get(node)
         if ring is None:
             return []
-        return self._ordered(ring.rings[METRICS.index(metric)])
+        return self._listed(self._tail(ring.data, len(self), _INDEX[metric], WIDTH))
 
     def fleet_series(self, metric: str) -> list[float | None]:
         """TOTALS only: summed over nodes (gpu_util, gpu_mem and latency averaged: MEAN_TOTALS); oldest first."""
-        return self._ordered(self._totals[METRICS.index(metric)])
+        return self._listed(self._tail(self._totals[_INDEX[metric]], len(self)))
 
     def last(self, node: str, metric: str) -> float | None:
         s = self.series(node, metric)
         return s[-1] if s else None
 
     def timestamps(self) -> list[float]:
-        n = len(self)
-        start = (self.count - n) % self.capacity
-        return [self.times[(start + k) % self.capacity] for k in range(n)]
+        return list(self._tail(self.times, len(self)))
 
     # The trend rules' fast path (asrtop.problems.trend): raw float32 tails, NaN = unavailable, sliced in C
     # instead of converted to lists of floats/None: 1,000 nodes x 10 minutes must be judged in milliseconds.
 
-    def _tail(self, ring: array, samples: int) -> array:
+    def _tail(self, data: array, samples: int, m: int = 0, width: int = 1, step: int = 1) -> array:
+        """Column m of a ring of `width` interleaved columns: its last `samples` values, oldest first, every
+        `step`-th of them counted back from the newest (which is always kept). One or two C-level slices."""
         n = min(samples, len(self))
-        end = self.count % self.capacity
-        start = (end - n) % self.capacity
         if n == 0:
-            return array(ring.typecode)
-        return ring[start:end] if start < end else ring[start:] + ring[:end]
+            return array(data.typecode)
+        end = self.count % self.capacity
+        first = end - n + (n - 1) % step  # the oldest sample kept; < 0: the window wraps round the ring's end
+        if first >= 0:
+            return data[first * width + m:end * width:width * step]
+        head = data[(first + self.capacity) * width + m::width * step]
+        after = first + len(head) * step
+        return head + data[after * width + m:end * width:width * step]
 
-    def tail(self, node: str, metric: str, samples: int) -> array | None:
-        """The last `samples` readings of a node's metric, oldest first, NaN = unavailable; None: no such node."""
+    def tail(self, node: str, metric: str, samples: int, step: int = 1) -> array | None:
+        """The last `samples` readings of a node's metric, oldest first, every `step`-th counted back from the
+        newest; NaN = unavailable; None: no such node."""
         ring = self._nodes.get(node)
-        return None if ring is None else self._tail(ring.rings[METRICS.index(metric)], samples)
+        return None if ring is None else self._tail(ring.data, samples, _INDEX[metric], WIDTH, step)
 
-    def fleet_tail(self, metric: str, samples: int) -> array:
-        return self._tail(self._totals[METRICS.index(metric)], samples)
+    def fleet_tail(self, metric: str, samples: int, step: int = 1) -> array:
+        return self._tail(self._totals[_INDEX[metric]], samples, step=step)
 
-    def times_tail(self, samples: int) -> array:
-        return self._tail(self.times, samples)
+    def times_tail(self, samples: int, step: int = 1) -> array:
+        return self._tail(self.times, samples, step=step)

@@ -46,14 +46,13 @@ class Recent:
     def values(self, node: str, metric: str) -> Sequence[float] | None:
         """The node's metric at the window's samples (NaN = unavailable); None when the history lacks it."""
         if self._fast:
-            tail = self.history.tail(node, metric, self.n)
-            return None if tail is None else tail[self.offset::self.step]
+            return self.history.tail(node, metric, self.n, self.step)
         return self._picked(self.history.series(node, metric))
 
     def fleet(self, metric: str, nodes: Sequence[str]) -> Sequence[float]:
         """The metric summed over the fleet at the window's samples (NaN where no node reported it)."""
         if self._fast:
-            return self.history.fleet_tail(metric, self.n)[self.offset::self.step]
+            return self.history.fleet_tail(metric, self.n, self.step)
         out = [NAN] * len(self.xs)
         for name in nodes:
             for i, v in enumerate(self._picked(self.history.series(name, metric)) or ()):

@@ -341,3 +341,25 @@ def test_history_records_the_trend_metrics():
     assert h.series("node-0", "asr_process") == [0.0, 4242.0]  # down, then up with its pid
     assert list(h.tail("node-0", "rss", 1)) == [5 * GIB] and len(h.times_tail(5)) == 2
     assert FleetHistory.for_seconds(600, 1.0).capacity == 600 and FleetHistory.for_seconds(600, 2.0).capacity == 300
+
+
+def test_tails_match_series_across_the_ring_wrap():
+    sim = Sim(count=2, history=50)
+    sim.step(73, leak("node-1", 10e6, "rss"))
+    h = sim.history
+    full = h.series("node-1", "rss")
+    for n in (1, 7, 23, 49, 50, 80):
+        assert list(h.tail("node-1", "rss", n)) == full[-n:]
+        assert list(h.times_tail(n)) == h.timestamps()[-n:]
+    assert len(full) == 50 and abs(full[-1] - full[0] - 49 * 10e6) < 1e3  # float32: 1 part in 16 million
+
+
+def test_thinned_tails_keep_the_newest_across_the_wrap():
+    sim = Sim(count=1, history=50)
+    sim.step(73, leak("node-0", 10e6, "rss"))
+    h = sim.history
+    full = h.series("node-0", "rss")
+    for n in (1, 7, 23, 49, 50):
+        for step in (1, 2, 3, 4, 7):
+            want = full[-n:][(n - 1) % step::step]
+            assert list(h.tail("node-0", "rss", n, step)) == want and want[-1] == full[-1]
