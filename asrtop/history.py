@@ -21,13 +21,14 @@ from asrtop.traffic import counter_rate
 # req_rate and err_rate (5xx answers/s) are the figures NodeView shows, whoever counted them (balancer or agent).
 # gpu_mem is used/total over the node's GPUs; load is the agent's own in-flight count (collected in the same
 # round as its GPU and memory readings, so memory that follows load is told from memory that leaks), else
-# NodeView.in_flight; rss = the ASR process's resident bytes; host_mem = the host's used bytes; latency =
-# NodeView.response_seconds; queued = requests queued at the balancers; audio_rate = audio seconds per second;
-# asr_process = the ASR process's identity (see asr_process below) for counting restarts.
-METRICS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem", "load", "rss", "host_mem", "latency",
-           "queued", "audio_rate", "asr_process")
-TOTALS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem", "queued", "latency", "audio_rate")  # fleet_series
-MEAN_TOTALS = frozenset({"gpu_util", "gpu_mem", "latency"})  # fleet totals averaged over nodes; the rest summed
+# NodeView.in_flight; rss_bytes = the ASR process's resident bytes; host_mem_bytes = the host's used bytes;
+# response_s = NodeView.response_seconds; queued = requests queued at the balancers; audio_rate = audio
+# seconds per second; asr_process = the ASR process's identity (see asr_process below) for counting restarts.
+METRICS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem", "load", "rss_bytes", "host_mem_bytes",
+           "response_s", "queued", "audio_rate", "asr_process")
+# fleet_series: these summed over the nodes (MEAN_TOTALS averaged)
+TOTALS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem", "queued", "response_s", "audio_rate")
+MEAN_TOTALS = frozenset({"gpu_util", "gpu_mem", "response_s"})
 _TOTALLED = tuple(METRICS.index(m) for m in TOTALS)
 NAN = float("nan")
 ASR_DOWN = 0.0  # asr_process: the agent says the ASR service is down

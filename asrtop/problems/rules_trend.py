@@ -147,9 +147,9 @@ def _host_room(n: NodeView, last: float) -> tuple:
 
 GPU_MEMORY_LEAK = _leak_rule("gpu-memory-leak", "GPU memory leak", "gpu_mem", "leaks GPU memory", _gpu_room,
                              "restart its ASR service")
-PROCESS_MEMORY_LEAK = _leak_rule("process-memory-leak", "ASR process memory leak", "rss",
+PROCESS_MEMORY_LEAK = _leak_rule("process-memory-leak", "ASR process memory leak", "rss_bytes",
                                  "leaks memory in its ASR process", _rss_room, "restart its ASR service")
-HOST_MEMORY_LEAK = _leak_rule("host-memory-leak", "host memory leak", "host_mem", "leaks host memory",
+HOST_MEMORY_LEAK = _leak_rule("host-memory-leak", "host memory leak", "host_mem_bytes", "leaks host memory",
                               _host_room, "find what grows on its host", steady=True)
 
 
@@ -187,7 +187,7 @@ ERROR_RATE = Rule("error-rate", "5xx answers",
 
 def _speed(recent: Recent, n: NodeView, ctx: RuleContext) -> tuple[float, float | None, float] | None:
     """(mean latency, RTF or None, answers) over RATE_WINDOW, weighted by the answers; None: too few answers."""
-    lat, req = recent.values(n.name, "latency"), recent.values(n.name, "req_rate")
+    lat, req = recent.values(n.name, "response_s"), recent.values(n.name, "req_rate")
     if lat is None or req is None:
         return None
     aud = recent.values(n.name, "audio_rate")

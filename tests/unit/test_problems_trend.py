@@ -186,7 +186,8 @@ def test_slow_node_by_real_time_factor():
 def test_slow_node_same_work_is_not_slow():
     """Longer clips take longer: latency 4x the median with 4x the audio per request is the same RTF."""
     sim = Sim(count=5)
-    sim.step(200, lambda s: (setattr(s.nodes["node-2"], "latency", 2.0), setattr(s.nodes["node-2"], "audio", 480)))
+    sim.step(200, lambda s: (setattr(s.nodes["node-2"], "latency", 2.0),
+                             setattr(s.nodes["node-2"], "audio", 480)))
     assert sim.raised("slow-node") == []
 
 
@@ -335,11 +336,12 @@ def test_history_records_the_trend_metrics():
     sim.nodes["node-0"].up = True
     sim.step(1)
     h = sim.history
-    assert h.series("node-0", "rss") == [5 * GIB] * 2 and h.series("node-0", "host_mem") == [21 * GIB] * 2
-    assert h.series("node-0", "load") == [2.0, 2.0] and h.series("node-0", "latency") == [0.5, 0.5]
+    assert h.series("node-0", "rss_bytes") == [5 * GIB] * 2
+    assert h.series("node-0", "host_mem_bytes") == [21 * GIB] * 2
+    assert h.series("node-0", "load") == [2.0, 2.0] and h.series("node-0", "response_s") == [0.5, 0.5]
     assert h.series("node-0", "audio_rate") == [120.0, 120.0] and h.series("node-0", "queued") == [None, None]
     assert h.series("node-0", "asr_process") == [0.0, 4242.0]  # down, then up with its pid
-    assert list(h.tail("node-0", "rss", 1)) == [5 * GIB] and len(h.times_tail(5)) == 2
+    assert list(h.tail("node-0", "rss_bytes", 1)) == [5 * GIB] and len(h.times_tail(5)) == 2
     assert FleetHistory.for_seconds(600, 1.0).capacity == 600 and FleetHistory.for_seconds(600, 2.0).capacity == 300
 
 
@@ -347,9 +349,9 @@ def test_tails_match_series_across_the_ring_wrap():
     sim = Sim(count=2, history=50)
     sim.step(73, leak("node-1", 10e6, "rss"))
     h = sim.history
-    full = h.series("node-1", "rss")
+    full = h.series("node-1", "rss_bytes")
     for n in (1, 7, 23, 49, 50, 80):
-        assert list(h.tail("node-1", "rss", n)) == full[-n:]
+        assert list(h.tail("node-1", "rss_bytes", n)) == full[-n:]
         assert list(h.times_tail(n)) == h.timestamps()[-n:]
     assert len(full) == 50 and abs(full[-1] - full[0] - 49 * 10e6) < 1e3  # float32: 1 part in 16 million
 
@@ -358,8 +360,8 @@ def test_thinned_tails_keep_the_newest_across_the_wrap():
     sim = Sim(count=1, history=50)
     sim.step(73, leak("node-0", 10e6, "rss"))
     h = sim.history
-    full = h.series("node-0", "rss")
+    full = h.series("node-0", "rss_bytes")
     for n in (1, 7, 23, 49, 50):
         for step in (1, 2, 3, 4, 7):
             want = full[-n:][(n - 1) % step::step]
-            assert list(h.tail("node-0", "rss", n, step)) == want and want[-1] == full[-1]
+            assert list(h.tail("node-0", "rss_bytes", n, step)) == want and want[-1] == full[-1]
