@@ -10,7 +10,7 @@ Python loop runs only over a window with gaps. Any other HistoryView (a history 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from operator import mul
 from typing import NamedTuple, Sequence
 
@@ -35,7 +35,8 @@ class Recent:
         self.n = self.total - first  # samples in the window
         self.step = max(1, math.ceil(self.n / MAX_POINTS))
         self.offset = (self.n - 1) % self.step if self.n else 0  # so that the newest sample is kept
-        picked = list(times[first:])[self.offset::self.step]
+        self.times = times[first:]  # every sample's time in the window, oldest first
+        picked = list(self.times)[self.offset::self.step]
         self.xs = [t - picked[0] for t in picked] if picked else []
         self.span = self.xs[-1] if self.xs else 0.0
         self.covered = self.span >= MIN_COVER * seconds
@@ -48,6 +49,21 @@ class Recent:
         if self._fast:
             return self.history.tail(node, metric, self.n, self.step)
         return self._picked(self.history.series(node, metric))
+
+    def since(self, node: str, metric: str, after: float) -> tuple[Sequence[float], Sequence[float]]:
+        """(times, values) of every sample in the window newer than `after`, unthinned (a crash loop's
+        restarts are single samples); values NaN = unavailable, () when the history lacks the node."""
+        k = len(self.times) - bisect_right(self.times, after)
+        if k <= 0:
+            return (), ()
+        if self._fast:
+            values = self.history.tail(node, metric, k)
+            return self.times[-k:], values if values is not None else ()
+        series = self.history.series(node, metric)
+        if not series:
+            return (), ()
+        tail = [NAN if v is None else float(v) for v in series[-k:]]
+        return self.times[-k:], [NAN] * (k - len(tail)) + tail
 
     def fleet(self, metric: str, nodes: Sequence[str]) -> Sequence[float]:
         """The metric summed over the fleet at the window's samples (NaN where no node reported it)."""
@@ -66,21 +82,6 @@ class Recent:
         s = [NAN if v is None else float(v) for v in series[-self.n:]] if self.n else []
         s = [NAN] * (self.n - len(s)) + s  # a series shorter than the timestamps is aligned at the newest end
         return s[self.offset::self.step]
-
-
-def every_sample(history, node: str, metric: str, seconds: float) -> tuple[Sequence[float], Sequence[float]]:
-    """(times, values) of every sample in the last `seconds`, unthinned (a crash loop's restarts are single
-    samples); values NaN = unavailable, () when the history lacks the node."""
-    if isinstance(history, FleetHistory):
-        times = history.times_tail(len(history))
-        first = bisect_left(times, times[-1] - seconds) if times else 0
-        values = history.tail(node, metric, len(times) - first)
-        return times[first:], values if values is not None else ()
-    times = history.timestamps()
-    first = bisect_left(times, times[-1] - seconds) if times else 0
-    series = history.series(node, metric)[-(len(times) - first):] if len(times) > first else []
-    values = [NAN] * (len(times) - first - len(series)) + [NAN if v is None else float(v) for v in series]
-    return times[first:], values if series else ()
 
 
 class Fit(NamedTuple):
