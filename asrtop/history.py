@@ -1,8 +1,11 @@
-"""Per-node numeric history for sparklines: fixed-size rings of float32, one per node and metric.
+"""Per-node numeric history for sparklines and the trend rules: fixed-size rings of float32, one per node
+and metric.
 
 Fed one FleetSnapshot per refresh (`record`); 600 samples = 10 minutes at 1 s. A node costs
-len(METRICS) x capacity x 4 bytes (12 KB at 600 samples), so 1,000 nodes stay near 12 MB whatever the
-snapshots held. Unavailable readings are NaN in the ring and None when read back (never a made-up 0).
+len(METRICS) x capacity x 4 bytes (12 metrics: 28.8 KB at 600 samples), so 1,000 nodes stay near 29 MB
+whatever the snapshots held. Unavailable readings are NaN in the ring and None when read back (never a
+made-up 0). float32 keeps 24 bits: byte counts are exact to 1 part in 16 million (5 KB of 80 GB), pids up to
+2**24 exactly (Linux's pid_max is at most 2**22).
 
 Owned by one task (the TUI's refresh loop): `record` mutates, readers get fresh lists/tuples.
 """
@@ -15,9 +18,21 @@ from array import array
 from asrtop.fleet import FleetSnapshot, NodeView
 from asrtop.traffic import counter_rate
 
-# req_rate and err_rate (5xx answers/s) are the figures NodeView shows, whoever counted them (balancer or agent)
-METRICS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem")
+# req_rate and err_rate (5xx answers/s) are the figures NodeView shows, whoever counted them (balancer or agent).
+# gpu_mem is used/total over the node's GPUs; load is the agent's own in-flight count (collected in the same
+# round as its GPU and memory readings, so memory that follows load is told from memory that leaks), else
+# NodeView.in_flight; rss_bytes = the ASR process's resident bytes; host_mem_bytes = the host's used bytes;
+# response_s = NodeView.response_seconds; queued = requests queued at the balancers; audio_rate = audio
+# seconds per second; asr_process = the ASR process's identity (see asr_process below) for counting restarts.
+METRICS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem", "load", "rss_bytes", "host_mem_bytes",
+           "response_s", "queued", "audio_rate", "asr_process")
+# fleet_series: these summed over the nodes (MEAN_TOTALS averaged)
+TOTALS = ("in_flight", "req_rate", "err_rate", "gpu_util", "gpu_mem", "queued", "response_s", "audio_rate")
+MEAN_TOTALS = frozenset({"gpu_util", "gpu_mem", "response_s"})
+_TOTALLED = tuple(METRICS.index(m) for m in TOTALS)
 NAN = float("nan")
+ASR_DOWN = 0.0  # asr_process: the agent says the ASR service is down
+ASR_UP_NO_PID = -1.0  # asr_process: up, but the agent cannot see its pid
 
 
 def _gpu_util(n: NodeView) -> float:
@@ -37,11 +52,32 @@ def _gpu_mem(n: NodeView) -> float:
     return sum(used) / sum(total) if total else NAN
 
 
+def asr_process(st) -> float:
+    """The ASR process as one number per sample: its pid while up (ASR_UP_NO_PID when the pid is unknown),
+    ASR_DOWN while down, NaN when unknown. A restart is a change between two known pids or down -> up."""
+    if st is None:
+        return NAN
+    up, pid = st.asr.up, st.asr.pid
+    if up is False:
+        return ASR_DOWN
+    if pid is not None:
+        return float(pid)
+    return ASR_UP_NO_PID if up else NAN
+
+
+WIDTH = len(METRICS)
+_INDEX = {m: i for i, m in enumerate(METRICS)}
+_NAN_ROW = array("f", [NAN]) * WIDTH
+
+
 class _NodeRing:
-    __slots__ = ("rings", "last_seen", "prev_5xx", "prev_at")
+    """One node's samples interleaved: sample k's METRICS at data[k*WIDTH:(k+1)*WIDTH] (one C-level slice
+    write per node per refresh; a metric's series is a strided slice, also in C)."""
+
+    __slots__ = ("data", "last_seen", "prev_5xx", "prev_at")
 
     def __init__(self, capacity: int):
-        self.rings = tuple(array("f", [NAN]) * capacity for _ in METRICS)
+        self.data = _NAN_ROW * capacity
         self.last_seen = -1  # sample number of the last snapshot that had this node
         self.prev_5xx: int | None = None  # the balancers' 5xx total at the last snapshot, for a 5xx rate
         self.prev_at: float | None = None
@@ -49,6 +85,11 @@ class _NodeRing:
 
 class FleetHistory:
     """Ring buffers of METRICS per node, plus fleet totals (sum over nodes) for a header sparkline."""
+
+    @classmethod
+    def for_seconds(cls, seconds: float, refresh: float) -> "FleetHistory":
+        """Enough samples for `seconds` of history at one sample per `refresh` seconds (at least 60)."""
+        return cls(max(60, int(math.ceil(seconds / max(refresh, 0.1)))))
 
     def __init__(self, capacity: int = 600):
         if capacity < 1:
@@ -87,13 +128,23 @@ class FleetHistory:
             ring = self._nodes.get(n.name)
             if ring is None:
                 ring = self._nodes[n.name] = _NodeRing(self.capacity)
+            st = None if n.stale else n.status
             inflight = n.in_flight
-            req = n.request_rate
-            values = (NAN if inflight is None else float(inflight), NAN if req is None else float(req),
-                      self._err_rate(ring, n, snapshot.taken_at), _gpu_util(n), _gpu_mem(n))
-            for i, v in enumerate(values):
-                ring.rings[i][pos] = v
-                if not math.isnan(v):
+            if st is None:
+                load, rss, host, proc = inflight, None, None, NAN
+            else:
+                load = st.asr.in_flight if st.asr.in_flight is not None else inflight
+                rss, host, proc = st.asr.process_rss_bytes, st.host.memory_used_bytes, asr_process(st)
+            req, latency, queued, audio = n.request_rate, n.response_seconds, n.queued, n.audio_rate
+            values = (NAN if inflight is None else inflight, NAN if req is None else req,
+                      self._err_rate(ring, n, snapshot.taken_at), _gpu_util(n), _gpu_mem(n),
+                      NAN if load is None else load, NAN if rss is None else rss,
+                      NAN if host is None else host, NAN if latency is None else latency,
+                      NAN if queued is None else queued, NAN if audio is None else audio, proc)
+            ring.data[pos * WIDTH:(pos + 1) * WIDTH] = array("f", values)
+            for i in _TOTALLED:
+                v = values[i]
+                if v == v:
                     sums[i] += v
                     seen[i] += 1
             ring.last_seen = self.count
@@ -102,40 +153,62 @@ class FleetHistory:
                 if self.count - ring.last_seen >= self.capacity:
                     del self._nodes[name]  # gone for a whole window: nothing left to draw
                     continue
-                for r in ring.rings:
-                    r[pos] = NAN
-        for i in range(len(METRICS)):
-            # gpu_util/gpu_mem totals are means over the nodes that report them; counts and rates are sums
-            if seen[i] == 0:
+                ring.data[pos * WIDTH:(pos + 1) * WIDTH] = _NAN_ROW
+        for i in _TOTALLED:
+            # ratios and latency are means over the nodes that report them; counts and rates are sums
+            if not seen[i]:
                 self._totals[i][pos] = NAN
-            elif METRICS[i] in ("gpu_util", "gpu_mem"):
-                self._totals[i][pos] = sums[i] / seen[i]
             else:
-                self._totals[i][pos] = sums[i]
+                self._totals[i][pos] = sums[i] / seen[i] if METRICS[i] in MEAN_TOTALS else sums[i]
         self.count += 1
 
-    def _ordered(self, ring: array) -> list[float | None]:
-        n = len(self)
-        start = (self.count - n) % self.capacity
-        idx = [(start + k) % self.capacity for k in range(n)]
-        return [None if math.isnan(ring[i]) else ring[i] for i in idx]
+    @staticmethod
+    def _listed(values: array) -> list[float | None]:
+        return [None if v != v else v for v in values]
 
     def series(self, node: str, metric: str) -> list[float | None]:
         """Oldest first, len(self) values at most; None where the reading was unavailable."""
         ring = self._nodes.get(node)
         if ring is None:
             return []
-        return self._ordered(ring.rings[METRICS.index(metric)])
+        return self._listed(self._tail(ring.data, len(self), _INDEX[metric], WIDTH))
 
     def fleet_series(self, metric: str) -> list[float | None]:
-        """in_flight/req_rate/err_rate summed over nodes, gpu_util/gpu_mem averaged; oldest first."""
-        return self._ordered(self._totals[METRICS.index(metric)])
+        """TOTALS only: summed over nodes (gpu_util, gpu_mem and latency averaged: MEAN_TOTALS); oldest first."""
+        return self._listed(self._tail(self._totals[_INDEX[metric]], len(self)))
 
     def last(self, node: str, metric: str) -> float | None:
         s = self.series(node, metric)
         return s[-1] if s else None
 
     def timestamps(self) -> list[float]:
-        n = len(self)
-        start = (self.count - n) % self.capacity
-        return [self.times[(start + k) % self.capacity] for k in range(n)]
+        return list(self._tail(self.times, len(self)))
+
+    # The trend rules' fast path (asrtop.problems.trend): raw float32 tails, NaN = unavailable, sliced in C
+    # instead of converted to lists of floats/None: 1,000 nodes x 10 minutes must be judged in milliseconds.
+
+    def _tail(self, data: array, samples: int, m: int = 0, width: int = 1, step: int = 1) -> array:
+        """Column m of a ring of `width` interleaved columns: its last `samples` values, oldest first, every
+        `step`-th of them counted back from the newest (which is always kept). One or two C-level slices."""
+        n = min(samples, len(self))
+        if n == 0:
+            return array(data.typecode)
+        end = self.count % self.capacity
+        first = end - n + (n - 1) % step  # the oldest sample kept; < 0: the window wraps round the ring's end
+        if first >= 0:
+            return data[first * width + m:end * width:width * step]
+        head = data[(first + self.capacity) * width + m::width * step]
+        after = first + len(head) * step
+        return head + data[after * width + m:end * width:width * step]
+
+    def tail(self, node: str, metric: str, samples: int, step: int = 1) -> array | None:
+        """The last `samples` readings of a node's metric, oldest first, every `step`-th counted back from the
+        newest; NaN = unavailable; None: no such node."""
+        ring = self._nodes.get(node)
+        return None if ring is None else self._tail(ring.data, samples, _INDEX[metric], WIDTH, step)
+
+    def fleet_tail(self, metric: str, samples: int, step: int = 1) -> array:
+        return self._tail(self._totals[_INDEX[metric]], samples, step=step)
+
+    def times_tail(self, samples: int, step: int = 1) -> array:
+        return self._tail(self.times, samples, step=step)

@@ -1,15 +1,39 @@
-"""PLACEHOLDER (H1's engine replaces this file at merge): the rule set and its two entry points."""
+"""The rule registry: every rule the console, `asrtop check` and the alert rules know, and how to run them.
+
+Rules read their settings as `ctx.settings.<PROBLEM_SETTINGS key>` (e.g. `ctx.settings.leak_window`) and the
+cluster's `ctx.settings.min_ready`: RuleSettings carries both.
+"""
 
 from __future__ import annotations
 
-from asrtop.problems.engine import OneShot, ProblemTracker, Rule, evaluate_once
+from dataclasses import dataclass
 
-RULES: tuple[Rule, ...] = ()
+from asrtop.config import ProblemsConfig
+from asrtop.fleet import FleetSnapshot
+from asrtop.problems.engine import HistoryView, OneShot, ProblemTracker, Rule, evaluate_once
+from asrtop.problems.rules_state import STATE_RULES
+from asrtop.problems.rules_trend import TREND_RULES
+
+RULES: tuple[Rule, ...] = TREND_RULES + STATE_RULES
 
 
-def tracker(settings, min_ready: int = 1) -> ProblemTracker:
-    return ProblemTracker(RULES, settings)
+@dataclass(frozen=True)
+class RuleSettings:
+    """What a rule's `ctx.settings` is: the [problems] settings (any key, by attribute) plus cluster.min_ready."""
+
+    problems: ProblemsConfig
+    min_ready: int = 1
+
+    def __getattr__(self, name: str) -> float:  # only called for names that are not fields
+        return getattr(object.__getattribute__(self, "problems"), name)
 
 
-def check(snapshot, history, settings, min_ready: int = 1, now: float | None = None) -> OneShot:
-    return evaluate_once(RULES, snapshot, history, settings, now)
+def tracker(settings: ProblemsConfig, min_ready: int = 1) -> ProblemTracker:
+    """The console's tracker over RULES: feed it `update(snapshot, history)` after each FleetHistory.record."""
+    return ProblemTracker(RULES, RuleSettings(settings, min_ready))
+
+
+def check(snapshot: FleetSnapshot, history: HistoryView | None, settings: ProblemsConfig, min_ready: int = 1,
+          now: float | None = None) -> OneShot:
+    """One evaluation of RULES (`asrtop check`): history from Prometheus, or None (history rules not run)."""
+    return evaluate_once(RULES, snapshot, history, RuleSettings(settings, min_ready), now)
