@@ -46,6 +46,10 @@ PROMQL: dict[str, str | None] = {
                    f"{_rate('asr_request_duration_seconds_count')}"),
     "audio_rate": _rate("asr_audio_seconds_total"),
     "queued": None,  # the balancers' queue: HAProxy's, not in the agent's metrics
+    "load": "sum by (instance) (asr_service_in_flight_requests)",  # the agent's own in flight, as FleetHistory's
+    # history.asr_process without a pid (the agent exports none): -1 up, 0 down; a crash loop is then counted
+    # from down -> up turns at the scrape interval (a restart shorter than one scrape is not seen)
+    "asr_process": "-max by (instance) (asr_service_up)",
 }
 NODES = "max by (instance, node) (last_over_time(asr_node_info[{span}]))"
 
@@ -53,7 +57,7 @@ NODES = "max by (instance, node) (last_over_time(asr_node_info[{span}]))"
 def history_span(settings) -> float:
     """Seconds the rules look back: a leak's window plus its duration, or the longest other duration."""
     return max(settings.leak_window + settings.leak_for, settings.slow_for, settings.queue_for, settings.errors_for,
-               settings.gpu_for)
+               settings.gpu_for, settings.crash_loop_window)
 
 
 class PrometheusHistory:

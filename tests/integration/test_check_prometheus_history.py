@@ -74,7 +74,8 @@ def test_every_history_metric_is_mapped_or_said_to_be_absent():
 
 
 def test_range_queries_give_each_node_its_series_on_one_grid(prom):
-    settings = ProblemsConfig()  # leak_window 120 + leak_for 30: 150 s back
+    # leak_window 120 + leak_for 30: 150 s back (the crash loop's window, 600 s by default, set to the same)
+    settings = ProblemsConfig(tuple((k, 150.0 if k == "crash_loop_window" else v) for k, v in ProblemsConfig().values))
     h = asyncio.run(fetch_history(prom, snapshot(), settings, refresh=15.0))
     times = h.timestamps()
     assert times[-1] == NOW and times[0] == NOW - 150 and len(times) == 11
