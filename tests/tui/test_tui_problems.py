@@ -278,3 +278,21 @@ async def test_a_fleet_wide_outage_lists_the_first_fifty_and_counts_them_all():
         await settled(pilot, app)
         assert len(app.problems) == 60 and panel(app).list.option_count == LISTED_MAX == 50
         assert panel_lines(app)[0].lstrip().startswith("60 problems: 60 WARN · the first 50 listed: scroll the list")
+
+
+async def test_a_long_problem_wraps_under_its_text_in_the_detail_at_80_columns():
+    """The detail wraps a problem's text within the scroll area (its padding and scrollbar taken off), every
+    continuation under the text: a text that just fits 58 columns once came out as a word alone at the left."""
+    crash = Finding("crash-loop", "node-2", CRIT, "crash-loops: its ASR process restarted 8 times in the last 10 min",
+                    "asrtop drain node-2")
+    found: dict = {}
+    put(found, crash)
+    app, _ = make_app(found)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot, app)
+        app.open_detail("node-2")
+        await wait_for(pilot, lambda: "crash-loops" in screen_text(app), what="the detail's problems")
+        lines = screen_text(app).splitlines()
+        first = next(i for i, line in enumerate(lines) if "crash-loops" in line)
+        block = lines[first + 1:next(i for i in range(first, len(lines)) if "→ asrtop drain node-2" in lines[i]) + 1]
+        assert block and all(line.startswith(" " * 21) for line in block), lines[first:first + len(block) + 1]

@@ -238,7 +238,7 @@ class NodeDetailScreen(Screen):
         except KeyError:
             self.query_one("#detail", Static).update(Text(f"{self.node} is no longer in the fleet", "bold red"))
             return
-        cols = self.size.width - 2 if self.size.width else 200  # the scrollbar's room
+        cols = self.size.width - 4 if self.size.width else 200  # the scroll padding (0 1) and the scrollbar (2)
         width = max(10, min(SPARK_WIDTH, cols - 34)) if self.size.width else SPARK_WIDTH
         self.query_one("#detail", Static).update(
             render_detail(node, snap, self.app.history, self.audit, self.audit_error, width, cols,
