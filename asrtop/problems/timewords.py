@@ -17,6 +17,20 @@ def span(seconds: float) -> str:
     return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
+def short_span(seconds: float | None) -> str:
+    """The same span for a narrow column: '45s', '3m', '1h05m', '2d'; '—' when unknown (a one-shot check)."""
+    if seconds is None:
+        return "—"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d"
+
+
 def clock(t: float) -> str:
     """'10:31:02 UTC' (the audit log's and the drift notes' time of day)."""
     return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S UTC")

@@ -7,22 +7,14 @@ from __future__ import annotations
 from typing import Iterable, NamedTuple, Sequence
 
 from asrtop.problems.model import Problem, Severity, ordered
+from asrtop.problems.timewords import short_span
 
 ACTION_MARK = "→"  # before the suggested action: "→ asrtop drain node-3"
 
 
 def since_text(seconds: float | None) -> str:
     """How long a problem has held, short: '45s', '3m', '1h05m', '2d'; '—' when unknown (a one-shot check)."""
-    if seconds is None:
-        return "—"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d"
+    return short_span(seconds)
 
 
 def worst(problems: Iterable[Problem]) -> Severity | None:

@@ -159,6 +159,23 @@ class BuiltStatus(NamedTuple):
     part: DetailPart  # detail_part(details), reused while the details stay
 
 
+def answer_result(url: str, status: int, body: bytes, result_type: str, what: str) -> list[dict]:
+    """The result list of a Prometheus API answer of `result_type` (vector | matrix); else PrometheusError, one
+    line naming `what` was asked ("query 'up'", "a range query")."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise PrometheusError(f"Prometheus at {url}: HTTP {status}, not a JSON answer "
+                              "(is this the Prometheus base URL?)") from None
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        err = doc.get("error") if isinstance(doc, dict) else None
+        raise PrometheusError(f"Prometheus at {url}: {what} failed: {err or f'HTTP {status}'}")
+    data = doc.get("data") or {}
+    if data.get("resultType") != result_type or not isinstance(data.get("result"), list):
+        raise PrometheusError(f"Prometheus at {url}: {what} did not return a {result_type}")
+    return data["result"]
+
+
 class PrometheusSource:
     """NodeFactsSource (asrtop.sources.live) reading the agents' metrics from a Prometheus server."""
 
@@ -215,19 +232,8 @@ class PrometheusSource:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
             except Exception as e:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
-        try:
-            with _gc_paused():
-                doc = json.loads(body)
-        except ValueError:
-            raise PrometheusError(f"Prometheus at {self.url}: HTTP {status}, not a JSON answer "
-                                  "(is this the Prometheus base URL?)") from None
-        if not isinstance(doc, dict) or doc.get("status") != "success":
-            err = doc.get("error") if isinstance(doc, dict) else None
-            raise PrometheusError(f"Prometheus at {self.url}: query {promql!r} failed: {err or f'HTTP {status}'}")
-        data = doc.get("data") or {}
-        if data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
-            raise PrometheusError(f"Prometheus at {self.url}: query {promql!r} did not return a vector")
-        return data["result"]
+        with _gc_paused():
+            return answer_result(self.url, status, body, "vector", f"query {promql!r}")
 
     def _detail_query(self, instances: Iterable[str] | None, with_state: bool = False) -> str:
         """Details of these instances; None: this round's slice (everybody's on the first round)."""

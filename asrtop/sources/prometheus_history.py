@@ -10,7 +10,6 @@ A metric the agent does not export is all None (absent, never 0).
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from typing import Mapping, Sequence
 
@@ -19,7 +18,7 @@ import aiohttp
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import METRICS
 from asrtop.sources.agents import describe_error
-from asrtop.sources.prometheus import PrometheusError, instance_of_url
+from asrtop.sources.prometheus import PrometheusError, answer_result, instance_of_url
 
 MAX_POINTS = 600  # per series: the console's 10 minutes at 1 s
 RATE = "{rate}"  # filled with the rate window: at least 4 steps and 60 s, so a 15 s scrape has samples in it
@@ -94,18 +93,7 @@ async def _range(session: aiohttp.ClientSession, url: str, promql: str, start: f
         raise
     except Exception as e:
         raise PrometheusError(f"Prometheus at {url}: {describe_error(e, timeout)}") from None
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise PrometheusError(f"Prometheus at {url}: HTTP {status}, not a JSON answer "
-                              "(is this the Prometheus base URL?)") from None
-    if not isinstance(doc, dict) or doc.get("status") != "success":
-        err = doc.get("error") if isinstance(doc, dict) else None
-        raise PrometheusError(f"Prometheus at {url}: range query failed: {err or f'HTTP {status}'}")
-    data = doc.get("data") or {}
-    if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
-        raise PrometheusError(f"Prometheus at {url}: a range query did not return a matrix")
-    return data["result"]
+    return answer_result(url, status, body, "matrix", "a range query")
 
 
 def _on_grid(values: list, start: float, step: float, n: int) -> list[float | None]:
