@@ -15,6 +15,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pynvml
+from prometheus_client import CollectorRegistry
+
+from asrtop_agent.metrics import GpuMetrics
+from asrtop_agent.snapshot import AsrSnap, GpuReport, HostSnap, ModelSnap, Snapshot
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 REAL = "nvml_h200_recorded.json"  # real H200 under load
@@ -140,3 +144,16 @@ class DriverBeforeR535(ReplayNvml):
 
 
 NVML_FUNCTIONS = [n for n in dir(ReplayNvml) if n.startswith("nvml")]
+
+
+# A snapshot around one GPU report, and a registry rendering its GPU metrics (the /metrics tests).
+def snap_with(gpu: GpuReport) -> Snapshot:
+    return Snapshot(node="n1", agent_version="0.1.0", collected_at=1.0, interval_seconds=1.0, host=HostSnap(),
+                    gpu=gpu, asr=AsrSnap(url="http://127.0.0.1:1"), model=ModelSnap())
+
+
+def registry_for(gpu: GpuReport) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    s = snap_with(gpu)
+    reg.register(GpuMetrics(lambda: s))
+    return reg

@@ -9,15 +9,12 @@ import re
 
 import pynvml
 import pytest
-from prometheus_client import CollectorRegistry
 
 from asrtop.agentstatus import parse_status
 from asrtop_agent.collectors.gpu import NoGpuCollector, NvmlGpuCollector, SimulatedGpuCollector
-from asrtop_agent.metrics import GpuMetrics
-from asrtop_agent.snapshot import AsrSnap, GpuReport, HostSnap, ModelSnap, Snapshot
 from asrtop_agent.tools.record_nvml import record
 from support.agent_nvml import (ALL_FIXTURES, FIXTURES, HANDWRITTEN, NVML_FUNCTIONS, REAL, REAL_IDLE,
-                                ReplayNvml)
+                                ReplayNvml, registry_for)
 
 MiB = 2**20
 NEW_READINGS = ("clocks_event_reasons_current", "clocks_event_reasons_supported", "ecc_mode",
@@ -33,18 +30,6 @@ class FakePsutil:
 
         def name(self):
             return "python3"
-
-
-def snap_with(gpu: GpuReport) -> Snapshot:
-    return Snapshot(node="n1", agent_version="0.1.0", collected_at=1.0, interval_seconds=1.0, host=HostSnap(),
-                    gpu=gpu, asr=AsrSnap(url="http://127.0.0.1:1"), model=ModelSnap())
-
-
-def registry_for(gpu: GpuReport) -> CollectorRegistry:
-    reg = CollectorRegistry(auto_describe=False)
-    s = snap_with(gpu)
-    reg.register(GpuMetrics(lambda: s))
-    return reg
 
 
 def test_stand_in_only_uses_real_pynvml_names():

@@ -8,27 +8,14 @@ import re
 
 import pynvml
 import pytest
-from prometheus_client import CollectorRegistry
 
 from asrtop.agentstatus import parse_status
 from asrtop_agent.collectors.gpu import (CLOCK_EVENT_REASONS, NvmlGpuCollector, SimulatedGpuCollector,
                                          decode_clock_event_reasons)
-from asrtop_agent.metrics import GpuMetrics, render
-from asrtop_agent.snapshot import AsrSnap, GpuReport, HostSnap, ModelSnap, Snapshot
+from asrtop_agent.metrics import render
+from asrtop_agent.snapshot import GpuReport
 from asrtop_agent.status import render_status
-from support.agent_nvml import HANDWRITTEN, REAL, REAL_IDLE, DriverBeforeR535, ReplayNvml
-
-
-def snap_with(gpu: GpuReport) -> Snapshot:
-    return Snapshot(node="n1", agent_version="0.1.0", collected_at=1.0, interval_seconds=1.0, host=HostSnap(),
-                    gpu=gpu, asr=AsrSnap(url="http://127.0.0.1:1"), model=ModelSnap())
-
-
-def registry_for(gpu: GpuReport) -> CollectorRegistry:
-    reg = CollectorRegistry(auto_describe=False)
-    s = snap_with(gpu)
-    reg.register(GpuMetrics(lambda: s))
-    return reg
+from support.agent_nvml import HANDWRITTEN, REAL, REAL_IDLE, DriverBeforeR535, ReplayNvml, registry_for, snap_with
 
 
 def collect(nv) -> GpuReport:
