@@ -270,11 +270,12 @@ def _crash_judge(recent: Recent, n: NodeView, ctx: RuleContext) -> Finding | Non
         state = ctx.memory["restarts"][n.name] = [None, deque(), ctx.now - s.crash_loop_window]
     times, values = recent.since(n.name, "asr_process", state[2])
     last, restarts = state[0], state[1]
-    for t, v in zip(times, values):
-        if v == v:
-            if last is not None and restarted(last, v):
-                restarts.append(t)
-            last = v
+    if last is None or values.count(last) != len(values):  # else one reading throughout (counted in C)
+        for t, v in zip(times, values):
+            if v == v:
+                if last is not None and restarted(last, v):
+                    restarts.append(t)
+                last = v
     state[0], state[2] = last, max(state[2], times[-1] if len(times) else state[2])
     while restarts and restarts[0] < ctx.now - s.crash_loop_window:
         restarts.popleft()
