@@ -20,6 +20,7 @@ from asrtop.history import ASR_DOWN
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
 from asrtop.problems.trend import Recent, duration_words, fit, halves, valid_mean
+from asrtop.problems.trend import recent as shared_recent
 
 PERIOD = 30.0  # seconds between two judgements of one node's trend (adds at most this to a time-to-raise)
 MB = 1e6  # leak_min_mb_per_s and the texts count MB as 10**6 bytes
@@ -46,7 +47,7 @@ def _per_node(ctx: RuleContext, window: Callable[[RuleContext], float],
     elapsed = max(0.0, ctx.now - mem.get("at", ctx.now))
     mem["at"] = ctx.now
     count = len(nodes) if first else min(len(nodes), max(1, math.ceil(len(nodes) * elapsed / PERIOD)))
-    recent = Recent(ctx.history, window(ctx))
+    recent = shared_recent(ctx.history, window(ctx))
     cursor = mem.get("cursor", 0) % len(nodes)
     for k in range(count):
         n = nodes[(cursor + k) % len(nodes)]
@@ -239,7 +240,7 @@ def _queue(ctx: RuleContext) -> Iterable[Finding]:
     (least squares) and some are still queued. WARNING."""
     if ctx.history is None:
         return
-    recent = Recent(ctx.history, RATE_WINDOW)
+    recent = shared_recent(ctx.history, RATE_WINDOW)
     if not recent.covered:
         return
     f = fit(recent, recent.fleet("queued", [n.name for n in ctx.snapshot.nodes]))
