@@ -9,7 +9,7 @@ from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot
 from asrtop.fleet_wording import SHORT_DIGEST
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.state_facts import clear_after, down_for, live, per_snapshot, sending_traffic
+from asrtop.problems.state_facts import clear_after, down_for, live, live_troubled, per_snapshot, sending_traffic
 
 
 def short(digest: str) -> str:
@@ -53,7 +53,7 @@ def find_differs(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def find_hash_failed(ctx: RuleContext) -> Iterator[Finding]:
-    for n, st in live(ctx.snapshot):
+    for n, st in live_troubled(ctx.snapshot):
         if st.model.state == "error":
             yield Finding("model-hash-failed", n.name, Severity.WARNING,
                           f"cannot hash its model: {st.model.error or 'no reason given'} (its model is unknown)")

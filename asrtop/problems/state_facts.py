@@ -43,6 +43,16 @@ def live(snap: FleetSnapshot) -> tuple[tuple[NodeView, AgentStatus], ...]:
     return tuple(out)
 
 
+@per_snapshot
+def live_troubled(snap: FleetSnapshot) -> tuple[tuple[NodeView, AgentStatus], ...]:
+    """The live nodes whose agent reports an error of some collector, a model in state "error" or the ASR
+    service down: the only ones collector-failing, model-hash-failed and asr-down-with-traffic can fire on
+    (one pass per snapshot instead of one per rule over 1,000 nodes)."""
+    return tuple((n, st) for n, st in live(snap)
+                 if st.gpu_error or st.host.error or st.model.error or st.asr.error or st.model.state == "error"
+                 or st.asr.up is False)
+
+
 def sending_traffic(n: NodeView) -> tuple[str, ...]:
     """The balancers that still send this node requests: it is ready there and its check is not DOWN, or it
     carries sessions there now."""
