@@ -5,48 +5,40 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot
+from asrtop.fleet import TARGET_FROM_CONFIG
 from asrtop.fleet_wording import SHORT_DIGEST
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.state_facts import clear_after, down_for, live, live_troubled, per_snapshot, sending_traffic
+from asrtop.problems.state_facts import clear_after, down_for, live, live_troubled, sending_traffic
 
 
 def short(digest: str) -> str:
     return digest[:SHORT_DIGEST]
 
 
-@per_snapshot
-def _by_digest(snap: FleetSnapshot) -> dict[str, list[int]]:
-    """Known digest -> the indexes in snap.nodes of the nodes running it (one pass per snapshot)."""
-    groups: dict[str, list[int]] = {}
-    for i, d in enumerate(snap.model_digests):
-        if d is not None:
-            groups.setdefault(d, []).append(i)
-    return groups
-
-
 def find_differs(ctx: RuleContext) -> Iterator[Finding]:
     """Against the target (cluster.model_sha256, else the majority). With no target (the biggest groups tie)
-    no node is "the odd one": one fleet finding says so instead of blaming every node. Reads only the nodes
-    whose known digest is not the target's (FleetSnapshot.nodes_differing_from_target, by digest group)."""
+    no node is "the odd one": one fleet finding says so instead of blaming every node. The nodes are the
+    FleetSnapshot's nodes_differing_from_target, read only when some node differs (counted in C)."""
     snap = ctx.snapshot
-    groups = _by_digest(snap)
+    digests = snap.model_digests
     target = snap.target_digest
     if target is None:
-        if len(groups) > 1:
+        known = set(digests)
+        known.discard(None)
+        if len(known) > 1:
             yield Finding("model-differs", None, Severity.CRITICAL,
-                          f"the fleet runs {len(groups)} models and none is the majority "
-                          f"({', '.join(sorted(short(d) for d in groups))}): set cluster.model_sha256")
+                          f"the fleet runs {len(known)} models and none is the majority "
+                          f"({', '.join(sorted(short(d) for d in known))}): set cluster.model_sha256")
         return
-    differing = sorted(i for d, idx in groups.items() if d != target for i in idx)
+    if digests.count(target) + digests.count(None) == len(digests):
+        return
     pinned = " (pinned)" if snap.target_source == TARGET_FROM_CONFIG else ""
-    for i in differing:
-        n = snap.nodes[i]
-        if n.changing:
+    for n, digest in zip(snap.nodes, digests):
+        if digest is None or digest == target or n.changing:
             continue
         serving = bool(sending_traffic(n))
-        text = f"runs model {short(n.model_digest or '')}, the fleet {short(target)}{pinned}"
+        text = f"runs model {short(digest)}, the fleet {short(target)}{pinned}"
         yield Finding("model-differs", n.name, Severity.CRITICAL if serving else Severity.WARNING,
                       text + ("" if serving else " (out of rotation)"),
                       f"asrtop drain {n.name}" if serving else f"asrtop rollout {n.name}")

@@ -211,22 +211,24 @@ def _slow(ctx: RuleContext) -> Iterable[Finding]:
     """Latency (or, where every judged node knows its audio, the real-time factor: processing seconds per audio
     second, the same work whatever the clips' lengths) >= slow_factor x the fleet's median, with at least
     slow_min_requests answers in RATE_WINDOW and SLOW_MIN_NODES nodes judged. WARNING."""
-    speeds = {k: v for k, v in _per_node(ctx, lambda c: RATE_WINDOW, _speed).items() if v is not None}
-    if len(speeds) < SLOW_MIN_NODES:
+    verdicts = _per_node(ctx, lambda c: RATE_WINDOW, _speed)
+    named = [(k, v) for k, v in verdicts.items() if v is not None]
+    if len(named) < SLOW_MIN_NODES:
         return
-    use_rtf = all(v[1] is not None for v in speeds.values())
-    figure = {k: (v[1] if use_rtf else v[0]) for k, v in speeds.items()}
-    median = statistics.median(figure.values())
-    factor = ctx.settings.slow_factor
+    rtfs = [v[1] for _, v in named]
+    use_rtf = None not in rtfs
+    figure = rtfs if use_rtf else [v[0] for _, v in named]
+    median = statistics.median(figure)
     if median <= 0:
         return
-    for name, value in figure.items():
-        if value >= factor * median:
-            said = (f"RTF {value:.2f}, {value / median:.1f}x the fleet's median {median:.2f}" if use_rtf else
-                    f"answers in {value:.2f} s, {value / median:.1f}x the fleet's median {median:.2f} s")
-            yield Finding("slow-node", name, Severity.WARNING,
-                          f"is slow: {said} ({speeds[name][2]:.0f} requests in {duration_words(RATE_WINDOW)})",
-                          f"asrtop drain {name}")
+    limit = ctx.settings.slow_factor * median
+    for i in [i for i, value in enumerate(figure) if value >= limit]:  # the fleet's nodes, compared in one go
+        (name, speed), value = named[i], figure[i]
+        said = (f"RTF {value:.2f}, {value / median:.1f}x the fleet's median {median:.2f}" if use_rtf else
+                f"answers in {value:.2f} s, {value / median:.1f}x the fleet's median {median:.2f} s")
+        yield Finding("slow-node", name, Severity.WARNING,
+                      f"is slow: {said} ({speed[2]:.0f} requests in {duration_words(RATE_WINDOW)})",
+                      f"asrtop drain {name}")
 
 
 SLOW_NODE = Rule("slow-node", "slow node", _slow, raise_after=lambda s: s.slow_for,
