@@ -57,10 +57,13 @@ def find_changed_while_serving(ctx: RuleContext) -> Iterator[Finding]:
     (ctx.memory), so it holds until the process restarts or the files come back; a one-shot run has no
     memory and never fires."""
     memory = ctx.memory
+    judged = 0
     for n, st in live(ctx.snapshot):
-        pid, digest = st.asr.pid, st.model.sha256 if st.model.state == "ok" else None
+        pid, model = st.asr.pid, st.model
+        digest = model.sha256 if model.state == "ok" else None
         if pid is None or digest is None:  # no process known, or hashing: judge nothing, forget nothing
             continue
+        judged += 1
         loaded = memory.get(n.name)
         if loaded is None or loaded[0] != pid:
             memory[n.name] = (pid, digest)
@@ -68,8 +71,9 @@ def find_changed_while_serving(ctx: RuleContext) -> Iterator[Finding]:
             yield Finding("model-changed-while-serving", n.name, Severity.WARNING,
                           f"had its model files changed under the running ASR process (pid {pid}): files "
                           f"{short(digest)}, loaded {short(loaded[1])}; restart it", f"asrtop rollout {n.name}")
-    for gone in memory.keys() - {n.name for n in ctx.snapshot.nodes}:
-        del memory[gone]
+    if len(memory) > judged:  # else it holds only the nodes just judged: none gone (no set of 1,000 names)
+        for gone in memory.keys() - {n.name for n in ctx.snapshot.nodes}:
+            del memory[gone]
 
 
 MODEL_RULES = (
