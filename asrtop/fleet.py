@@ -293,10 +293,15 @@ class FleetSnapshot:
                 return n
         raise KeyError(name)
 
+    @functools.cached_property  # each node's digest read once per snapshot (1,000 nodes: the rules ask too)
+    def model_digests(self) -> tuple[str | None, ...]:
+        """NodeView.model_digest of every node, in the order of `nodes`."""
+        return tuple(n.model_digest for n in self.nodes)
+
     @functools.cached_property  # a snapshot never changes; the header, table and `status` all ask
     def majority_digest(self) -> str | None:
         """The digest most nodes run; None when no digest is known or the biggest groups tie."""
-        known = Counter(n.model_digest for n in self.nodes if n.model_digest is not None)
+        known = Counter(d for d in self.model_digests if d is not None)
         top = known.most_common(2)
         return top[0][0] if top and (len(top) == 1 or top[0][1] > top[1][1]) else None
 

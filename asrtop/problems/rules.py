@@ -25,7 +25,9 @@ class RuleSettings:
     min_ready: int = 1
 
     def __getattr__(self, name: str) -> float:  # only called for names that are not fields
-        return getattr(object.__getattribute__(self, "problems"), name)
+        value = getattr(object.__getattribute__(self, "problems"), name)
+        object.__setattr__(self, name, value)  # both immutable: later reads skip this lookup (rules ask often)
+        return value
 
 
 def tracker(settings: ProblemsConfig, min_ready: int = 1) -> ProblemTracker:

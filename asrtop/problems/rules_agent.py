@@ -6,7 +6,7 @@ from typing import Iterator
 
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.state_facts import clear_after, down_for, live
+from asrtop.problems.state_facts import clear_after, down_for, live_troubled
 from asrtop.problems.timewords import span
 
 
@@ -24,7 +24,7 @@ def find_stale(ctx: RuleContext) -> Iterator[Finding]:
 def find_collector_failing(ctx: RuleContext) -> Iterator[Finding]:
     """One finding per failing collector (subject: its name) of an agent that answers. A model in state
     "error" is model-hash-failed's; a down ASR service (up False) is what its probe is for, not a failure."""
-    for n, st in live(ctx.snapshot):
+    for n, st in live_troubled(ctx.snapshot):
         if not (st.gpu_error or st.host.error or st.model.error or st.asr.error):
             continue
         failing = (

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Iterator
 
 from asrtop.balancers.base import AdminState, Health
-from asrtop.fleet import DRIFT_AGENT, DRIFT_RESTART, MIXED, Drift, FleetSnapshot
+from asrtop.fleet import DRIFT_AGENT, DRIFT_RESTART, MIXED, Drift, FleetSnapshot, NodeView
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.state_facts import at_once, clear_after, down_for, names
+from asrtop.problems.state_facts import at_once, clear_after, down_for, names, per_snapshot
 from asrtop.problems.timewords import clock, since, span
 
 SAFER = ("maint", "drain", "ready")  # a disagreement is settled on the state that sends the node the least
@@ -25,8 +25,22 @@ def find_unreachable(ctx: RuleContext) -> Iterator[Finding]:
                           subject=b.name)
 
 
+@per_snapshot
+def _not_plain(snap: FleetSnapshot) -> tuple[NodeView, ...]:
+    """The nodes some balancer has out of rotation (not ready) or failing its health check, in fleet order:
+    the only ones disagree, health-down and forgotten-drain can fire on (one pass per snapshot; most of
+    1,000 nodes are ready and up everywhere)."""
+    out = []
+    for n in snap.nodes:
+        for s in n.servers.values():
+            if s.admin is not AdminState.READY or s.health is Health.DOWN:
+                out.append(n)
+                break
+    return tuple(out)
+
+
 def find_disagree(ctx: RuleContext) -> Iterator[Finding]:
-    for n in ctx.snapshot.nodes:
+    for n in _not_plain(ctx.snapshot):
         if len(n.servers) < 2 or n.changing or n.admin_state != MIXED:
             continue
         by_state: dict[str, list[str]] = {}
@@ -39,7 +53,7 @@ def find_disagree(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def find_health_down(ctx: RuleContext) -> Iterator[Finding]:
-    for n in ctx.snapshot.nodes:
+    for n in _not_plain(ctx.snapshot):
         if n.changing:
             continue
         down = [b for b, s in n.servers.items() if s.health is Health.DOWN and s.admin is AdminState.READY]
@@ -92,7 +106,7 @@ def find_forgotten_drain(ctx: RuleContext) -> Iterator[Finding]:
     snap, seen, limit = ctx.snapshot, ctx.memory, ctx.settings.forgotten_drain_after
     records = {(r.balancer, r.server, r.state): r for r in snap.drains}
     out_now = set()
-    for n in snap.nodes:
+    for n in _not_plain(snap):
         if all(s.admin is AdminState.READY for s in n.servers.values()) or n.changing:
             continue
         state = n.admin_state

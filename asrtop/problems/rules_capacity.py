@@ -9,11 +9,12 @@ from asrtop.balancers.base import AdminState, Health
 from asrtop.fleet import FleetSnapshot, NodeView, primaries_staying_ready
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.state_facts import clear_after, down_for, live, names, per_snapshot, sending_traffic, sends
+from asrtop.problems.state_facts import (clear_after, down_for, live_troubled, names, per_snapshot,
+                                         sending_traffic, sends)
 
 
 def find_down_with_traffic(ctx: RuleContext) -> Iterator[Finding]:
-    for n, st in live(ctx.snapshot):
+    for n, st in live_troubled(ctx.snapshot):
         if n.changing or st.asr.up is not False:
             continue
         balancers = sending_traffic(n)

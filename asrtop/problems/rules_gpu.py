@@ -5,12 +5,13 @@ A reading the agent does not have (None: no NVML, no ECC, an older agent) never 
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from asrtop.agentstatus import GpuReading
+from asrtop.fleet import FleetSnapshot
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
-from asrtop.problems.state_facts import clear_after, down_for, gpu_for, live
+from asrtop.problems.state_facts import clear_after, down_for, gpu_for, live, per_snapshot
 
 # NVML clock event reasons (the agent's names: nvmlClocksEventReason* in snake case) that mean the GPU runs
 # slower than it should. Not gpu_idle, applications_clocks_setting, sync_boost, display_clock_setting (a
@@ -23,15 +24,47 @@ SLOWDOWN_REASONS = {
 }
 
 
-def _gpus(ctx: RuleContext) -> Iterator[tuple[str, tuple[GpuReading, ...]]]:
-    for n, st in live(ctx.snapshot):
-        if st.gpus:
-            yield n.name, st.gpus
+class _GpuFacts(NamedTuple):
+    """The nodes a GPU rule could fire on, from one pass over the live nodes per snapshot (1,000 nodes are
+    judged every refresh; most have no GPU near any threshold): (node, hottest known temperature, its GPUs)
+    for nodes whose temperature is known, and (node, GPUs) for those with a slowdown reason / an ECC count."""
+
+    temperatures: tuple[tuple[str, float, tuple[GpuReading, ...]], ...]
+    slowed: tuple[tuple[str, tuple[GpuReading, ...]], ...]
+    ecc: tuple[tuple[str, tuple[GpuReading, ...]], ...]
+
+
+@per_snapshot
+def _gpu_facts(snap: FleetSnapshot) -> _GpuFacts:
+    temperatures, slowed, ecc = [], [], []
+    for n, st in live(snap):
+        gpus = st.gpus
+        if not gpus:
+            continue
+        hottest = None
+        slow = errors = False
+        for g in gpus:
+            t = g.temperature_celsius
+            if t is not None and (hottest is None or t > hottest):
+                hottest = t
+            if g.clock_event_reasons and not slow:
+                slow = any(r in SLOWDOWN_REASONS for r in g.clock_event_reasons)
+            if g.ecc_errors_uncorrected_volatile or g.ecc_errors_corrected_volatile:
+                errors = True
+        if hottest is not None:
+            temperatures.append((n.name, hottest, gpus))
+        if slow:
+            slowed.append((n.name, gpus))
+        if errors:
+            ecc.append((n.name, gpus))
+    return _GpuFacts(tuple(temperatures), tuple(slowed), tuple(ecc))
 
 
 def find_hot(ctx: RuleContext) -> Iterator[Finding]:
     warning, critical = ctx.settings.gpu_temp_warning, ctx.settings.gpu_temp_critical
-    for node, gpus in _gpus(ctx):
+    for node, hottest, gpus in _gpu_facts(ctx.snapshot).temperatures:
+        if hottest < warning:
+            continue
         hot = [g for g in gpus if g.temperature_celsius is not None and g.temperature_celsius >= warning]
         if not hot:
             continue
@@ -44,7 +77,7 @@ def find_hot(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def find_throttled(ctx: RuleContext) -> Iterator[Finding]:
-    for node, gpus in _gpus(ctx):
+    for node, gpus in _gpu_facts(ctx.snapshot).slowed:
         parts = []
         for g in gpus:
             slow = [r for r in g.clock_event_reasons or () if r in SLOWDOWN_REASONS]
@@ -56,7 +89,7 @@ def find_throttled(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def find_ecc(ctx: RuleContext) -> Iterator[Finding]:
-    for node, gpus in _gpus(ctx):
+    for node, gpus in _gpu_facts(ctx.snapshot).ecc:
         bad = [(g.index, g.ecc_errors_uncorrected_volatile) for g in gpus if g.ecc_errors_uncorrected_volatile]
         fixed = [(g.index, g.ecc_errors_corrected_volatile) for g in gpus if g.ecc_errors_corrected_volatile]
         if bad:

@@ -20,6 +20,7 @@ from asrtop.history import ASR_DOWN
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
 from asrtop.problems.trend import Recent, duration_words, fit, halves, valid_mean
+from asrtop.problems.trend import recent as shared_recent
 
 PERIOD = 30.0  # seconds between two judgements of one node's trend (adds at most this to a time-to-raise)
 MB = 1e6  # leak_min_mb_per_s and the texts count MB as 10**6 bytes
@@ -46,7 +47,7 @@ def _per_node(ctx: RuleContext, window: Callable[[RuleContext], float],
     elapsed = max(0.0, ctx.now - mem.get("at", ctx.now))
     mem["at"] = ctx.now
     count = len(nodes) if first else min(len(nodes), max(1, math.ceil(len(nodes) * elapsed / PERIOD)))
-    recent = Recent(ctx.history, window(ctx))
+    recent = shared_recent(ctx.history, window(ctx))
     cursor = mem.get("cursor", 0) % len(nodes)
     for k in range(count):
         n = nodes[(cursor + k) % len(nodes)]
@@ -210,22 +211,24 @@ def _slow(ctx: RuleContext) -> Iterable[Finding]:
     """Latency (or, where every judged node knows its audio, the real-time factor: processing seconds per audio
     second, the same work whatever the clips' lengths) >= slow_factor x the fleet's median, with at least
     slow_min_requests answers in RATE_WINDOW and SLOW_MIN_NODES nodes judged. WARNING."""
-    speeds = {k: v for k, v in _per_node(ctx, lambda c: RATE_WINDOW, _speed).items() if v is not None}
-    if len(speeds) < SLOW_MIN_NODES:
+    verdicts = _per_node(ctx, lambda c: RATE_WINDOW, _speed)
+    named = [(k, v) for k, v in verdicts.items() if v is not None]
+    if len(named) < SLOW_MIN_NODES:
         return
-    use_rtf = all(v[1] is not None for v in speeds.values())
-    figure = {k: (v[1] if use_rtf else v[0]) for k, v in speeds.items()}
-    median = statistics.median(figure.values())
-    factor = ctx.settings.slow_factor
+    rtfs = [v[1] for _, v in named]
+    use_rtf = None not in rtfs
+    figure = rtfs if use_rtf else [v[0] for _, v in named]
+    median = statistics.median(figure)
     if median <= 0:
         return
-    for name, value in figure.items():
-        if value >= factor * median:
-            said = (f"RTF {value:.2f}, {value / median:.1f}x the fleet's median {median:.2f}" if use_rtf else
-                    f"answers in {value:.2f} s, {value / median:.1f}x the fleet's median {median:.2f} s")
-            yield Finding("slow-node", name, Severity.WARNING,
-                          f"is slow: {said} ({speeds[name][2]:.0f} requests in {duration_words(RATE_WINDOW)})",
-                          f"asrtop drain {name}")
+    limit = ctx.settings.slow_factor * median
+    for i in [i for i, value in enumerate(figure) if value >= limit]:  # the fleet's nodes, compared in one go
+        (name, speed), value = named[i], figure[i]
+        said = (f"RTF {value:.2f}, {value / median:.1f}x the fleet's median {median:.2f}" if use_rtf else
+                f"answers in {value:.2f} s, {value / median:.1f}x the fleet's median {median:.2f} s")
+        yield Finding("slow-node", name, Severity.WARNING,
+                      f"is slow: {said} ({speed[2]:.0f} requests in {duration_words(RATE_WINDOW)})",
+                      f"asrtop drain {name}")
 
 
 SLOW_NODE = Rule("slow-node", "slow node", _slow, raise_after=lambda s: s.slow_for,
@@ -239,7 +242,7 @@ def _queue(ctx: RuleContext) -> Iterable[Finding]:
     (least squares) and some are still queued. WARNING."""
     if ctx.history is None:
         return
-    recent = Recent(ctx.history, RATE_WINDOW)
+    recent = shared_recent(ctx.history, RATE_WINDOW)
     if not recent.covered:
         return
     f = fit(recent, recent.fleet("queued", [n.name for n in ctx.snapshot.nodes]))
@@ -270,11 +273,12 @@ def _crash_judge(recent: Recent, n: NodeView, ctx: RuleContext) -> Finding | Non
         state = ctx.memory["restarts"][n.name] = [None, deque(), ctx.now - s.crash_loop_window]
     times, values = recent.since(n.name, "asr_process", state[2])
     last, restarts = state[0], state[1]
-    for t, v in zip(times, values):
-        if v == v:
-            if last is not None and restarted(last, v):
-                restarts.append(t)
-            last = v
+    if last is None or values.count(last) != len(values):  # else one reading throughout (counted in C)
+        for t, v in zip(times, values):
+            if v == v:
+                if last is not None and restarted(last, v):
+                    restarts.append(t)
+                last = v
     state[0], state[2] = last, max(state[2], times[-1] if len(times) else state[2])
     while restarts and restarts[0] < ctx.now - s.crash_loop_window:
         restarts.popleft()

@@ -32,15 +32,34 @@ def per_snapshot(fn: Callable[[FleetSnapshot], T]) -> Callable[[FleetSnapshot], 
     return cached
 
 
+Live = tuple[tuple[NodeView, AgentStatus], ...]
+
+
 @per_snapshot
-def live(snap: FleetSnapshot) -> tuple[tuple[NodeView, AgentStatus], ...]:
+def _live_pass(snap: FleetSnapshot) -> tuple[Live, Live]:
+    """(live, live_troubled): one pass over the nodes per snapshot."""
+    live_now, troubled = [], []
+    for n in snap.nodes:
+        if n.stale or n.agent is None or (st := n.agent.status) is None:
+            continue
+        live_now.append((n, st))
+        if st.gpu_error or st.host.error or st.model.error or st.asr.error or st.model.state == "error" \
+                or st.asr.up is False:
+            troubled.append((n, st))
+    return tuple(live_now), tuple(troubled)
+
+
+def live(snap: FleetSnapshot) -> Live:
     """(node, its agent's status) while the answer is fresh; a stale one's last answer judges nothing
     (agent-stale says it is stale)."""
-    out = []
-    for n in snap.nodes:
-        if not n.stale and n.agent is not None and n.agent.status is not None:
-            out.append((n, n.agent.status))
-    return tuple(out)
+    return _live_pass(snap)[0]
+
+
+def live_troubled(snap: FleetSnapshot) -> Live:
+    """The live nodes whose agent reports an error of some collector, a model in state "error" or the ASR
+    service down: the only ones collector-failing, model-hash-failed and asr-down-with-traffic can fire on
+    (found in the same pass per snapshot as `live`, instead of one pass per rule over 1,000 nodes)."""
+    return _live_pass(snap)[1]
 
 
 def sending_traffic(n: NodeView) -> tuple[str, ...]:

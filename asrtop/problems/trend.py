@@ -43,12 +43,17 @@ class Recent:
         self.sx = sum(self.xs)
         self.sxx = sum(map(mul, self.xs, self.xs))
         self._fast = fast
+        self._read: dict[tuple[str, str], Sequence[float] | None] = {}  # values() already read (rules share)
 
     def values(self, node: str, metric: str) -> Sequence[float] | None:
-        """The node's metric at the window's samples (NaN = unavailable); None when the history lacks it."""
-        if self._fast:
-            return self.history.tail(node, metric, self.n, self.step)
-        return self._picked(self.history.series(node, metric))
+        """The node's metric at the window's samples (NaN = unavailable); None when the history lacks it.
+        The same sequence to every rule asking (read-only)."""
+        key = (node, metric)
+        got = self._read.get(key, self)
+        if got is self:
+            got = self._read[key] = (self.history.tail(node, metric, self.n, self.step) if self._fast
+                                     else self._picked(self.history.series(node, metric)))
+        return got
 
     def since(self, node: str, metric: str, after: float) -> tuple[Sequence[float], Sequence[float]]:
         """(times, values) of every sample in the window newer than `after`, unthinned (a crash loop's
@@ -82,6 +87,25 @@ class Recent:
         s = [NAN if v is None else float(v) for v in series[-self.n:]] if self.n else []
         s = [NAN] * (self.n - len(s)) + s  # a series shorter than the timestamps is aligned at the newest end
         return s[self.offset::self.step]
+
+
+_shared: list = [None, -1, {}]  # the FleetHistory, its count when read, window seconds -> Recent
+
+
+def recent(history, seconds: float) -> Recent:
+    """Recent(history, seconds), one per window and per sample recorded in a FleetHistory: the rules of one
+    evaluation with the same window (the three leaks; error-rate and slow-node) share it and the samples it
+    read (the same nodes' load or request rate). Any other history: a new one each time."""
+    if not isinstance(history, FleetHistory):
+        return Recent(history, seconds)
+    held = _shared
+    if held[0] is not history or held[1] != history.count:
+        held = [history, history.count, {}]
+        _shared[:] = held
+    r = held[2].get(seconds)
+    if r is None:
+        r = held[2][seconds] = Recent(history, seconds)
+    return r
 
 
 class Fit(NamedTuple):

@@ -109,6 +109,16 @@ def test_model_changed_while_serving_holds_until_the_process_restarts():
     assert found(changed, "model-changed-while-serving") == []  # one run has nothing to compare with
 
 
+def test_model_changed_while_serving_forgets_a_node_gone_from_the_fleet():
+    s = steps()
+    s.at(0, fleet(ready("node-1", pid=7), ready("node-2", pid=9)))
+    s.at(1, fleet(ready("node-2", pid=9), ready("node-3", pid=4)))  # node-1 replaced: what it loaded is forgotten
+    back = fleet(ready("node-1", pid=7, digest=DIGEST_B), ready("node-2", pid=9), ready("node-3", pid=4))
+    s.at(2, back)
+    s.at(30, back)
+    assert not s.of("model-changed-while-serving")
+
+
 def test_balancer_disagree_settles_on_the_state_that_sends_least():
     snap = fleet(("node-1", status("node-1"), {"hx-a": srv("node-1"), "hx-b": srv("node-1", AdminState.MAINT),
                                                "hx-c": srv("node-1")}))

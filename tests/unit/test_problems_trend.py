@@ -15,7 +15,7 @@ from asrtop.fleet import AgentReading, AgentTraffic, BalancerReading, merge
 from asrtop.history import FleetHistory
 from asrtop.problems import rules
 from asrtop.problems.rules_trend import PERIOD
-from asrtop.problems.trend import Recent, duration_words, fit
+from asrtop.problems.trend import Recent, duration_words, fit, recent
 from support.sources_synth import SynthNode
 
 GIB = 2**30
@@ -216,6 +216,18 @@ def test_crash_loop_counts_restarts_in_window():
     assert p.text == "crash-loops: its ASR process restarted 3 times in the last 10 min"
     sim.step(600)  # the restarts age out of crash_loop_window
     assert sim.raised("crash-loop") == []
+
+
+def test_rules_with_one_window_share_its_samples_until_the_next_sample():
+    sim = Sim(count=1)
+    sim.step(10)
+    shared = recent(sim.history, 60.0)
+    assert recent(sim.history, 60.0) is shared and recent(sim.history, 120.0) is not shared
+    assert shared.values("node-0", "load") is shared.values("node-0", "load")  # read once for every rule
+    sim.step(1)
+    newer = recent(sim.history, 60.0)
+    assert newer is not shared and newer.n == shared.n + 1  # a new sample: a new window
+    assert recent(FleetHistory(600), 60.0) is not newer  # another history
 
 
 def test_crash_loop_from_history_in_one_shot():
