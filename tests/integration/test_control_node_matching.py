@@ -57,7 +57,8 @@ def test_empty_and_overlong_input_one_sane_line(tmp_path, wheel_haproxy_bin):
             ("drain", "n1", "--" + long): f"asrtop: error: unrecognized arguments: --{'x' * 78}… (see `asrtop "
                                           f"--help`)",
             (long,): f"asrtop: error: argument COMMAND: invalid choice: '{'x' * 80}…' (choose from 'status', "
-                     f"'drain', 'ready', 'maint', 'weight', 'backup', 'recover', 'rollout', 'demo') (see `asrtop --help`)",
+                     f"'drain', 'ready', 'maint', 'weight', 'backup', 'recover', 'rollout', 'check', 'export', "
+                     f"'demo') (see `asrtop --help`)",
         }
         for args, expected in cases.items():
             p = run_cli(path, *args)

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(150)
 
 LEAKER = 0  # node-1; node-2 runs the previous model in the demo (a problem of its own, left as it is)
 LEAK_MB_S = 300
-FAST = {"leak_window": 10, "leak_for": 3, "clear_after": 3, "leak_min_mb_per_s": 20}
+FAST = {"leak_window": 10, "leak_for": 2, "clear_after": 2, "leak_min_mb_per_s": 20}
 LEAK = "gpu-memory-leak"
 
 
