@@ -82,7 +82,7 @@ def test_weight_arguments(cluster, node, weight):
         assert_bad_input(code, err, before, hx, argv)
 
 
-@settings(FUZZ, max_examples=1000)  # each case is a whole CLI run reading HAProxy: the weights test covers more
+@settings(FUZZ, max_examples=700)  # each case is a whole CLI run reading HAProxy: the weights test covers more
 @given(st.sampled_from(["drain", "ready", "maint", "backup"]), node_names,
        st.sampled_from(["on", "off", "ON", "yes", "", "of"]))
 def test_node_name_arguments(cluster, command, node, flag):

@@ -15,7 +15,7 @@ from asrtop.config import NodeConfig
 from asrtop.control.rules import min_ready_refusal
 from asrtop.fleet import MIXED, STALE_AFTER_MISSED, AgentReading, BalancerReading, merge
 
-FUZZ = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.data_too_large])
 NAMES = [f"node-{i}" for i in range(6)]
 NOW = 1_000_000.0

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from asrtop.agentstatus import AgentStatus, StatusError, parse_status
 
-FUZZ = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.data_too_large])
 
 json_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-5, 5),
