@@ -142,11 +142,9 @@ class ProblemsConfig:
 
     values: tuple[tuple[str, float], ...] = tuple((k, v[0]) for k, v in PROBLEM_SETTINGS.items())
 
-    def __getattr__(self, name: str) -> float:
-        for k, v in object.__getattribute__(self, "values"):
-            if k == name:
-                return v
-        raise AttributeError(name)
+    def __post_init__(self) -> None:
+        for key, value in self.values:  # plain attributes: the rules read them on every refresh
+            object.__setattr__(self, key, value)
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.values)
