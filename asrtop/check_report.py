@@ -23,6 +23,7 @@ from asrtop.fleet import FleetSnapshot, primaries_staying_ready
 from asrtop.fleet_wording import state_counts
 from asrtop.problems.engine import HistoryView, OneShot, Rule, evaluate_once
 from asrtop.problems.model import Problem, Severity
+from asrtop.problems.words import worst
 
 OK_WORD, UNKNOWN_WORD = "OK", "UNKNOWN"
 NO_HISTORY = "need history: the console or [cluster] prometheus"
@@ -71,10 +72,8 @@ def unreadable(snap: FleetSnapshot) -> str | None:
 
 
 def status_of(shot: OneShot) -> tuple[str, int]:
-    if not shot.problems:
-        return OK_WORD, NAGIOS_OK
-    worst = max(p.severity for p in shot.problems)
-    return worst.word, int(worst)
+    top = worst(shot.problems)
+    return (OK_WORD, NAGIOS_OK) if top is None else (top.word, int(top))
 
 
 def problem_line(p: Problem) -> str:
