@@ -100,3 +100,60 @@ def test_no_textual_internals_outside_their_module():
         used = {a or b for a, b in re.findall(r"\._([a-z]\w*)|getattr\([^,]+,\s*['\"]_([a-z]\w*)", src)}
         found += [f"{path.relative_to(tui)}: _{name}" for name in sorted(used & textual_private)]
     assert not found, f"Textual internals outside asrtop/tui/textual_internals.py: {found}"
+
+
+async def test_cached_cell_renders_are_textuals():
+    """VisibleCellCache (a cell renders again only when its value changed; one render per distinct content)
+    gives the segments Textual's own _render_cell gives, styles and mouse meta included, for every kind of
+    cell the table shows (a hot GPU's accent, a stale row, the fixed columns) under the cursor and hover too,
+    and a cell whose value changed is rendered anew, not served from the cache."""
+    from textual.widgets import DataTable
+
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = app.query_one(FleetTable)
+        fixed = table.get_component_styles("datatable--fixed").rich_style
+        for snap in (FakeFleet(N, dead_agents=(3,)).build(1), FakeFleet(N, dead_agents=(3,)).build(2)):
+            table.update_fleet(snap, table_context(snap))
+            await pilot.pause()
+            for row in range(table.row_count):
+                for col, column in enumerate(table.ordered_columns):
+                    for style in (table.rich_style, fixed):
+                        for cursor, hover in ((False, False), (True, False), (False, True)):
+                            args = (row, col, style, column.get_render_width(table), cursor, hover)
+                            ours = table._render_cell(*args)
+                            assert ours == DataTable._render_cell(table, *args), (row, column.key, cursor, hover)
+                            assert table._render_cell(*args) is ours  # the next ask is a hit
+        assert len(internals._CONTENT_RENDERS) > 0  # the cells took the shared-content path
+
+
+async def test_a_refresh_renders_only_the_cells_it_changed(monkeypatch):
+    """The paint after a refresh is bounded by the cells that changed, not by the rows shown (nor the fleet):
+    one node's weight changed -> one cell goes through Rich, the other visible cells come from the cache."""
+    from rich.padding import Padding
+    from textual.renderables.styled import Styled
+
+    fleet = FakeFleet(N)
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = app.query_one(FleetTable)
+        snap = fleet.build(0)
+        table.update_fleet(snap, table_context(snap))
+        await pilot.pause()
+        rendered = []
+        real = app.console.render_lines
+
+        def render_lines(renderable, *args, **kw):
+            inner = renderable.renderable if isinstance(renderable, Styled) else renderable
+            if isinstance(inner, Padding):  # a table cell (Textual's own path wraps it in Styled)
+                rendered.append(inner.renderable)
+            return real(renderable, *args, **kw)
+
+        monkeypatch.setattr(app.console, "render_lines", render_lines)
+        fleet.weight["node-3"] = 7
+        snap = fleet.build(0)
+        table.update_fleet(snap, table_context(snap))
+        assert table.updates == 1
+        await pilot.pause()
+        assert [str(t).strip() for t in rendered] == ["7"]
+        assert "7" in screen_lines(app)[3]

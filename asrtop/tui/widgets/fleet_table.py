@@ -26,7 +26,8 @@ from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 from asrtop.fleet import FleetSnapshot, NodeView
 from asrtop.tui.format import (BAR_WIDTH, COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns,
                                matches_filter, name_width, row_cells, sort_value, without_colour)
-from asrtop.tui.textual_internals import QuietCells, fast_path_problem, invalidate_render_caches
+from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, fast_path_problem,
+                                         invalidate_render_caches)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _keys(layout: TableLayout) -> list[str]:
     return [c.key for c in layout.columns]
 
 
-class FleetTable(DataTable):
+class FleetTable(VisibleCellCache):
     # Home/End go to the first/last node (DataTable's own go sideways, which this table never needs).
     BINDINGS = [Binding("home", "scroll_top", "First node", show=False),
                 Binding("end", "scroll_bottom", "Last node", show=False)]
