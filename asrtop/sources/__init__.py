@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from asrtop.fleet import FleetSnapshot
 
@@ -15,3 +15,17 @@ class FleetSource(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class FleetPoll(Protocol):
+    """One poll's answers, the I/O done: `merge()` builds the snapshot from them (CPU only, no I/O, safe to run
+    in a thread: the console runs it off its event loop)."""
+
+    def merge(self) -> FleetSnapshot: ...
+
+
+@runtime_checkable
+class PollingFleetSource(FleetSource, Protocol):
+    """A source whose snapshot is a poll then a merge, offered apart: `snapshot()` is `(await poll()).merge()`."""
+
+    async def poll(self) -> FleetPoll: ...

@@ -77,6 +77,27 @@ async def read_balancer(balancer: Balancer) -> BalancerReading:
         return BalancerReading(balancer.name, balancer.kind, (), f"{type(e).__name__}: {e}", time.time())
 
 
+@dataclass(frozen=True)
+class LivePoll:
+    """LiveFleetSource's answers of one poll (asrtop.sources.FleetPoll): fleet.merge's arguments."""
+
+    nodes: tuple[NodeConfig, ...]
+    agents: Mapping[str, AgentReading]
+    readings: tuple[BalancerReading, ...]
+    taken_at: float
+    refresh: float
+    notes: tuple[str, ...]
+    model_sha256: str | None
+    changing: Mapping[str, str]
+    facts_error: str | None
+    drift: tuple[Drift, ...]
+    drains: tuple[DrainRecord, ...]
+
+    def merge(self) -> FleetSnapshot:
+        return merge(self.nodes, self.agents, self.readings, self.taken_at, self.refresh, self.notes,
+                     self.model_sha256, self.changing, self.facts_error, self.drift, self.drains)
+
+
 class LiveFleetSource:
     def __init__(self, config: ClusterConfig, facts: NodeFactsSource | None, balancers: Sequence[Balancer],
                  notes: Sequence[NotesProvider] = (), changes: ChangesProvider | None = None):
@@ -98,6 +119,10 @@ class LiveFleetSource:
         return discover_nodes(self.config, servers)
 
     async def snapshot(self) -> FleetSnapshot:
+        return (await self.poll()).merge()
+
+    async def poll(self) -> "LivePoll":
+        """Every read (balancers, node facts, notes, changes) without the merge (asrtop.sources.PollingFleetSource)."""
         read_at = time.time()
         readings = await self.read_balancers()
         nodes = self.nodes_for(readings)
@@ -109,9 +134,10 @@ class LiveFleetSource:
         notes = (*self.config.warnings, *(n for found in extra for n in found.notes))
         changing = self.changes.changing() if self.changes is not None else {}
         facts_error = self.facts.error if self.facts is not None else None
-        return merge(nodes, agents, readings, time.time(), self.config.refresh, notes, self.config.model_sha256,
-                     changing, facts_error, (d for found in extra for d in found.drift),
-                     (d for found in extra for d in found.drains))
+        return LivePoll(nodes, agents, tuple(readings), time.time(), self.config.refresh, notes,
+                        self.config.model_sha256, changing, facts_error,
+                        tuple(d for found in extra for d in found.drift),
+                        tuple(d for found in extra for d in found.drains))
 
     async def _read(self, provider: NotesProvider, servers: Mapping[str, Sequence[ServerState]],
                     read_at: float) -> DriftReading:

@@ -1,15 +1,18 @@
 """The asrtop console: an App around an INJECTED FleetSource (and Controller for actions).
 
-One worker polls `source.snapshot()`; the next poll starts only after the previous one finished
-(never overlapping), and each frozen FleetSnapshot reaches the UI in a Message, applied inside
-batch_update(). Actions run in workers too (plan -> confirmation modal -> apply), so the UI never
+One worker polls the source; the merge, the problem rules and the table's diff run in a thread
+(asrtop.tui.refresh), and the finished, frozen result reaches the UI in a Message, applied inside
+batch_update(): the UI thread only sets the changed cells and the header. The next poll starts only after
+the previous refresh was applied (never overlapping). Actions run in workers too (plan -> confirmation modal -> apply), so the UI never
 waits on a balancer, an agent or the audit log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from functools import partial
 from pathlib import Path
 
 from platformdirs import user_downloads_path
@@ -28,10 +31,11 @@ from asrtop.control.seams import ActionController, AuditReader, Recoverer, Rollo
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import FleetHistory
 from asrtop.problems.engine import ProblemTracker
-from asrtop.sources import FleetSource
+from asrtop.sources import FleetSource, PollingFleetSource
 from asrtop.tui.app_problems import ProblemWatch
 from asrtop.tui.app_rollout import RolloutActions
 from asrtop.tui.commands import FleetCommands
+from asrtop.tui.refresh import RefreshInputs, Refreshed, prepare
 from asrtop.tui.screens import ShowsFleet
 from asrtop.tui.screens.confirm import FORCE_KEY, ConfirmScreen
 from asrtop.tui.screens.detail import NodeDetailScreen
@@ -41,11 +45,19 @@ from asrtop.tui.screens.models import ModelScreen, representatives
 from asrtop.tui.screens.weight import WeightScreen
 
 
+APPLY_WAIT = 10.0  # seconds the poll waits for its refresh to be applied before polling on regardless
+
+
+def _given(snap: FleetSnapshot) -> FleetSnapshot:
+    return snap
+
+
 class FleetUpdated(Message):
-    def __init__(self, snapshot: FleetSnapshot, seq: int = 0):
+    def __init__(self, snapshot: FleetSnapshot, seq: int = 0, refreshed: Refreshed | None = None):
         super().__init__()
         self.snapshot = snapshot
         self.seq = seq  # number of the poll that produced it (polls are numbered when they start)
+        self.refreshed = refreshed  # prepared off the UI thread; None: prepare it here (a snapshot given directly)
 
 
 class RefreshFailed(Message):
@@ -94,6 +106,8 @@ class AsrtopApp(RolloutActions, ProblemWatch, App):
         self._stale: set[str] = set()
         self._notes_seen: set[str] = set()  # notes already notified: each distinct note is news once
         self._wake = asyncio.Event()
+        self._applied = asyncio.Event()  # the refresh posted last was applied (the next may start)
+        self.history_lock = threading.Lock()  # the refresh thread writes the history; the UI reads it under this
         self.action_busy = False
         self.refreshes = 0
         self.last_error: str | None = None
@@ -158,18 +172,31 @@ class AsrtopApp(RolloutActions, ProblemWatch, App):
     # -- polling ---------------------------------------------------------------------------------
     @work(exclusive=True, group="poll", exit_on_error=False)
     async def poll_fleet(self) -> None:
+        """One refresh in flight at a time: poll (I/O, on this loop), then merge, problems and the table's diff in
+        a thread (asrtop.tui.refresh.prepare), then the UI applies it; only then is the next poll due. A refresh
+        that takes longer than the interval delays the next one: missed ticks are skipped, never queued; wakes
+        (an action's refresh_now) that come while one is in flight are coalesced into the next poll."""
         while True:
             started = time.monotonic()
             self.poll_seq += 1
             seq = self.poll_seq
             try:
-                snap = await self.source.snapshot()
+                if isinstance(self.source, PollingFleetSource):
+                    build = (await self.source.poll()).merge
+                else:  # a source that merges as it polls: only what follows the merge leaves the loop
+                    build = partial(_given, await self.source.snapshot())
+                refreshed = await asyncio.to_thread(prepare, build, self.refresh_inputs())
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a source bug or outage is shown in the header, polling goes on
                 self.post_message(RefreshFailed(f"{type(e).__name__}: {e}"))
             else:
-                self.post_message(FleetUpdated(snap, seq))
+                self._applied.clear()
+                self.post_message(FleetUpdated(refreshed.snapshot, seq, refreshed))
+                try:  # the next refresh diffs against what this one shows
+                    await asyncio.wait_for(self._applied.wait(), APPLY_WAIT)
+                except asyncio.TimeoutError:
+                    pass
             try:  # re-arm only after this poll completed; an action can wake it early
                 await asyncio.wait_for(self._wake.wait(), max(0.05, self.refresh_seconds - (time.monotonic() - started)))
             except asyncio.TimeoutError:
@@ -179,20 +206,35 @@ class AsrtopApp(RolloutActions, ProblemWatch, App):
     def refresh_now(self) -> None:
         self._wake.set()
 
+    def refresh_inputs(self) -> RefreshInputs:
+        """What a refresh starting now needs from the UI (copied here, on the UI thread)."""
+        view, base = self.fleet_screen.refresh_inputs() if self.fleet_screen.is_mounted else (None, {})
+        selected = frozenset(self.fleet_screen.selected)
+        return RefreshInputs(self.history, self.problem_tracker, self.history_lock, self.problems,
+                             dict(self.draining), selected, view, base)
+
     def on_fleet_updated(self, message: FleetUpdated) -> None:
-        snap = message.snapshot
+        try:
+            refreshed = message.refreshed or prepare(partial(_given, message.snapshot), self.refresh_inputs())
+            self._apply_refresh(refreshed, message.seq)
+        finally:
+            self._applied.set()
+
+    def _apply_refresh(self, refreshed: Refreshed, seq: int) -> None:
+        snap = refreshed.snapshot
         with self.batch_update():
             self.snapshot = snap
             self.last_error = None
             self.refreshes += 1
-            self.history.record(snap)
-            self.update_problems(snap)
-            self._track_drains(snap, message.seq)
-            self._notify_changes(snap)
+            self.take_problems(refreshed.problems, refreshed.rules_error)
+            self._track_drains(snap, seq)
+            self._notify_changes(snap, refreshed.stale)
             self.follow_rollout()
             for screen in self.screen_stack:
                 # A screen still composing has no widgets yet; it pulls self.snapshot when it mounts.
-                if isinstance(screen, ShowsFleet) and screen.is_mounted:
+                if screen is self.fleet_screen and screen.is_mounted:
+                    screen.show_refresh(refreshed)
+                elif isinstance(screen, ShowsFleet) and screen.is_mounted:
                     screen.show_fleet(snap)
 
     def on_refresh_failed(self, message: RefreshFailed) -> None:
@@ -212,7 +254,7 @@ class AsrtopApp(RolloutActions, ProblemWatch, App):
             if event.worker.group == "poll":  # keep the console live
                 self.set_timer(self.refresh_seconds, self.poll_fleet)
 
-    def _notify_changes(self, snap: FleetSnapshot) -> None:
+    def _notify_changes(self, snap: FleetSnapshot, stale: frozenset[str]) -> None:
         for b in snap.balancers:
             prev = self._balancer_errors.get(b.name)
             if b.error and b.error != prev:
@@ -220,7 +262,6 @@ class AsrtopApp(RolloutActions, ProblemWatch, App):
             elif not b.error and prev:
                 self.notify(f"balancer {b.name} is reachable again")
             self._balancer_errors[b.name] = b.error
-        stale = {n.name for n in snap.nodes if n.stale and n.config.agent}
         new = sorted(stale - self._stale)
         if new and self.refreshes > 1:  # the first refresh of a starting fleet is not news
             more = f" (+{len(new) - 3})" if len(new) > 3 else ""

@@ -1,10 +1,9 @@
-"""The console's problems (AsrtopApp mixes this in): the tracker runs over each snapshot and the history on the
-UI loop (the rules are pure and cheap: a budget of 10 ms at 1,000 nodes); the screens read `app.problems`."""
+"""The console's problems (AsrtopApp mixes this in): the tracker runs over each snapshot and the history in the
+refresh's thread (asrtop.tui.refresh); the screens read `app.problems`."""
 
 from __future__ import annotations
 
 from asrtop.config import ProblemsConfig
-from asrtop.fleet import FleetSnapshot
 from asrtop.problems.engine import ProblemTracker
 from asrtop.problems.model import Problem
 from asrtop.problems.rules import tracker
@@ -21,15 +20,10 @@ class ProblemWatch:
         self.problems: tuple[Problem, ...] = ()
         self._rules_error: str | None = None
 
-    def update_problems(self, snap: FleetSnapshot) -> None:
-        """After history.record(snap). A rule that raises keeps the last problems on screen and says so once,
-        instead of taking the console down."""
-        try:
-            self.problems = self.problem_tracker.update(snap, self.history)
-        except Exception as e:
-            error = f"{type(e).__name__}: {e}"
-            if error != self._rules_error:
-                self.notify(f"problem rules failed: {error}", severity="error", timeout=10)
-            self._rules_error = error
-        else:
-            self._rules_error = None
+    def take_problems(self, problems: tuple[Problem, ...], error: str | None) -> None:
+        """A refresh's problems (asrtop.tui.refresh.prepare ran the tracker after history.record). A rule that
+        raised kept the last problems on screen (`error`): said once, instead of taking the console down."""
+        self.problems = problems
+        if error is not None and error != self._rules_error:
+            self.notify(f"problem rules failed: {error}", severity="error", timeout=10)
+        self._rules_error = error

@@ -252,15 +252,18 @@ class ModelFacts:
     differing: frozenset[str]  # nodes whose known digest is not the target's (FleetSnapshot's rule)
 
 
-_models_memo: list = [None, None]  # (snapshot, ModelFacts): header and table share one computation
+_models_memo: tuple = (None, None)  # (snapshot, ModelFacts): header and table share one computation
 
 
 def model_facts(snap: FleetSnapshot) -> ModelFacts:
-    """snap.model_groups() and what follows from it, computed once per snapshot."""
-    if _models_memo[0] is snap:
-        return _models_memo[1]
+    """snap.model_groups() and what follows from it, computed once per snapshot. The memo is one tuple, read
+    and replaced whole: the refresh thread and the UI thread both ask (asrtop.tui.refresh)."""
+    global _models_memo
+    memo = _models_memo
+    if memo[0] is snap:
+        return memo[1]
     facts = ModelFacts(snap.model_groups(), snap.target_digest, frozenset(snap.nodes_differing_from_target()))
-    _models_memo[:] = [snap, facts]
+    _models_memo = (snap, facts)
     return facts
 
 

@@ -149,7 +149,6 @@ def _step_keeping_row_layout(table: DataTable) -> None:
 
 
 _EMPTY_TEXT = Text(no_wrap=True, end="")  # textual.widgets._data_table._EMPTY_TEXT: what an empty cell renders as
-_CONTENT_RENDERS: LRUCache[tuple, list[Segment]] = LRUCache(4096)  # (text, styles, width, padding) -> segments
 
 
 class VisibleCellCache(DataTable):
@@ -162,6 +161,10 @@ class VisibleCellCache(DataTable):
     (shared by every cell showing it), then the cell's styles applied around it (``Styled``'s rule). The
     header, row labels and anything else take Textual's own path. ``tests/tui/test_textual_internals.py``
     checks the segments against Textual's for every kind of cell the fleet table shows."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self._content_renders: LRUCache[tuple, list[Segment]] = LRUCache(4096)  # (text, styles, width) -> segments
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False):
@@ -214,11 +217,11 @@ class VisibleCellCache(DataTable):
         padding = self.cell_padding
         content = (value.plain, value.style, tuple(value.spans), value.justify, value.overflow, value.no_wrap,
                    value.end, width, padding)
-        segments = _CONTENT_RENDERS.get(content)
+        segments = self._content_renders.get(content)
         if segments is None:
             options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
             segments = self.app.console.render_lines(Padding(value, (0, padding)), options)[0]
-            _CONTENT_RENDERS[content] = segments
+            self._content_renders[content] = segments
         fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
         component_style, post_style = self._get_styles_to_render_cell(
             False, False, fixed, hover, cursor, self.show_cursor, self._show_hover_cursor,

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from dataclasses import replace
+import threading
+from dataclasses import dataclass, replace
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from asrtop.agentstatus import (AgentStatus, AsrReading, GpuProcess, GpuReading, HostReading, ModelReading,
                                 RequestStats)
@@ -78,6 +80,7 @@ class FakeFleet:
         self.frozen_clock = frozen_clock
         self.calls = 0
         self.closed = False
+        self.merge_threads: list[int] = []  # threading.get_ident() of each merge (the console's: off its loop)
 
     def build(self, tick: int | None = None) -> FleetSnapshot:
         tick = self.tick if tick is None else tick
@@ -110,6 +113,13 @@ class FakeFleet:
         self.calls += 1
         await asyncio.sleep(0)
         return self.build()
+
+    async def poll(self) -> "FakePoll":
+        """asrtop.sources.PollingFleetSource: the console merges in its refresh thread (the fake has no I/O: its
+        build, the merge included, runs there; it only reads the fake's state)."""
+        self.calls += 1
+        await asyncio.sleep(0)
+        return FakePoll(partial(self.build, self.tick), self.merge_threads)
 
     async def model_files(self, agent_url: str) -> list[dict] | str:
         """Two files; the odd model's weights differ (what the agent's /v1/model lists)."""
@@ -198,6 +208,18 @@ def fleet_of_12() -> FakeFleet:
     fleet.admin["node-3"] = AdminState.DRAIN
     fleet.tick = 1  # node-5 and node-11 at 92 % / 94 % GPU
     return fleet
+
+
+@dataclass(frozen=True)
+class FakePoll:
+    """One poll of the fake (asrtop.sources.FleetPoll); `merge` notes the thread it ran in."""
+
+    build: Callable[[], FleetSnapshot]
+    threads: list[int]
+
+    def merge(self) -> FleetSnapshot:
+        self.threads.append(threading.get_ident())
+        return self.build()
 
 
 def big_fleet(n: int, tick: int) -> FleetSnapshot:

@@ -124,7 +124,7 @@ async def test_cached_cell_renders_are_textuals():
                             ours = table._render_cell(*args)
                             assert ours == DataTable._render_cell(table, *args), (row, column.key, cursor, hover)
                             assert table._render_cell(*args) is ours  # the next ask is a hit
-        assert len(internals._CONTENT_RENDERS) > 0  # the cells took the shared-content path
+        assert len(table._content_renders) > 0  # the cells took the shared-content path
 
 
 async def test_a_refresh_renders_only_the_cells_it_changed(monkeypatch):

@@ -264,7 +264,7 @@ async def test_dead_agent_greys_and_balancer_error_is_notified():
 
 async def test_source_failure_stays_on_screen_and_polling_goes_on():
     app, fleet, _ = make()
-    real = fleet.snapshot
+    real = fleet.poll
     fail = {"on": False}
 
     async def flaky():
@@ -272,7 +272,7 @@ async def test_source_failure_stays_on_screen_and_polling_goes_on():
             raise OSError("agents unreachable: network down")
         return await real()
 
-    fleet.snapshot = flaky
+    fleet.poll = flaky
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         fail["on"] = True
@@ -287,7 +287,7 @@ async def test_source_failure_stays_on_screen_and_polling_goes_on():
 async def test_polls_never_overlap():
     app, fleet, _ = make()
     active = {"now": 0, "max": 0}
-    real = fleet.snapshot
+    real = fleet.poll
 
     async def slow():
         active["now"] += 1
@@ -296,7 +296,7 @@ async def test_polls_never_overlap():
         active["now"] -= 1
         return await real()
 
-    fleet.snapshot = slow
+    fleet.poll = slow
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.refreshes >= 3, what="three refreshes")
         pressed = asyncio.get_running_loop().time()

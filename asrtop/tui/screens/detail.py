@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Static
 
@@ -240,9 +241,13 @@ class NodeDetailScreen(Screen):
             return
         cols = self.size.width - 4 if self.size.width else 200  # the scroll padding (0 1) and the scrollbar (2)
         width = max(10, min(SPARK_WIDTH, cols - 34)) if self.size.width else SPARK_WIDTH
-        self.query_one("#detail", Static).update(
-            render_detail(node, snap, self.app.history, self.audit, self.audit_error, width, cols,
-                          of_node(self.app.problems, self.node), not self.app.no_color))
+        with self.app.history_lock:  # the refresh thread records into the history (asrtop.tui.refresh)
+            shown = render_detail(node, snap, self.app.history, self.audit, self.audit_error, width, cols,
+                                  of_node(self.app.problems, self.node), not self.app.no_color)
+        try:
+            self.query_one("#detail", Static).update(shown)
+        except NoMatches:  # the app is closing: the screen's children go before the screen itself
+            pass
 
     def set_audit(self, entries: list[AuditEntry] | None, error: str | None) -> None:
         self.audit, self.audit_error = entries, error

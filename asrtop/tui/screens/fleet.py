@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Mapping
 
 from textual import events
 from textual.app import ComposeResult
@@ -15,7 +17,8 @@ from asrtop.control.model import ACTION_KINDS
 from asrtop.control.rollout_model import RolloutState
 from asrtop.fleet import FleetSnapshot
 from asrtop.problems.words import critical_nodes, problem_line
-from asrtop.tui.format import COLUMN_KEYS, no_match_line, sparkline, table_context, table_hint
+from asrtop.tui.format import COLUMN_KEYS, Cell, no_match_line, sparkline, table_context, table_hint
+from asrtop.tui.refresh import TREND, Refreshed, RowsView
 from asrtop.tui.widgets.fleet_table import FleetTable
 from asrtop.tui.widgets.header import FleetHeader
 from asrtop.tui.widgets.keybar import KeyBar
@@ -26,7 +29,6 @@ from asrtop.tui.widgets.rollout_panel import RolloutPanel
 SORTABLE = tuple(k for k in COLUMN_KEYS if k != "sel")
 # What the operator does to the fleet: hidden from the footer and help, and refused, in a read-only console.
 CONSOLE_ACTIONS = (*ACTION_KINDS, "rollout")
-TREND = 10  # samples of the fleet in-flight sparkline in the header
 
 
 class FleetScreen(Screen):
@@ -81,22 +83,50 @@ class FleetScreen(Screen):
 
     # -- data ------------------------------------------------------------------------------------
     def show_fleet(self, snap: FleetSnapshot | None, error: str | None = None) -> None:
+        self._show(snap, error)
+
+    def show_refresh(self, refreshed: Refreshed) -> None:
+        """A refresh prepared off the UI thread: its summary, trend and table diff are applied as they are."""
+        self._show(refreshed.snapshot, None, refreshed)
+
+    def _show(self, snap: FleetSnapshot | None, error: str | None, refreshed: Refreshed | None = None) -> None:
         if not self.live:  # is_mounted can be true before the header exists; on_mount pulls the latest
             return
         if snap is not None:
             self.snapshot = snap
-            self.selected &= {n.name for n in snap.nodes}
-        trend = sparkline(self.app.history.fleet_series("in_flight")[-TREND:], TREND).rstrip()
+            if self.selected:
+                names = refreshed.names if refreshed is not None else {n.name for n in snap.nodes}
+                self.selected &= names
+        if refreshed is not None:
+            trend = refreshed.trend
+        else:
+            with self.app.history_lock:
+                trend = sparkline(self.app.history.fleet_series("in_flight")[-TREND:], TREND).rstrip()
         try:
             header = self.query_one(FleetHeader)
         except NoMatches:  # the app is closing: the screen's children go before the screen itself
             return
-        header.show(snap, error, self.app.draining, trend, self.app.problems)
+        header.show(snap, error, self.app.draining, trend, self.app.problems,
+                    refreshed.summary if refreshed is not None else None)
         if snap is not None:
             self.query_one(NotesLine).show(snap.notes)
         if self.snapshot is not None:
             self.show_problems()
-            self.redraw()
+            if refreshed is not None and refreshed.rows is not None:
+                rows = refreshed.rows
+                self.table.apply_rows(rows, self.snapshot, replace(
+                    rows.ctx, draining=dict(self.app.draining), selected=frozenset(self.selected),
+                    critical=critical_nodes(self.app.problems)))
+                self._show_table_note()
+            else:
+                self.redraw()
+
+    def refresh_inputs(self) -> tuple[RowsView | None, Mapping[str, tuple[Cell, ...]]]:
+        """The table's filter and sort and the cells it shows, for a refresh starting now (None: no table)."""
+        if not self.live:
+            return None, {}
+        table = self.table
+        return table.view, table.cells
 
     @property
     def problems_panel(self) -> ProblemsPanel:

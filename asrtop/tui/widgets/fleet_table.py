@@ -1,7 +1,7 @@
 """The fleet table: one row per node keyed by node name, updated in place.
 
-Each refresh diffs the new (text, style) cells against the last ones and sets only the cells that
-changed, all of them in one batch with one refresh (asrtop.tui.textual_internals: the 1,000-node refresh
+Each refresh diffs the new (text, style) cells against the last ones (asrtop.tui.refresh: in the console's
+refresh thread) and sets only the cells that changed, all of them in one batch with one refresh (asrtop.tui.textual_internals: the 1,000-node refresh
 budget); rows come and go only when nodes (or the filter) do. The cursor stays on its node across
 refreshes, sorts and filters.
 
@@ -14,6 +14,7 @@ new sort column, a node count that needs the scrollbar): a refresh never re-meas
 from __future__ import annotations
 
 import logging
+from typing import Mapping
 
 from rich.text import Text
 from textual import events
@@ -23,9 +24,10 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
-from asrtop.fleet import FleetSnapshot, NodeView
+from asrtop.fleet import FleetSnapshot
 from asrtop.tui.format import (BAR_WIDTH, COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns,
-                               matches_filter, name_width, row_cells, sort_value, without_colour)
+                               name_width, without_colour)
+from asrtop.tui.refresh import RowsDiff, RowsView, diff_rows, restyle
 from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, fast_path_problem,
                                          invalidate_render_caches)
 
@@ -69,8 +71,8 @@ class FleetTable(VisibleCellCache):
         self.filter_text = ""
         self.sort_column: str | None = None
         self.sort_reverse = False
-        self._cells: dict[str, tuple[Cell, ...]] = {}
-        self._order: list[str] = []
+        self._cells: Mapping[str, tuple[Cell, ...]] = {}  # replaced by each refresh, never changed in place
+        self._order: tuple[str, ...] = ()
         self._snap: FleetSnapshot | None = None
         self._ctx: TableContext | None = None
         self.fitted: TableLayout | None = None
@@ -154,52 +156,63 @@ class FleetTable(VisibleCellCache):
         self._refit()
 
     # -- refresh ---------------------------------------------------------------------------------
+    @property
+    def view(self) -> RowsView:
+        return RowsView(self.filter_text, self.sort_column, self.sort_reverse)
+
+    @property
+    def cells(self) -> Mapping[str, tuple[Cell, ...]]:
+        """The cells shown (a refresh diffs against this mapping; it is replaced, never changed in place)."""
+        return self._cells
+
     def update_fleet(self, snap: FleetSnapshot, ctx: TableContext) -> None:
-        self._snap, self._ctx = snap, ctx
+        """Diff `snap` against what is shown, here (on the UI thread), and apply it."""
+        self._apply_rows(diff_rows(snap, ctx, self.view, self._cells), snap)
+
+    def apply_rows(self, diff: RowsDiff, snap: FleetSnapshot, ctx: TableContext) -> None:
+        """Apply a diff made off the UI thread (asrtop.tui.refresh), under `ctx` (this moment's selection and
+        drains). If the table changed since the diff was made (a sort, a filter, a redraw), it no longer
+        applies: the snapshot is diffed here instead."""
+        if diff.base is not self._cells or diff.view != self.view:
+            self.update_fleet(snap, ctx)
+            return
+        self._apply_rows(restyle(diff, ctx), snap)
+
+    def _apply_rows(self, diff: RowsDiff, snap: FleetSnapshot) -> None:
+        self._snap, self._ctx = snap, diff.ctx
         keep_cursor = self.cursor_node
-        wanted = [n for n in snap.nodes if matches_filter(n, self.filter_text)]
-        names = {n.name for n in wanted}
-        for name in [k for k in self._cells if k not in names]:
+        for name in diff.removed:
             self.remove_row(name)
-            del self._cells[name]
-        cells_by_key = self._cells
-        shown = self._shown
-        batch = QuietCells(self)
-        changed = 0
-        fitted = self.fitted is not None  # before the first fit there are no columns: _refit adds every row
+        cells = diff.cells
         colour = not self.app.no_color
-        for node in wanted:
-            cells = row_cells(node, ctx)
-            name = node.name
-            old = cells_by_key.get(name)
-            if old is None:
-                if fitted:
-                    self.add_row(*(_text(cells[i], key.value, colour) for i, key in shown), key=name)
-            elif old != cells:
+        shown = self._shown
+        if self.fitted is not None:  # before the first fit there are no columns: _refit adds every row
+            for name in diff.added:
+                row = cells[name]
+                self.add_row(*(_text(row[i], key.value, colour) for i, key in shown), key=name)
+        if diff.changed:
+            column_of = dict(shown)
+            batch = QuietCells(self)
+            changed = 0
+            for name, which in diff.changed:
                 set_cell = batch.row(name)
-                for i, key in shown:
-                    if cells[i] != old[i]:
-                        set_cell(key, _text(cells[i], key.value, colour))
+                row = cells[name]
+                for i in which:
+                    key = column_of.get(i)
+                    if key is not None:  # a hidden column's cell is kept for when it shows
+                        set_cell(key, _text(row[i], key.value, colour))
                         changed += 1
-            cells_by_key[name] = cells
-        if changed:
-            self.updates += changed
-            self.slow_updates += batch.slow_cells
-            batch.done()
-        self._apply_order(wanted, snap.taken_at)
+            if changed:
+                self.updates += changed
+                self.slow_updates += batch.slow_cells
+                batch.done()
+        self._cells = cells
+        self._apply_order(diff.order)
         self._refit()  # labels follow the fleet (simulated GPUs, agent-counted requests), room the node count
         if keep_cursor is not None:
             self._move_to(keep_cursor)
 
-    def _apply_order(self, wanted: list[NodeView], now: float) -> None:
-        position = {n.name: i for i, n in enumerate(wanted)}
-        if self.sort_column is None:
-            order = [n.name for n in wanted]
-        else:
-            col = self.sort_column
-            keyed = sorted(wanted, key=lambda n: (sort_value(n, col, now), position[n.name]),
-                           reverse=self.sort_reverse)
-            order = [n.name for n in keyed]
+    def _apply_order(self, order: tuple[str, ...]) -> None:
         if order == self._order:
             return
         self._order = order
@@ -223,7 +236,7 @@ class FleetTable(VisibleCellCache):
     def resort(self) -> None:
         """Re-apply sort/filter to the last snapshot (after the user changed them)."""
         if self._snap is not None and self._ctx is not None:
-            self._order = []
+            self._order = ()
             self.update_fleet(self._snap, self._ctx)
 
     def set_sort(self, column: str | None, reverse: bool | None = None) -> None:

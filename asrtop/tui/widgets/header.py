@@ -24,9 +24,10 @@ class FleetHeader(Static):
 
     def show(self, snap: FleetSnapshot | None, error: str | None = None,
              draining: dict[str, int | None] | None = None, trend: str = "",
-             problems: Sequence[Problem] = ()) -> None:
+             problems: Sequence[Problem] = (), summary: Summary | None = None) -> None:
+        """`summary`: summarize(snap), when the refresh thread made it already (asrtop.tui.refresh)."""
         if snap is not None:
-            self.summary = summarize(snap)
+            self.summary = summary if summary is not None else summarize(snap)
         self.error = error
         if self.summary is None:
             self.update(Text(f"{self.cluster}: no data yet" + (f" — {error}" if error else ""), style="bold red"))

@@ -1,0 +1,253 @@
+"""End to end: from polled answers of N nodes on two balancers to the painted frame, in the real console.
+
+A PollingFleetSource answers each poll with synthetic agent readings and two HAProxy balancers' ServerState
+lists (what asrtop.sources reads: LivePoll, nodes with addresses, so the merge joins by endpoint), built in a
+thread as real I/O would be. The real AsrtopApp (run_test, 160x45, refresh 1 s) polls it: merge, history,
+problem rules and the table's diff in its refresh thread, the UI applies the diff and paints.
+
+Per refresh: CPU of each stage (merge, problems = history + rules, summary, diff: in the refresh thread;
+apply, paint: on the UI loop), the wall from answers ready to frame painted, and the longest the UI loop was
+blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something else held
+the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in CPU
+is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop (as
+the console ran before), a repaint of an unchanged table (idle frame), and a repaint with every visible
+cell rendered again (what each refresh's paint cost before).
+
+Budgets (issue 17), 1,000 nodes: the UI loop never blocked > 16 ms by a refresh; refresh + paint <= 50 ms
+CPU per second at a 1 s refresh.
+
+    .venv/bin/python tests/benchmarks/bench_tui_end_to_end.py [--nodes 1000 5000] [--rounds 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tui"))
+
+from fakes import DIGEST_A, DIGEST_B, server, status  # noqa: E402
+
+import asrtop.tui.app as appmod  # noqa: E402
+import asrtop.tui.textual_internals as internals  # noqa: E402
+from asrtop.balancers.base import AdminState  # noqa: E402
+from asrtop.config import NodeConfig  # noqa: E402
+from asrtop.fleet import AgentReading, BalancerReading  # noqa: E402
+from asrtop.sources.live import LivePoll  # noqa: E402
+from asrtop.tui.app import AsrtopApp, FleetUpdated  # noqa: E402
+
+REFRESH = 1.0
+PROBE_STEP = 0.002
+
+
+def answers(n: int, tick: int, now: float) -> LivePoll:
+    """One poll's answers: every agent's status and both balancers' servers, as the sources hand them over."""
+    nodes = tuple(NodeConfig(f"node-{i}", server=f"srv{i}", address=f"10.{i // 250}.{i % 250}.1:10095",
+                             agent=f"http://10.{i // 250}.{i % 250}.1:10860") for i in range(1, n + 1))
+    agents = {}
+    for i, node in enumerate(nodes, 1):
+        if i % 97 == 13:
+            agents[node.name] = AgentReading(node.agent, None, None, "connection refused")
+        else:
+            st = status(node.name, i, DIGEST_B if i % 50 == 7 else DIGEST_A, 2, tick)
+            agents[node.name] = AgentReading(node.agent, st, now, None, 0.002)
+    servers = []
+    for i, node in enumerate(nodes, 1):
+        host, port = node.address.rsplit(":", 1)
+        s = server(f"s-{i}", i, AdminState.READY, 3, i % 20 == 5, tick)  # named otherwise: joined by address
+        servers.append(replace(s, address=host, port=int(port)))
+    lbs = tuple(BalancerReading(name, "haproxy", tuple(servers), None, now) for name in ("haproxy-a", "haproxy-b"))
+    return LivePoll(nodes, agents, lbs, now, REFRESH, (), None, {}, None, (), ())
+
+
+class SyntheticSource:
+    """asrtop.sources.PollingFleetSource over synthetic answers (built in a thread: the poll's I/O)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.tick = 0
+        self.ready_at: dict[int, float] = {}  # poll number -> when its answers were ready
+        self.build_s: list[float] = []
+
+    async def poll(self) -> LivePoll:
+        self.tick += 1
+        t = time.perf_counter()
+        polled = await asyncio.to_thread(answers, self.n, self.tick, time.time())
+        self.ready_at[self.tick] = time.perf_counter()
+        self.build_s.append(time.perf_counter() - t)
+        return polled
+
+    async def snapshot(self):
+        return (await self.poll()).merge()
+
+    async def model_files(self, agent_url: str):
+        return "none"
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class Refresh:
+    seq: int
+    ready: float  # answers ready (perf_counter)
+    stages: dict[str, float] = field(default_factory=dict)  # CPU seconds
+    painted: float = 0.0
+    longest_block: float = 0.0
+
+
+class Measured(AsrtopApp):
+    CSS_PATH = str(Path(appmod.__file__).with_name("asrtop.tcss"))  # Textual resolves it next to the subclass
+
+    def __init__(self, source: SyntheticSource):
+        super().__init__(source, None, cluster="bench", refresh=REFRESH)
+        self.records: list[Refresh] = []
+        self.blocks: list[tuple[float, float]] = []  # (woke at, late by) from the loop probe
+        self.ready_override: float | None = None  # the on-loop baseline sets when its answers were ready
+
+    def on_fleet_updated(self, message: FleetUpdated) -> None:
+        ready = self.ready_override or self.source.ready_at.get(message.seq, time.perf_counter())
+        rec = Refresh(message.seq, ready, dict(message.refreshed.cpu) if message.refreshed else {})
+        c0 = time.thread_time()
+        super().on_fleet_updated(message)
+        c1 = time.thread_time()
+        # The frame, painted now (what the screen's update timer would do a few ms later, and Pilot.pause), in
+        # this same task: its CPU alone, and the block counted is apply + paint together (an upper bound).
+        self.screen._on_timer_update()
+        rec.stages["apply"], rec.stages["paint"] = c1 - c0, time.thread_time() - c1
+        rec.painted = time.perf_counter()
+        self.records.append(rec)
+
+    async def probe(self) -> None:
+        """Sleeps PROBE_STEP at a time on the UI loop; waking later than that means the loop was held."""
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(PROBE_STEP)
+            woke = time.perf_counter()
+            self.blocks.append((woke, woke - t - PROBE_STEP))
+
+
+def longest_blocks(app: Measured, records: list[Refresh]) -> None:
+    for rec in records:
+        rec.longest_block = max((late for woke, late in app.blocks if rec.ready <= woke <= rec.painted + 0.05),
+                                default=0.0)
+
+
+def ui_cpu(rec: Refresh) -> float:
+    return rec.stages.get("apply", 0.0) + rec.stages.get("paint", 0.0)
+
+
+def total_cpu(rec: Refresh) -> float:
+    return sum(rec.stages.values())
+
+
+async def run(n: int, rounds: int) -> dict:
+    source = SyntheticSource(n)
+    app = Measured(source)
+    async with app.run_test(size=(160, 45)) as pilot:
+        probe = asyncio.get_running_loop().create_task(app.probe())
+        await _until(pilot, lambda: len(app.records) >= rounds + 1, 60 + rounds * 5 * max(1, n // 1000))
+        threaded = app.records[1:rounds + 1]  # the first fills the table (adds every row): not a refresh
+        first = app.records[0]
+        app.workers.cancel_group(app, "poll")
+        await pilot.pause(0.2)
+
+        # Baseline: the same refreshes with the whole pipeline on the loop (merge, problems, diff, apply).
+        count = len(app.records)
+        for k in range(rounds):
+            polled = await source.poll()
+            await pilot.pause(0.05)
+            app.ready_override = time.perf_counter()
+            c0 = time.thread_time()
+            snap = polled.merge()
+            merged = time.thread_time() - c0
+            app.on_fleet_updated(FleetUpdated(snap, 10_000 + k))
+            await _until(pilot, lambda: len(app.records) > count + k, 30)
+            app.records[-1].stages["merge (on loop)"] = merged
+            await pilot.pause(0.3)
+        on_loop = app.records[count:count + rounds]
+        app.ready_override = None
+
+        table = app.fleet_screen.table
+        idle, full = [], []
+        for _ in range(5):
+            c = time.thread_time()
+            table.refresh()
+            await pilot.pause(0)
+            idle.append(time.thread_time() - c)
+            table._cell_render_cache.clear()  # every visible cell renders again: the paint before issue 17
+            table._content_renders.clear()
+            internals.invalidate_render_caches(table)
+            c = time.thread_time()
+            await pilot.pause(0)
+            full.append(time.thread_time() - c)
+        probe.cancel()
+        longest_blocks(app, app.records)
+    return {"n": n, "threaded": threaded, "on_loop": on_loop, "first": first, "idle": idle, "full": full,
+            "answers_s": statistics.median(source.build_s)}
+
+
+async def _until(pilot, cond, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        await pilot.pause(0.02)
+
+
+def report(r: dict) -> None:
+    med = statistics.median
+    ms = 1000
+    threaded, on_loop = r["threaded"], r["on_loop"]
+    print(f"\n== {r['n']} nodes x 2 balancers, {len(threaded)} refreshes at {REFRESH:.0f} s, 160x45 "
+          f"(synthetic answers built in {r['answers_s'] * ms:.0f} ms, off the loop, not counted)")
+    print(f"first refresh (adds every row): UI CPU {ui_cpu(r['first']) * ms:.0f} ms, "
+          f"longest block {r['first'].longest_block * ms:.0f} ms")
+    stages = ("merge", "problems", "summary", "diff", "apply", "paint")
+    print("stage CPU, median ms:  " + "  ".join(f"{s} {med(x.stages.get(s, 0) for x in threaded) * ms:.1f}"
+                                                 for s in stages))
+    ui = [ui_cpu(x) for x in threaded]
+    total = [total_cpu(x) for x in threaded]
+    wall = [x.painted - x.ready for x in threaded]
+    block = [x.longest_block for x in threaded]
+    old_ui = [ui_cpu(x) + x.stages.get("merge (on loop)", 0) for x in on_loop]
+    old_block = [x.longest_block for x in on_loop]
+    print(f"UI loop CPU per refresh (apply + paint): median {med(ui) * ms:.1f}  max {max(ui) * ms:.1f} ms")
+    print(f"all CPU per refresh (thread + UI):       median {med(total) * ms:.1f}  max {max(total) * ms:.1f} ms"
+          f"  = {med(total) / REFRESH * ms:.0f} ms CPU per second")
+    print(f"wall, answers ready -> frame painted:    median {med(wall) * ms:.1f}  max {max(wall) * ms:.1f} ms")
+    task = [x.stages["apply"] + x.stages["paint"] for x in threaded]
+    print(f"longest UI loop block during a refresh:  median {med(block) * ms:.1f}  max {max(block) * ms:.1f} ms wall"
+          f"  (longest UI task in CPU: median {med(task) * ms:.1f}  max {max(task) * ms:.1f} ms)")
+    print(f"baseline, pipeline on the loop: UI CPU median {med(old_ui) * ms:.1f} ms, longest block median "
+          f"{med(old_block) * ms:.1f} max {max(old_block) * ms:.1f} ms -> now "
+          f"{med(ui) / med(old_ui):.2f}x the UI CPU, {max(block) / max(old_block):.2f}x the longest block")
+    print(f"paint: after a refresh {med(x.stages['paint'] for x in threaded) * ms:.1f} ms; idle frame "
+          f"{med(r['idle']) * ms:.1f} ms; every visible cell rendered again (the paint before) "
+          f"{med(r['full']) * ms:.1f} ms -> {med(x.stages['paint'] for x in threaded) / med(r['full']):.2f}x of it")
+    if r["n"] == 1000:
+        ok_block = max(block) <= 0.016
+        print(f"(longest UI task in CPU <= 16 ms: {'PASS' if max(task) <= 0.016 else 'OVER'})")
+        ok_cpu = med(total) / REFRESH <= 0.050
+        print(f"budget: longest block <= 16 ms: {'PASS' if ok_block else 'OVER'}; refresh + paint <= 50 ms CPU/s: "
+              f"{'PASS' if ok_cpu else 'OVER'} (UI loop alone: {med(ui) / REFRESH * ms:.0f} ms/s)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000])
+    p.add_argument("--rounds", type=int, default=6)
+    a = p.parse_args()
+    print(f"{threading.active_count()} thread(s); switch interval {sys.getswitchinterval() * 1000:.0f} ms")
+    for n in a.nodes:
+        report(asyncio.run(run(n, a.rounds)))
+
+
+if __name__ == "__main__":
+    main()

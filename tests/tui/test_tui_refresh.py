@@ -1,0 +1,56 @@
+"""The console's refresh pipeline (asrtop.tui.refresh): merge, history, problem rules and the table's diff run
+in a thread off the UI loop; the UI sets exactly the cells that changed, also when the operator changed the
+selection while the refresh was in flight."""
+
+import threading
+
+from fakes import FakeFleet
+from screen import wait_for
+
+from asrtop.tui.app import AsrtopApp
+from asrtop.tui.format import COLUMN_KEYS, table_context
+from asrtop.tui.refresh import RowsView, diff_rows, restyle
+
+WEIGHT = COLUMN_KEYS.index("weight")
+
+
+async def test_refresh_merges_off_the_ui_thread_and_sets_only_the_changed_cells():
+    fleet = FakeFleet(6)
+    app = AsrtopApp(fleet, None, cluster="lab", refresh=0.05)
+    rules = app.problem_tracker.update
+    rules_threads = []
+
+    def update(*args):
+        rules_threads.append(threading.get_ident())
+        return rules(*args)
+
+    app.problem_tracker.update = update
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.refreshes >= 2 and app.fleet_screen.table.row_count == 6,
+                       what="two refreshes")
+        ui = threading.get_ident()
+        assert fleet.merge_threads and ui not in fleet.merge_threads
+        assert rules_threads and ui not in rules_threads
+        table = app.fleet_screen.table
+        before, seen = table.updates, app.refreshes
+        fleet.weight["node-3"] = 7  # one figure of one node changes; the fake's clock and numbers stand still
+        await wait_for(pilot, lambda: app.refreshes >= seen + 2, what="a refresh polled after the change")
+        assert table.updates - before == 1
+        assert table.get_cell("node-3", "weight").plain == "7"
+        assert ui not in fleet.merge_threads
+
+
+def test_diff_names_the_changed_cells_and_a_later_selection_redoes_only_its_row():
+    fleet = FakeFleet(4)
+    old = fleet.build()
+    base = diff_rows(old, table_context(old), RowsView(), {}).cells
+    fleet.weight["node-2"] = 9
+    snap = fleet.build()
+    diff = diff_rows(snap, table_context(snap), RowsView(), base)
+    assert diff.changed == (("node-2", (WEIGHT,)),) and not diff.added and not diff.removed
+    assert diff.order == ("node-1", "node-2", "node-3", "node-4")
+    chosen = restyle(diff, table_context(snap, selected={"node-4"}))  # selected while the diff was made
+    assert dict(chosen.changed) == {"node-2": (WEIGHT,), "node-4": (COLUMN_KEYS.index("sel"),)}
+    assert chosen.cells["node-4"][0][0] == "●" and diff.cells["node-4"][0][0] == " "  # the diff is not changed
+    gone = diff_rows(snap, table_context(snap), RowsView(filter_text="node-1"), base)
+    assert gone.removed == ("node-2", "node-3", "node-4") and gone.order == ("node-1",)
