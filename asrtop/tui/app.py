@@ -208,10 +208,10 @@ class AsrtopApp(RolloutActions, ProblemWatch, App):
 
     def refresh_inputs(self) -> RefreshInputs:
         """What a refresh starting now needs from the UI (copied here, on the UI thread)."""
-        view, base = self.fleet_screen.refresh_inputs() if self.fleet_screen.is_mounted else (None, {})
+        view, base, shown = self.fleet_screen.refresh_inputs() if self.fleet_screen.is_mounted else (None, {}, None)
         selected = frozenset(self.fleet_screen.selected)
         return RefreshInputs(self.history, self.problem_tracker, self.history_lock, self.problems,
-                             dict(self.draining), selected, view, base)
+                             dict(self.draining), selected, view, base, shown, not self.no_color)
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         try:

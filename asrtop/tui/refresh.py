@@ -22,11 +22,25 @@ from asrtop.history import FleetHistory
 from asrtop.problems.engine import ProblemTracker
 from asrtop.problems.model import Problem
 from asrtop.problems.words import critical_nodes
-from asrtop.tui.format import Cell, TableContext, matches_filter, row_cells, sort_value, sparkline, table_context
+from rich.text import Text
+
+from asrtop.tui.format import (BAR_WIDTH, COLUMN_KEYS, Cell, TableContext, matches_filter, row_cells, sort_value,
+                               sparkline, table_context, without_colour)
 from asrtop.tui.summary import Summary, summarize
 
 TREND = 10  # samples of the fleet in-flight sparkline in the header
 _ABSENT = object()
+RIGHT = frozenset({"inflight", "rps", "weight", "5xx", "rt", "temp", "power", "cpu", "age"})  # right-justified
+
+
+def cell_text(cell: Cell, key: str, colour: bool = True) -> Text:
+    """A table cell as the Rich Text the table holds (made once, never changed afterwards: Texts made in the
+    refresh thread are handed to the UI as the snapshot is)."""
+    style = cell[1] if colour else without_colour(cell[1])
+    text = Text(cell[0], style=style, no_wrap=True, justify="right" if key in RIGHT else "left")
+    if len(cell) > 2:  # the figure after a bar takes the accent (format.Cell)
+        text.stylize(cell[2], BAR_WIDTH)  # type: ignore[misc]
+    return text
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,11 @@ class RowsDiff:
     view: RowsView
     ctx: TableContext
     nodes: Mapping[str, NodeView]  # the rows' nodes by name (to redo a row whose selection or drain changed)
+    # The changed cells of the columns `shown` (indexes into COLUMNS) as Rich Text, made with `colour`: the UI
+    # sets them as they are while it still shows those columns. shown None: none made.
+    texts: tuple[tuple[str, tuple[tuple[int, Text], ...]], ...] = ()
+    shown: tuple[int, ...] | None = None
+    colour: bool = True
 
 
 def _changed(row: tuple[Cell, ...], old: tuple[Cell, ...]) -> tuple[int, ...]:
@@ -67,8 +86,16 @@ def row_order(wanted: Sequence[NodeView], view: RowsView, now: float) -> tuple[s
     return tuple(n.name for n in keyed)
 
 
-def diff_rows(snap: FleetSnapshot, ctx: TableContext, view: RowsView,
-              base: Mapping[str, tuple[Cell, ...]]) -> RowsDiff:
+def _texts(cells: Mapping[str, tuple[Cell, ...]], changed, shown: tuple[int, ...] | None, colour: bool):
+    if shown is None:
+        return ()
+    on = frozenset(shown)
+    return tuple((name, tuple((i, cell_text(cells[name][i], COLUMN_KEYS[i], colour)) for i in which if i in on))
+                 for name, which in changed)
+
+
+def diff_rows(snap: FleetSnapshot, ctx: TableContext, view: RowsView, base: Mapping[str, tuple[Cell, ...]],
+              shown: tuple[int, ...] | None = None, colour: bool = True) -> RowsDiff:
     wanted = [n for n in snap.nodes if matches_filter(n, view.filter_text)]
     cells: dict[str, tuple[Cell, ...]] = {}
     changed, added = [], []
@@ -83,7 +110,7 @@ def diff_rows(snap: FleetSnapshot, ctx: TableContext, view: RowsView,
         cells[name] = row
     removed = tuple(k for k in base if k not in cells)
     return RowsDiff(cells, row_order(wanted, view, snap.taken_at), tuple(changed), tuple(added), removed, base,
-                    view, ctx, {n.name: n for n in wanted})
+                    view, ctx, {n.name: n for n in wanted}, _texts(cells, changed, shown, colour), shown, colour)
 
 
 def restyle(diff: RowsDiff, ctx: TableContext) -> RowsDiff:
@@ -106,7 +133,12 @@ def restyle(diff: RowsDiff, ctx: TableContext) -> RowsDiff:
                 changed[name] = which
             else:
                 changed.pop(name, None)
-    return replace(diff, cells=cells, changed=tuple(changed.items()), ctx=ctx)
+    texts = dict(diff.texts)
+    redone = [(name, changed[name]) for name in names if name in changed]
+    for name in names:
+        texts.pop(name, None)
+    texts.update(_texts(cells, redone, diff.shown, diff.colour))
+    return replace(diff, cells=cells, changed=tuple(changed.items()), ctx=ctx, texts=tuple(texts.items()))
 
 
 @dataclass(frozen=True)
@@ -121,6 +153,8 @@ class RefreshInputs:
     selected: frozenset[str] = frozenset()
     view: RowsView | None = None
     base: Mapping[str, tuple[Cell, ...]] = field(default_factory=dict)
+    shown: tuple[int, ...] | None = None  # the table's columns (indexes into COLUMNS): their changed cells as Text
+    colour: bool = True
 
 
 @dataclass(frozen=True)
@@ -159,7 +193,7 @@ def prepare(build: Callable[[], FleetSnapshot], inputs: RefreshInputs) -> Refres
     rows = None
     if inputs.view is not None:
         ctx = table_context(snap, inputs.draining, inputs.selected, critical_nodes(problems))
-        rows = diff_rows(snap, ctx, inputs.view, inputs.base)
+        rows = diff_rows(snap, ctx, inputs.view, inputs.base, inputs.shown, inputs.colour)
     t4 = clock()
     return Refreshed(snap, problems, error, summary, trend, names, stale, rows,
                      {"merge": t1 - t0, "problems": t2 - t1, "summary": t3 - t2, "diff": t4 - t3})

@@ -49,8 +49,11 @@ def test_diff_names_the_changed_cells_and_a_later_selection_redoes_only_its_row(
     diff = diff_rows(snap, table_context(snap), RowsView(), base)
     assert diff.changed == (("node-2", (WEIGHT,)),) and not diff.added and not diff.removed
     assert diff.order == ("node-1", "node-2", "node-3", "node-4")
-    chosen = restyle(diff, table_context(snap, selected={"node-4"}))  # selected while the diff was made
+    made = diff_rows(snap, table_context(snap), RowsView(), base, shown=(0, WEIGHT))  # the columns shown
+    assert [(name, [(i, t.plain) for i, t in texts]) for name, texts in made.texts] == [("node-2", [(WEIGHT, "9")])]
+    chosen = restyle(made, table_context(snap, selected={"node-4"}))  # selected while the diff was made
     assert dict(chosen.changed) == {"node-2": (WEIGHT,), "node-4": (COLUMN_KEYS.index("sel"),)}
-    assert chosen.cells["node-4"][0][0] == "●" and diff.cells["node-4"][0][0] == " "  # the diff is not changed
+    assert chosen.cells["node-4"][0][0] == "●" and made.cells["node-4"][0][0] == " "  # the diff is not changed
+    assert {name: [t.plain for _, t in texts] for name, texts in chosen.texts} == {"node-2": ["9"], "node-4": ["●"]}
     gone = diff_rows(snap, table_context(snap), RowsView(filter_text="node-1"), base)
     assert gone.removed == ("node-2", "node-3", "node-4") and gone.order == ("node-1",)

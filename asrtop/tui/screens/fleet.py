@@ -121,12 +121,13 @@ class FleetScreen(Screen):
             else:
                 self.redraw()
 
-    def refresh_inputs(self) -> tuple[RowsView | None, Mapping[str, tuple[Cell, ...]]]:
-        """The table's filter and sort and the cells it shows, for a refresh starting now (None: no table)."""
+    def refresh_inputs(self) -> tuple[RowsView | None, Mapping[str, tuple[Cell, ...]], tuple[int, ...] | None]:
+        """The table's filter and sort, the cells and the columns it shows, for a refresh starting now (None:
+        no table yet)."""
         if not self.live:
-            return None, {}
+            return None, {}, None
         table = self.table
-        return table.view, table.cells
+        return table.view, table.cells, table.shown_columns
 
     @property
     def problems_panel(self) -> ProblemsPanel:

@@ -25,28 +25,19 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
 from asrtop.fleet import FleetSnapshot
-from asrtop.tui.format import (BAR_WIDTH, COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns,
-                               name_width, without_colour)
-from asrtop.tui.refresh import RowsDiff, RowsView, diff_rows, restyle
+from asrtop.tui.format import COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns, name_width
+from asrtop.tui.refresh import RIGHT, RowsDiff, RowsView, cell_text, diff_rows, restyle
 from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, fast_path_problem,
                                          invalidate_render_caches)
 
 logger = logging.getLogger(__name__)
 
-_RIGHT = frozenset({"inflight", "rps", "weight", "5xx", "rt", "temp", "power", "cpu", "age"})
 _DESCENDING_FIRST = frozenset(COLUMN_KEYS) - {"name", "state", "model"}  # numbers: biggest first
-
-
-def _text(cell: Cell, key: str, colour: bool = True) -> Text:
-    style = cell[1] if colour else without_colour(cell[1])
-    text = Text(cell[0], style=style, no_wrap=True, justify="right" if key in _RIGHT else "left")
-    if len(cell) > 2:  # the figure after a bar takes the accent (format.Cell)
-        text.stylize(cell[2], BAR_WIDTH)  # type: ignore[misc]
-    return text
+_text = cell_text
 
 
 def _label(col: Column) -> Text:
-    return Text(col.label, justify="right" if col.key in _RIGHT else "left")
+    return Text(col.label, justify="right" if col.key in RIGHT else "left")
 
 
 def _keys(layout: TableLayout) -> list[str]:
@@ -161,13 +152,18 @@ class FleetTable(VisibleCellCache):
         return RowsView(self.filter_text, self.sort_column, self.sort_reverse)
 
     @property
+    def shown_columns(self) -> tuple[int, ...]:
+        """The columns shown, as indexes into COLUMNS."""
+        return tuple(i for i, _ in self._shown)
+
+    @property
     def cells(self) -> Mapping[str, tuple[Cell, ...]]:
         """The cells shown (a refresh diffs against this mapping; it is replaced, never changed in place)."""
         return self._cells
 
     def update_fleet(self, snap: FleetSnapshot, ctx: TableContext) -> None:
         """Diff `snap` against what is shown, here (on the UI thread), and apply it."""
-        self._apply_rows(diff_rows(snap, ctx, self.view, self._cells), snap)
+        self._apply_rows(diff_rows(snap, ctx, self.view, self._cells, self.shown_columns, not self.app.no_color), snap)
 
     def apply_rows(self, diff: RowsDiff, snap: FleetSnapshot, ctx: TableContext) -> None:
         """Apply a diff made off the UI thread (asrtop.tui.refresh), under `ctx` (this moment's selection and
@@ -194,14 +190,21 @@ class FleetTable(VisibleCellCache):
             column_of = dict(shown)
             batch = QuietCells(self)
             changed = 0
-            for name, which in diff.changed:
-                set_cell = batch.row(name)
-                row = cells[name]
-                for i in which:
-                    key = column_of.get(i)
-                    if key is not None:  # a hidden column's cell is kept for when it shows
-                        set_cell(key, _text(row[i], key.value, colour))
-                        changed += 1
+            if diff.shown == self.shown_columns and diff.colour == colour:  # the Texts made with the diff fit
+                for name, texts in diff.texts:
+                    set_cell = batch.row(name)
+                    for i, text in texts:
+                        set_cell(column_of[i], text)
+                    changed += len(texts)
+            else:
+                for name, which in diff.changed:
+                    set_cell = batch.row(name)
+                    row = cells[name]
+                    for i in which:
+                        key = column_of.get(i)
+                        if key is not None:  # a hidden column's cell is kept for when it shows
+                            set_cell(key, _text(row[i], key.value, colour))
+                            changed += 1
             if changed:
                 self.updates += changed
                 self.slow_updates += batch.slow_cells
