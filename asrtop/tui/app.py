@@ -1,10 +1,8 @@
 """The asrtop console: an App around an INJECTED FleetSource (and Controller for actions).
 
-One worker polls the source; the merge, the problem rules and the table's diff run in a thread
-(asrtop.tui.refresh), and the finished, frozen result reaches the UI in a Message, applied inside
-batch_update(): the UI thread only sets the changed cells and the header. The next poll starts only after
-the previous refresh was applied (never overlapping). Actions run in workers too (plan -> confirmation modal -> apply), so the UI never
-waits on a balancer, an agent or the audit log.
+Refreshes: asrtop.tui.app_refresh (poll, then merge, problems and the table's diff in a thread, then the UI
+applies the frozen result; never overlapping). Actions run in workers too (plan -> confirmation modal ->
+apply), so the UI never waits on a balancer, an agent or the audit log.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
 from platformdirs import user_downloads_path
@@ -20,7 +17,6 @@ from platformdirs import user_downloads_path
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
@@ -31,12 +27,11 @@ from asrtop.control.seams import ActionController, AuditReader, Recoverer, Rollo
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import FleetHistory
 from asrtop.problems.engine import ProblemTracker
-from asrtop.sources import FleetSource, PollingFleetSource
+from asrtop.sources import FleetSource
 from asrtop.tui.app_problems import ProblemWatch
+from asrtop.tui.app_refresh import FleetUpdated, RefreshFailed, RefreshPipeline
 from asrtop.tui.app_rollout import RolloutActions
 from asrtop.tui.commands import FleetCommands
-from asrtop.tui.refresh import RefreshInputs, Refreshed, prepare
-from asrtop.tui.screens import ShowsFleet
 from asrtop.tui.screens.confirm import FORCE_KEY, ConfirmScreen
 from asrtop.tui.screens.detail import NodeDetailScreen
 from asrtop.tui.screens.fleet import CONSOLE_ACTIONS, FleetScreen
@@ -45,28 +40,7 @@ from asrtop.tui.screens.models import ModelScreen, representatives
 from asrtop.tui.screens.weight import WeightScreen
 
 
-APPLY_WAIT = 10.0  # seconds the poll waits for its refresh to be applied before polling on regardless
-
-
-def _given(snap: FleetSnapshot) -> FleetSnapshot:
-    return snap
-
-
-class FleetUpdated(Message):
-    def __init__(self, snapshot: FleetSnapshot, seq: int = 0, refreshed: Refreshed | None = None):
-        super().__init__()
-        self.snapshot = snapshot
-        self.seq = seq  # number of the poll that produced it (polls are numbered when they start)
-        self.refreshed = refreshed  # prepared off the UI thread; None: prepare it here (a snapshot given directly)
-
-
-class RefreshFailed(Message):
-    def __init__(self, error: str):
-        super().__init__()
-        self.error = error
-
-
-class AsrtopApp(RolloutActions, ProblemWatch, App):
+class AsrtopApp(RefreshPipeline, RolloutActions, ProblemWatch, App):
     CSS_PATH = "asrtop.tcss"
     TITLE = "asrtop"
     COMMANDS = App.COMMANDS | {FleetCommands}
@@ -168,74 +142,6 @@ class AsrtopApp(RolloutActions, ProblemWatch, App):
 
     def open_models(self) -> None:
         self.push_screen(ModelScreen())
-
-    # -- polling ---------------------------------------------------------------------------------
-    @work(exclusive=True, group="poll", exit_on_error=False)
-    async def poll_fleet(self) -> None:
-        """One refresh in flight at a time: poll (I/O, on this loop), then merge, problems and the table's diff in
-        a thread (asrtop.tui.refresh.prepare), then the UI applies it; only then is the next poll due. A refresh
-        that takes longer than the interval delays the next one: missed ticks are skipped, never queued; wakes
-        (an action's refresh_now) that come while one is in flight are coalesced into the next poll."""
-        while True:
-            started = time.monotonic()
-            self.poll_seq += 1
-            seq = self.poll_seq
-            try:
-                if isinstance(self.source, PollingFleetSource):
-                    build = (await self.source.poll()).merge
-                else:  # a source that merges as it polls: only what follows the merge leaves the loop
-                    build = partial(_given, await self.source.snapshot())
-                refreshed = await asyncio.to_thread(prepare, build, self.refresh_inputs())
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # a source bug or outage is shown in the header, polling goes on
-                self.post_message(RefreshFailed(f"{type(e).__name__}: {e}"))
-            else:
-                self._applied.clear()
-                self.post_message(FleetUpdated(refreshed.snapshot, seq, refreshed))
-                try:  # the next refresh diffs against what this one shows
-                    await asyncio.wait_for(self._applied.wait(), APPLY_WAIT)
-                except asyncio.TimeoutError:
-                    pass
-            try:  # re-arm only after this poll completed; an action can wake it early
-                await asyncio.wait_for(self._wake.wait(), max(0.05, self.refresh_seconds - (time.monotonic() - started)))
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
-
-    def refresh_now(self) -> None:
-        self._wake.set()
-
-    def refresh_inputs(self) -> RefreshInputs:
-        """What a refresh starting now needs from the UI (copied here, on the UI thread)."""
-        view, base, shown = self.fleet_screen.refresh_inputs() if self.fleet_screen.is_mounted else (None, {}, None)
-        selected = frozenset(self.fleet_screen.selected)
-        return RefreshInputs(self.history, self.problem_tracker, self.history_lock, self.problems,
-                             dict(self.draining), selected, view, base, shown, not self.no_color)
-
-    def on_fleet_updated(self, message: FleetUpdated) -> None:
-        try:
-            refreshed = message.refreshed or prepare(partial(_given, message.snapshot), self.refresh_inputs())
-            self._apply_refresh(refreshed, message.seq)
-        finally:
-            self._applied.set()
-
-    def _apply_refresh(self, refreshed: Refreshed, seq: int) -> None:
-        snap = refreshed.snapshot
-        with self.batch_update():
-            self.snapshot = snap
-            self.last_error = None
-            self.refreshes += 1
-            self.take_problems(refreshed.problems, refreshed.rules_error)
-            self._track_drains(snap, seq)
-            self._notify_changes(snap, refreshed.stale)
-            self.follow_rollout()
-            for screen in self.screen_stack:
-                # A screen still composing has no widgets yet; it pulls self.snapshot when it mounts.
-                if screen is self.fleet_screen and screen.is_mounted:
-                    screen.show_refresh(refreshed)
-                elif isinstance(screen, ShowsFleet) and screen.is_mounted:
-                    screen.show_fleet(snap)
 
     def on_refresh_failed(self, message: RefreshFailed) -> None:
         self.last_error = message.error
@@ -463,3 +369,6 @@ def _title(kind: str, nodes: tuple[str, ...], actions: list[Action]) -> str:
         flags = {a.value for a in actions}
         return f"Mark {who} as {'backup' if flags == {True} else 'primary' if flags == {False} else 'backup/primary (toggle)'}?"
     return {"drain": "Drain", "ready": "Ready", "maint": "Maintenance for"}[kind] + f" {who}?"
+
+
+__all__ = ["AsrtopApp", "FleetUpdated"]  # FleetUpdated: tests and benchmarks feed snapshots to the app
