@@ -54,6 +54,7 @@ class WsProxy:
         self.upstream = upstream.rstrip("/")  # ws://HOST:PORT
         self.streams = streams
         self._session = session
+        self._live: set[tuple[web.WebSocketResponse, aiohttp.ClientWebSocketResponse]] = set()
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -69,7 +70,13 @@ class WsProxy:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self.handle)
+        app.on_shutdown.append(self._shutdown)
         return app
+
+    async def _shutdown(self, app: web.Application) -> None:
+        """The agent stops: end every stream on both sides with 1001 at once (never hang the stop on them)."""
+        await asyncio.gather(*(ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"asrtop-agent stopping")
+                               for pair in list(self._live) for ws in pair), return_exceptions=True)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
@@ -96,16 +103,21 @@ class WsProxy:
             await up.close(code=aiohttp.WSCloseCode.GOING_AWAY)
             raise
         key = self.streams.opened() if self.streams is not None else None
+        pair = (client, up)
+        self._live.add(pair)
         try:
             done, pending = await asyncio.wait(
                 (asyncio.create_task(self._client_to_upstream(client, up)),
                  asyncio.create_task(self._upstream_to_client(up, client))),
                 return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:  # the side that got CLOSING (close() of the other pump) ends by itself
-                await task
+            if pending:  # the pump that ended closes the other side, whose pump then ends by itself
+                _, stuck = await asyncio.wait(pending, timeout=2 * CLOSE_TIMEOUT)
+                for task in stuck:
+                    task.cancel()
             for task in done:
                 task.result()
         finally:
+            self._live.discard(pair)
             if not up.closed:
                 await up.close(code=aiohttp.WSCloseCode.GOING_AWAY)
             if not client.closed:
