@@ -168,9 +168,10 @@ class StreamVad:
         self.start: int | None = None  # frame index where the open segment began
         self.last_voiced = 0  # frame index after the last voiced frame
 
-    def feed(self, part: array) -> tuple[bool, Segment | None]:
-        """One frame: (voiced, the segment it closed)."""
-        energy = math.sqrt(sum(map(mul, p := part[::self.step], p)) / len(p))
+    def feed(self, samples: array, at: int) -> tuple[bool, Segment | None]:
+        """The frame at samples[at:]: (voiced, the segment it closed)."""
+        p = samples[at:at + self.frame:self.step]
+        energy = math.sqrt(sum(map(mul, p, p)) / len(p))
         self.loudest = max(self.loudest, energy)
         voiced = energy >= max(self.loudest * 0.1, self.floor)
         k = self.frames
@@ -235,7 +236,7 @@ class Stream:
         samples = array("h", bytes(self.pcm[:usable]))
         del self.pcm[:usable]
         for i in range(0, len(samples), n):
-            voiced, closed = self.vad.feed(samples[i:i + n])
+            voiced, closed = self.vad.feed(samples, i)
             self.voiced_in_chunk += voiced
             self.samples_done += n
             if closed is not None and sess.mode == "2pass":
