@@ -185,3 +185,21 @@ async def test_plain_get_is_a_400_line_on_any_path(path):
     async with Node() as n:
         r = await n.http.get(n.url.rstrip("/") + path)
     assert r.status_code == 400 and "WebSocket" in r.json()["error"]
+
+
+async def test_a_stopping_node_closes_its_streams_with_1001_and_counts_them_as_closed_by_server():
+    n = Node(rtf=0.0)
+    await n.__aenter__()
+    try:
+        async with aiohttp.ClientSession() as s:
+            ws = await s.ws_connect(n.url)
+            await ws.send_str(json.dumps(first_message("online", "live")))
+            await ws.send_bytes(tone_and_silence([(0.6, True)]))
+            assert json.loads((await ws.receive()).data)["mode"] == "online"
+            stopping = asyncio.create_task(n.ws_server.close())  # the runner's shutdown (SIGTERM, an upgrade)
+            msg = await ws.receive()
+            await stopping
+            assert (msg.type, msg.data, msg.extra) == (aiohttp.WSMsgType.CLOSE, 1001, "node shutting down")
+    finally:
+        await n.__aexit__()
+    assert n.node.streams.closed_by_server == 1 and n.node.streams.open == 0 and n.node.stats.in_flight == 0
