@@ -33,6 +33,12 @@ CLOSE_TIMEOUT = 10.0  # seconds one side waits for the other's close reply
 PCM_FORMATS = ("pcm", "wav")
 
 
+def wire_code(code: int | None) -> int:
+    """A close code that may be sent on: a close frame without a code (0) or one of the codes RFC 6455
+    reserves for "none received" (1005, 1006, 1015) goes on as 1000."""
+    return 1000 if not code or code in (1005, 1006, 1015) else code
+
+
 def audio_scale(first_message: Any) -> float | None:
     """Seconds per byte of the binary frames that follow FunASR's first JSON message; None: not PCM16."""
     try:
@@ -147,8 +153,8 @@ class WsProxy:
                         scale = audio_scale(msg.data)
                 first = False
             elif t is WSMsgType.CLOSE:  # the client closes: pass its code and reason on, then its answer back
-                await up.close(code=msg.data, message=(msg.extra or "").encode())
-                await client.close(code=up.close_code or msg.data)
+                await up.close(code=wire_code(msg.data), message=(msg.extra or "").encode())
+                await client.close(code=wire_code(up.close_code or msg.data))
                 return
             elif t is WSMsgType.CLOSING:  # the other pump is closing us
                 return
@@ -166,8 +172,8 @@ class WsProxy:
                 if counts is not None:
                     counts.frames += 1
             elif t is WSMsgType.CLOSE:
-                await client.close(code=msg.data, message=(msg.extra or "").encode())
-                await up.close(code=client.close_code or msg.data)
+                await client.close(code=wire_code(msg.data), message=(msg.extra or "").encode())
+                await up.close(code=wire_code(client.close_code or msg.data))
                 return
             elif t is WSMsgType.CLOSING:
                 return

@@ -162,3 +162,12 @@ async def test_stopping_the_proxy_ends_open_streams_with_1001_on_both_sides_at_o
     await p.close()
     assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 1001, "asrtop-agent stopping")
     assert node.client_closes == [(1001, "asrtop-agent stopping")] and p.streams.snapshot().open == 0
+
+
+def test_audio_scale_and_close_codes_that_may_go_on_the_wire():
+    from asrtop_agent.proxy_ws import audio_scale, wire_code
+
+    assert audio_scale(json.dumps(FIRST)) == 1 / 16000 and audio_scale(b'{"mode": "online"}') == 1 / 32000
+    assert audio_scale(b'{"wav_format": "mp3"}') is None and audio_scale(b"not json") is None
+    assert audio_scale(b'{"audio_fs": "fast"}') == 1 / 32000  # a nonsense rate: FunASR's default
+    assert [wire_code(c) for c in (0, 1005, 1006, 1015, 1002, 4001)] == [1000, 1000, 1000, 1000, 1002, 4001]
