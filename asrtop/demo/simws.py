@@ -233,7 +233,8 @@ class Stream:
         usable = len(self.pcm) // (2 * n) * (2 * n)
         if not usable:
             return
-        samples = array("h", bytes(self.pcm[:usable]))
+        samples = array("h")
+        samples.frombytes(self.pcm[:usable])
         del self.pcm[:usable]
         for i in range(0, len(samples), n):
             voiced, closed = self.vad.feed(samples, i)
