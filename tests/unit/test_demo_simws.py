@@ -203,3 +203,21 @@ async def test_a_stopping_node_closes_its_streams_with_1001_and_counts_them_as_c
     finally:
         await n.__aexit__()
     assert n.node.streams.closed_by_server == 1 and n.node.streams.open == 0 and n.node.stats.in_flight == 0
+
+
+async def test_one_connection_carries_sessions_one_after_another_as_funasr_s_client_does():
+    pcm = tone_and_silence([(0.6, True)])
+    async with Node(rtf=0.0) as n:
+        async with aiohttp.ClientSession() as s:
+            async with s.ws_connect(n.url) as ws:
+                finals = []
+                for mode in ("offline", "online"):
+                    await ws.send_str(json.dumps(first_message(mode, f"wav-{mode}")))
+                    await ws.send_bytes(pcm)
+                    await ws.send_str(json.dumps({"is_speaking": False}))
+                    while not (r := json.loads((await ws.receive()).data))["is_final"]:
+                        pass
+                    finals.append((r["mode"], r["wav_name"]))
+        streams = await n.streams()
+    assert finals == [("offline", "wav-offline"), ("online", "wav-online")]
+    assert (streams["opened"], streams["closed_normal"], streams["audio_seconds"]) == (1, 1, 1.2)
