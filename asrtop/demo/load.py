@@ -190,10 +190,12 @@ class LoadGenerator:
         self.stream_count, self.stream_grace = stream_count, stream_grace
         self.streams: StreamLoad | None = None
         if streams:
-            from asrtop.demo.loadws import stream_clip_pcm
+            from asrtop.demo.loadws import check_ws_loopback, stream_clip_pcm
 
-            self.streams = StreamLoad(ws_url, streams, stream_clip_pcm(audio_dir), mix=parse_stream_mix(stream_mix),
-                                      modes=parse_mode_mix(stream_modes), chunk_size=chunk_size, seed=seed)
+            check_ws_loopback(ws_url)
+            mix, modes = parse_stream_mix(stream_mix), parse_mode_mix(stream_modes)  # bad input before any audio
+            self.streams = StreamLoad(ws_url, streams, stream_clip_pcm(audio_dir), mix=mix, modes=modes,
+                                      chunk_size=chunk_size, seed=seed)
         self._clips = clips(clip_seconds, audio_dir) if concurrency else []
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
