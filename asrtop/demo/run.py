@@ -136,7 +136,7 @@ def _run(nodes: int, load: int, headless: bool, duration: float, read_only: bool
     loader = None
     try:
         with cluster:
-            say(f"HAProxy http://127.0.0.1:{cluster.haproxy_port}  config {cluster.config_path}"
+            say(f"HAProxy {cluster.url}  streams {cluster.ws_url}  config {cluster.config_path}"
                 + (f"  metrics {cluster.metrics_url}" if cluster.metrics_url else ""))
             options = dict(load_options or {})
             if options.get("streams"):
@@ -188,7 +188,7 @@ def run_headless(cluster, loader: LoadThread | None, duration: float) -> int:
 
 
 def _print_nodes(cluster) -> None:
-    print("node      server state  requests  answered  by status")
+    print("node      server state  requests  answered   streams  by status")
     states = {}
     try:
         states = cluster.server_states()
@@ -197,8 +197,9 @@ def _print_nodes(cluster) -> None:
     for i, n in enumerate(cluster.nodes):
         st = cluster.node_stats(i) or {}
         role = " (backup)" if n.backup else ""
+        streams = (st.get("streams") or {}).get("opened", "-")  # streams this node accepted
         print(f"{n.name:<9} {states.get(n.server, {}).get('status', '?'):<12} {st.get('received', '-'):>8}  "
-              f"{st.get('answered', '-'):>8}  {json.dumps(st.get('by_status', {}))}{role}")
+              f"{st.get('answered', '-'):>8}  {streams:>8}  {json.dumps(st.get('by_status', {}))}{role}")
 
 
 def _console(cluster, read_only: bool = False) -> int:
