@@ -382,7 +382,7 @@ class _StreamState:
 
 
 def stream_clip_pcm(audio_dir: Path | None = None) -> bytes:
-    """The speech-like 20 s clip the streams loop over (cached with the file requests' clips)."""
-    from asrtop.demo.load import clips
+    """The speech-like clip the streams loop over: the file requests' first (5 s, the same cached file)."""
+    from asrtop.demo.load import CLIP_SECONDS, clips
 
-    return pcm_from_wav(clips((20.0,), audio_dir)[0][1])
+    return pcm_from_wav(clips(CLIP_SECONDS[:1], audio_dir)[0][1])

@@ -5,7 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from asrtop.demo.haproxycfg import WS_BACKEND, admin_command
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    """One clip cache for the module (the clip is made once)."""
+    return tmp_path_factory.mktemp("audio")
 
 
 def _run_in_thread(gen):
@@ -26,12 +34,12 @@ def _streams_opened(cluster) -> int:
     return sum(cluster.node_stats(i)["streams"]["opened"] for i in range(len(cluster.nodes)))
 
 
-def test_streams_finish_and_a_balancer_cut_is_counted_as_cut_by_the_server(demo_cluster, tmp_path):
+def test_streams_finish_and_a_balancer_cut_is_counted_as_cut_by_the_server(demo_cluster, audio):
     from asrtop.demo.load import LoadGenerator
 
     before = _streams_opened(demo_cluster)
     gen = LoadGenerator(demo_cluster.url, 0, ws_url=demo_cluster.ws_url, streams=3, stream_count=3,
-                        stream_mix="100:2s", stream_modes="34:2pass,33:online,33:offline", audio_dir=tmp_path)
+                        stream_mix="100:2s", stream_modes="34:2pass,33:online,33:offline", audio_dir=audio)
     thread, out = _run_in_thread(gen)
     _until(lambda: gen.stream_counts.snapshot().open == 3)
     live = gen.stream_counts.snapshot()  # the counts, live, while the streams run
@@ -53,11 +61,11 @@ def test_streams_finish_and_a_balancer_cut_is_counted_as_cut_by_the_server(demo_
     assert _streams_opened(demo_cluster) - before == 3  # each started stream reached exactly one node
 
 
-def test_streams_open_past_the_grace_are_cut_by_the_load_itself(demo_cluster, tmp_path):
+def test_streams_open_past_the_grace_are_cut_by_the_load_itself(demo_cluster, audio):
     from asrtop.demo.load import LoadGenerator
 
     gen = LoadGenerator(demo_cluster.url, 0, ws_url=demo_cluster.ws_url, streams=2, duration=0.3,
-                        stream_grace=0.5, stream_mix="100:30s", audio_dir=tmp_path)
+                        stream_grace=0.5, stream_mix="100:30s", audio_dir=audio)
     t0 = time.monotonic()
     report = gen.run()
     assert time.monotonic() - t0 < 5
