@@ -74,3 +74,31 @@ def test_streams_open_past_the_grace_are_cut_by_the_load_itself(demo_cluster, au
     assert "2 cut (0 by the server/balancer, 2 by the load's stop)" in s.line()
     assert "every stream that ended on its own got its final result" in s.line()
     _until(lambda: sum(demo_cluster.node_stats(i)["streams"]["open"] for i in range(4)) == 0)
+
+
+def test_a_drain_reaches_both_backends_and_agents_watch_the_stream_port(demo_cluster):
+    """The cluster file's second balancer (haproxy-ws) names the streams' backend: one drain, both backends;
+    each agent was started with the node's WebSocket port as its stream port."""
+    import json
+    import urllib.request
+
+    from asrtop.demo.haproxycfg import BACKEND
+    from support.control_cluster import run_cli
+
+    def status(name):
+        return {b: demo_cluster.server_states(b)[name]["status"] for b in (BACKEND, WS_BACKEND)}
+
+    node = demo_cluster.nodes[2]
+    drained = run_cli(demo_cluster.config_path, "drain", node.name)
+    try:
+        assert drained.returncode == 0, drained.stderr
+        assert f"drain {node.name}: done on haproxy, haproxy-ws" in drained.stdout + drained.stderr
+        assert status(node.name) == {BACKEND: "DRAIN", WS_BACKEND: "DRAIN"}
+    finally:
+        ready = run_cli(demo_cluster.config_path, "ready", node.name)
+    assert ready.returncode == 0, ready.stderr
+    assert status(node.name) == {BACKEND: "UP", WS_BACKEND: "UP"}
+    for n in demo_cluster.nodes:
+        with urllib.request.urlopen(n.agent_url + "/v1/status", timeout=5) as r:
+            streams = json.loads(r.read())["asr"].get("streams")
+        assert streams is not None and streams["source"] == "connections", (n.name, streams)
