@@ -24,7 +24,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -380,9 +379,3 @@ class _StreamState:
         self.final_delay: float | None = None
         self.close_reason: str | None = None
 
-
-def stream_clip_pcm(audio_dir: Path | None = None) -> bytes:
-    """The speech-like clip the streams loop over: the file requests' first (5 s, the same cached file)."""
-    from asrtop.demo.load import CLIP_SECONDS, clips
-
-    return pcm_from_wav(clips(CLIP_SECONDS[:1], audio_dir)[0][1])
