@@ -136,14 +136,12 @@ def start_line(opts: Options, sockets: dict[str, socket.socket]) -> str:
 
 async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     import psutil  # GPU process names (NVML gives only pids), as the host and ASR collectors read them
-    from aiohttp import web
 
     from .collectors.asr import AsrCollector, agent_python
     from .collectors.gpu import make_gpu_collector
     from .collectors.host import HostCollector
     from .collectors.model import ModelHasher
     from .collectors.requests import RequestCounters
-    from . import metrics, status
     from .server import make_app
     from .snapshot import CollectionLoop
 
@@ -154,23 +152,19 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     loop_ = CollectionLoop(node=opts.node, version=__version__, interval=opts.interval, host=HostCollector(),
                            gpu=make_gpu_collector(opts.gpu, opts.node, psutil_mod=psutil,
                                                   asr_pid=lambda: asr.last_pid, asr_url=opts.asr_url),
-                           asr=asr, model=model, agent_python=agent_python(),
-                           prerender={"metrics": metrics.render, "status": status.render_status})
-    runners = []
+                           asr=asr, model=model, agent_python=agent_python())
     app = make_app(lambda: loop_.latest, loop_.fresh, loop_.clock)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.SockSite(runner, sockets["agent"]).start()
-    runners.append(runner)
-    proxy = None
+    await app.start(sockets["agent"])
+    proxy = prunner = None
     if counters is not None:
+        from aiohttp import web  # only the proxy needs a web framework (the agent's memory floor)
+
         from .proxy import AsrProxy
 
         proxy = AsrProxy(opts.asr_url, counters)
         prunner = web.AppRunner(proxy.app(), access_log=None, handle_signals=False)
         await prunner.setup()
         await web.SockSite(prunner, sockets["proxy"]).start()
-        runners.append(prunner)
     print(start_line(opts, sockets), file=sys.stderr, flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -181,8 +175,9 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     finally:
         task.cancel()
         model.stop()
-        for r in reversed(runners):
-            await r.cleanup()
+        if prunner is not None:
+            await prunner.cleanup()
+        await app.close()
         await asr.close()
         if proxy is not None:
             await proxy.close()

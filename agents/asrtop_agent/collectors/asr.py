@@ -114,28 +114,23 @@ class AsrCollector:
         self.last_pid: int | None = None
 
     async def _probe(self) -> tuple[bool, float | None, str | None]:
-        import aiohttp
+        from .httpget import http_get  # stdlib streams: no client library in the agent's memory
 
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.probe_timeout),
-                connector=aiohttp.TCPConnector(limit=1, force_close=True))
         t0 = self.clock()
         try:
-            async with self._session.get(self.probe_url, allow_redirects=False) as resp:
-                await resp.read()
-                latency = self.clock() - t0
-                if 200 <= resp.status < 400:
-                    return True, latency, None
-                return False, latency, f"health probe {self.probe_url} answered HTTP {resp.status}"
+            status, _ = await http_get(self.probe_url, self.probe_timeout)
         except TimeoutError:
             return False, None, f"health probe {self.probe_url} timed out after {self.probe_timeout:g}s"
-        except aiohttp.ClientError as exc:
-            return False, None, f"health probe {self.probe_url} failed: {exc or type(exc).__name__}"
+        except (OSError, ValueError, EOFError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            return False, None, f"health probe {self.probe_url} failed: {reason}"
+        latency = self.clock() - t0
+        if 200 <= status < 400:
+            return True, latency, None
+        return False, latency, f"health probe {self.probe_url} answered HTTP {status}"
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        pass
 
     async def collect(self) -> AsrSnap:
         import asyncio

@@ -1,0 +1,217 @@
+"""The agent's idle cost (issue 17): slow collectors on their own interval, gzip on request, cached per
+snapshot, and nothing loaded at start that only some modes (or a first scrape) use.
+
+The HTTP face runs for real on 127.0.0.1 and is scraped with httpx (an independent client); the collectors
+are fakes and the loop's clock is a fake one, so no test waits out an interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from asrtop_agent import server as server_mod
+from asrtop_agent.server import accepts_gzip, make_app
+from asrtop_agent.snapshot import AsrSnap, CollectionLoop, GpuReport, HostSnap, ModelSnap
+
+SHA = "c" * 64
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Asr:
+    url = "http://127.0.0.1:1"
+
+    async def collect(self) -> AsrSnap:
+        return AsrSnap(url=self.url, up=True, in_flight=1)
+
+
+class Host:
+    def collect(self) -> HostSnap:
+        return HostSnap(cpu_ratio=0.25)
+
+
+class Gpu:
+    source = "none"
+
+    def collect(self, in_flight) -> GpuReport:
+        return GpuReport()
+
+
+class Model:
+    """Counts how the loop reads the model hasher: poll() wakes a re-check (a listing + a stat per file)."""
+
+    def __init__(self, clock: "Clock") -> None:
+        self.clock = clock
+        self.calls: list[str] = []
+
+    def poll(self) -> ModelSnap:
+        self.calls.append("poll")
+        return ModelSnap("ok", SHA, listed_at=900.0)
+
+    def last(self) -> ModelSnap:
+        self.calls.append("last")
+        return ModelSnap("ok", SHA, listed_at=900.0)
+
+    def fresh(self) -> ModelSnap:
+        self.calls.append("fresh")
+        return ModelSnap("ok", SHA, listed_at=self.clock())
+
+
+def make_loop(model: Model, clock: Clock) -> CollectionLoop:
+    return CollectionLoop(node="node-1", version="0.1.0", interval=1.0, host=Host(), gpu=Gpu(), asr=Asr(),
+                          model=model, clock=clock, monotonic=clock, slow_interval=30.0)
+
+
+async def test_model_is_rechecked_on_its_slow_interval_not_every_round():
+    clock = Clock()
+    model = Model(clock)
+    loop = make_loop(model, clock)
+    for _ in range(61):  # 61 rounds of a 1 s interval: t = 0 .. 60 s
+        snap = await loop.collect_once()
+        clock.t += 1.0
+    assert model.calls.count("poll") == 3  # at 0, 30 and 60 s
+    assert model.calls.count("last") == 58  # the last result, without waking the hasher
+    assert [i for i, c in enumerate(model.calls) if c == "poll"] == [0, 30, 60]
+    assert snap.model.sha256 == SHA and snap.round_started_at == 900.0  # the reading is as old as its listing
+    await loop.collect_once(fresh_model=True)  # a ?after= caller waits: listed now, whatever the interval says
+    assert model.calls[-1] == "fresh" and loop.latest.round_started_at == 1061.0
+
+
+async def test_a_model_without_last_keeps_the_previous_reading_between_rechecks():
+    class PollOnly:
+        def __init__(self) -> None:
+            self.polls = 0
+
+        def poll(self) -> ModelSnap:
+            self.polls += 1
+            return ModelSnap("ok", SHA)
+
+    model, clock = PollOnly(), Clock()
+    loop = make_loop(model, clock)  # type: ignore[arg-type]
+    for _ in range(5):
+        await loop.collect_once()
+        clock.t += 1.0
+    assert model.polls == 1 and loop.latest.model.sha256 == SHA
+
+
+def test_accept_encoding_parsing():
+    assert accepts_gzip("gzip") and accepts_gzip("deflate, gzip;q=0.5") and accepts_gzip("*")
+    assert accepts_gzip("GZIP ; q=1.0")
+    assert not accepts_gzip(None) and not accepts_gzip("") and not accepts_gzip("identity")
+    assert not accepts_gzip("gzip;q=0") and not accepts_gzip("br, *;q=0") and not accepts_gzip("gzip;q=x")
+    assert not accepts_gzip("*, gzip;q=0")  # named beats the wildcard
+
+
+@pytest.fixture
+async def served():
+    """The agent's HTTP face on a free loopback port, over a loop whose one round has run."""
+    clock = Clock()
+    loop = make_loop(Model(clock), clock)
+    await loop.collect_once()
+    app = make_app(lambda: loop.latest, loop.fresh, loop.clock)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    await app.start(sock)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.port}", timeout=5) as client:
+            yield loop, client
+    finally:
+        await app.close()
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/v1/status"])
+async def test_gzip_when_asked_the_same_text_and_compressed_once_per_snapshot(served, path, monkeypatch):
+    loop, client = served
+    compressed: list[int] = []
+    real = server_mod._gzip
+    monkeypatch.setattr(server_mod, "_gzip", lambda body: compressed.append(len(body)) or real(body))
+
+    plain = await client.get(path, headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    assert plain.headers["vary"] == "Accept-Encoding"
+    assert len(plain.content) == int(plain.headers["content-length"])
+
+    async with client.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as resp:
+        raw = b"".join([chunk async for chunk in resp.aiter_raw()])
+    assert resp.headers["content-encoding"] == "gzip" and resp.headers["vary"] == "Accept-Encoding"
+    assert gzip.decompress(raw) == plain.content and len(raw) < len(plain.content)
+    again = await client.get(path, headers={"Accept-Encoding": "gzip, deflate"})  # httpx decodes it
+    assert again.headers["content-encoding"] == "gzip" and again.content == plain.content
+    assert compressed == [len(plain.content)]  # one snapshot, one compression
+
+    await loop.collect_once()  # a new snapshot: compressed anew on its first gzip scrape
+    newer = await client.get(path, headers={"Accept-Encoding": "gzip"})
+    assert newer.headers["content-encoding"] == "gzip" and len(compressed) == 2
+    if path == "/v1/status":
+        assert json.loads(newer.content)["collected_at"] == loop.latest.collected_at
+
+
+async def test_status_after_is_gzipped_too_and_bad_requests_are_one_line(served):
+    loop, client = served
+    task = asyncio.create_task(loop.run())
+    try:
+        fresh = await client.get("/v1/status", params={"after": "now"}, headers={"Accept-Encoding": "gzip"})
+    finally:
+        task.cancel()
+    assert fresh.status_code == 200 and fresh.headers["content-encoding"] == "gzip"
+    assert fresh.json()["model"]["sha256"] == SHA
+    bad = await client.get("/v1/status", params={"after": "soon"})
+    assert bad.status_code == 400 and "bad after='soon'" in bad.json()["error"]
+    assert (await client.post("/metrics")).status_code == 405
+    missing = await client.get("/nope")
+    assert missing.status_code == 404 and "/metrics" in missing.json()["error"]
+    head = await client.head("/metrics")
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
+    assert (await client.get("/healthz")).text == "ok\n"
+
+
+async def test_keep_alive_and_http_1_0_close(served):
+    _, client = served
+    port = int(str(client.base_url).rsplit(":", 1)[1].rstrip("/"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined
+    answers = b""
+    while answers.count(b"ok\n") < 2:
+        answers += await asyncio.wait_for(reader.read(4096), 5)
+    assert answers.count(b"HTTP/1.1 200 OK") == 2 and b"Connection: keep-alive" in answers
+    writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
+    rest = await asyncio.wait_for(reader.read(), 5)  # HTTP/1.0 without keep-alive: closed after the answer
+    assert rest.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in rest
+    writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"BROKEN\r\n\r\n")
+    broken = await asyncio.wait_for(reader.read(), 5)
+    assert broken.startswith(b"HTTP/1.1 400 Bad Request") and b"malformed request line" in broken
+    writer.close()
+
+
+def test_starting_the_agent_loads_no_web_framework_metrics_library_or_nvml():
+    """What serve() imports for the default mode (HTTP probe, --gpu nvml|simulated|none, no --proxy)."""
+    code = (
+        "import sys, json\n"
+        "from asrtop_agent import __main__, server, snapshot\n"
+        "from asrtop_agent.collectors import asr, gpu, host, model, requests\n"
+        "for kind in ('nvml', 'simulated', 'none'):\n"
+        "    gpu.make_gpu_collector(kind, 'n', asr_url='http://127.0.0.1:1')\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = set(json.loads(out.stdout))
+    for name in ("aiohttp", "prometheus_client", "pynvml"):
+        assert name not in loaded, f"{name} is loaded at start"
