@@ -215,3 +215,34 @@ def test_starting_the_agent_loads_no_web_framework_metrics_library_or_nvml():
     loaded = set(json.loads(out.stdout))
     for name in ("aiohttp", "prometheus_client", "pynvml"):
         assert name not in loaded, f"{name} is loaded at start"
+
+
+@pytest.mark.parametrize("listen_family", [socket.AF_INET, socket.AF_INET6])
+def test_socket_scan_walks_the_established_table_only_in_the_listening_family(listen_family):
+    """The established table is walked whole whatever the port filter: once per round, not once per family."""
+    from asrtop_agent.collectors.sockets import TCP_ESTABLISHED, SockDiag
+
+    diag = SockDiag()
+    if not diag.available():
+        pytest.skip("no sock_diag netlink here")
+    asked: list[tuple[int, int]] = []
+    real = diag._query
+    diag._query = lambda family, states, code, port: asked.append((family, states)) or real(family, states, code, port)
+    srv = socket.socket(listen_family)
+    if listen_family == socket.AF_INET6:
+        srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # dual stack: IPv4 clients are AF_INET6 here
+        srv.bind(("::", 0))
+    else:
+        srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = srv.accept()
+    try:
+        listen, server, _ = diag.scan(port)
+    finally:
+        for s in (client, accepted, srv):
+            s.close()
+    assert listen and server == 1
+    walks = [family for family, states in asked if states & (1 << TCP_ESTABLISHED)]
+    assert walks == [listen_family]

@@ -74,14 +74,16 @@ class SockDiag:
                     off += (length + 3) & ~3
 
     def scan(self, port: int) -> tuple[int | None, int, int]:
-        listen, server = None, 0
+        # LISTEN alone reads only the kernel's small listening table; the established table (sized by RAM, and
+        # walked whole whatever the filter) is read only in the families that listen: accepted connections
+        # take their listener's family (a dual-stack "::" listener's IPv4 clients are AF_INET6 sockets).
+        listen, families = None, []
         for family in (socket.AF_INET, socket.AF_INET6):
-            for state, inode in self._query(family, (1 << TCP_ESTABLISHED) | (1 << TCP_LISTEN),
-                                            INET_DIAG_BC_S_EQ, port):
-                if state == TCP_LISTEN:
-                    listen = listen or inode
-                else:
-                    server += 1
+            for _, inode in self._query(family, 1 << TCP_LISTEN, INET_DIAG_BC_S_EQ, port):
+                listen = listen or inode
+                if family not in families:
+                    families.append(family)
+        server = sum(len(self._query(f, 1 << TCP_ESTABLISHED, INET_DIAG_BC_S_EQ, port)) for f in families)
         client = 0
         if listen is None:  # the ASR service is not on this host: count our side of connections to it
             client = sum(len(self._query(f, 1 << TCP_ESTABLISHED, INET_DIAG_BC_D_EQ, port))
