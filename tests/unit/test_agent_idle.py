@@ -246,3 +246,22 @@ def test_socket_scan_walks_the_established_table_only_in_the_listening_family(li
     assert listen and server == 1
     walks = [family for family, states in asked if states & (1 << TCP_ESTABLISHED)]
     assert walks == [listen_family]
+
+
+def test_nvml_identity_is_read_once_the_readings_every_round():
+    """A GPU's UUID, name and supported clock event reasons cannot change while NVML stays initialised."""
+    from asrtop_agent.collectors.gpu import NvmlGpuCollector
+    from support.agent_nvml import ReplayNvml
+
+    nv = ReplayNvml.load()
+    collector = NvmlGpuCollector(nvml=nv)
+    reports = [collector.collect() for _ in range(3)]
+    assert reports[0] == reports[1] == reports[2] and reports[0].gpus[0].uuid and reports[0].gpus[0].name
+    for once in ("uuid", "name", "clocks_event_reasons_supported"):
+        assert nv.calls.count(once) == 1, once
+    for every in ("utilization", "memory", "power_usage_mw", "clocks_event_reasons_current"):
+        assert nv.calls.count(every) == 3, every
+    nv.doc["devices"].append(dict(nv.doc["devices"][0], uuid="GPU-second"))  # a second GPU shows up
+    two = collector.collect()
+    assert [g.uuid for g in two.gpus] == [reports[0].gpus[0].uuid, "GPU-second"]
+    assert nv.calls.count("uuid") == 3  # the count changed: both identities read again
