@@ -200,14 +200,20 @@ async def test_keep_alive_and_http_1_0_close(served):
     writer.close()
 
 
-def test_starting_the_agent_loads_no_web_framework_metrics_library_or_nvml():
-    """What serve() imports for the default mode (HTTP probe, --gpu nvml|simulated|none, no --proxy)."""
+def test_the_agent_loads_no_web_framework_metrics_library_or_nvml_at_start_or_scrape():
+    """What serve() imports for the default mode (HTTP probe, --gpu nvml|simulated|none, no --proxy), and
+    what rendering every body adds."""
     code = (
         "import sys, json\n"
         "from asrtop_agent import __main__, server, snapshot\n"
-        "from asrtop_agent.collectors import asr, gpu, host, model, requests\n"
+        "from asrtop_agent.collectors import asr, gpu, host, model, probe, requests\n"
         "for kind in ('nvml', 'simulated', 'none'):\n"
         "    gpu.make_gpu_collector(kind, 'n', asr_url='http://127.0.0.1:1')\n"
+        "probe.make_probe('http', None, 'http://127.0.0.1:1')\n"
+        "s = snapshot.CollectionLoop(node='n', version='0', interval=1, host=None, gpu=None, asr=None,\n"
+        "                            model=None).latest\n"
+        "for render in (server._render_metrics, server._render_status, server._render_model, server._gzip):\n"
+        "    render(s) if render is not server._gzip else render(b'x')\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -265,3 +271,51 @@ def test_nvml_identity_is_read_once_the_readings_every_round():
     two = collector.collect()
     assert [g.uuid for g in two.gpus] == [reports[0].gpus[0].uuid, "GPU-second"]
     assert nv.calls.count("uuid") == 3  # the count changed: both identities read again
+
+
+def _everything_snapshot():
+    """Every family metrics.py writes, with values and label text that exercise the format's corners."""
+    from asrtop_agent.collectors.requests import RequestCounters
+    from asrtop_agent.snapshot import (CollectorHealth, GpuProcessSnap, GpuSnap, ModelDirSnap, Snapshot,
+                                       StreamsSnap)
+
+    c = RequestCounters()
+    for status, secs, audio in [(200, 0.4, 10.0), (200, 1.5, 30.0), (503, 400.0, None), (None, 0.1, None)]:
+        c.started()
+        c.finished(status, secs, audio)
+    c.bytes_received, c.bytes_sent = 123_456_789_012, 900
+    gpu = GpuSnap(index=0, uuid="GPU-1", name='Odd "name" \\ with\nnewline', utilization_ratio=0.93,
+                  memory_used_bytes=24 * 2**30, memory_total_bytes=80 * 2**30, temperature_celsius=61.0,
+                  power_watts=412.5, power_limit_watts=700.0, processes=(GpuProcessSnap(4242, "python3", 2**34),),
+                  clock_event_reasons=("sw_power_cap",), clock_event_reasons_supported=("gpu_idle", "sw_power_cap"),
+                  ecc_errors_corrected_volatile=3, ecc_errors_uncorrected_volatile=0)
+    streams = StreamsSnap("proxy", 4, 723.5, ((60.0, 1), (300.0, 2), (None, 4)), 120, 116, 93412, 8123.4)
+    return Snapshot(
+        node="node-1", agent_version="0.1.0", collected_at=1796132290.7338073, interval_seconds=1.0,
+        host=HostSnap(0.25, 1.5, 1.0, 0.5, 8 * 2**30, 64 * 2**30, None),
+        gpu=GpuReport("nvml", None, (gpu,), "550.54.15", "12.4"),
+        asr=AsrSnap(url="http://127.0.0.1:7860", up=True, probe_latency_seconds=2.5e-05, pid=4242,
+                    process_cpu_ratio=1.35, process_rss_bytes=2**30, in_flight=1, in_flight_source="proxy",
+                    requests=c.snapshot(), streams=streams),
+        model=ModelSnap("ok", SHA, 1, 10, None, (ModelDirSnap('/models/"x"', "ok", SHA, 1, 10, None),)),
+        collectors=(CollectorHealth("host", 0.000123, 0), CollectorHealth("asr", None, 2)),
+    )
+
+
+def test_metrics_text_is_byte_for_byte_what_prometheus_client_writes(monkeypatch):
+    import prometheus_client
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    from asrtop_agent import metrics
+
+    snap = _everything_snapshot()
+    ours = metrics.render(snap)
+    for name, cls in (("GaugeMetricFamily", GaugeMetricFamily), ("CounterMetricFamily", CounterMetricFamily),
+                      ("HistogramMetricFamily", HistogramMetricFamily)):
+        monkeypatch.setattr(metrics, name, cls)  # the same collectors, building prometheus_client's families
+    monkeypatch.setattr(metrics, "CollectorRegistry", prometheus_client.CollectorRegistry)
+    monkeypatch.setattr(metrics, "generate_latest", prometheus_client.generate_latest)
+    theirs = metrics.render(snap)
+    assert b"asr_stream_frames_total 93412.0" in theirs and b'\\"name\\" \\\\ with\\nnewline' in theirs
+    assert b"asr_request_received_bytes_total 1.23456789012e+11" in theirs  # Go's exponent form
+    assert ours == theirs
