@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import socket
+import time
 from typing import Awaitable, Callable, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -232,8 +233,19 @@ async def _read_request(reader: asyncio.StreamReader):
     return method, target, keep, headers
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(t: float) -> str:
+    """RFC 9110 IMF-fixdate (English names whatever the locale)."""
+    g = time.gmtime(t)
+    return (f"{_DAYS[g.tm_wday]}, {g.tm_mday:02d} {_MONTHS[g.tm_mon - 1]} {g.tm_year} "
+            f"{g.tm_hour:02d}:{g.tm_min:02d}:{g.tm_sec:02d} GMT")
+
+
 def _head(reply: Reply, keep: bool) -> bytes:
-    lines = [f"HTTP/1.1 {reply.status} {REASONS.get(reply.status, 'Unknown')}",
+    lines = [f"HTTP/1.1 {reply.status} {REASONS.get(reply.status, 'Unknown')}", f"Date: {http_date(time.time())}",
              f"Content-Type: {reply.content_type}", f"Content-Length: {len(reply.body)}"]
     if reply.gzipped:
         lines.append("Content-Encoding: gzip")

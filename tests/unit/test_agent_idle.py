@@ -108,6 +108,13 @@ async def test_a_model_without_last_keeps_the_previous_reading_between_rechecks(
     assert model.polls == 1 and loop.latest.model.sha256 == SHA
 
 
+def test_http_date_is_the_rfc_form():
+    from email.utils import formatdate
+
+    for t in (0.0, 1796132290.73, 951782400.0):  # 1970, a Tuesday in 2026, 29 Feb 2000
+        assert server_mod.http_date(t) == formatdate(t, usegmt=True)
+
+
 def test_accept_encoding_parsing():
     assert accepts_gzip("gzip") and accepts_gzip("deflate, gzip;q=0.5") and accepts_gzip("*")
     assert accepts_gzip("GZIP ; q=1.0")
@@ -189,6 +196,7 @@ async def test_keep_alive_and_http_1_0_close(served):
     while answers.count(b"ok\n") < 2:
         answers += await asyncio.wait_for(reader.read(4096), 5)
     assert answers.count(b"HTTP/1.1 200 OK") == 2 and b"Connection: keep-alive" in answers
+    assert answers.count(b"\r\nDate: ") == 2
     writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
     rest = await asyncio.wait_for(reader.read(), 5)  # HTTP/1.0 without keep-alive: closed after the answer
     assert rest.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in rest
