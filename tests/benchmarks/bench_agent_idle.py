@@ -87,6 +87,7 @@ def main() -> int:
                         scrape_once(ports[name])
                 time.sleep(3)
                 c0 = {n: cpu_seconds(p) for n, p in procs.items()}
+                k0 = procs["agent"].cpu_times().system
                 t0 = time.monotonic()
                 rss_idle = {n: [] for n in procs}
                 while time.monotonic() - t0 < idle:
@@ -95,6 +96,7 @@ def main() -> int:
                     time.sleep(1.0)
                 wall = time.monotonic() - t0
                 cpu = {n: (cpu_seconds(p) - c0[n]) / wall for n, p in procs.items()}
+                kernel = (procs["agent"].cpu_times().system - k0) / wall
                 lat = {n: [] for n in procs}
                 size = {}
                 c1 = {n: cpu_seconds(p) for n, p in procs.items()}
@@ -118,9 +120,11 @@ def main() -> int:
         return f"{x / y:.2f}x" if y else "inf"
 
     print(f"idle {wall:.1f} s, no scrapes; agent --interval 1s --gpu {gpu} (gpu_source {body['gpu_source']}, "
-          f"{body['model']['files']} model files, ASR probe on); node_exporter {exporter}")
+          f"{body['model']['files']} model files, ASR probe on); node_exporter {exporter}; "
+          f"{len(psutil.net_connections('tcp'))} TCP sockets on this host (the agent's socket walk grows with them)")
     print(f"{'':24}{'agent':>12}{'node_exp':>12}{'agent/ne':>10}")
     print(f"{'idle CPU % of a core':24}{cpu[a] * 100:12.3f}{cpu[n] * 100:12.3f}{ratio(cpu[a], cpu[n]):>10}")
+    print(f"{'  of which kernel':24}{kernel * 100:12.3f}")
     print(f"{'idle RSS median MiB':24}{pct(rss_idle[a], 0.5) / MB:12.1f}{pct(rss_idle[n], 0.5) / MB:12.1f}"
           f"{ratio(pct(rss_idle[a], 0.5), pct(rss_idle[n], 0.5)):>10}")
     print(f"{'RSS after scrapes MiB':24}{rss[a] / MB:12.1f}{rss[n] / MB:12.1f}{ratio(rss[a], rss[n]):>10}")

@@ -218,6 +218,7 @@ def test_the_agent_loads_no_web_framework_metrics_library_or_nvml_at_start_or_sc
         "for kind in ('nvml', 'simulated', 'none'):\n"
         "    gpu.make_gpu_collector(kind, 'n', asr_url='http://127.0.0.1:1')\n"
         "probe.make_probe('http', None, 'http://127.0.0.1:1')\n"
+        "assert gpu.simulated_node_faults('http://127.0.0.1:1') is None  # refused: no simulated node\n"
         "s = snapshot.CollectionLoop(node='n', version='0', interval=1, host=None, gpu=None, asr=None,\n"
         "                            model=None).latest\n"
         "for render in (server._render_metrics, server._render_status, server._render_model, server._gzip):\n"
@@ -227,7 +228,7 @@ def test_the_agent_loads_no_web_framework_metrics_library_or_nvml_at_start_or_sc
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     loaded = set(json.loads(out.stdout))
-    for name in ("aiohttp", "prometheus_client", "pynvml"):
+    for name in ("aiohttp", "prometheus_client", "pynvml", "urllib.request"):
         assert name not in loaded, f"{name} is loaded at start"
 
 
@@ -327,3 +328,39 @@ def test_metrics_text_is_byte_for_byte_what_prometheus_client_writes(monkeypatch
     assert b"asr_stream_frames_total 93412.0" in theirs and b'\\"name\\" \\\\ with\\nnewline' in theirs
     assert b"asr_request_received_bytes_total 1.23456789012e+11" in theirs  # Go's exponent form
     assert ours == theirs
+
+
+def test_simulated_node_faults_read_over_a_plain_socket():
+    """The demo's GPU faults, asked of the simulated node every round (a canned answer here)."""
+    import threading
+
+    from asrtop_agent.collectors.gpu import simulated_node_faults
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + json.dumps(
+        {"gpu_leaked_bytes": 3 * 2**30, "gpu_hot": True}).encode(), b"HTTP/1.1 404 Not Found\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\n\r\n[1, 2]"]
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        for answer in answers:
+            conn, _ = srv.accept()
+            with conn:
+                requests.append(conn.recv(4096))
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert simulated_node_faults(url) == {"gpu_leaked_bytes": 3 * 2**30, "gpu_hot": True}
+        assert simulated_node_faults(url) is None  # not 200
+        assert simulated_node_faults(url) is None  # not an object
+    finally:
+        thread.join(5)
+        srv.close()
+    assert requests[0].startswith(b"GET /_sim/stats HTTP/1.0\r\n")
+    assert simulated_node_faults(url) is None  # nothing listens any more

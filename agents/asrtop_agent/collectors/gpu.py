@@ -204,12 +204,23 @@ class NoGpuCollector:
 
 def simulated_node_faults(asr_url: str, timeout: float = 0.5) -> dict | None:
     """DEMO ONLY: the simulated node's own report of its simulated GPU (GET /_sim/stats: gpu_leaked_bytes,
-    gpu_hot); None when it does not answer (a crashed process holds no GPU memory)."""
-    import urllib.request  # late: only the demo's agents need it (the agent's memory floor)
+    gpu_hot); None when it does not answer (a crashed process holds no GPU memory). A plain HTTP/1.0 GET on a
+    socket (the body runs to the close): asked every round, where urllib's import and machinery cost more
+    than the rest of the round."""
+    import socket
+    from urllib.parse import urlsplit
 
+    parts = urlsplit(asr_url)
     try:
-        with urllib.request.urlopen(asr_url.rstrip("/") + "/_sim/stats", timeout=timeout) as r:
-            body = json.loads(r.read())
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout) as sock:
+            sock.sendall(f"GET /_sim/stats HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n".encode("latin-1"))
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        head, _, payload = b"".join(chunks).partition(b"\r\n\r\n")
+        if head.split(b" ", 2)[1:2] != [b"200"]:
+            return None
+        body = json.loads(payload)
     except (OSError, ValueError):
         return None
     return body if isinstance(body, dict) else None
