@@ -131,3 +131,19 @@ async def test_the_collector_reports_streams_and_probe_and_its_ws_probe_is_no_st
     assert (snap.probe_kind, snap.probe_target, snap.up) == ("ws", node.url + "/", True)
     assert snap.streams.source == "connections" and snap.streams.opened_total == 0  # 4 probes, no stream
     assert live.streams.open == 1 and live.streams.opened_total == 1 and live.streams.oldest_seconds < 0.5
+
+
+def test_flags_parse_and_a_bad_one_is_one_line(capsys):
+    from asrtop_agent.__main__ import main, parse_args
+
+    opts = parse_args(["--asr-url", "http://127.0.0.1:7860", "--probe", "ws:/asr", "--stream-port", "10095",
+                       "--proxy-ws", "127.0.0.1:10096"])
+    assert (opts.probe, opts.stream_port, opts.proxy_ws) == (("ws", "/asr"), 10095, ("127.0.0.1", 10096))
+    assert opts.stream_url == "ws://127.0.0.1:10095"
+    plain = parse_args(["--asr-url", "http://127.0.0.1:7860", "--health-path", "/ready"])
+    assert (plain.probe, plain.health_path, plain.stream_port, plain.proxy_ws) == (("http", None), "/ready", None, None)
+    assert plain.stream_url == "ws://127.0.0.1:7860"
+    for bad in (["--probe", "grpc"], ["--stream-port", "70000"]):
+        assert main(["--asr-url", "http://127.0.0.1:7860", *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("asrtop-agent: error: argument")
