@@ -364,3 +364,34 @@ def test_simulated_node_faults_read_over_a_plain_socket():
         srv.close()
     assert requests[0].startswith(b"GET /_sim/stats HTTP/1.0\r\n")
     assert simulated_node_faults(url) is None  # nothing listens any more
+
+
+def test_with_the_proxy_counting_the_established_table_is_not_walked():
+    """--proxy counts in flight exactly: the socket read is then only for the listener (the ASR's PID)."""
+    import os
+
+    from asrtop_agent.collectors.asr import AsrCollector
+    from asrtop_agent.collectors.requests import RequestCounters
+    from asrtop_agent.collectors.sockets import TCP_ESTABLISHED, SockDiag
+
+    diag = SockDiag()
+    if not diag.available():
+        pytest.skip("no sock_diag netlink here")
+    asked: list[int] = []
+    real = diag._query
+    diag._query = lambda family, states, code, port: asked.append(states) or real(family, states, code, port)
+    diag.owner_of = lambda inode: os.getpid()
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    try:
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}"
+        proxied = AsrCollector(url, connections=diag, counters=RequestCounters())
+        pid, _, rss, error, conns = proxied._process_facts()
+        assert (pid, error, conns) == (os.getpid(), None, None) and rss > 0
+        assert asked and not any(states & (1 << TCP_ESTABLISHED) for states in asked)
+        asked.clear()
+        counted = AsrCollector(url, connections=diag)  # no proxy: the connections are the in-flight reading
+        assert counted._process_facts()[4] == 0 and any(states & (1 << TCP_ESTABLISHED) for states in asked)
+    finally:
+        srv.close()

@@ -90,6 +90,11 @@ class SockDiag:
                          for f in (socket.AF_INET, socket.AF_INET6))
         return listen, server, client
 
+    def listener(self, port: int) -> int | None:
+        """The listening socket's inode alone: the small listening table, no walk of the established one."""
+        return next((inode for family in (socket.AF_INET, socket.AF_INET6)
+                     for _, inode in self._query(family, 1 << TCP_LISTEN, INET_DIAG_BC_S_EQ, port)), None)
+
     def established(self, port: int) -> list[int]:
         """Inodes of the established server-side connections on `port` (local port == port). A connection
         still in the accept queue has no inode (0) and is not a stream yet: the service has not taken it."""
@@ -141,6 +146,9 @@ class ProcNetTcp:
                 elif int(fields[2].rsplit(b":", 1)[1], 16) == port:
                     client += 1
         return listen_inode, server, client
+
+    def listener(self, port: int) -> int | None:
+        return self.scan(port)[0]
 
     def established(self, port: int) -> list[int]:
         return [int(f[9]) for f in self._lines(port)
