@@ -89,8 +89,8 @@ def _run(args: Any) -> int:
 def _source(config, balancers, prometheus: str | None = None, one_shot: bool = False):
     """Balancers alone when no node has an agent (fast path: no aiohttp); else agents or Prometheus too.
     Either way with the drift watch's notes (servers that no longer show what asrtop set, and why) and the
-    intent journal's (changes an interrupted asrtop left half-done). `one_shot` (`status`, `check`): http://
-    agents asked without aiohttp (asrtop.sources.plainhttp)."""
+    intent journal's (changes an interrupted asrtop left half-done). `one_shot` (`status`, `check`): every agent
+    asked, each with the whole timeout, http:// ones without aiohttp (asrtop.sources.agents.AgentPoller)."""
     from asrtop.control.audit import AuditLog
     from asrtop.control.drift import ReloadWatch
     from asrtop.control.journal import ChangesInProgress, InterruptedNotes, Journal

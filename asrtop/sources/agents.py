@@ -5,7 +5,7 @@ full HTTP client here for a thousand origins. A slow or black-holed agent costs 
 most `timeout` seconds (shorter than the refresh interval), so it delays nobody else; its last good
 status is kept with the error next to it, and `fleet.merge` marks it stale after 3 missed intervals.
 Each agent's request counters are kept over a short window (asrtop.traffic) for its req/s, 5xx and latency.
-A one-shot command (`status`, `check`: AgentPoller(plain_http=True)) asks http:// agents through
+A one-shot command (`status`, `check`: AgentPoller(one_shot=True)) asks http:// agents through
 asrtop.sources.plainhttp instead and never imports aiohttp (its import builds SSL contexts); https:// agents
 and the console's every-second rounds use aiohttp. describe_error words both clients' failures alike.
 """
@@ -116,12 +116,16 @@ class AgentPoller:
 
     `timeout` is a round's budget, default 0.8 x refresh: every request (connect + answer) ends within it;
     `concurrency` bounds requests in flight (and so sockets and memory) whatever the fleet size.
+    `one_shot` (a command that reads the fleet once: `status`, `check`): every agent is asked, each request
+    with `timeout` from when it gets its slot (a shared round budget would leave most of 5,000 agents "not
+    polled"), and http:// agents through asrtop.sources.plainhttp (one request per connection, no aiohttp
+    import); the console's rounds keep the shared budget and aiohttp's kept-alive connections.
     """
 
     error: str | None = None  # NodeFactsSource.error: agents fail one by one (each reading says why), never all
 
     def __init__(self, timeout: float | None = None, concurrency: int = 256, refresh: float = 1.0,
-                 limit_per_host: int = 2, plain_http: bool = False):
+                 limit_per_host: int = 2, one_shot: bool = False):
         if refresh <= 0:
             raise ValueError("refresh must be > 0")
         self.refresh = float(refresh)
@@ -130,9 +134,7 @@ class AgentPoller:
             raise ValueError("timeout must be > 0")
         self.concurrency = max(1, int(concurrency))
         self.limit_per_host = max(1, int(limit_per_host))
-        # http:// agents through asrtop.sources.plainhttp (one request per connection, no aiohttp import): for a
-        # one-shot command; the console's rounds keep aiohttp's kept-alive connections
-        self.plain_http = plain_http
+        self.one_shot = one_shot
         self._http = LoopSession(self._new_session)
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None  # the loop _sem was made under
@@ -183,7 +185,8 @@ class AgentPoller:
 
         The round ends `timeout` seconds after it starts at the latest: each request gets what is left of
         that budget when it gets a slot. Agents that timed out last round go last, so hung agents never
-        hold slots the answering ones need (they still get whatever budget is left)."""
+        hold slots the answering ones need (they still get whatever budget is left). One-shot: each request
+        gets the whole `timeout` when it gets its slot, and every agent is asked."""
         targets = [n for n in nodes if n.agent]
         slow = self._slow
         if slow:
@@ -218,6 +221,8 @@ class AgentPoller:
             self._windows.pop(node.name, None)  # nor its counters
         loop = asyncio.get_running_loop()
         async with sem:
+            if self.one_shot:  # its own budget from now: a one-shot command asks every agent
+                deadline = loop.time() + self.timeout
             if deadline - loop.time() < 0.001:
                 return self._failed(agent, prev, f"not polled: the round's {self.timeout:.2g}s went to slower "
                                     f"agents ({self.concurrency} requests in flight at most)", 0.0)
@@ -249,7 +254,7 @@ class AgentPoller:
 
     async def _get(self, agent: str, budget: float) -> tuple[bytes, int]:
         url = self._status_url(agent)
-        if self.plain_http and _plain(url):
+        if self.one_shot and _plain(url):
             return await plainhttp.get(url, budget, HEADERS)
         import aiohttp  # a dict lookup once the first session loaded it
 

@@ -11,8 +11,8 @@ from asrtop.sources.live import ChangesProvider, LiveFleetSource, NodeFactsSourc
 
 def build_facts_source(config: ClusterConfig, prometheus: str | None = None, one_shot: bool = False) -> NodeFactsSource:
     """PrometheusSource when a URL is given (argument wins over config.prometheus), else AgentPoller.
-    `one_shot`: a command that reads the fleet once or twice (`status`, `check`): http:// agents are asked
-    without aiohttp (asrtop.sources.plainhttp), so the command never imports it for them."""
+    `one_shot`: a command that reads the fleet once or twice (`status`, `check`): every agent is asked, each
+    with the whole timeout, http:// ones without aiohttp (AgentPoller's `one_shot`)."""
     url = prometheus or config.prometheus
     if url:
         from asrtop.sources.prometheus import PrometheusSource  # only the big-fleet path pays for it
@@ -20,7 +20,7 @@ def build_facts_source(config: ClusterConfig, prometheus: str | None = None, one
         return PrometheusSource(url, refresh=config.refresh)
     from asrtop.sources.agents import AgentPoller
 
-    return AgentPoller(refresh=config.refresh, plain_http=one_shot)
+    return AgentPoller(refresh=config.refresh, one_shot=one_shot)
 
 
 def build_fleet_source(config: ClusterConfig, balancers: Sequence[Balancer], prometheus: str | None = None,

@@ -12,6 +12,7 @@ it words aiohttp's.
 from __future__ import annotations
 
 import asyncio
+import functools
 from urllib.parse import urlsplit
 
 MAX_BODY = 32 * 2**20  # an agent's status is a few KB: a bigger answer is not one
@@ -55,6 +56,7 @@ class BadAnswer(PlainHTTPError):
     """The server answered, but not in HTTP/1.x."""
 
 
+@functools.lru_cache(maxsize=16384)  # each agent's URL, split once per process rather than per request
 def split_url(url: str) -> tuple[str, int, str]:
     """(host, port, path?query) of an http:// URL; BadURL otherwise."""
     try:

@@ -38,6 +38,7 @@ ANSWERS = {  # path -> what the server sends back (None: close without a word; "
     "/truncated/v1/status": answer(JSON_HEAD + "Content-Length: 100\n", b'{"a": 1'),
     "/closed/v1/status": None,
     "/hole/v1/status": "hole",
+    "/slow/v1/status": "slow",  # the good answer, 0.15 s late
 }
 
 
@@ -53,6 +54,10 @@ async def server():
             what = ANSWERS.get(request.split(b" ")[1].decode())
             if what == "hole":
                 await reader.read()  # until the client gives up
+            elif what == "slow":
+                await asyncio.sleep(0.15)
+                writer.write(ANSWERS["/good/v1/status"])
+                await writer.drain()
             elif what is not None:
                 writer.write(what)
                 await writer.drain()
@@ -75,7 +80,7 @@ async def test_every_failure_worded_as_the_aiohttp_poller_words_it(server):
     nodes = [NodeConfig(n, agent=f"{server}/{n}") for n in names]
     nodes += [NodeConfig("dead", agent=f"http://127.0.0.1:{free_port()}"),
               NodeConfig("badport", agent="http://127.0.0.1:99999")]
-    plain, full = AgentPoller(timeout=0.4, plain_http=True), AgentPoller(timeout=3.0)
+    plain, full = AgentPoller(timeout=0.4, one_shot=True), AgentPoller(timeout=3.0)
     try:
         got = await plain.poll(nodes)
         want = await full.poll([n for n in nodes if n.name != "hole"])  # a timeout is worded before either client
@@ -104,7 +109,7 @@ async def test_not_http_in_one_line():
         writer.close()
 
     srv = await asyncio.start_server(ssh, "127.0.0.1", 0)
-    poller = AgentPoller(timeout=2.0, plain_http=True)
+    poller = AgentPoller(timeout=2.0, one_shot=True)
     try:
         got = await poller.poll([NodeConfig("ssh", agent=f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}")])
     finally:
@@ -125,3 +130,15 @@ def test_only_http_urls():
     for bad in ("https://agent/", "http://:80/", "http://agent:http/", "ftp://agent/"):
         with pytest.raises(plainhttp.BadURL):
             plainhttp.split_url(bad)
+
+
+async def test_one_shot_asks_every_agent_each_with_the_whole_timeout(server):
+    """`status` on a big fleet: more agents than slots. The console's shared round budget leaves the last ones
+    "not polled"; a one-shot command gives each request the whole timeout when it gets its slot."""
+    nodes = [NodeConfig(f"n{i}", agent=f"{server}/slow") for i in range(3)]
+    console, one_shot = AgentPoller(timeout=0.3, concurrency=1), AgentPoller(timeout=0.3, concurrency=1, one_shot=True)
+    try:
+        assert (await console.poll(nodes))["n2"].error.startswith("not polled: the round's 0.3s went to slower agents")
+        assert {n: r.error for n, r in (await one_shot.poll(nodes)).items()} == {"n0": None, "n1": None, "n2": None}
+    finally:
+        await asyncio.gather(console.close(), one_shot.close())
