@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 import socket
 import threading
 import tomllib
@@ -196,14 +197,26 @@ def endpoint_key(host: str, port: int | str | None) -> tuple[str, str]:
     loopback name (`localhost`, `ip6-localhost`, ...) as `localhost`, the port as a plain number ("" = none).
     Cached: it runs per server per refresh."""
     h = host.strip().strip("[]").lower().rstrip(".")
+    p = str(port).strip() if port is not None else ""
+    port_text = str(int(p)) if p.isascii() and p.isdigit() else p
+    if _canonical_ipv4(h):  # most fleets: a dotted quad already in canonical form, without ipaddress' objects
+        return h, port_text
     try:
         ip = ipaddress.ip_address(h)
         h = str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
     except ValueError:
         if h in LOOPBACK_NAMES:
             h = "localhost"
-    p = str(port).strip() if port is not None else ""
-    return h, str(int(p)) if p.isascii() and p.isdigit() else p
+    return h, port_text
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def _canonical_ipv4(h: str) -> bool:
+    """`10.0.0.7`, as ipaddress would write it: four decimal parts 0-255 without leading zeros."""
+    return _CANONICAL_IPV4.fullmatch(h) is not None
 
 
 def server_endpoint_keys(server: ServerState) -> tuple[tuple[str, str], ...]:

@@ -108,3 +108,23 @@ def test_a_server_without_a_port_is_found_by_the_index_as_by_a_scan():
     scan = {n.name: next((s.name for s in servers if n.matches(s)), None) for n in nodes}
     assert {v.name: v.servers["ng"].name if v.servers else None for v in snap.nodes} == scan
     assert scan == {"n1": "a", "n2": "b", "n3": "c", "n4": None}
+
+
+def test_the_dotted_quad_fast_path_keys_as_ipaddress_does():
+    import ipaddress
+    import random
+
+    from asrtop.config import endpoint_key
+
+    rng = random.Random(3)
+    hosts = ["10.0.0.1", "010.0.0.1", "10.0.0.256", "1.2.3", "1.2.3.4.5", "0.0.0.0", "255.255.255.255", "1.2.3.04",
+             "\u0661.2.3.4", "1.2.3.4\n", "[10.0.0.9]", "10.0.0.9."]
+    hosts += [".".join(rng.choice(["0", "00", "7", "07", "255", "256", "99", "199", "249"]) for _ in range(4))
+              for _ in range(300)]
+    for h in hosts:
+        bare = h.strip().strip("[]").rstrip(".")
+        try:
+            want = str(ipaddress.ip_address(bare))
+        except ValueError:
+            want = bare.lower()
+        assert endpoint_key(h, 80) == (want, "80"), h
