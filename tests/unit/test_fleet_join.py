@@ -128,3 +128,24 @@ def test_the_dotted_quad_fast_path_keys_as_ipaddress_does():
         except ValueError:
             want = bare.lower()
         assert endpoint_key(h, 80) == (want, "80"), h
+
+
+def test_status_words_each_node_once(monkeypatch):
+    """`asrtop status` at 1,000 nodes: each node's state word is worked out once for its row, the MIXED/re-create
+    notes and the counts (it was three times)."""
+    import asrtop.fleet_wording as wording
+    import asrtop.status_report as report
+
+    calls = [0]
+    real = wording.state_word
+
+    def counted(node):
+        calls[0] += 1
+        return real(node)
+
+    monkeypatch.setattr(wording, "state_word", counted)
+    monkeypatch.setattr(report, "state_word", counted)
+    nodes = [NodeConfig(f"gpu-{i}", address=srv(i).endpoint) for i in range(50)]
+    snap = merge(nodes, {}, [BalancerReading("a", "haproxy", tuple(srv(i) for i in range(50)))], 0.0)
+    text = report.render_table(snap)
+    assert "50 nodes (50 ready)" in text and calls[0] == 50
