@@ -467,19 +467,19 @@ class _ServerIndex:
                 add(endpoint_key(s.address, s.port), i)
         self.first = first
 
-    def first_match(self, cfg: NodeConfig) -> ServerState | None:
-        get = self.first.get
-        best = None
-        for key in cfg.match_keys:
-            i = get(key)
-            if i is not None and (best is None or i < best):
-                best = i
-        return None if best is None else self.servers[best]
-
     def column(self, nodes: tuple[NodeConfig, ...]) -> list[ServerState | None]:
-        """first_match of every node, in order."""
-        first_match = self.first_match
-        return [first_match(cfg) for cfg in nodes]
+        """Each node's first matching server (NodeConfig.matches), in order; None where none matches."""
+        get, servers = self.first.get, self.servers
+        out: list[ServerState | None] = []
+        append = out.append
+        for cfg in nodes:
+            best = None
+            for key in cfg.match_keys:
+                i = get(key)
+                if i is not None and (best is None or i < best):
+                    best = i
+            append(None if best is None else servers[best])
+        return out
 
     @functools.cached_property
     def _near(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:

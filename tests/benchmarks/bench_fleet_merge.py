@@ -13,6 +13,7 @@ as a ratio to the 100-node run: ~1.0 is linear, a ratio growing with the size is
 
 from __future__ import annotations
 
+import gc
 import statistics
 import sys
 import time
@@ -45,12 +46,17 @@ def servers(n: int, reverse: bool) -> tuple[ServerState, ...]:
     return tuple(reversed(out) if reverse else out)
 
 
-def cpu_ms(fn, runs: int) -> float:
+def cpu_ms(fn, runs: int, gc_paused: bool = False) -> float:
+    """Median CPU ms of fn(). gc_paused: without the cyclic collector's passes over the whole heap that fn's
+    allocations set off (with N parsed statuses alive they are a third of a 5,000-node merge)."""
     xs = []
     for _ in range(runs):
+        if gc_paused:
+            gc.disable()
         t = time.process_time()
         fn()
         xs.append((time.process_time() - t) * 1000)
+        gc.enable()
     return statistics.median(xs)
 
 
@@ -75,6 +81,7 @@ def stages(n: int, runs: int) -> dict[str, float]:
         "discover_nodes (half configured)": cpu_ms(lambda: discover_nodes(discovery, list(readings[0].servers)),
                                                    runs),
         "merge": cpu_ms(lambda: merge(nodes, agents, readings, now), runs),
+        "merge, cyclic GC paused": cpu_ms(lambda: merge(nodes, agents, readings, now), runs, gc_paused=True),
         "state_counts + model_line": cpu_ms(lambda: (s := fresh(), state_counts(s.nodes), model_line(s)), runs),
         "model_groups + primaries_staying_ready": cpu_ms(
             lambda: (s := fresh(), s.model_groups(), primaries_staying_ready(s, names[:10])), runs),
@@ -99,9 +106,9 @@ def main() -> None:
             cells.append(f"{ms:9.2f} ({ratio:4.1f}x)")
         print(f"{stage:<42}" + "".join(f"{c:>18}" for c in cells))
     for n, budget in BUDGET_MS.items():
-        ms = table[n]["merge"]
-        print(f"merge {n:,} nodes x 2 balancers: {ms:.2f} ms CPU, budget {budget:.0f} ms: "
-              f"{'within' if ms <= budget else 'OVER'}")
+        ms, paused = table[n]["merge"], table[n]["merge, cyclic GC paused"]
+        print(f"merge {n:,} nodes x 2 balancers: {ms:.2f} ms CPU ({paused:.2f} without GC passes), budget "
+              f"{budget:.0f} ms: {'within' if ms <= budget else 'OVER'}")
 
 
 if __name__ == "__main__":
