@@ -83,3 +83,8 @@ def test_status_polling_plain_http_agents_loads_no_aiohttp_no_ssl_context_no_tex
     # nor what only a change or a rollout needs: HAProxy's write side, the rollout model (no rollout here)
     assert [m for m in modules if m in ("asrtop.balancers.haproxy_backup", "asrtop.balancers.haproxy_state_file",
                                         "asrtop.control.rollout_model", "tempfile")] == []
+
+
+def test_python_dash_m_asrtop_is_the_asrtop_command():
+    p = subprocess.run([sys.executable, "-m", "asrtop", "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "status" in p.stdout, p.stderr
