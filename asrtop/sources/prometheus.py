@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
-import json
-import math
 import time
 import zlib
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
-from urllib.parse import urlsplit
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import aiohttp
 
@@ -52,9 +48,13 @@ from asrtop.sources.prometheus_queries import (
     DETAIL_SLICES,
     QUERIES,
     SEED_QUERY,
+    PrometheusError,
+    answer_result,
     detail_query,
+    instance_of_url,
     instances_selector,
     rare_query,
+    scrape_times,
 )
 from asrtop.traffic import CounterSample, slide, traffic
 
@@ -80,51 +80,24 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-class PrometheusError(Exception):
-    """Prometheus could not answer a query (one line)."""
-
-
-def _value(raw: Any) -> float | None:
-    try:
-        v = float(raw[1])
-    except (TypeError, ValueError, IndexError):
-        return None
-    return v if math.isfinite(v) else None  # NaN/Inf are "unavailable", never a number
-
-
 def _state_series(state: str | None) -> Series:
     """The model state kept for an instance, as its one asr_model_state series at 1 (none: no state)."""
     return [({"state": state}, 1.0)] if state is not None and state is not UNKNOWN else []
-
-
-def scrape_times(result: list[dict]) -> dict[str, float | None]:
-    """instance -> when Prometheus last scraped it, from the "ts" answer."""
-    out: dict[str, float | None] = {}
-    for r in result:
-        inst = r["metric"].get("instance")
-        if inst is not None:
-            out[inst] = _value(r["value"])
-    return out
 
 
 def _one_value(series: Series | None) -> float | None:
     return series[0][1] if series else None
 
 
-@functools.lru_cache(maxsize=65536)
-def instance_of_url(url: str | None) -> str | None:
-    """host:port of an agent URL, as Prometheus' default `instance` label writes it."""
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return None
-    if not parts.hostname:
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{host}:{port}"
+class RoundCost(NamedTuple):
+    """Where a round's time went (wall seconds; benchmarks print it)."""
+
+    series: int  # series Prometheus returned
+    queries: float  # until the last answer was parsed (each is decoded and grouped as it comes)
+    decode: float  # of which decoding the answers' JSON
+    group: float  # and grouping their series by instance
+    join: float  # after the answers: nodes matched to instances, the kept slow facts added
+    build: float  # each node's status and reading built
 
 
 class BuiltStatus(NamedTuple):
@@ -138,28 +111,13 @@ class BuiltStatus(NamedTuple):
     part: DetailPart  # detail_part(details), reused while the details stay
 
 
-def answer_result(url: str, status: int, body: bytes, result_type: str, what: str) -> list[dict]:
-    """The result list of a Prometheus API answer of `result_type` (vector | matrix); else PrometheusError, one
-    line naming `what` was asked ("query 'up'", "a range query")."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise PrometheusError(f"Prometheus at {url}: HTTP {status}, not a JSON answer "
-                              "(is this the Prometheus base URL?)") from None
-    if not isinstance(doc, dict) or doc.get("status") != "success":
-        err = doc.get("error") if isinstance(doc, dict) else None
-        raise PrometheusError(f"Prometheus at {url}: {what} failed: {err or f'HTTP {status}'}")
-    data = doc.get("data") or {}
-    if data.get("resultType") != result_type or not isinstance(data.get("result"), list):
-        raise PrometheusError(f"Prometheus at {url}: {what} did not return a {result_type}")
-    return data["result"]
-
-
 class PrometheusSource:
     """NodeFactsSource (asrtop.sources.live) reading the agents' metrics from a Prometheus server."""
 
-    def __init__(self, url: str, refresh: float = 1.0, timeout: float | None = None):
+    def __init__(self, url: str, refresh: float = 1.0, timeout: float | None = None,
+                 detail_slices: int = DETAIL_SLICES):
         self.url = url.rstrip("/")
+        self.detail_slices = detail_slices  # rounds over which every node's details come once (1: every round)
         self.refresh = float(refresh)
         self.timeout = float(timeout) if timeout is not None else max(0.8 * self.refresh, 0.5)
         self._http = LoopSession(self._new_session)
@@ -172,7 +130,9 @@ class PrometheusSource:
         self._states: dict[str, str | None] = {}  # instance -> model state last round (UNKNOWN: not found out)
         self._up: dict[str, float | None] = {}  # instance -> asr_service_up last round
         self._info: dict[str, dict[str, str]] = {}  # instance -> asr_node_info's labels (node, versions)
-        self.last_series: int | None = None  # series Prometheus returned in the last round
+        self.last_cost: RoundCost | None = None  # where the last round's time went
+        self._decoding = 0.0  # seconds spent decoding answers in this round so far
+        self._building = 0.0  # and building readings
         self._slices: dict[str, int] = {}  # instance -> which round of DETAIL_SLICES refreshes its details
         self._built: dict[str, BuiltStatus] = {}  # instance -> its last status: reused until scrape or details change
         self.error: str | None = None  # NodeFactsSource.error: why the last poll's queries failed
@@ -214,20 +174,24 @@ class PrometheusSource:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
             except Exception as e:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
-        with _gc_paused():
-            return answer_result(self.url, status, body, "vector", f"query {promql!r}")
+        t0 = time.perf_counter()
+        try:
+            with _gc_paused():
+                return answer_result(self.url, status, body, "vector", f"query {promql!r}")
+        finally:
+            self._decoding += time.perf_counter() - t0
 
     def _slice_query(self) -> str:
         """The details of this round's slice of the known instances (everybody's on the first round)."""
         if not self._details:
             return detail_query(".+")
-        part = self._round % DETAIL_SLICES
+        part = self._round % self.detail_slices
         return detail_query(instances_selector(i for i in self._details if self._slice_of(i) == part))
 
     def _slice_of(self, instance: str) -> int:
         part = self._slices.get(instance)
         if part is None:
-            part = self._slices[instance] = zlib.crc32(instance.encode()) % DETAIL_SLICES
+            part = self._slices[instance] = zlib.crc32(instance.encode()) % self.detail_slices
         return part
 
     def round_queries(self) -> dict[str, str]:
@@ -249,17 +213,21 @@ class PrometheusSource:
         fetched: dict[str, dict[str, Series]] = {}  # details that came this round
         stamps: dict[str, float | None] = {}
         series = 0
+        grouping = 0.0
+        self._decoding = 0.0
 
         async def ask(name: str, promql: str) -> None:
             # grouped as it arrives, and the decoded answer dropped at once (asyncio would keep a gathered
             # result alive past the round, and a young collection would walk it)
-            nonlocal series
+            nonlocal series, grouping
             result = await self.query(promql)
             series += len(result)
+            t = time.perf_counter()
             if name == "ts":
                 stamps.update(scrape_times(result))
             else:
                 group_by_instance(result, into=rare if name == "rare" else fetched if name == "detail" else by_instance)
+            grouping += time.perf_counter() - t
 
         try:
             await asyncio.gather(*(ask(name, q) for name, q in queries.items()))
@@ -282,12 +250,14 @@ class PrometheusSource:
             return self._all_failed(nodes, str(e))
         self.error = None
         self._round += 1
-        self.last_series = series
         self.last_query_seconds = time.perf_counter() - t0
         down = {inst for inst, metrics in rare.items() if TARGET_DOWN in metrics}
+        self._building = 0.0
         fresh = self._join(nodes, stamps, by_instance, down)
         self._readings = fresh
         self.last_build_seconds = time.perf_counter() - t0 - self.last_query_seconds
+        self.last_cost = RoundCost(series, self.last_query_seconds, self._decoding, grouping,
+                                   self.last_build_seconds - self._building, self._building)
         return dict(fresh)
 
     def _round_states(self, stamps: Mapping[str, float | None], rare: Mapping[str, Mapping[str, Series]],
@@ -371,8 +341,10 @@ class PrometheusSource:
                 continue  # no agent URL and no series naming it: nothing to say about this node
             self._instance[cfg.name] = inst
             metrics = by_instance.get(inst)  # the per-round series; _reading adds the details
+            t = time.perf_counter()
             fresh[cfg.name] = self._reading(cfg, inst, metrics, stamps.get(inst), inst in down, now,
                                             self.last_query_seconds)
+            self._building += time.perf_counter() - t
         if len(self._windows) > len(fresh):  # instances of nodes no longer configured
             kept = set(self._instance.values())
             self._windows = {inst: w for inst, w in self._windows.items() if inst in kept}

@@ -1,4 +1,5 @@
-"""The PromQL of PrometheusSource's rounds (texts only, no I/O): what a round asks for and why.
+"""The PromQL of PrometheusSource's rounds and the shape of Prometheus' answers (no I/O): what a round asks
+for and why.
 
 Prometheus' cost is per series it selects (~5 us each here), ours per series returned (decoding the JSON and
 building readings), so a round asks only for what changes with every scrape, ~9 series per node with one GPU:
@@ -21,8 +22,12 @@ instant counters cost a round ~15 ms of Prometheus time, rate() over the window 
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import re
-from typing import Iterable
+from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 from asrtop.sources.prometheus_build import REQUESTS_5XX, REQUESTS_SUM, SCRAPED_AT, TARGET_DOWN
 from asrtop.traffic import WINDOW_SECONDS
@@ -87,3 +92,58 @@ def detail_query(selector: str) -> str:
 def rare_query(not_ok: Iterable[str], not_up: Iterable[str]) -> str:
     """The exceptions, with the instances known not to be "ok" / not up filled in."""
     return QUERIES["rare"].replace("{nonok}", instances_selector(not_ok)).replace("{notup}", instances_selector(not_up))
+
+
+class PrometheusError(Exception):
+    """Prometheus could not answer a query (one line)."""
+
+
+def _value(raw: Any) -> float | None:
+    try:
+        v = float(raw[1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return v if math.isfinite(v) else None  # NaN/Inf are "unavailable", never a number
+
+
+def scrape_times(result: list[dict]) -> dict[str, float | None]:
+    """instance -> when Prometheus last scraped it, from the "ts" answer."""
+    out: dict[str, float | None] = {}
+    for r in result:
+        inst = r["metric"].get("instance")
+        if inst is not None:
+            out[inst] = _value(r["value"])
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def instance_of_url(url: str | None) -> str | None:
+    """host:port of an agent URL, as Prometheus' default `instance` label writes it."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
+
+
+def answer_result(url: str, status: int, body: bytes, result_type: str, what: str) -> list[dict]:
+    """The result list of a Prometheus API answer of `result_type` (vector | matrix); else PrometheusError, one
+    line naming `what` was asked ("query 'up'", "a range query")."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise PrometheusError(f"Prometheus at {url}: HTTP {status}, not a JSON answer "
+                              "(is this the Prometheus base URL?)") from None
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        err = doc.get("error") if isinstance(doc, dict) else None
+        raise PrometheusError(f"Prometheus at {url}: {what} failed: {err or f'HTTP {status}'}")
+    data = doc.get("data") or {}
+    if data.get("resultType") != result_type or not isinstance(data.get("result"), list):
+        raise PrometheusError(f"Prometheus at {url}: {what} did not return a {result_type}")
+    return data["result"]
