@@ -56,7 +56,7 @@ QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
     "ts": "max by (instance) (timestamp(asr_node_info))",  # when Prometheus last scraped each agent
     # the exceptions (see above); `up == 0`: targets Prometheus cannot scrape (their asr_* series are gone)
     "rare": (f'label_replace(up == 0, "__name__", "{TARGET_DOWN}", "", "") or '
-             'asr_model_state{state="ok"} != 1 or (asr_model_state{instance=~"{nonok}"} == 1) or '
+             'asr_model_state{state="ok",instance!~"{nonok}"} != 1 or (asr_model_state{instance=~"{nonok}"} == 1) or '
              'asr_service_up != 1 or asr_service_up{instance=~"{notup}"}'),
     "detail": f'{{__name__=~"asr_({DETAIL_SERIES}|{SLOW_FACT_SERIES})",instance=~"{{instances}}"}}',
 }
