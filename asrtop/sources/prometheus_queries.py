@@ -40,9 +40,10 @@ DETAIL_SERIES = ("requests_total|host_load1|host_load5|host_load15|host_memory_u
                  "|model_info|model_dir_info|model_files|model_bytes|gpu_info"
                  "|gpu_memory_total_bytes|gpu_temperature_celsius|gpu_power_watts|gpu_power_limit_watts"
                  "|gpu_process_memory_bytes")
-# the slow facts the source keeps per instance apart from the details (its identity, model state, probe),
-# asked for with them; between two refreshes the "rare" exceptions say when the state or the probe change
-SLOW_FACT_SERIES = "node_info|model_state|service_up"
+# the slow facts the source keeps per instance apart from the details (its identity, probe and model state:
+# the state series at 1 only), asked for with them; between two refreshes the "rare" exceptions say when the
+# state or the probe change
+SLOW_FACT_SERIES = "node_info|service_up"
 DETAIL_SLICES = 10
 NOBODY = "asrtop-none"  # an instance no target has: an empty regex would match series without the label
 QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
@@ -58,7 +59,8 @@ QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
     "rare": (f'label_replace(up == 0, "__name__", "{TARGET_DOWN}", "", "") or '
              'asr_model_state{state="ok",instance!~"{nonok}"} != 1 or (asr_model_state{instance=~"{nonok}"} == 1) or '
              'asr_service_up != 1 or asr_service_up{instance=~"{notup}"}'),
-    "detail": f'{{__name__=~"asr_({DETAIL_SERIES}|{SLOW_FACT_SERIES})",instance=~"{{instances}}"}}',
+    "detail": (f'{{__name__=~"asr_({DETAIL_SERIES}|{SLOW_FACT_SERIES})",instance=~"{{instances}}"}} or '
+               '(asr_model_state{instance=~"{instances}"} == 1)'),
 }
 
 # Once per instance new to the source: its request counters WINDOW_SECONDS ago, as the first sample of its window,
