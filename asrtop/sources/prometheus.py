@@ -157,12 +157,14 @@ class PrometheusSource:
             return f"{agent_url}: no agent URL configured for this node (Prometheus carries only the digest)"
         return await fetch_model_files(self._http.get(), agent_url, 5.0)
 
-    async def query(self, promql: str) -> list[dict]:
-        """One instant query; the vector's result list. Raises PrometheusError with one line."""
+    async def query(self, promql: str, at: float | None = None) -> list[dict]:
+        """One instant query (evaluated at `at`, Prometheus' clock, when given); the vector's result list.
+        Raises PrometheusError with one line."""
         session = self._http.get()
+        data = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
         for attempt in (1, 2):
             try:
-                async with session.post(f"{self.url}/api/v1/query", data={"query": promql}) as resp:
+                async with session.post(f"{self.url}/api/v1/query", data=data) as resp:
                     body = await resp.read()
                     status = resp.status
                 break
@@ -208,6 +210,9 @@ class PrometheusSource:
     async def _poll(self, nodes: Sequence[NodeConfig]) -> dict[str, AgentReading]:
         t0 = time.perf_counter()
         queries = self.round_queries()
+        # the queries that follow the round's (details asked at once, the windows' first counters) are evaluated
+        # when the first of it was: a scrape between them would give a window shorter than the one asked for
+        at: float | None = None
         by_instance: dict[str, dict[str, Series]] = {}  # the per-round series ("fast", "fast_gpu", "requests")
         rare: dict[str, dict[str, Series]] = {}
         fetched: dict[str, dict[str, Series]] = {}  # details that came this round
@@ -219,9 +224,12 @@ class PrometheusSource:
         async def ask(name: str, promql: str) -> None:
             # grouped as it arrives, and the decoded answer dropped at once (asyncio would keep a gathered
             # result alive past the round, and a young collection would walk it)
-            nonlocal series, grouping
-            result = await self.query(promql)
+            nonlocal series, grouping, at
+            result = await self.query(promql, at)
             series += len(result)
+            if at is None and result:
+                with contextlib.suppress(LookupError, TypeError, ValueError):
+                    at = float(result[0]["value"][0])
             t = time.perf_counter()
             if name == "ts":
                 stamps.update(scrape_times(result))
@@ -237,14 +245,14 @@ class PrometheusSource:
                                                    or state != self._states.get(inst))}
             if missing:  # new, or their model changed state (the digest with it), or it left "ok" (to what?)
                 answer = await self.query(
-                    detail_query(".+" if len(missing) > ASK_ALL_OVER else instances_selector(missing)))
+                    detail_query(".+" if len(missing) > ASK_ALL_OVER else instances_selector(missing)), at)
                 series += len(answer)
                 fetched.update(group_by_instance(answer))
                 del answer
                 for inst in missing:
                     fetched.setdefault(inst, {})  # an agent without detail series is not asked again
             self._take_details(fetched, states, rare)
-            await self._seed_windows(by_instance)
+            await self._seed_windows(by_instance, at)
         except PrometheusError as e:
             self.error = str(e)
             return self._all_failed(nodes, str(e))
@@ -303,12 +311,12 @@ class PrometheusSource:
             elif inst not in fetched and self._up.get(inst) != 1:
                 self._up[inst] = None  # known not up and no longer named by the exceptions: no probe series
 
-    async def _seed_windows(self, by_instance: Mapping[str, Mapping[str, Series]]) -> None:
+    async def _seed_windows(self, by_instance: Mapping[str, Mapping[str, Series]], at: float | None) -> None:
         """The first sample of the windows of instances that count requests and have none yet (see SEED_QUERY)."""
         new = [inst for inst, metrics in by_instance.items() if REQUESTS_SUM in metrics and inst not in self._windows]
         if not new:
             return
-        seeded = group_by_instance(await self.query(SEED_QUERY))
+        seeded = group_by_instance(await self.query(SEED_QUERY, at))
         for inst in new:
             metrics = seeded.get(inst, {})
             self._windows[inst] = slide((), counters_of(metrics, _one_value(metrics.get(SCRAPED_AT))))

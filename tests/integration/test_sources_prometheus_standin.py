@@ -88,8 +88,8 @@ async def slow_facts_come_a_slice_per_round_and_stay(src: PrometheusSource, cfgs
     rounds: list[dict] = []
     query = src.query
 
-    async def spy(promql: str) -> list[dict]:
-        result = await query(promql)
+    async def spy(promql: str, at: float | None = None) -> list[dict]:
+        result = await query(promql, at)
         for r in result:
             m = r["metric"]
             if "agent_version" in m:
