@@ -50,8 +50,9 @@ def summary(label: str, values: list[float]) -> str:
 
 async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int, refresh: float, show: bool
                      ) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {k: [] for k in ("wall", "cpu", "bare", "series", "queries", "decode", "group",
-                                                   "join", "build")}
+    out: dict[str, list[float]] = {k: [] for k in ("wall", "cpu", "period", "bare", "series", "queries", "decode",
+                                                   "group", "join", "build")}
+    period_start = time.process_time()
     if show:
         print(f"  {'round':>5} {'wall':>6} {'cpu':>6} {'bare q':>6} | {'series':>6} {'queries':>7} {'decode':>6} "
               f"{'group':>6} {'join':>5} {'build':>6}  (ms)")
@@ -63,9 +64,9 @@ async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int
         bad = [x.error for x in r.values() if x.error]
         if bad:  # stale samples: Prometheus itself fell behind its scrapes (an overloaded machine); said, not hidden
             out.setdefault("errors", []).append(f"round {i + 1}: {len(bad)} nodes in error, e.g. {bad[0]}")
-        b0 = time.perf_counter()
+        b0, bc0 = time.perf_counter(), time.process_time()
         await src.query("count(up)")
-        bare = time.perf_counter() - b0
+        bare, bare_cpu = time.perf_counter() - b0, time.process_time() - bc0
         cost = src.last_cost
         for k, v in (("wall", wall), ("cpu", cpu), ("bare", bare), *zip(cost._fields, cost)):
             out[k].append(v)
@@ -74,6 +75,9 @@ async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int
                   f"{cost.queries*1000:>7.0f} {cost.decode*1000:>6.1f} {cost.group*1000:>6.1f} "
                   f"{cost.join*1000:>5.1f} {cost.build*1000:>6.1f}")
         await asyncio.sleep(max(0.0, refresh - (time.perf_counter() - w0)))
+        # the process' CPU over the whole refresh period: the collections that follow a round count too
+        out["period"].append(time.process_time() - period_start - bare_cpu)
+        period_start = time.process_time()
     return out
 
 
@@ -121,6 +125,7 @@ async def main() -> None:
     print(f"\nPrometheusSource.poll, {args.agents} nodes, {args.rounds} rounds (load average now {os.getloadavg()}):")
     print("  " + summary("wall/round", new["wall"]))
     print("  " + summary("CPU/round ", new["cpu"]))
+    print("  " + summary("CPU/refresh period", new["period"]) + "  (the whole process, GC after the round included)")
     print("  " + summary("bare query", new["bare"]) + "  (baseline: Prometheus' floor in the same rounds)")
     med = {k: statistics.median(v) for k, v in new.items() if k != "errors"}
     print(f"  where the time goes (median): queries until the last answer is parsed {med['queries']*1000:.0f} ms "
