@@ -1,7 +1,9 @@
 """Node facts from Prometheus (for fleets too big to poll, or where Prometheus scrapes the agents anyway).
 
 A handful of PromQL instant queries per refresh, whatever the fleet size (never one per node), run
-concurrently over one aiohttp session. Series are grouped by their `instance` label and joined to nodes:
+concurrently over one aiohttp session (asrtop.sources.prometheus_queries says which and why: what changes
+with every scrape each round; what changes rarely as exceptions, and with each node's details a tenth of
+the fleet per round, kept between). Series are grouped by their `instance` label and joined to nodes:
 a node's agent URL host:port is the `instance` (Prometheus' default), else `asr_node_info{node}` names it.
 Each node's metrics become an `AgentStatus` (the same dataclasses the agent's /v1/status parses into),
 so the TUI and CLI cannot tell the sources apart except by what metrics cannot carry (URLs, pids, p50).
@@ -16,15 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
-import json
-import math
-import re
 import time
 import zlib
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
-from urllib.parse import urlsplit
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import aiohttp
 
@@ -34,9 +31,9 @@ from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
 from asrtop.sources.agents import describe_error, fetch_model_files
 from asrtop.sources.http import LoopSession
 from asrtop.sources.prometheus_build import (  # the pure half
-    REQUESTS_5XX,
     REQUESTS_SUM,
     SCRAPED_AT,
+    TARGET_DOWN,
     UNKNOWN,
     DetailPart,
     Series,
@@ -47,60 +44,32 @@ from asrtop.sources.prometheus_build import (  # the pure half
     model_reading,
     model_state_of,
 )
-from asrtop.traffic import WINDOW_SECONDS, CounterSample, slide, traffic
+from asrtop.sources.prometheus_queries import (
+    DETAIL_SLICES,
+    QUERIES,
+    SEED_QUERY,
+    PrometheusError,
+    answer_result,
+    detail_query,
+    instance_of_url,
+    instances_selector,
+    rare_query,
+    scrape_times,
+)
+from asrtop.traffic import CounterSample, slide, traffic
 
-# Prometheus' cost is per series it selects (~5 us each here), ours per series returned, so a round asks
-# for what changes every scrape ("fast": ~8 series per node with one GPU) and the details (totals, limits,
-# labels, slow averages, latency and byte counters) for one tenth of the instances only (by a stable hash of
-# the `instance` label, named in the query): every node's details are at most DETAIL_SLICES rounds old, and
-# a node whose model state changed, or that is new, gets them at once.
-# The request counters (total, 5xx, latency sum, audio) come every round: the nodes' req/s, 5xx/s, latency and
-# audio/s are their changes over asrtop.traffic's window, as from the agents directly. Measured at 1,000
-# nodes: instant counters cost a round ~15 ms of Prometheus time, rate() over the window ~120 ms.
-FAST_SERIES = "service_up|service_in_flight_requests|host_cpu_ratio|request_duration_seconds_sum|audio_seconds_total"
-FAST_GPU_SERIES = "gpu_utilization_ratio|gpu_memory_used_bytes"
-DETAIL_SERIES = ("requests_total|host_load1|host_load5|host_load15|host_memory_used_bytes|host_memory_total_bytes"
-                 "|service_probe_latency_seconds|service_process_cpu_ratio|service_process_resident_memory_bytes"
-                 "|request_received_bytes_total|response_sent_bytes_total"
-                 "|model_info|model_dir_info|model_files|model_bytes|gpu_info"
-                 "|gpu_memory_total_bytes|gpu_temperature_celsius|gpu_power_watts|gpu_power_limit_watts"
-                 "|gpu_process_memory_bytes")
-DETAIL_SLICES = 10
-QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
-    "fast": f'{{__name__=~"asr_({FAST_SERIES})"}}',
-    "fast_gpu": f'{{__name__=~"asr_({FAST_GPU_SERIES})"}}',
-    # the fresh total and 5xx count; the per-class split comes with the details (two series per node, not ~4);
-    # the 5xx sum keeps its class label: `or` matches label sets without the metric name
-    "requests": (f'label_replace(sum by (instance) (asr_requests_total), "__name__", "{REQUESTS_SUM}", "", "") or '
-                 f'label_replace(sum by (instance, class) (asr_requests_total{{class="5xx"}}), "__name__", '
-                 f'"{REQUESTS_5XX}", "", "")'),
-    # one series per node (the "ok" one; 1 when ok) plus every state series of the nodes known not to be ok,
-    # instead of all four per node: a node that leaves "ok" has its state looked up with its details
-    "state": 'asr_model_state{state="ok"} or (asr_model_state{instance=~"{nonok}"} == 1)',
-    "ts": "timestamp(asr_node_info)",  # when Prometheus last scraped each agent, with the node's identity labels
-    "down": "up == 0",  # targets Prometheus cannot scrape (their asr_* series are gone)
-    "detail": f'{{__name__=~"asr_({DETAIL_SERIES})",instance=~"{{instances}}"}}',
-}
-
-
-# Once per instance new to the source: its request counters WINDOW_SECONDS ago, as the first sample of its window,
-# so the first round already has rates (a one-shot `asrtop status` included). Every part keeps a label of its own:
-# `or` matches label sets without the metric name.
-SEED_QUERY = (
-    f'label_replace(sum by (instance) (asr_requests_total offset {{w}}), "__name__", "{REQUESTS_SUM}", "", "") or '
-    f'label_replace(sum by (instance, class) (asr_requests_total{{class="5xx"}} offset {{w}}), "__name__", '
-    f'"{REQUESTS_5XX}", "", "") or '
-    'label_replace({__name__=~"asr_(request_duration_seconds_sum|audio_seconds_total)"} offset {w}, "series", "$1", '
-    '"__name__", "(.+)") or '
-    f'label_replace(timestamp(asr_node_info offset {{w}}), "__name__", "{SCRAPED_AT}", "", "")'
-).replace("{w}", f"{WINDOW_SECONDS:.0f}s")
+ASK_ALL_OVER = 100  # more instances than this whose details must come at once: ask for everybody's
+_NO_LABELS: dict[str, str] = {}
+_NO_SERIES: dict[str, Series] = {}
 
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic GC while a round parses and joins (no awaits inside): the ~10^5 short-lived objects of a
-    round otherwise trigger hundreds of young and several full collections of the whole heap per round
-    (measured: about a third of the round's CPU). One young collection follows, after."""
+    """No cyclic GC during a round (its queries' wait included: a round lasts a fraction of a second, the
+    collections are only put off): the ~10^5 short-lived objects it decodes otherwise trigger young
+    collections of live answers and, every few rounds, full collections of the heap (measured: a fifth to a
+    third of the round's CPU). The round frees them before it ends (refcounting), so one young collection of
+    the readings it keeps follows, after."""
     if not gc.isenabled():
         yield
         return
@@ -111,41 +80,24 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _regex_literal(text: str) -> str:
-    """`text` as a PromQL regex matching itself, escaped for a double-quoted PromQL string."""
-    return re.escape(text).replace("\\", "\\\\").replace('"', '\\"')
-
-
-class PrometheusError(Exception):
-    """Prometheus could not answer a query (one line)."""
-
-
-def _value(raw: Any) -> float | None:
-    try:
-        v = float(raw[1])
-    except (TypeError, ValueError, IndexError):
-        return None
-    return v if math.isfinite(v) else None  # NaN/Inf are "unavailable", never a number
+def _state_series(state: str | None) -> Series:
+    """The model state kept for an instance, as its one asr_model_state series at 1 (none: no state)."""
+    return [({"state": state}, 1.0)] if state is not None and state is not UNKNOWN else []
 
 
 def _one_value(series: Series | None) -> float | None:
     return series[0][1] if series else None
 
 
-@functools.lru_cache(maxsize=65536)
-def instance_of_url(url: str | None) -> str | None:
-    """host:port of an agent URL, as Prometheus' default `instance` label writes it."""
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return None
-    if not parts.hostname:
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{host}:{port}"
+class RoundCost(NamedTuple):
+    """Where a round's time went (wall seconds; benchmarks print it)."""
+
+    series: int  # series Prometheus returned
+    queries: float  # until the last answer was parsed (each is decoded and grouped as it comes)
+    decode: float  # of which decoding the answers' JSON
+    group: float  # and grouping their series by instance
+    join: float  # after the answers: nodes matched to instances, the kept slow facts added
+    build: float  # each node's status and reading built
 
 
 class BuiltStatus(NamedTuple):
@@ -159,28 +111,13 @@ class BuiltStatus(NamedTuple):
     part: DetailPart  # detail_part(details), reused while the details stay
 
 
-def answer_result(url: str, status: int, body: bytes, result_type: str, what: str) -> list[dict]:
-    """The result list of a Prometheus API answer of `result_type` (vector | matrix); else PrometheusError, one
-    line naming `what` was asked ("query 'up'", "a range query")."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise PrometheusError(f"Prometheus at {url}: HTTP {status}, not a JSON answer "
-                              "(is this the Prometheus base URL?)") from None
-    if not isinstance(doc, dict) or doc.get("status") != "success":
-        err = doc.get("error") if isinstance(doc, dict) else None
-        raise PrometheusError(f"Prometheus at {url}: {what} failed: {err or f'HTTP {status}'}")
-    data = doc.get("data") or {}
-    if data.get("resultType") != result_type or not isinstance(data.get("result"), list):
-        raise PrometheusError(f"Prometheus at {url}: {what} did not return a {result_type}")
-    return data["result"]
-
-
 class PrometheusSource:
     """NodeFactsSource (asrtop.sources.live) reading the agents' metrics from a Prometheus server."""
 
-    def __init__(self, url: str, refresh: float = 1.0, timeout: float | None = None):
+    def __init__(self, url: str, refresh: float = 1.0, timeout: float | None = None,
+                 detail_slices: int = DETAIL_SLICES):
         self.url = url.rstrip("/")
+        self.detail_slices = detail_slices  # rounds over which every node's details come once (1: every round)
         self.refresh = float(refresh)
         self.timeout = float(timeout) if timeout is not None else max(0.8 * self.refresh, 0.5)
         self._http = LoopSession(self._new_session)
@@ -190,7 +127,12 @@ class PrometheusSource:
         self.last_build_seconds: float | None = None  # joining and building the readings after them
         self._round = 0
         self._details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series
-        self._states: dict[str, str | None] = {}  # instance -> model state last round
+        self._states: dict[str, str | None] = {}  # instance -> model state last round (UNKNOWN: not found out)
+        self._up: dict[str, float | None] = {}  # instance -> asr_service_up last round
+        self._info: dict[str, dict[str, str]] = {}  # instance -> asr_node_info's labels (node, versions)
+        self.last_cost: RoundCost | None = None  # where the last round's time went
+        self._decoding = 0.0  # seconds spent decoding answers in this round so far
+        self._building = 0.0  # and building readings
         self._slices: dict[str, int] = {}  # instance -> which round of DETAIL_SLICES refreshes its details
         self._built: dict[str, BuiltStatus] = {}  # instance -> its last status: reused until scrape or details change
         self.error: str | None = None  # NodeFactsSource.error: why the last poll's queries failed
@@ -215,12 +157,14 @@ class PrometheusSource:
             return f"{agent_url}: no agent URL configured for this node (Prometheus carries only the digest)"
         return await fetch_model_files(self._http.get(), agent_url, 5.0)
 
-    async def query(self, promql: str) -> list[dict]:
-        """One instant query; the vector's result list. Raises PrometheusError with one line."""
+    async def query(self, promql: str, at: float | None = None) -> list[dict]:
+        """One instant query (evaluated at `at`, Prometheus' clock, when given); the vector's result list.
+        Raises PrometheusError with one line."""
         session = self._http.get()
+        data = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
         for attempt in (1, 2):
             try:
-                async with session.post(f"{self.url}/api/v1/query", data={"query": promql}) as resp:
+                async with session.post(f"{self.url}/api/v1/query", data=data) as resp:
                     body = await resp.read()
                     status = resp.status
                 break
@@ -232,140 +176,196 @@ class PrometheusSource:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
             except Exception as e:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
-        with _gc_paused():
-            return answer_result(self.url, status, body, "vector", f"query {promql!r}")
+        t0 = time.perf_counter()
+        try:
+            with _gc_paused():
+                return answer_result(self.url, status, body, "vector", f"query {promql!r}")
+        finally:
+            self._decoding += time.perf_counter() - t0
 
-    def _detail_query(self, instances: Iterable[str] | None, with_state: bool = False) -> str:
-        """Details of these instances; None: this round's slice (everybody's on the first round)."""
-        if instances is None:
-            if not self._details:
-                return QUERIES["detail"].replace("{instances}", ".+")
-            part = self._round % DETAIL_SLICES
-            instances = [i for i in self._details if self._slice_of(i) == part]
-        # nobody in this slice: a name no target has (an empty regex would match series without the label)
-        instances = sorted(instances)
-        selector = (".+" if instances == [".+"] else "|".join(_regex_literal(i) for i in instances)) or "asrtop-none"
-        query = QUERIES["detail"].replace("{instances}", selector)
-        return query.replace(DETAIL_SERIES, DETAIL_SERIES + "|model_state") if with_state else query
+    def _slice_query(self) -> str:
+        """The details of this round's slice of the known instances (everybody's on the first round)."""
+        if not self._details:
+            return detail_query(".+")
+        part = self._round % self.detail_slices
+        return detail_query(instances_selector(i for i in self._details if self._slice_of(i) == part))
 
     def _slice_of(self, instance: str) -> int:
         part = self._slices.get(instance)
         if part is None:
-            part = self._slices[instance] = zlib.crc32(instance.encode()) % DETAIL_SLICES
+            part = self._slices[instance] = zlib.crc32(instance.encode()) % self.detail_slices
         return part
-
-    def _state_query(self) -> str:
-        nonok = [i for i, state in self._states.items() if state is not None and state != "ok"]
-        selector = "|".join(_regex_literal(i) for i in sorted(nonok)) or "asrtop-none"
-        return QUERIES["state"].replace("{nonok}", selector)
 
     def round_queries(self) -> dict[str, str]:
         """The queries of the next round by name: QUERIES with this round's detail slice and the instances
-        known not to be "ok" filled in."""
-        return {**QUERIES, "detail": self._detail_query(None), "state": self._state_query()}
+        known not to be "ok" / not up filled in."""
+        not_ok = [i for i, state in self._states.items() if state is not None and state != "ok"]
+        not_up = [i for i, up in self._up.items() if up is not None and up != 1]
+        return {**QUERIES, "rare": rare_query(not_ok, not_up), "detail": self._slice_query()}
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
+        with _gc_paused():
+            return await self._poll(nodes)  # its answers are freed when it returns, before collections resume
+
+    async def _poll(self, nodes: Sequence[NodeConfig]) -> dict[str, AgentReading]:
         t0 = time.perf_counter()
         queries = self.round_queries()
+        # the queries that follow the round's (details asked at once, the windows' first counters) are evaluated
+        # when the first of it was: a scrape between them would give a window shorter than the one asked for
+        at: float | None = None
+        by_instance: dict[str, dict[str, Series]] = {}  # the per-round series ("fast", "fast_gpu", "requests")
+        rare: dict[str, dict[str, Series]] = {}
+        fetched: dict[str, dict[str, Series]] = {}  # details that came this round
+        stamps: dict[str, float | None] = {}
+        series = 0
+        grouping = 0.0
+        self._decoding = 0.0
+
+        async def ask(name: str, promql: str) -> None:
+            # grouped as it arrives, and the decoded answer dropped at once (asyncio would keep a gathered
+            # result alive past the round, and a young collection would walk it)
+            nonlocal series, grouping, at
+            result = await self.query(promql, at)
+            series += len(result)
+            if at is None and result:
+                with contextlib.suppress(LookupError, TypeError, ValueError):
+                    at = float(result[0]["value"][0])
+            t = time.perf_counter()
+            if name == "ts":
+                stamps.update(scrape_times(result))
+            else:
+                group_by_instance(result, into=rare if name == "rare" else fetched if name == "detail" else by_instance)
+            grouping += time.perf_counter() - t
+
         try:
-            answers = await asyncio.gather(*(self.query(q) for q in queries.values()))
-            with _gc_paused():
-                results = dict(zip(queries, answers))
-                fetched = group_by_instance(results["detail"])
-                by_instance = group_by_instance(results["fast"], results["fast_gpu"], results["requests"],
-                                                results["state"])
-                # a node that is new or whose model changed state gets its details (digest!) in this round;
-                # one that left "ok" (its "ok" series is 0, its state unknown) gets its state series with them
-                unknown: set[str] = set()
-                changed = self._changed(by_instance, results["ts"], unknown)
-                ask = (changed - set(fetched)) | unknown
-            if ask:
-                query = self._detail_query(ask if len(ask) <= 100 else (".+",), with_state=bool(unknown))
-                answer = await self.query(query)
-                with _gc_paused():
-                    fetched.update(group_by_instance(answer))
-                    for inst in ask:
-                        fetched.setdefault(inst, {})  # an agent without detail series is not asked again
-                    for inst, metrics in fetched.items():
-                        series = metrics.pop("asr_model_state", None)
-                        if inst in unknown:
-                            if series:
-                                by_instance.setdefault(inst, {})["asr_model_state"] = series
-                            self._states[inst] = model_state_of(series or ())
-            await self._seed_windows(by_instance)
+            await asyncio.gather(*(ask(name, q) for name, q in queries.items()))
+            states = self._round_states(stamps, rare, fetched)
+            missing = {inst for inst, state in states.items()
+                       if inst not in fetched and (state is UNKNOWN or inst not in self._details or inst not in self._info
+                                                   or state != self._states.get(inst))}
+            if missing:  # new, or their model changed state (the digest with it), or it left "ok" (to what?)
+                answer = await self.query(
+                    detail_query(".+" if len(missing) > ASK_ALL_OVER else instances_selector(missing)), at)
+                series += len(answer)
+                fetched.update(group_by_instance(answer))
+                del answer
+                for inst in missing:
+                    fetched.setdefault(inst, {})  # an agent without detail series is not asked again
+            self._take_details(fetched, states, rare)
+            await self._seed_windows(by_instance, at)
         except PrometheusError as e:
             self.error = str(e)
             return self._all_failed(nodes, str(e))
         self.error = None
         self._round += 1
         self.last_query_seconds = time.perf_counter() - t0
-        with _gc_paused():
-            fresh = self._join(nodes, results, fetched, by_instance)
+        down = {inst for inst, metrics in rare.items() if TARGET_DOWN in metrics}
+        self._building = 0.0
+        fresh = self._join(nodes, stamps, by_instance, down)
         self._readings = fresh
         self.last_build_seconds = time.perf_counter() - t0 - self.last_query_seconds
+        self.last_cost = RoundCost(series, self.last_query_seconds, self._decoding, grouping,
+                                   self.last_build_seconds - self._building, self._building)
         return dict(fresh)
 
-    async def _seed_windows(self, by_instance: Mapping[str, Mapping[str, Series]]) -> None:
+    def _round_states(self, stamps: Mapping[str, float | None], rare: Mapping[str, Mapping[str, Series]],
+                      fetched: Mapping[str, Mapping[str, Series]]) -> dict[str, str | None]:
+        """Each scraped instance's model state this round: from the exceptions when they name it (UNKNOWN when
+        it left "ok" for a state not asked for), else from the details when they came, else as last round:
+        "ok" stays "ok" (it would be an exception otherwise), any other state is asked for by name, so a
+        known not-"ok" instance the exceptions do not name has no state series (None). UNKNOWN: never seen."""
+        states: dict[str, str | None] = {}
+        for inst in stamps:
+            series = rare.get(inst, _NO_SERIES).get("asr_model_state")
+            if series:
+                state = model_state_of(series)
+            elif inst in fetched:
+                state = model_state_of(fetched[inst].get("asr_model_state", ()))
+            elif inst in self._states:
+                state = "ok" if self._states[inst] == "ok" else None
+            else:
+                state = UNKNOWN
+            states[inst] = state
+        return states
+
+    def _take_details(self, fetched: Mapping[str, dict[str, Series]], states: dict[str, str | None],
+                      rare: Mapping[str, Mapping[str, Series]]) -> None:
+        """Keep the details that came this round (without the slow facts, kept apart) and settle every scraped
+        instance's model state and probe as _round_states does the state: exceptions, else details, else kept."""
+        for inst, metrics in fetched.items():
+            info = metrics.pop("asr_node_info", None)
+            if info:
+                self._info[inst] = info[0][0]
+            state = metrics.pop("asr_model_state", None)
+            if states.get(inst) is UNKNOWN:
+                states[inst] = model_state_of(state or ())
+            up = metrics.pop("asr_service_up", None)
+            if inst not in rare or "asr_service_up" not in rare[inst]:
+                self._up[inst] = _one_value(up)
+            self._details[inst] = metrics  # the answer holds every detail series of the instance
+        for inst, state in states.items():
+            self._states[inst] = state
+            up = rare.get(inst, _NO_SERIES).get("asr_service_up")
+            if up:
+                self._up[inst] = up[0][1]
+            elif inst not in fetched and self._up.get(inst) != 1:
+                self._up[inst] = None  # known not up and no longer named by the exceptions: no probe series
+
+    async def _seed_windows(self, by_instance: Mapping[str, Mapping[str, Series]], at: float | None) -> None:
         """The first sample of the windows of instances that count requests and have none yet (see SEED_QUERY)."""
         new = [inst for inst, metrics in by_instance.items() if REQUESTS_SUM in metrics and inst not in self._windows]
         if not new:
             return
-        seeded = group_by_instance(await self.query(SEED_QUERY))
+        seeded = group_by_instance(await self.query(SEED_QUERY, at))
         for inst in new:
             metrics = seeded.get(inst, {})
             self._windows[inst] = slide((), counters_of(metrics, _one_value(metrics.get(SCRAPED_AT))))
 
-    def _join(self, nodes: Sequence[NodeConfig], results: Mapping[str, list[dict]],
-              fetched: Mapping[str, dict[str, Series]], by_instance: dict[str, dict[str, Series]]
-              ) -> dict[str, AgentReading]:
-        for inst, metrics in fetched.items():
-            self._details[inst] = metrics  # the answer holds every detail series of the instance
-        stamps: dict[str, float | None] = {}
-        instance_by_node_label: dict[str, str] = {}
-        for r in results["ts"]:  # timestamp() keeps asr_node_info's labels, so it doubles as node info
-            labels = r["metric"]
-            inst = labels.get("instance")
-            if inst is None:
+    def _join(self, nodes: Sequence[NodeConfig], stamps: Mapping[str, float | None],
+              by_instance: dict[str, dict[str, Series]], down: set[str]) -> dict[str, AgentReading]:
+        """Each configured node's reading: its agent URL's host:port is its instance, else the instance whose
+        asr_node_info names it (dictionaries, built once per round: O(nodes + instances))."""
+        for inst in stamps:  # scraped this round: its identity and probe, kept from its details and exceptions
+            info = self._info.get(inst)
+            if info is None:
                 continue
-            stamps[inst] = _value(r["value"])
-            by_instance.setdefault(inst, {})["asr_node_info"] = [(labels, 1.0)]
-            if labels.get("node"):
-                instance_by_node_label.setdefault(labels["node"], inst)
-        down = {r["metric"].get("instance") for r in results["down"]}
+            metrics = by_instance.get(inst)
+            if metrics is None:
+                metrics = by_instance[inst] = {}
+            metrics["asr_node_info"] = [(info, 1.0)]
+            up = self._up.get(inst)
+            if up is not None:
+                metrics["asr_service_up"] = [(_NO_LABELS, up)]
+        by_node_label: dict[str, str] | None = None
         now = time.time()
         fresh: dict[str, AgentReading] = {}
         for cfg in nodes:
             inst = instance_of_url(cfg.agent)
             if inst not in by_instance:
-                inst = instance_by_node_label.get(cfg.name) or self._instance.get(cfg.name) or inst
+                if by_node_label is None:
+                    by_node_label = self._instances_by_node_label(stamps)
+                inst = by_node_label.get(cfg.name) or self._instance.get(cfg.name) or inst
             if inst is None:
                 continue  # no agent URL and no series naming it: nothing to say about this node
             self._instance[cfg.name] = inst
             metrics = by_instance.get(inst)  # the per-round series; _reading adds the details
+            t = time.perf_counter()
             fresh[cfg.name] = self._reading(cfg, inst, metrics, stamps.get(inst), inst in down, now,
                                             self.last_query_seconds)
+            self._building += time.perf_counter() - t
         if len(self._windows) > len(fresh):  # instances of nodes no longer configured
             kept = set(self._instance.values())
             self._windows = {inst: w for inst, w in self._windows.items() if inst in kept}
         return fresh
 
-    def _changed(self, states: Mapping[str, Mapping[str, Series]], ts: list[dict], unknown: set[str]) -> set[str]:
-        """Instances scraped now whose details are missing or whose model state differs from last round;
-        those that left "ok" since (state not known yet: looked up with the details) go into `unknown`."""
-        changed = set()
-        for r in ts:
-            inst = r["metric"].get("instance")
-            if inst is None:
-                continue
-            state = model_state_of(states.get(inst, {}).get("asr_model_state", ()))
-            if state is UNKNOWN:
-                unknown.add(inst)
-                changed.add(inst)
-                continue
-            if inst not in self._details or self._states.get(inst, state) != state:
-                changed.add(inst)
-            self._states[inst] = state
-        return changed
+    def _instances_by_node_label(self, stamps: Mapping[str, float | None]) -> dict[str, str]:
+        """asr_node_info's `node` label -> the instance, of the instances scraped this round (the first one)."""
+        out: dict[str, str] = {}
+        for inst in stamps:
+            node = self._info.get(inst, _NO_LABELS).get("node")
+            if node:
+                out.setdefault(node, inst)
+        return out
 
     def _reading(self, cfg: NodeConfig, inst: str, metrics: dict[str, Series] | None, stamp: float | None,
                  down: bool, now: float, latency: float) -> AgentReading:
@@ -385,8 +385,8 @@ class PrometheusSource:
             same = built is not None and built.details is details
             model = built.model if same and built.state == state else None
             part = built.part if same else detail_part(details or {})
-            if model is None and details:
-                model = model_reading({**details, **metrics})
+            if model is None:
+                model = model_reading({**(details or _NO_SERIES), "asr_model_state": _state_series(state)})
             status = build_status(cfg.name, metrics, stamp, model, part)
             self._built[inst] = BuiltStatus(stamp, details, status, status.model, state, part)
         # the counters as of this scrape, over the instance's window (a round without a new scrape adds nothing)

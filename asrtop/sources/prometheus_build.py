@@ -26,6 +26,7 @@ from asrtop.traffic import CounterSample
 REQUESTS_SUM = "asr_requests_sum"  # our name for sum by (instance) (asr_requests_total)
 REQUESTS_5XX = "asr_requests_5xx"  # our name for sum by (instance, class) (asr_requests_total{class="5xx"})
 SCRAPED_AT = "asr_scraped_at"  # our name for timestamp(asr_node_info ...): when the counters beside it were scraped
+TARGET_DOWN = "asr_target_down"  # our name for `up == 0`: a target Prometheus cannot scrape
 Series = list[tuple[dict, float | None]]  # (labels, value) per series of one metric
 UNKNOWN = "?"  # model state of a node whose "ok" series is 0 and whose other state series were not asked for
 
@@ -40,9 +41,11 @@ def model_state_of(series: Iterable[tuple[dict, float | None]]) -> str | None:
     return UNKNOWN if left_ok else None
 
 
-def group_by_instance(*results: list[dict]) -> dict[str, dict[str, Series]]:
-    """instance -> metric name -> [(labels, value)], from raw vector results (the hot loop of a round)."""
-    out: dict[str, dict[str, Series]] = {}
+def group_by_instance(*results: list[dict], into: dict[str, dict[str, Series]] | None = None
+                      ) -> dict[str, dict[str, Series]]:
+    """instance -> metric name -> [(labels, value)], from raw vector results (the hot loop of a round);
+    added to `into` when given."""
+    out: dict[str, dict[str, Series]] = {} if into is None else into
     isfinite = math.isfinite
     for result in results:
         for r in result:

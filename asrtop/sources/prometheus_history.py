@@ -18,7 +18,7 @@ import aiohttp
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import METRICS
 from asrtop.sources.agents import describe_error
-from asrtop.sources.prometheus import PrometheusError, answer_result, instance_of_url
+from asrtop.sources.prometheus_queries import PrometheusError, answer_result, instance_of_url
 
 MAX_POINTS = 600  # per series: the console's 10 minutes at 1 s
 RATE = "{rate}"  # filled with the rate window: at least 4 steps and 60 s, so a 15 s scrape has samples in it

@@ -1,11 +1,16 @@
-"""Fleet-scale benchmark of the Prometheus source (issue 7): a real Prometheus scraping N synthetic agents.
+"""Fleet-scale benchmark of the Prometheus source (issues 7, 17): a real Prometheus scraping N synthetic agents.
 
-    .venv/bin/python tests/benchmarks/bench_sources_prometheus.py [--agents 1000] [--rounds 20] [--scrape 2s]
+    .venv/bin/python tests/benchmarks/bench_sources_prometheus.py [--agents 1000] [--rounds 40] [--scrape 2s]
 
 One subprocess serves N agents' /metrics (the agreed asr_* names, one GPU each); /usr/bin/prometheus
 scrapes them on a free loopback port; asrtop's PrometheusSource then builds every node's reading per
-round. Prints wall and CPU per round (budget: <= 200 ms per round for 1,000 nodes), the answer sizes,
-and, in the same run, the cost of the naive alternative (one query per node) for a few nodes as a ratio.
+round. Budget (issue 17): 1,000 nodes, EVERY round <= 200 ms of wall over the rounds (the max, not the
+median). Prints each round's wall and CPU and where the time went (the queries until the last answer is
+parsed, of which JSON decoding and grouping; joining series to nodes; building the readings), then max / p95 /
+median, and two baselines measured in the same run:
+- a bare query (`count(up)`, one series) right after each round: Prometheus' and the machine's floor now;
+- the "everything every round" schedule: every node's details and slow facts (versions, model digest and
+  files, GPU names, limits) asked for in every round, as a source with one detail slice does, for --old rounds.
 """
 
 from __future__ import annotations
@@ -25,16 +30,62 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from asrtop.config import NodeConfig  # noqa: E402
-from asrtop.sources.prometheus import QUERIES, PrometheusSource  # noqa: E402
+from asrtop.sources import prometheus as prom  # noqa: E402
 from bench_sources_agents import start_agents  # noqa: E402
 from support.sources_prom import prometheus, wait_scraped  # noqa: E402
 from support.sources_synth import raise_nofile  # noqa: E402
 
+BUDGET = 0.200
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p * (len(s) - 1)))]
+
+
+def summary(label: str, values: list[float]) -> str:
+    return (f"{label} max {max(values)*1000:.0f} ms, p95 {pct(values, 0.95)*1000:.0f} ms, "
+            f"median {statistics.median(values)*1000:.0f} ms")
+
+
+async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int, refresh: float, show: bool
+                     ) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {k: [] for k in ("wall", "cpu", "period", "bare", "series", "queries", "decode",
+                                                   "group", "join", "build")}
+    period_start = time.process_time()
+    if show:
+        print(f"  {'round':>5} {'wall':>6} {'cpu':>6} {'bare q':>6} | {'series':>6} {'queries':>7} {'decode':>6} "
+              f"{'group':>6} {'join':>5} {'build':>6}  (ms)")
+    for i in range(n):
+        c0, w0 = time.process_time(), time.perf_counter()
+        r = await src.poll(nodes)
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        assert len(r) == len(nodes), len(r)
+        bad = [x.error for x in r.values() if x.error]
+        if bad:  # stale samples: Prometheus itself fell behind its scrapes (an overloaded machine); said, not hidden
+            out.setdefault("errors", []).append(f"round {i + 1}: {len(bad)} nodes in error, e.g. {bad[0]}")
+        b0, bc0 = time.perf_counter(), time.process_time()
+        await src.query("count(up)")
+        bare, bare_cpu = time.perf_counter() - b0, time.process_time() - bc0
+        cost = src.last_cost
+        for k, v in (("wall", wall), ("cpu", cpu), ("bare", bare), *zip(cost._fields, cost)):
+            out[k].append(v)
+        if show:
+            print(f"  {i + 1:>5} {wall*1000:>6.0f} {cpu*1000:>6.0f} {bare*1000:>6.0f} | {cost.series:>6} "
+                  f"{cost.queries*1000:>7.0f} {cost.decode*1000:>6.1f} {cost.group*1000:>6.1f} "
+                  f"{cost.join*1000:>5.1f} {cost.build*1000:>6.1f}")
+        await asyncio.sleep(max(0.0, refresh - (time.perf_counter() - w0)))
+        # the process' CPU over the whole refresh period: the collections that follow a round count too
+        out["period"].append(time.process_time() - period_start - bare_cpu)
+        period_start = time.process_time()
+    return out
+
 
 async def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--agents", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--old", type=int, default=10, help="rounds of the everything-every-round baseline (0: none)")
     ap.add_argument("--scrape", default="2s", help="Prometheus scrape interval (default 2s)")
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
     args = ap.parse_args()
@@ -50,51 +101,50 @@ async def main() -> None:
             t0 = time.monotonic()
             await asyncio.to_thread(wait_scraped, base, args.agents, 180)
             print(f"{args.agents} agents scraped every {args.scrape} by {base} "
-                  f"(all up after {time.monotonic() - t0:.1f}s); {len(QUERIES)} queries per round")
-            src = PrometheusSource(base, refresh=refresh, timeout=10)
+                  f"(all up after {time.monotonic() - t0:.1f}s); {len(prom.QUERIES)} queries per round")
+            src = prom.PrometheusSource(base, refresh=refresh, timeout=10)
             try:
                 await src.poll(nodes)  # warm-up: connections, Prometheus' caches; everybody's details
-                sizes = {}
-                # one slice of the fleet per round; the state series of the nodes known not to be "ok"
-                for key, q in src.round_queries().items():
-                    sizes[key] = len(await src.query(q))
+                sizes = {key: len(await src.query(q)) for key, q in src.round_queries().items()}
                 print("  series per query: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
-                wall, cpu, qs, bs = [], [], [], []
-                for _ in range(args.rounds):
-                    c0, w0 = time.process_time(), time.perf_counter()
-                    r = await src.poll(nodes)
-                    wall.append(time.perf_counter() - w0)
-                    cpu.append(time.process_time() - c0)
-                    qs.append(src.last_query_seconds)
-                    bs.append(src.last_build_seconds)
-                    bad = [x.error for x in r.values() if x.error]
-                    assert len(r) == args.agents and not bad, (len(r), bad[:3])
-                    await asyncio.sleep(max(0.0, refresh - wall[-1]))
-                print(f"  PrometheusSource.poll, {args.agents} nodes: wall/round mean {statistics.mean(wall)*1000:.0f} ms "
-                      f"median {statistics.median(wall)*1000:.0f} ms max {max(wall)*1000:.0f} ms | "
-                      f"asrtop CPU/round mean {statistics.mean(cpu)*1000:.0f} ms")
-                print(f"  of which: queries answered and parsed (median) {statistics.median(qs)*1000:.0f} ms, "
-                      f"joining/building readings (median) {statistics.median(bs)*1000:.0f} ms")
-                slow = [(w, q, b) for w, q, b in zip(wall, qs, bs) if w > 0.2]
-                print(f"  rounds over 200 ms: {len(slow)} of {len(wall)}"
-                      + "".join(f"; {w*1000:.0f} ms (queries {q*1000:.0f}, building {b*1000:.0f})" for w, q, b in slow))
-                # the naive way, one query per node (for 20 nodes, scaled): what "a handful" saves
-                few = nodes[:20]
-                w0 = time.perf_counter()
-                for n in few:
-                    await src.query(f'{{__name__=~"asr_.+",instance="{n.agent[7:]}"}}')
-                per_node = (time.perf_counter() - w0) / len(few)
-                print(f"  naive one-query-per-node: {per_node*1000:.1f} ms per node -> "
-                      f"~{per_node * args.agents:.1f} s per round sequential "
-                      f"(x{per_node * args.agents / statistics.mean(wall):.0f} the grouped queries)")
-                ok = max(wall) <= 0.2
-                print(f"\nbudget (issue 7): {args.agents}-node round <= 200 ms: max {max(wall)*1000:.0f} ms "
-                      f"{'OK' if ok else 'OVER'} (median {statistics.median(wall)*1000:.0f} ms)")
+                new = await run_rounds(src, nodes, args.rounds, refresh, show=True)
             finally:
                 await src.close()
+            old = None
+            if args.old:
+                src = prom.PrometheusSource(base, refresh=refresh, timeout=10, detail_slices=1)  # all, every round
+                try:
+                    await src.poll(nodes)
+                    old = await run_rounds(src, nodes, args.old, refresh, show=False)
+                finally:
+                    await src.close()
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+
+    print(f"\nPrometheusSource.poll, {args.agents} nodes, {args.rounds} rounds (load average now {os.getloadavg()}):")
+    print("  " + summary("wall/round", new["wall"]))
+    print("  " + summary("CPU/round ", new["cpu"]))
+    print("  " + summary("CPU/refresh period", new["period"]) + "  (the whole process, GC after the round included)")
+    print("  " + summary("bare query", new["bare"]) + "  (baseline: Prometheus' floor in the same rounds)")
+    med = {k: statistics.median(v) for k, v in new.items() if k != "errors"}
+    print(f"  where the time goes (median): queries until the last answer is parsed {med['queries']*1000:.0f} ms "
+          f"(of which JSON decoding {med['decode']*1000:.1f} ms, grouping by instance {med['group']*1000:.1f} ms), "
+          f"joining series to nodes {med['join']*1000:.1f} ms, building readings {med['build']*1000:.1f} ms; "
+          f"{med['series']:.0f} series per round ({med['series'] / args.agents:.1f} per node)")
+    ratio = [w / b for w, b in zip(new["wall"], new["bare"])]
+    print(f"  round wall / bare query wall: median x{statistics.median(ratio):.1f}, max x{max(ratio):.1f}")
+    if old:
+        print(f"  everything every round ({args.old} rounds): {summary('wall', old['wall'])}; "
+              f"{summary('CPU', old['cpu'])}; {statistics.median(old['series']):.0f} series per round")
+        print(f"  ratio to it (median): wall x{statistics.median(new['wall']) / statistics.median(old['wall']):.2f}, "
+              f"CPU x{statistics.median(new['cpu']) / statistics.median(old['cpu']):.2f}, "
+              f"series x{statistics.median(new['series']) / statistics.median(old['series']):.2f}")
+    for line in new.get("errors", []):
+        print(f"  {line}")
+    over = [i + 1 for i, w in enumerate(new["wall"]) if w > BUDGET]
+    print(f"\nbudget (issue 17): every {args.agents}-node round <= {BUDGET*1000:.0f} ms: max {max(new['wall'])*1000:.0f} ms "
+          f"{'OK' if not over else 'OVER in rounds ' + ', '.join(map(str, over))}")
 
 
 if __name__ == "__main__":

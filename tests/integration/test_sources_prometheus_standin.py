@@ -8,6 +8,7 @@ the same against real asrtop-agent processes.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 from aiohttp import web
@@ -79,6 +80,57 @@ def advancing(node: SynthNode) -> SynthNode:
     return node
 
 
+async def slow_facts_come_a_slice_per_round_and_stay(src: PrometheusSource, cfgs: list[NodeConfig]) -> None:
+    """Issue 17: what changes rarely (the node's identity and versions, a model state of "ok", a probe that is
+    up) is not asked for in every round: each instance's comes once in DETAIL_SLICES rounds, with its details,
+    and every round's readings still carry it."""
+    seen: set[tuple[int, str, str]] = set()  # (round, instance, fact) for each slow fact an answer carried
+    rounds: list[dict] = []
+    query = src.query
+
+    async def spy(promql: str, at: float | None = None) -> list[dict]:
+        result = await query(promql, at)
+        for r in result:
+            m = r["metric"]
+            if "agent_version" in m:
+                seen.add((len(rounds), m["instance"], "identity"))
+            if m.get("__name__") == "asr_service_up" or m.get("state") == "ok":  # (asr-3's "hashing" is asked for)
+                seen.add((len(rounds), m["instance"], m["__name__"]))
+        return result
+    src.query = spy  # type: ignore[method-assign]
+    try:
+        for _ in range(DETAIL_SLICES):
+            rounds.append(await src.poll(cfgs))
+    finally:
+        del src.query
+    for fact, instances in (("identity", 5), ("asr_model_state", 4), ("asr_service_up", 5)):  # 4 "ok" models
+        sent = Counter(inst for _, inst, f in seen if f == fact)
+        assert len(sent) == instances and max(sent.values()) <= 2, (fact, sent)  # was: in each of the rounds
+    for readings in rounds:
+        for r in readings.values():
+            s = r.status
+            assert r.error is None and s.agent_version == "0.1.0" and s.gpu_source == "simulated"
+            assert s.asr.up is True and s.gpus[0].name == "NVIDIA A10" and s.model.sha256
+        assert readings["asr-3"].status.model.state == "hashing" and readings["asr-0"].status.model.state == "ok"
+        assert readings["asr-2"].status.node == "asr-2"  # no agent URL: joined by the node label, kept
+
+
+async def probe_changes_are_seen_in_the_next_round(src: PrometheusSource, cfgs: list[NodeConfig],
+                                                   node: SynthNode) -> None:
+    """A probe that goes down, and back up, shows in the next round after the scrape (asked as an exception)."""
+    served = node.metrics_text
+    node.metrics_text = lambda: served().replace("asr_service_up 1", "asr_service_up 0")  # type: ignore
+
+    async def up_is(want: bool):
+        r = (await src.poll(cfgs))[node.name]
+        return r if r.status.asr.up is want else None
+    try:
+        await wait_for(lambda: up_is(False), timeout=10)
+    finally:
+        node.metrics_text = served  # type: ignore[method-assign]
+    await wait_for(lambda: up_is(True), timeout=10)
+
+
 async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_path):
     other = "f" * 64
     nodes_ = [SynthNode("asr-0", 0, in_flight=2, load1=0.5), SynthNode("asr-1", 1, sha256=other, in_flight=7),
@@ -109,6 +161,8 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
                 assert p.status.asr.requests.total == d.status.asr.requests.total
                 assert dict(p.status.asr.requests.by_class) == dict(d.status.asr.requests.by_class)
             assert via_prom["asr-2"].url.startswith("prometheus:127.0.0.1:")
+            await slow_facts_come_a_slice_per_round_and_stay(src, cfgs)
+            await probe_changes_are_seen_in_the_next_round(src, cfgs, nodes_[1])
             snap = merge(cfgs, via_prom, (), max(r.fetched_at for r in via_prom.values()), 2.0)
             assert snap.majority_digest == nodes_[0].sha256
             assert snap.nodes_differing_from_target() == ("asr-1",)

@@ -6,7 +6,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from asrtop.agentstatus import parse_status
-from asrtop.sources.prometheus import DETAIL_SERIES, FAST_SERIES, QUERIES, instance_of_url
+from asrtop.sources.prometheus import instance_of_url
+from asrtop.sources.prometheus_queries import DETAIL_SERIES, FAST_SERIES, QUERIES
 from asrtop.sources.prometheus_build import (
     REQUESTS_5XX,
     REQUESTS_SUM,
