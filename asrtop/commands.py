@@ -218,13 +218,24 @@ async def _action(args: Any, config, balancers) -> int:
     from asrtop.control import Action, Controller
 
     action = Action(args.command, args.node, _parse_value(args))
-    waiting = args.command == "drain" and getattr(args, "wait", False)
+    cutoff = getattr(args, "cutoff", None) if args.command == "drain" else None
+    waiting = args.command == "drain" and (getattr(args, "wait", False) or cutoff is not None)
     if waiting and not args.timeout > 0:  # checked before anything is sent
         raise _Fail(BAD_INPUT, f"--timeout must be > 0 seconds, got {args.timeout:g}")
+    if cutoff is not None:
+        from asrtop.control.cutoff import refusal
+
+        if not 0 < cutoff < args.timeout:
+            raise _Fail(BAD_INPUT, f"--cutoff must be > 0 and below --timeout ({args.timeout:g} s), got {cutoff:g}")
+        refused = refusal(balancers)
+        if refused:
+            raise _Fail(BAD_INPUT, refused)
     source = _source(config, balancers, getattr(args, "prometheus", None))
     try:
         ctl = Controller(config, balancers, source=source, read_only=bool(getattr(args, "read_only", False)))
         ctl.redeliver_signals = False  # a signal held during the change: printed first, delivered below
+        if cutoff is not None and not args.dry_run:
+            await _confirm_cutoff(ctl, action, cutoff, args.force, bool(getattr(args, "yes", False)))
         res = await ctl.apply(action, force=args.force, dry_run=args.dry_run)
         if res.signal is not None:
             _report(res.message, res.exit_code, res.plan.warnings if res.plan else ())
@@ -236,6 +247,8 @@ async def _action(args: Any, config, balancers) -> int:
                 print(f"  {line}")
             for line in warnings:
                 print(f"  note: {line}")
+            if cutoff is not None:
+                print(f"  note: {await _cutoff_clause(ctl, args.node, cutoff)}")
             return res.exit_code
         if res.exit_code != OK:
             _err(res.message)
@@ -244,10 +257,42 @@ async def _action(args: Any, config, balancers) -> int:
         for line in warnings:
             print(f"  note: {line}", flush=True)
         if waiting:
-            return await _wait(ctl, args.node, args.timeout)
+            return await _wait(ctl, args.node, args.timeout, cutoff)
         return OK
     finally:
         await source.close()
+
+
+async def _cutoff_clause(ctl, node: str, cutoff: float) -> str:
+    from asrtop.control.drain_words import cutoff_clause
+
+    try:
+        open_now = (await ctl.source.snapshot()).node(node).streams_open
+    except KeyError:
+        open_now = None
+    return cutoff_clause(cutoff, open_now)
+
+
+async def _confirm_cutoff(ctl, action, cutoff: float, force: bool, yes: bool) -> None:
+    """A drain that will cut streams is confirmed first: the plan, its stream line and the cutoff, then y/N on
+    a terminal; --yes for scripts; without a terminal and without --yes it is refused, nothing sent."""
+    plan = await ctl.plan(action, force)
+    if plan.refusals:  # apply() refuses it with its own line and exit code; nothing to confirm
+        return
+    lines = [plan.consequence, *plan.warnings, await _cutoff_clause(ctl, action.node, cutoff)]
+    for line in lines:
+        print(line, flush=True)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise _Fail(BAD_INPUT, "--cutoff ends live streams: run it on a terminal to confirm, or add --yes; "
+                               "nothing changed")
+    try:
+        answer = input(f"drain {action.node} and cut what is still open after {cutoff:g} s? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise _Fail(BAD_INPUT, "not confirmed: nothing changed")
 
 
 def _report(message: str, code: int, notes: Sequence[str] = ()) -> None:
@@ -286,32 +331,54 @@ async def _recover(args: Any, config, balancers) -> int:
 
 class Progress:
     """The drain progress line: rewritten in place on a TTY, one line per change otherwise (logs, pipes).
-    The same figures and words as a rollout's wait (progress_words), with the estimate to empty."""
+    The same figures and words as a rollout's wait (progress_words), with the estimate to empty; for a node
+    whose agent reports streams, the stream words of asrtop.control.drain_words (live streams, the oldest
+    one's age, the estimate and what it rests on)."""
 
-    def __init__(self, node: str, out: TextIO):
+    def __init__(self, node: str, out: TextIO, cutoff: float | None = None):
+        from asrtop.control.drain_words import DrainWatch
         from asrtop.control.eta import DrainEstimate
 
         self.node, self.out = node, out
         self.tty = out.isatty()
-        self.last: tuple[int | None] | None = None
+        self.last: tuple[int | None, ...] | None = None
         self.estimate = DrainEstimate()
+        self.watch = DrainWatch(node, cutoff)
+        self.offset = 0.0  # seconds waited before this wait began (the wait after a cutoff goes on counting)
+
+    def node_seen(self, view: Any, waited: float) -> None:
+        self.watch.add(self.offset + waited, view)
 
     def __call__(self, n: int | None, waited: float) -> None:
         from asrtop.control.rollout_model import progress_words
 
-        text = f"{self.node}: {progress_words(n, waited, self.estimate.add(waited, n))}"
+        waited += self.offset
+        seen = self.watch.last
+        if seen is not None and seen.streams is not None:
+            text, key = f"{self.node}: {seen.line()}", (n, seen.streams)
+        else:
+            text, key = f"{self.node}: {progress_words(n, waited, self.estimate.add(waited, n))}", (n,)
         if self.tty:
             self.out.write(f"\r\x1b[K{text}")
             self.out.flush()
-        elif self.last != (n,):
+        elif self.last != key:
             self.out.write(text + "\n")
             self.out.flush()
-        self.last = (n,)
+        self.last = key
+
+    def left(self) -> str:
+        """What the node still carried at the last look: "2 request(s) in flight", "3 live streams (...)"."""
+        seen = self.watch.last
+        if seen is not None and seen.streams:
+            return seen.line().split(", waited")[0]
+        n = self.last[0] if self.last else None
+        return f"{'an unknown number of' if n is None else n} request(s) in flight"
 
     def end(self) -> None:
         if self.tty and self.last is not None:
             self.out.write("\n")
             self.out.flush()
+            self.last = None
 
 
 def interrupted_wait_line(node: str, in_flight: int | None) -> str:
@@ -320,12 +387,15 @@ def interrupted_wait_line(node: str, in_flight: int | None) -> str:
             f"bring it back with `asrtop ready {node}`")
 
 
-async def _wait(ctl, node: str, timeout: float) -> int:
+async def _wait(ctl, node: str, timeout: float, cutoff: float | None = None) -> int:
     from asrtop.control.controller import DrainUndone
 
-    progress = Progress(node, sys.stdout)
+    progress = Progress(node, sys.stdout, cutoff)
     try:
-        empty = await ctl.wait_drained(node, timeout, progress)
+        if cutoff is None:
+            empty = await ctl.wait_drained(node, timeout, progress, on_node=progress.node_seen)
+        else:
+            empty = await _wait_with_cutoff(ctl, node, timeout, cutoff, progress)
     except DrainUndone as e:  # never "safe to upgrade": the node takes new requests again
         raise _Fail(DRAIN_UNDONE, str(e)) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -337,7 +407,23 @@ async def _wait(ctl, node: str, timeout: float) -> int:
         print(f"{node} is empty: safe to upgrade", flush=True)
         return OK
     last = progress.last[0] if progress.last else None
-    if last is None:
+    seen = progress.watch.last
+    if last is None and not (seen is not None and seen.streams):
         raise _Fail(TIMED_OUT, f"timed out after {timeout:g}s: cannot tell what {node} still serves (no balancer "
                                "session count and no agent answer); check the node itself")
-    raise _Fail(TIMED_OUT, f"timed out after {timeout:g}s: {node} still has {last} request(s) in flight")
+    raise _Fail(TIMED_OUT, f"timed out after {timeout:g}s: {node} still has {progress.left()}")
+
+
+async def _wait_with_cutoff(ctl, node: str, timeout: float, cutoff: float, progress: Progress) -> bool:
+    """Wait up to the cutoff; then say what will be cut, cut it through every balancer, and wait for the rest."""
+    from asrtop.control.cutoff import cut_open
+
+    if await ctl.wait_drained(node, cutoff, progress, on_node=progress.node_seen):
+        return True
+    progress.end()
+    res = await cut_open(ctl, node, cutoff, lambda line: print(line, flush=True))
+    if res.exit_code != OK:
+        raise _Fail(res.exit_code, res.message)
+    print(res.message, flush=True)
+    progress.offset = cutoff
+    return await ctl.wait_drained(node, timeout - cutoff, progress, on_node=progress.node_seen)
