@@ -229,7 +229,7 @@ async def _action(args: Any, config, balancers) -> int:
             raise _Fail(BAD_INPUT, f"--cutoff must be > 0 and below --timeout ({args.timeout:g} s), got {cutoff:g}")
         refused = refusal(balancers)
         if refused:
-            raise _Fail(BAD_INPUT, refused)
+            raise _Fail(BAD_INPUT, f"--cutoff refused, nothing changed: {refused}")
     source = _source(config, balancers, getattr(args, "prometheus", None))
     try:
         ctl = Controller(config, balancers, source=source, read_only=bool(getattr(args, "read_only", False)))
@@ -416,12 +416,10 @@ async def _wait(ctl, node: str, timeout: float, cutoff: float | None = None) -> 
 
 async def _wait_with_cutoff(ctl, node: str, timeout: float, cutoff: float, progress: Progress) -> bool:
     """Wait up to the cutoff; then say what will be cut, cut it through every balancer, and wait for the rest."""
-    from asrtop.control.cutoff import cut_open
-
     if await ctl.wait_drained(node, cutoff, progress, on_node=progress.node_seen):
         return True
     progress.end()
-    res = await cut_open(ctl, node, cutoff, lambda line: print(line, flush=True))
+    res = await ctl.cut_open(node, cutoff, lambda line: print(line, flush=True))
     if res.exit_code != OK:
         raise _Fail(res.exit_code, res.message)
     print(res.message, flush=True)

@@ -31,6 +31,7 @@ from asrtop.balancers.base import (
     StepRecorder,
 )
 from asrtop.config import ClusterConfig
+import asrtop.control.cutoff as cutoff
 import asrtop.control.rules as rules
 from asrtop.control.audit import AuditError, AuditLog, AuditWriter, record_for
 from asrtop.control.drain_words import streams_clause
@@ -342,6 +343,20 @@ class Controller:
         except AuditError as e:  # the balancers may have changed already: say so, never hide the result
             return replace(res, message=f"{res.message} (WARNING: {e})")
         return res
+
+    # -- a drain's cutoff (asrtop.control.cutoff) ---------------------------------------------------------
+
+    def cut_refusal(self) -> str | None:
+        """Why a drain's cutoff cannot be honoured here (a balancer that cannot cut one server: nginx)."""
+        return cutoff.refusal(self.balancers)
+
+    async def cut_open(self, node: str, after: float, say: Callable[[str], None]) -> cutoff.CutResult:
+        """End what is still open on the drained `node` through every balancer; `say` gets the announcement
+        ("cutting 2 streams still open on node-3 after 120 s") before anything is sent. Audited."""
+        if self.read_only:
+            return cutoff.CutResult("refused", f"refused: {rules.read_only_line(f'cut {node}')}", None, None,
+                                    exit_code_for("refused"))
+        return await cutoff.cut_open(self, node, after, say)
 
     # -- wait until drained ---------------------------------------------------------------------------
 

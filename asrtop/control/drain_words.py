@@ -17,38 +17,7 @@ from dataclasses import dataclass, field
 
 from asrtop.control.eta import estimate
 from asrtop.fleet import NodeView
-
-
-def age_words(seconds: float | None) -> str:
-    """ "45 s", "2 min 5 s", "12 min", "1 h 5 min": a stream's age or a wait as an operator reads it."""
-    if seconds is None:
-        return "?"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 600:  # a wait's first minutes tick in seconds
-        m, rest = divmod(s, 60)
-        return f"{m} min" + (f" {rest} s" if rest else "")
-    if s < 3600:
-        return f"{round(s / 60)} min"
-    h, m = divmod(round(s / 60), 60)
-    return f"{h} h" + (f" {m} min" if m else "")
-
-
-def short_age(seconds: float | None) -> str:
-    """ "45s", "12m", "2h": a stream's age in a narrow cell."""
-    if seconds is None:
-        return "—"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{round(s / 60)}m"
-    return f"{round(s / 3600)}h"
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+from asrtop.fleet_wording import age_words, plural, short_age
 
 
 def streams_clause(node: NodeView) -> str | None:
@@ -91,13 +60,14 @@ NGINX_CUT = ("nginx cannot cut the streams of one server; a reload with worker_s
 
 
 def cutoff_refusal(balancers: list[tuple[str, str, bool]]) -> str | None:
-    """Why --cutoff cannot be honoured (balancers: (name, kind, can cut one server's sessions)); None: it can."""
+    """Why a cutoff cannot be honoured (balancers: (name, kind, can cut one server's sessions)); None: it can.
+    "ngx: nginx cannot cut the streams of one server; ... (a cutoff works with HAProxy balancers only)" """
     cannot = [(name, kind) for name, kind, can in balancers if not can]
     if not cannot:
         return None
     names = ", ".join(name for name, _ in cannot)
     why = NGINX_CUT if all(kind == "nginx" for _, kind in cannot) else "it cannot end one server's sessions"
-    return f"--cutoff refused, nothing changed: {names}: {why} (--cutoff works with HAProxy balancers only)"
+    return f"{names}: {why} (a cutoff works with HAProxy balancers only)"
 
 
 @dataclass(frozen=True)

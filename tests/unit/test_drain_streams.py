@@ -171,8 +171,8 @@ async def test_wait_drained_ends_only_when_the_last_stream_has_ended(tmp_path):
 def test_cutoff_is_refused_for_nginx_with_one_line():
     assert refusal([MemHAProxy()]) is None
     line = refusal([MemHAProxy(), MemNginx("ngx")])
-    assert line == ("--cutoff refused, nothing changed: ngx: nginx cannot cut the streams of one server; a reload "
-                    "with worker_shutdown_timeout ends open connections on every server (--cutoff works with "
+    assert line == ("ngx: nginx cannot cut the streams of one server; a reload "
+                    "with worker_shutdown_timeout ends open connections on every server (a cutoff works with "
                     "HAProxy balancers only)")
 
 
