@@ -155,6 +155,8 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
         ("in-flight ", DIM), ("—" if s.in_flight is None else str(s.in_flight), "bold"),
         (f" on {s.serving} serving", ""),
         *_streams(s),
+        # a drain that waits for live streams (minutes) comes before the rates: it is what the operator watches
+        *(_drain(node, seen) for node, seen in sorted((draining or {}).items()) if seen and seen.streams),
         ("  req/s ", DIM), (rate(s.request_rate) + (mark if s.request_rate is not None else ""), "bold"),
         ("  5xx ", DIM), (errors, "bold red" if s.errors_5xx else "bold"),
         ("  gpu ", DIM), (_pct(s.gpu_util), "bold"), ("  gmem ", DIM), (_pct(s.gpu_mem), "bold"),
@@ -162,8 +164,7 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
     sim = gpu_sim_label(s)
     if sim:  # simulated GPU readings are never shown as if they were real
         line2.append((sim, "bold magenta"))
-    for node, seen in sorted((draining or {}).items()):
-        line2.append((f"  ↓ {node} draining: {'?' if seen is None else seen.short()}", "bold yellow"))
+    line2 += [_drain(node, seen) for node, seen in sorted((draining or {}).items()) if not (seen and seen.streams)]
     if trend and _width(line2) + 1 + len(trend) <= width:  # the sparkline only where it fits
         line2.insert(2, (f" {trend}", "cyan"))
     # a failed refresh first: everything else on screen is from the last good one
@@ -178,6 +179,11 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
         line3.append((f"{name} ✓ ", "green") if err is None else (f"{name} ✗ UNREACHABLE ", ALERT))
     line3.append((time.strftime("%H:%M:%S", time.localtime(s.taken_at)), DIM))  # last: the first thing cut
     return [fit(line, width) for line in (line1, line2, line3)]
+
+
+def _drain(node: str, seen: DrainProgress | None) -> Segment:
+    """ "↓ node-3 draining: 4 streams, oldest 12m, ~3m left" (drain --wait's figures, DrainProgress.short)."""
+    return f"  ↓ {node} draining: {'?' if seen is None else seen.short()}", "bold yellow"
 
 
 def _streams(s: Summary) -> list[Segment]:

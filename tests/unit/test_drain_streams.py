@@ -229,3 +229,27 @@ def test_cli_refuses_cutoff_for_nginx_and_without_a_terminal_changing_nothing(tm
     with pytest.raises(commands._Fail) as failed:
         asyncio.run(commands._action(args(cutoff=700.0), ctl_cfg, [hx]))
     assert failed.value.code == BAD_INPUT and "--cutoff must be > 0 and below --timeout" in failed.value.line
+
+
+# -- 4. status: the same cell and total as the console (fleet_wording) ------------------------------------
+
+def test_status_shows_streams_only_where_agents_report_them():
+    from asrtop.status_report import render_table, status_json
+
+    cfg = parse_config({"cluster": {}, "nodes": [{"name": "n1", "agent": "http://127.0.0.1:1"},
+                                                 {"name": "n2", "agent": "http://127.0.0.1:2"}]})
+    hap = BalancerReading("hx", "haproxy", tuple(ServerState(n, "127.0.0.1", i, 1, False, AdminState.READY,
+                                                             Health.UP, active_sessions=0)
+                                                 for i, n in enumerate(("n1", "n2"), 1)))
+    agents = {"n1": AgentReading("http://127.0.0.1:1", status(STREAMS), fetched_at=100.0),
+              "n2": AgentReading("http://127.0.0.1:2", status(node="n2"), fetched_at=100.0)}
+    snap = merge(cfg.nodes, agents, [hap], now=100.0)
+    text = render_table(snap)
+    head, n1, n2 = text.splitlines()[:3]
+    assert head.split()[5:7] == ["INFL", "STREAMS"] and "4 12m" in n1 and n2.split()[6] == "-"
+    assert "4 live streams (oldest 12 min)" in text.splitlines()[-1]
+    doc = status_json(snap, "lab")
+    assert doc["summary"]["streams_open"] == 4 and doc["nodes"][1]["streams_open"] is None
+    http_only = merge(cfg.nodes, {"n2": agents["n2"]}, [hap], now=100.0)
+    assert "STREAMS" not in render_table(http_only) and "live stream" not in render_table(http_only)
+    assert status_json(http_only, "lab")["summary"]["streams_open"] is None
