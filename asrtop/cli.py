@@ -203,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start an embedded ASR cluster (HAProxy, simulated nodes, agents, load)")
     demo.add_argument("--nodes", type=int, default=4, metavar="N", help="simulated ASR nodes (default 4)")
-    demo.add_argument("--load", type=int, default=16, metavar="C", help="concurrent audio streams (default 16, 0 for none)")
+    demo.add_argument("--load", type=int, default=16, metavar="C", help="concurrent file requests (default 16, 0 for none)")
+    demo.add_argument("--streams", type=int, metavar="K",
+                      help="concurrent FunASR WebSocket streams through HAProxy (default 3 per node, 0 for none)")
+    demo.add_argument("--stream-mix", metavar="PCT:LEN,...",
+                      help="percent of streams : length, e.g. 30:10s,40:45s,20:2m,10:5m (the default)")
     demo.add_argument("--headless", action="store_true", help="no TUI: run for --duration, print a summary")
     demo.add_argument("--duration", type=float, default=30.0, metavar="S", help="headless run time (default 30)")
     _read_only(demo)

@@ -65,6 +65,21 @@ def parse_url(text: str) -> str:
     return text.rstrip("/")
 
 
+def parse_probe_arg(text: str) -> tuple[str, str | None]:
+    from .collectors.probe import parse_probe
+
+    try:
+        return parse_probe(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_port(text: str) -> int:
+    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"bad --stream-port {text!r} (a port number, 1..65535)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="asrtop-agent", description="Read-only node sidecar for an ASR service: "
                 "GPU, host, service, request and model-hash facts as /metrics and /v1/status.")
@@ -75,8 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", default=None, help="node name (default: hostname)")
     p.add_argument("--interval", type=parse_interval, default=1.0, help="collection interval (default 1s)")
     p.add_argument("--health-path", default="/health", help="ASR health probe path (default /health)")
+    p.add_argument("--probe", type=parse_probe_arg, default=None, metavar="http[:PATH]|tcp|ws[:PATH]",
+                   help="how to tell the ASR service is up: GET of PATH on --asr-url (default http:/health, "
+                        "or --health-path), a TCP connect to its port, or a WebSocket handshake on the stream "
+                        "port (else --asr-url), closed at once")
+    p.add_argument("--stream-port", type=parse_port, default=None, metavar="PORT",
+                   help="port of the streaming (WebSocket) service on the ASR host: its established "
+                        "connections are the open streams, aged from when first seen")
     p.add_argument("--proxy", type=parse_listen, default=None, metavar="LISTEN",
                    help="also run an in-path proxy on HOST:PORT forwarding to --asr-url, counting requests exactly")
+    p.add_argument("--proxy-ws", type=parse_listen, default=None, metavar="LISTEN",
+                   help="also run an in-path WebSocket proxy on HOST:PORT forwarding to the stream port "
+                        "(else --asr-url), counting streams, frames and audio exactly")
     p.add_argument("--gpu", choices=("nvml", "simulated", "none"), default="nvml",
                    help="GPU source (default nvml; 'simulated' is for the demo only)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
@@ -95,12 +120,22 @@ class Options:
     proxy: tuple[str, int] | None
     gpu: str
     log_level: str = "warning"
+    probe: tuple[str, str | None] = ("http", None)  # (kind, path): path None = --health-path for http
+    stream_port: int | None = None
+    proxy_ws: tuple[str, int] | None = None
+
+    @property
+    def stream_url(self) -> str:
+        from .collectors.probe import stream_url
+
+        return stream_url(self.asr_url, self.stream_port)
 
 
 def parse_args(argv: list[str] | None) -> Options:
     ns = build_parser().parse_args(argv)
     return Options(ns.asr_url, ns.model_dir, ns.listen, ns.node or socket.gethostname(), ns.interval,
-                   ns.health_path, ns.proxy, ns.gpu, ns.log_level)
+                   ns.health_path, ns.proxy, ns.gpu, ns.log_level, ns.probe or ("http", None), ns.stream_port,
+                   ns.proxy_ws)
 
 
 def bind(addr: tuple[str, int], what: str) -> socket.socket:
@@ -131,6 +166,8 @@ def start_line(opts: Options, sockets: dict[str, socket.socket]) -> str:
             f"metrics http://{where}/metrics")
     if "proxy" in sockets:
         line += f", proxy {_endpoint(sockets['proxy'])} -> {opts.asr_url} (the balancer's address for this node)"
+    if "proxy_ws" in sockets:
+        line += f", ws proxy {_endpoint(sockets['proxy_ws'])} -> {opts.stream_url}"
     return line + f"; ASR {opts.asr_url}, GPU {opts.gpu}"
 
 
@@ -142,14 +179,23 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     from .collectors.gpu import make_gpu_collector
     from .collectors.host import HostCollector
     from .collectors.model import ModelHasher
+    from .collectors.probe import make_probe
     from .collectors.requests import RequestCounters
     from . import metrics, status
     from .server import make_app
     from .snapshot import CollectionLoop
 
     counters = RequestCounters() if opts.proxy else None
-    asr = AsrCollector(opts.asr_url, opts.health_path, counters=counters,
-                       probe_timeout=max(0.5, min(5.0, opts.interval * 2)))
+    proxy_streams = None
+    if opts.proxy_ws:
+        from .collectors.streams import ProxyStreams
+
+        proxy_streams = ProxyStreams()
+    probe_timeout = max(0.5, min(5.0, opts.interval * 2))
+    probe = make_probe(*opts.probe, opts.asr_url, stream_port=opts.stream_port, health_path=opts.health_path,
+                       timeout=probe_timeout)
+    asr = AsrCollector(opts.asr_url, opts.health_path, counters=counters, probe_timeout=probe_timeout,
+                       probe=probe, stream_port=opts.stream_port, proxy_streams=proxy_streams)
     model = ModelHasher(opts.model_dirs)  # its clock is the loop's (time.time): listed_at vs round starts
     loop_ = CollectionLoop(node=opts.node, version=__version__, interval=opts.interval, host=HostCollector(),
                            gpu=make_gpu_collector(opts.gpu, opts.node, psutil_mod=psutil,
@@ -171,6 +217,15 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
         await prunner.setup()
         await web.SockSite(prunner, sockets["proxy"]).start()
         runners.append(prunner)
+    ws_proxy = None
+    if proxy_streams is not None:
+        from .proxy_ws import WsProxy
+
+        ws_proxy = WsProxy(opts.stream_url, proxy_streams)
+        wrunner = web.AppRunner(ws_proxy.app(), access_log=None, handle_signals=False)
+        await wrunner.setup()
+        await web.SockSite(wrunner, sockets["proxy_ws"]).start()
+        runners.append(wrunner)
     print(start_line(opts, sockets), file=sys.stderr, flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -186,6 +241,8 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
         await asr.close()
         if proxy is not None:
             await proxy.close()
+        if ws_proxy is not None:
+            await ws_proxy.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         sockets = {"agent": bind(opts.listen, "the agent")}
         if opts.proxy:
             sockets["proxy"] = bind(opts.proxy, "the proxy")
+        if opts.proxy_ws:
+            sockets["proxy_ws"] = bind(opts.proxy_ws, "the WebSocket proxy")
     except RuntimeError as exc:
         print(f"asrtop-agent: error: {exc}", file=sys.stderr)
         return EXIT_RUNTIME

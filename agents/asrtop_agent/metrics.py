@@ -168,6 +168,32 @@ class RequestMetrics(_SnapshotCollector):
                                   value=r.audio_seconds_total)
 
 
+class StreamMetrics(_SnapshotCollector):
+    """Only with --stream-port or --proxy-ws; frames and audio only where the proxy counts them."""
+
+    def families(self, s: Snapshot):
+        st = s.asr.streams
+        if st is None:
+            return
+        yield _gauge("asr_streams_open", "Open streams (WebSockets): exact through the WS proxy, else established "
+                     "server-side TCP connections on the stream port.", st.open)
+        yield _gauge("asr_stream_oldest_seconds", "Age of the oldest open stream (since first seen); none when "
+                     "no stream is open.", st.oldest_seconds)
+        ages = GaugeMetricFamily("asr_streams_by_age", "Open streams aged <= le seconds (cumulative).",
+                                 labels=["le"])
+        for le, n in st.ages:
+            ages.add_metric(["+Inf" if le is None else repr(float(le))], n)
+        yield ages
+        yield CounterMetricFamily("asr_streams_opened", "Streams first seen since the agent started.",
+                                  value=st.opened_total)
+        yield CounterMetricFamily("asr_streams_closed", "Streams gone since the agent started.", value=st.closed_total)
+        if st.frames_total is not None:
+            yield CounterMetricFamily("asr_stream_frames", "WebSocket data frames passed by the proxy (both ways).",
+                                      value=st.frames_total)
+            yield CounterMetricFamily("asr_stream_audio_seconds", "Seconds of audio streamed by clients through the "
+                                      "proxy (PCM16 bytes / 2 / audio_fs).", value=st.audio_seconds_total)
+
+
 class ModelMetrics(_SnapshotCollector):
     def families(self, s: Snapshot):
         m = s.model
@@ -190,7 +216,7 @@ class ModelMetrics(_SnapshotCollector):
 
 def build_registry(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    for cls in (AgentMetrics, HostMetrics, GpuMetrics, AsrMetrics, RequestMetrics, ModelMetrics):
+    for cls in (AgentMetrics, HostMetrics, GpuMetrics, AsrMetrics, RequestMetrics, StreamMetrics, ModelMetrics):
         registry.register(cls(snapshot))
     return registry
 

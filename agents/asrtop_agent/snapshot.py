@@ -20,6 +20,8 @@ log = logging.getLogger("asrtop_agent")
 
 # Latency buckets suited to ASR requests: sub-second health-ish calls up to 5-minute long files.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+# Age bounds (seconds) of the open-stream distribution: a minute up to the hour a long meeting lasts.
+STREAM_AGE_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0)
 MIN_FORCED_GAP = 0.1  # seconds from one round's start to a forced round's: ?after= cannot spin the collectors
 FRESH_TIMEOUT = 10.0  # seconds a ?after= request waits for its round
 
@@ -116,6 +118,21 @@ class RequestSnap:
 
 
 @dataclass(frozen=True)
+class StreamsSnap:
+    """Open streams (WebSockets) at one moment: counted exactly by the WS proxy ("proxy") or taken as the
+    established server-side TCP connections on the stream port at collection ("connections")."""
+
+    source: str  # proxy | connections
+    open: int = 0
+    oldest_seconds: float | None = None  # None: none open
+    ages: tuple[tuple[float | None, int], ...] = ()  # (le seconds, open streams aged <= le), cumulative; None = +Inf
+    opened_total: int = 0  # streams first seen since the agent started
+    closed_total: int = 0  # streams gone since the agent started
+    frames_total: int | None = None  # proxy only: data frames passed (both ways)
+    audio_seconds_total: float | None = None  # proxy only: PCM16 bytes sent by clients / 2 / audio_fs
+
+
+@dataclass(frozen=True)
 class AsrSnap:
     url: str
     up: bool | None = None
@@ -130,6 +147,9 @@ class AsrSnap:
     process_error: str | None = None
     python: str | None = None  # the ASR process' interpreter version, when found
     packages: tuple[tuple[str, str], ...] = ()
+    probe_kind: str = "http"  # http | tcp | ws
+    probe_target: str | None = None  # the URL or HOST:PORT probed
+    streams: StreamsSnap | None = None  # None: no --stream-port and no --proxy-ws
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from . import SCHEMA_VERSION
-from .snapshot import AsrSnap, GpuSnap, RequestSnap, Snapshot
+from .snapshot import AsrSnap, GpuSnap, RequestSnap, Snapshot, StreamsSnap
 
 
 def _requests(r: RequestSnap | None) -> dict | None:
@@ -30,6 +30,16 @@ def _requests(r: RequestSnap | None) -> dict | None:
     }
 
 
+def _streams(st: StreamsSnap) -> dict:
+    out = {"source": st.source, "open": st.open, "oldest_seconds": st.oldest_seconds,
+           "ages": [[None if le is None else (int(le) if float(le).is_integer() else le), n] for le, n in st.ages],
+           "opened_total": st.opened_total, "closed_total": st.closed_total}
+    if st.frames_total is not None:  # proxy only: absent (not null) otherwise
+        out["frames_total"] = st.frames_total
+        out["audio_seconds_total"] = st.audio_seconds_total
+    return out
+
+
 def _gpu(g: GpuSnap) -> dict:
     return {
         "index": g.index, "uuid": g.uuid, "name": g.name, "utilization_ratio": g.utilization_ratio,
@@ -45,12 +55,16 @@ def _gpu(g: GpuSnap) -> dict:
 
 
 def _asr(a: AsrSnap) -> dict:
-    return {
+    out = {
         "url": a.url, "up": a.up, "probe_latency_seconds": a.probe_latency_seconds, "error": a.error,
         "pid": a.pid, "process_cpu_ratio": a.process_cpu_ratio, "process_rss_bytes": a.process_rss_bytes,
         "in_flight": a.in_flight, "in_flight_source": a.in_flight_source, "requests": _requests(a.requests),
         "process_error": a.process_error,
+        "probe": {"kind": a.probe_kind, "target": a.probe_target},  # added key
     }
+    if a.streams is not None:  # added key, absent without --stream-port / --proxy-ws
+        out["streams"] = _streams(a.streams)
+    return out
 
 
 def status_dict(s: Snapshot) -> dict[str, Any]:

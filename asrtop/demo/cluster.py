@@ -2,13 +2,17 @@
 
     with DemoCluster(nodes=4) as c:
         c.haproxy_port, c.config_path, c.nodes[i].port / .agent_url / .pid, c.kill_node(i), c.fault(i, ...), c.stop()
+        c.ws_url, c.nodes[i].ws_port: FunASR WebSocket streams, through HAProxy and on each node
 
 Everything lives in one temporary directory (configs, model dirs, logs, the admin socket) that is removed
 on stop. Children cannot outlive the parent: see asrtop.demo.procs. Start it from a thread that lives as
 long as the cluster (PDEATHSIG is per thread).
 
 Default shape (4 nodes): node-1 and node-2 weight 3; node-3 slower (rtf x2) and weight 1; node-4 backup.
-node-2 carries the previous model revision, so the fleet is visibly inconsistent. The cluster file's
+node-2 carries the previous model revision, so the fleet is visibly inconsistent. Every node also serves
+FunASR's WebSocket protocol on its own port; HAProxy's second frontend (ws_url) balances streams over
+WS_BACKEND, and the cluster file names that backend as a second balancer ("haproxy-ws", the same admin
+socket) so every action reaches both backends. The cluster file's
 [rollout] hook (asrtop.demo.upgrade) moves a node onto UPGRADE_TO, so `asrtop rollout` with no flags puts
 every node on one digest.
 
@@ -42,8 +46,8 @@ from typing import Callable
 from asrtop.demo import procs
 from asrtop.demo import fault as fault_cli
 from asrtop.demo import upgrade as upgrade_hook
-from asrtop.demo.haproxycfg import (BACKEND, INSTALL_HINT, HaproxyMissing, ServerSpec, find_haproxy, has_prometheus_exporter, render_config,
-                                    server_states)
+from asrtop.demo.haproxycfg import (BACKEND, INSTALL_HINT, WS_BACKEND, HaproxyMissing, ServerSpec, find_haproxy,
+                                    has_prometheus_exporter, render_config, server_states)
 from asrtop.demo.restarts import NodeRestarter
 from asrtop.demo.revisions import revision_in_dir
 from asrtop.demo.simnode import DEFAULT_MODEL
@@ -69,6 +73,7 @@ class DemoNode:
     weight: int
     backup: bool
     rtf: float
+    ws_port: int = 0  # FunASR WebSocket streams
     proc: subprocess.Popen | None = None
     agent_proc: subprocess.Popen | None = None
     restarts: int = 0  # starts after a crash (NodeRestarter), like systemd's NRestarts
@@ -144,7 +149,7 @@ class DemoCluster:
         self.haproxy_bin, self.progress = haproxy_bin, progress
         self.nodes: list[DemoNode] = []
         self.workdir: Path | None = None
-        self.haproxy_port = self.stats_port = 0
+        self.haproxy_port = self.stats_port = self.haproxy_ws_port = 0
         self.haproxy_proc: subprocess.Popen | None = None
         self.prometheus_exporter = False
         self._watchdog: procs.Watchdog | None = None
@@ -167,6 +172,11 @@ class DemoCluster:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.haproxy_port}"
+
+    @property
+    def ws_url(self) -> str:
+        """HAProxy's WebSocket frontend (FunASR streams)."""
+        return f"ws://127.0.0.1:{self.haproxy_ws_port}"
 
     @property
     def metrics_url(self) -> str | None:
@@ -242,15 +252,15 @@ class DemoCluster:
 
     def _plan(self) -> None:
         n = self.nodes_count
-        ports = _free_ports(2 * n + 2)
-        self.haproxy_port, self.stats_port = ports[-2], ports[-1]
+        ports = _free_ports(3 * n + 3)
+        self.haproxy_port, self.stats_port, self.haproxy_ws_port = ports[-3], ports[-2], ports[-1]
         slow = 2 if n >= 4 else None
         backup = n - 1 if n >= 2 else None
         odd_model = 1 if n >= 3 else None
         for i in range(n):
             name = f"node-{i + 1}"
             self.nodes.append(DemoNode(
-                index=i, name=name, port=ports[2 * i], agent_port=ports[2 * i + 1],
+                index=i, name=name, port=ports[3 * i], agent_port=ports[3 * i + 1], ws_port=ports[3 * i + 2],
                 model_dir=self.workdir / "models" / name,
                 model_name=OLD_MODEL if i == odd_model else DEFAULT_MODEL,
                 weight=1 if i == slow else 3, backup=i == backup, rtf=self.rtf * (2 if i == slow else 1)))
@@ -261,7 +271,8 @@ class DemoCluster:
         return p
 
     def _start_node(self, n: DemoNode) -> None:
-        argv = [sys.executable, "-m", "asrtop.demo.simnode", "--port", str(n.port), "--name", n.name,
+        argv = [sys.executable, "-m", "asrtop.demo.simnode", "--port", str(n.port), "--ws-port", str(n.ws_port),
+                "--name", n.name,
                 "--rtf", str(n.rtf), "--slots", str(self.slots), "--queue", str(self.queue),
                 "--model-dir", str(n.model_dir), "--model-name", n.model_name,
                 "--fault-state", str(self.workdir / "faults" / f"{n.name}.json")]
@@ -285,14 +296,15 @@ class DemoCluster:
     def _start_agent(self, n: DemoNode) -> None:
         argv = [sys.executable, "-m", "asrtop_agent", "--asr-url", n.url, "--model-dir", str(n.model_dir),
                 "--listen", f"127.0.0.1:{n.agent_port}", "--node", n.name, "--gpu", "simulated",
-                "--interval", self.agent_interval]
+                "--interval", self.agent_interval, "--stream-port", str(n.ws_port)]
         n.agent_proc = self._spawn(argv, self.workdir / "logs" / f"{n.name}-agent.log")
 
     def _start_haproxy(self, binary: str) -> None:
         self.prometheus_exporter = has_prometheus_exporter(binary)
-        cfg = render_config([ServerSpec(n.name, n.port, n.weight, n.backup) for n in self.nodes], self.haproxy_port,
-                            self.admin_socket, self.stats_port, self.prometheus_exporter, self.check_inter_ms,
-                            state_file=str(self.workdir / "server-state"))
+        cfg = render_config([ServerSpec(n.name, n.port, n.weight, n.backup, n.ws_port) for n in self.nodes],
+                            self.haproxy_port, self.admin_socket, self.stats_port, self.prometheus_exporter,
+                            self.check_inter_ms, state_file=str(self.workdir / "server-state"),
+                            ws_port=self.haproxy_ws_port)
         path = self.workdir / "haproxy.cfg"
         path.write_text(cfg)
         check = subprocess.run([binary, "-c", "-q", "-f", str(path)], capture_output=True, text=True, timeout=10)
@@ -305,11 +317,12 @@ class DemoCluster:
             if not os.path.exists(self.admin_socket):
                 return False
             try:
-                states = server_states(self.admin_socket)
+                backends = [server_states(self.admin_socket, b) for b in (BACKEND, WS_BACKEND)]
             except (OSError, RuntimeError):
                 return False
-            return len(states) == len(self.nodes) and all(
+            return all(len(states) == len(self.nodes) and all(
                 r.get("status") == "UP" and r.get("check_status") == "L7OK" for r in states.values())
+                for states in backends)
 
         self._until(all_up, "haproxy to see every server UP")
 
@@ -344,7 +357,10 @@ class DemoCluster:
                  'name = "asrtop-demo"', "refresh = 1.0", "min_ready = 1",
                  f"audit_log = {json.dumps(str(self.workdir / 'audit.jsonl'))}", "",
                  "[[balancers]]", 'name = "haproxy"', 'kind = "haproxy"',
-                 f"socket = {json.dumps(self.admin_socket)}", f"backend = {json.dumps(BACKEND)}"]
+                 f"socket = {json.dumps(self.admin_socket)}", f"backend = {json.dumps(BACKEND)}", "",
+                 "# the streams' backend: the same servers, so drain/ready/maint/weight/backup reach both",
+                 "[[balancers]]", 'name = "haproxy-ws"', 'kind = "haproxy"',
+                 f"socket = {json.dumps(self.admin_socket)}", f"backend = {json.dumps(WS_BACKEND)}"]
         for n in self.nodes:
             lines += ["", "[[nodes]]", f"name = {json.dumps(n.name)}", f"server = {json.dumps(n.server)}",
                       f"address = {json.dumps(n.address)}"]
@@ -421,8 +437,8 @@ class DemoCluster:
         models = (_get_json(self.nodes[i].url + "/health", timeout=2.0) or {}).get("models_loaded")
         return str(models[0]) if isinstance(models, list) and models else None
 
-    def server_states(self) -> dict[str, dict[str, str]]:
-        return server_states(self.admin_socket)
+    def server_states(self, backend: str = BACKEND) -> dict[str, dict[str, str]]:
+        return server_states(self.admin_socket, backend)
 
     def node_stats(self, i: int) -> dict | None:
         return _get_json(self.nodes[i].url + "/_sim/stats", timeout=2.0)

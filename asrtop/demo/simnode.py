@@ -1,7 +1,7 @@
 """A simulated FunASR node for the demo and the tests: real HTTP, real audio parsing, fake recognition.
 
-    python -m asrtop.demo.simnode --port P [--host 127.0.0.1] [--name node-1] [--rtf 0.1] [--slots 4]
-        [--queue 32] [--model-dir DIR] [--model-name NAME] [--error-rate 0] [--slowdown 1.0] [--fault-state FILE]
+    python -m asrtop.demo.simnode --port P [--ws-port P2] [--host 127.0.0.1] [--name node-1] [--rtf 0.1]
+        [--slots 4] [--queue 32] [--model-dir DIR] [--model-name NAME] [--error-rate 0] [--slowdown 1.0] [--fault-state FILE]
 
 Endpoints (shaped like FunASR's `funasr-server` and the Fun-ASR WebUI):
 - POST /asr                      multipart `file` (WAV), `language`, `hotwords`
@@ -15,6 +15,7 @@ Endpoints (shaped like FunASR's `funasr-server` and the Fun-ASR WebUI):
                                  or {"data": <base64>}; -> {"data": [text], "is_generating": false, "duration"}
 - GET  /v1/models, GET /health -> {"status":"ok","device":..,"models_loaded":[..]}
 - GET  /_sim/stats               requests received/answered, by status, in flight, queued (for tests); the
+                                 WebSocket streams ("streams": asrtop.demo.simws.StreamStats); the
                                  fault knobs and the simulated GPU's leaked bytes (the agent's simulated
                                  GPU collector reads them: see asrtop.demo.simfaults)
 - POST /_sim/fault               DEMO ONLY, loopback clients only: {"error_rate", "slowdown", "gpu_leak_mb_s",
@@ -27,6 +28,9 @@ Endpoints (shaped like FunASR's `funasr-server` and the Fun-ASR WebUI):
 
 Each request holds one of `--slots` concurrent slots (the node's "GPU") for duration x rtf x slowdown
 seconds; up to `--queue` more wait for a slot; past that the node answers 503. Non-audio -> 400 JSON.
+
+With `--ws-port P2` the node also serves FunASR's WebSocket protocol on P2 (every path; offline, online and
+2pass sessions, see asrtop.demo.simws): each stream holds a slot for its whole life; none free -> 503.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ from pathlib import Path
 from aiohttp import web
 
 from asrtop.demo.audio import Audio, AudioError, gradio_audio, read_wav, vad_segments
-from asrtop.demo.revisions import check_revision, ensure_model_dir, install_revision, slow_factor, transcript
-from asrtop.demo import simfaults
+from asrtop.demo.revisions import check_revision, ensure_model_dir, install_revision, slow_factor
+from asrtop.demo import simfaults, simws
 from asrtop.demo.simfaults import CRASH_EXIT, CrashLoopFile, FaultError, NodeFaults
 
 MAX_UPLOAD = 256 * 1024 * 1024  # a 60 min 16 kHz WAV is ~115 MB
@@ -85,7 +89,7 @@ class Stats:
                 "queue_limit": node.settings.queue, "audio_seconds": round(self.audio_seconds, 3),
                 "rtf": node.settings.rtf, "error_rate": node.settings.error_rate,
                 "slowdown": node.settings.slowdown, "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
-                **node.faults.now()}
+                "streams": node.streams.as_dict(), **node.faults.now()}
 
 
 class Overloaded(Exception):
@@ -102,10 +106,23 @@ class SimNode:
         self.upgrade_to: str | None = None  # set by /_sim/upgrade: main() re-executes on this revision
         self.restart = asyncio.Event()  # set once the upgrade's answer is out: _serve closes the listener
         self.faults = NodeFaults(settings, CrashLoopFile(settings.fault_state))
+        self.streams = simws.StreamStats()
         if settings.model_dir is not None:
             ensure_model_dir(settings.model_dir, settings.model_name)
 
     # --- the "GPU" -------------------------------------------------------------------------------
+    async def take_slot_now(self) -> bool:
+        """A slot for a stream, only if one is free now (nobody waits minutes for a handshake)."""
+        if self._slots.locked():
+            return False
+        await self._slots.acquire()  # free and nobody waiting: returns at once
+        self.stats.in_flight += 1
+        return True
+
+    def give_slot(self) -> None:
+        self.stats.in_flight -= 1
+        self._slots.release()
+
     async def recognise(self, audio: Audio) -> dict:
         """Hold a slot for duration x rtf x slowdown; raise Overloaded past the queue limit."""
         s = self.settings
@@ -128,9 +145,8 @@ class SimNode:
             self._slots.release()
         self.stats.audio_seconds += audio.duration
         took = time.monotonic() - t0
-        segs = [{"start": g.start, "end": g.end, "text": f"[segment {i + 1}: {g.length:.2f} s]"}
-                for i, g in enumerate(segments)]
-        text = transcript(s.model_name, " ".join(x["text"] for x in segs))
+        segs = [{"start": g.start, "end": g.end, "text": simws.segment_text(i, g)} for i, g in enumerate(segments)]
+        text = simws.segments_text(s.model_name, segments)
         return {"text": text, "segments": segs, "duration": round(audio.duration, 3),
                 "processing_time": round(took, 4), "rtf": round(took / audio.duration, 4) if audio.duration else 0.0}
 
@@ -309,6 +325,7 @@ def _error(status: int, message: str, headers: dict | None = None) -> web.Respon
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m asrtop.demo.simnode", description=__doc__.split("\n")[0])
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--ws-port", type=int, help="also serve FunASR's WebSocket protocol on this port (any path)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--name", default="node-1")
     p.add_argument("--rtf", type=float, default=0.1, help="seconds of work per second of audio (default 0.1)")
@@ -324,25 +341,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.parse_args(argv)
     for what, ok in (("--rtf", 0 <= a.rtf <= 100), ("--slots", a.slots >= 1), ("--queue", a.queue >= 0),
                      ("--error-rate", 0 <= a.error_rate <= 1), ("--slowdown", a.slowdown > 0),
-                     ("--port", 0 < a.port < 65536)):
+                     ("--port", 0 < a.port < 65536), ("--ws-port", a.ws_port is None or 0 < a.ws_port < 65536)):
         if not ok:
             p.error(f"{what} out of range")
     return a
 
 
-async def _serve(node: SimNode, host: str, port: int) -> None:
-    runner = web.AppRunner(node.app(), access_log=None, handle_signals=True)
-    await runner.setup()
-    # Short shutdown: a stopped node is a crashed or drained node; nobody waits a minute for it.
-    site = web.TCPSite(runner, host, port, backlog=1024, shutdown_timeout=0.5)
-    await site.start()
-    print(f"simnode {node.settings.name} listening on http://{host}:{port} (pid {os.getpid()})", flush=True)
-    faults = asyncio.create_task(node.faults.run(node.settings.name))
+async def _serve(node: SimNode, host: str, port: int, ws_port: int | None = None) -> None:
+    runners = [web.AppRunner(node.app(), access_log=None, handle_signals=True)]
+    if ws_port is not None:
+        runners.append(web.AppRunner(simws.stream_app(node), access_log=None))
     try:
-        await node.restart.wait()
+        for runner, p in zip(runners, (port, ws_port)):
+            await runner.setup()
+            # Short shutdown: a stopped node is a crashed or drained node; nobody waits a minute for it.
+            try:
+                await web.TCPSite(runner, host, p, backlog=1024, shutdown_timeout=0.5).start()
+            except OSError as e:
+                e.port = p  # which of the two ports: main() says it
+                raise
+        ws = f" and ws://{host}:{ws_port}" if ws_port is not None else ""
+        print(f"simnode {node.settings.name} listening on http://{host}:{port}{ws} (pid {os.getpid()})", flush=True)
+        faults = asyncio.create_task(node.faults.run(node.settings.name))
+        try:
+            await node.restart.wait()
+        finally:
+            faults.cancel()
     finally:
-        faults.cancel()
-        await runner.cleanup()  # closes the listener: the port is down until the new process listens
+        for runner in runners:
+            await runner.cleanup()  # closes the listeners: the ports are down until the new process listens
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,10 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simnode: cannot prepare model dir {a.model_dir}: {e.strerror or e}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(node, a.host, a.port))
+        asyncio.run(_serve(node, a.host, a.port, a.ws_port))
     except OSError as e:
         why = "port in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
-        print(f"simnode: cannot listen on {a.host}:{a.port}: {why}", file=sys.stderr)
+        print(f"simnode: cannot listen on {a.host}:{getattr(e, 'port', a.port)}: {why}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, web.GracefulExit):
         return 0
@@ -374,6 +401,8 @@ def _reexec(a: argparse.Namespace, model: str) -> int:
     argv = [sys.executable, "-m", "asrtop.demo.simnode", "--port", str(a.port), "--host", a.host, "--name", a.name,
             "--rtf", repr(a.rtf), "--slots", str(a.slots), "--queue", str(a.queue), "--model-name", model,
             "--error-rate", repr(a.error_rate), "--slowdown", repr(a.slowdown)]
+    if a.ws_port is not None:
+        argv += ["--ws-port", str(a.ws_port)]
     if a.model_dir is not None:
         argv += ["--model-dir", str(a.model_dir)]
     if a.seed is not None:

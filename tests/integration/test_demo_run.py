@@ -34,8 +34,8 @@ def test_console_fallback_prints_status_every_second(demo_cluster, monkeypatch, 
 
 def test_headless_prints_load_report_and_node_counts(tmp_path):
     r = subprocess.run([sys.executable, "-m", "asrtop.cli", "demo", "--headless", "--nodes", "2", "--load", "3",
-                        "--duration", "2"], capture_output=True, text=True, cwd=ROOT, timeout=120,
-                       env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+                        "--streams", "2", "--stream-mix", "100:1s", "--duration", "2"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
     assert r.returncode == 0, r.stderr
     assert "starting 2 nodes..." in r.stderr and "ready in" in r.stderr
     lines = r.stdout.splitlines()
@@ -45,6 +45,14 @@ def test_headless_prints_load_report_and_node_counts(tmp_path):
     assert set(rows) == {"node-1", "node-2"}
     assert rows["node-1"][1] == "UP" and "(backup)" in " ".join(rows["node-2"])
     assert sum(int(v[2]) for v in rows.values()) == sent  # every request reached exactly one node
+    # the streams through HAProxy's WebSocket frontend: 1 s each, so some finished within the 2 s run
+    streams = [ln for ln in lines if ln.startswith("streams: ")]
+    assert len(streams) == 1, r.stdout
+    started, finished = int(streams[0].split()[1]), int(streams[0].split()[3])
+    assert started >= 2 and finished >= 2, streams[0]
+    assert "0 by the server/balancer" in streams[0] and streams[0].endswith(
+        "every stream that ended on its own got its final result"), streams[0]
+    assert sum(int(v[4]) for v in rows.values()) == started  # every stream reached exactly one node
 
 
 # The demo's stop-signal handler, hit while Python runs exec'd string code (what dataclass/namedtuple creation

@@ -16,7 +16,9 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from ..snapshot import AsrSnap
+from .probe import HttpProbe
 from .requests import RequestCounters
+from .streams import ConnectionStreams, ProxyStreams
 from .sockets import ProcNetTcp, SockDiag, default_table  # noqa: F401 (re-exported for tests)
 
 # Python packages of the ASR environment worth showing (version skew across nodes is a classic outage).
@@ -94,17 +96,23 @@ class AsrCollector:
     def __init__(self, url: str, health_path: str = "/health", *, session: Any = None,
                  psutil_mod: Any = None, clock: Callable[[], float] = time.perf_counter,
                  connections: SockDiag | ProcNetTcp | None = None, counters: RequestCounters | None = None,
-                 probe_timeout: float = 2.0):
+                 probe_timeout: float = 2.0, probe: Any = None, stream_port: int | None = None,
+                 proxy_streams: ProxyStreams | None = None):
+        """`probe`: an object of collectors/probe.py (default: HTTP GET of health_path). Streams come from
+        `proxy_streams` (exact) when given, else from the connections on `stream_port` when given."""
         self.url = url.rstrip("/")
-        self.probe_url = self.url + (health_path if health_path.startswith("/") else "/" + health_path)
+        self.probe = probe or HttpProbe(self.url, health_path, probe_timeout, clock, session)
+        self.probe_url = self.probe.target
         self.host, self.port = url_port(url)
-        self._session = session
         if psutil_mod is None:
             import psutil as psutil_mod
         self.psutil = psutil_mod
         self.clock = clock
         self.conns = connections or default_table()
         self.counters = counters
+        self.proxy_streams = proxy_streams
+        self.conn_streams = (ConnectionStreams(stream_port, self.conns)
+                             if stream_port and proxy_streams is None else None)
         self.probe_timeout = probe_timeout
         self._inode: int | None = None
         self._pid: int | None = None
@@ -113,35 +121,17 @@ class AsrCollector:
         self._env: tuple[str | None, tuple] = (None, ())
         self.last_pid: int | None = None
 
-    async def _probe(self) -> tuple[bool, float | None, str | None]:
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.probe_timeout),
-                connector=aiohttp.TCPConnector(limit=1, force_close=True))
-        t0 = self.clock()
-        try:
-            async with self._session.get(self.probe_url, allow_redirects=False) as resp:
-                await resp.read()
-                latency = self.clock() - t0
-                if 200 <= resp.status < 400:
-                    return True, latency, None
-                return False, latency, f"health probe {self.probe_url} answered HTTP {resp.status}"
-        except TimeoutError:
-            return False, None, f"health probe {self.probe_url} timed out after {self.probe_timeout:g}s"
-        except aiohttp.ClientError as exc:
-            return False, None, f"health probe {self.probe_url} failed: {exc or type(exc).__name__}"
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.probe.close()
 
     async def collect(self) -> AsrSnap:
         import asyncio
 
-        up, latency, error = await self._probe()
-        pid, cpu, rss, perr, conns = await asyncio.to_thread(self._process_facts)
+        # The sockets are read before the probe: a WS probe's own connection is never taken for a stream.
+        (pid, cpu, rss, perr, conns), streams = await asyncio.to_thread(self._socket_facts)
+        if self.proxy_streams is not None:
+            streams = self.proxy_streams.snapshot()
+        up, latency, error = await self.probe.check()
         if self.counters is not None:
             reqs = self.counters.snapshot()
             in_flight, source = reqs.in_flight, "proxy"
@@ -151,7 +141,11 @@ class AsrCollector:
         return AsrSnap(url=self.url, up=up, probe_latency_seconds=latency, error=error, pid=pid,
                        process_cpu_ratio=cpu, process_rss_bytes=rss, in_flight=in_flight,
                        in_flight_source=source, requests=reqs, process_error=perr,
-                       python=python, packages=packages)
+                       python=python, packages=packages, probe_kind=self.probe.kind,
+                       probe_target=self.probe.target, streams=streams)
+
+    def _socket_facts(self):
+        return self._process_facts(), (self.conn_streams.collect() if self.conn_streams is not None else None)
 
     def _process_facts(self) -> tuple[int | None, float | None, int | None, str | None, int | None]:
         """pid, cpu ratio (of one core), rss, reason when something is absent, established connections."""

@@ -1,4 +1,5 @@
-"""TCP sockets on the ASR port: the listening socket's inode and the established connection count.
+"""TCP sockets on the ASR port: the listening socket's inode and the established connection count; on the
+stream port, the inodes of the established server-side connections (collectors/streams.py ages them).
 
 Linux's sock_diag netlink interface is asked with an in-kernel port filter, so the cost does not grow with
 the number of sockets on the host (/proc/net/tcp is formatted as text for every socket on each read:
@@ -87,6 +88,11 @@ class SockDiag:
                          for f in (socket.AF_INET, socket.AF_INET6))
         return listen, server, client
 
+    def established(self, port: int) -> list[int]:
+        """Inodes of the established server-side connections on `port` (local port == port)."""
+        return [inode for family in (socket.AF_INET, socket.AF_INET6)
+                for _, inode in self._query(family, 1 << TCP_ESTABLISHED, INET_DIAG_BC_S_EQ, port)]
+
     def owner_of(self, inode: int) -> int | None:
         return owner_of(self.root, inode)
 
@@ -100,8 +106,8 @@ class ProcNetTcp:
     def available(self) -> bool:
         return os.path.exists(os.path.join(self.root, "net", "tcp"))
 
-    def scan(self, port: int) -> tuple[int | None, int, int]:
-        listen_inode, server, client = None, 0, 0
+    def _lines(self, port: int):
+        """Split lines of tcp and tcp6 that mention the port (C-speed search for the rest)."""
         needle = b":%04X " % port
         for name in ("tcp", "tcp6"):
             try:
@@ -110,24 +116,32 @@ class ProcNetTcp:
             except OSError:
                 continue
             pos = data.find(needle)
-            while pos != -1:  # only lines that mention the port are split (C-speed search otherwise)
+            while pos != -1:
                 start = data.rfind(b"\n", 0, pos) + 1
                 end = data.find(b"\n", pos)
                 end = len(data) if end == -1 else end
                 fields = data[start:end].split()
                 pos = data.find(needle, end)
-                if len(fields) < 10:
-                    continue
-                local_port = int(fields[1].rsplit(b":", 1)[1], 16)
-                state = fields[3]
-                if state == b"0A" and local_port == port and listen_inode is None:
-                    listen_inode = int(fields[9])
-                elif state == b"01":
-                    if local_port == port:
-                        server += 1
-                    elif int(fields[2].rsplit(b":", 1)[1], 16) == port:
-                        client += 1
+                if len(fields) >= 10:
+                    yield fields
+
+    def scan(self, port: int) -> tuple[int | None, int, int]:
+        listen_inode, server, client = None, 0, 0
+        for fields in self._lines(port):
+            local_port = int(fields[1].rsplit(b":", 1)[1], 16)
+            state = fields[3]
+            if state == b"0A" and local_port == port and listen_inode is None:
+                listen_inode = int(fields[9])
+            elif state == b"01":
+                if local_port == port:
+                    server += 1
+                elif int(fields[2].rsplit(b":", 1)[1], 16) == port:
+                    client += 1
         return listen_inode, server, client
+
+    def established(self, port: int) -> list[int]:
+        return [int(f[9]) for f in self._lines(port)
+                if f[3] == b"01" and int(f[1].rsplit(b":", 1)[1], 16) == port]
 
     def owner_of(self, inode: int) -> int | None:
         return owner_of(self.root, inode)
