@@ -131,7 +131,8 @@ class GpuMetrics(_SnapshotCollector):
 class AsrMetrics(_SnapshotCollector):
     def families(self, s: Snapshot):
         a = s.asr
-        yield _gauge("asr_service_up", "1 when the ASR health probe answered 2xx/3xx, else 0.",
+        yield _gauge("asr_service_up", "1 when the ASR probe succeeded (http: 2xx/3xx, tcp: connected, "
+                     "ws: handshake done), else 0.",
                      None if a.up is None else (1 if a.up else 0))
         yield _gauge("asr_service_probe_latency_seconds", "Latency of the last health probe.", a.probe_latency_seconds)
         yield _gauge("asr_service_process_cpu_ratio", "CPU of the ASR process (ratio of one core; can exceed 1).",

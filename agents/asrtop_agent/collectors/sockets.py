@@ -89,9 +89,10 @@ class SockDiag:
         return listen, server, client
 
     def established(self, port: int) -> list[int]:
-        """Inodes of the established server-side connections on `port` (local port == port)."""
+        """Inodes of the established server-side connections on `port` (local port == port). A connection
+        still in the accept queue has no inode (0) and is not a stream yet: the service has not taken it."""
         return [inode for family in (socket.AF_INET, socket.AF_INET6)
-                for _, inode in self._query(family, 1 << TCP_ESTABLISHED, INET_DIAG_BC_S_EQ, port)]
+                for _, inode in self._query(family, 1 << TCP_ESTABLISHED, INET_DIAG_BC_S_EQ, port) if inode]
 
     def owner_of(self, inode: int) -> int | None:
         return owner_of(self.root, inode)
@@ -141,7 +142,7 @@ class ProcNetTcp:
 
     def established(self, port: int) -> list[int]:
         return [int(f[9]) for f in self._lines(port)
-                if f[3] == b"01" and int(f[1].rsplit(b":", 1)[1], 16) == port]
+                if f[3] == b"01" and int(f[1].rsplit(b":", 1)[1], 16) == port and f[9] != b"0"]
 
     def owner_of(self, inode: int) -> int | None:
         return owner_of(self.root, inode)
