@@ -168,9 +168,10 @@ class StreamVad:
         self.start: int | None = None  # frame index where the open segment began
         self.last_voiced = 0  # frame index after the last voiced frame
 
-    def feed(self, part: array) -> tuple[bool, Segment | None]:
-        """One frame: (voiced, the segment it closed)."""
-        energy = math.sqrt(sum(map(mul, p := part[::self.step], p)) / len(p))
+    def feed(self, samples: array, at: int) -> tuple[bool, Segment | None]:
+        """The frame at samples[at:]: (voiced, the segment it closed)."""
+        p = samples[at:at + self.frame:self.step]
+        energy = math.sqrt(sum(map(mul, p, p)) / len(p))
         self.loudest = max(self.loudest, energy)
         voiced = energy >= max(self.loudest * 0.1, self.floor)
         k = self.frames
@@ -235,7 +236,7 @@ class Stream:
         samples = array("h", bytes(self.pcm[:usable]))
         del self.pcm[:usable]
         for i in range(0, len(samples), n):
-            voiced, closed = self.vad.feed(samples[i:i + n])
+            voiced, closed = self.vad.feed(samples, i)
             self.voiced_in_chunk += voiced
             self.samples_done += n
             if closed is not None and sess.mode == "2pass":
@@ -324,20 +325,25 @@ async def handle(node: NodeLike, request: web.Request) -> web.StreamResponse:
     st.open += 1
     st.opened += 1
     stream = Stream(node, ws)
-    how = "closed_by_server"
-    open_sockets: set = request.app["sockets"]
+    how: str | None = None
+    open_sockets = request.app[SOCKETS]
     open_sockets.add(ws)
     try:
         await ws.prepare(request)
         how = await _serve(stream, ws)
     except ProtocolError as e:
         st.protocol_errors += 1
+        how = "closed_by_server"
         await _close(ws, e.code, str(e))
     except InferenceFailure as e:
+        how = "closed_by_server"
         await _close(ws, WSCloseCode.INTERNAL_ERROR, str(e))
-    except ConnectionError:  # a result could not be written: the connection is gone
+    except ConnectionError:  # a result could not be written: the connection is gone (see below)
         pass
     finally:
+        # No verdict yet: the connection dropped (aiohttp cancels the handler, or a write failed), which
+        # ends a session in progress from outside the client, e.g. a balancer's cut.
+        how = how or ("closed_normal" if stream.session is None else "closed_by_server")
         open_sockets.discard(ws)
         if stream.session is not None and stream.corrections is not None:
             stream.corrections.cancel()
@@ -378,14 +384,20 @@ async def _close(ws: web.WebSocketResponse, code: int, message: str) -> None:
         await ws.close(code=code, message=message[:120].encode())
 
 
+SOCKETS = web.AppKey("sockets", set)
+
+
 def stream_app(node: NodeLike) -> web.Application:
     app = web.Application()
-    app["sockets"] = set()
+    app[SOCKETS] = set()
 
     async def going_away(app: web.Application) -> None:  # a stopping or restarting node
-        for ws in list(app["sockets"]):
+        for ws in list(app[SOCKETS]):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"node shutting down")
 
+    async def h_stream(request: web.Request) -> web.StreamResponse:
+        return await handle(node, request)
+
     app.on_shutdown.append(going_away)
-    app.router.add_route("GET", "/{tail:.*}", lambda request: handle(node, request))
+    app.router.add_route("GET", "/{tail:.*}", h_stream)
     return app

@@ -34,6 +34,7 @@ class SessionOutcome:
     results: list[dict] = field(default_factory=list)  # every JSON message received, in order
     received_at: list[float] = field(default_factory=list)  # time.monotonic() of each
     first_audio_at: float | None = None
+    sent: list[tuple[float, float]] = field(default_factory=list)  # (audio end in ms, time.monotonic()) per frame
     handshake_status: int | None = None  # set when the handshake was refused (e.g. 503)
     close_code: int | None = None  # the server's close code when it closed first
     error: str | None = None  # the server's {"error": ...}
@@ -48,15 +49,19 @@ class SessionOutcome:
     def texts(self, mode: str) -> list[str]:
         return [r["text"] for r in self.of_mode(mode)]
 
-    def lateness(self, modes: tuple[str, ...] = ("online", "2pass-online")) -> list[float]:
-        """Seconds each partial came after the end of its audio (its timestamp's end) left this client,
-        on the real-time schedule."""
+    def lateness(self, modes: tuple[str, ...] = ("online", "2pass-online"), schedule: bool = True) -> list[float]:
+        """Seconds each partial came after the end of its audio (its timestamp's end) was due to leave this
+        client on the real-time schedule (schedule=False: after it really left: the server's and the
+        network's part only, without this client's own lag)."""
         assert self.first_audio_at is not None
         out = []
         for r, t in zip(self.results, self.received_at):
             if r.get("mode") in modes and not r.get("is_final"):
                 end_ms = json.loads(r["timestamp"])[-1][1]
-                out.append(t - (self.first_audio_at + end_ms / 1000))
+                if schedule:
+                    out.append(t - (self.first_audio_at + end_ms / 1000))
+                else:
+                    out.append(t - next(at for audio_end, at in self.sent if audio_end >= end_ms))
         return out
 
 
@@ -93,6 +98,7 @@ async def stream_session(url: str, pcm: bytes, mode: str = "2pass", *, wav_name:
                 if realtime:  # a microphone hands over a chunk once it is recorded
                     await asyncio.sleep(max(0.0, t0 + (i + 1) * step_s - time.monotonic()))
                 await ws.send_bytes(pcm[at:at + stride])
+                out.sent.append((min(at + stride, len(pcm)) * 500 / audio_fs, time.monotonic()))
             if not reader.done():
                 await ws.send_str(json.dumps({"is_speaking": False}))
             await asyncio.wait_for(reader, timeout)
