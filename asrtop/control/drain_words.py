@@ -95,7 +95,8 @@ class DrainProgress:
             return ""
         if self.streams:
             if self.eta is None:
-                oldest = f" (the oldest is {age_words(self.oldest_stream)} old)" if self.oldest_stream else ""
+                oldest = (f" (the oldest is {age_words(self.oldest_stream)} old)" if self.oldest_stream is not None
+                          else "")
                 return f"no estimate until a stream ends{oldest}"
             return (f"about {age_words(self.eta)} left at the rate streams ended so far "
                     f"({self.streams_ended} in {age_words(self.waited)})")
@@ -105,7 +106,8 @@ class DrainProgress:
         """ "4 live streams (oldest 12 min), 0 requests in flight, waited 30 s, no estimate until a stream ends" """
         parts = []
         if self.streams is not None:
-            oldest = f" (oldest {age_words(self.oldest_stream)})" if self.streams and self.oldest_stream else ""
+            oldest = (f" (oldest {age_words(self.oldest_stream)})" if self.streams and self.oldest_stream is not None
+                      else "")
             parts.append(f"{plural(self.streams, 'live stream')}{oldest}")
         requests = "?" if self.in_flight is None else str(self._requests())
         in_flight = f"{requests} in flight" if self.streams is None else f"{requests} other in flight"
