@@ -253,3 +253,23 @@ def test_status_shows_streams_only_where_agents_report_them():
     http_only = merge(cfg.nodes, {"n2": agents["n2"]}, [hap], now=100.0)
     assert "STREAMS" not in render_table(http_only) and "live stream" not in render_table(http_only)
     assert status_json(http_only, "lab")["summary"]["streams_open"] is None
+
+
+def test_cli_cutoff_asks_on_a_terminal_and_a_no_changes_nothing(tmp_path, monkeypatch, capsys):
+    cfg = parse_config({"cluster": {"audit_log": str(tmp_path / "audit.jsonl"), "min_ready": 0},
+                        "nodes": [{"name": "n1", "agent": "http://127.0.0.1:1"}, {"name": "n2"}]})
+    monkeypatch.setattr(commands, "_source", lambda c, b, p=None: StreamsSource(c, b, [STREAMS]))
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    asked = []
+    monkeypatch.setattr("sys.stdin", Terminal())
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "n")
+    hx = MemHAProxy()
+    with pytest.raises(commands._Fail) as failed:
+        asyncio.run(commands._action(args(cutoff=60.0), cfg, [hx]))
+    assert asked == ["drain n1 and cut what is still open after 60 s? [y/N] "]
+    assert failed.value.code == BAD_INPUT and hx.state["n1"].admin is AdminState.READY
+    assert "n1 carries 4 live streams, the oldest 12 min" in capsys.readouterr().out

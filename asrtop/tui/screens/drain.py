@@ -44,7 +44,7 @@ class DrainConfirmScreen(ConfirmScreen):
         def chosen(seconds: float | None) -> None:
             if seconds is not None:
                 self.cutoff = seconds
-                self.confirm_label = f"Drain, cut after {seconds:g} s (y)"
+                self.confirm_label = "Drain+cut (y)"  # the body says after how long
                 if self.is_mounted:
                     self.query_one("#confirm").label = self.confirm_label  # type: ignore[attr-defined]
                     self._sync()
