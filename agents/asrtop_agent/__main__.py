@@ -171,9 +171,17 @@ def start_line(opts: Options, sockets: dict[str, socket.socket]) -> str:
     return line + f"; ASR {opts.asr_url}, GPU {opts.gpu}"
 
 
+async def _start_aiohttp(app, sock: socket.socket):
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner
+
+
 async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     import psutil  # GPU process names (NVML gives only pids), as the host and ASR collectors read them
-    from aiohttp import web
 
     from .collectors.asr import AsrCollector, agent_python
     from .collectors.gpu import make_gpu_collector
@@ -181,7 +189,6 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     from .collectors.model import ModelHasher
     from .collectors.probe import make_probe
     from .collectors.requests import RequestCounters
-    from . import metrics, status
     from .server import make_app
     from .snapshot import CollectionLoop
 
@@ -200,32 +207,21 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
     loop_ = CollectionLoop(node=opts.node, version=__version__, interval=opts.interval, host=HostCollector(),
                            gpu=make_gpu_collector(opts.gpu, opts.node, psutil_mod=psutil,
                                                   asr_pid=lambda: asr.last_pid, asr_url=opts.asr_url),
-                           asr=asr, model=model, agent_python=agent_python(),
-                           prerender={"metrics": metrics.render, "status": status.render_status})
-    runners = []
+                           asr=asr, model=model, agent_python=agent_python())
     app = make_app(lambda: loop_.latest, loop_.fresh, loop_.clock)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.SockSite(runner, sockets["agent"]).start()
-    runners.append(runner)
-    proxy = None
+    await app.start(sockets["agent"])
+    runners = []  # the proxies' (aiohttp, imported only when one runs: the agent's memory floor)
+    proxy = ws_proxy = None
     if counters is not None:
         from .proxy import AsrProxy
 
         proxy = AsrProxy(opts.asr_url, counters)
-        prunner = web.AppRunner(proxy.app(), access_log=None, handle_signals=False)
-        await prunner.setup()
-        await web.SockSite(prunner, sockets["proxy"]).start()
-        runners.append(prunner)
-    ws_proxy = None
+        runners.append(await _start_aiohttp(proxy.app(), sockets["proxy"]))
     if proxy_streams is not None:
         from .proxy_ws import WsProxy
 
         ws_proxy = WsProxy(opts.stream_url, proxy_streams)
-        wrunner = web.AppRunner(ws_proxy.app(), access_log=None, handle_signals=False)
-        await wrunner.setup()
-        await web.SockSite(wrunner, sockets["proxy_ws"]).start()
-        runners.append(wrunner)
+        runners.append(await _start_aiohttp(ws_proxy.app(), sockets["proxy_ws"]))
     print(start_line(opts, sockets), file=sys.stderr, flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -238,6 +234,7 @@ async def serve(opts: Options, sockets: dict[str, socket.socket]) -> None:
         model.stop()
         for r in reversed(runners):
             await r.cleanup()
+        await app.close()
         await asr.close()
         if proxy is not None:
             await proxy.close()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
+# not prometheus_client: importing it was a tenth of the agent's memory (exposition.py: the same text)
+from .exposition import (Collector, CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
+                         HistogramMetricFamily, generate_latest)
 
 from .snapshot import Snapshot
 

@@ -33,6 +33,12 @@ CLOSE_TIMEOUT = 10.0  # seconds one side waits for the other's close reply
 PCM_FORMATS = ("pcm", "wav")
 
 
+def wire_code(code: int | None) -> int:
+    """A close code that may be sent on: a close frame without a code (0) or one of the codes RFC 6455
+    reserves for "none received" (1005, 1006, 1015) goes on as 1000."""
+    return 1000 if not code or code in (1005, 1006, 1015) else code
+
+
 def audio_scale(first_message: Any) -> float | None:
     """Seconds per byte of the binary frames that follow FunASR's first JSON message; None: not PCM16."""
     try:
@@ -54,6 +60,7 @@ class WsProxy:
         self.upstream = upstream.rstrip("/")  # ws://HOST:PORT
         self.streams = streams
         self._session = session
+        self._live: set[tuple[web.WebSocketResponse, aiohttp.ClientWebSocketResponse]] = set()
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -69,7 +76,13 @@ class WsProxy:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self.handle)
+        app.on_shutdown.append(self._shutdown)
         return app
+
+    async def _shutdown(self, app: web.Application) -> None:
+        """The agent stops: end every stream on both sides with 1001 at once (never hang the stop on them)."""
+        await asyncio.gather(*(ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"asrtop-agent stopping")
+                               for pair in list(self._live) for ws in pair), return_exceptions=True)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
@@ -96,16 +109,21 @@ class WsProxy:
             await up.close(code=aiohttp.WSCloseCode.GOING_AWAY)
             raise
         key = self.streams.opened() if self.streams is not None else None
+        pair = (client, up)
+        self._live.add(pair)
         try:
             done, pending = await asyncio.wait(
                 (asyncio.create_task(self._client_to_upstream(client, up)),
                  asyncio.create_task(self._upstream_to_client(up, client))),
                 return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:  # the side that got CLOSING (close() of the other pump) ends by itself
-                await task
+            if pending:  # the pump that ended closes the other side, whose pump then ends by itself
+                _, stuck = await asyncio.wait(pending, timeout=2 * CLOSE_TIMEOUT)
+                for task in stuck:
+                    task.cancel()
             for task in done:
                 task.result()
         finally:
+            self._live.discard(pair)
             if not up.closed:
                 await up.close(code=aiohttp.WSCloseCode.GOING_AWAY)
             if not client.closed:
@@ -135,8 +153,8 @@ class WsProxy:
                         scale = audio_scale(msg.data)
                 first = False
             elif t is WSMsgType.CLOSE:  # the client closes: pass its code and reason on, then its answer back
-                await up.close(code=msg.data, message=(msg.extra or "").encode())
-                await client.close(code=up.close_code or msg.data)
+                await up.close(code=wire_code(msg.data), message=(msg.extra or "").encode())
+                await client.close(code=wire_code(up.close_code or msg.data))
                 return
             elif t is WSMsgType.CLOSING:  # the other pump is closing us
                 return
@@ -154,8 +172,8 @@ class WsProxy:
                 if counts is not None:
                     counts.frames += 1
             elif t is WSMsgType.CLOSE:
-                await client.close(code=msg.data, message=(msg.extra or "").encode())
-                await up.close(code=client.close_code or msg.data)
+                await client.close(code=wire_code(msg.data), message=(msg.extra or "").encode())
+                await up.close(code=wire_code(client.close_code or msg.data))
                 return
             elif t is WSMsgType.CLOSING:
                 return

@@ -23,6 +23,9 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
 # Age bounds (seconds) of the open-stream distribution: a minute up to the hour a long meeting lasts.
 STREAM_AGE_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0)
 MIN_FORCED_GAP = 0.1  # seconds from one round's start to a forced round's: ?after= cannot spin the collectors
+# Seconds between background re-checks of the model dirs (a listing + stat of every file): a model changes on a
+# deploy, not every second. A round that a ?after= caller waits for lists them afresh whatever this says.
+SLOW_INTERVAL = 30.0
 FRESH_TIMEOUT = 10.0  # seconds a ?after= request waits for its round
 
 
@@ -220,20 +223,21 @@ class CollectionLoop:
     """One collection per interval in the background; `latest` is always a complete Snapshot.
 
     Collectors are injected: host/gpu are sync (run in a worker thread: NVML can stall), asr is async,
-    model is the background hasher (poked each round, read without waiting; asked for a fresh listing in a
-    round that a fresh() caller waits for).
+    model is the background hasher: poked to re-check every `slow_interval` (its last result read without
+    waking it in the rounds between), asked for a fresh listing in a round that a fresh() caller waits for.
+    Nothing is rendered here: a body is rendered on the first scrape of a snapshot (Snapshot.rendered).
     """
 
     def __init__(self, *, node: str, version: str, interval: float, host: Any, gpu: Any, asr: Any,
                  model: Any, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.perf_counter, agent_python: str | None = None,
-                 prerender: dict[str, Callable[["Snapshot"], bytes]] | None = None):
+                 slow_interval: float = SLOW_INTERVAL):
         self.node, self.version, self.interval = node, version, interval
         self.host, self.gpu, self.asr, self.model = host, gpu, asr, model
         self.clock, self.monotonic = clock, monotonic
         self.agent_python = agent_python
-        # Bodies rendered right after each collection, so no scrape ever pays for rendering.
-        self.prerender = prerender or {}
+        self.slow_interval = max(slow_interval, interval)
+        self._model_due = float("-inf")  # monotonic time of the next background model re-check
         self.errors = {"host": 0, "gpu": 0, "asr": 0, "model": 0}
         self.durations: dict[str, float | None] = {k: None for k in self.errors}
         self._last_in_flight: int | None = None
@@ -255,11 +259,22 @@ class CollectionLoop:
         finally:
             self.durations[name] = self.monotonic() - t0
 
+    def _model_reader(self, fresh_model: bool) -> Callable[[], ModelSnap]:
+        """fresh: list now; due: wake the hasher and take its last result; else only its last result."""
+        if fresh_model:
+            return self.model.fresh
+        now = self.monotonic()
+        if now >= self._model_due:
+            self._model_due = now + self.slow_interval
+            return self.model.poll
+        last = getattr(self.model, "last", None)
+        return last if last is not None else (lambda: self.latest.model)
+
     def _sync_round(self, fresh_model: bool) -> tuple[HostSnap, GpuReport, ModelSnap]:
         host = self._timed_sync("host", self.host.collect, lambda e: HostSnap(error=f"host: {e}"))
         gpu = self._timed_sync("gpu", lambda: self.gpu.collect(self._last_in_flight),
                                lambda e: GpuReport(source=getattr(self.gpu, "source", "none"), error=str(e)))
-        model = self._timed_sync("model", self.model.fresh if fresh_model else self.model.poll,
+        model = self._timed_sync("model", self._model_reader(fresh_model),
                                  lambda e: ModelSnap(state="error", error=str(e)))
         return host, gpu, model
 
@@ -285,8 +300,6 @@ class CollectionLoop:
         if model.listed_at is not None:
             started = min(started, model.listed_at)
         snap = self._compose(host, gpu, asr, model, started)
-        for key, render in self.prerender.items():
-            snap.rendered(key, render)
         self.latest = snap
         done, self._round_done = self._round_done, asyncio.Event()
         done.set()

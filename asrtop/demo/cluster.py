@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from asrtop.demo import fault as fault_cli
 from asrtop.demo import upgrade as upgrade_hook
 from asrtop.demo.haproxycfg import (BACKEND, INSTALL_HINT, WS_BACKEND, HaproxyMissing, ServerSpec, find_haproxy,
                                     has_prometheus_exporter, render_config, server_states)
+from asrtop.demo.ports import free_ports
 from asrtop.demo.restarts import NodeRestarter
 from asrtop.demo.revisions import revision_in_dir
 from asrtop.demo.simnode import DEFAULT_MODEL
@@ -109,20 +109,11 @@ def agent_available() -> bool:
 
 
 def _free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (all held open at once so none repeats)."""
-    socks: list[socket.socket] = []
+    """n distinct free loopback ports, below the ephemeral range (asrtop.demo.ports says why)."""
     try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
+        return free_ports(n)
     except OSError as e:
-        raise DemoError(f"not enough free loopback ports: needed {n}, got {len(socks) - 1} ({e.strerror or e}); "
-                        f"use fewer --nodes") from None
-    finally:
-        for s in socks:
-            s.close()
+        raise DemoError(f"not enough free loopback ports: needed {n} ({e}); use fewer --nodes") from None
 
 
 def _get_json(url: str, timeout: float = 0.5) -> dict | None:

@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from asrtop.demo.audio import speech_like_wav
-from asrtop.demo.loadws import StreamCounts, StreamLoad, StreamRecord, StreamTally, parse_mode_mix, parse_stream_mix
+from asrtop.demo.loadws import (StreamCounts, StreamLoad, StreamRecord, StreamTally, check_ws_loopback, parse_mode_mix,
+                                parse_stream_mix, pcm_from_wav)
 
 CLIP_SECONDS = (5, 8, 12, 15, 20, 30, 45, 60)
 DEFAULT_STREAM_MIX = "20:5s,60:30s,15:2m,5:20m"
@@ -190,12 +191,11 @@ class LoadGenerator:
         self.stream_count, self.stream_grace = stream_count, stream_grace
         self.streams: StreamLoad | None = None
         if streams:
-            from asrtop.demo.loadws import check_ws_loopback, stream_clip_pcm
-
             check_ws_loopback(ws_url)
             mix, modes = parse_stream_mix(stream_mix), parse_mode_mix(stream_modes)  # bad input before any audio
-            self.streams = StreamLoad(ws_url, streams, stream_clip_pcm(audio_dir), mix=mix, modes=modes,
-                                      chunk_size=chunk_size, seed=seed)
+            # the streams loop the file requests' first clip (5 s): the same cached file, nothing more to make
+            pcm = pcm_from_wav(clips(clip_seconds[:1] or CLIP_SECONDS[:1], audio_dir)[0][1])
+            self.streams = StreamLoad(ws_url, streams, pcm, mix=mix, modes=modes, chunk_size=chunk_size, seed=seed)
         self._clips = clips(clip_seconds, audio_dir) if concurrency else []
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -24,7 +24,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -380,9 +379,3 @@ class _StreamState:
         self.final_delay: float | None = None
         self.close_reason: str | None = None
 
-
-def stream_clip_pcm(audio_dir: Path | None = None) -> bytes:
-    """The speech-like 20 s clip the streams loop over (cached with the file requests' clips)."""
-    from asrtop.demo.load import clips
-
-    return pcm_from_wav(clips((20.0,), audio_dir)[0][1])

@@ -32,9 +32,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import time
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import mul
 from typing import Any, Protocol
 
@@ -104,7 +103,6 @@ class Session:
     wav_name: str
     audio_fs: int
     chunk_samples: int
-    started: float = field(default_factory=time.monotonic)
 
 
 def parse_first(text: str) -> Session:
@@ -233,7 +231,8 @@ class Stream:
         usable = len(self.pcm) // (2 * n) * (2 * n)
         if not usable:
             return
-        samples = array("h", bytes(self.pcm[:usable]))
+        samples = array("h")
+        samples.frombytes(self.pcm[:usable])
         del self.pcm[:usable]
         for i in range(0, len(samples), n):
             voiced, closed = self.vad.feed(samples, i)
@@ -265,8 +264,7 @@ class Stream:
             if previous is not None:
                 await previous
             await asyncio.sleep(self._work(g.length if g else 0.0))
-            text = segments_text(self.node.settings.model_name, []) if g is None else \
-                transcript(self.node.settings.model_name, segment_text(index, g))
+            text = "" if g is None else transcript(self.node.settings.model_name, segment_text(index, g))
             stamps = [[int(g.start * 1000), int(g.end * 1000)]] if g else []
             await self._send("2pass-offline", text, final, stamps)
 

@@ -56,10 +56,27 @@ def client_process(url: str, streams: int, seconds: float, mode: str, interval: 
             outs = await asyncio.gather(*(one(session, i) for i in range(streams)), return_exceptions=True)
         good = [o for o in outs if not isinstance(o, BaseException) and o.final is not None]
         return {"late": [x for o in good for x in o.lateness()], "finals": len(good), "cpu": time.process_time(),
+                "waited": waited_s(),
                 "late_sent": [x for o in good for x in o.lateness(schedule=False)],
                 "failures": [repr(o)[:200] for o in outs if isinstance(o, BaseException) or o.final is None][:3]}
 
     return asyncio.run(run())
+
+
+def waited_s(pid: int | str = "self") -> float:
+    """Seconds this process spent runnable but waiting for a CPU (/proc/PID/schedstat): on a machine shared
+    with other work, the lateness that is not the node's own doing."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def cpu_pressure() -> str:
+    try:
+        return Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        return "n/a"
 
 
 def quantile(xs: list[float], q: float) -> float:
@@ -80,7 +97,7 @@ def phase(url: str, stats_url: str, node: psutil.Process, streams: int, a: argpa
 
     watcher = threading.Thread(target=watch, daemon=True)
     per = [streams // a.clients + (i < streams % a.clients) for i in range(a.clients)]
-    cpu0, t0 = sum(node.cpu_times()[:2]), time.monotonic()
+    cpu0, wait0, t0 = sum(node.cpu_times()[:2]), waited_s(node.pid), time.monotonic()
     watcher.start()
     with multiprocessing.get_context("spawn").Pool(a.clients) as pool:
         parts = pool.starmap(client_process, [(url, n, a.seconds, a.mode, a.chunk_interval, 100 * streams + i)
@@ -88,6 +105,7 @@ def phase(url: str, stats_url: str, node: psutil.Process, streams: int, a: argpa
     stop.set()
     wall = time.monotonic() - t0
     cpu = sum(node.cpu_times()[:2]) - cpu0
+    waited = waited_s(node.pid) - wait0
     late = [x / CHUNK_S for p in parts for x in p["late"]]
     late_sent = [x / CHUNK_S for p in parts for x in p["late_sent"]]
     out = {"streams": streams, "finals": sum(p["finals"] for p in parts), "partials": len(late),
@@ -98,7 +116,8 @@ def phase(url: str, stats_url: str, node: psutil.Process, streams: int, a: argpa
           f"p50 {out['p50']:.3f} p99 {out['p99']:.3f} max {out['max']:.3f}; node CPU {out['cores']:.2f} cores "
           f"({cpu:.1f} s; streams live {a.seconds + RAMP_S:g} s of the phase's {wall:.1f} s); node's peak of open streams "
           f"{out['peak_open']}\n      after the audio really left the clients: p50 {out['sent_p50']:.3f} p99 "
-          f"{out['sent_p99']:.3f}; client processes {out['client_cores']:.2f} cores", flush=True)
+          f"{out['sent_p99']:.3f}; client processes {out['client_cores']:.2f} cores\n      waiting for a CPU: node "
+          f"{waited:.1f} s, clients {sum(p['waited'] for p in parts):.1f} s; {cpu_pressure()}", flush=True)
     for f in out["failures"]:
         print(f"  failed: {f}")
     return out

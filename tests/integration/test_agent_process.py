@@ -63,8 +63,11 @@ def test_agent_reports_simnode_model_and_simulated_gpu(tmp_path):
         files = httpx.get(ag.url + "/v1/model", timeout=5).json()
         assert {f["path"]: f["sha256"] for f in files["files"]}["config.yaml"] == \
             hashlib.sha256(b"model: FunASRNano\n").hexdigest()
-        # an upgrade changes a file: the next interval notices
+        # an upgrade changes a file: the background re-check comes every 30 s (SLOW_INTERVAL), a read
+        # with ?after=now (asrtop's after a deploy) lists the dirs at once, and its hashing ends in 'ok'
         (model / "config.yaml").write_text("model: FunASRNano-v2\n")
+        forced = httpx.get(ag.url + "/v1/status", params={"after": "now"}, timeout=15).json()
+        assert forced["model"]["state"] in ("hashing", "ok") and forced["model"]["sha256"] != st.model.sha256
         body = wait_status(ag.url, lambda b: b["model"]["state"] == "ok" and b["model"]["sha256"] != st.model.sha256)
         assert body["model"]["sha256"] == manifest(model)
         assert httpx.get(ag.url + "/healthz", timeout=5).status_code == 200

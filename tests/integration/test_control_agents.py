@@ -58,15 +58,20 @@ async def test_drain_wait_on_nginx_follows_the_agent(tmp_path, nginx_bin):
             proc = await asyncio.create_subprocess_exec(
                 *asrtop_argv(path, "drain", "n1", "--wait", "--timeout", "20"),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            await asyncio.sleep(1.5)
-            assert proc.returncode is None  # still waiting: the agent says 2 in flight
+            seen = [await asyncio.wait_for(proc.stdout.readline(), 20)]  # "drain n1: done on ngx"
+
+            async def progress_line() -> bytes:  # the next figure drain --wait prints (a slow start is no failure)
+                seen.append(await asyncio.wait_for(proc.stdout.readline(), 20))
+                return seen[-1]
+
+            assert (await progress_line()).split()[1] == b"2"  # still waiting: the agent says 2 in flight
             agent.node.in_flight = 1
-            await asyncio.sleep(1.0)
-            assert proc.returncode is None  # still waiting at 1: only 0 ends the wait
+            assert (await progress_line()).split()[1] == b"1"  # still waiting at 1: only 0 ends the wait
+            assert proc.returncode is None
             agent.node.in_flight = 0
             out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    lines = out.decode().splitlines()
+    lines = b"".join(seen + [out]).decode().splitlines()
     assert lines[0] == "drain n1: done on ngx"
     assert [ln.split()[1] for ln in lines[1:-1]] == ["2", "1", "0"]
     assert lines[-1] == "n1 is empty: safe to upgrade"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from asrtop.demo.haproxycfg import WS_BACKEND, admin_command
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    """One clip cache for the module (the clip is made once)."""
+    return tmp_path_factory.mktemp("audio")
 
 
 def _run_in_thread(gen):
@@ -26,12 +34,12 @@ def _streams_opened(cluster) -> int:
     return sum(cluster.node_stats(i)["streams"]["opened"] for i in range(len(cluster.nodes)))
 
 
-def test_streams_finish_and_a_balancer_cut_is_counted_as_cut_by_the_server(demo_cluster, tmp_path):
+def test_streams_finish_and_a_balancer_cut_is_counted_as_cut_by_the_server(demo_cluster, audio):
     from asrtop.demo.load import LoadGenerator
 
     before = _streams_opened(demo_cluster)
     gen = LoadGenerator(demo_cluster.url, 0, ws_url=demo_cluster.ws_url, streams=3, stream_count=3,
-                        stream_mix="100:2s", stream_modes="34:2pass,33:online,33:offline", audio_dir=tmp_path)
+                        stream_mix="100:2s", stream_modes="34:2pass,33:online,33:offline", audio_dir=audio)
     thread, out = _run_in_thread(gen)
     _until(lambda: gen.stream_counts.snapshot().open == 3)
     live = gen.stream_counts.snapshot()  # the counts, live, while the streams run
@@ -53,11 +61,11 @@ def test_streams_finish_and_a_balancer_cut_is_counted_as_cut_by_the_server(demo_
     assert _streams_opened(demo_cluster) - before == 3  # each started stream reached exactly one node
 
 
-def test_streams_open_past_the_grace_are_cut_by_the_load_itself(demo_cluster, tmp_path):
+def test_streams_open_past_the_grace_are_cut_by_the_load_itself(demo_cluster, audio):
     from asrtop.demo.load import LoadGenerator
 
     gen = LoadGenerator(demo_cluster.url, 0, ws_url=demo_cluster.ws_url, streams=2, duration=0.3,
-                        stream_grace=0.5, stream_mix="100:30s", audio_dir=tmp_path)
+                        stream_grace=0.5, stream_mix="100:30s", audio_dir=audio)
     t0 = time.monotonic()
     report = gen.run()
     assert time.monotonic() - t0 < 5
@@ -66,3 +74,31 @@ def test_streams_open_past_the_grace_are_cut_by_the_load_itself(demo_cluster, tm
     assert "2 cut (0 by the server/balancer, 2 by the load's stop)" in s.line()
     assert "every stream that ended on its own got its final result" in s.line()
     _until(lambda: sum(demo_cluster.node_stats(i)["streams"]["open"] for i in range(4)) == 0)
+
+
+def test_a_drain_reaches_both_backends_and_agents_watch_the_stream_port(demo_cluster):
+    """The cluster file's second balancer (haproxy-ws) names the streams' backend: one drain, both backends;
+    each agent was started with the node's WebSocket port as its stream port."""
+    import json
+    import urllib.request
+
+    from asrtop.demo.haproxycfg import BACKEND
+    from support.control_cluster import run_cli
+
+    def status(name):
+        return {b: demo_cluster.server_states(b)[name]["status"] for b in (BACKEND, WS_BACKEND)}
+
+    node = demo_cluster.nodes[2]
+    drained = run_cli(demo_cluster.config_path, "drain", node.name)
+    try:
+        assert drained.returncode == 0, drained.stderr
+        assert f"drain {node.name}: done on haproxy, haproxy-ws" in drained.stdout + drained.stderr
+        assert status(node.name) == {BACKEND: "DRAIN", WS_BACKEND: "DRAIN"}
+    finally:
+        ready = run_cli(demo_cluster.config_path, "ready", node.name)
+    assert ready.returncode == 0, ready.stderr
+    assert status(node.name) == {BACKEND: "UP", WS_BACKEND: "UP"}
+    for n in demo_cluster.nodes:
+        with urllib.request.urlopen(n.agent_url + "/v1/status", timeout=5) as r:
+            streams = json.loads(r.read())["asr"].get("streams")
+        assert streams is not None and streams["source"] == "connections", (n.name, streams)

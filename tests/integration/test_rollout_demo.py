@@ -16,7 +16,7 @@ import pytest
 
 from asrtop.control.rollout_model import STAGES
 from asrtop.demo.cluster import OLD_MODEL, UPGRADE_TO
-from asrtop.demo.haproxycfg import admin_command
+from asrtop.demo.haproxycfg import WS_BACKEND, admin_command
 from asrtop.demo.load import clips
 from support.rollout import (Fleet, Load, RolloutRun, cli, hold_busy, hook_line, hook_runs, recording_hook,
                              revision_digest, rollout, rollout_cluster, stage_audit, upgrade_argv, wait_hook_started,
@@ -50,9 +50,10 @@ def fleet(demo, tmp_path):
         if demo.node_model(n.index) and demo.node_model(n.index).endswith(("-badcanary", "-slow")):
             demo.upgrade_node(n.index, UPGRADE_TO)
         demo.fault(n.index, error_rate=0.0, slowdown=1.0)
-        for cmd in (f"set server {demo.backend}/{n.server} state ready",
-                    f"set server {demo.backend}/{n.server} weight {n.weight}"):
-            admin_command(demo.admin_socket, cmd)
+        for backend in (demo.backend, WS_BACKEND):  # both balancers of the cluster file: a killed run drained both
+            for cmd in (f"set server {backend}/{n.server} state ready",
+                        f"set server {backend}/{n.server} weight {n.weight}"):
+                admin_command(demo.admin_socket, cmd)
     wait_all_up(f)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 import time
 
+from asrtop.demo.ports import free_ports
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port free a moment ago, below the ephemeral range so that no outgoing connection takes it before
+    the server binds it (asrtop.demo.ports)."""
+    return free_ports(1, host)[0]
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -57,6 +57,9 @@ class FakeConns:
     def scan(self, port):
         return self.inode, self.server, self.client
 
+    def listener(self, port):
+        return self.inode
+
     def owner_of(self, inode):
         self.owner_calls += 1
         return self.owner

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import socket
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -80,19 +81,26 @@ class Model:
         return ModelSnap("ok", self.on_disk, listed_at=time.time())
 
 
+def bound_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
 @asynccontextmanager
 async def agent(model=None):
     """A running agent (collection loop + HTTP app) and an httpx client for it."""
     asr = Asr()
     loop = CollectionLoop(node="node-1", version="0.1.0", interval=60.0, host=Host(), gpu=Gpu(), asr=asr,
                           model=model or Model())
-    server = TestServer(make_app(lambda: loop.latest, loop.fresh, loop.clock), host="127.0.0.1")
-    await server.start_server()
+    server = make_app(lambda: loop.latest, loop.fresh, loop.clock)
+    await server.start(bound_socket())
     task = asyncio.create_task(loop.run())
     try:
         while loop.latest.round_started_at is None:  # the first (regular) round
             await asyncio.sleep(0.005)
-        async with httpx.AsyncClient(base_url=str(server.make_url("")), timeout=15) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=15) as client:
             yield loop, asr, client
     finally:
         if asr.gate is not None:

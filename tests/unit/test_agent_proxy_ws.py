@@ -133,13 +133,44 @@ async def test_stream_counts_and_ages_match_the_clients_at_every_sample(proxy):
             live = [now - t for i, t in started.items() if i not in ended]
             assert snap.open == len(live) and snap.ages[-1] == (None, len(live))
             if live:
-                assert abs(snap.oldest_seconds - max(live)) < 0.05
+                # the proxy sees a stream from its upstream handshake, the client from ws_connect's return: on a
+                # loaded machine that gap has measured over 50 ms; streams start 0.5 s apart, so 0.2 s still
+                # tells which stream is the oldest
+                assert abs(snap.oldest_seconds - max(live)) < 0.2
             judged += 1
         return judged
 
     async with aiohttp.ClientSession() as s:
         judged, *_ = await asyncio.gather(sampler(), *(stream(i, secs, s) for i, secs in enumerate((3.0, 1.0, 2.0))))
-    assert judged >= 9
+    assert judged >= 6  # samples taken while no client was mid-handshake or mid-close
     snap = await _settled(proxy.counts)
     assert (snap.opened_total, snap.closed_total) == (3, 3)
     assert snap.audio_seconds_total == pytest.approx(sent[0] / 2 / 16000)
+
+
+async def test_stopping_the_proxy_ends_open_streams_with_1001_on_both_sides_at_once(node):
+    p = WsProxy(node.url, ProxyStreams())
+    runner = web.AppRunner(p.app(), access_log=None)  # aiohttp's default shutdown timeout: 60 s
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(f"ws://127.0.0.1:{port}/")
+        await ws.send_str(json.dumps(FIRST))
+        t0 = time.monotonic()
+        stopping = asyncio.create_task(runner.cleanup())
+        msg = await ws.receive()
+        await stopping
+        assert time.monotonic() - t0 < 2
+    await p.close()
+    assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 1001, "asrtop-agent stopping")
+    assert node.client_closes == [(1001, "asrtop-agent stopping")] and p.streams.snapshot().open == 0
+
+
+def test_audio_scale_and_close_codes_that_may_go_on_the_wire():
+    from asrtop_agent.proxy_ws import audio_scale, wire_code
+
+    assert audio_scale(json.dumps(FIRST)) == 1 / 16000 and audio_scale(b'{"mode": "online"}') == 1 / 32000
+    assert audio_scale(b'{"wav_format": "mp3"}') is None and audio_scale(b"not json") is None
+    assert audio_scale(b'{"audio_fs": "fast"}') == 1 / 32000  # a nonsense rate: FunASR's default
+    assert [wire_code(c) for c in (0, 1005, 1006, 1015, 1002, 4001)] == [1000, 1000, 1000, 1000, 1002, 4001]

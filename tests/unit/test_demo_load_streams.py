@@ -106,3 +106,16 @@ def test_haproxy_ws_frontend_and_backend():
     check = subprocess.run([binary, "-c", "-q", "-f", "/dev/stdin"], input=cfg, capture_output=True, text=True,
                            timeout=10)
     assert check.returncode == 0, check.stderr
+
+
+def test_demo_refuses_a_bad_stream_mix_before_starting_anything(capsys):
+    import argparse
+
+    from asrtop.demo.run import run_demo
+
+    args = argparse.Namespace(nodes=1, load=0, streams=None, stream_mix="50:5s", headless=True, duration=1.0)
+    assert run_demo(args) == 2
+    assert capsys.readouterr().err == ("asrtop demo: --stream-mix: the percentages add up to 50, not 100; "
+                                       "e.g. 20:5s,60:30s,15:2m,5:20m\n")
+    args.stream_mix, args.streams = "5s", -1
+    assert run_demo(args) == 2 and capsys.readouterr().err == "asrtop demo: --streams must be >= 0, got -1\n"

@@ -151,8 +151,11 @@ class AsrCollector:
         """pid, cpu ratio (of one core), rss, reason when something is absent, established connections."""
         if not self.conns.available():
             return self._process_facts_psutil()
-        inode, server, client = self.conns.scan(self.port)
-        conns = server if inode is not None else client
+        if self.counters is not None:  # the proxy counts in flight exactly: only the listener (its PID) is needed
+            inode, conns = self.conns.listener(self.port), None
+        else:
+            inode, server, client = self.conns.scan(self.port)
+            conns = server if inode is not None else client
         if inode is None:
             self._forget()
             return None, None, None, f"nothing listens on port {self.port} on this host", conns

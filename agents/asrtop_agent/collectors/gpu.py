@@ -76,6 +76,9 @@ class NvmlGpuCollector:
         self._next_try = 0.0
         self.driver: str | None = None
         self.cuda: str | None = None
+        # per GPU index: (handle, uuid, name, supported clock event mask), fixed while NVML stays initialised
+        self._identity: dict[int, tuple] = {}
+        self._count: int | None = None
 
     def _module(self) -> Any:
         if self._nvml is None:
@@ -98,6 +101,7 @@ class NvmlGpuCollector:
             self._init_error = f"NVML unavailable: {_text(exc) or type(exc).__name__}"
             return False
         self._ready, self._init_error = True, None
+        self._identity.clear()
         self.driver = self._opt(nv.nvmlSystemGetDriverVersion)
         cuda = self._opt(nv.nvmlSystemGetCudaDriverVersion_v2)
         if isinstance(cuda, int):
@@ -122,6 +126,9 @@ class NvmlGpuCollector:
         except nv.NVMLError as exc:
             return GpuReport(source="none", error=f"NVML device count failed: {_text(exc)}",
                              driver=self.driver, cuda=self.cuda)
+        if count != self._count:  # a GPU fell off or came back: indexes may name other GPUs now
+            self._identity.clear()
+            self._count = count
         gpus, errors = [], []
         for i in range(count):
             try:
@@ -131,16 +138,27 @@ class NvmlGpuCollector:
         return GpuReport(source="nvml", error="; ".join(errors) or None, gpus=tuple(gpus),
                          driver=self.driver, cuda=self.cuda)
 
+    def _static(self, nv: Any, index: int) -> tuple:
+        """Handle, UUID, name and supported clock event reasons of GPU `index`: read once, not every round
+        (each NVML call costs, per GPU, per round); read again until UUID and name are both known."""
+        known = self._identity.get(index)
+        if known is None:
+            h = nv.nvmlDeviceGetHandleByIndex(index)
+            known = (h, self._opt(nv.nvmlDeviceGetUUID, h), self._opt(nv.nvmlDeviceGetName, h),
+                     clock_event_mask(nv, h, current=False))
+            if known[1] is not None and known[2] is not None:
+                self._identity[index] = known
+        return known
+
     def _device(self, nv: Any, index: int) -> GpuSnap:
-        h = nv.nvmlDeviceGetHandleByIndex(index)
+        h, uuid, name, supported = self._static(nv, index)
         util = self._opt(nv.nvmlDeviceGetUtilizationRates, h)
         mem = self._opt(nv.nvmlDeviceGetMemoryInfo, h)
         temp = self._opt(nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU)
         power = self._opt(nv.nvmlDeviceGetPowerUsage, h)
         limit = self._opt(nv.nvmlDeviceGetEnforcedPowerLimit, h)
         procs = self._opt(nv.nvmlDeviceGetComputeRunningProcesses, h) or ()
-        uuid, name = self._opt(nv.nvmlDeviceGetUUID, h), self._opt(nv.nvmlDeviceGetName, h)
-        active, supported = clock_event_mask(nv, h, current=True), clock_event_mask(nv, h, current=False)
+        active = clock_event_mask(nv, h, current=True)
         corrected, uncorrected = self._ecc(nv, h)
         processes = []
         for p in procs:
@@ -186,12 +204,23 @@ class NoGpuCollector:
 
 def simulated_node_faults(asr_url: str, timeout: float = 0.5) -> dict | None:
     """DEMO ONLY: the simulated node's own report of its simulated GPU (GET /_sim/stats: gpu_leaked_bytes,
-    gpu_hot); None when it does not answer (a crashed process holds no GPU memory)."""
-    import urllib.request  # late: only the demo's agents need it (the agent's memory floor)
+    gpu_hot); None when it does not answer (a crashed process holds no GPU memory). A plain HTTP/1.0 GET on a
+    socket (the body runs to the close): asked every round, where urllib's import and machinery cost more
+    than the rest of the round."""
+    import socket
+    from urllib.parse import urlsplit
 
+    parts = urlsplit(asr_url)
     try:
-        with urllib.request.urlopen(asr_url.rstrip("/") + "/_sim/stats", timeout=timeout) as r:
-            body = json.loads(r.read())
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout) as sock:
+            sock.sendall(f"GET /_sim/stats HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n".encode("latin-1"))
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        head, _, payload = b"".join(chunks).partition(b"\r\n\r\n")
+        if head.split(b" ", 2)[1:2] != [b"200"]:
+            return None
+        body = json.loads(payload)
     except (OSError, ValueError):
         return None
     return body if isinstance(body, dict) else None

@@ -78,6 +78,10 @@ class ModelHasher:
         self._wake.set()
         return self._current
 
+    def last(self) -> ModelSnap:
+        """The last result, without asking for a re-check (the rounds between the loop's slow re-checks)."""
+        return self._current
+
     def fresh(self, timeout: float = FRESH_WAIT) -> ModelSnap:
         """A reading whose listing began after this call: waits for the scanning thread to list (by stat),
         never for hashing. While a scan is hashing, "hashing" is the state now, so that is returned at once

@@ -34,34 +34,33 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 class HttpProbe:
+    """On asyncio streams (httpget.py), not aiohttp's client: the default probe keeps aiohttp out of the
+    agent's memory and costs less per round. A fresh connection each time, as a balancer's check makes."""
+
     kind = "http"
 
     def __init__(self, url: str, path: str, timeout: float, clock: Callable[[], float], session: Any = None):
         self.target = url.rstrip("/") + (path if path.startswith("/") else "/" + path)
-        self.timeout, self.clock, self._session = timeout, clock, session
+        self.timeout, self.clock = timeout, clock  # session: unused (the aiohttp probe's), kept for callers
 
     async def check(self) -> ProbeResult:
-        import aiohttp
+        from .httpget import http_get
 
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                                  connector=aiohttp.TCPConnector(limit=1, force_close=True))
         t0 = self.clock()
         try:
-            async with self._session.get(self.target, allow_redirects=False) as resp:
-                await resp.read()
-                latency = self.clock() - t0
-                if 200 <= resp.status < 400:
-                    return True, latency, None
-                return False, latency, f"health probe {self.target} answered HTTP {resp.status}"
+            status, _ = await http_get(self.target, self.timeout)
         except TimeoutError:
             return False, None, f"health probe {self.target} timed out after {self.timeout:g}s"
-        except aiohttp.ClientError as exc:
-            return False, None, f"health probe {self.target} failed: {exc or type(exc).__name__}"
+        except (OSError, ValueError, EOFError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            return False, None, f"health probe {self.target} failed: {reason}"
+        latency = self.clock() - t0
+        if 200 <= status < 400:
+            return True, latency, None
+        return False, latency, f"health probe {self.target} answered HTTP {status}"
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        pass
 
 
 class TcpProbe:

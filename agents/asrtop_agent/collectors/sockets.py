@@ -74,19 +74,26 @@ class SockDiag:
                     off += (length + 3) & ~3
 
     def scan(self, port: int) -> tuple[int | None, int, int]:
-        listen, server = None, 0
+        # LISTEN alone reads only the kernel's small listening table; the established table (sized by RAM, and
+        # walked whole whatever the filter) is read only in the families that listen: accepted connections
+        # take their listener's family (a dual-stack "::" listener's IPv4 clients are AF_INET6 sockets).
+        listen, families = None, []
         for family in (socket.AF_INET, socket.AF_INET6):
-            for state, inode in self._query(family, (1 << TCP_ESTABLISHED) | (1 << TCP_LISTEN),
-                                            INET_DIAG_BC_S_EQ, port):
-                if state == TCP_LISTEN:
-                    listen = listen or inode
-                else:
-                    server += 1
+            for _, inode in self._query(family, 1 << TCP_LISTEN, INET_DIAG_BC_S_EQ, port):
+                listen = listen or inode
+                if family not in families:
+                    families.append(family)
+        server = sum(len(self._query(f, 1 << TCP_ESTABLISHED, INET_DIAG_BC_S_EQ, port)) for f in families)
         client = 0
         if listen is None:  # the ASR service is not on this host: count our side of connections to it
             client = sum(len(self._query(f, 1 << TCP_ESTABLISHED, INET_DIAG_BC_D_EQ, port))
                          for f in (socket.AF_INET, socket.AF_INET6))
         return listen, server, client
+
+    def listener(self, port: int) -> int | None:
+        """The listening socket's inode alone: the small listening table, no walk of the established one."""
+        return next((inode for family in (socket.AF_INET, socket.AF_INET6)
+                     for _, inode in self._query(family, 1 << TCP_LISTEN, INET_DIAG_BC_S_EQ, port)), None)
 
     def established(self, port: int) -> list[int]:
         """Inodes of the established server-side connections on `port` (local port == port). A connection
@@ -139,6 +146,9 @@ class ProcNetTcp:
                 elif int(fields[2].rsplit(b":", 1)[1], 16) == port:
                     client += 1
         return listen_inode, server, client
+
+    def listener(self, port: int) -> int | None:
+        return self.scan(port)[0]
 
     def established(self, port: int) -> list[int]:
         return [int(f[9]) for f in self._lines(port)
