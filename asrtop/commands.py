@@ -73,7 +73,7 @@ def _run(args: Any) -> int:
         from asrtop.check_report import run_check
 
         prometheus = getattr(args, "prometheus", None)
-        return asyncio.run(run_check(config, _source(config, balancers, prometheus), fleet_snapshot,
+        return asyncio.run(run_check(config, _source(config, balancers, prometheus, one_shot=True), fleet_snapshot,
                                      prometheus=prometheus, as_json=bool(getattr(args, "json", False))))
     if args.command in ACTION_KINDS:
         return asyncio.run(_action(args, config, balancers))
@@ -86,10 +86,11 @@ def _run(args: Any) -> int:
     raise _Fail(BAD_INPUT, f"unknown command {args.command!r}")
 
 
-def _source(config, balancers, prometheus: str | None = None):
+def _source(config, balancers, prometheus: str | None = None, one_shot: bool = False):
     """Balancers alone when no node has an agent (fast path: no aiohttp); else agents or Prometheus too.
     Either way with the drift watch's notes (servers that no longer show what asrtop set, and why) and the
-    intent journal's (changes an interrupted asrtop left half-done)."""
+    intent journal's (changes an interrupted asrtop left half-done). `one_shot` (`status`, `check`): every agent
+    asked, each with the whole timeout, http:// ones without aiohttp (asrtop.sources.agents.AgentPoller)."""
     from asrtop.control.audit import AuditLog
     from asrtop.control.drift import ReloadWatch
     from asrtop.control.journal import ChangesInProgress, InterruptedNotes, Journal
@@ -101,7 +102,7 @@ def _source(config, balancers, prometheus: str | None = None):
     if prometheus or config.prometheus or uses_agents:
         from asrtop.sources.factory import build_fleet_source
 
-        return build_fleet_source(config, balancers, prometheus, notes, ChangesInProgress(journal))
+        return build_fleet_source(config, balancers, prometheus, notes, ChangesInProgress(journal), one_shot)
     from asrtop.sources.live import LiveFleetSource
 
     return LiveFleetSource(config, None, balancers, notes, ChangesInProgress(journal))
@@ -147,33 +148,37 @@ async def fleet_snapshot(source) -> Any:
 
 
 async def _status(args: Any, config, balancers) -> int:
-    from asrtop.control.rules import one_line
     from asrtop.status_report import facts_unavailable, render_table, status_json
 
-    snap = await fleet_snapshot(_source(config, balancers, getattr(args, "prometheus", None)))
+    snap = await fleet_snapshot(_source(config, balancers, getattr(args, "prometheus", None), one_shot=True))
     rollout, alive, rollout_error = _rollout_now(config)
     if getattr(args, "json", False):
         import json
 
-        from asrtop.control.rollout_words import status_json as rollout_json
-
         doc = status_json(snap, config.name)
-        doc["rollout"] = rollout_json(rollout, alive)
+        doc["rollout"] = None
+        if rollout is not None:
+            from asrtop.control.rollout_words import status_json as rollout_json
+
+            doc["rollout"] = rollout_json(rollout, alive)
         print(json.dumps(doc, indent=1))
     else:
-        import time
-
-        from asrtop.control.rollout_words import status_lines
-
         print(render_table(snap))
-        for line in status_lines(rollout, alive, config.path, time.time()):
-            print(line)
+        if rollout is not None:
+            import time
+
+            from asrtop.control.rollout_words import status_lines
+
+            for line in status_lines(rollout, alive, config.path, time.time()):
+                print(line)
     if rollout_error:
         _err(rollout_error)
     # Any balancer unread is exit 5 (the table is still printed): a stopped nginx or HAProxy must not pass a
     # monitoring check because the agents behind it still answer.
     unread = [b for b in snap.balancers if not b.reachable]
     if unread:
+        from asrtop.control.rules import one_line
+
         what = ("no balancer could be read" if len(unread) == len(snap.balancers)
                 else f"{len(unread)} of {len(snap.balancers)} balancers could not be read")
         _err(f"{what}: " + "; ".join(f"{b.name}: {one_line(b.problem or '')}" for b in unread))
@@ -188,6 +193,13 @@ async def _status(args: Any, config, balancers) -> int:
 def _rollout_now(config) -> tuple[Any, bool | None, str | None]:
     """The rollout in the state file beside the audit log (None: none), whether a process runs it (the lock is
     held; None when it is not marked running), and why the state cannot be read (one line) when it cannot."""
+    from asrtop.control.rollout_paths import state_path
+
+    try:
+        if not state_path(config.audit_log).exists():
+            return None, None, None  # no rollout: the rollout model is not even loaded
+    except OSError:
+        pass  # read_state says why
     from asrtop.control.oplock import held
     from asrtop.control.rollout_model import lock_file
     from asrtop.control.rollout_store import StateError, read_state

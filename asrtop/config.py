@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 import socket
 import threading
 import tomllib
@@ -68,10 +69,9 @@ class NodeConfig:
         however it is written: `localhost:P`, `127.0.0.1:P`, `[::1]:P`; see endpoint_key)."""
         if server.name == self.server_name:
             return True
-        return self.address is not None and (server.endpoint == self.address or
-                                             endpoint_key(server.address, server.port) in self.endpoint_keys)
+        return self.address is not None and not self.endpoint_keys.isdisjoint(server_endpoint_keys(server))
 
-    @functools.cached_property
+    @functools.cached_property  # per config load: a NodeConfig lives as long as its config
     def endpoint_keys(self) -> frozenset[tuple[str, str]]:
         """endpoint_key of `address`, plus the other spellings of a loopback endpoint (empty without address)."""
         if self.address is None:
@@ -79,6 +79,12 @@ class NodeConfig:
         host, port = endpoint_key(*self.address.rpartition(":")[::2])
         return frozenset(((host, port), *((alias, port) for alias in LOOPBACK_ALIASES.get(host, ())),
                           *(endpoint_key(ip, port) for ip in self.resolved)))
+
+    @functools.cached_property
+    def match_keys(self) -> tuple[str | tuple[str, str], ...]:
+        """What a balancer's server index is looked up by (asrtop.fleet): the server name (a str), then the
+        endpoint keys (tuples: never equal to a name). Built once per config load, never per refresh."""
+        return (self.server_name, *sorted(self.endpoint_keys))
 
 
 @dataclass(frozen=True)
@@ -191,14 +197,37 @@ def endpoint_key(host: str, port: int | str | None) -> tuple[str, str]:
     loopback name (`localhost`, `ip6-localhost`, ...) as `localhost`, the port as a plain number ("" = none).
     Cached: it runs per server per refresh."""
     h = host.strip().strip("[]").lower().rstrip(".")
+    p = str(port).strip() if port is not None else ""
+    port_text = str(int(p)) if p.isascii() and p.isdigit() else p
+    if _canonical_ipv4(h):  # most fleets: a dotted quad already in canonical form, without ipaddress' objects
+        return h, port_text
     try:
         ip = ipaddress.ip_address(h)
         h = str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
     except ValueError:
         if h in LOOPBACK_NAMES:
             h = "localhost"
-    p = str(port).strip() if port is not None else ""
-    return h, str(int(p)) if p.isascii() and p.isdigit() else p
+    return h, port_text
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def _canonical_ipv4(h: str) -> bool:
+    """`10.0.0.7`, as ipaddress would write it: four decimal parts 0-255 without leading zeros."""
+    return _CANONICAL_IPV4.fullmatch(h) is not None
+
+
+def server_endpoint_keys(server: ServerState) -> tuple[tuple[str, str], ...]:
+    """The keys a balancer's server is matched by against NodeConfig.endpoint_keys: endpoint_key of its host and
+    port; a server without a port (nginx's `server 10.0.0.7;`, `unix:/run/asr.sock`) also by its address read
+    as a node's `address` is (host:port split at the last colon), so that an address written as the balancer
+    writes it always matches."""
+    key = endpoint_key(server.address, server.port)
+    if server.port is not None:
+        return (key,)
+    return key, endpoint_key(*server.address.rpartition(":")[::2])
 
 
 def needs_lookup(address: str | None) -> str | None:
@@ -562,15 +591,28 @@ def _rollout(path: Path | None, t: Any) -> RolloutConfig:
 
 
 def discover_nodes(config: ClusterConfig, servers: list[ServerState]) -> tuple[NodeConfig, ...]:
-    """Configured nodes plus one per server of the discovery balancer not already matched (pure)."""
+    """Configured nodes plus one per server of the discovery balancer not already matched (pure).
+
+    O(nodes + servers): the names and endpoint keys matched so far are sets, not a scan of every node per
+    server; a discovered node is the same NodeConfig object from one refresh to the next (its endpoint keys
+    are worked out once)."""
     nodes = list(config.nodes)
     if config.discovery is None:
         return tuple(nodes)
+    names = {n.server_name for n in nodes}
+    keys = {k for n in nodes for k in n.endpoint_keys}
+    template = config.discovery.agent_url
     for s in servers:
-        if any(n.matches(s) for n in nodes):
-            continue
-        agent = None
-        if config.discovery.agent_url:
-            agent = config.discovery.agent_url.format(host=s.address, port=s.port, name=s.name)
-        nodes.append(NodeConfig(name=s.name, server=s.name, address=s.endpoint, agent=agent))
+        if s.name in names or not keys.isdisjoint(server_endpoint_keys(s)):
+            continue  # a node matches it (NodeConfig.matches)
+        node = _discovered(s.name, s.endpoint, template.format(host=s.address, port=s.port, name=s.name)
+                           if template else None)
+        nodes.append(node)
+        names.add(node.server_name)
+        keys.update(node.endpoint_keys)
     return tuple(nodes)
+
+
+@functools.lru_cache(maxsize=16384)
+def _discovered(name: str, address: str, agent: str | None) -> NodeConfig:
+    return NodeConfig(name=name, server=name, address=address, agent=agent)

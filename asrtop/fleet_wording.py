@@ -63,11 +63,14 @@ class StateCounts:
         return ", ".join(f"{self.by_word[w]} {w}" for w in STATE_ORDER if self.by_word[w])
 
 
-def state_counts(nodes: Iterable[NodeView]) -> StateCounts:
+def state_counts(nodes: Iterable[NodeView], words: Iterable[StateWord] | None = None) -> StateCounts:
+    """`words`: state_word of each node, in order, when the caller has them already (`status` words each
+    node once for its table and its counts)."""
     by_word = dict.fromkeys(STATE_ORDER, 0)
     backup = serving = 0
-    for n in nodes:
-        word = state_word(n).text
+    nodes = list(nodes)
+    for n, w in zip(nodes, words if words is not None else map(state_word, nodes)):
+        word = w.text
         by_word[word] += 1
         backup += bool(n.backup)
         serving += word == "ready" and not n.backup

@@ -10,8 +10,8 @@ from typing import Any
 
 from asrtop.fleet import (AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, TARGET_FROM_CONFIG, FleetSnapshot,
                           NodeView)
-from asrtop.fleet_wording import (OK, QUIET, RECREATE, model_line, rate_text, state_counts, state_word, streams_cell,
-                                  streams_total)
+from asrtop.fleet_wording import (OK, QUIET, RECREATE, StateWord, model_line, rate_text, state_counts, state_word,
+                                  streams_cell, streams_total)
 from asrtop.traffic import REQUESTS_SOURCE_WORDS
 
 JSON_SCHEMA = 1
@@ -92,24 +92,25 @@ def columns(snap: FleetSnapshot) -> tuple[str, ...]:
     return (*COLUMNS[:STREAMS_AFTER], "STREAMS", *COLUMNS[STREAMS_AFTER:])
 
 
-def rows(snap: FleetSnapshot) -> list[tuple[str, ...]]:
+def rows(snap: FleetSnapshot, words: list[StateWord] | None = None) -> list[tuple[str, ...]]:
+    """The table's rows; `words`: state_word of each node when the caller has them (render_table)."""
     target = snap.target_digest
     streams = streams_total(snap.nodes) is not None
     out = []
-    for v in snap.nodes:
+    for v, word in zip(snap.nodes, words if words is not None else map(state_word, snap.nodes)):
         util, used, total = _gpu(v)
         sim = SIM_MARK if _simulated(v) else ""  # simulated readings never pass for real ones
         mem = "-" if used is None else f"{sim}{_gib(used)}/{_gib(total)}G"
         pct = _num(None if util is None else util * 100, sim + "{:.0f}")
         backup = "-" if v.backup is None else ("yes" if v.backup else "no")
         live = (streams_cell(v).replace("—", "-"),) if streams else ()  # the console's cell, as `status` writes
-        out.append((v.name, state_word(v).text, _num(v.weight), backup, v.health, _num(v.in_flight), *live,
+        out.append((v.name, word.text, _num(v.weight), backup, v.health, _num(v.in_flight), *live,
                     *_request_cells(v), pct, mem, _model_cell(v, target), _agent_cell(v, snap.taken_at)))
     return out
 
 
-def summary(snap: FleetSnapshot) -> str:
-    states = state_counts(snap.nodes).text()  # the console header's counts, worded once
+def summary(snap: FleetSnapshot, words: list[StateWord] | None = None) -> str:
+    states = state_counts(snap.nodes, words).text()  # the console header's counts, worded once
     inflight = [v.in_flight for v in snap.nodes]
     known = [n for n in inflight if n is not None]
     reach = [b for b in snap.balancers if b.reachable]
@@ -126,11 +127,12 @@ def summary(snap: FleetSnapshot) -> str:
 
 
 def render_table(snap: FleetSnapshot) -> str:
-    table = [columns(snap), *rows(snap)]
+    words = [state_word(v) for v in snap.nodes]  # once per node: for the rows, the notes below and the counts
+    table = [columns(snap), *rows(snap, words)]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
-    for v in snap.nodes:  # say who disagrees rather than just "MIXED", and what a re-create is
-        word = state_word(v).text
+    for v, w in zip(snap.nodes, words):  # say who disagrees rather than just "MIXED", and what a re-create is
+        word = w.text
         if word == MIXED:
             lines.append(f"  {v.name}: " + ", ".join(f"{b} {s.admin.value}" for b, s in sorted(v.servers.items())))
         elif word == RECREATE:
@@ -148,7 +150,7 @@ def render_table(snap: FleetSnapshot) -> str:
                      + ("all nodes" if len(counted) == len(snap.nodes) else ", ".join(counted)))
     for n in snap.notes:
         lines.append(f"  note: {n}")
-    lines.append(summary(snap))
+    lines.append(summary(snap, words))
     return "\n".join(lines)
 
 

@@ -28,10 +28,10 @@ from asrtop.balancers.base import (
     validate_weight,
 )
 from asrtop.balancers.haproxy_api import BackendAPI, RuntimeAPI
-from asrtop.balancers.haproxy_backup import toggle_backup
-from asrtop.balancers.haproxy_recover import recover as recover_toggle
 from asrtop.balancers.haproxy_stat import ParseError, build_server_states, start_time
-from asrtop.balancers.haproxy_state_file import keep, reload_note
+
+# The write side (haproxy_backup, haproxy_recover, haproxy_state_file: tempfile, the config reader) is imported
+# by the methods that change something: `asrtop status` and the console's reads never load it.
 
 
 class HAProxyBalancer(BackendAPI):
@@ -81,23 +81,33 @@ class HAProxyBalancer(BackendAPI):
         self.command(f"set server {where} state {state.value}", server)
         for cmd in after:
             self.command(cmd, server, ok=("", agent.NOT_CONFIGURED))
+        from asrtop.balancers.haproxy_state_file import keep
+
         keep(self, f"{state.value} {server}")
 
     def set_weight(self, server: str, weight: int) -> None:
         self.check_name(server)
         validate_weight(self.name, weight, HAPROXY_MAX_WEIGHT, "HAProxy")
         self.command(f"set server {self.backend}/{server} weight {weight}", server)
+        from asrtop.balancers.haproxy_state_file import keep
+
         keep(self, f"weight {server} {weight}")
 
     def set_backup(self, server: str, backup: bool, wait: float | None = None,
                    recorder: StepRecorder | None = None) -> None:
         """Re-create the server with the flag (haproxy_backup.py); `recorder` (RecoversChanges) journals
         each step so `asrtop recover` can finish or undo it after a crash (haproxy_recover.py)."""
+        from asrtop.balancers.haproxy_backup import toggle_backup
+        from asrtop.balancers.haproxy_state_file import keep
+
         self.check_name(server)
         toggle_backup(self, server, bool(backup), self.drain_timeout if wait is None else wait, recorder)
         keep(self, f"backup {server} {'on' if backup else 'off'}")
 
     def recover(self, facts: Mapping[str, object], dry_run: bool = False) -> RecoveryReport:
+        from asrtop.balancers.haproxy_recover import recover as recover_toggle
+        from asrtop.balancers.haproxy_state_file import keep
+
         report = recover_toggle(self, facts, dry_run)
         if dry_run or report.result == "failed" or not report.lines:
             return report
@@ -122,6 +132,8 @@ class HAProxyBalancer(BackendAPI):
 
     def plan_notes(self, server: ServerState, kind: str, value: int | bool | None) -> list[str]:
         """What the agent check may undo, and whether the change survives a reload (server-state-file)."""
+        from asrtop.balancers.haproxy_state_file import reload_note
+
         return [*agent.plan_notes(server, kind, self.agent_checks), reload_note(self, kind)]
 
     # -- ReportsStartTime --------------------------------------------------------------------------------

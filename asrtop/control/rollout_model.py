@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping, get_args
 
+from asrtop.control import rollout_paths
 from asrtop.control.model import Refusal
 
 Stage = Literal["drain", "wait", "hook", "health", "canary", "ready"]
@@ -35,21 +36,10 @@ TARGET_FROM_FLAG = "--expect-model"
 TARGET_FROM_CONFIG = "cluster.model_sha256"
 TARGET_FROM_FIRST = "the first node upgraded"  # no digest given: every later node must match the first one's
 
-STATE_FILE = "rollout.json"  # beside the audit log
-LOCK_FILE = "rollout.lock"  # held (flock) by the process running the rollout, for its whole run
-LOG_DIR = "rollout-logs"  # per-node hook output: <audit dir>/rollout-logs/<rollout id>/<node>.log
-
-
-def state_path(audit_path: str | Path) -> Path:
-    return Path(audit_path).with_name(STATE_FILE)
-
-
-def lock_file(audit_path: str | Path) -> Path:
-    return Path(audit_path).with_name(LOCK_FILE)
-
-
-def hook_log(audit_path: str | Path, rollout_id: str, node: str) -> Path:
-    return Path(audit_path).with_name(LOG_DIR) / rollout_id / f"{node}.log"
+# Where a rollout's files live, here as before; defined in a light module of their own, which is all that
+# `asrtop status` loads when there is no rollout.
+STATE_FILE, LOCK_FILE, LOG_DIR = rollout_paths.STATE_FILE, rollout_paths.LOCK_FILE, rollout_paths.LOG_DIR
+state_path, lock_file, hook_log = rollout_paths.state_path, rollout_paths.lock_file, rollout_paths.hook_log
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ full HTTP client here for a thousand origins. A slow or black-holed agent costs 
 most `timeout` seconds (shorter than the refresh interval), so it delays nobody else; its last good
 status is kept with the error next to it, and `fleet.merge` marks it stale after 3 missed intervals.
 Each agent's request counters are kept over a short window (asrtop.traffic) for its req/s, 5xx and latency.
+A one-shot command (`status`, `check`: AgentPoller(one_shot=True)) asks http:// agents through
+asrtop.sources.plainhttp instead and never imports aiohttp (its import builds SSL contexts); https:// agents
+and the console's every-second rounds use aiohttp. describe_error words both clients' failures alike.
 """
 
 from __future__ import annotations
@@ -13,20 +16,24 @@ import asyncio
 import json
 import os
 import socket
+import sys
 import time
-from typing import Any, Mapping, Sequence
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from asrtop.agentstatus import AgentStatus, StatusError, parse_status
 from asrtop.config import NodeConfig
 from asrtop.fleet import AgentReading
+from asrtop.sources import plainhttp
 from asrtop.sources.http import LoopSession
 from asrtop.traffic import CounterSample, counter_sample, slide, traffic
+
+if TYPE_CHECKING:
+    import aiohttp
 
 STATUS_PATH = "/v1/status"
 _TIMED_OUT = "no answer within"
 MODEL_PATH = "/v1/model"
+HEADERS = {"Accept": "application/json", "User-Agent": "asrtop"}
 
 
 def _base(url: str) -> str:
@@ -34,33 +41,74 @@ def _base(url: str) -> str:
 
 
 def describe_error(exc: BaseException, timeout: float) -> str:
-    """One line an operator can act on, without a traceback."""
+    """One line an operator can act on, without a traceback: the same words for aiohttp's failures and
+    asrtop.sources.plainhttp's."""
     if isinstance(exc, asyncio.TimeoutError):
         return f"{_TIMED_OUT} {timeout:.2g}s"
+    if isinstance(exc, plainhttp.PlainHTTPError):
+        return _describe_plain(exc)
+    aiohttp = sys.modules.get("aiohttp")  # an aiohttp failure means aiohttp is loaded: never imported to word one
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientError):
+        return _describe_aiohttp(aiohttp, exc)
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _cannot_connect(host: str, port: int | None, err: BaseException | None) -> str:
+    if isinstance(err, socket.gaierror):  # DNS: errno is a negative EAI_* code, strerror says it
+        return f"cannot resolve {host}: {(err.strerror or str(err)).lower()}"
+    no = getattr(err, "errno", None)
+    if no and no > 0:
+        what = os.strerror(no)
+    else:
+        what = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return f"cannot connect to {host}:{port}: {what.lower()}"
+
+
+def _connection_failed(errno: int | None, strerror: str | None, text: str) -> str:
+    return f"connection failed: {os.strerror(errno).lower() if errno else (strerror or text)}"
+
+
+def _describe_plain(exc: plainhttp.PlainHTTPError) -> str:
+    if isinstance(exc, plainhttp.ConnectFailed):
+        return _cannot_connect(exc.host, exc.port, exc.os_error)
+    if isinstance(exc, plainhttp.Disconnected):
+        return "closed the connection without answering"
+    if isinstance(exc, plainhttp.ReadFailed):
+        return _connection_failed(exc.errno, exc.strerror, str(exc))
+    if isinstance(exc, plainhttp.Truncated):
+        return f"truncated answer: {exc}"
+    if isinstance(exc, plainhttp.BadURL):
+        return f"bad agent URL: {exc}"
+    return f"bad HTTP answer: {exc}"
+
+
+def _describe_aiohttp(aiohttp: Any, exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
-        err = exc.os_error
-        if isinstance(err, socket.gaierror):  # DNS: errno is a negative EAI_* code, strerror says it
-            return f"cannot resolve {exc.host}: {(err.strerror or str(err)).lower()}"
-        no = getattr(err, "errno", None)
-        if no and no > 0:
-            what = os.strerror(no)
-        else:
-            what = getattr(err, "strerror", None) or str(err) or type(err).__name__
-        return f"cannot connect to {exc.host}:{exc.port}: {what.lower()}"
+        return _cannot_connect(exc.host, exc.port, exc.os_error)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "closed the connection without answering"
     if isinstance(exc, aiohttp.ClientOSError):
-        no = exc.errno
-        return f"connection failed: {os.strerror(no).lower() if no else (exc.strerror or str(exc))}"
+        return _connection_failed(exc.errno, exc.strerror, str(exc))
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"truncated answer: {exc}"
     if isinstance(exc, aiohttp.InvalidURL):
         return f"bad agent URL: {exc}"
-    if isinstance(exc, aiohttp.ClientError):
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    text = " ".join(str(exc).split())  # aiohttp's parser errors span lines: one line here
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _lost_kept_alive(exc: BaseException) -> bool:
+    """A kept-alive aiohttp connection the agent closed (it restarted): worth one fresh try. Never a failure
+    to connect, never the plain client's (it opens a fresh connection per request)."""
+    aiohttp = sys.modules.get("aiohttp")
+    return (aiohttp is not None and isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError))
+            and not isinstance(exc, aiohttp.ClientConnectorError))
+
+
+def _plain(url: str) -> bool:
+    return url[:7].lower() == "http://"
 
 
 class AgentPoller:
@@ -68,12 +116,16 @@ class AgentPoller:
 
     `timeout` is a round's budget, default 0.8 x refresh: every request (connect + answer) ends within it;
     `concurrency` bounds requests in flight (and so sockets and memory) whatever the fleet size.
+    `one_shot` (a command that reads the fleet once: `status`, `check`): every agent is asked, each request
+    with `timeout` from when it gets its slot (a shared round budget would leave most of 5,000 agents "not
+    polled"), and http:// agents through asrtop.sources.plainhttp (one request per connection, no aiohttp
+    import); the console's rounds keep the shared budget and aiohttp's kept-alive connections.
     """
 
     error: str | None = None  # NodeFactsSource.error: agents fail one by one (each reading says why), never all
 
     def __init__(self, timeout: float | None = None, concurrency: int = 256, refresh: float = 1.0,
-                 limit_per_host: int = 2):
+                 limit_per_host: int = 2, one_shot: bool = False):
         if refresh <= 0:
             raise ValueError("refresh must be > 0")
         self.refresh = float(refresh)
@@ -82,9 +134,10 @@ class AgentPoller:
             raise ValueError("timeout must be > 0")
         self.concurrency = max(1, int(concurrency))
         self.limit_per_host = max(1, int(limit_per_host))
+        self.one_shot = one_shot
         self._http = LoopSession(self._new_session)
-        self._sem: asyncio.Semaphore | None = None  # made with each session, for the same loop
-        self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
+        self._sem: asyncio.Semaphore | None = None
+        self._sem_loop: asyncio.AbstractEventLoop | None = None  # the loop _sem was made under
         self._readings: dict[str, AgentReading] = {}
         self._urls: dict[str, str] = {}  # agent base URL -> status URL (built once)
         self._slow: set[str] = set()  # nodes that timed out last round: polled last
@@ -92,8 +145,10 @@ class AgentPoller:
         self._windows: dict[str, tuple[CounterSample, ...]] = {}
 
     # -- session ----------------------------------------------------------------------------------
-    def _new_session(self) -> aiohttp.ClientSession:
-        """A session (and its semaphore) for the running loop; LoopSession calls it when the loop changes."""
+    def _new_session(self) -> "aiohttp.ClientSession":
+        """A session for the running loop; LoopSession calls it when the loop changes."""
+        import aiohttp
+
         connector = aiohttp.TCPConnector(
             limit=self.concurrency,  # never more sockets than requests in flight
             limit_per_host=self.limit_per_host,  # one agent needs one kept-alive connection
@@ -102,11 +157,10 @@ class AgentPoller:
             # keep idle connections across several refresh intervals so rounds reuse them
             keepalive_timeout=max(15.0, 3 * self.refresh),
         )
-        self._sem = asyncio.Semaphore(self.concurrency)
         return aiohttp.ClientSession(
             connector=connector,
-            timeout=self._client_timeout,
-            headers={"Accept": "application/json", "User-Agent": "asrtop"},
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            headers=HEADERS,
             auto_decompress=False,  # agents answer plain JSON; skip the decoder machinery
             skip_auto_headers=("Accept-Encoding",),
         )
@@ -131,19 +185,27 @@ class AgentPoller:
 
         The round ends `timeout` seconds after it starts at the latest: each request gets what is left of
         that budget when it gets a slot. Agents that timed out last round go last, so hung agents never
-        hold slots the answering ones need (they still get whatever budget is left)."""
-        session = self._http.get()
+        hold slots the answering ones need (they still get whatever budget is left). One-shot: each request
+        gets the whole `timeout` when it gets its slot, and every agent is asked."""
         targets = [n for n in nodes if n.agent]
         slow = self._slow
         if slow:
             targets.sort(key=lambda n: n.name in slow)  # stable: config order otherwise
         deadline = asyncio.get_running_loop().time() + self.timeout
-        results = await asyncio.gather(*(self._poll_one(session, n, deadline) for n in targets))
+        sem = self._semaphore()
+        results = await asyncio.gather(*(self._poll_one(sem, n, deadline) for n in targets))
         fresh = {n.name: r for n, r in zip(targets, results)}
         self._readings = fresh  # nodes no longer configured drop out with the round
         self._windows = {name: w for name, w in self._windows.items() if name in fresh}
         self._slow = {name for name, r in fresh.items() if r.error is not None and r.error.startswith(_TIMED_OUT)}
         return dict(fresh)
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        """The bound on requests in flight, for the running loop (a semaphore belongs to one loop)."""
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._sem_loop is not loop:
+            self._sem, self._sem_loop = asyncio.Semaphore(self.concurrency), loop
+        return self._sem
 
     def _status_url(self, agent: str) -> str:
         url = self._urls.get(agent)
@@ -151,27 +213,28 @@ class AgentPoller:
             url = self._urls[agent] = _base(agent) + STATUS_PATH
         return url
 
-    async def _poll_one(self, session: aiohttp.ClientSession, node: NodeConfig, deadline: float) -> AgentReading:
-        assert self._sem is not None
+    async def _poll_one(self, sem: asyncio.Semaphore, node: NodeConfig, deadline: float) -> AgentReading:
         agent = node.agent or ""
         prev = self._readings.get(node.name)
         if prev is not None and prev.url != agent:
             prev = None  # the node moved to another agent: its old status is not this one's
             self._windows.pop(node.name, None)  # nor its counters
         loop = asyncio.get_running_loop()
-        async with self._sem:
+        async with sem:
+            if self.one_shot:  # its own budget from now: a one-shot command asks every agent
+                deadline = loop.time() + self.timeout
             if deadline - loop.time() < 0.001:
                 return self._failed(agent, prev, f"not polled: the round's {self.timeout:.2g}s went to slower "
                                     f"agents ({self.concurrency} requests in flight at most)", 0.0)
             t0 = time.perf_counter()
             try:
                 try:
-                    body, code = await self._get(session, agent, deadline - loop.time())
-                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-                    if isinstance(e, aiohttp.ClientConnectorError) or deadline - loop.time() < 0.001:
+                    body, code = await self._get(agent, deadline - loop.time())
+                except Exception as e:
+                    if not _lost_kept_alive(e) or deadline - loop.time() < 0.001:
                         raise
                     # a kept-alive connection the agent closed (it restarted): one fresh try
-                    body, code = await self._get(session, agent, deadline - loop.time())
+                    body, code = await self._get(agent, deadline - loop.time())
                 if code != 200:
                     raise _BadAnswer(f"HTTP {code} from {STATUS_PATH}")
                 latency = time.perf_counter() - t0
@@ -189,8 +252,13 @@ class AgentPoller:
         window = self._windows[node.name] = slide(self._windows.get(node.name, ()), counter_sample(status))
         return AgentReading(agent, status, time.time(), None, latency, traffic(window))
 
-    async def _get(self, session: aiohttp.ClientSession, agent: str, budget: float) -> tuple[bytes, int]:
-        async with session.get(self._status_url(agent), timeout=aiohttp.ClientTimeout(total=budget)) as resp:
+    async def _get(self, agent: str, budget: float) -> tuple[bytes, int]:
+        url = self._status_url(agent)
+        if self.one_shot and _plain(url):
+            return await plainhttp.get(url, budget, HEADERS)
+        import aiohttp  # a dict lookup once the first session loaded it
+
+        async with self._http.get().get(url, timeout=aiohttp.ClientTimeout(total=budget)) as resp:
             return await resp.read(), resp.status
 
     @staticmethod
@@ -206,8 +274,10 @@ class AgentPoller:
         return await fetch_model_files(self._http.get(), agent_url, max(self.timeout, 5.0))
 
 
-async def fetch_model_files(session: aiohttp.ClientSession, agent_url: str, timeout: float) -> list[dict] | str:
+async def fetch_model_files(session: "aiohttp.ClientSession", agent_url: str, timeout: float) -> list[dict] | str:
     """GET /v1/model on one agent (the TUI's model view; also used by the Prometheus source)."""
+    import aiohttp
+
     url = _base(agent_url) + MODEL_PATH
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
@@ -243,7 +313,9 @@ class FreshStatus:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "FreshStatus":
-        self._session = aiohttp.ClientSession(headers={"Accept": "application/json", "User-Agent": "asrtop"})
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(headers=HEADERS)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -252,6 +324,8 @@ class FreshStatus:
 
     async def get(self, timeout: float) -> AgentStatus | str:
         assert self._session is not None, "use FreshStatus as `async with`"
+        import aiohttp
+
         try:
             async with self._session.get(self.url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 body, code = await resp.read(), resp.status

@@ -9,8 +9,10 @@ from asrtop.config import ClusterConfig
 from asrtop.sources.live import ChangesProvider, LiveFleetSource, NodeFactsSource, NotesProvider
 
 
-def build_facts_source(config: ClusterConfig, prometheus: str | None = None) -> NodeFactsSource:
-    """PrometheusSource when a URL is given (argument wins over config.prometheus), else AgentPoller."""
+def build_facts_source(config: ClusterConfig, prometheus: str | None = None, one_shot: bool = False) -> NodeFactsSource:
+    """PrometheusSource when a URL is given (argument wins over config.prometheus), else AgentPoller.
+    `one_shot`: a command that reads the fleet once or twice (`status`, `check`): every agent is asked, each
+    with the whole timeout, http:// ones without aiohttp (AgentPoller's `one_shot`)."""
     url = prometheus or config.prometheus
     if url:
         from asrtop.sources.prometheus import PrometheusSource  # only the big-fleet path pays for it
@@ -18,11 +20,13 @@ def build_facts_source(config: ClusterConfig, prometheus: str | None = None) -> 
         return PrometheusSource(url, refresh=config.refresh)
     from asrtop.sources.agents import AgentPoller
 
-    return AgentPoller(refresh=config.refresh)
+    return AgentPoller(refresh=config.refresh, one_shot=one_shot)
 
 
 def build_fleet_source(config: ClusterConfig, balancers: Sequence[Balancer], prometheus: str | None = None,
-                       notes: Sequence[NotesProvider] = (), changes: ChangesProvider | None = None) -> LiveFleetSource:
+                       notes: Sequence[NotesProvider] = (), changes: ChangesProvider | None = None,
+                       one_shot: bool = False) -> LiveFleetSource:
     """The usual source: `await src.snapshot()` per refresh (never overlapping), `await src.close()` at exit.
-    `notes`, `changes`: providers from the layers above (the control layer's drift watch, its intent journal)."""
-    return LiveFleetSource(config, build_facts_source(config, prometheus), balancers, notes, changes)
+    `notes`, `changes`: providers from the layers above (the control layer's drift watch, its intent journal);
+    `one_shot`: see build_facts_source."""
+    return LiveFleetSource(config, build_facts_source(config, prometheus, one_shot), balancers, notes, changes)

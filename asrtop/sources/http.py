@@ -9,9 +9,10 @@ another one. A session of a finished loop went with its loop: `close()` leaves i
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import aiohttp
+if TYPE_CHECKING:  # the session's maker imports aiohttp: importing this module does not
+    import aiohttp
 
 
 class LoopSession:

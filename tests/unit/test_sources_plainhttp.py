@@ -1,0 +1,144 @@
+"""asrtop.sources.plainhttp: the one-shot commands' plain-HTTP client for agents (issue 17: `asrtop status`
+without aiohttp). Real loopback servers; every failure worded as the aiohttp poller words it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+
+from asrtop.config import NodeConfig
+from asrtop.sources import plainhttp
+from asrtop.sources.agents import AgentPoller, describe_error
+from support.netutil import free_port
+from support.sources_synth import SynthNode
+
+BODY = json.dumps(SynthNode("node-0").status_body()).encode()
+
+
+def answer(head: str, body: bytes = b"") -> bytes:
+    return head.replace("\n", "\r\n").encode() + b"\r\n" + body
+
+
+def chunked(body: bytes, size: int = 500) -> bytes:
+    parts = [b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size)]
+    return b"".join(parts) + b"0\r\n\r\n"
+
+
+JSON_HEAD = "HTTP/1.1 200 OK\nContent-Type: application/json\n"
+ANSWERS = {  # path -> what the server sends back (None: close without a word; "hole": never answer)
+    "/good/v1/status": answer(JSON_HEAD + f"Content-Length: {len(BODY)}\n", BODY),
+    "/chunked/v1/status": answer(JSON_HEAD + "Transfer-Encoding: chunked\n", chunked(BODY)),
+    "/to-close/v1/status": answer(JSON_HEAD + "Connection: close\n", BODY),
+    "/h500/v1/status": answer("HTTP/1.1 500 Internal Server Error\nContent-Length: 17\n", b"collector crashed"),
+    "/badjson/v1/status": answer(JSON_HEAD + "Content-Length: 22\n", b'{"schema": 1, "node": '),
+    "/schema/v1/status": answer(JSON_HEAD + "Content-Length: 14\n", b'{"schema": 99}'),
+    "/truncated/v1/status": answer(JSON_HEAD + "Content-Length: 100\n", b'{"a": 1'),
+    "/closed/v1/status": None,
+    "/hole/v1/status": "hole",
+    "/slow/v1/status": "slow",  # the good answer, 0.15 s late
+}
+
+
+@pytest.fixture
+async def server():
+    async def handle(reader, writer):
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:  # a client that gave up before asking
+            writer.close()
+            return
+        try:
+            what = ANSWERS.get(request.split(b" ")[1].decode())
+            if what == "hole":
+                await reader.read()  # until the client gives up
+            elif what == "slow":
+                await asyncio.sleep(0.15)
+                writer.write(ANSWERS["/good/v1/status"])
+                await writer.drain()
+            elif what is not None:
+                writer.write(what)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+    srv.close()
+
+
+async def test_good_answers_by_length_chunked_and_to_the_close(server):
+    for path in ("/good", "/chunked", "/to-close"):
+        body, code = await plainhttp.get(server + path + "/v1/status", 2.0, {"Accept": "application/json"})
+        assert code == 200 and body == BODY, path
+
+
+async def test_every_failure_worded_as_the_aiohttp_poller_words_it(server):
+    names = ["good", "chunked", "h500", "badjson", "schema", "truncated", "closed", "hole"]
+    nodes = [NodeConfig(n, agent=f"{server}/{n}") for n in names]
+    nodes += [NodeConfig("dead", agent=f"http://127.0.0.1:{free_port()}"),
+              NodeConfig("badport", agent="http://127.0.0.1:99999")]
+    plain, full = AgentPoller(timeout=0.4, one_shot=True), AgentPoller(timeout=3.0)
+    try:
+        got = await plain.poll(nodes)
+        want = await full.poll([n for n in nodes if n.name != "hole"])  # a timeout is worded before either client
+    finally:
+        await asyncio.gather(plain.close(), full.close())
+    errors = {n: r.error for n, r in got.items()}
+    assert errors == {
+        "good": None, "chunked": None, "h500": "HTTP 500 from /v1/status", "badjson": errors["badjson"],
+        "schema": "unsupported status schema 99 (this asrtop reads schema 1)",
+        "truncated": "truncated answer: received 7 of 100 bytes",
+        "closed": "closed the connection without answering", "hole": "no answer within 0.4s",
+        "dead": errors["dead"], "badport": "bad agent URL: http://127.0.0.1:99999/v1/status"}
+    assert errors["badjson"].startswith("bad JSON from /v1/status: ")
+    assert errors["dead"].startswith("cannot connect to 127.0.0.1:") and errors["dead"].endswith(": connection refused")
+    same = ("good", "chunked", "h500", "badjson", "schema", "closed", "dead", "badport")
+    assert {n: errors[n] for n in same} == {n: want[n].error for n in same}  # aiohttp's, word for word
+    assert want["truncated"].error.startswith("truncated answer: ")  # aiohttp adds its own detail
+    assert got["good"].status.node == "node-0" and got["chunked"].status == got["good"].status
+
+
+async def test_not_http_in_one_line():
+    async def ssh(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(ssh, "127.0.0.1", 0)
+    poller = AgentPoller(timeout=2.0, one_shot=True)
+    try:
+        got = await poller.poll([NodeConfig("ssh", agent=f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}")])
+    finally:
+        srv.close()
+        await poller.close()
+    assert got["ssh"].error == "bad HTTP answer: not an HTTP answer: b'SSH-2.0-OpenSSH_9.2\\r\\n'"
+
+
+def test_a_name_that_does_not_resolve_is_worded_as_aiohttps():
+    err = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert describe_error(plainhttp.ConnectFailed("agent-7.example", 10860, err), 1.0) == \
+        "cannot resolve agent-7.example: name or service not known"
+
+
+def test_only_http_urls():
+    assert plainhttp.split_url("http://[::1]:8080/v1/status?after=now") == ("::1", 8080, "/v1/status?after=now")
+    assert plainhttp.split_url("http://agent") == ("agent", 80, "/")
+    for bad in ("https://agent/", "http://:80/", "http://agent:http/", "ftp://agent/"):
+        with pytest.raises(plainhttp.BadURL):
+            plainhttp.split_url(bad)
+
+
+async def test_one_shot_asks_every_agent_each_with_the_whole_timeout(server):
+    """`status` on a big fleet: more agents than slots. The console's shared round budget leaves the last ones
+    "not polled"; a one-shot command gives each request the whole timeout when it gets its slot."""
+    nodes = [NodeConfig(f"n{i}", agent=f"{server}/slow") for i in range(3)]
+    console, one_shot = AgentPoller(timeout=0.3, concurrency=1), AgentPoller(timeout=0.3, concurrency=1, one_shot=True)
+    try:
+        assert (await console.poll(nodes))["n2"].error.startswith("not polled: the round's 0.3s went to slower agents")
+        assert {n: r.error for n, r in (await one_shot.poll(nodes)).items()} == {"n0": None, "n1": None, "n2": None}
+    finally:
+        await asyncio.gather(console.close(), one_shot.close())
