@@ -416,7 +416,9 @@ async def _wait(ctl, node: str, timeout: float, cutoff: float | None = None) -> 
     finally:
         progress.end()
     if empty:
-        print(f"{node} is empty: safe to upgrade", flush=True)
+        from asrtop.control.drain_words import empty_line
+
+        print(empty_line(node), flush=True)
         return OK
     last = progress.last[0] if progress.last else None
     seen = progress.watch.last

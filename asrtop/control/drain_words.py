@@ -32,6 +32,11 @@ def streams_clause(node: NodeView) -> str | None:
     return f"{node.name} carries {plural(n, 'live stream')}{age}: the drain lasts until {they}"
 
 
+def empty_line(node: str) -> str:
+    """A followed drain has ended: nothing in flight, no live stream (`drain --wait` and the console)."""
+    return f"{node} is empty: safe to upgrade"
+
+
 def cutoff_clause(cutoff: float, open_now: int | None) -> str:
     """The drain's confirmation announces its cutoff: "streams still open after 120 s will be cut (4 open now)"."""
     now = "open now unknown: the agent reports no streams" if open_now is None else f"{open_now} open now"

@@ -10,7 +10,7 @@ import time
 
 from textual import work
 
-from asrtop.control.drain_words import DrainProgress, DrainWatch
+from asrtop.control.drain_words import DrainProgress, DrainWatch, empty_line
 from asrtop.control.drift import ready_again, undone_line
 from asrtop.control.seams import CutsStreams
 from asrtop.fleet import FleetSnapshot
@@ -66,8 +66,7 @@ class DrainWatching:
             self.draining[name] = seen
             if seen.empty:
                 self._end_drain(name)
-                self.notify(f"{name} is drained: no requests in flight, no live stream, safe to upgrade",
-                            title="drained", timeout=15)
+                self.notify(empty_line(name), title="drained", timeout=15)
             elif seen.cut_in == 0 and name not in self._cut:
                 self._cut.add(name)
                 self.cut_streams(name, watch.cutoff or 0.0)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 from asrtop.demo.haproxycfg import WS_BACKEND
 
@@ -53,6 +54,13 @@ def _busiest(cluster) -> tuple[str, int]:
     return node, scur[server]
 
 
+def _agent_streams(cluster, name) -> int:
+    """Live streams the node's agent reports now (it sees a new connection within its 1 s interval)."""
+    url = next(n.agent_url for n in cluster.nodes if n.name == name)
+    with urllib.request.urlopen(url + "/v1/status", timeout=2) as r:
+        return ((json.loads(r.read()).get("asr") or {}).get("streams") or {}).get("open") or 0
+
+
 def _ready(cluster, node):
     p = _asrtop(cluster, "ready", node, "--force")  # as found: the demo's odd-model node passes the model guard
     assert p.wait(30) == 0, p.stderr.read()
@@ -67,6 +75,7 @@ def test_drain_wait_follows_live_streams_to_the_last_one_and_cuts_none(demo_clus
     _until(lambda: gen.stream_counts.snapshot().open == 4, what="4 live streams")
     _until(lambda: _busiest(demo_cluster)[1] >= 1, what="a stream through HAProxy")
     victim, _ = _busiest(demo_cluster)
+    _until(lambda: _agent_streams(demo_cluster, victim) >= 1, what="the agent to see the stream")
     before = _streams(demo_cluster, victim)
     drain = _asrtop(demo_cluster, "drain", victim, "--wait", "--timeout", "30")
     try:
@@ -79,7 +88,7 @@ def test_drain_wait_follows_live_streams_to_the_last_one_and_cuts_none(demo_clus
         open_at_end = _streams(demo_cluster, victim)["open"]
         lines = rest.splitlines()
         waiting = [x for x in lines if x.startswith(f"{victim}: ") and "live stream" in x]
-        assert waiting and "(oldest " in waiting[0], lines  # live streams and the oldest one's age
+        assert any("(oldest " in x for x in waiting), lines  # live streams and the oldest one's age
         assert any(" 0 live streams" in x or ": 0 live streams" in x for x in waiting), lines
         assert lines[-1] == f"{victim} is empty: safe to upgrade"
         assert open_at_end == 0  # it ended only once the last stream had ended
@@ -106,6 +115,7 @@ def test_cutoff_cuts_exactly_the_streams_it_announces_and_audits_the_cut(demo_cl
     _until(lambda: sum(int(r["scur"]) for r in demo_cluster.server_states(WS_BACKEND).values()) == 4,
            what="4 streams through HAProxy")
     victim, carried = _busiest(demo_cluster)
+    _until(lambda: _agent_streams(demo_cluster, victim) == carried, what="the agent to see the streams")
     drain = _asrtop(demo_cluster, "drain", victim, "--cutoff", "1", "--yes", "--timeout", "20")
     try:
         text, err = drain.communicate(timeout=30)
