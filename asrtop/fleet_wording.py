@@ -201,8 +201,21 @@ class StreamsTotal:
         return f"{self.open}{oldest}"
 
 
+_streams_memo: list = [None, None]  # (the nodes, their total): the header, the table and `status` all ask
+
+
 def streams_total(nodes: Iterable[NodeView]) -> StreamsTotal | None:
-    """Live streams fleet-wide; None when no node's agent reports streams (an HTTP-only fleet says nothing)."""
+    """Live streams fleet-wide; None when no node's agent reports streams (an HTTP-only fleet says nothing).
+    Worked out once per snapshot's nodes (a tuple, compared by identity)."""
+    if isinstance(nodes, tuple) and _streams_memo[0] is nodes:
+        return _streams_memo[1]
+    result = _streams_total(nodes)
+    if isinstance(nodes, tuple):
+        _streams_memo[:] = [nodes, result]
+    return result
+
+
+def _streams_total(nodes: Iterable[NodeView]) -> StreamsTotal | None:
     total = reporting = 0
     oldest: float | None = None
     for n in nodes:

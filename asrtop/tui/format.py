@@ -353,7 +353,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
         (node.name, "bold"),
         state_cell(node),
         infl,
-        _streams_cell(node, node.name in ctx.draining),
+        _streams_cell(node, node.name in ctx.draining) if ctx.streams else _NO_STREAMS,
         _marked(mark, rate(node.request_rate), node.request_rate, ""),
         _marked(mark, str(errors) if errors is not None else "—", errors, "bold red" if errors else ""),
         _marked(mark, seconds(resp) if resp is not None else "—", resp, ""),
@@ -370,6 +370,9 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     if grey:  # keep the text (and the markers), lose the colour: the row reads as "not live"
         cells = tuple((c[0], c[1] if k in ("sel", "age") else DIM) for c, k in zip(cells, COLUMN_KEYS))
     return cells
+
+
+_NO_STREAMS: Cell = ("—", DIM)  # no agent reports streams: the column is not shown (nothing to work out)
 
 
 def _streams_cell(node: NodeView, draining: bool) -> Cell:
