@@ -77,6 +77,24 @@ class RequestStats:
 
 
 @dataclass(frozen=True)
+class StreamsReading:
+    """Live streams (WebSocket sessions) the agent sees on the node's stream port; absent without one.
+
+    source "proxy": the agent's WebSocket proxy counts them exactly; "connections": established TCP connections
+    to the stream port at collection (ages from when each was first seen)."""
+
+    source: str | None = None  # "proxy" | "connections"
+    open: int | None = None
+    oldest_seconds: float | None = None  # None: none open, or not reported
+    # cumulative: (le seconds, open streams aged <= le); le None = +Inf (all open streams)
+    ages: tuple[tuple[float | None, int], ...] = ()
+    opened_total: int | None = None  # streams first seen since the agent started
+    closed_total: int | None = None
+    frames_total: int | None = None  # proxy only
+    audio_seconds_total: float | None = None  # proxy only
+
+
+@dataclass(frozen=True)
 class AsrReading:
     url: str | None = None
     up: bool | None = None
@@ -88,6 +106,9 @@ class AsrReading:
     in_flight: int | None = None
     in_flight_source: str | None = None  # "proxy" (exact) | "connections" (established TCP to the ASR port)
     requests: RequestStats | None = None
+    streams: StreamsReading | None = None  # None: the agent reports no streams (no stream port): unknown, not 0
+    probe_kind: str | None = None  # "http" | "tcp" | "ws"
+    probe_target: str | None = None  # what the probe reaches: a URL, host:port
 
 
 @dataclass(frozen=True)
@@ -216,6 +237,32 @@ def _requests(d: Any) -> RequestStats | None:
     )
 
 
+STREAM_SOURCES = {"proxy", "connections"}
+
+
+def _streams(d: Any) -> StreamsReading | None:
+    if not isinstance(d, dict):
+        return None
+    ages = []
+    for pair in d.get("ages") if isinstance(d.get("ages"), list) else ():
+        if not (isinstance(pair, list) and len(pair) == 2):
+            continue
+        le, count = _num({"v": pair[0]}, "v"), _int({"v": pair[1]}, "v")
+        if count is not None and (le is not None or pair[0] is None):
+            ages.append((le, count))
+    source = _str(d, "source")
+    return StreamsReading(
+        source=source if source in STREAM_SOURCES else None,
+        open=_int(d, "open"),
+        oldest_seconds=_num(d, "oldest_seconds"),
+        ages=tuple(ages),
+        opened_total=_int(d, "opened_total"),
+        closed_total=_int(d, "closed_total"),
+        frames_total=_int(d, "frames_total"),
+        audio_seconds_total=_num(d, "audio_seconds_total"),
+    )
+
+
 def _model_state(d: Mapping) -> str:
     state = _str(d, "state")
     return state if state in MODEL_STATES else "error"
@@ -258,6 +305,8 @@ def parse_status(body: Any) -> AgentStatus:
             error=_str(a, "error"), pid=_int(a, "pid"), process_cpu_ratio=_num(a, "process_cpu_ratio"),
             process_rss_bytes=_int(a, "process_rss_bytes"), in_flight=_int(a, "in_flight"),
             in_flight_source=_str(a, "in_flight_source"), requests=_requests(a.get("requests")),
+            streams=_streams(a.get("streams")), probe_kind=_str(_obj(a.get("probe")), "kind"),
+            probe_target=_str(_obj(a.get("probe")), "target"),
         ),
         model=ModelReading(_model_state(m) if m else "missing", _str(m, "sha256"), _int(m, "files"),
                            _int(m, "bytes"), _str(m, "error"), dirs),

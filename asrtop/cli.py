@@ -176,8 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read node facts from this Prometheus")
 
     d = _action(sub, "drain", "stop sending new requests to NODE; in-flight ones finish")
-    d.add_argument("--wait", action="store_true", help="follow in-flight requests down to zero, then say it is safe to upgrade")
+    d.add_argument("--wait", action="store_true", help="follow in-flight requests and live streams down to zero (the oldest stream's age and an "
+                   "estimate to empty), then say it is safe to upgrade")
     d.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up waiting after S seconds (default 600)")
+    d.add_argument("--cutoff", type=float, default=None, metavar="S",
+                   help="after S seconds, cut what is still open (live streams) through every balancer: HAProxy "
+                        "`shutdown sessions server`; refused for nginx. Says first how many streams it will cut; "
+                        "implies --wait; asks to confirm on a terminal")
+    d.add_argument("--yes", action="store_true", help="confirm --cutoff without asking (scripts)")
     _action(sub, "ready", "put NODE back into rotation")
     _action(sub, "maint", "take NODE out at once (in-flight requests on HAProxy are cut only by its own timeouts)")
     w = _action(sub, "weight", "set NODE's weight on every balancer")

@@ -11,9 +11,10 @@ import asyncio
 import os
 import signal
 import sys
-from typing import Any, Sequence, TextIO
+from typing import Any, Sequence
 
 from asrtop.control.model import ACTION_KINDS
+from asrtop.drain_cli import Progress, interrupted_wait_line
 from asrtop.exitcodes import BAD_INPUT, DRAIN_UNDONE, ERROR, INTERRUPTED, OK, TIMED_OUT, UNREACHABLE
 
 
@@ -230,13 +231,28 @@ async def _action(args: Any, config, balancers) -> int:
     from asrtop.control import Action, Controller
 
     action = Action(args.command, args.node, _parse_value(args))
-    waiting = args.command == "drain" and getattr(args, "wait", False)
+    cutoff = getattr(args, "cutoff", None) if args.command == "drain" else None
+    waiting = args.command == "drain" and (getattr(args, "wait", False) or cutoff is not None)
     if waiting and not args.timeout > 0:  # checked before anything is sent
         raise _Fail(BAD_INPUT, f"--timeout must be > 0 seconds, got {args.timeout:g}")
+    if cutoff is not None:
+        from asrtop.control.cutoff import refusal
+
+        if not 0 < cutoff < args.timeout:
+            raise _Fail(BAD_INPUT, f"--cutoff must be > 0 and below --timeout ({args.timeout:g} s), got {cutoff:g}")
+        refused = refusal(balancers)
+        if refused:
+            raise _Fail(BAD_INPUT, f"--cutoff refused, nothing changed: {refused}")
     source = _source(config, balancers, getattr(args, "prometheus", None))
     try:
         ctl = Controller(config, balancers, source=source, read_only=bool(getattr(args, "read_only", False)))
         ctl.redeliver_signals = False  # a signal held during the change: printed first, delivered below
+        if cutoff is not None and not args.dry_run:
+            from asrtop.drain_cli import confirm_cutoff
+
+            refused = await confirm_cutoff(ctl, action, cutoff, args.force, bool(getattr(args, "yes", False)))
+            if refused:
+                raise _Fail(BAD_INPUT, refused)
         res = await ctl.apply(action, force=args.force, dry_run=args.dry_run)
         if res.signal is not None:
             _report(res.message, res.exit_code, res.plan.warnings if res.plan else ())
@@ -248,6 +264,10 @@ async def _action(args: Any, config, balancers) -> int:
                 print(f"  {line}")
             for line in warnings:
                 print(f"  note: {line}")
+            if cutoff is not None:
+                from asrtop.drain_cli import cutoff_clause_now
+
+                print(f"  note: {await cutoff_clause_now(ctl, args.node, cutoff)}")
             return res.exit_code
         if res.exit_code != OK:
             _err(res.message)
@@ -256,7 +276,7 @@ async def _action(args: Any, config, balancers) -> int:
         for line in warnings:
             print(f"  note: {line}", flush=True)
         if waiting:
-            return await _wait(ctl, args.node, args.timeout)
+            return await _wait(ctl, args.node, args.timeout, cutoff)
         return OK
     finally:
         await source.close()
@@ -296,48 +316,15 @@ async def _recover(args: Any, config, balancers) -> int:
     return res.exit_code
 
 
-class Progress:
-    """The drain progress line: rewritten in place on a TTY, one line per change otherwise (logs, pipes).
-    The same figures and words as a rollout's wait (progress_words), with the estimate to empty."""
-
-    def __init__(self, node: str, out: TextIO):
-        from asrtop.control.eta import DrainEstimate
-
-        self.node, self.out = node, out
-        self.tty = out.isatty()
-        self.last: tuple[int | None] | None = None
-        self.estimate = DrainEstimate()
-
-    def __call__(self, n: int | None, waited: float) -> None:
-        from asrtop.control.rollout_model import progress_words
-
-        text = f"{self.node}: {progress_words(n, waited, self.estimate.add(waited, n))}"
-        if self.tty:
-            self.out.write(f"\r\x1b[K{text}")
-            self.out.flush()
-        elif self.last != (n,):
-            self.out.write(text + "\n")
-            self.out.flush()
-        self.last = (n,)
-
-    def end(self) -> None:
-        if self.tty and self.last is not None:
-            self.out.write("\n")
-            self.out.flush()
-
-
-def interrupted_wait_line(node: str, in_flight: int | None) -> str:
-    left = "an unknown number of" if in_flight is None else str(in_flight)
-    return (f"interrupted while waiting: {node} stays drained ({left} request(s) were still in flight); "
-            f"bring it back with `asrtop ready {node}`")
-
-
-async def _wait(ctl, node: str, timeout: float) -> int:
+async def _wait(ctl, node: str, timeout: float, cutoff: float | None = None) -> int:
     from asrtop.control.controller import DrainUndone
 
-    progress = Progress(node, sys.stdout)
+    progress = Progress(node, sys.stdout, cutoff)
     try:
-        empty = await ctl.wait_drained(node, timeout, progress)
+        if cutoff is None:
+            empty = await ctl.wait_drained(node, timeout, progress, on_node=progress.node_seen)
+        else:
+            empty = await _wait_with_cutoff(ctl, node, timeout, cutoff, progress)
     except DrainUndone as e:  # never "safe to upgrade": the node takes new requests again
         raise _Fail(DRAIN_UNDONE, str(e)) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -346,10 +333,26 @@ async def _wait(ctl, node: str, timeout: float) -> int:
     finally:
         progress.end()
     if empty:
-        print(f"{node} is empty: safe to upgrade", flush=True)
+        from asrtop.control.drain_words import empty_line
+
+        print(empty_line(node), flush=True)
         return OK
     last = progress.last[0] if progress.last else None
-    if last is None:
+    seen = progress.watch.last
+    if last is None and not (seen is not None and seen.streams):
         raise _Fail(TIMED_OUT, f"timed out after {timeout:g}s: cannot tell what {node} still serves (no balancer "
                                "session count and no agent answer); check the node itself")
-    raise _Fail(TIMED_OUT, f"timed out after {timeout:g}s: {node} still has {last} request(s) in flight")
+    raise _Fail(TIMED_OUT, f"timed out after {timeout:g}s: {node} still has {progress.left()}")
+
+
+async def _wait_with_cutoff(ctl, node: str, timeout: float, cutoff: float, progress: Progress) -> bool:
+    """Wait up to the cutoff; then say what will be cut, cut it through every balancer, and wait for the rest."""
+    if await ctl.wait_drained(node, cutoff, progress, on_node=progress.node_seen):
+        return True
+    progress.end()
+    res = await ctl.cut_open(node, cutoff, lambda line: print(line, flush=True))
+    if res.exit_code != OK:
+        raise _Fail(res.exit_code, res.message)
+    print(res.message, flush=True)
+    progress.offset = cutoff
+    return await ctl.wait_drained(node, timeout - cutoff, progress, on_node=progress.node_seen)

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from asrtop.agentstatus import AgentStatus
+from asrtop.agentstatus import AgentStatus, StreamsReading
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import NodeConfig, endpoint_key, server_endpoint_keys
 
@@ -145,6 +145,25 @@ class NodeView:
         st = self.status
         reqs = st.asr.requests if st is not None and not self.stale else None
         return reqs.oldest_in_flight_seconds if reqs is not None else None
+
+    @property
+    def streams(self) -> StreamsReading | None:
+        """The agent's stream reading while its answer is fresh; None when it reports no streams (no stream
+        port), has not answered, or is stale: unknown, never 0."""
+        st = self.status
+        return st.asr.streams if st is not None and not self.stale else None
+
+    @property
+    def streams_open(self) -> int | None:
+        """Live streams (WebSocket sessions) on this node; None when unknown (see `streams`)."""
+        s = self.streams
+        return s.open if s is not None else None
+
+    @property
+    def oldest_stream_seconds(self) -> float | None:
+        """Age of the oldest live stream at the agent's last collection; None when none is open or unknown."""
+        s = self.streams
+        return s.oldest_seconds if s is not None and s.open else None
 
     def _balancer_counts_requests(self) -> bool:
         return any(s.request_rate is not None for s in self.servers.values())

@@ -139,3 +139,116 @@ def rate_text(v: float | None, unknown: str = "—") -> str:
         return f"{v:.0f}"
     one = f"{v:.1f}"
     return one[:-2] if one.endswith(".0") and one != "0.0" else one
+
+
+# -- streams (a FunASR WebSocket session per call): the table's cell, the header's total, the detail's line ---
+
+def age_words(seconds: float | None) -> str:
+    """ "45 s", "2 min 5 s", "12 min", "1 h 5 min": a stream's age or a wait as an operator reads it."""
+    if seconds is None:
+        return "?"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 600:  # a wait's first minutes tick in seconds
+        m, rest = divmod(s, 60)
+        return f"{m} min" + (f" {rest} s" if rest else "")
+    if s < 3600:
+        return f"{round(s / 60)} min"
+    h, m = divmod(round(s / 60), 60)
+    return f"{h} h" + (f" {m} min" if m else "")
+
+
+def short_age(seconds: float | None) -> str:
+    """ "45s", "12m", "2h": a stream's age in a narrow cell."""
+    if seconds is None:
+        return "—"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{round(s / 60)}m"
+    return f"{round(s / 3600)}h"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def streams_cell(node: NodeView) -> str:
+    """ "4 12m" (live streams and the oldest one's age), "0", or "—" when the agent reports no streams."""
+    n = node.streams_open
+    if n is None:
+        return "—"
+    oldest = node.oldest_stream_seconds
+    return f"{n} {short_age(oldest)}" if n and oldest is not None else str(n)
+
+
+@dataclass(frozen=True)
+class StreamsTotal:
+    open: int  # live streams on the nodes that report them
+    reporting: int  # nodes whose agent reports streams
+    oldest: float | None  # the oldest live stream's age, fleet-wide
+
+    def text(self) -> str:
+        """ "7 live streams (oldest 12 min)" """
+        oldest = f" (oldest {age_words(self.oldest)})" if self.open and self.oldest is not None else ""
+        return f"{plural(self.open, 'live stream')}{oldest}"
+
+    def short(self) -> str:
+        """The console header's figure: "7 (12m)"."""
+        oldest = f" ({short_age(self.oldest)})" if self.open and self.oldest is not None else ""
+        return f"{self.open}{oldest}"
+
+
+_streams_memo: list = [None, None]  # (the nodes, their total): the header, the table and `status` all ask
+
+
+def streams_total(nodes: Iterable[NodeView]) -> StreamsTotal | None:
+    """Live streams fleet-wide; None when no node's agent reports streams (an HTTP-only fleet says nothing).
+    Worked out once per snapshot's nodes (a tuple, compared by identity)."""
+    if isinstance(nodes, tuple) and _streams_memo[0] is nodes:
+        return _streams_memo[1]
+    result = _streams_total(nodes)
+    if isinstance(nodes, tuple):
+        _streams_memo[:] = [nodes, result]
+    return result
+
+
+def _streams_total(nodes: Iterable[NodeView]) -> StreamsTotal | None:
+    total = reporting = 0
+    oldest: float | None = None
+    for n in nodes:
+        open_ = n.streams_open
+        if open_ is None:
+            continue
+        reporting += 1
+        total += open_
+        age = n.oldest_stream_seconds
+        if age is not None and (oldest is None or age > oldest):
+            oldest = age
+    return StreamsTotal(total, reporting, oldest) if reporting else None
+
+
+def streams_detail(node: NodeView) -> str | None:
+    """The node detail's line: "4 live (connections), oldest 12 min; by age ≤1m 1 · ≤5m 2 · ≤30m 4; opened 120,
+    closed 116"; None when the agent reports no streams."""
+    s = node.streams
+    if s is None:
+        return None
+    parts = [f"{'?' if s.open is None else s.open} live ({s.source or 'unknown source'})"
+             + (f", oldest {age_words(s.oldest_seconds)}" if s.open and s.oldest_seconds is not None else "")]
+    ages, before, prev_le = [], 0, None
+    for le, count in s.ages:  # cumulative buckets: each one's own streams, where it has some
+        own = count - before
+        if own > 0:
+            ages.append(f"≤{short_age(le)} {own}" if le is not None
+                        else f">{short_age(prev_le)} {own}" if prev_le is not None else str(own))
+        before, prev_le = max(before, count), le if le is not None else prev_le
+    if ages:
+        parts.append("by age " + " · ".join(ages))
+    if s.opened_total is not None:
+        parts.append(f"opened {s.opened_total}, closed {'?' if s.closed_total is None else s.closed_total}")
+    if s.audio_seconds_total is not None:
+        parts.append(f"audio {s.audio_seconds_total:.0f} s")
+    return "; ".join(parts)

@@ -10,7 +10,8 @@ from typing import Any
 
 from asrtop.fleet import (AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, TARGET_FROM_CONFIG, FleetSnapshot,
                           NodeView)
-from asrtop.fleet_wording import OK, QUIET, RECREATE, StateWord, model_line, rate_text, state_counts, state_word
+from asrtop.fleet_wording import (OK, QUIET, RECREATE, StateWord, model_line, rate_text, state_counts, state_word,
+                                  streams_cell, streams_total)
 from asrtop.traffic import REQUESTS_SOURCE_WORDS
 
 JSON_SCHEMA = 1
@@ -82,9 +83,19 @@ def _model_cell(view: NodeView, target: str | None) -> str:
     return st.model.sha256[:12] + mark
 
 
+STREAMS_AFTER = COLUMNS.index("INFL") + 1  # the STREAMS column, only while some node's agent reports streams
+
+
+def columns(snap: FleetSnapshot) -> tuple[str, ...]:
+    if streams_total(snap.nodes) is None:
+        return COLUMNS
+    return (*COLUMNS[:STREAMS_AFTER], "STREAMS", *COLUMNS[STREAMS_AFTER:])
+
+
 def rows(snap: FleetSnapshot, words: list[StateWord] | None = None) -> list[tuple[str, ...]]:
     """The table's rows; `words`: state_word of each node when the caller has them (render_table)."""
     target = snap.target_digest
+    streams = streams_total(snap.nodes) is not None
     out = []
     for v, word in zip(snap.nodes, words if words is not None else map(state_word, snap.nodes)):
         util, used, total = _gpu(v)
@@ -92,7 +103,8 @@ def rows(snap: FleetSnapshot, words: list[StateWord] | None = None) -> list[tupl
         mem = "-" if used is None else f"{sim}{_gib(used)}/{_gib(total)}G"
         pct = _num(None if util is None else util * 100, sim + "{:.0f}")
         backup = "-" if v.backup is None else ("yes" if v.backup else "no")
-        out.append((v.name, word.text, _num(v.weight), backup, v.health, _num(v.in_flight),
+        live = (streams_cell(v).replace("—", "-"),) if streams else ()  # the console's cell, as `status` writes
+        out.append((v.name, word.text, _num(v.weight), backup, v.health, _num(v.in_flight), *live,
                     *_request_cells(v), pct, mem, _model_cell(v, target), _agent_cell(v, snap.taken_at)))
     return out
 
@@ -105,6 +117,9 @@ def summary(snap: FleetSnapshot, words: list[StateWord] | None = None) -> str:
     parts = [f"{len(snap.nodes)} nodes" + (f" ({states})" if states else ""),
              f"in flight {sum(known)}" + ("" if len(known) == len(inflight) else " (some unknown)"),
              f"balancers {len(reach)}/{len(snap.balancers)} reachable"]
+    streams = streams_total(snap.nodes)  # the console header's count, worded once
+    if streams is not None:
+        parts.insert(2, streams.text())
     model = model_line(snap)  # the console header's model line, worded once
     if model.tone != QUIET or snap.target_source == TARGET_FROM_CONFIG:
         parts.append(model.text + (f" ({model.detail})" if model.detail and model.tone != OK else ""))
@@ -113,8 +128,8 @@ def summary(snap: FleetSnapshot, words: list[StateWord] | None = None) -> str:
 
 def render_table(snap: FleetSnapshot) -> str:
     words = [state_word(v) for v in snap.nodes]  # once per node: for the rows, the notes below and the counts
-    table = [COLUMNS, *rows(snap, words)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+    table = [columns(snap), *rows(snap, words)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     for v, w in zip(snap.nodes, words):  # say who disagrees rather than just "MIXED", and what a re-create is
         word = w.text
@@ -160,6 +175,8 @@ def node_json(snap: FleetSnapshot, v: NodeView) -> dict[str, Any]:
         "backup": v.backup,
         "health": v.health,
         "in_flight": v.in_flight,
+        "streams_open": v.streams_open,  # null: the agent reports no streams (unknown, not 0)
+        "oldest_stream_seconds": v.oldest_stream_seconds,
         "request_rate": v.request_rate,
         "errors_5xx_total": v.errors_5xx,
         "errors_5xx_rate": v.errors_5xx_rate,
@@ -182,6 +199,7 @@ def status_json(snap: FleetSnapshot, cluster: str) -> dict[str, Any]:
     for v in snap.nodes:
         counts[v.admin_state] = counts.get(v.admin_state, 0) + 1
     inflight = [v.in_flight for v in snap.nodes]
+    streams = streams_total(snap.nodes)
     return {
         "schema": JSON_SCHEMA,
         "cluster": cluster,
@@ -189,6 +207,8 @@ def status_json(snap: FleetSnapshot, cluster: str) -> dict[str, Any]:
         "summary": {"nodes": len(snap.nodes), "states": counts,
                     "in_flight": sum(n for n in inflight if n is not None),
                     "in_flight_unknown": sum(1 for n in inflight if n is None),
+                    "streams_open": streams.open if streams is not None else None,
+                    "oldest_stream_seconds": streams.oldest if streams is not None else None,
                     "model_majority_sha256": snap.majority_digest,
                     "model_target_sha256": snap.target_digest,
                     "model_target_source": snap.target_source,

@@ -124,6 +124,17 @@ class PausesAgentChecks(Protocol):
 
 
 @runtime_checkable
+class EndsSessions(Protocol):
+    """A balancer that can end every connection it holds to one server, now, without touching the others
+    (HAProxy: `shutdown sessions server B/S`): a drain's cutoff ends the streams still open through it.
+    Open-source nginx cannot (only a reload with worker_shutdown_timeout, for every server at once). Blocking."""
+
+    def shutdown_sessions(self, server: str) -> None:
+        """End the server's sessions; BalancerError (one line) when it cannot."""
+        ...
+
+
+@runtime_checkable
 class ReportsStartTime(Protocol):
     """A balancer that can say when the process serving its admin interface started (HAProxy: `show info`).
 

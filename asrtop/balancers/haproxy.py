@@ -117,6 +117,14 @@ class HAProxyBalancer(BackendAPI):
             return replace(report, lines=(*report.lines, f"WARNING: {e}"))
         return report
 
+    # -- EndsSessions ------------------------------------------------------------------------------------
+
+    def shutdown_sessions(self, server: str) -> None:
+        """`shutdown sessions server B/S`: HAProxy ends every session (stream, request) on that server at once;
+        it answers nothing when it did. A drain's cutoff, after the server stopped taking new ones."""
+        self.check_name(server)
+        self.command(f"shutdown sessions server {self.backend}/{server}", server)
+
     # -- PausesAgentChecks, AddsPlanNotes --------------------------------------------------------------
 
     def agent_change(self, server: ServerState, state: AdminState) -> bool | None:

@@ -31,8 +31,10 @@ from asrtop.balancers.base import (
     StepRecorder,
 )
 from asrtop.config import ClusterConfig
+import asrtop.control.cutoff as cutoff
 import asrtop.control.rules as rules
 from asrtop.control.audit import AuditError, AuditLog, AuditWriter, record_for
+from asrtop.control.drain_words import streams_clause
 from asrtop.control.drift import ready_again, undone_line
 from asrtop.control.journal import Journal, Operation, about, missing_line, pending_warning
 from asrtop.control.model import (
@@ -51,7 +53,7 @@ from asrtop.control.model import (
 from asrtop.control.oplock import LockTimeout, action_lock, lock_path
 from asrtop.control.rollout_store import holder
 from asrtop.control.signals import SignalHold
-from asrtop.fleet import FleetSnapshot
+from asrtop.fleet import FleetSnapshot, NodeView
 from asrtop.modelfiles import diff_files
 from asrtop.sources import FleetSource
 from asrtop.sources.live import LiveFleetSource
@@ -188,10 +190,13 @@ class Controller:
             Refusal("refused", f"refused: {pending_warning(g)}", GUARD_INTERRUPTED, "to act anyway")
             for g in pending)
         warning = rules.model_warning(snap, action)
+        # a drain of a node that carries live streams lasts until they end: said before it is confirmed
+        streams = streams_clause(view) if action.kind == "drain" else None
         notes = await asyncio.gather(*(asyncio.to_thread(_plan_notes, t.balancer, t.before, action)
                                        for t in targets if t.problem is None and t.before is not None))
         plan = Plan(action, rules.consequence(snap, action), () if force else guards, changes,
-                    ((warning,) if warning else ()) + tuple(pending_warning(g) for g in pending)
+                    ((streams,) if streams else ()) + ((warning,) if warning else ())
+                    + tuple(pending_warning(g) for g in pending)
                     + tuple(n for found in notes for n in found), rules.node_line(snap, action))
         return _Prepared(plan, tuple(targets), forced=force and bool(guards))
 
@@ -339,6 +344,20 @@ class Controller:
             return replace(res, message=f"{res.message} (WARNING: {e})")
         return res
 
+    # -- a drain's cutoff (asrtop.control.cutoff) ---------------------------------------------------------
+
+    def cut_refusal(self) -> str | None:
+        """Why a drain's cutoff cannot be honoured here (a balancer that cannot cut one server: nginx)."""
+        return cutoff.refusal(self.balancers)
+
+    async def cut_open(self, node: str, after: float, say: Callable[[str], None]) -> cutoff.CutResult:
+        """End what is still open on the drained `node` through every balancer; `say` gets the announcement
+        ("cutting 2 streams still open on node-3 after 120 s") before anything is sent. Audited."""
+        if self.read_only:
+            return cutoff.CutResult("refused", f"refused: {rules.read_only_line(f'cut {node}')}", None, None,
+                                    exit_code_for("refused"))
+        return await cutoff.cut_open(self, node, after, say)
+
     # -- wait until drained ---------------------------------------------------------------------------
 
     async def in_flight(self, node: str) -> int | None:
@@ -350,10 +369,13 @@ class Controller:
 
     async def wait_drained(self, node: str, timeout: float, on_progress: ProgressCallback | None = None,
                            interval: float = DRAIN_POLL_SECONDS,
-                           on_oldest: Callable[[float | None], None] | None = None) -> bool:
-        """True once `node` has nothing in flight; False at `timeout` seconds. Polls every `interval`.
-        Unknown (None) never counts as empty; `on_oldest` gets the oldest in-flight request's age (None when no
-        agent knows it). Raises DrainUndone (one line: which balancer, who most likely)
+                           on_oldest: Callable[[float | None], None] | None = None,
+                           on_node: Callable[[NodeView | None, float], None] | None = None) -> bool:
+        """True once `node` has nothing in flight and no live stream; False at `timeout` seconds. Polls every
+        `interval`. Unknown in flight (None) never counts as empty; streams the agent does not report leave the
+        in-flight count to decide. `on_oldest` gets the oldest in-flight request's age (None when no agent
+        knows it); `on_node` the node's view and the seconds waited (streams and their ages: DrainWatch).
+        Raises DrainUndone (one line: which balancer, who most likely)
         as soon as a balancer shows the node ready again: an agent check, a reload, another tool."""
         start, since = time.monotonic(), time.time()
         while True:
@@ -369,9 +391,11 @@ class Controller:
             waited = time.monotonic() - start
             if on_oldest is not None:  # before on_progress: a progress line can show it
                 on_oldest(view.oldest_in_flight_seconds if view is not None else None)
+            if on_node is not None:
+                on_node(view, waited)
             if on_progress is not None:
                 on_progress(n, waited)
-            if n == 0:
+            if n == 0 and not (view is not None and view.streams_open):
                 return True
             if waited >= timeout:
                 return False

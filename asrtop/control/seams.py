@@ -4,9 +4,10 @@ and so do the test fakes. Async throughout: the console awaits them in workers."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, Sequence, overload
+from typing import Callable, Protocol, Sequence, overload, runtime_checkable
 
 from asrtop.control.audit import AuditEntry
+from asrtop.control.cutoff import CutResult
 from asrtop.control.model import Action, ActionResult, BatchPlan, Plan, RecoveryResult
 from asrtop.control.rollout_model import RolloutPlan, RolloutSettings, RolloutState
 
@@ -23,6 +24,16 @@ class ActionController(Protocol):
     async def apply(self, action: Action, force: bool = False, dry_run: bool = False) -> ActionResult: ...
 
     async def apply_batch(self, actions: Sequence[Action], force: bool = False) -> tuple[ActionResult, ...]: ...
+
+
+@runtime_checkable
+class CutsStreams(Protocol):
+    """A controller that can end what is still open on a drained node (a drain's cutoff: asrtop.control.cutoff).
+    The console offers a cutoff only with one, and only when cut_refusal() is None."""
+
+    def cut_refusal(self) -> str | None: ...
+
+    async def cut_open(self, node: str, after: float, say: Callable[[str], None]) -> CutResult: ...
 
 
 class AuditReader(Protocol):

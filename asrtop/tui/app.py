@@ -21,26 +21,27 @@ from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 import asrtop.control.rules as rules
-from asrtop.control.drift import ready_again, undone_line
 from asrtop.control.model import GUARD_MODEL, Action, ActionResult
 from asrtop.control.seams import ActionController, AuditReader, Recoverer, RolloutStarter
 from asrtop.fleet import FleetSnapshot
 from asrtop.history import FleetHistory
 from asrtop.problems.engine import ProblemTracker
 from asrtop.sources import FleetSource
+from asrtop.tui.app_drain import DrainWatching
 from asrtop.tui.app_problems import ProblemWatch
 from asrtop.tui.app_refresh import FleetUpdated, RefreshFailed, RefreshPipeline
 from asrtop.tui.app_rollout import RolloutActions
 from asrtop.tui.commands import FleetCommands
 from asrtop.tui.screens.confirm import FORCE_KEY, ConfirmScreen
 from asrtop.tui.screens.detail import NodeDetailScreen
+from asrtop.tui.screens.drain import DrainConfirmScreen
 from asrtop.tui.screens.fleet import CONSOLE_ACTIONS, FleetScreen
 from asrtop.tui.screens.help import HelpScreen
 from asrtop.tui.screens.models import ModelScreen, representatives
 from asrtop.tui.screens.weight import WeightScreen
 
 
-class AsrtopApp(RefreshPipeline, RolloutActions, ProblemWatch, App):
+class AsrtopApp(RefreshPipeline, DrainWatching, RolloutActions, ProblemWatch, App):
     CSS_PATH = "asrtop.tcss"
     TITLE = "asrtop"
     COMMANDS = App.COMMANDS | {FleetCommands}
@@ -73,8 +74,7 @@ class AsrtopApp(RefreshPipeline, RolloutActions, ProblemWatch, App):
         self.close_source = close_source
         self.snapshot: FleetSnapshot | None = None
         self.history = FleetHistory(capacity=max(60, int(600 / max(refresh, 0.1))))  # ~10 minutes: the trend rules
-        self.draining: dict[str, int | None] = {}  # node -> last in-flight seen since our drain
-        self._drain_started: dict[str, int] = {}  # node -> last poll started before the drain was sent
+        self.init_drains()  # drains this console started, followed on every refresh (DrainWatching)
         self.poll_seq = 0
         self._balancer_errors: dict[str, str | None] = {}
         self._stale: set[str] = set()
@@ -187,36 +187,6 @@ class AsrtopApp(RefreshPipeline, RolloutActions, ProblemWatch, App):
         else:
             self._notes_seen.update(new)
 
-    def _track_drains(self, snap: FleetSnapshot, seq: int) -> None:
-        for name in list(self.draining):
-            try:
-                node = snap.node(name)
-            except KeyError:
-                self._end_drain(name)
-                continue
-            if seq <= self._drain_started[name]:
-                continue  # this poll started before the drain was applied
-            again = ready_again(node)
-            if again is not None:  # never "safe to upgrade": the node takes new requests again
-                self._end_drain(name)
-                self.notify(undone_line(name, *again, None, restart_checked=False), title="drain undone",
-                            severity="error", timeout=20)
-                continue
-            if node.admin_state not in ("drain", "maint"):
-                self._end_drain(name)
-                self.notify(f"{name}: no longer draining (now {node.admin_state})")
-                continue
-            left = node.in_flight  # counted as `asrtop drain --wait` counts (NodeView.in_flight)
-            self.draining[name] = left
-            if left == 0:
-                self._end_drain(name)
-                self.notify(f"{name} is drained: no requests in flight, safe to upgrade", title="drained",
-                            timeout=15)
-
-    def _end_drain(self, name: str) -> None:
-        self.draining.pop(name, None)
-        self._drain_started.pop(name, None)
-
     # -- actions ---------------------------------------------------------------------------------
     def _may_act(self, allowed: bool = True) -> bool:
         """One action at a time, none in a read-only console; says why not."""
@@ -257,8 +227,9 @@ class AsrtopApp(RefreshPipeline, RolloutActions, ProblemWatch, App):
                 v = not bool(snap.node(n).backup) if snap and _known(snap, n) else True
             actions.append(Action(kind, n, v))  # type: ignore[arg-type]  (kind is one of ACTION_KINDS)
         # The modal opens now with what the console knows; the plan (fresh balancer reads) fills it in.
-        confirm = ConfirmScreen(_title(kind, nodes, actions), rules.preview(snap, actions) if snap else [],
-                                warning=kind in ("drain", "maint"), pending=True)
+        preview = rules.preview(snap, actions) if snap else []
+        confirm = (self.drain_confirm(_title(kind, nodes, actions), preview, nodes) if kind == "drain" else
+                   ConfirmScreen(_title(kind, nodes, actions), preview, warning=kind == "maint", pending=True))
         answer = self.push_screen(confirm, wait_for_dismiss=True)
         try:
             plan = await self.controller.plan(actions)  # every node's rules + the guardrail over all of them
@@ -284,8 +255,8 @@ class AsrtopApp(RefreshPipeline, RolloutActions, ProblemWatch, App):
         for result in results:
             self._report(result)
             if kind == "drain" and result.outcome in ("done", "partial"):
-                self.draining[result.action.node] = None
-                self._drain_started[result.action.node] = self.poll_seq
+                self.watch_drain(result.action.node,
+                                 confirm.cutoff if isinstance(confirm, DrainConfirmScreen) else None)
         self.refresh_now()
         for screen in self.screen_stack:
             if isinstance(screen, NodeDetailScreen):

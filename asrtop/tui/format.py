@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+from asrtop.control.drain_words import DrainProgress
 from asrtop.fleet import AGENT_COUNTED_MARK, FleetSnapshot, ModelGroup, NodeView
-from asrtop.fleet_wording import rate_text, state_word
+from asrtop.fleet_wording import rate_text, state_word, streams_cell, streams_total
 from asrtop.modelfiles import human_bytes  # noqa: F401  (the console's byte wording, shared with the model guard)
 
 # (text, rich style), or (text, style, accent): a bar cell whose figure after the bar (text[BAR_WIDTH:]) also
@@ -45,6 +46,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("name", "node", 12),
     Column("state", "state", 5),
     Column("inflight", "infl", 5),
+    Column("streams", "strm", 6),  # live streams and the oldest one's age: "4 12m" (only while agents report them)
     Column("rps", "req/s", 5),
     Column("5xx", "5xx", 5),  # a cumulative count: 5 digits before it is cut
     Column("rt", "resp", 5),
@@ -62,8 +64,9 @@ COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 FIXED = ("sel", "name")  # frozen at the left, never dropped
 # What stays as the width shrinks, most important first (the sorted column goes before all of them).
 # Traffic health before GPU detail: on nginx the agent's req/s, 5xx and resp are all there is; a stale
-# agent is also marked `!` in the first column, so its age column can go before gmem.
-PRIORITY = ("state", "inflight", "rps", "5xx", "rt", "gpu", "model", "age", "mem", "backup", "weight",
+# agent is also marked `!` in the first column, so its age column can go before gmem. A streaming fleet's
+# live streams come right after in-flight: how long a drain will last is read there.
+PRIORITY = ("state", "inflight", "streams", "rps", "5xx", "rt", "gpu", "model", "age", "mem", "backup", "weight",
             "temp", "power", "cpu")
 assert set(FIXED + PRIORITY) == set(COLUMN_KEYS)
 NAME_WIDTH_MAX = 20  # the name column is as wide as the longest node name, up to this
@@ -104,17 +107,19 @@ def name_width(names: Iterable[str]) -> int:
 
 
 def fit_columns(width: int, *, names_width: int = 12, sort_column: str | None = None, sort_reverse: bool = False,
-                simulated: bool = False, agent_counted: bool = False, padding: int = 1) -> TableLayout:
+                simulated: bool = False, agent_counted: bool = False, padding: int = 1,
+                streams: bool = False) -> TableLayout:
     """The columns that fit in `width` cells whole, so that nothing is cut and nothing scrolls sideways.
 
     The first columns (FIXED) always show; then the sorted column; then PRIORITY in order, each one that
     still fits (a narrow one further down can take the room a wide one left). Each column takes its
     width + 2 * `padding` (the table's cell padding). Labels say what the cells' marks mean: '~=sim'
     while some GPU is simulated, '*' (spelled out where there is room) while an agent counted requests,
-    and the sorted column ends in SORT_MARKS."""
+    and the sorted column ends in SORT_MARKS. The streams column only where some agent reports streams
+    (`streams`): an HTTP-only fleet neither shows it nor lists it as hidden."""
 
     def attempt(legend: bool) -> TableLayout:
-        labels = {c.key: c.label for c in COLUMNS}
+        labels = {c.key: c.label for c in COLUMNS if streams or c.key != "streams"}
         if simulated:
             labels.update(SIM_LABELS)
         if agent_counted:
@@ -125,17 +130,21 @@ def fit_columns(width: int, *, names_width: int = 12, sort_column: str | None = 
             labels[sort_column] += SORT_MARKS[sort_reverse]
         widths = {}
         for c in COLUMNS:
+            if c.key not in labels:
+                continue
             mark = 1 if agent_counted and c.key in AGENT_MARKED else 0  # the '*' before the figure
             w = names_width if c.key == "name" else c.width + mark
             widths[c.key] = max(w, len(labels[c.key]))
         room, chosen = width, set()
         for key in (*FIXED, *((sort_column,) if sort_column in labels else ()), *PRIORITY):
+            if key not in labels:
+                continue
             need = widths[key] + 2 * padding
             if key not in chosen and (key in FIXED or need <= room):
                 chosen.add(key)
                 room -= need
         return TableLayout(tuple(Column(c.key, labels[c.key], widths[c.key]) for c in COLUMNS if c.key in chosen),
-                           tuple(c.label for c in COLUMNS if c.key not in chosen), legend)
+                           tuple(c.label for c in COLUMNS if c.key not in chosen and c.key in labels), legend)
 
     short = attempt(False)
     if agent_counted:
@@ -238,11 +247,12 @@ class TableContext:
     group_style: Mapping[str, str]
     target: str | None
     minority: frozenset[str]
-    draining: Mapping[str, int | None]  # node -> in-flight last reported by its drain watcher
+    draining: Mapping[str, DrainProgress | None]  # node -> what its drain watcher saw last (None: nothing yet)
     selected: frozenset[str]
     gpu_simulated: bool = False  # some node's GPU readings are simulated: the GPU columns say so
     agent_counted: bool = False  # some node's request figures are counted by its agent: req/s, 5xx, resp say so
     critical: frozenset[str] = frozenset()  # nodes with a critical problem (asrtop.problems.words.critical_nodes)
+    streams: bool = False  # some node's agent reports streams: the streams column shows
 
 
 @dataclass(frozen=True)
@@ -267,14 +277,14 @@ def model_facts(snap: FleetSnapshot) -> ModelFacts:
     return facts
 
 
-def table_context(snap: FleetSnapshot, draining: Mapping[str, int | None] = {},
+def table_context(snap: FleetSnapshot, draining: Mapping[str, DrainProgress | None] = {},
                   selected: Iterable[str] = (), critical: Iterable[str] = ()) -> TableContext:
     facts = model_facts(snap)
     groups = [g for g in facts.groups if g.digest is not None]
     styles = {g.digest: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(groups)}
     return TableContext(snap.taken_at, styles, facts.target, facts.differing, dict(draining), frozenset(selected),
                         any(gpu_simulated(n) for n in snap.nodes),
-                        bool(snap.nodes_agent_counted), frozenset(critical))
+                        bool(snap.nodes_agent_counted), frozenset(critical), streams_total(snap.nodes) is not None)
 
 
 def gpu_simulated(node: NodeView) -> bool:
@@ -324,8 +334,8 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
         model = (short_digest(digest), ctx.group_style.get(digest, ""))
     inflight = node.in_flight
     if node.name in ctx.draining:  # what the drain watcher counts (the controller's rule), else ours
-        left = ctx.draining[node.name]
-        left = inflight if left is None else left
+        seen = ctx.draining[node.name]
+        left = inflight if seen is None else seen.in_flight
         infl: Cell = (f"↓{left if left is not None else '?'}", "bold yellow")
     else:
         infl = (str(inflight) if inflight is not None else "—", "")
@@ -346,6 +356,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
         (node.name, "bold"),
         state_cell(node),
         infl,
+        _streams_cell(node, node.name in ctx.draining) if ctx.streams else _NO_STREAMS,
         _marked(mark, rate(node.request_rate), node.request_rate, ""),
         _marked(mark, str(errors) if errors is not None else "—", errors, "bold red" if errors else ""),
         _marked(mark, seconds(resp) if resp is not None else "—", resp, ""),
@@ -362,6 +373,15 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     if grey:  # keep the text (and the markers), lose the colour: the row reads as "not live"
         cells = tuple((c[0], c[1] if k in ("sel", "age") else DIM) for c, k in zip(cells, COLUMN_KEYS))
     return cells
+
+
+_NO_STREAMS: Cell = ("—", DIM)  # no agent reports streams: the column is not shown (nothing to work out)
+
+
+def _streams_cell(node: NodeView, draining: bool) -> Cell:
+    """asrtop.fleet_wording.streams_cell (as `status` writes it); a draining node's live streams stand out."""
+    text = streams_cell(node)
+    return text, ("bold yellow" if draining and node.streams_open else DIM if text == "—" else "")
 
 
 def _mark_cell(name: str, ctx: TableContext, grey: bool) -> Cell:
@@ -401,7 +421,7 @@ def sort_value(node: NodeView, column: str, now: float):
     if column == "backup":
         return num(None if node.backup is None else int(node.backup))
     value = {
-        "inflight": node.in_flight, "rps": node.request_rate, "gpu": util, "mem": mem,
+        "inflight": node.in_flight, "streams": node.streams_open, "rps": node.request_rate, "gpu": util, "mem": mem,
         "weight": node.weight, "5xx": node.errors_5xx, "rt": node.response_seconds, "temp": temp,
         "power": power, "cpu": st.host.cpu_ratio if st is not None else None, "age": node.agent_age(now),
     }.get(column)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from asrtop.fleet import AGENT_COUNTED_MARK, MIXED, FleetSnapshot
-from asrtop.fleet_wording import ALARM, OK, QUIET, RECREATE, WARN, ModelLine, StateCounts, model_line, state_counts
+from asrtop.control.drain_words import DrainProgress
+from asrtop.fleet_wording import (ALARM, OK, QUIET, RECREATE, WARN, ModelLine, StateCounts, StreamsTotal, model_line,
+                                  state_counts, streams_total)
 from asrtop.problems.model import Problem, Severity
 from asrtop.problems.words import count_badge, worst
 from asrtop.tui.format import DIM, rate
@@ -40,6 +42,7 @@ class Summary:
     gpu_nodes: int = 0  # nodes whose GPU readings are in gpu_util / gpu_mem
     gpu_simulated: int = 0  # of those, nodes whose readings are simulated (agent gpu_source "simulated")
     agent_counted: bool = False  # some request figure (req/s, 5xx) was counted by an agent, not a balancer
+    streams: StreamsTotal | None = None  # live streams fleet-wide; None: no agent reports streams
 
     @property
     def ready(self) -> int:
@@ -96,7 +99,7 @@ def summarize(snap: FleetSnapshot) -> Summary:
         model=model_line(snap),
         balancers=tuple((b.name, b.error) for b in snap.balancers),
         taken_at=snap.taken_at, gpu_nodes=gpu_nodes, gpu_simulated=gpu_sim,
-        agent_counted=bool(snap.nodes_agent_counted),
+        agent_counted=bool(snap.nodes_agent_counted), streams=streams_total(snap.nodes),
     )
 
 
@@ -137,11 +140,12 @@ def _counts(s: Summary) -> list[Segment]:
 
 
 def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = None,
-                 draining: dict[str, int | None] | None = None, trend: str = "",
+                 draining: dict[str, DrainProgress | None] | None = None, trend: str = "",
                  width: int = HEADER_WIDTH, problems: Sequence[Problem] = ()) -> list[list[Segment]]:
     """Three lines of (text, style) segments, each fitted to `width` columns (the header never wraps).
 
-    `draining`: drains this console started and still follows (node -> in-flight last seen).
+    `draining`: drains this console started and still follows (node -> what was seen last, in the words of
+    asrtop.control.drain_words: `drain --wait`'s figures).
     `trend`: a short sparkline of the fleet's in-flight total.
     `problems`: the tracker's; their count opens the third line (cut last), in asrtop.problems.words' words."""
     line1: list[Segment] = [(f"{cluster} ", "bold"), (f"{s.total} nodes: ", ""), *_counts(s)]
@@ -150,6 +154,9 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
     line2: list[Segment] = [
         ("in-flight ", DIM), ("—" if s.in_flight is None else str(s.in_flight), "bold"),
         (f" on {s.serving} serving", ""),
+        *_streams(s),
+        # a drain that waits for live streams (minutes) comes before the rates: it is what the operator watches
+        *(_drain(node, seen) for node, seen in sorted((draining or {}).items()) if seen and seen.streams),
         ("  req/s ", DIM), (rate(s.request_rate) + (mark if s.request_rate is not None else ""), "bold"),
         ("  5xx ", DIM), (errors, "bold red" if s.errors_5xx else "bold"),
         ("  gpu ", DIM), (_pct(s.gpu_util), "bold"), ("  gmem ", DIM), (_pct(s.gpu_mem), "bold"),
@@ -157,8 +164,7 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
     sim = gpu_sim_label(s)
     if sim:  # simulated GPU readings are never shown as if they were real
         line2.append((sim, "bold magenta"))
-    for node, left in sorted((draining or {}).items()):
-        line2.append((f"  ↓ {node} draining: {'?' if left is None else left} left", "bold yellow"))
+    line2 += [_drain(node, seen) for node, seen in sorted((draining or {}).items()) if not (seen and seen.streams)]
     if trend and _width(line2) + 1 + len(trend) <= width:  # the sparkline only where it fits
         line2.insert(2, (f" {trend}", "cyan"))
     # a failed refresh first: everything else on screen is from the last good one
@@ -173,6 +179,18 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
         line3.append((f"{name} ✓ ", "green") if err is None else (f"{name} ✗ UNREACHABLE ", ALERT))
     line3.append((time.strftime("%H:%M:%S", time.localtime(s.taken_at)), DIM))  # last: the first thing cut
     return [fit(line, width) for line in (line1, line2, line3)]
+
+
+def _drain(node: str, seen: DrainProgress | None) -> Segment:
+    """ "↓ node-3 draining: 4 streams, oldest 12m, ~3m left" (drain --wait's figures, DrainProgress.short)."""
+    return f"  ↓ {node} draining: {'?' if seen is None else seen.short()}", "bold yellow"
+
+
+def _streams(s: Summary) -> list[Segment]:
+    """ "  streams 7 (12m)": live streams fleet-wide and the oldest one's age (fleet_wording.streams_total)."""
+    if s.streams is None:
+        return []
+    return [("  streams ", DIM), (s.streams.short(), "bold")]
 
 
 def _width(line: list[Segment]) -> int:

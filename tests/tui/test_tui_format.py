@@ -5,6 +5,7 @@ from dataclasses import replace
 from fakes import DIGEST_A, DIGEST_B, FakeFleet, with_admin
 
 from asrtop.balancers.base import AdminState
+from asrtop.control.drain_words import DrainProgress
 from asrtop.tui.format import (COLUMN_KEYS, DIM, bar, matches_filter, row_cells, sort_value, sparkline,
                                table_context)
 from asrtop.tui.screens.models import diff_files, render_models, representatives
@@ -43,7 +44,8 @@ def test_row_marks_minority_model_and_greys_dead_agent():
 
 def test_row_shows_drain_progress_selection_and_mixed_state():
     snap = FakeFleet(3).build()
-    drained = cells_of(snap, "node-2", draining={"node-2": 4}, selected={"node-2"})
+    seen = DrainProgress("node-2", 4, None, None, None, 1.0, None)  # what the drain watcher saw last
+    drained = cells_of(snap, "node-2", draining={"node-2": seen}, selected={"node-2"})
     assert drained["inflight"][0] == "↓4"  # what the drain watcher counted
     unknown = cells_of(snap, "node-2", draining={"node-2": None})
     assert unknown["inflight"][0] == f"↓{snap.node('node-2').in_flight}"  # not counted yet: the node's own
@@ -154,8 +156,10 @@ def shown(layout):
 def test_fit_columns_drops_by_priority_and_never_overflows():
     from asrtop.tui.format import COLUMNS, FIXED, fit_columns
 
-    full = fit_columns(500)
+    full = fit_columns(500, streams=True)
     assert shown(full) == list(COLUMN_KEYS) and not full.hidden
+    http_only = fit_columns(500)  # no agent reports streams: no streams column, and none said hidden
+    assert shown(http_only) == [k for k in COLUMN_KEYS if k != "streams"] and not http_only.hidden
     at80 = fit_columns(80, names_width=7)
     for key in ("name", "state", "inflight", "rps", "5xx", "rt", "gpu", "model", "age"):
         assert key in shown(at80), key
@@ -234,9 +238,10 @@ def test_every_cell_fits_its_column_even_with_big_counts_and_marks():
         busy = snap.node("node-1")
         s = busy.servers["haproxy-a"]
         busy = replace(busy, servers={"haproxy-a": replace(s, errors_5xx_total=12345, request_rate=1234.0)})
-        ctx = table_context(snap, draining={"node-6": 1234})
+        ctx = table_context(snap, draining={"node-6": DrainProgress("node-6", 1234, None, None, None, 9.0, None)})
         assert ctx.agent_counted == bool(agent_counted)
-        widths = {c.key: c.width for c in fit_columns(500, names_width=7, agent_counted=ctx.agent_counted).columns}
+        widths = {c.key: c.width for c in fit_columns(500, names_width=7, agent_counted=ctx.agent_counted,
+                                                      streams=True).columns}
         for node in (busy, *snap.nodes):
             for key, cell in zip(COLUMN_KEYS, row_cells(node, ctx)):
                 assert len(cell[0]) <= widths[key], (node.name, key, cell[0])

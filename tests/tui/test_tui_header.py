@@ -12,6 +12,7 @@ from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import NodeConfig
 from asrtop.fleet import AGENT_COUNTED_MARK, AgentReading, AgentTraffic, BalancerReading, merge
 from asrtop.tui.app import AsrtopApp
+from asrtop.control.drain_words import DrainProgress
 from asrtop.tui.summary import header_lines, summarize
 
 
@@ -23,7 +24,8 @@ def test_header_fits_80_columns_in_three_lines():
     f = FakeFleet(12, odd_model=(4,), dead_agents=(3,), backups=(12,))
     s = summarize(f.build())
     lines = text_of(header_lines(s, "asr-production-eu-west", True, error=None,
-                                 draining={"node-10": 7, "node-11": None}, trend="▁▂▃▄▅▆▇█▇▆"))
+                                 draining={"node-10": DrainProgress("node-10", 7, None, None, None, 3.0, None),
+                                           "node-11": None}, trend="▁▂▃▄▅▆▇█▇▆"))
     assert len(lines) == 3 and all(len(line) <= 78 for line in lines), lines
     assert lines[1].endswith("(sim)") or "(sim)" in lines[1]  # simulated GPUs are never shown as real
     assert "READ-ONLY" in lines[2]

@@ -13,7 +13,7 @@ from asrtop import commands
 class CtrlCWhileWaiting:
     """A controller whose wait reports 2 in flight, then gets a real SIGINT (as the terminal sends it)."""
 
-    async def wait_drained(self, node, timeout, progress):
+    async def wait_drained(self, node, timeout, progress, on_node=None):
         progress(2, 0.0)
         signal.raise_signal(signal.SIGINT)
         await asyncio.sleep(30)  # cut by the SIGINT

@@ -17,6 +17,7 @@ from textual.widgets import Static
 from asrtop.control.model import ACTION_KINDS
 from asrtop.control.audit import AuditEntry
 from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, NodeView
+from asrtop.fleet_wording import streams_detail
 from asrtop.history import FleetHistory
 from asrtop.problems.model import Problem
 from asrtop.problems.words import of_node, problem_words
@@ -149,6 +150,11 @@ def render_detail(node: NodeView, snap: FleetSnapshot, history: FleetHistory, au
         cpu = f"{a.process_cpu_ratio * 100:.0f}%" if a.process_cpu_ratio is not None else "—"
         kv("pid/cpu/rss", f"{a.pid or '—'} / {cpu} / {human_bytes(a.process_rss_bytes)}")
         kv("in-flight", f"{a.in_flight if a.in_flight is not None else '—'} ({a.in_flight_source or 'unknown'})")
+        live = streams_detail(node)  # None: the agent reports no streams (no stream port)
+        if live is not None:
+            kv("streams", live, "bold yellow" if node.admin_state == "drain" and node.streams_open else "")
+        if a.probe_kind:
+            kv("probe", f"{a.probe_kind} {a.probe_target or ''}".rstrip())
         r = a.requests
         if r is not None:
             classes = " ".join(f"{k}:{v}" for k, v in sorted(r.by_class.items()))

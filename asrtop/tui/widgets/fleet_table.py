@@ -103,7 +103,8 @@ class FleetTable(VisibleCellCache):
             width -= self.styles.scrollbar_size_vertical
         return fit_columns(width, names_width=name_width(names), sort_column=self.sort_column,
                            sort_reverse=self.sort_reverse, simulated=bool(ctx and ctx.gpu_simulated),
-                           agent_counted=bool(ctx and ctx.agent_counted), padding=self.cell_padding)
+                           agent_counted=bool(ctx and ctx.agent_counted), padding=self.cell_padding,
+                           streams=bool(ctx and ctx.streams))
 
     def _refit(self) -> None:
         """Fit the columns to the current size: relabel in place, or rebuild when other columns show."""

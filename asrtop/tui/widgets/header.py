@@ -7,6 +7,7 @@ from typing import Sequence
 from rich.text import Text
 from textual.widgets import Static
 
+from asrtop.control.drain_words import DrainProgress
 from asrtop.fleet import FleetSnapshot
 from asrtop.problems.model import Problem
 from asrtop.tui.summary import HEADER_WIDTH, Summary, header_lines, summarize
@@ -23,7 +24,7 @@ class FleetHeader(Static):
         self._args: tuple = (None, "", ())  # the last show()'s draining, trend and problems, to re-fit on a resize
 
     def show(self, snap: FleetSnapshot | None, error: str | None = None,
-             draining: dict[str, int | None] | None = None, trend: str = "",
+             draining: dict[str, DrainProgress | None] | None = None, trend: str = "",
              problems: Sequence[Problem] = (), summary: Summary | None = None) -> None:
         """`summary`: summarize(snap), when the refresh thread made it already (asrtop.tui.refresh)."""
         if snap is not None:
