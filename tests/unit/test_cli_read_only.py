@@ -27,6 +27,7 @@ class StandInCluster:
     """What asrtop.demo.run needs of a DemoCluster, started nowhere."""
 
     haproxy_port, config_path, metrics_url, url = 1, "/nonexistent/asrtop.toml", None, "http://127.0.0.1:1"
+    ws_url = "ws://127.0.0.1:1"
 
     def __init__(self, **kw):
         pass
@@ -41,9 +42,9 @@ class StandInCluster:
         return False
 
 
-@pytest.mark.parametrize("argv,read_only", [(["--read-only", "demo", "--load", "0"], True),
-                                            (["demo", "--read-only", "--load", "0"], True),
-                                            (["demo", "--load", "0"], False)])
+@pytest.mark.parametrize("argv,read_only", [(["--read-only", "demo", "--load", "0", "--streams", "0"], True),
+                                            (["demo", "--read-only", "--load", "0", "--streams", "0"], True),
+                                            (["demo", "--load", "0", "--streams", "0"], False)])
 def test_the_demo_console_is_read_only_when_asked(monkeypatch, argv, read_only):
     seen = []
     monkeypatch.setattr(demo_cluster, "DemoCluster", StandInCluster)
