@@ -19,6 +19,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+# Parallel workers (pytest -n 2) take their servers' ports from disjoint ranges (asrtop.demo.ports), so that one
+# worker never binds a port the other has just been handed; the processes a test starts inherit the range.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw") and "ASRTOP_PORT_RANGE" not in os.environ:
+    from asrtop.demo.ports import share
+
+    os.environ["ASRTOP_PORT_RANGE"] = share(int(os.environ["PYTEST_XDIST_WORKER"][2:]),
+                                            int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
 REQUIRE_BINARIES = os.environ.get("ASRTOP_REQUIRE_BINARIES") == "1" or os.environ.get("CI") == "true"
 
 # Debian installs these to sbin, which is not always on a non-root PATH.
