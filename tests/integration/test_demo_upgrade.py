@@ -23,9 +23,11 @@ def cluster(wheel_haproxy_bin):
 
 
 def digests(c: DemoCluster) -> dict[str, str | None]:
+    """Each agent's model digest from a collection round begun now (the model is re-listed in that round, as
+    `asrtop rollout` asks after its hook; plain rounds re-check the model every 30 s)."""
     out = {}
     for n in c.nodes:
-        st = parse_status(httpx.get(n.agent_url + "/v1/status", timeout=5).json())
+        st = parse_status(httpx.get(n.agent_url + "/v1/status?after=now", timeout=10).json())
         out[n.name] = st.model.sha256 if st.model.state == "ok" else None
     return out
 
