@@ -31,6 +31,7 @@ from asrtop.control.model import (
     exit_code_for,
 )
 from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, primaries_staying_ready
+from asrtop.fleet_wording import plural
 from asrtop.modelfiles import FileDiff
 
 DEFAULT_MAX_WEIGHT = {"haproxy": HAPROXY_MAX_WEIGHT, "nginx": NGINX_MAX_WEIGHT}
@@ -203,11 +204,18 @@ def agent_word(enabled: bool | None) -> str:
 RECREATE_SECONDS = "about 3 s under load"
 
 
-def carries(snap: FleetSnapshot, node: str) -> str:
-    """ "node-3 carries 7 in-flight requests" """
-    n = snap.node(node).in_flight
-    return (f"{node} carries {n} in-flight request{'s' if n != 1 else ''}" if n is not None
-            else f"{node}: in-flight requests unknown")
+def carries(snap: FleetSnapshot, node: str, streams_said: bool = False) -> str:
+    """ "node-3 carries 7 in-flight requests" ("... and 4 live streams" when its agent counts streams). The
+    balancers' in-flight figure includes the streams' sessions: they are told apart, and left out here when
+    the caller says them in their own words (a drain: asrtop.control.drain_words.streams_clause)."""
+    view = snap.node(node)
+    n, streams = view.in_flight, view.streams_open
+    if n is None:
+        return f"{node}: in-flight requests unknown"
+    if not streams:
+        return f"{node} carries {plural(n, 'in-flight request')}"
+    requests = plural(max(0, n - streams), "in-flight request")
+    return f"{node} carries {requests}" + ("" if streams_said else f" and {plural(streams, 'live stream')}")
 
 
 def recreate_line(snap: FleetSnapshot, action: Action) -> str | None:
@@ -236,12 +244,12 @@ def together(snap: FleetSnapshot, actions: Sequence[Action]) -> str:
 def node_line(snap: FleetSnapshot, action: Action) -> str:
     """What the action means for its node alone (a batch confirmation shows it under the node's name)."""
     again = recreate_line(snap, action)
-    return carries(snap, action.node) + (f"; {again}" if again else "")
+    return carries(snap, action.node, action.kind == "drain") + (f"; {again}" if again else "")
 
 
 def consequence(snap: FleetSnapshot, action: Action) -> str:
     """ "node-3 carries 7 in-flight requests; 2 of 3 primaries stay ready" """
-    line = f"{carries(snap, action.node)}; {together(snap, (action,))}"
+    line = f"{carries(snap, action.node, action.kind == 'drain')}; {together(snap, (action,))}"
     again = recreate_line(snap, action)
     return line + (f"; {again}" if again else "")
 

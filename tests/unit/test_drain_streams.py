@@ -273,3 +273,17 @@ def test_cli_cutoff_asks_on_a_terminal_and_a_no_changes_nothing(tmp_path, monkey
     assert asked == ["drain n1 and cut what is still open after 60 s? [y/N] "]
     assert failed.value.code == BAD_INPUT and hx.state["n1"].admin is AdminState.READY
     assert "n1 carries 4 live streams, the oldest 12 min" in capsys.readouterr().out
+
+
+def test_the_in_flight_words_tell_requests_from_the_streams_they_include():
+    from asrtop.control.rules import consequence
+    from asrtop.fleet import FleetSnapshot
+
+    def words(kind, streams, in_flight):
+        snap = FleetSnapshot(100.0, (view(streams, in_flight, admin=AdminState.READY, scur=in_flight),), ())
+        return consequence(snap, Action(kind, "n1", *(("3",) if kind == "weight" else ()))).split(";")[0]
+
+    # the balancer counts 7 sessions, 4 of them the agent's live streams
+    assert words("maint", STREAMS, 7) == "n1 carries 3 in-flight requests and 4 live streams"
+    assert words("drain", STREAMS, 7) == "n1 carries 3 in-flight requests"  # the streams get their own clause
+    assert words("drain", None, 7) == "n1 carries 7 in-flight requests"  # no stream count: as before
