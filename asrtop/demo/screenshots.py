@@ -49,11 +49,14 @@ def svg_to_png(svg: Path) -> Path | None:
 
 
 class _Load(threading.Thread):
-    def __init__(self, url: str, concurrency: int, duration: float):
+    def __init__(self, url: str, concurrency: int, duration: float, ws_url: str, streams: int):
         super().__init__(name="screenshots-load", daemon=True)
         from asrtop.demo.load import LoadGenerator
 
-        self.gen = LoadGenerator(url, concurrency, duration=duration)
+        # streams as `asrtop demo` runs them (the strm column, the header's count, the drain's stream line), but
+        # short: the rollout shot waits for its drained node to empty
+        self.gen = LoadGenerator(url, concurrency, duration=duration, ws_url=ws_url, streams=streams,
+                                 stream_mix="60:6s,40:10s")
 
     def run(self) -> None:
         try:
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     with DemoCluster(nodes=args.nodes, slots=16, queue=128) as cluster:
-        load = _Load(cluster.url, concurrency=3 * args.nodes, duration=600)
+        load = _Load(cluster.url, concurrency=2 * args.nodes, duration=600, ws_url=cluster.ws_url, streams=args.nodes)
         load.start()
         stale = cluster.nodes[-3]  # its agent is paused while the shots are taken
         try:
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                                       stale.name, stale.agent_proc.pid, [n.name for n in cluster.nodes[1:4]]))
         finally:
             os.kill(stale.agent_proc.pid, signal.SIGCONT)
-            load.gen.stop()
+            load.gen.stop(cut_streams=True)
     for svg in svgs:
         png = svg_to_png(svg)
         print(f"{svg}" + (f"  {png}" if png else "  (no rsvg-convert: PNG skipped)"))
