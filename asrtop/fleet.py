@@ -310,6 +310,9 @@ class FleetSnapshot:
         """The node of that name (KeyError when none): a dict lookup, so callers may ask per node."""
         return self._by_name[name]
 
+    def has(self, name: str) -> bool:
+        return name in self._by_name
+
     @functools.cached_property
     def _by_name(self) -> dict[str, NodeView]:
         by_name: dict[str, NodeView] = {}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from asrtop.fleet import MIXED, TARGET_FROM_CONFIG, FleetSnapshot, NodeView
+from asrtop.timewords import age_words, short_span
 
 # Tones: what a word means to the operator; asrtop.tui.format maps them to styles.
 OK, BUSY, OUT, ALARM, SPLIT, QUIET, CHANGING, WARN = ("ok", "busy", "out", "alarm", "split", "quiet", "changing",
@@ -143,34 +144,6 @@ def rate_text(v: float | None, unknown: str = "—") -> str:
 
 # -- streams (a FunASR WebSocket session per call): the table's cell, the header's total, the detail's line ---
 
-def age_words(seconds: float | None) -> str:
-    """ "45 s", "2 min 5 s", "12 min", "1 h 5 min": a stream's age or a wait as an operator reads it."""
-    if seconds is None:
-        return "?"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 600:  # a wait's first minutes tick in seconds
-        m, rest = divmod(s, 60)
-        return f"{m} min" + (f" {rest} s" if rest else "")
-    if s < 3600:
-        return f"{round(s / 60)} min"
-    h, m = divmod(round(s / 60), 60)
-    return f"{h} h" + (f" {m} min" if m else "")
-
-
-def short_age(seconds: float | None) -> str:
-    """ "45s", "12m", "2h": a stream's age in a narrow cell."""
-    if seconds is None:
-        return "—"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{round(s / 60)}m"
-    return f"{round(s / 3600)}h"
-
-
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -181,7 +154,7 @@ def streams_cell(node: NodeView) -> str:
     if n is None:
         return "—"
     oldest = node.oldest_stream_seconds
-    return f"{n} {short_age(oldest)}" if n and oldest is not None else str(n)
+    return f"{n} {short_span(oldest)}" if n and oldest is not None else str(n)
 
 
 @dataclass(frozen=True)
@@ -197,7 +170,7 @@ class StreamsTotal:
 
     def short(self) -> str:
         """The console header's figure: "7 (12m)"."""
-        oldest = f" ({short_age(self.oldest)})" if self.open and self.oldest is not None else ""
+        oldest = f" ({short_span(self.oldest)})" if self.open and self.oldest is not None else ""
         return f"{self.open}{oldest}"
 
 
@@ -242,8 +215,8 @@ def streams_detail(node: NodeView) -> str | None:
     for le, count in s.ages:  # cumulative buckets: each one's own streams, where it has some
         own = count - before
         if own > 0:
-            ages.append(f"≤{short_age(le)} {own}" if le is not None
-                        else f">{short_age(prev_le)} {own}" if prev_le is not None else str(own))
+            ages.append(f"≤{short_span(le)} {own}" if le is not None
+                        else f">{short_span(prev_le)} {own}" if prev_le is not None else str(own))
         before, prev_le = max(before, count), le if le is not None else prev_le
     if ages:
         parts.append("by age " + " · ".join(ages))

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from asrtop.control.eta import estimate
 from asrtop.fleet import NodeView
-from asrtop.fleet_wording import age_words, plural, short_age
+from asrtop.fleet_wording import plural
+from asrtop.timewords import age_words, short_span
 
 
 def streams_clause(node: NodeView) -> str | None:
@@ -128,9 +129,9 @@ class DrainProgress:
     def short(self) -> str:
         """The console's header: "4 streams, oldest 12m, ~3m left" or "2 left"."""
         if self.streams:
-            eta = f", ~{short_age(self.eta)} left" if self.eta is not None else ""
-            cut = f", cut in {short_age(self.cut_in)}" if self.cut_in is not None else ""
-            return f"{plural(self.streams, 'stream')}, oldest {short_age(self.oldest_stream)}{eta}{cut}"
+            eta = f", ~{short_span(self.eta)} left" if self.eta is not None else ""
+            cut = f", cut in {short_span(self.cut_in)}" if self.cut_in is not None else ""
+            return f"{plural(self.streams, 'stream')}, oldest {short_span(self.oldest_stream)}{eta}{cut}"
         return f"{'?' if self.in_flight is None else self.in_flight} left"
 
     def _requests(self) -> int:

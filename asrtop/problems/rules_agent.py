@@ -7,7 +7,7 @@ from typing import Iterator
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
 from asrtop.problems.state_facts import clear_after, down_for, live_troubled
-from asrtop.problems.timewords import span
+from asrtop.timewords import span
 
 
 def find_stale(ctx: RuleContext) -> Iterator[Finding]:

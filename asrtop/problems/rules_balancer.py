@@ -13,7 +13,7 @@ from asrtop.fleet import DRIFT_AGENT, DRIFT_RESTART, MIXED, Drift, FleetSnapshot
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
 from asrtop.problems.state_facts import at_once, clear_after, down_for, names, per_snapshot
-from asrtop.problems.timewords import clock, since, span
+from asrtop.timewords import clock, since, span
 
 SAFER = ("maint", "drain", "ready")  # a disagreement is settled on the state that sends the node the least
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Iterable, NamedTuple, Sequence
 
 from asrtop.problems.model import Problem, Severity, ordered
-from asrtop.problems.timewords import short_span
+from asrtop.timewords import short_span
 
 ACTION_MARK = "→"  # before the suggested action: "→ asrtop drain node-3"
 

@@ -215,7 +215,7 @@ class AsrtopApp(RefreshPipeline, DrainWatching, RolloutActions, ProblemWatch, Ap
         snap = self.snapshot
         value: int | bool | None = None
         if kind == "weight":
-            current = snap.node(nodes[0]).weight if snap and len(nodes) == 1 and _known(snap, nodes[0]) else None
+            current = snap.node(nodes[0]).weight if snap and len(nodes) == 1 and snap.has(nodes[0]) else None
             value = await self.push_screen_wait(
                 WeightScreen(list(nodes), current, self.min_weight, self.max_weight))
             if value is None:
@@ -224,7 +224,7 @@ class AsrtopApp(RefreshPipeline, DrainWatching, RolloutActions, ProblemWatch, Ap
         for n in nodes:
             v = value
             if kind == "backup":  # a toggle: each node flips its own flag
-                v = not bool(snap.node(n).backup) if snap and _known(snap, n) else True
+                v = not bool(snap.node(n).backup) if snap and snap.has(n) else True
             actions.append(Action(kind, n, v))  # type: ignore[arg-type]  (kind is one of ACTION_KINDS)
         # The modal opens now with what the console knows; the plan (fresh balancer reads) fills it in.
         preview = rules.preview(snap, actions) if snap else []
@@ -322,14 +322,6 @@ class AsrtopApp(RefreshPipeline, DrainWatching, RolloutActions, ProblemWatch, Ap
         files = {name: (r if not isinstance(r, BaseException) else f"{type(r).__name__}: {r}")
                  for name, r in zip(reps, results)}
         screen.set_files(files)
-
-
-def _known(snap: FleetSnapshot, node: str) -> bool:
-    try:
-        snap.node(node)
-        return True
-    except KeyError:
-        return False
 
 
 def _title(kind: str, nodes: tuple[str, ...], actions: list[Action]) -> str:

@@ -31,7 +31,7 @@ class DrainWatching:
         ctl = self.controller
         refusal = ctl.cut_refusal() if isinstance(ctl, CutsStreams) else "this console cannot cut streams"
         snap = self.snapshot
-        counts = [snap.node(n).streams_open for n in nodes if _known(snap, n)] if snap else []
+        counts = [snap.node(n).streams_open for n in nodes if snap.has(n)] if snap else []
         open_now = sum(c for c in counts if c) if any(c is not None for c in counts) else None
         return DrainConfirmScreen(title, lines, cut_refusal=refusal, open_now=open_now, warning=True, pending=True)
 
@@ -86,11 +86,3 @@ class DrainWatching:
         self.draining.pop(name, None)
         self._drain_started.pop(name, None)
         self._drain_watches.pop(name, None)
-
-
-def _known(snap: FleetSnapshot, node: str) -> bool:
-    try:
-        snap.node(node)
-        return True
-    except KeyError:
-        return False

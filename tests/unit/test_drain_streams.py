@@ -19,7 +19,8 @@ from asrtop.balancers.base import AdminState, BalancerUnreachable, Health, Serve
 from asrtop.config import parse_config
 from asrtop.control import Action, Controller
 from asrtop.control.cutoff import cut_open, refusal
-from asrtop.control.drain_words import DrainWatch, age_words, cutoff_clause, streams_clause
+from asrtop.control.drain_words import DrainWatch, cutoff_clause, streams_clause
+from asrtop.timewords import age_words
 from asrtop.exitcodes import BAD_INPUT, OK, PARTIAL
 from asrtop.fleet import AgentReading, BalancerReading, merge
 
@@ -71,7 +72,7 @@ def test_the_drain_line_says_streams_and_their_oldest_age_only_when_there_are_so
                                              "until they end")
     assert streams_clause(view()) is None
     assert streams_clause(view(dict(STREAMS, open=0, oldest_seconds=None))) is None
-    assert age_words(45) == "45 s" and age_words(3900) == "1 h 5 min" and age_words(125) == "2 min 5 s"
+    assert age_words(45) == "45 s" and age_words(3900) == "1 h 05 min" and age_words(125) == "2 min 5 s"
     assert cutoff_clause(120, 4) == "streams still open after 120 s will be cut (4 open now)"
 
 
