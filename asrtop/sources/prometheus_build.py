@@ -20,6 +20,7 @@ from asrtop.agentstatus import (
     ModelDir,
     ModelReading,
     RequestStats,
+    StreamsReading,
 )
 from asrtop.traffic import CounterSample
 
@@ -262,11 +263,23 @@ def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | N
             in_flight=in_flight,
             in_flight_source=sources.pop() if len(sources) == 1 else None,
             requests=_requests(metrics, in_flight, part),
+            streams=_streams(metrics),
         ),
         model=model if model is not None else model_reading(metrics),
         versions={"agent": version} if version else {},
     )
 
+
+
+def _streams(metrics: Mapping[str, Series]) -> StreamsReading | None:
+    """The live streams and the oldest one's age (the per-round series); None when the agent has no stream
+    port. The age distribution and the totals stay with /v1/status: the console shows the count and the age."""
+    n = _one(metrics, "asr_streams_open")
+    if n is None or math.isnan(n):
+        return None
+    oldest = _one(metrics, "asr_stream_oldest_seconds")
+    return StreamsReading(open=int(n), oldest_seconds=oldest if n and oldest is not None and not math.isnan(oldest)
+                          else None)
 
 
 def counters_of(metrics: Mapping[str, Series], scraped_at: float | None) -> CounterSample | None:

@@ -32,7 +32,9 @@ from urllib.parse import urlsplit
 from asrtop.sources.prometheus_build import REQUESTS_5XX, REQUESTS_SUM, SCRAPED_AT, TARGET_DOWN
 from asrtop.traffic import WINDOW_SECONDS
 
-FAST_SERIES = "service_in_flight_requests|host_cpu_ratio|request_duration_seconds_sum|audio_seconds_total"
+# streams_open / stream_oldest_seconds: only agents with a stream port export them (none for HTTP-only fleets)
+FAST_SERIES = ("service_in_flight_requests|host_cpu_ratio|request_duration_seconds_sum|audio_seconds_total"
+               "|streams_open|stream_oldest_seconds")
 FAST_GPU_SERIES = "gpu_utilization_ratio|gpu_memory_used_bytes"
 DETAIL_SERIES = ("requests_total|host_load1|host_load5|host_load15|host_memory_used_bytes|host_memory_total_bytes"
                  "|service_probe_latency_seconds|service_process_cpu_ratio|service_process_resident_memory_bytes"

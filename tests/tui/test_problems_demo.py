@@ -89,4 +89,10 @@ async def test_a_leak_on_one_node_shows_in_the_console_and_in_check_then_clears(
             await wait_for(pilot, lambda: not any(p.rule == LEAK for p in app.problems), 40, "the leak cleared")
             rc, doc = await check_until(fast_config, url, set(), 30)
             assert leaks(doc) == set(), doc
+            # the same Prometheus as the fleet source: the agents' live streams (their stream port) come through
+            st = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "asrtop.cli", "--config",
+                                         str(fast_config), "status", "--json", "--prometheus", url],
+                                         capture_output=True, text=True, timeout=60)
+            nodes = json.loads(st.stdout)["nodes"]
+            assert all(isinstance(n["streams_open"], int) for n in nodes), (st.stderr, nodes)
     print(f"leak raised in the console {console_s:.1f} s after it started")

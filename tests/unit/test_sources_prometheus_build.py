@@ -121,3 +121,17 @@ def test_request_counters_of_each_scrape():
     assert counters_of(metrics, 7.0) is None  # the agent counts no requests (no --proxy)
     fast = {f"asr_{n}" for n in FAST_SERIES.split("|")}
     assert {"asr_request_duration_seconds_sum", "asr_audio_seconds_total"} <= fast  # every round, with the total
+
+
+def test_live_streams_come_every_round_and_are_unknown_without_a_stream_port():
+    """An agent with a stream port exports asr_streams_open and the oldest age: the Prometheus source shows them
+    as the agents' own answers do (the console's strm column, the header's count, a drain's stream words)."""
+    info = 'asr_node_info{node="n",agent_version="1",gpu_source="none"} 1\n'
+    text = info + "asr_streams_open 4\nasr_stream_oldest_seconds 723.5\n"
+    got = build_status("n", group_by_instance(vector(text, "h:1"))["h:1"]).asr.streams
+    assert (got.open, got.oldest_seconds) == (4, 723.5)
+    none_open = build_status("n", group_by_instance(vector(info + "asr_streams_open 0\n", "h:1"))["h:1"]).asr.streams
+    assert (none_open.open, none_open.oldest_seconds) == (0, None)
+    assert build_status("n", group_by_instance(vector(info, "h:1"))["h:1"]).asr.streams is None
+    fast = {f"asr_{n}" for n in FAST_SERIES.split("|")}
+    assert {"asr_streams_open", "asr_stream_oldest_seconds"} <= fast  # every round, not a tenth of the nodes
