@@ -30,6 +30,7 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the Prometh
 JSON = "application/json"
 KEEPALIVE_SECONDS = 75.0  # an idle keep-alive connection is closed after this
 MAX_HEADERS = 100
+MAX_METHOD = 16  # letters; a longer "method" is not HTTP
 MAX_REQUEST_BODY = 64 * 1024  # GETs carry none; a client that sends one gets it read and ignored up to this
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
            500: "Internal Server Error", 503: "Service Unavailable"}
@@ -196,18 +197,34 @@ class AgentHttp:
             writer.close()
 
 
+async def _read_method(reader: asyncio.StreamReader) -> str | Reply | None:
+    """The request line's method, read byte by byte (from the stream's buffer, no system call each), so that a
+    connection sending anything else (junk, a TLS hello) is answered 400 at once instead of being held until
+    its first line ends; None at EOF."""
+    name = bytearray()
+    while True:
+        b = await reader.read(1)
+        if not b:
+            return None
+        if b in (b"\r", b"\n") and not name:
+            continue  # RFC 9112 2.2: ignore empty lines before a request line
+        if b == b" " and name:
+            return name.decode("ascii")
+        if not b"A" <= b <= b"Z" or len(name) >= MAX_METHOD:
+            return _error(400, "malformed request line")
+        name += b
+
+
 async def _read_request(reader: asyncio.StreamReader):
     """(method, target, keep_alive, headers), None at EOF, or a Reply (400/413) for a malformed request."""
+    method = await _read_method(reader)
+    if method is None or isinstance(method, Reply):
+        return method
     try:
-        line = await reader.readline()
-        while line in (b"\r\n", b"\n"):  # RFC 9112 2.2: ignore empty lines before a request line
-            line = await reader.readline()
-        if not line:
-            return None
-        parts = line.decode("latin-1").split()
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        parts = (await reader.readline()).decode("latin-1").split()
+        if len(parts) != 2 or not parts[1].startswith("HTTP/1."):
             return _error(400, "malformed request line")
-        method, target, version = parts
+        target, version = parts
         headers: dict[str, str] = {}
         for _ in range(MAX_HEADERS + 1):
             raw = await reader.readline()

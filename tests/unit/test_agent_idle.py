@@ -187,6 +187,24 @@ async def test_status_after_is_gzipped_too_and_bad_requests_are_one_line(served)
     assert (await client.get("/healthz")).text == "ok\n"
 
 
+async def test_junk_is_answered_400_at_once_not_held_until_a_line_ends(served):
+    """A connection that sends no HTTP method (a TLS hello, random bytes) gets its 400 and the close without
+    waiting for a newline that never comes; a request line after empty lines is still served."""
+    _, client = served
+    port = int(str(client.base_url).rsplit(":", 1)[1].rstrip("/"))
+    for junk in (b"\x16\x03\x01\x02\x00", b"get /metrics", b"ABCDEFGHIJKLMNOPQ"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(junk)  # no newline: the old server waited for one (75 s keep-alive)
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"malformed request line" in answer, (junk, answer[:80])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"ok\n")
+
+
 async def test_keep_alive_and_http_1_0_close(served):
     _, client = served
     port = int(str(client.base_url).rsplit(":", 1)[1].rstrip("/"))
