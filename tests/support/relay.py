@@ -150,13 +150,19 @@ class RuntimeRelay:
                 self._signal(trip[2])
                 self._held.append(conn)
                 return
+        held_signal = trip is not None and trip[2] != signal.SIGKILL
+        if held_signal:
+            # a signal asrtop holds (SIGINT, SIGTERM) goes before the answer, so it is there when asrtop reads the
+            # answer: sent after it, a loaded machine once delivered it only after asrtop had finished the change
+            self._signal(trip[2])
+            time.sleep(0.05)  # the target's main thread runs its handler (asrtop's worker waits for the answer)
         with conn:
             try:
                 conn.sendall(answer)
                 conn.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-        if trip is not None:
+        if trip is not None and not held_signal:
             self._signal(trip[2])
 
     def _signal(self, sig: int) -> None:
