@@ -68,13 +68,9 @@ def interrupted_wait_line(node: str, in_flight: int | None) -> str:
 
 
 async def cutoff_clause_now(ctl, node: str, cutoff: float) -> str:
-    from asrtop.control.drain_words import cutoff_clause
+    from asrtop.control.drain_words import cutoff_clause, open_streams
 
-    try:
-        open_now = (await ctl.source.snapshot()).node(node).streams_open
-    except KeyError:
-        open_now = None
-    return cutoff_clause(cutoff, open_now)
+    return cutoff_clause(cutoff, open_streams(await ctl.source.snapshot(), (node,)))
 
 
 async def confirm_cutoff(ctl, action, cutoff: float, force: bool, yes: bool) -> str | None:

@@ -14,9 +14,10 @@ so with the oldest stream's age instead of making one up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from asrtop.control.eta import estimate
-from asrtop.fleet import NodeView
+from asrtop.fleet import FleetSnapshot, NodeView
 from asrtop.fleet_wording import plural
 from asrtop.timewords import age_words, short_span
 
@@ -36,6 +37,13 @@ def streams_clause(node: NodeView) -> str | None:
 def empty_line(node: str) -> str:
     """A followed drain has ended: nothing in flight, no live stream (`drain --wait` and the console)."""
     return f"{node} is empty: safe to upgrade"
+
+
+def open_streams(snap: FleetSnapshot, nodes: Iterable[str]) -> int | None:
+    """Live streams on these nodes now (what a cutoff would cut if nothing ended); None when no agent of theirs
+    reports streams (unknown, not 0). The console's drain dialog and `drain --cutoff` both announce it."""
+    counts = [snap.node(n).streams_open for n in nodes if snap.has(n)]
+    return sum(c for c in counts if c) if any(c is not None for c in counts) else None
 
 
 def cutoff_clause(cutoff: float, open_now: int | None) -> str:

@@ -10,7 +10,7 @@ import time
 
 from textual import work
 
-from asrtop.control.drain_words import DrainProgress, DrainWatch, empty_line
+from asrtop.control.drain_words import DrainProgress, DrainWatch, empty_line, open_streams
 from asrtop.control.drift import ready_again, undone_line
 from asrtop.control.seams import CutsStreams
 from asrtop.fleet import FleetSnapshot
@@ -30,9 +30,7 @@ class DrainWatching:
     def drain_confirm(self, title: str, lines: list[str], nodes: tuple[str, ...]) -> DrainConfirmScreen:
         ctl = self.controller
         refusal = ctl.cut_refusal() if isinstance(ctl, CutsStreams) else "this console cannot cut streams"
-        snap = self.snapshot
-        counts = [snap.node(n).streams_open for n in nodes if snap.has(n)] if snap else []
-        open_now = sum(c for c in counts if c) if any(c is not None for c in counts) else None
+        open_now = open_streams(self.snapshot, nodes) if self.snapshot else None
         return DrainConfirmScreen(title, lines, cut_refusal=refusal, open_now=open_now, warning=True, pending=True)
 
     def watch_drain(self, node: str, cutoff: float | None) -> None:
@@ -44,11 +42,10 @@ class DrainWatching:
 
     def _track_drains(self, snap: FleetSnapshot, seq: int) -> None:
         for name in list(self.draining):
-            try:
-                node = snap.node(name)
-            except KeyError:
+            if not snap.has(name):
                 self._end_drain(name)
                 continue
+            node = snap.node(name)
             if seq <= self._drain_started[name]:
                 continue  # this poll started before the drain was applied
             again = ready_again(node)
