@@ -22,11 +22,11 @@ local (`show info` Pid -> /proc/PID/cmdline); relative names are resolved as HAP
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from asrtop.balancers.base import BalancerError, NotPersisted
+from asrtop.balancers.host import write_atomic
 from asrtop.balancers.haproxy_api import BackendAPI
 from asrtop.balancers.haproxy_config import SECTIONS, read_texts, running_config_paths, tokenize
 from asrtop.balancers.haproxy_stat import to_int
@@ -187,33 +187,5 @@ def _failed(b: BackendAPI, what: str, path: Path, why: str) -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text`: temp file in the same directory, fsync, same mode and owner, rename, fsync
-    the directory. An existing file's owner that cannot be kept is an error (the file stays as it was)."""
-    try:
-        st: os.stat_result | None = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".asrtop", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            if st is not None:
-                os.fchmod(f.fileno(), st.st_mode & 0o7777)
-                if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
-                    os.fchown(f.fileno(), st.st_uid, st.st_gid)
-            else:
-                os.fchmod(f.fileno(), 0o644)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Replace `path` with `text` in one step, keeping mode and owner (host.write_atomic)."""
+    write_atomic(path, text.encode())

@@ -14,11 +14,7 @@ nginx documents no maximum weight; we cap at 1000.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import subprocess
-from contextlib import contextmanager
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +27,7 @@ from asrtop.balancers.base import (
     UnsupportedAction,
     validate_weight,
 )
+from asrtop.balancers.host import LOCAL, CommandDenied, CommandNotFound, CommandTimedOut, Host
 from asrtop.balancers.nginx_live import NginxSite
 from asrtop.balancers.nginx_conf import (
     NO_BACKUP_METHODS,
@@ -60,12 +57,13 @@ class NginxBalancer:
 
     def __init__(self, name: str, config: str | os.PathLike, upstream: str, test_command: Sequence[str] = (),
                  reload_command: Sequence[str] = (), timeout: float = 10.0, *, prefix: str | None = None,
-                 stub_status: str | None = None, check_running: bool = True):
+                 stub_status: str | None = None, check_running: bool = True, host: Host = LOCAL):
         """Empty test/reload commands: derived from `config` and `prefix` (nginx_live.NginxSite.commands).
         check_running=False reads the file alone (an nginx config that no nginx runs, as in file-only tests)."""
         self.name, self.config, self.upstream = name, Path(config), upstream
         self.site = NginxSite(self.config, upstream, test_command, reload_command, prefix, stub_status)
         self.check_running = check_running
+        self.host = host  # where the files, commands and lock live (host.py)
         # nginx -t loads every certificate and module: allow it more than a socket round trip
         self.timeout = max(float(timeout), 10.0)
 
@@ -123,7 +121,7 @@ class NginxBalancer:
         self.change(server, backup=bool(backup))
 
     def change(self, server: str, **what) -> None:
-        with dir_lock(self.config.parent):
+        with self.host.lock(str(self.config.parent)):
             self._change(server, **what)
 
     def _change(self, server: str, **what) -> None:
@@ -145,71 +143,30 @@ class NginxBalancer:
 
     def apply(self, path: Path, old: str, new: str) -> None:
         """Write, test, reload; on any failure put the old bytes back and say what nginx said."""
-        write_atomic(path, new)
+        self.write(path, new)
         test, reload = self.site.commands()
         ok, out = self.run(test)
         if not ok:
-            write_atomic(path, old)
+            self.write(path, old)
             raise BalancerRefused(f"{self.name}: `{' '.join(test)}` failed, {path} restored: "
                                   f"{nginx_error_line(out)}")
         ok, out = self.run(reload)
         if not ok:
-            write_atomic(path, old)
+            self.write(path, old)
             # the reload may have been signalled before failing: reload once more on the restored file
             again, _ = self.run(reload)
             raise BalancerRefused(f"{self.name}: `{' '.join(reload)}` failed, {path} restored"
                                   f"{'' if again else ' (reload after restore failed too)'}: "
                                   f"{nginx_error_line(out)}")
 
+    def write(self, path: Path, text: str) -> None:
+        self.host.write_atomic(str(path), text.encode("utf-8", "surrogateescape"))
+
     def run(self, argv: tuple[str, ...]) -> tuple[bool, str]:
         try:
-            p = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, timeout=self.timeout)
-        except FileNotFoundError:
-            return False, f"{argv[0]}: command not found (set test_command/reload_command in asrtop.toml)"
-        except PermissionError:
-            return False, f"{argv[0]}: permission denied"
-        except subprocess.TimeoutExpired:
-            return False, f"{' '.join(argv)}: no answer within {self.timeout:g}s"
-        return p.returncode == 0, p.stdout.decode("utf-8", "replace") or f"exit status {p.returncode}"
-
-
-@contextmanager
-def dir_lock(directory: Path):
-    """Serialise read-rewrite-test-reload between asrtop processes (an HA pair of operators) on one host.
-
-    flock on the directory itself: no lock file appears next to the nginx config.
-    """
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        yield  # missing directory: read() reports it
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace path's content in one step (readers see old or new, never half), keeping mode and owner."""
-    st = path.stat()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".asrtop", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8", "surrogateescape"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, st.st_mode & 0o7777)
-        try:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        except PermissionError:
-            pass  # not root: the file keeps our ownership, which the mode still governs
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            rc, out = self.host.run(argv, self.timeout)
+        except CommandNotFound as e:
+            return False, f"{e} (set test_command/reload_command in asrtop.toml)"
+        except (CommandDenied, CommandTimedOut) as e:
+            return False, str(e)
+        return rc == 0, out or f"exit status {rc}"

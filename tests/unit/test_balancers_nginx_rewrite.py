@@ -140,7 +140,7 @@ def test_nginx_error_line():
 def test_changes_wait_for_the_directory_lock(tmp_path, seed_text):
     import threading
 
-    from asrtop.balancers.nginx import dir_lock
+    from asrtop.balancers.host import dir_lock
 
     f = tmp_path / "asr.conf"
     f.write_text(seed_text)
