@@ -28,6 +28,7 @@ from asrtop.balancers.base import (
     validate_weight,
 )
 from asrtop.balancers.haproxy_api import BackendAPI, RuntimeAPI
+from asrtop.balancers.host import LOCAL, Host
 from asrtop.balancers.haproxy_stat import ParseError, build_server_states, start_time
 
 # The write side (haproxy_backup, haproxy_recover, haproxy_state_file: tempfile, the config reader) is imported
@@ -47,8 +48,10 @@ class HAProxyBalancer(BackendAPI):
     max_weight = HAPROXY_MAX_WEIGHT
 
     def __init__(self, name: str, socket: str, backend: str, timeout: float = 2.0,
-                 config: str | Path | None = None, drain_timeout: float = 60.0, agent_checks: str = agent.PAUSE):
+                 config: str | Path | None = None, drain_timeout: float = 60.0, agent_checks: str = agent.PAUSE,
+                 host: Host = LOCAL):
         super().__init__(name, backend, RuntimeAPI(name, socket, timeout), config)
+        self.host = host  # where the socket and the config files live (host.py)
         self.socket, self.timeout = socket, timeout
         self.drain_timeout = drain_timeout
         if agent_checks not in agent.AGENT_MODES:
