@@ -27,7 +27,7 @@ from asrtop.balancers.base import (
     StepRecorder,
     validate_weight,
 )
-from asrtop.balancers.haproxy_api import BackendAPI, RuntimeAPI
+from asrtop.balancers.haproxy_api import BackendAPI, runtime_api
 from asrtop.balancers.host import LOCAL, Host
 from asrtop.balancers.haproxy_stat import ParseError, build_server_states, start_time
 
@@ -39,7 +39,8 @@ class HAProxyBalancer(BackendAPI):
     """Balancer protocol (and ReportsStartTime, RecoversChanges) over HAProxy's Runtime API for one backend.
 
     `config`: haproxy.cfg (file or directory) to read server lines from when toggling backup; by default
-    it is found from the running process (`show info` Pid -> /proc/PID/cmdline -f) for a local socket.
+    it is found from the running process (`show info` Pid -> /proc/PID/cmdline -f on `host`).
+    `host`: where the socket and the files are (host.py): LOCAL, or an SSH host for a unix socket on lb2.
     `drain_timeout`: how long a backup toggle waits for the server's sessions to end before giving up.
     `agent_checks`: "pause" (pause a server's agent check during drain/maint) or "leave" (haproxy_agent.py).
     """
@@ -50,8 +51,8 @@ class HAProxyBalancer(BackendAPI):
     def __init__(self, name: str, socket: str, backend: str, timeout: float = 2.0,
                  config: str | Path | None = None, drain_timeout: float = 60.0, agent_checks: str = agent.PAUSE,
                  host: Host = LOCAL):
-        super().__init__(name, backend, RuntimeAPI(name, socket, timeout), config)
-        self.host = host  # where the socket and the config files live (host.py)
+        # the socket, haproxy.cfg and the state file live on `host` (host.py): this machine or one over SSH
+        super().__init__(name, backend, runtime_api(name, socket, host, timeout), config, host)
         self.socket, self.timeout = socket, timeout
         self.drain_timeout = drain_timeout
         if agent_checks not in agent.AGENT_MODES:
@@ -61,6 +62,14 @@ class HAProxyBalancer(BackendAPI):
 
     def __repr__(self) -> str:
         return f"HAProxyBalancer({self.name!r}, {self.socket!r}, {self.backend!r})"
+
+    @property
+    def transport(self) -> str:
+        """How asrtop reaches the Runtime API, in words (ReportsTransport): "local socket", "tcp" or the SSH
+        host's label ("ssh ops@lb1:22")."""
+        if self.host.transport != "local":
+            return self.host.label
+        return "local socket" if self.api.kind == "unix" else "tcp"
 
     # -- Balancer protocol -------------------------------------------------------------------------------
 

@@ -38,14 +38,9 @@ from asrtop.balancers.base import (
     StepRecorder,
     UnsupportedAction,
 )
+from asrtop.balancers.host import HostUnreachable
 from asrtop.balancers.haproxy_api import BackendAPI
-from asrtop.balancers.haproxy_config import (
-    ServerLine,
-    find_server_line,
-    read_texts,
-    running_config_paths,
-    strip_managed,
-)
+from asrtop.balancers.haproxy_config import ServerLine, find_server_line, read_texts, strip_managed
 from asrtop.balancers.haproxy_pool import mismatch as pool_mismatch, pool_words
 from asrtop.balancers.haproxy_stat import (
     CHK_ST_CONFIGURED,
@@ -88,15 +83,18 @@ class Plan:
         self.line = self._config_line()
 
     def _config_line(self) -> ServerLine | None:
-        paths = [self.b.config] if self.b.config else []
-        local = self.b.api.kind == "unix" or self.b.api.target[0] in ("127.0.0.1", "localhost", "::1")
-        if not paths and local:  # same host: find the file the process was started with
-            info = self.b.api.command("show info")
-            pid = next((to_int(x.split(":", 1)[1].strip()) for x in info.splitlines() if x.startswith("Pid:")),
-                       None)
-            if pid:
-                paths = running_config_paths(pid)
-        return find_server_line(read_texts(paths), self.b.backend, self.server) if paths else None
+        """The server's line in haproxy.cfg on the balancer's host: the `config` given, else the files the
+        running process was started with; None when neither is known."""
+        b = self.b
+        try:
+            if b.config:
+                paths = [b.config]
+            else:
+                running = b.running()
+                paths = list(running.paths) if running else []
+            return find_server_line(read_texts(paths, b.host), b.backend, self.server) if paths else None
+        except HostUnreachable as e:  # the socket answered, the host's files did not: say so, change nothing
+            raise BalancerUnreachable(f"{b.name}: cannot read haproxy.cfg: {e}") from None
 
     def address(self) -> str:
         host = self.state.get("srv_addr") or self.row.get("addr", "").rpartition(":")[0]

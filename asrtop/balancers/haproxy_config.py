@@ -3,7 +3,8 @@
 The Runtime API shows a server's address, weight, check rise/fall, maxconn, ... but not `inter`,
 `on-marked-down`, ssl options and the like. A backup toggle (del + add server) must carry those too, so
 we read the server line (plus the `default-server` lines that apply: `add server` ignores them) from the
-config file the running HAProxy was started with.
+config file the running HAProxy was started with. The files and the process's /proc are read on the host
+HAProxy runs on (host.py: this machine or one over SSH); HostUnreachable passes through to the caller.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from asrtop.balancers.host import LOCAL, CommandDenied, CommandNotFound, CommandTimedOut, Host
 
 SECTIONS = ("global", "defaults", "frontend", "backend", "listen", "userlist", "peers", "resolvers", "cache",
             "program", "http-errors", "ring", "mailers", "crt-store", "traces", "log-forward")
@@ -83,27 +86,38 @@ def find_server_line(texts: list[tuple[str, str]], backend: str, server: str) ->
     return None
 
 
-def config_files(paths: list[Path]) -> list[Path]:
+def config_files(paths: list[Path], host: Host = LOCAL) -> list[Path]:
     """Files in the order HAProxy loads them: a directory means its *.cfg files, sorted."""
     out: list[Path] = []
     for p in paths:
-        if p.is_dir():
-            out.extend(sorted(x for x in p.iterdir() if x.suffix == ".cfg" and x.is_file()))
+        if host.is_dir(str(p)):
+            out.extend(sorted(Path(x) for x in host.glob(str(p / "*.cfg")) if host.is_file(x)))
         else:
             out.append(p)
     return out
 
 
-def running_config_paths(pid: int) -> list[Path]:
-    """`-f` arguments of a local HAProxy process (resolved against its cwd); [] when not readable."""
+@dataclass(frozen=True)
+class RunningConfig:
+    """How a HAProxy process was started: its `-f` files (resolved against its cwd) and its cwd."""
+
+    paths: tuple[Path, ...]
+    cwd: Path | None
+
+
+def running_config(pid: int, host: Host = LOCAL) -> RunningConfig:
+    """The `-f` arguments and working directory of a HAProxy process on `host` (its /proc there); no paths
+    when not readable or not HAProxy (another namespace's pid)."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        argv = host.read_bytes(f"/proc/{pid}/cmdline").split(b"\0")
     except OSError:
-        return []
+        return RunningConfig((), None)
     args = [a.decode(errors="replace") for a in argv if a]
-    if not args or "haproxy" not in Path(args[0]).name:  # another namespace's pid, or not HAProxy at all
-        return []
+    if not args or "haproxy" not in Path(args[0]).name:
+        return RunningConfig((), None)
+    cwd = proc_cwd(pid, host)
+    if cwd is None:
+        return RunningConfig((), None)
     paths: list[Path] = []
     i = 1
     while i < len(args):
@@ -116,14 +130,34 @@ def running_config_paths(pid: int) -> list[Path]:
             paths.extend(cwd / x for x in args[i + 1:])
             break
         i += 1
-    return paths
+    return RunningConfig(tuple(paths), cwd)
 
 
-def read_texts(paths: list[Path]) -> list[tuple[str, str]]:
-    texts = []
-    for p in config_files(paths):
+def proc_cwd(pid: int, host: Host = LOCAL) -> Path | None:
+    """/proc/PID/cwd on `host`: readlink here, `readlink` run there (the Host reads files, not links)."""
+    if host.transport == "local":
         try:
-            texts.append((str(p), p.read_text(errors="replace")))
+            return Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            return None
+    try:
+        code, out = host.run(["readlink", f"/proc/{pid}/cwd"], timeout=5.0)
+    except (CommandNotFound, CommandDenied, CommandTimedOut):
+        return None
+    target = out.strip()
+    return Path(target) if code == 0 and target.startswith("/") else None
+
+
+def running_config_paths(pid: int, host: Host = LOCAL) -> list[Path]:
+    """`-f` arguments of a HAProxy process (resolved against its cwd); [] when not readable."""
+    return list(running_config(pid, host).paths)
+
+
+def read_texts(paths: list[Path], host: Host = LOCAL) -> list[tuple[str, str]]:
+    texts = []
+    for p in config_files(paths, host):
+        try:
+            texts.append((str(p), host.read_bytes(str(p)).decode(errors="replace")))
         except OSError:
             continue
     return texts

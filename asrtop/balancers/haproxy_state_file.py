@@ -15,8 +15,9 @@ flag, which is the config's). asrtop writes `show servers state` there after eve
 atomically: a temporary file in the same directory, fsync, the old file's mode and owner, rename.
 
 Which file: the balancer's `config` (haproxy.cfg), else the running process's `-f` files when the socket is
-local (`show info` Pid -> /proc/PID/cmdline); relative names are resolved as HAProxy does: against
-`server-state-base`, else HAProxy's working directory (/proc/PID/cwd).
+on the balancer's host (`show info` Pid -> /proc/PID/cmdline there); relative names are resolved as HAProxy
+does: against `server-state-base`, else HAProxy's working directory (/proc/PID/cwd). Files are read and
+written on that host (host.py: this machine or one over SSH).
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrtop.balancers.base import BalancerError, NotPersisted
-from asrtop.balancers.host import write_atomic
+from asrtop.balancers.host import LOCAL, CommandDenied, CommandNotFound, CommandTimedOut, Host, HostUnreachable
 from asrtop.balancers.haproxy_api import BackendAPI
-from asrtop.balancers.haproxy_config import SECTIONS, read_texts, running_config_paths, tokenize
-from asrtop.balancers.haproxy_stat import to_int
+from asrtop.balancers.haproxy_config import SECTIONS, read_texts, tokenize
 
 README = "README: Balancers"
 
@@ -111,32 +111,20 @@ def locate(texts: list[tuple[str, str]], backend: str, cwd: Path | None) -> Stat
     return StateFile(path, found.load == "local")
 
 
-def _local(b: BackendAPI) -> bool:
-    return b.api.kind == "unix" or b.api.target[0] in ("127.0.0.1", "localhost", "::1")
-
-
 def find(b: BackendAPI) -> StateFile | str:
-    """The state file of this balancer's backend, or why there is none. Reads haproxy.cfg (and `show info`)."""
-    pid = None
-    if _local(b):
-        try:
-            info = b.api.command("show info")
-        except BalancerError as e:
-            return f"HAProxy not readable ({e})"
-        pid = next((to_int(x.split(":", 1)[1].strip()) for x in info.splitlines() if x.startswith("Pid:")), None)
-    paths = [b.config] if b.config else (running_config_paths(pid) if pid else [])
+    """The state file of this balancer's backend, or why there is none. Reads haproxy.cfg (and `show info`)
+    on the balancer's host; HostUnreachable when that host's files cannot be reached."""
+    try:
+        running = b.running()
+    except BalancerError as e:
+        return f"HAProxy not readable ({e})"
+    paths = [b.config] if b.config else (list(running.paths) if running else [])
     if not paths:
         return "haproxy.cfg unknown (give the balancer its `config`)"
-    texts = read_texts(paths)
+    texts = read_texts(paths, b.host)
     if not texts:
         return f"haproxy.cfg not readable ({', '.join(str(p) for p in paths)})"
-    cwd = None
-    if pid:
-        try:
-            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-        except OSError:
-            cwd = None
-    return locate(texts, b.backend, cwd)
+    return locate(texts, b.backend, running.cwd if running else None)
 
 
 def reload_note(b: BackendAPI, kind: str) -> str:
@@ -144,27 +132,43 @@ def reload_note(b: BackendAPI, kind: str) -> str:
     if kind == "backup":
         return (f"backup is lost on a reload: the server-state-file keeps admin state and weight, the backup "
                 f"flag comes from haproxy.cfg; set it there too ({README})")
-    where = find(b)
-    if isinstance(where, str):
-        return f"{kind} is lost on a reload: {where} ({README})"
-    problem = _unwritable(where.path)
+    try:
+        where = find(b)
+        if isinstance(where, str):
+            return f"{kind} is lost on a reload: {where} ({README})"
+        problem = _unwritable(where.path, b.host)
+    except HostUnreachable as e:
+        return f"{kind} may be lost on a reload: the server-state-file could not be checked ({e})"
     if problem:
         return f"{kind} is lost on a reload: server-state-file {where.path} {problem}"
     return f"{kind} survives a reload (server-state-file {where.path})"
 
 
-def _unwritable(path: Path) -> str | None:
-    if not path.parent.is_dir():
+def _unwritable(path: Path, host: Host = LOCAL) -> str | None:
+    if not host.is_dir(str(path.parent)):
         return f"cannot be written (no directory {path.parent})"
-    if not os.access(path.parent, os.W_OK | os.X_OK):
+    if not _may_write(str(path.parent), host):
         return f"cannot be written by this user (directory {path.parent})"
     return None
+
+
+def _may_write(directory: str, host: Host) -> bool:
+    if host.transport == "local":
+        return os.access(directory, os.W_OK | os.X_OK)
+    try:  # the remote user's rights are known there only
+        return host.run(["test", "-w", directory, "-a", "-x", directory], timeout=5.0)[0] == 0
+    except (CommandNotFound, CommandDenied, CommandTimedOut):
+        return True  # unknown: the write itself says so (NotPersisted)
 
 
 def keep(b: BackendAPI, what: str) -> Path | None:
     """After a change: write `show servers state` to the state file HAProxy will load. None when there is no
     state file; NotPersisted (one line: the change WAS made) when it cannot be written."""
-    where = find(b)
+    try:
+        where = find(b)
+    except HostUnreachable as e:
+        raise NotPersisted(f"{b.name}: {what}: done, but the server-state-file could not be located ({e}); a "
+                           f"reload loses it unless `show servers state` is saved there first") from None
     if isinstance(where, str):
         return None
     cmd = f"show servers state {b.backend}" if where.backend_only else "show servers state"
@@ -175,9 +179,11 @@ def keep(b: BackendAPI, what: str) -> Path | None:
     if not dump.startswith("1\n") or "\n# be_id" not in dump:  # version 1 + header; else an error message
         raise NotPersisted(_failed(b, what, where.path, f"`{cmd}` answered {dump.strip()[:80]!r}"))
     try:
-        write_atomically(where.path, dump.rstrip("\n") + "\n")
+        write_atomically(where.path, dump.rstrip("\n") + "\n", b.host)
     except OSError as e:
         raise NotPersisted(_failed(b, what, where.path, e.strerror or str(e))) from None
+    except HostUnreachable as e:
+        raise NotPersisted(_failed(b, what, where.path, str(e))) from None
     return where.path
 
 
@@ -186,6 +192,6 @@ def _failed(b: BackendAPI, what: str, path: Path, why: str) -> str:
             f"unless `show servers state` is saved there first")
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step, keeping mode and owner (host.write_atomic)."""
-    write_atomic(path, text.encode())
+def write_atomically(path: Path, text: str, host: Host = LOCAL) -> None:
+    """Replace `path` on `host` with `text` in one step, keeping mode and owner (host.write_atomic)."""
+    host.write_atomic(str(path), text.encode())

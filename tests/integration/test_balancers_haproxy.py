@@ -311,10 +311,11 @@ def test_failure_after_delete_re_adds_original(haproxy_bin, backends, tmp_path, 
 
 
 def test_backup_toggle_config_path_and_ssl(haproxy_bin, backends, tmp_path, monkeypatch):
-    import asrtop.balancers.haproxy_backup as hb
+    import asrtop.balancers.haproxy_api as ha
+    from asrtop.balancers.haproxy_config import RunningConfig
 
     # as for a HAProxy on another host: its process (and so its -f file) cannot be seen from here
-    monkeypatch.setattr(hb, "running_config_paths", lambda pid: [])
+    monkeypatch.setattr(ha, "running_config", lambda pid, host: RunningConfig((), None))
     specs = backends.specs(n1={"check": True, "extra": "inter 300 slowstart 1s"},
                            n2={"extra": "ssl verify none"})
     with start_haproxy(haproxy_bin, tmp_path, specs, tcp_admin=True) as hx:
