@@ -55,6 +55,10 @@ class BalancerReading:
     servers: tuple[ServerState, ...] = ()
     error: str | None = None  # None = reachable and read
     read_at: float | None = None
+    # How asrtop reaches it ("local socket", "tcp", "local", "ssh ops@lb1:22"; None: the adapter does not say)
+    # and the seconds its last read took (None: unknown, or the read failed).
+    transport: str | None = None
+    latency: float | None = None
 
     @property
     def reachable(self) -> bool:

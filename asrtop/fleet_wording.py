@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from asrtop.fleet import MIXED, TARGET_FROM_CONFIG, FleetSnapshot, NodeView
+from asrtop.fleet import MIXED, TARGET_FROM_CONFIG, BalancerReading, FleetSnapshot, NodeView
 from asrtop.timewords import age_words, short_span
 
 # Tones: what a word means to the operator; asrtop.tui.format maps them to styles.
@@ -140,6 +140,20 @@ def rate_text(v: float | None, unknown: str = "—") -> str:
         return f"{v:.0f}"
     one = f"{v:.1f}"
     return one[:-2] if one.endswith(".0") and one != "0.0" else one
+
+
+def latency_text(seconds: float) -> str:
+    """A round trip as the console and `status` write it: '0.4 ms', '12 ms', '1.2 s'."""
+    ms = seconds * 1000
+    if ms >= 1000:
+        return f"{seconds:.1f} s"
+    return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+
+
+def balancer_link(b: BalancerReading) -> str:
+    """How asrtop reaches a balancer and how long its last read took: "ssh ops@lb1:22, 3.1 ms",
+    "local socket, 0.4 ms"; "" when neither is known (a read that failed has no time)."""
+    return ", ".join(x for x in (b.transport, None if b.latency is None else latency_text(b.latency)) if x)
 
 
 # -- streams (a FunASR WebSocket session per call): the table's cell, the header's total, the detail's line ---

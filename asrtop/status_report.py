@@ -10,7 +10,7 @@ from typing import Any
 
 from asrtop.fleet import (AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, TARGET_FROM_CONFIG, FleetSnapshot,
                           NodeView)
-from asrtop.fleet_wording import (OK, QUIET, RECREATE, StateWord, model_line, rate_text, state_counts, state_word,
+from asrtop.fleet_wording import (OK, QUIET, RECREATE, StateWord, balancer_link, model_line, rate_text, state_counts, state_word,
                                   streams_cell, streams_total)
 from asrtop.traffic import REQUESTS_SOURCE_WORDS
 
@@ -137,9 +137,11 @@ def render_table(snap: FleetSnapshot) -> str:
             lines.append(f"  {v.name}: " + ", ".join(f"{b} {s.admin.value}" for b, s in sorted(v.servers.items())))
         elif word == RECREATE:
             lines.append(f"  {v.name}: {RECREATE}: {v.changing}")
-    for b in snap.balancers:
-        if not b.reachable:
+    for b in snap.balancers:  # each balancer: why it could not be read (the error names socket or host), or
+        if not b.reachable:  # how it is reached and how long its read took
             lines.append(f"  {b.name}: UNREACHABLE: {b.problem}")
+        elif b.transport or b.latency is not None:
+            lines.append(f"  {b.name}: {balancer_link(b)}")
     simulated = [v.name for v in snap.nodes if _simulated(v)]
     if simulated:
         lines.append(f"  {SIM_MARK}: simulated GPU readings, not a real GPU: "
@@ -215,7 +217,8 @@ def status_json(snap: FleetSnapshot, cluster: str) -> dict[str, Any]:
                     "model_differs": list(snap.nodes_differing_from_target()),
                     "model_unknown": list(snap.nodes_model_unknown())},
         "balancers": [{"name": b.name, "kind": b.kind, "reachable": b.reachable, "error": b.error,
-                       "servers": len(b.servers)} for b in snap.balancers],
+                       "servers": len(b.servers), "transport": b.transport, "latency_seconds": b.latency}
+                      for b in snap.balancers],
         "nodes": [node_json(snap, v) for v in snap.nodes],
         "notes": list(snap.notes),
         "facts_error": snap.facts_error,

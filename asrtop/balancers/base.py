@@ -147,6 +147,15 @@ class ReportsStartTime(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportsTransport(Protocol):
+    """A balancer that says how asrtop reaches it, in words: "local socket", "tcp", "local" (nginx's files
+    here), or its SSH host's label "ssh ops@lb1:22". The console and `asrtop status` show it."""
+
+    @property
+    def transport(self) -> str: ...
+
+
 def parse_socket(spec: str) -> tuple[str, str | tuple[str, int]]:
     """"/run/haproxy.sock", "unix@/p", "127.0.0.1:9999", "ipv4@h:p" -> ("unix", path) | ("tcp", (host, port))."""
     for prefix, kind in (("unix@", "unix"), ("ipv4@", "tcp"), ("ipv6@", "tcp")):

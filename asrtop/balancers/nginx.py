@@ -78,6 +78,11 @@ class NginxBalancer:
     def __repr__(self) -> str:
         return f"NginxBalancer({self.name!r}, {str(self.config)!r}, {self.upstream!r})"
 
+    @property
+    def transport(self) -> str:
+        """ReportsTransport: "local" (the files and commands are here) or the SSH host's label."""
+        return self.host.label
+
     # -- reading -----------------------------------------------------------------------------------------
 
     def read(self) -> tuple[Path, str, Upstream]:

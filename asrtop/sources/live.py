@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
-from asrtop.balancers.base import Balancer, BalancerError, ServerState
+from asrtop.balancers.base import Balancer, BalancerError, ReportsTransport, ServerState
 from asrtop.config import ClusterConfig, NodeConfig, discover_nodes
 from asrtop.fleet import AgentReading, BalancerReading, DrainRecord, Drift, FleetSnapshot, merge
 
@@ -67,14 +67,22 @@ class ChangesProvider(Protocol):
     def changing(self) -> Mapping[str, str]: ...
 
 
+def _timed_servers(balancer: Balancer) -> tuple[list[ServerState], float]:
+    """servers() and the seconds it took, measured in the reading thread (no wait for a thread counted)."""
+    start = time.perf_counter()
+    servers = balancer.servers()
+    return servers, time.perf_counter() - start
+
+
 async def read_balancer(balancer: Balancer) -> BalancerReading:
+    via = balancer.transport if isinstance(balancer, ReportsTransport) else None
     try:
-        servers = await asyncio.to_thread(balancer.servers)
-        return BalancerReading(balancer.name, balancer.kind, tuple(servers), None, time.time())
+        servers, took = await asyncio.to_thread(_timed_servers, balancer)
+        return BalancerReading(balancer.name, balancer.kind, tuple(servers), None, time.time(), via, took)
     except BalancerError as e:
-        return BalancerReading(balancer.name, balancer.kind, (), str(e), time.time())
+        return BalancerReading(balancer.name, balancer.kind, (), str(e), time.time(), via)
     except Exception as e:  # an adapter bug must not take the console down; show it as an error
-        return BalancerReading(balancer.name, balancer.kind, (), f"{type(e).__name__}: {e}", time.time())
+        return BalancerReading(balancer.name, balancer.kind, (), f"{type(e).__name__}: {e}", time.time(), via)
 
 
 @dataclass(frozen=True)

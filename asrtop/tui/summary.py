@@ -12,8 +12,8 @@ from typing import Sequence
 
 from asrtop.fleet import AGENT_COUNTED_MARK, MIXED, FleetSnapshot
 from asrtop.control.drain_words import DrainProgress
-from asrtop.fleet_wording import (ALARM, OK, QUIET, RECREATE, WARN, ModelLine, StateCounts, StreamsTotal, model_line,
-                                  state_counts, streams_total)
+from asrtop.fleet_wording import (ALARM, OK, QUIET, RECREATE, WARN, ModelLine, StateCounts, StreamsTotal,
+                                  balancer_link, model_line, state_counts, streams_total)
 from asrtop.problems.model import Problem, Severity
 from asrtop.problems.words import count_badge, worst
 from asrtop.tui.format import DIM, rate
@@ -37,7 +37,7 @@ class Summary:
     gpu_util: float | None
     gpu_mem: float | None
     model: ModelLine
-    balancers: tuple[tuple[str, str | None], ...]  # (name, error or None)
+    balancers: tuple[tuple[str, str | None, str], ...]  # (name, error or None, fleet_wording.balancer_link)
     taken_at: float
     gpu_nodes: int = 0  # nodes whose GPU readings are in gpu_util / gpu_mem
     gpu_simulated: int = 0  # of those, nodes whose readings are simulated (agent gpu_source "simulated")
@@ -97,7 +97,7 @@ def summarize(snap: FleetSnapshot) -> Summary:
         gpu_util=sum(utils) / len(utils) if utils else None,
         gpu_mem=sum(mems) / len(mems) if mems else None,
         model=model_line(snap),
-        balancers=tuple((b.name, b.error) for b in snap.balancers),
+        balancers=tuple((b.name, b.error, balancer_link(b)) for b in snap.balancers),
         taken_at=snap.taken_at, gpu_nodes=gpu_nodes, gpu_simulated=gpu_sim,
         agent_counted=bool(snap.nodes_agent_counted), streams=streams_total(snap.nodes),
     )
@@ -175,8 +175,10 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
     line3 += [model_badge(s), ("  ", "")]
     if read_only:
         line3.append(("READ-ONLY  ", "bold yellow"))
-    for name, err in s.balancers:
+    for name, err, link in s.balancers:  # "lb2 ✓ ssh ops@lb2:22, 3.1 ms": how it is reached, its last read
         line3.append((f"{name} ✓ ", "green") if err is None else (f"{name} ✗ UNREACHABLE ", ALERT))
+        if link:
+            line3.append((f"{link}  ", DIM))
     line3.append((time.strftime("%H:%M:%S", time.localtime(s.taken_at)), DIM))  # last: the first thing cut
     return [fit(line, width) for line in (line1, line2, line3)]
 

@@ -278,3 +278,13 @@ def test_severity_words_keep_an_attribute_without_colour():
     assert severity_style(Severity.CRITICAL, colour=False) == "bold reverse"  # not grey on grey
     assert severity_style(Severity.WARNING, colour=False) == "bold"
     assert "red" in severity_style(Severity.CRITICAL)
+
+
+def test_header_says_each_balancers_transport_and_read_time():
+    from dataclasses import replace
+
+    snap = FakeFleet(3).build()
+    lb = replace(snap.balancers[0], transport="ssh ops@lb2:22", latency=0.0031)
+    text = "".join(seg for line in header_lines(summarize(replace(snap, balancers=(lb,))), "c", False, width=200)
+                   for seg, _ in line)
+    assert "haproxy-a ✓ ssh ops@lb2:22, 3.1 ms" in text

@@ -47,3 +47,30 @@ def test_agents_polled_while_the_balancers_are_read():
     snap = asyncio.run(LiveFleetSource(cfg, Facts(polling), [SlowBalancer(polling)]).snapshot())
     assert snap.balancers[0].reachable, snap.balancers[0].error
     assert snap.node("n1").servers["hx"].name == "n1" and snap.node("n1").agent.error == "refused"
+
+
+class ViaSSH:
+    """A balancer that says how it is reached (ReportsTransport); fails on demand."""
+
+    name, kind, transport = "lb2", "haproxy", "ssh ops@lb2:22"
+
+    def __init__(self, error: str | None = None):
+        self.error = error
+
+    def servers(self):
+        from asrtop.balancers.base import BalancerUnreachable
+
+        if self.error:
+            raise BalancerUnreachable(self.error)
+        return [ServerState("n1", "10.0.0.1", 80, 1, False, AdminState.READY, Health.UP)]
+
+
+def test_a_reading_says_its_transport_and_how_long_the_read_took():
+    from asrtop.sources.live import read_balancer
+
+    ok = asyncio.run(read_balancer(ViaSSH()))
+    assert ok.transport == "ssh ops@lb2:22" and ok.latency is not None and 0 < ok.latency < 1
+    down = asyncio.run(read_balancer(ViaSSH("lb2: ssh ops@lb2:22: connection refused")))
+    assert (down.transport, down.latency) == ("ssh ops@lb2:22", None)  # a failed read has no time
+    plain = asyncio.run(read_balancer(SlowBalancer(threading.Event())))  # says nothing about its transport
+    assert plain.transport is None and plain.latency is None

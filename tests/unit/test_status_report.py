@@ -104,3 +104,18 @@ def test_an_unreachable_balancer_is_named_once():
     assert BalancerReading("ngx", "nginx").problem is None
     text = render_table(merge([], {}, [down], 0.0))
     assert "  ngx: UNREACHABLE: nginx is not running: no process 7 from /run/nginx.pid" in text.splitlines()
+
+
+def test_each_balancer_says_how_it_is_reached_and_its_read_time():
+    """The same words as the console's header (fleet_wording.balancer_link); absent values stay absent."""
+    n1 = (ServerState("n1", "127.0.0.1", 8001, 1, False, AdminState.READY, Health.UP),)
+    lb1 = BalancerReading("lb1", "haproxy", n1, None, NOW, "local socket", 0.00042)
+    lb2 = BalancerReading("lb2", "haproxy", n1, None, NOW, "ssh ops@lb2:22", 0.0312)
+    old = BalancerReading("old", "nginx", n1)  # an adapter that says neither
+    s = merge([NodeConfig("n1")], {}, [lb1, lb2, old], NOW)
+    lines = render_table(s).splitlines()
+    assert "  lb1: local socket, 0.4 ms" in lines and "  lb2: ssh ops@lb2:22, 31 ms" in lines
+    assert not any(ln.startswith("  old:") for ln in lines)
+    doc = status_json(s, "c")
+    assert [(b["name"], b["transport"], b["latency_seconds"]) for b in doc["balancers"]] == [
+        ("lb1", "local socket", 0.00042), ("lb2", "ssh ops@lb2:22", 0.0312), ("old", None, None)]
