@@ -224,7 +224,13 @@ class SSHHost:
             sftp = await self._sftp_client(conn)
             try:
                 async with sftp.open(path, "rb") as f:
-                    return await f.read()
+                    data = await f.read()  # reads the size stat() gives: 0 for /proc files, which have bytes
+                    if not data:
+                        chunks = []
+                        while chunk := await f.read(65536):
+                            chunks.append(chunk)
+                        data = b"".join(chunks)
+                    return data
             except ssh_errors.sftp_error_types() as e:
                 raise await ssh_errors.file_error(e, path, sftp) from None
 
