@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 KEEPALIVE_S, KEEPALIVE_MISSES = 5.0, 3  # a black-holed host is found dead in ~15-20 s even between calls
 
+
 class _Loop:
     """The one asyncio loop (a daemon thread) every SSH connection of this process lives on."""
 
@@ -53,8 +54,13 @@ def _client_factory(host: "SSHHost") -> Any:
     import asyncssh
 
     class Client(asyncssh.SSHClient):
+        conn: Any = None
+
+        def connection_made(self, conn: Any) -> None:
+            self.conn = conn
+
         def connection_lost(self, exc: Exception | None) -> None:
-            host._lost(exc)
+            host._lost(self.conn, exc)
 
     return Client()
 
@@ -155,9 +161,10 @@ class SSHHost:
         if jump is not None:
             jump.close()
 
-    def _lost(self, exc: Exception | None) -> None:
-        self._lost_why = ssh_errors.transport_why(exc, self.target) if exc else "closed by the host"
-        self._conn = self._sftp = None
+    def _lost(self, conn: Any, exc: Exception | None) -> None:
+        if conn is not None and conn is self._conn:  # not an old connection we dropped ourselves
+            self._lost_why = ssh_errors.transport_why(exc, self.target) if exc else "closed by the host"
+            self._conn = self._sftp = None
 
     def _drop(self, conn: Any) -> None:
         if self._conn is conn:
@@ -257,6 +264,9 @@ class SSHHost:
 
         status, out = self._call(op, timeout, timed_out)
         if status == 127:
+            if "timeout" in out and argv[0] != "timeout" and "not found" in out and out.count("\n") <= 1:
+                raise CommandNotFound(f"timeout: command not found ({self.label}; commands there need "
+                                      f"coreutils' timeout)")
             raise CommandNotFound(f"{argv[0]}: command not found ({self.label})")
         if status == 126:
             raise CommandDenied(f"{argv[0]}: permission denied ({self.label})")
@@ -307,7 +317,7 @@ class SSHHost:
             future.result(self.timeout + 1)
         except Exception:
             future.cancel()
-            loop.call_soon_threadsafe(_kill, proc)
+            loop.call_soon_threadsafe(proc.close)  # the channel's end ends cat, then flock
 
     # -- the admin socket -----------------------------------------------------------------------------------
 
@@ -368,14 +378,6 @@ def _stdout() -> Any:
     import asyncssh
 
     return asyncssh.STDOUT
-
-
-def _kill(proc: Any) -> None:
-    try:
-        proc.send_signal("KILL")
-    except Exception:
-        pass
-    proc.close()
 
 
 _HOSTS: dict[SSHTarget, SSHHost] = {}
