@@ -203,6 +203,9 @@ def test_refused_key(sshd, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     with pytest.raises(HostUnreachable, match=rf"^ssh \S+:{sshd.port}: authentication refused \(key {other};"):
         SSHHost(dataclasses.replace(sshd.target, identity=str(other)), 3.0).run(["true"], 5)
+    missing = tmp_path / "no_such_key"
+    with pytest.raises(HostUnreachable, match=rf"^ssh \S+: {missing}: No such file or directory$"):
+        SSHHost(dataclasses.replace(sshd.target, identity=str(missing)), 3.0).run(["true"], 5)
 
 
 def test_unreachable_and_black_holed_hosts(sshd):
