@@ -10,6 +10,7 @@ import pytest
 
 from asrtop.balancers.base import BalancerUnreachable
 from asrtop.balancers.nginx import NginxBalancer
+from asrtop.balancers.nginx_conf import parse_file
 from asrtop.balancers.nginx_live import NginxSite, argv_option, parse_main
 
 UPSTREAM = "upstream fun_asr_backend {\n    least_conn;\n    server 127.0.0.1:1 weight=3;\n}\n"
@@ -142,13 +143,16 @@ def test_default_commands_name_the_config_nginx_runs(tmp_path):
 
 
 def test_main_config_is_parsed_again_only_when_a_file_changes(tmp_path, monkeypatch):
+    """Every read takes the files' bytes (through the host); a file is parsed again only when they changed."""
     conf = main_conf(tmp_path, "80", "/x.pid")
     site = NginxSite(tmp_path / "nginx.conf", "fun_asr_backend")
     calls = []
-    real = parse_main
-    monkeypatch.setattr("asrtop.balancers.nginx_live.parse_main", lambda *a: calls.append(a) or real(*a))
+    real = parse_file
+    monkeypatch.setattr("asrtop.balancers.nginx_files.parse_file", lambda path, data: calls.append(path) or real(path, data))
+    first = site.read_main(conf)
     for _ in range(5):
-        site.read_main(conf)
-    assert len(calls) == 1
-    (tmp_path / "conf.d" / "asr.conf").write_text(UPSTREAM + "# edited\n")  # an include changed
-    assert site.read_main(conf).listens == ("127.0.0.1:80",) and len(calls) == 2
+        assert site.read_main(conf) is first
+    assert calls == [conf, str(tmp_path / "conf.d" / "asr.conf")]
+    (tmp_path / "conf.d" / "asr.conf").write_text(UPSTREAM + "# edited\n")  # an include changed, same size class
+    assert site.read_main(conf).listens == ("127.0.0.1:80",)
+    assert calls[2:] == [str(tmp_path / "conf.d" / "asr.conf")]  # only the changed file
