@@ -36,6 +36,9 @@ _SPEC = re.compile(r"^(?:(?P<user>[^@\s:/]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P
                    r"(?::(?P<port>\d+))?$")
 
 
+READ_CHUNK = 1 << 16  # bytes asked per SFTP read; a read past the end returns none
+
+
 @dataclass(frozen=True)
 class SSHTarget:
     """Where a balancer lives. user/port None: ~/.ssh/config's, else the local user and 22. jump: "user@host:port"
@@ -223,8 +226,13 @@ class SSHHost:
         async def op(conn: Any) -> bytes:
             sftp = await self._sftp_client(conn)
             try:
-                async with sftp.open(path, "rb") as f:
-                    return await f.read()
+                # read to the end, not to the size fstat() gives (/proc files say 0): the same round trips;
+                # block_size=0: one plain request per read, not asyncssh's parallel reader
+                async with sftp.open(path, "rb", block_size=0) as f:
+                    chunks = []
+                    while chunk := await f.read(READ_CHUNK):
+                        chunks.append(chunk)
+                    return b"".join(chunks)
             except ssh_errors.sftp_error_types() as e:
                 raise await ssh_errors.file_error(e, path, sftp) from None
 
