@@ -146,6 +146,7 @@ class NginxSite:
         self.conf_option = next((c for c in (argv_option(a, "-c") for a in given) if c), None)
         self._main: dict[str, tuple[list[ConfFile], MainConf]] = {}  # path -> (the files read, what they say)
         self._real: dict[tuple, bool] = {}  # (upstream file, main's files) -> included, on another host
+        self._listened: tuple | None = None  # (pid, listens) found listening on another host
 
     # -- the main config ---------------------------------------------------------------------------------
 
@@ -262,23 +263,34 @@ class NginxSite:
                                          for opts in options for o in opts.split(","))
 
     def _listening(self, pid: int, listens: tuple[str, ...]) -> None:
+        if self.host.transport != "local":
+            self._listening_there(pid, listens)
+            return
         errors = []
         for address in listens:
-            if self.host.transport == "local":
-                try:
-                    connect(address)
-                    return
-                except OSError as e:
-                    errors.append(f"{address} ({_reason(e)})")
-                continue
             try:
-                if proc_net.listening(self.host, address):
-                    return
-            except OSError:
-                return  # no /proc/net tables there: the master process is all we can check
-            errors.append(f"{address} (nothing listens there on {self.host.label})")
+                connect(address)
+                return
+            except OSError as e:
+                errors.append(f"{address} ({_reason(e)})")
         raise BalancerUnreachable(f"nginx (pid {pid}) does not answer on {', '.join(errors)}, where it serves "
                                   f"upstream {self.upstream!r}")
+
+    def _listening_there(self, pid: int, listens: tuple[str, ...]) -> None:
+        """On another host: its /proc/net tables, read once per master process and set of listen addresses
+        (they are large on a busy host, ~150 bytes a connection; nginx keeps its listening sockets until a
+        restart, a new pid, or a reload of a changed `listen`, a new set)."""
+        if self._listened == (pid, listens):
+            return
+        for address in listens:
+            try:
+                if proc_net.listening(self.host, address):
+                    self._listened = (pid, listens)
+                    return
+            except OSError:
+                return  # no /proc/net tables there (not Linux): the master process is all we can check
+        raise BalancerUnreachable(f"nginx (pid {pid}) does not listen on {', '.join(listens)} on {self.host.label}, "
+                                  f"where it serves upstream {self.upstream!r}")
 
     def _stub_status(self, pid: int) -> None:
         try:
