@@ -106,8 +106,10 @@ class NginxBalancer:
             if self.check_running:
                 self.site.check(file, memo)
         except NginxConfError as e:
-            raise BalancerRefused(f"{self.name}: {e}") from None
-        except (BalancerUnreachable, HostUnreachable) as e:
+            raise BalancerRefused(f"{self.name}: {e}{self.where()}") from None
+        except BalancerUnreachable as e:
+            raise BalancerUnreachable(f"{self.name}: {e}{self.where()}") from None
+        except HostUnreachable as e:  # names the host itself
             raise BalancerUnreachable(f"{self.name}: {e}") from None
         return Path(file), text, upstream
 

@@ -289,8 +289,8 @@ class NginxSite:
                     return
             except OSError:
                 return  # no /proc/net tables there (not Linux): the master process is all we can check
-        raise BalancerUnreachable(f"nginx (pid {pid}) does not listen on {', '.join(listens)} on {self.host.label}, "
-                                  f"where it serves upstream {self.upstream!r}")
+        raise BalancerUnreachable(f"nginx (pid {pid}) does not listen on {', '.join(listens)}, where it serves "
+                                  f"upstream {self.upstream!r}")
 
     def _stub_status(self, pid: int) -> None:
         try:

@@ -286,6 +286,8 @@ class SSHHost:
             except asyncio.CancelledError:
                 proc.close()  # timed out
                 raise
+            if proc.returncode is None:  # neither an exit status nor a signal: the channel went with the connection
+                raise EOFError("the connection closed under the command")
             return ssh_errors.exit_code(proc), (out or b"").decode("utf-8", "replace")
 
         def timed_out() -> CommandTimedOut:
