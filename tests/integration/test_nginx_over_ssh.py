@@ -5,7 +5,6 @@ every failure is one line naming the balancer and the host."""
 from __future__ import annotations
 
 import subprocess
-import time
 
 import psutil
 import pytest
