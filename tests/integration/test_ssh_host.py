@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from asrtop.balancers.host import CommandDenied, CommandNotFound, CommandTimedOut, HostUnreachable
@@ -241,3 +242,39 @@ def test_jump_host(sshd, tmp_path):
     bad = SSHHost(dataclasses.replace(sshd.target, jump=f"{sshd.user}@127.0.0.1:{free_port()}"), 3.0)
     with pytest.raises(HostUnreachable, match=r"^ssh \S+: jump host \S+: connection refused"):
         bad.run(["true"], 5)
+
+
+def test_a_host_that_stops_answering_never_hangs_the_caller(sshd, tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    before = {p.pid for p in psutil.Process(sshd.proc.pid).children(recursive=True)}
+    host = SSHHost(sshd.target, 1.0)
+    assert host.read_bytes(str(tmp_path / "f")) == b"x"
+    session = [p for p in psutil.Process(sshd.proc.pid).children(recursive=True) if p.pid not in before]
+    for p in session:
+        p.suspend()  # the connection stays up, nothing answers on it: a black-holed host
+    try:
+        start = time.monotonic()
+        with pytest.raises(HostUnreachable, match=r"^ssh \S+: no answer within 1s"):
+            host.read_bytes(str(tmp_path / "f"))
+        assert time.monotonic() - start < 4
+    finally:
+        for p in session:
+            p.resume()
+    assert host.read_bytes(str(tmp_path / "f")) == b"x"  # a new connection
+
+
+def test_the_lock_serialises_two_connections(sshd, tmp_path):
+    first, second = SSHHost(sshd.target, 3.0), SSHHost(sshd.target, 3.0)
+    order = []
+
+    def take_second():
+        with second.lock(str(tmp_path)):
+            order.append("second")
+
+    with first.lock(str(tmp_path)):
+        t = threading.Thread(target=take_second)
+        t.start()
+        time.sleep(0.5)  # long enough for the second flock to be waiting on the host
+        order.append("first done")
+    t.join(10)
+    assert order == ["first done", "second"]

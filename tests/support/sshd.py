@@ -45,6 +45,13 @@ def _keygen(path: Path) -> None:
                    check=True, stdin=subprocess.DEVNULL)
 
 
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 class Sshd:
     """sshd on 127.0.0.1:port. stop() ends it and every session it serves (a dropped connection, as when the
     host goes away); start() brings it back on the same port with the same host key; new_host_key() makes the
@@ -115,7 +122,9 @@ class Sshd:
                 child.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(children, timeout=5)
+        deadline = time.monotonic() + 5  # gone (or a zombie for init to reap): psutil.wait_procs polls slowly
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.proc = None
 
     def __enter__(self) -> "Sshd":
