@@ -144,6 +144,8 @@ class NginxBalancer:
         except HostUnreachable as e:
             after = f"; {self._undo(directory, begun)}" if begun else ""
             raise BalancerUnreachable(f"{self.name}: {e}{after}") from None
+        except (CommandNotFound, CommandDenied) as e:  # the lock's flock there (commands are run() below)
+            raise BalancerRefused(f"{self.name}: cannot lock {directory}, nothing changed: {e}") from None
 
     def _change(self, server: str, begun: dict, **what) -> None:
         memo: dict = {}

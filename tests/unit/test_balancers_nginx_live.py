@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from asrtop.balancers import proc_net
-from asrtop.balancers.base import BalancerUnreachable
-from asrtop.balancers.host import LOCAL, HostUnreachable, LocalHost
+from asrtop.balancers.base import BalancerRefused, BalancerUnreachable
+from asrtop.balancers.host import LOCAL, CommandNotFound, HostUnreachable, LocalHost
 from asrtop.balancers.nginx import NginxBalancer
 from asrtop.balancers.nginx_conf import NginxConfError, locate, parse_file
 from asrtop.balancers.nginx_files import ConfFiles
@@ -300,3 +300,19 @@ def test_a_transport_lost_mid_change_is_undone_or_said(tmp_path, case):
         "changed by someone else": f"{f} was changed since by someone else: left as it is"}[case]
     assert f.read_text() == {"restored": UPSTREAM, "unreachable": UPSTREAM.replace(":1 weight=3", ":1 weight=5"),
                              "changed by someone else": UPSTREAM + "# theirs\n"}[case]
+
+
+def test_a_lock_that_cannot_be_taken_there_is_one_line(tmp_path):
+    f = tmp_path / "asr.conf"
+    f.write_text(UPSTREAM)
+    host = Elsewhere()
+
+    def no_flock(directory):
+        raise CommandNotFound("flock: command not found (ssh ops@lb2:22; the lock needs util-linux)")
+    host.lock = no_flock
+    b = NginxBalancer("ng", f, "fun_asr_backend", ("true",), ("true",), check_running=False, host=host)
+    with pytest.raises(BalancerRefused) as e:
+        b.set_weight("127.0.0.1:1", 5)
+    assert str(e.value) == (f"ng: cannot lock {tmp_path}, nothing changed: flock: command not found (ssh ops@lb2:22; "
+                            "the lock needs util-linux)")
+    assert f.read_text() == UPSTREAM
