@@ -3,6 +3,7 @@ LocalHost's semantics and errors, host keys verified, each transport failure one
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -61,6 +62,7 @@ def unix_server(tmp_path):
 def test_files(host, tmp_path):
     (tmp_path / "a.conf").write_bytes(b"upstream x {}\n")
     (tmp_path / "b.conf").write_bytes(b"")
+    (tmp_path / ".hidden.conf").write_bytes(b"")  # as glob.glob: `*` does not match it
     (tmp_path / "sub").mkdir()
     assert host.read_bytes(str(tmp_path / "a.conf")) == b"upstream x {}\n"
     assert host.last_latency is not None and host.last_latency > 0
@@ -69,6 +71,7 @@ def test_files(host, tmp_path):
     assert not host.is_file(str(tmp_path / "none")) and not host.is_dir(str(tmp_path / "none"))
     assert host.glob(str(tmp_path / "*.conf")) == [str(tmp_path / "a.conf"), str(tmp_path / "b.conf")]
     assert host.glob(str(tmp_path / "*.nothing")) == []
+    assert host.glob(str(tmp_path / ".*.conf")) == [str(tmp_path / ".hidden.conf")]
     with pytest.raises(FileNotFoundError) as e:
         host.read_bytes(str(tmp_path / "none"))
     assert e.value.filename == str(tmp_path / "none")
@@ -90,6 +93,7 @@ def test_write_atomic_keeps_mode_and_owner(host, tmp_path):
     host.write_atomic(str(tmp_path / "new.conf"), b"x")
     assert (tmp_path / "new.conf").stat().st_mode & 0o7777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.conf", "up.conf"]  # no temp file left
+
     with pytest.raises(FileNotFoundError):
         host.write_atomic(str(tmp_path / "no-dir" / "x.conf"), b"x")
 
@@ -251,7 +255,8 @@ def test_a_host_that_stops_answering_never_hangs_the_caller(sshd, tmp_path):
     assert host.read_bytes(str(tmp_path / "f")) == b"x"
     session = [p for p in psutil.Process(sshd.proc.pid).children(recursive=True) if p.pid not in before]
     for p in session:
-        p.suspend()  # the connection stays up, nothing answers on it: a black-holed host
+        with contextlib.suppress(psutil.NoSuchProcess):  # another test's session ending meanwhile
+            p.suspend()  # the connection stays up, nothing answers on it: a black-holed host
     try:
         start = time.monotonic()
         with pytest.raises(HostUnreachable, match=r"^ssh \S+: no answer within 1s"):
@@ -259,7 +264,8 @@ def test_a_host_that_stops_answering_never_hangs_the_caller(sshd, tmp_path):
         assert time.monotonic() - start < 4
     finally:
         for p in session:
-            p.resume()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.resume()
     assert host.read_bytes(str(tmp_path / "f")) == b"x"  # a new connection
 
 
