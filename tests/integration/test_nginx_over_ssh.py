@@ -4,6 +4,7 @@ every failure is one line naming the balancer and the host."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import psutil
@@ -35,12 +36,21 @@ def remote(tmp_path, nginx_bin, sshd):
             yield be, ngx, write_config(tmp_path, [ssh_entry("ngx", ngx, sshd)], nodes)
 
 
+def unseen(directory, argv: list[str]) -> list[str]:
+    """argv run where `directory` is an empty tmpfs (a private mount namespace): that asrtop can reach the
+    nginx files only over SSH, as if they were on another host."""
+    ns = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-Urm"]
+    return [*ns, "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(directory), *argv]
+
+
 def over_ssh(ngx, sshd, **kw) -> NginxBalancer:
     return NginxBalancer("ngx", ngx.upstream_conf, ngx.upstream, ngx.test_command, ngx.reload_command,
                          host=ssh_host(sshd.target, 3.0), **kw)
 
 
 def test_every_action_through_the_cli_lands_in_the_remote_file_and_reloads(remote, sshd):
+    """asrtop runs where the nginx directory is empty: the file, its includes, the pid file, nginx -t and the
+    reload are all reached over SSH."""
     be, ngx, path = remote
     n1, n2 = (f"server 127.0.0.1:{be.ports[n]}" for n in ("n1", "n2"))
     steps = [(("drain", "n1"), f"{n1} weight=3 max_fails=2 down;"),
@@ -48,9 +58,10 @@ def test_every_action_through_the_cli_lands_in_the_remote_file_and_reloads(remot
              (("maint", "n2"), f"{n2} down;"),
              (("weight", "n2", "5"), f"{n2} weight=5 down;"),
              (("backup", "n2", "on"), f"{n2} weight=5 down backup;")]
+    assert subprocess.run(unseen(ngx.prefix, ["ls", "-A", str(ngx.prefix)]), capture_output=True, text=True).stdout == ""
     for args, line in steps:
         shutdowns = ngx.shutdowns()
-        p = run_cli(path, *args)
+        p = subprocess.run(unseen(ngx.prefix, asrtop_argv(path, *args)), capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and p.stdout.strip() == f"{' '.join(args)}: done on ngx", (args, p.stdout, p.stderr)
         assert line in ngx.upstream_conf.read_text(), args
         assert ngx.wait_switched(shutdowns), f"nginx was not reloaded after {args}"
