@@ -92,7 +92,8 @@ def test_the_lock_holds_across_hosts(remote, sshd):
         lock = dir_lock(ngx.upstream_conf.parent) if held_by == "local" else \
             ssh_host(sshd.target, 3.0).lock(str(ngx.upstream_conf.parent))
         with lock:
-            proc = subprocess.Popen(asrtop_argv(config, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            argv = unseen(ngx.prefix, asrtop_argv(config, *args)) if held_by == "local" else asrtop_argv(config, *args)
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             assert wait_until(lambda: waiting_for_flock(inode) or proc.poll() is not None, 20)
             assert proc.poll() is None and line not in ngx.upstream_conf.read_text(), f"lock held by {held_by} ignored"
         out, err = proc.communicate(timeout=30)
