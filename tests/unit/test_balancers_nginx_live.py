@@ -316,3 +316,24 @@ def test_a_lock_that_cannot_be_taken_there_is_one_line(tmp_path):
     assert str(e.value) == (f"ng: cannot lock {tmp_path}, nothing changed: flock: command not found (ssh ops@lb2:22; "
                             "the lock needs util-linux)")
     assert f.read_text() == UPSTREAM
+
+
+def test_a_symlinked_include_is_resolved_on_the_host(tmp_path, fake_nginx):
+    """sites-enabled/asr -> sites-available/asr: on another host `realpath` runs there, once per file set."""
+    pid, port = fake_nginx
+    (tmp_path / "sites-available").mkdir()
+    (tmp_path / "sites-enabled").mkdir()
+    (tmp_path / "sites-available" / "asr").write_text(UPSTREAM)
+    (tmp_path / "sites-enabled" / "asr").symlink_to(tmp_path / "sites-available" / "asr")
+    (tmp_path / "nginx.pid").write_text(f"{pid}\n")
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path / 'nginx.pid'};\nevents {{}}\nhttp {{ include sites-enabled/*;\n"
+        f"  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://fun_asr_backend; }} }} }}\n")
+    host = Elsewhere({"/proc/net/tcp": tcp_table(port)})
+    ran = []
+    host.run = lambda argv, timeout: ran.append(argv) or LocalHost.run(host, argv, timeout)
+    b = NginxBalancer("ng", tmp_path / "sites-available" / "asr", "fun_asr_backend",
+                      ("nginx", "-c", str(tmp_path / "nginx.conf"), "-t"), ("true",), host=host)
+    for _ in range(2):
+        assert [s.name for s in b.servers()] == ["127.0.0.1:1"]
+    assert [argv[0] for argv in ran] == ["realpath"]
