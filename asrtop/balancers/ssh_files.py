@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import posixpath
 import secrets
-import shlex
 from typing import Any, Sequence
 
 from asrtop.balancers import ssh_errors
 
 
-async def write_atomic(sftp: Any, conn: Any, path: str, data: bytes, timeout: float) -> None:
+async def write_atomic(sftp: Any, path: str, data: bytes) -> None:
     """Host.write_atomic over SFTP: a temp file next to path with its mode and owner, fsync, posix-rename."""
     import asyncssh
 
@@ -46,10 +45,12 @@ async def write_atomic(sftp: Any, conn: Any, path: str, data: bytes, timeout: fl
         except Exception:
             pass
         raise
-    # the rename made durable: SFTP cannot fsync a directory, coreutils' `sync DIR` does (best effort)
+    # the rename made durable: OpenSSH's sftp-server opens a directory read-only like a file, and
+    # fsync@openssh.com on that handle is fsync(2) of the directory (best effort: another server may refuse)
     try:
-        await conn.run("sync " + shlex.quote(directory), stdin=asyncssh.DEVNULL, timeout=timeout)
-    except Exception:
+        async with sftp.open(directory, "rb") as d:
+            await d.fsync()
+    except asyncssh.SFTPError:
         pass
 
 

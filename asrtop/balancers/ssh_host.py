@@ -246,7 +246,7 @@ class SSHHost:
         path = os.fspath(path)
 
         async def op(conn: Any) -> None:
-            await write_atomic(await self._sftp_client(conn), conn, path, data, self.timeout)
+            await write_atomic(await self._sftp_client(conn), path, data)
 
         self._timed(op)
 

@@ -7,9 +7,11 @@ the tests (root in CI, whoever runs them locally), with that key only.
 
 from __future__ import annotations
 
+import ctypes
 import getpass
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -46,6 +48,11 @@ SetEnv HOME={dir}
 def _keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "asrtop-test", "-f", str(path)],
                    check=True, stdin=subprocess.DEVNULL)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process ends, even killed (no listener left behind)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _alive(p: psutil.Process) -> bool:
@@ -100,9 +107,10 @@ class Sshd:
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
         # -D: stay in the foreground (our child); -e: errors to stderr
-        self.proc = subprocess.Popen([self.bin, "-D", "-e", "-f", str(self.dir / "sshd_config")],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.dir / "sshd.log", "ab"))
+        with open(self.dir / "sshd.log", "ab") as log:
+            self.proc = subprocess.Popen([self.bin, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                         preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 10
         while not port_open("127.0.0.1", self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
