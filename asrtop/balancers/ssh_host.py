@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 KEEPALIVE_S, KEEPALIVE_MISSES = 5.0, 3  # a black-holed host is found dead in ~15-20 s even between calls
 
+READ_CHUNK = 1 << 16  # bytes asked per SFTP read; a read past the end returns none
+
 
 class _Loop:
     """The one asyncio loop (a daemon thread) every SSH connection of this process lives on."""
@@ -202,8 +204,13 @@ class SSHHost:
         async def op(conn: Any) -> bytes:
             sftp = await self._sftp_client(conn)
             try:
-                async with sftp.open(path, "rb") as f:
-                    return await f.read()
+                # read to the end, not to the size fstat() gives (/proc files say 0): the same round trips;
+                # block_size=0: one plain request per read, not asyncssh's parallel reader
+                async with sftp.open(path, "rb", block_size=0) as f:
+                    chunks = []
+                    while chunk := await f.read(READ_CHUNK):
+                        chunks.append(chunk)
+                    return b"".join(chunks)
             except ssh_errors.sftp_error_types() as e:
                 raise await ssh_errors.file_error(e, path, sftp) from None
 
@@ -257,6 +264,8 @@ class SSHHost:
             except asyncio.CancelledError:
                 proc.close()  # timed out
                 raise
+            if proc.returncode is None:  # neither an exit status nor a signal: the channel went with the connection
+                raise EOFError("the connection closed under the command")
             return ssh_errors.exit_code(proc), (out or b"").decode("utf-8", "replace")
 
         def timed_out() -> CommandTimedOut:

@@ -39,7 +39,10 @@ Subsystem sftp internal-sftp
 LogLevel ERROR
 MaxStartups 50
 MaxSessions 50
+SetEnv HOME={dir}
 """
+# SetEnv HOME: sshd starts every command through the user's login shell, and Debian's bash then sources
+# ~/.bashrc; the test user's own (pyenv init here: ~0.45 s, and output of its own) would be in every command.
 
 
 def _keygen(path: Path) -> None:
