@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from asrtop.balancers.base import ServerState, parse_socket
 from asrtop.balancers.haproxy_agent import AGENT_MODES
-from asrtop.balancers.ssh_host import parse_ssh_spec
+from asrtop.balancers.ssh_target import parse_ssh_spec
 
 BALANCER_KINDS = ("haproxy", "nginx")
 RESOLVE_TIMEOUT = 1.0  # seconds for every node host name together, once per config load

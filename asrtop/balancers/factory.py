@@ -59,7 +59,7 @@ class ClusterSpec(Protocol):
 
 def build_balancer(cfg: BalancerSpec) -> Balancer:
     """The adapter for one [[balancers]] entry. Constructing one touches nothing (no socket, no file)."""
-    # Adapters imported here: crossplane is loaded only when nginx is configured.
+    # Adapters imported here: an nginx-only or haproxy-only config loads only its own adapter.
     host = balancer_host(cfg)
     if cfg.kind == "haproxy":
         from asrtop.balancers.haproxy import HAProxyBalancer

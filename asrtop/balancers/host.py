@@ -18,8 +18,6 @@ from __future__ import annotations
 import fcntl
 import os
 import socket as _socket
-import subprocess
-import tempfile
 import time
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Protocol, Sequence
@@ -109,6 +107,8 @@ class LocalHost:
         write_atomic(path, data)
 
     def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
+        import subprocess  # the write side only: `asrtop status` never loads it
+
         try:
             p = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=timeout)
@@ -163,6 +163,8 @@ def dir_lock(directory: str | os.PathLike) -> Iterator[None]:
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Host.write_atomic on this machine."""
+    import tempfile  # the write side only: `asrtop status` never loads it
+
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     try:

@@ -15,62 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import posixpath
-import re
-import secrets
 import shlex
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
 
 from asrtop.balancers import ssh_errors
 from asrtop.balancers.host import CommandDenied, CommandNotFound, CommandTimedOut, HostUnreachable
+from asrtop.balancers.ssh_files import visible, write_atomic
+from asrtop.balancers.ssh_target import SSHTarget, parse_ssh_spec
+
+__all__ = ["SSHHost", "SSHTarget", "parse_ssh_spec", "ssh_host"]
 
 T = TypeVar("T")
 
 KEEPALIVE_S, KEEPALIVE_MISSES = 5.0, 3  # a black-holed host is found dead in ~15-20 s even between calls
 
-_SPEC = re.compile(r"^(?:(?P<user>[^@\s:/]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^@\s:/\[\]]+))"
-                   r"(?::(?P<port>\d+))?$")
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    """Where a balancer lives. user/port None: ~/.ssh/config's, else the local user and 22. jump: "user@host:port"
-    of a jump host, reached with the same identity and known_hosts."""
-
-    user: str | None
-    host: str
-    port: int | None = None
-    identity: str | None = None
-    known_hosts: str | None = None
-    jump: str | None = None
-
-    @property
-    def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.user + '@' if self.user else ''}{host}{f':{self.port}' if self.port else ''}"
-
-    @property
-    def label(self) -> str:
-        return f"ssh {self.address}"
-
-
-def parse_ssh_spec(spec: str, *, identity: str | None = None, known_hosts: str | None = None,
-                   jump: str | None = None) -> SSHTarget:
-    """"ops@lb1:2222", "ops@lb1", "lb1", "ops@[::1]:22" -> SSHTarget; ValueError with one line otherwise."""
-    m = _SPEC.match(spec.strip()) if isinstance(spec, str) else None
-    if m is None:
-        raise ValueError(f"{spec!r} is not an SSH destination (user@host or user@host:port)")
-    port = int(m["port"]) if m["port"] else None
-    if port is not None and not 0 < port < 65536:
-        raise ValueError(f"{spec!r}: port {port} is out of range (1-65535)")
-    if jump is not None:
-        parse_ssh_spec(jump)  # the same form; its error names it
-    expand = lambda p: os.path.expanduser(p) if p else None  # noqa: E731
-    return SSHTarget(m["user"], m["v6"] or m["host"], port, expand(identity), expand(known_hosts), jump)
+READ_CHUNK = 1 << 16  # bytes asked per SFTP read; a read past the end returns none
 
 
 class _Loop:
@@ -94,8 +56,13 @@ def _client_factory(host: "SSHHost") -> Any:
     import asyncssh
 
     class Client(asyncssh.SSHClient):
+        conn: Any = None
+
+        def connection_made(self, conn: Any) -> None:
+            self.conn = conn
+
         def connection_lost(self, exc: Exception | None) -> None:
-            host._lost(exc)
+            host._lost(self.conn, exc)
 
     return Client()
 
@@ -113,6 +80,7 @@ class SSHHost:
         self._sftp: Any = None
         self._lost_why: str | None = None
         self._connect_lock: asyncio.Lock | None = None  # made on the loop
+        self._sftp_lock: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
         return f"SSHHost({self.target.address})"
@@ -142,8 +110,9 @@ class SSHHost:
                        timed_out: Callable[[], BaseException] | None) -> T:
         conn = await self._connection()
         try:
-            return await asyncio.wait_for(op(conn), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):  # no extra task per call, unlike wait_for
+                return await op(conn)
+        except TimeoutError:
             if timed_out is not None:
                 raise timed_out() from None
             self._drop(conn)
@@ -179,21 +148,25 @@ class SSHHost:
             jump = parse_ssh_spec(t.jump, identity=t.identity, known_hosts=t.known_hosts)
             try:
                 self._jump = tunnel = await asyncssh.connect(jump.host, **_options(jump))
+                await _no_delay(tunnel)
             except Exception as e:
                 why = ssh_errors.connect_why(e, jump, self.timeout)
                 raise ssh_errors.JumpFailed(f"jump host {jump.address}: {why}") from None
         self._lost_why = None
-        self._conn = await asyncssh.connect(t.host, tunnel=tunnel, client_factory=lambda: _client_factory(self),
-                                            **_options(t))
+        conn = await asyncssh.connect(t.host, tunnel=tunnel, client_factory=lambda: _client_factory(self),
+                                      **_options(t))
+        await _no_delay(conn)
+        self._conn = conn
 
     async def _close_jump(self) -> None:
         jump, self._jump = self._jump, None
         if jump is not None:
             jump.close()
 
-    def _lost(self, exc: Exception | None) -> None:
-        self._lost_why = ssh_errors.transport_why(exc, self.target) if exc else "closed by the host"
-        self._conn = self._sftp = None
+    def _lost(self, conn: Any, exc: Exception | None) -> None:
+        if conn is not None and conn is self._conn:  # not an old connection we dropped ourselves
+            self._lost_why = ssh_errors.transport_why(exc, self.target) if exc else "closed by the host"
+            self._conn = self._sftp = None
 
     def _drop(self, conn: Any) -> None:
         if self._conn is conn:
@@ -204,8 +177,16 @@ class SSHHost:
             self._jump = None
 
     async def _sftp_client(self, conn: Any) -> Any:
+        """The connection's one SFTP session (started by the first call that needs it)."""
         if self._sftp is None or self._conn is not conn:
-            self._sftp = await conn.start_sftp_client()
+            if self._sftp_lock is None:
+                self._sftp_lock = asyncio.Lock()
+            async with self._sftp_lock:
+                if self._sftp is None or self._conn is not conn:
+                    sftp = await conn.start_sftp_client()
+                    if self._conn is conn:
+                        self._sftp = sftp
+                    return sftp
         return self._sftp
 
     def _timed(self, op: Callable[[Any], Awaitable[T]]) -> T:
@@ -223,14 +204,13 @@ class SSHHost:
         async def op(conn: Any) -> bytes:
             sftp = await self._sftp_client(conn)
             try:
-                async with sftp.open(path, "rb") as f:
-                    data = await f.read()  # reads the size stat() gives: 0 for /proc files, which have bytes
-                    if not data:
-                        chunks = []
-                        while chunk := await f.read(65536):
-                            chunks.append(chunk)
-                        data = b"".join(chunks)
-                    return data
+                # read to the end, not to the size fstat() gives (/proc files say 0): the same round trips;
+                # block_size=0: one plain request per read, not asyncssh's parallel reader
+                async with sftp.open(path, "rb", block_size=0) as f:
+                    chunks = []
+                    while chunk := await f.read(READ_CHUNK):
+                        chunks.append(chunk)
+                    return b"".join(chunks)
             except ssh_errors.sftp_error_types() as e:
                 raise await ssh_errors.file_error(e, path, sftp) from None
 
@@ -256,7 +236,7 @@ class SSHHost:
         async def op(conn: Any) -> list[str]:
             sftp = await self._sftp_client(conn)
             try:
-                return sorted(await sftp.glob(pattern))
+                return sorted(visible(pattern, await sftp.glob(pattern)))
             except ssh_errors.sftp_error_types():
                 return []  # no match (asyncssh raises; glob.glob returns nothing)
 
@@ -266,7 +246,7 @@ class SSHHost:
         path = os.fspath(path)
 
         async def op(conn: Any) -> None:
-            await _write_atomic(await self._sftp_client(conn), conn, path, data, self.timeout)
+            await write_atomic(await self._sftp_client(conn), path, data)
 
         self._timed(op)
 
@@ -284,6 +264,8 @@ class SSHHost:
             except asyncio.CancelledError:
                 proc.close()  # timed out
                 raise
+            if proc.returncode is None:  # neither an exit status nor a signal: the channel went with the connection
+                raise EOFError("the connection closed under the command")
             return ssh_errors.exit_code(proc), (out or b"").decode("utf-8", "replace")
 
         def timed_out() -> CommandTimedOut:
@@ -291,6 +273,9 @@ class SSHHost:
 
         status, out = self._call(op, timeout, timed_out)
         if status == 127:
+            if "timeout" in out and argv[0] != "timeout" and "not found" in out and out.count("\n") <= 1:
+                raise CommandNotFound(f"timeout: command not found ({self.label}; commands there need "
+                                      f"coreutils' timeout)")
             raise CommandNotFound(f"{argv[0]}: command not found ({self.label})")
         if status == 126:
             raise CommandDenied(f"{argv[0]}: permission denied ({self.label})")
@@ -312,6 +297,8 @@ class SSHHost:
             if line.strip() == b"missing":
                 proc.close()
                 return None  # no directory, no lock (the read reports it), as locally
+            if not line and conn.is_closed():
+                raise EOFError("connection closed while waiting for the lock")
             out = (line + await proc.stdout.read()).decode("utf-8", "replace").strip()  # flock has ended
             proc.close()
             if "flock" in out and ("not found" in out or proc.exit_status == 127):
@@ -326,15 +313,20 @@ class SSHHost:
                 self._unlock(proc)
 
     def _unlock(self, proc: Any) -> None:
-        async def release(conn: Any) -> None:
-            proc.stdin.write_eof()  # cat ends, then flock: released before we return, as locally
+        """End the flock's process and wait for it, so the lock is free when the with-block ends, as locally;
+        never a reconnect for it: a lost connection took the lock with it."""
+        async def release() -> None:
+            proc.stdin.write_eof()  # cat ends, then flock
             await proc.wait()
             proc.close()
 
+        loop = _Loop.get()
+        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(release(), self.timeout), loop)
         try:
-            self._call(release, self.timeout)
-        except Exception:  # the lock ends with the channel, or with the connection already gone
-            _Loop.get().call_soon_threadsafe(_kill, proc)
+            future.result(self.timeout + 1)
+        except Exception:
+            future.cancel()
+            loop.call_soon_threadsafe(proc.close)  # the channel's end ends cat, then flock
 
     # -- the admin socket -----------------------------------------------------------------------------------
 
@@ -356,52 +348,24 @@ class SSHHost:
         return result
 
 
-async def _write_atomic(sftp: Any, conn: Any, path: str, data: bytes, timeout: float) -> None:
-    """Host.write_atomic over SFTP: a temp file next to path with its mode and owner, fsync, posix-rename."""
-    import asyncssh
-
+async def _no_delay(conn: Any) -> None:
+    """Make sshd send this connection's packets at once. sshd turns Nagle off (TCP_NODELAY) only on a
+    connection whose first session has a pty; without it every Runtime API answer's last packet waits for a
+    delayed ACK: ~44 ms a command instead of ~1.5 ms (bench_ssh_transport.py). So the first session is a pty
+    running `cat`, idle, ended with the connection (it shows in `who` on the host while asrtop is connected).
+    A host that refuses ptys (PermitTTY no) still works, at the slower pace."""
     try:
-        st = await sftp.stat(path)
-    except asyncssh.SFTPNoSuchFile:
-        st = None
-    except ssh_errors.sftp_error_types() as e:
-        raise await ssh_errors.file_error(e, path, sftp) from None
-    directory = posixpath.dirname(path) or "."
-    tmp = posixpath.join(directory, f".{posixpath.basename(path)}.{secrets.token_hex(4)}.asrtop")
-    mode = (st.permissions & 0o7777) if st is not None and st.permissions is not None else 0o644
-    try:
-        try:
-            async with sftp.open(tmp, "xb", asyncssh.SFTPAttrs(permissions=0o600)) as f:
-                await f.write(data)
-                await f.chmod(mode)  # after creation: the server's umask does not apply
-                if st is not None and st.uid is not None:
-                    try:
-                        await f.chown(st.uid, st.gid)
-                    except asyncssh.SFTPPermissionDenied:
-                        pass  # not root there: the file keeps the login's owner, which the mode still governs
-                try:
-                    await f.fsync()
-                except asyncssh.SFTPOpUnsupported:
-                    pass
-            await sftp.posix_rename(tmp, path)
-        except ssh_errors.sftp_error_types() as e:
-            raise await ssh_errors.file_error(e, path if str(e.reason).find(tmp) < 0 else tmp, sftp) from None
-    except BaseException:
-        try:
-            await sftp.remove(tmp)
-        except Exception:
-            pass
-        raise
-    # the rename made durable: SFTP cannot fsync a directory, coreutils' `sync DIR` does (best effort)
-    try:
-        await conn.run("sync " + shlex.quote(directory), stdin=_devnull(), timeout=timeout)
+        await conn.create_process("exec cat >/dev/null", term_type="dumb", encoding=None)
     except Exception:
         pass
 
 
 def _options(t: SSHTarget) -> dict[str, Any]:
     """asyncssh.connect options for a target: what is given, else ~/.ssh/config's and asyncssh's defaults."""
-    opts: dict[str, Any] = {"keepalive_interval": KEEPALIVE_S, "keepalive_count_max": KEEPALIVE_MISSES}
+    # AES-GCM preferred (put first, asyncssh's defaults after): one AEAD call a packet, where asyncssh's
+    # default chacha20-poly1305 costs ~2.5x the CPU per Runtime API command (bench_ssh_transport.py)
+    opts: dict[str, Any] = {"keepalive_interval": KEEPALIVE_S, "keepalive_count_max": KEEPALIVE_MISSES,
+                            "encryption_algs": "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"}
     if t.port:
         opts["port"] = t.port
     if t.user:
@@ -423,14 +387,6 @@ def _stdout() -> Any:
     import asyncssh
 
     return asyncssh.STDOUT
-
-
-def _kill(proc: Any) -> None:
-    try:
-        proc.send_signal("KILL")
-    except Exception:
-        pass
-    proc.close()
 
 
 _HOSTS: dict[SSHTarget, SSHHost] = {}

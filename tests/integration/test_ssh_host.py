@@ -3,6 +3,7 @@ LocalHost's semantics and errors, host keys verified, each transport failure one
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -12,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from asrtop.balancers.host import CommandDenied, CommandNotFound, CommandTimedOut, HostUnreachable
@@ -60,6 +62,7 @@ def unix_server(tmp_path):
 def test_files(host, tmp_path):
     (tmp_path / "a.conf").write_bytes(b"upstream x {}\n")
     (tmp_path / "b.conf").write_bytes(b"")
+    (tmp_path / ".hidden.conf").write_bytes(b"")  # as glob.glob: `*` does not match it
     (tmp_path / "sub").mkdir()
     assert host.read_bytes(str(tmp_path / "a.conf")) == b"upstream x {}\n"
     assert host.last_latency is not None and host.last_latency > 0
@@ -68,6 +71,7 @@ def test_files(host, tmp_path):
     assert not host.is_file(str(tmp_path / "none")) and not host.is_dir(str(tmp_path / "none"))
     assert host.glob(str(tmp_path / "*.conf")) == [str(tmp_path / "a.conf"), str(tmp_path / "b.conf")]
     assert host.glob(str(tmp_path / "*.nothing")) == []
+    assert host.glob(str(tmp_path / ".*.conf")) == [str(tmp_path / ".hidden.conf")]
     with pytest.raises(FileNotFoundError) as e:
         host.read_bytes(str(tmp_path / "none"))
     assert e.value.filename == str(tmp_path / "none")
@@ -89,6 +93,7 @@ def test_write_atomic_keeps_mode_and_owner(host, tmp_path):
     host.write_atomic(str(tmp_path / "new.conf"), b"x")
     assert (tmp_path / "new.conf").stat().st_mode & 0o7777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.conf", "up.conf"]  # no temp file left
+
     with pytest.raises(FileNotFoundError):
         host.write_atomic(str(tmp_path / "no-dir" / "x.conf"), b"x")
 
@@ -107,8 +112,8 @@ def test_run_quotes_argv_word_by_word(host, tmp_path):
 
 def test_a_hanging_command_times_out_and_is_killed(host):
     start = time.monotonic()
-    with pytest.raises(CommandTimedOut, match=r"sleep 41\.5: no answer within 0\.5s"):
-        host.run(["sleep", "41.5"], 0.5)
+    with pytest.raises(CommandTimedOut, match=r"sleep 41\.5: no answer within 0\.3s"):
+        host.run(["sleep", "41.5"], 0.3)
     assert time.monotonic() - start < 3
     deadline = time.monotonic() + 3
     while subprocess.run(["pgrep", "-f", "sleep 41.5"], capture_output=True).returncode == 0:
@@ -198,6 +203,9 @@ def test_refused_key(sshd, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     with pytest.raises(HostUnreachable, match=rf"^ssh \S+:{sshd.port}: authentication refused \(key {other};"):
         SSHHost(dataclasses.replace(sshd.target, identity=str(other)), 3.0).run(["true"], 5)
+    missing = tmp_path / "no_such_key"
+    with pytest.raises(HostUnreachable, match=rf"^ssh \S+: {missing}: No such file or directory$"):
+        SSHHost(dataclasses.replace(sshd.target, identity=str(missing)), 3.0).run(["true"], 5)
 
 
 def test_unreachable_and_black_holed_hosts(sshd):
@@ -241,3 +249,41 @@ def test_jump_host(sshd, tmp_path):
     bad = SSHHost(dataclasses.replace(sshd.target, jump=f"{sshd.user}@127.0.0.1:{free_port()}"), 3.0)
     with pytest.raises(HostUnreachable, match=r"^ssh \S+: jump host \S+: connection refused"):
         bad.run(["true"], 5)
+
+
+def test_a_host_that_stops_answering_never_hangs_the_caller(sshd, tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    before = {p.pid for p in psutil.Process(sshd.proc.pid).children(recursive=True)}
+    host = SSHHost(sshd.target, 1.0)
+    assert host.read_bytes(str(tmp_path / "f")) == b"x"
+    session = [p for p in psutil.Process(sshd.proc.pid).children(recursive=True) if p.pid not in before]
+    for p in session:
+        with contextlib.suppress(psutil.NoSuchProcess):  # another test's session ending meanwhile
+            p.suspend()  # the connection stays up, nothing answers on it: a black-holed host
+    try:
+        start = time.monotonic()
+        with pytest.raises(HostUnreachable, match=r"^ssh \S+: no answer within 1s"):
+            host.read_bytes(str(tmp_path / "f"))
+        assert time.monotonic() - start < 4
+    finally:
+        for p in session:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.resume()
+    assert host.read_bytes(str(tmp_path / "f")) == b"x"  # a new connection
+
+
+def test_the_lock_serialises_two_connections(sshd, tmp_path):
+    first, second = SSHHost(sshd.target, 3.0), SSHHost(sshd.target, 3.0)
+    order = []
+
+    def take_second():
+        with second.lock(str(tmp_path)):
+            order.append("second")
+
+    with first.lock(str(tmp_path)):
+        t = threading.Thread(target=take_second)
+        t.start()
+        time.sleep(0.3)  # long enough for the second flock to be waiting on the host
+        order.append("first done")
+    t.join(10)
+    assert order == ["first done", "second"]

@@ -7,9 +7,11 @@ the tests (root in CI, whoever runs them locally), with that key only.
 
 from __future__ import annotations
 
+import ctypes
 import getpass
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -37,12 +39,27 @@ Subsystem sftp internal-sftp
 LogLevel ERROR
 MaxStartups 50
 MaxSessions 50
+SetEnv HOME={dir}
 """
+# SetEnv HOME: sshd starts every command through the user's login shell, and Debian's bash then sources
+# ~/.bashrc; the test user's own (pyenv init here: ~0.45 s, and output of its own) would be in every command.
 
 
 def _keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "asrtop-test", "-f", str(path)],
                    check=True, stdin=subprocess.DEVNULL)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process ends, even killed (no listener left behind)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 class Sshd:
@@ -90,9 +107,10 @@ class Sshd:
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
         # -D: stay in the foreground (our child); -e: errors to stderr
-        self.proc = subprocess.Popen([self.bin, "-D", "-e", "-f", str(self.dir / "sshd_config")],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.dir / "sshd.log", "ab"))
+        with open(self.dir / "sshd.log", "ab") as log:
+            self.proc = subprocess.Popen([self.bin, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                         preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 10
         while not port_open("127.0.0.1", self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -115,7 +133,9 @@ class Sshd:
                 child.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(children, timeout=5)
+        deadline = time.monotonic() + 5  # gone (or a zombie for init to reap): psutil.wait_procs polls slowly
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.proc = None
 
     def __enter__(self) -> "Sshd":

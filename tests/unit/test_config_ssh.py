@@ -87,3 +87,13 @@ def test_ssh_balancers_do_not_load_asyncssh_until_used():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_factory_refuses_a_tcp_socket_over_ssh():
+    from asrtop.balancers.factory import build_balancer
+    from asrtop.config import BalancerConfig
+
+    with pytest.raises(ValueError, match="with `ssh`, `socket` is the unix socket path on that host"):
+        build_balancer(BalancerConfig("hx", "haproxy", socket="127.0.0.1:9999", backend="asr", ssh="ops@lb1"))
+    with pytest.raises(ValueError, match=r"balancer 'hx': ssh: 'ops@' is not an SSH destination"):
+        build_balancer(BalancerConfig("hx", "haproxy", socket="/s", backend="asr", ssh="ops@"))
