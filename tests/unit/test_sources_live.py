@@ -72,5 +72,7 @@ def test_a_reading_says_its_transport_and_how_long_the_read_took():
     assert ok.transport == "ssh ops@lb2:22" and ok.latency is not None and 0 < ok.latency < 1
     down = asyncio.run(read_balancer(ViaSSH("lb2: ssh ops@lb2:22: connection refused")))
     assert (down.transport, down.latency) == ("ssh ops@lb2:22", None)  # a failed read has no time
-    plain = asyncio.run(read_balancer(SlowBalancer(threading.Event())))  # says nothing about its transport
-    assert plain.transport is None and plain.latency is None
+    ready = threading.Event()
+    ready.set()
+    plain = asyncio.run(read_balancer(SlowBalancer(ready)))  # says nothing about how it is reached
+    assert plain.reachable and plain.transport is None and plain.latency is not None
