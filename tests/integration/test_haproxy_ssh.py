@@ -2,14 +2,17 @@
 its admin socket a unix path on the "remote" host, spoken to over SSH), driven by the real `asrtop` CLI.
 
 Every action lands on both; sshd stopped in the middle of an action is a partial naming lb2 and its host;
-sshd back, the rerun converges. The remote HAProxy's running config and server-state file are found and
-written through the SSH host (its /proc, SFTP), never by looking at this machine's files directly.
+sshd back, the rerun converges. The CLI runs where lb2's directories (its admin socket, haproxy.cfg, state
+file) are empty (a private mount namespace): it can reach them only over SSH, as if on another host; its
+running config and server-state file are found through that host's /proc.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import threading
 from pathlib import Path
 from typing import Callable
@@ -23,12 +26,20 @@ from asrtop.balancers.haproxy_state_file import find
 from asrtop.balancers.ssh_host import ssh_host
 from asrtop.exitcodes import PARTIAL
 from support.balancers import start_backends, start_haproxy
-from support.control_cluster import DRAIN_BIT, MAINT_BIT, _q, haproxy_entry, raw_servers, run_cli, write_config
+from support.control_cluster import DRAIN_BIT, MAINT_BIT, _q, asrtop_argv, haproxy_entry, raw_servers, write_config
 from support.relay import _forward
 
 NODES = ("n1", "n2", "n3")
 STATE = ["server-state-file state"]  # relative: resolved against HAProxy's cwd, read there (/proc/PID/cwd)
 LOAD = ["load-server-state-from-file global"]
+
+
+def unseen(directories: list[Path], argv: list[str]) -> list[str]:
+    """argv run where each directory is an empty tmpfs (a private mount namespace)."""
+    ns = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-Urm"]
+    mounts = " && ".join(f'mount -t tmpfs tmpfs "${i}"' for i in range(len(directories)))
+    return [*ns, "sh", "-c", f'{mounts} && shift {len(directories) - 1} && exec "$@"', *map(str, directories),
+            *argv]
 
 
 def ssh_entry(name: str, socket_path: str, sshd) -> str:
@@ -89,7 +100,15 @@ def ha_pair(tmp_path_factory, wheel_haproxy_bin, sshd):
             path = write_config(tmp, [haproxy_entry("lb1", lb1.socket), ssh_entry("lb2", lb2.socket, sshd)], NODES)
             cut = write_config(tmp, [haproxy_entry("lb1", lb1.socket), ssh_entry("lb2", relay.path, sshd)], NODES,
                                name="cut.toml")
-            yield lb1, lb2, path, cut, relay
+            hidden = [lb2.sock_dir, lb2.config_path.parent]
+
+            def cli(config: Path, *args: str) -> subprocess.CompletedProcess:  # lb2's files seen only over SSH
+                return subprocess.run(unseen(hidden, asrtop_argv(config, *args)), capture_output=True, text=True,
+                                      timeout=60)
+
+            assert subprocess.run(unseen(hidden, ["ls", "-A", *map(str, hidden)]), capture_output=True,
+                                  text=True).stdout.split() == [f"{d}:" for d in hidden]
+            yield lb1, lb2, path, cut, relay, cli
         finally:
             relay.close()
 
@@ -99,7 +118,7 @@ def both(lb1, lb2, server: str) -> list[dict[str, str]]:
 
 
 def test_every_action_lands_on_both_and_status_says_how_each_is_reached(ha_pair, sshd):
-    lb1, lb2, path, _, _ = ha_pair
+    lb1, lb2, path, _, _, run_cli = ha_pair
     admin = lambda s: [int(r["srv_admin_state"]) for r in both(lb1, lb2, s)]  # noqa: E731
     for args, check in (
             (("drain", "n1"), lambda: all(a & DRAIN_BIT for a in admin("n1"))),
@@ -133,7 +152,7 @@ def stat(hx, server: str) -> dict[str, str]:
 
 
 def test_sshd_stopped_mid_action_is_partial_and_named_then_the_rerun_converges(ha_pair, sshd):
-    lb1, lb2, _, cut, relay = ha_pair
+    lb1, lb2, _, cut, relay, run_cli = ha_pair
     # both read for the plan, lb1 changed; sshd goes away as lb2's change is being sent
     relay.armed = ("set server asr/n3 state drain", sshd.stop)
     try:
@@ -153,7 +172,7 @@ def test_sshd_stopped_mid_action_is_partial_and_named_then_the_rerun_converges(h
 
 
 def test_the_remote_running_config_is_read_over_ssh_and_a_dead_socket_names_the_host(ha_pair, sshd):
-    _, lb2, _, _, _ = ha_pair
+    _, lb2, _, _, _, _ = ha_pair
     host = ssh_host(sshd.target, 5.0)
     remote = HAProxyBalancer("lb2", lb2.socket, "asr", host=host)
     # no `config` given: the -f file of the process on that host, read there (the words only it has)
