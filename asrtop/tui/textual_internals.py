@@ -113,21 +113,23 @@ class QuietCells:
         self.slow_cells += 1
         self.table.update_cell(row_key, column_key, value)
 
-    def done(self) -> None:
-        """After the last cell: the rows written on the fast path render from their new cells."""
+    def done(self, refresh: bool = True) -> None:
+        """After the last cell: the rows written on the fast path render from their new cells. `refresh` False:
+        no repaint asked for (called while the table is being painted: it paints them now)."""
         if self.fast_rows:
-            invalidate_render_caches(self.table)
+            invalidate_render_caches(self.table, refresh)
 
 
-def invalidate_render_caches(table: DataTable) -> bool:
-    """Make every row and the header render from what the table holds now; refresh it.
+def invalidate_render_caches(table: DataTable, refresh: bool = True) -> bool:
+    """Make every row and the header render from what the table holds now; refresh it (unless `refresh` is False).
 
     True: by one step of the cache generation. False: public route, toggling ``zebra_stripes`` (its
     watcher clears every cache) and back.
     """
     if cell_store(table) is not None:
         _step_keeping_row_layout(table)
-        table.refresh()
+        if refresh:
+            table.refresh()
         return True
     table.zebra_stripes = not table.zebra_stripes
     table.zebra_stripes = not table.zebra_stripes
