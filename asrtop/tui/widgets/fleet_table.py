@@ -42,7 +42,7 @@ from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, fast_pat
 
 logger = logging.getLogger(__name__)
 
-BAND_ROWS = 12  # lines of the table repainted a frame after a refresh (~0.7 ms a line at 160 columns)
+BAND_ROWS = 8  # lines of the table repainted a frame after a refresh (~0.8 ms a line at 160 columns)
 _DESCENDING_FIRST = frozenset(COLUMN_KEYS) - {"name", "state", "model"}  # numbers: biggest first
 _text = cell_text
 
