@@ -85,7 +85,8 @@ class FleetTable(VisibleCellCache):
         self.rebuilds = 0  # times the table was rebuilt because the shown columns changed
         self.worked_out = 0  # deferred rows worked out when they came into view
         self.repaint_pending = False  # bands of the last refresh not painted yet
-        self._band_chain = 0  # the latest repaint_in_bands (an older chain stops: the newer repaints from the top)
+        self._band_next: int | None = None  # the first line of the band to repaint after the next paint
+        self._band_queued = False  # a _next_band is on its way
 
     def on_mount(self) -> None:
         problem = fast_path_problem(self)
@@ -250,20 +251,27 @@ class FleetTable(VisibleCellCache):
     def render_lines(self, crop: Region) -> list[Strip]:
         if self._deferred:
             self._work_out_shown(crop)
-        return super().render_lines(crop)
+        lines = super().render_lines(crop)
+        if self._band_next is not None and not self._band_queued:  # this paint had a band: the next one after it
+            self._band_queued = True
+            self.call_later(self._next_band)
+        return lines
 
-    def repaint_in_bands(self, top: int = 0, chain: int | None = None) -> None:
-        """Repaint the table's lines from `top`, BAND_ROWS of them a frame (each band after the last one's paint)."""
-        if chain is None:
-            self._band_chain += 1
-            chain = self._band_chain
-        elif chain != self._band_chain:
-            return  # a newer refresh repaints from the top
+    def repaint_in_bands(self) -> None:
+        """Repaint the table's lines BAND_ROWS at a time, top first: each band is asked for once the last one
+        was painted (render_lines), so no paint renders more than one band of changed rows."""
+        self._paint_band(0)
+
+    def _paint_band(self, top: int) -> None:
         width, height = self.size
         self.refresh(Region(0, top, width, BAND_ROWS))
-        self.repaint_pending = top + BAND_ROWS < height
-        if self.repaint_pending:
-            self.call_after_refresh(self.repaint_in_bands, top + BAND_ROWS, chain)
+        self._band_next = top + BAND_ROWS if top + BAND_ROWS < height else None
+        self.repaint_pending = self._band_next is not None
+
+    def _next_band(self) -> None:
+        self._band_queued = False
+        if self._band_next is not None:
+            self._paint_band(self._band_next)
 
     def _work_out_shown(self, crop: Region) -> None:
         """The deferred rows in `crop` (lines of the table on screen) get their cells now, before they are
