@@ -34,8 +34,10 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 class HttpProbe:
-    """On asyncio streams (httpget.py), not aiohttp's client: the default probe keeps aiohttp out of the
-    agent's memory and costs less per round. A fresh connection each time, as a balancer's check makes."""
+    """A GET on a plain blocking socket (httpget.py), not aiohttp's client nor asyncio streams: the default
+    probe keeps aiohttp out of the agent's memory and costs the least per round. A fresh connection each time,
+    as a balancer's check makes. `check_blocking` runs in a worker thread (AsrCollector: with the round's
+    socket read); `check` is the same from the event loop."""
 
     kind = "http"
 
@@ -44,11 +46,14 @@ class HttpProbe:
         self.timeout, self.clock = timeout, clock  # session: unused (the aiohttp probe's), kept for callers
 
     async def check(self) -> ProbeResult:
+        return await asyncio.to_thread(self.check_blocking)
+
+    def check_blocking(self) -> ProbeResult:
         from .httpget import http_get
 
         t0 = self.clock()
         try:
-            status, _ = await http_get(self.target, self.timeout)
+            status, _ = http_get(self.target, self.timeout)
         except TimeoutError:
             return False, None, f"health probe {self.target} timed out after {self.timeout:g}s"
         except (OSError, ValueError, EOFError) as exc:
