@@ -1,14 +1,18 @@
 """The agent's socket reads (collectors/sockets.py): one dump per round for every port and both IP families,
-and counts that take only the sockets of the port and state asked for."""
+and counts that take only the sockets of the port and state asked for; the HTTP probe in the same worker hop."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
+import threading
+import time
 
 import pytest
 
 from asrtop_agent.collectors.asr import AsrCollector
+from asrtop_agent.collectors.probe import make_probe
 from asrtop_agent.collectors.requests import RequestCounters
 from asrtop_agent.collectors.sockets import TCP_ESTABLISHED, ProcNetTcp, SockDiag
 
@@ -136,3 +140,69 @@ def test_a_listener_gone_since_the_last_round_counts_our_connections_to_the_port
     srv.close()
     facts = col._process_facts()
     assert facts[0] is None and facts[4] == 1  # our client side of the connection still open
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (the handler's name)
+        if self.path == "/slow":
+            time.sleep(1.0)
+        body = b'{"status": "ok"}'
+        try:
+            self.send_response(200 if self.path != "/bad" else 503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the probe gave up (timed out) and closed
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def health_url():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    srv.block_on_close = False  # the slow answer's thread is not waited for
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+async def test_the_http_probe_follows_the_socket_read_in_the_same_worker_hop(health_url, monkeypatch):
+    """The default probe costs the event loop nothing: it runs in the round's one worker-thread hop, after the
+    sockets are read (a probe's own connection is never counted)."""
+    import asyncio
+
+    hops, order = [], []
+    real_to_thread = asyncio.to_thread
+    monkeypatch.setattr(asyncio, "to_thread", lambda fn, *a: hops.append(fn) or real_to_thread(fn, *a))
+    diag = SockDiag()
+    assert diag.available()
+    real_sample = diag.sample
+    diag.sample = lambda *a, **k: order.append(("sockets", threading.get_ident())) or real_sample(*a, **k)
+    diag.owner_of = lambda inode: os.getpid()
+    probe = make_probe("http", "/health", health_url, timeout=2.0)
+    real_check = probe.check_blocking
+    probe.check_blocking = lambda: order.append(("probe", threading.get_ident())) or real_check()
+    col = AsrCollector(health_url, connections=diag, probe=probe)
+    snap = await col.collect()
+    assert snap.up is True and snap.error is None and snap.probe_latency_seconds > 0
+    assert len(hops) == 1 and [what for what, _ in order] == ["sockets", "probe"]
+    assert order[0][1] == order[1][1] != threading.get_ident()
+
+
+async def test_the_blocking_probe_says_down_on_a_bad_status_a_timeout_and_a_refused_connection(health_url):
+    bad = await make_probe("http", "/bad", health_url, timeout=2.0).check()
+    assert bad[0] is False and bad[1] is not None and "answered HTTP 503" in bad[2]
+    t0 = time.monotonic()
+    slow = await make_probe("http", "/slow", health_url, timeout=0.3).check()
+    assert slow == (False, None, f"health probe {health_url}/slow timed out after 0.3s")
+    assert time.monotonic() - t0 < 0.9  # the deadline holds for the whole exchange
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    refused = await make_probe("http", "/health", f"http://127.0.0.1:{port}", timeout=1.0).check()
+    assert refused[0] is False and "failed" in refused[2]
