@@ -130,8 +130,8 @@ class AsrCollector:
 
         # The sockets are read before the probe: a WS probe's own connection is never taken for a stream. A
         # blocking probe (the default HTTP GET) runs right after them in the same worker thread: one hop a round.
-        blocking = getattr(self.probe, "check_blocking", None)
-        (pid, cpu, rss, perr, conns), streams, probed = await asyncio.to_thread(self._socket_facts, blocking)
+        then = self.probe.check_blocking if self.probe.blocking else None
+        (pid, cpu, rss, perr, conns), streams, probed = await asyncio.to_thread(self._socket_facts, then)
         if self.proxy_streams is not None:
             streams = self.proxy_streams.snapshot()
         up, latency, error = probed if probed is not None else await self.probe.check()

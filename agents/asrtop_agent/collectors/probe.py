@@ -13,6 +13,8 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 ProbeResult = tuple[bool, "float | None", "str | None"]
+# Every probe has `kind`, `target`, `blocking`, async `check()` and `close()`; a `blocking` one also has
+# `check_blocking()`, the same check as plain calls, which AsrCollector runs in its worker thread.
 PROBE_KINDS = ("http", "tcp", "ws")
 
 
@@ -40,6 +42,7 @@ class HttpProbe:
     socket read); `check` is the same from the event loop."""
 
     kind = "http"
+    blocking = True  # check_blocking() may run in a worker thread
 
     def __init__(self, url: str, path: str, timeout: float, clock: Callable[[], float], session: Any = None):
         self.target = url.rstrip("/") + (path if path.startswith("/") else "/" + path)
@@ -70,6 +73,7 @@ class HttpProbe:
 
 class TcpProbe:
     kind = "tcp"
+    blocking = False  # check() on the event loop only
 
     def __init__(self, host: str, port: int, timeout: float, clock: Callable[[], float]):
         self.host, self.port = host, port
@@ -99,6 +103,7 @@ class TcpProbe:
 
 class WsProbe:
     kind = "ws"
+    blocking = False
 
     def __init__(self, url: str, timeout: float, clock: Callable[[], float], session: Any = None):
         self.target, self.timeout, self.clock, self._session = url, timeout, clock, session
