@@ -36,8 +36,9 @@ from asrtop.sources.prometheus_build import (  # the pure half
     TARGET_DOWN,
     UNKNOWN,
     DetailPart,
+    Reused,
     Series,
-    build_status,
+    build_status_reusing,
     counters_of,
     detail_part,
     group_by_instance,
@@ -109,6 +110,7 @@ class BuiltStatus(NamedTuple):
     model: ModelReading  # status.model; reused while the details and the model state stay
     state: str | None  # the model state from the per-round series when it was built
     part: DetailPart  # detail_part(details), reused while the details stay
+    reused: Reused  # its sub-readings and their inputs: reused while these stay
 
 
 class PrometheusSource:
@@ -387,8 +389,9 @@ class PrometheusSource:
             part = built.part if same else detail_part(details or {})
             if model is None:
                 model = model_reading({**(details or _NO_SERIES), "asr_model_state": _state_series(state)})
-            status = build_status(cfg.name, metrics, stamp, model, part)
-            self._built[inst] = BuiltStatus(stamp, details, status, status.model, state, part)
+            status, reused = build_status_reusing(cfg.name, metrics, stamp, model, part,
+                                                  built.reused if built is not None else None)
+            self._built[inst] = BuiltStatus(stamp, details, status, status.model, state, part, reused)
         # the counters as of this scrape, over the instance's window (a round without a new scrape adds nothing)
         window = self._windows[inst] = slide(self._windows.get(inst, ()), counters_of(metrics, stamp))
         rates = traffic(window)

@@ -225,6 +225,21 @@ def model_reading(metrics: Mapping[str, Series]) -> ModelReading:
                         None, dirs)
 
 
+class Reused(NamedTuple):
+    """An instance's last sub-readings with the per-round inputs they were built from (the detail part compared
+    by identity): build_status_reusing() hands them on while the inputs are equal, instead of building them
+    again (a frozen reading's construction is most of a node's build, and a node's GPU, service and request
+    figures often stand still from one scrape to the next; its scrape time does not, so the status is new)."""
+
+    part: DetailPart
+    host_in: tuple
+    host: HostReading
+    gpus_in: tuple
+    gpus: tuple[GpuReading, ...]
+    asr_in: tuple
+    asr: AsrReading
+
+
 def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | None = None,
                  model: ModelReading | None = None, part: DetailPart | None = None) -> AgentStatus:
     """An AgentStatus from one instance's series; what metrics do not carry stays None.
@@ -233,42 +248,68 @@ def build_status(node: str, metrics: Mapping[str, Series], scraped_at: float | N
     (computed from `metrics` when not given; `model` then comes from the caller too). collected_at is the
     agent's own collection time when the series carry it, else when Prometheus scraped it (the per-round
     queries leave that series out: the scrape time is within an interval)."""
+    return build_status_reusing(node, metrics, scraped_at, model, part)[0]
+
+
+def build_status_reusing(node: str, metrics: Mapping[str, Series], scraped_at: float | None = None,
+                         model: ModelReading | None = None, part: DetailPart | None = None,
+                         last: Reused | None = None) -> tuple[AgentStatus, Reused]:
+    """build_status, reusing `last`'s sub-readings whose inputs did not change; with what to pass next time."""
     if part is None:
         part = detail_part(metrics)
+    same_part = last is not None and last.part is part
     info = metrics["asr_node_info"][0][0]
     gpu_source = info.get("gpu_source")
-    in_flight_series = metrics.get("asr_service_in_flight_requests") or []
-    flights = [v for _, v in in_flight_series if v is not None]
-    in_flight = int(sum(flights)) if flights else None
-    sources = {labels.get("source") for labels, _ in in_flight_series}
-    up = _one(metrics, "asr_service_up")
     version = info.get("agent_version") or None
-    return AgentStatus(
+    host_in = (_one(metrics, "asr_host_cpu_ratio"),)
+    if same_part and last.host_in == host_in:
+        host = last.host
+    else:
+        host = HostReading(cpu_ratio=host_in[0], load1=part.load1, load5=part.load5, load15=part.load15,
+                           memory_used_bytes=part.memory_used_bytes, memory_total_bytes=part.memory_total_bytes)
+    gpus_in = tuple((name, labels.get("gpu"), labels.get("uuid"), v)
+                    for name in FAST_GPU_METRICS for labels, v in metrics.get(name, ()))
+    gpus = last.gpus if same_part and last.gpus_in == gpus_in else _gpus(metrics, part.gpus)
+    in_flight_series = metrics.get("asr_service_in_flight_requests") or []
+    asr_in = (_one(metrics, "asr_service_up"), tuple((labels.get("source"), v) for labels, v in in_flight_series),
+              _one(metrics, REQUESTS_SUM), _one(metrics, "asr_request_duration_seconds_sum"),
+              _one(metrics, "asr_audio_seconds_total"), _one(metrics, "asr_streams_open"),
+              _one(metrics, "asr_stream_oldest_seconds"))
+    if same_part and last.asr_in == asr_in:
+        asr = last.asr
+    else:
+        asr = _asr(metrics, in_flight_series, part)
+    status = AgentStatus(
         node=info.get("node") or node,
         agent_version=version,
         collected_at=_one(metrics, "asr_agent_last_collect_timestamp_seconds") or scraped_at,
         interval_seconds=None,
-        host=HostReading(
-            cpu_ratio=_one(metrics, "asr_host_cpu_ratio"), load1=part.load1, load5=part.load5, load15=part.load15,
-            memory_used_bytes=part.memory_used_bytes, memory_total_bytes=part.memory_total_bytes,
-        ),
+        host=host,
         gpu_source=gpu_source if gpu_source in GPU_SOURCES else "none",
         gpu_error=None,
-        gpus=_gpus(metrics, part.gpus),
-        asr=AsrReading(
-            up=None if up is None else up == 1,
-            probe_latency_seconds=part.probe_latency_seconds,
-            process_cpu_ratio=part.process_cpu_ratio,
-            process_rss_bytes=part.process_rss_bytes,
-            in_flight=in_flight,
-            in_flight_source=sources.pop() if len(sources) == 1 else None,
-            requests=_requests(metrics, in_flight, part),
-            streams=_streams(metrics),
-        ),
+        gpus=gpus,
+        asr=asr,
         model=model if model is not None else model_reading(metrics),
         versions={"agent": version} if version else {},
     )
+    return status, Reused(part, host_in, host, gpus_in, gpus, asr_in, asr)
 
+
+def _asr(metrics: Mapping[str, Series], in_flight_series: Series, part: DetailPart) -> AsrReading:
+    flights = [v for _, v in in_flight_series if v is not None]
+    in_flight = int(sum(flights)) if flights else None
+    sources = {labels.get("source") for labels, _ in in_flight_series}
+    up = _one(metrics, "asr_service_up")
+    return AsrReading(
+        up=None if up is None else up == 1,
+        probe_latency_seconds=part.probe_latency_seconds,
+        process_cpu_ratio=part.process_cpu_ratio,
+        process_rss_bytes=part.process_rss_bytes,
+        in_flight=in_flight,
+        in_flight_source=sources.pop() if len(sources) == 1 else None,
+        requests=_requests(metrics, in_flight, part),
+        streams=_streams(metrics),
+    )
 
 
 def _streams(metrics: Mapping[str, Series]) -> StreamsReading | None:

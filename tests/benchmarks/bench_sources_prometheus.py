@@ -9,6 +9,9 @@ median). Prints each round's wall and CPU and where the time went (the queries u
 parsed, of which JSON decoding and grouping; joining series to nodes; building the readings), then max / p95 /
 median, and two baselines measured in the same run:
 - a bare query (`count(up)`, one series) right after each round: Prometheus' and the machine's floor now;
+- the round floor: the round's own queries again, at once, their answers read but not decoded: how much of a
+  round's wall is Prometheus' evaluation and sending on this machine now (asrtop's decoding and building is
+  the rest);
 - the "everything every round" schedule: every node's details and slow facts (versions, model digest and
   files, GPU names, limits) asked for in every round, as a source with one detail slice does, for --old rounds.
 """
@@ -24,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import aiohttp
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -48,14 +53,21 @@ def summary(label: str, values: list[float]) -> str:
             f"median {statistics.median(values)*1000:.0f} ms")
 
 
-async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int, refresh: float, show: bool
-                     ) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {k: [] for k in ("wall", "cpu", "period", "bare", "series", "queries", "decode",
-                                                   "group", "join", "build")}
+async def raw_answer(session: aiohttp.ClientSession, url: str, promql: str) -> int:
+    """One of a round's queries with its answer read but not decoded: Prometheus' part of a round (evaluating,
+    encoding, sending), over kept-alive connections as the source's."""
+    async with session.post(f"{url}/api/v1/query", data={"query": promql}) as resp:
+        return len(await resp.read())
+
+
+async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int, refresh: float, show: bool,
+                     raw: aiohttp.ClientSession) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {k: [] for k in ("wall", "cpu", "period", "bare", "floor", "series", "queries",
+                                                   "decode", "group", "join", "build")}
     period_start = time.process_time()
     if show:
-        print(f"  {'round':>5} {'wall':>6} {'cpu':>6} {'bare q':>6} | {'series':>6} {'queries':>7} {'decode':>6} "
-              f"{'group':>6} {'join':>5} {'build':>6}  (ms)")
+        print(f"  {'round':>5} {'wall':>6} {'cpu':>6} {'bare q':>6} {'floor':>6} | {'series':>6} {'queries':>7} "
+              f"{'decode':>6} {'group':>6} {'join':>5} {'build':>6}  (ms)")
     for i in range(n):
         c0, w0 = time.process_time(), time.perf_counter()
         r = await src.poll(nodes)
@@ -67,11 +79,15 @@ async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int
         b0, bc0 = time.perf_counter(), time.process_time()
         await src.query("count(up)")
         bare, bare_cpu = time.perf_counter() - b0, time.process_time() - bc0
+        f0, fc0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(raw_answer(raw, src.url, q) for q in src.round_queries().values()))
+        floor, bare_cpu = time.perf_counter() - f0, bare_cpu + time.process_time() - fc0
+        out["floor"].append(floor)
         cost = src.last_cost
         for k, v in (("wall", wall), ("cpu", cpu), ("bare", bare), *zip(cost._fields, cost)):
             out[k].append(v)
         if show:
-            print(f"  {i + 1:>5} {wall*1000:>6.0f} {cpu*1000:>6.0f} {bare*1000:>6.0f} | {cost.series:>6} "
+            print(f"  {i + 1:>5} {wall*1000:>6.0f} {cpu*1000:>6.0f} {bare*1000:>6.0f} {floor*1000:>6.0f} | {cost.series:>6} "
                   f"{cost.queries*1000:>7.0f} {cost.decode*1000:>6.1f} {cost.group*1000:>6.1f} "
                   f"{cost.join*1000:>5.1f} {cost.build*1000:>6.1f}")
         await asyncio.sleep(max(0.0, refresh - (time.perf_counter() - w0)))
@@ -102,22 +118,26 @@ async def main() -> None:
             await asyncio.to_thread(wait_scraped, base, args.agents, 180)
             print(f"{args.agents} agents scraped every {args.scrape} by {base} "
                   f"(all up after {time.monotonic() - t0:.1f}s); {len(prom.QUERIES)} queries per round")
+            raw = aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
             src = prom.PrometheusSource(base, refresh=refresh, timeout=10)
             try:
                 await src.poll(nodes)  # warm-up: connections, Prometheus' caches; everybody's details
                 sizes = {key: len(await src.query(q)) for key, q in src.round_queries().items()}
                 print("  series per query: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
-                new = await run_rounds(src, nodes, args.rounds, refresh, show=True)
+                new = await run_rounds(src, nodes, args.rounds, refresh, True, raw)
             finally:
                 await src.close()
             old = None
+            if not args.old:
+                await raw.close()
             if args.old:
                 src = prom.PrometheusSource(base, refresh=refresh, timeout=10, detail_slices=1)  # all, every round
                 try:
                     await src.poll(nodes)
-                    old = await run_rounds(src, nodes, args.old, refresh, show=False)
+                    old = await run_rounds(src, nodes, args.old, refresh, False, raw)
                 finally:
                     await src.close()
+                    await raw.close()
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
@@ -127,6 +147,8 @@ async def main() -> None:
     print("  " + summary("CPU/round ", new["cpu"]))
     print("  " + summary("CPU/refresh period", new["period"]) + "  (the whole process, GC after the round included)")
     print("  " + summary("bare query", new["bare"]) + "  (baseline: Prometheus' floor in the same rounds)")
+    print("  " + summary("round floor", new["floor"]) + "  (the round's queries at once, answers read, not decoded:"
+          " Prometheus' own evaluation and sending, right after each round)")
     med = {k: statistics.median(v) for k, v in new.items() if k != "errors"}
     print(f"  where the time goes (median): queries until the last answer is parsed {med['queries']*1000:.0f} ms "
           f"(of which JSON decoding {med['decode']*1000:.1f} ms, grouping by instance {med['group']*1000:.1f} ms), "
@@ -134,6 +156,8 @@ async def main() -> None:
           f"{med['series']:.0f} series per round ({med['series'] / args.agents:.1f} per node)")
     ratio = [w / b for w, b in zip(new["wall"], new["bare"])]
     print(f"  round wall / bare query wall: median x{statistics.median(ratio):.1f}, max x{max(ratio):.1f}")
+    share = [f / w for w, f in zip(new["wall"], new["floor"])]
+    print(f"  round floor / round wall: median {statistics.median(share):.0%}, max {max(share):.0%}")
     if old:
         print(f"  everything every round ({args.old} rounds): {summary('wall', old['wall'])}; "
               f"{summary('CPU', old['cpu'])}; {statistics.median(old['series']):.0f} series per round")

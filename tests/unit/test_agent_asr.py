@@ -12,7 +12,7 @@ from aiohttp import web
 
 from support.netutil import free_port
 from asrtop_agent.collectors.asr import AsrCollector, python_env
-from asrtop_agent.collectors.sockets import ProcNetTcp, SockDiag
+from asrtop_agent.collectors.sockets import PortSockets, ProcNetTcp, SockDiag
 from asrtop_agent.collectors.host import HostCollector
 from asrtop_agent.collectors.requests import RequestCounters, audio_seconds
 
@@ -54,11 +54,10 @@ class FakeConns:
     def available(self):
         return True
 
-    def scan(self, port):
-        return self.inode, self.server, self.client
-
-    def listener(self, port):
-        return self.inode
+    def sample(self, listen=(), established=(), client=None):
+        return PortSockets({p: self.inode for p in listen if self.inode is not None},
+                           {p: [0] * self.server for p in established},
+                           {client: self.client} if client is not None else {})
 
     def owner_of(self, inode):
         self.owner_calls += 1

@@ -250,37 +250,6 @@ def test_the_agent_loads_no_web_framework_metrics_library_or_nvml_at_start_or_sc
         assert name not in loaded, f"{name} is loaded at start"
 
 
-@pytest.mark.parametrize("listen_family", [socket.AF_INET, socket.AF_INET6])
-def test_socket_scan_walks_the_established_table_only_in_the_listening_family(listen_family):
-    """The established table is walked whole whatever the port filter: once per round, not once per family."""
-    from asrtop_agent.collectors.sockets import TCP_ESTABLISHED, SockDiag
-
-    diag = SockDiag()
-    if not diag.available():
-        pytest.skip("no sock_diag netlink here")
-    asked: list[tuple[int, int]] = []
-    real = diag._query
-    diag._query = lambda family, states, code, port: asked.append((family, states)) or real(family, states, code, port)
-    srv = socket.socket(listen_family)
-    if listen_family == socket.AF_INET6:
-        srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # dual stack: IPv4 clients are AF_INET6 here
-        srv.bind(("::", 0))
-    else:
-        srv.bind(("127.0.0.1", 0))
-    srv.listen()
-    port = srv.getsockname()[1]
-    client = socket.create_connection(("127.0.0.1", port))
-    accepted, _ = srv.accept()
-    try:
-        listen, server, _ = diag.scan(port)
-    finally:
-        for s in (client, accepted, srv):
-            s.close()
-    assert listen and server == 1
-    walks = [family for family, states in asked if states & (1 << TCP_ESTABLISHED)]
-    assert walks == [listen_family]
-
-
 def test_nvml_identity_is_read_once_the_readings_every_round():
     """A GPU's UUID, name and supported clock event reasons cannot change while NVML stays initialised."""
     from asrtop_agent.collectors.gpu import NvmlGpuCollector
@@ -382,34 +351,3 @@ def test_simulated_node_faults_read_over_a_plain_socket():
         srv.close()
     assert requests[0].startswith(b"GET /_sim/stats HTTP/1.0\r\n")
     assert simulated_node_faults(url) is None  # nothing listens any more
-
-
-def test_with_the_proxy_counting_the_established_table_is_not_walked():
-    """--proxy counts in flight exactly: the socket read is then only for the listener (the ASR's PID)."""
-    import os
-
-    from asrtop_agent.collectors.asr import AsrCollector
-    from asrtop_agent.collectors.requests import RequestCounters
-    from asrtop_agent.collectors.sockets import TCP_ESTABLISHED, SockDiag
-
-    diag = SockDiag()
-    if not diag.available():
-        pytest.skip("no sock_diag netlink here")
-    asked: list[int] = []
-    real = diag._query
-    diag._query = lambda family, states, code, port: asked.append(states) or real(family, states, code, port)
-    diag.owner_of = lambda inode: os.getpid()
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen()
-    try:
-        url = f"http://127.0.0.1:{srv.getsockname()[1]}"
-        proxied = AsrCollector(url, connections=diag, counters=RequestCounters())
-        pid, _, rss, error, conns = proxied._process_facts()
-        assert (pid, error, conns) == (os.getpid(), None, None) and rss > 0
-        assert asked and not any(states & (1 << TCP_ESTABLISHED) for states in asked)
-        asked.clear()
-        counted = AsrCollector(url, connections=diag)  # no proxy: the connections are the in-flight reading
-        assert counted._process_facts()[4] == 0 and any(states & (1 << TCP_ESTABLISHED) for states in asked)
-    finally:
-        srv.close()

@@ -13,6 +13,7 @@ from asrtop.sources.prometheus_build import (
     REQUESTS_SUM,
     UNKNOWN,
     build_status,
+    build_status_reusing,
     counters_of,
     detail_part,
     group_by_instance,
@@ -97,6 +98,39 @@ def test_per_round_series_plus_cached_detail_part_build_the_same_status():
     got = build_status("gpu-3", fast, 5.0, model_reading(metrics), detail_part(details))
     assert got == build_status("gpu-3", metrics, 5.0)
     assert got.gpus[0].name == "NVIDIA A10" and got.gpus[0].utilization_ratio is not None
+
+
+def _bump(metrics: dict, name: str) -> None:
+    metrics[name] = [(labels, value + 1.0) for labels, value in metrics[name]]
+
+
+@pytest.mark.parametrize("name, changed", [
+    ("asr_host_cpu_ratio", "host"), ("asr_gpu_utilization_ratio", "gpus"), ("asr_gpu_memory_used_bytes", "gpus"),
+    ("asr_service_in_flight_requests", "asr"), (REQUESTS_SUM, "asr"), ("asr_request_duration_seconds_sum", "asr"),
+    ("asr_audio_seconds_total", "asr"), ("asr_service_up", "asr"), ("asr_streams_open", "asr"),
+    ("asr_stream_oldest_seconds", "asr")])
+def test_a_new_scrape_reuses_the_sub_readings_whose_series_stayed_and_rebuilds_the_changed_one(name, changed):
+    """Each round rebuilds the status (a new scrape time) but hands on the host, GPU and service readings whose
+    per-round series and details did not change; any change of a series they show builds that one anew, with
+    the new figure, and the whole status equals one built from scratch."""
+    node = SynthNode("gpu-3", index=3, in_flight=4, load1=1.5)
+    text = node.metrics_text() + "asr_streams_open 2\nasr_stream_oldest_seconds 30\n"
+    metrics = group_by_instance(vector(text, "h:1"))["h:1"]
+    metrics[REQUESTS_SUM] = [({"instance": "h:1"}, 42.0)]
+    del metrics["asr_agent_last_collect_timestamp_seconds"]  # not among the per-round series: the scrape time
+    part, model = detail_part(metrics), model_reading(metrics)
+    first, reused = build_status_reusing("gpu-3", metrics, 5.0, model, part)
+    again, reused_again = build_status_reusing("gpu-3", metrics, 7.0, model, part, reused)
+    assert again.collected_at == 7.0 and (again.host, again.gpus, again.asr) == (first.host, first.gpus, first.asr)
+    assert again.host is first.host and again.gpus is first.gpus and again.asr is first.asr
+    _bump(metrics, name)
+    after, _ = build_status_reusing("gpu-3", metrics, 9.0, model, part, reused_again)
+    assert after == build_status("gpu-3", metrics, 9.0, model, part) != build_status("gpu-3", metrics, 7.0, model, part)
+    for sub in ("host", "gpus", "asr"):
+        assert (getattr(after, sub) is getattr(first, sub)) == (sub != changed), sub
+    other_part = detail_part(metrics)  # new details: nothing is handed on
+    fresh, _ = build_status_reusing("gpu-3", metrics, 11.0, model, other_part, reused_again)
+    assert fresh.host is not first.host and fresh.asr is not first.asr
 
 
 def test_model_state_of_the_per_round_series():

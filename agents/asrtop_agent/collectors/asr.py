@@ -1,7 +1,8 @@
 """The ASR service: health probe, the process listening on its port (CPU, RSS, Python env), in-flight.
 
 In-flight is either exact (the agent's proxy counts it) or the number of established TCP connections
-to the ASR port (sockets.py: netlink sock_diag with an in-kernel port filter, /proc/net/tcp fallback).
+to the ASR port (sockets.py: netlink sock_diag with an in-kernel port filter, /proc/net/tcp fallback), read
+in the round's one socket dump with the listener and the stream port's connections.
 The listening PID is found once per listening socket (inode) and cached.
 """
 
@@ -19,7 +20,7 @@ from ..snapshot import AsrSnap
 from .probe import HttpProbe
 from .requests import RequestCounters
 from .streams import ConnectionStreams, ProxyStreams
-from .sockets import ProcNetTcp, SockDiag, default_table  # noqa: F401 (re-exported for tests)
+from .sockets import PortSockets, ProcNetTcp, SockDiag, default_table  # noqa: F401 (re-exported for tests)
 
 # Python packages of the ASR environment worth showing (version skew across nodes is a classic outage).
 KEY_PACKAGES = ("funasr", "torch", "torchaudio", "modelscope", "onnxruntime", "onnxruntime_gpu",
@@ -127,11 +128,13 @@ class AsrCollector:
     async def collect(self) -> AsrSnap:
         import asyncio
 
-        # The sockets are read before the probe: a WS probe's own connection is never taken for a stream.
-        (pid, cpu, rss, perr, conns), streams = await asyncio.to_thread(self._socket_facts)
+        # The sockets are read before the probe: a WS probe's own connection is never taken for a stream. A
+        # blocking probe (the default HTTP GET) runs right after them in the same worker thread: one hop a round.
+        then = self.probe.check_blocking if self.probe.blocking else None
+        (pid, cpu, rss, perr, conns), streams, probed = await asyncio.to_thread(self._socket_facts, then)
         if self.proxy_streams is not None:
             streams = self.proxy_streams.snapshot()
-        up, latency, error = await self.probe.check()
+        up, latency, error = probed if probed is not None else await self.probe.check()
         if self.counters is not None:
             reqs = self.counters.snapshot()
             in_flight, source = reqs.in_flight, "proxy"
@@ -144,17 +147,39 @@ class AsrCollector:
                        python=python, packages=packages, probe_kind=self.probe.kind,
                        probe_target=self.probe.target, streams=streams)
 
-    def _socket_facts(self):
-        return self._process_facts(), (self.conn_streams.collect() if self.conn_streams is not None else None)
+    def _socket_facts(self, then_probe: Callable[[], tuple] | None = None):
+        """(process facts, streams, then_probe() or None), in the worker thread."""
+        sample = self._sample() if self.conns.available() else None
+        streams = None
+        if self.conn_streams is not None:
+            streams = self.conn_streams.collect(sample.established(self.conn_streams.port) if sample else None)
+        return self._process_facts(sample), streams, (then_probe() if then_probe is not None else None)
 
-    def _process_facts(self) -> tuple[int | None, float | None, int | None, str | None, int | None]:
-        """pid, cpu ratio (of one core), rss, reason when something is absent, established connections."""
+    def _sample(self) -> PortSockets:
+        """The round's one read of the sockets (one walk of the kernel's tables): the ASR port's listener, its
+        established connections unless the proxy counts in flight exactly, the stream port's; our side of the
+        connections to the ASR port only while no listener is known here (the service being elsewhere)."""
+        established = () if self.counters is not None else (self.port,)
+        if self.conn_streams is not None:
+            established += (self.conn_streams.port,)
+        client = self.port if self.counters is None and self._inode is None else None
+        return self.conns.sample(listen=(self.port,), established=established, client=client)
+
+    def _process_facts(self, sample: PortSockets | None = None
+                       ) -> tuple[int | None, float | None, int | None, str | None, int | None]:
+        """pid, cpu ratio (of one core), rss, reason when something is absent, established connections.
+        `sample`: this round's read of the sockets (None: read them now)."""
         if not self.conns.available():
             return self._process_facts_psutil()
+        if sample is None:
+            sample = self._sample()
+        inode = sample.listeners.get(self.port)
         if self.counters is not None:  # the proxy counts in flight exactly: only the listener (its PID) is needed
-            inode, conns = self.conns.listener(self.port), None
+            conns = None
         else:
-            inode, server, client = self.conns.scan(self.port)
+            if inode is None and self.port not in sample.client:  # the listener went since the last round
+                sample = self.conns.sample(client=self.port)
+            _, server, client = sample.scan(self.port)
             conns = server if inode is not None else client
         if inode is None:
             self._forget()

@@ -13,6 +13,8 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 ProbeResult = tuple[bool, "float | None", "str | None"]
+# Every probe has `kind`, `target`, `blocking`, async `check()` and `close()`; a `blocking` one also has
+# `check_blocking()`, the same check as plain calls, which AsrCollector runs in its worker thread.
 PROBE_KINDS = ("http", "tcp", "ws")
 
 
@@ -34,21 +36,27 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 class HttpProbe:
-    """On asyncio streams (httpget.py), not aiohttp's client: the default probe keeps aiohttp out of the
-    agent's memory and costs less per round. A fresh connection each time, as a balancer's check makes."""
+    """A GET on a plain blocking socket (httpget.py), not aiohttp's client nor asyncio streams: the default
+    probe keeps aiohttp out of the agent's memory and costs the least per round. A fresh connection each time,
+    as a balancer's check makes. `check_blocking` runs in a worker thread (AsrCollector: with the round's
+    socket read); `check` is the same from the event loop."""
 
     kind = "http"
+    blocking = True  # check_blocking() may run in a worker thread
 
     def __init__(self, url: str, path: str, timeout: float, clock: Callable[[], float], session: Any = None):
         self.target = url.rstrip("/") + (path if path.startswith("/") else "/" + path)
         self.timeout, self.clock = timeout, clock  # session: unused (the aiohttp probe's), kept for callers
 
     async def check(self) -> ProbeResult:
+        return await asyncio.to_thread(self.check_blocking)
+
+    def check_blocking(self) -> ProbeResult:
         from .httpget import http_get
 
         t0 = self.clock()
         try:
-            status, _ = await http_get(self.target, self.timeout)
+            status, _ = http_get(self.target, self.timeout)
         except TimeoutError:
             return False, None, f"health probe {self.target} timed out after {self.timeout:g}s"
         except (OSError, ValueError, EOFError) as exc:
@@ -65,6 +73,7 @@ class HttpProbe:
 
 class TcpProbe:
     kind = "tcp"
+    blocking = False  # check() on the event loop only
 
     def __init__(self, host: str, port: int, timeout: float, clock: Callable[[], float]):
         self.host, self.port = host, port
@@ -94,6 +103,7 @@ class TcpProbe:
 
 class WsProbe:
     kind = "ws"
+    blocking = False
 
     def __init__(self, url: str, timeout: float, clock: Callable[[], float], session: Any = None):
         self.target, self.timeout, self.clock, self._session = url, timeout, clock, session

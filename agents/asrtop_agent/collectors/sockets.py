@@ -1,112 +1,220 @@
-"""TCP sockets on the ASR port: the listening socket's inode and the established connection count; on the
-stream port, the inodes of the established server-side connections (collectors/streams.py ages them).
+"""TCP sockets on the ASR port and the stream port, read once per collection round: the listening sockets'
+inodes, the established server-side connections (their inodes: collectors/streams.py ages them) and, when the
+service is not on this host, our side of the connections to it.
 
-Linux's sock_diag netlink interface is asked with an in-kernel port filter, so the cost does not grow with
-the number of sockets on the host (/proc/net/tcp is formatted as text for every socket on each read:
-~14 ms of kernel time at 6,500 sockets). /proc/net/tcp{,6} remains as the fallback.
+Linux's sock_diag netlink interface is asked ONE dump per round for every port and both IP families, with an
+in-kernel filter (bytecode: local port in the set, or remote port == the client port) so that only matching
+sockets are copied out. The kernel walks its whole established hash table (sized by RAM, empty buckets
+included) for every dump whatever the filter: that walk is the round's main kernel cost, so it is made once,
+not once per port, family and state. The old inet_diag request (TCPDIAG_GETSOCK) dumps IPv4 and IPv6 in one
+walk; a kernel without it gets one SOCK_DIAG_BY_FAMILY dump per family. /proc/net/tcp{,6} remains as the
+fallback (formatted as text for every socket on each read: ~14 ms of kernel time at 6,500 sockets).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable
 
 NETLINK_SOCK_DIAG = 4
-SOCK_DIAG_BY_FAMILY = 20
+TCPDIAG_GETSOCK, SOCK_DIAG_BY_FAMILY = 18, 20
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 INET_DIAG_REQ_BYTECODE = 1
+INET_DIAG_BC_JMP = 1
 INET_DIAG_BC_S_EQ, INET_DIAG_BC_D_EQ = 11, 12  # kernel >= 4.16
 TCP_ESTABLISHED, TCP_LISTEN = 1, 10
 _NLMSG = struct.Struct("=IHHII")
-_DIAG_MSG = struct.Struct("=BBBB48xIIIII")  # family, state, timer, retrans, sockid, expires, rq, wq, uid, inode
+_DIAG_HEAD = struct.Struct("=BB")  # inet_diag_msg: family, state (then timer, retrans, the socket id)
+_DIAG_PORTS = struct.Struct("!HH")  # the socket id's source and destination ports (network order), at +4
+_DIAG_INODE = struct.Struct("=I")  # at +68, after expires, rqueue, wqueue, uid
+_NO_COMPAT = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOENT, errno.EPROTONOSUPPORT)
+_RECV_BYTES = 32768  # one dump of a few matching sockets fits; a long one takes several reads
 
 
-def _port_filter(code: int, port: int) -> bytes:
-    # op {code, yes -> end of program (accept), no -> past the end (reject)}, then {0, 0, port}
-    ops = struct.pack("=BBH", code, 8, 12) + struct.pack("=BBH", 0, 0, port)
-    return struct.pack("=HH", 4 + len(ops), INET_DIAG_REQ_BYTECODE) + ops
+@dataclass(frozen=True)
+class PortSockets:
+    """One read of the TCP sockets on some ports (what `sample` was asked for; the rest is empty)."""
+
+    listeners: dict[int, int] = field(default_factory=dict)  # local port -> a listening socket's inode
+    server: dict[int, list[int]] = field(default_factory=dict)  # local port -> established inodes (0: not accepted)
+    client: dict[int, int] = field(default_factory=dict)  # remote port -> our established connections to it
+
+    def scan(self, port: int) -> tuple[int | None, int, int]:
+        """(listen inode, established server-side, established client-side) on `port`."""
+        return self.listeners.get(port), len(self.server.get(port, ())), self.client.get(port, 0)
+
+    def established(self, port: int) -> list[int]:
+        """Inodes of the established server-side connections on `port`. A connection still in the accept
+        queue has no inode (0) and is not a stream yet: the service has not taken it."""
+        return [inode for inode in self.server.get(port, ()) if inode]
+
+
+def _collect(rows: Iterable[tuple[int, int, int, int, int]], listen: Iterable[int], established: Iterable[int],
+             client: int | None) -> PortSockets:
+    """PortSockets from (family, state, local port, remote port, inode) rows of any ports and states: only those
+    asked for are kept. An IPv4 listener is preferred over an IPv6 one on the same port, so the same one is
+    chosen every round (its owner is looked up once per inode)."""
+    listen, wanted = set(listen), set(established)
+    first: dict[int, tuple[bool, int]] = {}  # port -> (not IPv4, inode)
+    server: dict[int, list[int]] = {p: [] for p in wanted}
+    clients = 0
+    for family, state, lport, rport, inode in rows:
+        if state == TCP_LISTEN:
+            if lport in listen:
+                rank = family != socket.AF_INET
+                if lport not in first or rank < first[lport][0]:
+                    first[lport] = (rank, inode)
+        elif state == TCP_ESTABLISHED:
+            if lport in wanted:
+                server[lport].append(inode)
+            elif rport == client:
+                clients += 1
+    return PortSockets({p: inode for p, (_, inode) in first.items()}, server,
+                       {client: clients} if client is not None else {})
+
+
+def port_filter(local_ports: Iterable[int], remote_port: int | None = None) -> bytes:
+    """inet_diag bytecode accepting a socket whose local port is one of `local_ports` or whose remote port is
+    `remote_port`: each test but the last is followed by a jump to the end (accept); a failed test falls
+    through to the next one; the last one's failure jumps past the end (reject). The kernel's audit walks the
+    program along the "yes" offsets, so each of them goes to the next instruction."""
+    tests = [(INET_DIAG_BC_S_EQ, p) for p in sorted(set(local_ports))]
+    if remote_port is not None:
+        tests.append((INET_DIAG_BC_D_EQ, remote_port))
+    if not tests:
+        raise ValueError("a port filter needs at least one port")
+    ops, total = [], 12 * len(tests) - 4
+    for i, (code, port) in enumerate(tests):
+        ops.append(struct.pack("=BBHBBH", code, 8, 12, 0, 0, port))  # {code, yes, no}, then {0, 0, port}
+        if i < len(tests) - 1:
+            to_end = total - (12 * i + 8)
+            ops.append(struct.pack("=BBH", INET_DIAG_BC_JMP, 4, to_end))  # JMP always takes "no": accept
+    body = b"".join(ops)
+    return struct.pack("=HH", 4 + len(body), INET_DIAG_REQ_BYTECODE) + body
 
 
 class SockDiag:
-    """(listen inode, established server-side, established client-side) for one port, via netlink."""
+    """TCP sockets on some ports via netlink sock_diag: one dump per `sample`, one kept netlink socket."""
 
-    def __init__(self, proc_root: str = "/proc"):
+    def __init__(self, proc_root: str = "/proc", compat: bool = True):
         self.root = proc_root
         self._seq = 0
         self._ok: bool | None = None
+        self._compat = compat  # both families in one dump (TCPDIAG_GETSOCK); off when the kernel refuses it
+        self._sock: socket.socket | None = None
+        self._buf = bytearray(_RECV_BYTES)
+        self._lock = threading.Lock()  # one dump at a time on the kept socket
+        self.dumps = 0  # dumps asked for (each one walk of the kernel's tables): tests count them
 
     def available(self) -> bool:
         if self._ok is None:
             try:
-                self._query(socket.AF_INET, 1 << TCP_LISTEN, INET_DIAG_BC_S_EQ, 1)
+                self.sample(listen=(1,))
                 self._ok = True
             except (OSError, AttributeError):  # not Linux, no permission, kernel without S_EQ
                 self._ok = False
         return self._ok
 
-    def _query(self, family: int, states: int, code: int, port: int) -> list[tuple[int, int]]:
-        """[(state, inode)] of TCP sockets of `family` in `states` matching the port filter."""
-        self._seq += 1
-        bc = _port_filter(code, port)
-        req = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, states) + bytes(48) + bc
-        msg = _NLMSG.pack(_NLMSG.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0) + req
-        out = []
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as s:
+    def sample(self, listen: Iterable[int] = (), established: Iterable[int] = (),
+               client: int | None = None) -> PortSockets:
+        """The listeners on the `listen` ports, the established server-side connections on the `established`
+        ports and the count of our established connections to the `client` port, in one dump."""
+        listen, established = tuple(listen), tuple(established)
+        states = (1 << TCP_LISTEN if listen else 0) | (1 << TCP_ESTABLISHED if established or client else 0)
+        if not states:
+            return _collect((), listen, established, client)
+        bytecode = port_filter(listen + established, client)
+        with self._lock:
+            if self._compat:
+                try:
+                    rows = self._dump(TCPDIAG_GETSOCK, socket.AF_UNSPEC, states, bytecode)
+                    return _collect(rows, listen, established, client)
+                except OSError as exc:  # a kernel without the old request: one dump per family from now on
+                    if exc.errno not in _NO_COMPAT:
+                        raise
+                    self._compat = False
+            rows = [row for family in (socket.AF_INET, socket.AF_INET6)
+                    for row in self._dump(SOCK_DIAG_BY_FAMILY, family, states, bytecode)]
+        return _collect(rows, listen, established, client)
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
             s.settimeout(2.0)
-            s.sendto(msg, (0, 0))
-            while True:
-                data = s.recv(65536)
-                off = 0
-                while off + _NLMSG.size <= len(data):
-                    length, mtype, _, _, _ = _NLMSG.unpack_from(data, off)
-                    if length < _NLMSG.size:
-                        return out
+            self._sock = s
+        return self._sock
+
+    def _dump(self, kind: int, family: int, states: int, bytecode: bytes) -> list[tuple[int, int, int, int, int]]:
+        """[(family, state, local port, remote port, inode)] of the TCP sockets in `states` that pass the
+        filter. TCPDIAG_GETSOCK takes the old request (family ignored: both), SOCK_DIAG_BY_FAMILY the v2 one."""
+        self.dumps += 1
+        self._seq += 1
+        seq = self._seq
+        if kind == TCPDIAG_GETSOCK:  # inet_diag_req: family, src_len, dst_len, ext, sockid, states, dbs
+            req = struct.pack("=BBBB", family, 0, 0, 0) + bytes(48) + struct.pack("=II", states, 0)
+        else:  # inet_diag_req_v2: family, protocol, ext, pad, states, sockid
+            req = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, states) + bytes(48)
+        req += bytecode
+        msg = _NLMSG.pack(_NLMSG.size + len(req), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + req
+        try:
+            return self._exchange(msg, kind, seq)
+        except BaseException:
+            self._close()  # a dump left half read must not answer the next one
+            raise
+
+    def _exchange(self, msg: bytes, kind: int, seq: int) -> list[tuple[int, int, int, int, int]]:
+        s, buf = self._socket(), self._buf
+        s.sendto(msg, (0, 0))
+        out = []
+        while True:
+            n = s.recv_into(buf)
+            off = 0
+            while off + _NLMSG.size <= n:
+                length, mtype, _, mseq, _ = _NLMSG.unpack_from(buf, off)
+                if length < _NLMSG.size:
+                    return out
+                if mseq == seq:
                     if mtype == NLMSG_DONE:
                         return out
                     if mtype == NLMSG_ERROR:
-                        err = -struct.unpack_from("=i", data, off + _NLMSG.size)[0]
+                        err = -struct.unpack_from("=i", buf, off + _NLMSG.size)[0]
                         raise OSError(err, os.strerror(err))
-                    if mtype == SOCK_DIAG_BY_FAMILY:
-                        _, state, _, _, _, _, _, _, inode = _DIAG_MSG.unpack_from(data, off + _NLMSG.size)
-                        out.append((state, inode))
-                    off += (length + 3) & ~3
+                    if mtype == kind:
+                        body = off + _NLMSG.size
+                        family, state = _DIAG_HEAD.unpack_from(buf, body)
+                        lport, rport = _DIAG_PORTS.unpack_from(buf, body + 4)
+                        out.append((family, state, lport, rport, _DIAG_INODE.unpack_from(buf, body + 68)[0]))
+                off += (length + 3) & ~3
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def scan(self, port: int) -> tuple[int | None, int, int]:
-        # LISTEN alone reads only the kernel's small listening table; the established table (sized by RAM, and
-        # walked whole whatever the filter) is read only in the families that listen: accepted connections
-        # take their listener's family (a dual-stack "::" listener's IPv4 clients are AF_INET6 sockets).
-        listen, families = None, []
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for _, inode in self._query(family, 1 << TCP_LISTEN, INET_DIAG_BC_S_EQ, port):
-                listen = listen or inode
-                if family not in families:
-                    families.append(family)
-        server = sum(len(self._query(f, 1 << TCP_ESTABLISHED, INET_DIAG_BC_S_EQ, port)) for f in families)
-        client = 0
-        if listen is None:  # the ASR service is not on this host: count our side of connections to it
-            client = sum(len(self._query(f, 1 << TCP_ESTABLISHED, INET_DIAG_BC_D_EQ, port))
-                         for f in (socket.AF_INET, socket.AF_INET6))
-        return listen, server, client
+        """(listen inode, established server-side, established client-side) on `port`, in one dump."""
+        return self.sample(listen=(port,), established=(port,), client=port).scan(port)
 
     def listener(self, port: int) -> int | None:
         """The listening socket's inode alone: the small listening table, no walk of the established one."""
-        return next((inode for family in (socket.AF_INET, socket.AF_INET6)
-                     for _, inode in self._query(family, 1 << TCP_LISTEN, INET_DIAG_BC_S_EQ, port)), None)
+        return self.sample(listen=(port,)).listeners.get(port)
 
     def established(self, port: int) -> list[int]:
-        """Inodes of the established server-side connections on `port` (local port == port). A connection
-        still in the accept queue has no inode (0) and is not a stream yet: the service has not taken it."""
-        return [inode for family in (socket.AF_INET, socket.AF_INET6)
-                for _, inode in self._query(family, 1 << TCP_ESTABLISHED, INET_DIAG_BC_S_EQ, port) if inode]
+        return self.sample(established=(port,)).established(port)
 
     def owner_of(self, inode: int) -> int | None:
         return owner_of(self.root, inode)
 
 
 class ProcNetTcp:
-    """Fallback: /proc/net/tcp and tcp6 (root injectable for tests), lines pre-filtered by the port's hex."""
+    """Fallback: /proc/net/tcp and tcp6 (root injectable for tests), each read once per sample, lines
+    pre-filtered by the ports' hex."""
 
     def __init__(self, proc_root: str = "/proc"):
         self.root = proc_root
@@ -114,45 +222,44 @@ class ProcNetTcp:
     def available(self) -> bool:
         return os.path.exists(os.path.join(self.root, "net", "tcp"))
 
-    def _lines(self, port: int):
-        """Split lines of tcp and tcp6 that mention the port (C-speed search for the rest)."""
-        needle = b":%04X " % port
-        for name in ("tcp", "tcp6"):
+    def _rows(self, ports: Iterable[int]):
+        """(family, state, local port, remote port, inode) of the lines of tcp and tcp6 that mention one of
+        the ports (C-speed search for the rest)."""
+        needles = [b":%04X " % p for p in set(ports)]
+        for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
             try:
                 with open(os.path.join(self.root, "net", name), "rb") as f:
                     data = f.read()
             except OSError:
                 continue
-            pos = data.find(needle)
-            while pos != -1:
-                start = data.rfind(b"\n", 0, pos) + 1
-                end = data.find(b"\n", pos)
-                end = len(data) if end == -1 else end
-                fields = data[start:end].split()
-                pos = data.find(needle, end)
+            starts = set()
+            for needle in needles:
+                pos = data.find(needle)
+                while pos != -1:
+                    starts.add(data.rfind(b"\n", 0, pos) + 1)
+                    end = data.find(b"\n", pos)
+                    pos = -1 if end == -1 else data.find(needle, end)
+            for start in sorted(starts):
+                end = data.find(b"\n", start)
+                fields = data[start:len(data) if end == -1 else end].split()
                 if len(fields) >= 10:
-                    yield fields
+                    yield (family, int(fields[3], 16), int(fields[1].rsplit(b":", 1)[1], 16),
+                           int(fields[2].rsplit(b":", 1)[1], 16), int(fields[9]))
+
+    def sample(self, listen: Iterable[int] = (), established: Iterable[int] = (),
+               client: int | None = None) -> PortSockets:
+        listen, established = tuple(listen), tuple(established)
+        ports = listen + established + ((client,) if client is not None else ())
+        return _collect(self._rows(ports) if ports else (), listen, established, client)
 
     def scan(self, port: int) -> tuple[int | None, int, int]:
-        listen_inode, server, client = None, 0, 0
-        for fields in self._lines(port):
-            local_port = int(fields[1].rsplit(b":", 1)[1], 16)
-            state = fields[3]
-            if state == b"0A" and local_port == port and listen_inode is None:
-                listen_inode = int(fields[9])
-            elif state == b"01":
-                if local_port == port:
-                    server += 1
-                elif int(fields[2].rsplit(b":", 1)[1], 16) == port:
-                    client += 1
-        return listen_inode, server, client
+        return self.sample(listen=(port,), established=(port,), client=port).scan(port)
 
     def listener(self, port: int) -> int | None:
-        return self.scan(port)[0]
+        return self.sample(listen=(port,)).listeners.get(port)
 
     def established(self, port: int) -> list[int]:
-        return [int(f[9]) for f in self._lines(port)
-                if f[3] == b"01" and int(f[1].rsplit(b":", 1)[1], 16) == port and f[9] != b"0"]
+        return self.sample(established=(port,)).established(port)
 
     def owner_of(self, inode: int) -> int | None:
         return owner_of(self.root, inode)

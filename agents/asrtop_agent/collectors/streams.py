@@ -40,8 +40,10 @@ class ConnectionStreams:
         self._first_seen: dict[int, float] = {}  # inode -> when first seen
         self.opened = self.closed = 0
 
-    def collect(self) -> StreamsSnap:
-        inodes = set(self.table.established(self.port))
+    def collect(self, established: Iterable[int] | None = None) -> StreamsSnap:
+        """`established`: the port's connections as read this round with the other sockets (AsrCollector reads
+        them all in one dump); None: ask the table."""
+        inodes = set(self.table.established(self.port) if established is None else established)
         now = self.clock()
         seen = self._first_seen
         gone = [i for i in seen if i not in inodes]
