@@ -19,7 +19,6 @@ import fcntl
 import os
 import socket as _socket
 import subprocess
-import tempfile
 import time
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Protocol, Sequence
@@ -169,6 +168,8 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         st: os.stat_result | None = os.stat(path)
     except FileNotFoundError:
         st = None
+    import tempfile  # here: `asrtop status` only reads (tempfile loads random and hashlib)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".asrtop", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:

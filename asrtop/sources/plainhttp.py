@@ -95,58 +95,31 @@ def _request(host: str, port: int, path: str, headers: tuple[tuple[str, str], ..
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-class _Answer(asyncio.Protocol):
-    """One exchange as a protocol (no stream reader/writer, one future): sends the request when connected and
-    resolves `done` with (body, code) as soon as the body is complete, or with this module's error."""
+class _Reply:
+    """An answer's parser, fed as bytes arrive: `feed` gives (body, code) once the body is complete (None: more
+    to come), `end` at the close gives it or says why the answer is not one; both raise this module's errors."""
 
-    def __init__(self, request: bytes, done: asyncio.Future):
-        self.request, self.done = request, done
+    def __init__(self) -> None:
         self.buf = bytearray()
         self.code: int | None = None
         self.body_at = -1  # where the body starts in buf, once the head is read
         self.length: int | None = None  # Content-Length
         self.chunked = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.write(self.request)  # type: ignore[attr-defined]
-
-    def data_received(self, data: bytes) -> None:
-        if self.done.done():
-            return
+    def feed(self, data: bytes) -> tuple[bytes, int] | None:
         self.buf += data
-        try:
-            if self.body_at < 0 and not self._head():
-                return
-            body = self._body(eof=False)
-        except PlainHTTPError as e:
-            self.done.set_exception(e)
-            return
-        if body is not None:
-            self.done.set_result((body, self.code))
+        if self.body_at < 0 and not self._head():
+            return None
+        body = self._body(eof=False)
+        return None if body is None else (body, self.code)  # type: ignore[return-value]
 
-    def eof_received(self) -> bool | None:
-        self._end()
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None and not self.done.done():
-            self.done.set_exception(ReadFailed(exc) if isinstance(exc, OSError) else exc)
-        self._end()
-
-    def _end(self) -> None:
-        if self.done.done():
-            return
-        try:
-            if not self.buf:
-                raise Disconnected("closed the connection without answering")
-            if self.body_at < 0:
-                raise Truncated("the answer ended in its headers") if b"\n" in self.buf else \
-                    BadAnswer(f"not an HTTP answer: {bytes(self.buf[:60])!r}")
-            body = self._body(eof=True)
-        except PlainHTTPError as e:
-            self.done.set_exception(e)
-            return
-        self.done.set_result((body, self.code))
+    def end(self) -> tuple[bytes, int]:
+        if not self.buf:
+            raise Disconnected("closed the connection without answering")
+        if self.body_at < 0:
+            raise Truncated("the answer ended in its headers") if b"\n" in self.buf else \
+                BadAnswer(f"not an HTTP answer: {bytes(self.buf[:60])!r}")
+        return self._body(eof=True), self.code  # type: ignore[return-value]
 
     def _head(self) -> bool:
         """Parse the status line and headers once they are all in; False while they are not."""
@@ -194,6 +167,50 @@ class _Answer(asyncio.Protocol):
         if got > MAX_BODY:
             raise BadAnswer(f"answer over {MAX_BODY} bytes")
         return bytes(self.buf[self.body_at:]) if eof else None  # no length: up to the close
+
+
+
+
+class _Answer(asyncio.Protocol):
+    """One exchange as a protocol (no stream reader/writer, one future): sends the request when connected and
+    resolves `done` with (body, code) as soon as the body is complete, or with this module's error."""
+
+    def __init__(self, request: bytes, done: asyncio.Future):
+        self.request, self.done = request, done
+        self.reply = _Reply()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        try:
+            got = self.reply.feed(data)
+        except PlainHTTPError as e:
+            self.done.set_exception(e)
+            return
+        if got is not None:
+            self.done.set_result(got)
+
+    def eof_received(self) -> bool | None:
+        self._end()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and not self.done.done():
+            self.done.set_exception(ReadFailed(exc) if isinstance(exc, OSError) else exc)
+        self._end()
+
+    def _end(self) -> None:
+        if self.done.done():
+            return
+        try:
+            got = self.reply.end()
+        except PlainHTTPError as e:
+            self.done.set_exception(e)
+            return
+        self.done.set_result(got)
 
 
 def _dechunk(buf: bytearray, at: int) -> bytes | None:
