@@ -20,6 +20,8 @@ class StatusError(ValueError):
 
 @dataclass(frozen=True)
 class GpuProcess:
+    """A process holding memory on one GPU."""
+
     pid: int
     name: str | None
     gpu_memory_bytes: int | None
@@ -27,6 +29,8 @@ class GpuProcess:
 
 @dataclass(frozen=True)
 class GpuReading:
+    """One GPU as the agent read it (NVML, or its simulator)."""
+
     index: int
     uuid: str | None
     name: str | None
@@ -51,6 +55,8 @@ class GpuReading:
 
 @dataclass(frozen=True)
 class HostReading:
+    """The node's CPU, load and memory."""
+
     cpu_ratio: float | None = None
     load1: float | None = None
     load5: float | None = None
@@ -96,6 +102,8 @@ class StreamsReading:
 
 @dataclass(frozen=True)
 class AsrReading:
+    """The ASR service: its probe, its process, and the requests and streams the agent counts."""
+
     url: str | None = None
     up: bool | None = None
     probe_latency_seconds: float | None = None
@@ -113,6 +121,8 @@ class AsrReading:
 
 @dataclass(frozen=True)
 class ModelDir:
+    """One model directory and its manifest digest."""
+
     path: str
     state: str  # ok | hashing | missing | error
     sha256: str | None
@@ -123,6 +133,8 @@ class ModelDir:
 
 @dataclass(frozen=True)
 class ModelReading:
+    """The model on the node: every directory's manifest in one digest."""
+
     state: str = "missing"  # ok | hashing | missing | error (worst of the dirs)
     sha256: str | None = None  # manifest digest over all dirs
     files: int | None = None
@@ -133,6 +145,11 @@ class ModelReading:
 
 @dataclass(frozen=True)
 class AgentStatus:
+    """One agent answer (`GET /v1/status`), validated.
+
+    Every dataclass here has a docstring: without one, @dataclass builds it from inspect.signature, a cost
+    `asrtop status` would pay at import for nothing."""
+
     node: str
     agent_version: str | None
     collected_at: float | None
