@@ -7,6 +7,7 @@ never imports textual). Exit codes: see asrtop.exitcodes.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -19,6 +20,11 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.usage_exit = usage_exit  # `check` follows Nagios: a usage error is UNKNOWN (3)
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes one per argument added, and HelpFormatter imports shutil (with zlib, bz2, lzma) for the
+        # terminal's width: the same width without it, so that `asrtop status` does not load them
+        return self.formatter_class(prog=self.prog, width=terminal_columns() - 2)
+
     def error(self, message: str):  # one line + exit code for bad input, as everywhere else
         line = f"error: {_clip_echoes(message)} (see `{self.prog} --help`)"
         if self.usage_exit == NAGIOS_UNKNOWN:  # a monitor reads stdout
@@ -26,6 +32,20 @@ class _Parser(argparse.ArgumentParser):
         else:
             print(f"asrtop: {line}", file=sys.stderr)
         sys.exit(self.usage_exit)
+
+
+def terminal_columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS when a positive number, else stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
 
 
 def _clip_echoes(message: str) -> str:

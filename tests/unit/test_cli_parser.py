@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from asrtop.cli import COMMANDS, build_parser, command_in
+from asrtop.cli import COMMANDS, build_parser, command_in, terminal_columns
 
 ARGVS = [
     ["status"], ["--config", "c.toml", "status", "--json"], ["--config=c.toml", "status"],
@@ -45,3 +45,16 @@ def test_top_level_help_still_lists_every_command(capsys):
         build_parser(command_in(["--help"])).parse_args(["--help"])
     out = capsys.readouterr().out
     assert all(c in out for c in COMMANDS)
+
+
+@pytest.mark.parametrize("columns", ["60", "0", "wide", None])
+def test_help_as_wide_as_shutil_would_make_it(columns, monkeypatch):
+    """The parser's formatter asks the terminal's width without shutil (which `status` then never loads)."""
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_columns() == shutil.get_terminal_size().columns
+    assert build_parser("status")._get_formatter()._width == shutil.get_terminal_size().columns - 2

@@ -80,9 +80,10 @@ def test_status_polling_plain_http_agents_loads_no_aiohttp_no_ssl_context_no_tex
     assert node["agent"]["error"] is None and node["model_state"] == "ok", node
     assert [m for m in modules if m.split(".")[0] in ("aiohttp", "textual", "yarl", "multidict")] == []
     assert ssl_contexts == 0
-    # nor what only a change or a rollout needs: HAProxy's write side, the rollout model (no rollout here)
+    # nor what only a change or a rollout needs: HAProxy's write side, the rollout model (no rollout here); nor
+    # what only --help needs (shutil, for the terminal's width) or a write (tempfile)
     assert [m for m in modules if m in ("asrtop.balancers.haproxy_backup", "asrtop.balancers.haproxy_state_file",
-                                        "asrtop.control.rollout_model", "tempfile")] == []
+                                        "asrtop.control.rollout_model", "tempfile", "shutil")] == []
 
 
 def test_python_dash_m_asrtop_is_the_asrtop_command():
