@@ -33,6 +33,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class BalancerConfig:
+    """One [[balancers]] entry."""
+
     name: str
     kind: str  # haproxy | nginx
     # haproxy: Runtime API on a unix socket path or a tcp "host:port"; the backend holding the ASR servers
@@ -52,6 +54,8 @@ class BalancerConfig:
 
 @dataclass(frozen=True)
 class NodeConfig:
+    """One [[nodes]] entry (or a node found by discovery)."""
+
     name: str
     server: str | None = None  # server name in the HAProxy backend (default: the node name)
     address: str | None = None  # "host:port" as the balancers route to it (how nginx servers are matched)
@@ -159,6 +163,8 @@ class ProblemsConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
+    """The cluster file, validated."""
+
     path: Path | None
     name: str = "asrtop"
     balancers: tuple[BalancerConfig, ...] = ()
