@@ -241,7 +241,7 @@ def needs_lookup(address: str | None) -> str | None:
     if not address:
         return None
     host = endpoint_key(address.rpartition(":")[0], None)[0]
-    if not host or host == "localhost":
+    if not host or host == "localhost" or _canonical_ipv4(host):  # a dotted quad: no ipaddress object per node
         return None
     try:
         ipaddress.ip_address(host)
