@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 from asrtop.balancers.base import ServerState, parse_socket
 from asrtop.balancers.haproxy_agent import AGENT_MODES
+from asrtop.balancers.ssh_target import parse_ssh_spec
 
 BALANCER_KINDS = ("haproxy", "nginx")
 RESOLVE_TIMEOUT = 1.0  # seconds for every node host name together, once per config load
@@ -50,6 +51,12 @@ class BalancerConfig:
     stub_status: str | None = None  # nginx liveness from this stub_status URL instead of a TCP connect
     timeout: float = 2.0
     agent_checks: str = "pause"  # haproxy: "pause" a server's agent check during drain/maint, or "leave" it
+    # the balancer's host over SSH ("ops@lb1:2222"; None: this machine): a key file, a known_hosts file and a
+    # jump host ("user@host:port"), each None for ~/.ssh/config's and the agent's (README: Balancers)
+    ssh: str | None = None
+    ssh_identity: str | None = None
+    ssh_known_hosts: str | None = None
+    ssh_jump: str | None = None
 
 
 @dataclass(frozen=True)
@@ -400,7 +407,7 @@ class _Reader:
 def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
     r = _Reader(path, f"balancers[{i}]", t)
     r.unknown(("name", "kind", "socket", "backend", "config", "upstream", "test_command", "reload_command",
-               "timeout", "agent_checks", "prefix", "stub_status"))
+               "timeout", "agent_checks", "prefix", "stub_status", *SSH_KEYS))
     name = r.get("name", str, required=True)
     kind = r.get("kind", str, required=True)
     if kind not in BALANCER_KINDS:
@@ -417,9 +424,13 @@ def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
             r.fail("agent_checks", f"must be one of {', '.join(AGENT_MODES)}, got {agent_checks!r}")
         # optional `config`: the haproxy.cfg a backup toggle reads server lines from (default: found from
         # the running process when the socket is local)
-        return BalancerConfig(name, kind, socket=r.get("socket", str, required=True),
+        socket = r.get("socket", str, required=True)
+        ssh = _ssh(r)
+        if ssh.get("ssh") and parse_socket(socket)[0] == "tcp":
+            r.fail("socket", f"{socket!r} is a TCP address; with `ssh` give the unix socket path on that host")
+        return BalancerConfig(name, kind, socket=socket,
                               backend=r.get("backend", str, required=True), config=r.get("config", str),
-                              timeout=timeout, agent_checks=agent_checks)
+                              timeout=timeout, agent_checks=agent_checks, **ssh)
     if "agent_checks" in r.table:
         r.fail("agent_checks", "is for haproxy balancers only (nginx has no agent checks)")
     stub_status = r.get("stub_status", str)
@@ -429,7 +440,30 @@ def _balancer(path: Path | None, i: int, t: Any) -> BalancerConfig:
                           upstream=r.get("upstream", str, required=True),
                           test_command=r.argv("test_command", BalancerConfig.test_command),
                           reload_command=r.argv("reload_command", BalancerConfig.reload_command),
-                          timeout=timeout, prefix=r.get("prefix", str), stub_status=stub_status)
+                          timeout=timeout, prefix=r.get("prefix", str), stub_status=stub_status, **_ssh(r))
+
+
+SSH_KEYS = ("ssh", "ssh_identity", "ssh_known_hosts", "ssh_jump")
+
+
+def _ssh(r: _Reader) -> dict[str, str | None]:
+    """The ssh* keys of a [[balancers]] entry, checked (a destination that parses, no ssh_* without ssh)."""
+    values = {key: r.get(key, str) for key in SSH_KEYS}
+    if values["ssh"] is None:
+        for key in SSH_KEYS[1:]:
+            if values[key] is not None:
+                r.fail(key, "needs `ssh` (the balancer's host) in the same entry")
+        return values
+    for key in ("ssh", "ssh_jump"):
+        if values[key] is not None:
+            try:
+                parse_ssh_spec(values[key])
+            except ValueError as e:
+                r.fail(key, str(e))
+    for key in ("ssh_identity", "ssh_known_hosts"):
+        if values[key] is not None and not values[key].strip():
+            r.fail(key, "must not be empty")
+    return values
 
 
 def _check_url(r: _Reader, key: str, url: str) -> None:

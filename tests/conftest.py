@@ -101,3 +101,13 @@ def utc(monkeypatch):
     yield
     monkeypatch.undo()
     time.tzset()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 (tests/support/sshd.py), one per test module: the "remote" balancer
+    host. Tests that stop it or change its host key start it again / restore it before they end."""
+    from support.sshd import Sshd
+
+    with Sshd(require_binary("sshd"), tmp_path_factory.mktemp("sshd")) as server:
+        yield server

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from asrtop.balancers.base import Balancer
+from asrtop.balancers.base import Balancer, parse_socket
+from asrtop.balancers.host import LOCAL, Host
+from asrtop.balancers.ssh_host import parse_ssh_spec, ssh_host
 
 
 class BalancerSpec(Protocol):
@@ -38,6 +40,14 @@ class BalancerSpec(Protocol):
     def timeout(self) -> float: ...
     @property
     def agent_checks(self) -> str: ...
+    @property
+    def ssh(self) -> str | None: ...
+    @property
+    def ssh_identity(self) -> str | None: ...
+    @property
+    def ssh_known_hosts(self) -> str | None: ...
+    @property
+    def ssh_jump(self) -> str | None: ...
 
 
 class ClusterSpec(Protocol):
@@ -49,7 +59,8 @@ class ClusterSpec(Protocol):
 
 def build_balancer(cfg: BalancerSpec) -> Balancer:
     """The adapter for one [[balancers]] entry. Constructing one touches nothing (no socket, no file)."""
-    # Adapters imported here: crossplane is loaded only when nginx is configured.
+    # Adapters imported here: an nginx-only or haproxy-only config loads only its own adapter.
+    host = balancer_host(cfg)
     if cfg.kind == "haproxy":
         from asrtop.balancers.haproxy import HAProxyBalancer
 
@@ -58,7 +69,7 @@ def build_balancer(cfg: BalancerSpec) -> Balancer:
         # cfg.config, when set, is the haproxy.cfg a backup toggle reads server lines from (else found from the
         # running process for a local socket)
         return HAProxyBalancer(cfg.name, cfg.socket, cfg.backend, timeout=cfg.timeout, config=cfg.config,
-                               agent_checks=cfg.agent_checks)
+                               agent_checks=cfg.agent_checks, host=host)
     if cfg.kind == "nginx":
         from asrtop.balancers.nginx import NginxBalancer
 
@@ -66,8 +77,24 @@ def build_balancer(cfg: BalancerSpec) -> Balancer:
             raise ValueError(f"balancer {cfg.name!r}: nginx needs `config` and `upstream`")
         return NginxBalancer(cfg.name, cfg.config, cfg.upstream, test_command=cfg.test_command,
                              reload_command=cfg.reload_command, timeout=cfg.timeout, prefix=cfg.prefix,
-                             stub_status=cfg.stub_status)
+                             stub_status=cfg.stub_status, host=host)
     raise ValueError(f"balancer {cfg.name!r}: unknown kind {cfg.kind!r} (known: haproxy, nginx)")
+
+
+def balancer_host(cfg: BalancerSpec) -> Host:
+    """Where the entry's balancer lives: LOCAL, or the process's one SSHHost for its `ssh` target (no
+    connection yet: the first call connects)."""
+    if not cfg.ssh:
+        return LOCAL
+    try:
+        target = parse_ssh_spec(cfg.ssh, identity=cfg.ssh_identity, known_hosts=cfg.ssh_known_hosts,
+                                jump=cfg.ssh_jump)
+    except ValueError as e:
+        raise ValueError(f"balancer {cfg.name!r}: ssh: {e}") from None
+    if cfg.kind == "haproxy" and cfg.socket and parse_socket(cfg.socket)[0] == "tcp":
+        raise ValueError(f"balancer {cfg.name!r}: with `ssh`, `socket` is the unix socket path on that host, "
+                         f"not the TCP address {cfg.socket!r}")
+    return ssh_host(target, cfg.timeout)
 
 
 def build_balancers(config: ClusterSpec) -> list[Balancer]:

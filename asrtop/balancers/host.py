@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import os
 import socket as _socket
-import subprocess
 import time
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Protocol, Sequence
@@ -108,6 +107,8 @@ class LocalHost:
         write_atomic(path, data)
 
     def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
+        import subprocess  # the write side only: `asrtop status` never loads it
+
         try:
             p = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=timeout)
@@ -162,14 +163,14 @@ def dir_lock(directory: str | os.PathLike) -> Iterator[None]:
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Host.write_atomic on this machine."""
+    import tempfile  # the write side only: `asrtop status` never loads it
+
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     try:
         st: os.stat_result | None = os.stat(path)
     except FileNotFoundError:
         st = None
-    import tempfile  # here: `asrtop status` only reads (tempfile loads random and hashlib)
-
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".asrtop", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -1,10 +1,15 @@
 """nginx adapter: open-source nginx has no admin API, so changes are a rewrite of the upstream block.
 
-servers() reads the block (crossplane, includes followed). A change edits only the server's `weight=`,
+servers() reads the block (includes followed, nginx_files). A change edits only the server's `weight=`,
 `backup`, `down` words (nginx_conf.rewrite), writes the file atomically (temp file in the same directory,
-same mode/owner, os.replace), runs test_command (`nginx -t`), then reload_command (`nginx -s reload`),
+same mode/owner, rename), runs test_command (`nginx -t`), then reload_command (`nginx -s reload`),
 both argv lists with a timeout, never a shell. If either fails, the old file goes back (and nginx is
 reloaded again if the reload may have happened) and BalancerRefused carries nginx's own error line.
+
+All of it happens on the balancer's host (host.py: this machine, or another over SSH): the files are read
+and written there, the commands run there, and the lock that serialises changes is a flock on the file's
+directory there, so asrtop processes on any machine take turns. A transport that fails mid-change is
+reported with how far the change got (BalancerUnreachable).
 
 Drain = maint = `down`: a reload starts new workers without the server while old workers finish their
 in-flight requests, which is what a drain is in open-source nginx. The file records no difference between
@@ -27,7 +32,7 @@ from asrtop.balancers.base import (
     UnsupportedAction,
     validate_weight,
 )
-from asrtop.balancers.host import LOCAL, CommandDenied, CommandNotFound, CommandTimedOut, Host
+from asrtop.balancers.host import LOCAL, CommandDenied, CommandNotFound, CommandTimedOut, Host, HostUnreachable
 from asrtop.balancers.nginx_live import NginxSite
 from asrtop.balancers.nginx_conf import (
     NO_BACKUP_METHODS,
@@ -61,9 +66,9 @@ class NginxBalancer:
         """Empty test/reload commands: derived from `config` and `prefix` (nginx_live.NginxSite.commands).
         check_running=False reads the file alone (an nginx config that no nginx runs, as in file-only tests)."""
         self.name, self.config, self.upstream = name, Path(config), upstream
-        self.site = NginxSite(self.config, upstream, test_command, reload_command, prefix, stub_status)
-        self.check_running = check_running
         self.host = host  # where the files, commands and lock live (host.py)
+        self.site = NginxSite(self.config, upstream, test_command, reload_command, prefix, stub_status, host)
+        self.check_running = check_running
         # nginx -t loads every certificate and module: allow it more than a socket round trip
         self.timeout = max(float(timeout), 10.0)
 
@@ -80,27 +85,37 @@ class NginxBalancer:
 
     # -- reading -----------------------------------------------------------------------------------------
 
-    def read(self) -> tuple[Path, str, Upstream]:
+    def read(self, memo: dict | None = None) -> tuple[Path, str, Upstream]:
         """(file holding the upstream, its text, the parsed block); BalancerUnreachable when no nginx runs
         with it (every refresh and every change reads through here)."""
-        if not self.config.is_file():
-            raise BalancerUnreachable(f"{self.name}: nginx config {self.config} does not exist or is not a file")
+        memo = {} if memo is None else memo
         try:
-            file, line = locate(str(self.config), self.upstream)
-            path = Path(file)
-            text = path.read_bytes().decode("utf-8", "surrogateescape")
-            upstream = parse_upstream(text, self.upstream, file, line)
-        except NginxConfError as e:
-            raise BalancerRefused(f"{self.name}: {e}") from None
+            files = self.site.files.walk(str(self.config), memo)
+        except (FileNotFoundError, IsADirectoryError):
+            raise BalancerUnreachable(f"{self.name}: nginx config {self.config} does not exist or is not a "
+                                      f"file{self.where()}") from None
         except OSError as e:
             raise BalancerUnreachable(f"{self.name}: cannot read nginx config: {e.strerror or e}: "
-                                      f"{e.filename or self.config}") from None
-        if self.check_running:
-            try:
-                self.site.check(file)
-            except BalancerUnreachable as e:
-                raise BalancerUnreachable(f"{self.name}: {e}") from None
-        return path, text, upstream
+                                      f"{e.filename or self.config}{self.where()}") from None
+        except HostUnreachable as e:
+            raise BalancerUnreachable(f"{self.name}: {e}") from None
+        try:
+            file, line = locate(files, self.upstream)
+            text = memo[file].text
+            upstream = parse_upstream(text, self.upstream, file, line)
+            if self.check_running:
+                self.site.check(file, memo)
+        except NginxConfError as e:
+            raise BalancerRefused(f"{self.name}: {e}{self.where()}") from None
+        except BalancerUnreachable as e:
+            raise BalancerUnreachable(f"{self.name}: {e}{self.where()}") from None
+        except HostUnreachable as e:  # names the host itself
+            raise BalancerUnreachable(f"{self.name}: {e}") from None
+        return Path(file), text, upstream
+
+    def where(self) -> str:
+        """" on ssh ops@lb1:22" for a balancer on another host, "" for this machine (messages as before)."""
+        return "" if self.host.transport == "local" else f" on {self.host.label}"
 
     def servers(self) -> list[ServerState]:
         return [server_state(d) for d in self.read()[2].servers]
@@ -121,11 +136,20 @@ class NginxBalancer:
         self.change(server, backup=bool(backup))
 
     def change(self, server: str, **what) -> None:
-        with self.host.lock(str(self.config.parent)):
-            self._change(server, **what)
+        directory = str(self.config.parent)
+        begun: dict = {}  # set by apply() once the file may differ: the transport may drop from then on
+        try:
+            with self.host.lock(directory):
+                self._change(server, begun, **what)
+        except HostUnreachable as e:
+            after = f"; {self._undo(directory, begun)}" if begun else ""
+            raise BalancerUnreachable(f"{self.name}: {e}{after}") from None
+        except (CommandNotFound, CommandDenied) as e:  # the lock's flock there (commands are run() below)
+            raise BalancerRefused(f"{self.name}: cannot lock {directory}, nothing changed: {e}") from None
 
-    def _change(self, server: str, **what) -> None:
-        path, old, up = self.read()
+    def _change(self, server: str, begun: dict, **what) -> None:
+        memo: dict = {}
+        path, old, up = self.read(memo)
         targets = find_server(up, server)
         if not targets:
             known = ", ".join(d.address for d in up.servers) or "none"
@@ -139,25 +163,56 @@ class NginxBalancer:
         new = rewrite(old, targets, **what)
         if new == old:
             return  # already so: no write, no reload
-        self.apply(path, old, new)
+        self.apply(path, old, new, memo, begun)
 
-    def apply(self, path: Path, old: str, new: str) -> None:
+    def apply(self, path: Path, old: str, new: str, memo: dict | None = None, begun: dict | None = None) -> None:
         """Write, test, reload; on any failure put the old bytes back and say what nginx said."""
-        self.write(path, new)
-        test, reload = self.site.commands()
+        test, reload = self.site.commands(memo)
+        begun = {} if begun is None else begun
+        begun.update(path=path, old=old, new=new, reload=None)
+        try:
+            self.write(path, new)
+        except OSError as e:  # the temp file is gone, the file untouched
+            begun.clear()
+            raise BalancerRefused(f"{self.name}: cannot write {path}{self.where()}: {e.strerror or e}") from None
         ok, out = self.run(test)
         if not ok:
             self.write(path, old)
-            raise BalancerRefused(f"{self.name}: `{' '.join(test)}` failed, {path} restored: "
+            begun.clear()
+            raise BalancerRefused(f"{self.name}: `{' '.join(test)}` failed{self.where()}, {path} restored: "
                                   f"{nginx_error_line(out)}")
+        begun["reload"] = reload
         ok, out = self.run(reload)
         if not ok:
             self.write(path, old)
             # the reload may have been signalled before failing: reload once more on the restored file
             again, _ = self.run(reload)
-            raise BalancerRefused(f"{self.name}: `{' '.join(reload)}` failed, {path} restored"
+            begun.clear()
+            raise BalancerRefused(f"{self.name}: `{' '.join(reload)}` failed{self.where()}, {path} restored"
                                   f"{'' if again else ' (reload after restore failed too)'}: "
                                   f"{nginx_error_line(out)}")
+        begun.clear()
+
+    def _undo(self, directory: str, begun: dict) -> str:
+        """The transport dropped after the write began (the lock went with it): on a new connection, under the
+        lock again, put the old file back if it still holds our change (and reload if a reload may have run).
+        Returns what the file is now, for the error line."""
+        path, old, new, reload = begun["path"], begun["old"], begun["new"], begun["reload"]
+        try:
+            with self.host.lock(directory):
+                now = self.host.read_bytes(str(path)).decode("utf-8", "surrogateescape")
+                if now == old:
+                    return f"{path} unchanged"
+                if now != new:
+                    return f"{path} was changed since by someone else: left as it is"
+                self.write(path, old)
+                if reload is not None and not self.run(reload)[0]:
+                    return f"{path} restored, but the reload after it failed: reload nginx on {self.host.label}"
+                return f"{path} restored"
+        except (HostUnreachable, OSError):
+            done = "reloaded or not" if reload is not None else "not reloaded"
+            return (f"{path} may hold the change ({done}): check it on {self.host.label} once it answers "
+                    "(nginx -t, reload or put it back)")
 
     def write(self, path: Path, text: str) -> None:
         self.host.write_atomic(str(path), text.encode("utf-8", "surrogateescape"))

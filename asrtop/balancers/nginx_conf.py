@@ -1,16 +1,16 @@
 """PURE nginx upstream reading and rewriting.
 
-crossplane (nginx's config grammar in Python) finds the upstream: which file (includes followed), which
-directives, on which line. To rewrite only a server's parameters and keep every other byte of the file
-(comments, layout, a whole config on one line as in the seed article), a small lexer then locates each
-server directive's tokens by byte offset, and edits are applied as (start, end, replacement) splices.
+parse_tree reads one file into its directives (nested blocks, line numbers) with the lexer below, the same
+grammar nginx applies (words, quotes, `;`, `{`, `}`, `#` comments); nginx_files follows the includes through
+the balancer's host (this machine or one over SSH) and `locate` finds which file and line hold
+`upstream NAME`. To rewrite only a server's parameters and keep every other byte of the file (comments,
+layout, a whole config on one line as in the seed article), the lexer's tokens carry byte offsets, and edits
+are applied as (start, end, replacement) splices.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import crossplane
 
 from asrtop.balancers.base import AdminState, Health, ServerState
 
@@ -96,26 +96,85 @@ class Upstream:
     servers: tuple[ServerDirective, ...]
 
 
-def locate(config: str, upstream: str) -> tuple[str, int]:
-    """(file, line) of `upstream NAME` per crossplane, following includes from `config`."""
-    payload = crossplane.parse(config, catch_errors=True, check_ctx=False, check_args=False,
-                               comments=False)
-    for f in payload["config"]:
-        found = _find(f.get("parsed") or [], upstream)
+@dataclass(frozen=True)
+class Directive:
+    name: str
+    args: tuple[str, ...]  # quotes removed
+    line: int
+    block: tuple["Directive", ...] | None  # the `{ ... }` contents; None for a directive ended by `;`
+
+
+@dataclass(frozen=True)
+class ConfFile:
+    """One file as read: its bytes, and its directives or the one-line reason it cannot be parsed."""
+
+    path: str
+    data: bytes
+    directives: tuple[Directive, ...]
+    error: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "surrogateescape")  # every byte kept for the rewrite
+
+
+def parse_file(path: str, data: bytes) -> ConfFile:
+    try:
+        return ConfFile(path, data, parse_tree(data.decode("utf-8", "surrogateescape"), path))
+    except NginxConfError as e:
+        return ConfFile(path, data, (), str(e))  # nginx refuses the whole file too
+
+
+def parse_tree(src: str, file: str = "<text>") -> tuple[Directive, ...]:
+    """The directives of one file, blocks nested (includes are not followed here). A directive may end at
+    `}` (as crossplane read it; nginx -t refuses that). NginxConfError on unbalanced braces."""
+    stack: list[tuple[list[Token], list[Directive]]] = [([], [])]
+    words: list[Token] = []
+    for t in tokens(src):
+        if t.text in (";", "}") and words:
+            stack[-1][1].append(_directive(words, None))
+            words = []
+        if t.text == "{":
+            if not words:
+                raise NginxConfError(f'{file}:{t.line}: unexpected "{{"')
+            stack.append((words, []))
+            words = []
+        elif t.text == "}":
+            if len(stack) == 1:
+                raise NginxConfError(f'{file}:{t.line}: unexpected "}}"')
+            head, body = stack.pop()
+            stack[-1][1].append(_directive(head, tuple(body)))
+        elif t.text != ";":
+            words.append(t)
+    if len(stack) > 1 or words:
+        expecting = '"}"' if len(stack) > 1 else '";" or "}"'
+        raise NginxConfError(f"{file}: unexpected end of file, expecting {expecting}")
+    return tuple(stack[0][1])
+
+
+def _directive(words: list[Token], block: tuple[Directive, ...] | None) -> Directive:
+    return Directive(words[0].value, tuple(w.value for w in words[1:]), words[0].line, block)
+
+
+def locate(files: list[ConfFile], upstream: str) -> tuple[str, int]:
+    """(file, line) of `upstream NAME` in a config and its includes (nginx_files.ConfFiles.walk), the first
+    in nginx's reading order."""
+    for f in files:
+        found = _find(f.directives, upstream)
         if found is not None:
-            return f["file"], found
-    errors = [e for f in payload["config"] for e in f.get("errors") or []]
+            return f.path, found
+    errors = [f.error for f in files if f.error]
     if errors:
-        e = errors[0]
-        raise NginxConfError(f"{e.get('file', config)}:{e.get('line')}: {e.get('error')}")
-    raise NginxConfError(f"{config} (and its includes) has no `upstream {upstream}` block")
+        raise NginxConfError(errors[0])
+    root = files[0].path if files else "<config>"
+    raise NginxConfError(f"{root} (and its includes) has no `upstream {upstream}` block")
 
 
-def _find(directives: list[dict], upstream: str) -> int | None:
+def _find(directives: tuple[Directive, ...], upstream: str) -> int | None:
     for d in directives:
-        if d.get("directive") == "upstream" and d.get("args") == [upstream]:
-            return d["line"]
-        found = _find(d.get("block") or [], upstream)
+        if d.name == "upstream" and d.args == (upstream,):
+            return d.line
+        found = _find(d.block or (), upstream)
         if found is not None:
             return found
     return None

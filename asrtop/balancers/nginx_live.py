@@ -1,11 +1,14 @@
 """Is the nginx that serves an upstream running, and how is *that* nginx tested and reloaded?
 
 Open-source nginx has no admin API, so the upstream file alone cannot tell a stopped nginx from a running
-one. Liveness is read from the nginx.conf nginx runs with (the main config): its master process (the `pid`
-file it names) must be alive and be nginx, and the socket of a `server` block passing to the upstream must
-accept a TCP connection (or, when configured, the `stub_status` URL must answer). Each read costs a few
-stat() calls, one small file read and one loopback connect: the main config is parsed again only when one
-of its files changes (mtime).
+one. Liveness is read from the nginx.conf nginx runs with (the main config), on the balancer's host (this
+machine or one over SSH, through host.py): its master process (the `pid` file it names) must be alive and be
+nginx (/proc/PID/cmdline), and a `server` block passing to the upstream must be listening (here: a TCP
+connect to it; on another host: its listening socket in that host's /proc/net tables, see proc_net.py, since a
+connect from here would reach this machine's loopback or a firewall, not nginx). With `stub_status` set the
+page must answer instead; it is fetched from this machine, so it is used for a local nginx only. Each read
+costs one read of each config file (parsed again only when its bytes change), the pid file, /proc/PID/cmdline
+and one connect or /proc/net read.
 
 The main config is `-c` of a configured test/reload command, else `config` itself when it is a main config
 (it has an `events` or `http` block), else Debian's /etc/nginx/nginx.conf. The prefix (`-p`) is the
@@ -23,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import crossplane
-
+from asrtop.balancers import proc_net
 from asrtop.balancers.base import BalancerUnreachable
+from asrtop.balancers.host import LOCAL, CommandDenied, CommandNotFound, CommandTimedOut, Host
+from asrtop.balancers.nginx_conf import ConfFile, Directive
+from asrtop.balancers.nginx_files import ConfFiles
 
 DEFAULT_CONF = "/etc/nginx/nginx.conf"  # Debian's --conf-path (and nginx.org's packages')
 DEFAULT_PID = "/run/nginx.pid"  # Debian's --pid-path, when the main config names no `pid`
@@ -55,45 +60,45 @@ class MainConf:
     files: tuple[str, ...]  # every file read (the main one first)
 
 
-def parse_main(path: str, upstream: str) -> MainConf:
-    payload = crossplane.parse(path, catch_errors=True, check_ctx=False, check_args=False, comments=False)
-    files = payload.get("config") or []
-    if not files:
-        raise OSError(2, "No such file or directory", path)
-    top = files[0].get("parsed") or []
-    if not top and files[0].get("errors"):
-        e = files[0]["errors"][0]
-        raise BalancerUnreachable(f"cannot read nginx config {path}: {e.get('error')}")
-    pid = next((d["args"][0] for d in top if d.get("directive") == "pid" and d.get("args")), None)
+def parse_main(path: str, upstream: str, host: Host = LOCAL) -> MainConf:
+    return main_conf(ConfFiles(host).walk(path), upstream)
+
+
+def main_conf(files: list[ConfFile], upstream: str) -> MainConf:
+    """What a main config and its includes (ConfFiles.walk) say about the nginx running with it."""
+    root = files[0]
+    if root.error:
+        raise BalancerUnreachable(f"cannot read nginx config {root.error}")
+    top = root.directives
+    pid = next((d.args[0] for d in top if d.name == "pid" and d.args), None)
     listens: list[str] = []
     for f in files:
-        for server in _servers(f.get("parsed") or []):
+        for server in _servers(f.directives):
             if _passes_to(server, upstream):
-                words = [d["args"] for d in server if d.get("directive") == "listen" and d.get("args")]
+                words = [d.args for d in server if d.name == "listen" and d.args]
                 listens += [_connectable(w[0]) for w in words] or ["127.0.0.1:80"]  # nginx's default listen
-    return MainConf(path, any(d.get("directive") in ("events", "http") for d in top), pid,
-                    tuple(dict.fromkeys(listens)), tuple(f["file"] for f in files))
+    return MainConf(root.path, any(d.name in ("events", "http") for d in top), pid,
+                    tuple(dict.fromkeys(listens)), tuple(f.path for f in files))
 
 
-def _servers(directives: list[dict]):
+def _servers(directives: tuple[Directive, ...]):
     """Every `server { ... }` block (virtual servers; upstream `server` lines have no block)."""
     for d in directives:
-        block = d.get("block")
-        if block is None:
+        if d.block is None:
             continue
-        if d.get("directive") == "server":
-            yield block
+        if d.name == "server":
+            yield d.block
         else:
-            yield from _servers(block)
+            yield from _servers(d.block)
 
 
-def _passes_to(block: list[dict], upstream: str) -> bool:
+def _passes_to(block: tuple[Directive, ...], upstream: str) -> bool:
     for d in block:
-        if d.get("directive") in PASS_DIRECTIVES and d.get("args"):
-            target = d["args"][0].split("://", 1)[-1].split("/", 1)[0]
+        if d.name in PASS_DIRECTIVES and d.args:
+            target = d.args[0].split("://", 1)[-1].split("/", 1)[0]
             if target == upstream:
                 return True
-        if _passes_to(d.get("block") or [], upstream):
+        if _passes_to(d.block or (), upstream):
             return True
     return False
 
@@ -125,37 +130,45 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
 
 
 class NginxSite:
-    """How one configured nginx balancer finds its running nginx, checks it, and tests/reloads it."""
+    """How one configured nginx balancer finds its running nginx, checks it, and tests/reloads it.
+
+    `memo` (a dict, one per refresh or change) lets the upstream read and these checks share one read of
+    each file."""
 
     def __init__(self, config: Path, upstream: str, test_command: Sequence[str] = (),
-                 reload_command: Sequence[str] = (), prefix: str | None = None, stub_status: str | None = None):
-        self.config, self.upstream, self.stub_status = config, upstream, stub_status
+                 reload_command: Sequence[str] = (), prefix: str | None = None, stub_status: str | None = None,
+                 host: Host = LOCAL):
+        self.config, self.upstream, self.stub_status, self.host = config, upstream, stub_status, host
+        self.files = ConfFiles(host)
         self.configured = (tuple(test_command), tuple(reload_command))
         given = [a for a in self.configured if a]
         self.prefix = prefix or next((p for p in (argv_option(a, "-p") for a in given) if p), None)
         self.conf_option = next((c for c in (argv_option(a, "-c") for a in given) if c), None)
-        self._parsed: dict[str, tuple[tuple, MainConf]] = {}  # path -> (its files' stamp, what they say)
+        self._main: dict[str, tuple[list[ConfFile], MainConf]] = {}  # path -> (the files read, what they say)
+        self._real: dict[tuple, bool] = {}  # (upstream file, main's files) -> included, on another host
+        self._listened: tuple | None = None  # (pid, listens) found listening on another host
 
     # -- the main config ---------------------------------------------------------------------------------
 
-    def main_path(self) -> str:
+    def main_path(self, memo: dict | None = None) -> str:
         if self.conf_option:
             conf = Path(self.conf_option)
             return str(conf if conf.is_absolute() else Path(self.prefix or DEFAULT_PREFIX) / conf)
-        return str(self.config) if self.read_main(str(self.config)).is_main else DEFAULT_CONF
+        return str(self.config) if self.read_main(str(self.config), memo).is_main else DEFAULT_CONF
 
-    def read_main(self, path: str) -> MainConf:
-        """Parsed once per change of any of its files' mtimes."""
-        cached = self._parsed.get(path)
-        if cached is not None and _stamp(cached[1].files) == cached[0]:
+    def read_main(self, path: str, memo: dict | None = None) -> MainConf:
+        """Derived again only when one of its files' bytes changed (ConfFiles keeps unchanged files)."""
+        files = self.files.walk(path, memo)
+        cached = self._main.get(path)
+        if cached is not None and len(cached[0]) == len(files) and all(a is b for a, b in zip(cached[0], files)):
             return cached[1]
-        main = parse_main(path, self.upstream)
-        self._parsed[path] = (_stamp(main.files), main)
+        main = main_conf(files, self.upstream)
+        self._main[path] = (files, main)
         return main
 
     # -- the commands ------------------------------------------------------------------------------------
 
-    def commands(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def commands(self, memo: dict | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(test, reload) argv: as configured, else `nginx [-p P] [-c MAIN] -t` / `... -s reload`, where -c
         names `config` when it is itself a main config (so the check is of the config nginx runs)."""
         base: tuple[str, ...] = ("nginx",)
@@ -163,7 +176,7 @@ class NginxSite:
             base += ("-p", self.prefix)
         if not all(self.configured):
             try:
-                if self.read_main(str(self.config)).is_main:
+                if self.read_main(str(self.config), memo).is_main:
                     base += ("-c", str(self.config))
             except (OSError, BalancerUnreachable):
                 pass  # read() reports a missing or unreadable file
@@ -172,23 +185,40 @@ class NginxSite:
 
     # -- liveness ----------------------------------------------------------------------------------------
 
-    def check(self, upstream_file: str) -> None:
+    def check(self, upstream_file: str, memo: dict | None = None) -> None:
         """Nothing when nginx runs and answers; else BalancerUnreachable with one line saying what is wrong."""
-        path = self.main_path()
+        path = self.main_path(memo)
         try:
-            main = self.read_main(path)
+            main = self.read_main(path, memo)
         except OSError as e:
             raise BalancerUnreachable(f"cannot read nginx's main config {path}: {e.strerror or e} (set `config` to "
                                       "the nginx.conf your nginx runs with, or -c in test_command)") from None
-        if os.path.realpath(upstream_file) not in {os.path.realpath(f) for f in main.files}:
+        if not self._includes(main, upstream_file):
             raise BalancerUnreachable(f"nginx's main config {path} does not include {upstream_file}: that nginx "
                                       "does not serve this upstream (set `config` to the nginx.conf your nginx "
                                       "runs with, or -c in test_command)")
         pid = self._master(main)
-        if self.stub_status:
+        if self.stub_status and self.host.transport == "local":
             self._stub_status(pid)
         elif main.listens:
             self._listening(pid, main.listens)
+
+    def _includes(self, main: MainConf, upstream_file: str) -> bool:
+        """Is upstream_file one of main's files, symlinks resolved (sites-enabled -> sites-available)?"""
+        if os.path.normpath(upstream_file) in {os.path.normpath(f) for f in main.files}:
+            return True
+        if self.host.transport == "local":
+            return os.path.realpath(upstream_file) in {os.path.realpath(f) for f in main.files}
+        key = (upstream_file, main.files)
+        if key not in self._real:  # one `realpath` on that host per change of the files
+            try:
+                rc, out = self.host.run(("realpath", "-m", "--", upstream_file, *main.files), CONNECT_TIMEOUT * 5)
+            except (CommandNotFound, CommandDenied, CommandTimedOut):
+                rc, out = 1, ""
+            real = out.splitlines()
+            # no answer: cannot tell, so do not call a running nginx stopped
+            self._real[key] = rc != 0 or len(real) != len(main.files) + 1 or real[0] in real[1:]
+        return self._real[key]
 
     def pid_file(self, main: MainConf) -> Path:
         p = Path(main.pid or DEFAULT_PID)
@@ -197,7 +227,7 @@ class NginxSite:
     def _master(self, main: MainConf) -> int:
         pid_file = self.pid_file(main)
         try:
-            text = pid_file.read_text(errors="replace").strip()
+            text = self.host.read_bytes(str(pid_file)).decode("utf-8", "replace").strip()
         except FileNotFoundError:
             raise BalancerUnreachable(f"nginx is not running: no pid file {pid_file} (named by {main.path})") from None
         except OSError as e:
@@ -205,23 +235,37 @@ class NginxSite:
         if not (text.isascii() and text.isdigit() and int(text) > 0):
             raise BalancerUnreachable(f"nginx is not running: {pid_file} holds no process id ({text[:20]!r})")
         pid = int(text)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            raise BalancerUnreachable(f"nginx is not running: no process {pid} from {pid_file}") from None
-        except PermissionError:
-            pass  # alive, owned by another user (root's nginx seen by an operator)
         try:  # nginx titles its master "nginx: master process <argv>", whatever the binary is called
-            title = Path(f"/proc/{pid}/cmdline").read_bytes()
-            comm = Path(f"/proc/{pid}/comm").read_text(errors="replace").strip()
+            title = self.host.read_bytes(f"/proc/{pid}/cmdline")
+        except FileNotFoundError:
+            if self._proc_shows_every_process():
+                raise BalancerUnreachable(f"nginx is not running: no process {pid} from {pid_file}") from None
+            return pid  # no /proc, or other users' processes hidden (hidepid): the pid file is all there is
         except OSError:
-            return pid  # no /proc: the signal check is all there is
+            return pid  # hidepid=1: alive, title unreadable
         if b"nginx" not in title:
+            try:
+                comm = self.host.read_bytes(f"/proc/{pid}/comm").decode("utf-8", "replace").strip()
+            except OSError:
+                comm = "?"
             raise BalancerUnreachable(f"nginx is not running: process {pid} from {pid_file} is {comm!r}, not "
                                       "nginx (a stale pid file)")
         return pid
 
+    def _proc_shows_every_process(self) -> bool:
+        """A /proc that lists every user's processes (asked only when a pid is missing from it)."""
+        try:
+            mounts = self.host.read_bytes("/proc/self/mounts").decode("utf-8", "replace")
+        except OSError:
+            return False
+        options = [x.split()[3] for x in mounts.splitlines() if x.split()[1:3] == ["/proc", "proc"]]
+        return bool(options) and not any(o.startswith("hidepid=") and o not in ("hidepid=0", "hidepid=off")
+                                         for opts in options for o in opts.split(","))
+
     def _listening(self, pid: int, listens: tuple[str, ...]) -> None:
+        if self.host.transport != "local":
+            self._listening_there(pid, listens)
+            return
         errors = []
         for address in listens:
             try:
@@ -230,6 +274,22 @@ class NginxSite:
             except OSError as e:
                 errors.append(f"{address} ({_reason(e)})")
         raise BalancerUnreachable(f"nginx (pid {pid}) does not answer on {', '.join(errors)}, where it serves "
+                                  f"upstream {self.upstream!r}")
+
+    def _listening_there(self, pid: int, listens: tuple[str, ...]) -> None:
+        """On another host: its /proc/net tables, read once per master process and set of listen addresses
+        (they are large on a busy host, ~150 bytes a connection; nginx keeps its listening sockets until a
+        restart, a new pid, or a reload of a changed `listen`, a new set)."""
+        if self._listened == (pid, listens):
+            return
+        for address in listens:
+            try:
+                if proc_net.listening(self.host, address):
+                    self._listened = (pid, listens)
+                    return
+            except OSError:
+                return  # no /proc/net tables there (not Linux): the master process is all we can check
+        raise BalancerUnreachable(f"nginx (pid {pid}) does not listen on {', '.join(listens)}, where it serves "
                                   f"upstream {self.upstream!r}")
 
     def _stub_status(self, pid: int) -> None:
@@ -246,17 +306,6 @@ class NginxSite:
         if "Active connections" not in body:
             raise BalancerUnreachable(f"{self.stub_status} is not an nginx stub_status page (no \"Active "
                                       "connections\" in it)")
-
-
-def _stamp(files: Sequence[str]) -> tuple:
-    out = []
-    for f in files:
-        try:
-            st = os.stat(f)
-            out.append((f, st.st_mtime_ns, st.st_size, st.st_ino))
-        except OSError:
-            out.append((f, None))
-    return tuple(out)
 
 
 def _reason(e: object) -> str:

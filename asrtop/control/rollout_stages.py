@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Protocol, Sequence, TypeVar
 from asrtop.agentstatus import AgentStatus
 from asrtop.config import NodeConfig
 from asrtop.control.controller import Controller, DrainUndone
+from asrtop.control.drain_words import DrainProgress, DrainWatch
 from asrtop.control.eta import DrainEstimate
 from asrtop.control.model import GUARD_MODEL, Action, ActionResult
 from asrtop.control.rollout_canary import CanaryCheck
@@ -217,13 +218,16 @@ class Stages:
 
     async def wait(self, node: str) -> str:
         timeout = self.state.plan.settings.drain_timeout
-        est, last, oldest, saved = DrainEstimate(), [-1], [None], [-PROGRESS_SAVE_EVERY]
+        est, last, oldest, saved = DrainEstimate(), [(-1, None)], [None], [-PROGRESS_SAVE_EVERY]
+        watch = DrainWatch(node)  # the streams the node still carries, as `drain --wait` words them
 
         def progress(n: int | None, waited: float) -> None:
             eta = est.add(waited, n)
-            if n != last[0]:  # one event per change of the count
-                last[0] = n  # type: ignore[call-overload]
-                words = progress_words(n, waited, eta, oldest[0])
+            streams = watch.last.streams if watch.last is not None else None
+            if (n, streams) != last[0]:  # one event per change of the counts
+                last[0] = (n, streams)  # type: ignore[call-overload]
+                words = (watch.last.line() if watch.last is not None and streams is not None
+                         else progress_words(n, waited, eta, oldest[0]))
                 self.e.emit("progress", node, "wait", words, in_flight=n, eta_seconds=eta, elapsed=waited,
                             oldest_seconds=oldest[0])
                 if waited - saved[0] >= PROGRESS_SAVE_EVERY:  # the console's panel reads the state file
@@ -237,12 +241,12 @@ class Stages:
         t0 = time.monotonic()
         try:
             empty = await self.interruptible(self.ctl.wait_drained(node, timeout, progress, interval=self.e.poll,
-                                                                   on_oldest=seen_oldest))
+                                                                   on_oldest=seen_oldest,
+                                                                   on_node=lambda v, w: watch.add(w, v)))
         except DrainUndone as e:
             raise StageFailed(node, "wait", str(e)) from None
         if not empty:
-            left = "an unknown number of" if last[0] in (-1, None) else str(last[0])
-            raise StageFailed(node, "wait", f"{left} request(s) still in flight after {timeout:g} s "
+            raise StageFailed(node, "wait", f"{left_words(last[0][0], watch.last)} after {timeout:g} s "
                                             f"(--drain-timeout)")
         return f"empty after {seconds_words(time.monotonic() - t0)}"
 
@@ -388,3 +392,13 @@ class Stages:
         if res.failed:
             raise StageFailed(node, "ready", res.message)
         return res
+
+
+def left_words(in_flight: int | None, seen: DrainProgress | None) -> str:
+    """What a wait that timed out leaves: "2 live streams and 1 other request still open" or
+    "3 request(s) still in flight"."""
+    if seen is not None and seen.streams:
+        others = max(0, (in_flight or 0) - seen.streams)
+        return f"{seen.streams} live stream(s) and {others} other request(s) still open"
+    left = "an unknown number of" if in_flight in (-1, None) else str(in_flight)
+    return f"{left} request(s) still in flight"

@@ -77,5 +77,6 @@ def run_tui(args: argparse.Namespace, app_class: Callable[..., AsrtopApp] | None
         app = build_app(args, config, app_class)  # app_class: `asrtop demo` adds its fault palette
     except (ConfigError, ValueError) as e:
         return _fail(str(e))
+    app.freeze_after_first_refresh = True  # a process of its own (asrtop.tui.app_refresh)
     app.run()
     return app.return_code or OK

@@ -44,6 +44,10 @@ changes 2-4 cells a row. With ``VisibleCellCache`` only the changed visible cell
 of a given text, style and width is shared by every cell that shows it); rows are still put together from
 their cells (Textual's row and line caches are keyed on the generation).
 
+While a paint lasts (``render_lines``), ``get_component_styles(...)`` and ``ordered_columns`` are worked out
+once, not on every line as DataTable's ``_render_line_in_row`` asks for them (the component's ``rich_style``
+walks the styles and the ancestors' backgrounds: ~1/5 of the paint of a 1,000-node table's changed rows).
+
 Without them (a Textual that keeps cells differently) every function here takes the public route
 (``update_cell`` per cell; a reactive whose watcher clears the caches), shows the same cells, slower, and
 ``fast_path_problem`` says why: the fleet table logs it and notifies once, it does not slow down silently.
@@ -54,6 +58,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
+from rich.cells import cell_len
 from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
@@ -113,21 +118,23 @@ class QuietCells:
         self.slow_cells += 1
         self.table.update_cell(row_key, column_key, value)
 
-    def done(self) -> None:
-        """After the last cell: the rows written on the fast path render from their new cells."""
+    def done(self, refresh: bool = True) -> None:
+        """After the last cell: the rows written on the fast path render from their new cells. `refresh` False:
+        no repaint asked for (called while the table is being painted: it paints them now)."""
         if self.fast_rows:
-            invalidate_render_caches(self.table)
+            invalidate_render_caches(self.table, refresh)
 
 
-def invalidate_render_caches(table: DataTable) -> bool:
-    """Make every row and the header render from what the table holds now; refresh it.
+def invalidate_render_caches(table: DataTable, refresh: bool = True) -> bool:
+    """Make every row and the header render from what the table holds now; refresh it (unless `refresh` is False).
 
     True: by one step of the cache generation. False: public route, toggling ``zebra_stripes`` (its
     watcher clears every cache) and back.
     """
     if cell_store(table) is not None:
         _step_keeping_row_layout(table)
-        table.refresh()
+        if refresh:
+            table.refresh()
         return True
     table.zebra_stripes = not table.zebra_stripes
     table.zebra_stripes = not table.zebra_stripes
@@ -151,6 +158,20 @@ def _step_keeping_row_layout(table: DataTable) -> None:
 _EMPTY_TEXT = Text(no_wrap=True, end="")  # textual.widgets._data_table._EMPTY_TEXT: what an empty cell renders as
 
 
+class _PaintStyles:
+    """A component's styles while one paint lasts: its ``rich_style`` worked out once (DataTable asks for it again
+    on every line: ~1/5 of a 1,000-node table's paint), anything else read from the styles themselves."""
+
+    __slots__ = ("styles", "rich_style")
+
+    def __init__(self, styles):
+        self.styles = styles
+        self.rich_style = styles.rich_style
+
+    def __getattr__(self, name: str):
+        return getattr(self.styles, name)
+
+
 class VisibleCellCache(DataTable):
     """A DataTable whose visible cells render again only when their value changed (see the module docstring).
 
@@ -165,6 +186,33 @@ class VisibleCellCache(DataTable):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self._content_renders: LRUCache[tuple, list[Segment]] = LRUCache(4096)  # (text, styles, width) -> segments
+
+    # -- one paint: what does not change while it lasts is worked out once, not once a line ----------------
+    def render_lines(self, crop):
+        self.__dict__["_asrtop_paint"] = {}
+        try:
+            return super().render_lines(crop)
+        finally:
+            self.__dict__["_asrtop_paint"] = None
+
+    def get_component_styles(self, *names: str):
+        paint = self.__dict__.get("_asrtop_paint")
+        if paint is None:
+            return super().get_component_styles(*names)
+        styles = paint.get(names)
+        if styles is None:
+            styles = paint[names] = _PaintStyles(super().get_component_styles(*names))
+        return styles
+
+    @property
+    def ordered_columns(self):
+        paint = self.__dict__.get("_asrtop_paint")
+        if paint is None:
+            return DataTable.ordered_columns.fget(self)
+        columns = paint.get("columns")
+        if columns is None:
+            columns = paint["columns"] = DataTable.ordered_columns.fget(self)
+        return list(columns)
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False):
@@ -219,8 +267,11 @@ class VisibleCellCache(DataTable):
                    value.end, width, padding)
         segments = self._content_renders.get(content)
         if segments is None:
-            options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
-            segments = self.app.console.render_lines(Padding(value, (0, padding)), options)[0]
+            console = self.app.console
+            segments = padded_text_segments(value, width, padding, console.get_style)
+            if segments is None:  # not a cell padded_text_segments knows: Rich renders it, as Textual does
+                options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
+                segments = console.render_lines(Padding(value, (0, padding)), options)[0]
             self._content_renders[content] = segments
         fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
         component_style, post_style = self._get_styles_to_render_cell(
@@ -228,3 +279,39 @@ class VisibleCellCache(DataTable):
             self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
         pre = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
         return [list(Segment.apply_style(segments, style=pre, post_style=post_style))]
+
+
+_PAD_STYLE = Style()
+
+
+def padded_text_segments(text: Text, width: int, padding: int, get_style) -> list[Segment] | None:
+    """The segments Rich renders for ``Padding(text, (0, padding))`` in `width` cells, built directly (~20x
+    faster: after a refresh most visible cells hold new figures), for the cells the fleet table makes: one
+    line that fits, single-width characters, justified left or right, a style given as a string and at most
+    one span that runs to the end (a bar's figure). None for anything else (the caller renders it through
+    Rich). tests/tui/test_textual_internals.py checks these against Rich's for every such shape."""
+    plain = text.plain
+    inner = width - 2 * padding
+    style = text.style
+    if (padding < 1 or not plain or len(plain) > inner or text.justify not in ("left", "right")
+            or not isinstance(style, str) or cell_len(plain) != len(plain) or "\n" in plain):
+        return None
+    spans = text.spans
+    pad = " " * (inner - len(plain))
+    side = Segment(" " * padding, _PAD_STYLE)
+    if text.justify == "right" and plain[-1].isspace():  # Rich drops it before it right-justifies
+        return None
+    if not spans:
+        body = plain + pad if text.justify == "left" else pad + plain
+        return [side, Segment(body, get_style(style)) if style else Segment(body), side]
+    if len(spans) != 1 or not style or text.justify != "left":
+        return None
+    span = spans[0]
+    if not isinstance(span.style, str) or not 0 < span.start < len(plain) or span.end != len(plain):
+        return None
+    base = get_style(style)
+    out = [side, Segment(plain[:span.start], base), Segment(plain[span.start:], base + get_style(span.style))]
+    if pad:
+        out.append(Segment(pad, base))
+    out.append(side)
+    return out

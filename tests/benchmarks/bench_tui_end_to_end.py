@@ -6,8 +6,8 @@ thread as real I/O would be. The real AsrtopApp (run_test, 160x45, refresh 1 s) 
 problem rules and the table's diff in its refresh thread, the UI applies the diff and paints.
 
 Per refresh: CPU of each stage (merge, problems = history + rules, summary, diff: in the refresh thread;
-apply, paint: on the UI loop), the wall from answers ready to frame painted, and the longest the UI loop was
-blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something else held
+apply, paint: on the UI loop; the paint is every screen update until the table's last band is painted), the
+wall from answers ready to frame painted, and the longest the UI loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something else held
 the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in CPU
 is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop (as
 the console ran before), a repaint of an unchanged table (idle frame), and a repaint with every visible
@@ -122,6 +122,7 @@ class Measured(AsrtopApp):
 
     def __init__(self, source: SyntheticSource):
         super().__init__(source, None, cluster="bench", refresh=REFRESH)
+        self.freeze_after_first_refresh = True  # as run_tui sets it
         self.records: list[Refresh] = []
         self.blocks: list[tuple[float, float]] = []  # (woke at, late by) from the loop probe
         self.ready_override: float | None = None  # the on-loop baseline sets when its answers were ready
@@ -136,7 +137,10 @@ class Measured(AsrtopApp):
         painted_before = PAINT["cpu"]
         PAINT["longest"] = 0.0
 
-        def painted() -> None:  # after the screen's next update: the frame with this refresh in it
+        def painted() -> None:  # after the screen's update that painted the table's last band of this refresh
+            if self.fleet_screen.table.repaint_pending:
+                self.call_after_refresh(painted)
+                return
             rec.stages["paint"] = PAINT["cpu"] - painted_before
             rec.longest_task = max(rec.stages["apply"], PAINT["longest"])
             rec.painted = time.perf_counter()

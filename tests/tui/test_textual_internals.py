@@ -149,7 +149,14 @@ async def test_a_refresh_renders_only_the_cells_it_changed(monkeypatch):
                 rendered.append(inner.renderable)
             return real(renderable, *args, **kw)
 
+        built = internals.padded_text_segments
+
+        def padded(text, *args):  # a cell's content built without Rich (the common cells)
+            rendered.append(text)
+            return built(text, *args)
+
         monkeypatch.setattr(app.console, "render_lines", render_lines)
+        monkeypatch.setattr(internals, "padded_text_segments", padded)
         fleet.weight["node-3"] = 7
         snap = fleet.build(0)
         table.update_fleet(snap, table_context(snap))
@@ -157,3 +164,58 @@ async def test_a_refresh_renders_only_the_cells_it_changed(monkeypatch):
         await pilot.pause()
         assert [str(t).strip() for t in rendered] == ["7"]
         assert "7" in screen_lines(app)[3]
+
+
+def test_cell_contents_built_without_rich_are_what_rich_renders():
+    """padded_text_segments gives Rich's segments for every shape of cell the fleet table makes (both
+    justifications, every style, a bar's accent span, trailing blanks, widths with and without room to pad),
+    and declines (None) what it does not build: a cell too wide, a wide character, a right-justified blank."""
+    from rich.console import Console
+    from rich.padding import Padding
+
+    from asrtop.tui.refresh import cell_text
+
+    console = Console(width=100)
+    built = declined = 0
+    for width in (3, 5, 7, 12, 16):
+        for plain in ("1", "12", "—", "node-7", "██▌   72%", "█████100%", "~72%", "45°", "bk", "●", "✗", " ",
+                      "↓3", "—".ljust(10), "ab  ", "漢字", "1234567890123456"):
+            for style in ("", "bold", "grey50", "bold red", "bold reverse", "dim", "cyan"):
+                for key in ("name", "rps"):  # left and right justified
+                    for cell in ((plain, style), (plain, style or "green", "bold reverse")):
+                        text = cell_text(cell, key)
+                        ours = internals.padded_text_segments(text, width, 1, console.get_style)
+                        if ours is None:
+                            declined += 1
+                            continue
+                        built += 1
+                        options = console.options.update_dimensions(width, 1).update(no_wrap=True)
+                        assert ours == console.render_lines(Padding(text, (0, 1)), options)[0], (cell, key, width)
+    assert built > 1000 and declined > 100
+
+
+async def test_one_paint_works_out_each_component_style_once(monkeypatch):
+    """DataTable asks for its component styles on every line it renders: within one paint they are worked out
+    once (the same screen, styles included, as without it)."""
+    from textual.widgets import DataTable
+
+    asked = []
+    real = DataTable.get_component_styles
+    monkeypatch.setattr(DataTable, "get_component_styles", lambda self, *names: asked.append(names) or real(self, *names))
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = app.query_one(FleetTable)
+        snap = FakeFleet(30).build(1)
+        table.update_fleet(snap, table_context(snap))
+        await pilot.pause()
+        memo_svg = app.export_screenshot()
+        asked.clear()
+        internals.invalidate_render_caches(table)
+        await pilot.pause()
+        lines_painted = table.size.height
+        assert asked and len(asked) <= len(set(asked)) < lines_painted
+        monkeypatch.setattr(internals.VisibleCellCache, "get_component_styles", real)
+        monkeypatch.setattr(internals.VisibleCellCache, "ordered_columns", DataTable.ordered_columns)
+        internals.invalidate_render_caches(table)
+        await pilot.pause()
+        assert app.export_screenshot() == memo_svg

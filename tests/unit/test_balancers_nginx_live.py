@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import subprocess
 import sys
 
 import pytest
 
-from asrtop.balancers.base import BalancerUnreachable
+from asrtop.balancers import proc_net
+from asrtop.balancers.base import BalancerRefused, BalancerUnreachable
+from asrtop.balancers.host import LOCAL, CommandNotFound, HostUnreachable, LocalHost
 from asrtop.balancers.nginx import NginxBalancer
+from asrtop.balancers.nginx_conf import NginxConfError, locate, parse_file
+from asrtop.balancers.nginx_files import ConfFiles
 from asrtop.balancers.nginx_live import NginxSite, argv_option, parse_main
 
 UPSTREAM = "upstream fun_asr_backend {\n    least_conn;\n    server 127.0.0.1:1 weight=3;\n}\n"
@@ -142,13 +147,193 @@ def test_default_commands_name_the_config_nginx_runs(tmp_path):
 
 
 def test_main_config_is_parsed_again_only_when_a_file_changes(tmp_path, monkeypatch):
+    """Every read takes the files' bytes (through the host); a file is parsed again only when they changed."""
     conf = main_conf(tmp_path, "80", "/x.pid")
     site = NginxSite(tmp_path / "nginx.conf", "fun_asr_backend")
     calls = []
-    real = parse_main
-    monkeypatch.setattr("asrtop.balancers.nginx_live.parse_main", lambda *a: calls.append(a) or real(*a))
+    real = parse_file
+    monkeypatch.setattr("asrtop.balancers.nginx_files.parse_file", lambda path, data: calls.append(path) or real(path, data))
+    first = site.read_main(conf)
     for _ in range(5):
-        site.read_main(conf)
-    assert len(calls) == 1
-    (tmp_path / "conf.d" / "asr.conf").write_text(UPSTREAM + "# edited\n")  # an include changed
-    assert site.read_main(conf).listens == ("127.0.0.1:80",) and len(calls) == 2
+        assert site.read_main(conf) is first
+    assert calls == [conf, str(tmp_path / "conf.d" / "asr.conf")]
+    (tmp_path / "conf.d" / "asr.conf").write_text(UPSTREAM + "# edited\n")  # an include changed, same size class
+    assert site.read_main(conf).listens == ("127.0.0.1:80",)
+    assert calls[2:] == [str(tmp_path / "conf.d" / "asr.conf")]  # only the changed file
+
+
+# -- through a Host: the includes, and a balancer on another host -------------------------------------------
+
+
+class Elsewhere(LocalHost):
+    """This machine's files and commands, presented as another host (transport "ssh"), with /proc/net tables
+    taken from `tables` (name -> text) so that a socket can listen "there" and not here."""
+
+    label, transport = "ssh ops@lb2:22", "ssh"
+
+    def __init__(self, tables: dict[str, str] | None = None, fail_run: int = 0, fail_write_after: int | None = None):
+        super().__init__()
+        self.tables, self.reads = tables or {}, []
+        self.fail_run, self.writes, self.fail_write_after = fail_run, 0, fail_write_after
+
+    def read_bytes(self, path: str) -> bytes:
+        self.reads.append(path)
+        if path in self.tables:
+            return self.tables[path].encode()
+        return super().read_bytes(path)
+
+    def run(self, argv, timeout):
+        if self.fail_run:
+            self.fail_run -= 1
+            raise HostUnreachable(f"{self.label}: connection lost (reset by peer)")
+        return super().run(argv, timeout)
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        self.writes += 1
+        if self.fail_write_after is not None and self.writes > self.fail_write_after:
+            raise HostUnreachable(f"{self.label}: connection refused")
+        super().write_atomic(path, data)
+
+
+TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+
+
+def tcp_table(port: int, state: str = "0A", address: str = "0100007F") -> str:
+    return TCP_HEADER + f"   0: {address}:{port:04X} 00000000:0000 {state} 00000000:00000000 00:00000000 00000000 0 0 1\n"
+
+
+def test_includes_are_followed_through_the_host(tmp_path):
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "a.conf").write_text("server { listen 1; }\n")
+    (tmp_path / "conf.d" / "b.conf").write_text("# pool\n\n" + UPSTREAM)
+    (tmp_path / "broken.conf").write_text("http { upstream other {\n")
+    (tmp_path / "nginx.conf").write_text(f"events {{}}\nhttp {{\n include conf.d/*.conf;\n include {tmp_path}/none.conf;\n"
+                                         " include broken.conf;\n}\n")
+    host = Elsewhere()
+    files = ConfFiles(host).walk(str(tmp_path / "nginx.conf"))
+    assert [f.path for f in files] == [str(tmp_path / "nginx.conf"), str(tmp_path / "conf.d" / "a.conf"),
+                                       str(tmp_path / "conf.d" / "b.conf"), str(tmp_path / "none.conf"),
+                                       str(tmp_path / "broken.conf")]
+    assert locate(files, "fun_asr_backend") == (str(tmp_path / "conf.d" / "b.conf"), 3)
+    assert files[3].error == f"{tmp_path / 'none.conf'}: No such file or directory (included from {tmp_path / 'nginx.conf'})"
+    with pytest.raises(NginxConfError) as e:  # not found: the first file nginx would refuse is named
+        locate(files, "nope")
+    assert str(e.value) == f"{tmp_path / 'none.conf'}: No such file or directory (included from {tmp_path / 'nginx.conf'})"
+    assert files[4].error == f'{tmp_path / "broken.conf"}: unexpected end of file, expecting "}}"'
+    assert all(p.startswith(str(tmp_path)) for p in host.reads)  # every byte came through the host
+
+
+def test_a_refresh_reads_each_file_once_and_checks_liveness_on_the_host(tmp_path, fake_nginx, sleeper):
+    """Another host: its /proc/net says the server socket listens (nothing listens here); the stub_status URL,
+    which only this machine could fetch, is not used."""
+    pid, _ = fake_nginx
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # nothing listens here
+    pid_file = tmp_path / "nginx.pid"
+    pid_file.write_text(f"{pid}\n")
+    conf = main_conf(tmp_path, f"127.0.0.1:{port}", pid_file)
+    host = Elsewhere({"/proc/net/tcp": tcp_table(port)})
+    b = balancer(conf, host=host, stub_status=f"http://127.0.0.1:{port}/status")
+    assert [s.name for s in b.servers()] == ["127.0.0.1:1"]
+    assert sorted(host.reads) == sorted([conf, str(tmp_path / "conf.d" / "asr.conf"), str(pid_file),
+                                         f"/proc/{pid}/cmdline", "/proc/net/tcp"])
+    host.reads.clear()
+    b.servers()
+    assert "/proc/net/tcp" not in host.reads  # known to listen while the master and its listen set are the same
+    other = balancer(conf, host=Elsewhere({"/proc/net/tcp": tcp_table(port, "01"), "/proc/net/tcp6": TCP_HEADER}))
+    with pytest.raises(BalancerUnreachable) as e:
+        other.servers()
+    assert str(e.value) == (f"ng: nginx (pid {pid}) does not listen on 127.0.0.1:{port}, where it serves upstream "
+                            "'fun_asr_backend' on ssh ops@lb2:22")
+    pid_file.write_text(f"{sleeper}\n")
+    with pytest.raises(BalancerUnreachable, match=r"^ng: nginx is not running: process \d+ from .* is 'python.*"
+                                                  r"\(a stale pid file\) on ssh ops@lb2:22$"):
+        balancer(conf, host=Elsewhere()).servers()
+
+
+def test_proc_net_tables(tmp_path):
+    with socket.socket() as s, socket.socket() as bound:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        bound.bind(("127.0.0.1", 0))  # bound, not listening
+        port, closed = s.getsockname()[1], bound.getsockname()[1]
+        assert proc_net.listening(LOCAL, f"127.0.0.1:{port}") and proc_net.listening(LOCAL, f"localhost:{port}")
+        assert not proc_net.listening(LOCAL, f"127.0.0.1:{closed}")
+        assert not proc_net.listening(LOCAL, f"127.0.0.2:{port}")
+    with socket.socket() as any_address:
+        any_address.bind(("0.0.0.0", 0))
+        any_address.listen()
+        assert proc_net.listening(LOCAL, f"127.0.0.1:{any_address.getsockname()[1]}")
+    ip = ipaddress.ip_address("10.0.0.5")
+    assert proc_net.tcp_listening(tcp_table(80, address="0500000A"), ip, 80)  # little-endian host
+    assert proc_net.tcp_listening(tcp_table(80, address="0A000005"), ip, 80)  # big-endian host
+    assert not proc_net.tcp_listening(tcp_table(80, address="0600000A"), ip, 80)
+    with socket.socket(socket.AF_UNIX) as u, socket.socket(socket.AF_UNIX) as quiet:
+        u.bind(str(tmp_path / "ngx.sock"))
+        u.listen()
+        quiet.bind(str(tmp_path / "quiet.sock"))
+        assert proc_net.listening(LOCAL, f"unix:{tmp_path / 'ngx.sock'}")
+        assert not proc_net.listening(LOCAL, f"unix:{tmp_path / 'quiet.sock'}")
+
+
+@pytest.mark.parametrize("case", ["restored", "unreachable", "changed by someone else"])
+def test_a_transport_lost_mid_change_is_undone_or_said(tmp_path, case):
+    """The connection drops during `nginx -t` (the lock went with it): on a new connection, under the lock
+    again, the old bytes go back if the file still holds our change; else the line says what is there."""
+    f = tmp_path / "asr.conf"
+    f.write_text(UPSTREAM)
+    host = Elsewhere(fail_run=1, fail_write_after=1 if case == "unreachable" else None)
+    if case == "changed by someone else":
+        def run(argv, timeout):  # another writer, then the drop
+            f.write_text(UPSTREAM + "# theirs\n")
+            raise HostUnreachable(f"{host.label}: connection lost (reset by peer)")
+        host.run = run
+    b = NginxBalancer("ng", f, "fun_asr_backend", ("nginx", "-t"), ("true",), check_running=False, host=host)
+    with pytest.raises(BalancerUnreachable) as e:
+        b.set_weight("127.0.0.1:1", 5)
+    head = "ng: ssh ops@lb2:22: connection lost (reset by peer); "
+    assert str(e.value) == head + {
+        "restored": f"{f} restored",
+        "unreachable": f"{f} may hold the change (not reloaded): check it on ssh ops@lb2:22 once it answers "
+                       "(nginx -t, reload or put it back)",
+        "changed by someone else": f"{f} was changed since by someone else: left as it is"}[case]
+    assert f.read_text() == {"restored": UPSTREAM, "unreachable": UPSTREAM.replace(":1 weight=3", ":1 weight=5"),
+                             "changed by someone else": UPSTREAM + "# theirs\n"}[case]
+
+
+def test_a_lock_that_cannot_be_taken_there_is_one_line(tmp_path):
+    f = tmp_path / "asr.conf"
+    f.write_text(UPSTREAM)
+    host = Elsewhere()
+
+    def no_flock(directory):
+        raise CommandNotFound("flock: command not found (ssh ops@lb2:22; the lock needs util-linux)")
+    host.lock = no_flock
+    b = NginxBalancer("ng", f, "fun_asr_backend", ("true",), ("true",), check_running=False, host=host)
+    with pytest.raises(BalancerRefused) as e:
+        b.set_weight("127.0.0.1:1", 5)
+    assert str(e.value) == (f"ng: cannot lock {tmp_path}, nothing changed: flock: command not found (ssh ops@lb2:22; "
+                            "the lock needs util-linux)")
+    assert f.read_text() == UPSTREAM
+
+
+def test_a_symlinked_include_is_resolved_on_the_host(tmp_path, fake_nginx):
+    """sites-enabled/asr -> sites-available/asr: on another host `realpath` runs there, once per file set."""
+    pid, port = fake_nginx
+    (tmp_path / "sites-available").mkdir()
+    (tmp_path / "sites-enabled").mkdir()
+    (tmp_path / "sites-available" / "asr").write_text(UPSTREAM)
+    (tmp_path / "sites-enabled" / "asr").symlink_to(tmp_path / "sites-available" / "asr")
+    (tmp_path / "nginx.pid").write_text(f"{pid}\n")
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path / 'nginx.pid'};\nevents {{}}\nhttp {{ include sites-enabled/*;\n"
+        f"  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://fun_asr_backend; }} }} }}\n")
+    host = Elsewhere({"/proc/net/tcp": tcp_table(port)})
+    ran = []
+    host.run = lambda argv, timeout: ran.append(argv) or LocalHost.run(host, argv, timeout)
+    b = NginxBalancer("ng", tmp_path / "sites-available" / "asr", "fun_asr_backend",
+                      ("nginx", "-c", str(tmp_path / "nginx.conf"), "-t"), ("true",), host=host)
+    for _ in range(2):
+        assert [s.name for s in b.servers()] == ["127.0.0.1:1"]
+    assert [argv[0] for argv in ran] == ["realpath"]

@@ -8,6 +8,8 @@ import pytest
 
 from asrtop.balancers.base import AdminState, BalancerRefused, BalancerUnreachable, Health, UnsupportedAction
 from asrtop.balancers.nginx import NginxBalancer, nginx_error_line
+from asrtop.balancers.host import LOCAL
+from asrtop.balancers.nginx_files import ConfFiles
 from asrtop.balancers.nginx_conf import NginxConfError, find_server, locate, parse_upstream, rewrite, server_state
 
 from support.seed import seed_line
@@ -84,10 +86,11 @@ def test_locate_follows_includes(tmp_path, seed_text):
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "conf.d" / "asr.conf").write_text(seed_text)
     (tmp_path / "nginx.conf").write_text("events {}\nhttp {\n    include conf.d/*.conf;\n}\n")
-    file, line = locate(str(tmp_path / "nginx.conf"), "fun_asr_backend")
+    files = ConfFiles(LOCAL).walk(str(tmp_path / "nginx.conf"))
+    file, line = locate(files, "fun_asr_backend")
     assert (Path(file), line) == (tmp_path / "conf.d" / "asr.conf", 1)
     with pytest.raises(NginxConfError, match="has no `upstream nope`"):
-        locate(str(tmp_path / "nginx.conf"), "nope")
+        locate(files, "nope")
 
 
 def test_adapter_without_nginx_keeps_file_on_failed_test(tmp_path, seed_text):

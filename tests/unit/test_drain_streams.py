@@ -288,3 +288,51 @@ def test_the_in_flight_words_tell_requests_from_the_streams_they_include():
     assert words("maint", STREAMS, 7) == "n1 carries 3 in-flight requests and 4 live streams"
     assert words("drain", STREAMS, 7) == "n1 carries 3 in-flight requests"  # the streams get their own clause
     assert words("drain", None, 7) == "n1 carries 7 in-flight requests"  # no stream count: as before
+
+
+# -- a rollout's wait ------------------------------------------------------------------------------------
+
+class _Engine:
+    """The little of RolloutEngine that Stages.wait uses; wait_drained replays the looks it is given."""
+
+    def __init__(self, looks, empty=True):
+        self.events, self.poll, self.stopping = [], 0.0, False
+        self.state = SimpleNamespace(plan=SimpleNamespace(settings=SimpleNamespace(drain_timeout=30.0)),
+                                     with_node=lambda node, **kw: self.state)
+
+        async def wait_drained(node, timeout, progress, interval, on_oldest, on_node):
+            for waited, v in looks:
+                on_oldest(v.oldest_in_flight_seconds)
+                on_node(v, waited)
+                progress(v.in_flight, waited)
+            return empty
+
+        self.ctl = SimpleNamespace(wait_drained=wait_drained)
+
+    async def until_stopped(self):
+        await asyncio.Event().wait()
+
+    def save(self):
+        pass
+
+    def emit(self, kind, node=None, stage=None, message="", **figures):
+        self.events.append(message)
+
+
+def test_a_rollouts_wait_speaks_of_the_streams_a_node_still_carries():
+    from asrtop.control.rollout_stages import StageFailed, Stages
+
+    looks = [(0.0, view(STREAMS, in_flight=5)), (60.0, view(dict(STREAMS, open=2), in_flight=2)),
+             (90.0, view(dict(STREAMS, open=0, oldest_seconds=None), in_flight=0))]
+    engine = _Engine(looks)
+    asyncio.run(Stages(engine).wait("n1"))
+    assert engine.events[0] == ("4 live streams (oldest 12 min), 1 other in flight, waited 0 s, no estimate until "
+                                "a stream ends (the oldest is 12 min old)")
+    assert engine.events[1].startswith("2 live streams (oldest 12 min), 0 other in flight, waited 1 min, about ")
+    assert engine.events[2] == "0 live streams, 0 other in flight, waited 1 min 30 s"
+    stuck = _Engine(looks[:2], empty=False)
+    with pytest.raises(StageFailed, match=r"2 live stream\(s\) and 0 other request\(s\) still open after 30 s"):
+        asyncio.run(Stages(stuck).wait("n1"))
+    plain = _Engine([(0.0, view(in_flight=3)), (1.0, view(in_flight=0))])  # an agent without streams: as before
+    asyncio.run(Stages(plain).wait("n1"))
+    assert plain.events == ["3 in flight, waited 0.0 s", "0 in flight, waited 1.0 s"]

@@ -121,13 +121,14 @@ class FleetScreen(Screen):
             else:
                 self.redraw()
 
-    def refresh_inputs(self) -> tuple[RowsView | None, Mapping[str, tuple[Cell, ...]], tuple[int, ...] | None]:
-        """The table's filter and sort, the cells and the columns it shows, for a refresh starting now (None:
-        no table yet)."""
+    def refresh_inputs(self) -> tuple[RowsView | None, Mapping[str, tuple[Cell, ...]], tuple[int, ...] | None,
+                                      tuple[int, int] | None]:
+        """The table's filter and sort, the cells and the columns it shows, the rows on screen, for a refresh
+        starting now (None: no table yet)."""
         if not self.live:
-            return None, {}, None
+            return None, {}, None, None
         table = self.table
-        return table.view, table.cells, table.shown_columns
+        return table.view, table.cells, table.shown_columns, table.row_window
 
     @property
     def problems_panel(self) -> ProblemsPanel:

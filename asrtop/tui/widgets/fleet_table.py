@@ -5,6 +5,14 @@ refresh thread) and sets only the cells that changed, all of them in one batch w
 budget); rows come and go only when nodes (or the filter) do. The cursor stays on its node across
 refreshes, sorts and filters.
 
+The changed rows are repainted BAND_ROWS lines a frame, top first (`repaint_in_bands`): at 1,000 nodes every
+row on screen changes each second and one paint of all of them held the UI loop ~40 ms; a band is a few ms,
+and keys and mouse are handled between bands.
+
+Only the rows on screen and a screen's worth on each side get their cells worked out by a refresh
+(`row_window`); the others are deferred with their node (RowsDiff.deferred) and worked out here, on the UI
+thread, just before they are painted (`render_lines`): a scroll works out at most a screen of rows.
+
 The columns are fitted to the width (asrtop.tui.format.fit_columns): the node name stays at the left,
 columns are left out by priority so that none is cut and nothing scrolls sideways, with room kept for the
 vertical scrollbar when the rows need one. The table is rebuilt only when that fit changes (a resize, a
@@ -19,19 +27,22 @@ from typing import Mapping
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
+from textual.strip import Strip
 from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
-from asrtop.fleet import FleetSnapshot
-from asrtop.tui.format import COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns, name_width
-from asrtop.tui.refresh import RIGHT, RowsDiff, RowsView, cell_text, diff_rows, restyle
+from asrtop.fleet import FleetSnapshot, NodeView
+from asrtop.tui.format import (COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns, name_width,
+                               row_cells)
+from asrtop.tui.refresh import RIGHT, RowsDiff, RowsView, cell_text, changed_cells, diff_rows, restyle
 from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, fast_path_problem,
                                          invalidate_render_caches)
 
 logger = logging.getLogger(__name__)
 
+BAND_ROWS = 8  # lines of the table repainted a frame after a refresh (~0.8 ms a line at 160 columns)
 _DESCENDING_FIRST = frozenset(COLUMN_KEYS) - {"name", "state", "model"}  # numbers: biggest first
 _text = cell_text
 
@@ -63,6 +74,7 @@ class FleetTable(VisibleCellCache):
         self.sort_column: str | None = None
         self.sort_reverse = False
         self._cells: Mapping[str, tuple[Cell, ...]] = {}  # replaced by each refresh, never changed in place
+        self._deferred: dict[str, NodeView] = {}  # rows whose cells are not worked out yet (RowsDiff.deferred)
         self._order: tuple[str, ...] = ()
         self._snap: FleetSnapshot | None = None
         self._ctx: TableContext | None = None
@@ -71,6 +83,10 @@ class FleetTable(VisibleCellCache):
         self.updates = 0  # cells set (tests check that unchanged refreshes set none)
         self.slow_updates = 0  # of those, cells set through the public update_cell (the fast path was not taken)
         self.rebuilds = 0  # times the table was rebuilt because the shown columns changed
+        self.worked_out = 0  # deferred rows worked out when they came into view
+        self.repaint_pending = False  # bands of the last refresh not painted yet
+        self._band_next: int | None = None  # the first line of the band to repaint after the next paint
+        self._band_queued = False  # a _next_band is on its way
 
     def on_mount(self) -> None:
         problem = fast_path_problem(self)
@@ -158,13 +174,27 @@ class FleetTable(VisibleCellCache):
         return tuple(i for i, _ in self._shown)
 
     @property
+    def row_window(self) -> tuple[int, int] | None:
+        """(first row on screen, rows on screen) for a refresh's diff; None before the table has a size."""
+        height = self.size.height
+        if height <= 0:
+            return None
+        return int(self.scroll_offset.y), height
+
+    @property
+    def deferred(self) -> frozenset[str]:
+        """Rows whose cells a refresh left to be worked out when they come into view."""
+        return frozenset(self._deferred)
+
+    @property
     def cells(self) -> Mapping[str, tuple[Cell, ...]]:
         """The cells shown (a refresh diffs against this mapping; it is replaced, never changed in place)."""
         return self._cells
 
     def update_fleet(self, snap: FleetSnapshot, ctx: TableContext) -> None:
         """Diff `snap` against what is shown, here (on the UI thread), and apply it."""
-        self._apply_rows(diff_rows(snap, ctx, self.view, self._cells, self.shown_columns, not self.app.no_color), snap)
+        self._apply_rows(diff_rows(snap, ctx, self.view, self._cells, self.shown_columns, not self.app.no_color,
+                                   self.row_window), snap)
 
     def apply_rows(self, diff: RowsDiff, snap: FleetSnapshot, ctx: TableContext) -> None:
         """Apply a diff made off the UI thread (asrtop.tui.refresh), under `ctx` (this moment's selection and
@@ -209,12 +239,63 @@ class FleetTable(VisibleCellCache):
             if changed:
                 self.updates += changed
                 self.slow_updates += batch.slow_cells
-                batch.done()
+                batch.done(refresh=False)
+                self.repaint_in_bands()
         self._cells = cells
+        self._deferred = dict(diff.deferred)
         self._apply_order(diff.order)
         self._refit()  # labels follow the fleet (simulated GPUs, agent-counted requests), room the node count
         if keep_cursor is not None:
             self._move_to(keep_cursor)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        if self._deferred:
+            self._work_out_shown(crop)
+        lines = super().render_lines(crop)
+        if self._band_next is not None and not self._band_queued:  # this paint had a band: the next one after it
+            self._band_queued = True
+            self.call_later(self._next_band)
+        return lines
+
+    def repaint_in_bands(self) -> None:
+        """Repaint the table's lines BAND_ROWS at a time, top first: each band is asked for once the last one
+        was painted (render_lines), so no paint renders more than one band of changed rows."""
+        self._paint_band(0)
+
+    def _paint_band(self, top: int) -> None:
+        width, height = self.size
+        self.refresh(Region(0, top, width, BAND_ROWS))
+        self._band_next = top + BAND_ROWS if top + BAND_ROWS < height else None
+        self.repaint_pending = self._band_next is not None
+
+    def _next_band(self) -> None:
+        self._band_queued = False
+        if self._band_next is not None:
+            self._paint_band(self._band_next)
+
+    def _work_out_shown(self, crop: Region) -> None:
+        """The deferred rows in `crop` (lines of the table on screen) get their cells now, before they are
+        painted. Rows are one line each; the header line, when shown, comes first."""
+        top = int(self.scroll_offset.y) - (self.header_height if self.show_header else 0)
+        rows = self.ordered_rows[max(0, top + crop.y):max(0, top + crop.bottom)]
+        names = [row.key.value for row in rows if row.key.value in self._deferred]
+        if not names or self._ctx is None:
+            return
+        cells = dict(self._cells)
+        colour = not self.app.no_color
+        shown = self._shown
+        column_of = dict(shown)
+        batch = QuietCells(self)
+        for name in names:
+            row = cells[name] = row_cells(self._deferred.pop(name), self._ctx)
+            set_cell = batch.row(name)
+            for i in changed_cells(row, self._cells[name]):
+                key = column_of.get(i)
+                if key is not None:
+                    set_cell(key, _text(row[i], key.value, colour))
+        self._cells = cells  # a refresh diffed against the old mapping no longer applies: it is diffed anew
+        self.worked_out += len(names)
+        batch.done(refresh=False)  # inside the paint of these rows: no other repaint needed
 
     def _apply_order(self, order: tuple[str, ...]) -> None:
         if order == self._order:

@@ -39,6 +39,9 @@ class FleetHeader(Static):
                              width if width > 0 else HEADER_WIDTH, problems)
         if lines == self._last:  # nothing changed: no repaint
             return
+        # The screen's layout is redone (~5 ms at 1,000 rows) only when the header's height may change: the
+        # number of its lines, not their words.
+        layout = self._last is None or len(lines) != len(self._last)
         self._last = lines
         text = Text(no_wrap=True, overflow="ellipsis")  # header_lines fitted every line to the width
         for i, line in enumerate(lines):
@@ -46,7 +49,7 @@ class FleetHeader(Static):
                 text.append("\n")
             for seg, style in line:
                 text.append(seg, style or None)
-        self.update(text)
+        self.update(text, layout=layout)
 
     def on_resize(self) -> None:
         if self.summary is not None:  # fit the lines to the new width

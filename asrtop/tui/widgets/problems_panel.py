@@ -135,4 +135,4 @@ class ProblemsPanel(Vertical):
         elif listed > rows:
             text.append(f" · {listed - rows} more: scroll the list", "bold")
         text.append(f"   {KEYS_HINT}", "dim")
-        self.query_one("#problems-title", Static).update(text)
+        self.query_one("#problems-title", Static).update(text, layout=False)  # one line (CSS): no layout to redo

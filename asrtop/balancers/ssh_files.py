@@ -1,0 +1,66 @@
+"""SSHHost's file writes over SFTP (Host.write_atomic's semantics) and glob.glob's rule for hidden names."""
+
+from __future__ import annotations
+
+import posixpath
+import secrets
+from typing import Any, Sequence
+
+from asrtop.balancers import ssh_errors
+
+
+async def write_atomic(sftp: Any, path: str, data: bytes) -> None:
+    """Host.write_atomic over SFTP: a temp file next to path with its mode and owner, fsync, posix-rename."""
+    import asyncssh
+
+    try:
+        st = await sftp.stat(path)
+    except asyncssh.SFTPNoSuchFile:
+        st = None
+    except ssh_errors.sftp_error_types() as e:
+        raise await ssh_errors.file_error(e, path, sftp) from None
+    directory = posixpath.dirname(path) or "."
+    tmp = posixpath.join(directory, f".{posixpath.basename(path)}.{secrets.token_hex(4)}.asrtop")
+    mode = (st.permissions & 0o7777) if st is not None and st.permissions is not None else 0o644
+    try:
+        try:
+            async with sftp.open(tmp, "xb", asyncssh.SFTPAttrs(permissions=0o600)) as f:
+                await f.write(data)
+                await f.chmod(mode)  # after creation: the server's umask does not apply
+                if st is not None and st.uid is not None:
+                    try:
+                        await f.chown(st.uid, st.gid)
+                    except asyncssh.SFTPPermissionDenied:
+                        pass  # not root there: the file keeps the login's owner, which the mode still governs
+                try:
+                    await f.fsync()
+                except asyncssh.SFTPOpUnsupported:
+                    pass
+            await sftp.posix_rename(tmp, path)
+        except ssh_errors.sftp_error_types() as e:
+            raise await ssh_errors.file_error(e, path, sftp) from None
+    except BaseException:
+        try:
+            await sftp.remove(tmp)
+        except Exception:
+            pass
+        raise
+    # the rename made durable: OpenSSH's sftp-server opens a directory read-only like a file, and
+    # fsync@openssh.com on that handle is fsync(2) of the directory (best effort: another server may refuse)
+    try:
+        async with sftp.open(directory, "rb") as d:
+            await d.fsync()
+    except asyncssh.SFTPError:
+        pass
+
+
+def visible(pattern: str, paths: Sequence[str]) -> list[str]:
+    """glob.glob's rule, which asyncssh's glob lacks: a wildcard does not match a name starting with a dot."""
+    parts = pattern.split("/")
+    magic = [any(c in p for c in "*?[") and not p.startswith(".") for p in parts]
+
+    def shown(path: str) -> bool:
+        names = path.split("/")
+        return len(names) != len(parts) or not any(m and n.startswith(".") for m, n in zip(magic, names))
+
+    return [p for p in paths if shown(p)]
