@@ -83,7 +83,8 @@ def test_status_polling_plain_http_agents_loads_no_aiohttp_no_ssl_context_no_tex
     # nor what only a change or a rollout needs: HAProxy's write side, the rollout model (no rollout here); nor
     # what only --help needs (shutil, for the terminal's width) or a write (tempfile)
     assert [m for m in modules if m in ("asrtop.balancers.haproxy_backup", "asrtop.balancers.haproxy_state_file",
-                                        "asrtop.control.rollout_model", "tempfile", "shutil")] == []
+                                        "asrtop.control.rollout_model", "tempfile", "shutil",
+                                        "asrtop.balancers.ssh_host")] == []  # no balancer over SSH here
 
 
 def test_python_dash_m_asrtop_is_the_asrtop_command():
