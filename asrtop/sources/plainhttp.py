@@ -57,9 +57,38 @@ class BadAnswer(PlainHTTPError):
     """The server answered, but not in HTTP/1.x."""
 
 
+_PLAIN_HOST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
 @functools.lru_cache(maxsize=16384)  # each agent's URL, split once per process rather than per request
 def split_url(url: str) -> tuple[str, int, str]:
     """(host, port, path?query) of an http:// URL; BadURL otherwise."""
+    plain = _split_plain(url)
+    return plain if plain is not None else _split_any(url)
+
+
+def _split_plain(url: str) -> tuple[str, int, str] | None:
+    """split_url of the usual agent URL, `http://10.0.0.7:9500/v1/status`, without urlsplit (a fifth of a
+    1,000-agent `status`'s URL handling); None for anything else (a name in capitals, userinfo, IPv6, a
+    fragment, odd characters), which urlsplit reads."""
+    if not url.startswith("http://") or not url.isascii() or not url.isprintable() or "#" in url or " " in url:
+        return None
+    rest = url[7:]
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    host, colon, port_text = rest[:end].partition(":")
+    if not host or not _PLAIN_HOST.issuperset(host):
+        return None
+    if colon:
+        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+            return None
+        port = int(port_text)
+    else:
+        port = 80
+    path, question, query = rest[end:].partition("?")
+    return host, port, (path or "/") + (f"?{query}" if question and query else "")
+
+
+def _split_any(url: str) -> tuple[str, int, str]:
     try:
         parts = urlsplit(url)
         port = parts.port or 80

@@ -180,3 +180,27 @@ async def test_all_at_once_hands_each_answer_to_then_in_its_thread(server):
 
     got = await plainbatch.get_all([f"{server}/good/v1/status", f"{server}/h500/v1/status"], 2.0, then=then)
     assert got[0][0] == "node-0" and str(got[1][0]) == "HTTP 500"
+
+
+def test_the_usual_agent_url_split_without_urlsplit_as_urlsplit_splits_it():
+    """`status` splits 1,000 agent URLs: the usual http://host:port/path by hand (half the cost), anything else
+    by urlsplit; both ways alike wherever the short way answers."""
+    import random
+
+    rng = random.Random(5)
+    urls = ["http://10.0.0.7:9500/v1/status", "http://agent/v1/status?after=now", "http://agent:65536/x",
+            "http://Agent:1/x", "http://a:1/p?", "http://a:1/p?x#f", "http://u@a:1/", "http://a:01/x", "http://a:١/x"]
+    urls += ["http://" + "".join(rng.choice("ab1.-:/?#@[]Z %\t") for _ in range(rng.randint(0, 12)))
+             for _ in range(5000)]
+
+    def by_urlsplit(url):
+        try:
+            return plainhttp._split_any(url)
+        except plainhttp.BadURL:
+            return "BadURL"
+
+    short = {u: plainhttp._split_plain(u) for u in urls}
+    assert short["http://10.0.0.7:9500/v1/status"] == ("10.0.0.7", 9500, "/v1/status")
+    assert sum(v is not None for v in short.values()) > 500
+    assert {u: v for u, v in short.items() if v is not None} == {u: by_urlsplit(u) for u, v in short.items()
+                                                                  if v is not None}
