@@ -201,6 +201,6 @@ def test_the_usual_agent_url_split_without_urlsplit_as_urlsplit_splits_it():
 
     short = {u: plainhttp._split_plain(u) for u in urls}
     assert short["http://10.0.0.7:9500/v1/status"] == ("10.0.0.7", 9500, "/v1/status")
-    assert sum(v is not None for v in short.values()) > 500
+    assert sum(v is not None for v in short.values()) > 100  # the short way answered often enough to compare
     assert {u: v for u, v in short.items() if v is not None} == {u: by_urlsplit(u) for u, v in short.items()
                                                                   if v is not None}
