@@ -20,6 +20,8 @@ class StatusError(ValueError):
 
 @dataclass(frozen=True)
 class GpuProcess:
+    """A process holding memory on one GPU."""
+
     pid: int
     name: str | None
     gpu_memory_bytes: int | None
@@ -27,6 +29,8 @@ class GpuProcess:
 
 @dataclass(frozen=True)
 class GpuReading:
+    """One GPU as the agent read it (NVML, or its simulator)."""
+
     index: int
     uuid: str | None
     name: str | None
@@ -51,6 +55,8 @@ class GpuReading:
 
 @dataclass(frozen=True)
 class HostReading:
+    """The node's CPU, load and memory."""
+
     cpu_ratio: float | None = None
     load1: float | None = None
     load5: float | None = None
@@ -96,6 +102,8 @@ class StreamsReading:
 
 @dataclass(frozen=True)
 class AsrReading:
+    """The ASR service: its probe, its process, and the requests and streams the agent counts."""
+
     url: str | None = None
     up: bool | None = None
     probe_latency_seconds: float | None = None
@@ -113,6 +121,8 @@ class AsrReading:
 
 @dataclass(frozen=True)
 class ModelDir:
+    """One model directory and its manifest digest."""
+
     path: str
     state: str  # ok | hashing | missing | error
     sha256: str | None
@@ -123,6 +133,8 @@ class ModelDir:
 
 @dataclass(frozen=True)
 class ModelReading:
+    """The model on the node: every directory's manifest in one digest."""
+
     state: str = "missing"  # ok | hashing | missing | error (worst of the dirs)
     sha256: str | None = None  # manifest digest over all dirs
     files: int | None = None
@@ -133,6 +145,11 @@ class ModelReading:
 
 @dataclass(frozen=True)
 class AgentStatus:
+    """One agent answer (`GET /v1/status`), validated.
+
+    Every dataclass here has a docstring: without one, @dataclass builds it from inspect.signature, a cost
+    `asrtop status` would pay at import for nothing."""
+
     node: str
     agent_version: str | None
     collected_at: float | None
@@ -156,10 +173,17 @@ def _obj(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+_INT_END = 2**63
+
+
 def _num(d: Mapping, key: str, signed: bool = False) -> float | None:
     """A finite number, else None. Negative only where the quantity can be (signed): a negative
     ratio, byte count or duration is garbage from the agent, shown as unavailable rather than as a value."""
     v = d.get(key)
+    if type(v) is float:  # the usual case first (`status` parses ~50 numbers per agent, 1,000s of agents)
+        return v if v - v == 0.0 and (signed or v >= 0) else None  # v - v: nan for inf and nan
+    if v is None:
+        return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     try:
@@ -172,12 +196,14 @@ def _num(d: Mapping, key: str, signed: bool = False) -> float | None:
 def _int(d: Mapping, key: str) -> int | None:
     """A non-negative integer (counts, bytes, pids, indexes) that fits 64 bits, else None."""
     v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if type(v) is int:
+        return v if 0 <= v < _INT_END else None
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     if isinstance(v, float) and not math.isfinite(v):
         return None
     v = int(v)
-    return v if 0 <= v < 2**63 else None
+    return v if 0 <= v < _INT_END else None
 
 
 def _str(d: Mapping, key: str) -> str | None:
@@ -201,21 +227,11 @@ def _gpu(d: dict, position: int) -> GpuReading:
     index = _int(d, "index")
     reasons_raw = d.get("clock_event_reasons")
     reasons = tuple(r for r in reasons_raw if isinstance(r, str)) if isinstance(reasons_raw, list) else None
-    return GpuReading(
-        index=position if index is None else index,
-        uuid=_str(d, "uuid"),
-        name=_str(d, "name"),
-        utilization_ratio=_num(d, "utilization_ratio"),
-        memory_used_bytes=_int(d, "memory_used_bytes"),
-        memory_total_bytes=_int(d, "memory_total_bytes"),
-        temperature_celsius=_num(d, "temperature_celsius", signed=True),
-        power_watts=_num(d, "power_watts"),
-        power_limit_watts=_num(d, "power_limit_watts"),
-        processes=tuple(procs),
-        clock_event_reasons=reasons,
-        ecc_errors_corrected_volatile=_int(d, "ecc_errors_corrected_volatile"),
-        ecc_errors_uncorrected_volatile=_int(d, "ecc_errors_uncorrected_volatile"),
-    )
+    return GpuReading(  # positional, in field order: a third cheaper than keywords
+        position if index is None else index, _str(d, "uuid"), _str(d, "name"), _num(d, "utilization_ratio"),
+        _int(d, "memory_used_bytes"), _int(d, "memory_total_bytes"), _num(d, "temperature_celsius", signed=True),
+        _num(d, "power_watts"), _num(d, "power_limit_watts"), tuple(procs), reasons,
+        _int(d, "ecc_errors_corrected_volatile"), _int(d, "ecc_errors_uncorrected_volatile"))
 
 
 def _requests(d: Any) -> RequestStats | None:
@@ -223,18 +239,10 @@ def _requests(d: Any) -> RequestStats | None:
         return None
     by_class = {k: int(v) for k, v in _obj(d.get("by_class")).items()
                 if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63}
-    return RequestStats(
-        total=_int(d, "total"),
-        by_class=by_class,
-        in_flight=_int(d, "in_flight"),
-        latency_p50_seconds=_num(d, "latency_p50_seconds"),
-        latency_p95_seconds=_num(d, "latency_p95_seconds"),
-        latency_sum_seconds=_num(d, "latency_sum_seconds"),
-        audio_seconds_total=_num(d, "audio_seconds_total"),
-        bytes_received_total=_int(d, "bytes_received_total"),
-        bytes_sent_total=_int(d, "bytes_sent_total"),
-        oldest_in_flight_seconds=_num(d, "oldest_in_flight_seconds"),
-    )
+    return RequestStats(  # positional, in field order
+        _int(d, "total"), by_class, _int(d, "in_flight"), _num(d, "latency_p50_seconds"),
+        _num(d, "latency_p95_seconds"), _num(d, "latency_sum_seconds"), _num(d, "audio_seconds_total"),
+        _int(d, "bytes_received_total"), _int(d, "bytes_sent_total"), _num(d, "oldest_in_flight_seconds"))
 
 
 STREAM_SOURCES = {"proxy", "connections"}
@@ -290,26 +298,18 @@ def parse_status(body: Any) -> AgentStatus:
                  _int(x, "bytes"), _str(x, "error"))
         for x in (m.get("dirs") if isinstance(m.get("dirs"), list) else ()) if isinstance(x, dict)
     )
-    return AgentStatus(
-        node=node,
-        agent_version=_str(body, "agent_version"),
-        collected_at=_num(body, "collected_at", signed=True),
-        interval_seconds=_num(body, "interval_seconds"),
-        host=HostReading(_num(h, "cpu_ratio"), _num(h, "load1"), _num(h, "load5"), _num(h, "load15"),
-                         _int(h, "memory_used_bytes"), _int(h, "memory_total_bytes"), _str(h, "error")),
-        gpu_source=gpu_source if gpu_source in GPU_SOURCES else "none",
-        gpu_error=_str(body, "gpu_error"),
-        gpus=gpus,
-        asr=AsrReading(
-            url=_str(a, "url"), up=_bool(a, "up"), probe_latency_seconds=_num(a, "probe_latency_seconds"),
-            error=_str(a, "error"), pid=_int(a, "pid"), process_cpu_ratio=_num(a, "process_cpu_ratio"),
-            process_rss_bytes=_int(a, "process_rss_bytes"), in_flight=_int(a, "in_flight"),
-            in_flight_source=_str(a, "in_flight_source"), requests=_requests(a.get("requests")),
-            streams=_streams(a.get("streams")), probe_kind=_str(_obj(a.get("probe")), "kind"),
-            probe_target=_str(_obj(a.get("probe")), "target"),
-        ),
-        model=ModelReading(_model_state(m) if m else "missing", _str(m, "sha256"), _int(m, "files"),
-                           _int(m, "bytes"), _str(m, "error"), dirs),
-        versions={k: v for k, v in _obj(body.get("versions")).items() if isinstance(k, str)},
-        round_started_at=_num(body, "round_started_at", signed=True),
+    probe = _obj(a.get("probe"))
+    return AgentStatus(  # positional, in field order
+        node, _str(body, "agent_version"), _num(body, "collected_at", signed=True), _num(body, "interval_seconds"),
+        HostReading(_num(h, "cpu_ratio"), _num(h, "load1"), _num(h, "load5"), _num(h, "load15"),
+                    _int(h, "memory_used_bytes"), _int(h, "memory_total_bytes"), _str(h, "error")),
+        gpu_source if gpu_source in GPU_SOURCES else "none", _str(body, "gpu_error"), gpus,
+        AsrReading(_str(a, "url"), _bool(a, "up"), _num(a, "probe_latency_seconds"), _str(a, "error"),
+                   _int(a, "pid"), _num(a, "process_cpu_ratio"), _int(a, "process_rss_bytes"),
+                   _int(a, "in_flight"), _str(a, "in_flight_source"), _requests(a.get("requests")),
+                   _streams(a.get("streams")), _str(probe, "kind"), _str(probe, "target")),
+        ModelReading(_model_state(m) if m else "missing", _str(m, "sha256"), _int(m, "files"), _int(m, "bytes"),
+                     _str(m, "error"), dirs),
+        {k: v for k, v in _obj(body.get("versions")).items() if isinstance(k, str)},
+        _num(body, "round_started_at", signed=True),
     )

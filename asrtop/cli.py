@@ -7,6 +7,7 @@ never imports textual). Exit codes: see asrtop.exitcodes.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -19,6 +20,11 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.usage_exit = usage_exit  # `check` follows Nagios: a usage error is UNKNOWN (3)
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes one per argument added, and HelpFormatter imports shutil (with zlib, bz2, lzma) for the
+        # terminal's width: the same width without it, so that `asrtop status` does not load them
+        return self.formatter_class(prog=self.prog, width=terminal_columns() - 2)
+
     def error(self, message: str):  # one line + exit code for bad input, as everywhere else
         line = f"error: {_clip_echoes(message)} (see `{self.prog} --help`)"
         if self.usage_exit == NAGIOS_UNKNOWN:  # a monitor reads stdout
@@ -26,6 +32,20 @@ class _Parser(argparse.ArgumentParser):
         else:
             print(f"asrtop: {line}", file=sys.stderr)
         sys.exit(self.usage_exit)
+
+
+def terminal_columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS when a positive number, else stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
 
 
 def _clip_echoes(message: str) -> str:
@@ -144,6 +164,9 @@ def _check(sub) -> None:
     c.add_argument("--json", action="store_true", help='{"status", "exit", "problems", "not_evaluated", "perfdata"}')
     c.add_argument("--prometheus", metavar="URL", default=argparse.SUPPRESS,
                    help="read node facts and the rules' history from this Prometheus")
+
+
+def _export(sub) -> None:
     e = sub.add_parser("export", help="print the Prometheus alert rules or the Grafana dashboard for the agents",
                        description="Print a file for the agents' Prometheus: alert-rules (YAML for `rule_files:`, "
                                    "thresholds from [problems] of the cluster file when there is one, else the "
@@ -153,28 +176,7 @@ def _check(sub) -> None:
                    help="alert-rules | grafana-dashboard")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="asrtop", description="Operator console for GPU speech-recognition fleets behind HAProxy or nginx.",
-                epilog="Exit codes: 0 done, 2 bad input, 3 refused by guardrail, 4 partial (some balancers changed), "
-                       "5 unreachable, 6 drain --wait timed out or the drain was undone, 7 refused by a balancer, "
-                       "8 a rollout stopped at a node, 130 interrupted (Ctrl+C); `check` follows Nagios: "
-                       "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
-    p.add_argument("--version", action="version", version=f"asrtop {__version__}")
-    _common(p, top=True)
-    p.add_argument("--prometheus", metavar="URL", help="read node facts from this Prometheus instead of polling agents")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    s = sub.add_parser("status", help="print the fleet once (table, or --json)",
-                       description="Print the fleet once: one row per node, notes, one summary line.",
-                       epilog="Exit codes: 0 printed (what it found, e.g. a DOWN node, a model that differs or a "
-                              "node no balancer knows, is in the table and the notes); 5 a balancer could not be "
-                              "read, or the node-facts Prometheus could not be queried (the table is still "
-                              "printed, one line on stderr says which); 2 bad input or cluster file.")
-    _common(s)
-    s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.add_argument("--prometheus", metavar="URL", default=argparse.SUPPRESS,
-                   help="read node facts from this Prometheus")
-
+def _drain(sub) -> None:
     d = _action(sub, "drain", "stop sending new requests to NODE; in-flight ones finish")
     d.add_argument("--wait", action="store_true", help="follow in-flight requests and live streams down to zero (the oldest stream's age and an "
                    "estimate to empty), then say it is safe to upgrade")
@@ -184,12 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "`shutdown sessions server`; refused for nginx. Says first how many streams it will cut; "
                         "implies --wait; asks to confirm on a terminal")
     d.add_argument("--yes", action="store_true", help="confirm --cutoff without asking (scripts)")
-    _action(sub, "ready", "put NODE back into rotation")
-    _action(sub, "maint", "take NODE out at once (in-flight requests on HAProxy are cut only by its own timeouts)")
-    w = _action(sub, "weight", "set NODE's weight on every balancer")
-    w.add_argument("weight", metavar="N", help="0-256 for HAProxy, 1-1000 for nginx")
-    b = _action(sub, "backup", "mark NODE as backup (on) or primary (off)")
-    b.add_argument("flag", metavar="on|off", choices=["on", "off"])
+
+
+def _recover(sub) -> None:
     r = sub.add_parser("recover", help="finish or undo balancer changes an interrupted asrtop left half-done",
                        description="Finish (preferred) or undo every multi-step balancer change the intent journal "
                                    "says was interrupted (asrtop killed in the middle of `backup`): re-add a deleted "
@@ -198,9 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(r)
     r.add_argument("--dry-run", action="store_true", help="say what would be done on which balancer, change nothing")
 
-    _rollout(sub)
-    _check(sub)
 
+def _demo(sub) -> None:
     demo = sub.add_parser("demo", help="start an embedded ASR cluster (HAProxy, simulated nodes, agents, load)")
     demo.add_argument("--nodes", type=int, default=4, metavar="N", help="simulated ASR nodes (default 4)")
     demo.add_argument("--load", type=int, default=16, metavar="C", help="concurrent file requests (default 16, 0 for none)")
@@ -211,11 +209,82 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="no TUI: run for --duration, print a summary")
     demo.add_argument("--duration", type=float, default=30.0, metavar="S", help="headless run time (default 30)")
     _read_only(demo)
+
+
+COMMANDS = ("status", "drain", "ready", "maint", "weight", "backup", "recover", "rollout", "check", "export", "demo")
+_VALUED = ("--config", "--prometheus")  # the top-level options that take a value
+
+
+def command_in(argv: list[str]) -> str | None:
+    """The sub-command `argv` names, as argparse will read it (None: none, or not a known one). `main` builds
+    only that sub-command's parser: all of them cost `asrtop status` ~5 % of its start (a help formatter and
+    gettext look-ups per argument)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return None
+        if word.startswith("-"):
+            if "=" not in word and len(word) > 2 and any(v.startswith(word) for v in _VALUED):
+                next(words, None)  # its value (argparse takes a unique prefix of an option too)
+            continue
+        return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with `command` only that sub-command (what parsing its argv needs; the top
+    level's --help and an unknown command list them all)."""
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
+
+    p = _Parser(prog="asrtop", description="Operator console for GPU speech-recognition fleets behind HAProxy or nginx.",
+                epilog="Exit codes: 0 done, 2 bad input, 3 refused by guardrail, 4 partial (some balancers changed), "
+                       "5 unreachable, 6 drain --wait timed out or the drain was undone, 7 refused by a balancer, "
+                       "8 a rollout stopped at a node, 130 interrupted (Ctrl+C); `check` follows Nagios: "
+                       "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
+    p.add_argument("--version", action="version", version=f"asrtop {__version__}")
+    _common(p, top=True)
+    p.add_argument("--prometheus", metavar="URL", help="read node facts from this Prometheus instead of polling agents")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    if wanted("status"):
+        s = sub.add_parser("status", help="print the fleet once (table, or --json)",
+                           description="Print the fleet once: one row per node, notes, one summary line.",
+                           epilog="Exit codes: 0 printed (what it found, e.g. a DOWN node, a model that differs or "
+                                  "a node no balancer knows, is in the table and the notes); 5 a balancer could "
+                                  "not be read, or the node-facts Prometheus could not be queried (the table is "
+                                  "still printed, one line on stderr says which); 2 bad input or cluster file.")
+        _common(s)
+        s.add_argument("--json", action="store_true", help="machine-readable output")
+        s.add_argument("--prometheus", metavar="URL", default=argparse.SUPPRESS,
+                       help="read node facts from this Prometheus")
+    if wanted("drain"):
+        _drain(sub)
+    if wanted("ready"):
+        _action(sub, "ready", "put NODE back into rotation")
+    if wanted("maint"):
+        _action(sub, "maint", "take NODE out at once (in-flight requests on HAProxy are cut only by its own timeouts)")
+    if wanted("weight"):
+        w = _action(sub, "weight", "set NODE's weight on every balancer")
+        w.add_argument("weight", metavar="N", help="0-256 for HAProxy, 1-1000 for nginx")
+    if wanted("backup"):
+        b = _action(sub, "backup", "mark NODE as backup (on) or primary (off)")
+        b.add_argument("flag", metavar="on|off", choices=["on", "off"])
+    if wanted("recover"):
+        _recover(sub)
+    if wanted("rollout"):
+        _rollout(sub)
+    if wanted("check"):
+        _check(sub)
+    if wanted("export"):
+        _export(sub)
+    if wanted("demo"):
+        _demo(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(command_in(sys.argv[1:] if argv is None else argv))
     args, extra = parser.parse_known_args(argv)
     if extra:  # what parse_args() does, except that `check` says UNKNOWN (Nagios)
         parser.usage_exit = NAGIOS_UNKNOWN if args.command == "check" else BAD_INPUT

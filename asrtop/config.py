@@ -34,6 +34,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class BalancerConfig:
+    """One [[balancers]] entry."""
+
     name: str
     kind: str  # haproxy | nginx
     # haproxy: Runtime API on a unix socket path or a tcp "host:port"; the backend holding the ASR servers
@@ -59,6 +61,8 @@ class BalancerConfig:
 
 @dataclass(frozen=True)
 class NodeConfig:
+    """One [[nodes]] entry (or a node found by discovery)."""
+
     name: str
     server: str | None = None  # server name in the HAProxy backend (default: the node name)
     address: str | None = None  # "host:port" as the balancers route to it (how nginx servers are matched)
@@ -166,6 +170,8 @@ class ProblemsConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
+    """The cluster file, validated."""
+
     path: Path | None
     name: str = "asrtop"
     balancers: tuple[BalancerConfig, ...] = ()
@@ -242,7 +248,7 @@ def needs_lookup(address: str | None) -> str | None:
     if not address:
         return None
     host = endpoint_key(address.rpartition(":")[0], None)[0]
-    if not host or host == "localhost":
+    if not host or host == "localhost" or _canonical_ipv4(host):  # a dotted quad: no ipaddress object per node
         return None
     try:
         ipaddress.ip_address(host)

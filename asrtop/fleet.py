@@ -50,6 +50,8 @@ class AgentReading:
 
 @dataclass(frozen=True)
 class BalancerReading:
+    """One balancer's servers as read now, or why it could not be read."""
+
     name: str
     kind: str
     servers: tuple[ServerState, ...] = ()
@@ -72,6 +74,8 @@ class BalancerReading:
 
 @dataclass(frozen=True)
 class NodeView:
+    """One node as the balancers and its agent show it now."""
+
     name: str
     config: NodeConfig
     agent: AgentReading | None
@@ -293,6 +297,8 @@ TARGET_FROM_MAJORITY = "majority"
 
 @dataclass(frozen=True)
 class ModelGroup:
+    """Nodes that run one model digest."""
+
     digest: str | None  # None: nodes whose digest is unknown (no agent, hashing, missing, error)
     nodes: tuple[str, ...]
     target: bool = False  # these nodes run the fleet's target model
@@ -300,6 +306,8 @@ class ModelGroup:
 
 @dataclass(frozen=True)
 class FleetSnapshot:
+    """The whole fleet at one moment: what the console and `status` show."""
+
     taken_at: float
     nodes: tuple[NodeView, ...]
     balancers: tuple[BalancerReading, ...] = ()

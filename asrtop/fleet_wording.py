@@ -22,6 +22,8 @@ NAMED = 5  # nodes named in a status detail before "and N more"
 
 @dataclass(frozen=True)
 class StateWord:
+    """A node's state in one word, and its tone."""
+
     text: str  # ready | drain | maint | DOWN | MIXED | unknown | re-create
     tone: str
     short: str  # the same word for a narrow cell ("?" for unknown); equal to text otherwise
@@ -52,6 +54,8 @@ STATE_ORDER = ("ready", "drain", "maint", "DOWN", MIXED, RECREATE, "unknown")
 
 @dataclass(frozen=True)
 class StateCounts:
+    """Nodes per state word."""
+
     by_word: dict[str, int]  # state word -> nodes, every word of STATE_ORDER present
     backup: int  # nodes that are backup servers (any state)
     serving: int  # ready (not DOWN, not being re-created) primaries: what carries traffic now
@@ -80,6 +84,8 @@ def state_counts(nodes: Iterable[NodeView], words: Iterable[StateWord] | None = 
 
 @dataclass(frozen=True)
 class ModelLine:
+    """The fleet's model in one line."""
+
     text: str  # "3 of 4 nodes on model 366146d, 1 unknown"
     tone: str  # ok | warn (some unknown) | alarm (some differ, or no majority) | quiet (nothing to compare)
     detail: str  # who: "differs: node-2; unknown: node-4 (hashing)" ("" when nobody)
@@ -173,6 +179,8 @@ def streams_cell(node: NodeView) -> str:
 
 @dataclass(frozen=True)
 class StreamsTotal:
+    """Live streams over the fleet."""
+
     open: int  # live streams on the nodes that report them
     reporting: int  # nodes whose agent reports streams
     oldest: float | None  # the oldest live stream's age, fleet-wide

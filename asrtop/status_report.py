@@ -129,8 +129,8 @@ def summary(snap: FleetSnapshot, words: list[StateWord] | None = None) -> str:
 def render_table(snap: FleetSnapshot) -> str:
     words = [state_word(v) for v in snap.nodes]  # once per node: for the rows, the notes below and the counts
     table = [columns(snap), *rows(snap, words)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    line = "  ".join(f"{{:<{max(map(len, cells))}}}" for cells in zip(*table)).format  # one format for all rows
+    lines = [line(*r).rstrip() for r in table]
     for v, w in zip(snap.nodes, words):  # say who disagrees rather than just "MIXED", and what a re-create is
         word = w.text
         if word == MIXED:

@@ -10,7 +10,6 @@ from typing import Protocol, Sequence
 
 from asrtop.balancers.base import Balancer, parse_socket
 from asrtop.balancers.host import LOCAL, Host
-from asrtop.balancers.ssh_host import parse_ssh_spec, ssh_host
 
 
 class BalancerSpec(Protocol):
@@ -86,6 +85,8 @@ def balancer_host(cfg: BalancerSpec) -> Host:
     connection yet: the first call connects)."""
     if not cfg.ssh:
         return LOCAL
+    from asrtop.balancers.ssh_host import parse_ssh_spec, ssh_host  # here: a local fleet's `status` never loads it
+
     try:
         target = parse_ssh_spec(cfg.ssh, identity=cfg.ssh_identity, known_hosts=cfg.ssh_known_hosts,
                                 jump=cfg.ssh_jump)

@@ -207,8 +207,37 @@ def agent(agent_bits: int | None, agent_status: str | None) -> tuple[bool, bool 
     return False, None
 
 
+# The `show stat` columns server_state reads: a row dict of ~100 columns for each of 1,000 servers cost more than
+# the ServerStates made of them (`asrtop status` reads every server of every balancer once).
+SERVER_COLUMNS = ("pxname", "svname", "status", "check_status", "chkfail", "addr", "agent_status", "weight", "rtime",
+                  "rate", "bck", "tracked", "scur", "qcur", "stot", "hrsp_5xx")
+
+
+def server_stat_rows(text: str, backend: str, columns: tuple[str, ...] = SERVER_COLUMNS) -> list[dict[str, str]]:
+    """backend_rows(parse_show_stat(text), backend), each row with only `columns` (those the header has);
+    other proxies' lines skipped before they are split where the proxy's name is the first column."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
+    if start is None:
+        raise ParseError(f"no CSV header in `show stat` output: {first_line(text)!r}")
+    header = [h.strip() for h in lines[start][2:].split(",")]
+    at = {h: i for i, h in enumerate(header) if h and h != "-"}  # a name twice: its last column, as parse_show_stat
+    wanted = [(h, at[h]) for h in columns if h in at]
+    if at.get("pxname") == 0:  # as HAProxy writes it: skip other proxies' lines unsplit
+        prefix = backend + ","
+        mine = [line for line in lines[start + 1:] if line.startswith(prefix) or line.startswith('"')]
+    else:
+        mine = [line for line in lines[start + 1:] if line.strip()]
+    rows = []
+    for rec in csv.reader(mine):
+        n = len(rec)
+        row = {h: rec[i] for h, i in wanted if i < n}
+        if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
+            rows.append(row)
+    return rows
+
+
 def build_server_states(stat_text: str, state_text: str, backend: str) -> list[ServerState]:
     """The backend's servers in `show stat` order; raises ParseError on text that is not the expected output."""
-    stat = parse_show_stat(stat_text)
     by_name = {r.get("srv_name"): r for r in parse_servers_state(state_text) if r.get("be_name") == backend}
-    return [server_state(row, by_name.get(row["svname"])) for row in backend_rows(stat, backend)]
+    return [server_state(row, by_name.get(row["svname"])) for row in server_stat_rows(stat_text, backend)]

