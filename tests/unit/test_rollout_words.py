@@ -93,7 +93,7 @@ async def test_the_wait_keeps_its_in_flight_count_in_the_state_file(tmp_path):
     seen: list[str] = []
 
     class Ctl:
-        async def wait_drained(self, node, timeout, progress, interval, on_oldest=None):
+        async def wait_drained(self, node, timeout, progress, interval, on_oldest=None, on_node=None):
             for waited, n in ((0.0, 5), (0.4, 4), (1.5, 2), (1.6, 1), (2.0, 0)):
                 progress(n, waited)
                 seen.append(read_state(audit).progress(node).detail)
