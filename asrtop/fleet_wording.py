@@ -156,10 +156,15 @@ def latency_text(seconds: float) -> str:
     return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
 
 
-def balancer_link(b: BalancerReading) -> str:
+def balancer_link(b: BalancerReading, brief: bool = False) -> str:
     """How asrtop reaches a balancer and how long its last read took: "ssh ops@lb1:22, 3.1 ms",
-    "local socket, 0.4 ms"; "" when neither is known (a read that failed has no time)."""
-    return ", ".join(x for x in (b.transport, None if b.latency is None else latency_text(b.latency)) if x)
+    "local socket, 0.4 ms"; "" when neither is known (a read that failed has no time). `brief` (the console's
+    header, where every balancer shares one line): the transport's kind unless local, "ssh 3.1 ms", "0.4 ms"."""
+    how = b.transport
+    if brief and how:
+        how = None if how.startswith("local") else how.split()[0]
+    latency = None if b.latency is None else latency_text(b.latency)
+    return (" " if brief else ", ").join(x for x in (how, latency) if x)
 
 
 # -- streams (a FunASR WebSocket session per call): the table's cell, the header's total, the detail's line ---

@@ -97,7 +97,7 @@ def summarize(snap: FleetSnapshot) -> Summary:
         gpu_util=sum(utils) / len(utils) if utils else None,
         gpu_mem=sum(mems) / len(mems) if mems else None,
         model=model_line(snap),
-        balancers=tuple((b.name, b.error, balancer_link(b)) for b in snap.balancers),
+        balancers=tuple((b.name, b.error, balancer_link(b, brief=True)) for b in snap.balancers),
         taken_at=snap.taken_at, gpu_nodes=gpu_nodes, gpu_simulated=gpu_sim,
         agent_counted=bool(snap.nodes_agent_counted), streams=streams_total(snap.nodes),
     )
@@ -175,7 +175,7 @@ def header_lines(s: Summary, cluster: str, read_only: bool, error: str | None = 
     line3 += [model_badge(s), ("  ", "")]
     if read_only:
         line3.append(("READ-ONLY  ", "bold yellow"))
-    for name, err, link in s.balancers:  # "lb2 ✓ ssh ops@lb2:22, 3.1 ms": how it is reached, its last read
+    for name, err, link in s.balancers:  # "lb2 ✓ ssh 3.1 ms": how it is reached, its last read
         line3.append((f"{name} ✓ ", "green") if err is None else (f"{name} ✗ UNREACHABLE ", ALERT))
         if link:
             line3.append((f"{link}  ", DIM))

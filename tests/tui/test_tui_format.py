@@ -287,4 +287,8 @@ def test_header_says_each_balancers_transport_and_read_time():
     lb = replace(snap.balancers[0], transport="ssh ops@lb2:22", latency=0.0031)
     text = "".join(seg for line in header_lines(summarize(replace(snap, balancers=(lb,))), "c", False, width=200)
                    for seg, _ in line)
-    assert "haproxy-a ✓ ssh ops@lb2:22, 3.1 ms" in text
+    assert "haproxy-a ✓ ssh 3.1 ms" in text  # the kind of transport, the target is status's (one line for all)
+    local = replace(lb, transport="local socket", latency=0.012)
+    text = "".join(seg for line in header_lines(summarize(replace(snap, balancers=(local,))), "c", False, width=200)
+                   for seg, _ in line)
+    assert "haproxy-a ✓ 12 ms" in text and "local" not in text
