@@ -8,7 +8,8 @@ connect to it; on another host: its listening socket in that host's /proc/net ta
 connect from here would reach this machine's loopback or a firewall, not nginx). With `stub_status` set the
 page must answer instead; it is fetched from this machine, so it is used for a local nginx only. Each read
 costs one read of each config file (parsed again only when its bytes change), the pid file, /proc/PID/cmdline
-and one connect or /proc/net read.
+(only a stat of /proc/PID while the pid file names the master already seen, up to TITLE_RECHECK_S) and one
+connect (on another host: /proc/net, read again only for a new master or listen set).
 
 The main config is `-c` of a configured test/reload command, else `config` itself when it is a main config
 (it has an `events` or `http` block), else Debian's /etc/nginx/nginx.conf. The prefix (`-p`) is the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -36,6 +38,9 @@ DEFAULT_CONF = "/etc/nginx/nginx.conf"  # Debian's --conf-path (and nginx.org's 
 DEFAULT_PID = "/run/nginx.pid"  # Debian's --pid-path, when the main config names no `pid`
 DEFAULT_PREFIX = "/usr/share/nginx"  # Debian's --prefix: relative `pid` paths start there
 CONNECT_TIMEOUT = 1.0  # a running nginx accepts at once (kernel backlog), however busy its workers
+# the master's title is read again after this long even when the pid file names the same process: a pid taken
+# over by another process between two refreshes (the master killed, its pid file left) is seen within it
+TITLE_RECHECK_S = 60.0
 PASS_DIRECTIVES = ("proxy_pass", "grpc_pass", "uwsgi_pass", "scgi_pass", "fastcgi_pass", "memcached_pass")
 
 
@@ -147,6 +152,7 @@ class NginxSite:
         self._main: dict[str, tuple[list[ConfFile], MainConf]] = {}  # path -> (the files read, what they say)
         self._real: dict[tuple, bool] = {}  # (upstream file, main's files) -> included, on another host
         self._listened: tuple | None = None  # (pid, listens) found listening on another host
+        self._titled: tuple[int, float] | None = None  # (pid, monotonic time) whose title said nginx
 
     # -- the main config ---------------------------------------------------------------------------------
 
@@ -235,6 +241,12 @@ class NginxSite:
         if not (text.isascii() and text.isdigit() and int(text) > 0):
             raise BalancerUnreachable(f"nginx is not running: {pid_file} holds no process id ({text[:20]!r})")
         pid = int(text)
+        verified = self._titled
+        if verified is not None and verified[0] == pid and time.monotonic() - verified[1] < TITLE_RECHECK_S:
+            # the same master as last time: that it still exists is enough (a stat, not three SFTP requests)
+            if self.host.is_dir(f"/proc/{pid}"):
+                return pid
+        self._titled = None
         try:  # nginx titles its master "nginx: master process <argv>", whatever the binary is called
             title = self.host.read_bytes(f"/proc/{pid}/cmdline")
         except FileNotFoundError:
@@ -250,6 +262,7 @@ class NginxSite:
                 comm = "?"
             raise BalancerUnreachable(f"nginx is not running: process {pid} from {pid_file} is {comm!r}, not "
                                       "nginx (a stale pid file)")
+        self._titled = (pid, time.monotonic())
         return pid
 
     def _proc_shows_every_process(self) -> bool:

@@ -1,12 +1,40 @@
-"""SSHHost's file writes over SFTP (Host.write_atomic's semantics) and glob.glob's rule for hidden names."""
+"""SSHHost's file reads and writes over SFTP (Host.read_bytes's and write_atomic's semantics) and glob.glob's
+rule for hidden names."""
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 import secrets
 from typing import Any, Sequence
 
 from asrtop.balancers import ssh_errors
+
+READ_CHUNK = 1 << 16  # bytes asked per SFTP read; a read past the end returns none
+
+
+async def read_file(sftp: Any, path: str) -> bytes:
+    """The whole file. A small regular file (an nginx config, a pid file) in two round trips: the open, then
+    its size, its bytes and the close sent together (one wait instead of three: ~40 % less CPU a file,
+    bench_nginx_ssh.py). Those bytes are the whole file when they are as many as its size and fewer than asked;
+    else (a larger file, one changed between the two) it is read again to the end, as a /proc or /sys file
+    (size 0) is at once."""
+    if not path.startswith(("/proc/", "/sys/")):
+        # block_size=0: one plain request per read, not asyncssh's parallel reader
+        f = await sftp.open(path, "rb", block_size=0)
+        # the server answers in order, so the close goes right behind the read
+        attrs, data, closed = await asyncio.gather(f.stat(), f.read(READ_CHUNK, 0), f.close(),
+                                                   return_exceptions=True)
+        for result in (attrs, data, closed):
+            if isinstance(result, BaseException):
+                raise result
+        if attrs.size == len(data) < READ_CHUNK:
+            return data
+    async with sftp.open(path, "rb", block_size=0) as f:
+        chunks = []
+        while chunk := await f.read(READ_CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 async def write_atomic(sftp: Any, path: str, data: bytes) -> None:

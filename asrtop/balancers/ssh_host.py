@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
 
 from asrtop.balancers import ssh_errors
 from asrtop.balancers.host import CommandDenied, CommandNotFound, CommandTimedOut, HostUnreachable
-from asrtop.balancers.ssh_files import visible, write_atomic
+from asrtop.balancers.ssh_files import read_file, visible, write_atomic
 from asrtop.balancers.ssh_target import SSHTarget, parse_ssh_spec
 
 __all__ = ["SSHHost", "SSHTarget", "parse_ssh_spec", "ssh_host"]
@@ -31,8 +31,6 @@ __all__ = ["SSHHost", "SSHTarget", "parse_ssh_spec", "ssh_host"]
 T = TypeVar("T")
 
 KEEPALIVE_S, KEEPALIVE_MISSES = 5.0, 3  # a black-holed host is found dead in ~15-20 s even between calls
-
-READ_CHUNK = 1 << 16  # bytes asked per SFTP read; a read past the end returns none
 
 
 class _Loop:
@@ -204,13 +202,7 @@ class SSHHost:
         async def op(conn: Any) -> bytes:
             sftp = await self._sftp_client(conn)
             try:
-                # read to the end, not to the size fstat() gives (/proc files say 0): the same round trips;
-                # block_size=0: one plain request per read, not asyncssh's parallel reader
-                async with sftp.open(path, "rb", block_size=0) as f:
-                    chunks = []
-                    while chunk := await f.read(READ_CHUNK):
-                        chunks.append(chunk)
-                    return b"".join(chunks)
+                return await read_file(sftp, path)
             except ssh_errors.sftp_error_types() as e:
                 raise await ssh_errors.file_error(e, path, sftp) from None
 
