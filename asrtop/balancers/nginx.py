@@ -33,6 +33,7 @@ from asrtop.balancers.base import (
     validate_weight,
 )
 from asrtop.balancers.host import LOCAL, CommandDenied, CommandNotFound, CommandTimedOut, Host, HostUnreachable
+from asrtop.balancers.nginx_files import Refresh
 from asrtop.balancers.nginx_live import NginxSite
 from asrtop.balancers.nginx_conf import (
     NO_BACKUP_METHODS,
@@ -72,6 +73,7 @@ class NginxBalancer:
         self.check_running = check_running
         # the last upstream block parsed: (its ConfFile, line, text, Upstream, its servers' states)
         self._upstream: tuple[ConfFile, int, str, Upstream, tuple[ServerState, ...]] | None = None
+        self._plan: tuple | None = None  # what the last read asked of the host (Refresh.plan)
         # nginx -t loads every certificate and module: allow it more than a socket round trip
         self.timeout = max(float(timeout), 10.0)
 
@@ -93,11 +95,13 @@ class NginxBalancer:
 
     # -- reading -----------------------------------------------------------------------------------------
 
-    def read(self, memo: dict | None = None) -> tuple[Path, str, Upstream]:
+    def read(self, memo: Refresh | None = None) -> tuple[Path, str, Upstream]:
         """(file holding the upstream, its text, the parsed block); BalancerUnreachable when no nginx runs
-        with it (every refresh and every change reads through here)."""
-        memo = {} if memo is None else memo
+        with it (every refresh and every change reads through here). What the last read asked of the host
+        is asked again at once, first (nginx_files.Refresh)."""
+        memo = Refresh(self.host) if memo is None else memo
         try:
+            memo.read_ahead(self._plan)
             files = self.site.files.walk(str(self.config), memo)
         except (FileNotFoundError, IsADirectoryError):
             raise BalancerUnreachable(f"{self.name}: nginx config {self.config} does not exist or is not a "
@@ -109,9 +113,10 @@ class NginxBalancer:
             raise BalancerUnreachable(f"{self.name}: {e}") from None
         try:
             file, line = locate(files, self.upstream)
-            text, upstream = self._parse(memo[file], line)
+            text, upstream = self._parse(memo.files[file], line)
             if self.check_running:
                 self.site.check(file, memo)
+            self._plan = memo.plan()
         except NginxConfError as e:
             raise BalancerRefused(f"{self.name}: {e}{self.where()}") from None
         except BalancerUnreachable as e:
@@ -170,7 +175,7 @@ class NginxBalancer:
             raise BalancerRefused(f"{self.name}: cannot lock {directory}, nothing changed: {e}") from None
 
     def _change(self, server: str, begun: dict, **what) -> None:
-        memo: dict = {}
+        memo = Refresh(self.host)
         path, old, up = self.read(memo)
         targets = find_server(up, server)
         if not targets:
@@ -187,7 +192,7 @@ class NginxBalancer:
             return  # already so: no write, no reload
         self.apply(path, old, new, memo, begun)
 
-    def apply(self, path: Path, old: str, new: str, memo: dict | None = None, begun: dict | None = None) -> None:
+    def apply(self, path: Path, old: str, new: str, memo: Refresh | None = None, begun: dict | None = None) -> None:
         """Write, test, reload; on any failure put the old bytes back and say what nginx said."""
         test, reload = self.site.commands(memo)
         begun = {} if begun is None else begun

@@ -1,5 +1,5 @@
-"""SSHHost's file reads and writes over SFTP (Host.read_bytes's and write_atomic's semantics) and glob.glob's
-rule for hidden names."""
+"""SSHHost's files over SFTP, with host.py's semantics and errors: reads, glob (glob.glob's rule for hidden
+names), is_dir, atomic writes."""
 
 from __future__ import annotations
 
@@ -35,6 +35,29 @@ async def read_file(sftp: Any, path: str) -> bytes:
         while chunk := await f.read(READ_CHUNK):
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+async def read_or_error(sftp: Any, path: str) -> bytes | OSError:
+    """read_file, or the OSError a local read of path would raise."""
+    try:
+        return await read_file(sftp, path)
+    except ssh_errors.sftp_error_types() as e:
+        return await ssh_errors.file_error(e, path, sftp)
+
+
+async def glob(sftp: Any, pattern: str) -> list[str]:
+    """glob.glob's answer, sorted."""
+    try:
+        return sorted(visible(pattern, await sftp.glob(pattern)))
+    except ssh_errors.sftp_error_types():
+        return []  # no match (asyncssh raises; glob.glob returns nothing)
+
+
+async def isdir(sftp: Any, path: str) -> bool:
+    try:
+        return await sftp.isdir(path)
+    except ssh_errors.sftp_error_types():
+        return False  # as os.path.isdir: unreadable counts as absent
 
 
 async def write_atomic(sftp: Any, path: str, data: bytes) -> None:

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
 
 from asrtop.balancers import ssh_errors
-from asrtop.balancers.host import CommandDenied, CommandNotFound, CommandTimedOut, HostUnreachable
-from asrtop.balancers.ssh_files import read_file, visible, write_atomic
+from asrtop.balancers.host import CommandDenied, CommandNotFound, CommandTimedOut, HostUnreachable, Reads
+from asrtop.balancers.ssh_files import glob, isdir, read_or_error, write_atomic
 from asrtop.balancers.ssh_target import SSHTarget, parse_ssh_spec
 
 __all__ = ["SSHHost", "SSHTarget", "parse_ssh_spec", "ssh_host"]
@@ -200,13 +200,27 @@ class SSHHost:
         path = os.fspath(path)
 
         async def op(conn: Any) -> bytes:
-            sftp = await self._sftp_client(conn)
-            try:
-                return await read_file(sftp, path)
-            except ssh_errors.sftp_error_types() as e:
-                raise await ssh_errors.file_error(e, path, sftp) from None
+            data = await read_or_error(await self._sftp_client(conn), path)
+            if isinstance(data, OSError):
+                raise data
+            return data
 
         return self._timed(op)
+
+    def read_many(self, files: Sequence[str] = (), globs: Sequence[str] = (), dirs: Sequence[str] = ()) -> Reads:
+        """Every request sent at once on the one SFTP session (the server answers them in turn): a refresh's
+        reads cost one wait, not one per file (~half the CPU of separate calls, bench_nginx_ssh.py)."""
+        files = [os.fspath(p) for p in files]
+
+        async def op(conn: Any) -> list[Any]:
+            sftp = await self._sftp_client(conn)
+            # a file's error is its answer (read_or_error); what is raised is the transport's
+            return await asyncio.gather(*(read_or_error(sftp, p) for p in files), *(glob(sftp, g) for g in globs),
+                                        *(isdir(sftp, d) for d in dirs))
+
+        answers = self._timed(op)
+        n, m = len(files), len(files) + len(globs)
+        return Reads(dict(zip(files, answers[:n])), dict(zip(globs, answers[n:m])), dict(zip(dirs, answers[m:])))
 
     def is_file(self, path: str) -> bool:
         return self._test(os.fspath(path), "isfile")
@@ -226,11 +240,7 @@ class SSHHost:
 
     def glob(self, pattern: str) -> list[str]:
         async def op(conn: Any) -> list[str]:
-            sftp = await self._sftp_client(conn)
-            try:
-                return sorted(visible(pattern, await sftp.glob(pattern)))
-            except ssh_errors.sftp_error_types():
-                return []  # no match (asyncssh raises; glob.glob returns nothing)
+            return await glob(await self._sftp_client(conn), pattern)
 
         return self._timed(op)
 

@@ -384,3 +384,32 @@ def test_the_upstream_block_is_parsed_again_only_when_its_file_changed(tmp_path,
     assert len(calls) == 1
     f.write_text(UPSTREAM.replace("weight=3", "weight=5"))  # same size
     assert [s.weight for s in b.servers()] == [5] and len(calls) == 2
+
+
+def test_a_refresh_asks_the_host_at_once_for_what_the_last_one_read(tmp_path, fake_nginx):
+    """Over SSH that is one round trip's wait instead of one per file, glob and stat; what the read-ahead
+    did not cover (the upstream moved to a new include) is read at once, in the same refresh."""
+    pid, port = fake_nginx
+    pid_file = tmp_path / "nginx.pid"
+    pid_file.write_text(f"{pid}\n")
+    conf = main_conf(tmp_path, f"127.0.0.1:{port}", pid_file)
+    host = Elsewhere({"/proc/net/tcp": tcp_table(port)})
+    asked, direct = [], []
+    for name in ("read_bytes", "glob", "is_dir"):
+        real = getattr(host, name)
+        setattr(host, name, lambda path, real=real, name=name: direct.append((name, path)) or real(path))
+    host.read_many = lambda *plan: asked.append(plan) or LocalHost.read_many(Elsewhere(host.tables), *plan)
+    b = balancer(conf, host=host)
+    for _ in range(2):  # the first reads the master's title, the second stats /proc/PID
+        b.servers()
+    asked.clear()
+    direct.clear()
+    assert [s.weight for s in b.servers()] == [3]
+    included = str(tmp_path / "conf.d" / "asr.conf")
+    assert asked == [((conf, included, str(pid_file)), (str(tmp_path / "conf.d" / "*.conf"),), (f"/proc/{pid}",))]
+    assert direct == []
+    (tmp_path / "conf.d" / "b.conf").write_text(UPSTREAM.replace("weight=3", "weight=9"))
+    (tmp_path / "conf.d" / "asr.conf").write_text("# moved to b.conf\n")
+    asked.clear()
+    assert [s.weight for s in b.servers()] == [9]
+    assert len(asked) == 1 and direct == [("read_bytes", str(tmp_path / "conf.d" / "b.conf"))]
