@@ -209,7 +209,8 @@ class SSHHost:
 
     def read_many(self, files: Sequence[str] = (), globs: Sequence[str] = (), dirs: Sequence[str] = ()) -> Reads:
         """Every request sent at once on the one SFTP session (the server answers them in turn): a refresh's
-        reads cost one wait, not one per file (~half the CPU of separate calls, bench_nginx_ssh.py)."""
+        reads cost one wait, not one per file, glob and stat (with nginx_files.Refresh, a pair of nginx
+        balancers' refresh ~8 ms CPU instead of ~16-19: bench_nginx_ssh.py)."""
         files = [os.fspath(p) for p in files]
 
         async def op(conn: Any) -> list[Any]:
