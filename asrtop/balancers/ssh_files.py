@@ -4,6 +4,7 @@ names), is_dir, atomic writes."""
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import posixpath
 import secrets
 from typing import Any, Sequence
@@ -46,11 +47,22 @@ async def read_or_error(sftp: Any, path: str) -> bytes | OSError:
 
 
 async def glob(sftp: Any, pattern: str) -> list[str]:
-    """glob.glob's answer, sorted."""
+    """glob.glob's answer, sorted. The usual include (`conf.d/*.conf`: a wildcard in the last name only) is
+    one listing of the directory, a request fewer than asyncssh's glob (which stats it first)."""
+    directory, name = posixpath.split(pattern)
     try:
-        return sorted(visible(pattern, await sftp.glob(pattern)))
+        if directory and not _has_magic(directory):
+            names = [e.filename async for e in sftp.scandir(directory)]
+            found = [posixpath.join(directory, n) for n in fnmatch.filter(names, name) if n not in (".", "..")]
+        else:
+            found = await sftp.glob(pattern)
+        return sorted(visible(pattern, found))
     except ssh_errors.sftp_error_types():
         return []  # no match (asyncssh raises; glob.glob returns nothing)
+
+
+def _has_magic(path: str) -> bool:
+    return any(c in path for c in "*?[")
 
 
 async def isdir(sftp: Any, path: str) -> bool:

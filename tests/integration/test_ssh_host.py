@@ -87,7 +87,9 @@ def test_read_many_answers_as_local_in_one_call(host, tmp_path):
     (tmp_path / "big").write_bytes(bytes(range(256)) * 700)  # 175 KB: past the one-request read
     (tmp_path / "sub").mkdir()
     files = [str(tmp_path / n) for n in ("a.conf", "b.conf", "big", "none", "sub")] + [f"/proc/{os.getpid()}/cmdline"]
-    args = (files, [str(tmp_path / "*.conf"), str(tmp_path / "*.x")], [str(tmp_path / "sub"), str(tmp_path / "a.conf")])
+    (tmp_path / "sub" / "c.conf").write_bytes(b"")
+    globs = [str(tmp_path / p) for p in ("*.conf", "*.x", "none/*.conf", "s*/*.conf", "[ab].conf")]
+    args = (files, globs, [str(tmp_path / "sub"), str(tmp_path / "a.conf")])
     calls = []
     real = host._call
     host._call = lambda *a, **kw: calls.append(a) or real(*a, **kw)
@@ -103,6 +105,7 @@ def test_read_many_answers_as_local_in_one_call(host, tmp_path):
         assert (type(a), getattr(a, "filename", None)) == (type(b), getattr(b, "filename", None)), path
         if isinstance(b, bytes):
             assert a == b, path
+    assert there.globs[globs[3]] == [str(tmp_path / "sub" / "c.conf")] and len(there.globs[globs[4]]) == 2
     assert isinstance(there.files[str(tmp_path / "none")], FileNotFoundError)
     assert isinstance(there.files[str(tmp_path / "sub")], IsADirectoryError)
 
