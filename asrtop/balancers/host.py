@@ -20,7 +20,7 @@ import os
 import socket as _socket
 import time
 from contextlib import AbstractContextManager, contextmanager
-from typing import Iterator, Protocol, Sequence
+from typing import Iterator, NamedTuple, Protocol, Sequence
 
 
 class HostUnreachable(Exception):
@@ -37,6 +37,15 @@ class CommandDenied(Exception):
 
 class CommandTimedOut(Exception):
     pass
+
+
+class Reads(NamedTuple):
+    """Host.read_many's answers: path -> its bytes or the OSError read_bytes raises; pattern -> glob's names;
+    path -> is_dir."""
+
+    files: dict[str, bytes | OSError]
+    globs: dict[str, list[str]]
+    dirs: dict[str, bool]
 
 
 class Host(Protocol):
@@ -56,6 +65,10 @@ class Host(Protocol):
     def is_dir(self, path: str) -> bool: ...
 
     def glob(self, pattern: str) -> list[str]: ...
+
+    def read_many(self, files: Sequence[str] = (), globs: Sequence[str] = (), dirs: Sequence[str] = ()) -> Reads:
+        """read_bytes, glob and is_dir of several paths at once (over SSH one round trip's wait for them all,
+        as an nginx refresh reads its files); a file's OSError is its answer, HostUnreachable the call's."""
 
     def write_atomic(self, path: str, data: bytes) -> None:
         """Replace path in one step (a temp file in the same directory, fsync, rename, fsync the directory):
@@ -103,6 +116,9 @@ class LocalHost:
 
         return sorted(glob.glob(pattern))
 
+    def read_many(self, files: Sequence[str] = (), globs: Sequence[str] = (), dirs: Sequence[str] = ()) -> Reads:
+        return read_each(self, files, globs, dirs)
+
     def write_atomic(self, path: str, data: bytes) -> None:
         write_atomic(path, data)
 
@@ -143,6 +159,17 @@ class LocalHost:
 
 
 LOCAL = LocalHost()
+
+
+def read_each(host: Host, files: Sequence[str], globs: Sequence[str], dirs: Sequence[str]) -> Reads:
+    """Host.read_many one path after another."""
+    answers: dict[str, bytes | OSError] = {}
+    for path in files:
+        try:
+            answers[path] = host.read_bytes(path)
+        except OSError as e:
+            answers[path] = e
+    return Reads(answers, {g: host.glob(g) for g in globs}, {d: host.is_dir(d) for d in dirs})
 
 
 @contextmanager

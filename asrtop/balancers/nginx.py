@@ -33,9 +33,11 @@ from asrtop.balancers.base import (
     validate_weight,
 )
 from asrtop.balancers.host import LOCAL, CommandDenied, CommandNotFound, CommandTimedOut, Host, HostUnreachable
+from asrtop.balancers.nginx_files import Refresh
 from asrtop.balancers.nginx_live import NginxSite
 from asrtop.balancers.nginx_conf import (
     NO_BACKUP_METHODS,
+    ConfFile,
     NginxConfError,
     Upstream,
     find_server,
@@ -69,6 +71,9 @@ class NginxBalancer:
         self.host = host  # where the files, commands and lock live (host.py)
         self.site = NginxSite(self.config, upstream, test_command, reload_command, prefix, stub_status, host)
         self.check_running = check_running
+        # the last upstream block parsed: (its ConfFile, line, text, Upstream, its servers' states)
+        self._upstream: tuple[ConfFile, int, str, Upstream, tuple[ServerState, ...]] | None = None
+        self._plan: tuple | None = None  # what the last read asked of the host (Refresh.plan)
         # nginx -t loads every certificate and module: allow it more than a socket round trip
         self.timeout = max(float(timeout), 10.0)
 
@@ -90,11 +95,13 @@ class NginxBalancer:
 
     # -- reading -----------------------------------------------------------------------------------------
 
-    def read(self, memo: dict | None = None) -> tuple[Path, str, Upstream]:
+    def read(self, memo: Refresh | None = None) -> tuple[Path, str, Upstream]:
         """(file holding the upstream, its text, the parsed block); BalancerUnreachable when no nginx runs
-        with it (every refresh and every change reads through here)."""
-        memo = {} if memo is None else memo
+        with it (every refresh and every change reads through here). What the last read asked of the host
+        is asked again at once, first (nginx_files.Refresh)."""
+        memo = Refresh(self.host) if memo is None else memo
         try:
+            memo.read_ahead(self._plan)
             files = self.site.files.walk(str(self.config), memo)
         except (FileNotFoundError, IsADirectoryError):
             raise BalancerUnreachable(f"{self.name}: nginx config {self.config} does not exist or is not a "
@@ -106,10 +113,10 @@ class NginxBalancer:
             raise BalancerUnreachable(f"{self.name}: {e}") from None
         try:
             file, line = locate(files, self.upstream)
-            text = memo[file].text
-            upstream = parse_upstream(text, self.upstream, file, line)
+            text, upstream = self._parse(memo.files[file], line)
             if self.check_running:
                 self.site.check(file, memo)
+            self._plan = memo.plan()
         except NginxConfError as e:
             raise BalancerRefused(f"{self.name}: {e}{self.where()}") from None
         except BalancerUnreachable as e:
@@ -118,12 +125,27 @@ class NginxBalancer:
             raise BalancerUnreachable(f"{self.name}: {e}") from None
         return Path(file), text, upstream
 
+    def _parse(self, conf: ConfFile, line: int) -> tuple[str, Upstream]:
+        """(the file's text, its upstream block), parsed again only when the file's bytes changed (ConfFiles
+        keeps the same ConfFile for the same bytes): the block's tokens are most of a local refresh's CPU."""
+        cached = self._upstream
+        if cached is not None and cached[0] is conf and cached[1] == line:
+            return cached[2], cached[3]
+        text = conf.text
+        upstream = parse_upstream(text, self.upstream, conf.path, line)
+        self._upstream = (conf, line, text, upstream, tuple(server_state(d) for d in upstream.servers))
+        return text, upstream
+
     def where(self) -> str:
         """" on ssh ops@lb1:22" for a balancer on another host, "" for this machine (messages as before)."""
         return "" if self.host.transport == "local" else f" on {self.host.label}"
 
     def servers(self) -> list[ServerState]:
-        return [server_state(d) for d in self.read()[2].servers]
+        up = self.read()[2]
+        cached = self._upstream
+        if cached is not None and cached[3] is up:
+            return list(cached[4])
+        return [server_state(d) for d in up.servers]
 
     # -- changing ----------------------------------------------------------------------------------------
 
@@ -153,7 +175,7 @@ class NginxBalancer:
             raise BalancerRefused(f"{self.name}: cannot lock {directory}, nothing changed: {e}") from None
 
     def _change(self, server: str, begun: dict, **what) -> None:
-        memo: dict = {}
+        memo = Refresh(self.host)
         path, old, up = self.read(memo)
         targets = find_server(up, server)
         if not targets:
@@ -170,7 +192,7 @@ class NginxBalancer:
             return  # already so: no write, no reload
         self.apply(path, old, new, memo, begun)
 
-    def apply(self, path: Path, old: str, new: str, memo: dict | None = None, begun: dict | None = None) -> None:
+    def apply(self, path: Path, old: str, new: str, memo: Refresh | None = None, begun: dict | None = None) -> None:
         """Write, test, reload; on any failure put the old bytes back and say what nginx said."""
         test, reload = self.site.commands(memo)
         begun = {} if begun is None else begun

@@ -8,7 +8,8 @@ connect to it; on another host: its listening socket in that host's /proc/net ta
 connect from here would reach this machine's loopback or a firewall, not nginx). With `stub_status` set the
 page must answer instead; it is fetched from this machine, so it is used for a local nginx only. Each read
 costs one read of each config file (parsed again only when its bytes change), the pid file, /proc/PID/cmdline
-and one connect or /proc/net read.
+(only a stat of /proc/PID while the pid file names the master already seen, up to TITLE_RECHECK_S) and one
+connect (on another host: /proc/net, read again only for a new master or listen set).
 
 The main config is `-c` of a configured test/reload command, else `config` itself when it is a main config
 (it has an `events` or `http` block), else Debian's /etc/nginx/nginx.conf. The prefix (`-p`) is the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -30,12 +32,15 @@ from asrtop.balancers import proc_net
 from asrtop.balancers.base import BalancerUnreachable
 from asrtop.balancers.host import LOCAL, CommandDenied, CommandNotFound, CommandTimedOut, Host
 from asrtop.balancers.nginx_conf import ConfFile, Directive
-from asrtop.balancers.nginx_files import ConfFiles
+from asrtop.balancers.nginx_files import ConfFiles, Refresh
 
 DEFAULT_CONF = "/etc/nginx/nginx.conf"  # Debian's --conf-path (and nginx.org's packages')
 DEFAULT_PID = "/run/nginx.pid"  # Debian's --pid-path, when the main config names no `pid`
 DEFAULT_PREFIX = "/usr/share/nginx"  # Debian's --prefix: relative `pid` paths start there
 CONNECT_TIMEOUT = 1.0  # a running nginx accepts at once (kernel backlog), however busy its workers
+# the master's title is read again after this long even when the pid file names the same process: a pid taken
+# over by another process between two refreshes (the master killed, its pid file left) is seen within it
+TITLE_RECHECK_S = 60.0
 PASS_DIRECTIVES = ("proxy_pass", "grpc_pass", "uwsgi_pass", "scgi_pass", "fastcgi_pass", "memcached_pass")
 
 
@@ -132,7 +137,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
 class NginxSite:
     """How one configured nginx balancer finds its running nginx, checks it, and tests/reloads it.
 
-    `memo` (a dict, one per refresh or change) lets the upstream read and these checks share one read of
+    `memo` (a Refresh, one per refresh or change) lets the upstream read and these checks share one read of
     each file."""
 
     def __init__(self, config: Path, upstream: str, test_command: Sequence[str] = (),
@@ -147,16 +152,17 @@ class NginxSite:
         self._main: dict[str, tuple[list[ConfFile], MainConf]] = {}  # path -> (the files read, what they say)
         self._real: dict[tuple, bool] = {}  # (upstream file, main's files) -> included, on another host
         self._listened: tuple | None = None  # (pid, listens) found listening on another host
+        self._titled: tuple[int, float] | None = None  # (pid, monotonic time) whose title said nginx
 
     # -- the main config ---------------------------------------------------------------------------------
 
-    def main_path(self, memo: dict | None = None) -> str:
+    def main_path(self, memo: Refresh | None = None) -> str:
         if self.conf_option:
             conf = Path(self.conf_option)
             return str(conf if conf.is_absolute() else Path(self.prefix or DEFAULT_PREFIX) / conf)
         return str(self.config) if self.read_main(str(self.config), memo).is_main else DEFAULT_CONF
 
-    def read_main(self, path: str, memo: dict | None = None) -> MainConf:
+    def read_main(self, path: str, memo: Refresh | None = None) -> MainConf:
         """Derived again only when one of its files' bytes changed (ConfFiles keeps unchanged files)."""
         files = self.files.walk(path, memo)
         cached = self._main.get(path)
@@ -168,7 +174,7 @@ class NginxSite:
 
     # -- the commands ------------------------------------------------------------------------------------
 
-    def commands(self, memo: dict | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def commands(self, memo: Refresh | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(test, reload) argv: as configured, else `nginx [-p P] [-c MAIN] -t` / `... -s reload`, where -c
         names `config` when it is itself a main config (so the check is of the config nginx runs)."""
         base: tuple[str, ...] = ("nginx",)
@@ -185,7 +191,7 @@ class NginxSite:
 
     # -- liveness ----------------------------------------------------------------------------------------
 
-    def check(self, upstream_file: str, memo: dict | None = None) -> None:
+    def check(self, upstream_file: str, memo: Refresh | None = None) -> None:
         """Nothing when nginx runs and answers; else BalancerUnreachable with one line saying what is wrong."""
         path = self.main_path(memo)
         try:
@@ -197,7 +203,7 @@ class NginxSite:
             raise BalancerUnreachable(f"nginx's main config {path} does not include {upstream_file}: that nginx "
                                       "does not serve this upstream (set `config` to the nginx.conf your nginx "
                                       "runs with, or -c in test_command)")
-        pid = self._master(main)
+        pid = self._master(main, memo)
         if self.stub_status and self.host.transport == "local":
             self._stub_status(pid)
         elif main.listens:
@@ -224,10 +230,11 @@ class NginxSite:
         p = Path(main.pid or DEFAULT_PID)
         return p if p.is_absolute() else Path(self.prefix or DEFAULT_PREFIX) / p
 
-    def _master(self, main: MainConf) -> int:
+    def _master(self, main: MainConf, memo: Refresh | None = None) -> int:
         pid_file = self.pid_file(main)
+        reads = memo or self.host
         try:
-            text = self.host.read_bytes(str(pid_file)).decode("utf-8", "replace").strip()
+            text = reads.read_bytes(str(pid_file)).decode("utf-8", "replace").strip()
         except FileNotFoundError:
             raise BalancerUnreachable(f"nginx is not running: no pid file {pid_file} (named by {main.path})") from None
         except OSError as e:
@@ -235,6 +242,12 @@ class NginxSite:
         if not (text.isascii() and text.isdigit() and int(text) > 0):
             raise BalancerUnreachable(f"nginx is not running: {pid_file} holds no process id ({text[:20]!r})")
         pid = int(text)
+        verified = self._titled
+        if verified is not None and verified[0] == pid and time.monotonic() - verified[1] < TITLE_RECHECK_S:
+            # the same master as last time: that it still exists is enough (a stat, not three SFTP requests)
+            if reads.is_dir(f"/proc/{pid}"):
+                return pid
+        self._titled = None
         try:  # nginx titles its master "nginx: master process <argv>", whatever the binary is called
             title = self.host.read_bytes(f"/proc/{pid}/cmdline")
         except FileNotFoundError:
@@ -250,6 +263,7 @@ class NginxSite:
                 comm = "?"
             raise BalancerUnreachable(f"nginx is not running: process {pid} from {pid_file} is {comm!r}, not "
                                       "nginx (a stale pid file)")
+        self._titled = (pid, time.monotonic())
         return pid
 
     def _proc_shows_every_process(self) -> bool:

@@ -157,3 +157,24 @@ def test_a_stopped_remote_nginx_is_named_with_its_host(remote, sshd):
         b.servers()
     assert str(e.value) == (f"ngx: nginx is not running: no pid file {ngx.pid_file} (named by {ngx.conf}) on ssh "
                             f"{sshd.spec}")
+
+
+def test_a_same_size_edit_in_the_same_second_is_read_at_once(remote, sshd):
+    """SFTP gives a file's mtime in whole seconds and no inode: an edit of the same size with the same mtime
+    (in place, or a new file renamed over it) must still be read at the next refresh, here and over SSH."""
+    _, ngx, _ = remote
+    f = ngx.upstream_conf
+    pair = (over_ssh(ngx, sshd), NginxBalancer("ngx", f, ngx.upstream, ngx.test_command, ngx.reload_command))
+    for weight, how in ((7, "in place"), (8, "renamed over")):
+        before = [s.weight for s in pair[0].servers()]
+        assert [s.weight for s in pair[1].servers()] == before and before[0] != weight
+        st = f.stat()
+        text = f.read_text().replace(f"weight={before[0]}", f"weight={weight}", 1)
+        assert len(text) == st.st_size
+        if how == "in place":
+            f.write_text(text)
+        else:
+            (f.parent / "new.tmp").write_text(text)
+            os.replace(f.parent / "new.tmp", f)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same second, to the nanosecond
+        assert [[s.weight for s in b.servers()][0] for b in pair] == [weight, weight], how

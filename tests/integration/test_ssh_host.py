@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from asrtop.balancers.host import CommandDenied, CommandNotFound, CommandTimedOut, HostUnreachable
+from asrtop.balancers.host import LOCAL, CommandDenied, CommandNotFound, CommandTimedOut, HostUnreachable
 from asrtop.balancers.ssh_host import SSHHost, ssh_host
 from support.netutil import free_port
 
@@ -77,6 +77,37 @@ def test_files(host, tmp_path):
     assert e.value.filename == str(tmp_path / "none")
     with pytest.raises(IsADirectoryError):
         host.read_bytes(str(tmp_path / "sub"))
+
+
+def test_read_many_answers_as_local_in_one_call(host, tmp_path):
+    """Files (small, empty, larger than one SFTP read, /proc, missing, a directory), globs and dirs at once:
+    the same answers and errors as LocalHost's, in one call (last_latency is that one round trip)."""
+    (tmp_path / "a.conf").write_bytes(b"upstream x {}\n")
+    (tmp_path / "b.conf").write_bytes(b"")
+    (tmp_path / "big").write_bytes(bytes(range(256)) * 700)  # 175 KB: past the one-request read
+    (tmp_path / "sub").mkdir()
+    files = [str(tmp_path / n) for n in ("a.conf", "b.conf", "big", "none", "sub")] + [f"/proc/{os.getpid()}/cmdline"]
+    (tmp_path / "sub" / "c.conf").write_bytes(b"")
+    globs = [str(tmp_path / p) for p in ("*.conf", "*.x", "none/*.conf", "s*/*.conf", "[ab].conf")]
+    args = (files, globs, [str(tmp_path / "sub"), str(tmp_path / "a.conf")])
+    calls = []
+    real = host._call
+    host._call = lambda *a, **kw: calls.append(a) or real(*a, **kw)
+    try:
+        there = host.read_many(*args)
+    finally:
+        del host._call
+    here = LOCAL.read_many(*args)
+    assert len(calls) == 1 and there.globs == here.globs and there.dirs == here.dirs == {
+        str(tmp_path / "sub"): True, str(tmp_path / "a.conf"): False}
+    for path in files:
+        a, b = there.files[path], here.files[path]
+        assert (type(a), getattr(a, "filename", None)) == (type(b), getattr(b, "filename", None)), path
+        if isinstance(b, bytes):
+            assert a == b, path
+    assert there.globs[globs[3]] == [str(tmp_path / "sub" / "c.conf")] and len(there.globs[globs[4]]) == 2
+    assert isinstance(there.files[str(tmp_path / "none")], FileNotFoundError)
+    assert isinstance(there.files[str(tmp_path / "sub")], IsADirectoryError)
 
 
 def test_write_atomic_keeps_mode_and_owner(host, tmp_path):

@@ -337,3 +337,79 @@ def test_a_symlinked_include_is_resolved_on_the_host(tmp_path, fake_nginx):
     for _ in range(2):
         assert [s.name for s in b.servers()] == ["127.0.0.1:1"]
     assert [argv[0] for argv in ran] == ["realpath"]
+
+
+def test_the_masters_title_is_read_again_only_for_another_pid(tmp_path, fake_nginx, sleeper, monkeypatch):
+    """The master seen at the last refresh: a stat of /proc/PID, not its cmdline (over SSH three requests
+    fewer); a new pid in the file has its title read, and a master gone (its pid file left) is seen at once."""
+    pid, port = fake_nginx
+    pid_file = tmp_path / "nginx.pid"
+    pid_file.write_text(f"{pid}\n")
+    conf = main_conf(tmp_path, f"127.0.0.1:{port}", pid_file)
+    host = Elsewhere({"/proc/net/tcp": tcp_table(port)})
+    b = balancer(conf, host=host)
+    b.servers()
+    host.reads.clear()
+    b.servers()
+    assert f"/proc/{pid}/cmdline" not in host.reads and str(pid_file) in host.reads
+    pid_file.write_text(f"{sleeper}\n")  # a restart's new pid, here not nginx
+    with pytest.raises(BalancerUnreachable, match=rf"process {sleeper} from .* is 'python.*a stale pid file"):
+        b.servers()
+    other = subprocess.Popen([str(tmp_path / "bin" / "nginx"), "-c", "import time; time.sleep(60)"])
+    pid_file.write_text(f"{other.pid}\n")
+    b.servers()
+    other.kill()
+    other.wait()
+    with pytest.raises(BalancerUnreachable, match=rf"^ng: nginx is not running: no process {other.pid} from "):
+        b.servers()
+    pid_file.write_text(f"{pid}\n")
+    monkeypatch.setattr("asrtop.balancers.nginx_live.TITLE_RECHECK_S", 0.0)  # the title read again after it
+    host.reads.clear()
+    b.servers()
+    b.servers()
+    assert host.reads.count(f"/proc/{pid}/cmdline") == 2
+
+
+def test_the_upstream_block_is_parsed_again_only_when_its_file_changed(tmp_path, monkeypatch):
+    import asrtop.balancers.nginx as nginx_module
+
+    f = tmp_path / "asr.conf"
+    f.write_text(UPSTREAM)
+    calls = []
+    real = nginx_module.parse_upstream
+    monkeypatch.setattr(nginx_module, "parse_upstream", lambda *a: calls.append(a[0]) or real(*a))
+    b = NginxBalancer("ng", f, "fun_asr_backend", ("true",), ("true",), check_running=False)
+    for _ in range(3):
+        assert [s.weight for s in b.servers()] == [3]
+    assert len(calls) == 1
+    f.write_text(UPSTREAM.replace("weight=3", "weight=5"))  # same size
+    assert [s.weight for s in b.servers()] == [5] and len(calls) == 2
+
+
+def test_a_refresh_asks_the_host_at_once_for_what_the_last_one_read(tmp_path, fake_nginx):
+    """Over SSH that is one round trip's wait instead of one per file, glob and stat; what the read-ahead
+    did not cover (the upstream moved to a new include) is read at once, in the same refresh."""
+    pid, port = fake_nginx
+    pid_file = tmp_path / "nginx.pid"
+    pid_file.write_text(f"{pid}\n")
+    conf = main_conf(tmp_path, f"127.0.0.1:{port}", pid_file)
+    host = Elsewhere({"/proc/net/tcp": tcp_table(port)})
+    asked, direct = [], []
+    for name in ("read_bytes", "glob", "is_dir"):
+        real = getattr(host, name)
+        setattr(host, name, lambda path, real=real, name=name: direct.append((name, path)) or real(path))
+    host.read_many = lambda *plan: asked.append(plan) or LocalHost.read_many(Elsewhere(host.tables), *plan)
+    b = balancer(conf, host=host)
+    for _ in range(2):  # the first reads the master's title, the second stats /proc/PID
+        b.servers()
+    asked.clear()
+    direct.clear()
+    assert [s.weight for s in b.servers()] == [3]
+    included = str(tmp_path / "conf.d" / "asr.conf")
+    assert asked == [((conf, included, str(pid_file)), (str(tmp_path / "conf.d" / "*.conf"),), (f"/proc/{pid}",))]
+    assert direct == []
+    (tmp_path / "conf.d" / "b.conf").write_text(UPSTREAM.replace("weight=3", "weight=9"))
+    (tmp_path / "conf.d" / "asr.conf").write_text("# moved to b.conf\n")
+    asked.clear()
+    assert [s.weight for s in b.servers()] == [9]
+    assert len(asked) == 1 and direct == [("read_bytes", str(tmp_path / "conf.d" / "b.conf"))]
