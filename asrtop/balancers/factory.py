@@ -56,6 +56,11 @@ class ClusterSpec(Protocol):
     def balancers(self) -> Sequence[BalancerSpec]: ...
 
 
+# An SSH connection (key exchange, authentication, a jump host's too) needs more than a socket round trip: a
+# balancer's 2 s default timed out connecting on a loaded machine. Each Runtime API command keeps its own timeout.
+SSH_MIN_TIMEOUT = 5.0
+
+
 def build_balancer(cfg: BalancerSpec) -> Balancer:
     """The adapter for one [[balancers]] entry. Constructing one touches nothing (no socket, no file)."""
     # Adapters imported here: an nginx-only or haproxy-only config loads only its own adapter.
@@ -95,7 +100,7 @@ def balancer_host(cfg: BalancerSpec) -> Host:
     if cfg.kind == "haproxy" and cfg.socket and parse_socket(cfg.socket)[0] == "tcp":
         raise ValueError(f"balancer {cfg.name!r}: with `ssh`, `socket` is the unix socket path on that host, "
                          f"not the TCP address {cfg.socket!r}")
-    return ssh_host(target, cfg.timeout)
+    return ssh_host(target, max(cfg.timeout, SSH_MIN_TIMEOUT))
 
 
 def build_balancers(config: ClusterSpec) -> list[Balancer]:

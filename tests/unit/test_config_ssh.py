@@ -47,7 +47,7 @@ def test_keys_parsed_and_wired_to_both_adapters(tmp_path):
         {**HX, "ssh": "ops@lb1:2222", "ssh_identity": "~/.ssh/asrtop", "ssh_known_hosts": str(tmp_path / "kh"),
          "ssh_jump": "ops@bastion"},
         {**NG, "ssh": "ops@lb1:2222", "ssh_identity": "~/.ssh/asrtop", "ssh_known_hosts": str(tmp_path / "kh"),
-         "ssh_jump": "ops@bastion", "timeout": 5},
+         "ssh_jump": "ops@bastion", "timeout": 7},
         {**HX, "name": "local"},
     ]})
     assert (cfg.balancers[0].ssh, cfg.balancers[0].ssh_jump) == ("ops@lb1:2222", "ops@bastion")
@@ -56,7 +56,9 @@ def test_keys_parsed_and_wired_to_both_adapters(tmp_path):
     assert isinstance(hx.host, SSHHost) and ng.host is hx.host  # one host (one connection) per target
     assert hx.host.target == SSHTarget("ops", "lb1", 2222, identity=str(tmp_path.home() / ".ssh/asrtop"),
                                        known_hosts=str(tmp_path / "kh"), jump="ops@bastion")
-    assert hx.host.timeout == 5.0  # the longest of the balancers sharing it
+    assert hx.host.timeout == 7.0  # the longest of the balancers sharing it
+    alone = build_balancers(parse_config({"balancers": [{**HX, "ssh": "ops@lb9"}]}))[0]
+    assert alone.host.timeout == 5.0 and alone.timeout == 2.0  # connecting gets 5 s, a command the balancer's 2 s
     assert (hx.host.transport, hx.host.label) == ("ssh", "ssh ops@lb1:2222")
     assert local.host is LOCAL
 
