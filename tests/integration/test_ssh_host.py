@@ -145,8 +145,8 @@ def test_a_hanging_command_times_out_and_is_killed(host):
     start = time.monotonic()
     with pytest.raises(CommandTimedOut, match=r"sleep 41\.5: no answer within 0\.3s"):
         host.run(["sleep", "41.5"], 0.3)
-    assert time.monotonic() - start < 3
-    deadline = time.monotonic() + 3
+    assert time.monotonic() - start < 10  # not the 41.5 s the command would take (bounds wide: a loaded CI box)
+    deadline = time.monotonic() + 10
     while subprocess.run(["pgrep", "-f", "sleep 41.5"], capture_output=True).returncode == 0:
         assert time.monotonic() < deadline, "the remote command outlived its timeout"
         time.sleep(0.05)
@@ -173,7 +173,7 @@ def test_unix_exchange_times_out(host, tmp_path):
     start = time.monotonic()
     with pytest.raises(TimeoutError):
         host.unix_exchange(path, b"show info\n", 0.5)
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 10  # not held until the peer goes
     mute.close()
 
 
@@ -286,7 +286,7 @@ def test_a_host_that_stops_answering_never_hangs_the_caller(sshd, tmp_path):
     (tmp_path / "f").write_bytes(b"x")
     before = {p.pid for p in psutil.Process(sshd.proc.pid).children(recursive=True)}
     host = SSHHost(sshd.target, 1.0)
-    assert host.read_bytes(str(tmp_path / "f")) == b"x"
+    assert _read_connecting(host, tmp_path / "f") == b"x"
     session = [p for p in psutil.Process(sshd.proc.pid).children(recursive=True) if p.pid not in before]
     for p in session:
         with contextlib.suppress(psutil.NoSuchProcess):  # another test's session ending meanwhile
@@ -295,12 +295,23 @@ def test_a_host_that_stops_answering_never_hangs_the_caller(sshd, tmp_path):
         start = time.monotonic()
         with pytest.raises(HostUnreachable, match=r"^ssh \S+: no answer within 1s"):
             host.read_bytes(str(tmp_path / "f"))
-        assert time.monotonic() - start < 4
+        assert time.monotonic() - start < 10  # ended by the timeout, not hung
     finally:
         for p in session:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.resume()
-    assert host.read_bytes(str(tmp_path / "f")) == b"x"  # a new connection
+    assert _read_connecting(host, tmp_path / "f") == b"x"  # a new connection
+
+
+def _read_connecting(host: SSHHost, path) -> bytes:
+    """read_bytes that may connect: a 1 s connect may take a few tries on a loaded machine."""
+    for attempt in range(5):
+        try:
+            return host.read_bytes(str(path))
+        except HostUnreachable:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def test_the_lock_serialises_two_connections(sshd, tmp_path):
