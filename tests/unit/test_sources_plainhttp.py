@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
+import types
 
 import pytest
 
@@ -204,3 +206,37 @@ def test_the_usual_agent_url_split_without_urlsplit_as_urlsplit_splits_it():
     assert sum(v is not None for v in short.values()) > 100  # the short way answered often enough to compare
     assert {u: v for u, v in short.items() if v is not None} == {u: by_urlsplit(u) for u, v in short.items()
                                                                   if v is not None}
+
+
+async def test_all_at_once_one_epoll_call_per_agent_the_request_sent_with_the_connect(server, monkeypatch):
+    """Issue 17 (status at 1,000 agents): where the connection is made at once (loopback, a near agent), the
+    request goes out right after connect and the socket is registered once, for the answer only; closing it
+    takes it off the epoll (no modify, no unregister: each was a syscall per agent)."""
+    calls = []
+
+    class SpyEpoll:
+        def __init__(self):
+            self.ep = select.epoll()
+
+        def register(self, fd, events):
+            calls.append(("register", events))
+            self.ep.register(fd, events)
+
+        def modify(self, fd, events):
+            calls.append(("modify", events))
+            self.ep.modify(fd, events)
+
+        def unregister(self, fd):
+            calls.append(("unregister",))
+            self.ep.unregister(fd)
+
+        def poll(self, timeout):
+            return self.ep.poll(timeout)
+
+        def close(self):
+            self.ep.close()
+
+    monkeypatch.setattr(plainbatch, "select", types.SimpleNamespace(epoll=SpyEpoll))
+    got = await plainbatch.get_all([f"{server}/good/v1/status"] * 5, 2.0)
+    assert [result for result, _, _ in got] == [(BODY, 200)] * 5
+    assert calls == [("register", select.EPOLLIN)] * 5
