@@ -51,3 +51,37 @@ def test_a_fresh_session_under_a_new_loop_and_close_leaves_a_finished_loops_sess
     assert not second.closed
     third = asyncio.run(get())
     assert third is not second and len(made.sessions) == 3
+
+
+def test_an_owner_whose_method_makes_the_sessions_is_freed_without_the_cycle_collector():
+    """Issue 17: the pollers hand LoopSession their own method; held strongly, poller -> LoopSession -> method ->
+    poller was a cycle, so a 1,000-node round's readings waited for the cycle collector (at `status`'s exit)."""
+    import gc
+    import weakref
+
+    from asrtop.sources.agents import AgentPoller
+
+    class Owner:
+        def __init__(self):
+            self.http = LoopSession(self.make)
+            self.made = Made()
+
+        def make(self):
+            return self.made()
+
+    async def use(owner):
+        session = owner.http.get()
+        assert owner.made.sessions == [session]
+        await owner.http.close()
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        owner, poller = Owner(), AgentPoller(one_shot=True)
+        asyncio.run(use(owner))
+        gone = [weakref.ref(owner), weakref.ref(poller)]
+        del owner, poller
+        assert [r() for r in gone] == [None, None]
+    finally:
+        if was:
+            gc.enable()
