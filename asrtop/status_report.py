@@ -20,21 +20,29 @@ COLUMNS = ("NODE", "STATE", "WEIGHT", "BACKUP", "HEALTH", "INFL", "REQ/S", "5XX"
            "MODEL", "AGENT")
 
 
-def _gpu(view: NodeView) -> tuple[float | None, int | None, int | None]:
-    """(mean utilization ratio, memory used bytes, memory total bytes) over the node's GPUs; None = unknown."""
-    st = view.status
+def _gpu(view: NodeView, st: Any = False) -> tuple[float | None, int | None, int | None]:
+    """(mean utilization ratio, memory used bytes, memory total bytes) over the node's GPUs; None = unknown.
+    `st`: the node's status when the caller has it (one read per node: `status` does this 1,000s of times)."""
+    if st is False:
+        st = view.status
     if st is None or not st.gpus:
         return None, None, None
-    utils = [g.utilization_ratio for g in st.gpus if g.utilization_ratio is not None]
-    used = [g.memory_used_bytes for g in st.gpus if g.memory_used_bytes is not None]
-    total = [g.memory_total_bytes for g in st.gpus if g.memory_total_bytes is not None]
+    utils, used, total = [], [], []
+    for g in st.gpus:
+        if g.utilization_ratio is not None:
+            utils.append(g.utilization_ratio)
+        if g.memory_used_bytes is not None:
+            used.append(g.memory_used_bytes)
+        if g.memory_total_bytes is not None:
+            total.append(g.memory_total_bytes)
     return (sum(utils) / len(utils) if utils else None, sum(used) if used else None,
             sum(total) if total else None)
 
 
-def _simulated(view: NodeView) -> bool:
+def _simulated(view: NodeView, st: Any = False) -> bool:
     """GPU readings from the agent's simulator (gpu_source "simulated"), not from a real GPU."""
-    st = view.status
+    if st is False:
+        st = view.status
     return st is not None and st.gpu_source == "simulated" and bool(st.gpus)
 
 
@@ -73,8 +81,9 @@ def _agent_cell(view: NodeView, now: float) -> str:
     return f"{'stale ' if view.stale else ''}{age:.1f}s"
 
 
-def _model_cell(view: NodeView, target: str | None) -> str:
-    st = view.status
+def _model_cell(view: NodeView, target: str | None, st: Any = False) -> str:
+    if st is False:
+        st = view.status
     if st is None:
         return "-"
     if st.model.state != "ok" or not st.model.sha256:
@@ -92,20 +101,26 @@ def columns(snap: FleetSnapshot) -> tuple[str, ...]:
     return (*COLUMNS[:STREAMS_AFTER], "STREAMS", *COLUMNS[STREAMS_AFTER:])
 
 
-def rows(snap: FleetSnapshot, words: list[StateWord] | None = None) -> list[tuple[str, ...]]:
-    """The table's rows; `words`: state_word of each node when the caller has them (render_table)."""
+def rows(snap: FleetSnapshot, words: list[StateWord] | None = None,
+         simulated: list[bool] | None = None) -> list[tuple[str, ...]]:
+    """The table's rows; `words`: state_word of each node when the caller has them (render_table); `simulated`,
+    when given, is filled with _simulated of each node (render_table's legend)."""
     target = snap.target_digest
     streams = streams_total(snap.nodes) is not None
     out = []
     for v, word in zip(snap.nodes, words if words is not None else map(state_word, snap.nodes)):
-        util, used, total = _gpu(v)
-        sim = SIM_MARK if _simulated(v) else ""  # simulated readings never pass for real ones
+        st = v.status
+        util, used, total = _gpu(v, st)
+        is_sim = _simulated(v, st)
+        if simulated is not None:
+            simulated.append(is_sim)
+        sim = SIM_MARK if is_sim else ""  # simulated readings never pass for real ones
         mem = "-" if used is None else f"{sim}{_gib(used)}/{_gib(total)}G"
         pct = _num(None if util is None else util * 100, sim + "{:.0f}")
         backup = "-" if v.backup is None else ("yes" if v.backup else "no")
         live = (streams_cell(v).replace("—", "-"),) if streams else ()  # the console's cell, as `status` writes
         out.append((v.name, word.text, _num(v.weight), backup, v.health, _num(v.in_flight), *live,
-                    *_request_cells(v), pct, mem, _model_cell(v, target), _agent_cell(v, snap.taken_at)))
+                    *_request_cells(v), pct, mem, _model_cell(v, target, st), _agent_cell(v, snap.taken_at)))
     return out
 
 
@@ -128,7 +143,8 @@ def summary(snap: FleetSnapshot, words: list[StateWord] | None = None) -> str:
 
 def render_table(snap: FleetSnapshot) -> str:
     words = [state_word(v) for v in snap.nodes]  # once per node: for the rows, the notes below and the counts
-    table = [columns(snap), *rows(snap, words)]
+    sims: list[bool] = []
+    table = [columns(snap), *rows(snap, words, sims)]
     line = "  ".join(f"{{:<{max(map(len, cells))}}}" for cells in zip(*table)).format  # one format for all rows
     lines = [line(*r).rstrip() for r in table]
     for v, w in zip(snap.nodes, words):  # say who disagrees rather than just "MIXED", and what a re-create is
@@ -142,7 +158,7 @@ def render_table(snap: FleetSnapshot) -> str:
             lines.append(f"  {b.name}: UNREACHABLE: {b.problem}")
         elif b.transport or b.latency is not None:
             lines.append(f"  {b.name}: {balancer_link(b)}")
-    simulated = [v.name for v in snap.nodes if _simulated(v)]
+    simulated = [v.name for v, sim in zip(snap.nodes, sims) if sim]
     if simulated:
         lines.append(f"  {SIM_MARK}: simulated GPU readings, not a real GPU: "
                      + ("all nodes" if len(simulated) == len(snap.nodes) else ", ".join(simulated)))
