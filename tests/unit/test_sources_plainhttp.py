@@ -240,3 +240,22 @@ async def test_all_at_once_one_epoll_call_per_agent_the_request_sent_with_the_co
     got = await plainbatch.get_all([f"{server}/good/v1/status"] * 5, 2.0)
     assert [result for result, _, _ in got] == [(BODY, 200)] * 5
     assert calls == [("register", select.EPOLLIN)] * 5
+
+
+async def test_all_at_once_a_connection_still_being_made_gets_its_request_when_writable(server, monkeypatch):
+    """Where connect has not finished when it returns (a far agent), the first send finds the socket not ready:
+    the request goes out when the socket turns writable, and the answer is the same."""
+    not_ready = []
+
+    class SlowToConnect(socket.socket):
+        def send(self, data, *flags):
+            if self.fileno() not in not_ready:
+                not_ready.append(self.fileno())
+                raise BlockingIOError(11, "not connected yet")
+            return super().send(data, *flags)
+
+    monkeypatch.setattr(plainbatch, "socket", types.SimpleNamespace(
+        socket=SlowToConnect, SOL_SOCKET=socket.SOL_SOCKET, SO_ERROR=socket.SO_ERROR, AF_INET=socket.AF_INET,
+        AF_INET6=socket.AF_INET6, inet_pton=socket.inet_pton))
+    got = await plainbatch.get_all([f"{server}/good/v1/status", f"{server}/chunked/v1/status"], 2.0)
+    assert [result for result, _, _ in got] == [(BODY, 200)] * 2 and len(not_ready) == 2
