@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import fields
 
 from asrtop.balancers.base import AdminState, Health, ServerState
-from asrtop.lazyfields import maker
 
 # srv_admin_state bits (HAProxy include/haproxy/server-t.h, enum srv_admin)
 ADMF_FMAINT = 0x01  # forced into maintenance (set server ... state maint)
@@ -174,22 +172,26 @@ def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerSt
         weight = to_int(stat.get("weight")) or 0
     rtime = to_int(stat.get("rtime"))
     rate = to_int(stat.get("rate"))
-    return _server_state(  # every field, in field order (asrtop.lazyfields.maker: `status` makes 1,000s)
-        None, False,
-        stat["svname"], address or "", port, weight, to_int(stat.get("bck")) == 1, admin_state(admin_bits, status),
+    return ServerState(
+        name=stat["svname"],
+        address=address or "",
+        port=port,
+        weight=weight,
+        backup=to_int(stat.get("bck")) == 1,
+        admin=admin_state(admin_bits, status),
         # a `track`ing server has no check of its own but the tracked one's up/down: report that
-        health(checked or bool(stat.get("tracked")), to_int(state.get("srv_op_state")), status,
-               check_bits if checked else None),
-        to_int(stat.get("scur")), to_int(stat.get("qcur")), float(rate) if rate is not None else None,
-        to_int(stat.get("stot")), to_int(stat.get("hrsp_5xx")), rtime / 1000.0 if rtime is not None else None,
-        checked, agent_check, agent_enabled)
-
-
-def _nothing(_: object) -> dict:
-    return {}
-
-
-_server_state = maker(ServerState, tuple(f.name for f in fields(ServerState)), _nothing)
+        health=health(checked or bool(stat.get("tracked")), to_int(state.get("srv_op_state")), status,
+                      check_bits if checked else None),
+        active_sessions=to_int(stat.get("scur")),
+        queued=to_int(stat.get("qcur")),
+        request_rate=float(rate) if rate is not None else None,
+        requests_total=to_int(stat.get("stot")),
+        errors_5xx_total=to_int(stat.get("hrsp_5xx")),
+        avg_response_seconds=rtime / 1000.0 if rtime is not None else None,
+        checked=checked,
+        agent_check=agent_check,
+        agent_enabled=agent_enabled,
+    )
 
 
 def agent(agent_bits: int | None, agent_status: str | None) -> tuple[bool, bool | None]:
@@ -235,34 +237,7 @@ def server_stat_rows(text: str, backend: str, columns: tuple[str, ...] = SERVER_
     return rows
 
 
-# The `show servers state` columns server_state reads (and the two that place a row): ~10 of ~25.
-STATE_COLUMNS = ("be_name", "srv_name", "srv_addr", "srv_op_state", "srv_admin_state", "srv_uweight",
-                 "srv_check_state", "srv_agent_state", "srv_port")
-
-
-def server_state_rows(text: str, backend: str, columns: tuple[str, ...] = STATE_COLUMNS) -> dict[str, dict[str, str]]:
-    """{server name: its row} of parse_servers_state(text) for `backend`, each row with only `columns` (those the
-    header has); the last row of a name wins, as the dict over the whole rows did."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
-    if start is None:
-        raise ParseError(f"no header in `show servers state` output: {first_line(text)!r}")
-    at = {h: i for i, h in enumerate(lines[start][2:].split())}  # a name twice: its last column, as the dict
-    wanted = [(h, at[h]) for h in columns if h in at]
-    be, name = at.get("be_name"), at.get("srv_name")
-    out = {}
-    for line in lines[start + 1:]:
-        if line.startswith("#"):
-            continue
-        fields = line.split()
-        n = len(fields)
-        if not n or (fields[be] if be is not None and be < n else None) != backend:
-            continue
-        out[fields[name] if name is not None and name < n else None] = {h: fields[i] for h, i in wanted if i < n}
-    return out
-
-
 def build_server_states(stat_text: str, state_text: str, backend: str) -> list[ServerState]:
     """The backend's servers in `show stat` order; raises ParseError on text that is not the expected output."""
-    by_name = server_state_rows(state_text, backend)
+    by_name = {r.get("srv_name"): r for r in parse_servers_state(state_text) if r.get("be_name") == backend}
     return [server_state(row, by_name.get(row["svname"])) for row in server_stat_rows(stat_text, backend)]

@@ -31,8 +31,6 @@ from asrtop.balancers.haproxy_stat import (
     backend_rows,
     parse_show_stat,
     server_stat_rows,
-    server_state_rows,
-    STATE_COLUMNS,
     server_state,
     start_time,
 )
@@ -85,19 +83,6 @@ def test_server_rows_hold_only_the_columns_a_server_state_reads(tag):
     got = server_stat_rows(stat, "asr")
     assert [r["svname"] for r in got] == ["n1", "n2", "n3", "n4", "n5"] and got == want
     assert header.startswith("# pxname,svname,") and set(got[0]) == set(SERVER_COLUMNS)
-
-
-@pytest.mark.parametrize("tag", VERSIONS)
-def test_state_rows_hold_only_the_columns_a_server_state_reads(tag):
-    """`status` at 1,000 servers (issue 17): `show servers state` read into the ~9 columns server_state reads, by
-    server name, only the backend's; the same values as the whole rows."""
-    all_state = (FIX / f"servers_state_all_{tag}.txt").read_text()
-    for backend in ("asr", "other", "none"):
-        want = {r.get("srv_name"): {k: r[k] for k in STATE_COLUMNS if k in r}
-                for r in parse_servers_state(all_state) if r.get("be_name") == backend}
-        assert server_state_rows(all_state, backend) == want
-    assert sorted(server_state_rows(all_state, "asr")) == ["n1", "n2", "n3", "n4", "n5"]
-    assert set(server_state_rows(all_state, "asr")["n1"]) == set(STATE_COLUMNS)
 
 
 @pytest.mark.parametrize("tag", VERSIONS)
