@@ -1,0 +1,147 @@
+"""NodeView's figures are worked out once per view (issue 17: a refresh reads each of them for every node in
+the history, the rules, the header and the table), from the servers in one pass, and say exactly what the
+per-figure definitions below say (the operator sees the same numbers). Counted and compared, not timed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asrtop.agentstatus import AgentStatus, AsrReading, HostReading, ModelReading
+from asrtop.balancers.base import AdminState, Health, ServerState
+from asrtop.config import NodeConfig
+from asrtop.fleet import MIXED, AgentReading, AgentTraffic, FleetSnapshot, NodeView
+
+FIGURES = ("admin_state", "health", "weight", "backup", "active_sessions", "queued", "in_flight", "request_rate",
+           "errors_5xx", "errors_5xx_rate", "response_seconds", "audio_rate", "requests_source", "agent_counted",
+           "model_digest", "streams_open", "oldest_in_flight_seconds")
+
+
+class CountedServers(Mapping):
+    """A node's servers that count how often they are read."""
+
+    def __init__(self, servers: dict[str, ServerState]):
+        self.servers, self.reads = servers, 0
+
+    def __getitem__(self, key):
+        self.reads += 1
+        return self.servers[key]
+
+    def __iter__(self):
+        self.reads += 1
+        return iter(self.servers)
+
+    def __len__(self):
+        return len(self.servers)
+
+    def values(self):
+        self.reads += 1
+        return self.servers.values()
+
+    def items(self):
+        self.reads += 1
+        return self.servers.items()
+
+
+def server(admin=AdminState.READY, health=Health.UP, weight=3, backup=False, sessions=2, queued=1, rate=4.0,
+           total=10, errors=1, rt=0.2) -> ServerState:
+    return ServerState("s", "10.0.0.1", 10095, weight, backup, admin, health, sessions, queued, rate, total,
+                       errors, rt)
+
+
+def agent(in_flight: int | None = 5, traffic: AgentTraffic | None = None) -> AgentReading:
+    st_ = AgentStatus(node="n", agent_version="0.1.0", collected_at=1.0, interval_seconds=1.0,
+                      host=HostReading(), gpu_source="none", gpu_error=None, gpus=(),
+                      asr=AsrReading(url="http://127.0.0.1:1", up=True, in_flight=in_flight),
+                      model=ModelReading("ok", "ab" * 32, 1, 1, None, ()), versions={})
+    return AgentReading("http://127.0.0.1:10860", st_, 1.0, None, 0.001, traffic)
+
+
+def test_a_views_figures_read_its_servers_once_however_often_they_are_asked():
+    servers = CountedServers({"a": server(), "b": server(AdminState.DRAIN, sessions=4)})
+    view = NodeView("n", NodeConfig("n"), agent(), servers)
+    first = [getattr(view, f) for f in FIGURES]
+    reads = servers.reads
+    assert [getattr(view, f) for f in FIGURES] == first  # asked again: the same answers, the servers not read
+    assert servers.reads == reads <= 1
+    assert first[:3] == [MIXED, "up", 3] and view.in_flight == 8  # max(agent 5, (2+1) + (4+1))
+
+
+def test_the_remembered_figures_are_not_fields():
+    """Equality (the table's diff), repr and dataclasses.replace see the fields only: a replaced view works
+    its figures out again from its own fields."""
+    view = NodeView("n", NodeConfig("n"), agent(9), {"a": server(sessions=1, queued=0)})
+    fresh = NodeView("n", NodeConfig("n"), agent(9), {"a": server(sessions=1, queued=0)})
+    assert view.in_flight == 9
+    assert view == fresh and repr(view) == repr(fresh)
+    assert dataclasses.replace(view, stale=True).in_flight == 1  # the agent is stale: the balancer's count
+
+
+def test_a_snapshots_model_facts_are_worked_out_once():
+    nodes = tuple(NodeView(f"n{i}", NodeConfig(f"n{i}"), agent(), {}) for i in range(3))
+    snap = FleetSnapshot(1.0, nodes)
+    assert snap.model_groups() is snap.model_groups()
+    assert snap.nodes_differing_from_target() is snap.nodes_differing_from_target() == ()
+    assert snap.nodes_model_unknown() is snap.nodes_model_unknown() == ()
+
+
+# -- the one pass over the servers says what each figure's own definition says -------------------------------
+
+def reference(v: NodeView) -> dict:
+    """Each figure worked out on its own, as NodeView did per read before issue 17."""
+    ss = list(v.servers.values())
+
+    def one(values):
+        values = set(values)
+        return values.pop() if len(values) == 1 else None
+
+    def agreed(values):
+        values = set(values)
+        return "unknown" if not values else values.pop() if len(values) == 1 else MIXED
+
+    def total(values):
+        values = [x for x in values if x is not None]
+        return sum(values) if values else None
+
+    counts = any(s.request_rate is not None for s in ss)
+    sessions = [(s.active_sessions or 0) + (s.queued or 0) for s in ss if s.active_sessions is not None]
+    balancer_sum = sum(sessions) if sessions else None
+    st_ = v.agent.status if v.agent and not v.stale else None
+    fresh_agent = st_.asr.in_flight if st_ is not None else None
+    in_flight = ((None if v.balancer_unread else balancer_sum) if fresh_agent is None
+                 else fresh_agent if balancer_sum is None else max(fresh_agent, balancer_sum))
+    traffic = v.agent.traffic if v.agent is not None and not v.stale else None
+    rts = [s.avg_response_seconds for s in ss if s.avg_response_seconds is not None and (s.requests_total or 0) > 0]
+    return {
+        "admin_state": agreed(s.admin.value for s in ss), "health": agreed(s.health.value for s in ss),
+        "weight": one(s.weight for s in ss), "backup": one(s.backup for s in ss),
+        "active_sessions": total(s.active_sessions for s in ss), "queued": total(s.queued for s in ss),
+        "in_flight": in_flight,
+        "request_rate": total(s.request_rate for s in ss) if counts else
+        traffic.request_rate if traffic is not None else None,
+        "errors_5xx": total(s.errors_5xx_total for s in ss) if counts else v.errors_5xx,  # agent side: unchanged
+        "response_seconds": (max(rts) if rts else None) if counts else
+        traffic.response_seconds if traffic is not None else None,
+        "errors_5xx_rate": None if counts else traffic.errors_5xx_rate if traffic is not None else None,
+    }
+
+
+maybe_int = st.none() | st.integers(0, 50)
+servers = st.builds(server, st.sampled_from(AdminState), st.sampled_from(Health), st.integers(0, 3), st.booleans(),
+                    maybe_int, maybe_int, st.none() | st.floats(0, 100), maybe_int, maybe_int,
+                    st.none() | st.floats(0, 5))
+traffics = st.none() | st.builds(AgentTraffic, st.none() | st.floats(0, 9), st.none() | st.floats(0, 1),
+                                 st.none() | st.floats(0, 2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(servers, max_size=3), maybe_int, traffics, st.booleans(), st.booleans())
+def test_the_one_pass_over_the_servers_says_what_each_definition_says(ss, agent_in_flight, traffic, stale, unread):
+    reading = agent(agent_in_flight, traffic)
+    view = NodeView("n", NodeConfig("n", agent="http://127.0.0.1:10860"), reading,
+                    {f"lb{i}": s for i, s in enumerate(ss)}, stale, unread)
+    want = reference(view)
+    assert {k: getattr(view, k) for k in want} == want
