@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from asrtop.agentstatus import AgentStatus, StreamsReading
-from asrtop.balancers.base import AdminState, Health, ServerState
+from asrtop.balancers.base import Health, ServerState
 from asrtop.config import NodeConfig, endpoint_key, server_endpoint_keys
 
 MIXED = "MIXED"  # balancers disagree about a node's admin state
@@ -631,11 +631,14 @@ def primaries_staying_ready(snapshot: FleetSnapshot, leaving: Iterable[str]) -> 
     """Primary (non-backup) nodes that are ready and not down on every balancer, excluding `leaving`."""
     leaving = set(leaving)
     count = 0
-    for n in snapshot.nodes:
-        if n.name in leaving or not n.servers:
-            continue
-        if any(s.backup for s in n.servers.values()):
-            continue
-        if all(s.admin is AdminState.READY and s.health is not Health.DOWN for s in n.servers.values()):
+    for n in snapshot.nodes:  # from the node's figures (one pass over its servers, kept): every refresh asks
+        if n.backup is not False or n.admin_state != "ready" or n.name in leaving:
+            continue  # a backup somewhere (or no server: None), or not ready everywhere
+        if n.health != "down" and (n.health != MIXED or not_down(n)):
             count += 1
     return count
+
+
+def not_down(n: NodeView) -> bool:
+    """No balancer's health check finds this node DOWN."""
+    return all(s.health is not Health.DOWN for s in n.servers.values())

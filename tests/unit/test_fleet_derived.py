@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from asrtop.agentstatus import AgentStatus, AsrReading, HostReading, ModelReading
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import NodeConfig
-from asrtop.fleet import MIXED, AgentReading, AgentTraffic, FleetSnapshot, NodeView
+from asrtop.fleet import MIXED, AgentReading, AgentTraffic, BalancerReading, FleetSnapshot, NodeView
 
 FIGURES = ("admin_state", "health", "weight", "backup", "active_sessions", "queued", "in_flight", "request_rate",
            "errors_5xx", "errors_5xx_rate", "response_seconds", "audio_rate", "requests_source", "agent_counted",
@@ -145,3 +145,19 @@ def test_the_one_pass_over_the_servers_says_what_each_definition_says(ss, agent_
                     {f"lb{i}": s for i, s in enumerate(ss)}, stale, unread)
     want = reference(view)
     assert {k: getattr(view, k) for k in want} == want
+
+
+def test_the_problem_rules_read_a_plain_nodes_servers_once():
+    """Ready and up everywhere (most of a 1,000-node fleet): the rules and the history judge such a node from its
+    figures, read from its servers in one pass, not by a pass of their own per rule."""
+    from asrtop.config import ProblemsConfig
+    from asrtop.history import FleetHistory
+    from asrtop.problems.rules import tracker
+
+    nodes = tuple(NodeView(f"n{i}", NodeConfig(f"n{i}", agent="http://127.0.0.1:1"), agent(),
+                           CountedServers({"a": server(), "b": server()})) for i in range(20))
+    snap = FleetSnapshot(1.0, nodes, (BalancerReading("a", "haproxy"), BalancerReading("b", "haproxy")))
+    history = FleetHistory(10)
+    history.record(snap)
+    tracker(ProblemsConfig()).update(snap, history)
+    assert [n.servers.reads for n in nodes] == [1] * len(nodes)
