@@ -94,14 +94,16 @@ class derived:
         return value
 
 
-class from_servers(derived):
-    """A NodeView figure that NodeView._read_servers works out with the others from its servers, in one pass
-    (the decorated function only names it and says what it is)."""
+class figure(derived):
+    """A NodeView figure that NodeView._work_out works out with all the others on the first read of any of
+    them: one pass over the servers and one look at the agent's answer per node and snapshot (a refresh reads
+    them all for every node; one call per figure costs about twice as much). The decorated function only
+    names the figure and says what it is."""
 
     def __get__(self, obj, owner=None):
         if obj is None:
             return self
-        obj._read_servers()
+        obj._work_out()
         return obj.__dict__[self.name]
 
 
@@ -120,59 +122,101 @@ class NodeView:
     # seconds of maint (or of no server at all) are that change, not a problem.
     changing: str | None = None
 
-    @derived
+    @figure
     def status(self) -> AgentStatus | None:
-        return self.agent.status if self.agent else None
+        """The agent's last good answer (kept while later polls fail: see `stale`)."""
 
-    @from_servers
+    @figure
     def admin_state(self) -> str:
         """ready | drain | maint | MIXED (balancers disagree) | unknown (no balancer knows it)."""
 
-    @from_servers
+    @figure
     def health(self) -> str:
-        """up | down | no-check | MIXED | unknown."""
+        """up | down | no-check | paused | MIXED | unknown."""
 
-    @from_servers
+    @figure
     def weight(self) -> int | None:
         """The weight every balancer gives it; None when they differ or none has it."""
 
-    @from_servers
+    @figure
     def backup(self) -> bool | None:
         """A backup server on every balancer (True), on none (False); None when they differ or none has it."""
 
-    @from_servers
+    @figure
     def active_sessions(self) -> int | None:
         """Sessions on this node summed over all balancers that report them."""
 
-    @from_servers
+    @figure
     def queued(self) -> int | None:
         """Requests queued for this node, summed over all balancers that report a queue."""
 
-    @from_servers
-    def _balancer_in_flight(self) -> int | None:
-        """Sessions + queue summed over the balancers that report sessions."""
+    @figure
+    def in_flight(self) -> int | None:
+        """THE in-flight figure (table, header, sort, history, `status`, `--json`, `drain --wait`).
 
-    @from_servers
-    def _balancer_counts_requests(self) -> bool:
-        """Some balancer counts this node's requests (a request rate)."""
+        max(sessions + queue summed over the balancers, the agent's in-flight while its answer is fresh):
+        a request shows in both signals, hence max, not sum. None = cannot tell: no signal at all, or a
+        balancer could not be read (its sessions are missing from the sum) and no agent covers for it.
+        """
 
-    @from_servers
-    def _balancer_rate(self) -> float | None:
-        """Requests/s summed over the balancers that count them."""
+    @figure
+    def oldest_in_flight_seconds(self) -> float | None:
+        """Age of this node's oldest request in flight, from the agent's in-path proxy at its last
+        collection (a drain's wait shows it); None when unknown: no proxy, no fresh answer, none in flight."""
 
-    @from_servers
-    def _balancer_5xx(self) -> int | None:
-        """5xx totals summed over the balancers that report them."""
+    @figure
+    def streams(self) -> StreamsReading | None:
+        """The agent's stream reading while its answer is fresh; None when it reports no streams (no stream
+        port), has not answered, or is stale: unknown, never 0."""
 
-    @from_servers
-    def _balancer_response(self) -> float | None:
-        """The slowest average response of the balancers that saw a request."""
+    @figure
+    def streams_open(self) -> int | None:
+        """Live streams (WebSocket sessions) on this node; None when unknown (see `streams`)."""
 
-    def _read_servers(self) -> None:
-        """Every figure above, in one pass over the servers (a refresh reads them all for every node: one pass
-        costs a fraction of one per figure). Written into __dict__, as `derived` does."""
+    @figure
+    def oldest_stream_seconds(self) -> float | None:
+        """Age of the oldest live stream at the agent's last collection; None when none is open or unknown."""
+
+    @figure
+    def requests_source(self) -> str | None:
+        """Who counted the request figures below: "balancer", "agent" (the balancer counts nothing), or None."""
+
+    @figure
+    def agent_counted(self) -> bool:
+        """Its request figures are the agent's (the balancer counts none): marked, never passed off as the
+        balancer's."""
+
+    @figure
+    def request_rate(self) -> float | None:
+        """Requests/s: summed over the balancers that count them, else the agent's rate."""
+
+    @figure
+    def errors_5xx(self) -> int | None:
+        """5xx answers so far: summed over the balancers that count requests, else the agent's count."""
+
+    @figure
+    def errors_5xx_rate(self) -> float | None:
+        """5xx answers per second over the agent's window; None where a balancer counts the requests (it gives
+        a 5xx total, no rate) or nobody counts them."""
+
+    @figure
+    def response_seconds(self) -> float | None:
+        """Response time: the slowest balancer's average (HAProxy rtime), else the agent's mean over its
+        window. None (shown blank) when nothing was answered: never 0 for a node that served nothing."""
+
+    @figure
+    def audio_rate(self) -> float | None:
+        """Audio seconds transcribed per second (only agents know audio lengths)."""
+
+    @figure
+    def model_digest(self) -> str | None:
+        """The model's sha256 while the agent's model check says "ok"; None otherwise (hashing, missing...)."""
+
+    def _work_out(self) -> None:
+        """Every figure above, written into __dict__ (as `derived` does): one pass over the servers, then the
+        agent's answer while it is fresh."""
         admins, healths, weights, backups = set(), set(), set(), set()
-        sessions = queued = in_flight = errors = rate = response = None
+        sessions = queued = balancer_sum = errors = rate = response = None
         for s in self.servers.values():
             admins.add(s.admin)
             healths.add(s.health)
@@ -181,7 +225,7 @@ class NodeView:
             a, q = s.active_sessions, s.queued
             if a is not None:
                 sessions = a if sessions is None else sessions + a
-                in_flight = a + (q or 0) + (in_flight or 0)
+                balancer_sum = a + (q or 0) + (balancer_sum or 0)
             if q is not None:
                 queued = q if queued is None else queued + q
             r = s.request_rate
@@ -198,123 +242,35 @@ class NodeView:
         d["health"] = "unknown" if not healths else healths.pop().value if len(healths) == 1 else MIXED
         d["weight"] = weights.pop() if len(weights) == 1 else None
         d["backup"] = backups.pop() if len(backups) == 1 else None
-        d["active_sessions"], d["queued"], d["_balancer_in_flight"] = sessions, queued, in_flight
-        d["_balancer_counts_requests"], d["_balancer_rate"] = rate is not None, rate
-        d["_balancer_5xx"], d["_balancer_response"] = errors, response
+        d["active_sessions"], d["queued"] = sessions, queued
 
-    @derived
-    def in_flight(self) -> int | None:
-        """THE in-flight figure (table, header, sort, history, `status`, `--json`, `drain --wait`).
+        agent = self.agent
+        st = d["status"] = agent.status if agent is not None else None
+        asr = st.asr if st is not None and not self.stale else None  # a stale answer says nothing about now
+        said = asr.in_flight if asr is not None else None
+        d["in_flight"] = ((None if self.balancer_unread else balancer_sum) if said is None
+                          else said if balancer_sum is None else max(said, balancer_sum))
+        reqs = asr.requests if asr is not None else None
+        d["oldest_in_flight_seconds"] = reqs.oldest_in_flight_seconds if reqs is not None else None
+        streams = d["streams"] = asr.streams if asr is not None else None
+        d["streams_open"] = streams.open if streams is not None else None
+        d["oldest_stream_seconds"] = streams.oldest_seconds if streams is not None and streams.open else None
+        d["model_digest"] = st.model.sha256 if st is not None and st.model.state == "ok" else None
 
-        max(sessions + queue summed over the balancers, the agent's in-flight while its answer is fresh):
-        a request shows in both signals, hence max, not sum. None = cannot tell: no signal at all, or a
-        balancer could not be read (its sessions are missing from the sum) and no agent covers for it.
-        """
-        balancer_sum = self._balancer_in_flight
-        st = self.status
-        agent = st.asr.in_flight if st is not None and not self.stale else None
-        if agent is None:
-            return None if self.balancer_unread else balancer_sum
-        return agent if balancer_sum is None else max(agent, balancer_sum)
-
-    @derived
-    def oldest_in_flight_seconds(self) -> float | None:
-        """Age of this node's oldest request in flight, from the agent's in-path proxy at its last
-        collection (a drain's wait shows it); None when unknown: no proxy, no fresh answer, none in flight."""
-        st = self.status
-        reqs = st.asr.requests if st is not None and not self.stale else None
-        return reqs.oldest_in_flight_seconds if reqs is not None else None
-
-    @derived
-    def streams(self) -> StreamsReading | None:
-        """The agent's stream reading while its answer is fresh; None when it reports no streams (no stream
-        port), has not answered, or is stale: unknown, never 0."""
-        st = self.status
-        return st.asr.streams if st is not None and not self.stale else None
-
-    @derived
-    def streams_open(self) -> int | None:
-        """Live streams (WebSocket sessions) on this node; None when unknown (see `streams`)."""
-        s = self.streams
-        return s.open if s is not None else None
-
-    @derived
-    def oldest_stream_seconds(self) -> float | None:
-        """Age of the oldest live stream at the agent's last collection; None when none is open or unknown."""
-        s = self.streams
-        return s.oldest_seconds if s is not None and s.open else None
-
-    @derived
-    def _agent_traffic(self) -> AgentTraffic | None:
-        if self.agent is None or self.stale:
-            return None
-        return self.agent.traffic
-
-    @derived
-    def requests_source(self) -> str | None:
-        """Who counted the request figures below: "balancer", "agent" (the balancer counts nothing), or None."""
-        if self._balancer_counts_requests:
-            return REQUESTS_FROM_BALANCER
-        st = self.status
-        if self._agent_traffic is not None or (st is not None and not self.stale and st.asr.requests):
-            return REQUESTS_FROM_AGENT
-        return None
-
-    @derived
-    def agent_counted(self) -> bool:
-        """Its request figures are the agent's (the balancer counts none): marked, never passed off as the
-        balancer's."""
-        return self.requests_source == REQUESTS_FROM_AGENT
-
-    @derived
-    def request_rate(self) -> float | None:
-        """Requests/s: summed over the balancers that count them, else the agent's rate."""
-        if self._balancer_counts_requests:
-            return self._balancer_rate
-        t = self._agent_traffic
-        return t.request_rate if t is not None else None
-
-    @derived
-    def errors_5xx(self) -> int | None:
-        """5xx answers so far: summed over the balancers that count requests, else the agent's count."""
-        if self._balancer_counts_requests:
-            return self._balancer_5xx
-        st = self.status
-        if st is None or self.stale or st.asr.requests is None:
-            return None
-        req = st.asr.requests
-        return req.by_class.get("5xx", 0) if req.total is not None or req.by_class else None
-
-    @derived
-    def errors_5xx_rate(self) -> float | None:
-        """5xx answers per second over the agent's window; None where a balancer counts the requests (it gives
-        a 5xx total, no rate) or nobody counts them."""
-        if self._balancer_counts_requests:
-            return None
-        t = self._agent_traffic
-        return t.errors_5xx_rate if t is not None else None
-
-    @derived
-    def response_seconds(self) -> float | None:
-        """Response time: the slowest balancer's average (HAProxy rtime), else the agent's mean over its
-        window. None (shown blank) when nothing was answered: never 0 for a node that served nothing."""
-        if self._balancer_counts_requests:
-            return self._balancer_response
-        t = self._agent_traffic
-        return t.response_seconds if t is not None else None
-
-    @derived
-    def audio_rate(self) -> float | None:
-        """Audio seconds transcribed per second (only agents know audio lengths)."""
-        t = self._agent_traffic
-        return t.audio_rate if t is not None else None
-
-    @derived
-    def model_digest(self) -> str | None:
-        st = self.status
-        if st is None or st.model.state != "ok":
-            return None
-        return st.model.sha256
+        traffic = agent.traffic if agent is not None and not self.stale else None
+        d["audio_rate"] = traffic.audio_rate if traffic is not None else None
+        if rate is not None:  # a balancer counts this node's requests
+            d["requests_source"], d["agent_counted"] = REQUESTS_FROM_BALANCER, False
+            d["request_rate"], d["errors_5xx"], d["errors_5xx_rate"] = rate, errors, None
+            d["response_seconds"] = response
+            return
+        source = REQUESTS_FROM_AGENT if traffic is not None or (asr is not None and asr.requests) else None
+        d["requests_source"], d["agent_counted"] = source, source == REQUESTS_FROM_AGENT
+        d["request_rate"] = traffic.request_rate if traffic is not None else None
+        d["errors_5xx"] = (reqs.by_class.get("5xx", 0) if reqs is not None and (reqs.total is not None or reqs.by_class)
+                           else None)
+        d["errors_5xx_rate"] = traffic.errors_5xx_rate if traffic is not None else None
+        d["response_seconds"] = traffic.response_seconds if traffic is not None else None
 
     def agent_age(self, now: float) -> float | None:
         if self.agent is None or self.agent.fetched_at is None:

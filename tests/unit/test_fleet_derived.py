@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asrtop.agentstatus import AgentStatus, AsrReading, HostReading, ModelReading
+from asrtop.agentstatus import AgentStatus, AsrReading, HostReading, ModelReading, RequestStats, StreamsReading
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import NodeConfig
 from asrtop.fleet import MIXED, AgentReading, AgentTraffic, BalancerReading, FleetSnapshot, NodeView
@@ -52,11 +52,13 @@ def server(admin=AdminState.READY, health=Health.UP, weight=3, backup=False, ses
                        errors, rt)
 
 
-def agent(in_flight: int | None = 5, traffic: AgentTraffic | None = None) -> AgentReading:
+def agent(in_flight: int | None = 5, traffic: AgentTraffic | None = None, requests: RequestStats | None = None,
+          streams: StreamsReading | None = None, model_state: str = "ok") -> AgentReading:
     st_ = AgentStatus(node="n", agent_version="0.1.0", collected_at=1.0, interval_seconds=1.0,
                       host=HostReading(), gpu_source="none", gpu_error=None, gpus=(),
-                      asr=AsrReading(url="http://127.0.0.1:1", up=True, in_flight=in_flight),
-                      model=ModelReading("ok", "ab" * 32, 1, 1, None, ()), versions={})
+                      asr=AsrReading(url="http://127.0.0.1:1", up=True, in_flight=in_flight, requests=requests,
+                                     streams=streams),
+                      model=ModelReading(model_state, "ab" * 32, 1, 1, None, ()), versions={})
     return AgentReading("http://127.0.0.1:10860", st_, 1.0, None, 0.001, traffic)
 
 
@@ -109,38 +111,55 @@ def reference(v: NodeView) -> dict:
     counts = any(s.request_rate is not None for s in ss)
     sessions = [(s.active_sessions or 0) + (s.queued or 0) for s in ss if s.active_sessions is not None]
     balancer_sum = sum(sessions) if sessions else None
-    st_ = v.agent.status if v.agent and not v.stale else None
-    fresh_agent = st_.asr.in_flight if st_ is not None else None
-    in_flight = ((None if v.balancer_unread else balancer_sum) if fresh_agent is None
-                 else fresh_agent if balancer_sum is None else max(fresh_agent, balancer_sum))
+    status = v.agent.status if v.agent else None
+    fresh = status if status is not None and not v.stale else None
+    said = fresh.asr.in_flight if fresh is not None else None
+    in_flight = ((None if v.balancer_unread else balancer_sum) if said is None
+                 else said if balancer_sum is None else max(said, balancer_sum))
     traffic = v.agent.traffic if v.agent is not None and not v.stale else None
+    reqs = fresh.asr.requests if fresh is not None else None
+    streams = fresh.asr.streams if fresh is not None else None
+    source = ("balancer" if counts else "agent" if traffic is not None or (fresh is not None and fresh.asr.requests)
+              else None)
     rts = [s.avg_response_seconds for s in ss if s.avg_response_seconds is not None and (s.requests_total or 0) > 0]
     return {
-        "admin_state": agreed(s.admin.value for s in ss), "health": agreed(s.health.value for s in ss),
+        "status": status, "admin_state": agreed(s.admin.value for s in ss),
+        "health": agreed(s.health.value for s in ss),
         "weight": one(s.weight for s in ss), "backup": one(s.backup for s in ss),
         "active_sessions": total(s.active_sessions for s in ss), "queued": total(s.queued for s in ss),
         "in_flight": in_flight,
+        "oldest_in_flight_seconds": reqs.oldest_in_flight_seconds if reqs is not None else None,
+        "streams": streams, "streams_open": streams.open if streams is not None else None,
+        "oldest_stream_seconds": streams.oldest_seconds if streams is not None and streams.open else None,
+        "requests_source": source, "agent_counted": source == "agent",
         "request_rate": total(s.request_rate for s in ss) if counts else
         traffic.request_rate if traffic is not None else None,
-        "errors_5xx": total(s.errors_5xx_total for s in ss) if counts else v.errors_5xx,  # agent side: unchanged
+        "errors_5xx": total(s.errors_5xx_total for s in ss) if counts else
+        None if reqs is None else reqs.by_class.get("5xx", 0) if reqs.total is not None or reqs.by_class else None,
         "response_seconds": (max(rts) if rts else None) if counts else
         traffic.response_seconds if traffic is not None else None,
         "errors_5xx_rate": None if counts else traffic.errors_5xx_rate if traffic is not None else None,
+        "audio_rate": traffic.audio_rate if traffic is not None else None,
+        "model_digest": status.model.sha256 if status is not None and status.model.state == "ok" else None,
     }
 
 
 maybe_int = st.none() | st.integers(0, 50)
+maybe_float = st.none() | st.floats(0, 100)
 servers = st.builds(server, st.sampled_from(AdminState), st.sampled_from(Health), st.integers(0, 3), st.booleans(),
-                    maybe_int, maybe_int, st.none() | st.floats(0, 100), maybe_int, maybe_int,
-                    st.none() | st.floats(0, 5))
-traffics = st.none() | st.builds(AgentTraffic, st.none() | st.floats(0, 9), st.none() | st.floats(0, 1),
-                                 st.none() | st.floats(0, 2))
+                    maybe_int, maybe_int, maybe_float, maybe_int, maybe_int, maybe_float)
+traffics = st.none() | st.builds(AgentTraffic, maybe_float, maybe_float, maybe_float, maybe_float)
+agents = st.none() | st.builds(
+    agent, maybe_int, traffics,
+    st.none() | st.builds(RequestStats, maybe_int, st.sampled_from([{}, {"2xx": 3}, {"5xx": 2, "2xx": 1}]),
+                          oldest_in_flight_seconds=maybe_float),
+    st.none() | st.builds(StreamsReading, st.just("proxy"), maybe_int, maybe_float),
+    st.sampled_from(["ok", "hashing"]))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(servers, max_size=3), maybe_int, traffics, st.booleans(), st.booleans())
-def test_the_one_pass_over_the_servers_says_what_each_definition_says(ss, agent_in_flight, traffic, stale, unread):
-    reading = agent(agent_in_flight, traffic)
+@given(st.lists(servers, max_size=3), agents, st.booleans(), st.booleans())
+def test_the_one_pass_says_what_each_figures_definition_says(ss, reading, stale, unread):
     view = NodeView("n", NodeConfig("n", agent="http://127.0.0.1:10860"), reading,
                     {f"lb{i}": s for i, s in enumerate(ss)}, stale, unread)
     want = reference(view)
