@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from asrtop.agentstatus import AgentStatus, StreamsReading
-from asrtop.balancers.base import AdminState, Health, ServerState
+from asrtop.balancers.base import Health, ServerState
 from asrtop.config import NodeConfig, endpoint_key, server_endpoint_keys
 
 MIXED = "MIXED"  # balancers disagree about a node's admin state
@@ -72,6 +72,41 @@ class BalancerReading:
         return None if self.error is None else self.error.removeprefix(self.name + ": ")
 
 
+class derived:
+    """A NodeView or FleetSnapshot value worked out from its fields on first read, then kept in the instance's
+    __dict__ (where later reads find it as they find a field). Both are frozen: the value never goes out of
+    date, and a refresh reads each several times per node (history, rules, header, table). Not a field:
+    equality, repr and dataclasses.replace see only the fields. functools.cached_property does the same but
+    takes a lock per read on Python 3.11 (a third of the cost at 1,000 nodes)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)  # a race between threads computes the same value twice
+        return value
+
+
+class figure(derived):
+    """A NodeView figure that NodeView._work_out works out with all the others on the first read of any of
+    them: one pass over the servers and one look at the agent's answer per node and snapshot (a refresh reads
+    them all for every node; one call per figure costs about twice as much). The decorated function only
+    names the figure and says what it is."""
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        obj._work_out()
+        return obj.__dict__[self.name]
+
+
 @dataclass(frozen=True)
 class NodeView:
     """One node as the balancers and its agent show it now."""
@@ -87,49 +122,35 @@ class NodeView:
     # seconds of maint (or of no server at all) are that change, not a problem.
     changing: str | None = None
 
-    @property
+    @figure
     def status(self) -> AgentStatus | None:
-        return self.agent.status if self.agent else None
+        """The agent's last good answer (kept while later polls fail: see `stale`)."""
 
-    @property
+    @figure
     def admin_state(self) -> str:
         """ready | drain | maint | MIXED (balancers disagree) | unknown (no balancer knows it)."""
-        states = {s.admin.value for s in self.servers.values()}
-        if not states:
-            return "unknown"
-        return states.pop() if len(states) == 1 else MIXED
 
-    @property
+    @figure
     def health(self) -> str:
-        """up | down | no-check | MIXED | unknown."""
-        states = {s.health.value for s in self.servers.values()}
-        if not states:
-            return "unknown"
-        return states.pop() if len(states) == 1 else MIXED
+        """up | down | no-check | paused | MIXED | unknown."""
 
-    @property
+    @figure
     def weight(self) -> int | None:
-        ws = {s.weight for s in self.servers.values()}
-        return ws.pop() if len(ws) == 1 else None
+        """The weight every balancer gives it; None when they differ or none has it."""
 
-    @property
+    @figure
     def backup(self) -> bool | None:
-        bs = {s.backup for s in self.servers.values()}
-        return bs.pop() if len(bs) == 1 else None
+        """A backup server on every balancer (True), on none (False); None when they differ or none has it."""
 
-    @property
+    @figure
     def active_sessions(self) -> int | None:
         """Sessions on this node summed over all balancers that report them."""
-        vals = [s.active_sessions for s in self.servers.values() if s.active_sessions is not None]
-        return sum(vals) if vals else None
 
-    @property
+    @figure
     def queued(self) -> int | None:
         """Requests queued for this node, summed over all balancers that report a queue."""
-        vals = [s.queued for s in self.servers.values() if s.queued is not None]
-        return sum(vals) if vals else None
 
-    @property
+    @figure
     def in_flight(self) -> int | None:
         """THE in-flight figure (table, header, sort, history, `status`, `--json`, `drain --wait`).
 
@@ -137,119 +158,119 @@ class NodeView:
         a request shows in both signals, hence max, not sum. None = cannot tell: no signal at all, or a
         balancer could not be read (its sessions are missing from the sum) and no agent covers for it.
         """
-        sessions = [(s.active_sessions or 0) + (s.queued or 0) for s in self.servers.values()
-                    if s.active_sessions is not None]
-        balancer_sum = sum(sessions) if sessions else None
-        st = self.status
-        agent = st.asr.in_flight if st is not None and not self.stale else None
-        if agent is None:
-            return None if self.balancer_unread else balancer_sum
-        return agent if balancer_sum is None else max(agent, balancer_sum)
 
-    @property
+    @figure
     def oldest_in_flight_seconds(self) -> float | None:
         """Age of this node's oldest request in flight, from the agent's in-path proxy at its last
         collection (a drain's wait shows it); None when unknown: no proxy, no fresh answer, none in flight."""
-        st = self.status
-        reqs = st.asr.requests if st is not None and not self.stale else None
-        return reqs.oldest_in_flight_seconds if reqs is not None else None
 
-    @property
+    @figure
     def streams(self) -> StreamsReading | None:
         """The agent's stream reading while its answer is fresh; None when it reports no streams (no stream
         port), has not answered, or is stale: unknown, never 0."""
-        st = self.status
-        return st.asr.streams if st is not None and not self.stale else None
 
-    @property
+    @figure
     def streams_open(self) -> int | None:
         """Live streams (WebSocket sessions) on this node; None when unknown (see `streams`)."""
-        s = self.streams
-        return s.open if s is not None else None
 
-    @property
+    @figure
     def oldest_stream_seconds(self) -> float | None:
         """Age of the oldest live stream at the agent's last collection; None when none is open or unknown."""
-        s = self.streams
-        return s.oldest_seconds if s is not None and s.open else None
 
-    def _balancer_counts_requests(self) -> bool:
-        return any(s.request_rate is not None for s in self.servers.values())
-
-    def _agent_traffic(self) -> AgentTraffic | None:
-        if self.agent is None or self.stale:
-            return None
-        return self.agent.traffic
-
-    @property
+    @figure
     def requests_source(self) -> str | None:
         """Who counted the request figures below: "balancer", "agent" (the balancer counts nothing), or None."""
-        if self._balancer_counts_requests():
-            return REQUESTS_FROM_BALANCER
-        st = self.status
-        if self._agent_traffic() is not None or (st is not None and not self.stale and st.asr.requests):
-            return REQUESTS_FROM_AGENT
-        return None
 
-    @property
+    @figure
     def agent_counted(self) -> bool:
         """Its request figures are the agent's (the balancer counts none): marked, never passed off as the
         balancer's."""
-        return self.requests_source == REQUESTS_FROM_AGENT
 
-    @property
+    @figure
     def request_rate(self) -> float | None:
         """Requests/s: summed over the balancers that count them, else the agent's rate."""
-        vals = [s.request_rate for s in self.servers.values() if s.request_rate is not None]
-        if vals:
-            return sum(vals)
-        t = self._agent_traffic()
-        return t.request_rate if t is not None else None
 
-    @property
+    @figure
     def errors_5xx(self) -> int | None:
         """5xx answers so far: summed over the balancers that count requests, else the agent's count."""
-        if self._balancer_counts_requests():
-            vals = [s.errors_5xx_total for s in self.servers.values() if s.errors_5xx_total is not None]
-            return sum(vals) if vals else None
-        st = self.status
-        if st is None or self.stale or st.asr.requests is None:
-            return None
-        req = st.asr.requests
-        return req.by_class.get("5xx", 0) if req.total is not None or req.by_class else None
 
-    @property
+    @figure
     def errors_5xx_rate(self) -> float | None:
         """5xx answers per second over the agent's window; None where a balancer counts the requests (it gives
         a 5xx total, no rate) or nobody counts them."""
-        if self._balancer_counts_requests():
-            return None
-        t = self._agent_traffic()
-        return t.errors_5xx_rate if t is not None else None
 
-    @property
+    @figure
     def response_seconds(self) -> float | None:
         """Response time: the slowest balancer's average (HAProxy rtime), else the agent's mean over its
         window. None (shown blank) when nothing was answered: never 0 for a node that served nothing."""
-        if self._balancer_counts_requests():
-            rts = [s.avg_response_seconds for s in self.servers.values()
-                   if s.avg_response_seconds is not None and (s.requests_total or 0) > 0]
-            return max(rts) if rts else None
-        t = self._agent_traffic()
-        return t.response_seconds if t is not None else None
 
-    @property
+    @figure
     def audio_rate(self) -> float | None:
         """Audio seconds transcribed per second (only agents know audio lengths)."""
-        t = self._agent_traffic()
-        return t.audio_rate if t is not None else None
 
-    @property
+    @figure
     def model_digest(self) -> str | None:
-        st = self.status
-        if st is None or st.model.state != "ok":
-            return None
-        return st.model.sha256
+        """The model's sha256 while the agent's model check says "ok"; None otherwise (hashing, missing...)."""
+
+    def _work_out(self) -> None:
+        """Every figure above, written into __dict__ (as `derived` does): one pass over the servers, then the
+        agent's answer while it is fresh."""
+        admins, healths, weights, backups = set(), set(), set(), set()
+        sessions = queued = balancer_sum = errors = rate = response = None
+        for s in self.servers.values():
+            admins.add(s.admin)
+            healths.add(s.health)
+            weights.add(s.weight)
+            backups.add(s.backup)
+            a, q = s.active_sessions, s.queued
+            if a is not None:
+                sessions = a if sessions is None else sessions + a
+                balancer_sum = a + (q or 0) + (balancer_sum or 0)
+            if q is not None:
+                queued = q if queued is None else queued + q
+            r = s.request_rate
+            if r is not None:
+                rate = r if rate is None else rate + r
+            e = s.errors_5xx_total
+            if e is not None:
+                errors = e if errors is None else errors + e
+            rt = s.avg_response_seconds
+            if rt is not None and (s.requests_total or 0) > 0 and (response is None or rt > response):
+                response = rt
+        d = self.__dict__
+        d["admin_state"] = "unknown" if not admins else admins.pop().value if len(admins) == 1 else MIXED
+        d["health"] = "unknown" if not healths else healths.pop().value if len(healths) == 1 else MIXED
+        d["weight"] = weights.pop() if len(weights) == 1 else None
+        d["backup"] = backups.pop() if len(backups) == 1 else None
+        d["active_sessions"], d["queued"] = sessions, queued
+
+        agent = self.agent
+        st = d["status"] = agent.status if agent is not None else None
+        asr = st.asr if st is not None and not self.stale else None  # a stale answer says nothing about now
+        said = asr.in_flight if asr is not None else None
+        d["in_flight"] = ((None if self.balancer_unread else balancer_sum) if said is None
+                          else said if balancer_sum is None else max(said, balancer_sum))
+        reqs = asr.requests if asr is not None else None
+        d["oldest_in_flight_seconds"] = reqs.oldest_in_flight_seconds if reqs is not None else None
+        streams = d["streams"] = asr.streams if asr is not None else None
+        d["streams_open"] = streams.open if streams is not None else None
+        d["oldest_stream_seconds"] = streams.oldest_seconds if streams is not None and streams.open else None
+        d["model_digest"] = st.model.sha256 if st is not None and st.model.state == "ok" else None
+
+        traffic = agent.traffic if agent is not None and not self.stale else None
+        d["audio_rate"] = traffic.audio_rate if traffic is not None else None
+        if rate is not None:  # a balancer counts this node's requests
+            d["requests_source"], d["agent_counted"] = REQUESTS_FROM_BALANCER, False
+            d["request_rate"], d["errors_5xx"], d["errors_5xx_rate"] = rate, errors, None
+            d["response_seconds"] = response
+            return
+        source = REQUESTS_FROM_AGENT if traffic is not None or (asr is not None and asr.requests) else None
+        d["requests_source"], d["agent_counted"] = source, source == REQUESTS_FROM_AGENT
+        d["request_rate"] = traffic.request_rate if traffic is not None else None
+        d["errors_5xx"] = (reqs.by_class.get("5xx", 0) if reqs is not None and (reqs.total is not None or reqs.by_class)
+                           else None)
+        d["errors_5xx_rate"] = traffic.errors_5xx_rate if traffic is not None else None
+        d["response_seconds"] = traffic.response_seconds if traffic is not None else None
 
     def agent_age(self, now: float) -> float | None:
         if self.agent is None or self.agent.fetched_at is None:
@@ -325,19 +346,19 @@ class FleetSnapshot:
     def has(self, name: str) -> bool:
         return name in self._by_name
 
-    @functools.cached_property
+    @derived
     def _by_name(self) -> dict[str, NodeView]:
         by_name: dict[str, NodeView] = {}
         for n in self.nodes:
             by_name.setdefault(n.name, n)  # the first of a name, as a scan finds it
         return by_name
 
-    @functools.cached_property  # each node's digest read once per snapshot (1,000 nodes: the rules ask too)
+    @derived  # each node's digest read once per snapshot (1,000 nodes: the rules ask too)
     def model_digests(self) -> tuple[str | None, ...]:
         """NodeView.model_digest of every node, in the order of `nodes`."""
         return tuple(n.model_digest for n in self.nodes)
 
-    @functools.cached_property  # a snapshot never changes; the header, table and `status` all ask
+    @derived  # a snapshot never changes; the header, table and `status` all ask
     def majority_digest(self) -> str | None:
         """The digest most nodes run; None when no digest is known or the biggest groups tie."""
         known = Counter(d for d in self.model_digests if d is not None)
@@ -358,9 +379,13 @@ class FleetSnapshot:
 
     def model_groups(self) -> tuple[ModelGroup, ...]:
         """Nodes grouped by model digest: the target's group first, then the biggest; unknown last."""
+        return self._model_groups
+
+    @derived  # the header's model line, the table's colours and the models screen all ask, per snapshot
+    def _model_groups(self) -> tuple[ModelGroup, ...]:
         by_digest: dict[str | None, list[str]] = {}
-        for n in self.nodes:
-            by_digest.setdefault(n.model_digest, []).append(n.name)
+        for n, d in zip(self.nodes, self.model_digests):
+            by_digest.setdefault(d, []).append(n.name)
         target = self.target_digest
         groups = [ModelGroup(d, tuple(ns), d is not None and d == target) for d, ns in by_digest.items()]
         groups.sort(key=lambda g: (g.digest is None, not g.target, -len(g.nodes), g.digest or ""))
@@ -369,20 +394,28 @@ class FleetSnapshot:
     def nodes_differing_from_target(self) -> tuple[str, ...]:
         """Nodes whose KNOWN digest is not the target's. With no target (a tie), every node of a fleet running
         several digests differs; a node whose digest is unknown never counts here (see nodes_model_unknown)."""
+        return self._differing
+
+    @derived
+    def _differing(self) -> tuple[str, ...]:
         target = self.target_digest
-        digests = {n.model_digest for n in self.nodes if n.model_digest is not None}
+        digests = {d for d in self.model_digests if d is not None}
         if target is None and len(digests) <= 1:
             return ()
-        return tuple(n.name for n in self.nodes if n.model_digest is not None and n.model_digest != target)
+        return tuple(n.name for n, d in zip(self.nodes, self.model_digests) if d is not None and d != target)
 
-    @functools.cached_property  # the table's labels, the header and `status`'s legend all ask
+    @derived  # the table's labels, the header and `status`'s legend all ask
     def nodes_agent_counted(self) -> tuple[str, ...]:
         """Nodes whose request figures their agents counted (NodeView.agent_counted)."""
         return tuple(n.name for n in self.nodes if n.agent_counted)
 
     def nodes_model_unknown(self) -> tuple[str, ...]:
         """Nodes whose digest cannot be compared: no agent answer, hashing, missing, error. Never "same"."""
-        return tuple(n.name for n in self.nodes if n.model_digest is None)
+        return self._unknown
+
+    @derived
+    def _unknown(self) -> tuple[str, ...]:
+        return tuple(n.name for n, d in zip(self.nodes, self.model_digests) if d is None)
 
 
 def merge(
@@ -554,11 +587,14 @@ def primaries_staying_ready(snapshot: FleetSnapshot, leaving: Iterable[str]) -> 
     """Primary (non-backup) nodes that are ready and not down on every balancer, excluding `leaving`."""
     leaving = set(leaving)
     count = 0
-    for n in snapshot.nodes:
-        if n.name in leaving or not n.servers:
-            continue
-        if any(s.backup for s in n.servers.values()):
-            continue
-        if all(s.admin is AdminState.READY and s.health is not Health.DOWN for s in n.servers.values()):
+    for n in snapshot.nodes:  # from the node's figures (one pass over its servers, kept): every refresh asks
+        if n.backup is not False or n.admin_state != "ready" or n.name in leaving:
+            continue  # a backup somewhere (or no server: None), or not ready everywhere
+        if n.health != "down" and (n.health != MIXED or not_down(n)):
             count += 1
     return count
+
+
+def not_down(n: NodeView) -> bool:
+    """No balancer's health check finds this node DOWN."""
+    return all(s.health is not Health.DOWN for s in n.servers.values())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from asrtop.balancers.base import AdminState, Health
-from asrtop.fleet import DRIFT_AGENT, DRIFT_RESTART, MIXED, Drift, FleetSnapshot, NodeView
+from asrtop.fleet import DRIFT_AGENT, DRIFT_RESTART, MIXED, Drift, FleetSnapshot, NodeView, not_down
 from asrtop.problems.engine import Rule, RuleContext
 from asrtop.problems.model import Finding, Severity
 from asrtop.problems.state_facts import at_once, clear_after, down_for, names, per_snapshot
@@ -31,11 +31,12 @@ def _not_plain(snap: FleetSnapshot) -> tuple[NodeView, ...]:
     the only ones disagree, health-down and forgotten-drain can fire on (one pass per snapshot; most of
     1,000 nodes are ready and up everywhere)."""
     out = []
-    for n in snap.nodes:
-        for s in n.servers.values():
-            if s.admin is not AdminState.READY or s.health is Health.DOWN:
-                out.append(n)
-                break
+    for n in snap.nodes:  # from the node's figures (worked out once per node, from all its servers)
+        admin, health = n.admin_state, n.health
+        if admin == "unknown":  # no server
+            continue
+        if admin != "ready" or health == "down" or (health == MIXED and not not_down(n)):
+            out.append(n)
     return tuple(out)
 
 

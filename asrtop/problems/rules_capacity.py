@@ -36,13 +36,11 @@ def _capacity(snap: FleetSnapshot) -> tuple[int, list[NodeView], list[str]] | No
     for n in snap.nodes:
         if n.changing:
             return None
-        servers = n.servers.values()
-        if not servers:
-            continue
-        if not any(s.backup for s in servers):
+        backup = n.backup  # None: no server, or a backup on some balancers only
+        if backup is False:
             primaries.append(n)
-        elif all(s.backup for s in servers) and any(s.admin is AdminState.READY and s.health is not Health.DOWN
-                                                    for s in servers):
+        elif backup and any(s.admin is AdminState.READY and s.health is not Health.DOWN
+                            for s in n.servers.values()):
             backups.append(n.name)
     return primaries_staying_ready(snap, ()), primaries, backups
 

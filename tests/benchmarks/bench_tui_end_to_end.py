@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import sys
 import threading
@@ -60,10 +61,17 @@ def _timed_screen_update(self: Screen) -> None:
 Screen._on_timer_update = _timed_screen_update  # before any screen exists: its update timer takes this one
 
 
+@functools.lru_cache
+def configured(n: int) -> tuple[NodeConfig, ...]:
+    """The cluster's nodes: loaded once, the same objects in every poll (as LiveFleetSource's config holds them:
+    their match keys are worked out once per config load, not per refresh)."""
+    return tuple(NodeConfig(f"node-{i}", server=f"srv{i}", address=f"10.{i // 250}.{i % 250}.1:10095",
+                            agent=f"http://10.{i // 250}.{i % 250}.1:10860") for i in range(1, n + 1))
+
+
 def answers(n: int, tick: int, now: float) -> LivePoll:
     """One poll's answers: every agent's status and both balancers' servers, as the sources hand them over."""
-    nodes = tuple(NodeConfig(f"node-{i}", server=f"srv{i}", address=f"10.{i // 250}.{i % 250}.1:10095",
-                             agent=f"http://10.{i // 250}.{i % 250}.1:10860") for i in range(1, n + 1))
+    nodes = configured(n)
     agents = {}
     for i, node in enumerate(nodes, 1):
         if i % 97 == 13:

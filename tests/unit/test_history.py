@@ -97,3 +97,49 @@ def test_nodes_gone_for_a_whole_window_are_dropped():
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError):
         FleetHistory(0)
+
+
+def test_a_sample_is_each_metrics_definition_over_a_mixed_fleet():
+    """record's one pass (issue 17) writes what each metric means: GPUs without a reading left out of the mean,
+    a stale or absent agent unavailable (NaN), the balancers' figures where they count; fleet totals summed or
+    averaged over the nodes that report the metric."""
+    from asrtop.agentstatus import AgentStatus, AsrReading, GpuReading, HostReading, ModelReading
+    from asrtop.history import ASR_UP_NO_PID
+
+    def status(name, gpus, in_flight, pid):
+        return AgentStatus(name, "0.1.0", 10.0, 1.0, HostReading(memory_used_bytes=7 * 2**30), "nvml", None,
+                           gpus, AsrReading(up=True, in_flight=in_flight, pid=pid, process_rss_bytes=2**31),
+                           ModelReading("ok", "ab" * 32, 1, 1, None, ()), {})
+
+    def gpu(i, util, used, total):
+        return GpuReading(i, f"g{i}", "A10", util, used, total, None, None, None)
+
+    gpus = (gpu(0, 0.5, 6 * 2**30, 24 * 2**30), gpu(1, None, 2**30, None), gpu(2, 0.25, None, 24 * 2**30),
+            gpu(3, 0.9, 2 * 2**30, 8 * 2**30))
+    cfgs = [NodeConfig(f"n{i}", agent=f"http://127.0.0.1:1/n{i}") for i in range(5)]
+    readings = {"n0": AgentReading("a", status("n0", gpus, 4, 99), 10.0),
+                "n1": AgentReading("a", status("n1", (), None, None), 10.0),
+                "n2": AgentReading("a", status("n2", gpus[:1], 2, 7), 1.0),  # stale
+                "n3": AgentReading("a", status("n3", gpus[1:2], 0, 5), 10.0)}
+    servers = tuple(ServerState(f"n{i}", "127.0.0.1", 10095 + i, 1, False, AdminState.READY, Health.UP, 3 + i, i % 2,
+                                2.5 * i, 10, i, 0.1 * (i + 1)) for i in range(4))
+    snap_ = merge(cfgs, readings, (BalancerReading("hx", "haproxy", servers),), 10.0, 1.0)
+    h = FleetHistory(capacity=4)
+    h.record(snap_)
+    nan = None
+    want = {
+        "n0": dict(in_flight=4, gpu_util=(0.5 + 0.25 + 0.9) / 3, gpu_mem=8 / 32, load=4, rss_bytes=2**31,
+                   host_mem_bytes=7 * 2**30, asr_process=99.0, queued=0, req_rate=0.0, response_s=0.1),
+        "n1": dict(in_flight=5, gpu_util=nan, gpu_mem=nan, load=5, asr_process=ASR_UP_NO_PID, queued=1),
+        "n2": dict(in_flight=5, gpu_util=nan, gpu_mem=nan, load=5, rss_bytes=nan, asr_process=nan, req_rate=5.0),
+        "n3": dict(in_flight=7, gpu_util=nan, gpu_mem=nan, load=0, asr_process=5.0, response_s=0.4),
+        "n4": dict(in_flight=nan, gpu_util=nan, load=nan, req_rate=nan, queued=nan, response_s=nan),
+    }
+    for node, metrics in want.items():
+        for metric, value in metrics.items():
+            assert h.last(node, metric) == (None if value is None else pytest.approx(value)), (node, metric)
+    assert h.fleet_series("in_flight") == [21.0]
+    assert h.fleet_series("queued") == [2.0]
+    assert h.fleet_series("req_rate") == [pytest.approx(0 + 2.5 + 5.0 + 7.5)]
+    assert h.fleet_series("gpu_util") == [pytest.approx((0.5 + 0.25 + 0.9) / 3)]  # n0 the only one reporting
+    assert h.fleet_series("response_s") == [pytest.approx((0.1 + 0.2 + 0.3 + 0.4) / 4)]
