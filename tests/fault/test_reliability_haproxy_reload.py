@@ -6,7 +6,6 @@ config and socket; detection is LiveFleetSource's snapshot notes and `asrtop sta
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 
@@ -15,7 +14,7 @@ import pytest
 from asrtop.balancers.factory import build_balancers
 from asrtop.control import Action, Controller
 from asrtop.control.audit import AuditEntry, AuditLog
-from asrtop.control.drift import Desired, ReloadWatch, desired_states, lost_changes
+from asrtop.control.drift import ReloadWatch, desired_states, lost_changes
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.sources.live import LiveFleetSource
 from support.balancers import start_backends, start_haproxy

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from support.balancers import ServerSpec, start_backends, start_haproxy, wait_until
+from support.balancers import start_backends, start_haproxy, wait_until
 
 from asrtop.balancers.base import (
     AdminState,

@@ -6,7 +6,6 @@ is left as found (every change is undone); the agent-kill test starts its own sm
 
 import argparse
 
-import pytest
 from support.control_cluster import run_cli
 from screen import plan_shown, run_from_palette, screen_text, wait_for
 
