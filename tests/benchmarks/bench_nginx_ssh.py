@@ -9,8 +9,13 @@ console's poll reads them (sources.live.read_balancer: in threads, at once): the
 config and its includes, the pid file, the master process, liveness. Prints the process CPU per refresh (this
 thread, the reading threads and the SSH loop's thread) for each pair, the two pairs alternating round by
 round so that load from elsewhere hits both alike, against issue 16's budget (two SSH balancers with 50
-servers each: <= 20 ms CPU). Then the p50 wall time of one action (set_weight + servers(), nginx -t and
-reload included) on one balancer each way.
+servers each: <= 20 ms CPU).
+
+Then issue 16's action budget: one action on an HA pair (one local + one SSH nginx, changed together as the
+controller does: both at once, in two threads, each set_weight then servers() read back), p50 wall <= 2x the
+same action on two local nginx, the two pairs alternating round by round. The SSH balancer's action is split
+by step (lock, read, write, nginx -t, reload, unlock, read-back; p50 wall ms of each), measured through a
+proxy around its host.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,14 +51,61 @@ async def refresh_cpu(balancers: list[NginxBalancer]) -> float:
     return took
 
 
-def action(b: NginxBalancer, server: str, rounds: int) -> float:
-    wall = []
-    for i in range(rounds):
+class StepTimer:
+    """A host proxy: the wall seconds of each step of an nginx action (the adapter's calls on its host)."""
+
+    def __init__(self, host) -> None:
+        self.host, self.steps, self.phase = host, defaultdict(list), "read"
+
+    def __getattr__(self, name):
+        attr = getattr(self.host, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args, **kw):
+            t = time.perf_counter()
+            try:
+                return attr(*args, **kw)
+            finally:
+                step = {"write_atomic": "write"}.get(name, self.phase)
+                if name == "run":
+                    step = "nginx -t" if "-t" in args[0] else "reload"
+                self.steps[step].append(time.perf_counter() - t)
+        return timed
+
+    @contextmanager
+    def lock(self, directory):
         t = time.perf_counter()
-        b.set_weight(server, 2 + i % 5)
-        b.servers()
-        wall.append(time.perf_counter() - t)
-    return statistics.median(wall) * 1000
+        with self.host.lock(directory):
+            self.steps["lock"].append(time.perf_counter() - t)
+            yield
+            t = time.perf_counter()
+        self.steps["unlock"].append(time.perf_counter() - t)
+
+
+def one_action(b: NginxBalancer, server: str, weight: int) -> None:
+    b.set_weight(server, weight)
+    host = b.host
+    if isinstance(host, StepTimer):
+        host.phase = "read-back"
+    b.servers()
+    if isinstance(host, StepTimer):
+        host.phase = "read"
+
+
+def pair_actions(pairs: dict[str, list[tuple[NginxBalancer, str]]], rounds: int) -> dict[str, list[float]]:
+    """Each pair's action (both balancers at once, in two threads) p50 wall, the pairs alternating."""
+    wall: dict[str, list[float]] = {k: [] for k in pairs}
+    with ThreadPoolExecutor(2) as pool:
+        for i in range(rounds + 3):
+            for k, (label, pair) in enumerate(pairs.items()):  # the pairs share files: each round a new weight
+                weight = 2 + (i * len(pairs) + k) % 5
+                t = time.perf_counter()
+                for f in [pool.submit(one_action, b, server, weight) for b, server in pair]:
+                    f.result()
+                if i >= 3:  # the first rounds connect and warm up
+                    wall[label].append(time.perf_counter() - t)
+    return wall
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -59,8 +113,8 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def line(label: str, xs: list[float]) -> None:
-    print(f"{label:<38} p50 {statistics.median(xs) * 1000:6.2f} ms CPU  p95 {pct(xs, 0.95) * 1000:6.2f}  "
+def line(label: str, xs: list[float], unit: str = "ms CPU") -> None:
+    print(f"{label:<38} p50 {statistics.median(xs) * 1000:6.2f} {unit}  p95 {pct(xs, 0.95) * 1000:6.2f}  "
           f"max {max(xs) * 1000:6.2f}")
 
 
@@ -81,7 +135,7 @@ async def compare(local: list[NginxBalancer], remote: list[NginxBalancer], round
           f"({p50 * 1000:.2f} ms, {p50 / statistics.median(cpu_local):.1f}x two local)")
 
 
-def main(rounds: int = 200, actions: int = 15) -> None:
+def main(rounds: int = 200, actions: int = 40) -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         sshd = stack.enter_context(Sshd("/usr/sbin/sshd", Path(tmp) / "sshd"))
         host = ssh_host(sshd.target, 5.0)
@@ -94,11 +148,18 @@ def main(rounds: int = 200, actions: int = 15) -> None:
             local.append(NginxBalancer(f"local-{i}", *args))
             remote.append(NginxBalancer(f"ssh-{i}", *args, host=host))
         asyncio.run(compare(local, remote, rounds))
-        server = local[0].servers()[7].name
-        la = action(local[0], server, actions)
-        ra = action(remote[0], server, actions)
-        print(f"action (set_weight + servers(), nginx -t + reload): local p50 {la:.0f} ms | ssh p50 {ra:.0f} ms "
-              f"| ssh/local {ra / la:.2f}x")
+        timer = StepTimer(host)
+        mixed = NginxBalancer("ssh-timed", *args, host=timer)  # the second nginx, over SSH
+        a, b = ((x, x.servers()[7].name) for x in local)
+        wall = pair_actions({"two local": [a, b], "local + ssh": [a, (mixed, b[1])]}, actions)
+        print(f"{actions} actions on each pair (set_weight + servers(), nginx -t + reload; both balancers at "
+              f"once); load average {os.getloadavg()[0]:.2f}")
+        line("action, two local nginx (baseline)", wall["two local"], "ms")
+        line("action, one local + one over SSH", wall["local + ssh"], "ms")
+        ratio = statistics.median(wall["local + ssh"]) / statistics.median(wall["two local"])
+        print(f"budget action p50 <= 2x two local: {'OK' if ratio <= 2 else 'OVER'} ({ratio:.2f}x)")
+        split = " | ".join(f"{k} {statistics.median(v) * 1000:.1f}" for k, v in timer.steps.items())
+        print(f"  the SSH balancer's steps, p50 wall ms: {split}")
 
 
 if __name__ == "__main__":
