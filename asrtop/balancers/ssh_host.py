@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
 from asrtop.balancers import ssh_errors
 from asrtop.balancers.host import CommandDenied, CommandNotFound, CommandTimedOut, HostUnreachable, Reads
 from asrtop.balancers.ssh_files import glob, isdir, read_or_error, write_atomic
+from asrtop.balancers.ssh_shell import Shells, ShellGone
 from asrtop.balancers.ssh_target import SSHTarget, parse_ssh_spec
 
 __all__ = ["SSHHost", "SSHTarget", "parse_ssh_spec", "ssh_host"]
@@ -79,6 +80,7 @@ class SSHHost:
         self._lost_why: str | None = None
         self._connect_lock: asyncio.Lock | None = None  # made on the loop
         self._sftp_lock: asyncio.Lock | None = None
+        self._shells = Shells()  # commands and locks without a fresh session each (ssh_shell.py)
 
     def __repr__(self) -> str:
         return f"SSHHost({self.target.address})"
@@ -261,6 +263,15 @@ class SSHHost:
         command = f"exec timeout -k 1 {timeout + 1:g} " + shlex.join(argv)
 
         async def op(conn: Any) -> tuple[int, str]:
+            shell = await self._shells.command(conn)
+            if shell is not None:
+                try:
+                    return await shell.run(argv, timeout)
+                except ShellGone:
+                    if conn.is_closed():
+                        raise EOFError("the connection closed under the command") from None
+                finally:
+                    shell.busy = False
             proc = await conn.create_process(command, stdin=_devnull(), stderr=_stdout(), encoding=None)
             try:
                 out, _ = await proc.communicate()
@@ -293,6 +304,17 @@ class SSHHost:
                    f"else echo missing; fi")
 
         async def take(conn: Any) -> Any:
+            shell = await self._shells.lock(conn)
+            if shell is not None:
+                try:
+                    fd = await shell.lock(directory)
+                except ShellGone:
+                    if conn.is_closed():
+                        raise EOFError("connection closed while taking the lock") from None
+                    fd = "other"
+                if fd != "other":
+                    return None if fd is None else (shell, fd)
+            # held elsewhere (this waits for it, as the local flock does), or the shell cannot: a session
             proc = await conn.create_process(command, stderr=_stdout(), encoding=None)
             line = await proc.stdout.readline()
             if line.strip() == b"locked":
@@ -319,6 +341,10 @@ class SSHHost:
         """End the flock's process and wait for it, so the lock is free when the with-block ends, as locally;
         never a reconnect for it: a lost connection took the lock with it."""
         async def release() -> None:
+            if isinstance(proc, tuple):  # held by the lock shell
+                shell, fd = proc
+                await shell.unlock(fd)
+                return
             proc.stdin.write_eof()  # cat ends, then flock
             await proc.wait()
             proc.close()
@@ -329,7 +355,8 @@ class SSHHost:
             future.result(self.timeout + 1)
         except Exception:
             future.cancel()
-            loop.call_soon_threadsafe(proc.close)  # the channel's end ends cat, then flock
+            # the channel's end ends cat, then flock (or the lock shell, and the locks it holds)
+            loop.call_soon_threadsafe(proc[0].close if isinstance(proc, tuple) else proc.close)
 
     # -- the admin socket -----------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.balancers import nginx_upstream_block, start_backends, start_nginx  # noqa: E402
 from support.sshd import Sshd  # noqa: E402
 
+from asrtop.balancers.host import LOCAL  # noqa: E402
 from asrtop.balancers.nginx import NginxBalancer  # noqa: E402
 from asrtop.balancers.ssh_host import ssh_host  # noqa: E402
 from asrtop.sources.live import read_balancer  # noqa: E402
@@ -148,18 +149,20 @@ def main(rounds: int = 200, actions: int = 40) -> None:
             local.append(NginxBalancer(f"local-{i}", *args))
             remote.append(NginxBalancer(f"ssh-{i}", *args, host=host))
         asyncio.run(compare(local, remote, rounds))
-        timer = StepTimer(host)
+        timer, local_timer = StepTimer(host), StepTimer(LOCAL)
         mixed = NginxBalancer("ssh-timed", *args, host=timer)  # the second nginx, over SSH
+        direct = NginxBalancer("local-timed", *args, host=local_timer)  # the same, directly
         a, b = ((x, x.servers()[7].name) for x in local)
-        wall = pair_actions({"two local": [a, b], "local + ssh": [a, (mixed, b[1])]}, actions)
+        wall = pair_actions({"two local": [a, (direct, b[1])], "local + ssh": [a, (mixed, b[1])]}, actions)
         print(f"{actions} actions on each pair (set_weight + servers(), nginx -t + reload; both balancers at "
               f"once); load average {os.getloadavg()[0]:.2f}")
         line("action, two local nginx (baseline)", wall["two local"], "ms")
         line("action, one local + one over SSH", wall["local + ssh"], "ms")
         ratio = statistics.median(wall["local + ssh"]) / statistics.median(wall["two local"])
         print(f"budget action p50 <= 2x two local: {'OK' if ratio <= 2 else 'OVER'} ({ratio:.2f}x)")
-        split = " | ".join(f"{k} {statistics.median(v) * 1000:.1f}" for k, v in timer.steps.items())
-        print(f"  the SSH balancer's steps, p50 wall ms: {split}")
+        for label, t in (("SSH", timer), ("local", local_timer)):
+            split = " | ".join(f"{k} {statistics.median(v) * 1000:.1f}" for k, v in t.steps.items())
+            print(f"  the second balancer's steps ({label}), p50 wall ms: {split}")
 
 
 if __name__ == "__main__":
