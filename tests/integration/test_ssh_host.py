@@ -329,3 +329,33 @@ def test_the_lock_serialises_two_connections(sshd, tmp_path):
         order.append("first done")
     t.join(10)
     assert order == ["first done", "second"]
+
+
+def test_commands_and_locks_open_no_new_session_once_connected(tmp_path):
+    """An nginx change is a lock, a write and two commands: on a kept connection none of them starts an SSH
+    session on the host (each would be a fork and a login shell there, ~9 ms: bench_nginx_ssh.py), counted by
+    sshd itself; and a command there still answers as in a session of its own."""
+    from conftest import require_binary
+    from support.sshd import Sshd
+
+    server = Sshd(require_binary("sshd"), tmp_path / "sshd")
+    config = server.dir / "sshd_config"
+    config.write_text(config.read_text().replace("LogLevel ERROR", "LogLevel VERBOSE"))  # logs each session
+    with server:
+        def sessions() -> int:
+            return (server.dir / "sshd.log").read_text().count("Starting session: command")
+
+        host = SSHHost(server.target, 3.0)
+        with host.lock(str(tmp_path)):  # connect, start what the connection keeps
+            assert host.run(["true"], 5) == (0, "")
+        before = sessions()
+        for i in range(3):
+            with host.lock(str(tmp_path)):
+                assert not lock_is_free(tmp_path)
+                host.write_atomic(str(tmp_path / "upstream.conf"), b"server a;\n")
+                assert host.run(["sh", "-c", "printf 'out\\nerr' >&2; exit 3"], 5) == (3, "out\nerr")
+                assert host.run(["cat"], 5) == (0, "")  # stdin is empty, as in a session of its own
+            assert lock_is_free(tmp_path)
+        assert sessions() == before
+        with pytest.raises(CommandNotFound, match="no-such-command"):
+            host.run(["no-such-command"], 5)
