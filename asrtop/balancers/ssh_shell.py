@@ -37,6 +37,12 @@ class _Shell:
         self.closed = True  # never used again
         self.proc.close()
 
+    def usable(self, conn: Any) -> bool:
+        """On this connection, and not ended (killed on the host, say: its channel saw the end)."""
+        if not self.closed and (self.proc.exit_status is not None or self.proc.stdout.at_eof()):
+            self.close()
+        return self.conn is conn and not self.closed
+
 
 class CommandShell(_Shell):
     def __init__(self, conn: Any, proc: Any) -> None:
@@ -131,7 +137,7 @@ class Shells:
 
     async def _get(self, kind: str, conn: Any, start: Any) -> Any:
         shell = self._shells.get(kind)
-        if shell is not None and shell.conn is conn and not shell.closed:
+        if shell is not None and shell.usable(conn):
             return shell
         if kind in self._starting or self._failed.get(kind) is conn:
             return None

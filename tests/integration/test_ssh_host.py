@@ -359,3 +359,19 @@ def test_commands_and_locks_open_no_new_session_once_connected(tmp_path):
         assert sessions() == before
         with pytest.raises(CommandNotFound, match="no-such-command"):
             host.run(["no-such-command"], 5)
+
+
+def test_a_shell_ended_on_the_host_is_replaced(sshd, host, tmp_path):
+    """The kept shells (ssh_shell.py) ended between calls (killed there): the next command and lock work."""
+    host.run(["true"], 5)
+    with host.lock(str(tmp_path)):
+        pass
+    shells = [p for p in psutil.Process(sshd.proc.pid).children(recursive=True) if p.cmdline() == ["sh"]]
+    assert len(shells) >= 2
+    for p in shells:
+        p.kill()
+    time.sleep(0.2)  # the channels' ends reach the client
+    assert host.run(["sh", "-c", "echo again"], 5) == (0, "again\n")
+    with host.lock(str(tmp_path)):
+        assert not lock_is_free(tmp_path)
+    assert lock_is_free(tmp_path)
