@@ -267,8 +267,9 @@ class SSHHost:
             if shell is not None:
                 try:
                     return await shell.run(argv, timeout)
-                except ShellGone:  # the command may have run: not run again, as a session lost under it
-                    raise EOFError("the connection closed under the command") from None
+                except ShellGone as e:  # sent: it may have run, so not again (as a session lost under it)
+                    if e.sent:
+                        raise EOFError("the connection closed under the command") from None
                 finally:
                     shell.busy = False
             proc = await conn.create_process(command, stdin=_devnull(), stderr=_stdout(), encoding=None)

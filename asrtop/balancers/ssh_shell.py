@@ -26,7 +26,12 @@ LOCK_FDS = range(3, 10)
 
 
 class ShellGone(Exception):
-    """The shell ended (its channel closed): use a fresh session, or report the connection's loss."""
+    """The shell ended (its channel closed): use a fresh session, or report the connection's loss.
+    sent: whether the request had gone out (a command may then have run)."""
+
+    def __init__(self, sent: bool = True) -> None:
+        super().__init__()
+        self.sent = sent
 
 
 class _Shell:
@@ -54,8 +59,12 @@ class CommandShell(_Shell):
         shell: what it was running no longer matches what it would answer."""
         self.seq += 1
         mark = f"{self.token}-{self.seq}"
-        self.proc.stdin.write((f"timeout -k 1 {timeout + 1:g} {shlex.join(argv)} </dev/null 2>&1; "
-                               f"printf '\\n%s %s\\n' {mark} \"$?\"\n").encode())
+        try:
+            self.proc.stdin.write((f"timeout -k 1 {timeout + 1:g} {shlex.join(argv)} </dev/null 2>&1; "
+                                   f"printf '\\n%s %s\\n' {mark} \"$?\"\n").encode())
+        except Exception:  # the channel closed since it was last seen open
+            self.close()
+            raise ShellGone(sent=False) from None
         sep = f"\n{mark} ".encode()
         try:
             out = await self.proc.stdout.readuntil(sep)
@@ -87,9 +96,11 @@ class LockShell(_Shell):
             try:
                 self.proc.stdin.write(script.encode() + b"\n")
                 line = await self.proc.stdout.readline()
-            except BaseException:
+            except BaseException as e:
                 self.close()
-                raise
+                if isinstance(e, Exception):
+                    raise ShellGone() from None
+                raise  # cancelled
             if not line.endswith(b"\n"):
                 self.close()
                 raise ShellGone()
