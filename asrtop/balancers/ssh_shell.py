@@ -5,7 +5,8 @@ nginx change used three (the lock's flock, nginx -t, reload): most of an action 
 (bench_nginx_ssh.py). So each connection keeps two `sh` on exec channels, started on first use:
 
 - CommandShell runs one argv at a time, as a fresh session would (`timeout -k 1 T`, stdin /dev/null, stderr
-  into stdout), its output and exit status framed by a marker random per shell. A command past its timeout
+  into stdout), its output and exit status framed by a marker random per shell. One difference: a command
+  that a signal ended reports 128+N (the shell's $?), where a session of its own reported -N. A command past its timeout
   closes the shell (the host's `timeout` still ends the command); a busy shell is not waited for.
 - LockShell holds flocks on its own file descriptors (3-9, dash has no more), taken without waiting
   (`flock -n`): its requests are all short, so an unlock never waits behind another lock. The locks die with
@@ -60,7 +61,9 @@ class CommandShell(_Shell):
         self.seq += 1
         mark = f"{self.token}-{self.seq}"
         try:
-            self.proc.stdin.write((f"timeout -k 1 {timeout + 1:g} {shlex.join(argv)} </dev/null 2>&1; "
+            # a subshell: dash reports a job a signal ended ("Segmentation fault") on the stderr it has while
+            # it waits, so the 2>&1 is the command's alone, inside it
+            self.proc.stdin.write((f"(exec timeout -k 1 {timeout + 1:g} {shlex.join(argv)} </dev/null 2>&1); "
                                    f"printf '\\n%s %s\\n' {mark} \"$?\"\n").encode())
         except Exception:  # the channel closed since it was last seen open
             self.close()
@@ -128,7 +131,9 @@ class LockShell(_Shell):
 async def start_command_shell(conn: Any) -> CommandShell:
     import asyncssh
 
-    return CommandShell(conn, await conn.create_process("exec sh", stderr=asyncssh.STDOUT, encoding=None))
+    # the shell's own stderr is not the command's output; the command's own stderr is sent into stdout by its
+    # redirection, `not found` included
+    return CommandShell(conn, await conn.create_process("exec sh", stderr=asyncssh.DEVNULL, encoding=None))
 
 
 async def start_lock_shell(conn: Any) -> LockShell:

@@ -355,6 +355,7 @@ def test_commands_and_locks_open_no_new_session_once_connected(tmp_path):
                 host.write_atomic(str(tmp_path / "upstream.conf"), b"server a;\n")
                 assert host.run(["sh", "-c", "printf 'out\\nerr' >&2; exit 3"], 5) == (3, "out\nerr")
                 assert host.run(["cat"], 5) == (0, "")  # stdin is empty, as in a session of its own
+                assert host.run(["sh", "-c", "kill -SEGV $$"], 5)[1] == ""  # no word of the shell's in it
             assert lock_is_free(tmp_path)
         assert sessions() == before
         with pytest.raises(CommandNotFound, match="no-such-command"):
