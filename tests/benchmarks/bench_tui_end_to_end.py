@@ -339,8 +339,8 @@ def report(r: dict) -> None:
     print(f"wall, answers ready -> frame painted:    median {med(wall) * ms:.1f}  max {max(wall) * ms:.1f} ms")
     task = [x.longest_task for x in threaded]
     held = [x.longest_block_cpu for x in threaded]
-    print(f"longest UI loop block in CPU (what the loop ran in it, plus a gc in the refresh thread: it holds the "
-          f"GIL; other processes' share left out): median {med(held) * ms:.1f}  max {max(held) * ms:.1f} ms")
+    print(f"longest UI loop block in CPU:            median {med(held) * ms:.1f}  max {max(held) * ms:.1f} ms"
+          "  (the loop's callbacks in it + a gc in the refresh thread, which holds the GIL; not other processes)")
     print(f"longest UI loop block during a refresh:  median {med(block) * ms:.1f}  max {max(block) * ms:.1f} ms wall"
           f"  (longest UI task in CPU: median {med(task) * ms:.1f}  max {max(task) * ms:.1f} ms)")
     print(f"baseline, pipeline on the loop: UI CPU median {med(old_ui) * ms:.1f} ms, longest block median "
