@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import statistics
 import sys
 import threading
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tui"))
 from fakes import DIGEST_A, DIGEST_B, server, status  # noqa: E402
 
 import asrtop.tui.app as appmod  # noqa: E402
+import asrtop.tui.app_refresh as refreshmod  # noqa: E402
 import asrtop.tui.textual_internals as internals  # noqa: E402
 from asrtop.balancers.base import AdminState  # noqa: E402
 from asrtop.config import NodeConfig  # noqa: E402
@@ -50,15 +52,68 @@ PAINT = {"cpu": 0.0, "longest": 0.0}  # CPU of the screens' updates (layout + co
 _screen_update = Screen._on_timer_update
 
 
+# What ran when, for the longest blocks' breakdown: (start, end) wall (perf_counter), what, CPU seconds of it.
+EVENTS: list[tuple[float, float, str, float]] = []
+
+
 def _timed_screen_update(self: Screen) -> None:
-    c = time.thread_time()
+    t, c = time.perf_counter(), time.thread_time()
     _screen_update(self)
     spent = time.thread_time() - c
     PAINT["cpu"] += spent
     PAINT["longest"] = max(PAINT["longest"], spent)
+    EVENTS.append((t, time.perf_counter(), "screen update (layout + compositor)", spent))
 
 
 Screen._on_timer_update = _timed_screen_update  # before any screen exists: its update timer takes this one
+_prepare = refreshmod.prepare
+
+
+def _timed_prepare(*args):
+    t, c = time.perf_counter(), time.thread_time()
+    try:
+        return _prepare(*args)
+    finally:
+        EVENTS.append((t, time.perf_counter(), "refresh thread: prepare (holds the GIL in turns)",
+                       time.thread_time() - c))
+
+
+refreshmod.prepare = _timed_prepare  # poll_fleet looks it up when it calls it
+_gc_started: dict[int, tuple[float, float]] = {}
+
+
+def _gc_event(phase: str, info: dict) -> None:
+    key = threading.get_ident()
+    if phase == "start":
+        _gc_started[key] = (time.perf_counter(), time.thread_time())
+    elif key in _gc_started:
+        t, c = _gc_started.pop(key)
+        where = "UI" if threading.current_thread() is threading.main_thread() else "thread"
+        EVENTS.append((t, time.perf_counter(), f"gc gen{info['generation']} on {where}", time.thread_time() - c))
+
+
+gc.callbacks.append(_gc_event)
+_handle_run = asyncio.events.Handle._run
+
+
+def _callback_name(cb) -> str:
+    owner = getattr(cb, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coro = owner.get_coro()
+        frame_self = getattr(coro, "cr_frame", None) and coro.cr_frame.f_locals.get("self")
+        return f"task {getattr(coro, '__qualname__', coro)}" + (f" of {type(frame_self).__name__}" if frame_self else "")
+    return getattr(cb, "__qualname__", repr(cb))
+
+
+def _timed_handle_run(self) -> None:  # every callback the UI loop runs; those over 1 ms are kept
+    t, c = time.perf_counter(), time.thread_time()
+    _handle_run(self)
+    end = time.perf_counter()
+    if end - t > 0.001:
+        EVENTS.append((t, end, "loop callback: " + _callback_name(self._callback), time.thread_time() - c))
+
+
+asyncio.events.Handle._run = _timed_handle_run
 
 
 @functools.lru_cache
@@ -122,6 +177,8 @@ class Refresh:
     stages: dict[str, float] = field(default_factory=dict)  # CPU seconds
     painted: float = 0.0
     longest_block: float = 0.0  # wall, from the loop probe
+    block_at: float = 0.0  # when the probe woke after it
+    longest_block_cpu: float = 0.0  # CPU that held the loop in one block: its loop callbacks + other threads' gc
     longest_task: float = 0.0  # CPU of the longest UI task of this refresh (apply, or one screen update)
 
 
@@ -139,9 +196,10 @@ class Measured(AsrtopApp):
         ready = self.ready_override or self.source.ready_at.get(message.seq, time.perf_counter())
         rec = Refresh(message.seq, ready, dict(message.refreshed.cpu) if message.refreshed else {})
         message.prevent_default()  # Textual would run AsrtopApp's handler after this one: it runs here, timed
-        c0 = time.thread_time()
+        t0, c0 = time.perf_counter(), time.thread_time()
         super().on_fleet_updated(message)
         rec.stages["apply"] = time.thread_time() - c0
+        EVENTS.append((t0, time.perf_counter(), "apply (on_fleet_updated)", rec.stages["apply"]))
         painted_before = PAINT["cpu"]
         PAINT["longest"] = 0.0
 
@@ -167,8 +225,31 @@ class Measured(AsrtopApp):
 
 def longest_blocks(app: Measured, records: list[Refresh]) -> None:
     for rec in records:
-        rec.longest_block = max((late for woke, late in app.blocks if rec.ready <= woke <= rec.painted + 0.05),
-                                default=0.0)
+        blocks = [(late, woke) for woke, late in app.blocks if rec.ready <= woke <= rec.painted + 0.05]
+        rec.longest_block, rec.block_at = max(blocks, default=(0.0, 0.0))
+        held = [(t, e, cpu) for t, e, what, cpu in EVENTS if rec.ready - 0.2 <= t <= rec.painted + 0.05
+                and (what.startswith("loop callback") or what.startswith("gc") and what.endswith("thread"))]
+        rec.longest_block_cpu = max((sum(cpu for t, e, cpu in held if t < woke and e > woke - late)
+                                     for late, woke in blocks if late > 0.002), default=0.0)
+
+
+def block_breakdown(rec: Refresh, events: list) -> list[str]:
+    """What overlapped the probe's late wake: wall inside the block and CPU of each event (a callback whose wall
+    is well over its CPU waited for the GIL or for the OS)."""
+    end = rec.block_at
+    start = end - rec.longest_block
+    lines = [f"  refresh {rec.seq}: block {rec.longest_block * 1000:.1f} ms, "
+             f"{(start - rec.ready) * 1000:.0f} ms after the answers were ready"]
+    covered = 0.0
+    for t, e, what, cpu in sorted(events):
+        overlap = min(e, end) - max(t, start)
+        if overlap > 0.0002:
+            lines.append(f"    {what}: {overlap * 1000:.1f} ms of the block (whole: {(e - t) * 1000:.1f} ms wall, "
+                         f"{cpu * 1000:.1f} ms CPU)")
+            if what.startswith("loop callback"):
+                covered += overlap
+    lines.append(f"    not inside a loop callback over 1 ms: {(rec.longest_block - covered) * 1000:.1f} ms")
+    return lines
 
 
 def ui_cpu(rec: Refresh) -> float:
@@ -221,8 +302,10 @@ async def run(n: int, rounds: int) -> dict:
             table.__dict__["_asrtop_cells_cacheable"] = True
         probe.cancel()
         longest_blocks(app, app.records)
+    worst = sorted(threaded, key=lambda x: x.longest_block, reverse=True)[:3]
     return {"n": n, "threaded": threaded, "on_loop": on_loop, "first": first, "idle": idle, "full": full,
-            "answers_s": statistics.median(source.build_s)}
+            "answers_s": statistics.median(source.build_s),
+            "breakdown": [line for rec in worst for line in block_breakdown(rec, list(EVENTS))]}
 
 
 async def _until(pilot, cond, timeout: float) -> None:
@@ -255,6 +338,9 @@ def report(r: dict) -> None:
           f"  = {med(total) / REFRESH * ms:.0f} ms CPU per second")
     print(f"wall, answers ready -> frame painted:    median {med(wall) * ms:.1f}  max {max(wall) * ms:.1f} ms")
     task = [x.longest_task for x in threaded]
+    held = [x.longest_block_cpu for x in threaded]
+    print(f"longest UI loop block in CPU:            median {med(held) * ms:.1f}  max {max(held) * ms:.1f} ms"
+          "  (the loop's callbacks in it + a gc in the refresh thread, which holds the GIL; not other processes)")
     print(f"longest UI loop block during a refresh:  median {med(block) * ms:.1f}  max {max(block) * ms:.1f} ms wall"
           f"  (longest UI task in CPU: median {med(task) * ms:.1f}  max {max(task) * ms:.1f} ms)")
     print(f"baseline, pipeline on the loop: UI CPU median {med(old_ui) * ms:.1f} ms, longest block median "
@@ -263,6 +349,8 @@ def report(r: dict) -> None:
     print(f"paint: after a refresh {med(x.stages['paint'] for x in threaded) * ms:.1f} ms; idle frame "
           f"{med(r['idle']) * ms:.1f} ms; every visible cell rendered again (the paint before) "
           f"{med(r['full']) * ms:.1f} ms -> {med(x.stages['paint'] for x in threaded) / med(r['full']):.2f}x of it")
+    print("the longest blocks, what overlapped them:")
+    print("\n".join(r["breakdown"]))
     if r["n"] == 1000:
         ok_block = max(block) <= 0.016
         print(f"(longest UI task in CPU <= 16 ms: {'PASS' if max(task) <= 0.016 else 'OVER'})")

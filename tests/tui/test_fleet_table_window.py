@@ -116,3 +116,30 @@ async def test_a_refresh_repaints_the_table_a_band_of_lines_a_frame(monkeypatch)
         app.query_one(FleetTable).update_fleet(moved, table_context(moved))
         await pilot.pause()
         assert screen == screen_lines(app)
+
+
+async def test_the_first_band_is_painted_a_frame_after_the_refresh_is_applied(monkeypatch):
+    """The refresh's apply (and the header's paint that follows it) and the first band are not one stretch on
+    the UI loop: together they held it ~16 ms at 1,000 nodes (bench_tui_end_to_end's longest blocks)."""
+    import time
+
+    from asrtop.tui.widgets.fleet_table import FRAME
+
+    fleet = FakeFleet(N)
+    first, moved = fleet.build(0), fleet.build(1)
+    app = TableApp()
+    async with app.run_test(size=(160, 45)) as pilot:
+        table = app.query_one(FleetTable)
+        table.update_fleet(first, table_context(first))
+        await pilot.pause()
+        painted_at: list[float] = []  # when a table line was rendered (not taken from the line cache)
+        line = FleetTable.render_line
+        monkeypatch.setattr(FleetTable, "render_line", lambda self, y: painted_at.append(time.perf_counter()) or line(self, y))
+        table.update_fleet(moved, table_context(moved))
+        applied = time.perf_counter()
+        assert table.repaint_pending  # from the apply on: the bench waits for the last band with it
+        for _ in range(20):
+            await pilot.pause()
+            if not table.repaint_pending:
+                break
+        assert painted_at and painted_at[0] - applied >= FRAME * 0.5, [t - applied for t in painted_at]
