@@ -295,12 +295,14 @@ def wait_in_flight(fleet: Fleet, node: str, timeout: float = 10.0) -> None:
 
 
 # --- exclusive ---------------------------------------------------------------------------------------------
-def test_second_rollout_and_single_action_on_a_held_node_are_refused(demo, fleet):
-    run = RolloutRun(demo.config_path, "node-1", "--hook", hook_line(recording_hook(fleet.hook_log, sleep=2.0)))
+def test_second_rollout_and_single_action_on_a_held_node_are_refused(demo, fleet, tmp_path):
+    release = tmp_path / "release-hook"  # the hook holds node-1's upgrade open until the refusals are in
+    run = RolloutRun(demo.config_path, "node-1", "--hook", hook_line(recording_hook(fleet.hook_log, hold=release)))
     run.wait_event("node-1", "hook", "start")
     second, drain = both(cli, (demo.config_path, "rollout", "node-3", "--hook", "true"),
                          (demo.config_path, "drain", "node-1"))
     assert run.proc.poll() is None, "the rollout ended before the refusals were tried"
+    release.touch()
     out = run.wait(60)
     assert out.rc == 0, out.describe()
     assert second.returncode == 3, second.stderr

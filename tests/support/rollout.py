@@ -163,15 +163,18 @@ def upgrade_argv(revision: str) -> list[str]:
 
 
 def recording_hook(log: Path, then: list[str] | None = None, *, sleep: float = 0.0, exit_code: int | None = None,
-                   fault: dict | None = None, first_sleep: float | None = None) -> list[str]:
+                   fault: dict | None = None, first_sleep: float | None = None, hold: Path | None = None) -> list[str]:
     """A hook that records its run in `log` (with the node's /_sim/stats before it touches the node: an
     upgrade restarts the node and its counters), sleeps, then exits `exit_code` or runs `then`, then sets the
     node's fault knobs to `fault` (a node that came back broken). `first_sleep`: the first run on a node
-    sleeps this long instead (a slow upgrade the next run overtakes)."""
+    sleeps this long instead (a slow upgrade the next run overtakes). `hold`: after its start it waits until
+    this file exists (at most 120 s): a stage held open for as long as the test needs, whatever the load."""
     argv = [sys.executable, str(HERE), "hook", "--log", str(log), "--node", "{node}", "--address", "{address}",
             "--sleep", str(sleep)]
     if first_sleep is not None:
         argv += ["--first-sleep", str(first_sleep)]
+    if hold is not None:
+        argv += ["--hold", str(hold)]
     if exit_code is not None:
         argv += ["--exit", str(exit_code)]
     if fault:
@@ -238,6 +241,7 @@ def _hook_main(argv: list[str]) -> int:
     p.add_argument("--address", required=True)
     p.add_argument("--exit", type=int)
     p.add_argument("--fault")
+    p.add_argument("--hold")
     p.add_argument("then", nargs="*")
     a = p.parse_args(argv)
     url = f"http://{a.address}"
@@ -253,6 +257,9 @@ def _hook_main(argv: list[str]) -> int:
     first = not any(r["node"] == a.node for r in hook_runs(Path(a.log)))
     note("start", argv=a.then, stats=_get_json(url + "/_sim/stats"))
     time.sleep(a.first_sleep if first and a.first_sleep is not None else a.sleep)
+    held_until = time.monotonic() + 120
+    while a.hold and not os.path.exists(a.hold) and time.monotonic() < held_until:
+        time.sleep(0.05)
     if a.exit is not None:
         print(f"test hook: failing on purpose with exit {a.exit}", file=sys.stderr)
         note("end", rc=a.exit)
