@@ -106,6 +106,7 @@ class AsrtopApp(RefreshPipeline, DrainWatching, RolloutActions, ProblemWatch, Ap
         self.poll_fleet()
 
     async def on_unmount(self) -> None:
+        self.give_back_collections()
         if self.close_source:
             try:
                 await self.source.close()

@@ -18,6 +18,7 @@ from textual.message import Message
 
 from asrtop.fleet import FleetSnapshot
 from asrtop.sources import PollingFleetSource
+from asrtop.tui.gc_schedule import FullCollections
 from asrtop.tui.refresh import RefreshInputs, Refreshed, prepare
 from asrtop.tui.screens import ShowsFleet
 
@@ -53,6 +54,10 @@ class RefreshPipeline:
     # apps in one process would each leave their widgets frozen.
     freeze_after_first_refresh = False
     gc_frozen = False  # this app froze the heap (at most once per process)
+    # Full collections at the quiet point of the refresh cycle, from the freeze on (asrtop.tui.gc_schedule);
+    # run_tui sets it with the freeze.
+    schedule_full_collections = False
+    full_collections: FullCollections | None = None
 
     # -- polling ---------------------------------------------------------------------------------
     @work(exclusive=True, group="poll", exit_on_error=False)
@@ -62,6 +67,8 @@ class RefreshPipeline:
         that takes longer than the interval delays the next one: missed ticks are skipped, never queued; wakes
         (an action's refresh_now) that come while one is in flight are coalesced into the next poll."""
         while True:
+            if self.full_collections is not None:
+                self.full_collections.refreshed()  # the last refresh is applied and painted: least is alive now
             started = time.monotonic()
             self.poll_seq += 1
             seq = self.poll_seq
@@ -129,3 +136,11 @@ class RefreshPipeline:
         gc.collect()
         gc.freeze()
         self.gc_frozen = True
+        if self.schedule_full_collections and self.full_collections is None:
+            self.full_collections = FullCollections()
+            self.full_collections.take_over()
+
+    def give_back_collections(self) -> None:
+        """The interpreter's own full collections again (the app is leaving)."""
+        if self.full_collections is not None:
+            self.full_collections.give_back()

@@ -78,5 +78,6 @@ def run_tui(args: argparse.Namespace, app_class: Callable[..., AsrtopApp] | None
     except (ConfigError, ValueError) as e:
         return _fail(str(e))
     app.freeze_after_first_refresh = True  # a process of its own (asrtop.tui.app_refresh)
+    app.schedule_full_collections = True  # and its full collections at the quiet point (asrtop.tui.gc_schedule)
     app.run()
     return app.return_code or OK

@@ -155,6 +155,39 @@ def _step_keeping_row_layout(table: DataTable) -> None:
         table._ordered_row_cache[(table.row_count, count + 1)] = rows
 
 
+# How many screens of rows the render caches keep (bound_render_caches).
+RENDER_CACHE_SCREENS = 3
+_ROW_CACHES = ("_row_render_cache", "_line_cache", "_row_renderable_cache")
+
+
+def bound_render_caches(table: DataTable, visible_rows: int, columns: int) -> bool:
+    """Size the table's render caches to a few screens (RENDER_CACHE_SCREENS) of `visible_rows` rows of `columns`
+    cells; False when this Textual keeps them differently (nothing changed).
+
+    Textual sizes them for any table: 1,000 rows, lines and row renderables and 10,000 cells. The row, line and
+    renderable caches are keyed on the cache generation that each refresh steps, so past a screenful they fill
+    with rows no paint will ask for again: at 1,000 nodes about 60,000 live objects (Strips with their own
+    caches, Segments, Styles), which every full garbage collection walked -- 20-60 ms with the GIL held, the
+    longest the console's loop was blocked (tests/benchmarks/bench_tui_end_to_end.py). An LRUCache that was
+    over a smaller size stays at its size whatever maxsize says, so one that holds more than its new size is
+    emptied (the next paint renders the screen again; a resize repaints it anyway). One that grows after it
+    filled keeps its old size until Textual clears it (a theme, a cursor or a column change do)."""
+    rows = max(16, RENDER_CACHE_SCREENS * max(1, visible_rows))
+    sizes = {name: rows for name in _ROW_CACHES}
+    sizes["_cell_render_cache"] = rows * max(1, columns)
+    caches = {name: getattr(table, name, None) for name in sizes}
+    if not all(isinstance(c, LRUCache) for c in caches.values()):
+        return False
+    content = table.__dict__.get("_content_renders")
+    if isinstance(content, LRUCache):
+        caches["_content_renders"], sizes["_content_renders"] = content, sizes["_cell_render_cache"]
+    for name, cache in caches.items():
+        if len(cache) > sizes[name]:
+            cache.clear()
+        cache.maxsize = sizes[name]
+    return True
+
+
 _EMPTY_TEXT = Text(no_wrap=True, end="")  # textual.widgets._data_table._EMPTY_TEXT: what an empty cell renders as
 
 

@@ -187,7 +187,8 @@ class Measured(AsrtopApp):
 
     def __init__(self, source: SyntheticSource):
         super().__init__(source, None, cluster="bench", refresh=REFRESH)
-        self.freeze_after_first_refresh = True  # as run_tui sets it
+        self.freeze_after_first_refresh = True  # as run_tui sets them
+        self.schedule_full_collections = True
         self.records: list[Refresh] = []
         self.blocks: list[tuple[float, float]] = []  # (woke at, late by) from the loop probe
         self.ready_override: float | None = None  # the on-loop baseline sets when its answers were ready
@@ -349,14 +350,23 @@ def report(r: dict) -> None:
     print(f"paint: after a refresh {med(x.stages['paint'] for x in threaded) * ms:.1f} ms; idle frame "
           f"{med(r['idle']) * ms:.1f} ms; every visible cell rendered again (the paint before) "
           f"{med(r['full']) * ms:.1f} ms -> {med(x.stages['paint'] for x in threaded) / med(r['full']):.2f}x of it")
+    start, end = threaded[0].ready, threaded[-1].painted
+    full = [(e - t, cpu) for t, e, what, cpu in EVENTS if what.startswith("gc gen2") and start <= t <= end]
+    full_per_s = sum(cpu for _, cpu in full) / max(1e-9, end - start)
+    if full:
+        print(f"full collections in these refreshes: {len(full)} in {end - start:.0f} s, CPU median "
+              f"{med(c for _, c in full) * ms:.1f} max {max(c for _, c in full) * ms:.1f} ms, wall max "
+              f"{max(w for w, _ in full) * ms:.1f} ms (scheduled before a poll: asrtop.tui.gc_schedule) "
+              f"= {full_per_s * ms:.1f} ms CPU per second")
     print("the longest blocks, what overlapped them:")
     print("\n".join(r["breakdown"]))
     if r["n"] == 1000:
-        ok_block = max(block) <= 0.016
+        ok_block = max([*block, *(w for w, _ in full)]) <= 0.016  # a scheduled full collection blocks the loop too
         print(f"(longest UI task in CPU <= 16 ms: {'PASS' if max(task) <= 0.016 else 'OVER'})")
-        ok_cpu = med(total) / REFRESH <= 0.050
+        ok_cpu = med(total) / REFRESH + full_per_s <= 0.050
         print(f"budget: longest block <= 16 ms: {'PASS' if ok_block else 'OVER'}; refresh + paint <= 50 ms CPU/s: "
-              f"{'PASS' if ok_cpu else 'OVER'} (UI loop alone: {med(ui) / REFRESH * ms:.0f} ms/s)")
+              f"{'PASS' if ok_cpu else 'OVER'} ({(med(total) / REFRESH + full_per_s) * ms:.0f} ms/s with the full "
+              f"collections; UI loop alone: {med(ui) / REFRESH * ms:.0f} ms/s)")
 
 
 def main() -> None:

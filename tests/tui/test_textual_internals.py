@@ -19,7 +19,7 @@ from textual.app import App, ComposeResult
 
 import asrtop.tui
 import asrtop.tui.textual_internals as internals
-from asrtop.tui.format import table_context
+from asrtop.tui.format import COLUMN_KEYS, table_context
 from asrtop.tui.widgets.fleet_table import FleetTable
 
 N = 8
@@ -219,3 +219,23 @@ async def test_one_paint_works_out_each_component_style_once(monkeypatch):
         internals.invalidate_render_caches(table)
         await pilot.pause()
         assert app.export_screenshot() == memo_svg
+
+
+async def test_render_caches_hold_a_few_screens_not_every_row_of_every_refresh():
+    """Textual's row and line caches are keyed on the generation each refresh steps: sized for 1,000 rows, they
+    kept ~40 dead rows per refresh until 1,000, which every full garbage collection walked (issue 17). Bounded to
+    RENDER_CACHE_SCREENS screens of the table's height, whatever the refreshes."""
+    fleet = FakeFleet(300)
+    app = TableApp()
+    async with app.run_test(size=(160, 30)) as pilot:
+        table = app.query_one(FleetTable)
+        for tick in range(8):
+            snap = fleet.build(tick)
+            table.update_fleet(snap, table_context(snap))
+            await pilot.pause()
+        bound = internals.RENDER_CACHE_SCREENS * table.size.height
+        assert table.size.height > 10 and table._update_count >= 8
+        for name in ("_row_render_cache", "_line_cache", "_row_renderable_cache"):
+            cache = getattr(table, name)
+            assert cache.maxsize == bound and 0 < len(cache) <= bound, (name, len(cache), cache.maxsize)
+        assert len(table._cell_render_cache) <= bound * len(COLUMN_KEYS)

@@ -22,11 +22,12 @@ def test_run_tui_asks_its_app_to_freeze_after_the_first_refresh(tmp_path):
 
     class NotRun(AsrtopApp):
         def run(self, *a, **kw):
-            ran.append(self.freeze_after_first_refresh)
+            ran.append((self.freeze_after_first_refresh, self.schedule_full_collections))
 
     assert run_tui(argparse.Namespace(config=str(cfg), read_only=False, prometheus=None), NotRun) == 0
-    assert ran == [True]
-    assert AsrtopApp.freeze_after_first_refresh is False  # an app made elsewhere (tests) leaves the heap alone
+    assert ran == [(True, True)]
+    # an app made elsewhere (tests) leaves the heap and the collector's thresholds alone
+    assert AsrtopApp.freeze_after_first_refresh is False and AsrtopApp.schedule_full_collections is False
 
 
 async def test_the_heap_is_frozen_once_after_the_first_refresh_is_painted():
@@ -40,3 +41,33 @@ async def test_the_heap_is_frozen_once_after_the_first_refresh_is_painted():
             assert gc.get_freeze_count() > 0 and app.refreshes == 1
     finally:
         gc.unfreeze()
+
+
+async def test_full_collections_run_every_few_refreshes_before_a_poll_and_the_thresholds_come_back():
+    """From the freeze on, generation 2 is collected only at the quiet point of the refresh cycle (just before a
+    poll), every FULL_EVERY refreshes; the interpreter's own thresholds are back when the app leaves."""
+    from asrtop.tui.gc_schedule import FULL_EVERY
+
+    fleet = FakeFleet(6)
+    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=0.05)
+    app.freeze_after_first_refresh = app.schedule_full_collections = True
+    before = gc.get_threshold()
+    full: list[str] = []
+
+    def seen(phase, info):
+        if phase == "start" and info["generation"] == 2 and app.full_collections is not None:
+            full.append("poll" if app.full_collections._since == 0 else "elsewhere")
+
+    gc.callbacks.append(seen)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.full_collections is not None and app.full_collections.runs >= 2,
+                           what="two scheduled full collections")
+            assert gc.get_threshold()[2] > 10**6 and gc.get_threshold()[:2] == before[:2]
+            assert app.refreshes >= 2 * FULL_EVERY
+            assert full and set(full) == {"poll"}, full
+        assert gc.get_threshold() == before
+    finally:
+        gc.callbacks.remove(seen)
+        gc.unfreeze()
+        gc.set_threshold(*before)

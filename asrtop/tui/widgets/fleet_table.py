@@ -38,7 +38,7 @@ from asrtop.fleet import FleetSnapshot, NodeView
 from asrtop.tui.format import (COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns, name_width,
                                row_cells)
 from asrtop.tui.refresh import RIGHT, RowsDiff, RowsView, cell_text, changed_cells, diff_rows, restyle
-from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, fast_path_problem,
+from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, bound_render_caches, fast_path_problem,
                                          invalidate_render_caches)
 
 logger = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ class FleetTable(VisibleCellCache):
 
     def on_resize(self, event: events.Resize) -> None:
         self._refit()
+        bound_render_caches(self, self.size.height, len(COLUMN_KEYS))  # a few screens, not 1,000 rows of renders
 
     # -- refresh ---------------------------------------------------------------------------------
     @property
