@@ -33,10 +33,13 @@ class Metric:
         self.samples: list[Sample] = []
 
 
-class GaugeMetricFamily(Metric):
-    def __init__(self, name: str, documentation: str, value: float | None = None,
-                 labels: Sequence[str] | None = None):
-        super().__init__(name, documentation, "gauge")
+class _ValueFamily(Metric):
+    """A family of one value per label set (gauges and counters): one `value`, or `labels` and add_metric."""
+
+    SUFFIX = ""  # what each sample's name adds to the family's
+
+    def __init__(self, name: str, documentation: str, typ: str, value: float | None, labels: Sequence[str] | None):
+        super().__init__(name, documentation, typ)
         if labels is not None and value is not None:
             raise ValueError("Can only specify at most one of value and labels.")
         self._labelnames = tuple(labels or ())
@@ -44,25 +47,23 @@ class GaugeMetricFamily(Metric):
             self.add_metric([], value)
 
     def add_metric(self, labels: Sequence[str], value: float, timestamp: float | None = None) -> None:
-        self.samples.append(Sample(self.name, dict(zip(self._labelnames, labels)), value, timestamp))
+        self.samples.append(Sample(self.name + self.SUFFIX, dict(zip(self._labelnames, labels)), value, timestamp))
 
 
-class CounterMetricFamily(Metric):
+class GaugeMetricFamily(_ValueFamily):
+    def __init__(self, name: str, documentation: str, value: float | None = None,
+                 labels: Sequence[str] | None = None):
+        super().__init__(name, documentation, "gauge", value, labels)
+
+
+class CounterMetricFamily(_ValueFamily):
     """Named without `_total` (given with it, it is cut); its samples carry `_total`."""
 
+    SUFFIX = "_total"
+
     def __init__(self, name: str, documentation: str, value: float | None = None,
                  labels: Sequence[str] | None = None):
-        if name.endswith("_total"):
-            name = name[:-6]
-        super().__init__(name, documentation, "counter")
-        if labels is not None and value is not None:
-            raise ValueError("Can only specify at most one of value and labels.")
-        self._labelnames = tuple(labels or ())
-        if value is not None:
-            self.add_metric([], value)
-
-    def add_metric(self, labels: Sequence[str], value: float, timestamp: float | None = None) -> None:
-        self.samples.append(Sample(self.name + "_total", dict(zip(self._labelnames, labels)), value, timestamp))
+        super().__init__(name[:-6] if name.endswith("_total") else name, documentation, "counter", value, labels)
 
 
 class HistogramMetricFamily(Metric):
