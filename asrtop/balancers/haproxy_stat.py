@@ -167,11 +167,14 @@ def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerSt
         checked = bool(check_bits & CHK_ST_CONFIGURED)
     else:  # no state row: a checked server has a check_status (none while paused in maint) and a chkfail count
         checked = bool(get("check_status")) or bool(get("chkfail"))
-    address, port = split_addr(get("addr"))
-    if srv_addr:
-        address = srv_addr
-    if srv_port is not None:
-        port = srv_port
+    if srv_addr and srv_port is not None:  # the state row has both (every HAProxy since 1.8): `addr` not read
+        address, port = srv_addr, srv_port
+    else:
+        address, port = split_addr(get("addr"))
+        if srv_addr:
+            address = srv_addr
+        if srv_port is not None:
+            port = srv_port
     agent_check, agent_enabled = agent(agent_bits, get("agent_status"))
     if weight is None:
         weight = to_int(get("weight")) or 0
