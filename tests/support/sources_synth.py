@@ -2,9 +2,10 @@
 
 `SynthNode` describes one node; `status_body()` renders it as a schema-1 /v1/status body (~1.5 KB with
 one GPU; `?view=brief` is served the subset the real agent's asrtop_agent.status.brief makes of it) and
-`metrics_text()` as the agent's Prometheus exposition in the agreed metric names (agents/README.md). `serve_agents()` serves many of them from one asyncio process on distinct loopback
-ports with a tiny keep-alive HTTP/1.1 responder (precomputed answers), so that the process under test,
-not the stand-in, is what a benchmark measures. Black-holed agents accept and never answer.
+`metrics_text()` as the agent's Prometheus exposition in the agreed metric names (agents/README.md).
+`serve_agents()` serves many of them from one asyncio process on distinct loopback ports with a tiny
+keep-alive HTTP/1.1 responder (precomputed answers), so that the process under test, not the stand-in, is
+what a benchmark measures. Black-holed agents accept and never answer.
 """
 
 from __future__ import annotations

@@ -160,7 +160,8 @@ def server_state_as_it_was(stat: dict, state: dict | None) -> ServerState:
                       check_bits if checked else None),
         active_sessions=to_int(stat.get("scur")), queued=to_int(stat.get("qcur")),
         request_rate=float(rate) if rate is not None else None, requests_total=to_int(stat.get("stot")),
-        errors_5xx_total=to_int(stat.get("hrsp_5xx")), avg_response_seconds=rtime / 1000.0 if rtime is not None else None,
+        errors_5xx_total=to_int(stat.get("hrsp_5xx")),
+        avg_response_seconds=rtime / 1000.0 if rtime is not None else None,
         checked=checked, agent_check=agent_check, agent_enabled=agent_enabled)
 
 
