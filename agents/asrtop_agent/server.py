@@ -5,7 +5,8 @@ aiohttp's import alone doubled the agent's memory (it still serves the optional 
 
 Bodies are rendered on the first scrape of a snapshot and kept with it (Snapshot.rendered), gzipped once
 as well when a scraper sends `Accept-Encoding: gzip`: with no scrapes nothing is rendered, and repeated
-scrapes of one snapshot cost a lookup and a socket write. The one exception is asked for:
+scrapes of one snapshot cost a lookup and a socket write (`/v1/status?view=brief`, the subset a one-shot
+`asrtop status` reads, is one more such body). The one exception is asked for:
 `/v1/status?after=T` (T: Unix time on the agent's clock, or `now`: when the request arrived) waits for a
 snapshot whose collection round began at or after T (CollectionLoop.fresh), 503 when none comes in time.
 """
@@ -93,6 +94,16 @@ def _render_status(snap: Snapshot) -> bytes:
     return status.render_status(snap)
 
 
+def _render_status_brief(snap: Snapshot) -> bytes:
+    from . import status
+
+    return status.render_status_brief(snap)
+
+
+# /v1/status?view=: the full body (the default), or the brief one a one-shot `asrtop status` reads (status.BRIEF_KEYS)
+STATUS_VIEWS = {"full": ("status", _render_status), "brief": ("status.brief", _render_status_brief)}
+
+
 def _render_model(snap: Snapshot) -> bytes:
     from . import status
 
@@ -129,9 +140,14 @@ class AgentHttp:
         if url.path == "/metrics":
             return _body(self.latest(), "metrics", _render_metrics, METRICS_CONTENT_TYPE, gz)
         if url.path == "/v1/status":
-            after = parse_qs(url.query).get("after")
+            query = parse_qs(url.query) if url.query else {}
+            view = query.get("view", ("full",))[-1]
+            if view not in STATUS_VIEWS:
+                return _error(400, f"bad view={view!r}: give view=brief or view=full (the default)")
+            key, render = STATUS_VIEWS[view]
+            after = query.get("after")
             if not after:
-                return _body(self.latest(), "status", _render_status, JSON, gz)
+                return _body(self.latest(), key, render, JSON, gz)
             try:
                 t = parse_after(after[-1], self.now)
             except ValueError as e:
@@ -141,7 +157,7 @@ class AgentHttp:
             except TimeoutError:
                 return _error(503, f"no collection round began at or after {t:.3f} within {FRESH_TIMEOUT:g} s "
                                    f"(the ASR probe or a collector hangs)")
-            return _body(snap, "status", _render_status, JSON, gz)
+            return _body(snap, key, render, JSON, gz)
         if url.path == "/v1/model":
             return _body(self.latest(), "model", _render_model, JSON, gz)
         if url.path == "/healthz":

@@ -1,4 +1,4 @@
-"""JSON bodies of /v1/status (schema 1) and /v1/model, built from one Snapshot.
+"""JSON bodies of /v1/status (schema 1, full or brief) and /v1/model, built from one Snapshot.
 
 asrtop/agentstatus.py parses exactly these keys; new facts are added as new keys, never renamed.
 """
@@ -101,6 +101,35 @@ def status_dict(s: Snapshot) -> dict[str, Any]:
     }
 
 
+# `GET /v1/status?view=brief`: the keys a one-shot `asrtop status` / `asrtop check` reads (its table, --json
+# and problem rules) and no more: 40 % of the full body's bytes, half the JSON an operator's machine decodes for
+# each of 1,000 agents. A subset of the full body (same names, same values), so one parser reads both; None:
+# the key's whole value. tests/unit/test_agent_brief_status.py checks `status` and `check` say the
+# same from either.
+BRIEF_KEYS: dict[str, Any] = {
+    "schema": None, "node": None, "collected_at": None, "interval_seconds": None,
+    "host": {"memory_used_bytes": None, "memory_total_bytes": None, "error": None},
+    "gpu_source": None, "gpu_error": None,
+    "gpus": {"index": None, "utilization_ratio": None, "memory_used_bytes": None, "memory_total_bytes": None,
+             "temperature_celsius": None, "clock_event_reasons": None, "ecc_errors_corrected_volatile": None,
+             "ecc_errors_uncorrected_volatile": None},
+    "asr": {"up": None, "error": None, "in_flight": None,
+            "requests": {"total": None, "by_class": None, "latency_sum_seconds": None, "audio_seconds_total": None},
+            "streams": {"open": None, "oldest_seconds": None}},
+    "model": {"state": None, "sha256": None, "error": None},
+}
+
+
+def brief(full: Any, keys: dict[str, Any] = BRIEF_KEYS) -> Any:
+    """The brief view of a full status body (or of any part of one, by its BRIEF_KEYS): the keys it has of
+    `keys`, in its order; a list of objects (gpus) item by item."""
+    if isinstance(full, list):
+        return [brief(item, keys) for item in full]
+    if not isinstance(full, dict):
+        return full  # null where the full body has null (requests without --proxy)
+    return {k: v if keys[k] is None else brief(v, keys[k]) for k, v in full.items() if k in keys}
+
+
 def model_dict(s: Snapshot) -> dict[str, Any]:
     m = s.model
     return {
@@ -116,6 +145,10 @@ def model_dict(s: Snapshot) -> dict[str, Any]:
 
 def render_status(s: Snapshot) -> bytes:
     return json.dumps(status_dict(s), separators=(",", ":")).encode()
+
+
+def render_status_brief(s: Snapshot) -> bytes:
+    return json.dumps(brief(status_dict(s)), separators=(",", ":")).encode()
 
 
 def render_model(s: Snapshot) -> bytes:

@@ -1,10 +1,11 @@
 """Synthetic agents for the sources tests and fleet-scale benchmarks.
 
 `SynthNode` describes one node; `status_body()` renders it as a schema-1 /v1/status body (~1.5 KB with
-one GPU) and `metrics_text()` as the agent's Prometheus exposition in the agreed metric names
-(agents/README.md). `serve_agents()` serves many of them from one asyncio process on distinct loopback
-ports with a tiny keep-alive HTTP/1.1 responder (precomputed answers), so that the process under test,
-not the stand-in, is what a benchmark measures. Black-holed agents accept and never answer.
+one GPU; `?view=brief` is served the subset the real agent's asrtop_agent.status.brief makes of it) and
+`metrics_text()` as the agent's Prometheus exposition in the agreed metric names (agents/README.md).
+`serve_agents()` serves many of them from one asyncio process on distinct loopback ports with a tiny
+keep-alive HTTP/1.1 responder (precomputed answers), so that the process under test, not the stand-in, is
+what a benchmark measures. Black-holed agents accept and never answer.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+
+from asrtop_agent.status import brief
 
 
 @dataclass
@@ -139,19 +142,33 @@ class _AgentProtocol(asyncio.Protocol):
         while b"\r\n\r\n" in self.buf:
             head, self.buf = self.buf.split(b"\r\n\r\n", 1)
             try:
-                path = head.split(b" ", 2)[1].split(b"?", 1)[0]
+                path, _, query = head.split(b" ", 2)[1].partition(b"?")
             except IndexError:
                 self.transport.close()
                 return
-            self.transport.write(self.routes.get(path) or _NOT_FOUND)
+            view = _view(query)
+            self.transport.write(self.routes.get(path if view == b"full" else path + b"?view=" + view) or _NOT_FOUND)
+
+
+def _view(query: bytes) -> bytes:
+    """The query's last `view=` (the real agent's parse_qs reading), b"full" without one."""
+    view = b"full"
+    for param in query.split(b"&") if query else ():
+        name, _, value = param.partition(b"=")
+        if name == b"view":
+            view = value
+    return view
 
 
 _NOT_FOUND = _response("404 Not Found", b"not found\n", "text/plain")
 
 
 def routes_for(node: SynthNode) -> dict[bytes, bytes]:
+    body = node.status_body()
     return {
-        b"/v1/status": _response("200 OK", json.dumps(node.status_body()).encode(), "application/json"),
+        b"/v1/status": _response("200 OK", json.dumps(body).encode(), "application/json"),
+        b"/v1/status?view=brief": _response("200 OK", json.dumps(brief(body), separators=(",", ":")).encode(),
+                                            "application/json"),
         b"/metrics": _response("200 OK", node.metrics_text().encode(), "text/plain; version=0.0.4"),
     }
 

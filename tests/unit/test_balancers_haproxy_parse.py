@@ -14,6 +14,7 @@ import pytest
 
 from asrtop.balancers.base import (
     AdminState,
+    ServerState,
     BalancerRefused,
     BalancerUnreachable,
     Health,
@@ -23,16 +24,23 @@ from asrtop.balancers.base import (
 )
 from asrtop.balancers.haproxy import HAProxyBalancer
 from asrtop.balancers.haproxy_stat import (
+    CHK_ST_CONFIGURED,
     ParseError,
     admin_state,
+    agent,
+    health,
     build_server_states,
     parse_servers_state,
     SERVER_COLUMNS,
+    STATE_COLUMNS,
     backend_rows,
     parse_show_stat,
     server_stat_rows,
     server_state,
+    server_state_rows,
+    split_addr,
     start_time,
+    to_int,
 )
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "haproxy"
@@ -83,6 +91,90 @@ def test_server_rows_hold_only_the_columns_a_server_state_reads(tag):
     got = server_stat_rows(stat, "asr")
     assert [r["svname"] for r in got] == ["n1", "n2", "n3", "n4", "n5"] and got == want
     assert header.startswith("# pxname,svname,") and set(got[0]) == set(SERVER_COLUMNS)
+
+
+CELLS = ["", "-", "0", "1", "2", "-1", "256", "²", "٣", "1e3", "UP", "DOWN", "MAINT", "DRAIN 1/2", "no check",
+         "127.0.0.1:80", "[::1]:80", "host:", "asr", "asr2", "other", "n1", "BACKEND", "FRONTEND", "x" * 40]
+QUOTED = ['"a,b"', '"say ""hi"""', 'a"b']  # a field with a comma, doubled quotes, a quote inside a field
+
+
+def mutated(rng: random.Random, text: str, sep: str, cells: list[str]) -> str:
+    """The answer with rows repeated, dropped, cut short, moved to other backends and cells replaced."""
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("# ")) + 1
+    rows = [line.split(sep) for line in lines[head:] if line.strip()]
+    out = []
+    for _ in range(rng.randrange(1, 3 * len(rows) + 2)):
+        row = list(rng.choice(rows))
+        for _ in range(rng.randrange(4)):
+            row[rng.randrange(len(row))] = rng.choice(cells)
+        if rng.random() < 0.1:
+            row = row[:rng.randrange(2, len(row) + 1)]  # a name and a server at least
+        out.append(sep.join(row))
+    if rng.random() < 0.2:
+        out.insert(rng.randrange(len(out) + 1), rng.choice(("", "# a comment", "   ")))
+    return "\n".join(lines[:head] + out) + "\n"
+
+
+@pytest.mark.parametrize("tag", VERSIONS)
+def test_the_backends_rows_read_for_status_are_the_general_parsers_rows(tag):
+    """build_server_states (issue 17: 1,000 servers per balancer for every `status`) reads only the columns it
+    needs, and a `show stat` line without quotes by splitting it: on random answers, the same rows and servers
+    as the general parsers (csv for `show stat`, every column of `show servers state`)."""
+    stat, state = load(tag)
+    state = (FIX / f"servers_state_all_{tag}.txt").read_text()
+    rng = random.Random(17)
+    for _ in range(300):
+        s = mutated(rng, stat, ",", CELLS + (QUOTED if rng.random() < 0.3 else []))
+        st = mutated(rng, state, " ", [c for c in CELLS if c and " " not in c])
+        backend = rng.choice(("asr", "other", "asr2"))
+        rows = backend_rows(parse_show_stat(s), backend)
+        assert server_stat_rows(s, backend) == [{k: r[k] for k in SERVER_COLUMNS if k in r} for r in rows]
+        every = {r["srv_name"]: r for r in parse_servers_state(st) if r.get("be_name") == backend and "srv_name" in r}
+        assert server_state_rows(st, backend) == {n: {k: r[k] for k in STATE_COLUMNS if k in r}
+                                                  for n, r in every.items()}
+        assert build_server_states(s, st, backend) == [server_state(r, every.get(r["svname"])) for r in rows]
+
+
+def server_state_as_it_was(stat: dict, state: dict | None) -> ServerState:
+    """server_state before issue 17 made it read each field once, by position: the reference it must equal."""
+    state = state or {}
+    admin_bits, check_bits = to_int(state.get("srv_admin_state")), to_int(state.get("srv_check_state"))
+    status = stat.get("status")
+    checked = bool(check_bits & CHK_ST_CONFIGURED) if check_bits is not None else \
+        bool(stat.get("check_status")) or bool(stat.get("chkfail"))
+    address, port = split_addr(stat.get("addr"))
+    if state.get("srv_addr"):
+        address = state["srv_addr"]
+    if to_int(state.get("srv_port")) is not None:
+        port = to_int(state.get("srv_port"))
+    agent_check, agent_enabled = agent(to_int(state.get("srv_agent_state")), stat.get("agent_status"))
+    weight = to_int(state.get("srv_uweight"))
+    if weight is None:
+        weight = to_int(stat.get("weight")) or 0
+    rtime, rate = to_int(stat.get("rtime")), to_int(stat.get("rate"))
+    return ServerState(
+        name=stat["svname"], address=address or "", port=port, weight=weight, backup=to_int(stat.get("bck")) == 1,
+        admin=admin_state(admin_bits, status),
+        health=health(checked or bool(stat.get("tracked")), to_int(state.get("srv_op_state")), status,
+                      check_bits if checked else None),
+        active_sessions=to_int(stat.get("scur")), queued=to_int(stat.get("qcur")),
+        request_rate=float(rate) if rate is not None else None, requests_total=to_int(stat.get("stot")),
+        errors_5xx_total=to_int(stat.get("hrsp_5xx")),
+        avg_response_seconds=rtime / 1000.0 if rtime is not None else None,
+        checked=checked, agent_check=agent_check, agent_enabled=agent_enabled)
+
+
+def test_a_server_reads_as_it_did_before_on_random_rows():
+    values = [None, "", "-", "0", "1", "2", "3", "4", "6", "8", "14", "-1", "256", "²", "٣", "UP", "DOWN", "MAINT",
+              "DRAIN", "NOLB", "UP 1/3", "no check", "L4OK", "127.0.0.1:80", "[::1]:80", "host:", ":80", "::1", "x"]
+    rng = random.Random(5)
+    for _ in range(4000):
+        stat = {k: v for k in SERVER_COLUMNS if (v := rng.choice(values)) is not None}
+        stat["svname"] = "s"
+        state = None if rng.random() < 0.2 else \
+            {k: v for k in STATE_COLUMNS if (v := rng.choice(values)) is not None}
+        assert server_state(stat, state) == server_state_as_it_was(stat, state)
 
 
 @pytest.mark.parametrize("tag", VERSIONS)

@@ -13,7 +13,7 @@ import pytest
 
 from asrtop.config import NodeConfig
 from asrtop.sources import plainbatch, plainhttp
-from asrtop.sources.agents import AgentPoller, describe_error
+from asrtop.sources.agents import BRIEF_QUERY, AgentPoller, describe_error
 from support.netutil import free_port
 from support.sources_synth import SynthNode
 
@@ -53,7 +53,7 @@ async def server():
             writer.close()
             return
         try:
-            what = ANSWERS.get(request.split(b" ")[1].decode())
+            what = ANSWERS.get(request.split(b" ")[1].decode().partition("?")[0])  # an agent from before ?view=
             if what == "hole":
                 await reader.read()  # until the client gives up
             elif what == "slow":
@@ -94,11 +94,12 @@ async def test_every_failure_worded_as_the_aiohttp_poller_words_it(server):
         "schema": "unsupported status schema 99 (this asrtop reads schema 1)",
         "truncated": "truncated answer: received 7 of 100 bytes",
         "closed": "closed the connection without answering", "hole": "no answer within 0.4s",
-        "dead": errors["dead"], "badport": "bad agent URL: http://127.0.0.1:99999/v1/status"}
+        "dead": errors["dead"], "badport": "bad agent URL: http://127.0.0.1:99999/v1/status?view=brief"}
     assert errors["badjson"].startswith("bad JSON from /v1/status: ")
     assert errors["dead"].startswith("cannot connect to 127.0.0.1:") and errors["dead"].endswith(": connection refused")
-    same = ("good", "chunked", "h500", "badjson", "schema", "closed", "dead", "badport")
+    same = ("good", "chunked", "h500", "badjson", "schema", "closed", "dead")
     assert {n: errors[n] for n in same} == {n: want[n].error for n in same}  # aiohttp's, word for word
+    assert errors["badport"] == want["badport"].error + BRIEF_QUERY  # the URL it asked: the brief view
     assert want["truncated"].error.startswith("truncated answer: ")  # aiohttp adds its own detail
     assert got["good"].status.node == "node-0" and got["chunked"].status == got["good"].status
 
