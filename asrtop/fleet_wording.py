@@ -201,6 +201,36 @@ class StreamsTotal:
         return f"{self.open}{oldest}"
 
 
+@dataclass(frozen=True)
+class InFlightTotal:
+    """Requests in flight fleet-wide: the header's figure, `status`'s summary line and its JSON."""
+
+    total: int  # summed over the nodes that know theirs
+    known: int  # nodes that know their in-flight count
+    unknown: int  # nodes that do not (no agent, no balancer count)
+
+    @property
+    def figure(self) -> int | None:
+        """The total; None when no node knows it (the header shows a dash, not 0)."""
+        return self.total if self.known else None
+
+    def text(self) -> str:
+        """ "in flight 12", "in flight 12 (some unknown)" """
+        return f"in flight {self.total}" + (" (some unknown)" if self.unknown else "")
+
+
+def in_flight_total(nodes: Iterable[NodeView]) -> InFlightTotal:
+    total = known = unknown = 0
+    for n in nodes:
+        v = n.in_flight
+        if v is None:
+            unknown += 1
+        else:
+            total += v
+            known += 1
+    return InFlightTotal(total, known, unknown)
+
+
 _streams_memo: list = [None, None]  # (the nodes, their total): the header, the table and `status` all ask
 
 

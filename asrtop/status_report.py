@@ -10,8 +10,8 @@ from typing import Any
 
 from asrtop.fleet import (AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, TARGET_FROM_CONFIG, FleetSnapshot,
                           NodeView)
-from asrtop.fleet_wording import (OK, QUIET, RECREATE, StateWord, balancer_link, model_line, rate_text, state_counts, state_word,
-                                  streams_cell, streams_total)
+from asrtop.fleet_wording import (OK, QUIET, RECREATE, StateWord, balancer_link, in_flight_total, model_line,
+                                  rate_text, state_counts, state_word, streams_cell, streams_total)
 from asrtop.traffic import REQUESTS_SOURCE_WORDS
 
 JSON_SCHEMA = 1
@@ -126,11 +126,8 @@ def rows(snap: FleetSnapshot, words: list[StateWord] | None = None,
 
 def summary(snap: FleetSnapshot, words: list[StateWord] | None = None) -> str:
     states = state_counts(snap.nodes, words).text()  # the console header's counts, worded once
-    inflight = [v.in_flight for v in snap.nodes]
-    known = [n for n in inflight if n is not None]
     reach = [b for b in snap.balancers if b.reachable]
-    parts = [f"{len(snap.nodes)} nodes" + (f" ({states})" if states else ""),
-             f"in flight {sum(known)}" + ("" if len(known) == len(inflight) else " (some unknown)"),
+    parts = [f"{len(snap.nodes)} nodes" + (f" ({states})" if states else ""), in_flight_total(snap.nodes).text(),
              f"balancers {len(reach)}/{len(snap.balancers)} reachable"]
     streams = streams_total(snap.nodes)  # the console header's count, worded once
     if streams is not None:
@@ -216,15 +213,14 @@ def status_json(snap: FleetSnapshot, cluster: str) -> dict[str, Any]:
     counts = {"ready": 0, "drain": 0, "maint": 0, "MIXED": 0, "unknown": 0}
     for v in snap.nodes:
         counts[v.admin_state] = counts.get(v.admin_state, 0) + 1
-    inflight = [v.in_flight for v in snap.nodes]
+    inflight = in_flight_total(snap.nodes)
     streams = streams_total(snap.nodes)
     return {
         "schema": JSON_SCHEMA,
         "cluster": cluster,
         "taken_at": _iso(snap.taken_at),
         "summary": {"nodes": len(snap.nodes), "states": counts,
-                    "in_flight": sum(n for n in inflight if n is not None),
-                    "in_flight_unknown": sum(1 for n in inflight if n is None),
+                    "in_flight": inflight.total, "in_flight_unknown": inflight.unknown,
                     "streams_open": streams.open if streams is not None else None,
                     "oldest_stream_seconds": streams.oldest if streams is not None else None,
                     "model_majority_sha256": snap.majority_digest,

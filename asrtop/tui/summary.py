@@ -13,7 +13,7 @@ from typing import Sequence
 from asrtop.fleet import AGENT_COUNTED_MARK, MIXED, FleetSnapshot
 from asrtop.control.drain_words import DrainProgress
 from asrtop.fleet_wording import (ALARM, OK, QUIET, RECREATE, WARN, ModelLine, StateCounts, StreamsTotal,
-                                  balancer_link, model_line, state_counts, streams_total)
+                                  balancer_link, in_flight_total, model_line, state_counts, streams_total)
 from asrtop.problems.model import Problem, Severity
 from asrtop.problems.words import count_badge, worst
 from asrtop.tui.format import DIM, rate
@@ -75,11 +75,8 @@ def summarize(snap: FleetSnapshot) -> Summary:
     utils: list[float] = []
     mems: list[float] = []
     gpu_nodes = gpu_sim = 0
-    in_flight = rate = errors = None
+    rate = errors = None
     for n in snap.nodes:
-        v = n.in_flight
-        if v is not None:
-            in_flight = v if in_flight is None else in_flight + v
         r = n.request_rate
         if r is not None:
             rate = r if rate is None else rate + r
@@ -97,7 +94,7 @@ def summarize(snap: FleetSnapshot) -> Summary:
                 if m is not None:
                     mems.append(m)
     return Summary(
-        total=len(snap.nodes), counts=state_counts(snap.nodes), in_flight=in_flight, request_rate=rate,
+        total=len(snap.nodes), counts=state_counts(snap.nodes), in_flight=in_flight_total(snap.nodes).figure, request_rate=rate,
         errors_5xx=errors,
         gpu_util=sum(utils) / len(utils) if utils else None,
         gpu_mem=sum(mems) / len(mems) if mems else None,

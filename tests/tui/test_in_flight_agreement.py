@@ -49,3 +49,19 @@ def test_console_and_status_json_give_the_same_in_flight():
     history = FleetHistory(capacity=4)
     history.record(snap)
     assert history.fleet_series("in_flight")[-1] == 20
+
+
+def test_the_fleets_in_flight_total_is_summed_once_for_the_header_and_status():
+    """asrtop.fleet_wording.in_flight_total: the header's figure, `status`'s summary line and --json's two
+    fields, from one sum; a fleet where no node knows its count shows no total (the header's dash), not 0."""
+    from asrtop.fleet_wording import in_flight_total
+    from asrtop.status_report import summary
+
+    snap = snapshot()
+    total = in_flight_total(snap.nodes)
+    assert (total.total, total.known, total.unknown, total.figure) == (20, 3, 1, 20)
+    doc = status_json(snap, "lab")["summary"]
+    assert (doc["in_flight"], doc["in_flight_unknown"]) == (20, 1)
+    assert "in flight 20 (some unknown)" in summary(snap) and summarize(snap).in_flight == 20
+    unknown = [n for n in snap.nodes if n.name == "n4"]
+    assert in_flight_total(unknown).figure is None and in_flight_total(unknown).text() == "in flight 0 (some unknown)"
