@@ -296,3 +296,23 @@ async def test_a_long_problem_wraps_under_its_text_in_the_detail_at_80_columns()
         first = next(i for i, line in enumerate(lines) if "crash-loops" in line)
         block = lines[first + 1:next(i for i in range(first, len(lines)) if "→ asrtop drain node-2" in lines[i]) + 1]
         assert block and all(line.startswith(" " * 21) for line in block), lines[first:first + len(block) + 1]
+
+
+async def test_panel_lines_are_built_to_the_width_and_laid_out_again_on_a_resize():
+    """Each line is one Text of the list's width (a grid per line went through Rich each time the list measured
+    its lines: ~0.3 s the refresh that opened the panel at 30 problems, issue 17); a narrower screen lays them
+    out again, the actions still whole at its right edge."""
+    from rich.text import Text
+
+    app = twelve_with_problems()
+    async with app.run_test(size=(120, 35)) as pilot:
+        await settled(pilot, app)
+        panel = app.fleet_screen.problems_panel
+        for width in (120, 96):
+            await pilot.resize_terminal(width, 35)
+            lines = await settled(pilot, app)
+            prompts = [panel.list.get_option_at_index(i).prompt for i in range(panel.list.option_count)]
+            assert prompts and all(isinstance(p, Text) and "\n" not in p.plain for p in prompts)
+            cells = {p.cell_len for p in prompts}
+            assert cells == {panel.list.scrollable_content_region.width} and width - 4 < min(cells), (width, cells)
+            assert sum("→ asrtop drain node-4" in line for line in lines) == 1, lines

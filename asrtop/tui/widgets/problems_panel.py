@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -39,20 +38,26 @@ def severity_style(severity: Severity, colour: bool = True) -> str:
     return style if colour else without_colour(style)
 
 
-def line_of(p: Problem, now: float, where_width: int, action_width: int, colour: bool = True) -> Table:
-    """One problem as a one-line grid; the columns' widths are the panel's, so the lines align."""
+def _cell(text: str, width: int, style: str = "", right: bool = False) -> Text:
+    """`text` in exactly `width` cells: cut with '…' when longer, padded when shorter (right: on the left)."""
+    cell = Text(text, style, no_wrap=True, end="")
+    cell.truncate(max(0, width), overflow="ellipsis")
+    pad = " " * (max(0, width) - cell.cell_len)
+    return Text.assemble(pad, cell) if right else Text.assemble(cell, pad)
+
+
+def line_of(p: Problem, now: float, where_width: int, action_width: int, width: int, colour: bool = True) -> Text:
+    """One problem as one line of `width` cells: severity (4), where, since (5, right), what (the rest, cut with
+    '…') and what would help (as wide as the panel's widest action, so the actions align; a line without one
+    gives its room to what). A Text built to the width, not a grid: the list measures every line it holds on
+    each layout, and 30 grids rendered through Rich three times cost ~0.3 s the refresh the panel opened."""
     w = problem_words(p, now)
-    grid = Table.grid(padding=(0, 1), expand=True)
-    grid.add_column(width=4, no_wrap=True)
-    grid.add_column(width=where_width, no_wrap=True, overflow="ellipsis")
-    grid.add_column(width=5, no_wrap=True, justify="right")
-    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-    if w.action:  # as wide as the panel's widest action: the actions align; a line without one has the room
-        grid.add_column(width=action_width, no_wrap=True)
-    cells = [Text(w.severity, severity_style(p.severity, colour)), Text(w.where, "bold"), Text(w.age, "dim"),
-             Text(w.text)]
-    grid.add_row(*cells, *([Text(w.action, "bold")] if w.action else []))
-    return grid
+    rest = width - 4 - where_width - 5 - 3 - (action_width + 1 if w.action else 0)
+    parts = [_cell(w.severity, 4, severity_style(p.severity, colour)), " ", _cell(w.where, where_width, "bold"),
+             " ", _cell(w.age, 5, "dim", right=True), " ", _cell(w.text, rest)]
+    if w.action:
+        parts += [" ", _cell(w.action, action_width, "bold")]
+    return Text.assemble(*parts, no_wrap=True, end="")
 
 
 class ProblemsPanel(Vertical):
@@ -69,6 +74,8 @@ class ProblemsPanel(Vertical):
     }
     ProblemsPanel > OptionList {
         height: auto;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         border: none;
         padding: 0;
         background: $boost;
@@ -82,7 +89,8 @@ class ProblemsPanel(Vertical):
         super().__init__(classes="hidden", **kw)
         self.problems: tuple[Problem, ...] = ()
         self._count = ""
-        self._lines: tuple = ()  # the words shown now: repaint only on a change
+        self._lines: tuple = ()  # the width and the words shown now: repaint only on a change
+        self._shown: tuple | None = None  # show()'s arguments, to lay the lines out again on a resize
 
     def compose(self) -> ComposeResult:
         yield Static("", id="problems-title")
@@ -96,26 +104,38 @@ class ProblemsPanel(Vertical):
         return self.problems[index] if index is not None and 0 <= index < len(self.problems) else None
 
     def show(self, problems: Sequence[Problem], now: float, rows: int) -> None:
+        self._shown = (problems, now, rows)
         problems = ordered(problems)
         self.set_class(not problems, "hidden")
         listing = self.list
         listing.styles.max_height = rows
         listed = problems[:LISTED_MAX]
-        words = tuple((p.key, problem_words(p, now)) for p in listed)
+        width = self.line_width(listing, len(listed) > rows)
+        words = (width, tuple((p.key, problem_words(p, now)) for p in listed))
         if words != self._lines:
             self._lines = words
-            self._fill(listing, listed, now)
+            self._fill(listing, listed, now, width)
         self._count = count_line(problems)
         self._title(rows, len(problems))
 
-    def _fill(self, listing: OptionList, problems: tuple[Problem, ...], now: float) -> None:
+    def line_width(self, listing: OptionList, scrolls: bool) -> int:
+        """The cells a line has: the screen's width less the panel's padding, and the list's scrollbar when the
+        lines do not all fit (the panel spans the screen; hidden, it has no size of its own to ask)."""
+        width = self.app.size.width - self.styles.padding.width - listing.styles.gutter.width
+        return max(20, width - (listing.styles.scrollbar_size_vertical if scrolls else 0))
+
+    def on_resize(self) -> None:
+        if self._shown is not None and self._shown[0]:
+            self.show(*self._shown)
+
+    def _fill(self, listing: OptionList, problems: tuple[Problem, ...], now: float, width: int) -> None:
         keep = self.problem_at(listing.highlighted)
         same = [p.key for p in problems] == [p.key for p in self.problems]
         self.problems = problems
         where_width = min(WHERE_MAX, max((len(p.where) for p in problems), default=4))
         action_width = max((len(problem_words(p, now).action) for p in problems), default=0)
         colour = not self.app.no_color
-        prompts = [line_of(p, now, where_width, action_width, colour) for p in problems]
+        prompts = [line_of(p, now, where_width, action_width, width, colour) for p in problems]
         if same and listing.option_count == len(prompts):
             for i, prompt in enumerate(prompts):  # the same problems with new figures: highlight and scroll stay
                 listing.replace_option_prompt_at_index(i, prompt)
