@@ -168,10 +168,10 @@ def bound_render_caches(table: DataTable, visible_rows: int, columns: int) -> bo
     renderable caches are keyed on the cache generation that each refresh steps, so past a screenful they fill
     with rows no paint will ask for again: at 1,000 nodes about 60,000 live objects (Strips with their own
     caches, Segments, Styles), which every full garbage collection walked -- 20-60 ms with the GIL held, the
-    longest the console's loop was blocked (tests/benchmarks/bench_tui_end_to_end.py). An LRUCache that was
-    over a smaller size stays at its size whatever maxsize says, so one that holds more than its new size is
-    emptied (the next paint renders the screen again; a resize repaints it anyway). One that grows after it
-    filled keeps its old size until Textual clears it (a theme, a cursor or a column change do)."""
+    longest the console's loop was blocked (tests/benchmarks/bench_tui_end_to_end.py). Never emptied here: the
+    table is sized when it mounts, caches still empty; an LRUCache that holds more than a smaller new size
+    evicts one entry per entry added, so it stays at the size it reached (a shrinking window must not make
+    every visible cell render again through Rich: ~50 ms the refresh the problems panel opened)."""
     rows = max(16, RENDER_CACHE_SCREENS * max(1, visible_rows))
     sizes = {name: rows for name in _ROW_CACHES}
     sizes["_cell_render_cache"] = rows * max(1, columns)
@@ -182,8 +182,6 @@ def bound_render_caches(table: DataTable, visible_rows: int, columns: int) -> bo
     if isinstance(content, LRUCache):
         caches["_content_renders"], sizes["_content_renders"] = content, sizes["_cell_render_cache"]
     for name, cache in caches.items():
-        if len(cache) > sizes[name]:
-            cache.clear()
         cache.maxsize = sizes[name]
     return True
 
