@@ -2,8 +2,8 @@
 
 A handful of PromQL instant queries per refresh, whatever the fleet size (never one per node), run
 concurrently over one aiohttp session (asrtop.sources.prometheus_queries says which and why: what changes
-with every scrape each round; what changes rarely as exceptions, and with each node's details a tenth of
-the fleet per round, kept between). Series are grouped by their `instance` label and joined to nodes:
+with every scrape each round; what changes rarely as exceptions, with each node's slow gauges a tenth of the
+fleet per round and with its static facts a sixtieth, kept between). Series are grouped by their `instance` label and joined to nodes:
 a node's agent URL host:port is the `instance` (Prometheus' default), else `asr_node_info{node}` names it.
 Each node's metrics become an `AgentStatus` (the same dataclasses the agent's /v1/status parses into),
 so the TUI and CLI cannot tell the sources apart except by what metrics cannot carry (URLs, pids, p50).
@@ -48,6 +48,7 @@ from asrtop.sources.prometheus_build import (  # the pure half
 from asrtop.sources.prometheus_queries import (
     DETAIL_SLICES,
     QUERIES,
+    STATIC_SLICES,
     SEED_QUERY,
     PrometheusError,
     answer_result,
@@ -56,6 +57,7 @@ from asrtop.sources.prometheus_queries import (
     instances_selector,
     rare_query,
     scrape_times,
+    static_query,
 )
 from asrtop.traffic import CounterSample, slide, traffic
 
@@ -117,9 +119,11 @@ class PrometheusSource:
     """NodeFactsSource (asrtop.sources.live) reading the agents' metrics from a Prometheus server."""
 
     def __init__(self, url: str, refresh: float = 1.0, timeout: float | None = None,
-                 detail_slices: int = DETAIL_SLICES):
+                 detail_slices: int = DETAIL_SLICES, static_slices: int | None = None):
         self.url = url.rstrip("/")
-        self.detail_slices = detail_slices  # rounds over which every node's details come once (1: every round)
+        self.detail_slices = detail_slices  # rounds over which every node's slow gauges come once (1: every round)
+        # and its static facts (by default as many times more rounds as STATIC_SLICES is of DETAIL_SLICES)
+        self.static_slices = static_slices or detail_slices * (STATIC_SLICES // DETAIL_SLICES)
         self.refresh = float(refresh)
         self.timeout = float(timeout) if timeout is not None else max(0.8 * self.refresh, 0.5)
         self._http = LoopSession(self._new_session)
@@ -128,7 +132,11 @@ class PrometheusSource:
         self.last_query_seconds: float | None = None  # queries (answers parsed) in the last round
         self.last_build_seconds: float | None = None  # joining and building the readings after them
         self._round = 0
-        self._details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series
+        self._details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series (gauges and static)
+        self._gauges: dict[str, dict[str, Series]] = {}  # instance -> its last slow gauges ("detail" answer)
+        self._static: dict[str, dict[str, Series]] = {}  # instance -> its last static facts ("static" answer)
+        self._digests: dict[str, str | None] = {}  # instance -> the model digest of its static facts
+        self._majority: str | None = None  # the digest most instances have, asked as such in this round's "rare"
         self._states: dict[str, str | None] = {}  # instance -> model state last round (UNKNOWN: not found out)
         self._up: dict[str, float | None] = {}  # instance -> asr_service_up last round
         self._info: dict[str, dict[str, str]] = {}  # instance -> asr_node_info's labels (node, versions)
@@ -185,25 +193,37 @@ class PrometheusSource:
         finally:
             self._decoding += time.perf_counter() - t0
 
-    def _slice_query(self) -> str:
-        """The details of this round's slice of the known instances (everybody's on the first round)."""
-        if not self._details:
-            return detail_query(".+")
-        part = self._round % self.detail_slices
-        return detail_query(instances_selector(i for i in self._details if self._slice_of(i) == part))
-
     def _slice_of(self, instance: str) -> int:
+        """A stable number for the instance: its slow gauges come in the rounds where it equals the round's
+        number modulo detail_slices, its static facts where it does so modulo static_slices."""
         part = self._slices.get(instance)
         if part is None:
-            part = self._slices[instance] = zlib.crc32(instance.encode()) % self.detail_slices
+            part = self._slices[instance] = zlib.crc32(instance.encode())
         return part
 
+    def _majority_digest(self) -> str | None:
+        counts: dict[str, int] = {}
+        for digest in self._digests.values():
+            if digest is not None:
+                counts[digest] = counts.get(digest, 0) + 1
+        return max(counts, key=counts.__getitem__) if counts else None
+
     def round_queries(self) -> dict[str, str]:
-        """The queries of the next round by name: QUERIES with this round's detail slice and the instances
-        known not to be "ok" / not up filled in."""
+        """The queries of the next round by name: QUERIES with this round's slices of the known instances
+        (everybody's on the first round), the instances known not to be "ok" / not up and the fleet's majority
+        digest filled in."""
         not_ok = [i for i, state in self._states.items() if state is not None and state != "ok"]
         not_up = [i for i, up in self._up.items() if up is not None and up != 1]
-        return {**QUERIES, "rare": rare_query(not_ok, not_up), "detail": self._slice_query()}
+        self._majority = self._majority_digest()
+        if self._details:
+            gauges, static = self._round % self.detail_slices, self._round % self.static_slices
+            detail = detail_query(instances_selector(i for i in self._details
+                                                     if self._slice_of(i) % self.detail_slices == gauges))
+            static = static_query(instances_selector(i for i in self._details
+                                                     if self._slice_of(i) % self.static_slices == static))
+        else:
+            detail, static = detail_query(".+"), static_query(".+")
+        return {**QUERIES, "rare": rare_query(not_ok, not_up, self._majority), "detail": detail, "static": static}
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         with _gc_paused():
@@ -217,7 +237,8 @@ class PrometheusSource:
         at: float | None = None
         by_instance: dict[str, dict[str, Series]] = {}  # the per-round series ("fast", "fast_gpu", "requests")
         rare: dict[str, dict[str, Series]] = {}
-        fetched: dict[str, dict[str, Series]] = {}  # details that came this round
+        gauges: dict[str, dict[str, Series]] = {}  # slow gauges that came this round
+        static: dict[str, dict[str, Series]] = {}  # static facts that came this round
         stamps: dict[str, float | None] = {}
         series = 0
         grouping = 0.0
@@ -236,24 +257,28 @@ class PrometheusSource:
             if name == "ts":
                 stamps.update(scrape_times(result))
             else:
-                group_by_instance(result, into=rare if name == "rare" else fetched if name == "detail" else by_instance)
+                group_by_instance(result, into={"rare": rare, "detail": gauges, "static": static}.get(name, by_instance))
             grouping += time.perf_counter() - t
 
         try:
             await asyncio.gather(*(ask(name, q) for name, q in queries.items()))
-            states = self._round_states(stamps, rare, fetched)
+            states = self._round_states(stamps, rare, static)
             missing = {inst for inst, state in states.items()
-                       if inst not in fetched and (state is UNKNOWN or inst not in self._details or inst not in self._info
-                                                   or state != self._states.get(inst))}
-            if missing:  # new, or their model changed state (the digest with it), or it left "ok" (to what?)
-                answer = await self.query(
-                    detail_query(".+" if len(missing) > ASK_ALL_OVER else instances_selector(missing)), at)
-                series += len(answer)
-                fetched.update(group_by_instance(answer))
-                del answer
+                       if inst not in static and (state is UNKNOWN or inst not in self._details or inst not in self._info
+                                                  or state != self._states.get(inst)
+                                                  or self._digest_changed(inst, state, rare))}
+            if missing:  # new, or their model changed state or digest, or it left "ok" (to what?)
+                selector = ".+" if len(missing) > ASK_ALL_OVER else instances_selector(missing)
+                answers = await asyncio.gather(self.query(detail_query(selector), at),
+                                               self.query(static_query(selector), at))
+                series += sum(map(len, answers))
+                group_by_instance(answers[0], into=gauges)
+                group_by_instance(answers[1], into=static)
+                del answers
                 for inst in missing:
-                    fetched.setdefault(inst, {})  # an agent without detail series is not asked again
-            self._take_details(fetched, states, rare)
+                    gauges.setdefault(inst, {})  # an agent without detail series is not asked again
+                    static.setdefault(inst, {})
+            self._take_details(gauges, static, states, rare)
             await self._seed_windows(by_instance, at)
         except PrometheusError as e:
             self.error = str(e)
@@ -271,9 +296,9 @@ class PrometheusSource:
         return dict(fresh)
 
     def _round_states(self, stamps: Mapping[str, float | None], rare: Mapping[str, Mapping[str, Series]],
-                      fetched: Mapping[str, Mapping[str, Series]]) -> dict[str, str | None]:
+                      static: Mapping[str, Mapping[str, Series]]) -> dict[str, str | None]:
         """Each scraped instance's model state this round: from the exceptions when they name it (UNKNOWN when
-        it left "ok" for a state not asked for), else from the details when they came, else as last round:
+        it left "ok" for a state not asked for), else from the static facts when they came, else as last round:
         "ok" stays "ok" (it would be an exception otherwise), any other state is asked for by name, so a
         known not-"ok" instance the exceptions do not name has no state series (None). UNKNOWN: never seen."""
         states: dict[str, str | None] = {}
@@ -281,8 +306,8 @@ class PrometheusSource:
             series = rare.get(inst, _NO_SERIES).get("asr_model_state")
             if series:
                 state = model_state_of(series)
-            elif inst in fetched:
-                state = model_state_of(fetched[inst].get("asr_model_state", ()))
+            elif inst in static:
+                state = model_state_of(static[inst].get("asr_model_state", ()))
             elif inst in self._states:
                 state = "ok" if self._states[inst] == "ok" else None
             else:
@@ -290,11 +315,23 @@ class PrometheusSource:
             states[inst] = state
         return states
 
-    def _take_details(self, fetched: Mapping[str, dict[str, Series]], states: dict[str, str | None],
-                      rare: Mapping[str, Mapping[str, Series]]) -> None:
+    def _digest_changed(self, inst: str, state: str | None, rare: Mapping[str, Mapping[str, Series]]) -> bool:
+        """Whether an "ok" instance's digest this round (named by the exceptions when it is not the majority's)
+        differs from the one its static facts carry. An instance whose static facts carry none and that the
+        exceptions do not name is left to its static round (the majority's digest or none: it cannot tell)."""
+        if state != "ok":
+            return False  # a state that is not "ok" is asked for by name: a change of state brings the details
+        named = rare.get(inst, _NO_SERIES).get("asr_model_info")
+        kept = self._digests.get(inst)
+        if named:
+            return named[0][0].get("sha256") != kept
+        return kept is not None and self._majority is not None and kept != self._majority
+
+    def _take_details(self, gauges: Mapping[str, dict[str, Series]], static: Mapping[str, dict[str, Series]],
+                      states: dict[str, str | None], rare: Mapping[str, Mapping[str, Series]]) -> None:
         """Keep the details that came this round (without the slow facts, kept apart) and settle every scraped
         instance's model state and probe as _round_states does the state: exceptions, else details, else kept."""
-        for inst, metrics in fetched.items():
+        for inst, metrics in static.items():
             info = metrics.pop("asr_node_info", None)
             if info:
                 self._info[inst] = info[0][0]
@@ -304,13 +341,19 @@ class PrometheusSource:
             up = metrics.pop("asr_service_up", None)
             if inst not in rare or "asr_service_up" not in rare[inst]:
                 self._up[inst] = _one_value(up)
-            self._details[inst] = metrics  # the answer holds every detail series of the instance
+            model = metrics.get("asr_model_info")
+            self._digests[inst] = (model[0][0].get("sha256") or None) if model else None
+            self._static[inst] = metrics  # the answer holds every static series of the instance
+        for inst, metrics in gauges.items():
+            self._gauges[inst] = metrics
+        for inst in static.keys() | gauges.keys():  # one dict per instance, new when either part is
+            self._details[inst] = {**self._static.get(inst, _NO_SERIES), **self._gauges.get(inst, _NO_SERIES)}
         for inst, state in states.items():
             self._states[inst] = state
             up = rare.get(inst, _NO_SERIES).get("asr_service_up")
             if up:
                 self._up[inst] = up[0][1]
-            elif inst not in fetched and self._up.get(inst) != 1:
+            elif inst not in static and self._up.get(inst) != 1:
                 self._up[inst] = None  # known not up and no longer named by the exceptions: no probe series
 
     async def _seed_windows(self, by_instance: Mapping[str, Mapping[str, Series]], at: float | None) -> None:

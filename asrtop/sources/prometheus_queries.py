@@ -6,18 +6,22 @@ building readings), so a round asks only for what changes with every scrape, ~9 
 "fast" and "fast_gpu" (in flight, CPU, GPU use, the latency and audio counters), "requests" (the request
 total and the 5xx count) and "ts" (when Prometheus scraped each agent, one series per instance without labels).
 
-What changes rarely comes in two other ways:
+What changes rarely comes in three other ways:
 - as exceptions ("rare"): targets Prometheus cannot scrape, models that left "ok", health probes not up, plus
-  the model state and probe of the nodes known not to be ok or up (so that their return is seen). A fleet
-  where all is well answers it with no series at all;
-- with the details ("detail"): totals, limits, labels, slow averages, the model's digest and files, GPU names,
-  the node's identity labels (asr_node_info: node, agent_version, gpu_source) and the model state and probe
-  themselves, for one tenth of the instances per round (by a stable hash of the `instance` label, named in the
-  query), and at once for a node that is new or whose model state changed. Every node's slow facts are thus
-  at most DETAIL_SLICES rounds old and are kept between.
-The request counters (total, 5xx, latency sum, audio) come every round: the nodes' req/s, 5xx/s, latency and
-audio/s are their changes over asrtop.traffic's window, as from the agents directly. Measured at 1,000 nodes:
-instant counters cost a round ~15 ms of Prometheus time, rate() over the window ~120 ms.
+  the model state and probe of the nodes known not to be ok or up (so that their return is seen), and the
+  model digests that differ from the fleet's majority (`asr_model_info{sha256!="<majority>"}`). A fleet where
+  all is well answers it with no series at all. A node whose digest is not the one the source keeps for it
+  (it left the majority, joined it, or moved between two others) has its details asked at once: a changed
+  digest shows in the first round after Prometheus scraped it, whatever the cadences below;
+- with the slow gauges ("detail"): load, memory used, probe latency, the service process' CPU and memory,
+  GPU temperatures and power, per-class request counts, byte counters, for one tenth of the instances per
+  round (DETAIL_SLICES, by a stable hash of the `instance` label, named in the query);
+- with the static facts ("static"): totals and limits, GPU names, the model's digest, directories and files,
+  the node's identity labels (asr_node_info: node, agent_version, gpu_source), the model state and probe
+  themselves, for one sixtieth of the instances per round (STATIC_SLICES; a node's static round is one of its
+  detail rounds).
+Both come at once for a node that is new or whose model state or digest changed, and are kept between: a
+node's slow gauges are at most DETAIL_SLICES rounds old, its versions and GPU names at most STATIC_SLICES.
 """
 
 from __future__ import annotations
@@ -36,17 +40,18 @@ from asrtop.traffic import WINDOW_SECONDS
 FAST_SERIES = ("service_in_flight_requests|host_cpu_ratio|request_duration_seconds_sum|audio_seconds_total"
                "|streams_open|stream_oldest_seconds")
 FAST_GPU_SERIES = "gpu_utilization_ratio|gpu_memory_used_bytes"
-DETAIL_SERIES = ("requests_total|host_load1|host_load5|host_load15|host_memory_used_bytes|host_memory_total_bytes"
+DETAIL_SERIES = ("requests_total|host_load1|host_load5|host_load15|host_memory_used_bytes"
                  "|service_probe_latency_seconds|service_process_cpu_ratio|service_process_resident_memory_bytes"
                  "|request_received_bytes_total|response_sent_bytes_total"
-                 "|model_info|model_dir_info|model_files|model_bytes|gpu_info"
-                 "|gpu_memory_total_bytes|gpu_temperature_celsius|gpu_power_watts|gpu_power_limit_watts"
-                 "|gpu_process_memory_bytes")
+                 "|gpu_temperature_celsius|gpu_power_watts|gpu_process_memory_bytes")
+STATIC_SERIES = ("host_memory_total_bytes|model_info|model_dir_info|model_files|model_bytes|gpu_info"
+                 "|gpu_memory_total_bytes|gpu_power_limit_watts")
 # the slow facts the source keeps per instance apart from the details (its identity, probe and model state:
-# the state series at 1 only), asked for with them; between two refreshes the "rare" exceptions say when the
-# state or the probe change
+# the state series at 1 only), asked for with the static facts; between two refreshes the "rare" exceptions
+# say when the state or the probe change
 SLOW_FACT_SERIES = "node_info|service_up"
 DETAIL_SLICES = 10
+STATIC_SLICES = 60  # a multiple of DETAIL_SLICES: a node's static round is one of its detail rounds
 NOBODY = "asrtop-none"  # an instance no target has: an empty regex would match series without the label
 QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
     "fast": f'{{__name__=~"asr_({FAST_SERIES})"}}',
@@ -60,8 +65,9 @@ QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
     # the exceptions (see above); `up == 0`: targets Prometheus cannot scrape (their asr_* series are gone)
     "rare": (f'label_replace(up == 0, "__name__", "{TARGET_DOWN}", "", "") or '
              'asr_model_state{state="ok",instance!~"{nonok}"} != 1 or (asr_model_state{instance=~"{nonok}"} == 1) or '
-             'asr_service_up != 1 or asr_service_up{instance=~"{notup}"}'),
-    "detail": (f'{{__name__=~"asr_({DETAIL_SERIES}|{SLOW_FACT_SERIES})",instance=~"{{instances}}"}} or '
+             'asr_service_up != 1 or asr_service_up{instance=~"{notup}"} or asr_model_info{sha256!="{digest}"}'),
+    "detail": f'{{__name__=~"asr_({DETAIL_SERIES})",instance=~"{{instances}}"}}',
+    "static": (f'{{__name__=~"asr_({STATIC_SERIES}|{SLOW_FACT_SERIES})",instance=~"{{instances}}"}} or '
                '(asr_model_state{instance=~"{instances}"} == 1)'),
 }
 
@@ -78,6 +84,11 @@ SEED_QUERY = (
 ).replace("{w}", f"{WINDOW_SECONDS:.0f}s")
 
 
+def string_literal(text: str) -> str:
+    """`text` escaped for a double-quoted PromQL string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def regex_literal(text: str) -> str:
     """`text` as a PromQL regex matching itself, escaped for a double-quoted PromQL string."""
     return re.escape(text).replace("\\", "\\\\").replace('"', '\\"')
@@ -89,13 +100,21 @@ def instances_selector(instances: Iterable[str]) -> str:
 
 
 def detail_query(selector: str) -> str:
-    """The detail series (and slow facts) of the instances `selector` matches (".+": everybody's)."""
+    """The slow gauges of the instances `selector` matches (".+": everybody's)."""
     return QUERIES["detail"].replace("{instances}", selector)
 
 
-def rare_query(not_ok: Iterable[str], not_up: Iterable[str]) -> str:
-    """The exceptions, with the instances known not to be "ok" / not up filled in."""
-    return QUERIES["rare"].replace("{nonok}", instances_selector(not_ok)).replace("{notup}", instances_selector(not_up))
+def static_query(selector: str) -> str:
+    """The static facts (and the identity, probe and model state) of the instances `selector` matches."""
+    return QUERIES["static"].replace("{instances}", selector)
+
+
+def rare_query(not_ok: Iterable[str], not_up: Iterable[str], digest: str | None = None) -> str:
+    """The exceptions, with the instances known not to be "ok" / not up and the fleet's majority digest filled
+    in (none known: every digest is an exception, so none is asked for: NOBODY is none of them)."""
+    return (QUERIES["rare"].replace("{nonok}", instances_selector(not_ok))
+            .replace("{notup}", instances_selector(not_up))
+            .replace('sha256!="{digest}"', f'sha256!="{string_literal(digest)}"' if digest else f'sha256="{NOBODY}"'))
 
 
 class PrometheusError(Exception):

@@ -131,7 +131,8 @@ async def main() -> None:
             if not args.old:
                 await raw.close()
             if args.old:
-                src = prom.PrometheusSource(base, refresh=refresh, timeout=10, detail_slices=1)  # all, every round
+                src = prom.PrometheusSource(base, refresh=refresh, timeout=10, detail_slices=1,
+                                            static_slices=1)  # all, every round
                 try:
                     await src.poll(nodes)
                     old = await run_rounds(src, nodes, args.old, refresh, False, raw)
