@@ -47,16 +47,22 @@ from asrtop.sources.prometheus_build import (  # the pure half
 )
 from asrtop.sources.prometheus_queries import (
     DETAIL_SLICES,
+    FAST_PARTS,
     QUERIES,
     STATIC_SLICES,
+    LabelsCache,
     SEED_QUERY,
     PrometheusError,
     answer_result,
     detail_query,
+    fast_queries,
+    fold_requests,
+    group_latest,
+    lagging_query,
+    lagging_times_query,
     instance_of_url,
     instances_selector,
     rare_query,
-    scrape_times,
     static_query,
 )
 from asrtop.traffic import CounterSample, slide, traffic
@@ -147,6 +153,8 @@ class PrometheusSource:
         self._built: dict[str, BuiltStatus] = {}  # instance -> its last status: reused until scrape or details change
         self.error: str | None = None  # NodeFactsSource.error: why the last poll's queries failed
         self._windows: dict[str, tuple[CounterSample, ...]] = {}  # instance -> its request counters per scrape
+        self.window = 1.25 * self.refresh  # the range of the per-round series: the last scrape and some
+        self._labels: LabelsCache = {}  # the fast answer's series labels, decoded once
 
     def _new_session(self) -> aiohttp.ClientSession:
         """A session for the running loop; LoopSession calls it when the loop changes."""
@@ -170,6 +178,25 @@ class PrometheusSource:
     async def query(self, promql: str, at: float | None = None) -> list[dict]:
         """One instant query (evaluated at `at`, Prometheus' clock, when given); the vector's result list.
         Raises PrometheusError with one line."""
+        status, body = await self._post(promql, at)
+        t0 = time.perf_counter()
+        try:
+            with _gc_paused():
+                return answer_result(self.url, status, body, "vector", f"query {promql!r}")
+        finally:
+            self._decoding += time.perf_counter() - t0
+
+    async def _latest(self, promql: str, at: float | None, into: dict[str, dict[str, Series]],
+                      stamps: dict[str, float | None]) -> int:
+        """A range query's last samples grouped into `into` and `stamps` (group_latest); the count of series."""
+        status, body = await self._post(promql, at)
+        t0 = time.perf_counter()
+        try:
+            return group_latest(self.url, status, body, f"query {promql!r}", into, stamps, self._labels)
+        finally:
+            self._decoding += time.perf_counter() - t0
+
+    async def _post(self, promql: str, at: float | None) -> tuple[int, bytes]:
         session = self._http.get()
         data = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
         for attempt in (1, 2):
@@ -186,12 +213,7 @@ class PrometheusSource:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
             except Exception as e:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
-        t0 = time.perf_counter()
-        try:
-            with _gc_paused():
-                return answer_result(self.url, status, body, "vector", f"query {promql!r}")
-        finally:
-            self._decoding += time.perf_counter() - t0
+        return status, body
 
     def _slice_of(self, instance: str) -> int:
         """A stable number for the instance: its slow gauges come in the rounds where it equals the round's
@@ -223,7 +245,8 @@ class PrometheusSource:
                                                      if self._slice_of(i) % self.static_slices == static))
         else:
             detail, static = detail_query(".+"), static_query(".+")
-        return {**QUERIES, "rare": rare_query(not_ok, not_up, self._majority), "detail": detail, "static": static}
+        return {**fast_queries(self.window), "rare": rare_query(not_ok, not_up, self._majority), "detail": detail,
+                "static": static}
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         with _gc_paused():
@@ -235,7 +258,7 @@ class PrometheusSource:
         # the queries that follow the round's (details asked at once, the windows' first counters) are evaluated
         # when the first of it was: a scrape between them would give a window shorter than the one asked for
         at: float | None = None
-        by_instance: dict[str, dict[str, Series]] = {}  # the per-round series ("fast", "fast_gpu", "requests")
+        by_instance: dict[str, dict[str, Series]] = {}  # the per-round series (FAST_PARTS)
         rare: dict[str, dict[str, Series]] = {}
         gauges: dict[str, dict[str, Series]] = {}  # slow gauges that came this round
         static: dict[str, dict[str, Series]] = {}  # static facts that came this round
@@ -248,20 +271,41 @@ class PrometheusSource:
             # grouped as it arrives, and the decoded answer dropped at once (asyncio would keep a gathered
             # result alive past the round, and a young collection would walk it)
             nonlocal series, grouping, at
+            if name in FAST_PARTS:
+                count = await self._latest(promql, None, by_instance, stamps)
+                series += count  # (not `series += await ...`: that reads `series` before the wait)
+                return
             result = await self.query(promql, at)
             series += len(result)
             if at is None and result:
                 with contextlib.suppress(LookupError, TypeError, ValueError):
                     at = float(result[0]["value"][0])
             t = time.perf_counter()
-            if name == "ts":
-                stamps.update(scrape_times(result))
-            else:
-                group_by_instance(result, into={"rare": rare, "detail": gauges, "static": static}.get(name, by_instance))
+            group_by_instance(result, into={"rare": rare, "detail": gauges, "static": static}[name])
             grouping += time.perf_counter() - t
 
         try:
             await asyncio.gather(*(ask(name, q) for name, q in queries.items()))
+            if at is None and stamps:
+                at = max(t for t in stamps.values() if t is not None)
+            down = {inst for inst, metrics in rare.items() if TARGET_DOWN in metrics}
+            lagging = {inst for inst in map(self._expected_instance, nodes)
+                       if inst is not None and inst not in stamps and inst not in down}
+            if lagging:  # a scrape late or failed (or a refresh shorter than the scrape interval): at an instant
+                selector = instances_selector(lagging)
+                found, times = await asyncio.gather(self.query(lagging_query(selector), at),
+                                                    self.query(lagging_times_query(selector), at))
+                series += len(found) + len(times)
+                group_by_instance(found, into=by_instance)
+                for r in times:
+                    with contextlib.suppress(LookupError, TypeError, ValueError):
+                        stamps[r["metric"]["instance"]] = float(r["value"][1])
+                del found, times
+            fold_requests(by_instance)
+            for inst, metrics in by_instance.items():
+                info = metrics.get("asr_node_info")
+                if info:
+                    self._info[inst] = info[0][0]
             states = self._round_states(stamps, rare, static)
             missing = {inst for inst, state in states.items()
                        if inst not in static and (state is UNKNOWN or inst not in self._details or inst not in self._info
@@ -285,8 +329,9 @@ class PrometheusSource:
             return self._all_failed(nodes, str(e))
         self.error = None
         self._round += 1
+        if len(self._labels) > 2 * series + 10_000:
+            self._labels.clear()  # series gone since (instances, pids, digests): decoded again when they come
         self.last_query_seconds = time.perf_counter() - t0
-        down = {inst for inst, metrics in rare.items() if TARGET_DOWN in metrics}
         self._building = 0.0
         fresh = self._join(nodes, stamps, by_instance, down)
         self._readings = fresh
@@ -294,6 +339,11 @@ class PrometheusSource:
         self.last_cost = RoundCost(series, self.last_query_seconds, self._decoding, grouping,
                                    self.last_build_seconds - self._building, self._building)
         return dict(fresh)
+
+    def _expected_instance(self, cfg: NodeConfig) -> str | None:
+        """The instance a node's series come from, as far as known before this round's answers (the one it was
+        joined to last: its `node` label may name another than its URL's)."""
+        return self._instance.get(cfg.name) or instance_of_url(cfg.agent)
 
     def _round_states(self, stamps: Mapping[str, float | None], rare: Mapping[str, Mapping[str, Series]],
                       static: Mapping[str, Mapping[str, Series]]) -> dict[str, str | None]:

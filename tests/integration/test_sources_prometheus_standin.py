@@ -8,6 +8,7 @@ the same against real asrtop-agent processes.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import pytest
@@ -154,6 +155,24 @@ async def a_changed_digest_shows_in_the_next_round(base: str, cfgs: list[NodeCon
         await src.close()
 
 
+async def lagging_nodes_are_read_at_an_instant(base: str, cfgs: list[NodeConfig], direct: dict) -> None:
+    """Issue 17: a round reads the per-round series over a range of about one scrape; a node whose last scrape is
+    older than that (late, failed; a refresh shorter than the scrape interval) is asked again at an instant, and
+    read as any other."""
+    src = PrometheusSource(base, refresh=2.0)
+    src.window = 0.001  # no scrape is that recent: every node lags
+    try:
+        got = await src.poll(cfgs)
+    finally:
+        await src.close()
+    now = time.time()
+    for name, r in got.items():
+        assert r.error is None, r.error
+        assert now - 3 * 2.0 <= r.fetched_at <= now  # its scrape time, within the staleness range
+        assert r.status.asr.in_flight == direct[name].status.asr.in_flight
+        assert r.status.asr.requests.total == direct[name].status.asr.requests.total
+
+
 async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_path):
     other = "f" * 64
     nodes_ = [SynthNode("asr-0", 0, in_flight=2, load1=0.5), SynthNode("asr-1", 1, sha256=other, in_flight=7),
@@ -184,6 +203,7 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
                 assert p.status.asr.requests.total == d.status.asr.requests.total
                 assert dict(p.status.asr.requests.by_class) == dict(d.status.asr.requests.by_class)
             assert via_prom["asr-2"].url.startswith("prometheus:127.0.0.1:")
+            await lagging_nodes_are_read_at_an_instant(base, cfgs, via_agents)
             await slow_facts_come_a_slice_per_round_and_stay(src, cfgs)
             await probe_changes_are_seen_in_the_next_round(src, cfgs, nodes_[1])
             await a_changed_digest_shows_in_the_next_round(base, cfgs, nodes_)
