@@ -245,8 +245,8 @@ class PrometheusSource:
                                                      if self._slice_of(i) % self.static_slices == static))
         else:
             detail, static = detail_query(".+"), static_query(".+")
-        return {**fast_queries(self.window), "rare": rare_query(not_ok, not_up, self._majority), "detail": detail,
-                "static": static}
+        return {**fast_queries(self.window), "rare": rare_query(not_ok, not_up, self._majority, self.window),
+                "detail": detail, "static": static}
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         with _gc_paused():
