@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import gc
 import time
-import zlib
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import aiohttp
@@ -43,8 +42,8 @@ from asrtop.sources.prometheus_build import (  # the pure half
     detail_part,
     group_by_instance,
     model_reading,
-    model_state_of,
 )
+from asrtop.sources.prometheus_kept import KeptFacts, one_value
 from asrtop.sources.prometheus_queries import (
     DETAIL_SLICES,
     FAST_PARTS,
@@ -62,7 +61,6 @@ from asrtop.sources.prometheus_queries import (
     lagging_times_query,
     instance_of_url,
     instances_selector,
-    rare_query,
     static_query,
 )
 from asrtop.traffic import CounterSample, slide, traffic
@@ -94,10 +92,6 @@ def _state_series(state: str | None) -> Series:
     return [({"state": state}, 1.0)] if state is not None and state is not UNKNOWN else []
 
 
-def _one_value(series: Series | None) -> float | None:
-    return series[0][1] if series else None
-
-
 class RoundCost(NamedTuple):
     """Where a round's time went (wall seconds; benchmarks print it)."""
 
@@ -127,9 +121,6 @@ class PrometheusSource:
     def __init__(self, url: str, refresh: float = 1.0, timeout: float | None = None,
                  detail_slices: int = DETAIL_SLICES, static_slices: int | None = None):
         self.url = url.rstrip("/")
-        self.detail_slices = detail_slices  # rounds over which every node's slow gauges come once (1: every round)
-        # and its static facts (by default as many times more rounds as STATIC_SLICES is of DETAIL_SLICES)
-        self.static_slices = static_slices or detail_slices * (STATIC_SLICES // DETAIL_SLICES)
         self.refresh = float(refresh)
         self.timeout = float(timeout) if timeout is not None else max(0.8 * self.refresh, 0.5)
         self._http = LoopSession(self._new_session)
@@ -138,18 +129,10 @@ class PrometheusSource:
         self.last_query_seconds: float | None = None  # queries (answers parsed) in the last round
         self.last_build_seconds: float | None = None  # joining and building the readings after them
         self._round = 0
-        self._details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series (gauges and static)
-        self._gauges: dict[str, dict[str, Series]] = {}  # instance -> its last slow gauges ("detail" answer)
-        self._static: dict[str, dict[str, Series]] = {}  # instance -> its last static facts ("static" answer)
-        self._digests: dict[str, str | None] = {}  # instance -> the model digest of its static facts
-        self._majority: str | None = None  # the digest most instances have, asked as such in this round's "rare"
-        self._states: dict[str, str | None] = {}  # instance -> model state last round (UNKNOWN: not found out)
-        self._up: dict[str, float | None] = {}  # instance -> asr_service_up last round
-        self._info: dict[str, dict[str, str]] = {}  # instance -> asr_node_info's labels (node, versions)
+        self._kept = KeptFacts(detail_slices, static_slices or detail_slices * (STATIC_SLICES // DETAIL_SLICES))
         self.last_cost: RoundCost | None = None  # where the last round's time went
         self._decoding = 0.0  # seconds spent decoding answers in this round so far
         self._building = 0.0  # and building readings
-        self._slices: dict[str, int] = {}  # instance -> which round of DETAIL_SLICES refreshes its details
         self._built: dict[str, BuiltStatus] = {}  # instance -> its last status: reused until scrape or details change
         self.error: str | None = None  # NodeFactsSource.error: why the last poll's queries failed
         self._windows: dict[str, tuple[CounterSample, ...]] = {}  # instance -> its request counters per scrape
@@ -215,38 +198,20 @@ class PrometheusSource:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
         return status, body
 
-    def _slice_of(self, instance: str) -> int:
-        """A stable number for the instance: its slow gauges come in the rounds where it equals the round's
-        number modulo detail_slices, its static facts where it does so modulo static_slices."""
-        part = self._slices.get(instance)
-        if part is None:
-            part = self._slices[instance] = zlib.crc32(instance.encode())
-        return part
+    @property
+    def detail_slices(self) -> int:
+        """Rounds over which every node's slow gauges come once (1: every round)."""
+        return self._kept.detail_slices
 
-    def _majority_digest(self) -> str | None:
-        counts: dict[str, int] = {}
-        for digest in self._digests.values():
-            if digest is not None:
-                counts[digest] = counts.get(digest, 0) + 1
-        return max(counts, key=counts.__getitem__) if counts else None
+    @property
+    def static_slices(self) -> int:
+        """Rounds over which every node's static facts come once (by default as many times more rounds than
+        detail_slices as STATIC_SLICES is of DETAIL_SLICES)."""
+        return self._kept.static_slices
 
     def round_queries(self) -> dict[str, str]:
-        """The queries of the next round by name: QUERIES with this round's slices of the known instances
-        (everybody's on the first round), the instances known not to be "ok" / not up and the fleet's majority
-        digest filled in."""
-        not_ok = [i for i, state in self._states.items() if state is not None and state != "ok"]
-        not_up = [i for i, up in self._up.items() if up is not None and up != 1]
-        self._majority = self._majority_digest()
-        if self._details:
-            gauges, static = self._round % self.detail_slices, self._round % self.static_slices
-            detail = detail_query(instances_selector(i for i in self._details
-                                                     if self._slice_of(i) % self.detail_slices == gauges))
-            static = static_query(instances_selector(i for i in self._details
-                                                     if self._slice_of(i) % self.static_slices == static))
-        else:
-            detail, static = detail_query(".+"), static_query(".+")
-        return {**fast_queries(self.window), "rare": rare_query(not_ok, not_up, self._majority, self.window),
-                "detail": detail, "static": static}
+        """The queries of the next round by name (see asrtop.sources.prometheus_queries)."""
+        return {**fast_queries(self.window), **self._kept.queries(self._round, self.window)}
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         with _gc_paused():
@@ -305,13 +270,10 @@ class PrometheusSource:
             for inst, metrics in by_instance.items():
                 info = metrics.get("asr_node_info")
                 if info:
-                    self._info[inst] = info[0][0]
-            states = self._round_states(stamps, rare, static)
-            missing = {inst for inst, state in states.items()
-                       if inst not in static and (state is UNKNOWN or inst not in self._details or inst not in self._info
-                                                  or state != self._states.get(inst)
-                                                  or self._digest_changed(inst, state, rare))}
-            if missing:  # new, or their model changed state or digest, or it left "ok" (to what?)
+                    self._kept.info[inst] = info[0][0]
+            states = self._kept.round_states(stamps, rare, static)
+            missing = self._kept.missing(states, static, rare)
+            if missing:
                 selector = ".+" if len(missing) > ASK_ALL_OVER else instances_selector(missing)
                 answers = await asyncio.gather(self.query(detail_query(selector), at),
                                                self.query(static_query(selector), at))
@@ -322,7 +284,7 @@ class PrometheusSource:
                 for inst in missing:
                     gauges.setdefault(inst, {})  # an agent without detail series is not asked again
                     static.setdefault(inst, {})
-            self._take_details(gauges, static, states, rare)
+            self._kept.take(gauges, static, states, rare)
             await self._seed_windows(by_instance, at)
         except PrometheusError as e:
             self.error = str(e)
@@ -345,67 +307,6 @@ class PrometheusSource:
         joined to last: its `node` label may name another than its URL's)."""
         return self._instance.get(cfg.name) or instance_of_url(cfg.agent)
 
-    def _round_states(self, stamps: Mapping[str, float | None], rare: Mapping[str, Mapping[str, Series]],
-                      static: Mapping[str, Mapping[str, Series]]) -> dict[str, str | None]:
-        """Each scraped instance's model state this round: from the exceptions when they name it (UNKNOWN when
-        it left "ok" for a state not asked for), else from the static facts when they came, else as last round:
-        "ok" stays "ok" (it would be an exception otherwise), any other state is asked for by name, so a
-        known not-"ok" instance the exceptions do not name has no state series (None). UNKNOWN: never seen."""
-        states: dict[str, str | None] = {}
-        for inst in stamps:
-            series = rare.get(inst, _NO_SERIES).get("asr_model_state")
-            if series:
-                state = model_state_of(series)
-            elif inst in static:
-                state = model_state_of(static[inst].get("asr_model_state", ()))
-            elif inst in self._states:
-                state = "ok" if self._states[inst] == "ok" else None
-            else:
-                state = UNKNOWN
-            states[inst] = state
-        return states
-
-    def _digest_changed(self, inst: str, state: str | None, rare: Mapping[str, Mapping[str, Series]]) -> bool:
-        """Whether an "ok" instance's digest this round (named by the exceptions when it is not the majority's)
-        differs from the one its static facts carry. An instance whose static facts carry none and that the
-        exceptions do not name is left to its static round (the majority's digest or none: it cannot tell)."""
-        if state != "ok":
-            return False  # a state that is not "ok" is asked for by name: a change of state brings the details
-        named = rare.get(inst, _NO_SERIES).get("asr_model_info")
-        kept = self._digests.get(inst)
-        if named:
-            return named[0][0].get("sha256") != kept
-        return kept is not None and self._majority is not None and kept != self._majority
-
-    def _take_details(self, gauges: Mapping[str, dict[str, Series]], static: Mapping[str, dict[str, Series]],
-                      states: dict[str, str | None], rare: Mapping[str, Mapping[str, Series]]) -> None:
-        """Keep the details that came this round (without the slow facts, kept apart) and settle every scraped
-        instance's model state and probe as _round_states does the state: exceptions, else details, else kept."""
-        for inst, metrics in static.items():
-            info = metrics.pop("asr_node_info", None)
-            if info:
-                self._info[inst] = info[0][0]
-            state = metrics.pop("asr_model_state", None)
-            if states.get(inst) is UNKNOWN:
-                states[inst] = model_state_of(state or ())
-            up = metrics.pop("asr_service_up", None)
-            if inst not in rare or "asr_service_up" not in rare[inst]:
-                self._up[inst] = _one_value(up)
-            model = metrics.get("asr_model_info")
-            self._digests[inst] = (model[0][0].get("sha256") or None) if model else None
-            self._static[inst] = metrics  # the answer holds every static series of the instance
-        for inst, metrics in gauges.items():
-            self._gauges[inst] = metrics
-        for inst in static.keys() | gauges.keys():  # one dict per instance, new when either part is
-            self._details[inst] = {**self._static.get(inst, _NO_SERIES), **self._gauges.get(inst, _NO_SERIES)}
-        for inst, state in states.items():
-            self._states[inst] = state
-            up = rare.get(inst, _NO_SERIES).get("asr_service_up")
-            if up:
-                self._up[inst] = up[0][1]
-            elif inst not in static and self._up.get(inst) != 1:
-                self._up[inst] = None  # known not up and no longer named by the exceptions: no probe series
-
     async def _seed_windows(self, by_instance: Mapping[str, Mapping[str, Series]], at: float | None) -> None:
         """The first sample of the windows of instances that count requests and have none yet (see SEED_QUERY)."""
         new = [inst for inst, metrics in by_instance.items() if REQUESTS_SUM in metrics and inst not in self._windows]
@@ -414,21 +315,21 @@ class PrometheusSource:
         seeded = group_by_instance(await self.query(SEED_QUERY, at))
         for inst in new:
             metrics = seeded.get(inst, {})
-            self._windows[inst] = slide((), counters_of(metrics, _one_value(metrics.get(SCRAPED_AT))))
+            self._windows[inst] = slide((), counters_of(metrics, one_value(metrics.get(SCRAPED_AT))))
 
     def _join(self, nodes: Sequence[NodeConfig], stamps: Mapping[str, float | None],
               by_instance: dict[str, dict[str, Series]], down: set[str]) -> dict[str, AgentReading]:
         """Each configured node's reading: its agent URL's host:port is its instance, else the instance whose
         asr_node_info names it (dictionaries, built once per round: O(nodes + instances))."""
         for inst in stamps:  # scraped this round: its identity and probe, kept from its details and exceptions
-            info = self._info.get(inst)
+            info = self._kept.info.get(inst)
             if info is None:
                 continue
             metrics = by_instance.get(inst)
             if metrics is None:
                 metrics = by_instance[inst] = {}
             metrics["asr_node_info"] = [(info, 1.0)]
-            up = self._up.get(inst)
+            up = self._kept.up.get(inst)
             if up is not None:
                 metrics["asr_service_up"] = [(_NO_LABELS, up)]
         by_node_label: dict[str, str] | None = None
@@ -457,7 +358,7 @@ class PrometheusSource:
         """asr_node_info's `node` label -> the instance, of the instances scraped this round (the first one)."""
         out: dict[str, str] = {}
         for inst in stamps:
-            node = self._info.get(inst, _NO_LABELS).get("node")
+            node = self._kept.info.get(inst, _NO_LABELS).get("node")
             if node:
                 out.setdefault(node, inst)
         return out
@@ -471,12 +372,12 @@ class PrometheusSource:
         if not metrics or "asr_node_info" not in metrics:
             return self._failed(url, prev, f"Prometheus has no asr_* series for {inst} (node {cfg.name})")
         built = self._built.get(inst)
-        details = self._details.get(inst)
+        details = self._kept.details.get(inst)
         if built is not None and stamp is not None and built.stamp == stamp and built.details is details:
             status = built.status  # no scrape since the last round (refresh < scrape interval): nothing new
         else:
             # the model reading only changes with the details (digest, files) or the state: reuse it
-            state = self._states.get(inst)
+            state = self._kept.states.get(inst)
             same = built is not None and built.details is details
             model = built.model if same and built.state == state else None
             part = built.part if same else detail_part(details or {})
