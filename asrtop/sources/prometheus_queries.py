@@ -30,7 +30,8 @@ What changes rarely comes in three other ways:
   themselves, for one sixtieth of the instances per round (STATIC_SLICES; a node's static round is one of its
   detail rounds).
 Both come at once for a node that is new or whose model state or digest changed, and are kept between: a
-node's slow gauges are at most DETAIL_SLICES rounds old, its versions and GPU names at most STATIC_SLICES.
+node's slow gauges are at most DETAIL_SLICES rounds old, its GPU names and totals at most STATIC_SLICES (its
+identity and versions come every round, with the per-round series).
 """
 
 from __future__ import annotations
