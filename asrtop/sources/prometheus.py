@@ -254,8 +254,8 @@ class PrometheusSource:
             if at is None and stamps:
                 at = max(t for t in stamps.values() if t is not None)
             down = {inst for inst, metrics in rare.items() if TARGET_DOWN in metrics}
-            lagging = {inst for inst in map(self._expected_instance, nodes)
-                       if inst is not None and inst not in stamps and inst not in down}
+            lagging = {inst for inst in map(self._expected_instance, nodes)  # (of the instances Prometheus has at all)
+                       if inst not in stamps and inst not in down and (inst in self._kept.info or inst in static)}
             if lagging:  # a scrape late or failed (or a refresh shorter than the scrape interval): at an instant
                 selector = instances_selector(lagging)
                 found, times = await asyncio.gather(self.query(lagging_query(selector), at),
