@@ -9,8 +9,9 @@ counters per class (summed here: a total and a 5xx count), the latency and audio
 a short range, `[window]` (1.25 refresh intervals: the last scrape and some), not at an instant: an instant
 selector looks back 5 minutes, so Prometheus decodes every series' samples since then to find the last one,
 while a range this short reads only the last few, and each sample comes with its own time, which is when
-Prometheus scraped the agent (measured at 1,000 nodes: about 130-150 ms of Prometheus' CPU per round, where
-the four instant queries they replace, with `sum by` and `timestamp`, took about 350). A node missing from
+Prometheus scraped the agent (measured at 1,000 nodes on a 2-core box, Prometheus' CPU for the four instant
+queries they replace, with `sum by` and `timestamp`, against theirs: 352 vs 148 ms at load 2.5, 125 vs 116 ms
+at load 1.1: the gap grows with the load, as a busy box makes decoding dearer). A node missing from
 that range (a scrape late or failed, a refresh shorter than the scrape interval) is asked again at an
 instant, as before (lagging_query: its last samples within Prometheus' lookback, then judged stale or not as
 any other).
@@ -70,8 +71,8 @@ RANGE_SELECTOR = '{__name__=~"asr_({names})"{instances}}[{window}]'
 QUERIES = {  # run concurrently; Prometheus evaluates them in parallel
     **{name: RANGE_SELECTOR.replace("{names}", names) for name, names in FAST_PARTS.items()},
     # the exceptions (see above); `up == 0`: targets Prometheus cannot scrape (their asr_* series are gone)
-    # (the fleet-wide parts over the range of the per-round series, as they are, named again: a function drops
-    # the name; measured at 1,000 nodes: ~25 ms of Prometheus' CPU where the instant selectors took ~40)
+    # (the fleet-wide parts over the range of the per-round series, named again: a function drops the name;
+    # measured at 1,000 nodes: 43 vs 57 ms of Prometheus' CPU at load 2.5, the same at load 1.1)
     "rare": (f'label_replace(last_over_time(up[{{window}}]) == 0, "__name__", "{TARGET_DOWN}", "", "") or '
              'label_replace(last_over_time(asr_model_state{state="ok",instance!~"{nonok}"}[{window}]) != 1, '
              '"__name__", "asr_model_state", "", "") or (asr_model_state{instance=~"{nonok}"} == 1) or '
