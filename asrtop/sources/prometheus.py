@@ -1,9 +1,10 @@
 """Node facts from Prometheus (for fleets too big to poll, or where Prometheus scrapes the agents anyway).
 
-A handful of PromQL instant queries per refresh, whatever the fleet size (never one per node), run
-concurrently over one aiohttp session (asrtop.sources.prometheus_queries says which and why: what changes
-with every scrape each round; what changes rarely as exceptions, with each node's slow gauges a tenth of the
-fleet per round and with its static facts a sixtieth, kept between). Series are grouped by their `instance` label and joined to nodes:
+A handful of PromQL queries per refresh, whatever the fleet size (never one per node), run concurrently
+over one aiohttp session (asrtop.sources.prometheus_queries says which and why: what changes with every
+scrape each round, over a range of about one scrape; what changes rarely as exceptions, with each node's
+slow gauges a tenth of the fleet per round and with its static facts a sixtieth, kept between). Series are
+grouped by their `instance` label and joined to nodes:
 a node's agent URL host:port is the `instance` (Prometheus' default), else `asr_node_info{node}` names it.
 Each node's metrics become an `AgentStatus` (the same dataclasses the agent's /v1/status parses into),
 so the TUI and CLI cannot tell the sources apart except by what metrics cannot carry (URLs, pids, p50).
@@ -97,8 +98,8 @@ class RoundCost(NamedTuple):
 
     series: int  # series Prometheus returned
     queries: float  # until the last answer was parsed (each is decoded and grouped as it comes)
-    decode: float  # of which decoding the answers' JSON
-    group: float  # and grouping their series by instance
+    decode: float  # of which decoding the answers (the per-round ones grouped by instance as they are read)
+    group: float  # and grouping the other answers' series by instance
     join: float  # after the answers: nodes matched to instances, the kept slow facts added
     build: float  # each node's status and reading built
 

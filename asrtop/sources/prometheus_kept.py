@@ -58,7 +58,8 @@ class KeptFacts:
         left "ok" (to what?)."""
         return {inst for inst, state in states.items()
                 if inst not in static and (state is UNKNOWN or inst not in self.details or inst not in self.info
-                                           or state != self.states.get(inst) or self._digest_changed(inst, state, rare))}
+                                           or state != self.states.get(inst)
+                                           or self._digest_changed(inst, state, rare))}
 
     def _slice_of(self, instance: str) -> int:
         """A stable number for the instance: its slow gauges come in the rounds where it equals the round's
