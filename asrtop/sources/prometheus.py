@@ -1,9 +1,10 @@
 """Node facts from Prometheus (for fleets too big to poll, or where Prometheus scrapes the agents anyway).
 
-A handful of PromQL instant queries per refresh, whatever the fleet size (never one per node), run
-concurrently over one aiohttp session (asrtop.sources.prometheus_queries says which and why: what changes
-with every scrape each round; what changes rarely as exceptions, and with each node's details a tenth of
-the fleet per round, kept between). Series are grouped by their `instance` label and joined to nodes:
+A handful of PromQL queries per refresh, whatever the fleet size (never one per node), run concurrently
+over one aiohttp session (asrtop.sources.prometheus_queries says which and why: what changes with every
+scrape each round, over a range of about one scrape; what changes rarely as exceptions, with each node's
+slow gauges a tenth of the fleet per round and with its static facts a sixtieth, kept between). Series are
+grouped by their `instance` label and joined to nodes:
 a node's agent URL host:port is the `instance` (Prometheus' default), else `asr_node_info{node}` names it.
 Each node's metrics become an `AgentStatus` (the same dataclasses the agent's /v1/status parses into),
 so the TUI and CLI cannot tell the sources apart except by what metrics cannot carry (URLs, pids, p50).
@@ -20,7 +21,6 @@ import asyncio
 import contextlib
 import gc
 import time
-import zlib
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import aiohttp
@@ -43,19 +43,26 @@ from asrtop.sources.prometheus_build import (  # the pure half
     detail_part,
     group_by_instance,
     model_reading,
-    model_state_of,
 )
+from asrtop.sources.prometheus_kept import KeptFacts, one_value
 from asrtop.sources.prometheus_queries import (
     DETAIL_SLICES,
+    FAST_PARTS,
     QUERIES,
+    STATIC_SLICES,
+    LabelsCache,
     SEED_QUERY,
     PrometheusError,
     answer_result,
     detail_query,
+    fast_queries,
+    fold_requests,
+    group_latest,
+    lagging_query,
+    lagging_times_query,
     instance_of_url,
     instances_selector,
-    rare_query,
-    scrape_times,
+    static_query,
 )
 from asrtop.traffic import CounterSample, slide, traffic
 
@@ -86,17 +93,13 @@ def _state_series(state: str | None) -> Series:
     return [({"state": state}, 1.0)] if state is not None and state is not UNKNOWN else []
 
 
-def _one_value(series: Series | None) -> float | None:
-    return series[0][1] if series else None
-
-
 class RoundCost(NamedTuple):
     """Where a round's time went (wall seconds; benchmarks print it)."""
 
     series: int  # series Prometheus returned
     queries: float  # until the last answer was parsed (each is decoded and grouped as it comes)
-    decode: float  # of which decoding the answers' JSON
-    group: float  # and grouping their series by instance
+    decode: float  # of which decoding the answers (the per-round ones grouped by instance as they are read)
+    group: float  # and grouping the other answers' series by instance
     join: float  # after the answers: nodes matched to instances, the kept slow facts added
     build: float  # each node's status and reading built
 
@@ -117,9 +120,8 @@ class PrometheusSource:
     """NodeFactsSource (asrtop.sources.live) reading the agents' metrics from a Prometheus server."""
 
     def __init__(self, url: str, refresh: float = 1.0, timeout: float | None = None,
-                 detail_slices: int = DETAIL_SLICES):
+                 detail_slices: int = DETAIL_SLICES, static_slices: int | None = None):
         self.url = url.rstrip("/")
-        self.detail_slices = detail_slices  # rounds over which every node's details come once (1: every round)
         self.refresh = float(refresh)
         self.timeout = float(timeout) if timeout is not None else max(0.8 * self.refresh, 0.5)
         self._http = LoopSession(self._new_session)
@@ -128,17 +130,15 @@ class PrometheusSource:
         self.last_query_seconds: float | None = None  # queries (answers parsed) in the last round
         self.last_build_seconds: float | None = None  # joining and building the readings after them
         self._round = 0
-        self._details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series
-        self._states: dict[str, str | None] = {}  # instance -> model state last round (UNKNOWN: not found out)
-        self._up: dict[str, float | None] = {}  # instance -> asr_service_up last round
-        self._info: dict[str, dict[str, str]] = {}  # instance -> asr_node_info's labels (node, versions)
+        self._kept = KeptFacts(detail_slices, static_slices or detail_slices * (STATIC_SLICES // DETAIL_SLICES))
         self.last_cost: RoundCost | None = None  # where the last round's time went
         self._decoding = 0.0  # seconds spent decoding answers in this round so far
         self._building = 0.0  # and building readings
-        self._slices: dict[str, int] = {}  # instance -> which round of DETAIL_SLICES refreshes its details
         self._built: dict[str, BuiltStatus] = {}  # instance -> its last status: reused until scrape or details change
         self.error: str | None = None  # NodeFactsSource.error: why the last poll's queries failed
         self._windows: dict[str, tuple[CounterSample, ...]] = {}  # instance -> its request counters per scrape
+        self.window = 1.25 * self.refresh  # the range of the per-round series: the last scrape and some
+        self._labels: LabelsCache = {}  # the fast answer's series labels, decoded once
 
     def _new_session(self) -> aiohttp.ClientSession:
         """A session for the running loop; LoopSession calls it when the loop changes."""
@@ -162,6 +162,25 @@ class PrometheusSource:
     async def query(self, promql: str, at: float | None = None) -> list[dict]:
         """One instant query (evaluated at `at`, Prometheus' clock, when given); the vector's result list.
         Raises PrometheusError with one line."""
+        status, body = await self._post(promql, at)
+        t0 = time.perf_counter()
+        try:
+            with _gc_paused():
+                return answer_result(self.url, status, body, "vector", f"query {promql!r}")
+        finally:
+            self._decoding += time.perf_counter() - t0
+
+    async def _latest(self, promql: str, at: float | None, into: dict[str, dict[str, Series]],
+                      stamps: dict[str, float | None]) -> int:
+        """A range query's last samples grouped into `into` and `stamps` (group_latest); the count of series."""
+        status, body = await self._post(promql, at)
+        t0 = time.perf_counter()
+        try:
+            return group_latest(self.url, status, body, f"query {promql!r}", into, stamps, self._labels)
+        finally:
+            self._decoding += time.perf_counter() - t0
+
+    async def _post(self, promql: str, at: float | None) -> tuple[int, bytes]:
         session = self._http.get()
         data = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
         for attempt in (1, 2):
@@ -178,32 +197,22 @@ class PrometheusSource:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
             except Exception as e:
                 raise PrometheusError(f"Prometheus at {self.url}: {describe_error(e, self.timeout)}") from None
-        t0 = time.perf_counter()
-        try:
-            with _gc_paused():
-                return answer_result(self.url, status, body, "vector", f"query {promql!r}")
-        finally:
-            self._decoding += time.perf_counter() - t0
+        return status, body
 
-    def _slice_query(self) -> str:
-        """The details of this round's slice of the known instances (everybody's on the first round)."""
-        if not self._details:
-            return detail_query(".+")
-        part = self._round % self.detail_slices
-        return detail_query(instances_selector(i for i in self._details if self._slice_of(i) == part))
+    @property
+    def detail_slices(self) -> int:
+        """Rounds over which every node's slow gauges come once (1: every round)."""
+        return self._kept.detail_slices
 
-    def _slice_of(self, instance: str) -> int:
-        part = self._slices.get(instance)
-        if part is None:
-            part = self._slices[instance] = zlib.crc32(instance.encode()) % self.detail_slices
-        return part
+    @property
+    def static_slices(self) -> int:
+        """Rounds over which every node's static facts come once (by default as many times more rounds than
+        detail_slices as STATIC_SLICES is of DETAIL_SLICES)."""
+        return self._kept.static_slices
 
     def round_queries(self) -> dict[str, str]:
-        """The queries of the next round by name: QUERIES with this round's detail slice and the instances
-        known not to be "ok" / not up filled in."""
-        not_ok = [i for i, state in self._states.items() if state is not None and state != "ok"]
-        not_up = [i for i, up in self._up.items() if up is not None and up != 1]
-        return {**QUERIES, "rare": rare_query(not_ok, not_up), "detail": self._slice_query()}
+        """The queries of the next round by name (see asrtop.sources.prometheus_queries)."""
+        return {**fast_queries(self.window), **self._kept.queries(self._round, self.window)}
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:
         with _gc_paused():
@@ -215,9 +224,10 @@ class PrometheusSource:
         # the queries that follow the round's (details asked at once, the windows' first counters) are evaluated
         # when the first of it was: a scrape between them would give a window shorter than the one asked for
         at: float | None = None
-        by_instance: dict[str, dict[str, Series]] = {}  # the per-round series ("fast", "fast_gpu", "requests")
+        by_instance: dict[str, dict[str, Series]] = {}  # the per-round series (FAST_PARTS)
         rare: dict[str, dict[str, Series]] = {}
-        fetched: dict[str, dict[str, Series]] = {}  # details that came this round
+        gauges: dict[str, dict[str, Series]] = {}  # slow gauges that came this round
+        static: dict[str, dict[str, Series]] = {}  # static facts that came this round
         stamps: dict[str, float | None] = {}
         series = 0
         grouping = 0.0
@@ -227,41 +237,64 @@ class PrometheusSource:
             # grouped as it arrives, and the decoded answer dropped at once (asyncio would keep a gathered
             # result alive past the round, and a young collection would walk it)
             nonlocal series, grouping, at
+            if name in FAST_PARTS:
+                count = await self._latest(promql, None, by_instance, stamps)
+                series += count  # (not `series += await ...`: that reads `series` before the wait)
+                return
             result = await self.query(promql, at)
             series += len(result)
             if at is None and result:
                 with contextlib.suppress(LookupError, TypeError, ValueError):
                     at = float(result[0]["value"][0])
             t = time.perf_counter()
-            if name == "ts":
-                stamps.update(scrape_times(result))
-            else:
-                group_by_instance(result, into=rare if name == "rare" else fetched if name == "detail" else by_instance)
+            group_by_instance(result, into={"rare": rare, "detail": gauges, "static": static}[name])
             grouping += time.perf_counter() - t
 
         try:
             await asyncio.gather(*(ask(name, q) for name, q in queries.items()))
-            states = self._round_states(stamps, rare, fetched)
-            missing = {inst for inst, state in states.items()
-                       if inst not in fetched and (state is UNKNOWN or inst not in self._details or inst not in self._info
-                                                   or state != self._states.get(inst))}
-            if missing:  # new, or their model changed state (the digest with it), or it left "ok" (to what?)
-                answer = await self.query(
-                    detail_query(".+" if len(missing) > ASK_ALL_OVER else instances_selector(missing)), at)
-                series += len(answer)
-                fetched.update(group_by_instance(answer))
-                del answer
+            if at is None and stamps:
+                at = max(t for t in stamps.values() if t is not None)
+            down = {inst for inst, metrics in rare.items() if TARGET_DOWN in metrics}
+            lagging = {inst for inst in map(self._expected_instance, nodes)  # (of the instances Prometheus has at all)
+                       if inst not in stamps and inst not in down and (inst in self._kept.info or inst in static)}
+            if lagging:  # a scrape late or failed (or a refresh shorter than the scrape interval): at an instant
+                selector = instances_selector(lagging)
+                found, times = await asyncio.gather(self.query(lagging_query(selector), at),
+                                                    self.query(lagging_times_query(selector), at))
+                series += len(found) + len(times)
+                group_by_instance(found, into=by_instance)
+                for r in times:
+                    with contextlib.suppress(LookupError, TypeError, ValueError):
+                        stamps[r["metric"]["instance"]] = float(r["value"][1])
+                del found, times
+            fold_requests(by_instance)
+            for inst, metrics in by_instance.items():
+                info = metrics.get("asr_node_info")
+                if info:
+                    self._kept.info[inst] = info[0][0]
+            states = self._kept.round_states(stamps, rare, static)
+            missing = self._kept.missing(states, static, rare)
+            if missing:
+                selector = ".+" if len(missing) > ASK_ALL_OVER else instances_selector(missing)
+                answers = await asyncio.gather(self.query(detail_query(selector), at),
+                                               self.query(static_query(selector), at))
+                series += sum(map(len, answers))
+                group_by_instance(answers[0], into=gauges)
+                group_by_instance(answers[1], into=static)
+                del answers
                 for inst in missing:
-                    fetched.setdefault(inst, {})  # an agent without detail series is not asked again
-            self._take_details(fetched, states, rare)
+                    gauges.setdefault(inst, {})  # an agent without detail series is not asked again
+                    static.setdefault(inst, {})
+            self._kept.take(gauges, static, states, rare)
             await self._seed_windows(by_instance, at)
         except PrometheusError as e:
             self.error = str(e)
             return self._all_failed(nodes, str(e))
         self.error = None
         self._round += 1
+        if len(self._labels) > 2 * series + 10_000:
+            self._labels.clear()  # series gone since (instances, pids, digests): decoded again when they come
         self.last_query_seconds = time.perf_counter() - t0
-        down = {inst for inst, metrics in rare.items() if TARGET_DOWN in metrics}
         self._building = 0.0
         fresh = self._join(nodes, stamps, by_instance, down)
         self._readings = fresh
@@ -270,48 +303,10 @@ class PrometheusSource:
                                    self.last_build_seconds - self._building, self._building)
         return dict(fresh)
 
-    def _round_states(self, stamps: Mapping[str, float | None], rare: Mapping[str, Mapping[str, Series]],
-                      fetched: Mapping[str, Mapping[str, Series]]) -> dict[str, str | None]:
-        """Each scraped instance's model state this round: from the exceptions when they name it (UNKNOWN when
-        it left "ok" for a state not asked for), else from the details when they came, else as last round:
-        "ok" stays "ok" (it would be an exception otherwise), any other state is asked for by name, so a
-        known not-"ok" instance the exceptions do not name has no state series (None). UNKNOWN: never seen."""
-        states: dict[str, str | None] = {}
-        for inst in stamps:
-            series = rare.get(inst, _NO_SERIES).get("asr_model_state")
-            if series:
-                state = model_state_of(series)
-            elif inst in fetched:
-                state = model_state_of(fetched[inst].get("asr_model_state", ()))
-            elif inst in self._states:
-                state = "ok" if self._states[inst] == "ok" else None
-            else:
-                state = UNKNOWN
-            states[inst] = state
-        return states
-
-    def _take_details(self, fetched: Mapping[str, dict[str, Series]], states: dict[str, str | None],
-                      rare: Mapping[str, Mapping[str, Series]]) -> None:
-        """Keep the details that came this round (without the slow facts, kept apart) and settle every scraped
-        instance's model state and probe as _round_states does the state: exceptions, else details, else kept."""
-        for inst, metrics in fetched.items():
-            info = metrics.pop("asr_node_info", None)
-            if info:
-                self._info[inst] = info[0][0]
-            state = metrics.pop("asr_model_state", None)
-            if states.get(inst) is UNKNOWN:
-                states[inst] = model_state_of(state or ())
-            up = metrics.pop("asr_service_up", None)
-            if inst not in rare or "asr_service_up" not in rare[inst]:
-                self._up[inst] = _one_value(up)
-            self._details[inst] = metrics  # the answer holds every detail series of the instance
-        for inst, state in states.items():
-            self._states[inst] = state
-            up = rare.get(inst, _NO_SERIES).get("asr_service_up")
-            if up:
-                self._up[inst] = up[0][1]
-            elif inst not in fetched and self._up.get(inst) != 1:
-                self._up[inst] = None  # known not up and no longer named by the exceptions: no probe series
+    def _expected_instance(self, cfg: NodeConfig) -> str | None:
+        """The instance a node's series come from, as far as known before this round's answers (the one it was
+        joined to last: its `node` label may name another than its URL's)."""
+        return self._instance.get(cfg.name) or instance_of_url(cfg.agent)
 
     async def _seed_windows(self, by_instance: Mapping[str, Mapping[str, Series]], at: float | None) -> None:
         """The first sample of the windows of instances that count requests and have none yet (see SEED_QUERY)."""
@@ -321,21 +316,21 @@ class PrometheusSource:
         seeded = group_by_instance(await self.query(SEED_QUERY, at))
         for inst in new:
             metrics = seeded.get(inst, {})
-            self._windows[inst] = slide((), counters_of(metrics, _one_value(metrics.get(SCRAPED_AT))))
+            self._windows[inst] = slide((), counters_of(metrics, one_value(metrics.get(SCRAPED_AT))))
 
     def _join(self, nodes: Sequence[NodeConfig], stamps: Mapping[str, float | None],
               by_instance: dict[str, dict[str, Series]], down: set[str]) -> dict[str, AgentReading]:
         """Each configured node's reading: its agent URL's host:port is its instance, else the instance whose
         asr_node_info names it (dictionaries, built once per round: O(nodes + instances))."""
         for inst in stamps:  # scraped this round: its identity and probe, kept from its details and exceptions
-            info = self._info.get(inst)
+            info = self._kept.info.get(inst)
             if info is None:
                 continue
             metrics = by_instance.get(inst)
             if metrics is None:
                 metrics = by_instance[inst] = {}
             metrics["asr_node_info"] = [(info, 1.0)]
-            up = self._up.get(inst)
+            up = self._kept.up.get(inst)
             if up is not None:
                 metrics["asr_service_up"] = [(_NO_LABELS, up)]
         by_node_label: dict[str, str] | None = None
@@ -364,7 +359,7 @@ class PrometheusSource:
         """asr_node_info's `node` label -> the instance, of the instances scraped this round (the first one)."""
         out: dict[str, str] = {}
         for inst in stamps:
-            node = self._info.get(inst, _NO_LABELS).get("node")
+            node = self._kept.info.get(inst, _NO_LABELS).get("node")
             if node:
                 out.setdefault(node, inst)
         return out
@@ -378,12 +373,12 @@ class PrometheusSource:
         if not metrics or "asr_node_info" not in metrics:
             return self._failed(url, prev, f"Prometheus has no asr_* series for {inst} (node {cfg.name})")
         built = self._built.get(inst)
-        details = self._details.get(inst)
+        details = self._kept.details.get(inst)
         if built is not None and stamp is not None and built.stamp == stamp and built.details is details:
             status = built.status  # no scrape since the last round (refresh < scrape interval): nothing new
         else:
             # the model reading only changes with the details (digest, files) or the state: reuse it
-            state = self._states.get(inst)
+            state = self._kept.states.get(inst)
             same = built is not None and built.details is details
             model = built.model if same and built.state == state else None
             part = built.part if same else detail_part(details or {})

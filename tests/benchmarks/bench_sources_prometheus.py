@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -53,11 +54,11 @@ def summary(label: str, values: list[float]) -> str:
             f"median {statistics.median(values)*1000:.0f} ms")
 
 
-async def raw_answer(session: aiohttp.ClientSession, url: str, promql: str) -> int:
+async def raw_answer(session: aiohttp.ClientSession, url: str, promql: str) -> bytes:
     """One of a round's queries with its answer read but not decoded: Prometheus' part of a round (evaluating,
     encoding, sending), over kept-alive connections as the source's."""
     async with session.post(f"{url}/api/v1/query", data={"query": promql}) as resp:
-        return len(await resp.read())
+        return await resp.read()
 
 
 async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int, refresh: float, show: bool,
@@ -116,14 +117,16 @@ async def main() -> None:
                            scrape_interval=args.scrape) as base:
             t0 = time.monotonic()
             await asyncio.to_thread(wait_scraped, base, args.agents, 180)
-            print(f"{args.agents} agents scraped every {args.scrape} by {base} "
-                  f"(all up after {time.monotonic() - t0:.1f}s); {len(prom.QUERIES)} queries per round")
             raw = aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
             src = prom.PrometheusSource(base, refresh=refresh, timeout=10)
             try:
                 await src.poll(nodes)  # warm-up: connections, Prometheus' caches; everybody's details
-                sizes = {key: len(await src.query(q)) for key, q in src.round_queries().items()}
-                print("  series per query: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+                queries = src.round_queries()
+                print(f"{args.agents} agents scraped every {args.scrape} by {base} "
+                      f"(all up after {time.monotonic() - t0:.1f}s); {len(queries)} queries per round")
+                sizes = {key: await raw_answer(raw, base, q) for key, q in queries.items()}
+                print("  series per query: " + ", ".join(f"{k} {len(json.loads(v)['data']['result'])} "
+                                                         f"({len(v) / 1000:.0f} kB)" for k, v in sizes.items()))
                 new = await run_rounds(src, nodes, args.rounds, refresh, True, raw)
             finally:
                 await src.close()
@@ -131,7 +134,8 @@ async def main() -> None:
             if not args.old:
                 await raw.close()
             if args.old:
-                src = prom.PrometheusSource(base, refresh=refresh, timeout=10, detail_slices=1)  # all, every round
+                src = prom.PrometheusSource(base, refresh=refresh, timeout=10, detail_slices=1,
+                                            static_slices=1)  # all, every round
                 try:
                     await src.poll(nodes)
                     old = await run_rounds(src, nodes, args.old, refresh, False, raw)
@@ -167,8 +171,11 @@ async def main() -> None:
     for line in new.get("errors", []):
         print(f"  {line}")
     over = [i + 1 for i, w in enumerate(new["wall"]) if w > BUDGET]
-    print(f"\nbudget (issue 17): every {args.agents}-node round <= {BUDGET*1000:.0f} ms: max {max(new['wall'])*1000:.0f} ms "
-          f"{'OK' if not over else 'OVER in rounds ' + ', '.join(map(str, over))}")
+    floor_over = sum(f > BUDGET for f in new["floor"])
+    print(f"\nbudget (issue 17): every {args.agents}-node round <= {BUDGET*1000:.0f} ms: round max over {args.rounds} "
+          f"rounds {max(new['wall'])*1000:.0f} ms, {len(over)} of {args.rounds} rounds over {BUDGET*1000:.0f} ms "
+          f"({'OK' if not over else 'OVER in rounds ' + ', '.join(map(str, over))}); Prometheus' own round floor: max "
+          f"{max(new['floor'])*1000:.0f} ms, over {BUDGET*1000:.0f} ms in {floor_over} of {args.rounds} rounds")
 
 
 if __name__ == "__main__":

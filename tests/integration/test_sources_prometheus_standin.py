@@ -8,6 +8,7 @@ the same against real asrtop-agent processes.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import pytest
@@ -17,8 +18,8 @@ from asrtop.config import NodeConfig
 from asrtop.fleet import merge
 from support.netutil import free_port
 from asrtop.sources.agents import AgentPoller
-from asrtop.sources.prometheus import DETAIL_SLICES, PrometheusSource
-from support.sources_prom import prometheus, wait_scraped
+from asrtop.sources.prometheus import PrometheusSource, instance_of_url
+from support.sources_prom import instant, prometheus, wait_scraped, wait_until
 from support.sources_synth import SynthNode
 
 pytestmark = pytest.mark.timeout(120)
@@ -82,8 +83,8 @@ def advancing(node: SynthNode) -> SynthNode:
 
 async def slow_facts_come_a_slice_per_round_and_stay(src: PrometheusSource, cfgs: list[NodeConfig]) -> None:
     """Issue 17: what changes rarely (the node's identity and versions, a model state of "ok", a probe that is
-    up) is not asked for in every round: each instance's comes once in DETAIL_SLICES rounds, with its details,
-    and every round's readings still carry it."""
+    up) is not asked for in every round: each instance's comes once in static_slices rounds, with its static
+    facts, its slow gauges (here the load) once in detail_slices rounds, and every round's readings carry both."""
     seen: set[tuple[int, str, str]] = set()  # (round, instance, fact) for each slow fact an answer carried
     rounds: list[dict] = []
     query = src.query
@@ -94,23 +95,27 @@ async def slow_facts_come_a_slice_per_round_and_stay(src: PrometheusSource, cfgs
             m = r["metric"]
             if "agent_version" in m:
                 seen.add((len(rounds), m["instance"], "identity"))
-            if m.get("__name__") == "asr_service_up" or m.get("state") == "ok":  # (asr-3's "hashing" is asked for)
+            if m.get("__name__") in ("asr_service_up", "asr_host_load1") or m.get("state") == "ok":  # (asr-3's
+                # "hashing" is asked for)
                 seen.add((len(rounds), m["instance"], m["__name__"]))
         return result
     src.query = spy  # type: ignore[method-assign]
     try:
-        for _ in range(DETAIL_SLICES):
+        for _ in range(src.static_slices):
             rounds.append(await src.poll(cfgs))
     finally:
         del src.query
     for fact, instances in (("identity", 5), ("asr_model_state", 4), ("asr_service_up", 5)):  # 4 "ok" models
         sent = Counter(inst for _, inst, f in seen if f == fact)
         assert len(sent) == instances and max(sent.values()) <= 2, (fact, sent)  # was: in each of the rounds
+    gauges = Counter(inst for _, inst, f in seen if f == "asr_host_load1")
+    times = src.static_slices // src.detail_slices
+    assert len(gauges) == 5 and times <= min(gauges.values()) <= max(gauges.values()) <= times + 1, gauges
     for readings in rounds:
         for r in readings.values():
             s = r.status
             assert r.error is None and s.agent_version == "0.1.0" and s.gpu_source == "simulated"
-            assert s.asr.up is True and s.gpus[0].name == "NVIDIA A10" and s.model.sha256
+            assert s.asr.up is True and s.gpus[0].name == "NVIDIA A10" and s.model.sha256 and s.host.load1 is not None
         assert readings["asr-3"].status.model.state == "hashing" and readings["asr-0"].status.model.state == "ok"
         assert readings["asr-2"].status.node == "asr-2"  # no agent URL: joined by the node label, kept
 
@@ -131,6 +136,43 @@ async def probe_changes_are_seen_in_the_next_round(src: PrometheusSource, cfgs: 
     await wait_for(lambda: up_is(True), timeout=10)
 
 
+async def a_changed_digest_shows_in_the_next_round(base: str, cfgs: list[NodeConfig], nodes_: list[SynthNode]) -> None:
+    """Issue 17: a model digest that changes while the model stays "ok" shows in the first round after Prometheus
+    scraped it, whatever the cadence of the details (here never): leaving the fleet's majority digest, moving
+    between two others, and back to the majority's. The model's details (its directories) come with it."""
+    src = PrometheusSource(base, refresh=2.0, detail_slices=10**6)  # slow gauges and static facts: never again
+    majority, other = nodes_[0].sha256, nodes_[1].sha256
+    try:
+        await src.poll(cfgs)  # the first round asks for everybody's
+        for i, digest in ((0, "d" * 64), (1, "c" * 64), (0, majority), (1, other)):
+            node, selector = nodes_[i], f'instance="{instance_of_url(cfgs[i].agent)}",sha256="{digest}"'
+            node.sha256 = digest
+            await asyncio.to_thread(wait_until, lambda: instant(base, f"asr_model_info{{{selector}}}"), 10,
+                                    f"{node.name}'s digest {digest[:4]} scraped")
+            model = (await src.poll(cfgs))[node.name].status.model
+            assert (model.state, model.sha256, model.dirs[0].sha256) == ("ok", digest, digest), node.name
+    finally:
+        await src.close()
+
+
+async def lagging_nodes_are_read_at_an_instant(base: str, cfgs: list[NodeConfig], direct: dict) -> None:
+    """Issue 17: a round reads the per-round series over a range of about one scrape; a node whose last scrape is
+    older than that (late, failed; a refresh shorter than the scrape interval) is asked again at an instant, and
+    read as any other."""
+    src = PrometheusSource(base, refresh=2.0)
+    src.window = 0.001  # no scrape is that recent: every node lags
+    try:
+        got = await src.poll(cfgs)
+    finally:
+        await src.close()
+    now = time.time()
+    for name, r in got.items():
+        assert r.error is None, r.error
+        assert now - 3 * 2.0 <= r.fetched_at <= now  # its scrape time, within the staleness range
+        assert r.status.asr.in_flight == direct[name].status.asr.in_flight
+        assert r.status.asr.requests.total == direct[name].status.asr.requests.total
+
+
 async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_path):
     other = "f" * 64
     nodes_ = [SynthNode("asr-0", 0, in_flight=2, load1=0.5), SynthNode("asr-1", 1, sha256=other, in_flight=7),
@@ -140,7 +182,7 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
     # asr-2 is configured without an agent URL: Prometheus finds it by asr_node_info{node}
     cfgs = [NodeConfig("asr-0", agent=agents[0].url), NodeConfig("asr-1", agent=agents[1].url + "/"),
             NodeConfig("asr-2"), NodeConfig("asr-3", agent=agents[3].url)]
-    src = PrometheusSource("", refresh=2.0)
+    src = PrometheusSource("", refresh=2.0, detail_slices=3)  # static facts every 18 rounds
     direct = AgentPoller(refresh=2.0)
     try:
         with prometheus(prometheus_bin, [f"127.0.0.1:{a.port}" for a in (*agents, busy)], tmp_path) as base:
@@ -161,8 +203,10 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
                 assert p.status.asr.requests.total == d.status.asr.requests.total
                 assert dict(p.status.asr.requests.by_class) == dict(d.status.asr.requests.by_class)
             assert via_prom["asr-2"].url.startswith("prometheus:127.0.0.1:")
+            await lagging_nodes_are_read_at_an_instant(base, cfgs, via_agents)
             await slow_facts_come_a_slice_per_round_and_stay(src, cfgs)
             await probe_changes_are_seen_in_the_next_round(src, cfgs, nodes_[1])
+            await a_changed_digest_shows_in_the_next_round(base, cfgs, nodes_)
             snap = merge(cfgs, via_prom, (), max(r.fetched_at for r in via_prom.values()), 2.0)
             assert snap.majority_digest == nodes_[0].sha256
             assert snap.nodes_differing_from_target() == ("asr-1",)
@@ -189,7 +233,7 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
             assert r3.error is None and r3.status.model.state == "error"
             assert [(await src.poll(cfgs))["asr-3"].status.model.state for _ in range(3)] == ["error"] * 3
 
-            # details (here the GPU temperature) are refreshed a slice per round: within DETAIL_SLICES rounds
+            # slow gauges (here the GPU temperature) are refreshed a slice per round: within detail_slices rounds
             nodes_[1].temperature, nodes_[1].in_flight = 77.0, 9
 
             async def fast_seen():
@@ -197,7 +241,7 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
                 return r if r.status.asr.in_flight == 9 else None
             await wait_for(fast_seen)
             temps = [(await src.poll(cfgs))["asr-1"].status.gpus[0].temperature_celsius
-                     for _ in range(DETAIL_SLICES)]
+                     for _ in range(src.detail_slices)]
             assert temps[-1] == 77.0, temps
 
             # request figures (what nginx does not count): each scrape's counters over asrtop.traffic's window,

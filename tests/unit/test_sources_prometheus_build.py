@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from asrtop.agentstatus import parse_status
 from asrtop.sources.prometheus import instance_of_url
-from asrtop.sources.prometheus_queries import DETAIL_SERIES, FAST_SERIES, QUERIES
+from asrtop.sources.prometheus_queries import DETAIL_SERIES, FAST_SERIES, QUERIES, STATIC_SERIES
 from asrtop.sources.prometheus_build import (
     REQUESTS_5XX,
     REQUESTS_SUM,
@@ -87,11 +87,12 @@ def test_a_handful_of_queries_not_one_per_node():
 
 
 def test_per_round_series_plus_cached_detail_part_build_the_same_status():
-    """The source builds from the per-round series and detail_part() of the instance's (cached) details."""
+    """The source builds from the per-round series and detail_part() of the instance's (cached) details: its slow
+    gauges and static facts."""
     node = SynthNode("gpu-3", index=3, model_state="hashing", in_flight=4, load1=1.5)
     metrics = group_by_instance(vector(node.metrics_text(), "h:1"))["h:1"]
     metrics[REQUESTS_SUM] = [({"instance": "h:1"}, float(sum(node.requests.values())))]
-    detail_names = {f"asr_{n}" for n in DETAIL_SERIES.split("|")}
+    detail_names = {f"asr_{n}" for n in f"{DETAIL_SERIES}|{STATIC_SERIES}".split("|")}
     details = {k: v for k, v in metrics.items() if k in detail_names}
     fast = {k: v for k, v in metrics.items() if k not in detail_names}
     assert details and fast

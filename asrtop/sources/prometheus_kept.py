@@ -1,0 +1,138 @@
+"""What a PrometheusSource keeps per instance between rounds: the slow facts that do not come every round
+(asrtop.sources.prometheus_queries says which and when), the model state and probe as the exceptions leave
+them, and which instances' facts a round asks for (its slices, and at once)."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Mapping
+
+from asrtop.sources.prometheus_build import UNKNOWN, Series, model_state_of
+from asrtop.sources.prometheus_queries import detail_query, instances_selector, rare_query, static_query
+
+_NO_SERIES: dict[str, Series] = {}
+
+
+def one_value(series: Series | None) -> float | None:
+    """The value of a metric's one series (None: no series)."""
+    return series[0][1] if series else None
+
+
+class KeptFacts:
+    """Per instance: its slow gauges and static facts (merged in `details`), model digest, state, probe and
+    identity labels, as the last answers that carried them left them."""
+
+    def __init__(self, detail_slices: int, static_slices: int):
+        self.detail_slices = detail_slices  # rounds over which every node's slow gauges come once (1: every round)
+        self.static_slices = static_slices  # and its static facts
+        self.details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series (gauges and static)
+        self.gauges: dict[str, dict[str, Series]] = {}  # instance -> its last slow gauges ("detail" answer)
+        self.static: dict[str, dict[str, Series]] = {}  # instance -> its last static facts ("static" answer)
+        self.digests: dict[str, str | None] = {}  # instance -> the model digest of its static facts
+        self.majority: str | None = None  # the digest most instances have, asked as such in this round's "rare"
+        self.states: dict[str, str | None] = {}  # instance -> model state last round (UNKNOWN: not found out)
+        self.up: dict[str, float | None] = {}  # instance -> asr_service_up last round
+        self.info: dict[str, dict[str, str]] = {}  # instance -> asr_node_info's labels (node, versions)
+        self._slices: dict[str, int] = {}  # instance -> a stable number: its rounds (_slice_of)
+
+    def queries(self, round_: int, window: float) -> dict[str, str]:
+        """The round's "rare", "detail" and "static" queries: this round's slices of the known instances
+        (everybody's on the first round), the instances known not to be "ok" / not up, the fleet's majority
+        digest and the range of the per-round series filled in."""
+        not_ok = [i for i, state in self.states.items() if state is not None and state != "ok"]
+        not_up = [i for i, up in self.up.items() if up is not None and up != 1]
+        self.majority = self._majority_digest()
+        if self.details:
+            gauges, static = round_ % self.detail_slices, round_ % self.static_slices
+            detail = detail_query(instances_selector(i for i in self.details
+                                                     if self._slice_of(i) % self.detail_slices == gauges))
+            static = static_query(instances_selector(i for i in self.details
+                                                     if self._slice_of(i) % self.static_slices == static))
+        else:
+            detail, static = detail_query(".+"), static_query(".+")
+        return {"rare": rare_query(not_ok, not_up, self.majority, window), "detail": detail, "static": static}
+
+    def missing(self, states: Mapping[str, str | None], static: Mapping[str, Mapping[str, Series]],
+                rare: Mapping[str, Mapping[str, Series]]) -> set[str]:
+        """The instances whose details must come at once: new, or their model changed state or digest, or it
+        left "ok" (to what?)."""
+        return {inst for inst, state in states.items()
+                if inst not in static and (state is UNKNOWN or inst not in self.details or inst not in self.info
+                                           or state != self.states.get(inst)
+                                           or self._digest_changed(inst, state, rare))}
+
+    def _slice_of(self, instance: str) -> int:
+        """A stable number for the instance: its slow gauges come in the rounds where it equals the round's
+        number modulo detail_slices, its static facts where it does so modulo static_slices."""
+        part = self._slices.get(instance)
+        if part is None:
+            part = self._slices[instance] = zlib.crc32(instance.encode())
+        return part
+
+    def _majority_digest(self) -> str | None:
+        counts: dict[str, int] = {}
+        for digest in self.digests.values():
+            if digest is not None:
+                counts[digest] = counts.get(digest, 0) + 1
+        return max(counts, key=counts.__getitem__) if counts else None
+
+    def round_states(self, stamps: Mapping[str, float | None], rare: Mapping[str, Mapping[str, Series]],
+                     static: Mapping[str, Mapping[str, Series]]) -> dict[str, str | None]:
+        """Each scraped instance's model state this round: from the exceptions when they name it (UNKNOWN when
+        it left "ok" for a state not asked for), else from the static facts when they came, else as last round:
+        "ok" stays "ok" (it would be an exception otherwise), any other state is asked for by name, so a
+        known not-"ok" instance the exceptions do not name has no state series (None). UNKNOWN: never seen."""
+        states: dict[str, str | None] = {}
+        for inst in stamps:
+            series = rare.get(inst, _NO_SERIES).get("asr_model_state")
+            if series:
+                state = model_state_of(series)
+            elif inst in static:
+                state = model_state_of(static[inst].get("asr_model_state", ()))
+            elif inst in self.states:
+                state = "ok" if self.states[inst] == "ok" else None
+            else:
+                state = UNKNOWN
+            states[inst] = state
+        return states
+
+    def _digest_changed(self, inst: str, state: str | None, rare: Mapping[str, Mapping[str, Series]]) -> bool:
+        """Whether an "ok" instance's digest this round (named by the exceptions when it is not the majority's)
+        differs from the one its static facts carry. An instance whose static facts carry none and that the
+        exceptions do not name is left to its static round (the majority's digest or none: it cannot tell)."""
+        if state != "ok":
+            return False  # a state that is not "ok" is asked for by name: a change of state brings the details
+        named = rare.get(inst, _NO_SERIES).get("asr_model_info")
+        kept = self.digests.get(inst)
+        if named:
+            return named[0][0].get("sha256") != kept
+        return kept is not None and self.majority is not None and kept != self.majority
+
+    def take(self, gauges: Mapping[str, dict[str, Series]], static: Mapping[str, dict[str, Series]],
+             states: dict[str, str | None], rare: Mapping[str, Mapping[str, Series]]) -> None:
+        """Keep the details that came this round (without the slow facts, kept apart) and settle every scraped
+        instance's model state and probe as round_states does the state: exceptions, else details, else kept."""
+        for inst, metrics in static.items():
+            info = metrics.pop("asr_node_info", None)
+            if info:
+                self.info[inst] = info[0][0]
+            state = metrics.pop("asr_model_state", None)
+            if states.get(inst) is UNKNOWN:
+                states[inst] = model_state_of(state or ())
+            up = metrics.pop("asr_service_up", None)
+            if inst not in rare or "asr_service_up" not in rare[inst]:
+                self.up[inst] = one_value(up)
+            model = metrics.get("asr_model_info")
+            self.digests[inst] = (model[0][0].get("sha256") or None) if model else None
+            self.static[inst] = metrics  # the answer holds every static series of the instance
+        for inst, metrics in gauges.items():
+            self.gauges[inst] = metrics
+        for inst in static.keys() | gauges.keys():  # one dict per instance, new when either part is
+            self.details[inst] = {**self.static.get(inst, _NO_SERIES), **self.gauges.get(inst, _NO_SERIES)}
+        for inst, state in states.items():
+            self.states[inst] = state
+            up = rare.get(inst, _NO_SERIES).get("asr_service_up")
+            if up:
+                self.up[inst] = up[0][1]
+            elif inst not in static and self.up.get(inst) != 1:
+                self.up[inst] = None  # known not up and no longer named by the exceptions: no probe series
