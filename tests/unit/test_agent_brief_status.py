@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 
 import httpx
 import pytest
@@ -28,6 +27,7 @@ from asrtop_agent.server import make_app
 from asrtop_agent.snapshot import (AsrSnap, GpuProcessSnap, GpuReport, GpuSnap, HostSnap, ModelDirSnap, ModelSnap,
                                    Snapshot, StreamsSnap)
 from asrtop_agent.status import BRIEF_KEYS, brief, status_dict
+from support.agent_http import serving
 from support.sources_synth import SynthNode, serve_agents
 
 NOW = 1_800_000_000.0
@@ -171,15 +171,8 @@ async def agent():
         return snap
 
     app = make_app(lambda: snap, fresh, lambda: NOW)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    await app.start(sock)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.port}", timeout=5) as client:
-            yield snap, client
-    finally:
-        await app.close()
+    async with serving(app) as client:
+        yield snap, client
 
 
 async def test_the_agent_serves_the_brief_view_when_asked_the_full_one_otherwise(agent):

@@ -14,12 +14,12 @@ import socket
 import subprocess
 import sys
 
-import httpx
 import pytest
 
 from asrtop_agent import server as server_mod
 from asrtop_agent.server import accepts_gzip, make_app
 from asrtop_agent.snapshot import AsrSnap, CollectionLoop, GpuReport, HostSnap, ModelSnap
+from support.agent_http import serving
 
 SHA = "c" * 64
 
@@ -130,15 +130,8 @@ async def served():
     loop = make_loop(Model(clock), clock)
     await loop.collect_once()
     app = make_app(lambda: loop.latest, loop.fresh, loop.clock)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    await app.start(sock)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.port}", timeout=5) as client:
-            yield loop, client
-    finally:
-        await app.close()
+    async with serving(app) as client:
+        yield loop, client
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/v1/status"])
