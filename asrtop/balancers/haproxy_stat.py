@@ -180,12 +180,15 @@ def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerSt
         weight = to_int(get("weight")) or 0
     rtime = to_int(get("rtime"))
     rate = to_int(get("rate"))
-    return ServerState(  # positional, in field order (name, address, port, weight, backup, admin, health, ...)
-        stat["svname"], address or "", port, weight, to_int(get("bck")) == 1, admin_state(admin_bits, status),
+    return ServerState(
+        name=stat["svname"], address=address or "", port=port, weight=weight, backup=to_int(get("bck")) == 1,
+        admin=admin_state(admin_bits, status),
         # a `track`ing server has no check of its own but the tracked one's up/down: report that
-        health(checked or bool(get("tracked")), op_state, status, check_bits if checked else None),
-        to_int(get("scur")), to_int(get("qcur")), float(rate) if rate is not None else None, to_int(get("stot")),
-        to_int(get("hrsp_5xx")), rtime / 1000.0 if rtime is not None else None, checked, agent_check, agent_enabled)
+        health=health(checked or bool(get("tracked")), op_state, status, check_bits if checked else None),
+        active_sessions=to_int(get("scur")), queued=to_int(get("qcur")),
+        request_rate=float(rate) if rate is not None else None, requests_total=to_int(get("stot")),
+        errors_5xx_total=to_int(get("hrsp_5xx")), avg_response_seconds=rtime / 1000.0 if rtime is not None else None,
+        checked=checked, agent_check=agent_check, agent_enabled=agent_enabled)
 
 
 def agent(agent_bits: int | None, agent_status: str | None) -> tuple[bool, bool | None]:
