@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from asrtop.agentstatus import AgentStatus, StreamsReading
-from asrtop.balancers.base import Health, ServerState
+from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import NodeConfig, endpoint_key, server_endpoint_keys
 
 MIXED = "MIXED"  # balancers disagree about a node's admin state
+_DIFFER = object()  # balancers give a node different weights or backup flags
+_WORD = {m: m.value for m in (*AdminState, *Health)}  # a dict lookup: Enum.value is a descriptor call
 STALE_AFTER_MISSED = 3  # an agent is stale after this many refresh intervals without a good answer
 
 
@@ -215,34 +217,46 @@ class NodeView:
     def _work_out(self) -> None:
         """Every figure above, written into __dict__ (as `derived` does): one pass over the servers, then the
         agent's answer while it is fresh."""
-        admins, healths, weights, backups = set(), set(), set(), set()
-        sessions = queued = balancer_sum = errors = rate = response = None
-        for s in self.servers.values():
-            admins.add(s.admin)
-            healths.add(s.health)
-            weights.add(s.weight)
-            backups.add(s.backup)
-            a, q = s.active_sessions, s.queued
-            if a is not None:
-                sessions = a if sessions is None else sessions + a
-                balancer_sum = a + (q or 0) + (balancer_sum or 0)
-            if q is not None:
-                queued = q if queued is None else queued + q
-            r = s.request_rate
-            if r is not None:
-                rate = r if rate is None else rate + r
-            e = s.errors_5xx_total
-            if e is not None:
-                errors = e if errors is None else errors + e
-            rt = s.avg_response_seconds
-            if rt is not None and (s.requests_total or 0) > 0 and (response is None or rt > response):
-                response = rt
         d = self.__dict__
-        d["admin_state"] = "unknown" if not admins else admins.pop().value if len(admins) == 1 else MIXED
-        d["health"] = "unknown" if not healths else healths.pop().value if len(healths) == 1 else MIXED
-        d["weight"] = weights.pop() if len(weights) == 1 else None
-        d["backup"] = backups.pop() if len(backups) == 1 else None
-        d["active_sessions"], d["queued"] = sessions, queued
+        servers = tuple(self.servers.values())
+        if not servers:
+            d["admin_state"] = d["health"] = "unknown"
+            d["weight"] = d["backup"] = d["active_sessions"] = d["queued"] = None
+            sessions = balancer_sum = errors = rate = response = None
+        else:
+            # what every balancer agrees on, compared with the first (one or two balancers: no sets to build)
+            first = servers[0]
+            admin, health, weight, backup = first.admin, first.health, first.weight, first.backup
+            sessions = queued = balancer_sum = errors = rate = response = None
+            for s in servers:
+                if s.admin is not admin:
+                    admin = MIXED
+                if s.health is not health:
+                    health = MIXED
+                if weight is not None and s.weight != weight:
+                    weight = _DIFFER
+                if s.backup is not backup:
+                    backup = _DIFFER
+                a, q = s.active_sessions, s.queued
+                if a is not None:
+                    sessions = a if sessions is None else sessions + a
+                    balancer_sum = a + (q or 0) + (balancer_sum or 0)
+                if q is not None:
+                    queued = q if queued is None else queued + q
+                r = s.request_rate
+                if r is not None:
+                    rate = r if rate is None else rate + r
+                e = s.errors_5xx_total
+                if e is not None:
+                    errors = e if errors is None else errors + e
+                rt = s.avg_response_seconds
+                if rt is not None and (s.requests_total or 0) > 0 and (response is None or rt > response):
+                    response = rt
+            d["admin_state"] = admin if admin is MIXED else _WORD[admin]
+            d["health"] = health if health is MIXED else _WORD[health]
+            d["weight"] = None if weight is _DIFFER else weight
+            d["backup"] = None if backup is _DIFFER else backup
+            d["active_sessions"], d["queued"] = sessions, queued
 
         agent = self.agent
         st = d["status"] = agent.status if agent is not None else None
