@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from operator import itemgetter
 
 from asrtop.balancers.base import AdminState, Health, ServerState
 
@@ -152,43 +153,57 @@ def split_addr(addr: str | None) -> tuple[str | None, int | None]:
 
 
 def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerState:
-    """One ServerState from a `show stat` row and (when present) its `show servers state` row. `status` reads
-    every server of every balancer with it (2,000 calls at 1,000 nodes): each field read once, by position."""
-    get = stat.get
-    status = get("status")
-    if state:
-        sget = state.get
-        admin_bits, check_bits = to_int(sget("srv_admin_state")), to_int(sget("srv_check_state"))
-        srv_addr, srv_port, agent_bits = sget("srv_addr"), to_int(sget("srv_port")), to_int(sget("srv_agent_state"))
-        weight, op_state = to_int(sget("srv_uweight")), to_int(sget("srv_op_state"))
+    """One ServerState from a `show stat` row and (when present) its `show servers state` row (dicts by column
+    name; a column absent reads as empty)."""
+    return _server_state(tuple(map(stat.get, SERVER_COLUMNS)), tuple(map(state.get, STATE_COLUMNS)) if state else None)
+
+
+_new = object.__new__
+
+
+def _server_state(stat: tuple, state: tuple | None) -> ServerState:
+    """server_state from the two rows' values in SERVER_COLUMNS and STATE_COLUMNS order (None: no such column).
+    `status` reads every server of every balancer with it (2,000 calls at 1,000 nodes): each value read once."""
+    (_, name, status, check_status, chkfail, addr, agent_status, stat_weight, rtime, rate, bck, tracked, scur, qcur,
+     stot, hrsp_5xx) = stat
+    if state is not None:
+        _, srv_addr, srv_port, op_state, admin_bits, weight, check_bits, agent_bits = state
+        admin_bits, check_bits, srv_port = to_int(admin_bits), to_int(check_bits), to_int(srv_port)
+        agent_bits, weight, op_state = to_int(agent_bits), to_int(weight), to_int(op_state)
     else:
         admin_bits = check_bits = srv_addr = srv_port = agent_bits = weight = op_state = None
     if check_bits is not None:
         checked = bool(check_bits & CHK_ST_CONFIGURED)
     else:  # no state row: a checked server has a check_status (none while paused in maint) and a chkfail count
-        checked = bool(get("check_status")) or bool(get("chkfail"))
+        checked = bool(check_status) or bool(chkfail)
     if srv_addr and srv_port is not None:  # the state row has both (every HAProxy since 1.8): `addr` not read
         address, port = srv_addr, srv_port
     else:
-        address, port = split_addr(get("addr"))
+        address, port = split_addr(addr)
         if srv_addr:
             address = srv_addr
         if srv_port is not None:
             port = srv_port
-    agent_check, agent_enabled = agent(agent_bits, get("agent_status"))
+    agent_check, agent_enabled = agent(agent_bits, agent_status)
     if weight is None:
-        weight = to_int(get("weight")) or 0
-    rtime = to_int(get("rtime"))
-    rate = to_int(get("rate"))
-    return ServerState(
-        name=stat["svname"], address=address or "", port=port, weight=weight, backup=to_int(get("bck")) == 1,
+        weight = to_int(stat_weight) or 0
+    rtime = to_int(rtime)
+    rate = to_int(rate)
+    if name is None:
+        raise KeyError("svname")  # as stat["svname"] of a row without the column
+    # ServerState(...) by keyword sets each of its 16 fields through object.__setattr__ (frozen): the same
+    # fields written straight into the new instance's __dict__ before anyone holds it, by name
+    server = _new(ServerState)
+    server.__dict__.update(
+        name=name, address=address or "", port=port, weight=weight, backup=to_int(bck) == 1,
         admin=admin_state(admin_bits, status),
         # a `track`ing server has no check of its own but the tracked one's up/down: report that
-        health=health(checked or bool(get("tracked")), op_state, status, check_bits if checked else None),
-        active_sessions=to_int(get("scur")), queued=to_int(get("qcur")),
-        request_rate=float(rate) if rate is not None else None, requests_total=to_int(get("stot")),
-        errors_5xx_total=to_int(get("hrsp_5xx")), avg_response_seconds=rtime / 1000.0 if rtime is not None else None,
+        health=health(checked or bool(tracked), op_state, status, check_bits if checked else None),
+        active_sessions=to_int(scur), queued=to_int(qcur),
+        request_rate=float(rate) if rate is not None else None, requests_total=to_int(stot),
+        errors_5xx_total=to_int(hrsp_5xx), avg_response_seconds=rtime / 1000.0 if rtime is not None else None,
         checked=checked, agent_check=agent_check, agent_enabled=agent_enabled)
+    return server
 
 
 def agent(agent_bits: int | None, agent_status: str | None) -> tuple[bool, bool | None]:
@@ -210,16 +225,20 @@ SERVER_COLUMNS = ("pxname", "svname", "status", "check_status", "chkfail", "addr
                   "rate", "bck", "tracked", "scur", "qcur", "stot", "hrsp_5xx")
 
 
-def server_stat_rows(text: str, backend: str, columns: tuple[str, ...] = SERVER_COLUMNS) -> list[dict[str, str]]:
-    """backend_rows(parse_show_stat(text), backend), each row with only `columns` (those the header has);
-    other proxies' lines skipped before they are split where the proxy's name is the first column."""
+def server_stat_rows(text: str, backend: str) -> list[dict[str, str]]:
+    """backend_rows(parse_show_stat(text), backend), each row with only SERVER_COLUMNS (those the header has)."""
+    return [{k: v for k, v in zip(SERVER_COLUMNS, row) if v is not None} for row in _stat_values(text, backend)]
+
+
+def _stat_values(text: str, backend: str) -> list[tuple]:
+    """The backend's server rows of `show stat`, each as its SERVER_COLUMNS values (None: no such column); other
+    proxies' lines skipped before they are split where the proxy's name is the first column."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
     if start is None:
         raise ParseError(f"no CSV header in `show stat` output: {first_line(text)!r}")
     header = [h.strip() for h in lines[start][2:].split(",")]
     at = {h: i for i, h in enumerate(header) if h and h != "-"}  # a name twice: its last column, as parse_show_stat
-    wanted = [(h, at[h]) for h in columns if h in at]
     if at.get("pxname") == 0:  # as HAProxy writes it: skip other proxies' lines unsplit
         prefix = backend + ","
         mine = [line for line in lines[start + 1:] if line.startswith(prefix) or line.startswith('"')]
@@ -227,13 +246,16 @@ def server_stat_rows(text: str, backend: str, columns: tuple[str, ...] = SERVER_
         mine = [line for line in lines[start + 1:] if line.strip()]
     # Without a quote anywhere, CSV is the text between commas: each line split up to the last column read (of
     # ~100), not into every field (csv.reader joins a quoted field over lines: it reads any text with a quote).
-    last = max((i for _, i in wanted), default=0)
+    where = [at.get(h) for h in SERVER_COLUMNS]
+    last = max((i for i in where if i is not None), default=0)
     records = csv.reader(mine) if any('"' in line for line in mine) else (line.split(",", last + 1) for line in mine)
+    pick = itemgetter(*where) if None not in where else None  # every column there (HAProxy 2.x): picked in C
+    px, sv = SERVER_COLUMNS.index("pxname"), SERVER_COLUMNS.index("svname")
     rows = []
     for rec in records:
-        n = len(rec)
-        row = {h: rec[i] for h, i in wanted if i < n}
-        if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
+        row = pick(rec) if pick is not None and len(rec) > last else \
+            tuple(rec[i] if i is not None and i < len(rec) else None for i in where)
+        if row[px] == backend and row[sv] not in ("FRONTEND", "BACKEND"):
             rows.append(row)
     return rows
 
@@ -243,10 +265,16 @@ STATE_COLUMNS = ("srv_name", "srv_addr", "srv_port", "srv_op_state", "srv_admin_
                  "srv_check_state", "srv_agent_state")
 
 
-def server_state_rows(text: str, backend: str, columns: tuple[str, ...] = STATE_COLUMNS) -> dict[str, dict[str, str]]:
-    """{srv_name: row} of the backend's servers in `show servers state`, each row with only `columns` (those the
-    header has): parse_servers_state's rows of that backend, the last of a name winning, without a dict of
-    every column for every server."""
+def server_state_rows(text: str, backend: str) -> dict[str, dict[str, str]]:
+    """{srv_name: row} of the backend's servers in `show servers state`, each row with only STATE_COLUMNS (those the
+    header has): parse_servers_state's rows of that backend, the last of a name winning."""
+    return {name: {k: v for k, v in zip(STATE_COLUMNS, row) if v is not None}
+            for name, row in _state_values(text, backend).items()}
+
+
+def _state_values(text: str, backend: str) -> dict[str, tuple]:
+    """{srv_name: its STATE_COLUMNS values (None: no such column)} of the backend's servers in `show servers
+    state`, without a dict of every column for every server."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
     if start is None:
@@ -255,7 +283,9 @@ def server_state_rows(text: str, backend: str, columns: tuple[str, ...] = STATE_
     be, name = at.get("be_name"), at.get("srv_name")
     if be is None or name is None:
         return {}
-    wanted = [(h, at[h]) for h in columns if h in at]
+    where = [at.get(h) for h in STATE_COLUMNS]
+    last = max(i for i in where if i is not None)
+    pick = itemgetter(*where) if None not in where else None
     rows = {}
     for line in lines[start + 1:]:
         if line.startswith("#"):
@@ -263,11 +293,13 @@ def server_state_rows(text: str, backend: str, columns: tuple[str, ...] = STATE_
         fields = line.split()
         n = len(fields)
         if n > be and n > name and fields[be] == backend:
-            rows[fields[name]] = {h: fields[i] for h, i in wanted if i < n}
+            rows[fields[name]] = pick(fields) if pick is not None and n > last else \
+                tuple(fields[i] if i is not None and i < n else None for i in where)
     return rows
 
 
 def build_server_states(stat_text: str, state_text: str, backend: str) -> list[ServerState]:
     """The backend's servers in `show stat` order; raises ParseError on text that is not the expected output."""
-    by_name = server_state_rows(state_text, backend)
-    return [server_state(row, by_name.get(row["svname"])) for row in server_stat_rows(stat_text, backend)]
+    by_name = _state_values(state_text, backend)
+    sv = SERVER_COLUMNS.index("svname")
+    return [_server_state(row, by_name.get(row[sv])) for row in _stat_values(stat_text, backend)]
