@@ -44,7 +44,10 @@ from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, bound_re
 logger = logging.getLogger(__name__)
 
 FRAME = 1 / 60  # seconds: Textual's screen updates are this far apart at most
-BAND_ROWS = 8  # lines of the table repainted a frame after a refresh (~0.8 ms a line at 160 columns)
+# Lines of the table repainted a frame after a refresh. Each band is a screen update with its own overhead:
+# measured at 1,000 nodes, 160x45 (bench_tui_end_to_end.py, same run, two runs each): 8 lines a band painted a
+# refresh in 23-26 ms of CPU, its longest task 6-7 ms; 16 lines in 15-19 ms, its longest task 10-10.5 ms.
+BAND_ROWS = 16
 _DESCENDING_FIRST = frozenset(COLUMN_KEYS) - {"name", "state", "model"}  # numbers: biggest first
 _text = cell_text
 
