@@ -158,9 +158,6 @@ def server_state(stat: dict[str, str], state: dict[str, str] | None) -> ServerSt
     return _server_state(tuple(map(stat.get, SERVER_COLUMNS)), tuple(map(state.get, STATE_COLUMNS)) if state else None)
 
 
-_new = object.__new__
-
-
 def _server_state(stat: tuple, state: tuple | None) -> ServerState:
     """server_state from the two rows' values in SERVER_COLUMNS and STATE_COLUMNS order (None: no such column).
     `status` reads every server of every balancer with it (2,000 calls at 1,000 nodes): each value read once."""
@@ -191,10 +188,7 @@ def _server_state(stat: tuple, state: tuple | None) -> ServerState:
     rate = to_int(rate)
     if name is None:
         raise KeyError("svname")  # as stat["svname"] of a row without the column
-    # ServerState(...) by keyword sets each of its 16 fields through object.__setattr__ (frozen): the same
-    # fields written straight into the new instance's __dict__ before anyone holds it, by name
-    server = _new(ServerState)
-    server.__dict__.update(
+    return ServerState(  # by keyword (16 fields); its own __init__ keeps the instance without a __dict__ object
         name=name, address=address or "", port=port, weight=weight, backup=to_int(bck) == 1,
         admin=admin_state(admin_bits, status),
         # a `track`ing server has no check of its own but the tracked one's up/down: report that
@@ -203,7 +197,6 @@ def _server_state(stat: tuple, state: tuple | None) -> ServerState:
         request_rate=float(rate) if rate is not None else None, requests_total=to_int(stot),
         errors_5xx_total=to_int(hrsp_5xx), avg_response_seconds=rtime / 1000.0 if rtime is not None else None,
         checked=checked, agent_check=agent_check, agent_enabled=agent_enabled)
-    return server
 
 
 def agent(agent_bits: int | None, agent_status: str | None) -> tuple[bool, bool | None]:
