@@ -18,7 +18,7 @@ class StatusError(ValueError):
     """The body is not a schema-1 agent status."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GpuProcess:
     """A process holding memory on one GPU."""
 
@@ -27,7 +27,7 @@ class GpuProcess:
     gpu_memory_bytes: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GpuReading:
     """One GPU as the agent read it (NVML, or its simulator)."""
 
@@ -53,7 +53,7 @@ class GpuReading:
         return self.memory_used_bytes / self.memory_total_bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostReading:
     """The node's CPU, load and memory."""
 
@@ -66,7 +66,7 @@ class HostReading:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestStats:
     """Exact counts from the agent's in-path proxy (`--proxy`); absent without it."""
 
@@ -82,7 +82,7 @@ class RequestStats:
     oldest_in_flight_seconds: float | None = None  # the oldest request's age at collection; None: none or unknown
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StreamsReading:
     """Live streams (WebSocket sessions) the agent sees on the node's stream port; absent without one.
 
@@ -100,7 +100,7 @@ class StreamsReading:
     audio_seconds_total: float | None = None  # proxy only
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AsrReading:
     """The ASR service: its probe, its process, and the requests and streams the agent counts."""
 
@@ -119,7 +119,7 @@ class AsrReading:
     probe_target: str | None = None  # what the probe reaches: a URL, host:port
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelDir:
     """One model directory and its manifest digest."""
 
@@ -131,7 +131,7 @@ class ModelDir:
     error: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelReading:
     """The model on the node: every directory's manifest in one digest."""
 
@@ -143,7 +143,7 @@ class ModelReading:
     dirs: tuple[ModelDir, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentStatus:
     """One agent answer (`GET /v1/status`), validated.
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fakes import T0, status
 
 from asrtop.balancers.base import AdminState, Health, ServerState
@@ -27,7 +29,7 @@ def snapshot():
     agents = {}
     for i, infl, fetched in ((1, 3, T0), (2, 9, T0), (3, 7, T0 - 60)):
         st = status(f"n{i}", i)
-        st = st.__class__(**{**st.__dict__, "asr": st.asr.__class__(**{**st.asr.__dict__, "in_flight": infl})})
+        st = replace(st, asr=replace(st.asr, in_flight=infl))
         agents[f"n{i}"] = AgentReading(nodes[i - 1].agent, st, fetched)
     lb = BalancerReading("hx", "haproxy", (server("n1", 1, 2, 4), server("n2", 2, 1, 0), server("n3", 3, 5, 0),
                                            server("n4", 4, None, None)))
