@@ -83,9 +83,9 @@ def test_restyling_a_deferred_row_works_it_out():
 
 
 async def test_a_refresh_repaints_the_table_a_band_of_lines_a_frame(monkeypatch):
-    """Every row on screen changed: the repaint comes BAND_ROWS lines a frame (no single paint of the whole
+    """Every row on screen changed: the repaint comes a band of lines a frame (no single paint of the whole
     table holds the UI loop), top first, and ends showing what a fresh table shows."""
-    from asrtop.tui.widgets.fleet_table import BAND_ROWS
+    from asrtop.tui.widgets.fleet_table import band_rows
 
     fleet = FakeFleet(N)
     first, moved = fleet.build(0), fleet.build(1)
@@ -107,8 +107,9 @@ async def test_a_refresh_repaints_the_table_a_band_of_lines_a_frame(monkeypatch)
         await pilot.pause()
         assert not table.repaint_pending
         painted = [p for p in paints if p]
-        assert len(painted) >= 3 and all(len(p) <= BAND_ROWS for p in painted), painted
-        assert [p[0] for p in painted[:3]] == [0, BAND_ROWS, 2 * BAND_ROWS]
+        band = band_rows(table.size.width)
+        assert len(painted) >= 3 and all(len(p) <= band for p in painted), painted
+        assert [p[0] for p in painted[:3]] == [0, band, 2 * band]
         assert sorted(y for p in painted for y in p) == list(range(table.size.height))
         screen = screen_lines(app)
     app = TableApp()

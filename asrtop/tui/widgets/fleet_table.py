@@ -5,7 +5,7 @@ refresh thread) and sets only the cells that changed, all of them in one batch w
 budget); rows come and go only when nodes (or the filter) do. The cursor stays on its node across
 refreshes, sorts and filters.
 
-The changed rows are repainted BAND_ROWS lines a frame, top first (`repaint_in_bands`): at 1,000 nodes every
+The changed rows are repainted a band of lines a frame, top first (`repaint_in_bands`): at 1,000 nodes every
 row on screen changes each second and one paint of all of them held the UI loop ~40 ms; a band is a few ms,
 and keys and mouse are handled between bands.
 
@@ -44,10 +44,17 @@ from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, bound_re
 logger = logging.getLogger(__name__)
 
 FRAME = 1 / 60  # seconds: Textual's screen updates are this far apart at most
-# Lines of the table repainted a frame after a refresh. Each band is a screen update with its own overhead:
-# measured at 1,000 nodes, 160x45 (bench_tui_end_to_end.py, same run, two runs each): 8 lines a band painted a
-# refresh in 23-26 ms of CPU, its longest task 6-7 ms; 16 lines in 15-19 ms, its longest task 10-10.5 ms.
-BAND_ROWS = 16
+# Cells (lines x columns) of the table repainted a frame after a refresh. Each band is a screen update with its
+# own overhead: measured at 1,000 nodes, 160x45 (bench_tui_end_to_end.py, same run, two runs each), 8 lines a
+# band painted a refresh in 23-26 ms of CPU, its longest task 6-7 ms; 16 lines in 15-19 ms, its longest task
+# 10-10.5 ms. A line's cost grows with the table's width: a wider terminal gets fewer lines a band.
+BAND_CELLS = 16 * 160
+
+
+def band_rows(width: int) -> int:
+    """Lines of a band in a table `width` columns wide (at least 4)."""
+    return max(4, BAND_CELLS // max(1, width))
+
 _DESCENDING_FIRST = frozenset(COLUMN_KEYS) - {"name", "state", "model"}  # numbers: biggest first
 _text = cell_text
 
@@ -264,7 +271,7 @@ class FleetTable(VisibleCellCache):
         return lines
 
     def repaint_in_bands(self) -> None:
-        """Repaint the table's lines BAND_ROWS at a time, top first: each band is asked for once the last one
+        """Repaint the table's lines a band (band_rows) at a time, top first: each band is asked for once the last one
         was painted (render_lines), so no paint renders more than one band of changed rows. The first band
         comes a frame after the refresh's apply (which the header's paint follows at once): apply, header and a
         band in one go held the UI loop ~16 ms at 1,000 nodes; keys and mouse are handled in between."""
@@ -274,8 +281,9 @@ class FleetTable(VisibleCellCache):
 
     def _paint_band(self, top: int) -> None:
         width, height = self.size
-        self.refresh(Region(0, top, width, BAND_ROWS))
-        self._band_next = top + BAND_ROWS if top + BAND_ROWS < height else None
+        rows = band_rows(width)
+        self.refresh(Region(0, top, width, rows))
+        self._band_next = top + rows if top + rows < height else None
         self.repaint_pending = self._band_next is not None
 
     def _next_band(self) -> None:
