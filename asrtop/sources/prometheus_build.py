@@ -279,6 +279,10 @@ def build_status_reusing(node: str, metrics: Mapping[str, Series], scraped_at: f
         asr = last.asr
     else:
         asr = _asr(metrics, in_flight_series, part)
+    if same_part and host is last.host and gpus is last.gpus and asr is last.asr:
+        reused = last  # not an equal new one: every object a round keeps is walked by the next young collection
+    else:
+        reused = Reused(part, host_in, host, gpus_in, gpus, asr_in, asr)
     status = AgentStatus(
         node=info.get("node") or node,
         agent_version=version,
@@ -292,7 +296,7 @@ def build_status_reusing(node: str, metrics: Mapping[str, Series], scraped_at: f
         model=model if model is not None else model_reading(metrics),
         versions={"agent": version} if version else {},
     )
-    return status, Reused(part, host_in, host, gpus_in, gpus, asr_in, asr)
+    return status, reused
 
 
 def _asr(metrics: Mapping[str, Series], in_flight_series: Series, part: DetailPart) -> AsrReading:

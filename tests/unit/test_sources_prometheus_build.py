@@ -124,6 +124,7 @@ def test_a_new_scrape_reuses_the_sub_readings_whose_series_stayed_and_rebuilds_t
     again, reused_again = build_status_reusing("gpu-3", metrics, 7.0, model, part, reused)
     assert again.collected_at == 7.0 and (again.host, again.gpus, again.asr) == (first.host, first.gpus, first.asr)
     assert again.host is first.host and again.gpus is first.gpus and again.asr is first.asr
+    assert reused_again is reused  # not an equal new one: an object more per node and round for the GC
     _bump(metrics, name)
     after, _ = build_status_reusing("gpu-3", metrics, 9.0, model, part, reused_again)
     assert after == build_status("gpu-3", metrics, 9.0, model, part) != build_status("gpu-3", metrics, 7.0, model, part)
