@@ -24,7 +24,7 @@ from asrtop.agentstatus import (
 )
 from asrtop.traffic import CounterSample
 
-REQUESTS_SUM = "asr_requests_sum"  # our name for sum by (instance) (asr_requests_total)
+REQUESTS_SUM = "asr_requests_sum"  # our name for the requests answered: all of asr_requests_total's classes
 REQUESTS_5XX = "asr_requests_5xx"  # our name for sum by (instance, class) (asr_requests_total{class="5xx"})
 SCRAPED_AT = "asr_scraped_at"  # our name for timestamp(asr_node_info ...): when the counters beside it were scraped
 TARGET_DOWN = "asr_target_down"  # our name for `up == 0`: a target Prometheus cannot scrape
