@@ -1,8 +1,10 @@
-"""PrometheusSource's rounds against canned answers (no Prometheus): what a round keeps between rounds.
+"""PrometheusSource's rounds against canned answers (no Prometheus): what a round asks for and what it keeps
+between rounds.
 
 FakePrometheus answers the source's queries from SynthNodes' expositions: the per-round range queries as
 matrices of one sample scraped at the fleet's current scrape time, the others as vectors of the series they
-name (of the instances their `instance=~` names)."""
+name (of the instances their `instance=~` names and the classes their `class=~` names; other PromQL, such as
+the exceptions', gets no series)."""
 
 from __future__ import annotations
 
