@@ -104,16 +104,22 @@ class RoundCost(NamedTuple):
     build: float  # each node's status and reading built
 
 
-class BuiltStatus(NamedTuple):
-    """An instance's status as built last round, reused while neither its scrape nor its details change."""
+class BuiltStatus:
+    """An instance's status as built last round, reused while neither its scrape nor its details change.
+    Updated in place each round: a new record per node per round would be one more object for the young
+    collection after the round to walk."""
 
-    stamp: float | None  # Prometheus' scrape time it was built at
-    details: dict[str, Series] | None  # the detail series it was built from (compared by identity)
-    status: AgentStatus
-    model: ModelReading  # status.model; reused while the details and the model state stay
-    state: str | None  # the model state from the per-round series when it was built
-    part: DetailPart  # detail_part(details), reused while the details stay
-    reused: Reused  # its sub-readings and their inputs: reused while these stay
+    __slots__ = ("stamp", "details", "status", "model", "state", "part", "reused")
+
+    def __init__(self, stamp: float | None, details: dict[str, Series] | None, status: AgentStatus,
+                 model: ModelReading, state: str | None, part: DetailPart, reused: Reused):
+        self.stamp = stamp  # Prometheus' scrape time it was built at
+        self.details = details  # the detail series it was built from (compared by identity)
+        self.status = status
+        self.model = model  # status.model; reused while the details and the model state stay
+        self.state = state  # the model state from the per-round series when it was built
+        self.part = part  # detail_part(details), reused while the details stay
+        self.reused = reused  # its sub-readings and their inputs: reused while these stay
 
 
 class PrometheusSource:
@@ -386,7 +392,11 @@ class PrometheusSource:
                 model = model_reading({**(details or _NO_SERIES), "asr_model_state": _state_series(state)})
             status, reused = build_status_reusing(cfg.name, metrics, stamp, model, part,
                                                   built.reused if built is not None else None)
-            self._built[inst] = BuiltStatus(stamp, details, status, status.model, state, part, reused)
+            if built is None:
+                self._built[inst] = BuiltStatus(stamp, details, status, status.model, state, part, reused)
+            else:
+                built.stamp, built.details, built.status, built.model = stamp, details, status, status.model
+                built.state, built.part, built.reused = state, part, reused
         # the counters as of this scrape, over the instance's window (a round without a new scrape adds nothing)
         window = self._windows[inst] = slide(self._windows.get(inst, ()), counters_of(metrics, stamp))
         rates = traffic(window)

@@ -24,7 +24,7 @@ from asrtop.agentstatus import (
 )
 from asrtop.traffic import CounterSample
 
-REQUESTS_SUM = "asr_requests_sum"  # our name for sum by (instance) (asr_requests_total)
+REQUESTS_SUM = "asr_requests_sum"  # our name for the requests answered: all of asr_requests_total's classes
 REQUESTS_5XX = "asr_requests_5xx"  # our name for sum by (instance, class) (asr_requests_total{class="5xx"})
 SCRAPED_AT = "asr_scraped_at"  # our name for timestamp(asr_node_info ...): when the counters beside it were scraped
 TARGET_DOWN = "asr_target_down"  # our name for `up == 0`: a target Prometheus cannot scrape
@@ -77,6 +77,11 @@ def _one(metrics: Mapping[str, Series], name: str) -> float | None:
     return series[0][1] if series else None
 
 
+def _values(metrics: Mapping[str, Series], names: tuple[str, ...]) -> list[float | None]:
+    """_one of each name, in one call (the per-node hot path reads many)."""
+    return [series[0][1] if series else None for series in map(metrics.get, names)]
+
+
 def _int(v: float | None) -> int | None:
     return None if v is None else int(v)
 
@@ -85,6 +90,7 @@ GPU_METRICS = ("asr_gpu_info", "asr_gpu_utilization_ratio", "asr_gpu_memory_used
                "asr_gpu_temperature_celsius", "asr_gpu_power_watts", "asr_gpu_power_limit_watts",
                "asr_gpu_process_memory_bytes")
 FAST_GPU_METRICS = ("asr_gpu_utilization_ratio", "asr_gpu_memory_used_bytes")  # the rest come with the details
+_GPU_UTIL, _GPU_MEMORY = FAST_GPU_METRICS
 
 
 def _gpu_details(metrics: Mapping[str, Series]) -> dict[str, dict[str, Any]]:
@@ -225,6 +231,11 @@ def model_reading(metrics: Mapping[str, Series]) -> ModelReading:
                         None, dirs)
 
 
+# the per-round series the service reading shows besides the in-flight requests (in their order in asr_in)
+ASR_INPUTS = ("asr_service_up", REQUESTS_SUM, "asr_request_duration_seconds_sum", "asr_audio_seconds_total",
+              "asr_streams_open", "asr_stream_oldest_seconds")
+
+
 class Reused(NamedTuple):
     """An instance's last sub-readings with the per-round inputs they were built from (the detail part compared
     by identity): build_status_reusing() hands them on while the inputs are equal, instead of building them
@@ -267,18 +278,20 @@ def build_status_reusing(node: str, metrics: Mapping[str, Series], scraped_at: f
     else:
         host = HostReading(cpu_ratio=host_in[0], load1=part.load1, load5=part.load5, load15=part.load15,
                            memory_used_bytes=part.memory_used_bytes, memory_total_bytes=part.memory_total_bytes)
-    gpus_in = tuple((name, labels.get("gpu"), labels.get("uuid"), v)
-                    for name in FAST_GPU_METRICS for labels, v in metrics.get(name, ()))
+    # the series themselves: their labels (with the name) are the same dicts every round (group_latest's cache),
+    # so comparing them is mostly comparing identities
+    gpus_in = (*metrics.get(_GPU_UTIL, ()), *metrics.get(_GPU_MEMORY, ()))
     gpus = last.gpus if same_part and last.gpus_in == gpus_in else _gpus(metrics, part.gpus)
     in_flight_series = metrics.get("asr_service_in_flight_requests") or []
-    asr_in = (_one(metrics, "asr_service_up"), tuple((labels.get("source"), v) for labels, v in in_flight_series),
-              _one(metrics, REQUESTS_SUM), _one(metrics, "asr_request_duration_seconds_sum"),
-              _one(metrics, "asr_audio_seconds_total"), _one(metrics, "asr_streams_open"),
-              _one(metrics, "asr_stream_oldest_seconds"))
+    asr_in = (*in_flight_series, *_values(metrics, ASR_INPUTS))  # (each in-flight series' labels name it)
     if same_part and last.asr_in == asr_in:
         asr = last.asr
     else:
         asr = _asr(metrics, in_flight_series, part)
+    if same_part and host is last.host and gpus is last.gpus and asr is last.asr:
+        reused = last  # not an equal new one: every object a round keeps is walked by the next young collection
+    else:
+        reused = Reused(part, host_in, host, gpus_in, gpus, asr_in, asr)
     status = AgentStatus(
         node=info.get("node") or node,
         agent_version=version,
@@ -292,7 +305,7 @@ def build_status_reusing(node: str, metrics: Mapping[str, Series], scraped_at: f
         model=model if model is not None else model_reading(metrics),
         versions={"agent": version} if version else {},
     )
-    return status, Reused(part, host_in, host, gpus_in, gpus, asr_in, asr)
+    return status, reused
 
 
 def _asr(metrics: Mapping[str, Series], in_flight_series: Series, part: DetailPart) -> AsrReading:

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from asrtop.sources.prometheus_build import REQUESTS_5XX, REQUESTS_SUM
-from asrtop.sources.prometheus_queries import PrometheusError, fold_requests, group_latest
+from asrtop.sources.prometheus_queries import REQUESTS_COUNT, PrometheusError, fold_requests, group_latest
 
 
 def matrix_body(series: list[tuple[dict, list[tuple[float, str]]]]) -> bytes:
@@ -85,3 +85,14 @@ def test_request_counters_are_folded_into_a_total_and_the_5xx_count():
     assert "asr_requests_total" not in into["h:1"]
     assert into["h:1"][REQUESTS_SUM][0][1] == 42.0 and [v for _, v in into["h:1"][REQUESTS_5XX]] == [2.0]
     assert into["h:2"][REQUESTS_SUM][0][1] == 7.0 and REQUESTS_5XX not in into["h:2"]
+
+
+def test_the_requests_answered_are_the_latency_histograms_count_where_it_came():
+    """The per-round answer carries the count and only the 5xx class: the count is the total, not that class."""
+    into = {"h:1": {REQUESTS_COUNT: [({"instance": "h:1"}, 1207.0)],
+                    "asr_requests_total": [({"class": "5xx", "instance": "h:1"}, 4.0)]},
+            "h:2": {REQUESTS_COUNT: [({"instance": "h:2"}, 9.0)]}}  # never a 5xx
+    fold_requests(into)
+    assert REQUESTS_COUNT not in into["h:1"] and "asr_requests_total" not in into["h:1"]
+    assert into["h:1"][REQUESTS_SUM][0][1] == 1207.0 and [v for _, v in into["h:1"][REQUESTS_5XX]] == [4.0]
+    assert into["h:2"][REQUESTS_SUM][0][1] == 9.0 and REQUESTS_5XX not in into["h:2"]

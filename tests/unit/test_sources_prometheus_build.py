@@ -124,6 +124,7 @@ def test_a_new_scrape_reuses_the_sub_readings_whose_series_stayed_and_rebuilds_t
     again, reused_again = build_status_reusing("gpu-3", metrics, 7.0, model, part, reused)
     assert again.collected_at == 7.0 and (again.host, again.gpus, again.asr) == (first.host, first.gpus, first.asr)
     assert again.host is first.host and again.gpus is first.gpus and again.asr is first.asr
+    assert reused_again is reused  # not an equal new one: an object more per node and round for the GC
     _bump(metrics, name)
     after, _ = build_status_reusing("gpu-3", metrics, 9.0, model, part, reused_again)
     assert after == build_status("gpu-3", metrics, 9.0, model, part) != build_status("gpu-3", metrics, 7.0, model, part)
@@ -170,3 +171,20 @@ def test_live_streams_come_every_round_and_are_unknown_without_a_stream_port():
     assert build_status("n", group_by_instance(vector(info, "h:1"))["h:1"]).asr.streams is None
     fast = {f"asr_{n}" for n in FAST_SERIES.split("|")}
     assert {"asr_streams_open", "asr_stream_oldest_seconds"} <= fast  # every round, not a tenth of the nodes
+
+
+@pytest.mark.parametrize("name, label, value, changed", [
+    ("asr_service_in_flight_requests", "source", "connections", "asr"),
+    ("asr_gpu_utilization_ratio", "gpu", "1", "gpus")])
+def test_a_series_whose_labels_changed_rebuilds_its_sub_reading(name, label, value, changed):
+    """The per-round inputs are compared with their labels: the same figure under other labels (the in-flight
+    count's source, a GPU's index) is a change, shown as the status built from scratch shows it."""
+    node = SynthNode("gpu-3", index=3)
+    metrics = group_by_instance(vector(node.metrics_text(), "h:1"))["h:1"]
+    del metrics["asr_agent_last_collect_timestamp_seconds"]
+    part, model = detail_part(metrics), model_reading(metrics)
+    first, reused = build_status_reusing("gpu-3", metrics, 5.0, model, part)
+    metrics[name] = [({**labels, label: value}, v) for labels, v in metrics[name]]
+    after, _ = build_status_reusing("gpu-3", metrics, 7.0, model, part, reused)
+    assert after == build_status("gpu-3", metrics, 7.0, model, part)
+    assert getattr(after, changed) != getattr(first, changed)
