@@ -10,6 +10,11 @@ is near the CLI's wall, the stand-in fleet, not asrtop, sets the pace). Every ru
 ready with a fresh agent answer, or the benchmark stops.
 
     .venv/bin/python tests/benchmarks/bench_status_scale.py [RUNS] [SIZES...]
+
+BENCH_AGAINST=DIR (a checkout of other code, e.g. `git worktree add --detach /tmp/old main~3`): each run is
+alternated with one of DIR's asrtop on the same fleet, and their walls compared. Every CLI runs in a scratch
+directory, so that PYTHONPATH, not the directory the benchmark was started in, says which asrtop is imported
+(`python -m` puts the current directory first on sys.path).
 """
 
 from __future__ import annotations
@@ -36,13 +41,16 @@ SIZES = (50, 1000, 5000)
 # The cluster's refresh (agents' timeout: 0.8 x refresh). One process stands in for every agent here, so on a
 # busy machine its answers can take longer than a real agent's: 0.8 s would time some out at 5,000.
 REFRESH = float(os.environ.get("BENCH_REFRESH", "2.0"))
+AGAINST = os.environ.get("BENCH_AGAINST")
 BUDGET_RATIO_1000 = 2.0
 
 
-def run_status(argv: list[str], n: int) -> float:
-    """Wall seconds of one `asrtop status`; stops the benchmark when its table is not the whole fleet."""
+def run_status(argv: list[str], n: int, cwd: Path, pythonpath: str | None = None) -> float:
+    """Wall seconds of one `asrtop status` (in `cwd`; `pythonpath`: another checkout's asrtop); stops the
+    benchmark when its table is not the whole fleet."""
+    env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None
     t = time.perf_counter()
-    p = subprocess.run(argv, capture_output=True, text=True)
+    p = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env)
     wall = time.perf_counter() - t
     out, err = p.stdout, p.stderr
     rows = [ln.split() for ln in out.splitlines() if ln.startswith("gpu-")]
@@ -66,7 +74,7 @@ def child_times():
     return t.children_user + t.children_system
 
 
-def measure(n: int, runs: int, tmp: Path) -> tuple[float, float, float]:
+def measure(n: int, runs: int, tmp: Path) -> tuple[float, float, float, float | None]:
     names = [f"gpu-{i:04d}" for i in range(n)]
     agents = subprocess.Popen([sys.executable, str(ROOT / "tests/support/sources_synth.py"), str(n)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -79,17 +87,22 @@ def measure(n: int, runs: int, tmp: Path) -> tuple[float, float, float]:
                                                      agent=f"http://127.0.0.1:{ports[name]}") for name in names],
                                name=f"status-{n}.toml", refresh=REFRESH)
             argv = [sys.executable, "-m", "asrtop.cli", "--config", str(cfg), "status"]
-            run_status(argv, n)  # warm: page cache, HAProxy's first answers
-            walls, cpus, agent_cpus = [], [], []
+            run_status(argv, n, tmp)  # warm: page cache, HAProxy's first answers
+            if AGAINST:
+                run_status(argv, n, tmp, AGAINST)
+            walls, cpus, agent_cpus, against = [], [], [], []
             for _ in range(runs):
                 before, agents_before = child_times(), process_cpu(agents.pid)
-                walls.append(run_status(argv, n))
+                walls.append(run_status(argv, n, tmp))
                 cpus.append(child_times() - before)
                 agent_cpus.append(process_cpu(agents.pid) - agents_before)
+                if AGAINST:
+                    against.append(run_status(argv, n, tmp, AGAINST))
     finally:
         agents.stdin.close()
         agents.wait(10)
-    return statistics.median(walls), statistics.median(cpus), statistics.median(agent_cpus)
+    return (statistics.median(walls), statistics.median(cpus), statistics.median(agent_cpus),
+            statistics.median(against) if against else None)
 
 
 def main() -> None:
@@ -104,15 +117,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for n in sizes:
             results[n] = measure(n, runs, Path(d))
-            wall, cpu, agents_cpu = results[n]
-            base_wall, base_cpu, _ = results[sizes[0]]
+            wall, cpu, agents_cpu, other = results[n]
+            base_wall, base_cpu, _, _ = results[sizes[0]]
             print(f"{n:>6,} nodes: wall {wall * 1000:7.0f} ms ({wall / base_wall:4.2f}x {sizes[0]})   "
                   f"CPU {cpu * 1000:7.0f} ms ({cpu / base_cpu:4.2f}x)   stand-in agents' CPU {agents_cpu * 1000:5.0f} ms",
                   flush=True)
+            if other is not None:
+                print(f"{'':>14}{AGAINST}'s asrtop, alternated: wall {other * 1000:7.0f} ms; this tree's / its: "
+                      f"{wall / other:4.2f}x", flush=True)
     if 1000 in results and 50 in results:
         ratio = results[1000][0] / results[50][0]
         print(f"1,000 nodes / 50 nodes wall: {ratio:.2f}x, budget {BUDGET_RATIO_1000:.0f}x: "
               f"{'within' if ratio <= BUDGET_RATIO_1000 else 'OVER'}")
+        if AGAINST:
+            print(f"{AGAINST}'s asrtop: 1,000 nodes / 50 nodes wall: {results[1000][3] / results[50][3]:.2f}x")
 
 
 if __name__ == "__main__":
