@@ -36,6 +36,9 @@ The internals, as found in Textual 8.2.8 (textual/widgets/_data_table.py):
   ``_pseudo_class_state`` (the other parts of Textual's own key), ``_get_styles_to_render_cell`` (the cursor /
   hover / fixed styles) and keeps its entries in ``_cell_render_cache``, so Textual's own cache clears (theme,
   cursor, zebra) drop them too.
+- ``LRUCache._full`` (textual/cache.py) -- set the first time the cache passes its size, never unset but by
+  ``clear()``: once set, each entry added evicts one, so a larger ``maxsize`` alone does not let it grow.
+  ``bound_render_caches`` unsets it when it gives a cache room to grow.
 
 Why the paint: after a refresh the next frame cost 64-66 ms CPU at 1,000 rows (bench_tui_refresh, 160x45).
 It does not grow with the rows (measured the same at 100 rows): it is every visible cell (41 rows x 16)
@@ -183,6 +186,11 @@ def bound_render_caches(table: DataTable, visible_rows: int, columns: int) -> bo
         caches["_content_renders"], sizes["_content_renders"] = content, sizes["_cell_render_cache"]
     for name, cache in caches.items():
         cache.maxsize = sizes[name]
+        if getattr(cache, "_full", False) and len(cache) < cache.maxsize:
+            # LRUCache marks itself full the first time it passes its size and then evicts one entry per entry
+            # added, whatever its size becomes: a table sized while its window was small (the first layout
+            # gives 16 rows) kept 16 rows of cells forever, and every paint rendered every visible cell again
+            cache._full = False
     return True
 
 

@@ -12,6 +12,7 @@ import logging
 import re
 from pathlib import Path
 
+import pytest
 import textual
 from fakes import FakeFleet
 from screen import screen_lines
@@ -127,18 +128,22 @@ async def test_cached_cell_renders_are_textuals():
         assert len(table._content_renders) > 0  # the cells took the shared-content path
 
 
-async def test_a_refresh_renders_only_the_cells_it_changed(monkeypatch):
+@pytest.mark.parametrize("nodes, size", [(N, (160, 20)), (200, (160, 45))])
+async def test_a_refresh_renders_only_the_cells_it_changed(monkeypatch, nodes, size):
     """The paint after a refresh is bounded by the cells that changed, not by the rows shown (nor the fleet):
-    one node's weight changed -> one cell goes through Rich, the other visible cells come from the cache."""
+    one node's weight changed -> one cell goes through Rich, the other visible cells come from the cache. With
+    more rows than the cell cache's first size (16 rows, at the first layout), too: it grows with the window."""
     from rich.padding import Padding
     from textual.renderables.styled import Styled
 
-    fleet = FakeFleet(N)
+    fleet = FakeFleet(nodes)
     app = TableApp()
-    async with app.run_test(size=(160, 20)) as pilot:
+    async with app.run_test(size=size) as pilot:
         table = app.query_one(FleetTable)
         snap = fleet.build(0)
         table.update_fleet(snap, table_context(snap))
+        await pilot.pause()
+        table.refresh()  # a paint at the window's size: the first came while the caches had their first size
         await pilot.pause()
         rendered = []
         real = app.console.render_lines
@@ -162,7 +167,7 @@ async def test_a_refresh_renders_only_the_cells_it_changed(monkeypatch):
         table.update_fleet(snap, table_context(snap))
         assert table.updates == 1
         await pilot.pause()
-        assert [str(t).strip() for t in rendered] == ["7"]
+        assert [str(t).strip() for t in rendered] == ["7"], [str(t) for t in rendered]
         assert "7" in screen_lines(app)[3]
 
 
