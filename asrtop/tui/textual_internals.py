@@ -188,8 +188,8 @@ def bound_render_caches(table: DataTable, visible_rows: int, columns: int) -> bo
         cache.maxsize = sizes[name]
         if getattr(cache, "_full", False) and len(cache) < cache.maxsize:
             # LRUCache marks itself full the first time it passes its size and then evicts one entry per entry
-            # added, whatever its size becomes: a table sized while its window was small (the first layout
-            # gives 16 rows) kept 16 rows of cells forever, and every paint rendered every visible cell again
+            # added, whatever its size becomes: after a refresh in a small window (16 rows of cells at least),
+            # a larger window kept the small cache, and every paint rendered every visible cell again
             cache._full = False
     return True
 

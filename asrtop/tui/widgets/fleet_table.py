@@ -45,9 +45,9 @@ logger = logging.getLogger(__name__)
 
 FRAME = 1 / 60  # seconds: Textual's screen updates are this far apart at most
 # Cells (lines x columns) of the table repainted a frame after a refresh. Each band is a screen update with its
-# own overhead: measured at 1,000 nodes, 160x45 (bench_tui_end_to_end.py, same run, two runs each), 8 lines a
-# band painted a refresh in 23-26 ms of CPU, its longest task 6-7 ms; 16 lines in 15-19 ms, its longest task
-# 10-10.5 ms. A line's cost grows with the table's width: a wider terminal gets fewer lines a band.
+# own overhead: measured at 1,000 nodes, 160x45 (bench_tui_end_to_end.py, 8 and 16 alternated, four runs
+# each), 8 lines a band painted a refresh in 23-32 ms of CPU, its longest task 6-8 ms; 16 lines in 15-22 ms,
+# its longest task 10-13 ms. A line's cost grows with the table's width: a wider terminal gets fewer lines.
 BAND_CELLS = 16 * 160
 
 
@@ -271,8 +271,8 @@ class FleetTable(VisibleCellCache):
         return lines
 
     def repaint_in_bands(self) -> None:
-        """Repaint the table's lines a band (band_rows) at a time, top first: each band is asked for once the last one
-        was painted (render_lines), so no paint renders more than one band of changed rows. The first band
+        """Repaint the table's lines a band (band_rows) at a time, top first: each band is asked for once the last
+        one was painted (render_lines), so no paint renders more than one band of changed rows. The first band
         comes a frame after the refresh's apply (which the header's paint follows at once): apply, header and a
         band in one go held the UI loop ~16 ms at 1,000 nodes; keys and mouse are handled in between."""
         self.repaint_pending = True
