@@ -43,8 +43,9 @@ from asrtop.sources.prometheus_build import (  # the pure half
     detail_part,
     group_by_instance,
     model_reading,
+    one_value,
 )
-from asrtop.sources.prometheus_kept import KeptFacts, one_value
+from asrtop.sources.prometheus_kept import KeptFacts
 from asrtop.sources.prometheus_queries import (
     DETAIL_SLICES,
     FAST_PARTS,

@@ -7,15 +7,10 @@ from __future__ import annotations
 import zlib
 from typing import Mapping
 
-from asrtop.sources.prometheus_build import UNKNOWN, Series, model_state_of
+from asrtop.sources.prometheus_build import UNKNOWN, Series, model_state_of, one_value
 from asrtop.sources.prometheus_queries import detail_query, instances_selector, rare_query, static_query
 
 _NO_SERIES: dict[str, Series] = {}
-
-
-def one_value(series: Series | None) -> float | None:
-    """The value of a metric's one series (None: no series)."""
-    return series[0][1] if series else None
 
 
 class KeptFacts:
