@@ -17,7 +17,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from asrtop.problems.model import Problem, Severity, ordered
-from asrtop.problems.words import count_line, problem_words
+from asrtop.problems.words import ProblemWords, count_line, problem_words
 from asrtop.tui.format import without_colour
 
 SEVERITY_STYLE = {Severity.CRITICAL: "bold reverse red", Severity.WARNING: "bold yellow"}  # the word says it too
@@ -46,12 +46,14 @@ def _cell(text: str, width: int, style: str = "", right: bool = False) -> Text:
     return Text.assemble(pad, cell) if right else Text.assemble(cell, pad)
 
 
-def line_of(p: Problem, now: float, where_width: int, action_width: int, width: int, colour: bool = True) -> Text:
+def line_of(p: Problem, now: float, where_width: int, action_width: int, width: int, colour: bool = True,
+            words: ProblemWords | None = None) -> Text:
     """One problem as one line of `width` cells: severity (4), where, since (5, right), what (the rest, cut with
     '…') and what would help (as wide as the panel's widest action, so the actions align; a line without one
     gives its room to what). A Text built to the width, not a grid: the list measures every line it holds on
-    each layout, and 30 grids rendered through Rich three times cost ~0.3 s the refresh the panel opened."""
-    w = problem_words(p, now)
+    each layout, and 30 grids rendered through Rich three times cost ~0.3 s the refresh the panel opened.
+    `words`: problem_words(p, now) when the caller has them."""
+    w = words if words is not None else problem_words(p, now)
     rest = width - 4 - where_width - 5 - 3 - (action_width + 1 if w.action else 0)
     parts = [_cell(w.severity, 4, severity_style(p.severity, colour)), " ", _cell(w.where, where_width, "bold"),
              " ", _cell(w.age, 5, "dim", right=True), " ", _cell(w.text, rest)]
@@ -111,10 +113,11 @@ class ProblemsPanel(Vertical):
         listing.styles.max_height = rows
         listed = problems[:LISTED_MAX]
         width = self.line_width(listing, len(listed) > rows)
-        words = (width, tuple((p.key, problem_words(p, now)) for p in listed))
+        said = [problem_words(p, now) for p in listed]
+        words = (width, tuple(zip((p.key for p in listed), said)))
         if words != self._lines:
             self._lines = words
-            self._fill(listing, listed, now, width)
+            self._fill(listing, listed, said, now, width)
         self._count = count_line(problems)
         self._title(rows, len(problems))
 
@@ -128,14 +131,15 @@ class ProblemsPanel(Vertical):
         if self._shown is not None and self._shown[0]:
             self.show(*self._shown)
 
-    def _fill(self, listing: OptionList, problems: tuple[Problem, ...], now: float, width: int) -> None:
+    def _fill(self, listing: OptionList, problems: tuple[Problem, ...], said: list[ProblemWords], now: float,
+              width: int) -> None:
         keep = self.problem_at(listing.highlighted)
         same = [p.key for p in problems] == [p.key for p in self.problems]
         self.problems = problems
         where_width = min(WHERE_MAX, max((len(p.where) for p in problems), default=4))
-        action_width = max((len(problem_words(p, now).action) for p in problems), default=0)
+        action_width = max((len(w.action) for w in said), default=0)
         colour = not self.app.no_color
-        prompts = [line_of(p, now, where_width, action_width, width, colour) for p in problems]
+        prompts = [line_of(p, now, where_width, action_width, width, colour, w) for p, w in zip(problems, said)]
         if same and listing.option_count == len(prompts):
             for i, prompt in enumerate(prompts):  # the same problems with new figures: highlight and scroll stay
                 listing.replace_option_prompt_at_index(i, prompt)
