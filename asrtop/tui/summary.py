@@ -94,8 +94,8 @@ def summarize(snap: FleetSnapshot) -> Summary:
                 if m is not None:
                     mems.append(m)
     return Summary(
-        total=len(snap.nodes), counts=state_counts(snap.nodes), in_flight=in_flight_total(snap.nodes).figure, request_rate=rate,
-        errors_5xx=errors,
+        total=len(snap.nodes), counts=state_counts(snap.nodes), in_flight=in_flight_total(snap.nodes).figure,
+        request_rate=rate, errors_5xx=errors,
         gpu_util=sum(utils) / len(utils) if utils else None,
         gpu_mem=sum(mems) / len(mems) if mems else None,
         model=model_line(snap),

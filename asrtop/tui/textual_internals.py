@@ -171,10 +171,11 @@ def bound_render_caches(table: DataTable, visible_rows: int, columns: int) -> bo
     renderable caches are keyed on the cache generation that each refresh steps, so past a screenful they fill
     with rows no paint will ask for again: at 1,000 nodes about 60,000 live objects (Strips with their own
     caches, Segments, Styles), which every full garbage collection walked -- 20-60 ms with the GIL held, the
-    longest the console's loop was blocked (tests/benchmarks/bench_tui_end_to_end.py). Never emptied here: the
-    table is sized when it mounts, caches still empty; an LRUCache that holds more than a smaller new size
-    evicts one entry per entry added, so it stays at the size it reached (a shrinking window must not make
-    every visible cell render again through Rich: ~50 ms the refresh the problems panel opened)."""
+    longest the console's loop was blocked (tests/benchmarks/bench_tui_end_to_end.py). Called on every resize,
+    never emptied here: an LRUCache that holds more than a smaller new size evicts one entry per entry added,
+    so it stays at the size it reached (a shrinking window must not make every visible cell render again
+    through Rich: ~50 ms the refresh the problems panel opened), and a larger size lets it grow again
+    (tests/benchmarks/bench_tui_resize.py)."""
     rows = max(16, RENDER_CACHE_SCREENS * max(1, visible_rows))
     sizes = {name: rows for name in _ROW_CACHES}
     sizes["_cell_render_cache"] = rows * max(1, columns)
