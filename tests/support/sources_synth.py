@@ -3,9 +3,11 @@
 `SynthNode` describes one node; `status_body()` renders it as a schema-1 /v1/status body (~1.5 KB with
 one GPU; `?view=brief` is served the subset the real agent's asrtop_agent.status.brief makes of it) and
 `metrics_text()` as the agent's Prometheus exposition in the agreed metric names (agents/README.md).
-`serve_agents()` serves many of them from one asyncio process on distinct loopback ports with a tiny
-keep-alive HTTP/1.1 responder (precomputed answers), so that the process under test, not the stand-in, is
-what a benchmark measures. Black-holed agents accept and never answer.
+`serve_agents()` serves many of them from one asyncio loop (the tests' in-process fleets) on distinct loopback
+ports with a tiny keep-alive HTTP/1.1 responder (precomputed answers); `python sources_synth.py N` (the
+benchmarks' fleet in its own process) serves the same answers from one thread on one epoll
+(serve_agents_blocking), cheaper per connection, so that the process under test, not the stand-in, is what a
+benchmark measures. Black-holed agents accept and never answer.
 """
 
 from __future__ import annotations
@@ -195,26 +197,98 @@ def raise_nofile() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def serve_agents_blocking(nodes: list[SynthNode], black_holed: set[str], ready, stop) -> None:
+    """The same answers as serve_agents, from one thread on one epoll with no event loop: `ready({name: port})`
+    once listening, then serve until `stop()` is true (looked at every 50 ms). A benchmark's stand-in fleet shares
+    the machine with the process it measures; asyncio's machinery per connection (transport, protocol,
+    callbacks: ~0.13 ms of CPU each) would make the stand-in, not the process under test, set the pace at
+    1,000 agents, where real agents each answer on their own machine."""
+    import select
+    import socket
+
+    ep = select.epoll()
+    listeners: dict[int, tuple[socket.socket, dict | None]] = {}
+    ports = {}
+    for n in nodes:
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(128)
+        listeners[lsock.fileno()] = (lsock, None if n.name in black_holed else routes_for(n))
+        ports[n.name] = lsock.getsockname()[1]
+        ep.register(lsock.fileno(), select.EPOLLIN)
+    conns: dict[int, list] = {}  # fd -> [socket, routes, unread bytes]
+    ready(ports)
+    while not stop():
+        for fd, _ in ep.poll(0.05):
+            listener = listeners.get(fd)
+            if listener is not None:
+                while True:
+                    try:
+                        conn, _ = listener[0].accept()
+                    except BlockingIOError:
+                        break
+                    conn.setblocking(False)
+                    conns[conn.fileno()] = [conn, listener[1], b""]
+                    ep.register(conn.fileno(), select.EPOLLIN)
+                continue
+            entry = conns.get(fd)
+            if entry is None:
+                continue
+            conn, routes, buf = entry
+            try:
+                data = conn.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                del conns[fd]
+                conn.close()  # closing the only descriptor takes it off the epoll
+                continue
+            if routes is None:
+                continue  # black hole: read, never answer
+            buf += data
+            while b"\r\n\r\n" in buf:
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                try:
+                    path, _, query = head.split(b" ", 2)[1].partition(b"?")
+                except IndexError:
+                    buf = b""
+                    break
+                view = _view(query)
+                try:
+                    conn.sendall(routes.get(path if view == b"full" else path + b"?view=" + view) or _NOT_FOUND)
+                except OSError:
+                    break
+            entry[2] = buf
+    for conn, _, _ in conns.values():
+        conn.close()
+    for lsock, _ in listeners.values():
+        lsock.close()
+    ep.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python tests/support/sources_synth.py N [BLACK]`: serve N agents (the last BLACK black-holed),
-    print one JSON line {name: port}, run until stdin closes (the parent exits or closes it)."""
+    print one JSON line {name: port}, run until stdin closes (the parent exits or closes it).
+    Served by serve_agents_blocking: a benchmark's stand-in fleet, as cheap per answer as Python allows."""
     import sys
+    import threading
 
     args = sys.argv[1:] if argv is None else argv
     n, black = int(args[0]), int(args[1]) if len(args) > 1 else 0
     raise_nofile()
+    nodes = [SynthNode(f"gpu-{i:04d}", i, in_flight=i % 9, load1=(i % 40) / 10) for i in range(n)]
+    holes = {x.name for x in nodes[n - black:]} if black else set()
+    gone = threading.Event()
 
-    async def run():
-        nodes = [SynthNode(f"gpu-{i:04d}", i, in_flight=i % 9, load1=(i % 40) / 10) for i in range(n)]
-        holes = {x.name for x in nodes[n - black:]} if black else set()
-        servers, ports = await serve_agents(nodes, holes)
-        print(json.dumps(ports), flush=True)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, sys.stdin.read)  # EOF when the parent goes away
-        for s in servers:
-            s.close()
+    def watch_stdin() -> None:
+        sys.stdin.read()  # EOF when the parent goes away
+        gone.set()
 
-    asyncio.run(run())
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    serve_agents_blocking(nodes, holes, lambda ports: print(json.dumps(ports), flush=True), gone.is_set)
 
 
 if __name__ == "__main__":
