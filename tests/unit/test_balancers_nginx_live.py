@@ -6,6 +6,8 @@ import ipaddress
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +59,15 @@ def sleeper():
     yield p.pid
     p.kill()
     p.wait()
+
+
+def exec_done(pid: int) -> None:
+    """Wait until process `pid` shows its new argv. Popen returns once the exec has begun (its close-on-exec
+    pipe closed), and /proc/PID/cmdline stays empty a moment longer, until the kernel has laid out the new
+    program's arguments: a real nginx writes its pid file long after that."""
+    deadline = time.monotonic() + 5
+    while not Path(f"/proc/{pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def balancer(conf: str, **kw) -> NginxBalancer:
@@ -356,6 +367,7 @@ def test_the_masters_title_is_read_again_only_for_another_pid(tmp_path, fake_ngi
     with pytest.raises(BalancerUnreachable, match=rf"process {sleeper} from .* is 'python.*a stale pid file"):
         b.servers()
     other = subprocess.Popen([str(tmp_path / "bin" / "nginx"), "-c", "import time; time.sleep(60)"])
+    exec_done(other.pid)
     pid_file.write_text(f"{other.pid}\n")
     b.servers()
     other.kill()
