@@ -228,9 +228,12 @@ class PrometheusSource:
     async def _poll(self, nodes: Sequence[NodeConfig]) -> dict[str, AgentReading]:
         t0 = time.perf_counter()
         queries = self.round_queries()
-        # the queries that follow the round's (details asked at once, the windows' first counters) are evaluated
-        # when the first of it was: a scrape between them would give a window shorter than the one asked for
-        at: float | None = None
+        # Every query of the round is evaluated at one instant, now: the per-round parts are three queries, and a
+        # scrape landing between their evaluations would give a node's request count from one scrape and its
+        # latency sum from the one before (a response time 10 % off at one scrape of ten in the window). With
+        # Prometheus' clock behind this host's, a node whose last scrape is then not yet in the range is asked
+        # again at an instant (lagging_query), as one whose scrape is late.
+        at = time.time()
         by_instance: dict[str, dict[str, Series]] = {}  # the per-round series (FAST_PARTS)
         rare: dict[str, dict[str, Series]] = {}
         gauges: dict[str, dict[str, Series]] = {}  # slow gauges that came this round
@@ -243,24 +246,19 @@ class PrometheusSource:
         async def ask(name: str, promql: str) -> None:
             # grouped as it arrives, and the decoded answer dropped at once (asyncio would keep a gathered
             # result alive past the round, and a young collection would walk it)
-            nonlocal series, grouping, at
+            nonlocal series, grouping
             if name in FAST_PARTS:
-                count = await self._latest(promql, None, by_instance, stamps)
+                count = await self._latest(promql, at, by_instance, stamps)
                 series += count  # (not `series += await ...`: that reads `series` before the wait)
                 return
             result = await self.query(promql, at)
             series += len(result)
-            if at is None and result:
-                with contextlib.suppress(LookupError, TypeError, ValueError):
-                    at = float(result[0]["value"][0])
             t = time.perf_counter()
             group_by_instance(result, into={"rare": rare, "detail": gauges, "static": static}[name])
             grouping += time.perf_counter() - t
 
         try:
             await asyncio.gather(*(ask(name, q) for name, q in queries.items()))
-            if at is None and stamps:
-                at = max(t for t in stamps.values() if t is not None)
             down = {inst for inst, metrics in rare.items() if TARGET_DOWN in metrics}
             lagging = {inst for inst in map(self._expected_instance, nodes)  # (of the instances Prometheus has at all)
                        if inst not in stamps and inst not in down and (inst in self._kept.info or inst in static)}

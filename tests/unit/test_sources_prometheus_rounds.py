@@ -117,3 +117,30 @@ async def test_the_requests_answered_come_as_one_count_per_node_and_the_5xx_clas
         reading = readings[node.name]
         assert reading.status.asr.requests.total == sum(node.requests.values())
         assert (reading.traffic.request_rate, reading.traffic.errors_5xx_rate) == (5.0, 1.0)
+
+
+async def test_every_query_of_a_round_is_evaluated_at_one_instant(monkeypatch):
+    """The per-round series come in three queries evaluated in parallel: without one evaluation time, a scrape
+    landing between them gave a node's request count from one scrape and its latency sum from the one before
+    (CI saw a response time of 1.35 s for 1.5 s). A first round (details, static facts and the windows' first
+    counters asked too) and a later one: each query carries the round's instant, this host's clock then."""
+    fake = FakePrometheus(NODES)
+    src = source_of(fake)
+    asked: list[tuple[str, float | None]] = []
+    answer = src._post
+
+    async def post(promql: str, at: float | None) -> tuple[int, bytes]:
+        asked.append((promql, at))
+        return await answer(promql, at)
+    src._post = post  # type: ignore[method-assign]
+    clock = [fake.scraped + 1.0]
+    monkeypatch.setattr("asrtop.sources.prometheus.time.time", lambda: clock[0])
+    for _ in range(2):
+        asked.clear()
+        readings = await src.poll(CONFIG)
+        assert all(r.error is None for r in readings.values())
+        parts = [promql for promql, _ in asked if promql in src.round_queries().values()]
+        assert len(parts) >= 3  # the per-round parts at least
+        assert {at for _, at in asked} == {clock[0]}, asked
+        fake.scraped += 2.0
+        clock[0] += 2.0
