@@ -143,13 +143,21 @@ class _AgentProtocol(asyncio.Protocol):
         self.buf += data
         while b"\r\n\r\n" in self.buf:
             head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-            try:
-                path, _, query = head.split(b" ", 2)[1].partition(b"?")
-            except IndexError:
+            answer = _answer(self.routes, head)
+            if answer is None:
                 self.transport.close()
                 return
-            view = _view(query)
-            self.transport.write(self.routes.get(path if view == b"full" else path + b"?view=" + view) or _NOT_FOUND)
+            self.transport.write(answer)
+
+
+def _answer(routes: dict[bytes, bytes], head: bytes) -> bytes | None:
+    """The precomputed answer to a request's head; None when the head is not a request line."""
+    try:
+        path, _, query = head.split(b" ", 2)[1].partition(b"?")
+    except IndexError:
+        return None
+    view = _view(query)
+    return routes.get(path if view == b"full" else path + b"?view=" + view) or _NOT_FOUND
 
 
 def _view(query: bytes) -> bytes:
@@ -251,14 +259,12 @@ def serve_agents_blocking(nodes: list[SynthNode], black_holed: set[str], ready, 
             buf += data
             while b"\r\n\r\n" in buf:
                 head, buf = buf.split(b"\r\n\r\n", 1)
-                try:
-                    path, _, query = head.split(b" ", 2)[1].partition(b"?")
-                except IndexError:
+                answer = _answer(routes, head)
+                if answer is None:
                     buf = b""
                     break
-                view = _view(query)
                 try:
-                    conn.sendall(routes.get(path if view == b"full" else path + b"?view=" + view) or _NOT_FOUND)
+                    conn.sendall(answer)
                 except OSError:
                     break
             entry[2] = buf
