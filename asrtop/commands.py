@@ -287,6 +287,7 @@ async def _action(args: Any, config, balancers) -> int:
     try:
         ctl = Controller(config, balancers, source=source, read_only=bool(getattr(args, "read_only", False)))
         ctl.redeliver_signals = False  # a signal held during the change: printed first, delivered below
+        ctl.on_lock_wait = _err  # another asrtop's action first: say so, not a silent wait
         if cutoff is not None and not args.dry_run:
             from asrtop.drain_cli import confirm_cutoff
 
@@ -344,6 +345,7 @@ async def _recover(args: Any, config, balancers) -> int:
 
     rec = Recovery(config, balancers, read_only=bool(getattr(args, "read_only", False)))
     rec.redeliver_signals = False
+    rec.on_lock_wait = _err
     res = await rec.run(dry_run=bool(getattr(args, "dry_run", False)))
     for line in res.lines:
         print(f"  {line}" if res.items else line, flush=True)

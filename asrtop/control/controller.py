@@ -103,6 +103,7 @@ class Controller:
         self.journal = journal if journal is not None else Journal.beside(self.audit.path)
         self.read_only = read_only or config.read_only
         self.redeliver_signals = True  # False: the caller delivers ActionResult.signal (the CLI prints first)
+        self.on_lock_wait: Callable[[str], None] | None = None  # one line, when another action holds the lock
         self.rollout_id: str | None = None  # set by the rollout engine: that rollout's own actions pass its hold
 
     # -- plan -----------------------------------------------------------------------------------------
@@ -239,7 +240,7 @@ class Controller:
         if dry_run or self.read_only:
             return await self._apply(action, force, dry_run)
         try:
-            async with action_lock(lock_path(self.audit.path)) as locked:
+            async with action_lock(lock_path(self.audit.path), on_wait=self.on_lock_wait) as locked:
                 return await self._apply(action, force, dry_run, locked)
         except LockTimeout as e:
             return self._audited(ActionResult(action, "refused", f"refused: {e}", (), exit_code_for("refused")),
@@ -252,7 +253,7 @@ class Controller:
         if self.read_only:
             return tuple([await self._apply(a, force, False) for a in actions])
         try:
-            async with action_lock(lock_path(self.audit.path)) as locked:
+            async with action_lock(lock_path(self.audit.path), on_wait=self.on_lock_wait) as locked:
                 if not force:
                     together = rules.batch_refusal(await self.source.snapshot(), actions, self.config.min_ready)
                     if together is not None:

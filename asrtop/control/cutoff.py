@@ -56,7 +56,7 @@ async def cut_open(ctl, node: str, cutoff: float, say: Callable[[str], None]) ->
     say(cutting_line(node, cutoff, streams, requests))
     targets = [(b, view.servers.get(b.name)) for b in ctl.balancers]
     try:
-        async with action_lock(lock_path(ctl.audit.path)):
+        async with action_lock(lock_path(ctl.audit.path), on_wait=say):
             sent = await asyncio.gather(*(_cut(b, s.name if s is not None else None) for b, s in targets))
     except LockTimeout as e:
         return CutResult("refused", f"not cut: {e}", streams, requests, REFUSED_GUARDRAIL)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 from asrtop.balancers.base import Balancer, BalancerError, BalancerUnreachable, RecoversChanges, RecoveryReport
 from asrtop.config import ClusterConfig
@@ -44,6 +44,7 @@ class Recovery:
         self.journal = journal if journal is not None else Journal.beside(self.audit.path)
         self.read_only = read_only or config.read_only
         self.redeliver_signals = True  # False: the caller delivers RecoveryResult.signal
+        self.on_lock_wait: Callable[[str], None] | None = None  # one line, when another action holds the lock
 
     async def pending(self) -> list[str]:
         """One line per interrupted action (what the notes say); [] when there is nothing to recover."""
@@ -61,7 +62,7 @@ class Recovery:
             items = await asyncio.gather(*(self._one(op, True) for op in ops))
             return _summary(tuple(items), True)
         try:
-            async with action_lock(lock_path(self.audit.path)) as locked:
+            async with action_lock(lock_path(self.audit.path), on_wait=self.on_lock_wait) as locked:
                 # a signal waits until every interrupted action is recovered and audited
                 with SignalHold(self.redeliver_signals) as hold:
                     # under the lock no change is in progress: every unfinished operation was interrupted

@@ -44,10 +44,13 @@ def build_app(args: argparse.Namespace, config: ClusterConfig, app_class: type[A
     controller = Controller(config, balancers, source, audit, read_only, journal)
     recovery = Recovery(config, balancers, audit, journal, read_only)
     min_weight, max_weight = weight_bounds(balancers)
-    return (app_class or AsrtopApp)(source, controller, cluster=config.name, refresh=config.refresh,
-                                    read_only=read_only, audit=audit, max_weight=max_weight, min_weight=min_weight,
-                                    recovery=recovery, rollout=console_rollout(controller, config),
-                                    problem_tracker=tracker(config.problems, config.min_ready))
+    app = (app_class or AsrtopApp)(source, controller, cluster=config.name, refresh=config.refresh,
+                                   read_only=read_only, audit=audit, max_weight=max_weight, min_weight=min_weight,
+                                   recovery=recovery, rollout=console_rollout(controller, config),
+                                   problem_tracker=tracker(config.problems, config.min_ready))
+    # the actions run on the UI loop (workers), so the line can go straight to a notification
+    controller.on_lock_wait = recovery.on_lock_wait = lambda line: app.notify(line, severity="warning")
+    return app
 
 
 def console_rollout(controller: Controller, config: ClusterConfig) -> DetachedRollout:

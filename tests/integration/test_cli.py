@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import httpx
@@ -99,6 +100,27 @@ def test_bad_input_one_line_and_exit_code(pair, args, code, needle):
     assert len(p.stderr.splitlines()) == 1 and needle in p.stderr and p.stderr.startswith("asrtop: ")
     assert p.stdout == ""
     assert (admin_weight(a), admin_weight(b)) == before
+
+
+async def test_an_action_behind_another_waits_and_says_so_on_stderr(pair, tmp_path):
+    """Another asrtop's action holds the lock (this process, pid written): the CLI says it waits, sends
+    nothing meanwhile, and goes through once the lock is free."""
+    from asrtop.control.oplock import action_lock, lock_path
+
+    _, a, b, path = pair
+    lock = lock_path(tmp_path / "audit.jsonl")
+    async with action_lock(lock):
+        proc = await asyncio.create_subprocess_exec(*asrtop_argv(path, "weight", "n2", "7"),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert line.decode() == (f"asrtop: waiting for another asrtop action to finish (pid {os.getpid()} holds "
+                                 f"{lock}; nothing sent yet, giving up after 90 s)\n")
+        await asyncio.sleep(0.3)
+        assert proc.returncode is None and admin_weight(a)["n2"][1] == admin_weight(b)["n2"][1] == "1"
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0 and err == b"", err.decode()
+    assert out.decode().startswith("weight n2 7: done on hx-a, hx-b")
+    assert admin_weight(a)["n2"][1] == admin_weight(b)["n2"][1] == "7"
 
 
 def test_unreachable_and_refusing_balancers(pair, tmp_path):

@@ -5,6 +5,7 @@ is left as found (every change is undone); the agent-kill test starts its own sm
 """
 
 import argparse
+import asyncio
 
 from support.control_cluster import run_cli
 from screen import plan_shown, run_from_palette, screen_text, wait_for
@@ -62,6 +63,25 @@ async def test_drain_then_ready_on_haproxy(demo_cluster):
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.READY, what="READY")
 
 
+async def test_an_action_behind_another_asrtops_says_it_waits_then_goes_through(demo_cluster):
+    from asrtop.control.oplock import action_lock, lock_path
+
+    app = console(demo_cluster)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready_console(pilot, app)
+        await go_to(pilot, app, "node-1")
+        async with action_lock(lock_path(load_config(demo_cluster.config_path).audit_log)):  # a CLI's action
+            await pilot.press("d")
+            await confirm(pilot, app, "y")
+            await wait_for(pilot, lambda: any("waiting for another asrtop action" in n.message
+                                              for n in app._notifications), what="waiting notification")
+            assert haproxy(demo_cluster)["node-1"].admin is AdminState.READY  # nothing sent while it waits
+        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.DRAIN, what="DRAIN")
+        await pilot.press("r")
+        await confirm(pilot, app, "y")
+        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.READY, what="READY")
+
+
 async def test_weight_on_haproxy(demo_cluster):
     app = console(demo_cluster)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -105,7 +125,9 @@ async def test_ready_on_odd_model_shows_the_cli_refusal_then_force_and_a_second_
         await pilot.press("m")
         await confirm(pilot, app, "y")
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-2"].admin is AdminState.MAINT, what="MAINT")
-        cli = run_cli(demo_cluster.config_path, "ready", "node-2")  # what a script sees, same moment
+        # what a script sees, same moment. In a thread: the console's maint may still hold the action lock
+        # (HAProxy shows MAINT before its read-back and audit line), and a blocked loop would never release it
+        cli = await asyncio.to_thread(run_cli, demo_cluster.config_path, "ready", "node-2")
         assert cli.returncode == 3, cli.stderr
         await pilot.press("r")
         await wait_for(pilot, lambda: plan_shown(app), what="confirmation")

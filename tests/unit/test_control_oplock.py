@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 
@@ -44,6 +45,46 @@ async def test_held_by_another_process_times_out_in_one_line(tmp_path):
         holder.wait()
     async with action_lock(path, timeout=5) as held:  # released with the process
         assert held
+
+
+async def test_a_wait_past_the_notice_is_said_once_naming_the_holder(tmp_path, monkeypatch):
+    import asrtop.control.oplock
+
+    path = lock_path(tmp_path / "audit.jsonl")
+    said: list[str] = []
+
+    async def hold(seconds):
+        async with action_lock(path):
+            await asyncio.sleep(seconds)
+
+    # a wait shorter than the notice is not worth a line; a longer one is said once, not every poll
+    for seconds, notice in ((0.2, 3.0), (1.2, 0.3)):  # wide margins: a loaded machine stalls the loop
+        monkeypatch.setattr(asrtop.control.oplock, "WAIT_NOTICE", notice)
+        holder = asyncio.create_task(hold(seconds))
+        await asyncio.sleep(0.05)
+        async with action_lock(path, on_wait=said.append) as held:
+            assert held and path.read_text() == f"{os.getpid()}\n"  # the holder's name, for the next waiter
+        await holder
+        assert said == ([] if notice > seconds else [f"waiting for another asrtop action to finish (pid {os.getpid()} "
+                                                  f"holds {path}; nothing sent yet, giving up after 90 s)"])
+    assert path.read_text() == ""  # released: no stale pid
+
+
+async def test_a_holder_that_wrote_no_pid_is_waited_for_without_a_name(tmp_path):
+    path = lock_path(tmp_path / "audit.jsonl")
+    code = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(1)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    said: list[str] = []
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        async with action_lock(path, timeout=10, on_wait=said.append) as held:
+            assert held
+    finally:
+        holder.kill()
+        holder.wait()
+    assert said == [f"waiting for another asrtop action to finish (holds {path}; nothing sent yet, "
+                    f"giving up after 10 s)"]
 
 
 async def test_unwritable_state_dir_does_not_block_actions(tmp_path):
