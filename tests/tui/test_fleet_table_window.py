@@ -5,7 +5,7 @@ diff of a 1,000-node fleet called row_cells for every row, ~110 ms of CPU a refr
 from __future__ import annotations
 
 from fakes import FakeFleet
-from screen import screen_lines
+from screen import screen_lines, wait_for
 from textual.app import App, ComposeResult
 
 import asrtop.tui.refresh as refresh
@@ -100,12 +100,8 @@ async def test_a_refresh_repaints_the_table_a_band_of_lines_a_frame(monkeypatch)
         monkeypatch.setattr(FleetTable, "render_line", lambda self, y: paints[-1].append(y) or line(self, y))
         table.update_fleet(moved, table_context(moved))
         assert table.repaint_pending
-        for _ in range(20):
-            await pilot.pause()
-            if not table.repaint_pending:
-                break
-        await pilot.pause()
-        assert not table.repaint_pending
+        await wait_for(pilot, lambda: not table.repaint_pending, what="every band painted")  # a clock, not a
+        await pilot.pause()  # count of pauses: a loaded machine's pause can come back before the first band
         painted = [p for p in paints if p]
         band = band_rows(table.size.width)
         assert len(painted) >= 3 and all(len(p) <= band for p in painted), painted
@@ -139,8 +135,5 @@ async def test_the_first_band_is_painted_a_frame_after_the_refresh_is_applied(mo
         table.update_fleet(moved, table_context(moved))
         applied = time.perf_counter()
         assert table.repaint_pending  # from the apply on: the bench waits for the last band with it
-        for _ in range(20):
-            await pilot.pause()
-            if not table.repaint_pending:
-                break
+        await wait_for(pilot, lambda: not table.repaint_pending, what="every band painted")
         assert painted_at and painted_at[0] - applied >= FRAME * 0.5, [t - applied for t in painted_at]

@@ -40,6 +40,13 @@ async def go_to(pilot, app, node):
     assert table.cursor_node == node
 
 
+async def press_action(pilot, app, key):
+    """The key of an action, once the last one has ended: HAProxy shows a change before the console has read it
+    back and audited it, and the console takes one action at a time ("another action is still running")."""
+    await wait_for(pilot, lambda: not app.action_busy, what="the last action's end")
+    await pilot.press(key)
+
+
 async def confirm(pilot, app, *keys):
     await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
     await pilot.press(*keys)
@@ -50,7 +57,7 @@ async def test_drain_then_ready_on_haproxy(demo_cluster):
     async with app.run_test(size=(80, 24)) as pilot:
         await ready_console(pilot, app)
         await go_to(pilot, app, "node-1")
-        await pilot.press("d")
+        await press_action(pilot, app, "d")
         await confirm(pilot, app)
         assert "node-1" in screen_text(app) and "haproxy" in screen_text(app)
         await pilot.press("y")
@@ -58,7 +65,7 @@ async def test_drain_then_ready_on_haproxy(demo_cluster):
         await wait_for(pilot, lambda: any("safe to upgrade" in n.message for n in app._notifications),
                        what="drained notification")
         await wait_for(pilot, lambda: app.fleet_screen.table._cells["node-1"][2][0] == "drain", what="row state")
-        await pilot.press("r")
+        await press_action(pilot, app, "r")
         await confirm(pilot, app, "y")
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.READY, what="READY")
 
@@ -71,13 +78,13 @@ async def test_an_action_behind_another_asrtops_says_it_waits_then_goes_through(
         await ready_console(pilot, app)
         await go_to(pilot, app, "node-1")
         async with action_lock(lock_path(load_config(demo_cluster.config_path).audit_log)):  # a CLI's action
-            await pilot.press("d")
+            await press_action(pilot, app, "d")
             await confirm(pilot, app, "y")
             await wait_for(pilot, lambda: any("waiting for another asrtop action" in n.message
                                               for n in app._notifications), what="waiting notification")
             assert haproxy(demo_cluster)["node-1"].admin is AdminState.READY  # nothing sent while it waits
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.DRAIN, what="DRAIN")
-        await pilot.press("r")
+        await press_action(pilot, app, "r")
         await confirm(pilot, app, "y")
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.READY, what="READY")
 
@@ -89,7 +96,7 @@ async def test_weight_on_haproxy(demo_cluster):
         await go_to(pilot, app, "node-3")
         before = haproxy(demo_cluster)["node-3"].weight
         for value in (7, before):  # set, then put it back
-            await pilot.press("w")
+            await press_action(pilot, app, "w")
             await wait_for(pilot, lambda: isinstance(app.screen, WeightScreen), what="weight input")
             await pilot.press(*str(value), "enter")
             await confirm(pilot, app, "y")
@@ -101,15 +108,15 @@ async def test_maint_and_backup_toggle_on_haproxy(demo_cluster):
     async with app.run_test(size=(80, 24)) as pilot:
         await ready_console(pilot, app)
         await go_to(pilot, app, "node-3")
-        await pilot.press("m")
+        await press_action(pilot, app, "m")
         await confirm(pilot, app, "y")
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-3"].admin is AdminState.MAINT, what="MAINT")
-        await pilot.press("r")
+        await press_action(pilot, app, "r")
         await confirm(pilot, app, "y")
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-3"].admin is AdminState.READY, what="READY")
         for flag in (True, False):  # b toggles: backup, then primary again
             await wait_for(pilot, lambda: app.snapshot.node("node-3").backup is (not flag), what="fresh state")
-            await pilot.press("b")
+            await press_action(pilot, app, "b")
             await confirm(pilot, app, "y")
             await wait_for(pilot, lambda: haproxy(demo_cluster)["node-3"].backup is flag, timeout=30,
                            what=f"backup {flag}")
@@ -122,14 +129,16 @@ async def test_ready_on_odd_model_shows_the_cli_refusal_then_force_and_a_second_
         await ready_console(pilot, app)
         await wait_for(pilot, lambda: "node-2" in app.snapshot.nodes_differing_from_target(), what="odd model")
         await go_to(pilot, app, "node-2")
-        await pilot.press("m")
+        await press_action(pilot, app, "m")
         await confirm(pilot, app, "y")
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-2"].admin is AdminState.MAINT, what="MAINT")
-        # what a script sees, same moment. In a thread: the console's maint may still hold the action lock
-        # (HAProxy shows MAINT before its read-back and audit line), and a blocked loop would never release it
+        # what a script sees, same moment, once the console's maint has ended (HAProxy shows MAINT before its
+        # read-back and audit line; a CLI started then waits for the action lock and says so). In a thread all
+        # the same: a loop blocked on the CLI would never let a console action release the lock
+        await wait_for(pilot, lambda: not app.action_busy, what="the maint's end")
         cli = await asyncio.to_thread(run_cli, demo_cluster.config_path, "ready", "node-2")
         assert cli.returncode == 3, cli.stderr
-        await pilot.press("r")
+        await press_action(pilot, app, "r")
         await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
         # the console shows the CLI's own line; only the hint after it names the key instead of the flag
         assert f"asrtop: {app.screen.refusal} (use --force to put it in rotation anyway)\n" == cli.stderr
@@ -141,7 +150,7 @@ async def test_ready_on_odd_model_shows_the_cli_refusal_then_force_and_a_second_
         await pilot.press("n")
         await pilot.pause(0.3)
         assert haproxy(demo_cluster)["node-2"].admin is AdminState.MAINT  # refused without the second yes
-        await pilot.press("r")
+        await press_action(pilot, app, "r")
         await confirm(pilot, app, "f")
         await wait_for(pilot, lambda: "Model differs" in screen_text(app), what="second confirmation")
         await pilot.press("y")
