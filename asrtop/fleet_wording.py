@@ -148,6 +148,47 @@ def rate_text(v: float | None, unknown: str = "—") -> str:
     return one[:-2] if one.endswith(".0") and one != "0.0" else one
 
 
+def response_text(seconds: float | None, unknown: str = "—") -> str:
+    """A node's response time as the console's RT column and `status`'s RESP write it: '240ms', '1.5s', '130s'."""
+    if seconds is None:
+        return unknown
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    return f"{seconds:.1f}s" if seconds < 100 else f"{seconds:.0f}s"
+
+
+@dataclass(frozen=True)
+class AgentAge:
+    """How old the node's agent answer is, in words, and its tone (the console's AGE cell, `status`'s AGENT)."""
+
+    text: str  # none | down | ? | stale 3m | 0s | 12s | 3m | 1h05m
+    tone: str
+    short: str  # the same for a 5-wide cell: 'stale' without its age; equal to text otherwise
+
+
+def agent_age(node: NodeView, now: float) -> AgentAge:
+    """'none' without an agent configured; 'down' (it failed) or '?' (not answered yet) with no answer at all;
+    'stale 3m' when the last answer is older than the refreshes since (the row greys out); else its age."""
+    if node.config.agent is None:
+        return AgentAge("none", QUIET, "none")
+    age = node.agent_age(now)
+    if age is None:
+        error = node.agent.error if node.agent is not None else None
+        return AgentAge("down", ALARM, "down") if error else AgentAge("?", QUIET, "?")
+    text = short_span(age)  # whole seconds: a live console's cells do not change with every poll's jitter
+    if node.stale:
+        return AgentAge(f"stale {text}", ALARM, "stale")
+    word = _FRESH.get(text)
+    if word is None:
+        if len(_FRESH) > 4096:  # a few thousand texts there are ('0s'..'59m', hours, days): never grows past
+            _FRESH.clear()
+        word = _FRESH[text] = AgentAge(text, OK, text)
+    return word
+
+
+_FRESH: dict[str, AgentAge] = {}  # fresh ages by text, made once: a refresh words 1,000 of them
+
+
 def latency_text(seconds: float) -> str:
     """A round trip as the console and `status` write it: '0.4 ms', '12 ms', '1.2 s'."""
     ms = seconds * 1000

@@ -10,8 +10,9 @@ from typing import Any
 
 from asrtop.fleet import (AGENT_COUNTED_MARK, MIXED, REQUESTS_FROM_AGENT, TARGET_FROM_CONFIG, FleetSnapshot,
                           NodeView)
-from asrtop.fleet_wording import (OK, QUIET, RECREATE, StateWord, balancer_link, in_flight_total, model_line,
-                                  rate_text, state_counts, state_word, streams_cell, streams_total)
+from asrtop.fleet_wording import (OK, QUIET, RECREATE, StateWord, agent_age, balancer_link, in_flight_total,
+                                  model_line, rate_text, response_text, state_counts, state_word, streams_cell,
+                                  streams_total)
 from asrtop.traffic import REQUESTS_SOURCE_WORDS
 
 JSON_SCHEMA = 1
@@ -54,12 +55,6 @@ def _num(v: float | int | None, fmt: str = "{}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
-def _response(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
-
-
 def _request_cells(view: NodeView) -> tuple[str, str, str]:
     """REQ/S, 5XX, RESP: AGENT_COUNTED_MARK before the known ones the agent counted."""
     mark = AGENT_COUNTED_MARK if view.agent_counted else ""
@@ -68,17 +63,7 @@ def _request_cells(view: NodeView) -> tuple[str, str, str]:
         return cell if cell == "-" else mark + cell
 
     return (marked(rate_text(view.request_rate, "-")), marked(_num(view.errors_5xx)),
-            marked(_response(view.response_seconds)))
-
-
-def _agent_cell(view: NodeView, now: float) -> str:
-    if view.config.agent is None:
-        return "-"
-    age = view.agent_age(now)
-    if age is None:
-        err = view.agent.error if view.agent else None
-        return "down" if err else "?"
-    return f"{'stale ' if view.stale else ''}{age:.1f}s"
+            marked(response_text(view.response_seconds, "-")))
 
 
 def _model_cell(view: NodeView, target: str | None, st: Any = False) -> str:
@@ -120,7 +105,7 @@ def rows(snap: FleetSnapshot, words: list[StateWord] | None = None,
         backup = "-" if v.backup is None else ("yes" if v.backup else "no")
         live = (streams_cell(v).replace("—", "-"),) if streams else ()  # the console's cell, as `status` writes
         out.append((v.name, word.text, _num(v.weight), backup, v.health, _num(v.in_flight), *live,
-                    *_request_cells(v), pct, mem, _model_cell(v, target, st), _agent_cell(v, snap.taken_at)))
+                    *_request_cells(v), pct, mem, _model_cell(v, target, st), agent_age(v, snap.taken_at).text))
     return out
 
 

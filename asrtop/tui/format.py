@@ -11,7 +11,8 @@ from typing import Iterable, Mapping, Sequence
 
 from asrtop.control.drain_words import DrainProgress
 from asrtop.fleet import AGENT_COUNTED_MARK, FleetSnapshot, ModelGroup, NodeView
-from asrtop.fleet_wording import rate_text, state_word, streams_cell, streams_total
+import asrtop.fleet_wording as wording
+from asrtop.fleet_wording import agent_age, rate_text, response_text, state_word, streams_cell, streams_total
 from asrtop.modelfiles import human_bytes  # noqa: F401  (the console's byte wording, shared with the model guard)
 
 # (text, rich style), or (text, style, accent): a bar cell whose figure after the bar (text[BAR_WIDTH:]) also
@@ -211,23 +212,8 @@ def sparkline(values: Sequence[float | None], width: int, top: float | None = No
 
 
 def seconds(v: float | None) -> str:
-    if v is None:
-        return "—"
-    if v < 1:
-        return f"{v * 1000:.0f}ms"
-    if v < 100:
-        return f"{v:.1f}s"
-    return f"{v:.0f}s"
-
-
-def age(v: float | None) -> str:
-    if v is None:
-        return "—"
-    if v < 60:
-        return f"{v:.0f}s"
-    if v < 3600:
-        return f"{v / 60:.0f}m"
-    return f"{v / 3600:.0f}h"
+    """'240ms', '1.5s', '130s' (asrtop.fleet_wording.response_text: `status` writes response times the same way)."""
+    return response_text(v)
 
 
 def rate(v: float | None) -> str:
@@ -340,12 +326,8 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     else:
         infl = (str(inflight) if inflight is not None else "—", "")
     resp = node.response_seconds
-    if node.config.agent is None:
-        agent_cell: Cell = ("none", DIM)
-    elif grey:
-        agent_cell = ("stale", "bold red")
-    else:
-        agent_cell = (age(node.agent_age(ctx.now)), "")
+    agent = agent_age(node, ctx.now)  # `status`'s AGENT words, the 5-wide form
+    agent_cell: Cell = (agent.short, _AGE_STYLE[agent.tone])
     backup = node.backup
     weight = node.weight
     errors = node.errors_5xx
@@ -359,7 +341,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
         _streams_cell(node, node.name in ctx.draining) if ctx.streams else _NO_STREAMS,
         _marked(mark, rate(node.request_rate), node.request_rate, ""),
         _marked(mark, str(errors) if errors is not None else "—", errors, "bold red" if errors else ""),
-        _marked(mark, seconds(resp) if resp is not None else "—", resp, ""),
+        _marked(mark, response_text(resp), resp, ""),
         _bar_cell(util, sim),
         _bar_cell(mem, sim),
         model,
@@ -375,6 +357,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     return cells
 
 
+_AGE_STYLE = {wording.OK: "", wording.QUIET: DIM, wording.ALARM: "bold red"}  # the agent age's tones (asrtop.fleet_wording.agent_age)
 _NO_STREAMS: Cell = ("—", DIM)  # no agent reports streams: the column is not shown (nothing to work out)
 
 

@@ -37,7 +37,7 @@ def test_row_marks_minority_model_and_greys_dead_agent():
     assert minority[0] == DIGEST_B[:7] + "!" and "bold" in minority[1]
     assert cells_of(snap, "node-1")["model"][0] == DIGEST_A[:7]
     dead = cells_of(snap, "node-3")
-    assert dead["age"][0] == "stale" and dead["sel"][0] == "!"
+    assert dead["age"] == ("down", "bold red") and dead["sel"][0] == "!"  # never answered: `status` says down too
     assert all(style == DIM for key, (_, style) in dead.items() if key not in ("sel", "age"))
     assert cells_of(snap, "node-1")["name"][1] != DIM
 

@@ -127,6 +127,6 @@ async def test_no_color_keeps_every_marker(monkeypatch):
         svg = app.export_screenshot()
     text = "\n".join(lines)
     # meaning survives without colour: minority mark, dead agent, backup, model badge
-    assert DIGEST_B[:7] + "!" in text and "stale" in text and " bk " in text
+    assert DIGEST_B[:7] + "!" in text and " down\n" in text + "\n" and " bk " in text
     assert "1 differs!" in text
     assert "#98e024" not in svg.lower()  # the theme's green, used for "ready" when colour is on

@@ -7,9 +7,9 @@ from asrtop.agentstatus import parse_status
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import NodeConfig
 from asrtop.fleet import AgentReading, BalancerReading, merge
-from asrtop.fleet_wording import state_counts, state_word
+from asrtop.fleet_wording import agent_age, response_text, state_counts, state_word
 from asrtop.status_report import render_table, rows, status_json, summary
-from asrtop.tui.format import state_cell
+from asrtop.tui.format import DIM, row_cells, seconds, state_cell, table_context
 from asrtop.tui.summary import header_lines, model_badge, summarize
 
 NOW = 100.0
@@ -78,3 +78,30 @@ def test_model_unknown_is_never_counted_as_matching():
     drift = fleet(servers, agents)
     assert model_badge(summarize(drift)) == ("2 of 4 nodes on model 366146d, 1 differs!, 1 unknown", "bold reverse")
     assert "(differs: node-3; unknown: node-4 (error))" in summary(drift)
+
+
+def test_the_agent_age_reads_the_same_in_the_console_and_in_status():
+    """One wording (asrtop.fleet_wording.agent_age): `status` writes it whole, the console's 5-wide AGE cell its
+    short form; a stale answer keeps its age in `status` only."""
+    names = ("node-1", "node-2", "node-3", "node-4", "node-5")
+    servers = [server(n) for n in names]
+    nodes = [NodeConfig(n, agent=None if n == "node-5" else f"http://127.0.0.1:900{n[-1]}") for n in names]
+    st = agent("node-1").status
+    agents = {"node-1": AgentReading(nodes[0].agent, st, NOW - 12.4),  # fresh (stale after 3 x 10 s)
+              "node-2": AgentReading(nodes[1].agent, st, NOW - 200, error="timed out"),  # answered once, long ago
+              "node-4": AgentReading(nodes[3].agent, None, None, error="connection refused")}  # never answered
+    snap = merge(nodes, agents, [BalancerReading("hx-a", "haproxy", tuple(servers))], NOW, refresh_seconds=10)
+    whole = ["12s", "stale 3m", "?", "down", "none"]  # node-3: not answered yet, no error either
+    short = ["12s", "stale", "?", "down", "none"]
+    assert [agent_age(n, NOW).text for n in snap.nodes] == whole
+    assert [r[-1] for r in rows(snap)] == whole  # `status`'s AGENT column
+    ctx = table_context(snap)
+    assert [row_cells(n, ctx)[-1][0] for n in snap.nodes] == short  # the console's AGE cells
+    assert [row_cells(n, ctx)[-1][1] for n in snap.nodes] == ["", "bold red", DIM, "bold red", DIM]
+
+
+def test_a_response_time_reads_the_same_in_the_console_and_in_status():
+    figures = [None, 0.2404, 1.5, 99.94, 130.2]
+    assert [response_text(v) for v in figures] == ["—", "240ms", "1.5s", "99.9s", "130s"]
+    assert [seconds(v) for v in figures] == [response_text(v) for v in figures]  # the console's RT cell
+    assert response_text(None, "-") == "-"  # `status` marks unknown with its own dash
