@@ -67,9 +67,26 @@ def plan_shown(app) -> bool:
 
 
 async def run_from_palette(pilot, command: str) -> None:
-    """Open the command palette (ctrl+p), type `command` and run the first match, as an operator would."""
+    """Open the command palette (ctrl+p), type `command` and run the first match, as an operator would: each
+    step once the palette shows it (the search runs in a worker; fixed pauses ran the wrong thing, or
+    nothing, on a loaded machine)."""
+    from textual.command import CommandInput, CommandList, CommandPalette
+    from textual.worker import WorkerState
+
+    app = pilot.app
     await pilot.press("ctrl+p")
-    await pilot.pause(0.2)
+    await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="the command palette")
+    palette = app.screen
     await pilot.press(*command)
-    await pilot.pause(0.5)
+
+    def searched() -> bool:
+        hits = palette.query_one(CommandList)
+        return (palette.query_one(CommandInput).value == command and hits.option_count > 0
+                and hits.highlighted is not None
+                and not any(w.node is palette and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                            for w in app.workers))  # the app's workers: the palette's search is one of them
+
+    await wait_for(pilot, searched, what=f"the palette's matches for {command!r}")
     await pilot.press("enter")
+    await wait_for(pilot, lambda: palette not in app.screen_stack, what="the palette closing")
+    await pilot.pause()  # the command itself runs a moment after (call_later)

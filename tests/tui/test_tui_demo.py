@@ -47,6 +47,13 @@ async def press_action(pilot, app, key):
     await pilot.press(key)
 
 
+async def ready_again(pilot, app, cluster, node):
+    """r, y: the node back in rotation, as HAProxy reads it."""
+    await press_action(pilot, app, "r")
+    await confirm(pilot, app, "y")
+    await wait_for(pilot, lambda: haproxy(cluster)[node].admin is AdminState.READY, what=f"{node} READY")
+
+
 async def confirm(pilot, app, *keys):
     await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
     await pilot.press(*keys)
@@ -65,9 +72,7 @@ async def test_drain_then_ready_on_haproxy(demo_cluster):
         await wait_for(pilot, lambda: any("safe to upgrade" in n.message for n in app._notifications),
                        what="drained notification")
         await wait_for(pilot, lambda: app.fleet_screen.table._cells["node-1"][2][0] == "drain", what="row state")
-        await press_action(pilot, app, "r")
-        await confirm(pilot, app, "y")
-        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.READY, what="READY")
+        await ready_again(pilot, app, demo_cluster, "node-1")
 
 
 async def test_an_action_behind_another_asrtops_says_it_waits_then_goes_through(demo_cluster):
@@ -84,9 +89,7 @@ async def test_an_action_behind_another_asrtops_says_it_waits_then_goes_through(
                                               for n in app._notifications), what="waiting notification")
             assert haproxy(demo_cluster)["node-1"].admin is AdminState.READY  # nothing sent while it waits
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.DRAIN, what="DRAIN")
-        await press_action(pilot, app, "r")
-        await confirm(pilot, app, "y")
-        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-1"].admin is AdminState.READY, what="READY")
+        await ready_again(pilot, app, demo_cluster, "node-1")
 
 
 async def test_weight_on_haproxy(demo_cluster):
@@ -111,9 +114,7 @@ async def test_maint_and_backup_toggle_on_haproxy(demo_cluster):
         await press_action(pilot, app, "m")
         await confirm(pilot, app, "y")
         await wait_for(pilot, lambda: haproxy(demo_cluster)["node-3"].admin is AdminState.MAINT, what="MAINT")
-        await press_action(pilot, app, "r")
-        await confirm(pilot, app, "y")
-        await wait_for(pilot, lambda: haproxy(demo_cluster)["node-3"].admin is AdminState.READY, what="READY")
+        await ready_again(pilot, app, demo_cluster, "node-3")
         for flag in (True, False):  # b toggles: backup, then primary again
             await wait_for(pilot, lambda: app.snapshot.node("node-3").backup is (not flag), what="fresh state")
             await press_action(pilot, app, "b")
