@@ -168,7 +168,7 @@ class AgentAge:
 
 def agent_age(node: NodeView, now: float) -> AgentAge:
     """'none' without an agent configured; 'down' (it failed) or '?' (not answered yet) with no answer at all;
-    'stale 3m' when the last answer is older than the refreshes since (the row greys out); else its age."""
+    'stale 3m' when it has not answered for STALE_AFTER_MISSED refreshes (the row greys out); else its age."""
     if node.config.agent is None:
         return AgentAge("none", QUIET, "none")
     age = node.agent_age(now)
@@ -176,17 +176,7 @@ def agent_age(node: NodeView, now: float) -> AgentAge:
         error = node.agent.error if node.agent is not None else None
         return AgentAge("down", ALARM, "down") if error else AgentAge("?", QUIET, "?")
     text = short_span(age)  # whole seconds: a live console's cells do not change with every poll's jitter
-    if node.stale:
-        return AgentAge(f"stale {text}", ALARM, "stale")
-    word = _FRESH.get(text)
-    if word is None:
-        if len(_FRESH) > 4096:  # a few thousand texts there are ('0s'..'59m', hours, days): never grows past
-            _FRESH.clear()
-        word = _FRESH[text] = AgentAge(text, OK, text)
-    return word
-
-
-_FRESH: dict[str, AgentAge] = {}  # fresh ages by text, made once: a refresh words 1,000 of them
+    return AgentAge(f"stale {text}", ALARM, "stale") if node.stale else AgentAge(text, OK, text)
 
 
 def latency_text(seconds: float) -> str:

@@ -11,7 +11,7 @@ from typing import Iterable, Mapping, Sequence
 
 from asrtop.control.drain_words import DrainProgress
 from asrtop.fleet import AGENT_COUNTED_MARK, FleetSnapshot, ModelGroup, NodeView
-import asrtop.fleet_wording as wording
+from asrtop.fleet_wording import ALARM as ALARM_TONE, OK as OK_TONE, QUIET as QUIET_TONE
 from asrtop.fleet_wording import agent_age, rate_text, response_text, state_word, streams_cell, streams_total
 from asrtop.modelfiles import human_bytes  # noqa: F401  (the console's byte wording, shared with the model guard)
 
@@ -357,7 +357,7 @@ def row_cells(node: NodeView, ctx: TableContext) -> tuple[Cell, ...]:
     return cells
 
 
-_AGE_STYLE = {wording.OK: "", wording.QUIET: DIM, wording.ALARM: "bold red"}  # the agent age's tones (asrtop.fleet_wording.agent_age)
+_AGE_STYLE = {OK_TONE: "", QUIET_TONE: DIM, ALARM_TONE: "bold red"}  # fleet_wording.agent_age's tones
 _NO_STREAMS: Cell = ("—", DIM)  # no agent reports streams: the column is not shown (nothing to work out)
 
 
