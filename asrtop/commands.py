@@ -32,16 +32,29 @@ def _err(line: str) -> None:
 
 def run_command(args: Any) -> int:
     try:
-        return _run(args)
+        try:
+            return _run(args)
+        finally:
+            sys.stdout.flush()  # a reader gone (`| head`) is met here, not in the interpreter's last flush
     except _Fail as f:
         return _failed(args, f.line, f.code)
     except KeyboardInterrupt:
         raise
+    except BrokenPipeError:
+        return _reader_gone()
     except Exception as e:  # a bug: still one line (ASRTOP_DEBUG=1 for the traceback)
         if os.environ.get("ASRTOP_DEBUG"):
             raise
         return _failed(args, f"unexpected error ({type(e).__name__}: {e}); rerun with ASRTOP_DEBUG=1 and report it",
                        ERROR)
+
+
+def _reader_gone() -> int:
+    """stdout's reader went away (`asrtop status | head`): stop quietly with SIGPIPE's status, as `cat` or
+    `git log` would. What was sent to a balancer before is done and audited; only the printing stops."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's own last flush must not fail again
+    return 128 + signal.SIGPIPE
 
 
 def _failed(args: Any, line: str, code: int) -> int:

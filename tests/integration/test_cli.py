@@ -215,6 +215,18 @@ def test_status_table_and_json(pair):
     assert p.returncode == 5 and len(p.stderr.splitlines()) == 1 and "no balancer could be read" in p.stderr
 
 
+def test_status_into_a_reader_that_went_away_stops_quietly(pair):
+    """`asrtop status | head -1`: the reader closes the pipe; asrtop stops as a tool killed by SIGPIPE would
+    (141, nothing on stderr), not with an "unexpected error" line."""
+    import subprocess
+
+    *_, path = pair
+    p = subprocess.Popen(asrtop_argv(path, "status"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # long before asrtop has read the fleet
+    err = p.stderr.read()
+    assert (p.wait(30), err) == (141, b"")
+
+
 def test_config_errors_name_file_and_key(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[cluster]\nmin_ready = "two"\n[[balancers]]\nname = "hx"\nkind = "haproxy"\n')
