@@ -316,3 +316,32 @@ async def test_panel_lines_are_built_to_the_width_and_laid_out_again_on_a_resize
             cells = {p.cell_len for p in prompts}
             assert cells == {panel.list.scrollable_content_region.width} and width - 4 < min(cells), (width, cells)
             assert sum("→ asrtop drain node-4" in line for line in lines) == 1, lines
+
+
+async def test_the_panel_opening_waits_for_the_tables_bands(monkeypatch):
+    """300 nodes whose figures all move: the refresh that raises the first problem repaints the table a band a
+    frame, and the panel (which shrinks the table, so repaints every line on screen in one update) opens only
+    after the last band, when those lines' cells are rendered already: opened in the same update it held the
+    UI loop ~30 ms at 1,000 nodes (bench_tui_end_to_end). Its height changed by a refresh later than that."""
+    from asrtop.tui.widgets.fleet_table import FleetTable
+
+    found: dict = {}
+    fleet = FakeFleet(300, odd_model=(), backups=())
+    app, _ = make_app(found, fleet)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settled(pilot, app)
+        table = app.fleet_screen.table
+        full_height = table.size.height
+        paints: list[tuple[int, bool]] = []  # (table height, bands pending) at each paint of the table
+        lines = FleetTable.render_lines
+        monkeypatch.setattr(FleetTable, "render_lines",
+                            lambda self, crop: paints.append((self.size.height, self.repaint_pending))
+                            or lines(self, crop))
+        fleet.tick += 1  # every row's figures move: the table repaints in bands
+        put(found, MODEL)
+        await refreshed(pilot, app)
+        await wait_for(pilot, lambda: panel(app).display and table.size.height < full_height, what="panel open")
+        assert any(pending for _, pending in paints)  # the refresh's bands were painted ...
+        shrunk = next(i for i, (height, _) in enumerate(paints) if height < full_height)
+        assert not any(pending for _, pending in paints[shrunk:]), paints  # ... all of them before it shrank
+        assert any("node-4" in line and "runs model" in line for line in panel_lines(app))

@@ -111,14 +111,18 @@ class FleetScreen(Screen):
         if snap is not None:
             self.query_one(NotesLine).show(snap.notes)
         if self.snapshot is not None:
-            self.show_problems()
             if refreshed is not None and refreshed.rows is not None:
                 rows = refreshed.rows
                 self.table.apply_rows(rows, self.snapshot, replace(
                     rows.ctx, draining=dict(self.app.draining), selected=frozenset(self.selected),
                     critical=critical_nodes(self.app.problems)))
                 self._show_table_note()
+                if self.problems_panel.resizes_for(self.app.problems, self._problem_rows()):
+                    self.table.after_bands(self.show_problems)  # the panel's new height resizes the table
+                else:
+                    self.show_problems()
             else:
+                self.show_problems()
                 self.redraw()
 
     def refresh_inputs(self) -> tuple[RowsView | None, Mapping[str, tuple[Cell, ...]], tuple[int, ...] | None,
@@ -134,12 +138,16 @@ class FleetScreen(Screen):
     def problems_panel(self) -> ProblemsPanel:
         return self.query_one(ProblemsPanel)
 
+    def _problem_rows(self) -> int:
+        return list_rows(self.app.size.height, not self.query_one(RolloutPanel).has_class("hidden"))
+
     def show_problems(self) -> None:
         """The app's problems into the panel (aged against the snapshot's clock, the one the tracker used)."""
-        panel = self.problems_panel
-        rollout = not self.query_one(RolloutPanel).has_class("hidden")
-        panel.show(self.app.problems, self.snapshot.taken_at if self.snapshot else 0.0,
-                   list_rows(self.app.size.height, rollout))
+        try:
+            panel = self.problems_panel
+        except NoMatches:  # after_bands called it as the app closes: the screen's children are gone
+            return
+        panel.show(self.app.problems, self.snapshot.taken_at if self.snapshot else 0.0, self._problem_rows())
         if panel.has_class("hidden") and panel.list.has_focus:  # the last problem cleared: back to the table
             self.table.focus()
 

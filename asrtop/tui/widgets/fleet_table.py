@@ -99,6 +99,7 @@ class FleetTable(VisibleCellCache):
         self.repaint_pending = False  # bands of the last refresh not painted yet
         self._band_next: int | None = None  # the first line of the band to repaint after the next paint
         self._band_queued = False  # a _next_band is on its way
+        self._after_bands: list = []  # callbacks for once the last band is painted (after_bands)
 
     def on_mount(self) -> None:
         problem = fast_path_problem(self)
@@ -285,6 +286,23 @@ class FleetTable(VisibleCellCache):
         self.refresh(Region(0, top, width, rows))
         self._band_next = top + rows if top + rows < height else None
         self.repaint_pending = self._band_next is not None
+        if not self.repaint_pending and self._after_bands:
+            waiting, self._after_bands = self._after_bands, []
+            for callback in waiting:
+                self.call_after_refresh(callback)
+
+    def after_bands(self, callback) -> None:
+        """`callback` once this refresh's bands are painted, once however often it is asked for; at once when
+        no band is pending or the lines on screen fit in one band (the resize costs what that band would). For
+        what would resize the table: a resize repaints every line on screen in one update, and with this
+        refresh's new cells not rendered yet that held the UI loop ~30 ms at 1,000 nodes (bench_tui_end_to_end:
+        the problems panel opening); after the bands the lines' cells are rendered already."""
+        width, height = self.size
+        lines = min(height, self.row_count + (self.header_height if self.show_header else 0))
+        if not self.repaint_pending or lines <= band_rows(width):
+            callback()
+        elif callback not in self._after_bands:
+            self._after_bands.append(callback)
 
     def _next_band(self) -> None:
         self._band_queued = False

@@ -105,6 +105,17 @@ class ProblemsPanel(Vertical):
     def problem_at(self, index: int | None) -> Problem | None:
         return self.problems[index] if index is not None and 0 <= index < len(self.problems) else None
 
+    @staticmethod
+    def lines_for(count: int, rows: int) -> int:
+        """Lines the panel takes with `count` problems and a list `rows` high: the title and the list, or none."""
+        return 1 + min(rows, count, LISTED_MAX) if count else 0
+
+    def resizes_for(self, problems: Sequence[Problem], rows: int) -> bool:
+        """Whether showing `problems` would change the panel's height (and so the table's above it)."""
+        shown = self._shown
+        now_lines = self.lines_for(len(shown[0]), shown[2]) if shown is not None else 0
+        return self.lines_for(len(problems), rows) != now_lines
+
     def show(self, problems: Sequence[Problem], now: float, rows: int) -> None:
         self._shown = (problems, now, rows)
         problems = ordered(problems)
