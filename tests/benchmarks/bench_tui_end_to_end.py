@@ -45,6 +45,11 @@ from asrtop.fleet import AgentReading, BalancerReading  # noqa: E402
 from asrtop.sources.live import LivePoll  # noqa: E402
 from asrtop.tui.app import AsrtopApp, FleetUpdated  # noqa: E402
 from textual.screen import Screen  # noqa: E402
+from textual.widgets import DataTable  # noqa: E402
+
+from asrtop.tui.textual_internals import VisibleCellCache  # noqa: E402
+
+rows_ours_method = VisibleCellCache._render_line_in_row
 
 REFRESH = 1.0
 PROBE_STEP = 0.002
@@ -301,10 +306,23 @@ async def run(n: int, rounds: int) -> dict:
             await pilot.pause(0)
             full.append(time.thread_time() - c)
             table.__dict__["_asrtop_cells_cacheable"] = True
+        rows_ours, rows_textual = [], []  # every visible row put together again from cached cells (what each
+        for _ in range(5):  # refresh's paint does), by VisibleCellCache._render_line_in_row, then by Textual's
+            for into, put_together in ((rows_ours, VisibleCellCache._render_line_in_row),
+                                       (rows_textual, DataTable._render_line_in_row)):
+                VisibleCellCache._render_line_in_row = put_together
+                table._row_render_cache.clear()
+                table._line_cache.clear()
+                table.refresh()
+                c = time.thread_time()
+                await pilot.pause(0)
+                into.append(time.thread_time() - c)
+            VisibleCellCache._render_line_in_row = rows_ours_method
         probe.cancel()
         longest_blocks(app, app.records)
     worst = sorted(threaded, key=lambda x: x.longest_block, reverse=True)[:3]
     return {"n": n, "threaded": threaded, "on_loop": on_loop, "first": first, "idle": idle, "full": full,
+            "rows": (rows_ours, rows_textual),
             "answers_s": statistics.median(source.build_s),
             "breakdown": [line for rec in worst for line in block_breakdown(rec, list(EVENTS))]}
 
@@ -350,6 +368,9 @@ def report(r: dict) -> None:
     print(f"paint: after a refresh {med(x.stages['paint'] for x in threaded) * ms:.1f} ms; idle frame "
           f"{med(r['idle']) * ms:.1f} ms; every visible cell rendered again (the paint before) "
           f"{med(r['full']) * ms:.1f} ms -> {med(x.stages['paint'] for x in threaded) / med(r['full']):.2f}x of it")
+    ours, textual_rows = r["rows"]
+    print(f"rows put together again from cached cells: {med(ours) * ms:.1f} ms; by Textual's own "
+          f"_render_line_in_row {med(textual_rows) * ms:.1f} ms -> {med(ours) / med(textual_rows):.2f}x of it")
     start, end = threaded[0].ready, threaded[-1].painted
     full = [(e - t, cpu) for t, e, what, cpu in EVENTS if what.startswith("gc gen2") and start <= t <= end]
     full_per_s = sum(cpu for _, cpu in full) / max(1e-9, end - start)

@@ -128,6 +128,56 @@ async def test_cached_cell_renders_are_textuals():
         assert len(table._content_renders) > 0  # the cells took the shared-content path
 
 
+async def test_rows_put_together_in_a_paint_are_textuals(monkeypatch):
+    """VisibleCellCache._render_line_in_row (a paint's constants worked out once, cached cells taken straight
+    from the cache) gives what DataTable's own gives, segment for segment, styles and mouse meta included:
+    the header and every row, the cursor's and the hover's rows and others, after cells changed, and with
+    the fixed columns' styles. Both are asked with the row cache emptied, so neither answers from the other."""
+    from textual.coordinate import Coordinate
+    from textual.widgets import DataTable
+
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = app.query_one(FleetTable)
+        compared = 0
+        table.__dict__["_asrtop_paint"] = {}  # no columns yet (fewer than the fixed ones): the header line alone
+        try:
+            ours = table._render_line_in_row(table._header_row_key, 0, table.rich_style, Coordinate(0, 0),
+                                             Coordinate(0, 0))
+        finally:
+            table.__dict__["_asrtop_paint"] = None
+        table._row_render_cache.clear()
+        assert ours == DataTable._render_line_in_row(table, table._header_row_key, 0, table.rich_style,
+                                                     Coordinate(0, 0), Coordinate(0, 0))
+        for snap in (FakeFleet(N, dead_agents=(3,)).build(1), FakeFleet(N, dead_agents=(3,), odd_model=(5,)).build(2)):
+            table.update_fleet(snap, table_context(snap))
+            await pilot.pause()
+            keys = [table._header_row_key, *(row.key for row in table.ordered_rows)]
+            for cursor, hover, show_hover in ((Coordinate(0, 0), Coordinate(0, 0), False),
+                                              (Coordinate(2, 0), Coordinate(4, 1), True)):
+                table._show_hover_cursor = show_hover
+                for key in keys:
+                    for style in (table.rich_style, table.get_component_styles("datatable--even-row").rich_style):
+                        table._row_render_cache.clear()
+                        table.__dict__["_asrtop_paint"] = {}
+                        try:
+                            ours = table._render_line_in_row(key, 0, style, cursor, hover)
+                        finally:
+                            table.__dict__["_asrtop_paint"] = None
+                        table._row_render_cache.clear()
+                        theirs = DataTable._render_line_in_row(table, key, 0, style, cursor, hover)
+                        assert ours == theirs, (key, cursor, hover, show_hover)
+                        compared += 1
+        assert compared == 2 * 2 * 2 * (N + 1)
+        calls = []  # and a paint takes this path: Textual's own is not asked
+        monkeypatch.setattr(DataTable, "_render_line_in_row", lambda *a, **k: calls.append(a))
+        table._line_cache.clear()
+        table._row_render_cache.clear()
+        table.refresh()
+        await pilot.pause()
+        assert calls == [] and "node-1" in screen_lines(app)[1]
+
+
 @pytest.mark.parametrize("nodes, size", [(N, (160, 20)), (200, (160, 45))])
 async def test_a_refresh_renders_only_the_cells_it_changed(monkeypatch, nodes, size):
     """The paint after a refresh is bounded by the cells that changed, not by the rows shown (nor the fleet):
