@@ -10,8 +10,9 @@ apply, paint: on the UI loop; the paint is every screen update until the table's
 wall from answers ready to frame painted, and the longest the UI loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something else held
 the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in CPU
 is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop (as
-the console ran before), a repaint of an unchanged table (idle frame), and a repaint with every visible
-cell rendered again (what each refresh's paint cost before).
+the console ran before), a repaint of an unchanged table (idle frame), a repaint with every visible
+cell rendered again (what each refresh's paint cost before), and every visible row put together again from
+cached cells by VisibleCellCache._render_line_in_row and by Textual's own (alternated).
 
 Budgets (issue 17), 1,000 nodes: the UI loop never blocked > 16 ms by a refresh; refresh + paint <= 50 ms
 CPU per second at a 1 s refresh.
