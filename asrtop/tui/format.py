@@ -13,7 +13,6 @@ from asrtop.control.drain_words import DrainProgress
 from asrtop.fleet import AGENT_COUNTED_MARK, FleetSnapshot, ModelGroup, NodeView
 from asrtop.fleet_wording import ALARM as ALARM_TONE, OK as OK_TONE, QUIET as QUIET_TONE
 from asrtop.fleet_wording import agent_age, rate_text, response_text, state_word, streams_cell, streams_total
-from asrtop.modelfiles import human_bytes  # noqa: F401  (the console's byte wording, shared with the model guard)
 
 # (text, rich style), or (text, style, accent): a bar cell whose figure after the bar (text[BAR_WIDTH:]) also
 # takes `accent` (ALARM on a hot GPU: the blocks stay a bar, the percentage stands out without colour).

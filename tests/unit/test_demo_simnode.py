@@ -73,7 +73,7 @@ def test_speech_like_signal_has_several_segments():
 
 def test_model_dir_created_and_differs_by_model_name(tmp_path):
     a = ensure_model_dir(tmp_path / "a", "m1")
-    b = ensure_model_dir(tmp_path / "b", "m2")
+    ensure_model_dir(tmp_path / "b", "m2")
     assert [p.name for p in a] == ["config.yaml", "model.pt", "tokens.json"]
     assert (tmp_path / "a/model.pt").read_bytes() != (tmp_path / "b/model.pt").read_bytes()
     assert ensure_model_dir(tmp_path / "c", "m1") and (tmp_path / "c/model.pt").read_bytes() == (tmp_path / "a/model.pt").read_bytes()

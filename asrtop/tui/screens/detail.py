@@ -19,10 +19,11 @@ from asrtop.control.audit import AuditEntry
 from asrtop.fleet import TARGET_FROM_CONFIG, FleetSnapshot, NodeView
 from asrtop.fleet_wording import streams_detail
 from asrtop.history import FleetHistory
+from asrtop.modelfiles import human_bytes
 from asrtop.problems.model import Problem
 from asrtop.problems.words import of_node, problem_words
 from asrtop.traffic import REQUESTS_SOURCE_WORDS
-from asrtop.tui.format import DIM, bar, bar_style, human_bytes, rate, seconds, sparkline, state_cell
+from asrtop.tui.format import DIM, bar, bar_style, rate, seconds, sparkline, state_cell
 from asrtop.tui.widgets.keybar import KeyBar
 from asrtop.tui.widgets.problems_panel import severity_style
 
