@@ -36,6 +36,12 @@ The internals, as found in Textual 8.2.8 (textual/widgets/_data_table.py):
   ``_pseudo_class_state`` (the other parts of Textual's own key), ``_get_styles_to_render_cell`` (the cursor /
   hover / fixed styles) and keeps its entries in ``_cell_render_cache``, so Textual's own cache clears (theme,
   cursor, zebra) drop them too.
+- ``DataTable._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)`` -- puts one
+  line of a row together from its cells (fixed and scrollable), cached in ``_row_render_cache`` under a key
+  that holds ``_update_count``. ``VisibleCellCache`` overrides it for a row cursor without row labels
+  (``_labelled_row_exists``, ``_row_label_column_width``), keeping Textual's key and cache, ``_get_row_style``
+  and ``_get_styles_to_render_cell`` for the styles, and reading ``_cell_render_cache`` with ``_render_cell``'s
+  own key.
 - ``LRUCache._full`` (textual/cache.py) -- set the first time the cache passes its size, never unset but by
   ``clear()``: once set, each entry added evicts one, so a larger ``maxsize`` alone does not let it grow.
   ``bound_render_caches`` unsets it when it gives a cache room to grow.
