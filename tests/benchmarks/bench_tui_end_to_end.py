@@ -17,7 +17,7 @@ cached cells by VisibleCellCache._render_line_in_row and by Textual's own (alter
 Budgets (issue 17), 1,000 nodes: the UI loop never blocked > 16 ms by a refresh; refresh + paint <= 50 ms
 CPU per second at a 1 s refresh.
 
-    .venv/bin/python tests/benchmarks/bench_tui_end_to_end.py [--nodes 1000 5000] [--rounds 6]
+    .venv/bin/python tests/benchmarks/bench_tui_end_to_end.py [--nodes 1000 5000] [--rounds 16]
 """
 
 from __future__ import annotations
@@ -383,18 +383,28 @@ def report(r: dict) -> None:
     print("the longest blocks, what overlapped them:")
     print("\n".join(r["breakdown"]))
     if r["n"] == 1000:
-        ok_block = max([*block, *(w for w, _ in full)]) <= 0.016  # a scheduled full collection blocks the loop too
+        from asrtop.tui.gc_schedule import FULL_EVERY
+
         print(f"(longest UI task in CPU <= 16 ms: {'PASS' if max(task) <= 0.016 else 'OVER'})")
+        if full:
+            gc_words = (f"the scheduled full collection {max(w for w, _ in full) * ms:.1f} ms: "
+                        f"{'PASS' if max(w for w, _ in full) <= 0.016 else 'OVER'}")  # it blocks the loop too
+        else:
+            gc_words = (f"the scheduled full collection: none in these refreshes (one every {FULL_EVERY}; "
+                        f"--rounds {FULL_EVERY + 1} or more measures it)")
+        print(f"budget: longest block <= 16 ms: during refreshes {'PASS' if max(block) <= 0.016 else 'OVER'} "
+              f"(max {max(block) * ms:.1f} ms); {gc_words}")
         ok_cpu = med(total) / REFRESH + full_per_s <= 0.050
-        print(f"budget: longest block <= 16 ms: {'PASS' if ok_block else 'OVER'}; refresh + paint <= 50 ms CPU/s: "
-              f"{'PASS' if ok_cpu else 'OVER'} ({(med(total) / REFRESH + full_per_s) * ms:.0f} ms/s with the full "
-              f"collections; UI loop alone: {med(ui) / REFRESH * ms:.0f} ms/s)")
+        print(f"budget: refresh + paint <= 50 ms CPU/s: {'PASS' if ok_cpu else 'OVER'} "
+              f"({(med(total) / REFRESH + full_per_s) * ms:.0f} ms/s"
+              f"{' with the full collections' if full else ', no full collection counted: none ran'}; "
+              f"UI loop alone: {med(ui) / REFRESH * ms:.0f} ms/s)")
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000])
-    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=16)  # one scheduled full collection falls in 16 refreshes
     a = p.parse_args()
     print(f"{threading.active_count()} thread(s); switch interval {sys.getswitchinterval() * 1000:.0f} ms")
     for n in a.nodes:
