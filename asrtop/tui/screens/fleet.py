@@ -144,10 +144,10 @@ class FleetScreen(Screen):
     def show_problems(self) -> None:
         """The app's problems into the panel (aged against the snapshot's clock, the one the tracker used)."""
         try:
-            panel = self.problems_panel
+            panel, rows = self.problems_panel, self._problem_rows()
         except NoMatches:  # after_bands called it as the app closes: the screen's children are gone
             return
-        panel.show(self.app.problems, self.snapshot.taken_at if self.snapshot else 0.0, self._problem_rows())
+        panel.show(self.app.problems, self.snapshot.taken_at if self.snapshot else 0.0, rows)
         if panel.has_class("hidden") and panel.list.has_focus:  # the last problem cleared: back to the table
             self.table.focus()
 
