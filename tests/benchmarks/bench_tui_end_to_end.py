@@ -5,7 +5,8 @@ lists (what asrtop.sources reads: LivePoll, nodes with addresses, so the merge j
 thread as real I/O would be. The real AsrtopApp (run_test, 160x45, refresh 1 s) polls it: merge, history,
 problem rules and the table's diff in its refresh thread, the UI applies the diff and paints.
 
-Per refresh: CPU of each stage (merge, problems = history + rules, summary, diff: in the refresh thread;
+Per refresh: CPU of each stage (merge, problems = history + rules, summary, diff, release = freeing the snapshot
+the refresh replaced: in the refresh threads;
 apply, paint: on the UI loop; the paint is every screen update until the table's last band is painted), the
 wall from answers ready to frame painted, and the longest the UI loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something else held
 the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in CPU
@@ -39,6 +40,7 @@ from fakes import DIGEST_A, DIGEST_B, server, status  # noqa: E402
 
 import asrtop.tui.app as appmod  # noqa: E402
 import asrtop.tui.app_refresh as refreshmod  # noqa: E402
+import asrtop.tui.refresh as refresh_steps  # noqa: E402
 import asrtop.tui.textual_internals as internals  # noqa: E402
 from asrtop.balancers.base import AdminState  # noqa: E402
 from asrtop.config import NodeConfig  # noqa: E402
@@ -85,6 +87,20 @@ def _timed_prepare(*args):
 
 
 refreshmod.prepare = _timed_prepare  # poll_fleet looks it up when it calls it
+_release = refresh_steps.release
+APPLIED: list = [None]  # the record of the last refresh applied: the release that follows it is counted there
+
+
+def _timed_release(retired: list) -> float:
+    t = time.perf_counter()
+    cpu = _release(retired)
+    EVENTS.append((t, time.perf_counter(), "refresh thread: release of the last snapshot", cpu))
+    if APPLIED[0] is not None:
+        APPLIED[0].stages["release"] = cpu
+    return cpu
+
+
+refresh_steps.release = _timed_release  # the poll worker looks it up when it calls it
 _gc_started: dict[int, tuple[float, float]] = {}
 
 
@@ -202,6 +218,7 @@ class Measured(AsrtopApp):
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         ready = self.ready_override or self.source.ready_at.get(message.seq, time.perf_counter())
         rec = Refresh(message.seq, ready, dict(message.refreshed.cpu) if message.refreshed else {})
+        APPLIED[0] = rec
         message.prevent_default()  # Textual would run AsrtopApp's handler after this one: it runs here, timed
         t0, c0 = time.perf_counter(), time.thread_time()
         super().on_fleet_updated(message)
@@ -344,7 +361,7 @@ def report(r: dict) -> None:
           f"(synthetic answers built in {r['answers_s'] * ms:.0f} ms, off the loop, not counted)")
     print(f"first refresh (adds every row): UI CPU {ui_cpu(r['first']) * ms:.0f} ms, "
           f"longest block {r['first'].longest_block * ms:.0f} ms")
-    stages = ("merge", "problems", "summary", "diff", "apply", "paint")
+    stages = ("merge", "problems", "summary", "diff", "release", "apply", "paint")
     print("stage CPU, median ms:  " + "  ".join(f"{s} {med(x.stages.get(s, 0) for x in threaded) * ms:.1f}"
                                                  for s in stages))
     ui = [ui_cpu(x) for x in threaded]
