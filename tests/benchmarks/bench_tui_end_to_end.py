@@ -231,6 +231,9 @@ class Measured(AsrtopApp):
             if self.fleet_screen.table.repaint_pending:
                 self.call_after_refresh(painted)
                 return
+            self.call_after_refresh(done)  # and the update after it: what waited for the bands (FleetTable.after_bands)
+
+        def done() -> None:
             rec.stages["paint"] = PAINT["cpu"] - painted_before
             rec.longest_task = max(rec.stages["apply"], PAINT["longest"])
             rec.painted = time.perf_counter()
