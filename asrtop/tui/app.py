@@ -82,6 +82,7 @@ class AsrtopApp(RefreshPipeline, DrainWatching, RolloutActions, ProblemWatch, Ap
         self._wake = asyncio.Event()
         self._applied = asyncio.Event()  # the refresh posted last was applied (the next may start)
         self._retired: list = []  # snapshots the applies replaced, freed by the poll worker in a thread
+        self._bands_painted = asyncio.Event()  # the fleet table's bands of the last refresh are painted
         self.history_lock = threading.Lock()  # the refresh thread writes the history; the UI reads it under this
         self.action_busy = False
         self.refreshes = 0

@@ -19,8 +19,7 @@ from textual.message import Message
 from asrtop.fleet import FleetSnapshot
 from asrtop.sources import PollingFleetSource
 from asrtop.tui.gc_schedule import FullCollections
-from asrtop.tui import refresh as refresh_steps
-from asrtop.tui.refresh import RefreshInputs, Refreshed, prepare
+from asrtop.tui.refresh import RefreshInputs, Refreshed, prepare, release
 from asrtop.tui.screens import ShowsFleet
 
 APPLY_WAIT = 10.0  # seconds the poll waits for its refresh to be applied before polling on regardless
@@ -60,7 +59,6 @@ class RefreshPipeline:
     # run_tui sets it with the freeze.
     schedule_full_collections = False
     full_collections: FullCollections | None = None
-    release_cpu = 0.0  # CPU seconds the last release (refresh.release, in a thread) took
 
     # -- polling ---------------------------------------------------------------------------------
     @work(exclusive=True, group="poll", exit_on_error=False)
@@ -95,7 +93,7 @@ class RefreshPipeline:
                 if self._retired:  # what the apply replaced is freed off the loop, before the quiet point
                     retired, self._retired = self._retired, []
                     await self._table_painted()
-                    self.release_cpu = await asyncio.to_thread(refresh_steps.release, retired)
+                    await asyncio.to_thread(release, retired)
             try:  # re-arm only after this poll completed; an action can wake it early
                 await asyncio.wait_for(self._wake.wait(), max(0.05, self.refresh_seconds - (time.monotonic() - started)))
             except asyncio.TimeoutError:
@@ -109,7 +107,8 @@ class RefreshPipeline:
         screen = self.fleet_screen
         if not screen.is_mounted or not screen.live:
             return
-        painted = asyncio.Event()
+        painted = self._bands_painted  # one event: after_bands keeps its `set` once while another screen is on top
+        painted.clear()
         screen.table.after_bands(painted.set)
         try:
             await asyncio.wait_for(painted.wait(), RELEASE_WAIT)

@@ -40,7 +40,6 @@ from fakes import DIGEST_A, DIGEST_B, server, status  # noqa: E402
 
 import asrtop.tui.app as appmod  # noqa: E402
 import asrtop.tui.app_refresh as refreshmod  # noqa: E402
-import asrtop.tui.refresh as refresh_steps  # noqa: E402
 import asrtop.tui.textual_internals as internals  # noqa: E402
 from asrtop.balancers.base import AdminState  # noqa: E402
 from asrtop.config import NodeConfig  # noqa: E402
@@ -87,7 +86,7 @@ def _timed_prepare(*args):
 
 
 refreshmod.prepare = _timed_prepare  # poll_fleet looks it up when it calls it
-_release = refresh_steps.release
+_release = refreshmod.release
 APPLIED: list = [None]  # the record of the last refresh applied: the release that follows it is counted there
 
 
@@ -100,7 +99,7 @@ def _timed_release(retired: list) -> float:
     return cpu
 
 
-refresh_steps.release = _timed_release  # the poll worker looks it up when it calls it
+refreshmod.release = _timed_release  # the poll worker looks it up when it calls it
 _gc_started: dict[int, tuple[float, float]] = {}
 
 
