@@ -218,6 +218,12 @@ class _PaintStyles:
         return getattr(self.styles, name)
 
 
+def _cell_key(row_key, column_key, row_index, column_index, style, width, cursor, hover, show_hover, pseudo) -> tuple:
+    """A cell's entry in ``_cell_render_cache`` (VisibleCellCache's, beside Textual's own keys): its place, the
+    styles it is drawn with and its width; the value it showed is kept in the entry, not the key."""
+    return ("value", row_key, column_key, row_index, column_index, style, width, cursor, hover, show_hover, pseudo)
+
+
 class VisibleCellCache(DataTable):
     """A DataTable whose visible cells render again only when their value changed (see the module docstring).
 
@@ -273,8 +279,8 @@ class VisibleCellCache(DataTable):
             row_key = self._row_locations.get_key(row_index)
             row = self._data.get(row_key)
             value = row.get(column_key) if row is not None else None
-        key = ("value", row_key, column_key, row_index, column_index, base_style, width, cursor, hover,
-               self._show_hover_cursor, self._pseudo_class_state)
+        key = _cell_key(row_key, column_key, row_index, column_index, base_style, width, cursor, hover,
+                        self._show_hover_cursor, self._pseudo_class_state)
         cache = self._cell_render_cache
         hit = cache.get(key)  # type: ignore[call-overload]
         if hit is not None and hit[0] is value:
@@ -330,8 +336,8 @@ class VisibleCellCache(DataTable):
             width = widths[column_index]
             if data is not None:
                 key = keys[column_index]
-                found = cells.get(("value", row_key, key, row_index, column_index, style, width, cursor, hover,
-                                   show_hover, pseudo))
+                found = cells.get(_cell_key(row_key, key, row_index, column_index, style, width, cursor, hover,
+                                            show_hover, pseudo))
                 if found is not None and found[0] is data.get(key):
                     return found[1][line_no]
             return render_cell(row_index, column_index, style, width, cursor=cursor, hover=hover)[line_no]
