@@ -164,6 +164,14 @@ class RefreshPipeline:
             self.full_collections = FullCollections()
             self.full_collections.take_over()
 
+    def pop_screen(self):
+        """Textual's, and a full collection soon: the closed screen's widgets refer to each other (parents,
+        children, message queues), so they are freed only by one (asrtop.tui.gc_schedule)."""
+        closing = super().pop_screen()
+        if self.full_collections is not None:
+            self.full_collections.soon()
+        return closing
+
     def give_back_collections(self) -> None:
         """The interpreter's own full collections again (the app is leaving)."""
         if self.full_collections is not None:

@@ -12,23 +12,28 @@ turned off (generation 2's threshold set out of reach; the young generations are
 runs every FULL_EVERY refreshes, just before a poll starts, when the last refresh was applied and painted and
 only the snapshot on screen is alive. Off in tests, which run many apps in one process: `take_over` and
 `give_back` save and restore the thresholds.
+
+Refreshes leave no cyclic garbage (asrtop.tui.textual_internals: Textual's self-referring strips and cleared
+cache rings were all of it; tests/tui/test_textual_internals.py checks 30 refreshes leave none), so a full
+collection at 1,000 nodes walks ~35,000 live objects -- a 15-35 ms block of the UI loop -- to find nothing.
+What does leave cycles is what the operator opens and closes (a screen, a dialog, a notification): so one
+runs soon after a screen is closed (`soon`, from AsrtopApp.pop_screen: the screen under it is repainted whole
+then anyway), and otherwise every FULL_EVERY refreshes (5 minutes at the default 1 s) for anything else.
 """
 
 from __future__ import annotations
 
 import gc
 
-# Refreshes between full collections. At 1,000 nodes one finds 200-1,200 unreachable objects after 4 refreshes
-# (bench_tui_end_to_end, gc.collect's count) but walks every live one (~36,000: 18-20 ms of CPU on a 2-core VM),
-# so its cost is per run, not per garbage: every 15 refreshes it is ~1.3 ms of CPU a second instead of ~4.7, and
-# the garbage waiting for it stays a few thousand objects (under a megabyte).
-FULL_EVERY = 15
+# Refreshes between full collections when no screen closed. Each walks every live object (~35,000 at 1,000 nodes:
+# 15-35 ms of CPU on a 2-core VM) whatever it finds; refreshes alone leave nothing for it (see above).
+FULL_EVERY = 300
 _OUT_OF_REACH = 1 << 30
 
 
 class FullCollections:
-    def __init__(self, every: int = FULL_EVERY):
-        self.every = every
+    def __init__(self, every: int | None = None):
+        self.every = FULL_EVERY if every is None else every
         self.saved: tuple[int, int, int] | None = None  # the thresholds before take_over; None: not taken over
         self.runs = 0  # full collections run here
         self._since = 0
@@ -46,6 +51,10 @@ class FullCollections:
         if self.saved is not None:
             gc.set_threshold(*self.saved)
             self.saved = None
+
+    def soon(self) -> None:
+        """A full collection at the next quiet point (something the operator closed left its cycles)."""
+        self._since = max(self._since, self.every - 1)
 
     def refreshed(self) -> bool:
         """Called once per refresh at the quiet point; runs a full collection when one is due (True)."""

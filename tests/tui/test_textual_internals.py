@@ -296,3 +296,82 @@ async def test_render_caches_hold_a_few_screens_not_every_row_of_every_refresh()
             cache = getattr(table, name)
             assert cache.maxsize == bound and 0 < len(cache) <= bound, (name, len(cache), cache.maxsize)
         assert len(table._cell_render_cache) <= bound * len(COLUMN_KEYS)
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+async def test_lines_filtered_in_render_line_are_what_textual_paints(monkeypatch, no_color):
+    """VisibleCellCache.render_line applies the app's line filters itself (and the styles cache then none): the
+    painted lines are Textual's own, segment for segment, scrolled or not, with and without NO_COLOR (a second
+    filter); and a repaint of unchanged lines filters none of them again (the filtered line is cached with it)."""
+    from textual.filter import ANSIToTruecolor
+    from textual.geometry import Region
+    from textual.widgets import DataTable
+
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    app = TableApp()
+    async with app.run_test(size=(120, 20)) as pilot:
+        table = app.query_one(FleetTable)
+        snap = FakeFleet(60, dead_agents=(3,), odd_model=(5,)).build(1)
+        table.update_fleet(snap, table_context(snap))
+        await pilot.pause()
+        assert len(app.get_line_filters()) == (2 if no_color else 1)
+        whole = Region(0, 0, *table.size)
+        for scroll in (0, 17):
+            table.scroll_to(y=scroll, animate=False, immediate=True)
+            await pilot.pause()
+            table._styles_cache.clear()
+            ours = [list(strip) for strip in table.render_lines(whole)]
+            with monkeypatch.context() as m:
+                m.setattr(internals.VisibleCellCache, "render_line", DataTable.render_line)
+                m.setattr(internals.VisibleCellCache, "get_line_filters", DataTable.get_line_filters)
+                table._styles_cache.clear()
+                theirs = [list(strip) for strip in table.render_lines(whole)]
+            assert ours == theirs, scroll
+            assert any(f"node-{scroll + 1}" in "".join(s.text for s in line) for line in ours)
+        filtered = []
+        real_apply = ANSIToTruecolor.apply
+        monkeypatch.setattr(ANSIToTruecolor, "apply", lambda self, *a: filtered.append(1) or real_apply(self, *a))
+        table.refresh()
+        await pilot.pause()
+        assert filtered == []
+
+
+def _lru_link(o) -> bool:
+    """An LRUCache entry: [prev, next, key, value], prev and next entries themselves."""
+    return type(o) is list and len(o) == 4 and type(o[0]) is list and type(o[1]) is list
+
+
+async def test_refreshes_leave_no_cyclic_garbage():
+    """Thirty refreshes of the console, figures moving and the problems changing (the panel's list refilled,
+    which clears its render cache), leave nothing that only a full collection frees among what the console
+    paints: no Strip (Textual's divide cached ``[self]`` in the strip) and no LRUCache entry (a cleared
+    cache's ring). asrtop.tui.gc_schedule runs full collections minutes apart because of it."""
+    import gc
+
+    from test_tui_problems import HOT, LEAK, MODEL, make_app, put, refreshed
+    from textual.strip import Strip
+
+    from asrtop.tui.widgets.problems_panel import ProblemsPanel
+
+    found: dict = {}
+    app, fleet = make_app(found, FakeFleet(30, odd_model=(4,), backups=()))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await refreshed(pilot, app)
+        gc.collect()
+        for tick in range(30):
+            fleet.tick = tick
+            put(found, *((MODEL, LEAK), (HOT,), (LEAK, HOT, MODEL))[tick % 3])
+            await refreshed(pilot, app)
+        assert app.fleet_screen.query_one(ProblemsPanel).list.option_count in (1, 2, 3)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            strips = sum(isinstance(o, Strip) for o in gc.garbage)
+            links = sum(_lru_link(o) for o in gc.garbage)
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert (strips, links) == (0, 0)

@@ -43,11 +43,13 @@ async def test_the_heap_is_frozen_once_after_the_first_refresh_is_painted():
         gc.unfreeze()
 
 
-async def test_full_collections_run_every_few_refreshes_before_a_poll_and_the_thresholds_come_back():
+async def test_full_collections_run_every_few_refreshes_before_a_poll_and_the_thresholds_come_back(monkeypatch):
     """From the freeze on, generation 2 is collected only at the quiet point of the refresh cycle (just before a
     poll), every FULL_EVERY refreshes; the interpreter's own thresholds are back when the app leaves."""
-    from asrtop.tui.gc_schedule import FULL_EVERY
+    import asrtop.tui.gc_schedule as gc_schedule
 
+    monkeypatch.setattr(gc_schedule, "FULL_EVERY", 5)  # 300 in the console: 15 s of this test's refreshes
+    FULL_EVERY = gc_schedule.FULL_EVERY
     fleet = FakeFleet(6)
     app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=0.05)
     app.freeze_after_first_refresh = app.schedule_full_collections = True
@@ -69,5 +71,31 @@ async def test_full_collections_run_every_few_refreshes_before_a_poll_and_the_th
         assert gc.get_threshold() == before
     finally:
         gc.callbacks.remove(seen)
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+async def test_a_closed_screen_brings_the_next_full_collection_forward():
+    """Refreshes leave no cycles, so full collections are minutes apart; a closed screen's widgets are cycles,
+    so closing one (Esc on the node detail) has the next quiet point run one."""
+    import asrtop.tui.gc_schedule as gc_schedule
+
+    fleet = FakeFleet(6)
+    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=0.05)
+    app.freeze_after_first_refresh = app.schedule_full_collections = True
+    before = gc.get_threshold()
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.full_collections is not None, what="the collections taken over")
+            assert app.full_collections.every == gc_schedule.FULL_EVERY >= 100
+            start = app.refreshes
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is not app.fleet_screen, what="the node detail")
+            await wait_for(pilot, lambda: app.refreshes >= start + 3, what="three refreshes")
+            assert app.full_collections.runs == 0
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.full_collections.runs == 1, what="a full collection")
+            assert app.screen is app.fleet_screen and app.refreshes < start + gc_schedule.FULL_EVERY
+    finally:
         gc.unfreeze()
         gc.set_threshold(*before)

@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 from asrtop.problems.model import Problem, Severity, ordered
 from asrtop.problems.words import ProblemWords, count_line, problem_words
 from asrtop.tui.format import without_colour
+from asrtop.tui.textual_internals import acyclic_caches
 
 SEVERITY_STYLE = {Severity.CRITICAL: "bold reverse red", Severity.WARNING: "bold yellow"}  # the word says it too
 WHERE_MAX = 16  # a longer node or balancer name is cut with '…'
@@ -96,7 +97,7 @@ class ProblemsPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="problems-title")
-        yield OptionList(id="problems-list")
+        yield acyclic_caches(OptionList(id="problems-list"))  # its cache is cleared whenever problems change
 
     @property
     def list(self) -> OptionList:
