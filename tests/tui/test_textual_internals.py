@@ -347,8 +347,9 @@ def _lru_link(o) -> bool:
 async def test_refreshes_leave_no_cyclic_garbage():
     """Thirty refreshes of the console, figures moving and the problems changing (the panel's list refilled,
     which clears its render cache), leave nothing that only a full collection frees among what the console
-    paints: no Strip (Textual's divide cached ``[self]`` in the strip) and no LRUCache entry (a cleared
-    cache's ring). asrtop.tui.gc_schedule runs full collections minutes apart because of it."""
+    paints: no Strip (Textual's divide cached ``[self]`` in the strip), no LRUCache entry (a cleared cache's
+    ring), no object of asrtop's, Textual's or Rich's. asrtop.tui.gc_schedule runs full collections minutes
+    apart because of it."""
     import gc
 
     from test_tui_problems import HOT, LEAK, MODEL, make_app, put, refreshed
@@ -371,7 +372,9 @@ async def test_refreshes_leave_no_cyclic_garbage():
             gc.collect()
             strips = sum(isinstance(o, Strip) for o in gc.garbage)
             links = sum(_lru_link(o) for o in gc.garbage)
+            ours = sorted({type(o).__module__ for o in gc.garbage
+                           if type(o).__module__.split(".")[0] in ("asrtop", "textual", "rich")})
         finally:
             gc.set_debug(0)
             gc.garbage.clear()
-        assert (strips, links) == (0, 0)
+        assert (strips, links, ours) == (0, 0, [])
