@@ -296,6 +296,12 @@ async def run(n: int, rounds: int) -> dict:
         first = app.records[0]
         app.workers.cancel_group(app, "poll")
         await pilot.pause(0.2)
+        scheduled = []  # the scheduled full collection, as gc_schedule runs it (one every FULL_EVERY refreshes)
+        for _ in range(3):
+            t, c = time.perf_counter(), time.thread_time()
+            gc.collect()
+            scheduled.append((time.perf_counter() - t, time.thread_time() - c))
+            await pilot.pause(0.05)
 
         # Baseline: the same refreshes with the whole pipeline on the loop (merge, problems, diff, apply).
         count = len(app.records)
@@ -342,6 +348,7 @@ async def run(n: int, rounds: int) -> dict:
         longest_blocks(app, app.records)
     worst = sorted(threaded, key=lambda x: x.longest_block, reverse=True)[:3]
     return {"n": n, "threaded": threaded, "on_loop": on_loop, "first": first, "idle": idle, "full": full,
+            "scheduled": scheduled,
             "rows": (rows_ours, rows_textual),
             "answers_s": statistics.median(source.build_s),
             "breakdown": [line for rec in worst for line in block_breakdown(rec, list(EVENTS))]}
@@ -401,29 +408,32 @@ def report(r: dict) -> None:
               f"= {full_per_s * ms:.1f} ms CPU per second")
     print("the longest blocks, what overlapped them:")
     print("\n".join(r["breakdown"]))
-    if r["n"] == 1000:
-        from asrtop.tui.gc_schedule import FULL_EVERY
+    from asrtop.tui.gc_schedule import FULL_EVERY
 
+    wall_full = med(w for w, _ in r["scheduled"])
+    cpu_full = med(c for _, c in r["scheduled"])
+    if not full:  # none fell in the rounds: what one costs, run on the loop after them, spread over its interval
+        full_per_s = cpu_full / (FULL_EVERY * REFRESH)
+    print(f"the scheduled full collection, run 3 times on the loop after the refreshes: median {wall_full * ms:.1f} ms"
+          f" wall, {cpu_full * ms:.1f} ms CPU; one every {FULL_EVERY} refreshes (and soon after a screen closes)"
+          f" = {cpu_full / (FULL_EVERY * REFRESH) * ms:.2f} ms CPU per second")
+    if r["n"] == 1000:
         print(f"(longest UI task in CPU <= 16 ms: {'PASS' if max(task) <= 0.016 else 'OVER'})")
-        if full:
-            gc_words = (f"the scheduled full collection {max(w for w, _ in full) * ms:.1f} ms: "
-                        f"{'PASS' if max(w for w, _ in full) <= 0.016 else 'OVER'}")  # it blocks the loop too
-        else:
-            gc_words = (f"the scheduled full collection: none in these refreshes (one every {FULL_EVERY}; "
-                        f"--rounds {FULL_EVERY + 1} or more measures it)")
+        gc_wall = max(w for w, _ in full) if full else wall_full
+        gc_words = (f"the scheduled full collection {gc_wall * ms:.1f} ms every {FULL_EVERY} refreshes: "
+                    f"{'PASS' if gc_wall <= 0.016 else 'OVER'}")  # it blocks the loop too
         print(f"budget: longest block <= 16 ms: during refreshes {'PASS' if max(block) <= 0.016 else 'OVER'} "
               f"(max {max(block) * ms:.1f} ms); {gc_words}")
         ok_cpu = med(total) / REFRESH + full_per_s <= 0.050
         print(f"budget: refresh + paint <= 50 ms CPU/s: {'PASS' if ok_cpu else 'OVER'} "
-              f"({(med(total) / REFRESH + full_per_s) * ms:.0f} ms/s"
-              f"{' with the full collections' if full else ', no full collection counted: none ran'}; "
-              f"UI loop alone: {med(ui) / REFRESH * ms:.0f} ms/s)")
+              f"({(med(total) / REFRESH + full_per_s) * ms:.0f} ms/s with the full collections"
+              f"{'' if full else ' (spread over their interval)'}; UI loop alone: {med(ui) / REFRESH * ms:.0f} ms/s)")
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000])
-    p.add_argument("--rounds", type=int, default=16)  # one scheduled full collection falls in 16 refreshes
+    p.add_argument("--rounds", type=int, default=16)
     a = p.parse_args()
     print(f"{threading.active_count()} thread(s); switch interval {sys.getswitchinterval() * 1000:.0f} ms")
     for n in a.nodes:
