@@ -56,6 +56,13 @@ their cells (Textual's row and line caches are keyed on the generation).
 While a paint lasts (``render_lines``), ``get_component_styles(...)`` and ``ordered_columns`` are worked out
 once, not on every line as DataTable's ``_render_line_in_row`` asks for them (the component's ``rich_style``
 walks the styles and the ancestors' backgrounds: ~1/5 of the paint of a 1,000-node table's changed rows).
+So is what ``DataTable.render_line`` works out on every line before it calls ``_render_line(y, x1, x2,
+base_style)`` (the line, from ``_line_cache``): the scroll offset, the fixed rows' height (``_row_locations``,
+``_header_row_key``) and the widget's own ``rich_style``; and the line filters (``get_line_filters``) are
+applied to the line ``_render_line`` returns, so that the filtered strip is cached with it (``Strip``'s
+filter cache) instead of Textual filtering the new Strip its styles cache builds of each line on every paint.
+That is only the same as Textual's when the styles cache passes a content line through as it is (no border,
+outline, padding, tint, hatch or opacity: ``_paint_frame`` checks, else Textual's order is kept).
 
 Garbage that needs the collector (``tests/tui/test_textual_internals.py`` checks there is none from refreshes):
 
