@@ -82,5 +82,6 @@ def run_tui(args: argparse.Namespace, app_class: Callable[..., AsrtopApp] | None
         return _fail(str(e))
     app.freeze_after_first_refresh = True  # a process of its own (asrtop.tui.app_refresh)
     app.schedule_full_collections = True  # and its full collections at the quiet point (asrtop.tui.gc_schedule)
+    app.fine_gil_switch = True  # and hands the GIL between its refresh thread and UI loop every ms (GIL_SWITCH)
     app.run()
     return app.return_code or OK

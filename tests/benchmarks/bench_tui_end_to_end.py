@@ -210,6 +210,7 @@ class Measured(AsrtopApp):
         super().__init__(source, None, cluster="bench", refresh=REFRESH)
         self.freeze_after_first_refresh = True  # as run_tui sets them
         self.schedule_full_collections = True
+        self.fine_gil_switch = True
         self.records: list[Refresh] = []
         self.blocks: list[tuple[float, float]] = []  # (woke at, late by) from the loop probe
         self.ready_override: float | None = None  # the on-loop baseline sets when its answers were ready
@@ -435,7 +436,8 @@ def main() -> None:
     p.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000])
     p.add_argument("--rounds", type=int, default=16)
     a = p.parse_args()
-    print(f"{threading.active_count()} thread(s); switch interval {sys.getswitchinterval() * 1000:.0f} ms")
+    print(f"{threading.active_count()} thread(s); switch interval {sys.getswitchinterval() * 1000:.0f} ms, "
+          f"{refreshmod.GIL_SWITCH * 1000:.0f} ms while the console runs (as run_tui sets it)")
     for n in a.nodes:
         report(asyncio.run(run(n, a.rounds)))
         # The console freezes the heap once per process, then schedules its full collections (run_tui, one app

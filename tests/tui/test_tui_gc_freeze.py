@@ -1,6 +1,7 @@
 """The console's own process freezes what is alive after its first refresh out of the collector's sight (issue
 17: each full collection scanned the whole console again, ~110 ms at 1,000 nodes, on the UI thread as often
-as not); apps in a shared process (tests) do not."""
+as not), schedules its full collections, and hands the GIL between its refresh thread and UI loop every
+millisecond; apps in a shared process (tests) do none of it unless a test asks."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ def test_run_tui_asks_its_app_to_freeze_after_the_first_refresh(tmp_path):
 
     class NotRun(AsrtopApp):
         def run(self, *a, **kw):
-            ran.append((self.freeze_after_first_refresh, self.schedule_full_collections))
+            ran.append((self.freeze_after_first_refresh, self.schedule_full_collections, self.fine_gil_switch))
 
     assert run_tui(argparse.Namespace(config=str(cfg), read_only=False, prometheus=None), NotRun) == 0
-    assert ran == [(True, True)]
+    assert ran == [(True, True, True)]
     # an app made elsewhere (tests) leaves the heap and the collector's thresholds alone
     assert AsrtopApp.freeze_after_first_refresh is False and AsrtopApp.schedule_full_collections is False
+    assert AsrtopApp.fine_gil_switch is False
 
 
 async def test_the_heap_is_frozen_once_after_the_first_refresh_is_painted():
@@ -100,3 +102,21 @@ async def test_a_closed_screen_brings_the_next_full_collection_forward():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_the_gil_switch_interval_is_fine_while_the_console_runs_and_comes_back():
+    """The console's process hands the GIL between its refresh thread and its UI loop every GIL_SWITCH seconds
+    while the app runs; the interpreter's interval is back when it leaves."""
+    import sys
+
+    from asrtop.tui.app_refresh import GIL_SWITCH
+
+    before = sys.getswitchinterval()
+    assert before > GIL_SWITCH
+    fleet = FakeFleet(6)
+    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=0.05)
+    app.fine_gil_switch = True
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.refreshes >= 2, what="two refreshes")
+        assert sys.getswitchinterval() == GIL_SWITCH
+    assert sys.getswitchinterval() == before
