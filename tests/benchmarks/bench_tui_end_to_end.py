@@ -431,6 +431,23 @@ def report(r: dict) -> None:
               f"{'' if full else ' (spread over their interval)'}; UI loop alone: {med(ui) / REFRESH * ms:.0f} ms/s)")
 
 
+def host_speed() -> float:
+    """CPU seconds of a fixed pure-Python workload, best of 5: this VM's speed moves by a quarter between runs
+    minutes apart, so each run says how fast the host was while it ran (before and after its refreshes)."""
+    def work() -> int:
+        total = 0
+        for i in range(300_000):
+            total += i * i % 7
+        return total
+
+    best = float("inf")
+    for _ in range(5):
+        c = time.thread_time()
+        work()
+        best = min(best, time.thread_time() - c)
+    return best
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000])
@@ -439,7 +456,11 @@ def main() -> None:
     print(f"{threading.active_count()} thread(s); switch interval {sys.getswitchinterval() * 1000:.0f} ms, "
           f"{refreshmod.GIL_SWITCH * 1000:.0f} ms while the console runs (as run_tui sets it)")
     for n in a.nodes:
-        report(asyncio.run(run(n, a.rounds)))
+        before = host_speed()
+        r = asyncio.run(run(n, a.rounds))
+        report(r)
+        print(f"host speed (a fixed pure-Python loop, best of 5): {before * 1000:.1f} ms before, "
+              f"{host_speed() * 1000:.1f} ms after (lower is faster; compare runs by it)")
         # The console freezes the heap once per process, then schedules its full collections (run_tui, one app
         # a process); the next size's app must do both again, or it runs on the interpreter's own collections.
         gc.unfreeze()
