@@ -108,7 +108,7 @@ class AsrtopApp(RefreshPipeline, DrainWatching, RolloutActions, ProblemWatch, Ap
         self.poll_fleet()
 
     async def on_unmount(self) -> None:
-        self.give_back_collections()
+        self.give_back_process_settings()
         if self.close_source:
             try:
                 await self.source.close()

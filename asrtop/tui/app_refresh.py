@@ -185,7 +185,7 @@ class RefreshPipeline:
             self.full_collections.soon()
         return closing
 
-    def give_back_collections(self) -> None:
+    def give_back_process_settings(self) -> None:
         """The interpreter's own full collections and GIL switch interval again (the app is leaving)."""
         if self.full_collections is not None:
             self.full_collections.give_back()

@@ -9,12 +9,12 @@ them with the render caches, holding the GIL: 25-60 ms at 1,000 nodes, the longe
 So the console's process (run_tui) takes full collections over after its first refresh: the automatic ones are
 turned off (generation 2's threshold set out of reach; the young generations are collected as before, generation
 1 more often: GEN1_EVERY) and one runs every FULL_EVERY refreshes, just before a poll starts, when the last
-refresh was applied and painted and only the snapshot on screen is alive. Off in tests, which run many apps in one process: `take_over` and
-`give_back` save and restore the thresholds.
+refresh was applied and painted and only the snapshot on screen is alive. Off in tests, which run many apps in
+one process: `take_over` and `give_back` save and restore the thresholds.
 
 Refreshes leave next to nothing for a full collection. Textual's self-referring strips and cleared cache rings
 were ~300 objects a refresh at 1,000 nodes; asrtop.tui.textual_internals removes both, and
-tests/tui/test_textual_internals.py checks that 30 refreshes leave no asrtop, Textual or Rich object. Polling
+tests/tui/test_textual_internals.py checks that 30 refreshes leave none of what a paint makes. Polling
 the real demo cluster, 40 refreshes left 238 (Textual's restyling: the virtual nodes it builds for component
 styles; finished workers): a few thousand objects by the next collection. A full collection at 1,000 nodes
 walks ~35,000 live objects, a 15-35 ms block of the UI loop, whatever it finds. What leaves more is what the

@@ -83,7 +83,7 @@ Without them (a Textual that keeps cells differently) every function here takes 
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from rich.cells import cell_len
 from rich.padding import Padding
@@ -273,6 +273,18 @@ class _PaintStyles:
         return getattr(self.styles, name)
 
 
+class _PaintFrame(NamedTuple):
+    """What one paint of the table does not change (``VisibleCellCache._paint_frame``)."""
+
+    width: int
+    scroll_x: int
+    scroll_y: int
+    fixed_height: int  # the header's and the fixed rows' lines
+    style: Style  # the widget's rich_style: the lines' base style
+    filters: tuple  # the line filters render_line applies (none: the styles cache applies them, as Textual does)
+    background: object  # the Color the filters are given
+
+
 def _cell_key(row_key, column_key, row_index, column_index, style, width, cursor, hover, show_hover, pseudo) -> tuple:
     """A cell's entry in ``_cell_render_cache`` (VisibleCellCache's, beside Textual's own keys): its place, the
     styles it is drawn with and its width; the value it showed is kept in the entry, not the key."""
@@ -292,8 +304,9 @@ class VisibleCellCache(DataTable):
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
-        self._content_renders: LRUCache[tuple, list[Segment]] = LRUCache(4096)  # (text, styles, width) -> segments
-        acyclic_caches(self)
+        acyclic_caches(self)  # Textual's own caches
+        # (text, styles, width) -> segments
+        self._content_renders: LRUCache[tuple, list[Segment]] = AcyclicLRUCache(4096)
 
     # -- one paint: what does not change while it lasts is worked out once, not once a line ----------------
     def render_lines(self, crop):
@@ -303,7 +316,7 @@ class VisibleCellCache(DataTable):
         finally:
             self.__dict__["_asrtop_paint"] = None
 
-    def _paint_frame(self) -> tuple:
+    def _paint_frame(self) -> _PaintFrame:
         """What DataTable.render_line works out on every line (size, scroll, the fixed rows' height, the widget's
         ``rich_style``, which walks every ancestor's styles), and the line filters it applies itself: the app's
         filters when the styles cache passes a content line through as it is (no border, outline, padding, tint,
@@ -318,7 +331,8 @@ class VisibleCellCache(DataTable):
                     and not any(styles.padding) and not styles.tint.a and self.opacity == 1.0
                     and styles.text_opacity == 1.0 and (not styles.has_rule("hatch") or styles.hatch == "none"))
         filters = tuple(super().get_line_filters()) if as_it_is else ()
-        return width, scroll_x, scroll_y, fixed_height, self.rich_style, filters, self.background_colors[1]
+        return _PaintFrame(width, scroll_x, scroll_y, fixed_height, self.rich_style, filters,
+                           self.background_colors[1])
 
     def render_line(self, y: int) -> Strip:
         """DataTable's, with the paint's constants (``_paint_frame``), and the line filtered here: Textual filters
@@ -339,7 +353,7 @@ class VisibleCellCache(DataTable):
 
     def get_line_filters(self):
         paint = self.__dict__.get("_asrtop_paint")
-        if paint is not None and paint["frame"][5]:
+        if paint is not None and paint["frame"].filters:
             return ()  # render_line applied them
         return super().get_line_filters()
 
