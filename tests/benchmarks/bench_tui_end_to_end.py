@@ -6,14 +6,14 @@ thread as real I/O would be. The real AsrtopApp (run_test, 160x45, refresh 1 s) 
 problem rules and the table's diff in its refresh thread, the UI applies the diff and paints.
 
 Per refresh: CPU of each stage (merge, problems = history + rules, summary, diff, release = freeing the snapshot
-the refresh replaced: in the refresh threads;
-apply, paint: on the UI loop; the paint is every screen update until the table's last band is painted), the
-wall from answers ready to frame painted, and the longest the UI loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something else held
-the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in CPU
-is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop (as
-the console ran before), a repaint of an unchanged table (idle frame), a repaint with every visible
-cell rendered again (what each refresh's paint cost before), and every visible row put together again from
-cached cells by VisibleCellCache._render_line_in_row and by Textual's own (alternated).
+the refresh replaced: in the refresh threads; apply, paint: on the UI loop; the paint is every screen update
+until the table's last band is painted), the wall from answers ready to frame painted, and the longest the UI
+loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something else
+held the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in
+CPU is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop
+(as the console ran before), a repaint of an unchanged table (idle frame), a repaint with every visible cell
+rendered again (what each refresh's paint cost before), and every visible row put together again from cached
+cells by VisibleCellCache._render_line_in_row and by Textual's own (alternated).
 
 Budgets (issue 17), 1,000 nodes: the UI loop never blocked > 16 ms by a refresh; refresh + paint <= 50 ms
 CPU per second at a 1 s refresh.
@@ -413,11 +413,12 @@ def report(r: dict) -> None:
 
     wall_full = med(w for w, _ in r["scheduled"])
     cpu_full = med(c for _, c in r["scheduled"])
+    spread_per_s = cpu_full / (FULL_EVERY * REFRESH)
     if not full:  # none fell in the rounds: what one costs, run on the loop after them, spread over its interval
-        full_per_s = cpu_full / (FULL_EVERY * REFRESH)
+        full_per_s = spread_per_s
     print(f"the scheduled full collection, run 3 times on the loop after the refreshes: median {wall_full * ms:.1f} ms"
           f" wall, {cpu_full * ms:.1f} ms CPU; one every {FULL_EVERY} refreshes (and soon after a screen closes)"
-          f" = {cpu_full / (FULL_EVERY * REFRESH) * ms:.2f} ms CPU per second")
+          f" = {spread_per_s * ms:.2f} ms CPU per second")
     if r["n"] == 1000:
         print(f"(longest UI task in CPU <= 16 ms: {'PASS' if max(task) <= 0.016 else 'OVER'})")
         gc_wall = max(w for w, _ in full) if full else wall_full

@@ -7,12 +7,33 @@ from __future__ import annotations
 
 import argparse
 import gc
+from contextlib import contextmanager
 
 from fakes import FakeAudit, FakeController, FakeFleet
 from screen import wait_for
 
 from asrtop.tui.app import AsrtopApp
 from asrtop.tui.run import run_tui
+
+
+def console(refresh: float = 0.05, **process_settings: bool) -> AsrtopApp:
+    """An app over a 6-node fake fleet, with the process settings run_tui would set that the test names."""
+    fleet = FakeFleet(6)
+    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=refresh)
+    for name, on in process_settings.items():
+        setattr(app, name, on)
+    return app
+
+
+@contextmanager
+def collector_restored():
+    """The collector's thresholds as they were, and nothing left frozen, whatever the test did; yields them."""
+    before = gc.get_threshold()
+    try:
+        yield before
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def test_run_tui_asks_its_app_to_freeze_after_the_first_refresh(tmp_path):
@@ -33,16 +54,12 @@ def test_run_tui_asks_its_app_to_freeze_after_the_first_refresh(tmp_path):
 
 
 async def test_the_heap_is_frozen_once_after_the_first_refresh_is_painted():
-    fleet = FakeFleet(6)
-    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=3600)
-    app.freeze_after_first_refresh = True
+    app = console(refresh=3600, freeze_after_first_refresh=True)
     assert gc.get_freeze_count() == 0
-    try:
+    with collector_restored():
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: app.gc_frozen, what="the heap frozen")
             assert gc.get_freeze_count() > 0 and app.refreshes == 1
-    finally:
-        gc.unfreeze()
 
 
 async def test_full_collections_run_every_few_refreshes_before_a_poll_and_the_thresholds_come_back(monkeypatch):
@@ -53,10 +70,7 @@ async def test_full_collections_run_every_few_refreshes_before_a_poll_and_the_th
 
     monkeypatch.setattr(gc_schedule, "FULL_EVERY", 5)  # 300 in the console: 15 s of this test's refreshes
     FULL_EVERY = gc_schedule.FULL_EVERY
-    fleet = FakeFleet(6)
-    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=0.05)
-    app.freeze_after_first_refresh = app.schedule_full_collections = True
-    before = gc.get_threshold()
+    app = console(freeze_after_first_refresh=True, schedule_full_collections=True)
     full: list[str] = []
 
     def seen(phase, info):
@@ -65,17 +79,16 @@ async def test_full_collections_run_every_few_refreshes_before_a_poll_and_the_th
 
     gc.callbacks.append(seen)
     try:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app.full_collections is not None and app.full_collections.runs >= 2,
-                           what="two scheduled full collections")
-            assert gc.get_threshold()[2] > 10**6 and gc.get_threshold()[:2] == (before[0], gc_schedule.GEN1_EVERY)
-            assert app.refreshes >= 2 * FULL_EVERY
-            assert full and set(full) == {"poll"}, full
-        assert gc.get_threshold() == before
+        with collector_restored() as before:
+            async with app.run_test(size=(80, 24)) as pilot:
+                await wait_for(pilot, lambda: app.full_collections is not None and app.full_collections.runs >= 2,
+                               what="two scheduled full collections")
+                assert gc.get_threshold()[2] > 10**6 and gc.get_threshold()[:2] == (before[0], gc_schedule.GEN1_EVERY)
+                assert app.refreshes >= 2 * FULL_EVERY
+                assert full and set(full) == {"poll"}, full
+            assert gc.get_threshold() == before
     finally:
         gc.callbacks.remove(seen)
-        gc.unfreeze()
-        gc.set_threshold(*before)
 
 
 async def test_a_closed_screen_brings_the_next_full_collection_forward():
@@ -83,11 +96,8 @@ async def test_a_closed_screen_brings_the_next_full_collection_forward():
     so closing one (Esc on the node detail) has the next quiet point run one."""
     import asrtop.tui.gc_schedule as gc_schedule
 
-    fleet = FakeFleet(6)
-    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=0.05)
-    app.freeze_after_first_refresh = app.schedule_full_collections = True
-    before = gc.get_threshold()
-    try:
+    app = console(freeze_after_first_refresh=True, schedule_full_collections=True)
+    with collector_restored():
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: app.full_collections is not None, what="the collections taken over")
             assert app.full_collections.every == gc_schedule.FULL_EVERY >= 100
@@ -99,9 +109,6 @@ async def test_a_closed_screen_brings_the_next_full_collection_forward():
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.full_collections.runs == 1, what="a full collection")
             assert app.screen is app.fleet_screen and app.refreshes < start + gc_schedule.FULL_EVERY
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
 
 
 async def test_the_gil_switch_interval_is_fine_while_the_console_runs_and_comes_back():
@@ -113,9 +120,7 @@ async def test_the_gil_switch_interval_is_fine_while_the_console_runs_and_comes_
 
     before = sys.getswitchinterval()
     assert before > GIL_SWITCH
-    fleet = FakeFleet(6)
-    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=0.05)
-    app.fine_gil_switch = True
+    app = console(fine_gil_switch=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.refreshes >= 2, what="two refreshes")
         assert sys.getswitchinterval() == GIL_SWITCH
