@@ -64,6 +64,15 @@ filter cache) instead of Textual filtering the new Strip its styles cache builds
 That is only the same as Textual's when the styles cache passes a content line through as it is (no border,
 outline, padding, tint, hatch or opacity: ``_paint_frame`` checks, else Textual's order is kept).
 
+Why rows are added at once (``add_rows_at_once``): the first refresh fills the table with every row, and a
+resize that shows other columns fills it again (``FleetTable._rebuild``). ``DataTable.add_row`` does, per row,
+what depends only on the table: ``ordered_columns`` (a sorted list built anew) twice, the cursor set again
+(its validation and watchers), ``check_idle``. At 1,000 rows that bookkeeping was ~0.4 of a rebuild.
+``add_rows_at_once`` writes what ``add_row`` writes -- ``_row_locations`` (a two-way dict: key <-> index),
+``_data``, ``rows`` (a ``Row`` each), ``_new_rows`` (the rows whose size ``_update_dimensions`` works out
+on idle), ``_require_update_dimensions``, ``_update_count`` stepped once per row -- and does the rest once,
+``_highlight_cursor`` included when the rows are the table's first (as ``add_row`` does for its first row).
+
 Garbage that needs the collector (``tests/tui/test_textual_internals.py`` checks there is none from refreshes):
 
 - ``Strip.divide(cuts)`` -- the compositor divides every painted line at the screen's cuts; when the one cut is
@@ -83,7 +92,8 @@ Without them (a Textual that keeps cells differently) every function here takes 
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, NamedTuple
+from itertools import zip_longest
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 from rich.cells import cell_len
 from rich.padding import Padding
@@ -93,7 +103,7 @@ from rich.text import Text
 from textual.cache import LRUCache
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
+from textual.widgets.data_table import ColumnKey, DuplicateKey, Row, RowKey
 
 CHECKED_AGAINST = "8.2.8"
 
@@ -187,6 +197,52 @@ class QuietCells:
         no repaint asked for (called while the table is being painted: it paints them now)."""
         if self.fast_rows:
             invalidate_render_caches(self.table, refresh)
+
+
+def add_rows_at_once(table: DataTable, rows: Iterable[tuple[str, Sequence[object]]]) -> int:
+    """``table.add_row(*cells, key=key)`` for each (key, cells), one row high, without a label: the same rows, keys,
+    cells and cursor as that loop, with what ``add_row`` does per row that depends only on the table (its
+    ordered columns: a sorted list built anew, twice; the cursor set again, its validation and watchers; the
+    idle check) done once for the batch. The rows added (Textual's path when the internals are missing)."""
+    if cell_store(table) is None or not all(hasattr(table, name) for name in _ADD_ROW_INTERNALS):
+        added = 0
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+            added += 1
+        return added
+    keys = [column.key for column in DataTable.ordered_columns.fget(table)]
+    locations, data, table_rows, new = table._row_locations, table._data, table.rows, table._new_rows
+    was_empty = not table_rows
+    added = 0
+    try:
+        for key, cells in rows:
+            row_key = RowKey(key)
+            if row_key in locations:
+                raise DuplicateKey(f"The row key {row_key!r} already exists.")
+            if len(cells) > len(keys):
+                raise ValueError("More values provided than there are columns.")
+            locations[row_key] = len(table_rows)
+            data[row_key] = dict(zip_longest(keys, cells))
+            table_rows[row_key] = Row(row_key, 1, None, False)
+            new.add(row_key)
+            added += 1
+    finally:  # a bad row stops the batch as it stops add_row's loop: the rows before it are in, sized and counted
+        if added:
+            _added(table, added, was_empty)
+    return added
+
+
+def _added(table: DataTable, added: int, was_empty: bool) -> None:
+    """What add_row does after writing its row, once for `added` rows."""
+    table._require_update_dimensions = True
+    table.cursor_coordinate = table.cursor_coordinate
+    if was_empty and table.columns and table.show_cursor and table.cursor_type != "none":
+        table._highlight_cursor()  # as add_row does when its row is the first: the cursor has a cell now
+    table._update_count += added  # add_row steps the generation once per row
+    table.check_idle()
+
+
+_ADD_ROW_INTERNALS = ("_row_locations", "rows", "_new_rows", "_require_update_dimensions", "_highlight_cursor")
 
 
 def invalidate_render_caches(table: DataTable, refresh: bool = True) -> bool:
