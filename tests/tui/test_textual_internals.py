@@ -451,3 +451,66 @@ async def test_rows_added_at_once_are_what_add_row_makes():
             with pytest.raises(error):
                 internals.add_rows_at_once(at_once, batch)
             assert _table_state(at_once) == _table_state(one_by_one)
+
+
+async def test_new_rows_are_measured_only_where_a_measure_counts(monkeypatch):
+    """VisibleCellCache._update_dimensions: after a fill, Textual measured every cell of every new row through
+    Rich, on the UI loop, for content widths that only auto-width columns read (150-270 ms after a 1,000-row
+    fill). The fleet table's columns all have fixed widths: no cell is measured, and the table's size and
+    painted lines are Textual's own. A table with auto-width columns is measured as Textual measures it."""
+    from rich.text import Text
+    from textual.widgets import DataTable
+    from textual.widgets import _data_table
+
+    measured = []
+    textual_measure = _data_table.measure
+
+    def counted(console, renderable, *args, **kw):
+        measured.append(renderable)
+        return textual_measure(console, renderable, *args, **kw)
+
+    monkeypatch.setattr(_data_table, "measure", counted)
+    snap = FakeFleet(40).build(1)
+
+    async def fill(table_app, rows=None):
+        async with table_app.run_test(size=(160, 20)) as pilot:
+            table = table_app.query_one(DataTable)
+            if rows is None:
+                table.update_fleet(snap, table_context(snap))
+            else:
+                for key, cells in rows:
+                    table.add_row(*cells, key=key)
+            await pilot.pause()
+            await wait_for(pilot, lambda: not getattr(table, "repaint_pending", False), what="bands painted")
+            return (table.virtual_size, [c.get_render_width(table) for c in table.ordered_columns],
+                    screen_lines(table_app))
+
+    ours = await fill(TableApp())
+    assert len(measured) < 40, f"{len(measured)} measures: the rows' cells were measured"
+    monkeypatch.setattr(internals.VisibleCellCache, "_update_dimensions", DataTable._update_dimensions)
+    measured.clear()
+    assert await fill(TableApp()) == ours  # Textual's own: the same size, widths and lines
+    assert len(measured) >= 40 * len(COLUMN_KEYS) // 2  # ...after measuring every cell
+
+    class Other(App):
+        def __init__(self, table_type, fixed: bool):
+            super().__init__()
+            self.table_type, self.fixed = table_type, fixed
+
+        def compose(self) -> ComposeResult:
+            table = self.table_type()
+            for name in ("node", "state"):  # auto width: the widest cell sets it
+                table.add_column(name, key=name, width=6 if self.fixed else None)
+            yield table
+
+    rows = [(f"n{i}", [Text(f"n{i}"), Text("x" * i)]) for i in range(12)]
+    monkeypatch.undo()
+    assert await fill(Other(internals.VisibleCellCache, False), rows) == await fill(Other(DataTable, False), rows)
+
+    class Labelled(Other):  # fixed widths, but a labelled row (the label column's width) and a row of auto height
+        def on_mount(self) -> None:
+            table = self.query_one(DataTable)
+            table.add_row(Text("lab"), Text("elled"), key="labelled", label="a label")
+            table.add_row(Text("two\nlines"), Text("x"), key="tall", height=None)
+
+    assert await fill(Labelled(internals.VisibleCellCache, True), rows) == await fill(Labelled(DataTable, True), rows)
