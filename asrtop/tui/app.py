@@ -106,6 +106,7 @@ class AsrtopApp(RefreshPipeline, DrainWatching, RolloutActions, ProblemWatch, Ap
 
     def on_mount(self) -> None:
         self.poll_fleet()
+        self.call_after_refresh(self.collect_before_first_refresh)
 
     async def on_unmount(self) -> None:
         self.give_back_process_settings()

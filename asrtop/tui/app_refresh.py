@@ -58,10 +58,11 @@ class RefreshPipeline:
     # The console's process (run_tui) sets this: after the first refresh is painted, what is alive then (modules,
     # widgets, a full table) lives as long as the console, and Python's collector scanned all of it again in each
     # full collection: ~110 ms at 1,000 nodes, on whichever thread allocated, the UI's included. gc.freeze()
-    # moves it out of the collector's sight (after one collection, so no garbage is kept). Off in tests: many
-    # apps in one process would each leave their widgets frozen.
+    # moves it out of the collector's sight (after one collection, while the first answers are awaited: see
+    # collect_before_first_refresh). Off in tests: many apps in one process would each leave their widgets frozen.
     freeze_after_first_refresh = False
     gc_frozen = False  # this app froze the heap (at most once per process)
+    _collected_early = False  # collect_before_first_refresh ran: the freeze needs no collection of its own
     # Full collections at the quiet point of the refresh cycle, from the freeze on (asrtop.tui.gc_schedule);
     # run_tui sets it with the freeze.
     schedule_full_collections = False
@@ -169,8 +170,20 @@ class RefreshPipeline:
                 elif isinstance(screen, ShowsFleet) and screen.is_mounted:
                     screen.show_fleet(snap)
 
+    def collect_before_first_refresh(self) -> None:
+        """The freeze's collection, run while the console waits for its first answers (AsrtopApp.on_mount, after
+        the first paint): a full collection walks the whole heap, ~40 ms at 1,000 nodes after the first refresh,
+        a block of the UI loop then; before it, nothing is on screen to wait for. The freeze after the first
+        refresh keeps for good whatever cycles that refresh left, instead of walking the heap again: none at 1,000
+        nodes (DEBUG_SAVEALL at the freeze, bench_tui_end_to_end's app); the 372 objects a collection there
+        found before were the start's (Textual's restyling), which this one frees."""
+        if self.freeze_after_first_refresh and self.refreshes == 0 and not gc.get_freeze_count():
+            gc.collect()
+            self._collected_early = True
+
     def _freeze_long_lived(self) -> None:
-        gc.collect()
+        if not self._collected_early:  # the first answers came before the collection could run
+            gc.collect()
         gc.freeze()
         self.gc_frozen = True
         if self.schedule_full_collections and self.full_collections is None:

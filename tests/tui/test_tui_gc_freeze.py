@@ -6,6 +6,7 @@ millisecond; apps in a shared process (tests) do none of it unless a test asks."
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 from contextlib import contextmanager
 
@@ -60,6 +61,40 @@ async def test_the_heap_is_frozen_once_after_the_first_refresh_is_painted():
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: app.gc_frozen, what="the heap frozen")
             assert gc.get_freeze_count() > 0 and app.refreshes == 1
+
+
+class SlowFirstAnswers(FakeFleet):
+    """A fleet whose first answers take a while, as 1,000 agents' do."""
+
+    async def poll(self):
+        if self.calls == 0:
+            await asyncio.sleep(0.3)
+        return await super().poll()
+
+
+async def test_the_freeze_collects_while_the_first_answers_are_awaited_not_after_the_first_refresh():
+    """The full collection before the freeze walks the whole heap (~40 ms at 1,000 nodes): it runs once the
+    empty console is painted and the first poll is out, not as a block after the first refresh is painted."""
+    fleet = SlowFirstAnswers(6)
+    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=3600)
+    app.freeze_after_first_refresh = True
+    full = []
+
+    def seen(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            full.append((app.refreshes, app.gc_frozen))
+
+    with collector_restored() as before:
+        gc.set_threshold(before[0], before[1], 1 << 30)  # no automatic full collection: only the console's
+        gc.callbacks.append(seen)
+        try:
+            async with app.run_test(size=(80, 24)) as pilot:
+                await wait_for(pilot, lambda: app.gc_frozen, what="the heap frozen")
+                await pilot.pause(0.1)
+        finally:
+            gc.callbacks.remove(seen)
+    assert full and full[0] == (0, False), full  # the first full collection: before the first refresh
+    assert all(refreshes == 0 for refreshes, _ in full), full  # none between the first refresh and the freeze
 
 
 async def test_full_collections_run_every_few_refreshes_before_a_poll_and_the_thresholds_come_back(monkeypatch):
