@@ -533,7 +533,7 @@ class VisibleCellCache(DataTable):
         fixed-width columns (the fleet table's: ``fit_columns`` sets every width) the measures are thrown away:
         150-270 ms on the UI loop after a 1,000-row fill (the first refresh, a resize that rebuilds the table).
         The rest (the virtual size) is Textual's."""
-        if not any(column.auto_width for column in self.columns.values()):
+        if self._cells_cacheable() and not any(column.auto_width for column in self.columns.values()):
             rows, locations = self.rows, self._row_locations
             new_rows = [key for key in new_rows if key in locations and (
                 rows[key].label is not None or rows[key].auto_height)]
