@@ -7,7 +7,9 @@ synthetic schema-1 /v1/status answers served by one process on N loopback ports
 wall and CPU (its user + system time) per run, medians, and each as a ratio to the 50-node run; beside them
 the CPU the stand-in agents' one process spent answering that run (it shares the machine's cores: where it
 is near the CLI's wall, the stand-in fleet, not asrtop, sets the pace). Every run must show every node
-ready with a fresh agent answer, or the benchmark stops.
+ready with a fresh agent answer, or the benchmark stops. Every size's fleet is up for the whole run and the
+sizes take turns (50, 1,000, 5,000, 50, ...): a VM's speed drifts by a quarter or more over minutes, and
+measured one size after another the ratio was partly one phase against another.
 
     .venv/bin/python tests/benchmarks/bench_status_scale.py [RUNS] [SIZES...]
 
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,35 +77,60 @@ def child_times():
     return t.children_user + t.children_system
 
 
-def measure(n: int, runs: int, tmp: Path) -> tuple[float, float, float, float | None]:
-    names = [f"gpu-{i:04d}" for i in range(n)]
-    agents = subprocess.Popen([sys.executable, str(ROOT / "tests/support/sources_synth.py"), str(n)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        ports = json.loads(agents.stdout.readline())
+class Fleet:
+    """One size's stand-in fleet (agents' process, two HAProxy) and the `status` command line for it."""
+
+    def __init__(self, n: int, tmp: Path, stack: ExitStack):
+        names = [f"gpu-{i:04d}" for i in range(n)]
+        self.n = n
+        self.agents = subprocess.Popen([sys.executable, str(ROOT / "tests/support/sources_synth.py"), str(n)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        stack.callback(self._stop_agents)
+        ports = json.loads(self.agents.stdout.readline())
         specs = [ServerSpec(name, ports[name]) for name in names]
-        with start_haproxy(HAPROXY, tmp, specs) as a, start_haproxy(HAPROXY, tmp, specs) as b:
-            bal = [haproxy_entry("hx-a", a.socket), haproxy_entry("hx-b", b.socket)]
-            cfg = write_config(tmp, bal, [node_entry(name, address=f"127.0.0.1:{ports[name]}",
-                                                     agent=f"http://127.0.0.1:{ports[name]}") for name in names],
-                               name=f"status-{n}.toml", refresh=REFRESH)
-            argv = [sys.executable, "-m", "asrtop.cli", "--config", str(cfg), "status"]
-            run_status(argv, n, tmp)  # warm: page cache, HAProxy's first answers
+        a = stack.enter_context(start_haproxy(HAPROXY, tmp, specs))
+        b = stack.enter_context(start_haproxy(HAPROXY, tmp, specs))
+        bal = [haproxy_entry("hx-a", a.socket), haproxy_entry("hx-b", b.socket)]
+        cfg = write_config(tmp, bal, [node_entry(name, address=f"127.0.0.1:{ports[name]}",
+                                                 agent=f"http://127.0.0.1:{ports[name]}") for name in names],
+                           name=f"status-{n}.toml", refresh=REFRESH)
+        self.argv = [sys.executable, "-m", "asrtop.cli", "--config", str(cfg), "status"]
+        self.walls: list[float] = []
+        self.cpus: list[float] = []
+        self.agent_cpus: list[float] = []
+        self.against: list[float] = []
+
+    def _stop_agents(self) -> None:
+        self.agents.stdin.close()
+        self.agents.wait(10)
+
+    def run(self, tmp: Path) -> None:
+        """One measured `status` (and one of AGAINST's right after it)."""
+        before, agents_before = child_times(), process_cpu(self.agents.pid)
+        self.walls.append(run_status(self.argv, self.n, tmp))
+        self.cpus.append(child_times() - before)
+        self.agent_cpus.append(process_cpu(self.agents.pid) - agents_before)
+        if AGAINST:
+            self.against.append(run_status(self.argv, self.n, tmp, AGAINST))
+
+    def medians(self) -> tuple[float, float, float, float | None]:
+        return (statistics.median(self.walls), statistics.median(self.cpus), statistics.median(self.agent_cpus),
+                statistics.median(self.against) if self.against else None)
+
+
+def measure(sizes: tuple[int, ...], runs: int, tmp: Path) -> dict[int, tuple[float, float, float, float | None]]:
+    """Every size's fleet up at once, then `runs` rounds of one `status` per size in turn: the sizes share the
+    machine's moments (a VM's speed drifts over minutes), so their ratios are not one phase against another."""
+    with ExitStack() as stack:
+        fleets = [Fleet(n, tmp, stack) for n in sizes]
+        for fleet in fleets:  # warm: page cache, HAProxy's first answers
+            run_status(fleet.argv, fleet.n, tmp)
             if AGAINST:
-                run_status(argv, n, tmp, AGAINST)
-            walls, cpus, agent_cpus, against = [], [], [], []
-            for _ in range(runs):
-                before, agents_before = child_times(), process_cpu(agents.pid)
-                walls.append(run_status(argv, n, tmp))
-                cpus.append(child_times() - before)
-                agent_cpus.append(process_cpu(agents.pid) - agents_before)
-                if AGAINST:
-                    against.append(run_status(argv, n, tmp, AGAINST))
-    finally:
-        agents.stdin.close()
-        agents.wait(10)
-    return (statistics.median(walls), statistics.median(cpus), statistics.median(agent_cpus),
-            statistics.median(against) if against else None)
+                run_status(fleet.argv, fleet.n, tmp, AGAINST)
+        for _ in range(runs):
+            for fleet in fleets:
+                fleet.run(tmp)
+        return {fleet.n: fleet.medians() for fleet in fleets}
 
 
 def main() -> None:
@@ -111,12 +139,12 @@ def main() -> None:
     raise_nofile()
     env_note = "" if os.environ.get("PYTHONDONTWRITEBYTECODE") is None else \
         " (PYTHONDONTWRITEBYTECODE is set: every run compiles asrtop's sources; unset it to measure what users get)"
-    print(f"asrtop status, N nodes x 2 HAProxy 2.8 + N agents, {runs} runs each (median; subprocess){env_note}; "
+    print(f"asrtop status, N nodes x 2 HAProxy 2.8 + N agents, {runs} runs each, the sizes in turn (median; "
+          f"subprocess){env_note}; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    results = {}
     with tempfile.TemporaryDirectory() as d:
+        results = measure(sizes, runs, Path(d))
         for n in sizes:
-            results[n] = measure(n, runs, Path(d))
             wall, cpu, agents_cpu, other = results[n]
             base_wall, base_cpu, _, _ = results[sizes[0]]
             print(f"{n:>6,} nodes: wall {wall * 1000:7.0f} ms ({wall / base_wall:4.2f}x {sizes[0]})   "
