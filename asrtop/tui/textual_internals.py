@@ -209,11 +209,7 @@ def add_rows_at_once(table: DataTable, rows: Iterable[tuple[str, Sequence[object
     ordered columns: a sorted list built anew, twice; the cursor set again, its validation and watchers; the
     idle check) done once for the batch. The rows added (Textual's path when the internals are missing)."""
     if cell_store(table) is None or not all(hasattr(table, name) for name in _ADD_ROW_INTERNALS):
-        added = 0
-        for key, cells in rows:
-            table.add_row(*cells, key=key)
-            added += 1
-        return added
+        return add_rows_one_by_one(table, rows)
     keys = [column.key for column in DataTable.ordered_columns.fget(table)]
     locations, data, table_rows, new = table._row_locations, table._data, table.rows, table._new_rows
     was_empty = not table_rows
@@ -233,6 +229,15 @@ def add_rows_at_once(table: DataTable, rows: Iterable[tuple[str, Sequence[object
     finally:  # a bad row stops the batch as it stops add_row's loop: the rows before it are in, sized and counted
         if added:
             _added(table, added, was_empty)
+    return added
+
+
+def add_rows_one_by_one(table: DataTable, rows: Iterable[tuple[str, Sequence[object]]]) -> int:
+    """Textual's own path: ``table.add_row(*cells, key=key)`` for each (key, cells); the rows added."""
+    added = 0
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
+        added += 1
     return added
 
 

@@ -50,18 +50,11 @@ def textuals_path():
     """Rows added one by one through add_row, a Text made per cell, every new row measured on idle."""
     saved = (fleet_table.add_rows_at_once, fleet_table._row_texts, internals.VisibleCellCache._update_dimensions)
 
-    def one_by_one(table, rows):
-        added = 0
-        for key, cells in rows:
-            table.add_row(*cells, key=key)
-            added += 1
-        return added
-
     def texts_per_cell(cells, names, shown, colour):
         for name in names:
             yield name, [fleet_table._text(cells[name][i], key.value, colour) for i, key in shown]
 
-    fleet_table.add_rows_at_once, fleet_table._row_texts = one_by_one, texts_per_cell
+    fleet_table.add_rows_at_once, fleet_table._row_texts = internals.add_rows_one_by_one, texts_per_cell
     internals.VisibleCellCache._update_dimensions = DataTable._update_dimensions
     try:
         yield

@@ -17,9 +17,10 @@ from asrtop.tui.app import AsrtopApp
 from asrtop.tui.run import run_tui
 
 
-def console(refresh: float = 0.05, **process_settings: bool) -> AsrtopApp:
-    """An app over a 6-node fake fleet, with the process settings run_tui would set that the test names."""
-    fleet = FakeFleet(6)
+def console(refresh: float = 0.05, fleet: FakeFleet | None = None, **process_settings: bool) -> AsrtopApp:
+    """An app over `fleet` (a 6-node fake fleet), with the process settings run_tui would set that the test
+    names."""
+    fleet = fleet or FakeFleet(6)
     app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=refresh)
     for name, on in process_settings.items():
         setattr(app, name, on)
@@ -75,9 +76,7 @@ class SlowFirstAnswers(FakeFleet):
 async def test_the_freeze_collects_while_the_first_answers_are_awaited_not_after_the_first_refresh():
     """The full collection before the freeze walks the whole heap (~40 ms at 1,000 nodes): it runs once the
     empty console is painted and the first poll is out, not as a block after the first refresh is painted."""
-    fleet = SlowFirstAnswers(6)
-    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=3600)
-    app.freeze_after_first_refresh = True
+    app = console(refresh=3600, fleet=SlowFirstAnswers(6), freeze_after_first_refresh=True)
     full = []
 
     def seen(phase, info):
