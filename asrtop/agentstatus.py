@@ -3,6 +3,11 @@
 PURE: no I/O. `parse_status` accepts anything json.loads can return and either gives an `AgentStatus`
 or raises `StatusError` with one line saying what is wrong; a reading of the wrong type becomes None
 (unavailable), never a made-up 0.
+
+The readings are read-only by convention, not frozen: a frozen dataclass's __init__ sets each field through
+object.__setattr__, and `asrtop status` builds eight of them per agent (~70 fields) in the thread every agent's
+answer waits on (measured: GpuReading(...) 1.2-1.3 us frozen, 0.16 us not). Nothing changes one after
+parse_status or prometheus_build made it; unsafe_hash keeps them hashable by value, as frozen ones were.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ class StatusError(ValueError):
     """The body is not a schema-1 agent status."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class GpuProcess:
     """A process holding memory on one GPU."""
 
@@ -27,7 +32,7 @@ class GpuProcess:
     gpu_memory_bytes: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class GpuReading:
     """One GPU as the agent read it (NVML, or its simulator)."""
 
@@ -53,7 +58,7 @@ class GpuReading:
         return self.memory_used_bytes / self.memory_total_bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class HostReading:
     """The node's CPU, load and memory."""
 
@@ -66,7 +71,7 @@ class HostReading:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RequestStats:
     """Exact counts from the agent's in-path proxy (`--proxy`); absent without it."""
 
@@ -82,7 +87,7 @@ class RequestStats:
     oldest_in_flight_seconds: float | None = None  # the oldest request's age at collection; None: none or unknown
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class StreamsReading:
     """Live streams (WebSocket sessions) the agent sees on the node's stream port; absent without one.
 
@@ -100,7 +105,7 @@ class StreamsReading:
     audio_seconds_total: float | None = None  # proxy only
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AsrReading:
     """The ASR service: its probe, its process, and the requests and streams the agent counts."""
 
@@ -119,7 +124,7 @@ class AsrReading:
     probe_target: str | None = None  # what the probe reaches: a URL, host:port
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ModelDir:
     """One model directory and its manifest digest."""
 
@@ -131,7 +136,7 @@ class ModelDir:
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ModelReading:
     """The model on the node: every directory's manifest in one digest."""
 
@@ -143,7 +148,7 @@ class ModelReading:
     dirs: tuple[ModelDir, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AgentStatus:
     """One agent answer (`GET /v1/status`), validated.
 

@@ -38,9 +38,10 @@ class AgentTraffic:
     window_seconds: float | None = None  # the span the rates cover
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class AgentReading:
-    """Result of polling one agent. `status` is the last good status, kept when later polls fail."""
+    """Result of polling one agent. `status` is the last good status, kept when later polls fail. Read-only by
+    convention, not frozen: one per node per refresh (see asrtop.agentstatus)."""
 
     url: str
     status: AgentStatus | None

@@ -32,9 +32,13 @@ class Health(str, Enum):
     PAUSED = "paused"  # a health check is configured but not running (HAProxy pauses it in maint): neither up nor down
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class ServerState:
-    """One server of one backend/upstream as one balancer sees it. None = the balancer does not know."""
+    """One server of one backend/upstream as one balancer sees it. None = the balancer does not know.
+
+    Read-only by convention, not frozen (as asrtop.agentstatus's readings, for the same reason): a frozen
+    __init__ sets its 17 fields through object.__setattr__, and a refresh of 1,000 nodes on two balancers
+    builds 2,000. unsafe_hash keeps it hashable by value, as it was."""
 
     name: str  # HAProxy server name; nginx: "host:port" as written in the upstream
     address: str  # host or IP as configured
