@@ -245,8 +245,8 @@ ASR_INPUTS = ("asr_service_up", REQUESTS_SUM, "asr_request_duration_seconds_sum"
 class Reused(NamedTuple):
     """An instance's last sub-readings with the per-round inputs they were built from (the detail part compared
     by identity): build_status_reusing() hands them on while the inputs are equal, instead of building them
-    again (a frozen reading's construction is most of a node's build, and a node's GPU, service and request
-    figures often stand still from one scrape to the next; its scrape time does not, so the status is new)."""
+    again (fewer objects built, and kept for the collector to walk: a node's GPU, service and request figures
+    often stand still from one scrape to the next; its scrape time does not, so the status is new)."""
 
     part: DetailPart
     host_in: tuple
