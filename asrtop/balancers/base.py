@@ -37,7 +37,7 @@ class ServerState:
     """One server of one backend/upstream as one balancer sees it. None = the balancer does not know.
 
     Read-only by convention, not frozen (as asrtop.agentstatus's readings, for the same reason): a frozen
-    __init__ sets its 17 fields through object.__setattr__, and a refresh of 1,000 nodes on two balancers
+    __init__ sets its 16 fields through object.__setattr__, and a refresh of 1,000 nodes on two balancers
     builds 2,000. unsafe_hash keeps it hashable by value, as it was."""
 
     name: str  # HAProxy server name; nginx: "host:port" as written in the upstream

@@ -7,8 +7,8 @@ non-blocking sockets on one epoll (~0.05 ms each, tests/benchmarks/bench_status_
 the answers (`then`: JSON and the status's validation) while no socket is ready, the rest after the last one.
 Why not each one as it arrives: at 1,000 loopback agents (answers always ready) that interleaving of socket
 calls and parsing cost 82-84 ms of the thread's CPU against 55-62 ms for the same exchanges and parsing done
-apart (the same process, alternated; issue 17's closing note); where answers take a
-network's time to come, the parsing fills the waits as before.
+apart (the same process, alternated; issue 17's closing note); where answers take a network's time to come,
+the parsing fills the waits as before.
 Names that are not IP literals are resolved first, on the loop's resolver threads, as asyncio would.
 Same answers and the same errors as plainhttp.get (its `_Reply` parses them), so the same words.
 """
