@@ -203,6 +203,10 @@ class QuietCells:
             invalidate_render_caches(self.table, refresh)
 
 
+# what add_rows_at_once writes or calls besides the cell store (cell_store)
+_ADD_ROW_INTERNALS = ("_row_locations", "rows", "_new_rows", "_require_update_dimensions", "_highlight_cursor")
+
+
 def add_rows_at_once(table: DataTable, rows: Iterable[tuple[str, Sequence[object]]]) -> int:
     """``table.add_row(*cells, key=key)`` for each (key, cells), one row high, without a label: the same rows, keys,
     cells and cursor as that loop, with what ``add_row`` does per row that depends only on the table (its
@@ -249,9 +253,6 @@ def _added(table: DataTable, added: int, was_empty: bool) -> None:
         table._highlight_cursor()  # as add_row does when its row is the first: the cursor has a cell now
     table._update_count += added  # add_row steps the generation once per row
     table.check_idle()
-
-
-_ADD_ROW_INTERNALS = ("_row_locations", "rows", "_new_rows", "_require_update_dimensions", "_highlight_cursor")
 
 
 def invalidate_render_caches(table: DataTable, refresh: bool = True) -> bool:

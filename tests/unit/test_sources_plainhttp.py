@@ -184,19 +184,36 @@ async def test_all_at_once_hands_each_answer_to_then_in_its_thread(server):
     assert got[0][0] == "node-0" and str(got[1][0]) == "HTTP 500"
 
 
-class PollSpy:
-    """An epoll that writes each poll (its timeout, how many sockets were ready) into `log`."""
+class EpollSpy:
+    """An epoll that writes the calls named in `kinds` into `log`: ("register", events), ("modify", events),
+    ("unregister",), ("poll", timeout, how many sockets were ready)."""
 
-    def __init__(self, log: list):
-        self.ep, self.log = select.epoll(), log
+    def __init__(self, log: list, kinds: tuple[str, ...]):
+        self.ep, self.log, self.kinds = select.epoll(), log, kinds
+
+    def _note(self, *entry) -> None:
+        if entry[0] in self.kinds:
+            self.log.append(entry)
+
+    def register(self, fd, events):
+        self._note("register", events)
+        self.ep.register(fd, events)
+
+    def modify(self, fd, events):
+        self._note("modify", events)
+        self.ep.modify(fd, events)
+
+    def unregister(self, fd):
+        self._note("unregister")
+        self.ep.unregister(fd)
 
     def poll(self, timeout):
         ready = self.ep.poll(timeout)
-        self.log.append(("poll", timeout, len(ready)))
+        self._note("poll", timeout, len(ready))
         return ready
 
-    def __getattr__(self, name):
-        return getattr(self.ep, name)
+    def close(self):
+        self.ep.close()
 
 
 async def test_all_at_once_works_answers_out_only_while_no_socket_is_ready(server, monkeypatch):
@@ -205,7 +222,7 @@ async def test_all_at_once_works_answers_out_only_while_no_socket_is_ready(serve
     finds no socket ready, or after the last exchange: never between a poll that found sockets ready and
     their work."""
     log: list = []
-    monkeypatch.setattr(plainbatch, "select", types.SimpleNamespace(epoll=lambda: PollSpy(log)))
+    monkeypatch.setattr(plainbatch, "select", types.SimpleNamespace(epoll=lambda: EpollSpy(log, ("poll",))))
 
     def then(body, code):
         log.append(("then",))
@@ -251,31 +268,8 @@ async def test_all_at_once_one_epoll_call_per_agent_the_request_sent_with_the_co
     """Issue 17 (status at 1,000 agents): where the connection is made at once (loopback, a near agent), the
     request goes out right after connect and the socket is registered once, for the answer only; closing it
     takes it off the epoll (no modify, no unregister: each was a syscall per agent)."""
-    calls = []
-
-    class SpyEpoll:
-        def __init__(self):
-            self.ep = select.epoll()
-
-        def register(self, fd, events):
-            calls.append(("register", events))
-            self.ep.register(fd, events)
-
-        def modify(self, fd, events):
-            calls.append(("modify", events))
-            self.ep.modify(fd, events)
-
-        def unregister(self, fd):
-            calls.append(("unregister",))
-            self.ep.unregister(fd)
-
-        def poll(self, timeout):
-            return self.ep.poll(timeout)
-
-        def close(self):
-            self.ep.close()
-
-    monkeypatch.setattr(plainbatch, "select", types.SimpleNamespace(epoll=SpyEpoll))
+    calls: list = []
+    monkeypatch.setattr(plainbatch, "select", types.SimpleNamespace(epoll=lambda: EpollSpy(calls, ("register", "modify", "unregister"))))
     got = await plainbatch.get_all([f"{server}/good/v1/status"] * 5, 2.0)
     assert [result for result, _, _ in got] == [(BODY, 200)] * 5
     assert calls == [("register", select.EPOLLIN)] * 5
