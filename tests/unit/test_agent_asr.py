@@ -63,6 +63,9 @@ class FakeConns:
         self.owner_calls += 1
         return self.owner
 
+    def own_connections(self, count, local):
+        pass
+
 
 @pytest.fixture
 async def health_server():

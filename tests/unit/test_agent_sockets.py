@@ -207,3 +207,69 @@ async def test_the_blocking_probe_says_down_on_a_bad_status_a_timeout_and_a_refu
     free.close()
     refused = await make_probe("http", "/health", f"http://127.0.0.1:{port}", timeout=1.0).check()
     assert refused[0] is False and "failed" in refused[2]
+
+
+class Counters:
+    """TcpCounters as the test sets them: (ActiveOpens, PassiveOpens, AttemptFails, EstabResets, CurrEstab)."""
+
+    def __init__(self) -> None:
+        self.now: tuple[int, ...] | None = (100, 50, 0, 0, 4)
+
+    def read(self) -> tuple[int, ...] | None:
+        return self.now
+
+    def move(self, **by: int) -> None:
+        names = ("active", "passive", "fails", "resets", "current")
+        self.now = tuple(v + by.get(n, 0) for n, v in zip(names, self.now))
+
+
+def test_the_established_table_is_walked_again_only_when_the_tcp_counters_moved(socks):
+    """Real sockets and netlink dumps; the host's TCP counters are the test's, so that other tests' connections
+    cannot move them. A round with the counters where the last walk left them (plus the probe's own
+    connections) reads only the listening table; any other move, another request, a queued connection or
+    REWALK_AFTER seconds make it walk."""
+    from asrtop_agent.collectors.sockets import REWALK_AFTER
+
+    counters, clock = Counters(), [0.0]
+    diag = SockDiag(counters=counters, clock=lambda: clock[0])
+    srv = socks.keep(_listener())
+    port = srv.getsockname()[1]
+    served = [socks.connect(srv)[1]]
+
+    def round_() -> tuple[int, int, list[int], int | None]:
+        """(walks made, in flight, stream inodes, listener inode) of one round's read."""
+        walks = diag.walks
+        got = diag.sample(listen=(port,), established=(port,))
+        return diag.walks - walks, got.scan(port)[1], sorted(got.established(port)), got.listeners.get(port)
+
+    def served_now() -> tuple[int, list[int], int]:
+        return len(served), sorted(map(_inode, served)), _inode(srv)
+
+    assert round_() == (1, *served_now())
+    assert round_() == (0, *served_now())  # nothing moved: the listening table alone
+    served.append(socks.connect(srv)[1])  # unmoved counters (the test's): the last walk stands; what they gate
+    assert round_() == (0, 1, [_inode(served[0])], _inode(srv))
+    counters.move(active=1, passive=1, current=2)  # what the kernel's counters do for that connection
+    assert round_() == (1, *served_now())
+    diag.own_connections(1, local=True)  # the probe: one connection to this host, closed again
+    counters.move(active=1, passive=1)
+    assert round_() == (0, *served_now())
+    diag.own_connections(1, local=False)  # to another host: only our side moves the counters ...
+    counters.move(active=1, passive=1)  # ... but both did: someone else connected too
+    assert round_()[0] == 1
+    for move in ({"current": -1}, {"resets": 1}, {"fails": 1}, {"passive": 1, "current": 1}):
+        counters.move(**move)
+        assert (round_()[0], round_()[0]) == (1, 0), move
+    walks = diag.walks
+    assert diag.sample(established=(port,), client=port).scan(port)[1:] == (2, 2)  # another request ...
+    assert diag.walks - walks == 1 and round_()[0] == 1  # ... walks, and so does this one's next
+    clock[0] += REWALK_AFTER  # the blind spot (ESTABLISHED -> CLOSE_WAIT moves nothing) is bounded
+    assert (round_()[0], round_()[0]) == (1, 0)
+    queued = socks.keep(socket.create_connection(("127.0.0.1", port)))  # gets its inode without a move
+    counters.move(active=1, passive=1, current=2)
+    assert [round_()[:2] for _ in range(2)] == [(1, 3), (1, 3)]  # walked while one has no inode yet
+    served.append(socks.keep(srv.accept()[0]))
+    assert round_() == (1, *served_now()) and round_() == (0, *served_now())
+    assert queued.fileno() >= 0
+    counters.now = None  # the counters cannot be read: every round walks
+    assert (round_()[0], round_()[0]) == (1, 1)

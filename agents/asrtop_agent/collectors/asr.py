@@ -2,7 +2,9 @@
 
 In-flight is either exact (the agent's proxy counts it) or the number of established TCP connections
 to the ASR port (sockets.py: netlink sock_diag with an in-kernel port filter, /proc/net/tcp fallback), read
-in the round's one socket dump with the listener and the stream port's connections.
+in the round's one socket dump with the listener and the stream port's connections. The probe's own connection
+is reported to the socket reader (own_connections), so that it alone does not make the next round walk the
+kernel's established table again.
 The listening PID is found once per listening socket (inode) and cached.
 """
 
@@ -134,7 +136,10 @@ class AsrCollector:
         (pid, cpu, rss, perr, conns), streams, probed = await asyncio.to_thread(self._socket_facts, then)
         if self.proxy_streams is not None:
             streams = self.proxy_streams.snapshot()
-        up, latency, error = probed if probed is not None else await self.probe.check()
+        if probed is None:
+            probed = await self.probe.check()
+            self._probed()
+        up, latency, error = probed
         if self.counters is not None:
             reqs = self.counters.snapshot()
             in_flight, source = reqs.in_flight, "proxy"
@@ -153,7 +158,17 @@ class AsrCollector:
         streams = None
         if self.conn_streams is not None:
             streams = self.conn_streams.collect(sample.established(self.conn_streams.port) if sample else None)
-        return self._process_facts(sample), streams, (then_probe() if then_probe is not None else None)
+        facts = self._process_facts(sample)
+        probed = None
+        if then_probe is not None:
+            probed = then_probe()
+            self._probed()
+        return facts, streams, probed
+
+    def _probed(self) -> None:
+        """The probe made one connection, closed by now, to the service: on this host when its port's listener
+        is (both ends of it move the TCP counters)."""
+        self.conns.own_connections(1, local=self._inode is not None)
 
     def _sample(self) -> PortSockets:
         """The round's one read of the sockets (one walk of the kernel's tables): the ASR port's listener, its
