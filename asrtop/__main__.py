@@ -1,7 +1,5 @@
 """`python -m asrtop ...`: the same as the `asrtop` command."""
 
-import sys
+from asrtop.cli import entry
 
-from asrtop.cli import main
-
-sys.exit(main())
+entry()

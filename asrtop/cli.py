@@ -283,7 +283,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def entry() -> None:
+    """The `asrtop` command (console script, `python -m asrtop`, `python -m asrtop.cli`): main(), then this
+    process ends; what a one-shot command built is left to the exit (asrtop.commands._without_gc)."""
+    sys.exit(main(ends_process=True))
+
+
+def main(argv: list[str] | None = None, *, ends_process: bool = False) -> int:
+    """`ends_process`: the process exits right after (entry()); in-process callers leave it False."""
     parser = build_parser(command_in(sys.argv[1:] if argv is None else argv))
     args, extra = parser.parse_known_args(argv)
     if extra:  # what parse_args() does, except that `check` says UNKNOWN (Nagios)
@@ -302,11 +309,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args)
         from asrtop.commands import run_command
 
-        return run_command(args)
+        return run_command(args, ends_process)
     except KeyboardInterrupt:
         print("asrtop: interrupted", file=sys.stderr)
         return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

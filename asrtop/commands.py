@@ -30,10 +30,11 @@ def _err(line: str) -> None:
     print(f"asrtop: {line}", file=sys.stderr, flush=True)
 
 
-def run_command(args: Any) -> int:
+def run_command(args: Any, ends_process: bool = False) -> int:
+    """`ends_process`: the process exits right after (the `asrtop` command itself)."""
     try:
         try:
-            return _run(args)
+            return _run(args, ends_process)
         finally:
             sys.stdout.flush()  # a reader gone (`| head`) is met here, not in the interpreter's last flush
     except _Fail as f:
@@ -66,20 +67,21 @@ def _failed(args: Any, line: str, code: int) -> int:
     return code
 
 
-def _run(args: Any) -> int:
+def _run(args: Any, ends_process: bool = False) -> int:
     if args.command == "export":
         return _export(args)
     if args.command == "status":
-        return _without_gc(_read_and_run, args)
+        return _without_gc(_read_and_run, args, ends_process)
     return _read_and_run(args)
 
 
-def _without_gc(run: Any, args: Any) -> int:
+def _without_gc(run: Any, args: Any, ends_process: bool = False) -> int:
     """One read of the fleet, then exit: what `status` builds (each agent's JSON, the readings, the views) lives
     to the end, so the cycle collector would only walk it again and again (5-10 % of its CPU at 1,000 nodes,
-    tests/benchmarks/bench_status_scale.py) and finds nothing to free. Enabled again after (in-process callers).
-    The interpreter's exit walks it too (its last collections, ~100 ms at 1,000 nodes): frozen at exit
-    (_freeze_at_exit), it is skipped."""
+    tests/benchmarks/bench_status_scale.py) and finds nothing to free. Enabled again after for in-process
+    callers; not when the process ends next: its first collection would walk everything made while it was off
+    (~9 ms at 1,000 nodes). The interpreter's exit walks it too (its last collections, ~100 ms at 1,000 nodes):
+    frozen at exit (_freeze_at_exit), it is skipped."""
     import gc
 
     _freeze_at_exit()
@@ -88,7 +90,7 @@ def _without_gc(run: Any, args: Any) -> int:
     try:
         return run(args)
     finally:
-        if was:
+        if was and not ends_process:
             gc.enable()
 
 
