@@ -20,7 +20,7 @@ ROUNDS = 5
 def scenario() -> None:
     """In the namespace: phases of rounds; prints {phase: [[walks, up, in flight], ...]}."""
     from asrtop_agent.collectors.asr import AsrCollector
-    from asrtop_agent.collectors.sockets import SockDiag
+    from asrtop_agent.collectors.sockets import SockDiag, TcpCounters
     from support.agent_proc import simnode
 
     async def rounds(col: AsrCollector, diag: SockDiag, n: int) -> list[list]:
@@ -32,15 +32,23 @@ def scenario() -> None:
             await asyncio.sleep(0.1)
         return out
 
+    def settle(done) -> None:
+        """Wait (5 s at most) for the kernel to show `done()`; read with a SockDiag of its own and the counters,
+        so that the collector's last walk is not touched."""
+        deadline = time.monotonic() + 5
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     async def phases(url: str, port: int) -> dict[str, list]:
-        diag = SockDiag()
+        diag, look, counters = SockDiag(), SockDiag(), TcpCounters()
         col = AsrCollector(url, connections=diag)
         got = {"start": await rounds(col, diag, 2), "idle": await rounds(col, diag, ROUNDS)}
+        established = counters.read()[4]
         stream = socket.create_connection(("127.0.0.1", port))  # a client that holds a connection open
-        time.sleep(0.2)  # accepted by the node
+        settle(lambda: look.sample(established=(port,)).established(port))  # accepted by the node (an inode)
         got["connected"] = await rounds(col, diag, ROUNDS)
         stream.close()
-        time.sleep(0.2)  # the node closes its side too
+        settle(lambda: counters.read()[4] == established)  # the node closed its side too (no CLOSE_WAIT)
         got["closed"] = await rounds(col, diag, ROUNDS)
         await col.close()
         return got
