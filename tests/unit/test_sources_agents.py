@@ -156,10 +156,12 @@ async def test_errors_are_per_node_and_never_raise(agents, poller):
 async def test_black_holed_agents_never_hold_the_round_past_the_timeout(agents):
     # concurrency 2 with 2 black holes listed first: in the first round they take both slots for the
     # round's whole budget and the good agents are reported "not polled" instead of waiting past it;
-    # from the next round on the holes go last and every good agent is answered.
+    # from the next round on the holes go last and every good agent is answered. The round's budget is 1 s:
+    # with 0.3 s, a good agent (served on this test's own loop) missed it once in a CI run under the soak
+    # test's load.
     good = await agents(3)
     holes = [await BlackHole().start() for _ in range(2)]
-    p = AgentPoller(timeout=0.3, concurrency=2)
+    p = AgentPoller(timeout=1.0, concurrency=2)
     try:
         nodes = [NodeConfig(f"hole{i}", agent=h.url) for i, h in enumerate(holes)]
         nodes += [NodeConfig(f"good{i}", agent=a.url) for i, a in enumerate(good)]
@@ -171,7 +173,7 @@ async def test_black_holed_agents_never_hold_the_round_past_the_timeout(agents):
         await p.close()
         for h in holes:
             await h.stop()
-    assert all(second[f"good{i}"].error is None for i in range(3))
+    assert [second[f"good{i}"].error for i in range(3)] == [None] * 3
     assert all(second[f"hole{i}"].error is not None for i in range(2))
     assert list(second) == ["good0", "good1", "good2", "hole0", "hole1"]  # the order they were polled in
 
