@@ -87,6 +87,13 @@ async def run_from_palette(pilot, command: str) -> None:
                             for w in app.workers))  # the app's workers: the palette's search is one of them
 
     await wait_for(pilot, searched, what=f"the palette's matches for {command!r}")
+    hits = palette.query_one(CommandList)
+    top = [getattr(getattr(hits.get_option_at_index(i), "hit", None), "score", None)
+           for i in range(min(2, hits.option_count))]
+    # a tie runs whichever the list happens to show first: the query must name one command
+    assert len(top) < 2 or None in top or top[0] > top[1], \
+        f"{command!r} matches two commands equally: {hits.get_option_at_index(0).prompt} / " \
+        f"{hits.get_option_at_index(1).prompt}"
     await pilot.press("enter")
     await wait_for(pilot, lambda: palette not in app.screen_stack, what="the palette closing")
     await pilot.pause()  # the command itself runs a moment after (call_later)

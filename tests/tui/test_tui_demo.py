@@ -215,8 +215,12 @@ async def test_demo_fault_palette_leaks_on_the_real_node_and_clears(demo_cluster
         await go_to(pilot, app, "node-2")
         before = used("node-2")
         try:
-            await run_from_palette(pilot, "leak on sel")
-            await wait_for(pilot, lambda: used("node-2") > before + 64 * 2**20, what="simulated GPU leak")
+            await run_from_palette(pilot, "gpu leak on sel")  # "leak on sel" ties with the process leak
+            try:
+                await wait_for(pilot, lambda: used("node-2") > before + 64 * 2**20, what="simulated GPU leak")
+            except AssertionError as e:  # what the nodes and the console said instead
+                raise AssertionError(f"{e}: leaked {[leaked(i) for i in range(4)]}, node-2 used {used('node-2')} "
+                                     f"(before {before}); {[n.message for n in app._notifications]}") from None
             assert leaked(1) > 0 and [leaked(i) for i in (0, 2, 3)] == [0, 0, 0]
             await run_from_palette(pilot, "clear on sel")
             await wait_for(pilot, lambda: leaked(1) == 0, what="leak cleared")

@@ -61,7 +61,7 @@ async def test_inject_on_the_cursor_node_then_clear_from_the_palette():
     app, injector = make()
     async with app.run_test(size=(100, 30)) as pilot:
         await started(pilot, app)
-        await run_from_palette(pilot, "leak on sel")
+        await run_from_palette(pilot, "gpu leak on sel")  # "leak on sel" ties with the process leak
         await wait_for(pilot, lambda: "node-1: gpu-leak on" in messages(app), what="leak notified")
         assert injector.sent == [("127.0.0.1:30001", "gpu-leak")]
         assert threading.main_thread().name not in injector.threads  # the UI never waited for the node
