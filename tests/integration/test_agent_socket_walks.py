@@ -23,33 +23,35 @@ def scenario() -> None:
     from asrtop_agent.collectors.sockets import SockDiag, TcpCounters
     from support.agent_proc import simnode
 
-    async def rounds(col: AsrCollector, diag: SockDiag, n: int) -> list[list]:
-        out = []
-        for _ in range(n):
-            walks = diag.walks
-            snap = await col.collect()
-            out.append([diag.walks - walks, snap.up, snap.in_flight])
-            await asyncio.sleep(0.1)
-        return out
-
     def settle(done) -> None:
-        """Wait (5 s at most) for the kernel to show `done()`; read with a SockDiag of its own and the counters,
+        """Wait (5 s at most) for the kernel to show `done()`: read with a SockDiag of its own and the counters,
         so that the collector's last walk is not touched."""
         deadline = time.monotonic() + 5
         while not done() and time.monotonic() < deadline:
             time.sleep(0.01)
 
+    async def rounds(col: AsrCollector, diag: SockDiag, counters: TcpCounters, n: int, open_now: int) -> list:
+        """`n` rounds, each once both ends of the last probe's connection are closed (`open_now` established
+        sockets in the namespace): an agent's 1 s interval leaves them that long, this test's rounds less."""
+        out = []
+        for _ in range(n):
+            settle(lambda: counters.read()[4] == open_now)
+            walks = diag.walks
+            snap = await col.collect()
+            out.append([diag.walks - walks, snap.up, snap.in_flight])
+            await asyncio.sleep(0.05)
+        return out
+
     async def phases(url: str, port: int) -> dict[str, list]:
         diag, look, counters = SockDiag(), SockDiag(), TcpCounters()
         col = AsrCollector(url, connections=diag)
-        got = {"start": await rounds(col, diag, 2), "idle": await rounds(col, diag, ROUNDS)}
-        established = counters.read()[4]
+        got = {"start": await rounds(col, diag, counters, 2, 0)}
+        got["idle"] = await rounds(col, diag, counters, ROUNDS, 0)
         stream = socket.create_connection(("127.0.0.1", port))  # a client that holds a connection open
         settle(lambda: look.sample(established=(port,)).established(port))  # accepted by the node (an inode)
-        got["connected"] = await rounds(col, diag, ROUNDS)
+        got["connected"] = await rounds(col, diag, counters, ROUNDS, 2)  # its two ends
         stream.close()
-        settle(lambda: counters.read()[4] == established)  # the node closed its side too (no CLOSE_WAIT)
-        got["closed"] = await rounds(col, diag, ROUNDS)
+        got["closed"] = await rounds(col, diag, counters, ROUNDS, 0)  # the node closed its side too
         await col.close()
         return got
 
