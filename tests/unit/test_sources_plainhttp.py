@@ -269,7 +269,8 @@ async def test_all_at_once_one_epoll_call_per_agent_the_request_sent_with_the_co
     request goes out right after connect and the socket is registered once, for the answer only; closing it
     takes it off the epoll (no modify, no unregister: each was a syscall per agent)."""
     calls: list = []
-    monkeypatch.setattr(plainbatch, "select", types.SimpleNamespace(epoll=lambda: EpollSpy(calls, ("register", "modify", "unregister"))))
+    spy = types.SimpleNamespace(epoll=lambda: EpollSpy(calls, ("register", "modify", "unregister")))
+    monkeypatch.setattr(plainbatch, "select", spy)
     got = await plainbatch.get_all([f"{server}/good/v1/status"] * 5, 2.0)
     assert [result for result, _, _ in got] == [(BODY, 200)] * 5
     assert calls == [("register", select.EPOLLIN)] * 5

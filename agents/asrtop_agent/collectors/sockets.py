@@ -103,6 +103,7 @@ class TcpCounters:
     def __init__(self, proc_root: str = "/proc"):
         self.path = os.path.join(proc_root, "net", "snmp")
         self._fd: int | None = None
+        self._where: tuple[int, ...] | None = None  # the counters' columns, from the header line (read once)
 
     def read(self) -> tuple[int, ...] | None:
         try:
@@ -111,11 +112,12 @@ class TcpCounters:
             data = os.pread(self._fd, 16384, 0)  # a seq_file: each read at offset 0 formats it anew
             head = data.index(b"\nTcp: ")
             values = data.index(b"\nTcp: ", head + 1)
-            names = data[head + 6:values].split()
+            if self._where is None:
+                names = data[head + 6:values].split()
+                self._where = tuple(names.index(name) for name in _TCP_COUNTERS)
             numbers = data[values + 6:data.find(b"\n", values + 1)].split()
-            at = {name: i for i, name in enumerate(names)}
-            return tuple(int(numbers[at[name]]) for name in _TCP_COUNTERS)
-        except (OSError, ValueError, KeyError, IndexError):
+            return tuple(int(numbers[i]) for i in self._where)
+        except (OSError, ValueError, IndexError):
             return None
 
 
@@ -198,16 +200,15 @@ class SockDiag:
 
     def _sample_rows(self, listen: tuple[int, ...], established: tuple[int, ...],
                      client: int | None) -> list[tuple[int, int, int, int, int]]:
-        listeners = (lambda: self._rows(1 << TCP_LISTEN, port_filter(listen))) if listen else list
         if not (established or client):
-            return listeners()
+            return self._listening(listen)
         key = (established, client)
         walk, now = self._walk, self.clock()
+        counters = self.counters.read()  # before any walk: what moves during it is seen next round
         if walk is not None and walk.key == key and now - walk.at < REWALK_AFTER \
-                and self.counters.read() == walk.expected():
-            return walk.rows + listeners()  # the listening table alone: no walk of the established one
+                and counters is not None and counters == walk.expected():
+            return walk.rows + self._listening(listen)  # the listening table alone: no walk of the established one
         self._walk = None
-        counters = self.counters.read()  # before the walk: what moves during it is seen next round
         states = (1 << TCP_LISTEN if listen else 0) | 1 << TCP_ESTABLISHED
         rows = self._rows(states, port_filter(listen + established, client))
         self.walks += 1
@@ -224,6 +225,10 @@ class SockDiag:
             if self._walk is not None:
                 self._walk.own_active += count
                 self._walk.own_passive += count if local else 0
+
+    def _listening(self, listen: tuple[int, ...]) -> list[tuple[int, int, int, int, int]]:
+        """The listeners on the `listen` ports: the small listening table, no walk of the established one."""
+        return self._rows(1 << TCP_LISTEN, port_filter(listen)) if listen else []
 
     def _rows(self, states: int, bytecode: bytes) -> list[tuple[int, int, int, int, int]]:
         """One dump (one per family on a kernel without the old request); the caller holds the lock."""
