@@ -19,7 +19,8 @@ median, and baselines measured in the same run:
   into, and how often it collects with the rounds running and with nothing asked (--idle seconds before them).
   Measured on a 2-core box: each lasted 60-230 ms of wall, most of it marking while the queries were evaluated,
   and came every ~3 rounds (the rounds' own ~33 MB of Prometheus allocations on a ~110 MB heap; none or a few a
-  minute with nothing asked); every round over budget had met one.
+  minute with nothing asked); in the two runs without a floor between the rounds, every round over budget had
+  met one.
 """
 
 from __future__ import annotations
