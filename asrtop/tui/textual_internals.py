@@ -285,27 +285,33 @@ def _step_keeping_row_layout(table: DataTable) -> None:
         table._ordered_row_cache[(table.row_count, count + 1)] = rows
 
 
-# How many screens of rows the render caches keep (bound_render_caches).
+# How many screens of cells the cell caches keep (bound_render_caches).
 RENDER_CACHE_SCREENS = 3
+# Lines beyond one screen that the row, line and renderable caches keep (bound_render_caches).
+GENERATION_CACHE_MARGIN = 8
 _ROW_CACHES = ("_row_render_cache", "_line_cache", "_row_renderable_cache")
 
 
 def bound_render_caches(table: DataTable, visible_rows: int, columns: int) -> bool:
-    """Size the table's render caches to a few screens (RENDER_CACHE_SCREENS) of `visible_rows` rows of `columns`
-    cells; False when this Textual keeps them differently (nothing changed).
+    """Size the table's render caches: the cells' to a few screens (RENDER_CACHE_SCREENS) of `visible_rows` rows of
+    `columns` cells, the rows', lines' and row renderables' to one screen and a margin (GENERATION_CACHE_MARGIN);
+    False when this Textual keeps them differently (nothing changed).
 
     Textual sizes them for any table: 1,000 rows, lines and row renderables and 10,000 cells. The row, line and
     renderable caches are keyed on the cache generation that each refresh steps, so past a screenful they fill
     with rows no paint will ask for again: at 1,000 nodes about 60,000 live objects (Strips with their own
     caches, Segments, Styles), which every full garbage collection walked -- 20-60 ms with the GIL held, the
-    longest the console's loop was blocked (tests/benchmarks/bench_tui_end_to_end.py). Called on every resize,
+    longest the console's loop was blocked (tests/benchmarks/bench_tui_end_to_end.py). Three screens of them
+    still held two past generations: 37,000 objects alive at the quiet point at 1,000 nodes, 31,000 with one
+    screen (counted in that benchmark's app). A cell's entry is not keyed on the generation (its value's
+    identity is), so the cells keep a few screens for scrolling back. Called on every resize,
     never emptied here: an LRUCache that holds more than a smaller new size evicts one entry per entry added,
     so it stays at the size it reached (a shrinking window must not make every visible cell render again
     through Rich: ~50 ms the refresh the problems panel opened), and a larger size lets it grow again
     (tests/benchmarks/bench_tui_resize.py)."""
-    rows = max(16, RENDER_CACHE_SCREENS * max(1, visible_rows))
-    sizes = {name: rows for name in _ROW_CACHES}
-    sizes["_cell_render_cache"] = rows * max(1, columns)
+    lines = max(16, max(1, visible_rows) + GENERATION_CACHE_MARGIN)
+    sizes = {name: lines for name in _ROW_CACHES}
+    sizes["_cell_render_cache"] = max(16, RENDER_CACHE_SCREENS * max(1, visible_rows)) * max(1, columns)
     caches = {name: getattr(table, name, None) for name in sizes}
     if not all(isinstance(c, LRUCache) for c in caches.values()):
         return False

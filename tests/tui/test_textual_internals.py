@@ -284,7 +284,8 @@ async def test_one_paint_works_out_each_component_style_once(monkeypatch):
 async def test_render_caches_hold_a_few_screens_not_every_row_of_every_refresh():
     """Textual's row and line caches are keyed on the generation each refresh steps: sized for 1,000 rows, they
     kept ~40 dead rows per refresh until 1,000, which every full garbage collection walked (issue 17). Bounded to
-    RENDER_CACHE_SCREENS screens of the table's height, whatever the refreshes."""
+    one screen of the table's height and a margin, whatever the refreshes: the generations before the last are
+    never asked for again. The cells keep RENDER_CACHE_SCREENS screens."""
     fleet = FakeFleet(300)
     app = TableApp()
     async with app.run_test(size=(160, 30)) as pilot:
@@ -293,12 +294,14 @@ async def test_render_caches_hold_a_few_screens_not_every_row_of_every_refresh()
             snap = fleet.build(tick)
             table.update_fleet(snap, table_context(snap))
             await pilot.pause()
-        bound = internals.RENDER_CACHE_SCREENS * table.size.height
+        bound = table.size.height + internals.GENERATION_CACHE_MARGIN
         assert table.size.height > 10 and table._update_count >= 8
         for name in ("_row_render_cache", "_line_cache", "_row_renderable_cache"):
             cache = getattr(table, name)
             assert cache.maxsize == bound and 0 < len(cache) <= bound, (name, len(cache), cache.maxsize)
-        assert len(table._cell_render_cache) <= bound * len(COLUMN_KEYS)
+        cells = table._cell_render_cache
+        assert cells.maxsize == internals.RENDER_CACHE_SCREENS * table.size.height * len(COLUMN_KEYS)
+        assert len(cells) <= cells.maxsize
 
 
 @pytest.mark.parametrize("no_color", [False, True])
