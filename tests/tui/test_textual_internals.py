@@ -281,7 +281,7 @@ async def test_one_paint_works_out_each_component_style_once(monkeypatch):
         assert app.export_screenshot() == memo_svg
 
 
-async def test_render_caches_hold_a_few_screens_not_every_row_of_every_refresh():
+async def test_render_caches_hold_a_screen_of_lines_not_every_row_of_every_refresh():
     """Textual's row and line caches are keyed on the generation each refresh steps: sized for 1,000 rows, they
     kept ~40 dead rows per refresh until 1,000, which every full garbage collection walked (issue 17). Bounded to
     one screen of the table's height and a margin, whatever the refreshes: the generations before the last are
