@@ -309,9 +309,9 @@ def bound_render_caches(table: DataTable, visible_rows: int, columns: int) -> bo
     so it stays at the size it reached (a shrinking window must not make every visible cell render again
     through Rich: ~50 ms the refresh the problems panel opened), and a larger size lets it grow again
     (tests/benchmarks/bench_tui_resize.py)."""
-    lines = max(16, max(1, visible_rows) + GENERATION_CACHE_MARGIN)
-    sizes = {name: lines for name in _ROW_CACHES}
-    sizes["_cell_render_cache"] = max(16, RENDER_CACHE_SCREENS * max(1, visible_rows)) * max(1, columns)
+    screen = max(1, visible_rows)
+    sizes = {name: max(16, screen + GENERATION_CACHE_MARGIN) for name in _ROW_CACHES}
+    sizes["_cell_render_cache"] = max(16, RENDER_CACHE_SCREENS * screen) * max(1, columns)
     caches = {name: getattr(table, name, None) for name in sizes}
     if not all(isinstance(c, LRUCache) for c in caches.values()):
         return False

@@ -69,6 +69,21 @@ def overlapping(span: tuple[float, float], collections: list[tuple[float, float]
     return any(a < span[1] and b > span[0] for a, b in collections)
 
 
+def per_minute(collections: list[tuple[float, float]], span: tuple[float, float]) -> float:
+    return len(collections) * 60 / max(1e-9, span[1] - span[0])
+
+
+def ran_into(label: str, walls: list[float], spans: list[tuple[float, float]],
+             collections: list[tuple[float, float]]) -> list[bool]:
+    """Which of these (rounds or floors) overlapped one of Prometheus' collections; prints both sides' walls."""
+    met = [overlapping(span, collections) for span in spans]
+    hit = [w for w, m in zip(walls, met) if m]
+    clean = [w for w, m in zip(walls, met) if not m]
+    print(f"  {label} that ran into one: {len(hit)} of {len(walls)}" + (f", {summary('wall', hit)}" if hit else "")
+          + (f"; the others: {summary('wall', clean)}" if clean else ""))
+    return met
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(p * (len(s) - 1)))]
@@ -214,26 +229,15 @@ async def main() -> None:
               f"series x{statistics.median(new['series']) / statistics.median(old['series']):.2f}")
     for line in new.get("errors", []):
         print(f"  {line}")
-    met = [overlapping(span, collections) for span in new["span"]]
     rounds_span = (new["span"][0][0], new["span"][-1][1])
     during = [c for c in collections if rounds_span[0] <= c[0] < rounds_span[1]]
     quiet = [c for c in collections if idle[0] <= c[0] < idle[1]]
-    clean = [w for w, m in zip(new["wall"], met) if not m]
-    hit = [w for w, m in zip(new["wall"], met) if m]
-    per_min = (lambda found, span: len(found) * 60 / max(1e-9, span[1] - span[0]))
-    print(f"  Prometheus' own garbage collections (gctrace): {per_min(during, rounds_span):.0f}/min with the rounds "
-          f"running, {per_min(quiet, idle):.0f}/min over {args.idle:.0f} s with nothing asked; each "
+    print(f"  Prometheus' own garbage collections (gctrace): {per_minute(during, rounds_span):.0f}/min with the rounds "
+          f"running, {per_minute(quiet, idle):.0f}/min over {args.idle:.0f} s with nothing asked; each "
           + (f"median {statistics.median(b - a for a, b in during) * 1000:.0f} ms, max "
              f"{max(b - a for a, b in during) * 1000:.0f} ms of wall" if during else "-"))
-    print(f"  rounds that ran into one: {len(hit)} of {args.rounds}"
-          + (f", {summary('wall', hit)}" if hit else "")
-          + (f"; the others: {summary('wall', clean)}" if clean else ""))
-    floor_met = [overlapping(span, collections) for span in floor_spans]
-    floor_hit = [w for w, m in zip(floor, floor_met) if m]
-    print(f"  round floors that ran into one: {len(floor_hit)} of {len(floor)}"
-          + (f", {summary('wall', floor_hit)}" if floor_hit else "")
-          + (f"; the others: {summary('wall', [w for w, m in zip(floor, floor_met) if not m])}"
-             if len(floor_hit) < len(floor) else ""))
+    met = ran_into("rounds", new["wall"], new["span"], collections)
+    ran_into("round floors", floor, floor_spans, collections)
     over = [i + 1 for i, w in enumerate(new["wall"]) if w > BUDGET]
     over_clean = [i for i in over if not met[i - 1]]
     floor_over = sum(f > BUDGET for f in floor)

@@ -88,6 +88,9 @@ def _collect(rows: Iterable[tuple[int, int, int, int, int]], listen: Iterable[in
                        {client: clients} if client is not None else {})
 
 
+_TCP_COUNTERS = (b"ActiveOpens", b"PassiveOpens", b"AttemptFails", b"EstabResets", b"CurrEstab")
+
+
 class TcpCounters:
     """This network namespace's TCP transition counters, from /proc/net/snmp's Tcp line: (ActiveOpens,
     PassiveOpens, AttemptFails, EstabResets, CurrEstab), or None when they cannot be read.
@@ -119,9 +122,6 @@ class TcpCounters:
             return tuple(int(numbers[i]) for i in self._where)
         except (OSError, ValueError, IndexError):
             return None
-
-
-_TCP_COUNTERS = (b"ActiveOpens", b"PassiveOpens", b"AttemptFails", b"EstabResets", b"CurrEstab")
 
 
 @dataclass
