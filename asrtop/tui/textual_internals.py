@@ -42,6 +42,14 @@ The internals, as found in Textual 8.2.8 (textual/widgets/_data_table.py):
   (``_labelled_row_exists``, ``_row_label_column_width``), keeping Textual's key and cache, ``_get_row_style``
   and ``_get_styles_to_render_cell`` for the styles, and reading ``_cell_render_cache`` with ``_render_cell``'s
   own key.
+- ``DataTable._on_resize`` steps ``_update_count`` on every resize, for the room right of the columns that a
+  row's line holds (its cache key has no width). ``VisibleCellCache._on_resize`` keeps the generation when the
+  width stays (the problems panel opening or closing under the table changes the height only).
+- ``OptionList._options`` (the options in order), ``Option._set_prompt`` (a new prompt, its visual dropped) and
+  ``OptionList._option_render_cache`` (keyed ``(option, style, padding)``): ``replace_prompts`` sets the prompts
+  that changed and drops only their renders. ``replace_option_prompt_at_index`` empties the render cache and
+  the line layout (``_line_cache``) on every call, so the next paint measured every option again and rendered
+  every visible line, though a problem line is one line and stays one.
 - ``LRUCache._full`` (textual/cache.py) -- set the first time the cache passes its size, never unset but by
   ``clear()``: once set, each entry added evicts one, so a larger ``maxsize`` alone does not let it grow.
   ``bound_render_caches`` unsets it when it gives a cache room to grow.
@@ -104,9 +112,10 @@ from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.cache import LRUCache
 from textual.strip import Strip
-from textual.widgets import DataTable
+from textual.widgets import DataTable, OptionList
 from textual.widgets.data_table import ColumnKey, DuplicateKey, Row, RowKey
 
 CHECKED_AGAINST = "8.2.8"
@@ -148,6 +157,39 @@ def acyclic_caches(widget):
         if type(value) is LRUCache:
             setattr(widget, name, AcyclicLRUCache(value.maxsize))
     return widget
+
+
+def replace_prompts(listing: OptionList, prompts: Sequence[object]) -> int:
+    """Option i's prompt becomes prompts[i] (one per option) where it is another object; how many changed. One-line
+    Texts replacing one-line Texts keep the list's line layout and the other options' renders (see the module
+    docstring); anything else takes OptionList's public route."""
+    options = getattr(listing, "_options", None)
+    renders = getattr(listing, "_option_render_cache", None)
+    if (not isinstance(options, list) or len(options) != len(prompts) or not isinstance(renders, LRUCache)
+            or not all(hasattr(option, "_set_prompt") for option in options)):
+        changed = [i for i, prompt in enumerate(prompts) if listing.get_option_at_index(i).prompt is not prompt]
+        for i in changed:
+            listing.replace_option_prompt_at_index(i, prompts[i])
+        return len(changed)
+    replaced, changed = set(), 0
+    for i, (option, prompt) in enumerate(zip(options, prompts)):
+        if option.prompt is prompt:
+            continue
+        changed += 1
+        if _one_line(option.prompt) and _one_line(prompt):
+            option._set_prompt(prompt)
+            replaced.add(option)
+        else:
+            listing.replace_option_prompt_at_index(i, prompt)
+    if replaced:
+        for key in [key for key in renders.keys() if key[0] in replaced]:
+            renders.discard(key)
+        listing.refresh()
+    return changed
+
+
+def _one_line(prompt: object) -> bool:
+    return isinstance(prompt, Text) and prompt.no_wrap and "\n" not in prompt.plain
 
 
 def cell_store(table: DataTable) -> CellStore | None:
@@ -536,6 +578,15 @@ class VisibleCellCache(DataTable):
         row_pair = (fixed_row, scrollable_row)
         rows_cache[cache_key] = row_pair
         return row_pair
+
+    def _on_resize(self, event: events.Resize) -> None:
+        """DataTable's own steps the cache generation on every resize: every line on screen is put together again
+        and the row offsets worked out again. A line's rendering depends on the table's width, not its height, so
+        a resize that keeps the width (the problems panel opening or closing under the table) keeps them."""
+        width = self.__dict__.get("_asrtop_width")
+        self.__dict__["_asrtop_width"] = event.size.width
+        if width == event.size.width and self._cells_cacheable():
+            event.prevent_default()  # DataTable._on_resize, the one handler after this one, would step it
 
     def _update_dimensions(self, new_rows) -> None:
         """DataTable's own, without measuring the new rows' cells when no measure can change anything: on idle

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import textual
+from rich.text import Text
 from fakes import FakeFleet
 from screen import screen_lines, wait_for
 from textual.app import App, ComposeResult
@@ -224,6 +225,102 @@ async def test_a_refresh_renders_only_the_cells_it_changed(monkeypatch, nodes, s
         await wait_for(pilot, lambda: not table.repaint_pending, what="every band painted")
         assert [str(t).strip() for t in rendered] == ["7"], [str(t) for t in rendered]
         assert "7" in screen_lines(app)[3]
+
+
+async def test_a_resize_that_keeps_the_width_puts_no_shown_line_together_again(monkeypatch):
+    """The problems panel opening or closing changes the table's height, not its width: the lines already on
+    screen stay as they were rendered (DataTable's own resize stepped the cache generation, so every line was
+    put together again in one screen update: ~390 lines in 12 resizes at 1,000 nodes). A resize that changes
+    the width does step it. Either way the screen shows what a new table of that size shows."""
+    fleet = FakeFleet(60)
+    snap = fleet.build(0)
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = app.query_one(FleetTable)
+        table.update_fleet(snap, table_context(snap))
+        await wait_for(pilot, lambda: table.size.height == 20 and not table.repaint_pending,
+                       what="the table laid out and its bands painted")
+        await pilot.pause()
+        put_together = []
+        real = internals.VisibleCellCache._render_line_in_row
+
+        def counted(self, row_key, *args, **kw):
+            put_together.append(row_key)
+            return real(self, row_key, *args, **kw)
+
+        monkeypatch.setattr(internals.VisibleCellCache, "_render_line_in_row", counted)
+        shown_before = {key[0] for key in table._row_render_cache.keys()}  # the lines put together so far
+        assert len(shown_before) >= 16
+        generation = table._update_count
+        await pilot.resize_terminal(160, 30)
+        await wait_for(pilot, lambda: table.size.height == 30, what="the taller table")
+        await pilot.pause()
+        assert table._update_count == generation
+        assert put_together and not shown_before & set(put_together), len(shown_before & set(put_together))
+        taller = screen_lines(app)
+        put_together.clear()
+        await pilot.resize_terminal(150, 30)
+        await wait_for(pilot, lambda: table.size.width == 150, what="the narrower table")
+        await pilot.pause()
+        assert shown_before <= set(put_together)
+        narrower = screen_lines(app)
+    for size, seen in (((160, 30), taller), ((150, 30), narrower)):
+        app = TableApp()
+        async with app.run_test(size=size) as pilot:
+            table = app.query_one(FleetTable)
+            table.update_fleet(snap, table_context(snap))
+            await wait_for(pilot, lambda: table.size.height == size[1] and not table.repaint_pending,
+                           what="the table laid out and its bands painted")
+            await pilot.pause()
+            assert screen_lines(app) == seen, size
+
+
+class Listing(App):
+    CSS = "OptionList { border: none; padding: 0; }"
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import OptionList
+        yield internals.acyclic_caches(OptionList(*(Text(f"problem {i}", no_wrap=True) for i in range(6))))
+
+
+async def test_replaced_prompts_repaint_only_the_options_that_changed(monkeypatch):
+    """The problems panel gives its list new lines every refresh where the words moved (an age, a figure): only
+    the options whose prompt is a new object render again, and the list's line layout stays (OptionList's own
+    replace measured every option again and rendered every visible line, ~2 ms a refresh at 30 problems). A
+    prompt of more than one line takes OptionList's own route. The list shows what it was given."""
+    from textual.widgets import OptionList
+
+    app = Listing()
+    async with app.run_test(size=(40, 10)) as pilot:
+        listing = app.query_one(OptionList)
+        await pilot.pause()
+        rendered = []
+        real = OptionList._get_option_render
+
+        def render(self, option, style):  # an option rendered, not taken from the list's render cache
+            padding = self.get_component_styles("option-list--option").padding
+            if self._option_render_cache.get((option, style, padding)) is None:
+                rendered.append(option.prompt.plain)
+            return real(self, option, style)
+
+        monkeypatch.setattr(OptionList, "_get_option_render", render)
+        listing.refresh()
+        await pilot.pause()
+        assert rendered == []
+        prompts = [listing.get_option_at_index(i).prompt for i in range(6)]
+        assert internals.replace_prompts(listing, prompts) == 0
+        prompts[2] = Text("problem 2, worse", no_wrap=True)
+        assert internals.replace_prompts(listing, prompts) == 1
+        assert len(listing._line_cache.lines) == 6  # the layout kept: not measured again
+        await pilot.pause()
+        assert rendered == ["problem 2, worse"]
+        assert [line.strip() for line in screen_lines(app)[:6]] == [
+            "problem 0", "problem 1", "problem 2, worse", "problem 3", "problem 4", "problem 5"]
+        prompts[4] = Text("problem 4\nover two lines", no_wrap=True)
+        assert internals.replace_prompts(listing, prompts) == 1
+        await pilot.pause()
+        assert [line.strip() for line in screen_lines(app)[:7]] == [
+            "problem 0", "problem 1", "problem 2, worse", "problem 3", "problem 4", "over two lines", "problem 5"]
 
 
 def test_cell_contents_built_without_rich_are_what_rich_renders():

@@ -345,3 +345,23 @@ async def test_the_panel_opening_waits_for_the_tables_bands(monkeypatch):
         shrunk = next(i for i, (height, _) in enumerate(paints) if height < full_height)
         assert not any(pending for _, pending in paints[shrunk:]), paints  # ... all of them before it shrank
         assert any("node-4" in line and "runs model" in line for line in panel_lines(app))
+
+
+async def test_a_refresh_gives_the_list_new_lines_only_for_the_problems_whose_words_moved():
+    """Lines whose words and widths stay are the same objects, so the list renders again only the others
+    (textual_internals.replace_prompts); the moved line shows its new words."""
+    found: dict = {}
+    app, _ = make_app(found, earlier=((120.0, (LEAK, HOT)),))
+    async with app.run_test(size=(120, 35)) as pilot:
+        put(found, LEAK, HOT)
+        await refreshed(pilot, app)
+        listing = panel(app).list
+        before = {listing.get_option_at_index(i).prompt.plain: listing.get_option_at_index(i).prompt
+                  for i in range(listing.option_count)}
+        assert len(before) == 2
+        put(found, LEAK, replace(HOT, text="GPU0 at 91°C for 3 min"))
+        await refreshed(pilot, app)
+        after = [listing.get_option_at_index(i).prompt for i in range(listing.option_count)]
+        kept = [p for p in after if p.plain in before]
+        assert len(kept) == 1 and kept[0] is before[kept[0].plain] and "leaks GPU memory" in kept[0].plain
+        assert any("GPU0 at 91°C for 3 min" in line for line in panel_lines(app))

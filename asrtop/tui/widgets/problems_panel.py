@@ -19,7 +19,7 @@ from textual.widgets.option_list import Option
 from asrtop.problems.model import Problem, Severity, ordered
 from asrtop.problems.words import ProblemWords, count_line, problem_words
 from asrtop.tui.format import without_colour
-from asrtop.tui.textual_internals import acyclic_caches
+from asrtop.tui.textual_internals import acyclic_caches, replace_prompts
 
 SEVERITY_STYLE = {Severity.CRITICAL: "bold reverse red", Severity.WARNING: "bold yellow"}  # the word says it too
 WHERE_MAX = 16  # a longer node or balancer name is cut with '…'
@@ -94,6 +94,7 @@ class ProblemsPanel(Vertical):
         self._count = ""
         self._lines: tuple = ()  # the width and the words shown now: repaint only on a change
         self._shown: tuple | None = None  # show()'s arguments, to lay the lines out again on a resize
+        self._built: dict = {}  # problem key -> (what its line was made of, the line): the lines on screen
 
     def compose(self) -> ComposeResult:
         yield Static("", id="problems-title")
@@ -151,10 +152,17 @@ class ProblemsPanel(Vertical):
         where_width = min(WHERE_MAX, max((len(p.where) for p in problems), default=4))
         action_width = max((len(w.action) for w in said), default=0)
         colour = not self.app.no_color
-        prompts = [line_of(p, now, where_width, action_width, width, colour, w) for p, w in zip(problems, said)]
+        built, prompts = {}, []
+        for p, w in zip(problems, said):  # a line whose words and widths stay is the same Text: not repainted
+            made = (w, p.severity, where_width, action_width, width, colour)
+            last = self._built.get(p.key)
+            prompt = last[1] if last is not None and last[0] == made else line_of(p, now, where_width, action_width,
+                                                                                   width, colour, w)
+            built[p.key] = (made, prompt)
+            prompts.append(prompt)
+        self._built = built
         if same and listing.option_count == len(prompts):
-            for i, prompt in enumerate(prompts):  # the same problems with new figures: highlight and scroll stay
-                listing.replace_option_prompt_at_index(i, prompt)
+            replace_prompts(listing, prompts)  # the same problems with new figures: highlight and scroll stay
             return
         listing.clear_options()
         listing.add_options(Option(prompt) for prompt in prompts)
