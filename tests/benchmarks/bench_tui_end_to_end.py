@@ -308,7 +308,7 @@ async def run(n: int, rounds: int) -> dict:
         count = len(app.records)
         for k in range(rounds):
             polled = await source.poll()
-            await pilot.pause(0.05)
+            await asyncio.sleep(0.05)  # not pilot.pause: no screen update but the console's own (see _until)
             app.ready_override = time.perf_counter()
             c0 = time.thread_time()
             snap = polled.merge()
@@ -316,7 +316,7 @@ async def run(n: int, rounds: int) -> dict:
             app.on_fleet_updated(FleetUpdated(snap, 10_000 + k))
             await _until(pilot, lambda: len(app.records) > count + k, 30)
             app.records[-1].stages["merge (on loop)"] = merged
-            await pilot.pause(0.3)
+            await asyncio.sleep(0.3)
         on_loop = app.records[count:count + rounds]
         app.ready_override = None
 
@@ -356,11 +356,15 @@ async def run(n: int, rounds: int) -> dict:
 
 
 async def _until(pilot, cond, timeout: float) -> None:
+    """Until `cond()`, looking every 20 ms. Not with pilot.pause: each pause ends in a screen update of its own
+    (Pilot.pause calls the screen's _on_timer_update), which the console never gets outside a test. Waiting by
+    pauses, every 20 ms a table band was painted off Textual's frame timer, often just before the timer's own
+    update, and the two ran as one block of the loop."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
             raise SystemExit("timed out")
-        await pilot.pause(0.02)
+        await asyncio.sleep(0.02)
 
 
 def report(r: dict) -> None:
