@@ -292,7 +292,7 @@ async def run(n: int, rounds: int) -> dict:
     app = Measured(source)
     async with app.run_test(size=(160, 45)) as pilot:
         probe = asyncio.get_running_loop().create_task(app.probe())
-        await _until(pilot, lambda: len(app.records) >= rounds + 1, 60 + rounds * 5 * max(1, n // 1000))
+        await _until(lambda: len(app.records) >= rounds + 1, 60 + rounds * 5 * max(1, n // 1000))
         threaded = app.records[1:rounds + 1]  # the first fills the table (adds every row): not a refresh
         first = app.records[0]
         app.workers.cancel_group(app, "poll")
@@ -314,7 +314,7 @@ async def run(n: int, rounds: int) -> dict:
             snap = polled.merge()
             merged = time.thread_time() - c0
             app.on_fleet_updated(FleetUpdated(snap, 10_000 + k))
-            await _until(pilot, lambda: len(app.records) > count + k, 30)
+            await _until(lambda: len(app.records) > count + k, 30)
             app.records[-1].stages["merge (on loop)"] = merged
             await asyncio.sleep(0.3)
         on_loop = app.records[count:count + rounds]
@@ -355,7 +355,7 @@ async def run(n: int, rounds: int) -> dict:
             "breakdown": [line for rec in worst for line in block_breakdown(rec, list(EVENTS))]}
 
 
-async def _until(pilot, cond, timeout: float) -> None:
+async def _until(cond, timeout: float) -> None:
     """Until `cond()`, looking every 20 ms. Not with pilot.pause: each pause ends in a screen update of its own
     (Pilot.pause calls the screen's _on_timer_update), which the console never gets outside a test. Waiting by
     pauses, every 20 ms a table band was painted off Textual's frame timer, often just before the timer's own
