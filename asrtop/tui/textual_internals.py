@@ -116,6 +116,7 @@ from textual import events
 from textual.cache import LRUCache
 from textual.strip import Strip
 from textual.widgets import DataTable, OptionList
+from textual.widgets.option_list import Option
 from textual.widgets.data_table import ColumnKey, DuplicateKey, Row, RowKey
 
 CHECKED_AGAINST = "8.2.8"
@@ -163,20 +164,15 @@ def replace_prompts(listing: OptionList, prompts: Sequence[object]) -> int:
     """Option i's prompt becomes prompts[i] (one per option) where it is another object; how many changed. One-line
     Texts replacing one-line Texts keep the list's line layout and the other options' renders (see the module
     docstring); anything else takes OptionList's public route."""
-    options = getattr(listing, "_options", None)
     renders = getattr(listing, "_option_render_cache", None)
-    if (not isinstance(options, list) or len(options) != len(prompts) or not isinstance(renders, LRUCache)
-            or not all(hasattr(option, "_set_prompt") for option in options)):
-        changed = [i for i, prompt in enumerate(prompts) if listing.get_option_at_index(i).prompt is not prompt]
-        for i in changed:
-            listing.replace_option_prompt_at_index(i, prompts[i])
-        return len(changed)
+    quiet = isinstance(renders, LRUCache) and hasattr(Option, "_set_prompt")
     replaced, changed = set(), 0
-    for i, (option, prompt) in enumerate(zip(options, prompts)):
+    for i, prompt in enumerate(prompts):
+        option = listing.get_option_at_index(i)
         if option.prompt is prompt:
             continue
         changed += 1
-        if _one_line(option.prompt) and _one_line(prompt):
+        if quiet and _one_line(option.prompt) and _one_line(prompt):
             option._set_prompt(prompt)
             replaced.add(option)
         else:

@@ -155,9 +155,9 @@ class ProblemsPanel(Vertical):
         built, prompts = {}, []
         for p, w in zip(problems, said):  # a line whose words and widths stay is the same Text: not repainted
             made = (w, p.severity, where_width, action_width, width, colour)
-            last = self._built.get(p.key)
-            prompt = last[1] if last is not None and last[0] == made else line_of(p, now, where_width, action_width,
-                                                                                   width, colour, w)
+            last_made, prompt = self._built.get(p.key, (None, None))
+            if last_made != made:
+                prompt = line_of(p, now, where_width, action_width, width, colour, w)
             built[p.key] = (made, prompt)
             prompts.append(prompt)
         self._built = built
