@@ -15,6 +15,9 @@ median, and baselines measured in the same run:
   the same refresh period they doubled what Prometheus allocates, and so how often its collections met a round;
 - the "everything every round" schedule: every node's details and slow facts (versions, model digest and
   files, GPU names, limits) asked for in every round, as a source with one detail slice does, for --old rounds;
+- Prometheus' own work per round: its CPU and the bytes it allocated (process_cpu_seconds_total and
+  go_memstats_alloc_bytes_total from its /metrics), its scrapes' share subtracted at the rate of the --idle
+  seconds; the allocations set the pace of its collections (below) and vary little from run to run;
 - Prometheus' own garbage collections (its Go runtime's, GODEBUG=gctrace=1 in its log): which rounds one ran
   into, and how often it collects with the rounds running and with nothing asked (--idle seconds before them).
   Measured on a 2-core box: each lasted 60-230 ms of wall, most of it marking while the queries were evaluated,
@@ -82,6 +85,23 @@ def ran_into(label: str, walls: list[float], spans: list[tuple[float, float]],
     print(f"  {label} that ran into one: {len(hit)} of {len(walls)}" + (f", {summary('wall', hit)}" if hit else "")
           + (f"; the others: {summary('wall', clean)}" if clean else ""))
     return met
+
+
+_OWN_WORK = re.compile(rb"^(process_cpu_seconds_total|go_memstats_alloc_bytes_total) (\S+)$", re.M)
+
+
+async def own_work(session: aiohttp.ClientSession, url: str) -> tuple[float, float, float]:
+    """(now, Prometheus' CPU seconds, bytes it allocated) so far, from its own /metrics."""
+    async with session.get(f"{url}/metrics") as resp:
+        found = dict(_OWN_WORK.findall(await resp.read()))
+    return time.time(), float(found[b"process_cpu_seconds_total"]), float(found[b"go_memstats_alloc_bytes_total"])
+
+
+def work_per_round(idle_from: tuple, idle_to: tuple, start: tuple, end: tuple, rounds: int) -> tuple[float, float]:
+    """Prometheus' CPU seconds and allocated bytes per round from `start` to `end` (own_work's readings), less
+    what its scrapes cost over as long a time (their rate from `idle_from` to `idle_to`, when nothing was asked)."""
+    idle_s, run_s = idle_to[0] - idle_from[0], end[0] - start[0]
+    return tuple((end[k] - start[k] - (idle_to[k] - idle_from[k]) * run_s / idle_s) / rounds for k in (1, 2))
 
 
 def pct(values: list[float], p: float) -> float:
@@ -183,8 +203,11 @@ async def main() -> None:
                 print("  series per query: " + ", ".join(f"{k} {len(json.loads(v)['data']['result'])} "
                                                          f"({len(v) / 1000:.0f} kB)" for k, v in sizes.items()))
                 idle = (time.time(), time.time() + args.idle)
+                work = [await own_work(raw, base)]
                 await asyncio.sleep(args.idle)
+                work.append(await own_work(raw, base))
                 new = await run_rounds(src, nodes, args.rounds, refresh, True)
+                work.append(await own_work(raw, base))
                 floor, floor_spans = await replay_floor(raw, base, new["asked"], refresh)
                 collections = prometheus_collections(Path(tmp) / "prometheus.log", started)
             finally:
@@ -197,7 +220,9 @@ async def main() -> None:
                                             static_slices=1)  # all, every round
                 try:
                     await src.poll(nodes)
+                    old_work = [await own_work(raw, base)]
                     old = await run_rounds(src, nodes, args.old, refresh, False)
+                    old_work.append(await own_work(raw, base))
                 finally:
                     await src.close()
                     await raw.close()
@@ -212,6 +237,10 @@ async def main() -> None:
     print("  " + summary("bare query", new["bare"]) + "  (baseline: Prometheus' floor in the same rounds)")
     print("  " + summary("round floor", floor) + "  (the rounds' queries again at the same cadence after them, each"
           " round's at once, answers read, not decoded: Prometheus' own evaluation and sending)")
+    cpu, allocated = work_per_round(work[0], work[1], work[1], work[2], args.rounds)
+    print(f"  Prometheus' own work per round (its scrapes' share over as long, from --idle, subtracted): "
+          f"{cpu * 1000:.0f} ms of CPU, {allocated / 1e6:.1f} MB allocated (go_memstats_alloc_bytes_total: its "
+          "collections come when its heap has grown by its live size)")
     med = {k: statistics.median(v) for k, v in new.items() if k not in ("errors", "span", "asked")}
     print(f"  where the time goes (median): queries until the last answer is parsed {med['queries']*1000:.0f} ms "
           f"(of which JSON decoding {med['decode']*1000:.1f} ms, grouping by instance {med['group']*1000:.1f} ms), "
@@ -224,9 +253,12 @@ async def main() -> None:
     if old:
         print(f"  everything every round ({args.old} rounds): {summary('wall', old['wall'])}; "
               f"{summary('CPU', old['cpu'])}; {statistics.median(old['series']):.0f} series per round")
+        old_cpu, old_allocated = work_per_round(work[0], work[1], *old_work, args.old)
         print(f"  ratio to it (median): wall x{statistics.median(new['wall']) / statistics.median(old['wall']):.2f}, "
               f"CPU x{statistics.median(new['cpu']) / statistics.median(old['cpu']):.2f}, "
-              f"series x{statistics.median(new['series']) / statistics.median(old['series']):.2f}")
+              f"series x{statistics.median(new['series']) / statistics.median(old['series']):.2f}; Prometheus' own "
+              f"work per round: CPU x{cpu / old_cpu:.2f}, allocated x{allocated / old_allocated:.2f} "
+              f"({old_cpu * 1000:.0f} ms, {old_allocated / 1e6:.1f} MB)")
     for line in new.get("errors", []):
         print(f"  {line}")
     rounds_span = (new["span"][0][0], new["span"][-1][1])
