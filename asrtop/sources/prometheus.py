@@ -33,7 +33,6 @@ from asrtop.sources.http import LoopSession
 from asrtop.sources.prometheus_build import (  # the pure half
     REQUESTS_SUM,
     SCRAPED_AT,
-    TARGET_DOWN,
     UNKNOWN,
     DetailPart,
     Reused,
@@ -59,6 +58,7 @@ from asrtop.sources.prometheus_queries import (
     fast_queries,
     fold_requests,
     group_latest,
+    down_query,
     lagging_query,
     lagging_times_query,
     instance_of_url,
@@ -87,6 +87,10 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+async def _nothing() -> list[dict]:
+    return []
 
 
 def _state_series(state: str | None) -> Series:
@@ -259,24 +263,25 @@ class PrometheusSource:
 
         try:
             await asyncio.gather(*(ask(name, q) for name, q in queries.items()))
-            down = {inst for inst, metrics in rare.items() if TARGET_DOWN in metrics}
-            lagging = {inst for inst in map(self._expected_instance, nodes)  # (of the instances Prometheus has at all)
-                       if inst not in stamps and inst not in down and (inst in self._kept.info or inst in static)}
-            if lagging:  # a scrape late or failed (or a refresh shorter than the scrape interval): at an instant
+            unseen = {inst for inst in map(self._expected_instance, nodes) if inst is not None and inst not in stamps}
+            down: set[str] = set()
+            if unseen:  # a scrape late or failed (or a refresh shorter than the scrape interval): at an instant
+                lagging = {inst for inst in unseen  # (of the instances Prometheus has at all)
+                           if inst in self._kept.info or inst in static}
                 selector = instances_selector(lagging)
-                found, times = await asyncio.gather(self.query(lagging_query(selector), at),
-                                                    self.query(lagging_times_query(selector), at))
-                series += len(found) + len(times)
-                group_by_instance(found, into=by_instance)
+                found, times, failed = await asyncio.gather(
+                    self.query(lagging_query(selector), at) if lagging else _nothing(),
+                    self.query(lagging_times_query(selector), at) if lagging else _nothing(),
+                    self.query(down_query(instances_selector(unseen)), at))
+                series += len(found) + len(times) + len(failed)
+                down = set(group_by_instance(failed))
+                group_by_instance([r for r in found if r["metric"].get("instance") not in down], into=by_instance)
                 for r in times:
                     with contextlib.suppress(LookupError, TypeError, ValueError):
-                        stamps[r["metric"]["instance"]] = float(r["value"][1])
-                del found, times
+                        if r["metric"]["instance"] not in down:
+                            stamps[r["metric"]["instance"]] = float(r["value"][1])
+                del found, times, failed
             fold_requests(by_instance)
-            for inst, metrics in by_instance.items():
-                info = metrics.get("asr_node_info")
-                if info:
-                    self._kept.info[inst] = info[0][0]
             states = self._kept.round_states(stamps, rare, static)
             missing = self._kept.missing(states, static, rare)
             if missing:
