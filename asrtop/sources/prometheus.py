@@ -89,10 +89,6 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-async def _nothing() -> list[dict]:
-    return []
-
-
 def _state_series(state: str | None) -> Series:
     """The model state kept for an instance, as its one asr_model_state series at 1 (none: no state)."""
     return [({"state": state}, 1.0)] if state is not None and state is not UNKNOWN else []
@@ -268,19 +264,22 @@ class PrometheusSource:
             if unseen:  # a scrape late or failed (or a refresh shorter than the scrape interval): at an instant
                 lagging = {inst for inst in unseen  # (of the instances Prometheus has at all)
                            if inst in self._kept.info or inst in static}
-                selector = instances_selector(lagging)
-                found, times, failed = await asyncio.gather(
-                    self.query(lagging_query(selector), at) if lagging else _nothing(),
-                    self.query(lagging_times_query(selector), at) if lagging else _nothing(),
-                    self.query(down_query(instances_selector(unseen)), at))
-                series += len(found) + len(times) + len(failed)
-                down = set(group_by_instance(failed))
-                group_by_instance([r for r in found if r["metric"].get("instance") not in down], into=by_instance)
+                asks = [self.query(down_query(instances_selector(unseen)), at)]
+                if lagging:
+                    selector = instances_selector(lagging)
+                    asks += [self.query(lagging_query(selector), at), self.query(lagging_times_query(selector), at)]
+                failed, *lagged = await asyncio.gather(*asks)
+                found, times = lagged or ([], [])
+                series += len(failed) + len(found) + len(times)
+                group_by_instance(found, into=by_instance)
                 for r in times:
                     with contextlib.suppress(LookupError, TypeError, ValueError):
-                        if r["metric"]["instance"] not in down:
-                            stamps[r["metric"]["instance"]] = float(r["value"][1])
-                del found, times, failed
+                        stamps[r["metric"]["instance"]] = float(r["value"][1])
+                down = set(group_by_instance(failed))
+                for inst in down:  # its last samples, if the instant query still found some, are not this round's
+                    by_instance.pop(inst, None)
+                    stamps.pop(inst, None)
+                del failed, lagged, found, times
             fold_requests(by_instance)
             states = self._kept.round_states(stamps, rare, static)
             missing = self._kept.missing(states, static, rare)

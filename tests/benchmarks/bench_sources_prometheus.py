@@ -202,10 +202,10 @@ async def main() -> None:
                 sizes = {key: await raw_answer(raw, base, q) for key, q in queries.items()}
                 print("  series per query: " + ", ".join(f"{k} {len(json.loads(v)['data']['result'])} "
                                                          f"({len(v) / 1000:.0f} kB)" for k, v in sizes.items()))
-                idle = (time.time(), time.time() + args.idle)
                 work = [await own_work(raw, base)]
                 await asyncio.sleep(args.idle)
                 work.append(await own_work(raw, base))
+                idle = (work[0][0], work[1][0])
                 new = await run_rounds(src, nodes, args.rounds, refresh, True)
                 work.append(await own_work(raw, base))
                 floor, floor_spans = await replay_floor(raw, base, new["asked"], refresh)

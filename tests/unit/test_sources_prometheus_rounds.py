@@ -49,14 +49,12 @@ class FakePrometheus:
         if promql.startswith("label_replace(up{"):  # down_query: the instances it names that are in self.down
             chosen = [({"__name__": "asr_target_down", "instance": i, "job": "asr"}, "0.0") for i in sorted(self.down)
                       if re.fullmatch(instances_regex(promql), i)]
-            self.answered[promql] = len(chosen)
-            result = [{"metric": labels, "value": [self.scraped, v]} for labels, v in chosen]
-            return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
-        names = {f"asr_{n}" for part in _NAMES.findall(promql) for n in part.split("|")}
-        instances, classes = instances_regex(promql), _CLASSES.search(promql)
-        chosen = [(labels, v) for labels, v in self.series if labels["__name__"] in names
-                  and (instances is None or re.fullmatch(instances, labels["instance"]))
-                  and (classes is None or re.fullmatch(classes.group(1), labels.get("class", "")))]
+        else:
+            names = {f"asr_{n}" for part in _NAMES.findall(promql) for n in part.split("|")}
+            instances, classes = instances_regex(promql), _CLASSES.search(promql)
+            chosen = [(labels, v) for labels, v in self.series if labels["__name__"] in names
+                      and (instances is None or re.fullmatch(instances, labels["instance"]))
+                      and (classes is None or re.fullmatch(classes.group(1), labels.get("class", "")))]
         self.answered[promql] = len(chosen)
         if promql.endswith("]"):  # a per-round range query
             result = [{"metric": labels, "values": [[self.scraped, v]]} for labels, v in chosen]
@@ -79,6 +77,19 @@ def source_of(fake: FakePrometheus, **kw) -> PrometheusSource:
 
 NODES = [SynthNode(f"gpu-{i}", index=i) for i in range(20)]
 CONFIG = [NodeConfig(n.name, agent=f"http://127.0.0.1:{9000 + n.index}") for n in NODES]
+
+
+def asking(src: PrometheusSource) -> list[tuple[str, float | None]]:
+    """The queries `src` sends with their evaluation times, as it sends them (cleared by the caller between
+    rounds)."""
+    asked: list[tuple[str, float | None]] = []
+    answer = src._post
+
+    async def post(promql: str, at: float | None) -> tuple[int, bytes]:
+        asked.append((promql, at))
+        return await answer(promql, at)
+    src._post = post  # type: ignore[method-assign]
+    return asked
 
 
 async def test_a_round_whose_series_stayed_keeps_few_new_objects_per_node(monkeypatch):
@@ -141,13 +152,7 @@ async def test_every_query_of_a_round_is_evaluated_at_one_instant(monkeypatch):
     counters asked too) and a later one: each query carries the round's instant, this host's clock then."""
     fake = FakePrometheus(NODES)
     src = source_of(fake)
-    asked: list[tuple[str, float | None]] = []
-    answer = src._post
-
-    async def post(promql: str, at: float | None) -> tuple[int, bytes]:
-        asked.append((promql, at))
-        return await answer(promql, at)
-    src._post = post  # type: ignore[method-assign]
+    asked = asking(src)
     clock = [fake.scraped + 1.0]
     monkeypatch.setattr("asrtop.sources.prometheus.time.time", lambda: clock[0])
     for _ in range(2):
@@ -159,18 +164,6 @@ async def test_every_query_of_a_round_is_evaluated_at_one_instant(monkeypatch):
         assert {at for _, at in asked} == {clock[0]}, asked
         fake.scraped += 2.0
         clock[0] += 2.0
-
-
-def asking(src: PrometheusSource) -> list[str]:
-    """The queries `src` sends, as it sends them (cleared by the caller between rounds)."""
-    asked: list[str] = []
-    answer = src._post
-
-    async def post(promql: str, at: float | None) -> tuple[int, bytes]:
-        asked.append(promql)
-        return await answer(promql, at)
-    src._post = post  # type: ignore[method-assign]
-    return asked
 
 
 async def test_prometheus_is_asked_which_targets_it_cannot_scrape_only_of_nodes_missing_from_the_round(monkeypatch):
@@ -186,14 +179,14 @@ async def test_prometheus_is_asked_which_targets_it_cannot_scrape_only_of_nodes_
         fake.scraped += 2.0
         readings = await src.poll(CONFIG)
         assert all(r.error is None for r in readings.values())
-        assert not [q for q in asked if re.search(r"(?<![a-z_])up[{\[]", q)], asked
+        assert not [q for q, _ in asked if re.search(r"(?<![a-z_])up[{\[]", q)], asked
     good = readings["gpu-3"]
     fake.down.add("127.0.0.1:9003")
     fake.series = [(labels, v) for labels, v in fake.series if labels["instance"] != "127.0.0.1:9003"]
     asked.clear()
     fake.scraped += 2.0
     readings = await src.poll(CONFIG)
-    ups = [q for q in asked if re.search(r"(?<![a-z_])up[{\[]", q)]
+    ups = [q for q, _ in asked if re.search(r"(?<![a-z_])up[{\[]", q)]
     assert len(ups) == 1 and re.fullmatch(instances_regex(ups[0]), "127.0.0.1:9003"), ups
     assert not re.fullmatch(instances_regex(ups[0]), "127.0.0.1:9004"), ups
     assert readings["gpu-3"].error == "Prometheus cannot scrape 127.0.0.1:9003 (up == 0)"
