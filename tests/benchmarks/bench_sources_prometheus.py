@@ -24,6 +24,8 @@ median, and baselines measured in the same run:
   and came every ~3 rounds (the rounds' own ~33 MB of Prometheus allocations on a ~110 MB heap; none or a few a
   minute with nothing asked); in the two runs without a floor between the rounds, every round over budget had
   met one.
+Last, the host's speed before and after (host_speed.py): a run's walls compare with another run's only at a
+like speed.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from asrtop.config import NodeConfig  # noqa: E402
 from asrtop.sources import prometheus as prom  # noqa: E402
 from bench_sources_agents import start_agents  # noqa: E402
+from host_speed import host_speed, host_speed_line  # noqa: E402
 from support.sources_prom import prometheus, wait_scraped  # noqa: E402
 from support.sources_synth import raise_nofile  # noqa: E402
 
@@ -182,6 +185,7 @@ async def main() -> None:
     os.environ["GODEBUG"] = "gctrace=1"  # Prometheus inherits it: its collections in its log
     raise_nofile()
     print(f"load average {os.getloadavg()} on {os.cpu_count()} CPUs")
+    speed = host_speed()  # before anything starts; again after Prometheus and the agents stopped
     proc, ports = start_agents(args.agents, 0)
     refresh = float(args.scrape.rstrip("s"))
     try:
@@ -229,6 +233,7 @@ async def main() -> None:
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+    speed_after = host_speed()
 
     print(f"\nPrometheusSource.poll, {args.agents} nodes, {args.rounds} rounds (load average now {os.getloadavg()}):")
     print("  " + summary("wall/round", new["wall"]))
@@ -279,6 +284,7 @@ async def main() -> None:
           f"{max(floor)*1000:.0f} ms, over {BUDGET*1000:.0f} ms in {floor_over} of {args.rounds} rounds; rounds "
           f"over budget that met no Prometheus collection: {len(over_clean)}"
           + (f" ({', '.join(map(str, over_clean))})" if over_clean else ""))
+    print(host_speed_line(speed, speed_after))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tui"))
 
 from fakes import DIGEST_A, DIGEST_B, server, status  # noqa: E402
+from host_speed import host_speed, host_speed_line  # noqa: E402
 
 import asrtop.tui.app as appmod  # noqa: E402
 import asrtop.tui.app_refresh as refreshmod  # noqa: E402
@@ -436,23 +437,6 @@ def report(r: dict) -> None:
               f"{'' if full else ' (spread over their interval)'}; UI loop alone: {med(ui) / REFRESH * ms:.0f} ms/s)")
 
 
-def host_speed() -> float:
-    """CPU seconds of a fixed pure-Python workload, best of 5: this VM's speed moves by a quarter between runs
-    minutes apart, so each run says how fast the host was while it ran (before and after its refreshes)."""
-    def work() -> int:
-        total = 0
-        for i in range(300_000):
-            total += i * i % 7
-        return total
-
-    best = float("inf")
-    for _ in range(5):
-        c = time.thread_time()
-        work()
-        best = min(best, time.thread_time() - c)
-    return best
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000])
@@ -464,8 +448,7 @@ def main() -> None:
         before = host_speed()
         r = asyncio.run(run(n, a.rounds))
         report(r)
-        print(f"host speed (a fixed pure-Python loop, best of 5): {before * 1000:.1f} ms before, "
-              f"{host_speed() * 1000:.1f} ms after (lower is faster; compare runs by it)")
+        print(host_speed_line(before, host_speed()))
         # The console freezes the heap once per process, then schedules its full collections (run_tui, one app
         # a process); the next size's app must do both again, or it runs on the interpreter's own collections.
         gc.unfreeze()
