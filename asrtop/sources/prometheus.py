@@ -9,6 +9,11 @@ a node's agent URL host:port is the `instance` (Prometheus' default), else `asr_
 Each node's metrics become an `AgentStatus` (the same dataclasses the agent's /v1/status parses into),
 so the TUI and CLI cannot tell the sources apart except by what metrics cannot carry (URLs, pids, p50).
 
+The queries' I/O runs on the caller's event loop; decoding the answers and building the readings runs on the
+source's own worker thread, one step at a time in the order they come. The console polls on its UI loop, and
+at 1,000 nodes a round's decoding and building is 50-120 ms of CPU in a few long steps (a 4,000-series answer
+is one), each of which would hold every key and frame for as long.
+
 Staleness, as in the agent source: `up == 0`, a node missing from Prometheus, or a last sample older than
 3 refresh intervals give an `AgentReading` with an error and the fetched_at of the last good sample; the
 last good status is kept, and `fleet.merge` marks the node stale. Set `cluster.refresh` no shorter than
@@ -21,7 +26,8 @@ import asyncio
 import contextlib
 import gc
 import time
-from typing import Iterator, Mapping, NamedTuple, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 
 import aiohttp
 
@@ -68,6 +74,7 @@ from asrtop.sources.prometheus_queries import (
 from asrtop.traffic import CounterSample, slide, traffic
 
 ASK_ALL_OVER = 100  # more instances than this whose details must come at once: ask for everybody's
+T = TypeVar("T")
 _NO_LABELS: dict[str, str] = {}
 _NO_SERIES: dict[str, Series] = {}
 
@@ -92,6 +99,21 @@ def _gc_paused() -> Iterator[None]:
 def _state_series(state: str | None) -> Series:
     """The model state kept for an instance, as its one asr_model_state series at 1 (none: no state)."""
     return [({"state": state}, 1.0)] if state is not None and state is not UNKNOWN else []
+
+
+def _add_lagging(failed: list[dict], found: list[dict], times: list[dict], by_instance: dict[str, dict[str, Series]],
+                 stamps: dict[str, float | None]) -> set[str]:
+    """The lagging instances' series and scrape times added to the round's; the instances Prometheus cannot
+    scrape (down_query's answer: `failed`) dropped from it and returned."""
+    group_by_instance(found, into=by_instance)
+    for r in times:
+        with contextlib.suppress(LookupError, TypeError, ValueError):
+            stamps[r["metric"]["instance"]] = float(r["value"][1])
+    down = set(group_by_instance(failed))
+    for inst in down:  # its last samples, if the instant query still found some, are not this round's
+        by_instance.pop(inst, None)
+        stamps.pop(inst, None)
+    return down
 
 
 class RoundCost(NamedTuple):
@@ -146,6 +168,10 @@ class PrometheusSource:
         self._windows: dict[str, tuple[CounterSample, ...]] = {}  # instance -> its request counters per scrape
         self.window = 1.25 * self.refresh  # the range of the per-round series: the last scrape and some
         self._labels: LabelsCache = {}  # the fast answer's series labels, decoded once
+        self._grouping = 0.0  # seconds spent grouping the other answers' series in this round so far
+        # one thread, so the steps that fill a round's dictionaries never run at once (their answers come
+        # concurrently); made at the first step, ended by close() (a poll after it makes another)
+        self._worker: ThreadPoolExecutor | None = None
 
     def _new_session(self) -> aiohttp.ClientSession:
         """A session for the running loop; LoopSession calls it when the loop changes."""
@@ -159,6 +185,15 @@ class PrometheusSource:
 
     async def close(self) -> None:
         await self._http.close()
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(wait=False)
+
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) on the source's worker thread (see the module's docstring), awaited."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="asrtop-prometheus")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
     async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
         """The file list comes from the agent itself (metrics carry only the digest), when reachable."""
@@ -170,6 +205,9 @@ class PrometheusSource:
         """One instant query (evaluated at `at`, Prometheus' clock, when given); the vector's result list.
         Raises PrometheusError with one line."""
         status, body = await self._post(promql, at)
+        return await self._off_loop(self._decode, promql, status, body)
+
+    def _decode(self, promql: str, status: int, body: bytes) -> list[dict]:
         t0 = time.perf_counter()
         try:
             with _gc_paused():
@@ -177,10 +215,26 @@ class PrometheusSource:
         finally:
             self._decoding += time.perf_counter() - t0
 
+    async def _grouped(self, promql: str, at: float | None, into: dict[str, dict[str, Series]]) -> int:
+        """An instant query's series grouped by instance into `into` (group_by_instance); the count of series."""
+        status, body = await self._post(promql, at)
+        return await self._off_loop(self._decode_grouped, promql, status, body, into)
+
+    def _decode_grouped(self, promql: str, status: int, body: bytes, into: dict[str, dict[str, Series]]) -> int:
+        result = self._decode(promql, status, body)
+        t0 = time.perf_counter()
+        group_by_instance(result, into=into)
+        self._grouping += time.perf_counter() - t0
+        return len(result)
+
     async def _latest(self, promql: str, at: float | None, into: dict[str, dict[str, Series]],
                       stamps: dict[str, float | None]) -> int:
         """A range query's last samples grouped into `into` and `stamps` (group_latest); the count of series."""
         status, body = await self._post(promql, at)
+        return await self._off_loop(self._decode_latest, promql, status, body, into, stamps)
+
+    def _decode_latest(self, promql: str, status: int, body: bytes, into: dict[str, dict[str, Series]],
+                       stamps: dict[str, float | None]) -> int:
         t0 = time.perf_counter()
         try:
             return group_latest(self.url, status, body, f"query {promql!r}", into, stamps, self._labels)
@@ -240,22 +294,17 @@ class PrometheusSource:
         static: dict[str, dict[str, Series]] = {}  # static facts that came this round
         stamps: dict[str, float | None] = {}
         series = 0
-        grouping = 0.0
-        self._decoding = 0.0
+        self._decoding = self._grouping = 0.0
 
         async def ask(name: str, promql: str) -> None:
             # grouped as it arrives, and the decoded answer dropped at once (asyncio would keep a gathered
             # result alive past the round, and a young collection would walk it)
-            nonlocal series, grouping
+            nonlocal series
             if name in FAST_PARTS:
                 count = await self._latest(promql, at, by_instance, stamps)
-                series += count  # (not `series += await ...`: that reads `series` before the wait)
-                return
-            result = await self.query(promql, at)
-            series += len(result)
-            t = time.perf_counter()
-            group_by_instance(result, into={"rare": rare, "detail": gauges, "static": static}[name])
-            grouping += time.perf_counter() - t
+            else:
+                count = await self._grouped(promql, at, {"rare": rare, "detail": gauges, "static": static}[name])
+            series += count  # (not `series += await ...`: that reads `series` before the wait)
 
         try:
             await asyncio.gather(*(ask(name, q) for name, q in queries.items()))
@@ -271,30 +320,18 @@ class PrometheusSource:
                 failed, *lagged = await asyncio.gather(*asks)
                 found, times = lagged or ([], [])
                 series += len(failed) + len(found) + len(times)
-                group_by_instance(found, into=by_instance)
-                for r in times:
-                    with contextlib.suppress(LookupError, TypeError, ValueError):
-                        stamps[r["metric"]["instance"]] = float(r["value"][1])
-                down = set(group_by_instance(failed))
-                for inst in down:  # its last samples, if the instant query still found some, are not this round's
-                    by_instance.pop(inst, None)
-                    stamps.pop(inst, None)
+                down = await self._off_loop(_add_lagging, failed, found, times, by_instance, stamps)
                 del failed, lagged, found, times
-            fold_requests(by_instance)
-            states = self._kept.round_states(stamps, rare, static)
-            missing = self._kept.missing(states, static, rare)
+            states, missing = await self._off_loop(self._settle, by_instance, stamps, rare, static)
             if missing:
                 selector = ".+" if len(missing) > ASK_ALL_OVER else instances_selector(missing)
-                answers = await asyncio.gather(self.query(detail_query(selector), at),
-                                               self.query(static_query(selector), at))
-                series += sum(map(len, answers))
-                group_by_instance(answers[0], into=gauges)
-                group_by_instance(answers[1], into=static)
-                del answers
+                counts = await asyncio.gather(self._grouped(detail_query(selector), at, gauges),
+                                              self._grouped(static_query(selector), at, static))
+                series += sum(counts)
                 for inst in missing:
                     gauges.setdefault(inst, {})  # an agent without detail series is not asked again
                     static.setdefault(inst, {})
-            self._kept.take(gauges, static, states, rare)
+            await self._off_loop(self._kept.take, gauges, static, states, rare)
             await self._seed_windows(by_instance, at)
         except PrometheusError as e:
             self.error = str(e)
@@ -305,12 +342,21 @@ class PrometheusSource:
             self._labels.clear()  # series gone since (instances, pids, digests): decoded again when they come
         self.last_query_seconds = time.perf_counter() - t0
         self._building = 0.0
-        fresh = self._join(nodes, stamps, by_instance, down)
+        fresh = await self._off_loop(self._join, nodes, stamps, by_instance, down)
         self._readings = fresh
         self.last_build_seconds = time.perf_counter() - t0 - self.last_query_seconds
-        self.last_cost = RoundCost(series, self.last_query_seconds, self._decoding, grouping,
+        self.last_cost = RoundCost(series, self.last_query_seconds, self._decoding, self._grouping,
                                    self.last_build_seconds - self._building, self._building)
         return dict(fresh)
+
+    def _settle(self, by_instance: dict[str, dict[str, Series]], stamps: Mapping[str, float | None],
+                rare: Mapping[str, Mapping[str, Series]], static: Mapping[str, Mapping[str, Series]]
+                ) -> tuple[dict[str, str | None], set[str]]:
+        """The round's answers in: the request counters folded, each instance's model state, and the instances
+        whose details must come at once."""
+        fold_requests(by_instance)
+        states = self._kept.round_states(stamps, rare, static)
+        return states, self._kept.missing(states, static, rare)
 
     def _expected_instance(self, cfg: NodeConfig) -> str | None:
         """The instance a node's series come from, as far as known before this round's answers (the one it was
@@ -322,7 +368,10 @@ class PrometheusSource:
         new = [inst for inst, metrics in by_instance.items() if REQUESTS_SUM in metrics and inst not in self._windows]
         if not new:
             return
-        seeded = group_by_instance(await self.query(SEED_QUERY, at))
+        await self._off_loop(self._seed, new, await self.query(SEED_QUERY, at))
+
+    def _seed(self, new: list[str], result: list[dict]) -> None:
+        seeded = group_by_instance(result)
         for inst in new:
             metrics = seeded.get(inst, {})
             self._windows[inst] = slide((), counters_of(metrics, one_value(metrics.get(SCRAPED_AT))))

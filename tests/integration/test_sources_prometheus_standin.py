@@ -87,10 +87,10 @@ async def slow_facts_come_a_slice_per_round_and_stay(src: PrometheusSource, cfgs
     facts, its slow gauges (here the load) once in detail_slices rounds, and every round's readings carry both."""
     seen: set[tuple[int, str, str]] = set()  # (round, instance, fact) for each slow fact an answer carried
     rounds: list[dict] = []
-    query = src.query
+    decode = src._decode  # every instant answer is decoded there (on the source's worker thread)
 
-    async def spy(promql: str, at: float | None = None) -> list[dict]:
-        result = await query(promql, at)
+    def spy(promql: str, status: int, body: bytes) -> list[dict]:
+        result = decode(promql, status, body)
         for r in result:
             m = r["metric"]
             if "agent_version" in m:
@@ -99,12 +99,12 @@ async def slow_facts_come_a_slice_per_round_and_stay(src: PrometheusSource, cfgs
                 # "hashing" is asked for)
                 seen.add((len(rounds), m["instance"], m["__name__"]))
         return result
-    src.query = spy  # type: ignore[method-assign]
+    src._decode = spy  # type: ignore[method-assign]
     try:
         for _ in range(src.static_slices):
             rounds.append(await src.poll(cfgs))
     finally:
-        del src.query
+        del src._decode
     for fact, instances in (("identity", 5), ("asr_model_state", 4), ("asr_service_up", 5)):  # 4 "ok" models
         sent = Counter(inst for _, inst, f in seen if f == fact)
         assert len(sent) == instances and max(sent.values()) <= 2, (fact, sent)  # was: in each of the rounds
