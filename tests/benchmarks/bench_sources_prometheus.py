@@ -7,7 +7,8 @@ scrapes them on a free loopback port; asrtop's PrometheusSource then builds ever
 round. Budget (issue 17): 1,000 nodes, EVERY round <= 200 ms of wall over the rounds (the max, not the
 median). Prints each round's wall and CPU and where the time went (the queries until the last answer is
 parsed, of which JSON decoding and grouping; joining series to nodes; building the readings), then max / p95 /
-median, and baselines measured in the same run:
+median, the longest the event loop was held during a round (LoopProbe: the console polls on its UI loop), and
+baselines measured in the same run:
 - a bare query (`count(up)`, one series) right after each round: Prometheus' and the machine's floor now;
 - the round floor: the rounds' own queries again, each round's at once, their answers read but not decoded,
   at the same cadence after the rounds: how much of a round's wall is Prometheus' evaluation and sending on
@@ -124,10 +125,37 @@ async def raw_answer(session: aiohttp.ClientSession, url: str, promql: str) -> b
         return await resp.read()
 
 
+class LoopProbe:
+    """The longest the event loop was held while it ran: a task sleeps PROBE_STEP at a time, and how late it
+    wakes is how long something else held the loop (the console draws on the loop it polls on; on a loaded
+    host the lateness also counts the time the OS ran other processes)."""
+
+    STEP = 0.002
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(self.STEP)
+            self.longest = max(self.longest, time.perf_counter() - t - self.STEP)
+
+    def take(self) -> float:
+        """The longest block since the last take."""
+        longest, self.longest = self.longest, 0.0
+        return longest
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
 async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int, refresh: float,
                      show: bool) -> dict[str, list]:
     out: dict[str, list] = {k: [] for k in ("wall", "cpu", "period", "bare", "series", "queries", "decode", "group",
-                                            "join", "build", "span", "asked")}
+                                            "join", "build", "span", "asked", "block")}
+    probe = LoopProbe()
     period_start = time.process_time()
     if show:
         print(f"  {'round':>5} {'wall':>6} {'cpu':>6} {'bare q':>6} | {'series':>6} {'queries':>7} "
@@ -135,8 +163,10 @@ async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int
     for i in range(n):
         out["asked"].append(src.round_queries())
         c0, w0, at = time.process_time(), time.perf_counter(), time.time()
+        probe.take()
         r = await src.poll(nodes)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        out["block"].append(probe.take())
         out["span"].append((at, at + wall))
         assert len(r) == len(nodes), len(r)
         bad = [x.error for x in r.values() if x.error]
@@ -156,6 +186,7 @@ async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int
         # the process' CPU over the whole refresh period: the collections that follow a round count too
         out["period"].append(time.process_time() - period_start - bare_cpu)
         period_start = time.process_time()
+    probe.stop()
     return out
 
 
@@ -240,6 +271,8 @@ async def main() -> None:
     print("  " + summary("CPU/round ", new["cpu"]))
     print("  " + summary("CPU/refresh period", new["period"]) + "  (the whole process, GC after the round included)")
     print("  " + summary("bare query", new["bare"]) + "  (baseline: Prometheus' floor in the same rounds)")
+    print("  " + summary("longest event-loop block in a round", new["block"]) + "  (the loop the console draws on: "
+          "the source decodes and builds on its worker thread; against the round's CPU above)")
     print("  " + summary("round floor", floor) + "  (the rounds' queries again at the same cadence after them, each"
           " round's at once, answers read, not decoded: Prometheus' own evaluation and sending)")
     cpu, allocated = work_per_round(work[0], work[1], work[1], work[2], args.rounds)
