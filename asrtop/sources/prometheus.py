@@ -101,6 +101,14 @@ def _state_series(state: str | None) -> Series:
     return [({"state": state}, 1.0)] if state is not None and state is not UNKNOWN else []
 
 
+def _run_once(step: list[tuple[Callable[..., T], tuple]]) -> T:
+    """The one call in `step`, taken out of it first: the executor's work item holds `step` until its thread gets
+    round to dropping it, at times after the loop has gone on, and it must not hold the round's answers then
+    (they would outlive the round, to be walked by the collections after it)."""
+    fn, args = step.pop()
+    return fn(*args)
+
+
 def _add_lagging(failed: list[dict], found: list[dict], times: list[dict], by_instance: dict[str, dict[str, Series]],
                  stamps: dict[str, float | None]) -> set[str]:
     """The lagging instances' series and scrape times added to the round's; the instances Prometheus cannot
@@ -193,7 +201,7 @@ class PrometheusSource:
         """fn(*args) on the source's worker thread (see the module's docstring), awaited."""
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="asrtop-prometheus")
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._worker, _run_once, [(fn, args)])
 
     async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
         """The file list comes from the agent itself (metrics carry only the digest), when reachable."""
