@@ -191,16 +191,21 @@ async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int
 
 
 async def replay_floor(raw: aiohttp.ClientSession, url: str, asked: list[dict[str, str]],
-                       refresh: float) -> tuple[list[float], list[tuple[float, float]]]:
-    """The round floor: each round's queries again, at once, at the rounds' cadence; the walls and their spans."""
-    walls, spans = [], []
+                       refresh: float) -> tuple[list[float], list[tuple[float, float]], list[float]]:
+    """The round floor: each round's queries again, at once, at the rounds' cadence; the walls, their spans and
+    the longest the event loop was held in each (reading the answers, and the OS running Prometheus instead)."""
+    walls, spans, blocks = [], [], []
+    probe = LoopProbe()
     for queries in asked:
         w0, at = time.perf_counter(), time.time()
+        probe.take()
         await asyncio.gather(*(raw_answer(raw, url, q) for q in queries.values()))
         walls.append(time.perf_counter() - w0)
+        blocks.append(probe.take())
         spans.append((at, at + walls[-1]))
         await asyncio.sleep(max(0.0, refresh - (time.perf_counter() - w0)))
-    return walls, spans
+    probe.stop()
+    return walls, spans, blocks
 
 
 async def main() -> None:
@@ -210,12 +215,18 @@ async def main() -> None:
     ap.add_argument("--old", type=int, default=10, help="rounds of the everything-every-round baseline (0: none)")
     ap.add_argument("--scrape", default="2s", help="Prometheus scrape interval (default 2s)")
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
+    ap.add_argument("--switch", type=float, default=None,
+                    help="GIL switch interval in ms (the console runs at asrtop.tui.app_refresh.GIL_SWITCH, 1 ms; "
+                         "default: the interpreter's)")
     ap.add_argument("--idle", type=float, default=20.0,
                     help="seconds with nothing asked before the rounds: Prometheus' collections from its scrapes alone")
     args = ap.parse_args()
     os.environ["GODEBUG"] = "gctrace=1"  # Prometheus inherits it: its collections in its log
     raise_nofile()
-    print(f"load average {os.getloadavg()} on {os.cpu_count()} CPUs")
+    if args.switch is not None:
+        sys.setswitchinterval(args.switch / 1000)
+    print(f"load average {os.getloadavg()} on {os.cpu_count()} CPUs; GIL switch interval "
+          f"{sys.getswitchinterval() * 1000:g} ms")
     speed = host_speed()  # before anything starts; again after Prometheus and the agents stopped
     proc, ports = start_agents(args.agents, 0)
     refresh = float(args.scrape.rstrip("s"))
@@ -243,7 +254,7 @@ async def main() -> None:
                 idle = (work[0][0], work[1][0])
                 new = await run_rounds(src, nodes, args.rounds, refresh, True)
                 work.append(await own_work(raw, base))
-                floor, floor_spans = await replay_floor(raw, base, new["asked"], refresh)
+                floor, floor_spans, floor_blocks = await replay_floor(raw, base, new["asked"], refresh)
                 collections = prometheus_collections(Path(tmp) / "prometheus.log", started)
             finally:
                 await src.close()
@@ -272,9 +283,11 @@ async def main() -> None:
     print("  " + summary("CPU/refresh period", new["period"]) + "  (the whole process, GC after the round included)")
     print("  " + summary("bare query", new["bare"]) + "  (baseline: Prometheus' floor in the same rounds)")
     print("  " + summary("longest event-loop block in a round", new["block"]) + "  (the loop the console draws on: "
-          "the source decodes and builds on its worker thread; against the round's CPU above)")
+          "the source decodes and builds on its worker thread)")
     print("  " + summary("round floor", floor) + "  (the rounds' queries again at the same cadence after them, each"
           " round's at once, answers read, not decoded: Prometheus' own evaluation and sending)")
+    print("  " + summary("longest event-loop block in a round floor", floor_blocks) + "  (reading the answers, and "
+          "the OS running Prometheus instead: the baseline of the block in a round)")
     cpu, allocated = work_per_round(work[0], work[1], work[1], work[2], args.rounds)
     print(f"  Prometheus' own work per round (its scrapes' share over as long, from --idle, subtracted): "
           f"{cpu * 1000:.0f} ms of CPU, {allocated / 1e6:.1f} MB allocated (go_memstats_alloc_bytes_total: its "
