@@ -208,22 +208,6 @@ def answer_result(url: str, status: int, body: bytes, result_type: str, what: st
 _MATRIX_HEAD = b'{"status":"success","data":{"resultType":"matrix","result":['
 _LAST_SAMPLE = re.compile(rb'\{"metric":(\{[^}]*\}),"values":\[(?:\[[^\]]*\],)*\[([^,\]]*),"([^"]*)"\]\]\}')
 LabelsCache = dict  # the raw labels of a series -> (instance, name, labels): decoded once, shared between rounds
-_SERIES_START = b'{"metric":'  # cannot occur inside a JSON string (its quotes would be escaped)
-# bytes of an answer the pattern scans in one call: a C call holds the GIL throughout, and the source's worker
-# thread decodes while the console's UI loop waits for it (a 4,000-series answer is ~550 kB: 4-10 ms in one call)
-SCAN_CHUNK = 64 * 1024
-
-
-def last_samples(body: bytes) -> list[tuple[bytes, bytes, bytes]]:
-    """_LAST_SAMPLE's matches in `body`, scanned SCAN_CHUNK bytes at a time, each chunk cut where a series starts."""
-    found: list[tuple[bytes, bytes, bytes]] = []
-    start, end = 0, len(body)
-    while start < end:
-        cut = body.find(_SERIES_START, start + SCAN_CHUNK)
-        stop = end if cut < 0 else cut
-        found += _LAST_SAMPLE.findall(body, start, stop)
-        start = stop
-    return found
 
 
 def group_latest(url: str, status: int, body: bytes, what: str, into: dict[str, dict[str, Series]],
@@ -235,8 +219,8 @@ def group_latest(url: str, status: int, body: bytes, what: str, into: dict[str, 
     every round), its last sample taken by a pattern instead of decoding the whole answer (measured on a
     1,000-node round: about half the CPU of json.loads and grouping its dictionaries). An answer of another
     shape (an error, a label value holding `}`) is decoded as JSON, with the same result."""
-    found = last_samples(body) if body.startswith(_MATRIX_HEAD) else None
-    if found is None or len(found) != body.count(_SERIES_START):
+    found = _LAST_SAMPLE.findall(body) if body.startswith(_MATRIX_HEAD) else None
+    if found is None or len(found) != body.count(b'{"metric":'):
         found = [(r["metric"], r["values"][-1][0], r["values"][-1][1])
                  for r in answer_result(url, status, body, "matrix", what) if r.get("values")]
     isfinite = math.isfinite

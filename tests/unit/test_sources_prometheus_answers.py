@@ -9,7 +9,6 @@ import math
 import pytest
 
 from asrtop.sources.prometheus_build import REQUESTS_5XX, REQUESTS_SUM
-from asrtop.sources import prometheus_queries as pq
 from asrtop.sources.prometheus_queries import REQUESTS_COUNT, PrometheusError, fold_requests, group_latest
 
 
@@ -98,27 +97,3 @@ def test_the_requests_answered_are_the_latency_histograms_count_where_it_came():
     assert into["h:1"][REQUESTS_SUM][0][1] == 1207.0 and [v for _, v in into["h:1"][REQUESTS_5XX]] == [4.0]
     assert into["h:2"][REQUESTS_SUM][0][1] == 9.0 and REQUESTS_5XX not in into["h:2"]
 
-
-def test_a_large_answer_is_scanned_a_chunk_at_a_time_with_the_same_result(monkeypatch):
-    """The pattern's scan is one C call, which holds the GIL throughout: the source's worker thread decodes while
-    the console's UI loop waits for the GIL, so a ~550 kB answer (4,000 series) is scanned SCAN_CHUNK bytes at
-    a time, each chunk cut where a series starts."""
-    many = [({"__name__": "asr_host_cpu_ratio", "instance": f"h:{i}", "job": "asr"}, [(10.0 + i, f"0.{i}")])
-            for i in range(400)]
-    body = matrix_body(many)
-    pattern = pq._LAST_SAMPLE
-    scans: list[tuple[int, int]] = []
-
-    class Spied:
-        def findall(self, text, pos=0, endpos=None):
-            end = len(text) if endpos is None else endpos
-            scans.append((pos, end))
-            return pattern.findall(text, pos, end)
-
-    monkeypatch.setattr(pq, "SCAN_CHUNK", 1024)
-    monkeypatch.setattr(pq, "_LAST_SAMPLE", Spied())
-    into, stamps = {}, {}
-    assert group_latest("u", 200, body, "q", into, stamps, {}) == len(many)
-    assert (into, stamps) == decoded(body)
-    assert len(scans) > 10 and max(end - pos for pos, end in scans) < 1024 + 200, scans  # a chunk, one series more
-    assert all(body.startswith(pq._SERIES_START, pos) for pos, _ in scans[1:])
