@@ -96,4 +96,3 @@ def test_the_requests_answered_are_the_latency_histograms_count_where_it_came():
     assert REQUESTS_COUNT not in into["h:1"] and "asr_requests_total" not in into["h:1"]
     assert into["h:1"][REQUESTS_SUM][0][1] == 1207.0 and [v for _, v in into["h:1"][REQUESTS_5XX]] == [4.0]
     assert into["h:2"][REQUESTS_SUM][0][1] == 9.0 and REQUESTS_5XX not in into["h:2"]
-
