@@ -93,6 +93,12 @@ class Lingering(Executor):
         return done
 
 
+async def next_round(src: PrometheusSource, fake: FakePrometheus) -> dict:
+    """A new scrape of the fake fleet, then a round of `src` (its clock a second after the scrape)."""
+    fake.scraped += 2.0
+    return dict(await src.poll(CONFIG))
+
+
 NODES = [SynthNode(f"gpu-{i}", index=i) for i in range(20)]
 CONFIG = [NodeConfig(n.name, agent=f"http://127.0.0.1:{9000 + n.index}") for n in NODES]
 
@@ -262,13 +268,10 @@ async def test_a_rounds_decoding_and_building_run_off_the_event_loop(monkeypatch
     src = source_of(fake)
     monkeypatch.setattr("asrtop.sources.prometheus.time.time", lambda: fake.scraped + 1.0)
     for _ in range(2):
-        fake.scraped += 2.0
-        readings = await src.poll(CONFIG)
-        assert all(r.error is None for r in readings.values())
+        assert all(r.error is None for r in (await next_round(src, fake)).values())
     fake.down.add("127.0.0.1:9003")
     fake.series = [(labels, v) for labels, v in fake.series if labels["instance"] != "127.0.0.1:9003"]
-    fake.scraped += 2.0
-    readings = await src.poll(CONFIG)
+    readings = await next_round(src, fake)
     assert readings["gpu-3"].error == "Prometheus cannot scrape 127.0.0.1:9003 (up == 0)"
     await src.close()
     assert set(ran) == {"answer_result", "group_latest", "group_by_instance", "fold_requests", "build_status_reusing",
@@ -311,8 +314,7 @@ async def test_a_rounds_answers_and_the_last_readings_are_freed_on_the_worker(mo
     src = source_of(fake)
     monkeypatch.setattr("asrtop.sources.prometheus.time.time", lambda: fake.scraped + 1.0)
     for _ in range(2):
-        fake.scraped += 2.0
-        readings = await src.poll(CONFIG)
+        readings = await next_round(src, fake)
         assert readings["gpu-1"].error is None
         del readings  # the source's own readings are the last reference
     await src.close()
