@@ -53,6 +53,7 @@ from asrtop.config import NodeConfig  # noqa: E402
 from asrtop.sources import prometheus as prom  # noqa: E402
 from bench_sources_agents import start_agents  # noqa: E402
 from host_speed import host_speed, host_speed_line  # noqa: E402
+from loop_probe import LoopProbe  # noqa: E402
 from support.sources_prom import prometheus, wait_scraped  # noqa: E402
 from support.sources_synth import raise_nofile  # noqa: E402
 
@@ -123,32 +124,6 @@ async def raw_answer(session: aiohttp.ClientSession, url: str, promql: str) -> b
     encoding, sending), over kept-alive connections as the source's."""
     async with session.post(f"{url}/api/v1/query", data={"query": promql}) as resp:
         return await resp.read()
-
-
-class LoopProbe:
-    """The longest the event loop was held while it ran: a task sleeps PROBE_STEP at a time, and how late it
-    wakes is how long something else held the loop (the console draws on the loop it polls on; on a loaded
-    host the lateness also counts the time the OS ran other processes)."""
-
-    STEP = 0.002
-
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(self.STEP)
-            self.longest = max(self.longest, time.perf_counter() - t - self.STEP)
-
-    def take(self) -> float:
-        """The longest block since the last take."""
-        longest, self.longest = self.longest, 0.0
-        return longest
-
-    def stop(self) -> None:
-        self._task.cancel()
 
 
 async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int, refresh: float,

@@ -1,5 +1,7 @@
 """The fleet table filled with every row: the first refresh, and a resize that shows other columns (the table is
-rebuilt). The longest block of the UI loop and the loop's CPU from the snapshot handed over (or the resize) until
+rebuilt). The longest block of the UI loop (loop_probe.LoopProbe: how late a 1 ms sleeper wakes; before it
+shared the Prometheus benchmark's probe, the gap between wake-ups, 1 ms more) and the loop's CPU from the snapshot
+handed over (or the resize) until
 the table is painted and idle, against Textual's own path in the same run (baseline): rows added one by one with
 ``DataTable.add_row``, a Text per cell, and every new row's cells measured on idle (``_update_dimensions``).
 
@@ -26,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tui"))
 
 from fakes import FakeFleet  # noqa: E402
+from loop_probe import LoopProbe  # noqa: E402
 from textual.app import App, ComposeResult  # noqa: E402
 from textual.widgets import DataTable  # noqa: E402
 
@@ -62,23 +65,6 @@ def textuals_path():
         fleet_table.add_rows_at_once, fleet_table._row_texts, internals.VisibleCellCache._update_dimensions = saved
 
 
-class LoopProbe:
-    """The longest gap between the loop's 1 ms wake-ups (a block) while `watching`."""
-
-    def __init__(self):
-        self.longest = 0.0
-        self.watching = False
-
-    async def run(self) -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            if self.watching:
-                self.longest = max(self.longest, now - last)
-            last = now
-
-
 async def settled(pilot, table: FleetTable) -> None:
     """Until the table's rows are sized and its bands painted, and the loop had a quiet frame after."""
     for _ in range(500):
@@ -95,8 +81,7 @@ async def fill(n: int) -> dict[str, float]:
     out = {}
     async with app.run_test(size=(WIDE, 45)) as pilot:
         table = app.query_one(FleetTable)
-        probe = LoopProbe()
-        task = asyncio.create_task(probe.run())
+        probe = LoopProbe(0.001)
         await pilot.pause(0.2)
         snap = fleet.build(0)
         ctx = table_context(snap)
@@ -104,17 +89,16 @@ async def fill(n: int) -> dict[str, float]:
                           ("rebuild (narrower)", lambda: pilot.resize_terminal(NARROW, 45)),
                           ("rebuild (wider)", lambda: pilot.resize_terminal(WIDE, 45))):
             rebuilds = table.rebuilds
-            probe.longest, probe.watching = 0.0, True
+            probe.take()
             c0 = time.thread_time()
             done = act()
             if asyncio.iscoroutine(done):
                 await done
             await settled(pilot, table)
             out[what + " CPU"] = (time.thread_time() - c0) * 1000
-            probe.watching = False
-            out[what + " block"] = probe.longest * 1000
+            out[what + " block"] = probe.take() * 1000
             assert table.rebuilds == rebuilds + 1 and table.row_count == n, (what, table.rebuilds, table.row_count)
-        task.cancel()
+        probe.stop()
     return out
 
 
