@@ -1,9 +1,9 @@
 """The fleet table filled with every row: the first refresh, and a resize that shows other columns (the table is
 rebuilt). The longest block of the UI loop (loop_probe.LoopProbe: how late a 1 ms sleeper wakes; before it
 shared the Prometheus benchmark's probe, the gap between wake-ups, 1 ms more) and the loop's CPU from the snapshot
-handed over (or the resize) until
-the table is painted and idle, against Textual's own path in the same run (baseline): rows added one by one with
-``DataTable.add_row``, a Text per cell, and every new row's cells measured on idle (``_update_dimensions``).
+handed over (or the resize) until the table is painted and idle, against Textual's own path in the same run
+(baseline): rows added one by one with ``DataTable.add_row``, a Text per cell, and every new row's cells measured
+on idle (``_update_dimensions``).
 
     .venv/bin/python tests/benchmarks/bench_tui_fill.py [NODES ...]   (default 1000 5000)
 
