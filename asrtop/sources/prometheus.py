@@ -212,8 +212,13 @@ class PrometheusSource:
     async def query(self, promql: str, at: float | None = None) -> list[dict]:
         """One instant query (evaluated at `at`, Prometheus' clock, when given); the vector's result list.
         Raises PrometheusError with one line."""
+        return await self._answer(promql, at, self._decode)
+
+    async def _answer(self, promql: str, at: float | None, decode: Callable[..., T], *args: Any) -> T:
+        """Prometheus' answer to `promql` (evaluated at `at`), read on the loop, then
+        `decode(promql, status, body, *args)` on the worker."""
         status, body = await self._post(promql, at)
-        return await self._off_loop(self._decode, promql, status, body)
+        return await self._off_loop(decode, promql, status, body, *args)
 
     def _decode(self, promql: str, status: int, body: bytes) -> list[dict]:
         t0 = time.perf_counter()
@@ -223,26 +228,17 @@ class PrometheusSource:
         finally:
             self._decoding += time.perf_counter() - t0
 
-    async def _grouped(self, promql: str, at: float | None, into: dict[str, dict[str, Series]]) -> int:
-        """An instant query's series grouped by instance into `into` (group_by_instance); the count of series."""
-        status, body = await self._post(promql, at)
-        return await self._off_loop(self._decode_grouped, promql, status, body, into)
-
     def _decode_grouped(self, promql: str, status: int, body: bytes, into: dict[str, dict[str, Series]]) -> int:
+        """An instant query's series grouped by instance into `into` (group_by_instance); the count of series."""
         result = self._decode(promql, status, body)
         t0 = time.perf_counter()
         group_by_instance(result, into=into)
         self._grouping += time.perf_counter() - t0
         return len(result)
 
-    async def _latest(self, promql: str, at: float | None, into: dict[str, dict[str, Series]],
-                      stamps: dict[str, float | None]) -> int:
-        """A range query's last samples grouped into `into` and `stamps` (group_latest); the count of series."""
-        status, body = await self._post(promql, at)
-        return await self._off_loop(self._decode_latest, promql, status, body, into, stamps)
-
     def _decode_latest(self, promql: str, status: int, body: bytes, into: dict[str, dict[str, Series]],
                        stamps: dict[str, float | None]) -> int:
+        """A range query's last samples grouped into `into` and `stamps` (group_latest); the count of series."""
         t0 = time.perf_counter()
         try:
             return group_latest(self.url, status, body, f"query {promql!r}", into, stamps, self._labels)
@@ -309,9 +305,10 @@ class PrometheusSource:
             # result alive past the round, and a young collection would walk it)
             nonlocal series
             if name in FAST_PARTS:
-                count = await self._latest(promql, at, by_instance, stamps)
+                count = await self._answer(promql, at, self._decode_latest, by_instance, stamps)
             else:
-                count = await self._grouped(promql, at, {"rare": rare, "detail": gauges, "static": static}[name])
+                into = {"rare": rare, "detail": gauges, "static": static}[name]
+                count = await self._answer(promql, at, self._decode_grouped, into)
             series += count  # (not `series += await ...`: that reads `series` before the wait)
 
         try:
@@ -333,8 +330,8 @@ class PrometheusSource:
             states, missing = await self._off_loop(self._settle, by_instance, stamps, rare, static)
             if missing:
                 selector = ".+" if len(missing) > ASK_ALL_OVER else instances_selector(missing)
-                counts = await asyncio.gather(self._grouped(detail_query(selector), at, gauges),
-                                              self._grouped(static_query(selector), at, static))
+                counts = await asyncio.gather(self._answer(detail_query(selector), at, self._decode_grouped, gauges),
+                                              self._answer(static_query(selector), at, self._decode_grouped, static))
                 series += sum(counts)
                 for inst in missing:
                     gauges.setdefault(inst, {})  # an agent without detail series is not asked again

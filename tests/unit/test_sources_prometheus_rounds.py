@@ -295,6 +295,8 @@ async def test_a_rounds_answers_and_the_last_readings_are_freed_on_the_worker(mo
         def __del__(self) -> None:
             freed_on[self.what] = threading.get_ident()
 
+    group_latest = prom.group_latest
+
     def latest_and_one_more(url, status, body, what, into, stamps, cache):
         count = group_latest(url, status, body, what, into, stamps, cache)
         into.setdefault("127.0.0.1:1", {})["asr_marker"] = [({}, Freed(f"answer {len(freed_on)}"))]
@@ -307,7 +309,6 @@ async def test_a_rounds_answers_and_the_last_readings_are_freed_on_the_worker(mo
         fresh["marker"] = Freed("reading")
         return fresh
 
-    group_latest = prom.group_latest
     monkeypatch.setattr(prom, "group_latest", latest_and_one_more)
     monkeypatch.setattr(PrometheusSource, "_join", join_and_one_more)
     fake = FakePrometheus(NODES)
