@@ -53,7 +53,8 @@ from asrtop.control.model import (
 from asrtop.control.oplock import LockTimeout, action_lock, lock_path
 from asrtop.control.rollout_store import holder
 from asrtop.control.signals import SignalHold
-from asrtop.fleet import FleetSnapshot, NodeView
+from asrtop.agentstatus import AgentStatus
+from asrtop.fleet import AgentReading, FleetSnapshot, NodeView
 from asrtop.modelfiles import diff_files
 from asrtop.sources import FleetSource
 from asrtop.sources.live import LiveFleetSource
@@ -61,6 +62,8 @@ from asrtop.sources.live import LiveFleetSource
 ProgressCallback = Callable[[int | None, float], None]  # (in-flight now or None if unknown, seconds waited)
 DRAIN_POLL_SECONDS = 0.5
 MODEL_FILES_TIMEOUT = 3.0  # the model guard names the differing files when the agents answer this fast
+# The model guard's second look at a node whose agent missed the snapshot's round (a round waits 0.8 x refresh)
+SECOND_LOOK_TIMEOUT = 3.0
 WARNED = "warned"  # _send: the change took, with a warning (NotPersisted)
 
 
@@ -141,7 +144,7 @@ class Controller:
         held = holder(self.audit.path)  # a running rollout holds the nodes it took out until it readies them
         if held is not None and action.node in held.nodes and held.id != self.rollout_id:
             return refuse("refused", f"refused: {rules.describe(action)}: {held.holds(action.node)}")
-        snap = snap if snap is not None else await self.source.snapshot()
+        snap = await self._second_look(snap if snap is not None else await self.source.snapshot(), action)
         failed = {r.name for r in snap.balancers if not r.reachable}
         # The snapshot keeps a failed read as text only: read those once more, typed, to classify them.
         retry = [b for b in self.balancers if b.name in failed]
@@ -200,6 +203,25 @@ class Controller:
                     + tuple(pending_warning(g) for g in pending)
                     + tuple(n for found in notes for n in found), rules.node_line(snap, action))
         return _Prepared(plan, tuple(targets), forced=force and bool(guards))
+
+    async def _second_look(self, snap: FleetSnapshot, action: Action) -> FleetSnapshot:
+        """The snapshot with the agents that gave no answer in its round asked once more (SECOND_LOOK_TIMEOUT),
+        when the action would put the node in rotation: slow agents must not let a node on the wrong model past
+        the model guard, neither its own (its digest unknown) nor the others' (the majority taken from the few
+        that answered). With cluster.model_sha256 pinned only the node's own agent matters. A second miss stays
+        unknown, with its reason, and the plan says so (rules.model_warning)."""
+        if not rules.puts_in_rotation(action) or not snap.has(action.node):
+            return snap
+        node = snap.node(action.node)
+        missed = [n for n in ((node,) if snap.model_sha256 else snap.nodes) if n.status is None and n.config.agent]
+        if not missed:
+            return snap
+        got = await asyncio.gather(*(self.source.agent_status(n.config.agent or "", SECOND_LOOK_TIMEOUT)
+                                     for n in missed))
+        looked = {id(n): replace(n, agent=AgentReading(n.config.agent or "", g, time.time()), stale=False)
+                  if isinstance(g, AgentStatus) else replace(n, agent=AgentReading(n.config.agent or "", None, None, g))
+                  for n, g in zip(missed, got)}
+        return replace(snap, nodes=tuple(looked.get(id(n), n) for n in snap.nodes))
 
     async def _guards(self, snap: FleetSnapshot, action: Action, force: bool) -> tuple[Refusal, ...]:
         """The guardrails that refuse this action now (min_ready, the model guard); force overrides them."""

@@ -366,5 +366,8 @@ def model_warning(snap: FleetSnapshot, action: Action) -> str | None:
     if node.model_digest is not None:
         return None
     st = node.status
-    why = "no agent answer" if st is None else st.model.state + (f": {st.model.error}" if st.model.error else "")
+    if st is None:
+        why = "no agent answer" + (f": {node.agent.error}" if node.agent is not None and node.agent.error else "")
+    else:
+        why = st.model.state + (f": {st.model.error}" if st.model.error else "")
     return f"{action.node}'s model is unknown ({why}): not checked against {target_words(snap)} {target[:12]}"

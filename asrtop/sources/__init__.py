@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from asrtop.agentstatus import AgentStatus
 from asrtop.fleet import FleetSnapshot
 
 
@@ -12,6 +13,11 @@ class FleetSource(Protocol):
 
     async def model_files(self, agent_url: str) -> list[dict] | str:
         """One node's model file list (the agent's `/v1/model`), or a one-line reason it is unavailable."""
+        ...
+
+    async def agent_status(self, agent_url: str, timeout: float) -> AgentStatus | str:
+        """One node's agent asked now, apart from the rounds, within `timeout` (the model guard's second look at
+        a node whose agent missed the snapshot's round), or a one-line reason it gave no status."""
         ...
 
     async def close(self) -> None: ...

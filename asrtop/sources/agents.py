@@ -312,6 +312,11 @@ class AgentPoller:
         """GET /v1/model: the agent's per-file list (dicts as the agent serves them), or a one-line error."""
         return await fetch_model_files(self._http.get(), agent_url, max(self.timeout, 5.0))
 
+    async def fetch_status(self, agent_url: str, timeout: float) -> AgentStatus | str:
+        """One agent's status asked now with its own budget, apart from the rounds (the model guard re-asks a
+        node whose agent missed the round), or a one-line error."""
+        return await fetch_status(self._http.get(), agent_url, timeout)
+
 
 async def fetch_model_files(session: "aiohttp.ClientSession", agent_url: str, timeout: float) -> list[dict] | str:
     """GET /v1/model on one agent (the TUI's model view; also used by the Prometheus source)."""
@@ -334,6 +339,21 @@ async def fetch_model_files(session: "aiohttp.ClientSession", agent_url: str, ti
     if files is None:
         return f"{agent_url}: {MODEL_PATH} has no file list"
     return files
+
+
+async def fetch_status(session: "aiohttp.ClientSession", agent_url: str, timeout: float) -> AgentStatus | str:
+    """GET /v1/status on one agent within `timeout`: its status, or a one-line error."""
+    import aiohttp
+
+    try:
+        async with session.get(_base(agent_url) + STATUS_PATH, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            return _read_status(await resp.read(), resp.status)
+    except (_BadAnswer, StatusError) as e:
+        return str(e)
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        return describe_error(e, timeout)
 
 
 class FreshStatus:

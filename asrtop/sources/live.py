@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
+from asrtop.agentstatus import AgentStatus
 from asrtop.balancers.base import Balancer, BalancerError, ReportsTransport, ServerState
 from asrtop.config import ClusterConfig, NodeConfig, discover_nodes
 from asrtop.fleet import AgentReading, BalancerReading, DrainRecord, Drift, FleetSnapshot, merge
@@ -27,6 +28,10 @@ class NodeFactsSource(Protocol):
 
     async def fetch_model_files(self, agent_url: str) -> list[dict] | str:
         """The agent's model file list (the console's model view), or a one-line error."""
+        ...
+
+    async def fetch_status(self, agent_url: str, timeout: float) -> AgentStatus | str:
+        """One agent's status asked now within `timeout`, apart from the rounds, or a one-line error."""
         ...
 
     async def close(self) -> None: ...
@@ -163,6 +168,12 @@ class LiveFleetSource:
         if self.facts is None:
             return f"{agent_url}: no agent source configured"
         return await self.facts.fetch_model_files(agent_url)
+
+    async def agent_status(self, agent_url: str, timeout: float) -> AgentStatus | str:
+        """One node's agent asked now within `timeout`, or a one-line reason it gave no status."""
+        if self.facts is None:
+            return f"{agent_url}: no agent source configured"
+        return await self.facts.fetch_status(agent_url, timeout)
 
     async def close(self) -> None:
         if self.facts is not None:

@@ -34,7 +34,7 @@ import aiohttp
 from asrtop.agentstatus import AgentStatus, ModelReading
 from asrtop.config import NodeConfig
 from asrtop.fleet import STALE_AFTER_MISSED, AgentReading
-from asrtop.sources.agents import describe_error, fetch_model_files
+from asrtop.sources.agents import describe_error, fetch_model_files, fetch_status
 from asrtop.sources.http import LoopSession
 from asrtop.sources.prometheus_build import (  # the pure half
     REQUESTS_SUM,
@@ -208,6 +208,12 @@ class PrometheusSource:
         if not agent_url.startswith(("http://", "https://")):
             return f"{agent_url}: no agent URL configured for this node (Prometheus carries only the digest)"
         return await fetch_model_files(self._http.get(), agent_url, 5.0)
+
+    async def fetch_status(self, agent_url: str, timeout: float) -> AgentStatus | str:
+        """The node's agent asked directly (the model guard's second look at a node Prometheus has no digest for)."""
+        if not agent_url.startswith(("http://", "https://")):
+            return f"{agent_url}: no agent URL configured for this node"
+        return await fetch_status(self._http.get(), agent_url, timeout)
 
     async def query(self, promql: str, at: float | None = None) -> list[dict]:
         """One instant query (evaluated at `at`, Prometheus' clock, when given); the vector's result list.

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import threading
 import tomllib
+
+import pytest
 
 from support.control_cluster import run_cli
 
@@ -54,6 +59,36 @@ def test_ready_on_the_odd_model_is_refused_then_forced(demo_cluster):
     last = audit_tail(cfg)
     assert last["forced"] is True and last["outcome"] == "done" and last["node"] == "node-2"
     assert status(cfg)["nodes"][1]["state"] == "ready"
+
+
+@pytest.mark.parametrize("slow", [["node-2"], ["node-1", "node-3", "node-4"]], ids=["its-own", "the-others"])
+def test_slow_agents_do_not_let_the_odd_model_through(demo_cluster, slow):
+    """Agents stopped (SIGSTOP) for 2.5 s from the CLI's start: longer than its start and the round's wait
+    (0.8 x refresh = 0.8 s), shorter than the model guard's second look (3 s). `ready node-2` is still
+    refused. Before the second look, the round's misses let it through: node-2's own (its model unknown, a
+    note) or the others' (the majority taken from node-2 alone)."""
+    cfg = demo_cluster.config_path
+    pids = [n.agent_proc.pid for n in demo_cluster.nodes if n.name in slow]
+    assert run_cli(cfg, "maint", "node-2").returncode == 0
+
+    def resume():
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+    later = threading.Timer(2.5, resume)
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        later.start()
+        p = run_cli(cfg, "ready", "node-2")
+        assert p.returncode == 3, p.stdout + p.stderr
+        assert p.stderr.startswith("asrtop: refused: node-2 runs model ") and "files that differ: " in p.stderr
+        assert status(cfg)["nodes"][1]["state"] == "maint"  # nothing sent
+    finally:
+        later.cancel()
+        resume()
+        forced = run_cli(cfg, "ready", "node-2", "--force")  # leaves the shared cluster as it was
+    assert forced.returncode == 0, forced.stderr
 
 
 def test_pinned_target_treats_node_2_as_right(demo_cluster, tmp_path):

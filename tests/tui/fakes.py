@@ -130,6 +130,13 @@ class FakeFleet:
         return [{"path": "config.yaml", "size": 2048, "sha256": "cc" * 32},
                 {"path": "model.pt", "size": 2 * GIB, "sha256": weights}]
 
+    async def agent_status(self, agent_url: str, timeout: float) -> AgentStatus | str:
+        """The node's agent asked alone (the model guard's second look): a dead one still refuses."""
+        i = next((i for i in range(1, self.n + 1) if agent_url.endswith(f":{20000 + i}")), None)
+        if i is None or i in self.dead:
+            return "connection refused"
+        return status(self.names[i - 1], i, DIGEST_B if i in self.odd_model else DIGEST_A, self.gpus, self.tick)
+
     async def close(self) -> None:
         self.closed = True
 

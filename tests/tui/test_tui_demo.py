@@ -138,7 +138,7 @@ async def test_ready_on_odd_model_shows_the_cli_refusal_then_force_and_a_second_
         # the same: a loop blocked on the CLI would never let a console action release the lock
         await wait_for(pilot, lambda: not app.action_busy, what="the maint's end")
         cli = await asyncio.to_thread(run_cli, demo_cluster.config_path, "ready", "node-2")
-        assert cli.returncode == 3, cli.stderr
+        assert cli.returncode == 3, cli.stdout + cli.stderr
         await press_action(pilot, app, "r")
         await wait_for(pilot, lambda: plan_shown(app), what="confirmation")
         # the console shows the CLI's own line; only the hint after it names the key instead of the flag

@@ -11,6 +11,7 @@ from asrtop.agentstatus import AgentStatus, AsrReading, HostReading, ModelReadin
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import ClusterConfig, NodeConfig
 from asrtop.control import Action, Controller
+from asrtop.control.controller import SECOND_LOOK_TIMEOUT
 from asrtop.control.model import GUARD_MIN_READY, GUARD_MODEL
 from asrtop.control.rules import batch_refusal, consequence, model_refusal, model_warning, puts_in_rotation
 from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
@@ -30,8 +31,13 @@ class Fleet:
     """A FleetSource: three nodes behind one in-memory HAProxy, agents reporting `digests`."""
 
     def __init__(self, digests: dict[str, str | None], target: str | None = None,
-                 admin: dict[str, AdminState] | None = None):
+                 admin: dict[str, AdminState] | None = None, missed: tuple[str, ...] = (),
+                 missed_again: str | None = None):
+        """`missed`: nodes whose agent gave no answer in the snapshot's round (a slow agent); asked again
+        alone (`agent_status`), it answers, or fails with `missed_again`."""
         self.digests, self.target = digests, target
+        self.missed, self.missed_again = missed, missed_again
+        self.status_asked: list[tuple[str, float]] = []
         self.admin = {n: AdminState.READY for n in NAMES} | (admin or {})
         self.weight = {n: 1 for n in NAMES}
         self.backup = {n: False for n in NAMES}
@@ -45,6 +51,7 @@ class Fleet:
         nodes = [NodeConfig(n, agent=f"http://127.0.0.1:{10000 + i}") for i, n in enumerate(NAMES)]
         agents = {n: AgentReading(c.agent or "", status(n, self.digests.get(n), "ok" if self.digests.get(n)
                                                         else "hashing"), 100.0) for n, c in zip(NAMES, nodes)}
+        agents |= {n: AgentReading(agents[n].url, None, None, "no answer within 0.8s") for n in self.missed}
         return merge(nodes, agents, [BalancerReading("hx", "haproxy", self.servers())], 100.0, 1.0, (), self.target)
 
     async def model_files(self, agent_url: str) -> list[dict] | str:
@@ -53,6 +60,13 @@ class Fleet:
         weights = self.digests.get(node) or "?"
         return [{"path": "am.mvn", "size": 11, "sha256": "c" * 64},
                 {"path": "model.pt", "size": 100, "sha256": weights}]
+
+    async def agent_status(self, agent_url: str, timeout: float) -> AgentStatus | str:
+        self.status_asked.append((agent_url, timeout))
+        if self.missed_again is not None:
+            return self.missed_again
+        n = NAMES[int(agent_url.rsplit(":", 1)[1]) - 10000]
+        return status(n, self.digests.get(n), "ok" if self.digests.get(n) else "hashing")
 
     async def close(self) -> None:
         pass
@@ -133,6 +147,42 @@ async def test_unknown_model_is_never_matching_but_only_warned(tmp_path):
     assert "n2" in snap.nodes_model_unknown() and "n2" not in snap.nodes_differing_from_target()
     plan = await controller(tmp_path, fleet).plan(Action("ready", "n2"))
     assert plan.refusals == () and plan.warnings == (warning,)
+
+
+async def test_a_node_whose_agent_missed_the_round_is_asked_again_before_the_model_guard(tmp_path):
+    """A slow agent (no answer within the round's 0.8 x refresh) must not let a node on another model into
+    rotation: the controller asks that agent once more, alone and with longer, before the guard decides."""
+    fleet = Fleet({"n1": A, "n2": B, "n3": A}, admin={"n2": AdminState.MAINT}, missed=("n2",))
+    assert (await fleet.snapshot()).node("n2").model_digest is None  # what the round saw
+    ctl = controller(tmp_path, fleet)
+    res = await ctl.apply(Action("ready", "n2"))
+    assert (res.outcome, res.exit_code) == ("refused", 3) and f"n2 runs model {B[:12]}" in res.message
+    assert fleet.status_asked == [("http://127.0.0.1:10001", SECOND_LOOK_TIMEOUT)]
+    assert fleet.admin["n2"] is AdminState.MAINT  # nothing sent
+    # only for an action that puts the node in rotation, and only the agents that missed the round
+    await ctl.plan(Action("drain", "n2"))
+    assert len(fleet.status_asked) == 1
+
+
+async def test_agents_that_missed_the_round_are_asked_again_before_the_majority_is_taken(tmp_path):
+    """n1 and n3 (model A) slow: the round's majority would be n2's own model B, and n2 would pass."""
+    fleet = Fleet({"n1": A, "n2": B, "n3": A}, admin={"n2": AdminState.MAINT}, missed=("n1", "n3"))
+    assert (await fleet.snapshot()).target_digest == B  # what the round saw
+    res = await controller(tmp_path, fleet).apply(Action("ready", "n2"))
+    assert res.outcome == "refused" and f"n2 runs model {B[:12]}, the fleet majority is {A[:12]}" in res.message
+    assert sorted(url for url, _ in fleet.status_asked) == ["http://127.0.0.1:10000", "http://127.0.0.1:10002"]
+    # a pinned target needs only the node's own digest: the others are not asked
+    pinned = Fleet({"n1": A, "n2": B, "n3": A}, target=A, missed=("n1", "n3"))
+    assert (await controller(tmp_path, pinned).plan(Action("ready", "n2"))).refusals
+    assert pinned.status_asked == []
+
+
+async def test_a_second_miss_is_warned_with_its_reason(tmp_path):
+    fleet = Fleet({"n1": A, "n2": B, "n3": A}, missed=("n2",), missed_again="no answer within 3s")
+    plan = await controller(tmp_path, fleet).plan(Action("ready", "n2"))
+    assert plan.refusals == ()
+    assert plan.warnings == (f"n2's model is unknown (no agent answer: no answer within 3s): not checked against "
+                             f"the fleet majority {A[:12]}",)
 
 
 async def test_batch_plan_refuses_what_each_node_alone_may_do(tmp_path):
