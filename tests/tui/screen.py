@@ -60,10 +60,14 @@ async def settled(pilot, app, timeout: float = 15.0) -> list[str]:
 
 
 def plan_shown(app) -> bool:
-    """A confirmation modal is up and the controller's plan has filled it in (it can be confirmed)."""
+    """A confirmation modal is up, the controller's plan has filled it in (it can be confirmed), and it is laid
+    out on the screen. A plan that comes at once (`recover` with nothing to do) is set before the modal is
+    even mounted: until the compositor has placed its body, a screenshot of it is empty."""
     from asrtop.tui.screens.confirm import ConfirmScreen
 
-    return isinstance(app.screen, ConfirmScreen) and not app.screen.pending
+    screen = app.screen
+    return (isinstance(screen, ConfirmScreen) and not screen.pending and screen.is_mounted
+            and bool(screen.query_one("#dialog-body").region))
 
 
 async def run_from_palette(pilot, command: str) -> None:
