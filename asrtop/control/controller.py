@@ -125,7 +125,7 @@ class Controller:
         return await self._plan_batch(tuple(action), force)
 
     async def _plan_batch(self, actions: tuple[Action, ...], force: bool) -> BatchPlan:
-        snap = await self.source.snapshot()
+        snap = await self._second_look(await self.source.snapshot(), actions)
         plans = await asyncio.gather(*(self._prepare(a, force, snap) for a in actions))
         refused = None if force or self.read_only else rules.batch_refusal(snap, actions, self.config.min_ready)
         return BatchPlan(tuple(p.plan for p in plans), (refused,) if refused else (),
@@ -144,7 +144,7 @@ class Controller:
         held = holder(self.audit.path)  # a running rollout holds the nodes it took out until it readies them
         if held is not None and action.node in held.nodes and held.id != self.rollout_id:
             return refuse("refused", f"refused: {rules.describe(action)}: {held.holds(action.node)}")
-        snap = await self._second_look(snap if snap is not None else await self.source.snapshot(), action)
+        snap = snap if snap is not None else await self._second_look(await self.source.snapshot(), (action,))
         failed = {r.name for r in snap.balancers if not r.reachable}
         # The snapshot keeps a failed read as text only: read those once more, typed, to classify them.
         retry = [b for b in self.balancers if b.name in failed]
@@ -204,16 +204,17 @@ class Controller:
                     + tuple(n for found in notes for n in found), rules.node_line(snap, action))
         return _Prepared(plan, tuple(targets), forced=force and bool(guards))
 
-    async def _second_look(self, snap: FleetSnapshot, action: Action) -> FleetSnapshot:
+    async def _second_look(self, snap: FleetSnapshot, actions: Sequence[Action]) -> FleetSnapshot:
         """The snapshot with the agents that gave no answer in its round asked once more (SECOND_LOOK_TIMEOUT),
-        when the action would put the node in rotation: slow agents must not let a node on the wrong model past
+        when an action would put its node in rotation: slow agents must not let a node on the wrong model past
         the model guard, neither its own (its digest unknown) nor the others' (the majority taken from the few
-        that answered). With cluster.model_sha256 pinned only the node's own agent matters. A second miss stays
-        unknown, with its reason, and the plan says so (rules.model_warning)."""
-        if not rules.puts_in_rotation(action) or not snap.has(action.node):
+        that answered). With cluster.model_sha256 pinned only those nodes' own agents matter. A second miss
+        stays unknown, with its reason, and the plan says so (rules.model_warning)."""
+        going_in = [snap.node(a.node) for a in actions if rules.puts_in_rotation(a) and snap.has(a.node)]
+        if not going_in:
             return snap
-        node = snap.node(action.node)
-        missed = [n for n in ((node,) if snap.model_sha256 else snap.nodes) if n.status is None and n.config.agent]
+        missed = list({id(n): n for n in (going_in if snap.model_sha256 else snap.nodes)
+                       if n.status is None and n.config.agent}.values())
         if not missed:
             return snap
         got = await asyncio.gather(*(self.source.agent_status(n.config.agent or "", SECOND_LOOK_TIMEOUT)

@@ -171,6 +171,10 @@ async def test_agents_that_missed_the_round_are_asked_again_before_the_majority_
     res = await controller(tmp_path, fleet).apply(Action("ready", "n2"))
     assert res.outcome == "refused" and f"n2 runs model {B[:12]}, the fleet majority is {A[:12]}" in res.message
     assert sorted(url for url, _ in fleet.status_asked) == ["http://127.0.0.1:10000", "http://127.0.0.1:10002"]
+    # a batch asks each of them once, before any of its plans
+    fleet.status_asked.clear()
+    batch = await controller(tmp_path, fleet).plan([Action("ready", "n2"), Action("weight", "n3", 5)])
+    assert batch.guarded_by(GUARD_MODEL) and len(fleet.status_asked) == 2
     # a pinned target needs only the node's own digest: the others are not asked
     pinned = Fleet({"n1": A, "n2": B, "n3": A}, target=A, missed=("n1", "n3"))
     assert (await controller(tmp_path, pinned).plan(Action("ready", "n2"))).refusals
