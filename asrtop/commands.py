@@ -303,6 +303,7 @@ async def _action(args: Any, config, balancers) -> int:
         ctl = Controller(config, balancers, source=source, read_only=bool(getattr(args, "read_only", False)))
         ctl.redeliver_signals = False  # a signal held during the change: printed first, delivered below
         ctl.on_lock_wait = _err  # another asrtop's action first: say so, not a silent wait
+        ctl.on_second_look = _err  # slow agents asked again before the model guard: up to 3 s, said
         if cutoff is not None and not args.dry_run:
             from asrtop.drain_cli import confirm_cutoff
 

@@ -185,7 +185,7 @@ async def _rollout(args: Any, config, balancers, source, out: Output) -> int:
         err(bad)
         return BAD_INPUT
     ctl = Controller(config, balancers, source=source, read_only=bool(getattr(args, "read_only", False)))
-    ctl.on_lock_wait = err  # stderr: stdout may be --json
+    ctl.on_lock_wait = ctl.on_second_look = err  # stderr: stdout may be --json
     engine = RolloutEngine(ctl)
     if abort:
         res = engine.abort()

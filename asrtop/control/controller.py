@@ -107,6 +107,8 @@ class Controller:
         self.read_only = read_only or config.read_only
         self.redeliver_signals = True  # False: the caller delivers ActionResult.signal (the CLI prints first)
         self.on_lock_wait: Callable[[str], None] | None = None  # one line, when another action holds the lock
+        # one line, when the model guard asks slow agents once more (the console's modal says "checking" itself)
+        self.on_second_look: Callable[[str], None] | None = None
         self.rollout_id: str | None = None  # set by the rollout engine: that rollout's own actions pass its hold
 
     # -- plan -----------------------------------------------------------------------------------------
@@ -217,6 +219,8 @@ class Controller:
                        if n.status is None and n.config.agent}.values())
         if not missed:
             return snap
+        if self.on_second_look is not None:
+            self.on_second_look(rules.second_look_line([n.name for n in missed], SECOND_LOOK_TIMEOUT))
         got = await asyncio.gather(*(self.source.agent_status(n.config.agent or "", SECOND_LOOK_TIMEOUT)
                                      for n in missed))
         looked = {id(n): replace(n, agent=AgentReading(n.config.agent or "", g, time.time()), stale=False)

@@ -357,6 +357,14 @@ def model_refusal(snap: FleetSnapshot, action: Action, differing_files: Sequence
                               f"{target[:12]}{files}", GUARD_MODEL, "to put it in rotation anyway")
 
 
+def second_look_line(nodes: Sequence[str], timeout: float, limit: int = MAX_NAMED) -> str:
+    """What a guarded action says while it asks the agents that missed the fleet read once more."""
+    named = ", ".join(nodes[:limit]) + (f" and {len(nodes) - limit} more" if len(nodes) > limit else "")
+    agents = "agent" if len(nodes) == 1 else "agents"
+    return (f"no answer from the {agents} of {named} in the fleet read: asking again before the model check "
+            f"(up to {timeout:g} s)")
+
+
 def model_warning(snap: FleetSnapshot, action: Action) -> str | None:
     """A node put into rotation whose model cannot be checked: said, never taken as matching."""
     target = snap.target_digest

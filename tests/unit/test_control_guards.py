@@ -13,7 +13,8 @@ from asrtop.config import ClusterConfig, NodeConfig
 from asrtop.control import Action, Controller
 from asrtop.control.controller import SECOND_LOOK_TIMEOUT
 from asrtop.control.model import GUARD_MIN_READY, GUARD_MODEL
-from asrtop.control.rules import batch_refusal, consequence, model_refusal, model_warning, puts_in_rotation
+from asrtop.control.rules import (batch_refusal, consequence, model_refusal, model_warning, puts_in_rotation,
+                                  second_look_line)
 from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, merge
 from asrtop.modelfiles import diff_files
 
@@ -179,6 +180,13 @@ async def test_agents_that_missed_the_round_are_asked_again_before_the_majority_
     pinned = Fleet({"n1": A, "n2": B, "n3": A}, target=A, missed=("n1", "n3"))
     assert (await controller(tmp_path, pinned).plan(Action("ready", "n2"))).refusals
     assert pinned.status_asked == []
+
+
+def test_the_second_look_is_said_naming_a_few_agents():
+    assert second_look_line(["n2"], 3.0) == ("no answer from the agent of n2 in the fleet read: asking again "
+                                             "before the model check (up to 3 s)")
+    many = second_look_line([f"n{i}" for i in range(12)], 3.0)
+    assert "agents of n0, n1, n2, n3, n4, n5, n6, n7, n8, n9 and 2 more in the fleet read" in many
 
 
 async def test_a_second_miss_is_warned_with_its_reason(tmp_path):
