@@ -127,7 +127,9 @@ class Controller:
         return await self._plan_batch(tuple(action), force)
 
     async def _plan_batch(self, actions: tuple[Action, ...], force: bool) -> BatchPlan:
-        snap = await self._second_look(await self.source.snapshot(), actions)
+        snap = await self.source.snapshot()
+        if not self.read_only:  # each plan is refused at once: nothing to look at again
+            snap = await self._second_look(snap, actions)
         plans = await asyncio.gather(*(self._prepare(a, force, snap) for a in actions))
         refused = None if force or self.read_only else rules.batch_refusal(snap, actions, self.config.min_ready)
         return BatchPlan(tuple(p.plan for p in plans), (refused,) if refused else (),

@@ -176,6 +176,10 @@ async def test_agents_that_missed_the_round_are_asked_again_before_the_majority_
     fleet.status_asked.clear()
     batch = await controller(tmp_path, fleet).plan([Action("ready", "n2"), Action("weight", "n3", 5)])
     assert batch.guarded_by(GUARD_MODEL) and len(fleet.status_asked) == 2
+    read_only = controller(tmp_path, fleet)
+    read_only.read_only = True  # refuses every plan at once: nobody is asked again
+    assert all(p.refusals for p in (await read_only.plan([Action("ready", "n2"), Action("weight", "n3", 5)])).plans)
+    assert len(fleet.status_asked) == 2
     # a pinned target needs only the node's own digest: the others are not asked
     pinned = Fleet({"n1": A, "n2": B, "n3": A}, target=A, missed=("n1", "n3"))
     assert (await controller(tmp_path, pinned).plan(Action("ready", "n2"))).refusals
