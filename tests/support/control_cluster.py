@@ -56,6 +56,14 @@ def asrtop_argv(config_path: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "asrtop.cli", "--config", str(config_path), *args]
 
 
+SECOND_LOOK = "asrtop: no answer from the agent"  # the model guard asking slow agents again (a loaded box)
+
+
+def without_second_look(stderr: str) -> list[str]:
+    """stderr's lines but the model guard's second-look line, which a loaded box may add before the verdict."""
+    return [line for line in stderr.splitlines() if not line.startswith(SECOND_LOOK)]
+
+
 def run_cli(config_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(asrtop_argv(config_path, *args), capture_output=True, text=True, timeout=timeout)
 
