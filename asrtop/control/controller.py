@@ -223,11 +223,15 @@ class Controller:
             return snap
         if self.on_second_look is not None:
             self.on_second_look(rules.second_look_line([n.name for n in missed], SECOND_LOOK_TIMEOUT))
-        got = await asyncio.gather(*(self.source.agent_status(n.config.agent or "", SECOND_LOOK_TIMEOUT)
-                                     for n in missed))
-        looked = {id(n): replace(n, agent=AgentReading(n.config.agent or "", g, time.time()), stale=False)
-                  if isinstance(g, AgentStatus) else replace(n, agent=AgentReading(n.config.agent or "", None, None, g))
-                  for n, g in zip(missed, got)}
+        answers = await asyncio.gather(*(self.source.agent_status(n.config.agent or "", SECOND_LOOK_TIMEOUT)
+                                         for n in missed))
+        looked = {}
+        for n, got in zip(missed, answers):
+            url = n.config.agent or ""
+            if isinstance(got, AgentStatus):
+                looked[id(n)] = replace(n, agent=AgentReading(url, got, time.time()), stale=False)
+            else:
+                looked[id(n)] = replace(n, agent=AgentReading(url, None, None, got))
         return replace(snap, nodes=tuple(looked.get(id(n), n) for n in snap.nodes))
 
     async def _guards(self, snap: FleetSnapshot, action: Action, force: bool) -> tuple[Refusal, ...]:

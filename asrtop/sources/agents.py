@@ -343,17 +343,32 @@ async def fetch_model_files(session: "aiohttp.ClientSession", agent_url: str, ti
 
 async def fetch_status(session: "aiohttp.ClientSession", agent_url: str, timeout: float) -> AgentStatus | str:
     """GET /v1/status on one agent within `timeout`: its status, or a one-line error."""
+    return await get_status(session, _base(agent_url) + STATUS_PATH, timeout)
+
+
+async def get_status(session: "aiohttp.ClientSession", url: str, timeout: float) -> AgentStatus | str:
+    """One GET of an agent's status URL within `timeout`: its status, or a one-line error (on an error answer,
+    the agent's own `{"error": "..."}` line)."""
     import aiohttp
 
     try:
-        async with session.get(_base(agent_url) + STATUS_PATH, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            return _read_status(await resp.read(), resp.status)
-    except (_BadAnswer, StatusError) as e:
-        return str(e)
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body, code = await resp.read(), resp.status
     except asyncio.CancelledError:
         raise
     except Exception as e:
         return describe_error(e, timeout)
+    try:
+        data = json.loads(body)
+    except ValueError as e:
+        return f"HTTP {code} from {STATUS_PATH}" if code != 200 else f"bad JSON from {STATUS_PATH}: {e}"
+    if code != 200:  # the agent says why in one line: {"error": "..."}
+        why = data.get("error") if isinstance(data, dict) else None
+        return f"HTTP {code} from {STATUS_PATH}" + (f": {why}" if isinstance(why, str) else "")
+    try:
+        return parse_status(data)
+    except StatusError as e:
+        return str(e)
 
 
 class FreshStatus:
@@ -383,26 +398,7 @@ class FreshStatus:
 
     async def get(self, timeout: float) -> AgentStatus | str:
         assert self._session is not None, "use FreshStatus as `async with`"
-        import aiohttp
-
-        try:
-            async with self._session.get(self.url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                body, code = await resp.read(), resp.status
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            return describe_error(e, timeout)
-        try:
-            data = json.loads(body)
-        except ValueError as e:
-            return f"HTTP {code} from {STATUS_PATH}" if code != 200 else f"bad JSON from {STATUS_PATH}: {e}"
-        if code != 200:  # the agent says why in one line: {"error": "..."}
-            why = data.get("error") if isinstance(data, dict) else None
-            return f"HTTP {code} from {STATUS_PATH}" + (f": {why}" if isinstance(why, str) else "")
-        try:
-            return parse_status(data)
-        except StatusError as e:
-            return str(e)
+        return await get_status(self._session, self.url, timeout)
 
 
 class _BadAnswer(Exception):

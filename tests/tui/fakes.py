@@ -121,9 +121,13 @@ class FakeFleet:
         await asyncio.sleep(0)
         return FakePoll(partial(self.build, self.tick), self.merge_threads)
 
+    def _agent_index(self, agent_url: str) -> int | None:
+        """The node (1-based) whose agent URL this is, or None."""
+        return next((i for i in range(1, self.n + 1) if agent_url.endswith(f":{20000 + i}")), None)
+
     async def model_files(self, agent_url: str) -> list[dict] | str:
         """Two files; the odd model's weights differ (what the agent's /v1/model lists)."""
-        i = next((i for i in range(1, self.n + 1) if agent_url.endswith(f":{20000 + i}")), None)
+        i = self._agent_index(agent_url)
         if i is None or i in self.dead:
             return f"{agent_url}: connection refused"
         weights = "bb" * 32 if i in self.odd_model else "aa" * 32
@@ -132,7 +136,7 @@ class FakeFleet:
 
     async def agent_status(self, agent_url: str, timeout: float) -> AgentStatus | str:
         """The node's agent asked alone (the model guard's second look): a dead one still refuses."""
-        i = next((i for i in range(1, self.n + 1) if agent_url.endswith(f":{20000 + i}")), None)
+        i = self._agent_index(agent_url)
         if i is None or i in self.dead:
             return "connection refused"
         return status(self.names[i - 1], i, DIGEST_B if i in self.odd_model else DIGEST_A, self.gpus, self.tick)
