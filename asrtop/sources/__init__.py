@@ -31,7 +31,9 @@ class FleetPoll(Protocol):
 
 
 @runtime_checkable
-class PollingFleetSource(FleetSource, Protocol):
-    """A source whose snapshot is a poll then a merge, offered apart: `snapshot()` is `(await poll()).merge()`."""
+class PollingFleetSource(Protocol):
+    """A source (FleetSource) whose snapshot is a poll then a merge, offered apart: `snapshot()` is
+    `(await poll()).merge()`. Only `poll` is checked (isinstance on a runtime protocol checks every method it
+    names: a source written before FleetSource gained one was taken as not polling, and merged on the UI loop)."""
 
     async def poll(self) -> FleetPoll: ...

@@ -59,6 +59,33 @@ async def test_refresh_merges_off_the_ui_thread_and_sets_only_the_changed_cells(
         assert ui not in fleet.merge_threads
 
 
+class PollOnly:
+    """A polling source with `poll` and `snapshot` and nothing else of FleetSource (no model files, no agent
+    status): the console tells a polling source by `poll` alone."""
+
+    def __init__(self, fleet: FakeFleet):
+        self.fleet = fleet
+
+    async def poll(self):
+        return await self.fleet.poll()
+
+    async def snapshot(self):
+        return await self.fleet.snapshot()
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_source_with_poll_merges_off_the_ui_thread_whatever_else_it_offers():
+    """isinstance on the runtime protocol checked every method FleetSource names: the benchmark's source, written
+    before FleetSource gained agent_status, was taken as not polling, and merged on the UI loop."""
+    fleet = FakeFleet(4)
+    app = AsrtopApp(PollOnly(fleet), None, cluster="lab", refresh=0.05)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.refreshes >= 2, what="two refreshes")
+        assert fleet.merge_threads and threading.get_ident() not in fleet.merge_threads
+
+
 def test_diff_names_the_changed_cells_and_a_later_selection_redoes_only_its_row():
     fleet = FakeFleet(4)
     old = fleet.build()
