@@ -535,17 +535,7 @@ class VisibleCellCache(DataTable):
         hit = rows_cache.get(cache_key)
         if hit is not None:
             return hit
-        rows = paint.get("rows")
-        if rows is None:
-            columns = self.ordered_columns
-            widths = [column.get_render_width(self) for column in columns]
-            fixed = min(self.fixed_columns, len(columns))  # Textual slices: a table without its columns yet
-            rows = paint["rows"] = (
-                [column.key for column in columns], widths, fixed,
-                self.get_component_styles("datatable--header").rich_style,
-                self.get_component_styles("datatable--fixed").rich_style + Style.from_meta({"fixed": True}),
-                max(0, self.size.width - (sum(widths[fixed:]) + self._row_label_column_width)))
-        keys, widths, fixed, header_style, fixed_style, room = rows
+        keys, widths, fixed, header_style, fixed_style, room = self._paint_rows(paint)
         row_index = self._row_locations.get(row_key) if row_key in self._row_locations else -1
         cursor, hover = cursor_location.row == row_index, hover_location.row == row_index
         render_cell = self._render_cell
@@ -574,6 +564,64 @@ class VisibleCellCache(DataTable):
         row_pair = (fixed_row, scrollable_row)
         rows_cache[cache_key] = row_pair
         return row_pair
+
+    def _paint_rows(self, paint: dict) -> tuple:
+        """The columns' keys and widths, the fixed columns' count, the header's and fixed cells' styles and the
+        room right of the columns: the same for every row of one paint."""
+        rows = paint.get("rows")
+        if rows is None:
+            columns = self.ordered_columns
+            widths = [column.get_render_width(self) for column in columns]
+            fixed = min(self.fixed_columns, len(columns))  # Textual slices: a table without its columns yet
+            rows = paint["rows"] = (
+                [column.key for column in columns], widths, fixed,
+                self.get_component_styles("datatable--header").rich_style,
+                self.get_component_styles("datatable--fixed").rich_style + Style.from_meta({"fixed": True}),
+                max(0, self.size.width - (sum(widths[fixed:]) + self._row_label_column_width)))
+        return rows
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """DataTable's own, for the line of a row put together by ``_render_line_in_row`` above, not scrolled
+        sideways, whose columns fit the width: Textual crops the row's scrollable cells after the fixed ones
+        (counting every segment's cells), joins the fixed cells before them, then cuts the line back to the
+        width (counting again: the fixed cells' width too many) and simplifies it, in three new Strips. Here the
+        cells are joined as they come out of that crop and cut (the fixed cells, the scrollable ones after them,
+        the room right of the columns less the fixed cells' width), simplified as Textual does, in one Strip of
+        known length. ~70% of a line's cost after its row is put together, every visible line of every refresh
+        (bench_tui_end_to_end). ``tests/tui/test_textual_internals.py`` checks every line against Textual's."""
+        paint = self.__dict__.get("_asrtop_paint")
+        if (paint is None or x1 != 0 or self.cursor_type != "row" or (self._labelled_row_exists and
+                                                                       self.show_row_labels)
+                or not self._cells_cacheable()):
+            return super()._render_line(y, x1, x2, base_style)
+        keys, widths, fixed, _, _, room = self._paint_rows(paint)
+        width = self.size.width
+        fixed_width = sum(widths[:fixed])
+        if x2 != width or room < fixed_width or sum(widths[fixed:]) + room != width or self._row_label_column_width:
+            return super()._render_line(y, x1, x2, base_style)  # columns wider than the table: Textual's crop
+        try:
+            row_key, y_offset_in_row = self._get_offsets(y)
+        except LookupError:
+            return Strip.blank(width, base_style)
+        cursor, hover = self.cursor_coordinate, self.hover_coordinate
+        cache_key = (y, x1, x2, width, cursor, hover, base_style, self.cursor_type, self._show_hover_cursor,
+                     self._update_count, self._pseudo_class_state)
+        line_cache = self._line_cache
+        if cache_key in line_cache:
+            return line_cache[cache_key]
+        fixed_row, scrollable_row = self._render_line_in_row(row_key, y_offset_in_row, base_style,
+                                                              cursor_location=cursor, hover_location=hover)
+        segments: list[Segment] = []
+        for cell in fixed_row:
+            segments.extend(cell)
+        for cell in scrollable_row[fixed:-1]:
+            segments.extend(cell)
+        if room > fixed_width:  # the room right of the columns, cut by the fixed cells' width (none left: gone)
+            room_segment = scrollable_row[-1][0]
+            segments.append(Segment(room_segment.text[:room - fixed_width], room_segment.style))
+        strip = Strip(Segment.simplify(segments), width)
+        line_cache[cache_key] = strip
+        return strip
 
     def _on_resize(self, event: events.Resize) -> None:
         """DataTable's own steps the cache generation on every resize: every line on screen is put together again

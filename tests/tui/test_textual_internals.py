@@ -9,6 +9,7 @@ bench_tui_refresh.py), then update CHECKED_AGAINST.
 from __future__ import annotations
 
 import logging
+from functools import partial
 import re
 from pathlib import Path
 
@@ -180,6 +181,62 @@ async def test_rows_put_together_in_a_paint_are_textuals(monkeypatch):
         table.refresh()
         await pilot.pause()
         assert calls == [] and "node-1" in screen_lines(app)[1]
+
+
+@pytest.mark.parametrize("width, columns", [(160, "fit"), (80, "fit"), (120, "exact"), (80, "wide")])
+async def test_lines_joined_in_a_paint_are_textuals(monkeypatch, width, columns):
+    """VisibleCellCache._render_line (a row's cells joined as Textual's crop and cut leave them, in one Strip)
+    gives what DataTable's own gives for every line, segment for segment: header and rows, cursor and hover on
+    some, at widths that leave room right of the columns and at one whose columns are wider than the table
+    (scrolled sideways too: Textual's path). The fleet table fits its columns to the width; "exact" widens the
+    last to fill it, "wide" past it. Both are asked with the line and row caches emptied. Where the columns
+    fit, a paint takes this path: Textual's own is not asked."""
+    from textual.coordinate import Coordinate
+    from textual.widgets import DataTable
+
+    app = TableApp()
+    async with app.run_test(size=(width, 20)) as pilot:
+        table = app.query_one(FleetTable)
+        snap = FakeFleet(30, dead_agents=(3,), odd_model=(5,)).build(1)
+        table.update_fleet(snap, table_context(snap))
+        await pilot.pause()
+        await wait_for(pilot, lambda: not table.repaint_pending, what="the table's bands painted")
+        widths = [column.get_render_width(table) for column in table.ordered_columns]
+        if columns != "fit":
+            last = table.ordered_columns[-1]
+            last.width += width - sum(widths) + (0 if columns == "exact" else 9)
+            widths = [column.get_render_width(table) for column in table.ordered_columns]
+            assert (sum(widths) == width) is (columns == "exact")
+        fits = sum(widths) <= width
+        compared = 0
+        for scroll_x in ((0,) if fits else (0, 7)):
+            for cursor, hover, show_hover in ((Coordinate(0, 0), Coordinate(0, 0), False),
+                                              (Coordinate(2, 0), Coordinate(4, 1), True)):
+                table.cursor_coordinate, table.hover_coordinate = cursor, hover
+                table._show_hover_cursor = show_hover
+                for y in range(table.size.height):
+                    lines = []
+                    for render in (table._render_line, partial(DataTable._render_line, table)):
+                        table._line_cache.clear()
+                        table._row_render_cache.clear()
+                        table.__dict__["_asrtop_paint"] = {"frame": table._paint_frame()}
+                        try:
+                            lines.append(render(y, scroll_x, scroll_x + width, table.rich_style))
+                        finally:
+                            table.__dict__["_asrtop_paint"] = None
+                    ours, theirs = lines
+                    assert list(ours) == list(theirs), (y, scroll_x, cursor, hover)
+                    assert ours.cell_length == theirs.cell_length == width
+                    compared += 1
+        assert compared == (1 if fits else 2) * 2 * table.size.height
+        calls = []
+        real = DataTable._render_line
+        monkeypatch.setattr(DataTable, "_render_line", lambda *a, **k: calls.append(a) or real(*a, **k))
+        table._line_cache.clear()
+        table._row_render_cache.clear()
+        table.refresh()
+        await pilot.pause()
+        assert (calls == []) is fits and "node-1" in "\n".join(screen_lines(app))
 
 
 @pytest.mark.parametrize("nodes, size", [(N, (160, 20)), (200, (160, 45))])
