@@ -119,11 +119,21 @@ def summary(label: str, values: list[float]) -> str:
             f"median {statistics.median(values)*1000:.0f} ms")
 
 
-async def raw_answer(session: aiohttp.ClientSession, url: str, promql: str) -> bytes:
-    """One of a round's queries with its answer read but not decoded: Prometheus' part of a round (evaluating,
-    encoding, sending), over kept-alive connections as the source's."""
+async def raw_answer(session: aiohttp.ClientSession, url: str, promql: str, federate: bool = False) -> bytes:
+    """One of a round's queries (`federate`: a /federate selector) with its answer read but not decoded: Prometheus'
+    part of a round (evaluating, encoding, sending), over kept-alive connections as the source's."""
+    if federate:
+        async with session.get(f"{url}/federate", params={"match[]": promql},
+                               headers={"Accept": "text/plain;version=0.0.4"}) as resp:
+            return await resp.read()
     async with session.post(f"{url}/api/v1/query", data={"query": promql}) as resp:
         return await resp.read()
+
+
+def series_in(body: bytes, federate: bool) -> int:
+    if federate:
+        return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    return len(json.loads(body)["data"]["result"])
 
 
 async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int, refresh: float,
@@ -136,7 +146,8 @@ async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int
         print(f"  {'round':>5} {'wall':>6} {'cpu':>6} {'bare q':>6} | {'series':>6} {'queries':>7} "
               f"{'decode':>6} {'group':>6} {'join':>5} {'build':>6}  (ms)")
     for i in range(n):
-        out["asked"].append(src.round_queries())
+        out["asked"].append({name: (q, name in prom.FAST_PARTS and src.federates is not False)
+                             for name, q in src.round_queries().items()})
         c0, w0, at = time.process_time(), time.perf_counter(), time.time()
         probe.take()
         r = await src.poll(nodes)
@@ -165,7 +176,7 @@ async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int
     return out
 
 
-async def replay_floor(raw: aiohttp.ClientSession, url: str, asked: list[dict[str, str]],
+async def replay_floor(raw: aiohttp.ClientSession, url: str, asked: list[dict[str, tuple[str, bool]]],
                        refresh: float) -> tuple[list[float], list[tuple[float, float]], list[float]]:
     """The round floor: each round's queries again, at once, at the rounds' cadence; the walls, their spans and
     the longest the event loop was held in each (reading the answers, and the OS running Prometheus instead)."""
@@ -174,7 +185,7 @@ async def replay_floor(raw: aiohttp.ClientSession, url: str, asked: list[dict[st
     for queries in asked:
         w0, at = time.perf_counter(), time.time()
         probe.take()
-        await asyncio.gather(*(raw_answer(raw, url, q) for q in queries.values()))
+        await asyncio.gather(*(raw_answer(raw, url, q, federate) for q, federate in queries.values()))
         walls.append(time.perf_counter() - w0)
         blocks.append(probe.take())
         spans.append((at, at + walls[-1]))
@@ -188,6 +199,8 @@ async def main() -> None:
     ap.add_argument("--agents", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--old", type=int, default=10, help="rounds of the everything-every-round baseline (0: none)")
+    ap.add_argument("--ranges", type=int, default=20,
+                    help="rounds of the baseline without /federate: the per-round parts as range queries (0: none)")
     ap.add_argument("--scrape", default="2s", help="Prometheus scrape interval (default 2s)")
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
     ap.add_argument("--switch", type=float, default=None,
@@ -217,12 +230,14 @@ async def main() -> None:
             src = prom.PrometheusSource(base, refresh=refresh, timeout=10)
             try:
                 await src.poll(nodes)  # warm-up: connections, Prometheus' caches; everybody's details
-                queries = src.round_queries()
+                queries = {name: (q, name in prom.FAST_PARTS and src.federates is not False)
+                           for name, q in src.round_queries().items()}
                 print(f"{args.agents} agents scraped every {args.scrape} by {base} "
-                      f"(all up after {time.monotonic() - t0:.1f}s); {len(queries)} queries per round")
-                sizes = {key: await raw_answer(raw, base, q) for key, q in queries.items()}
-                print("  series per query: " + ", ".join(f"{k} {len(json.loads(v)['data']['result'])} "
-                                                         f"({len(v) / 1000:.0f} kB)" for k, v in sizes.items()))
+                      f"(all up after {time.monotonic() - t0:.1f}s); {len(queries)} queries per round, the per-round "
+                      + ("parts from /federate" if src.federates else "parts as range queries"))
+                sizes = {key: (await raw_answer(raw, base, q, fed), fed) for key, (q, fed) in queries.items()}
+                print("  series per query: " + ", ".join(f"{k} {series_in(v, fed)} ({len(v) / 1000:.0f} kB)"
+                                                         for k, (v, fed) in sizes.items()))
                 work = [await own_work(raw, base)]
                 await asyncio.sleep(args.idle)
                 work.append(await own_work(raw, base))
@@ -233,6 +248,18 @@ async def main() -> None:
                 collections = prometheus_collections(Path(tmp) / "prometheus.log", started)
             finally:
                 await src.close()
+            ranges = None
+            if args.ranges:  # the baseline without /federate (a server without it: Thanos Query, Mimir)
+                src = prom.PrometheusSource(base, refresh=refresh, timeout=10)
+                src.federates = False
+                try:
+                    await src.poll(nodes)
+                    ranges_work = [await own_work(raw, base)]
+                    ranges = await run_rounds(src, nodes, args.ranges, refresh, False)
+                    ranges_work.append(await own_work(raw, base))
+                    ranges_collections = prometheus_collections(Path(tmp) / "prometheus.log", started)
+                finally:
+                    await src.close()
             old = None
             if not args.old:
                 await raw.close()
@@ -285,6 +312,18 @@ async def main() -> None:
               f"series x{statistics.median(new['series']) / statistics.median(old['series']):.2f}; Prometheus' own "
               f"work per round: CPU x{cpu / old_cpu:.2f}, allocated x{allocated / old_allocated:.2f} "
               f"({old_cpu * 1000:.0f} ms, {old_allocated / 1e6:.1f} MB)")
+    if ranges:
+        span = (ranges["span"][0][0], ranges["span"][-1][1])
+        r_cpu, r_allocated = work_per_round(work[0], work[1], *ranges_work, args.ranges)
+        r_over = sum(w > BUDGET for w in ranges["wall"])
+        r_gcs = [c for c in ranges_collections if span[0] <= c[0] < span[1]]
+        print(f"  baseline without /federate, the per-round parts as range queries ({args.ranges} rounds after): "
+              f"{summary('wall', ranges['wall'])}; {summary('CPU', ranges['cpu'])}; {r_over} of {args.ranges} rounds "
+              f"over {BUDGET * 1000:.0f} ms; Prometheus' own work per round {r_cpu * 1000:.0f} ms of CPU, "
+              f"{r_allocated / 1e6:.1f} MB allocated; its collections {per_minute(r_gcs, span):.0f}/min")
+        print(f"  ratio to it (median): wall x{statistics.median(new['wall']) / statistics.median(ranges['wall']):.2f}, "
+              f"CPU x{statistics.median(new['cpu']) / statistics.median(ranges['cpu']):.2f}; Prometheus' own work per "
+              f"round: CPU x{cpu / r_cpu:.2f}, allocated x{allocated / r_allocated:.2f}")
     for line in new.get("errors", []):
         print(f"  {line}")
     rounds_span = (new["span"][0][0], new["span"][-1][1])

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections import Counter
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -155,14 +156,62 @@ async def a_changed_digest_shows_in_the_next_round(base: str, cfgs: list[NodeCon
         await src.close()
 
 
-async def lagging_nodes_are_read_at_an_instant(base: str, cfgs: list[NodeConfig], direct: dict) -> None:
-    """Issue 17: a round reads the per-round series over a range of about one scrape; a node whose last scrape is
-    older than that (late, failed; a refresh shorter than the scrape interval) is asked again at an instant, and
-    read as any other."""
+class NoFederation:
+    """A front for a Prometheus that answers /federate 404, as Thanos Query's and Mimir's do, and passes the query
+    API on (502 when the Prometheus behind it is gone)."""
+
+    def __init__(self) -> None:
+        self.backend = ""
+        self.port = free_port()
+        self.runner: web.AppRunner | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.federate_asked = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> "NoFederation":
+        self.session = aiohttp.ClientSession()
+
+        async def forward(request: web.Request) -> web.Response:
+            if request.path == "/federate":
+                self.federate_asked += 1
+                return web.Response(status=404, text="404 page not found")
+            try:
+                async with self.session.request(request.method, self.backend + request.path_qs,
+                                                data=await request.read(),
+                                                headers={"Content-Type": request.content_type}) as r:
+                    return web.Response(status=r.status, body=await r.read(),
+                                        headers={"Content-Type": r.headers.get("Content-Type", "text/plain")})
+            except aiohttp.ClientError as e:
+                return web.Response(status=502, text=f"bad gateway: {e}")
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", forward)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+        if self.session:
+            await self.session.close()
+
+
+async def lagging_nodes_are_read_as_any_other(base: str, cfgs: list[NodeConfig], direct: dict,
+                                              federation: bool) -> None:
+    """Issue 17: a round reads the per-round series scraped within about one scrape; a node whose last scrape is
+    older than that (late, failed; a refresh shorter than the scrape interval) is read as any other: from
+    /federate's answer, which has every series' last sample with its time, or (a server without /federate) asked
+    again at an instant."""
     src = PrometheusSource(base, refresh=2.0)
     src.window = 0.001  # no scrape is that recent: every node lags
     try:
         got = await src.poll(cfgs)
+        assert src.federates is federation
     finally:
         await src.close()
     now = time.time()
@@ -173,7 +222,12 @@ async def lagging_nodes_are_read_at_an_instant(base: str, cfgs: list[NodeConfig]
         assert r.status.asr.requests.total == direct[name].status.asr.requests.total
 
 
-async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_path):
+@pytest.mark.parametrize("federation", [True, False], ids=["federate", "no-federate"])
+async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_path, federation):
+    """The readings through a real Prometheus are the agents' own, round after round (slow facts, probes, digests,
+    request rates, an agent dying, a node Prometheus never heard of, Prometheus itself gone). `no-federate`: the
+    same through a front whose /federate answers 404 (NoFederation: Thanos Query, Mimir), where the per-round
+    series come as range queries."""
     other = "f" * 64
     nodes_ = [SynthNode("asr-0", 0, in_flight=2, load1=0.5), SynthNode("asr-1", 1, sha256=other, in_flight=7),
               SynthNode("asr-2", 2, load1=3.0), SynthNode("asr-3", 3, model_state="hashing")]
@@ -184,11 +238,17 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
             NodeConfig("asr-2"), NodeConfig("asr-3", agent=agents[3].url)]
     src = PrometheusSource("", refresh=2.0, detail_slices=3)  # static facts every 18 rounds
     direct = AgentPoller(refresh=2.0)
+    front = None if federation else await NoFederation().start()
     try:
         with prometheus(prometheus_bin, [f"127.0.0.1:{a.port}" for a in (*agents, busy)], tmp_path) as base:
-            src.url = base
             await asyncio.to_thread(wait_scraped, base, 5)
+            if front is not None:
+                front.backend, base = base, front.url
+            src.url = base
             via_prom = await src.poll(cfgs)
+            assert src.federates is federation
+            if front is not None:  # asked by the parts of the first round that were in flight together, only
+                assert 1 <= front.federate_asked <= 3, front.federate_asked
             via_agents = await direct.poll([NodeConfig(n.name, agent=a.url) for n, a in zip(nodes_, agents)])
             assert set(via_prom) == {"asr-0", "asr-1", "asr-2", "asr-3"}
             for name in via_prom:
@@ -203,8 +263,10 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
                 assert p.status.asr.requests.total == d.status.asr.requests.total
                 assert dict(p.status.asr.requests.by_class) == dict(d.status.asr.requests.by_class)
             assert via_prom["asr-2"].url.startswith("prometheus:127.0.0.1:")
-            await lagging_nodes_are_read_at_an_instant(base, cfgs, via_agents)
+            await lagging_nodes_are_read_as_any_other(base, cfgs, via_agents, federation)
+            asked = front.federate_asked if front is not None else 0
             await slow_facts_come_a_slice_per_round_and_stay(src, cfgs)
+            assert front is None or front.federate_asked == asked  # not asked again
             await probe_changes_are_seen_in_the_next_round(src, cfgs, nodes_[1])
             await a_changed_digest_shows_in_the_next_round(base, cfgs, nodes_)
             snap = merge(cfgs, via_prom, (), max(r.fetched_at for r in via_prom.values()), 2.0)
@@ -307,6 +369,8 @@ async def test_prometheus_source_agrees_with_direct_polling(prometheus_bin, tmp_
     finally:
         await src.close()
         await direct.close()
+        if front is not None:
+            await front.stop()
         for a in (*agents, busy):
             await a.stop()
 

@@ -1,5 +1,6 @@
 """The per-round answers of the Prometheus source (issue 17): last samples of a range query, read without
-decoding the whole answer, equal to decoding it as JSON; the request counters folded per instance."""
+decoding the whole answer, equal to decoding it as JSON; last samples of /federate (Prometheus' text
+exposition), those before the round's range set apart; the request counters folded per instance."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import math
 import pytest
 
 from asrtop.sources.prometheus_build import REQUESTS_5XX, REQUESTS_SUM
-from asrtop.sources.prometheus_queries import REQUESTS_COUNT, PrometheusError, fold_requests, group_latest
+from asrtop.sources.prometheus_queries import (REQUESTS_COUNT, PrometheusError, fold_requests, group_federated,
+                                               group_latest)
 
 
 def matrix_body(series: list[tuple[dict, list[tuple[float, str]]]]) -> bytes:
@@ -96,3 +98,46 @@ def test_the_requests_answered_are_the_latency_histograms_count_where_it_came():
     assert REQUESTS_COUNT not in into["h:1"] and "asr_requests_total" not in into["h:1"]
     assert into["h:1"][REQUESTS_SUM][0][1] == 1207.0 and [v for _, v in into["h:1"][REQUESTS_5XX]] == [4.0]
     assert into["h:2"][REQUESTS_SUM][0][1] == 9.0 and REQUESTS_5XX not in into["h:2"]
+
+
+def federate_body(series: list[tuple[dict, list[tuple[float, str]]]]) -> bytes:
+    """/federate's answer as Prometheus writes it: a TYPE line per metric, each series' last sample and its time in
+    ms, label values escaped (backslash, double quote, newline)."""
+    def escaped(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    lines, typed = [], set()
+    for labels, values in series:
+        name = labels["__name__"]
+        if name not in typed:
+            typed.add(name)
+            lines.append(f"# TYPE {name} untyped")
+        inner = ",".join(f'{k}="{escaped(v)}"' for k, v in sorted(labels.items()) if k != "__name__")
+        t, v = values[-1]
+        lines.append(f"{name}{{{inner}}} {v} {round(t * 1000)}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("value", ['plain', 'a}b', 'say "hi"', 'back\\slash', 'Ünïcode <&>', 'two\nlines', '} 1 2'])
+def test_federated_last_samples_are_grouped_as_a_range_querys_with_the_late_apart(value):
+    """What group_latest gives for the series scraped within the round's range, whatever a label value holds;
+    the older ones (a scrape late: each series' last sample within Prometheus' lookback) apart, with their times."""
+    series = [*FLEET, ({"__name__": "asr_gpu_info", "instance": "h:3", "job": "asr", "name": value}, [(5.0, "1")])]
+    body = federate_body(series)
+    into, stamps, late, late_stamps, cache = {}, {}, {}, {}, {}
+    assert group_federated("u", 200, body, "f", 10.0, into, stamps, late, late_stamps, cache) == len(series)
+    recent, recent_stamps = decoded(matrix_body([s for s in series if s[1][-1][0] >= 10.0]))
+    assert (into, stamps) == (recent, recent_stamps)
+    assert (late, late_stamps) == decoded(matrix_body([s for s in series if s[1][-1][0] < 10.0]))
+    assert late["h:3"]["asr_gpu_info"][0][0]["name"] == value
+    assert into["h:1"]["asr_gpu_utilization_ratio"][0][1] is None  # NaN: unavailable, not a number
+    again: dict = {}
+    group_federated("u", 200, body, "f", 0.0, again, {}, {}, {}, cache)  # the next round: the same label dicts
+    assert again["h:1"]["asr_host_cpu_ratio"][0][0] is into["h:1"]["asr_host_cpu_ratio"][0][0]
+
+
+def test_a_federate_error_is_one_line():
+    body = b"parse error at char 3: unexpected character\nmore detail\n"
+    with pytest.raises(PrometheusError, match="HTTP 400: parse error at char 3") as e:
+        group_federated("http://p", 400, body, "/federate of 'x'", 0.0, {}, {}, {}, {}, {})
+    assert "\n" not in str(e.value) and str(e.value).startswith("Prometheus at http://p: /federate of 'x' failed")

@@ -1,10 +1,12 @@
 """PrometheusSource's rounds against canned answers (no Prometheus): what a round asks for and what it keeps
 between rounds.
 
-FakePrometheus answers the source's queries from SynthNodes' expositions: the per-round range queries as
-matrices of one sample scraped at the fleet's current scrape time, the others as vectors of the series they
-name (of the instances their `instance=~` names and the classes their `class=~` names; other PromQL, such as
-the exceptions', gets no series), and `up == 0` for the instances it names of those put in `down`."""
+FakePrometheus answers the source's queries from SynthNodes' expositions: /federate as Prometheus' text
+exposition of the series its selector names, each sample at the fleet's current scrape time (a server without
+/federate answers it 404: the per-round parts then come as range queries), the per-round range queries as
+matrices of one sample scraped then, the others as vectors of the series they name (of the instances their
+`instance=~` names and the classes their `class=~` names; other PromQL, such as the exceptions', gets no
+series), and `up == 0` for the instances it names of those put in `down`."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import json
 import re
 import threading
 from concurrent.futures import Executor, Future
+
+import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -40,6 +44,7 @@ class FakePrometheus:
         self.series = []  # (labels, value)
         self.answered: dict[str, int] = {}  # query -> series in its last answer
         self.down: set[str] = set()  # instances Prometheus cannot scrape (`up == 0`; their series removed)
+        self.late: dict[str, float] = {}  # instance -> its last scrape, when not `scraped` (a scrape late)
         for node in nodes:
             for fam in text_string_to_metric_families(node.metrics_text()):
                 for s in fam.samples:
@@ -47,16 +52,35 @@ class FakePrometheus:
                               **s.labels}
                     self.series.append((dict(sorted(labels.items())), repr(float(s.value))))
 
+    def chosen(self, promql: str) -> list[tuple[dict, str]]:
+        """The series a selector (or the selector of a query) names."""
+        names = {f"asr_{n}" for part in _NAMES.findall(promql) for n in part.split("|")}
+        instances, classes = instances_regex(promql), _CLASSES.search(promql)
+        return [(labels, v) for labels, v in self.series if labels["__name__"] in names
+                and (instances is None or re.fullmatch(instances, labels["instance"]))
+                and (classes is None or re.fullmatch(classes.group(1), labels.get("class", "")))]
+
+    def federate(self, selector: str) -> bytes:
+        """/federate's answer: each series' last sample and its time in ms (text exposition, labels escaped)."""
+        chosen = self.chosen(selector)
+        self.answered[selector] = len(chosen)
+
+        def escaped(value: str) -> str:
+            return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+        lines = []
+        for labels, v in chosen:
+            inner = ",".join(f'{k}="{escaped(x)}"' for k, x in labels.items() if k != "__name__")
+            at = self.late.get(labels["instance"], self.scraped)
+            lines.append(f"{labels['__name__']}{{{inner}}} {v} {round(at * 1000)}")
+        return ("\n".join(lines) + "\n").encode()
+
     def answer(self, promql: str) -> bytes:
         if promql.startswith("label_replace(up{"):  # down_query: the instances it names that are in self.down
             chosen = [({"__name__": "asr_target_down", "instance": i, "job": "asr"}, "0.0") for i in sorted(self.down)
                       if re.fullmatch(instances_regex(promql), i)]
         else:
-            names = {f"asr_{n}" for part in _NAMES.findall(promql) for n in part.split("|")}
-            instances, classes = instances_regex(promql), _CLASSES.search(promql)
-            chosen = [(labels, v) for labels, v in self.series if labels["__name__"] in names
-                      and (instances is None or re.fullmatch(instances, labels["instance"]))
-                      and (classes is None or re.fullmatch(classes.group(1), labels.get("class", "")))]
+            chosen = self.chosen(promql)
         self.answered[promql] = len(chosen)
         if promql.endswith("]"):  # a per-round range query
             result = [{"metric": labels, "values": [[self.scraped, v]]} for labels, v in chosen]
@@ -68,12 +92,17 @@ class FakePrometheus:
                           separators=(",", ":")).encode()
 
 
-def source_of(fake: FakePrometheus, **kw) -> PrometheusSource:
+def source_of(fake: FakePrometheus, federation: bool = True, **kw) -> PrometheusSource:
+    """A source asking `fake`; without `federation`, a server whose /federate answers 404 (Thanos Query, Mimir)."""
     src = PrometheusSource("http://fake", refresh=2.0, **kw)
 
     async def post(promql: str, at: float | None) -> tuple[int, bytes]:
         return 200, fake.answer(promql)
+
+    async def federate(selector: str) -> tuple[int, bytes]:
+        return (200, fake.federate(selector)) if federation else (404, b"404 page not found\n")
     src._post = post  # type: ignore[method-assign]
+    src._federate = federate  # type: ignore[method-assign]
     return src
 
 
@@ -103,16 +132,24 @@ NODES = [SynthNode(f"gpu-{i}", index=i) for i in range(20)]
 CONFIG = [NodeConfig(n.name, agent=f"http://127.0.0.1:{9000 + n.index}") for n in NODES]
 
 
-def asking(src: PrometheusSource) -> list[tuple[str, float | None]]:
-    """The queries `src` sends with their evaluation times, as it sends them (cleared by the caller between
-    rounds)."""
-    asked: list[tuple[str, float | None]] = []
-    answer = src._post
+FEDERATE = "federate"  # asking()'s evaluation time of a /federate selector: its server's now
+
+
+def asking(src: PrometheusSource) -> list[tuple[str, float | str | None]]:
+    """The queries `src` sends with their evaluation times, and the /federate selectors (FEDERATE for a time), as it
+    sends them (cleared by the caller between rounds)."""
+    asked: list[tuple[str, float | str | None]] = []
+    answer, federate = src._post, src._federate
 
     async def post(promql: str, at: float | None) -> tuple[int, bytes]:
         asked.append((promql, at))
         return await answer(promql, at)
+
+    async def federated(selector: str) -> tuple[int, bytes]:
+        asked.append((selector, FEDERATE))
+        return await federate(selector)
     src._post = post  # type: ignore[method-assign]
+    src._federate = federated  # type: ignore[method-assign]
     return asked
 
 
@@ -170,23 +207,32 @@ async def test_the_requests_answered_come_as_one_count_per_node_and_the_5xx_clas
         assert (reading.traffic.request_rate, reading.traffic.errors_5xx_rate) == (5.0, 1.0)
 
 
-async def test_every_query_of_a_round_is_evaluated_at_one_instant(monkeypatch):
+@pytest.mark.parametrize("federation", [True, False])
+async def test_every_query_of_a_round_is_evaluated_at_one_instant(monkeypatch, federation):
     """The per-round series come in three queries evaluated in parallel: without one evaluation time, a scrape
     landing between them gave a node's request count from one scrape and its latency sum from the one before
     (CI saw a response time of 1.35 s for 1.5 s). A first round (details, static facts and the windows' first
-    counters asked too) and a later one: each query carries the round's instant, this host's clock then."""
+    counters asked too) and a later one: each query carries the round's instant, this host's clock then. From
+    /federate (a server that has it), the three parts are each series' last sample, asked together (the server's
+    now: a sample carries its scrape time); a server without it gets them as queries at the round's instant."""
     fake = FakePrometheus(NODES)
-    src = source_of(fake)
+    src = source_of(fake, federation)
     asked = asking(src)
     clock = [fake.scraped + 1.0]
     monkeypatch.setattr("asrtop.sources.prometheus.time.time", lambda: clock[0])
-    for _ in range(2):
+    for first in (True, False):
         asked.clear()
         readings = await src.poll(CONFIG)
         assert all(r.error is None for r in readings.values())
         parts = [promql for promql, _ in asked if promql in src.round_queries().values()]
         assert len(parts) >= 3  # the per-round parts at least
-        assert {at for _, at in asked} == {clock[0]}, asked
+        federated = len([at for _, at in asked if at == FEDERATE])
+        if federation:
+            assert federated == len(FAST_PARTS), asked
+        else:  # a server without /federate is asked it in the first round only (its 404s: the parts that asked)
+            assert (1 <= federated <= len(FAST_PARTS)) if first else federated == 0, asked
+        assert src.federates is federation
+        assert {at for _, at in asked if at != FEDERATE} == {clock[0]}, asked
         fake.scraped += 2.0
         clock[0] += 2.0
 
@@ -219,6 +265,27 @@ async def test_prometheus_is_asked_which_targets_it_cannot_scrape_only_of_nodes_
     assert all(r.error is None for name, r in readings.items() if name != "gpu-3")
 
 
+async def test_a_node_scraped_before_the_rounds_range_is_read_from_federates_answer(monkeypatch):
+    """/federate gives every series' last sample with its scrape time: a node whose last scrape is older than the
+    round's range (late) is read from that answer with its own time, no query asks for its series again (the range
+    queries' round asked them at an instant), and Prometheus is asked whether it can scrape that node alone."""
+    fake = FakePrometheus(NODES)
+    src = source_of(fake)
+    asked = asking(src)
+    monkeypatch.setattr("asrtop.sources.prometheus.time.time", lambda: fake.scraped + 1.0)
+    await next_round(src, fake)
+    fake.late["127.0.0.1:9003"] = fake.scraped  # its next scrape does not come
+    asked.clear()
+    readings = await next_round(src, fake)
+    assert all(r.error is None for r in readings.values())
+    assert readings["gpu-3"].fetched_at == fake.late["127.0.0.1:9003"] == fake.scraped - 2.0
+    assert readings["gpu-4"].fetched_at == fake.scraped
+    queries = [q for q, at in asked if at != FEDERATE]
+    assert not [q for q in queries if "service_in_flight_requests" in q], queries  # no lagging query
+    ups = [q for q in queries if re.search(r"(?<![a-z_])up[{\[]", q)]
+    assert len(ups) == 1 and re.fullmatch(instances_regex(ups[0]), "127.0.0.1:9003"), ups
+
+
 async def test_a_nodes_identity_comes_with_its_static_facts_not_every_round(monkeypatch):
     """asr_node_info (node, agent_version, gpu_source) was 1,000 of a round's ~10,500 series at 1,000 nodes: it
     comes with the static facts, so an upgraded agent shows its new version within static_slices rounds, and no
@@ -241,7 +308,8 @@ async def test_a_nodes_identity_comes_with_its_static_facts_not_every_round(monk
     assert seen[-1] == len(NODES), seen
 
 
-async def test_a_rounds_decoding_and_building_run_off_the_event_loop(monkeypatch):
+@pytest.mark.parametrize("federation", [True, False])
+async def test_a_rounds_decoding_and_building_run_off_the_event_loop(monkeypatch, federation):
     """The console polls on its UI loop. At 1,000 nodes a round's decoding and building were 50-120 ms of CPU
     there, in a few long steps (a 4,000-series answer decoded in one), each holding every key and frame for as
     long. The queries' I/O stays on the loop; every step that decodes, groups, settles or builds runs on the
@@ -259,13 +327,14 @@ async def test_a_rounds_decoding_and_building_run_off_the_event_loop(monkeypatch
             return fn(*args, **kw)
         return on_a_thread
 
-    for name in ("answer_result", "group_latest", "group_by_instance", "fold_requests", "build_status_reusing",
+    decoder = "group_federated" if federation else "group_latest"  # the per-round parts'
+    for name in ("answer_result", decoder, "group_by_instance", "fold_requests", "build_status_reusing",
                  "counters_of"):
         monkeypatch.setattr(prom, name, spied(name, getattr(prom, name)))
     for name in ("round_states", "missing", "take"):
         monkeypatch.setattr(KeptFacts, name, spied(name, getattr(KeptFacts, name)))
     fake = FakePrometheus(NODES)
-    src = source_of(fake)
+    src = source_of(fake, federation)
     monkeypatch.setattr("asrtop.sources.prometheus.time.time", lambda: fake.scraped + 1.0)
     for _ in range(2):
         assert all(r.error is None for r in (await next_round(src, fake)).values())
@@ -274,12 +343,13 @@ async def test_a_rounds_decoding_and_building_run_off_the_event_loop(monkeypatch
     readings = await next_round(src, fake)
     assert readings["gpu-3"].error == "Prometheus cannot scrape 127.0.0.1:9003 (up == 0)"
     await src.close()
-    assert set(ran) == {"answer_result", "group_latest", "group_by_instance", "fold_requests", "build_status_reusing",
+    assert set(ran) == {"answer_result", decoder, "group_by_instance", "fold_requests", "build_status_reusing",
                         "counters_of", "round_states", "missing", "take"}, ran
     assert not {name for name, threads in ran.items() if loop_thread in threads}, ran
 
 
-async def test_a_rounds_answers_and_the_last_readings_are_freed_on_the_worker(monkeypatch):
+@pytest.mark.parametrize("federation", [True, False])
+async def test_a_rounds_answers_and_the_last_readings_are_freed_on_the_worker(monkeypatch, federation):
     """Freeing a round's answers and the readings it replaces is ~10,000 objects at 1,000 nodes, the GIL held
     throughout: on the loop (its locals dropped as the round returns) that was the longest block left once the
     round itself ran on the worker."""
@@ -295,10 +365,12 @@ async def test_a_rounds_answers_and_the_last_readings_are_freed_on_the_worker(mo
         def __del__(self) -> None:
             freed_on[self.what] = threading.get_ident()
 
-    group_latest = prom.group_latest
+    decoder = "group_federated" if federation else "group_latest"  # the per-round parts'
+    decode = getattr(prom, decoder)
 
-    def latest_and_one_more(url, status, body, what, into, stamps, cache):
-        count = group_latest(url, status, body, what, into, stamps, cache)
+    def decoded_and_one_more(*args):
+        count = decode(*args)
+        into = args[5] if federation else args[4]
         into.setdefault("127.0.0.1:1", {})["asr_marker"] = [({}, Freed(f"answer {len(freed_on)}"))]
         return count
 
@@ -309,10 +381,10 @@ async def test_a_rounds_answers_and_the_last_readings_are_freed_on_the_worker(mo
         fresh["marker"] = Freed("reading")
         return fresh
 
-    monkeypatch.setattr(prom, "group_latest", latest_and_one_more)
+    monkeypatch.setattr(prom, decoder, decoded_and_one_more)
     monkeypatch.setattr(PrometheusSource, "_join", join_and_one_more)
     fake = FakePrometheus(NODES)
-    src = source_of(fake)
+    src = source_of(fake, federation)
     monkeypatch.setattr("asrtop.sources.prometheus.time.time", lambda: fake.scraped + 1.0)
     for _ in range(2):
         readings = await next_round(src, fake)
