@@ -389,6 +389,53 @@ async def test_replaced_prompts_repaint_only_the_options_that_changed(monkeypatc
             "problem 0", "problem 1", "problem 2, worse", "problem 3", "problem 4", "over two lines", "problem 5"]
 
 
+class OneLineListing(App):
+    CSS = "OptionList { border: none; padding: 0; height: auto; max-height: 8; }"
+
+    def __init__(self, kind, prompts):
+        super().__init__()
+        self.kind, self.prompts = kind, prompts
+
+    def compose(self) -> ComposeResult:
+        yield self.kind(*self.prompts)
+
+
+@pytest.mark.parametrize("second_line", [False, True])
+async def test_one_line_options_are_not_measured_and_show_what_an_option_list_shows(monkeypatch, second_line):
+    """OneLineOptionList (the problems list) knows one-line Texts are one line each: adding 30 of them measures
+    none (OptionList visualized every one for its height, on every layout too), and the list shows, highlights
+    and scrolls to what OptionList does. An option of two lines: OptionList's own measure, the same screen."""
+    from textual.widgets import OptionList
+    from textual.widgets._option_list import OptionList as Own
+
+    prompts = [Text(f"problem {i}", no_wrap=True) for i in range(30)]
+    if second_line:
+        prompts[3] = Text("problem 3\nover two lines", no_wrap=True)
+    seen = {}
+    real = Own._get_visual
+    for kind in (internals.OneLineOptionList, OptionList):
+        measured = []
+        monkeypatch.setattr(Own, "_get_visual", lambda self, option: measured.append(option) or real(self, option))
+        app = OneLineListing(kind, prompts)
+        async with app.run_test(size=(40, 12)) as pilot:
+            listing = app.query_one(kind)
+            await pilot.pause()
+            shown = [screen_lines(app)[:9]]
+            first_paint = len(set(measured))
+            listing.highlighted = 20  # scrolled to it
+            await pilot.pause()
+            shown.append(screen_lines(app)[:9])
+            seen[kind] = (shown, first_paint, listing.virtual_size)
+    ours, theirs = seen[internals.OneLineOptionList], seen[OptionList]
+    assert ours[0] == theirs[0] and ours[2] == theirs[2]
+    assert "problem 20" in "\n".join(ours[0][1])
+    assert theirs[1] == 30  # every option visualized to be measured before the first paint
+    if second_line:
+        assert ours[1] == 30
+    else:
+        assert ours[1] <= 8, ours[1]  # only those painted: a screen of them
+
+
 def test_cell_contents_built_without_rich_are_what_rich_renders():
     """padded_text_segments gives Rich's segments for every shape of cell the fleet table makes (both
     justifications, every style, a bar's accent span, trailing blanks, widths with and without room to pad),
