@@ -42,6 +42,14 @@ The internals, as found in Textual 8.2.8 (textual/widgets/_data_table.py):
   (``_labelled_row_exists``, ``_row_label_column_width``), keeping Textual's key and cache, ``_get_row_style``
   and ``_get_styles_to_render_cell`` for the styles, and reading ``_cell_render_cache`` with ``_render_cell``'s
   own key.
+- ``DataTable._render_line(y, x1, x2, base_style)`` -- a line of the table: the row's line put together
+  (``_render_line_in_row``), its scrollable part cropped after the fixed columns, joined to them, cut to the
+  width and simplified, cached in ``_line_cache`` under a key of Textual's (``_get_offsets(y)`` finds the row).
+  ``VisibleCellCache._render_line`` joins the cells as that crop and cut leave them, under the same key, when
+  the line is not scrolled sideways and its columns fit the width; else Textual's.
+- ``OptionList._update_lines`` (the options' lines in ``_line_cache``: ``lines`` as (option, line) pairs,
+  ``heights``, ``index_to_line``; then ``virtual_size`` and ``_scroll_update``), ``_get_left_gutter_width`` and
+  ``Option._divider``: ``OneLineOptionList`` writes them for one-line options without measuring each.
 - ``DataTable._on_resize`` steps ``_update_count`` on every resize, for the room right of the columns that a
   row's line holds (its cache key has no width). ``VisibleCellCache._on_resize`` keeps the generation when the
   width stays (the problems panel opening or closing under the table changes the height only).
@@ -636,7 +644,7 @@ class VisibleCellCache(DataTable):
                                                                        self.show_row_labels)
                 or not self._cells_cacheable()):
             return super()._render_line(y, x1, x2, base_style)
-        keys, widths, fixed, _, _, room = self._paint_rows(paint)
+        _, widths, fixed, _, _, room = self._paint_rows(paint)
         width = self.size.width
         fixed_width = sum(widths[:fixed])
         if x2 != width or room < fixed_width or sum(widths[fixed:]) + room != width or self._row_label_column_width:
