@@ -12,8 +12,10 @@ loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wa
 held the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in
 CPU is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop
 (as the console ran before), a repaint of an unchanged table (idle frame), a repaint with every visible cell
-rendered again (what each refresh's paint cost before), and every visible row put together again from cached
-cells by VisibleCellCache._render_line_in_row and by Textual's own (alternated).
+rendered again (what each refresh's paint cost before), every visible row put together again from cached
+cells by VisibleCellCache._render_line_in_row and by Textual's own, every visible line joined again from its cached
+row by VisibleCellCache._render_line and by Textual's own, and the problems list's lines laid out by
+OneLineOptionList and by OptionList (each pair alternated).
 
 Budgets (issue 17), 1,000 nodes: the UI loop never blocked > 16 ms by a refresh; refresh + paint <= 50 ms
 CPU per second at a 1 s refresh.
@@ -48,11 +50,12 @@ from asrtop.fleet import AgentReading, BalancerReading  # noqa: E402
 from asrtop.sources.live import LivePoll  # noqa: E402
 from asrtop.tui.app import AsrtopApp, FleetUpdated  # noqa: E402
 from textual.screen import Screen  # noqa: E402
-from textual.widgets import DataTable  # noqa: E402
+from textual.widgets import DataTable, OptionList  # noqa: E402
 
 from asrtop.tui.textual_internals import VisibleCellCache  # noqa: E402
 
 rows_ours_method = VisibleCellCache._render_line_in_row
+lines_ours_method = VisibleCellCache._render_line
 
 REFRESH = 1.0
 PROBE_STEP = 0.002
@@ -346,12 +349,34 @@ async def run(n: int, rounds: int) -> dict:
                 await pilot.pause(0)
                 into.append(time.thread_time() - c)
             VisibleCellCache._render_line_in_row = rows_ours_method
+        lines_ours, lines_textual = [], []  # every visible line joined again from its row (cached) and painted,
+        for _ in range(20):  # by VisibleCellCache._render_line, then by Textual's (the rest of the paint the same)
+            for into, join in ((lines_ours, VisibleCellCache._render_line), (lines_textual, DataTable._render_line)):
+                VisibleCellCache._render_line = join
+                table._line_cache.clear()
+                table.refresh()
+                c = time.thread_time()
+                await pilot.pause(0)
+                into.append(time.thread_time() - c)
+            VisibleCellCache._render_line = lines_ours_method
+        listing = app.fleet_screen.problems_panel.list  # the problems list laid out again, as when it opens:
+        measure_ours, measure_textual = [], []  # by OneLineOptionList, then by OptionList (nothing cached)
+        for _ in range(20 if listing.option_count else 0):
+            for into, update_lines in ((measure_ours, type(listing)._update_lines), (measure_textual,
+                                                                                       OptionList._update_lines)):
+                for index in range(listing.option_count):
+                    listing.get_option_at_index(index)._visual = None
+                listing._line_cache.clear()
+                c = time.thread_time()
+                update_lines(listing)
+                into.append(time.thread_time() - c)
         probe.cancel()
         longest_blocks(app, app.records)
     worst = sorted(threaded, key=lambda x: x.longest_block, reverse=True)[:3]
     return {"n": n, "threaded": threaded, "on_loop": on_loop, "first": first, "idle": idle, "full": full,
             "scheduled": scheduled,
-            "rows": (rows_ours, rows_textual),
+            "rows": (rows_ours, rows_textual), "lines": (lines_ours, lines_textual),
+            "measure": (measure_ours, measure_textual, listing.option_count),
             "answers_s": statistics.median(source.build_s),
             "breakdown": [line for rec in worst for line in block_breakdown(rec, list(EVENTS))]}
 
@@ -404,6 +429,14 @@ def report(r: dict) -> None:
     ours, textual_rows = r["rows"]
     print(f"rows put together again from cached cells: {med(ours) * ms:.1f} ms; by Textual's own "
           f"_render_line_in_row {med(textual_rows) * ms:.1f} ms -> {med(ours) / med(textual_rows):.2f}x of it")
+    ours, textual_lines = r["lines"]
+    print(f"a screen of lines joined again from their rows (cached) and painted: {med(ours) * ms:.1f} ms; with "
+          f"Textual's own _render_line {med(textual_lines) * ms:.1f} ms -> {med(ours) / med(textual_lines):.2f}x of it")
+    ours, textual_measure, options = r["measure"]
+    if options:
+        print(f"the problems list's {options} lines laid out (as when the panel opens): {med(ours) * ms:.2f} ms; by "
+              f"OptionList's own _update_lines {med(textual_measure) * ms:.2f} ms -> "
+              f"{med(ours) / med(textual_measure):.2f}x of it")
     start, end = threaded[0].ready, threaded[-1].painted
     full = [(e - t, cpu) for t, e, what, cpu in EVENTS if what.startswith("gc gen2") and start <= t <= end]
     full_per_s = sum(cpu for _, cpu in full) / max(1e-9, end - start)
