@@ -255,8 +255,8 @@ class PrometheusSource:
         """One of the per-round parts (FAST_PARTS) grouped into the round's: from /federate, each series' last sample
         with its scrape time (those scraped before the round's range into `late`), else as a range query at `at`.
         Measured at 1,000 nodes on a 2-core box against the same rounds without /federate, Prometheus' own work per
-        round 0.77x the CPU and 0.64x the allocations (which set how often it collects), round wall median 0.85x
-        (tests/benchmarks/bench_sources_prometheus.py, its --ranges baseline)."""
+        round 0.66-0.77x the CPU and 0.64x the allocations (which set how often it collects), round wall median
+        0.85-0.89x (tests/benchmarks/bench_sources_prometheus.py, its --ranges baseline)."""
         if self.federates is not False:
             selector = fast_selectors()[name]
             status, body = await self._federate(selector)

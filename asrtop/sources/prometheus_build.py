@@ -42,6 +42,18 @@ def model_state_of(series: Iterable[tuple[dict, float | None]]) -> str | None:
     return UNKNOWN if left_ok else None
 
 
+def add_series(into: dict[str, dict[str, Series]], inst: str, name: str, labels: dict, value: float | None) -> None:
+    """One series' (labels, value) under its instance and metric name (group_by_instance's shape)."""
+    metrics = into.get(inst)
+    if metrics is None:
+        metrics = into[inst] = {}
+    series = metrics.get(name)
+    if series is None:
+        metrics[name] = [(labels, value)]
+    else:
+        series.append((labels, value))
+
+
 def group_by_instance(*results: list[dict], into: dict[str, dict[str, Series]] | None = None
                       ) -> dict[str, dict[str, Series]]:
     """instance -> metric name -> [(labels, value)], from raw vector results (the hot loop of a round);
@@ -61,14 +73,7 @@ def group_by_instance(*results: list[dict], into: dict[str, dict[str, Series]] |
                     v = None  # NaN/Inf are "unavailable", never a number
             except (KeyError, TypeError, ValueError, IndexError):
                 v = None
-            d = out.get(inst)
-            if d is None:
-                d = out[inst] = {}
-            series = d.get(name)
-            if series is None:
-                d[name] = [(labels, v)]
-            else:
-                series.append((labels, v))
+            add_series(out, inst, name, labels, v)
     return out
 
 

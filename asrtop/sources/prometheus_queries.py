@@ -1,34 +1,33 @@
 """The PromQL of PrometheusSource's rounds and the shape of Prometheus' answers (no I/O): what a round asks
 for and why.
 
-Prometheus' cost is per series it selects, ours per series returned (decoding the answers and building readings),
-so a round asks only for what changes with every scrape, ~8 series per node with one GPU, in three parts
-of about the same size (FAST_PARTS, asked in parallel): in flight, CPU, GPU use and memory, the requests
-answered and the 5xx ones, the latency and audio counters. A node is seen in a round when any of them came (its
-identity, asr_node_info, is a static fact: measured at 1,000 nodes on a 2-core box, it was 1,000 of the round's
-~10,500 series, 23 ms of Prometheus' CPU and 2.6 MB of its allocations per round, for labels that change when an
-agent is upgraded). The requests answered are the latency histogram's count, not
-asr_requests_total's classes summed here: the agent counts each request it proxies in both, from one snapshot,
-so of asr_requests_total only the 5xx class is asked for (measured at 1,000 nodes with three classes on a
-2-core box, that query's Prometheus CPU 53-55 vs 78-80 ms, its answer 465 vs 600 kB). They come from
-Prometheus' /federate, each series' last sample with its scrape time (fast_selectors; no query engine, no JSON:
-measured at 1,000 nodes on a 2-core box, Prometheus' own work per round 0.77x the CPU and 0.64x the allocations
-of the same rounds with range queries), those scraped within `window` being the round's; a node whose last sample is older
-(a scrape late or failed, a refresh shorter than the scrape interval) is read from the same answer with its time,
-and judged stale or not by it. A server without /federate (Thanos Query, Mimir: NO_FEDERATION) gets them as
-range queries: they select the series over
-a short range, `[window]` (1.25 refresh intervals: the last scrape and some), not at an instant: an instant
-selector looks back 5 minutes, so Prometheus decodes every series' samples since then to find the last one,
-while a range this short reads only the last few, and each sample comes with its own time, which is when
-Prometheus scraped the agent (measured at 1,000 nodes on a 2-core box, Prometheus' CPU for the four instant
-queries they replace, with `sum by` and `timestamp`, against theirs: 352 vs 148 ms at load 2.5, 125 vs 116 ms
-at load 1.1: the gap grows with the load, as a busy box makes decoding dearer). A node missing from
-that range (a scrape late or failed, a refresh shorter than the scrape interval) is asked again at an
-instant, as before (lagging_query: its last samples within Prometheus' lookback, then judged stale or not as
-any other); so is a node that exports none of them (an agent's first collection, before its CPU ratio). Only of
-the nodes missing from that range is Prometheus asked whether it can scrape them (down_query, `up == 0`): asked
-of every target each round, `up` cost 13-18 ms of Prometheus' CPU and 1.3 MB of its allocations (1,000 nodes),
-for an answer that a target's per-round series already give (a target not scraped has none in the range).
+Prometheus' cost is per series it selects, ours per series returned (decoding the answers and building readings), so
+a round asks only for what changes with every scrape, ~8 series per node with one GPU, in three parts of about the
+same size (FAST_PARTS, asked in parallel): in flight, CPU, GPU use and memory, the requests answered and the 5xx
+ones, the latency and audio counters. A node is seen in a round when any of them came (its identity, asr_node_info,
+is a static fact: measured at 1,000 nodes on a 2-core box, it was 1,000 of the round's ~10,500 series, 23 ms of
+Prometheus' CPU and 2.6 MB of its allocations per round, for labels that change when an agent is upgraded). The
+requests answered are the latency histogram's count, not asr_requests_total's classes summed here: the agent counts
+each request it proxies in both, from one snapshot, so of asr_requests_total only the 5xx class is asked for
+(measured at 1,000 nodes with three classes on a 2-core box, that query's Prometheus CPU 53-55 vs 78-80 ms, its
+answer 465 vs 600 kB). They come from Prometheus' /federate, each series' last sample with its scrape time
+(fast_selectors; no query engine, no JSON: measured at 1,000 nodes on a 2-core box, Prometheus' own work per round
+0.66-0.77x the CPU and 0.64x the allocations of the same rounds with range queries), those scraped within `window`
+being the round's; a node whose last sample is older (a scrape late or failed, a refresh shorter than the scrape
+interval) is read from the same answer with its time, and judged stale or not by it. A server without /federate
+(Thanos Query, Mimir: NO_FEDERATION) gets them as range queries: they select the series over a short range,
+`[window]` (1.25 refresh intervals: the last scrape and some), not at an instant: an instant selector looks back 5
+minutes, so Prometheus decodes every series' samples since then to find the last one, while a range this short reads
+only the last few, and each sample comes with its own time, which is when Prometheus scraped the agent (measured at
+1,000 nodes on a 2-core box, Prometheus' CPU for the four instant queries they replace, with `sum by` and
+`timestamp`, against theirs: 352 vs 148 ms at load 2.5, 125 vs 116 ms at load 1.1: the gap grows with the load, as a
+busy box makes decoding dearer). A node missing from that range (a scrape late or failed, a refresh shorter than the
+scrape interval) is asked again at an instant, as before (lagging_query: its last samples within Prometheus'
+lookback, then judged stale or not as any other); so is a node that exports none of them (an agent's first
+collection, before its CPU ratio). Only of the nodes missing from that range is Prometheus asked whether it can
+scrape them (down_query, `up == 0`): asked of every target each round, `up` cost 13-18 ms of Prometheus' CPU and 1.3
+MB of its allocations (1,000 nodes), for an answer that a target's per-round series already give (a target not
+scraped has none in the range).
 
 What changes rarely comes in three other ways:
 - as exceptions ("rare"): models that left "ok", health probes not up, plus
@@ -58,7 +57,8 @@ import re
 from typing import Iterable
 from urllib.parse import urlsplit
 
-from asrtop.sources.prometheus_build import REQUESTS_5XX, REQUESTS_SUM, SCRAPED_AT, TARGET_DOWN, Series
+from asrtop.sources.prometheus_build import (REQUESTS_5XX, REQUESTS_SUM, SCRAPED_AT, TARGET_DOWN, Series,
+                                             add_series)
 from asrtop.traffic import WINDOW_SECONDS
 
 REQUESTS_COUNT = "asr_request_duration_seconds_count"  # every request the agent answered: all classes
@@ -259,14 +259,7 @@ def group_latest(url: str, status: int, body: bytes, what: str, into: dict[str, 
             v = None  # NaN/Inf are "unavailable", never a number
         if t > stamps.get(inst, 0.0):
             stamps[inst] = t
-        d = into.get(inst)
-        if d is None:
-            d = into[inst] = {}
-        series = d.get(name)
-        if series is None:
-            d[name] = [(labels, v)]
-        else:
-            series.append((labels, v))
+        add_series(into, inst, name, labels, v)
     return len(found)
 
 
@@ -317,7 +310,8 @@ def group_federated(url: str, status: int, body: bytes, what: str, since: float,
     per series and kept in `cache`, as group_latest's. Not a 200: PrometheusError, one line."""
     if status != 200:
         said = body.decode(errors="replace").strip().splitlines()
-        raise PrometheusError(f"Prometheus at {url}: {what} failed: HTTP {status}" + (f": {said[0][:200]}" if said else ""))
+        raise PrometheusError(f"Prometheus at {url}: {what} failed: HTTP {status}"
+                              + (f": {said[0][:200]}" if said else ""))
     isfinite = math.isfinite
     found = _FEDERATED.findall(body)
     since_ms = since * 1000
@@ -343,12 +337,5 @@ def group_federated(url: str, status: int, body: bytes, what: str, since: float,
         t /= 1000
         if t > times.get(inst, 0.0):
             times[inst] = t
-        d = group.get(inst)
-        if d is None:
-            d = group[inst] = {}
-        series = d.get(name)
-        if series is None:
-            d[name] = [(labels, v)]
-        else:
-            series.append((labels, v))
+        add_series(group, inst, name, labels, v)
     return len(found)

@@ -321,7 +321,8 @@ async def main() -> None:
               f"{summary('wall', ranges['wall'])}; {summary('CPU', ranges['cpu'])}; {r_over} of {args.ranges} rounds "
               f"over {BUDGET * 1000:.0f} ms; Prometheus' own work per round {r_cpu * 1000:.0f} ms of CPU, "
               f"{r_allocated / 1e6:.1f} MB allocated; its collections {per_minute(r_gcs, span):.0f}/min")
-        print(f"  ratio to it (median): wall x{statistics.median(new['wall']) / statistics.median(ranges['wall']):.2f}, "
+        wall_ratio = statistics.median(new["wall"]) / statistics.median(ranges["wall"])
+        print(f"  ratio to it (median): wall x{wall_ratio:.2f}, "
               f"CPU x{statistics.median(new['cpu']) / statistics.median(ranges['cpu']):.2f}; Prometheus' own work per "
               f"round: CPU x{cpu / r_cpu:.2f}, allocated x{allocated / r_allocated:.2f}")
     for line in new.get("errors", []):
