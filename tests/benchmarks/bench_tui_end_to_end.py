@@ -337,28 +337,13 @@ async def run(n: int, rounds: int) -> dict:
             await pilot.pause(0)
             full.append(time.thread_time() - c)
             table.__dict__["_asrtop_cells_cacheable"] = True
-        rows_ours, rows_textual = [], []  # every visible row put together again from cached cells (what each
-        for _ in range(20):  # refresh's paint does), by VisibleCellCache._render_line_in_row, then by Textual's
-            for into, put_together in ((rows_ours, VisibleCellCache._render_line_in_row),
-                                       (rows_textual, DataTable._render_line_in_row)):
-                VisibleCellCache._render_line_in_row = put_together
-                table._row_render_cache.clear()
-                table._line_cache.clear()
-                table.refresh()
-                c = time.thread_time()
-                await pilot.pause(0)
-                into.append(time.thread_time() - c)
-            VisibleCellCache._render_line_in_row = rows_ours_method
-        lines_ours, lines_textual = [], []  # every visible line joined again from its row (cached) and painted,
-        for _ in range(20):  # by VisibleCellCache._render_line, then by Textual's (the rest of the paint the same)
-            for into, join in ((lines_ours, VisibleCellCache._render_line), (lines_textual, DataTable._render_line)):
-                VisibleCellCache._render_line = join
-                table._line_cache.clear()
-                table.refresh()
-                c = time.thread_time()
-                await pilot.pause(0)
-                into.append(time.thread_time() - c)
-            VisibleCellCache._render_line = lines_ours_method
+        # every visible row put together again from cached cells (what each refresh's paint does), then every
+        # visible line joined again from its cached row and painted: ours, then Textual's (alternated)
+        rows_ours, rows_textual = await alternated_paints(pilot, table, "_render_line_in_row", rows_ours_method,
+                                                          DataTable._render_line_in_row,
+                                                          ("_row_render_cache", "_line_cache"))
+        lines_ours, lines_textual = await alternated_paints(pilot, table, "_render_line", lines_ours_method,
+                                                            DataTable._render_line, ("_line_cache",))
         listing = app.fleet_screen.problems_panel.list  # the problems list laid out again, as when it opens:
         measure_ours, measure_textual = [], []  # by OneLineOptionList, then by OptionList (nothing cached)
         for _ in range(20 if listing.option_count else 0):
@@ -379,6 +364,23 @@ async def run(n: int, rounds: int) -> dict:
             "measure": (measure_ours, measure_textual, listing.option_count),
             "answers_s": statistics.median(source.build_s),
             "breakdown": [line for rec in worst for line in block_breakdown(rec, list(EVENTS))]}
+
+
+async def alternated_paints(pilot, table, name: str, ours, theirs, caches: tuple[str, ...]) -> tuple[list, list]:
+    """20 times: VisibleCellCache's method `name` set to `ours`, then to `theirs`, the table's `caches` emptied and a
+    paint timed (CPU seconds) each time; `ours` set again after."""
+    timed: tuple[list, list] = ([], [])
+    for _ in range(20):
+        for into, method in zip(timed, (ours, theirs)):
+            setattr(VisibleCellCache, name, method)
+            for cache in caches:
+                getattr(table, cache).clear()
+            table.refresh()
+            c = time.thread_time()
+            await pilot.pause(0)
+            into.append(time.thread_time() - c)
+    setattr(VisibleCellCache, name, ours)
+    return timed
 
 
 async def _until(cond, timeout: float) -> None:
