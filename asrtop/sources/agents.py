@@ -249,14 +249,8 @@ class AgentPoller:
                         raise
                     # a kept-alive connection the agent closed (it restarted): one fresh try
                     body, code = await self._get(agent, deadline - loop.time())
-                if code != 200:
-                    raise _BadAnswer(f"HTTP {code} from {STATUS_PATH}")
                 latency = time.perf_counter() - t0
-                try:
-                    data = json.loads(body)  # bytes straight in: no separate decode pass
-                except ValueError as e:
-                    raise _BadAnswer(f"bad JSON from {STATUS_PATH}: {e}") from None
-                status = parse_status(data)
+                status = _read_status(body, code)
             except (_BadAnswer, StatusError) as e:
                 return self._failed(agent, prev, str(e), time.perf_counter() - t0)
             except asyncio.CancelledError:

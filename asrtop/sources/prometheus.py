@@ -375,10 +375,9 @@ class PrometheusSource:
             if unseen:  # a scrape late or failed (or a refresh shorter than the scrape interval): at an instant
                 for inst in unseen & late.keys():  # /federate gave their last samples, scraped before the range
                     by_instance[inst], stamps[inst] = late[inst], late_stamps[inst]
-                lagging = {inst for inst in unseen  # (of the instances Prometheus has at all)
-                           if inst not in late and (inst in self._kept.info or inst in static)}
-                if len(federated) == len(FAST_PARTS):  # /federate has every series' last sample: none to ask for
-                    lagging = set()
+                # at an instant, those Prometheus has at all; none when /federate gave every series' last sample
+                lagging = set() if len(federated) == len(FAST_PARTS) else {
+                    inst for inst in unseen if inst not in late and (inst in self._kept.info or inst in static)}
                 asks = [self.query(down_query(instances_selector(unseen)), at)]
                 if lagging:
                     selector = instances_selector(lagging)
