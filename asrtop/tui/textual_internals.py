@@ -58,6 +58,9 @@ The internals, as found in Textual 8.2.8 (textual/widgets/_data_table.py):
   that changed and drops only their renders. ``replace_option_prompt_at_index`` empties the render cache and
   the line layout (``_line_cache``) on every call, so the next paint measured every option again and rendered
   every visible line, though a problem line is one line and stays one.
+- ``Compositor._get_renders(crop)`` (textual/_compositor.py: each widget on screen with its region, clip and the lines
+  it renders, for ``_render_chops``), ``Compositor.visible_widgets`` (widget -> (region, clip)), ``Compositor.size``
+  and ``Screen._compositor``: ``CroppedCompositor`` asks a partial update's widgets for its lines alone.
 - ``LRUCache._full`` (textual/cache.py) -- set the first time the cache passes its size, never unset but by
   ``clear()``: once set, each entry added evicts one, so a larger ``maxsize`` alone does not let it grow.
   ``bound_render_caches`` unsets it when it gives a cache room to grow.
@@ -121,8 +124,9 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual._compositor import Compositor
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widgets import DataTable, OptionList
 from textual.widgets.option_list import Option
@@ -143,6 +147,41 @@ def _divide_without_self_cycle(self: Strip, cuts):
 
 
 Strip.divide = _divide_without_self_cycle  # type: ignore[method-assign]
+
+
+class CroppedCompositor(Compositor):
+    """Textual's Compositor, whose partial updates ask only the widgets on the updated lines for only those lines.
+
+    ``Compositor._get_renders(crop)`` picks the widgets whose clip (their container's region: the screen, for the
+    fleet screen's) overlaps the update's crop, so every widget on screen, and asks each for every line it shows;
+    ``_render_chops`` then drops the lines outside the update (``is_rendered_line``) and ``ChopsUpdate`` what lies
+    outside its spans. Here a partial update asks a widget only for its lines in the crop's rows, and only when
+    what it shows overlaps the crop: the same chops on the updated lines, the rest never made. A full update (the
+    crop is the screen) is Textual's. At 1,000 nodes each band of the fleet table (fleet_table.repaint_in_bands)
+    made every widget on screen render every line, the table's 41 too, for 16 lines that changed.
+    ``tests/tui/test_textual_internals.py`` checks the updates against Textual's."""
+
+    def _get_renders(self, crop: Region | None = None):
+        if not crop or crop == self.size.region:
+            return super()._get_renders(crop)
+        return self._renders_on(crop)
+
+    def _renders_on(self, crop: Region):
+        lines = Region(0, crop.y, self.size.width, crop.height)  # the crop's rows, the whole width
+        for widget, (region, clip) in self.visible_widgets.items():
+            clip = clip.intersection(lines)
+            shown = region.intersection(clip)
+            if shown.width and shown.height and shown.overlaps(crop):
+                x, y, width, height = shown
+                yield region, clip, widget.render_lines(Region(x - region.x, y - region.y, width, height))
+
+
+def cropped_compositor(screen):
+    """`screen` with a CroppedCompositor (call it in the screen's __init__, before anything is laid out); the
+    screen. Textual's own where its Screen keeps no ``_compositor`` to replace."""
+    if type(getattr(screen, "_compositor", None)) is Compositor:
+        screen._compositor = CroppedCompositor()
+    return screen
 
 
 class AcyclicLRUCache(LRUCache):

@@ -7,15 +7,17 @@ problem rules and the table's diff in its refresh thread, the UI applies the dif
 
 Per refresh: CPU of each stage (merge, problems = history + rules, summary, diff, release = freeing the snapshot
 the refresh replaced: in the refresh threads; apply, paint: on the UI loop; the paint is every screen update
-until the table's last band is painted), the wall from answers ready to frame painted, and the longest the UI
+until the table's last band is painted, each update turned into what a terminal is sent, as the console does on
+one: a headless app skips that), the wall from answers ready to frame painted, and the longest the UI
 loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something else
 held the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in
 CPU is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop
 (as the console ran before), a repaint of an unchanged table (idle frame), a repaint with every visible cell
 rendered again (what each refresh's paint cost before), every visible row put together again from cached
 cells by VisibleCellCache._render_line_in_row and by Textual's own, every visible line joined again from its cached
-row by VisibleCellCache._render_line and by Textual's own, and the problems list's lines laid out by
-OneLineOptionList and by OptionList (each pair alternated).
+row by VisibleCellCache._render_line and by Textual's own, a screen of rows put together again and painted in the
+table's bands through the fleet screen's CroppedCompositor and through Textual's Compositor, and the problems list's
+lines laid out by OneLineOptionList and by OptionList (each pair alternated).
 
 Budgets (issue 17), 1,000 nodes: the UI loop never blocked > 16 ms by a refresh; refresh + paint <= 50 ms
 CPU per second at a 1 s refresh.
@@ -49,6 +51,8 @@ from asrtop.config import NodeConfig  # noqa: E402
 from asrtop.fleet import AgentReading, BalancerReading  # noqa: E402
 from asrtop.sources.live import LivePoll  # noqa: E402
 from asrtop.tui.app import AsrtopApp, FleetUpdated  # noqa: E402
+from textual._compositor import Compositor, CompositorUpdate  # noqa: E402
+from textual.app import App  # noqa: E402
 from textual.screen import Screen  # noqa: E402
 from textual.widgets import DataTable, OptionList  # noqa: E402
 
@@ -77,6 +81,18 @@ def _timed_screen_update(self: Screen) -> None:
 
 
 Screen._on_timer_update = _timed_screen_update  # before any screen exists: its update timer takes this one
+_display = App._display
+
+
+def _display_as_on_a_terminal(self: App, screen: Screen, renderable) -> None:
+    """App._display, with the update turned into what a terminal is sent (render_segments), as the console's own
+    driver does: a headless app (run_test) skips it, and it is part of every screen update's cost on a terminal."""
+    if isinstance(renderable, CompositorUpdate) and not self._batch_count:
+        renderable.render_segments(self.console)
+    _display(self, screen, renderable)
+
+
+App._display = _display_as_on_a_terminal
 _prepare = refreshmod.prepare
 
 
@@ -344,6 +360,7 @@ async def run(n: int, rounds: int) -> dict:
                                                           ("_row_render_cache", "_line_cache"))
         lines_ours, lines_textual = await alternated_paints(pilot, table, "_render_line", lines_ours_method,
                                                             DataTable._render_line, ("_line_cache",))
+        bands_ours, bands_textual = await alternated_bands(table, app.fleet_screen)
         listing = app.fleet_screen.problems_panel.list  # the problems list laid out again, as when it opens:
         measure_ours, measure_textual = [], []  # by OneLineOptionList, then by OptionList (nothing cached)
         for _ in range(20 if listing.option_count else 0):
@@ -361,6 +378,7 @@ async def run(n: int, rounds: int) -> dict:
     return {"n": n, "threaded": threaded, "on_loop": on_loop, "first": first, "idle": idle, "full": full,
             "scheduled": scheduled,
             "rows": (rows_ours, rows_textual), "lines": (lines_ours, lines_textual),
+            "bands": (bands_ours, bands_textual),
             "measure": (measure_ours, measure_textual, listing.option_count),
             "answers_s": statistics.median(source.build_s),
             "breakdown": [line for rec in worst for line in block_breakdown(rec, list(EVENTS))]}
@@ -380,6 +398,26 @@ async def alternated_paints(pilot, table, name: str, ours, theirs, caches: tuple
             await pilot.pause(0)
             into.append(time.thread_time() - c)
     setattr(VisibleCellCache, name, ours)
+    return timed
+
+
+async def alternated_bands(table, screen) -> tuple[list, list]:
+    """20 times: the screen's compositor a CroppedCompositor, then Textual's Compositor; each time every visible row
+    put together again from its cached cells (as after a refresh) and repainted in the table's bands
+    (repaint_in_bands), timed (CPU seconds of the UI thread) from the first band asked to a frame after the last."""
+    timed: tuple[list, list] = ([], [])
+    compositor = screen._compositor
+    for _ in range(20):
+        for into, kind in zip(timed, (internals.CroppedCompositor, Compositor)):
+            compositor.__class__ = kind
+            for cache in ("_row_render_cache", "_line_cache"):
+                getattr(table, cache).clear()
+            c = time.thread_time()
+            table.repaint_in_bands()
+            await _until(lambda: not table.repaint_pending, 10)
+            await asyncio.sleep(0.04)  # the last band's screen update
+            into.append(time.thread_time() - c)
+    compositor.__class__ = internals.CroppedCompositor
     return timed
 
 
@@ -434,6 +472,9 @@ def report(r: dict) -> None:
     ours, textual_lines = r["lines"]
     print(f"a screen of lines joined again from their rows (cached) and painted: {med(ours) * ms:.1f} ms; with "
           f"Textual's own _render_line {med(textual_lines) * ms:.1f} ms -> {med(ours) / med(textual_lines):.2f}x of it")
+    ours, textual_bands = r["bands"]
+    print(f"a screen of rows put together again and painted in bands: {med(ours) * ms:.1f} ms; with Textual's own "
+          f"Compositor {med(textual_bands) * ms:.1f} ms -> {med(ours) / med(textual_bands):.2f}x of it")
     ours, textual_measure, options = r["measure"]
     if options:
         print(f"the problems list's {options} lines laid out (as when the panel opens): {med(ours) * ms:.2f} ms; by "

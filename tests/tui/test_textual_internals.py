@@ -727,3 +727,83 @@ async def test_new_rows_are_measured_only_where_a_measure_counts(monkeypatch):
             table.add_row(Text("two\nlines"), Text("x"), key="tall", height=None)
 
     assert await fill(Labelled(internals.VisibleCellCache, True), rows) == await fill(Labelled(DataTable, True), rows)
+
+
+async def test_partial_updates_ask_only_their_lines_and_show_what_textuals_show(monkeypatch):
+    """CroppedCompositor (the fleet screen's): every partial screen update while the console refreshes (the
+    header, the table's bands), scrolls and shows another problem reaches the terminal as Textual's own would
+    (each ChopsUpdate rendered to what is written, compared with Textual's update of the same dirty regions);
+    each asks only the widgets on its lines, each for those lines alone, so a band of the table asks neither
+    the header nor the key bar for anything."""
+    from fakes import FakeAudit, FakeController
+    from textual._compositor import Compositor
+    from textual.geometry import Region
+    from textual.widget import Widget
+
+    from asrtop.tui.app import AsrtopApp
+    from asrtop.tui.widgets.fleet_table import band_rows
+    from asrtop.tui.widgets.header import FleetHeader
+    from asrtop.tui.widgets.keybar import KeyBar
+
+    fleet = FakeFleet(80, dead_agents=(3,))
+    app = AsrtopApp(fleet, FakeController(fleet), cluster="lab", audit=FakeAudit(), refresh=3600)
+    updates: list[tuple[str, str]] = []  # (ours, Textual's) as written to the terminal
+    # per update of ours: its crop, and each widget asked for lines (the widget, its region then, lines asked)
+    asked: list[tuple[Region, list[tuple[Widget, Region, int]]]] = []
+    recording = False
+    real_render_lines = Widget.render_lines
+
+    def recorded_render_lines(self, crop):
+        if recording:
+            asked[-1][1].append((self, self.region, crop.height))
+        return real_render_lines(self, crop)
+
+    def both(compositor):
+        nonlocal recording
+        regions = set(compositor._dirty_regions)
+        if regions:
+            asked.append((Region.from_union(list(regions)).intersection(compositor.size.region), []))
+        recording = bool(regions)
+        try:
+            ours = Compositor.render_partial_update(compositor)
+        finally:
+            recording = False
+        compositor._dirty_regions.update(regions)
+        compositor.__class__ = Compositor  # Textual's _get_renders, on the same widgets and caches
+        try:
+            theirs = Compositor.render_partial_update(compositor)
+        finally:
+            compositor.__class__ = internals.CroppedCompositor
+        if ours is not None or theirs is not None:
+            updates.append((ours.render_segments(app.console), theirs.render_segments(app.console)))
+        return ours
+
+    monkeypatch.setattr(Widget, "render_lines", recorded_render_lines)
+    monkeypatch.setattr(internals.CroppedCompositor, "render_partial_update", both, raising=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        assert type(app.fleet_screen._compositor) is internals.CroppedCompositor
+        await wait_for(pilot, lambda: app.refreshes >= 1, what="the first refresh")
+        table = app.fleet_screen.table
+        for tick in range(1, 5):
+            if tick == 3:
+                await pilot.press("pagedown")
+                await pilot.pause(0.1)
+            if tick == 4:
+                fleet.dead.add(5)  # a second problem: the panel's list changes
+            fleet.tick = tick
+            app.refresh_now()
+            await wait_for(pilot, lambda: app.refreshes >= tick + 1, what=f"refresh {tick + 1}")
+            await wait_for(pilot, lambda: not table.repaint_pending, what="the table's bands painted")
+            await pilot.pause(0.1)
+        rows = band_rows(table.size.width)
+    assert len(updates) >= 12, len(updates)
+    for i, (ours, theirs) in enumerate(updates):
+        assert ours == theirs, f"update {i}"
+    for crop, widgets in asked:
+        for widget, region, lines in widgets:
+            assert region.overlaps(crop), (type(widget).__name__, region, crop)
+            assert lines <= crop.height, (type(widget).__name__, lines, crop)
+    bands = [widgets for crop, widgets in asked if crop.height <= rows and any(w is table for w, _, _ in widgets)]
+    assert len(bands) >= 9, [(crop, [type(w).__name__ for w, _, _ in ws]) for crop, ws in asked]
+    for band in bands:
+        assert not any(isinstance(w, (FleetHeader, KeyBar)) for w, _, _ in band), band

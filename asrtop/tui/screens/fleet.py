@@ -19,6 +19,7 @@ from asrtop.fleet import FleetSnapshot
 from asrtop.problems.words import critical_nodes, problem_line
 from asrtop.tui.format import COLUMN_KEYS, Cell, no_match_line, sparkline, table_context, table_hint
 from asrtop.tui.refresh import TREND, Refreshed, RowsView
+from asrtop.tui.textual_internals import cropped_compositor
 from asrtop.tui.widgets.fleet_table import FleetTable
 from asrtop.tui.widgets.header import FleetHeader
 from asrtop.tui.widgets.keybar import KeyBar
@@ -51,6 +52,7 @@ class FleetScreen(Screen):
 
     def __init__(self, cluster: str, read_only: bool):
         super().__init__()
+        cropped_compositor(self)  # a band of the table repainted asks only the table, for its band
         self.cluster = cluster
         self.read_only = read_only
         self.selected: set[str] = set()

@@ -297,7 +297,7 @@ class FleetTable(VisibleCellCache):
     def _paint_band(self, top: int) -> None:
         width, height = self.size
         rows = band_rows(width)
-        self.refresh(Region(0, top, width, rows))
+        self.refresh(Region(0, top, width, min(rows, height - top)))  # not past the table: the key bar is below
         self._band_next = top + rows if top + rows < height else None
         self.repaint_pending = self._band_next is not None
         if not self.repaint_pending and self._after_bands:
