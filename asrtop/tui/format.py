@@ -70,6 +70,7 @@ PRIORITY = ("state", "inflight", "streams", "rps", "5xx", "rt", "gpu", "model", 
             "temp", "power", "cpu")
 assert set(FIXED + PRIORITY) == set(COLUMN_KEYS)
 NAME_WIDTH_MAX = 20  # the name column is as wide as the longest node name, up to this
+NAME_WIDTH_MIN = len("node") + 1  # the name column is never narrower than its label
 AGENT_MARKED = ("rps", "5xx", "rt")  # request figures that carry AGENT_COUNTED_MARK when the agent counted them
 # The column labels while some node's request figures are agent-counted: the legend where there is room,
 # else just the mark (the hint under the table spells it out).
@@ -103,7 +104,7 @@ class TableLayout:
 
 
 def name_width(names: Iterable[str]) -> int:
-    return min(NAME_WIDTH_MAX, max([len("node") + 1, *(len(n) for n in names)]))
+    return min(NAME_WIDTH_MAX, max([NAME_WIDTH_MIN, *(len(n) for n in names)]))
 
 
 def fit_columns(width: int, *, names_width: int = 12, sort_column: str | None = None, sort_reverse: bool = False,
@@ -238,6 +239,7 @@ class TableContext:
     agent_counted: bool = False  # some node's request figures are counted by its agent: req/s, 5xx, resp say so
     critical: frozenset[str] = frozenset()  # nodes with a critical problem (asrtop.problems.words.critical_nodes)
     streams: bool = False  # some node's agent reports streams: the streams column shows
+    names_width: int = NAME_WIDTH_MIN  # the name column's width for the fleet's longest name (name_width)
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,8 @@ def table_context(snap: FleetSnapshot, draining: Mapping[str, DrainProgress | No
     styles = {g.digest: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(groups)}
     return TableContext(snap.taken_at, styles, facts.target, facts.differing, dict(draining), frozenset(selected),
                         any(gpu_simulated(n) for n in snap.nodes),
-                        bool(snap.nodes_agent_counted), frozenset(critical), streams_total(snap.nodes) is not None)
+                        bool(snap.nodes_agent_counted), frozenset(critical), streams_total(snap.nodes) is not None,
+                        name_width(n.name for n in snap.nodes))  # in the refresh thread: a pass over every node
 
 
 def gpu_simulated(node: NodeView) -> bool:

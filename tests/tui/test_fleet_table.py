@@ -202,3 +202,37 @@ async def test_a_shared_text_changes_one_row_only():
                        what="the refresh that puts the first node in maintenance")
         assert table.get_cell(names[1], state) is second and second.plain.strip() == "ready"
         assert all("ready" in table.get_cell(name, state).plain for name in names[1:])
+
+
+def rename(fleet: FakeFleet, index: int, name: str) -> None:
+    """The fake fleet's node `index` (0-based) goes by `name` from its next snapshot on."""
+    old = fleet.names[index]
+    fleet.names[index] = name
+    for by_name in (fleet.admin, fleet.weight, fleet.backup):
+        by_name[name] = by_name.pop(old)
+
+
+async def test_the_name_column_is_as_wide_as_the_longest_name_up_to_its_cap():
+    """The width comes with the refresh (TableContext.names_width, worked out in the refresh thread): a longer
+    name that joins widens the column at the next refresh, a name past NAME_WIDTH_MAX is cut at it."""
+    from textual.widgets.data_table import ColumnKey
+
+    from asrtop.tui.format import NAME_WIDTH_MAX
+
+    fleet = FakeFleet(6)
+    app = make(fleet)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await started(pilot, app)
+        table = app.fleet_screen.table
+
+        def name_column() -> int:
+            return table.columns[ColumnKey("name")].width
+
+        assert name_column() == len("node-1")
+        rename(fleet, 2, "gpu-node-3-rack-b")
+        app.refresh_now()
+        await wait_for(pilot, lambda: name_column() == len("gpu-node-3-rack-b"), what="the wider name column")
+        rename(fleet, 4, "x" * (NAME_WIDTH_MAX + 9))
+        app.refresh_now()
+        await wait_for(pilot, lambda: name_column() == NAME_WIDTH_MAX, what="the name column at its cap")
+        assert "gpu-node-3-rack-b" in screen_text(app)

@@ -35,7 +35,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
 from asrtop.fleet import FleetSnapshot, NodeView
-from asrtop.tui.format import (COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns, name_width,
+from asrtop.tui.format import (COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns, NAME_WIDTH_MIN,
                                row_cells)
 from asrtop.tui.refresh import RIGHT, RowsDiff, RowsView, cell_text, changed_cells, diff_rows, restyle
 from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, add_rows_at_once, bound_render_caches,
@@ -142,14 +142,13 @@ class FleetTable(VisibleCellCache):
 
     # -- columns ---------------------------------------------------------------------------------
     def _fit(self) -> TableLayout:
-        snap, ctx = self._snap, self._ctx
-        names = [n.name for n in snap.nodes] if snap is not None else []
+        ctx = self._ctx
         width = self.size.width
         # Rows that overflow the height bring the vertical scrollbar: its cells are not the columns'.
         if len(self._order) + (1 if self.show_header else 0) > self.size.height:
             width -= self.styles.scrollbar_size_vertical
-        return fit_columns(width, names_width=name_width(names), sort_column=self.sort_column,
-                           sort_reverse=self.sort_reverse, simulated=bool(ctx and ctx.gpu_simulated),
+        return fit_columns(width, names_width=ctx.names_width if ctx else NAME_WIDTH_MIN,
+                           sort_column=self.sort_column, sort_reverse=self.sort_reverse, simulated=bool(ctx and ctx.gpu_simulated),
                            agent_counted=bool(ctx and ctx.agent_counted), padding=self.cell_padding,
                            streams=bool(ctx and ctx.streams))
 
