@@ -137,8 +137,11 @@ class RefreshPipeline:
         view, base, shown, window = (self.fleet_screen.refresh_inputs() if self.fleet_screen.is_mounted
                                      else (None, {}, None, None))
         selected = frozenset(self.fleet_screen.selected)
+        widths, rows, built = (self.fleet_screen.problem_inputs() if self.fleet_screen.is_mounted
+                               else (None, 0, {}))
         return RefreshInputs(self.history, self.problem_tracker, self.history_lock, self.problems,
-                             dict(self.draining), selected, view, base, shown, not self.no_color, window)
+                             dict(self.draining), selected, view, base, shown, not self.no_color, window,
+                             widths, rows, built)
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         try:

@@ -24,6 +24,7 @@ from asrtop.problems.model import Problem
 from asrtop.problems.words import critical_nodes
 from rich.text import Text
 
+from asrtop.tui.problem_lines import Built, ProblemLines, problem_lines
 from asrtop.tui.format import (BAR_WIDTH, COLUMN_KEYS, Cell, TableContext, matches_filter, row_cells, sort_value,
                                sparkline, table_context, without_colour)
 from asrtop.tui.summary import Summary, summarize
@@ -181,6 +182,11 @@ class RefreshInputs:
     shown: tuple[int, ...] | None = None  # the table's columns (indexes into COLUMNS): their changed cells as Text
     colour: bool = True
     window: tuple[int, int] | None = None  # the table's rows on screen (first, count): rows far from it deferred
+    # the problems panel's line widths (without, with its scrollbar) and rows, and its lines on screen (by problem
+    # key: problem_lines reuses a line made of the same words); widths None: no panel yet, no lines made
+    problem_widths: tuple[int, int] | None = None
+    problem_rows: int = 0
+    problem_built: Built = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,7 @@ class Refreshed:
     stale: frozenset[str]  # nodes whose agent stopped answering
     rows: RowsDiff | None
     cpu: Mapping[str, float] = field(default_factory=dict)  # stage -> CPU seconds of the thread that ran it
+    problem_lines: ProblemLines | None = None  # the problems panel's lines (None: no panel to make them for)
 
 
 def release(retired: list) -> float:
@@ -221,6 +228,10 @@ def prepare(build: Callable[[], FleetSnapshot], inputs: RefreshInputs) -> Refres
         except Exception as e:  # a rule's bug: the last problems stay on screen, the UI says so once
             problems, error = inputs.problems, f"{type(e).__name__}: {e}"
         trend = sparkline(inputs.history.fleet_series("in_flight")[-TREND:], TREND).rstrip()
+    lines = None
+    if inputs.problem_widths is not None:
+        lines = problem_lines(problems, snap.taken_at, inputs.problem_widths, inputs.problem_rows, inputs.colour,
+                              inputs.problem_built)
     t2 = clock()
     summary = summarize(snap)
     names = frozenset(n.name for n in snap.nodes)
@@ -232,4 +243,4 @@ def prepare(build: Callable[[], FleetSnapshot], inputs: RefreshInputs) -> Refres
         rows = diff_rows(snap, ctx, inputs.view, inputs.base, inputs.shown, inputs.colour, inputs.window)
     t4 = clock()
     return Refreshed(snap, problems, error, summary, trend, names, stale, rows,
-                     {"merge": t1 - t0, "problems": t2 - t1, "summary": t3 - t2, "diff": t4 - t3})
+                     {"merge": t1 - t0, "problems": t2 - t1, "summary": t3 - t2, "diff": t4 - t3}, lines)

@@ -273,7 +273,7 @@ def test_header_opens_its_third_line_with_the_problem_count():
 
 def test_severity_words_keep_an_attribute_without_colour():
     from asrtop.problems.model import Severity
-    from asrtop.tui.widgets.problems_panel import severity_style
+    from asrtop.tui.problem_lines import severity_style
 
     assert severity_style(Severity.CRITICAL, colour=False) == "bold reverse"  # not grey on grey
     assert severity_style(Severity.WARNING, colour=False) == "bold"

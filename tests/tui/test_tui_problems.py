@@ -268,7 +268,7 @@ async def test_problems_and_rollout_share_the_space_under_the_table():
 
 
 async def test_a_fleet_wide_outage_lists_the_first_fifty_and_counts_them_all():
-    from asrtop.tui.widgets.problems_panel import LISTED_MAX
+    from asrtop.tui.problem_lines import LISTED_MAX
 
     found: dict = {}
     fleet = FakeFleet(60, odd_model=(), backups=())
@@ -365,3 +365,45 @@ async def test_a_refresh_gives_the_list_new_lines_only_for_the_problems_whose_wo
         kept = [p for p in after if p.plain in before]
         assert len(kept) == 1 and kept[0] is before[kept[0].plain] and "leaks GPU memory" in kept[0].plain
         assert any("GPU0 at 91°C for 3 min" in line for line in panel_lines(app))
+
+
+async def test_the_panels_lines_are_made_in_the_refresh_thread_and_here_after_a_resize(monkeypatch):
+    """A refresh brings the panel's lines made in its thread (asrtop.tui.problem_lines), as it brings the table's
+    cells: while the problems age ('30s' -> '31s': every line new) none is made on the UI thread, and the list shows
+    exactly the lines made for those problems here. After a resize (another width) the panel makes them itself."""
+    import threading
+
+    import asrtop.tui.problem_lines as made_lines
+
+    made_on: list[int] = []
+    real_line_of = made_lines.line_of
+
+    def recorded_line_of(*args, **kw):
+        made_on.append(threading.get_ident())
+        return real_line_of(*args, **kw)
+
+    monkeypatch.setattr(made_lines, "line_of", recorded_line_of)
+    found: dict = {}
+    fleet = FakeFleet(12, odd_model=(4,), backups=(), frozen_clock=False)
+    app, _ = make_app(found, fleet, earlier=((30, (MODEL, LEAK, HOT, HOT_11)),))
+    async with app.run_test(size=(120, 35)) as pilot:
+        ui = threading.get_ident()
+        await settled(pilot, app)
+        put(found, MODEL, LEAK, HOT, HOT_11)
+        await refreshed(pilot, app)
+        made_on.clear()
+        for tick in range(1, 4):
+            fleet.tick = tick
+            await refreshed(pilot, app)
+        assert len(made_on) >= 3 * 4 and ui not in made_on, made_on
+        shown = panel(app)
+        widths, rows, _ = app.fleet_screen.problem_inputs()
+        expected = made_lines.problem_lines(app.problems, app.snapshot.taken_at, widths, rows, True, {})
+        assert len(shown.list.options) == 4
+        assert [option.prompt for option in shown.list.options] == list(expected.lines)
+        assert "33s" in panel_lines(app)[1]
+        made_on.clear()
+        await pilot.resize_terminal(100, 35)
+        await wait_for(pilot, lambda: made_on, what="the lines made again at the new width")
+        assert set(made_on) == {ui}
+        assert all(len(option.prompt) == widths[0] - 20 for option in shown.list.options)

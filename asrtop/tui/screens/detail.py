@@ -25,7 +25,7 @@ from asrtop.problems.words import of_node, problem_words
 from asrtop.traffic import REQUESTS_SOURCE_WORDS
 from asrtop.tui.format import DIM, bar, bar_style, rate, seconds, sparkline, state_cell
 from asrtop.tui.widgets.keybar import KeyBar
-from asrtop.tui.widgets.problems_panel import severity_style
+from asrtop.tui.problem_lines import severity_style
 
 SPARK_WIDTH = 48
 KEY_WIDTH = 16  # "  " + the 14-column key of a key/value line

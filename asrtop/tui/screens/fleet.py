@@ -18,6 +18,7 @@ from asrtop.control.rollout_model import RolloutState
 from asrtop.fleet import FleetSnapshot
 from asrtop.problems.words import critical_nodes, problem_line
 from asrtop.tui.format import COLUMN_KEYS, Cell, no_match_line, sparkline, table_context, table_hint
+from asrtop.tui.problem_lines import Built, ProblemLines
 from asrtop.tui.refresh import TREND, Refreshed, RowsView
 from asrtop.tui.textual_internals import cropped_compositor
 from asrtop.tui.widgets.fleet_table import FleetTable
@@ -60,6 +61,7 @@ class FleetScreen(Screen):
         self.live = False  # set on mount: the header and table exist
         self._hint = ""  # what the table's width hides (format.table_hint)
         self._note = ""  # the text under the table now
+        self._problem_lines: ProblemLines | None = None  # the last refresh's, for the panel
 
     def compose(self) -> ComposeResult:
         yield FleetHeader(self.cluster, self.read_only, id="summary")
@@ -99,6 +101,7 @@ class FleetScreen(Screen):
             if self.selected:
                 names = refreshed.names if refreshed is not None else {n.name for n in snap.nodes}
                 self.selected &= names
+        self._problem_lines = refreshed.problem_lines if refreshed is not None else None
         if refreshed is not None:
             trend = refreshed.trend
         else:
@@ -136,6 +139,14 @@ class FleetScreen(Screen):
         table = self.table
         return table.view, table.cells, table.shown_columns, table.row_window
 
+    def problem_inputs(self) -> tuple[tuple[int, int] | None, int, Built]:
+        """The problems panel's line widths, rows and lines on screen, for a refresh starting now to make its lines
+        (asrtop.tui.problem_lines; widths None: no panel yet)."""
+        if not self.live:
+            return None, 0, {}
+        panel = self.problems_panel
+        return panel.line_widths(), self._problem_rows(), panel.built
+
     @property
     def problems_panel(self) -> ProblemsPanel:
         return self.query_one(ProblemsPanel)
@@ -149,7 +160,7 @@ class FleetScreen(Screen):
             panel, rows = self.problems_panel, self._problem_rows()
         except NoMatches:  # after_bands called it as the app closes: the screen's children are gone
             return
-        panel.show(self.app.problems, self.snapshot.taken_at if self.snapshot else 0.0, rows)
+        panel.show(self.app.problems, self.snapshot.taken_at if self.snapshot else 0.0, rows, self._problem_lines)
         if panel.has_class("hidden") and panel.list.has_focus:  # the last problem cleared: back to the table
             self.table.focus()
 

@@ -16,14 +16,11 @@ from textual.containers import Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from asrtop.problems.model import Problem, Severity, ordered
-from asrtop.problems.words import ProblemWords, count_line, problem_words
-from asrtop.tui.format import without_colour
+from asrtop.problems.model import Problem
+from asrtop.problems.words import count_line
+from asrtop.tui.problem_lines import LISTED_MAX, Built, ProblemLines, problem_lines
 from asrtop.tui.textual_internals import OneLineOptionList, acyclic_caches, replace_prompts
 
-SEVERITY_STYLE = {Severity.CRITICAL: "bold reverse red", Severity.WARNING: "bold yellow"}  # the word says it too
-WHERE_MAX = 16  # a longer node or balancer name is cut with '…'
-LISTED_MAX = 50  # lines in the list at most: a fleet-wide outage (1,000 stale agents) must not slow each refresh
 KEYS_HINT = "p: to the list · enter: open the node · esc: back to the table"
 
 
@@ -31,36 +28,6 @@ def list_rows(height: int, rollout: bool) -> int:
     """How many problem lines the panel shows at once in a window `height` rows high: the table keeps most of
     the screen (at 80x24 four lines, three while the rollout panel shows too)."""
     return max(2, min(8, height // 6)) - (1 if rollout else 0)
-
-
-def severity_style(severity: Severity, colour: bool = True) -> str:
-    """Without colour (NO_COLOR) the attributes only: reverse red would turn grey on grey (format.without_colour)."""
-    style = SEVERITY_STYLE[severity]
-    return style if colour else without_colour(style)
-
-
-def _cell(text: str, width: int, style: str = "", right: bool = False) -> Text:
-    """`text` in exactly `width` cells: cut with '…' when longer, padded when shorter (right: on the left)."""
-    cell = Text(text, style, no_wrap=True, end="")
-    cell.truncate(max(0, width), overflow="ellipsis")
-    pad = " " * (max(0, width) - cell.cell_len)
-    return Text.assemble(pad, cell) if right else Text.assemble(cell, pad)
-
-
-def line_of(p: Problem, now: float, where_width: int, action_width: int, width: int, colour: bool = True,
-            words: ProblemWords | None = None) -> Text:
-    """One problem as one line of `width` cells: severity (4), where, since (5, right), what (the rest, cut with
-    '…') and what would help (as wide as the panel's widest action, so the actions align; a line without one
-    gives its room to what). A Text built to the width, not a grid: the list measures every line it holds on
-    each layout, and 30 grids rendered through Rich three times cost ~0.3 s the refresh the panel opened.
-    `words`: problem_words(p, now) when the caller has them."""
-    w = words if words is not None else problem_words(p, now)
-    rest = width - 4 - where_width - 5 - 3 - (action_width + 1 if w.action else 0)
-    parts = [_cell(w.severity, 4, severity_style(p.severity, colour)), " ", _cell(w.where, where_width, "bold"),
-             " ", _cell(w.age, 5, "dim", right=True), " ", _cell(w.text, rest)]
-    if w.action:
-        parts += [" ", _cell(w.action, action_width, "bold")]
-    return Text.assemble(*parts, no_wrap=True, end="")
 
 
 class ProblemsPanel(Vertical):
@@ -94,7 +61,7 @@ class ProblemsPanel(Vertical):
         self._count = ""
         self._lines: tuple = ()  # the width and the words shown now: repaint only on a change
         self._shown: tuple | None = None  # show()'s arguments, to lay the lines out again on a resize
-        self._built: dict = {}  # problem key -> (what its line was made of, the line): the lines on screen
+        self._built: Built = {}  # problem key -> (what its line was made of, the line): the lines on screen
 
     def compose(self) -> ComposeResult:
         yield Static("", id="problems-title")
@@ -103,6 +70,11 @@ class ProblemsPanel(Vertical):
     @property
     def list(self) -> OptionList:
         return self.query_one(OptionList)
+
+    @property
+    def built(self) -> Built:
+        """The lines on screen by problem key (what each was made of, the line); replaced, never changed."""
+        return self._built
 
     def problem_at(self, index: int | None) -> Problem | None:
         return self.problems[index] if index is not None and 0 <= index < len(self.problems) else None
@@ -118,58 +90,49 @@ class ProblemsPanel(Vertical):
         now_lines = self.lines_for(len(shown[0]), shown[2]) if shown is not None else 0
         return self.lines_for(len(problems), rows) != now_lines
 
-    def show(self, problems: Sequence[Problem], now: float, rows: int) -> None:
+    def show(self, problems: Sequence[Problem], now: float, rows: int, prepared: ProblemLines | None = None) -> None:
+        """`problems` in the list, aged against `now`, `rows` lines of it at once. `prepared`: the lines the refresh
+        thread made (asrtop.tui.problem_lines), used when they are the ones for these problems at this width; else
+        they are made here."""
         self._shown = (problems, now, rows)
-        problems = ordered(problems)
         self.set_class(not problems, "hidden")
         listing = self.list
-        listed = problems[:LISTED_MAX]
+        widths, colour = self.line_widths(), not self.app.no_color
+        if prepared is None or not prepared.fit(problems, now, widths, rows, colour):
+            prepared = problem_lines(problems, now, widths, rows, colour, self._built)
         # Its height set, not `auto`: a line is one line, so the list is as high as its lines up to `rows`. With
         # `auto`, the layout measured every option it holds (visualized through Rich) to learn that, each time
         # the panel opened or resized: ~11 of the ~28 ms of the screen update that opened it at 1,000 nodes.
-        listing.styles.height = max(1, min(rows, len(listed)))
-        width = self.line_width(listing, len(listed) > rows)
-        said = [problem_words(p, now) for p in listed]
-        words = (width, tuple(zip((p.key for p in listed), said)))
+        listing.styles.height = max(1, min(rows, len(prepared.listed)))
+        words = (prepared.width, tuple(zip((p.key for p in prepared.listed), prepared.said)))
         if words != self._lines:
             self._lines = words
-            self._fill(listing, listed, said, now, width)
+            self._fill(listing, prepared)
         self._count = count_line(problems)
         self._title(rows, len(problems))
 
-    def line_width(self, listing: OptionList, scrolls: bool) -> int:
-        """The cells a line has: the screen's width less the panel's padding, and the list's scrollbar when the
-        lines do not all fit (the panel spans the screen; hidden, it has no size of its own to ask)."""
+    def line_widths(self) -> tuple[int, int]:
+        """The cells a line has: the screen's width less the panel's padding; then less the list's scrollbar too,
+        for when the lines do not all fit (the panel spans the screen; hidden, it has no size of its own to ask)."""
+        listing = self.list
         width = self.app.size.width - self.styles.padding.width - listing.styles.gutter.width
-        return max(20, width - (listing.styles.scrollbar_size_vertical if scrolls else 0))
+        return max(20, width), max(20, width - listing.styles.scrollbar_size_vertical)
 
     def on_resize(self) -> None:
         if self._shown is not None and self._shown[0]:
             self.show(*self._shown)
 
-    def _fill(self, listing: OptionList, problems: tuple[Problem, ...], said: list[ProblemWords], now: float,
-              width: int) -> None:
+    def _fill(self, listing: OptionList, made: ProblemLines) -> None:
         keep = self.problem_at(listing.highlighted)
-        same = [p.key for p in problems] == [p.key for p in self.problems]
-        self.problems = problems
-        where_width = min(WHERE_MAX, max((len(p.where) for p in problems), default=4))
-        action_width = max((len(w.action) for w in said), default=0)
-        colour = not self.app.no_color
-        built, prompts = {}, []
-        for p, w in zip(problems, said):  # a line whose words and widths stay is the same Text: not repainted
-            made = (w, p.severity, where_width, action_width, width, colour)
-            last_made, prompt = self._built.get(p.key, (None, None))
-            if last_made != made:
-                prompt = line_of(p, now, where_width, action_width, width, colour, w)
-            built[p.key] = (made, prompt)
-            prompts.append(prompt)
-        self._built = built
-        if same and listing.option_count == len(prompts):
-            replace_prompts(listing, prompts)  # the same problems with new figures: highlight and scroll stay
+        same = [p.key for p in made.listed] == [p.key for p in self.problems]
+        self.problems = made.listed
+        self._built = made.built
+        if same and listing.option_count == len(made.lines):
+            replace_prompts(listing, made.lines)  # the same problems with new figures: highlight and scroll stay
             return
         listing.clear_options()
-        listing.add_options(Option(prompt) for prompt in prompts)
-        keys = [p.key for p in problems]
+        listing.add_options(Option(line) for line in made.lines)
+        keys = [p.key for p in made.listed]
         if keep is not None and keep.key in keys:  # the highlight follows its problem
             listing.highlighted = keys.index(keep.key)
 
