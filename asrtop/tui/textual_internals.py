@@ -34,14 +34,15 @@ The internals, as found in Textual 8.2.8 (textual/widgets/_data_table.py):
   again. ``VisibleCellCache`` overrides it (below): a cell renders again only when its value object changed.
   It uses ``_row_locations``/``_column_locations`` (index -> key), ``_data``, ``_header_row_key``, ``_show_hover_cursor``,
   ``_pseudo_class_state`` (the other parts of Textual's own key), ``_get_styles_to_render_cell`` (the cursor /
-  hover / fixed styles) and keeps its entries in ``_cell_render_cache``, so Textual's own cache clears (theme,
-  cursor, zebra) drop them too.
+  hover / fixed styles) and keeps its entries in ``_cell_render_cache`` (a ``CellRenders`` in place of Textual's
+  LRUCache: the body's cells by row in its ``rows``, emptied by its ``clear``), so Textual's own cache clears
+  (theme, cursor, zebra) drop them too.
 - ``DataTable._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)`` -- puts one
   line of a row together from its cells (fixed and scrollable), cached in ``_row_render_cache`` under a key
   that holds ``_update_count``. ``VisibleCellCache`` overrides it for a row cursor without row labels
   (``_labelled_row_exists``, ``_row_label_column_width``), keeping Textual's key and cache, ``_get_row_style``
-  and ``_get_styles_to_render_cell`` for the styles, and reading ``_cell_render_cache`` with ``_render_cell``'s
-  own key.
+  and ``_get_styles_to_render_cell`` for the styles, and reading each row's cells from ``_cell_render_cache``
+  as ``_render_cell`` keeps them.
 - ``DataTable._render_line(y, x1, x2, base_style)`` -- a line of the table: the row's line put together
   (``_render_line_in_row``), its scrollable part cropped after the fixed columns, joined to them, cut to the
   width and simplified, cached in ``_line_cache`` under a key of Textual's (``_get_offsets(y)`` finds the row).
