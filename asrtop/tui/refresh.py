@@ -24,9 +24,9 @@ from asrtop.problems.model import Problem
 from asrtop.problems.words import critical_nodes
 from rich.text import Text
 
-from asrtop.tui.problem_lines import Built, ProblemLines, problem_lines
 from asrtop.tui.format import (BAR_WIDTH, COLUMN_KEYS, Cell, TableContext, matches_filter, row_cells, sort_value,
                                sparkline, table_context, without_colour)
+from asrtop.tui.problem_lines import Built, ProblemLines, problem_lines
 from asrtop.tui.summary import Summary, summarize
 
 TREND = 10  # samples of the fleet in-flight sparkline in the header
@@ -216,7 +216,8 @@ def release(retired: list) -> float:
 
 
 def prepare(build: Callable[[], FleetSnapshot], inputs: RefreshInputs) -> Refreshed:
-    """`build` (the merge) then everything after it; CPU per stage in `cpu` (merge, problems, summary, diff)."""
+    """`build` (the merge) then everything after it; CPU per stage in `cpu` (merge, problems: the history, the rules
+    and the panel's lines, summary, diff)."""
     clock = time.thread_time
     t0 = clock()
     snap = build()

@@ -5,10 +5,10 @@ lists (what asrtop.sources reads: LivePoll, nodes with addresses, so the merge j
 thread as real I/O would be. The real AsrtopApp (run_test, 160x45, refresh 1 s) polls it: merge, history,
 problem rules and the table's diff in its refresh thread, the UI applies the diff and paints.
 
-Per refresh: CPU of each stage (merge, problems = history + rules, summary, diff, release = freeing the snapshot
-the refresh replaced: in the refresh threads; apply, paint: on the UI loop; the paint is every screen update
-until the table's last band is painted, each update turned into what a terminal is sent, as the console does on
-one: a headless app skips that), the wall from answers ready to frame painted, and the longest the UI
+Per refresh: CPU of each stage (merge, problems = history + rules + the problems panel's lines, summary, diff,
+release = freeing the snapshot the refresh replaced: in the refresh threads; apply, paint: on the UI loop; the
+paint is every screen update until the table's last band is painted, each update turned into what a terminal is
+sent, as the console does on one: a headless app skips that), the wall from answers ready to frame painted, and the longest the UI
 loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something else
 held the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in
 CPU is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop
