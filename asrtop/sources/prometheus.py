@@ -55,6 +55,7 @@ from asrtop.sources.prometheus_kept import KeptFacts
 from asrtop.sources.prometheus_queries import (
     DETAIL_SLICES,
     FAST_PARTS,
+    FAST_SELECTORS,
     QUERIES,
     STATIC_SLICES,
     LabelsCache,
@@ -64,7 +65,6 @@ from asrtop.sources.prometheus_queries import (
     answer_result,
     detail_query,
     fast_queries,
-    fast_selectors,
     fold_requests,
     group_federated,
     group_latest,
@@ -258,7 +258,7 @@ class PrometheusSource:
         round 0.66-0.77x the CPU and 0.64x the allocations (which set how often it collects), round wall median
         0.85-0.89x (tests/benchmarks/bench_sources_prometheus.py, its --ranges baseline)."""
         if self.federates is not False:
-            selector = fast_selectors()[name]
+            selector = FAST_SELECTORS[name]
             status, body = await self._federate(selector)
             if status not in NO_FEDERATION or self.federates:  # once it answered, a 404 is an error
                 count = await self._off_loop(self._decode_federated, selector, status, body, at - self.window,
@@ -330,7 +330,7 @@ class PrometheusSource:
     def round_queries(self) -> dict[str, str]:
         """The queries of the next round by name (see asrtop.sources.prometheus_queries): the per-round parts
         (FAST_PARTS) as /federate selectors unless the server has none (`federates` False), as range queries then."""
-        fast = fast_queries(self.window) if self.federates is False else fast_selectors()
+        fast = fast_queries(self.window) if self.federates is False else FAST_SELECTORS
         return {**fast, **self._kept.queries(self._round, self.window)}
 
     async def poll(self, nodes: Sequence[NodeConfig]) -> Mapping[str, AgentReading]:

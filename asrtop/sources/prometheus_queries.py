@@ -11,7 +11,7 @@ requests answered are the latency histogram's count, not asr_requests_total's cl
 each request it proxies in both, from one snapshot, so of asr_requests_total only the 5xx class is asked for
 (measured at 1,000 nodes with three classes on a 2-core box, that query's Prometheus CPU 53-55 vs 78-80 ms, its
 answer 465 vs 600 kB). They come from Prometheus' /federate, each series' last sample with its scrape time
-(fast_selectors; no query engine, no JSON: measured at 1,000 nodes on a 2-core box, Prometheus' own work per round
+(FAST_SELECTORS; no query engine, no JSON: measured at 1,000 nodes on a 2-core box, Prometheus' own work per round
 0.66-0.77x the CPU and 0.64x the allocations of the same rounds with range queries), those scraped within `window`
 being the round's; a node whose last sample is older (a scrape late or failed, a refresh shorter than the scrape
 interval) is read from the same answer with its time, and judged stale or not by it. A server without /federate
@@ -88,6 +88,10 @@ FAST_PARTS = {"fast": FAST_SERIES, "fast_gpu": FAST_GPU_SERIES,
 FAST_MATCHERS = {"requests": ',class=~"|5xx"'}
 RANGE_SELECTOR = '{__name__=~"asr_({names})"{matchers}{instances}}[{window}]'
 FEDERATE_SELECTOR = '{__name__=~"asr_({names})"{matchers}}'
+# The per-round series by query name (FAST_PARTS) as series selectors for /federate's `match[]`: they name no
+# instance nor window, so they are the same every round
+FAST_SELECTORS = {name: FEDERATE_SELECTOR.replace("{names}", names).replace("{matchers}", FAST_MATCHERS.get(name, ""))
+                  for name, names in FAST_PARTS.items()}
 # What a server without Prometheus' /federate answers it (Thanos Query, Mimir, Cortex: 404): the per-round series
 # then come as range queries, as before federation
 NO_FEDERATION = frozenset({404, 405, 501})
@@ -132,12 +136,6 @@ def regex_literal(text: str) -> str:
 def instances_selector(instances: Iterable[str]) -> str:
     """A regex for `instance=~"..."` matching exactly these instances (NOBODY when there are none)."""
     return "|".join(regex_literal(i) for i in sorted(instances)) or NOBODY
-
-
-def fast_selectors() -> dict[str, str]:
-    """The per-round series by query name (FAST_PARTS) as series selectors for /federate's `match[]`."""
-    return {name: FEDERATE_SELECTOR.replace("{names}", names).replace("{matchers}", FAST_MATCHERS.get(name, ""))
-            for name, names in FAST_PARTS.items()}
 
 
 def fast_queries(window: float) -> dict[str, str]:
