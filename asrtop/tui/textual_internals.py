@@ -51,6 +51,9 @@ The internals, as found in Textual 8.2.8 (textual/widgets/_data_table.py):
 - ``OptionList._update_lines`` (the options' lines in ``_line_cache``: ``lines`` as (option, line) pairs,
   ``heights``, ``index_to_line``; then ``virtual_size`` and ``_scroll_update``), ``_get_left_gutter_width`` and
   ``Option._divider``: ``OneLineOptionList`` writes them for one-line options without measuring each.
+- ``OptionList._get_option_render(option, style)`` (an option's strips, cached in ``_option_render_cache`` under
+  ``(option, style, padding)``, each strip given the meta ``{"option": _option_to_index[option]}``):
+  ``OneLineOptionList`` renders a one-line Text that fits through Rich alone, as Textual shows it.
 - ``DataTable._on_resize`` steps ``_update_count`` on every resize, for the room right of the columns that a
   row's line holds (its cache key has no width). ``VisibleCellCache._on_resize`` keeps the generation when the
   width stays (the problems panel opening or closing under the table changes the height only).
@@ -295,6 +298,29 @@ class OneLineOptionList(OptionList):
         if self._one_line_options(options):
             return len(options)
         return super().get_content_height(container, viewport, width)
+
+    def _get_option_render(self, option: Option, style) -> list[Strip]:
+        """A one-line Text that fits, left-aligned, without padding: its Rich segments on the option's style, as
+        OptionList's own render (Text -> Content -> strips: ~4x the CPU, ~1 ms a line in the update that opens
+        the panel at 1,000 nodes) shows it. Cached as OptionList caches its own renders; the rest is Textual's."""
+        padding = self.get_component_styles("option-list--option").padding
+        key = (option, style, padding)
+        cache = getattr(self, "_option_render_cache", None)
+        if cache is None:
+            return super()._get_option_render(option, style)
+        if (strips := cache.get(key)) is not None:
+            return strips
+        prompt = option.prompt
+        width = self.scrollable_content_region.width - self._get_left_gutter_width()
+        index = getattr(self, "_option_to_index", {}).get(option)
+        if (padding or option._divider or index is None or not _one_line(prompt) or not prompt.plain.isprintable()
+                or prompt.cell_len > width or self.styles.text_align not in ("left", "start")):
+            return super()._get_option_render(option, style)
+        rich = style.rich_style
+        line = Strip(Segment.apply_style(prompt.render(self.app.console), rich))
+        strips = [line.extend_cell_length(width, rich).apply_meta({"option": index})]
+        cache[key] = strips
+        return strips
 
 
 def cell_store(table: DataTable) -> CellStore | None:

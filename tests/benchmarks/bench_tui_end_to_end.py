@@ -16,8 +16,8 @@ CPU is printed too). Baselines in the same run and app: the same refreshes with 
 rendered again (what each refresh's paint cost before), every visible row put together again from cached
 cells by VisibleCellCache._render_line_in_row and by Textual's own, every visible line joined again from its cached
 row by VisibleCellCache._render_line and by Textual's own, a screen of rows put together again and painted in the
-table's bands through the fleet screen's CroppedCompositor and through Textual's Compositor, and the problems list's
-lines laid out by OneLineOptionList and by OptionList (each pair alternated).
+table's bands through the fleet screen's CroppedCompositor and through Textual's Compositor, the problems list's
+lines laid out by OneLineOptionList and by OptionList, and its visible lines rendered by each (each pair alternated).
 
 Budgets (issue 17), 1,000 nodes: the UI loop never blocked > 16 ms by a refresh; refresh + paint <= 50 ms
 CPU per second at a 1 s refresh.
@@ -372,6 +372,7 @@ async def run(n: int, rounds: int) -> dict:
                 c = time.thread_time()
                 update_lines(listing)
                 into.append(time.thread_time() - c)
+        list_paints = await alternated_list_paints(pilot, listing) if listing.option_count else ([], [], 0)
         probe.cancel()
         longest_blocks(app, app.records)
     worst = sorted(threaded, key=lambda x: x.longest_block, reverse=True)[:3]
@@ -380,8 +381,30 @@ async def run(n: int, rounds: int) -> dict:
             "rows": (rows_ours, rows_textual), "lines": (lines_ours, lines_textual),
             "bands": (bands_ours, bands_textual),
             "measure": (measure_ours, measure_textual, listing.option_count),
+            "list_paints": list_paints,
             "answers_s": statistics.median(source.build_s),
             "breakdown": [line for rec in worst for line in block_breakdown(rec, list(EVENTS))]}
+
+
+async def alternated_list_paints(pilot, listing) -> tuple[list, list, int]:
+    """20 times: the problems list's visible lines rendered again and painted (its render cache emptied, as when
+    the panel opens or its lines change) by OneLineOptionList's _get_option_render, then by OptionList's own; and
+    how many lines it shows."""
+    kind = type(listing)
+    ours = kind.__dict__["_get_option_render"]
+    timed: tuple[list, list] = ([], [])
+    for _ in range(20):
+        for into, method in zip(timed, (ours, OptionList._get_option_render)):
+            kind._get_option_render = method
+            for index in range(listing.option_count):
+                listing.get_option_at_index(index)._visual = None
+            listing._option_render_cache.clear()
+            listing.refresh()
+            c = time.thread_time()
+            await pilot.pause(0)
+            into.append(time.thread_time() - c)
+    kind._get_option_render = ours
+    return (*timed, listing.size.height)
 
 
 async def alternated_paints(pilot, table, name: str, ours, theirs, caches: tuple[str, ...]) -> tuple[list, list]:
@@ -480,6 +503,11 @@ def report(r: dict) -> None:
         print(f"the problems list's {options} lines laid out (as when the panel opens): {med(ours) * ms:.2f} ms; by "
               f"OptionList's own _update_lines {med(textual_measure) * ms:.2f} ms -> "
               f"{med(ours) / med(textual_measure):.2f}x of it")
+    ours, textual_paints, shown = r["list_paints"]
+    if ours:
+        print(f"the problems list's {shown} visible lines rendered again and painted: {med(ours) * ms:.2f} ms; by "
+              f"OptionList's own _get_option_render {med(textual_paints) * ms:.2f} ms -> "
+              f"{med(ours) / med(textual_paints):.2f}x of it")
     start, end = threaded[0].ready, threaded[-1].painted
     full = [(e - t, cpu) for t, e, what, cpu in EVENTS if what.startswith("gc gen2") and start <= t <= end]
     full_per_s = sum(cpu for _, cpu in full) / max(1e-9, end - start)

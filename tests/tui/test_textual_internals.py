@@ -437,6 +437,79 @@ async def test_one_line_options_are_not_measured_and_show_what_an_option_list_sh
         assert ours[1] <= 8, ours[1]  # only those painted: a screen of them
 
 
+def cells_sent(app) -> tuple:
+    """The screen as the terminal gets it, cell by cell: (character, colours, attributes). Not the escape codes:
+    Rich keeps a style's codes for the colour system it was first written with, and other tests' consoles differ."""
+    def colour(c):
+        return None if c is None else (c.type, c.number, c.triplet)
+
+    cells = []
+    for line in app.screen._compositor.render_update(full=True).strips:
+        for strip in line:
+            for text, style, _ in strip:
+                key = (colour(style.color), colour(style.bgcolor), style.bold, style.dim, style.italic, style.underline,
+                       style.reverse, style.strike) if style is not None else None
+                cells += [(ch, key) for ch in text]
+    return tuple(cells)
+
+
+class ProblemListing(App):
+    CSS = "OptionList { border: none; padding: 0; height: 6; text-wrap: nowrap; text-overflow: ellipsis; }"  # the panel's
+
+    def __init__(self, kind, prompts):
+        super().__init__()
+        self.kind, self.prompts = kind, prompts
+
+    def compose(self) -> ComposeResult:
+        yield self.kind(*self.prompts)
+
+
+@pytest.mark.parametrize("colour", [True, False])
+async def test_one_line_options_render_without_textuals_content_and_show_what_an_option_list_shows(
+        monkeypatch, colour):
+    """OneLineOptionList renders a problem line (a one-line Text that fits) through Rich alone: the terminal gets
+    what OptionList's render (Text -> Content -> strips) sends, plain, highlighted and hovered, in colour and not,
+    and the Content pipeline is never taken but for a line wider than the list (it goes Textual's way)."""
+    from textual.widgets import OptionList
+    from textual.widgets._option_list import OptionList as Own
+
+    from asrtop.problems.model import Problem, Severity
+    from asrtop.tui.problem_lines import problem_lines
+
+    problems = [
+        Problem("leak", "node-0001", Severity.CRITICAL, "leaks GPU memory: +48 MB/s for 10 minutes, and on", "drain node-0001",
+                None, 900.0),
+        Problem("hot", "node-0002-with-a-long-name", Severity.WARNING, "GPU at 97% for 5 minutes", None, None, 950.0),
+        Problem("backups", None, Severity.WARNING, "only backups serve: 0 of 3 primaries ready", "ready node-3", "hx-a",
+                None),
+        Problem("stale", "节点-3", Severity.CRITICAL, "agent stale for 2m", "asrtop check", None, 880.0)]
+    prompts = list(problem_lines(problems, 1000.0, (60, 59), 6, colour, {}).lines)
+    prompts.append(Text("a line wider than the list " * 4, no_wrap=True))
+    sent, visualized = {}, {}
+    real = Own._get_visual
+    for kind in (internals.OneLineOptionList, OptionList):
+        asked = visualized[kind] = []
+        monkeypatch.setattr(Own, "_get_visual", lambda self, option: asked.append(option) or real(self, option))
+        app = ProblemListing(kind, prompts)
+        async with app.run_test(size=(60, 8)) as pilot:
+            listing = app.query_one(kind)
+            screens = []
+            for step in range(3):
+                if step == 1:
+                    listing.focus()
+                    listing.highlighted = 2
+                if step == 2:
+                    await pilot.hover(kind, offset=(3, 0))
+                await pilot.pause()
+                screens.append(cells_sent(app))
+            sent[kind] = screens
+    ours, theirs = sent[internals.OneLineOptionList], sent[OptionList]
+    assert ours == theirs
+    assert len(set(theirs)) == 3  # the highlight and the hover showed
+    assert {id(option.prompt) for option in visualized[OptionList]} >= set(map(id, prompts))
+    assert {id(option.prompt) for option in visualized[internals.OneLineOptionList]} == {id(prompts[-1])}
+
+
 def test_cell_contents_built_without_rich_are_what_rich_renders():
     """padded_text_segments gives Rich's segments for every shape of cell the fleet table makes (both
     justifications, every style, a bar's accent span, trailing blanks, widths with and without room to pad),
