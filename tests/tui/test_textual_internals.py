@@ -453,15 +453,9 @@ def cells_sent(app) -> tuple:
     return tuple(cells)
 
 
-class ProblemListing(App):
-    CSS = "OptionList { border: none; padding: 0; height: 6; text-wrap: nowrap; text-overflow: ellipsis; }"  # the panel's
-
-    def __init__(self, kind, prompts):
-        super().__init__()
-        self.kind, self.prompts = kind, prompts
-
-    def compose(self) -> ComposeResult:
-        yield self.kind(*self.prompts)
+class ProblemListing(OneLineListing):
+    # the problems panel's list: one line each, cut with '…'
+    CSS = "OptionList { border: none; padding: 0; height: 6; text-wrap: nowrap; text-overflow: ellipsis; }"
 
 
 @pytest.mark.parametrize("colour", [True, False])
@@ -477,8 +471,8 @@ async def test_one_line_options_render_without_textuals_content_and_show_what_an
     from asrtop.tui.problem_lines import problem_lines
 
     problems = [
-        Problem("leak", "node-0001", Severity.CRITICAL, "leaks GPU memory: +48 MB/s for 10 minutes, and on", "drain node-0001",
-                None, 900.0),
+        Problem("leak", "node-0001", Severity.CRITICAL, "leaks GPU memory: +48 MB/s for 10 minutes, and on",
+                "drain node-0001", None, 900.0),
         Problem("hot", "node-0002-with-a-long-name", Severity.WARNING, "GPU at 97% for 5 minutes", None, None, 950.0),
         Problem("backups", None, Severity.WARNING, "only backups serve: 0 of 3 primaries ready", "ready node-3", "hx-a",
                 None),
