@@ -31,6 +31,7 @@ from asrtop.fleet_wording import model_line, state_counts  # noqa: E402
 from asrtop.status_report import render_table, status_json  # noqa: E402
 
 from support.sources_synth import SynthNode  # noqa: E402
+from host_speed import host_speed, host_speed_line  # noqa: E402
 
 SIZES = (100, 1000, 2000, 5000)
 BUDGET_MS = {1000: 5.0, 5000: 25.0}
@@ -94,7 +95,9 @@ def stages(n: int, runs: int) -> dict[str, float]:
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+    before = host_speed()
     table = {n: stages(n, runs) for n in SIZES}
+    after = host_speed()
     print(f"fleet refresh path, CPU ms (median of {runs}); x = per-node cost as a ratio to {SIZES[0]} nodes")
     print(f"{'stage':<42}" + "".join(f"{n:>18,}" for n in SIZES))
     for stage in table[SIZES[0]]:
@@ -109,6 +112,7 @@ def main() -> None:
         ms, paused = table[n]["merge"], table[n]["merge, cyclic GC paused"]
         print(f"merge {n:,} nodes x 2 balancers: {ms:.2f} ms CPU ({paused:.2f} without GC passes), budget "
               f"{budget:.0f} ms: {'within' if ms <= budget else 'OVER'}")
+    print(host_speed_line(before, after))
 
 
 if __name__ == "__main__":
