@@ -316,9 +316,13 @@ class OneLineOptionList(OptionList):
         if (padding or option._divider or index is None or not _one_line(prompt) or not prompt.plain.isprintable()
                 or prompt.cell_len > width or self.styles.text_align not in ("left", "start")):
             return super()._get_option_render(option, style)
-        rich = style.rich_style
-        line = Strip(Segment.apply_style(prompt.render(self.app.console), rich))
-        strips = [line.extend_cell_length(width, rich).apply_meta({"option": index})]
+        # what OptionList's strip.extend_cell_length(width, style).apply_meta(meta) makes, as one strip: each
+        # segment on the option's style, the padding in it, the meta on all
+        on = style.rich_style + Style.from_meta({"option": index})
+        segments = list(Segment.apply_style(prompt.render(self.app.console), on))
+        if width > prompt.cell_len:
+            segments.append(Segment(" " * (width - prompt.cell_len), on))
+        strips = [Strip(segments, width)]
         cache[key] = strips
         return strips
 

@@ -438,8 +438,9 @@ async def test_one_line_options_are_not_measured_and_show_what_an_option_list_sh
 
 
 def cells_sent(app) -> tuple:
-    """The screen as the terminal gets it, cell by cell: (character, colours, attributes). Not the escape codes:
-    Rich keeps a style's codes for the colour system it was first written with, and other tests' consoles differ."""
+    """The screen as the terminal gets it, cell by cell: (character, colours, attributes), and the option a click
+    there picks (the `option` meta). Not the escape codes: Rich keeps a style's codes for the colour system it was
+    first written with, and other tests' consoles differ."""
     def colour(c):
         return None if c is None else (c.type, c.number, c.triplet)
 
@@ -448,7 +449,7 @@ def cells_sent(app) -> tuple:
         for strip in line:
             for text, style, _ in strip:
                 key = (colour(style.color), colour(style.bgcolor), style.bold, style.dim, style.italic, style.underline,
-                       style.reverse, style.strike) if style is not None else None
+                       style.reverse, style.strike, style.meta.get("option")) if style is not None else None
                 cells += [(ch, key) for ch in text]
     return tuple(cells)
 
@@ -477,7 +478,7 @@ async def test_one_line_options_render_without_textuals_content_and_show_what_an
         Problem("backups", None, Severity.WARNING, "only backups serve: 0 of 3 primaries ready", "ready node-3", "hx-a",
                 None),
         Problem("stale", "节点-3", Severity.CRITICAL, "agent stale for 2m", "asrtop check", None, 880.0)]
-    prompts = list(problem_lines(problems, 1000.0, (60, 59), 6, colour, {}).lines)
+    prompts = list(problem_lines(problems, 1000.0, (50, 49), 6, colour, {}).lines)  # 10 cells short of the list
     prompts.append(Text("a line wider than the list " * 4, no_wrap=True))
     sent, visualized = {}, {}
     real = Own._get_visual
