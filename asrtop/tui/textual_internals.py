@@ -545,6 +545,11 @@ def _cell_key(row_key, column_key, row_index, column_index, style, width, cursor
     return ("value", row_key, column_key, row_index, column_index, style, width, cursor, hover, show_hover, pseudo)
 
 
+def _row_place(row_key, row_index, style, cursor, hover, show_hover, pseudo) -> tuple:
+    """A body row's key in ``CellRenders.rows``: its cells rendered for this place and these styles."""
+    return row_key, row_index, style, cursor, hover, show_hover, pseudo
+
+
 class VisibleCellCache(DataTable):
     """A DataTable whose visible cells render again only when their value changed (see the module docstring).
 
@@ -669,7 +674,8 @@ class VisibleCellCache(DataTable):
                           column_index: int, value: object, base_style: Style, width: int, cursor: bool, hover: bool):
         """A body cell's lines from its row's cells in ``renders.rows`` while its value object and width are the ones
         rendered, else rendered (``_render_text_cell``, else Textual's) and kept there."""
-        place = (row_key, row_index, base_style, cursor, hover, self._show_hover_cursor, self._pseudo_class_state)
+        place = _row_place(row_key, row_index, base_style, cursor, hover, self._show_hover_cursor,
+                           self._pseudo_class_state)
         cells = renders.rows.get(place)
         if cells is None:
             cells = renders.rows[place] = {}
@@ -721,7 +727,8 @@ class VisibleCellCache(DataTable):
                                hover=hover)[line_no]
 
         def cells_of(style: Style) -> dict | None:
-            return None if rows is None else rows.get((row_key, row_index, style, cursor, hover, show_hover, pseudo))
+            return None if rows is None else rows.get(_row_place(row_key, row_index, style, cursor, hover, show_hover,
+                                                                 pseudo))
 
         cell_style = header_style if row_key is self._header_row_key else fixed_style
         cells = cells_of(cell_style)

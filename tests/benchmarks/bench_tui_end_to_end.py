@@ -8,10 +8,10 @@ problem rules and the table's diff in its refresh thread, the UI applies the dif
 Per refresh: CPU of each stage (merge, problems = history + rules + the problems panel's lines, summary, diff,
 release = freeing the snapshot the refresh replaced: in the refresh threads; apply, paint: on the UI loop; the
 paint is every screen update until the table's last band is painted, each update turned into what a terminal is
-sent, as the console does on one: a headless app skips that), the wall from answers ready to frame painted, and the longest the UI
-loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something else
-held the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in
-CPU is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop
+sent, as the console does on one: a headless app skips that), the wall from answers ready to frame painted, and
+the longest the UI loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long
+something else held the loop; on a loaded host it also counts the time the OS ran other processes, so the longest
+UI task in CPU is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop
 (as the console ran before), a repaint of an unchanged table (idle frame), a repaint with every visible cell
 rendered again (what each refresh's paint cost before), every visible row put together again from cached
 cells by VisibleCellCache._render_line_in_row and by Textual's own, every visible line joined again from its cached

@@ -35,7 +35,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
 from asrtop.fleet import FleetSnapshot, NodeView
-from asrtop.tui.format import (COLUMN_KEYS, FIXED, Cell, Column, TableContext, TableLayout, fit_columns, NAME_WIDTH_MIN,
+from asrtop.tui.format import (COLUMN_KEYS, FIXED, NAME_WIDTH_MIN, Cell, Column, TableContext, TableLayout, fit_columns,
                                row_cells)
 from asrtop.tui.refresh import RIGHT, RowsDiff, RowsView, cell_text, changed_cells, diff_rows, restyle
 from asrtop.tui.textual_internals import (QuietCells, VisibleCellCache, add_rows_at_once, bound_render_caches,
@@ -148,9 +148,9 @@ class FleetTable(VisibleCellCache):
         if len(self._order) + (1 if self.show_header else 0) > self.size.height:
             width -= self.styles.scrollbar_size_vertical
         return fit_columns(width, names_width=ctx.names_width if ctx else NAME_WIDTH_MIN,
-                           sort_column=self.sort_column, sort_reverse=self.sort_reverse, simulated=bool(ctx and ctx.gpu_simulated),
-                           agent_counted=bool(ctx and ctx.agent_counted), padding=self.cell_padding,
-                           streams=bool(ctx and ctx.streams))
+                           sort_column=self.sort_column, sort_reverse=self.sort_reverse,
+                           simulated=bool(ctx and ctx.gpu_simulated), agent_counted=bool(ctx and ctx.agent_counted),
+                           padding=self.cell_padding, streams=bool(ctx and ctx.streams))
 
     def _refit(self) -> None:
         """Fit the columns to the current size: relabel in place, or rebuild when other columns show."""
