@@ -6,18 +6,18 @@ thread as real I/O would be. The real AsrtopApp (run_test, 160x45, refresh 1 s) 
 problem rules and the table's diff in its refresh thread, the UI applies the diff and paints.
 
 Per refresh: CPU of each stage (merge, problems = history + rules + the problems panel's lines, summary, diff,
-release = freeing the snapshot the refresh replaced: in the refresh threads; apply, paint: on the UI loop; the
-paint is every screen update until the table's last band is painted, each update turned into what a terminal is
-sent, as the console does on one: a headless app skips that), the wall from answers ready to frame painted, and
-the longest the UI loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long
-something else held the loop; on a loaded host it also counts the time the OS ran other processes, so the longest
-UI task in CPU is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop
-(as the console ran before), a repaint of an unchanged table (idle frame), a repaint with every visible cell
-rendered again (what each refresh's paint cost before), every visible row put together again from cached
-cells by VisibleCellCache._render_line_in_row and by Textual's own, every visible line joined again from its cached
-row by VisibleCellCache._render_line and by Textual's own, a screen of rows put together again and painted in the
-table's bands through the fleet screen's CroppedCompositor and through Textual's Compositor, the problems list's
-lines laid out by OneLineOptionList and by OptionList, and its visible lines rendered by each (each pair alternated).
+release = freeing the snapshot the refresh replaced: in the refresh threads; apply, paint: on the UI loop; the paint
+is every screen update until the table's last band is painted, each update turned into what a terminal is sent, as
+the console does on one: a headless app skips that), the wall from answers ready to frame painted, and the longest
+the UI loop was blocked (a probe task on the loop sleeps 1 ms at a time; how late it wakes is how long something
+else held the loop; on a loaded host it also counts the time the OS ran other processes, so the longest UI task in
+CPU is printed too). Baselines in the same run and app: the same refreshes with the whole pipeline on the loop (as
+the console ran before), a repaint of an unchanged table (idle frame), a repaint with every visible cell rendered
+again (what each refresh's paint cost before), every visible row put together again from cached cells by
+VisibleCellCache._render_line_in_row and by Textual's own, every visible line joined again from its cached row by
+VisibleCellCache._render_line and by Textual's own, a screen of rows put together again and painted in the table's
+bands through the fleet screen's CroppedCompositor and through Textual's Compositor, the problems list's lines laid
+out by OneLineOptionList and by OptionList, and its visible lines rendered by each (each pair alternated).
 
 Budgets (issue 17), 1,000 nodes: the UI loop never blocked > 16 ms by a refresh; refresh + paint <= 50 ms
 CPU per second at a 1 s refresh.
