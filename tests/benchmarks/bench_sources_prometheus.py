@@ -25,6 +25,12 @@ baselines measured in the same run:
   and came every ~3 rounds (the rounds' own ~33 MB of Prometheus allocations on a ~110 MB heap; none or a few a
   minute with nothing asked); in the two runs without a floor between the rounds, every round over budget had
   met one.
+- asrtop's own garbage collections (Python's, gc.callbacks): which rounds met one, by generation. The rounds run
+  under the console's collector regime (run_tui: the heap alive after the first refresh frozen, full collections
+  only at the quiet point between refreshes, every FULL_EVERY; asrtop.tui.gc_schedule), as the console runs the
+  source; `status` and `check` run theirs with the collector off. --python-gc runs them under Python's default
+  thresholds instead, a process asrtop never is: there a generation-1 collection (~45 ms, every ~12 rounds) and
+  now and then a full one (~100 ms) fell inside a round (measured at 1,000 nodes on a 2-core box).
 Last, the host's speed before and after (host_speed.py): a run's walls compare with another run's only at a
 like speed.
 """
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -51,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from asrtop.config import NodeConfig  # noqa: E402
 from asrtop.sources import prometheus as prom  # noqa: E402
+from asrtop.tui.gc_schedule import FullCollections  # noqa: E402
 from bench_sources_agents import start_agents  # noqa: E402
 from host_speed import host_speed, host_speed_line  # noqa: E402
 from loop_probe import LoopProbe  # noqa: E402
@@ -71,6 +79,28 @@ def prometheus_collections(log: Path, started: float) -> list[tuple[float, float
         at = started + float(m.group(1))
         out.append((at, at + sum(float(m.group(k)) for k in (2, 3, 4)) / 1000))
     return out
+
+
+class OwnCollections:
+    """This process's garbage collections as (start, end, generation), wall times (time.time()), from gc.callbacks."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[float, float, int]] = []
+        self._start = 0.0
+        gc.callbacks.append(self._seen)
+
+    def _seen(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.time()
+        else:
+            self.found.append((self._start, time.time(), info["generation"]))
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._seen)
+
+    def in_rounds(self, spans: list[tuple[float, float]]) -> list[list[tuple[float, int]]]:
+        """Per round: the (wall seconds, generation) of each collection that started inside it."""
+        return [[(b - a, g) for a, b, g in self.found if start <= a < end] for start, end in spans]
 
 
 def overlapping(span: tuple[float, float], collections: list[tuple[float, float]]) -> bool:
@@ -136,16 +166,33 @@ def series_in(body: bytes, federate: bool) -> int:
     return len(json.loads(body)["data"]["result"])
 
 
+def console_collector() -> FullCollections:
+    """The collector as the console's process sets it after its first refresh (asrtop.tui.app_refresh's
+    _freeze_long_lived, run_tui's flags): what is alive then collected once and frozen, full collections taken over
+    (asrtop.tui.gc_schedule)."""
+    gc.collect()
+    gc.freeze()
+    full = FullCollections()
+    full.take_over()
+    return full
+
+
 async def run_rounds(src: prom.PrometheusSource, nodes: list[NodeConfig], n: int, refresh: float,
-                     show: bool) -> dict[str, list]:
+                     show: bool, full: FullCollections | None = None) -> dict[str, list]:
+    """`n` rounds at `refresh` cadence; `full`: the console's full collections, run at its quiet point (just before
+    a poll) when due, outside the rounds' walls (their walls in out["full"])."""
     out: dict[str, list] = {k: [] for k in ("wall", "cpu", "period", "bare", "series", "queries", "decode", "group",
-                                            "join", "build", "span", "asked", "block")}
+                                            "join", "build", "span", "asked", "block", "full")}
     probe = LoopProbe()
     period_start = time.process_time()
     if show:
         print(f"  {'round':>5} {'wall':>6} {'cpu':>6} {'bare q':>6} | {'series':>6} {'queries':>7} "
               f"{'decode':>6} {'group':>6} {'join':>5} {'build':>6}  (ms)")
     for i in range(n):
+        if full is not None:
+            f0 = time.perf_counter()
+            if full.refreshed():
+                out["full"].append(time.perf_counter() - f0)
         out["asked"].append({name: (q, name in prom.FAST_PARTS and src.federates is not False)
                              for name, q in src.round_queries().items()})
         c0, w0, at = time.process_time(), time.perf_counter(), time.time()
@@ -206,6 +253,8 @@ async def main() -> None:
     ap.add_argument("--switch", type=float, default=None,
                     help="GIL switch interval in ms (the console runs at asrtop.tui.app_refresh.GIL_SWITCH, 1 ms; "
                          "default: the interpreter's)")
+    ap.add_argument("--python-gc", action="store_true",
+                    help="the rounds under Python's default collector thresholds, not the console's regime")
     ap.add_argument("--idle", type=float, default=20.0,
                     help="seconds with nothing asked before the rounds: Prometheus' collections from its scrapes alone")
     args = ap.parse_args()
@@ -218,6 +267,7 @@ async def main() -> None:
     speed = host_speed()  # before anything starts; again after Prometheus and the agents stopped
     proc, ports = start_agents(args.agents, 0)
     refresh = float(args.scrape.rstrip("s"))
+    full: FullCollections | None = None
     try:
         nodes = [NodeConfig(name, agent=f"http://127.0.0.1:{port}") for name, port in sorted(ports.items())]
         started = time.time()  # Prometheus' process starts as the `with` enters (a few ms later at most)
@@ -230,6 +280,7 @@ async def main() -> None:
             src = prom.PrometheusSource(base, refresh=refresh, timeout=10)
             try:
                 await src.poll(nodes)  # warm-up: connections, Prometheus' caches; everybody's details
+                full = None if args.python_gc else console_collector()
                 queries = {name: (q, name in prom.FAST_PARTS and src.federates is not False)
                            for name, q in src.round_queries().items()}
                 print(f"{args.agents} agents scraped every {args.scrape} by {base} "
@@ -242,8 +293,13 @@ async def main() -> None:
                 await asyncio.sleep(args.idle)
                 work.append(await own_work(raw, base))
                 idle = (work[0][0], work[1][0])
-                new = await run_rounds(src, nodes, args.rounds, refresh, True)
+                own = OwnCollections()
+                new = await run_rounds(src, nodes, args.rounds, refresh, True, full)
+                own.stop()
                 work.append(await own_work(raw, base))
+                f0 = time.perf_counter()
+                gc.collect()  # what the console's scheduled one costs here (between rounds, every FULL_EVERY)
+                full_wall = time.perf_counter() - f0
                 floor, floor_spans, floor_blocks = await replay_floor(raw, base, new["asked"], refresh)
                 collections = prometheus_collections(Path(tmp) / "prometheus.log", started)
             finally:
@@ -255,7 +311,7 @@ async def main() -> None:
                 try:
                     await src.poll(nodes)
                     ranges_work = [await own_work(raw, base)]
-                    ranges = await run_rounds(src, nodes, args.ranges, refresh, False)
+                    ranges = await run_rounds(src, nodes, args.ranges, refresh, False, full)
                     ranges_work.append(await own_work(raw, base))
                     ranges_collections = prometheus_collections(Path(tmp) / "prometheus.log", started)
                 finally:
@@ -269,7 +325,7 @@ async def main() -> None:
                 try:
                     await src.poll(nodes)
                     old_work = [await own_work(raw, base)]
-                    old = await run_rounds(src, nodes, args.old, refresh, False)
+                    old = await run_rounds(src, nodes, args.old, refresh, False, full)
                     old_work.append(await own_work(raw, base))
                 finally:
                     await src.close()
@@ -277,6 +333,9 @@ async def main() -> None:
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+        if full is not None:
+            full.give_back()
+            gc.unfreeze()
     speed_after = host_speed()
 
     print(f"\nPrometheusSource.poll, {args.agents} nodes, {args.rounds} rounds (load average now {os.getloadavg()}):")
@@ -294,7 +353,7 @@ async def main() -> None:
     print(f"  Prometheus' own work per round (its scrapes' share over as long, from --idle, subtracted): "
           f"{cpu * 1000:.0f} ms of CPU, {allocated / 1e6:.1f} MB allocated (go_memstats_alloc_bytes_total: its "
           "collections come when its heap has grown by its live size)")
-    med = {k: statistics.median(v) for k, v in new.items() if k not in ("errors", "span", "asked")}
+    med = {k: statistics.median(v) for k, v in new.items() if k not in ("errors", "span", "asked", "full")}
     print(f"  where the time goes (median): queries until the last answer is parsed {med['queries']*1000:.0f} ms "
           f"(of which JSON decoding {med['decode']*1000:.1f} ms, grouping by instance {med['group']*1000:.1f} ms), "
           f"joining series to nodes {med['join']*1000:.1f} ms, building readings {med['build']*1000:.1f} ms; "
@@ -336,15 +395,28 @@ async def main() -> None:
              f"{max(b - a for a, b in during) * 1000:.0f} ms of wall" if during else "-"))
     met = ran_into("rounds", new["wall"], new["span"], collections)
     ran_into("round floors", floor, floor_spans, collections)
+    own_met = own.in_rounds(new["span"])
+    regime = ("Python's default thresholds (--python-gc)" if full is None else
+              f"the console's regime: heap frozen after the first round, full collections at the quiet point every "
+              f"{full.every} refreshes, {len(new['full'])} in these rounds; one measured after them: "
+              f"{full_wall * 1000:.0f} ms")
+    print(f"  asrtop's own garbage collections (Python's), {regime}:")
+    for gen in (0, 1, 2):
+        walls = [w for met_round in own_met for w, g in met_round if g == gen]
+        print(f"    generation {gen} inside rounds: {len(walls)} in {sum(any(g == gen for _, g in m) for m in own_met)}"
+              f" of {args.rounds} rounds" + (f", {summary('wall', walls)}" if walls else ""))
     over = [i + 1 for i, w in enumerate(new["wall"]) if w > BUDGET]
     over_clean = [i for i in over if not met[i - 1]]
+    over_own = [i for i in over if any(g > 0 for _, g in own_met[i - 1])]
     floor_over = sum(f > BUDGET for f in floor)
     print(f"\nbudget (issue 17): every {args.agents}-node round <= {BUDGET*1000:.0f} ms: round max over {args.rounds} "
           f"rounds {max(new['wall'])*1000:.0f} ms, {len(over)} of {args.rounds} rounds over {BUDGET*1000:.0f} ms "
           f"({'OK' if not over else 'OVER in rounds ' + ', '.join(map(str, over))}); Prometheus' own round floor: max "
           f"{max(floor)*1000:.0f} ms, over {BUDGET*1000:.0f} ms in {floor_over} of {args.rounds} rounds; rounds "
           f"over budget that met no Prometheus collection: {len(over_clean)}"
-          + (f" ({', '.join(map(str, over_clean))})" if over_clean else ""))
+          + (f" ({', '.join(map(str, over_clean))})" if over_clean else "")
+          + f"; that met a generation-1 or full collection of asrtop's own: {len(over_own)}"
+          + (f" ({', '.join(map(str, over_own))})" if over_own else ""))
     print(host_speed_line(speed, speed_after))
 
 
