@@ -7,6 +7,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asrtop import fleet
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import ClusterConfig, DiscoveryConfig, NodeConfig, discover_nodes
 from asrtop.fleet import AgentReading, BalancerReading, FleetSnapshot, NodeView, _node_view, merge
@@ -149,3 +153,65 @@ def test_status_words_each_node_once(monkeypatch):
     snap = merge(nodes, {}, [BalancerReading("a", "haproxy", tuple(srv(i) for i in range(50)))], 0.0)
     text = report.render_table(snap)
     assert "50 nodes (50 ready)" in text and calls[0] == 50
+
+
+def scan(nodes, servers) -> dict[str, str | None]:
+    """What merge must find: each node's first server NodeConfig.matches, by a scan of every server."""
+    return {n.name: next((s.name for s in servers if n.matches(s)), None) for n in nodes}
+
+
+def test_a_refresh_reuses_a_balancers_keys_and_matches_while_its_servers_names_and_endpoints_stay(monkeypatch):
+    """The servers' figures change every refresh, their places rarely: the keys and each node's match are made
+    again only when the servers' names or endpoints (or their order) or the configured nodes change."""
+    made = count_calls(monkeypatch, fleet._ServerIndex, "_positions")
+    keyed = [0]
+    first_positions = fleet._first_positions
+
+    def counted_keys(servers):
+        keyed[0] += 1
+        return first_positions(servers)
+
+    monkeypatch.setattr(fleet, "_first_positions", counted_keys)
+    nodes = [NodeConfig(f"gpu-{i}", address=srv(i).endpoint) for i in range(N)]
+
+    def refresh(servers, nodes=nodes):
+        snap = merge(nodes, {}, [BalancerReading("keys-kept", "haproxy", servers)], 0.0)
+        assert {v.name: v.servers["keys-kept"].name if v.servers else None for v in snap.nodes} == \
+            scan(nodes, servers)
+        return snap
+
+    refresh(tuple(srv(i) for i in range(N)))
+    assert (keyed[0], made[0]) == (1, 1)
+    busier = tuple(dataclasses.replace(srv(i), active_sessions=i, weight=2) for i in range(N))
+    snap = refresh(busier)  # new figures, the same places: nothing made again
+    assert (keyed[0], made[0]) == (1, 1)
+    assert all(v.servers["keys-kept"] is busier[i] for i, v in enumerate(snap.nodes))  # this refresh's servers
+    moved = (srv(1), srv(0), *busier[2:])  # two servers swapped: keys and matches again
+    snap = refresh(moved)
+    assert (keyed[0], made[0]) == (2, 2) and snap.nodes[0].servers["keys-kept"] is moved[1]
+    reloaded = [NodeConfig(n.name, address=srv(N - 1 - i).endpoint) for i, n in enumerate(nodes)]
+    snap = refresh(moved, reloaded)  # a config load: new NodeConfigs, matched again on the kept keys
+    assert (keyed[0], made[0]) == (2, 3) and snap.nodes[0].servers["keys-kept"] is moved[-1]
+
+
+_hosts = st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3", "localhost", "127.0.0.1"])
+_servers = st.lists(st.builds(lambda name, host, port: ServerState(name, host, port, 1, False, AdminState.READY,
+                                                                   Health.UP),
+                              st.sampled_from(["s1", "s2", "s3", "10.0.0.1:80"]), _hosts,
+                              st.sampled_from([80, 81, None])), max_size=6).map(tuple)
+_nodes = st.lists(st.builds(lambda i, host, port: NodeConfig(f"n{i}", address=f"{host}:{port}" if port else host),
+                            st.integers(0, 3), _hosts, st.sampled_from([80, 81, None])),
+                  max_size=4, unique_by=lambda n: n.name)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_servers, st.booleans(), _nodes), min_size=1, max_size=4))
+def test_merge_over_refreshes_finds_what_a_scan_finds(refreshes):
+    """Whatever the servers and nodes of each refresh (the same ones kept or new), each node gets the server a scan
+    of every server finds: kept keys never stand for servers or nodes that changed."""
+    fleet._KEPT.pop("prop", None)
+    nodes = []
+    for servers, same_nodes, new_nodes in refreshes:
+        nodes = nodes if same_nodes and nodes else new_nodes
+        snap = merge(nodes, {}, [BalancerReading("prop", "nginx", servers)], 0.0)
+        assert {v.name: v.servers["prop"].name if v.servers else None for v in snap.nodes} == scan(nodes, servers)
