@@ -57,7 +57,8 @@ def servers(n: int, reverse: bool) -> tuple[ServerState, ...]:
 
 def cpu_ms(fn, runs: int, gc_paused: bool = False, before=None) -> float:
     """Median CPU ms of fn(). gc_paused: without the cyclic collector's passes over the whole heap that fn's
-    allocations set off (with N parsed statuses alive they are a third of a 5,000-node merge)."""
+    allocations set off (with N parsed statuses alive they are a third of a 5,000-node merge). before: called,
+    not timed, before each run."""
     xs = []
     for _ in range(runs):
         if before is not None:
@@ -96,8 +97,8 @@ def stages(n: int, runs: int) -> dict[str, float]:
                                                    runs),
         "merge": cpu_ms(lambda: merge(nodes, agents, next(turn), now), runs),
         "merge, cyclic GC paused": cpu_ms(lambda: merge(nodes, agents, next(turn), now), runs, gc_paused=True),
-        CHANGED: cpu_ms(lambda: merge(nodes, agents, next(turn), now), runs,
-                                                             before=getattr(fleet, "_KEPT", {}).clear),
+        # (an older asrtop without the kept keys: every merge makes them)
+        CHANGED: cpu_ms(lambda: merge(nodes, agents, next(turn), now), runs, before=getattr(fleet, "_KEPT", {}).clear),
         "state_counts + model_line": cpu_ms(lambda: (s := fresh(), state_counts(s.nodes), model_line(s)), runs),
         "model_groups + primaries_staying_ready": cpu_ms(
             lambda: (s := fresh(), s.model_groups(), primaries_staying_ready(s, names[:10])), runs),
