@@ -24,7 +24,7 @@ def srv(i: int) -> ServerState:
 
 
 def count_calls(monkeypatch, cls, name: str) -> list[int]:
-    """Count calls of a method, or computations of a cached_property, of `cls`."""
+    """Count calls of a method, or computations of a cached_property, of `cls` (or calls of a module's function)."""
     calls = [0]
     attr = cls.__dict__[name]
     func = attr.func if isinstance(attr, functools.cached_property) else attr
@@ -164,14 +164,7 @@ def test_a_refresh_reuses_a_balancers_keys_and_matches_while_its_servers_names_a
     """The servers' figures change every refresh, their places rarely: the keys and each node's match are made
     again only when the servers' names or endpoints (or their order) or the configured nodes change."""
     made = count_calls(monkeypatch, fleet._ServerIndex, "_positions")
-    keyed = [0]
-    first_positions = fleet._first_positions
-
-    def counted_keys(servers):
-        keyed[0] += 1
-        return first_positions(servers)
-
-    monkeypatch.setattr(fleet, "_first_positions", counted_keys)
+    keyed = count_calls(monkeypatch, fleet, "_first_positions")
     nodes = [NodeConfig(f"gpu-{i}", address=srv(i).endpoint) for i in range(N)]
 
     def refresh(servers, nodes=nodes):
