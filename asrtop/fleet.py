@@ -541,7 +541,7 @@ _PLACE = operator.attrgetter("name", "address", "port")
 
 
 class _ServerKeys:
-    """One balancer's lookup keys -> the first server's position (_ServerIndex.first), with the servers' places
+    """One balancer's lookup keys -> the first server's position (`first`), with the servers' places
     (_PLACE) they were made of and the last nodes' positions among them (`column`: (nodes, positions)). Kept
     between refreshes (_KEPT): a balancer's servers change their figures every refresh, their names and
     endpoints rarely, so the keys and each node's match are worked out again only when those change."""
@@ -568,12 +568,9 @@ class _ServerIndex:
     they never collide): the first server NodeConfig.matches, in O(keys) per node instead of a scan of every
     server (1,000 nodes x 1,000 servers per refresh)."""
 
-    def __init__(self, servers: tuple[ServerState, ...], keys: _ServerKeys | None = None):
+    def __init__(self, servers: tuple[ServerState, ...], keys: _ServerKeys):
         self.servers = servers
-        if keys is None:
-            keys = _ServerKeys(list(map(_PLACE, servers)), _first_positions(servers))
         self.keys = keys
-        self.first = keys.first
 
     @classmethod
     def kept(cls, balancer: str, servers: tuple[ServerState, ...]) -> "_ServerIndex":
@@ -602,7 +599,7 @@ class _ServerIndex:
         return [None if i is None else servers[i] for i in positions]
 
     def _positions(self, nodes: tuple[NodeConfig, ...]) -> list[int | None]:
-        get = self.first.get
+        get = self.keys.first.get
         out: list[int | None] = []
         append = out.append
         for cfg in nodes:

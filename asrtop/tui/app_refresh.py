@@ -19,7 +19,7 @@ from textual.message import Message
 
 from asrtop.fleet import FleetSnapshot
 from asrtop.sources import PollingFleetSource
-from asrtop.tui.gc_schedule import FullCollections
+from asrtop.tui.gc_schedule import FullCollections, freeze_long_lived
 from asrtop.tui.refresh import RefreshInputs, Refreshed, prepare, release
 from asrtop.tui.screens import ShowsFleet
 
@@ -185,9 +185,8 @@ class RefreshPipeline:
             self._collected_early = True
 
     def _freeze_long_lived(self) -> None:
-        if not self._collected_early:  # the first answers came before the collection could run
-            gc.collect()
-        gc.freeze()
+        # collected unless collect_before_first_refresh could run before the first answers came
+        freeze_long_lived(collect=not self._collected_early)
         self.gc_frozen = True
         if self.schedule_full_collections and self.full_collections is None:
             self.full_collections = FullCollections()

@@ -40,6 +40,15 @@ GEN1_EVERY = 2
 _OUT_OF_REACH = 1 << 30
 
 
+def freeze_long_lived(collect: bool = True) -> None:
+    """What is alive now out of the collector's sight for good (gc.freeze), collected once first unless the caller
+    just did: the console's process after its first refresh (asrtop.tui.app_refresh), and the benchmarks that run
+    as it does."""
+    if collect:
+        gc.collect()
+    gc.freeze()
+
+
 class FullCollections:
     def __init__(self, every: int | None = None):
         self.every = FULL_EVERY if every is None else every

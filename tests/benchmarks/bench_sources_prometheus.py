@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from asrtop.config import NodeConfig  # noqa: E402
 from asrtop.sources import prometheus as prom  # noqa: E402
-from asrtop.tui.gc_schedule import FullCollections  # noqa: E402
+from asrtop.tui.gc_schedule import FullCollections, freeze_long_lived  # noqa: E402
 from bench_sources_agents import start_agents  # noqa: E402
 from host_speed import host_speed, host_speed_line  # noqa: E402
 from loop_probe import LoopProbe  # noqa: E402
@@ -170,8 +170,7 @@ def console_collector() -> FullCollections:
     """The collector as the console's process sets it after its first refresh (asrtop.tui.app_refresh's
     _freeze_long_lived, run_tui's flags): what is alive then collected once and frozen, full collections taken over
     (asrtop.tui.gc_schedule)."""
-    gc.collect()
-    gc.freeze()
+    freeze_long_lived()
     full = FullCollections()
     full.take_over()
     return full
