@@ -51,7 +51,7 @@ from asrtop.sources.prometheus_build import (  # the pure half
     model_reading,
     one_value,
 )
-from asrtop.sources.prometheus_kept import KeptFacts
+from asrtop.sources.prometheus_kept import KeptFacts, Packed, unpack
 from asrtop.sources.prometheus_queries import (
     DETAIL_SLICES,
     FAST_PARTS,
@@ -146,10 +146,10 @@ class BuiltStatus:
 
     __slots__ = ("stamp", "details", "status", "model", "state", "part", "reused")
 
-    def __init__(self, stamp: float | None, details: dict[str, Series] | None, status: AgentStatus,
+    def __init__(self, stamp: float | None, details: Packed | None, status: AgentStatus,
                  model: ModelReading, state: str | None, part: DetailPart, reused: Reused):
         self.stamp = stamp  # Prometheus' scrape time it was built at
-        self.details = details  # the detail series it was built from (compared by identity)
+        self.details = details  # the kept (packed) detail series it was built from (compared by identity)
         self.status = status
         self.model = model  # status.model; reused while the details and the model state stay
         self.state = state  # the model state from the per-round series when it was built
@@ -516,9 +516,11 @@ class PrometheusSource:
             state = self._kept.states.get(inst)
             same = built is not None and built.details is details
             model = built.model if same and built.state == state else None
-            part = built.part if same else detail_part(details or {})
+            # unpacked only when its details (a slice of the nodes a round) or its model state changed
+            series = unpack(details) if model is None else _NO_SERIES
+            part = built.part if same else detail_part(series)
             if model is None:
-                model = model_reading({**(details or _NO_SERIES), "asr_model_state": _state_series(state)})
+                model = model_reading({**series, "asr_model_state": _state_series(state)})
             status, reused = build_status_reusing(cfg.name, metrics, stamp, model, part,
                                                   built.reused if built is not None else None)
             if built is None:

@@ -1,9 +1,19 @@
 """What a PrometheusSource keeps per instance between rounds: the slow facts that do not come every round
 (asrtop.sources.prometheus_queries says which and when), the model state and probe as the exceptions leave
-them, and which instances' facts a round asks for (its slices, and at once)."""
+them, and which instances' facts a round asks for (its slices, and at once).
+
+The details are kept packed (`pack`): tuples of strings and numbers only. Kept as they come (per instance a dict
+of lists of (labels dict, value) tuples), a node's details were ~30 objects that the cyclic collector walked in
+every collection for as long as they were kept (up to STATIC_SLICES rounds): a tuple holding a dict is never
+untracked. At 1,000 nodes that was ~32,000 of the ~58,000 objects a full collection walked in a console on the
+Prometheus source (tests/benchmarks/bench_sources_prometheus.py), and each round's slice added ~3,600 to the young
+collections. Tuples holding only strings, numbers and such tuples the collector stops tracking the first time it
+walks them. They are unpacked only when an instance's details or model state change (asrtop.sources.prometheus).
+"""
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from typing import Mapping
 
@@ -11,6 +21,40 @@ from asrtop.sources.prometheus_build import UNKNOWN, Series, model_state_of, one
 from asrtop.sources.prometheus_queries import detail_query, instances_selector, rare_query, static_query
 
 _NO_SERIES: dict[str, Series] = {}
+# An instance's kept series in one flat tuple: per metric its name and count of series, per series its count of
+# labels, the labels (key, value, key, value, ...) and the value. One tuple of strings and numbers (None for a value
+# Prometheus had as NaN) is untracked by the first collection that walks it; nested tuples would each need one more
+# (the collector walks a parent before the children it finds through it, and a tuple still holding a tracked one
+# stays tracked).
+Packed = tuple
+
+
+def pack(metrics: Mapping[str, Series]) -> Packed:
+    """`metrics` (metric name -> series, as group_by_instance groups an instance's) as one flat tuple."""
+    out: list = []
+    add, extend = out.append, out.extend
+    for name, series in metrics.items():
+        add(name)
+        add(len(series))
+        for labels, value in series:
+            add(len(labels))
+            for item in labels.items():
+                extend(item)
+            add(value)
+    return tuple(out)
+
+
+def unpack(packed: Packed | None) -> dict[str, Series]:
+    """The series `pack` packed; of packed tuples joined end to end, a metric packed twice is the later one."""
+    out: dict[str, Series] = {}
+    items = iter(packed or ())
+    for name in items:
+        series = []
+        for _ in range(next(items)):
+            pairs = itertools.islice(items, 2 * next(items))
+            series.append((dict(zip(pairs, pairs)), next(items)))
+        out[name] = series
+    return out
 
 
 class KeptFacts:
@@ -20,9 +64,10 @@ class KeptFacts:
     def __init__(self, detail_slices: int, static_slices: int):
         self.detail_slices = detail_slices  # rounds over which every node's slow gauges come once (1: every round)
         self.static_slices = static_slices  # and its static facts
-        self.details: dict[str, dict[str, Series]] = {}  # instance -> its last detail series (gauges and static)
-        self.gauges: dict[str, dict[str, Series]] = {}  # instance -> its last slow gauges ("detail" answer)
-        self.static: dict[str, dict[str, Series]] = {}  # instance -> its last static facts ("static" answer)
+        # instance -> its last detail series (static facts, then gauges), packed: a new tuple when either part is new
+        self.details: dict[str, Packed] = {}
+        self.gauges: dict[str, Packed] = {}  # instance -> its last slow gauges ("detail" answer), packed
+        self.static: dict[str, Packed] = {}  # instance -> its last static facts ("static" answer), packed
         self.digests: dict[str, str | None] = {}  # instance -> the model digest of its static facts
         self.majority: str | None = None  # the digest most instances have, asked as such in this round's "rare"
         self.states: dict[str, str | None] = {}  # instance -> model state last round (UNKNOWN: not found out)
@@ -119,11 +164,11 @@ class KeptFacts:
                 self.up[inst] = one_value(up)
             model = metrics.get("asr_model_info")
             self.digests[inst] = (model[0][0].get("sha256") or None) if model else None
-            self.static[inst] = metrics  # the answer holds every static series of the instance
+            self.static[inst] = pack(metrics)  # the answer holds every static series of the instance
         for inst, metrics in gauges.items():
-            self.gauges[inst] = metrics
-        for inst in static.keys() | gauges.keys():  # one dict per instance, new when either part is
-            self.details[inst] = {**self.static.get(inst, _NO_SERIES), **self.gauges.get(inst, _NO_SERIES)}
+            self.gauges[inst] = pack(metrics)
+        for inst in static.keys() | gauges.keys():  # one tuple per instance, new when either part is
+            self.details[inst] = self.static.get(inst, ()) + self.gauges.get(inst, ())
         for inst, state in states.items():
             self.states[inst] = state
             up = rare.get(inst, _NO_SERIES).get("asr_service_up")
