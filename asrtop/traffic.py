@@ -13,8 +13,6 @@ the time an operator looks at the screen. No I/O here: AgentPoller keeps the win
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from asrtop.agentstatus import AgentStatus
 from asrtop.fleet import REQUESTS_FROM_AGENT, REQUESTS_FROM_BALANCER, AgentTraffic, FleetSnapshot
 
@@ -30,14 +28,13 @@ REQUESTS_SOURCE_WORDS = {  # said in `status` and the node detail: where a node'
 }
 
 
-class CounterSample(NamedTuple):
-    """The agent's request counters as collected at `at` (wall time)."""
-
-    at: float
-    requests: int  # finished requests, every status class
-    errors_5xx: int
-    latency_sum: float | None  # seconds, summed over the finished requests
-    audio_seconds: float | None  # audio transcribed
+# The agent's request counters as collected at a time (wall time): (at, finished requests of every status class,
+# 5xx answers, latency summed over the finished requests in seconds or None, audio transcribed in seconds or None).
+# A plain tuple, read by the indexes below: the windows keep one per poll for WINDOW_SECONDS (~11 a node at the
+# default refresh, 11,000 at 1,000 nodes), and the cyclic collector stops tracking a tuple of numbers at its first
+# look, never an instance of a NamedTuple class, which every later collection walks again.
+CounterSample = tuple[float, int, int, "float | None", "float | None"]
+AT, REQUESTS, ERRORS_5XX, LATENCY_SUM, AUDIO_SECONDS = range(5)
 
 
 def counter_sample(status: AgentStatus) -> CounterSample | None:
@@ -45,8 +42,8 @@ def counter_sample(status: AgentStatus) -> CounterSample | None:
     req = status.asr.requests
     if req is None or req.total is None or status.collected_at is None:
         return None
-    return CounterSample(status.collected_at, req.total, req.by_class.get("5xx", 0), req.latency_sum_seconds,
-                         req.audio_seconds_total)
+    return (status.collected_at, req.total, req.by_class.get("5xx", 0), req.latency_sum_seconds,
+            req.audio_seconds_total)
 
 
 def _went_back(old: float | None, new: float | None) -> bool:
@@ -55,8 +52,8 @@ def _went_back(old: float | None, new: float | None) -> bool:
 
 def restarted(old: CounterSample, new: CounterSample) -> bool:
     """A counter went down or time went back: the agent restarted (or another one answers)."""
-    return (new.at < old.at or new.requests < old.requests or new.errors_5xx < old.errors_5xx
-            or _went_back(old.latency_sum, new.latency_sum) or _went_back(old.audio_seconds, new.audio_seconds))
+    return (new[AT] < old[AT] or new[REQUESTS] < old[REQUESTS] or new[ERRORS_5XX] < old[ERRORS_5XX]
+            or _went_back(old[LATENCY_SUM], new[LATENCY_SUM]) or _went_back(old[AUDIO_SECONDS], new[AUDIO_SECONDS]))
 
 
 def slide(window: tuple[CounterSample, ...], new: CounterSample | None,
@@ -67,12 +64,12 @@ def slide(window: tuple[CounterSample, ...], new: CounterSample | None,
         return ()
     if not window or restarted(window[-1], new):
         return (new,)
-    if new.at == window[-1].at:
+    if new[AT] == window[-1][AT]:
         return window  # no collection since the last poll: nothing new
     out = (*window, new)
-    cut = new.at - seconds
+    cut = new[AT] - seconds
     start = 0
-    while start + 1 < len(out) - 1 and out[start + 1].at <= cut:
+    while start + 1 < len(out) - 1 and out[start + 1][AT] <= cut:
         start += 1
     return out[start:]
 
@@ -90,18 +87,18 @@ def traffic(window: tuple[CounterSample, ...]) -> AgentTraffic | None:
     if len(window) < 2:
         return None
     old, new = window[0], window[-1]
-    span = new.at - old.at
+    span = new[AT] - old[AT]
     if span <= 0 or restarted(old, new):
         return None
-    done = new.requests - old.requests
+    done = new[REQUESTS] - old[REQUESTS]
     latency = None
-    if done > 0 and old.latency_sum is not None and new.latency_sum is not None:
-        latency = (new.latency_sum - old.latency_sum) / done
+    if done > 0 and old[LATENCY_SUM] is not None and new[LATENCY_SUM] is not None:
+        latency = (new[LATENCY_SUM] - old[LATENCY_SUM]) / done
     return AgentTraffic(
         request_rate=done / span,
-        errors_5xx_rate=(new.errors_5xx - old.errors_5xx) / span,
+        errors_5xx_rate=(new[ERRORS_5XX] - old[ERRORS_5XX]) / span,
         response_seconds=latency,
-        audio_rate=counter_rate(old.audio_seconds, new.audio_seconds, span),
+        audio_rate=counter_rate(old[AUDIO_SECONDS], new[AUDIO_SECONDS], span),
         window_seconds=span,
     )
 

@@ -354,5 +354,5 @@ def counters_of(metrics: Mapping[str, Series], scraped_at: float | None) -> Coun
     if total is None or scraped_at is None:
         return None
     errors = _one(metrics, REQUESTS_5XX)  # no series: the agent never answered a 5xx (a series per class seen)
-    return CounterSample(scraped_at, int(total), int(errors or 0), _one(metrics, "asr_request_duration_seconds_sum"),
-                         _one(metrics, "asr_audio_seconds_total"))
+    return (scraped_at, int(total), int(errors or 0), _one(metrics, "asr_request_duration_seconds_sum"),
+            _one(metrics, "asr_audio_seconds_total"))

@@ -20,7 +20,7 @@ from asrtop.sources.prometheus_build import (
     model_reading,
     model_state_of,
 )
-from asrtop.traffic import CounterSample
+from asrtop.traffic import ERRORS_5XX
 from support.sources_synth import SynthNode
 
 
@@ -149,9 +149,9 @@ def test_request_counters_of_each_scrape():
     node = SynthNode("gpu-1", requests={"2xx": 40, "4xx": 2})
     metrics = group_by_instance(vector(node.metrics_text(), "h:1"))["h:1"]
     metrics[REQUESTS_SUM] = [({"instance": "h:1"}, 42.0)]
-    assert counters_of(metrics, 7.0) == CounterSample(7.0, 42, 0, 610.2, 5400.5)  # no 5xx series: none so far
+    assert counters_of(metrics, 7.0) == (7.0, 42, 0, 610.2, 5400.5)  # no 5xx series: none so far
     metrics[REQUESTS_5XX] = [({"instance": "h:1", "class": "5xx"}, 3.0)]
-    assert counters_of(metrics, 7.0).errors_5xx == 3
+    assert counters_of(metrics, 7.0)[ERRORS_5XX] == 3
     assert counters_of(metrics, None) is None  # no scrape time: no span to divide by
     del metrics[REQUESTS_SUM]
     assert counters_of(metrics, 7.0) is None  # the agent counts no requests (no --proxy)

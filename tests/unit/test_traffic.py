@@ -10,14 +10,14 @@ from asrtop.agentstatus import parse_status
 from asrtop.balancers.base import AdminState, Health, ServerState
 from asrtop.config import NodeConfig
 from asrtop.fleet import AgentReading, AgentTraffic, BalancerReading, merge
-from asrtop.traffic import (SECOND_SAMPLE_MAX_WAIT, CounterSample, counter_rate, counter_sample, second_sample_wait,
-                            slide, traffic)
+from asrtop.traffic import (AT, ERRORS_5XX, REQUESTS, SECOND_SAMPLE_MAX_WAIT, CounterSample, counter_rate,
+                            counter_sample, second_sample_wait, slide, traffic)
 from support.sources_synth import SynthNode
 
 
 def sample(at: float, requests: int, errors: int = 0, latency: float | None = 0.0,
            audio: float | None = 0.0) -> CounterSample:
-    return CounterSample(at, requests, errors, latency, audio)
+    return (at, requests, errors, latency, audio)
 
 
 def test_rates_and_mean_latency_over_the_window():
@@ -41,7 +41,7 @@ def test_window_keeps_about_ten_seconds_of_samples():
     w: tuple = ()
     for i in range(30):
         w = slide(w, sample(float(i), i * 2))
-    assert w[0].at == 19.0 and w[-1].at == 29.0  # the newest sample at least 10 s older is the base
+    assert w[0][AT] == 19.0 and w[-1][AT] == 29.0  # the newest sample at least 10 s older is the base
     assert traffic(w).request_rate == pytest.approx(2.0)
 
 
@@ -55,9 +55,9 @@ def test_same_collection_twice_adds_nothing_and_restart_starts_anew():
 
 def test_counter_sample_from_a_status():
     node = SynthNode("a", requests={"2xx": 10, "5xx": 2}, collected_at=50.0)
-    assert counter_sample(parse_status(node.status_body())) == CounterSample(50.0, 12, 2, 610.2, 5400.5)
+    assert counter_sample(parse_status(node.status_body())) == (50.0, 12, 2, 610.2, 5400.5)
     node.requests = {"2xx": 10}
-    assert counter_sample(parse_status(node.status_body())).errors_5xx == 0  # no 5xx class yet: none so far
+    assert counter_sample(parse_status(node.status_body()))[ERRORS_5XX] == 0  # no 5xx class yet: none so far
     body = node.status_body()
     body["asr"]["requests"] = None  # an agent without --proxy counts nothing
     assert counter_sample(parse_status(body)) is None
@@ -86,19 +86,19 @@ def test_never_negative_and_counts_what_finished_since_the_base(deltas):
         else:
             total, errors, lat = total + dn, errors + min(de, dn), lat + (dl if dn else 0.0)
         w = slide(w, sample(at, total, errors, lat, lat / 2))
-        assert w and w[-1].at == at
+        assert w and w[-1][AT] == at
         t = traffic(w)
         if t is None:
             continue
         assert t.request_rate >= 0 and t.errors_5xx_rate >= 0 and t.audio_rate >= 0
         assert t.errors_5xx_rate <= t.request_rate
-        assert t.request_rate * t.window_seconds == pytest.approx(w[-1].requests - w[0].requests)
-        if w[-1].requests == w[0].requests:
+        assert t.request_rate * t.window_seconds == pytest.approx(w[-1][REQUESTS] - w[0][REQUESTS])
+        if w[-1][REQUESTS] == w[0][REQUESTS]:
             assert t.response_seconds is None
         else:
             assert t.response_seconds is not None and t.response_seconds >= 0
         # the base is the newest sample at least a window older, so the span never shrinks below it
-        assert len(w) == 2 or w[1].at > at - 10.0
+        assert len(w) == 2 or w[1][AT] > at - 10.0
 
 
 def test_one_shot_status_waits_for_a_second_sample_only_where_agents_count():
@@ -118,3 +118,20 @@ def test_one_shot_status_waits_for_a_second_sample_only_where_agents_count():
     assert second_sample_wait(snap(traffic=AgentTraffic(1.0, 0.0, 1.0, 1.0, 1.0))) is None  # has its rates
     assert second_sample_wait(snap(balancer_rate=2.0)) is None  # HAProxy counts them
     assert second_sample_wait(snap(proxy=False)) is None  # nobody counts them: waiting would not help
+
+
+def test_a_windows_samples_are_untracked_once_a_collection_has_seen_them():
+    """A window keeps a sample per poll for WINDOW_SECONDS (~11 a node at the default refresh: 11,000 at 1,000
+    nodes, alive from one full collection of the console to the next). Instances of a NamedTuple class are walked
+    by every collection; plain tuples of numbers are untracked at the collector's first look."""
+    import gc
+
+    node = SynthNode("a", requests={"2xx": 10, "5xx": 2}, collected_at=50.0)
+    w: tuple = ()
+    for i in range(12):
+        node.collected_at += 1.0
+        node.requests = {"2xx": 10 + i, "5xx": 2}
+        w = slide(w, counter_sample(parse_status(node.status_body())))
+    assert len(w) == 11 and traffic(w).request_rate == pytest.approx(1.0)
+    gc.collect()
+    assert not [s for s in w if gc.is_tracked(s)]
