@@ -185,9 +185,9 @@ async def test_a_round_whose_series_stayed_keeps_few_new_objects_per_node(monkey
 async def test_the_kept_details_are_untracked_once_a_collection_has_seen_them(monkeypatch):
     """A node's details are kept for up to STATIC_SLICES rounds. Kept as they came (a dict of lists of (labels
     dict, value) tuples: a tuple holding a dict is never untracked), they were ~30 objects a node that every
-    collection walked: ~32,000 of the ~58,000 a full collection walked at 1,000 nodes. Packed, they are tuples of
-    strings and numbers, which the collector stops tracking the first time it walks them. The readings built
-    from them are the same (the other tests of this module read them)."""
+    collection walked: ~30,000 of the ~58,000 a full collection walked at 1,000 nodes. Packed, each part is one
+    flat tuple of strings and numbers, which the collector stops tracking the first time it walks it. The
+    readings built from them are the same (the other tests of this module read them)."""
     fake = FakePrometheus(NODES)
     src = source_of(fake, detail_slices=1, static_slices=1)  # every node's details in every round
     monkeypatch.setattr("asrtop.sources.prometheus.time.time", lambda: fake.scraped + 1.0)
