@@ -17,7 +17,7 @@ def build_facts_source(config: ClusterConfig, prometheus: str | None = None, one
     if url:
         from asrtop.sources.prometheus import PrometheusSource  # only the big-fleet path pays for it
 
-        return PrometheusSource(url, refresh=config.refresh)
+        return PrometheusSource(url, refresh=config.refresh, one_shot=one_shot)
     from asrtop.sources.agents import AgentPoller
 
     return AgentPoller(refresh=config.refresh, one_shot=one_shot)

@@ -146,7 +146,7 @@ class BuiltStatus:
 
     __slots__ = ("stamp", "details", "status", "model", "state", "part", "reused")
 
-    def __init__(self, stamp: float | None, details: Packed | None, status: AgentStatus,
+    def __init__(self, stamp: float | None, details: Packed | dict[str, Series] | None, status: AgentStatus,
                  model: ModelReading, state: str | None, part: DetailPart, reused: Reused):
         self.stamp = stamp  # Prometheus' scrape time it was built at
         self.details = details  # the kept (packed) detail series it was built from (compared by identity)
@@ -161,7 +161,9 @@ class PrometheusSource:
     """NodeFactsSource (asrtop.sources.live) reading the agents' metrics from a Prometheus server."""
 
     def __init__(self, url: str, refresh: float = 1.0, timeout: float | None = None,
-                 detail_slices: int = DETAIL_SLICES, static_slices: int | None = None):
+                 detail_slices: int = DETAIL_SLICES, static_slices: int | None = None, one_shot: bool = False):
+        """`one_shot`: a command that reads the fleet once or twice (`status`, `check`): the details are kept as
+        they came, not packed (asrtop.sources.prometheus_kept)."""
         self.url = url.rstrip("/")
         self.refresh = float(refresh)
         self.timeout = float(timeout) if timeout is not None else max(0.8 * self.refresh, 0.5)
@@ -171,7 +173,8 @@ class PrometheusSource:
         self.last_query_seconds: float | None = None  # queries (answers parsed) in the last round
         self.last_build_seconds: float | None = None  # joining and building the readings after them
         self._round = 0
-        self._kept = KeptFacts(detail_slices, static_slices or detail_slices * (STATIC_SLICES // DETAIL_SLICES))
+        self._kept = KeptFacts(detail_slices, static_slices or detail_slices * (STATIC_SLICES // DETAIL_SLICES),
+                               packed=not one_shot)
         self.last_cost: RoundCost | None = None  # where the last round's time went
         self._decoding = 0.0  # seconds spent decoding answers in this round so far
         self._building = 0.0  # and building readings
@@ -422,7 +425,7 @@ class PrometheusSource:
         locals dropped as it returns) held it for as long."""
         fresh = self._join(nodes, stamps, by_instance, down)
         last, self._readings = self._readings, fresh
-        for gone in (last, by_instance, stamps, *others):
+        for gone in (last, by_instance, stamps, self._kept.fresh, *others):
             gone.clear()
         return fresh
 
@@ -516,8 +519,8 @@ class PrometheusSource:
             state = self._kept.states.get(inst)
             same = built is not None and built.details is details
             model = built.model if same and built.state == state else None
-            # unpacked only when its details (a slice of the nodes a round) or its model state changed
-            series = unpack(details) if model is None else _NO_SERIES
+            # read only when its details (a slice of the nodes a round: as they came) or its model state changed
+            series = (self._kept.fresh.get(inst) or unpack(details)) if model is None else _NO_SERIES
             part = built.part if same else detail_part(series)
             if model is None:
                 model = model_reading({**series, "asr_model_state": _state_series(state)})
