@@ -149,7 +149,7 @@ class BuiltStatus:
     def __init__(self, stamp: float | None, details: Packed | dict[str, Series] | None, status: AgentStatus,
                  model: ModelReading, state: str | None, part: DetailPart, reused: Reused):
         self.stamp = stamp  # Prometheus' scrape time it was built at
-        self.details = details  # the kept (packed) detail series it was built from (compared by identity)
+        self.details = details  # the kept detail series it was built from (compared by identity)
         self.status = status
         self.model = model  # status.model; reused while the details and the model state stay
         self.state = state  # the model state from the per-round series when it was built

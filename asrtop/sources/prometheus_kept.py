@@ -9,7 +9,8 @@ holding a dict is never untracked. At 1,000 nodes that was ~30,000 of the ~58,00
 walked in a console on the Prometheus source (measured after 12 rounds; the full collection after
 tests/benchmarks/bench_sources_prometheus.py's rounds took 62 ms, 26 ms packed), and each round's slice added
 ~3,600 to the young collections. A tuple of strings and numbers the collector stops tracking the first time it
-walks it. Unpacked only when an instance's details or model state change (asrtop.sources.prometheus).
+walks it. The round its details come the build reads them as they came (`fresh`); they are unpacked only when
+an instance's model state changes later (asrtop.sources.prometheus).
 """
 
 from __future__ import annotations
