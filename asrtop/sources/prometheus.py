@@ -51,7 +51,7 @@ from asrtop.sources.prometheus_build import (  # the pure half
     model_reading,
     one_value,
 )
-from asrtop.sources.prometheus_kept import KeptFacts, Packed, unpack
+from asrtop.sources.prometheus_kept import Kept, KeptFacts
 from asrtop.sources.prometheus_queries import (
     DETAIL_SLICES,
     FAST_PARTS,
@@ -146,7 +146,7 @@ class BuiltStatus:
 
     __slots__ = ("stamp", "details", "status", "model", "state", "part", "reused")
 
-    def __init__(self, stamp: float | None, details: Packed | dict[str, Series] | None, status: AgentStatus,
+    def __init__(self, stamp: float | None, details: Kept | None, status: AgentStatus,
                  model: ModelReading, state: str | None, part: DetailPart, reused: Reused):
         self.stamp = stamp  # Prometheus' scrape time it was built at
         self.details = details  # the kept detail series it was built from (compared by identity)
@@ -520,7 +520,7 @@ class PrometheusSource:
             same = built is not None and built.details is details
             model = built.model if same and built.state == state else None
             # read only when its details (a slice of the nodes a round: as they came) or its model state changed
-            series = (self._kept.fresh.get(inst) or unpack(details)) if model is None else _NO_SERIES
+            series = self._kept.series_of(inst) if model is None else _NO_SERIES
             part = built.part if same else detail_part(series)
             if model is None:
                 model = model_reading({**series, "asr_model_state": _state_series(state)})
